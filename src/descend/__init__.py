@@ -1,0 +1,30 @@
+"""descend: optimizers for neural networks, and a lab that shows why each one exists.
+
+- ``descend.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``: drop-in ``torch.optim`` classes.
+- ``descend.Momentum``, ``descend.Nesterov``: the lecture's velocity forms as torch optimizers.
+- ``descend.functional``: the CS231n-style NumPy API, ``update(w, dw, config) -> (w, config)``.
+- ``descend.schedules``: learning-rate schedules; ``descend.ScheduledLR`` drives any optimizer.
+- ``descend.WeightAverage``: Polyak / exponential averaging of weights.
+- ``descend.rules``: the math of each optimizer, written once.
+"""
+
+from descend import functional, rules, schedules
+from descend.optim import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    Momentum,
+    Nesterov,
+    NonFiniteGradientError,
+    RMSprop,
+    ScheduledLR,
+    WeightAverage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SGD", "Adagrad", "Adam", "AdamW", "Momentum", "Nesterov", "NonFiniteGradientError",
+    "RMSprop", "ScheduledLR", "WeightAverage", "functional", "rules", "schedules",
+]

@@ -1,0 +1,244 @@
+"""Drop-in replacements for ``torch.optim`` classes, and the notes' velocity-form momentum.
+
+Each class takes the same constructor arguments, with the same defaults, as the ``torch.optim``
+class of the same name, keeps the same param-group keys and per-parameter state keys (so
+checkpoints load both ways), and computes the same numbers. ``foreach`` and ``fused`` are
+accepted for compatibility; descend picks its own executor through ``backend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from descend import rules
+from descend.optim.base import RuleOptimizer, reject_unsupported
+
+
+class SGD(RuleOptimizer):
+    """Stochastic gradient descent, optionally with momentum; drop-in for ``torch.optim.SGD``.
+
+    ::
+
+        g <- g + weight_decay * x            (if weight_decay > 0; g <- -g first if maximize)
+        b <- mu * b + (1 - tau) * g          (b <- g on the first step; if momentum > 0)
+        g <- g + mu * b  if nesterov  else  g <- b
+        x <- x - alpha * g
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: learning rate alpha, default 1e-3, ``lr >= 0``.
+        momentum: mu, default 0, ``momentum >= 0``.
+        dampening: tau, default 0, ``0 <= dampening <= 1``.
+        weight_decay: L2 coefficient, default 0, ``>= 0``.
+        nesterov: Nesterov momentum, default False; needs momentum > 0 and dampening = 0.
+        maximize: ascend the objective, default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.SGD
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        reject_unsupported(differentiable=differentiable)
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize, foreach=foreach,
+                        differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class Momentum(RuleOptimizer):
+    """SGD+Momentum in the notes' velocity form (not the same as ``torch.optim.SGD``'s).
+
+    ::
+
+        v <- rho * v - alpha * g
+        x <- x + v
+
+    The velocity carries the learning rates of past steps: when alpha changes (a schedule), only
+    new gradients see the new value. ``torch.optim.SGD(momentum=rho)`` instead keeps
+    ``b <- rho * b + g`` and steps ``x <- x - alpha * b``, so an lr change rescales the whole
+    accumulated history at once. With a constant alpha both give the same iterates.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: learning rate alpha, default 1e-3, ``lr >= 0``.
+        momentum: rho, default 0.9, ``momentum >= 0`` (below 1 to converge).
+        weight_decay: L2 coefficient, default 0, ``>= 0``.
+        maximize: ascend the objective, default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.SGD_MOMENTUM
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.9,
+                 weight_decay: float = 0, *, maximize: bool = False,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum in the notes' change-of-variables form.
+
+    The tracked variable is ``x~ = x + rho * v``, where the gradient is taken::
+
+        v_new <- rho * v - alpha * g(x~)
+        x~    <- x~ + v_new + rho * (v_new - v)
+
+    With a constant alpha this matches ``torch.optim.SGD(momentum=rho, nesterov=True)``;
+    like :class:`Momentum`, a change of alpha affects only new gradients.
+    Arguments as for :class:`Momentum`.
+    """
+
+    rule = rules.NESTEROV
+
+
+class Adagrad(RuleOptimizer):
+    """AdaGrad; drop-in for ``torch.optim.Adagrad``.
+
+    ::
+
+        h <- h + g * g
+        x <- x - alpha_t * g / (sqrt(h) + eps),   alpha_t = lr / (1 + (t - 1) * lr_decay)
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-2, ``>= 0``.
+        lr_decay: default 0, ``>= 0``.
+        weight_decay: default 0, ``>= 0``.
+        initial_accumulator_value: starting h, default 0, ``>= 0``.
+        eps: default 1e-10, ``>= 0``.
+        maximize: default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.ADAGRAD
+    eager_state = True
+
+    def __init__(self, params: Iterable, lr: float = 1e-2, lr_decay: float = 0,
+                 weight_decay: float = 0, initial_accumulator_value: float = 0,
+                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        reject_unsupported(differentiable=differentiable)
+        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, foreach=foreach,
+                        maximize=maximize, differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class RMSprop(RuleOptimizer):
+    """RMSProp; drop-in for ``torch.optim.RMSprop`` (``alpha`` is the notes' decay rate rho).
+
+    ::
+
+        h <- alpha * h + (1 - alpha) * g * g
+        x <- x - lr * g / (sqrt(h) + eps)
+
+    ``centered`` uses ``h - gbar^2`` (gbar the running mean of g); ``momentum > 0`` steps with
+    ``b <- momentum * b + g / (sqrt(h) + eps)``, ``x <- x - lr * b``.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-2, ``>= 0``.
+        alpha: default 0.99, ``0 <= alpha < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``.
+        momentum: default 0, ``>= 0``.
+        centered: default False.
+        maximize: default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.RMSPROP
+
+    def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
+                 centered: bool = False, capturable: bool = False,
+                 foreach: bool | None = None, maximize: bool = False,
+                 differentiable: bool = False, *, nonfinite: str = "propagate",
+                 backend: str = "auto") -> None:
+        reject_unsupported(capturable=capturable, differentiable=differentiable)
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, capturable=capturable,
+                        foreach=foreach, maximize=maximize, differentiable=differentiable)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class Adam(RuleOptimizer):
+    """Adam with bias correction; drop-in for ``torch.optim.Adam``.
+
+    With the step counter t starting at 1::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g * g
+        x <- x - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-3, ``>= 0``.
+        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``; coupled (``g <- g + wd * x``) unless
+            ``decoupled_weight_decay``.
+        amsgrad: normalize by the running maximum of v, default False.
+        maximize: default False.
+        decoupled_weight_decay: AdamW's ``x <- x * (1 - lr * wd)``, default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.ADAM
+
+    def __init__(self, params: Iterable, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
+                 backend: str = "auto") -> None:
+        reject_unsupported(capturable=capturable, differentiable=differentiable)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+    def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """Adam's group keeps ``betas`` as a pair, as ``torch.optim.Adam`` does."""
+        betas = group["betas"]
+        if not isinstance(betas, tuple | list) or len(betas) != 2:
+            raise ValueError(f"betas={betas!r} is invalid: expected a pair (beta1, beta2)")
+        hypers = {name: group[name] for name in (
+            "lr", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")}
+        hypers["beta1"], hypers["beta2"] = betas
+        return hypers
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay; drop-in for ``torch.optim.AdamW``.
+
+    ::
+
+        x <- x * (1 - lr * weight_decay)
+        then the Adam step above
+
+    Arguments as for :class:`Adam`, except ``weight_decay`` defaults to 1e-2 and the decay is
+    always decoupled.
+    """
+
+    rule = rules.ADAMW
+
+    def __init__(self, params: Iterable, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False, fused: bool | None = None,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)

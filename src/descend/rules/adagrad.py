@@ -1,0 +1,48 @@
+"""AdaGrad: per-element step sizes from the historical sum of squared gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from descend.rules.common import MAXIMIZE, epsilon, learning_rate, weight_decay
+from descend.rules.elementwise import sqrt
+from descend.rules.spec import Hyper, Rule, Slot
+
+
+def adagrad_update(p, g, sum, *, clr, eps, weight_decay, maximize):
+    """One AdaGrad step::
+
+        h <- h + g * g
+        x <- x - alpha_t * g / (sqrt(h) + eps)
+
+    ``h`` is ``torch.optim.Adagrad``'s ``sum``; ``alpha_t = lr / (1 + (t - 1) * lr_decay)``.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    sum = sum + g * g
+    p = p - clr * g / (sqrt(sum) + eps)
+    return p, sum
+
+
+def _adagrad_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
+    return {"clr": hypers["lr"] / (1 + (step - 1) * hypers["lr_decay"])}
+
+
+ADAGRAD = Rule(
+    name="adagrad",
+    summary="h <- h + g^2 ; x <- x - lr g / (sqrt(h) + eps)",
+    update=adagrad_update,
+    hypers=(
+        learning_rate(1e-2),
+        Hyper("lr_decay", 0.0, "1/t decay of the learning rate", low=0.0),
+        weight_decay(),
+        Hyper("initial_accumulator_value", 0.0, "starting value of h", low=0.0),
+        epsilon(1e-10),
+        MAXIMIZE,
+    ),
+    slots=(Slot("sum", fill="initial_accumulator_value"),),
+    step_scalars=_adagrad_step_scalars,
+)

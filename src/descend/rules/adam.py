@@ -1,0 +1,81 @@
+"""Adam (RMSProp with momentum and bias correction) and AdamW (decoupled weight decay)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate, weight_decay
+from descend.rules.elementwise import maximum, sqrt
+from descend.rules.spec import Hyper, Rule, Slot
+
+
+def adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step_size, bc2_sqrt, beta1, beta2,
+                eps, weight_decay, decay, decoupled_weight_decay, amsgrad, maximize):
+    """One Adam step, with the step counter t starting at 1::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g * g
+        x <- x - alpha * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    The bias corrections are per-step scalars: ``step_size = alpha / (1 - beta1^t)`` and
+    ``bc2_sqrt = sqrt(1 - beta2^t)``. ``amsgrad`` normalizes by the running maximum of v.
+    Weight decay is either coupled (``g <- g + lambda * x``, Adam) or decoupled
+    (``x <- x * (1 - alpha * lambda)`` before the step, AdamW; ``decay`` is that factor).
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p = p * decay
+        else:
+            g = g + weight_decay * p
+    # m <- beta1 m + (1 - beta1) g, in the interpolation form torch uses: it rounds the same way.
+    exp_avg = exp_avg + (1 - beta1) * (g - exp_avg)
+    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    if amsgrad:
+        max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)
+        denom = sqrt(max_exp_avg_sq) / bc2_sqrt + eps
+    else:
+        denom = sqrt(exp_avg_sq) / bc2_sqrt + eps
+    p = p - step_size * exp_avg / denom
+    return p, exp_avg, exp_avg_sq, max_exp_avg_sq
+
+
+def _adam_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
+    return {
+        "step_size": hypers["lr"] / (1 - hypers["beta1"] ** step),
+        "bc2_sqrt": (1 - hypers["beta2"] ** step) ** 0.5,
+        "decay": 1 - hypers["lr"] * hypers["weight_decay"],
+    }
+
+
+def _adam_rule(name: str, default_weight_decay: float, decoupled: bool, summary: str) -> Rule:
+    return Rule(
+        name=name,
+        summary=summary,
+        update=adam_update,
+        hypers=(
+            learning_rate(1e-3),
+            decay_rate("beta1", 0.9, "decay rate of the first moment m"),
+            decay_rate("beta2", 0.999, "decay rate of the second moment v"),
+            epsilon(1e-8),
+            weight_decay(default_weight_decay),
+            Hyper("decoupled_weight_decay", decoupled,
+                  "decay x directly (AdamW) instead of adding lambda * x to g", kind=bool),
+            Hyper("amsgrad", False, "normalize by the running maximum of v", kind=bool),
+            MAXIMIZE,
+        ),
+        slots=(
+            Slot("exp_avg"),
+            Slot("exp_avg_sq"),
+            Slot("max_exp_avg_sq", active=lambda h: h["amsgrad"]),
+        ),
+        step_scalars=_adam_step_scalars,
+    )
+
+
+ADAM = _adam_rule("adam", 0.0, False,
+                  "m, v moving averages of g, g^2 with bias correction; x <- x - lr m^ / "
+                  "(sqrt(v^) + eps)")
+ADAMW = _adam_rule("adamw", 1e-2, True, "Adam with decoupled weight decay")

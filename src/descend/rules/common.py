@@ -1,0 +1,33 @@
+"""Hyperparameters that several rules share, specified once."""
+
+from __future__ import annotations
+
+from descend.rules.spec import Hyper
+
+
+def learning_rate(default: float) -> Hyper:
+    """The step size alpha (``lr``), non-negative."""
+    return Hyper("lr", default, "learning rate (step size alpha)", low=0.0)
+
+
+def epsilon(default: float) -> Hyper:
+    """The ``eps`` added to a root-mean-square denominator, non-negative."""
+    return Hyper("eps", default, "added to the denominator for numerical stability", low=0.0)
+
+
+def weight_decay(default: float = 0.0) -> Hyper:
+    """L2 penalty coefficient, non-negative."""
+    return Hyper("weight_decay", default, "L2 penalty: g <- g + weight_decay * x", low=0.0)
+
+
+def momentum(default: float, doc: str = "momentum coefficient rho") -> Hyper:
+    """A momentum (friction) coefficient, non-negative."""
+    return Hyper("momentum", default, doc, low=0.0)
+
+
+def decay_rate(name: str, default: float, doc: str) -> Hyper:
+    """A moving-average decay rate in [0, 1)."""
+    return Hyper(name, default, doc, low=0.0, high=1.0, high_open=True)
+
+
+MAXIMIZE = Hyper("maximize", False, "ascend instead of descend (g <- -g)", kind=bool)

@@ -1,0 +1,66 @@
+"""RMSProp: AdaGrad with a leaky (exponentially decaying) sum of squares."""
+
+from __future__ import annotations
+
+from descend.rules.common import (
+    MAXIMIZE,
+    decay_rate,
+    epsilon,
+    learning_rate,
+    momentum,
+    weight_decay,
+)
+from descend.rules.elementwise import sqrt
+from descend.rules.spec import Hyper, Rule, Slot
+
+
+def rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha, eps, weight_decay,
+                   momentum, centered, maximize):
+    """One RMSProp step, with the notes' decay rate ``rho`` named ``alpha`` as in torch::
+
+        h <- rho * h + (1 - rho) * g * g
+        x <- x - alpha_lr * g / (sqrt(h) + eps)
+
+    ``centered`` subtracts the squared running mean of g inside the root (an estimate of the
+    variance); ``momentum > 0`` accumulates ``b <- mu * b + g / (sqrt(h) + eps)`` and steps
+    ``x <- x - lr * b``.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    square_avg = alpha * square_avg + (1 - alpha) * g * g
+    if centered:
+        # gbar <- rho gbar + (1 - rho) g, in the interpolation form torch uses (same rounding).
+        grad_avg = grad_avg + (1 - alpha) * (g - grad_avg)
+        avg = sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = sqrt(square_avg) + eps
+    if momentum > 0:
+        momentum_buffer = momentum * momentum_buffer + g / avg
+        p = p - lr * momentum_buffer
+    else:
+        p = p - lr * g / avg
+    return p, square_avg, grad_avg, momentum_buffer
+
+
+RMSPROP = Rule(
+    name="rmsprop",
+    summary="h <- rho h + (1 - rho) g^2 ; x <- x - lr g / (sqrt(h) + eps)",
+    update=rmsprop_update,
+    hypers=(
+        learning_rate(1e-2),
+        decay_rate("alpha", 0.99, "decay rate rho of the squared-gradient average"),
+        epsilon(1e-8),
+        weight_decay(),
+        momentum(0.0, "momentum coefficient of the step buffer"),
+        Hyper("centered", False, "normalize by the variance estimate, not the raw second moment",
+              kind=bool),
+        MAXIMIZE,
+    ),
+    slots=(
+        Slot("square_avg"),
+        Slot("grad_avg", active=lambda h: h["centered"]),
+        Slot("momentum_buffer", active=lambda h: h["momentum"] > 0),
+    ),
+)

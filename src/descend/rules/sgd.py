@@ -1,0 +1,65 @@
+"""Stochastic gradient descent in ``torch.optim.SGD``'s buffer form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from descend.rules.common import MAXIMIZE, learning_rate, momentum, weight_decay
+from descend.rules.spec import Constraint, Hyper, Rule, Slot
+
+
+def sgd_update(p, g, momentum_buffer, *, lr, momentum, keep, gain, weight_decay, nesterov,
+               maximize):
+    """One SGD step, in ``torch.optim.SGD``'s form.
+
+    With ``mu = momentum`` and ``tau = dampening``::
+
+        g <- g + weight_decay * x
+        b <- mu * b + (1 - tau) * g          (b <- g on the first step)
+        g <- g + mu * b   if nesterov  else  g <- b
+        x <- x - alpha * g
+
+    With ``momentum = 0`` this is the notes' plain SGD, ``x <- x - alpha * g``.
+    ``keep``/``gain`` are ``mu``/``1 - tau`` except on the first step (0 and 1), when the buffer
+    starts as a copy of the gradient.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if momentum != 0:
+        momentum_buffer = keep * momentum_buffer + gain * g
+        g = g + momentum * momentum_buffer if nesterov else momentum_buffer
+    p = p - lr * g
+    return p, momentum_buffer
+
+
+def _sgd_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
+    first = step <= 1
+    return {
+        "keep": 0.0 if first else hypers["momentum"],
+        "gain": 1.0 if first else 1.0 - hypers["dampening"],
+    }
+
+
+SGD = Rule(
+    name="sgd",
+    summary="x <- x - lr * g, with torch.optim.SGD's momentum buffer, dampening and nesterov",
+    update=sgd_update,
+    hypers=(
+        learning_rate(1e-3),
+        momentum(0.0, "momentum coefficient mu (0 disables the buffer)"),
+        Hyper("dampening", 0.0, "dampening tau of the buffer's gradient term", low=0.0,
+              high=1.0),
+        weight_decay(),
+        Hyper("nesterov", False, "use Nesterov momentum (torch.optim.SGD's form)", kind=bool),
+        MAXIMIZE,
+    ),
+    slots=(Slot("momentum_buffer", active=lambda h: h["momentum"] != 0),),
+    step_scalars=_sgd_step_scalars,
+    constraints=(
+        Constraint(lambda h: not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
+                   "nesterov=True requires momentum > 0 and dampening = 0"),
+    ),
+)
