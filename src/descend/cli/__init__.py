@@ -1,0 +1,1 @@
+"""The ``descend`` command."""

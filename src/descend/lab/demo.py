@@ -1,0 +1,97 @@
+"""The seed of the lab: steps each of the lecture's optimizers needs on an ill-conditioned ravine.
+
+Each optimizer runs through the NumPy functional API on a rotated quadratic with condition number
+kappa, once at the learning rate that reaches the tolerance fastest on a log grid (momentum 0.9
+where there is one) and, for the methods that theory covers, once at the theory's optimal
+settings, next to the step count the theory predicts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from descend import functional
+from descend.lab import theory
+from descend.lab.quadratic import Quadratic
+
+#: The lecture's optimizers, by functional name, with the fixed part of their config.
+LECTURE_OPTIMIZERS: dict[str, dict[str, float]] = {
+    "sgd": {},
+    "sgd_momentum": {"momentum": 0.9},
+    "nesterov_momentum": {"momentum": 0.9},
+    "adagrad": {},
+    "rmsprop": {},
+    "adam": {},
+}
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """One line of the demo table."""
+
+    optimizer: str
+    setting: str
+    config: dict
+    steps: int | None
+    predicted: float | None
+
+
+def steps_to_tolerance(problem: Quadratic, name: str, config: dict, tolerance: float,
+                       max_steps: int) -> int | None:
+    """Updates until ``loss <= tolerance`` with ``descend.functional.<name>``; None if never."""
+    update = functional.UPDATES[name]
+    x = problem.start()
+    limit = problem.loss(x) * 1e6
+    state = dict(config)
+    for step in range(1, max_steps + 1):
+        x, state = update(x, problem.grad(x), state)
+        loss = problem.loss(x)
+        if loss <= tolerance:
+            return step
+        if not math.isfinite(loss) or loss > limit:
+            return None
+    return None
+
+
+def tune_learning_rate(problem: Quadratic, name: str, config: dict, tolerance: float,
+                       max_steps: int, grid: np.ndarray) -> tuple[float, int | None]:
+    """The grid learning rate that reaches the tolerance in the fewest steps."""
+    best_lr, best_steps = float(grid[0]), None
+    for lr in grid:
+        limit = max_steps if best_steps is None else best_steps
+        steps = steps_to_tolerance(problem, name, {**config, "learning_rate": float(lr)},
+                                   tolerance, limit)
+        if steps is not None and (best_steps is None or steps < best_steps):
+            best_lr, best_steps = float(lr), steps
+    return best_lr, best_steps
+
+
+def run_demo(condition_number: float = 100.0, tolerance: float = 1e-6, max_steps: int = 3000,
+             dimension: int = 2, seed: int = 0) -> tuple[Quadratic, list[DemoRow]]:
+    """Every row of the demo table, on a rotated ravine of the given condition number."""
+    problem = Quadratic.ravine(condition_number, dimension, seed)
+    mu, L = problem.strong_convexity, problem.smoothness
+    initial = problem.loss(problem.start())
+    grid = np.geomspace(1e-4, 2.0, 31)
+    rows = []
+    theory_settings = {
+        "sgd": ("gradient descent, lr = 2/(L+mu)", theory.gd_optimal(mu, L)),
+        "sgd_momentum": ("heavy ball, optimal lr and rho", theory.heavy_ball_optimal(mu, L)),
+        "nesterov_momentum": ("Nesterov, optimal lr and rho", theory.nesterov_optimal(mu, L)),
+    }
+    for name, fixed in LECTURE_OPTIMIZERS.items():
+        lr, steps = tune_learning_rate(problem, name, fixed, tolerance, max_steps, grid)
+        config = {**fixed, "learning_rate": lr}
+        rows.append(DemoRow(name, "best lr on a log grid", config, steps, None))
+        if name in theory_settings:
+            label, setting = theory_settings[name]
+            config = {"learning_rate": setting.lr}
+            if name != "sgd":
+                config["momentum"] = setting.momentum
+            steps = steps_to_tolerance(problem, name, config, tolerance, max_steps)
+            predicted = theory.steps_to_tolerance(setting.rate, initial, tolerance)
+            rows.append(DemoRow(name, label, config, steps, predicted))
+    return problem, rows

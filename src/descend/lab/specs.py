@@ -1,0 +1,200 @@
+"""Short text specs for optimizers and schedules, as typed on the command line.
+
+    adam:lr=1e-2                        descend.Adam(params, lr=1e-2)
+    nesterov:lr=1e-3,momentum=0.9       descend.Nesterov(params, lr=1e-3, momentum=0.9)
+    adam:lr=1e-3,betas=(0.9,0.99)       tuples in parentheses
+    torch.optim.SGD:lr=0.1,momentum=0.9 any torch.optim class by its full name
+    exponential:k=0.01                  schedules: see SCHEDULES
+
+A bad spec fails at parse time with a ``ValueError`` that lists what is valid.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+import descend
+from descend import schedules
+
+#: descend optimizers by short name (the lecture's names and the torch class names).
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": descend.SGD,
+    "sgd_momentum": descend.Momentum,
+    "momentum": descend.Momentum,
+    "nesterov": descend.Nesterov,
+    "adagrad": descend.Adagrad,
+    "rmsprop": descend.RMSprop,
+    "adam": descend.Adam,
+    "adamw": descend.AdamW,
+}
+
+#: Schedules by short name, each built from the optimizer's base learning rate.
+SCHEDULES: dict[str, Callable[..., schedules.Schedule]] = {
+    "constant": lambda base_lr: schedules.constant(base_lr),
+    "step": lambda base_lr, step_size, gamma=0.5: schedules.step_decay(
+        base_lr, int(step_size), gamma),
+    "exponential": lambda base_lr, k: schedules.exponential_decay(base_lr, k),
+    "inverse_time": lambda base_lr, k: schedules.inverse_time_decay(base_lr, k),
+    "1/t": lambda base_lr, k: schedules.inverse_time_decay(base_lr, k),
+    "cosine": lambda base_lr, total_steps, final_lr=0.0: schedules.cosine_decay(
+        base_lr, int(total_steps), final_lr),
+    "warmup_cosine": lambda base_lr, warmup_steps, total_steps, final_lr=0.0: (
+        schedules.warmup_then(schedules.cosine_decay(base_lr, int(total_steps), final_lr),
+                              int(warmup_steps))),
+}
+
+
+def _split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split on ``separator`` outside parentheses and brackets."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _parse_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _parse_arguments(spec: str, body: str) -> dict[str, Any]:
+    arguments = {}
+    for item in _split_top_level(body):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"malformed spec {spec!r}: expected name:key=value,key=value, "
+                             f"got {item!r}")
+        arguments[key.strip()] = _parse_value(value.strip())
+    return arguments
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A parsed optimizer spec: which class, with which arguments, under which label."""
+
+    text: str
+    name: str
+    cls: type[torch.optim.Optimizer]
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and legends: the spec as typed."""
+        return self.text
+
+    @property
+    def lr(self) -> float:
+        """The learning rate this spec sets, or the class's default."""
+        if "lr" in self.arguments:
+            return float(self.arguments["lr"])
+        return float(inspect.signature(self.cls.__init__).parameters["lr"].default)
+
+    def build(self, params: Iterable) -> torch.optim.Optimizer:
+        """The optimizer over ``params``."""
+        return self.cls(params, **self.arguments)
+
+    def with_arguments(self, **arguments: Any) -> OptimizerSpec:
+        """The same spec with some arguments replaced (used by tuning)."""
+        merged = {**self.arguments, **arguments}
+        body = ",".join(f"{key}={value!r}" for key, value in merged.items())
+        return OptimizerSpec(f"{self.name}:{body}" if body else self.name, self.name, self.cls,
+                             merged)
+
+
+def optimizer_names() -> list[str]:
+    """Every short name a spec may start with (besides ``torch.optim.<Class>``)."""
+    return list(OPTIMIZERS)
+
+
+def _torch_optimizer(name: str) -> type[torch.optim.Optimizer] | None:
+    attribute = getattr(torch.optim, name.removeprefix("torch.optim."), None)
+    if inspect.isclass(attribute) and issubclass(attribute, torch.optim.Optimizer):
+        return attribute
+    return None
+
+
+def parse_optimizer(spec: str) -> OptimizerSpec:
+    """Parse ``name[:key=value,...]`` into an :class:`OptimizerSpec`, checking it fully.
+
+    The class is built once on a dummy parameter, so out-of-range values fail here, with the
+    optimizer's own message, rather than in the middle of a run.
+    """
+    name, _, body = spec.strip().partition(":")
+    name = name.strip()
+    if name.startswith("torch.optim."):
+        cls = _torch_optimizer(name)
+        if cls is None:
+            raise ValueError(f"unknown torch optimizer {name!r} in spec {spec!r}")
+    elif name in OPTIMIZERS:
+        cls = OPTIMIZERS[name]
+    else:
+        raise ValueError(f"unknown optimizer {name!r} in spec {spec!r}; valid: "
+                         f"{', '.join(OPTIMIZERS)}, or torch.optim.<Class> such as "
+                         "torch.optim.SGD")
+    arguments = _parse_arguments(spec, body)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self",
+                                                                                   "params")]
+    unknown = sorted(set(arguments) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name} does not take {', '.join(unknown)} (spec {spec!r}); "
+                         f"valid: {', '.join(accepted)}")
+    parsed = OptimizerSpec(spec.strip(), name, cls, arguments)
+    try:
+        parsed.build([torch.zeros(1, requires_grad=True)])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"invalid spec {spec!r}: {error}") from None
+    return parsed
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A parsed schedule spec; :meth:`build` makes the schedule for a base learning rate."""
+
+    text: str
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, base_lr: float) -> schedules.Schedule:
+        """The schedule starting from ``base_lr``."""
+        return SCHEDULES[self.name](base_lr, **self.arguments)
+
+
+def parse_schedule(spec: str) -> ScheduleSpec:
+    """Parse ``name[:key=value,...]`` into a :class:`ScheduleSpec`, checking it fully."""
+    name, _, body = spec.strip().partition(":")
+    name = name.strip()
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r} in spec {spec!r}; valid: "
+                         f"{', '.join(SCHEDULES)}")
+    parsed = ScheduleSpec(spec.strip(), name, _parse_arguments(spec, body))
+    try:
+        parsed.build(1.0)
+    except TypeError as error:
+        signature = inspect.signature(SCHEDULES[name])
+        expected = ", ".join(p for p in signature.parameters if p != "base_lr")
+        raise ValueError(f"invalid schedule spec {spec!r}: {name} takes {expected}") from error
+    except ValueError as error:
+        raise ValueError(f"invalid schedule spec {spec!r}: {error}") from None
+    return parsed

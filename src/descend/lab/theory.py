@@ -1,0 +1,105 @@
+"""Convergence theory on quadratics: optimal settings and linear rates of first-order methods.
+
+For ``f`` with Hessian eigenvalues in ``[mu, L]`` and ``kappa = L / mu``:
+
+- gradient descent with step alpha contracts the error by ``max |1 - alpha lambda|`` per step;
+  the best alpha is ``2 / (L + mu)``, giving ``(kappa - 1) / (kappa + 1)``;
+- heavy-ball momentum (Polyak) with ``alpha = 4 / (sqrt(L) + sqrt(mu))^2`` and
+  ``beta = ((sqrt(kappa) - 1) / (sqrt(kappa) + 1))^2`` contracts by
+  ``(sqrt(kappa) - 1) / (sqrt(kappa) + 1)``;
+- Nesterov's method with ``alpha = 4 / (3 L + mu)`` and
+  ``beta = (sqrt(3 kappa + 1) - 2) / (sqrt(3 kappa + 1) + 2)`` contracts by
+  ``1 - 2 / sqrt(3 kappa + 1)`` (Lessard, Recht and Packard, 2016).
+
+The general-setting rates are spectral radii of each method's two-step iteration on every
+eigenvalue.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A step size, a momentum coefficient and the linear rate they give."""
+
+    lr: float
+    momentum: float
+    rate: float
+
+
+def _check_curvature(mu: float, L: float) -> None:
+    if not 0 < mu <= L:
+        raise ValueError(f"curvatures mu={mu!r}, L={L!r} are invalid: expected 0 < mu <= L")
+
+
+def gd_optimal(mu: float, L: float) -> Setting:
+    """Gradient descent at its best constant step size."""
+    _check_curvature(mu, L)
+    kappa = L / mu
+    return Setting(2.0 / (L + mu), 0.0, (kappa - 1) / (kappa + 1))
+
+
+def heavy_ball_optimal(mu: float, L: float) -> Setting:
+    """Polyak's heavy-ball momentum at its optimal step size and momentum."""
+    _check_curvature(mu, L)
+    root = math.sqrt(L / mu)
+    rate = (root - 1) / (root + 1)
+    return Setting(4.0 / (math.sqrt(L) + math.sqrt(mu)) ** 2, rate * rate, rate)
+
+
+def nesterov_optimal(mu: float, L: float) -> Setting:
+    """Nesterov's accelerated method at its optimal constant parameters for quadratics."""
+    _check_curvature(mu, L)
+    root = math.sqrt(3 * L / mu + 1)
+    return Setting(4.0 / (3 * L + mu), (root - 2) / (root + 2), 1 - 2 / root)
+
+
+def _spectral_radius(matrices: np.ndarray) -> float:
+    return float(np.abs(np.linalg.eigvals(matrices)).max())
+
+
+def gd_rate(eigenvalues: np.ndarray, lr: float) -> float:
+    """Per-step contraction of gradient descent: ``max |1 - lr * lambda|``."""
+    return float(np.abs(1 - lr * np.asarray(eigenvalues, dtype=float)).max())
+
+
+def heavy_ball_rate(eigenvalues: np.ndarray, lr: float, momentum: float) -> float:
+    """Spectral radius of ``x+ = x - lr g(x) + momentum (x - x-)`` over the eigenvalues."""
+    lam = np.asarray(eigenvalues, dtype=float)
+    matrices = np.zeros((lam.size, 2, 2))
+    matrices[:, 0, 0] = 1 + momentum - lr * lam
+    matrices[:, 0, 1] = -momentum
+    matrices[:, 1, 0] = 1
+    return _spectral_radius(matrices)
+
+
+def nesterov_rate(eigenvalues: np.ndarray, lr: float, momentum: float) -> float:
+    """Spectral radius of Nesterov's ``x+ = y - lr g(y)``, ``y+ = x+ + momentum (x+ - x)``."""
+    lam = np.asarray(eigenvalues, dtype=float)
+    shrink = 1 - lr * lam
+    matrices = np.zeros((lam.size, 2, 2))
+    matrices[:, 0, 0] = (1 + momentum) * shrink
+    matrices[:, 0, 1] = -momentum * shrink
+    matrices[:, 1, 0] = 1
+    return _spectral_radius(matrices)
+
+
+def steps_to_tolerance(rate: float, initial_loss: float, tolerance: float) -> float:
+    """Steps until the loss reaches ``tolerance`` when the error contracts by ``rate`` per step
+
+    (``math.inf`` when it does not contract).
+
+    The loss of a quadratic is quadratic in the error, so it contracts by ``rate ** 2``.
+    """
+    if not 0 <= rate < 1:
+        return math.inf
+    if initial_loss <= tolerance:
+        return 0
+    if rate == 0:
+        return 1
+    return math.ceil(math.log(tolerance / initial_loss) / (2 * math.log(rate)))
