@@ -33,6 +33,8 @@ def test_one_schedule_per_group_and_checkpoint_resume():
     group_schedules = [schedules.step_decay(0.1, step_size=2), schedules.constant(0.01)]
     scheduler = descend.ScheduledLR(optimizer, group_schedules)
     for _ in range(3):
+        a.grad, b.grad = torch.ones(1), torch.ones(1)
+        optimizer.step()
         scheduler.step()
     saved = scheduler.state_dict()
     fresh = descend.ScheduledLR(descend.Adam([{"params": [a]}, {"params": [b]}]),

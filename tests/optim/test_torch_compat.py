@@ -34,7 +34,7 @@ def _train(model, optimizer, scheduler=None, steps=30, closure=False):
         else:
             loss = compute_loss()
             optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if scheduler is not None:
             scheduler.step()
     return losses
