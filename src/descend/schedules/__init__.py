@@ -33,9 +33,17 @@ def _check_step(step: int) -> None:
 
 
 class Schedule:
-    """Base of the schedules: a callable from step number to learning rate."""
+    """Base of the schedules: a callable from step number to learning rate.
+
+    Subclasses define :meth:`value`; calling the schedule checks the step first.
+    """
 
     def __call__(self, step: int) -> float:
+        _check_step(step)
+        return self.value(step)
+
+    def value(self, step: int) -> float:
+        """The learning rate at ``step`` (already checked to be >= 0)."""
         raise NotImplementedError
 
 
@@ -48,8 +56,7 @@ class constant(Schedule):
     def __post_init__(self) -> None:
         _check_rate("lr", self.lr)
 
-    def __call__(self, step: int) -> float:
-        _check_step(step)
+    def value(self, step: int) -> float:
         return float(self.lr)
 
 
@@ -70,14 +77,13 @@ class step_decay(Schedule):
         _check(isinstance(self.gamma, int | float) and 0 < self.gamma <= 1,
                f"gamma={self.gamma!r} is out of range: expected 0 < gamma <= 1")
 
-    def __call__(self, step: int) -> float:
-        _check_step(step)
+    def value(self, step: int) -> float:
         return self.base_lr * self.gamma ** (step // self.step_size)
 
 
 @dataclass(frozen=True)
-class exponential_decay(Schedule):
-    """Exponential decay: ``alpha_t = alpha_0 * exp(-k t)``, with ``base_lr >= 0``, ``k >= 0``."""
+class _RateDecay(Schedule):
+    """A decay from ``base_lr >= 0`` governed by one rate ``k >= 0``."""
 
     base_lr: float
     k: float
@@ -86,24 +92,20 @@ class exponential_decay(Schedule):
         _check_rate("base_lr", self.base_lr)
         _check_rate("k", self.k)
 
-    def __call__(self, step: int) -> float:
-        _check_step(step)
+
+@dataclass(frozen=True)
+class exponential_decay(_RateDecay):
+    """Exponential decay: ``alpha_t = alpha_0 * exp(-k t)``, with ``base_lr >= 0``, ``k >= 0``."""
+
+    def value(self, step: int) -> float:
         return self.base_lr * math.exp(-self.k * step)
 
 
 @dataclass(frozen=True)
-class inverse_time_decay(Schedule):
+class inverse_time_decay(_RateDecay):
     """1/t decay: ``alpha_t = alpha_0 / (1 + k t)``, with ``base_lr >= 0``, ``k >= 0``."""
 
-    base_lr: float
-    k: float
-
-    def __post_init__(self) -> None:
-        _check_rate("base_lr", self.base_lr)
-        _check_rate("k", self.k)
-
-    def __call__(self, step: int) -> float:
-        _check_step(step)
+    def value(self, step: int) -> float:
         return self.base_lr / (1 + self.k * step)
 
 
@@ -123,8 +125,7 @@ class cosine_decay(Schedule):
         _check_count("total_steps", self.total_steps, 1)
         _check_rate("final_lr", self.final_lr)
 
-    def __call__(self, step: int) -> float:
-        _check_step(step)
+    def value(self, step: int) -> float:
         progress = min(step, self.total_steps) / self.total_steps
         cosine = (1 + math.cos(math.pi * progress)) / 2
         return self.final_lr + (self.base_lr - self.final_lr) * cosine
@@ -143,8 +144,7 @@ class linear_warmup(Schedule):
         _check_count("warmup_steps", self.warmup_steps, 0)
         _check_rate("start_lr", self.start_lr)
 
-    def __call__(self, step: int) -> float:
-        _check_step(step)
+    def value(self, step: int) -> float:
         if step >= self.warmup_steps:
             return float(self.peak_lr)
         return self.start_lr + (self.peak_lr - self.start_lr) * step / self.warmup_steps
@@ -173,8 +173,7 @@ class join(Schedule):
         _check(all(a < b for a, b in zip(self.boundaries, self.boundaries[1:], strict=False)),
                f"boundaries={self.boundaries!r} must be strictly increasing")
 
-    def __call__(self, step: int) -> float:
-        _check_step(step)
+    def value(self, step: int) -> float:
         start = 0
         for schedule, boundary in zip(self.schedules, self.boundaries, strict=False):
             if step < boundary:
