@@ -35,7 +35,7 @@ def rich_table(table: Table) -> RichTable:
     """A report table as a rich table for the terminal."""
     out = RichTable(title=table.title, title_justify="left", title_style="bold")
     for column in table.columns:
-        out.add_column(column)
+        out.add_column(column, overflow="fold")
     for row in table.cells():
         out.add_row(*row)
     return out
