@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -13,13 +15,8 @@ from descend.cli.main import main
 def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The report folder of ``descend demo --quick --out DIR`` and what it printed."""
     out = tmp_path_factory.mktemp("demo") / "report"
-    capture = tmp_path_factory.mktemp("demo-output") / "stdout.txt"
-    import contextlib
-    import io
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
         status = main(["demo", "--quick", "--out", str(out)])
     assert status == 0
-    capture.write_text(buffer.getvalue())
-    return out, buffer.getvalue()
+    return out, printed.getvalue()

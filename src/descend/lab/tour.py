@@ -358,7 +358,7 @@ def noise_section(report: Report, settings: TourSettings, progress: Progress) ->
         batch_traces.append(trace)
         predicted = sized.gradient_noise(problem.minima[0])
         rng = np.random.default_rng(settings.seed)
-        draws = np.stack([sized.stochastic_grad(problem.minima[0], rng) for _ in range(400)])
+        draws = np.stack([sized.stochastic_grad(problem.minima[0], rng) for _ in range(2000)])
         measured = float(np.mean(np.sum(draws ** 2, axis=1)))  # full gradient is 0 there
         batch_rows.append([batch, predicted, measured, _tail_mean(trace.excess)])
     progress("noisy gradients: batch sizes", len(batch_traces))
@@ -389,7 +389,7 @@ def noise_section(report: Report, settings: TourSettings, progress: Progress) ->
               "SGD+Momentum runs at lr 0.01 with momentum 0.9, the same effective step "
               "(lr / (1 - momentum)) as SGD at lr 0.1."),
         Table("Gradient noise against batch size (SGD, lr 0.1)",
-              ["batch size", "predicted E|g_batch - g|^2", "measured (400 draws)",
+              ["batch size", "predicted E|g_batch - g|^2", "measured (2000 draws)",
                "loss above minimum, last quarter"], batch_rows,
               "Predicted for sampling without replacement: (n - B) / (B (n - 1)) times the "
               "spread of the per-example gradients, measured at the minimum."),
@@ -471,7 +471,7 @@ CLASSIC_CONTENDERS = {
 
 def classics_section(report: Report, settings: TourSettings, progress: Progress) -> Section:
     """Rosenbrock, Beale and Booth with the lecture's optimizers."""
-    steps = settings.steps(500)
+    steps = settings.steps(1000)
     problems: list[tuple[Problem, list[Trace]]] = []
     rows = []
     for problem in (Rosenbrock(), Beale(), Booth()):
