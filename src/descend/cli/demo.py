@@ -1,62 +1,68 @@
-"""``descend demo``: the lecture's optimizers racing down an ill-conditioned ravine."""
+"""``descend demo``: the whole tour of the problems of SGD, into an HTML report folder."""
 
 from __future__ import annotations
 
 import argparse
-import math
+import time
+from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
 
-from descend.lab.demo import run_demo
+from descend.lab.report import Section, Table
+from descend.lab.tour import TourSettings, run_tour, total_runs
+
+DEFAULT_OUT = "descend-report"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     parser = subparsers.add_parser(
-        "demo", help="steps each optimizer needs on an ill-conditioned quadratic",
-        description="Race the lecture's optimizers to a loss tolerance on a rotated quadratic, "
-                    "next to the step counts convergence theory predicts.")
-    parser.add_argument("--condition-number", type=float, default=100.0,
-                        help="kappa = L / mu of the quadratic (default 100)")
-    parser.add_argument("--tolerance", type=float, default=1e-6,
-                        help="target loss (default 1e-6)")
-    parser.add_argument("--max-steps", type=int, default=3000,
-                        help="give up after this many steps (default 3000)")
-    parser.add_argument("--dimension", type=int, default=2, help="dimension (default 2)")
+        "demo", help="the tour: the problems of SGD, measured, drawn and explained",
+        description="Run the lab's tour (ill-conditioning, saddle points, local minima, noisy "
+                    "gradients, learning-rate decay, the classic test functions), print a "
+                    "summary, and write an offline HTML report with figures.")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"report folder (default ./{DEFAULT_OUT}/)")
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter runs: the same report in a fraction of the time")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.set_defaults(func=run)
 
 
-def _format_config(config: dict) -> str:
-    names = {"learning_rate": "lr", "momentum": "rho"}
-    return ", ".join(f"{names.get(key, key)}={value:.3g}" for key, value in config.items())
+def rich_table(table: Table) -> RichTable:
+    """A report table as a rich table for the terminal."""
+    out = RichTable(title=table.title, title_justify="left", title_style="bold")
+    for column in table.columns:
+        out.add_column(column, overflow="fold")
+    for row in table.cells():
+        out.add_row(*row)
+    return out
+
+
+def _print_section(console: Console, section: Section) -> None:
+    console.rule(f"[bold]{section.title}[/bold]  ({section.seconds:.1f} s)")
+    for table in section.tables:
+        console.print(rich_table(table))
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Print the demo table."""
-    if arguments.tolerance <= 0:
-        raise ValueError(f"--tolerance={arguments.tolerance!r} is invalid: expected > 0")
-    if arguments.max_steps < 1:
-        raise ValueError(f"--max-steps={arguments.max_steps!r} is invalid: expected >= 1")
+    """Run the tour with a progress bar, printing each section's tables as it finishes."""
+    out = Path(arguments.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out={arguments.out!r} is invalid: it exists and is not a folder")
     console = Console()
-    with console.status("racing optimizers..."):
-        problem, rows = run_demo(arguments.condition_number, arguments.tolerance,
-                                 arguments.max_steps, arguments.dimension)
-    table = Table(title=f"Steps to loss {arguments.tolerance:g} on a rotated quadratic, "
-                        f"kappa = {problem.condition_number:g}, dimension {arguments.dimension}")
-    for column in ("optimizer", "setting", "hyperparameters", "steps", "theory predicts"):
-        table.add_column(column, justify="right" if column in ("steps",
-                                                               "theory predicts") else "left")
-    for row in rows:
-        steps = str(row.steps) if row.steps is not None else f"> {arguments.max_steps}"
-        if row.predicted is None:
-            predicted = ""
-        else:
-            predicted = "never" if math.isinf(row.predicted) else str(row.predicted)
-        table.add_row(row.optimizer, row.setting, _format_config(row.config), steps, predicted)
-    console.print(table)
-    console.print(
-        "Theory gives the worst-case asymptotic rate. At the optimal heavy-ball and Nesterov "
-        "settings the iteration has a repeated eigenvalue, so the error decays like k * r^k "
-        "and needs somewhat more steps than r^k alone predicts.")
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description:<40}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("starting", total=total_runs())
+        run_tour(out, TourSettings(quick=arguments.quick, seed=arguments.seed),
+                 progress=lambda description, advance: progress.update(
+                     task, description=description, advance=advance),
+                 on_section=lambda section: _print_section(progress.console, section))
+    seconds = time.perf_counter() - started
+    console.print(f"\nReport written to [bold]{out / 'index.html'}[/bold] "
+                  f"(open it in a browser; it works offline) in {seconds:.1f} s.")
     return 0

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from descend.cli import demo
+from descend.cli import demo, race
 
 #: Modules that each provide ``register(subparsers)`` and set ``func`` on their parser.
-COMMANDS = (demo,)
+COMMANDS = (demo, race)
 
 
 def build_parser() -> argparse.ArgumentParser:

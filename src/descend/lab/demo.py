@@ -70,12 +70,18 @@ def tune_learning_rate(problem: Quadratic, name: str, config: dict, tolerance: f
 
 
 def run_demo(condition_number: float = 100.0, tolerance: float = 1e-6, max_steps: int = 3000,
-             dimension: int = 2, seed: int = 0) -> tuple[Quadratic, list[DemoRow]]:
-    """Every row of the demo table, on a rotated ravine of the given condition number."""
+             dimension: int = 2, seed: int = 0,
+             grid_points: int = 31) -> tuple[Quadratic, list[DemoRow]]:
+    """Every row of the demo table, on a rotated ravine of the given condition number.
+
+    ``grid_points`` learning rates, log-spaced in [1e-4, 2], are tried for the tuned rows.
+    """
+    if grid_points < 2:
+        raise ValueError(f"grid_points={grid_points!r} is invalid: expected >= 2")
     problem = Quadratic.ravine(condition_number, dimension, seed)
     mu, L = problem.strong_convexity, problem.smoothness
     initial = problem.loss(problem.start())
-    grid = np.geomspace(1e-4, 2.0, 31)
+    grid = np.geomspace(1e-4, 2.0, grid_points)
     rows = []
     theory_settings = {
         "sgd": ("gradient descent, lr = 2/(L+mu)", theory.gd_optimal(mu, L)),

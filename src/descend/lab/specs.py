@@ -4,6 +4,7 @@
     nesterov:lr=1e-3,momentum=0.9       descend.Nesterov(params, lr=1e-3, momentum=0.9)
     adam:lr=1e-3,betas=(0.9,0.99)       tuples in parentheses
     torch.optim.SGD:lr=0.1,momentum=0.9 any torch.optim class by its full name
+    functional.adam:learning_rate=1e-2  the NumPy functional API (parse_method only)
     exponential:k=0.01                  schedules: see SCHEDULES
 
 A bad spec fails at parse time with a ``ValueError`` that lists what is valid.
@@ -17,10 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 import descend
-from descend import schedules
+from descend import functional, schedules
 
 #: descend optimizers by short name (the lecture's names and the torch class names).
 OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
@@ -88,6 +90,15 @@ def _parse_arguments(spec: str, body: str) -> dict[str, Any]:
                              f"got {item!r}")
         arguments[key.strip()] = _parse_value(value.strip())
     return arguments
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``name[:key=value,...]`` into the name and its arguments (values as Python literals).
+
+    Shared by optimizer, schedule and problem specs.
+    """
+    name, _, body = spec.strip().partition(":")
+    return name.strip(), _parse_arguments(spec, body)
 
 
 @dataclass(frozen=True)
@@ -198,3 +209,70 @@ def parse_schedule(spec: str) -> ScheduleSpec:
     except ValueError as error:
         raise ValueError(f"invalid schedule spec {spec!r}: {error}") from None
     return parsed
+
+
+#: Prefix of specs that run through the NumPy functional API.
+FUNCTIONAL_PREFIX = "functional."
+
+
+@dataclass(frozen=True)
+class FunctionalOptimizerSpec:
+    """A parsed ``functional.<name>:key=value`` spec: a NumPy update and its starting config.
+
+    Arguments are the functional API's config keys (``learning_rate``, ``momentum``, ...).
+    """
+
+    text: str
+    name: str
+    update: functional.FunctionalSpec
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and legends: the spec as typed."""
+        return self.text
+
+    @property
+    def lr(self) -> float:
+        """The learning rate this spec sets, or the function's default."""
+        return float(self.arguments.get("learning_rate",
+                                        self.update.defaults["learning_rate"]))
+
+    def config(self) -> dict[str, Any]:
+        """A fresh config dict to start from."""
+        return dict(self.arguments)
+
+
+def functional_names() -> list[str]:
+    """Every ``functional.<name>`` a spec may start with."""
+    return [FUNCTIONAL_PREFIX + name for name in functional.UPDATES]
+
+
+def _parse_functional(spec: str) -> FunctionalOptimizerSpec:
+    name, arguments = parse_spec(spec)
+    short = name.removeprefix(FUNCTIONAL_PREFIX)
+    if short not in functional.UPDATES:
+        raise ValueError(f"unknown functional update {name!r} in spec {spec!r}; valid: "
+                         f"{', '.join(functional_names())}")
+    update = functional.UPDATES[short]
+    parsed = FunctionalOptimizerSpec(spec.strip(), name, update, arguments)
+    try:
+        update(np.zeros(1), np.zeros(1), parsed.config())
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"invalid spec {spec!r}: {error}") from None
+    return parsed
+
+
+def parse_method(spec: str) -> OptimizerSpec | FunctionalOptimizerSpec:
+    """Parse any optimizer spec the lab can run: a descend or ``torch.optim`` class (see
+
+    :func:`parse_optimizer`) or a ``functional.<name>`` NumPy update.
+    """
+    if spec.strip().startswith(FUNCTIONAL_PREFIX):
+        return _parse_functional(spec)
+    try:
+        return parse_optimizer(spec)
+    except ValueError as error:
+        if "unknown optimizer" in str(error):
+            raise ValueError(f"{error}, or {', '.join(functional_names())}") from None
+        raise

@@ -103,3 +103,23 @@ def steps_to_tolerance(rate: float, initial_loss: float, tolerance: float) -> fl
     if rate == 0:
         return 1
     return math.ceil(math.log(tolerance / initial_loss) / (2 * math.log(rate)))
+
+
+def measured_rate(distances: np.ndarray, floor: float = 1e-280) -> float:
+    """The per-step contraction a run actually showed, from its distances to the optimum.
+
+    Momentum methods carry two steps of state, and a single distance can dip near zero as the
+    error rotates; the norm of the pair ``(e_k, e_(k-1))``, ``sqrt(d_k^2 + d_(k-1)^2)``, does
+    not. The rate is the geometric mean contraction of that norm over the second half of the
+    steps whose distance stays above ``floor`` (so early transients from the faster directions
+    have died out and underflow never enters).
+    """
+    d = np.asarray(distances, dtype=float)
+    valid = np.flatnonzero(~(np.isfinite(d) & (d > floor)))
+    end = int(valid[0]) if valid.size else len(d)
+    if end < 4:
+        raise ValueError(f"need at least 4 distances above floor={floor!r} to measure a rate, "
+                         f"got {end}")
+    pair = np.sqrt(d[1:end] ** 2 + d[:end - 1] ** 2)
+    first = len(pair) // 2
+    return float((pair[-1] / pair[first]) ** (1.0 / (len(pair) - 1 - first)))

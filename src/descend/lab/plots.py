@@ -1,0 +1,221 @@
+"""Figures of a race: contours with trajectories, loss curves on a log scale, an animated GIF.
+
+Everything draws off-screen (matplotlib's Agg backend) into PNG or GIF files, so it runs on
+machines without a display. Each contender keeps one colour across every figure of a section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+from descend.lab.problems import Problem  # noqa: E402
+from descend.lab.runner import Trace  # noqa: E402
+
+#: Colours by contender index (matplotlib's tab10, readable on white and for most colour vision).
+COLORS = plt.get_cmap("tab10").colors
+DPI = 100
+
+
+def _color(index: int) -> tuple[float, float, float]:
+    return COLORS[index % len(COLORS)]
+
+
+def _grid(problem: Problem, resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    (x0, x1), (y0, y1) = problem.bounds
+    xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
+    X, Y = np.meshgrid(xs, ys)
+    Z = np.array([[problem.loss(np.array([x, y])) for x, y in zip(row_x, row_y, strict=True)]
+                  for row_x, row_y in zip(X, Y, strict=True)])
+    return X, Y, Z
+
+
+def _draw_contours(ax: plt.Axes, problem: Problem, resolution: int) -> None:
+    X, Y, Z = _grid(problem, resolution)
+    if problem.log_levels:
+        shifted = Z - Z.min() + 1e-3 * (Z.max() - Z.min()) + 1e-12
+        levels = np.geomspace(shifted.min(), shifted.max(), 25)
+        ax.contourf(X, Y, shifted, levels=levels, norm=LogNorm(), cmap="Greys", alpha=0.3)
+        ax.contour(X, Y, shifted, levels=levels, colors="0.45", linewidths=0.4)
+    else:
+        ax.contourf(X, Y, Z, levels=30, cmap="Greys", alpha=0.3)
+        ax.contour(X, Y, Z, levels=30, colors="0.45", linewidths=0.4)
+    for minimum in problem.minima:
+        ax.plot(minimum[0], minimum[1], marker="*", color="gold", markersize=15,
+                markeredgecolor="black", zorder=5)
+    ax.set_xlim(*problem.bounds[0])
+    ax.set_ylim(*problem.bounds[1])
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+
+
+def contour(problem: Problem, traces: Sequence[Trace], path: Path | str, title: str = "", *,
+            averaged: bool = False, resolution: int = 120, size: tuple[float, float] = (6, 4.6),
+            ax: plt.Axes | None = None) -> Path | None:
+    """The problem's contours with each trajectory drawn over them (2-D problems only).
+
+    With ``averaged=True`` the averaged weights' path is drawn too, dashed. Writes ``path``
+    (unless drawing into a given ``ax``) and returns it.
+    """
+    if problem.dimension != 2 or problem.bounds is None:
+        raise ValueError(f"contour plots need a 2-D problem with bounds; {problem.describe()} "
+                         f"has dimension {problem.dimension}")
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=size, dpi=DPI)
+    _draw_contours(ax, problem, resolution)
+    start = traces[0].trajectory[0] if traces else problem.x0
+    ax.plot(start[0], start[1], "o", color="black", markersize=6, zorder=5)
+    for index, trace in enumerate(traces):
+        points = trace.trajectory
+        ax.plot(points[:, 0], points[:, 1], "-", color=_color(index), linewidth=1.4,
+                marker=".", markersize=2.5, label=trace.label, alpha=0.9)
+        if averaged and trace.averaged_trajectory is not None:
+            avg = trace.averaged_trajectory
+            ax.plot(avg[:, 0], avg[:, 1], "--", color=_color(index), linewidth=2.0,
+                    label=f"{trace.label} (averaged)")
+    ax.set_title(title or problem.describe(), fontsize=10)
+    ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    if own:
+        return _save(fig, path)
+    return None
+
+
+def curves(traces: Sequence[Trace], path: Path | str, title: str = "", *,
+           metric: str = "excess", log: bool = True, ylabel: str | None = None,
+           averaged: bool = False, hline: float | None = None,
+           size: tuple[float, float] = (6, 4)) -> Path:
+    """Per-step curves of every trace: ``metric`` is ``"excess"`` (loss - f*), ``"loss"``,
+
+    ``"distance"`` (to the nearest minimum), ``"norm"`` (distance from the origin, where the
+    saddle problems have their saddle point), ``"grad_norm"`` or ``"lr"``; ``log`` puts the y
+    axis on a log scale.
+    ``averaged=True`` plots the averaged weights' excess loss, dashed, too; ``hline`` marks a
+    threshold (escape loss, tolerance).
+    """
+    getters = {"excess": lambda t: t.excess, "loss": lambda t: t.losses,
+               "distance": lambda t: t.distances, "grad_norm": lambda t: t.grad_norms,
+               "lr": lambda t: t.lrs,
+               "norm": lambda t: np.linalg.norm(t.trajectory, axis=1)}
+    if metric not in getters:
+        raise ValueError(f"metric={metric!r} is invalid: expected one of {', '.join(getters)}")
+    fig, ax = plt.subplots(figsize=size, dpi=DPI)
+    for index, trace in enumerate(traces):
+        values = np.asarray(getters[metric](trace), dtype=float)
+        if log:
+            values = np.where(values > 0, values, np.nan)
+        ax.plot(np.arange(len(values)), values, color=_color(index), linewidth=1.3,
+                label=trace.label)
+        if averaged and trace.averaged_losses is not None:
+            avg = trace.averaged_losses - (trace.minimum_value or 0.0)
+            ax.plot(np.arange(len(avg)), np.where(avg > 0, avg, np.nan) if log else avg, "--",
+                    color=_color(index), linewidth=1.6, label=f"{trace.label} (averaged)")
+    if hline is not None:
+        ax.axhline(hline, color="black", linestyle=":", linewidth=1)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel or {"excess": "loss - f*", "loss": "loss", "distance": "distance",
+                             "grad_norm": "gradient norm", "lr": "learning rate",
+                             "norm": "distance from the origin"}[metric])
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    return _save(fig, path)
+
+
+def panels(problems_and_traces: Sequence[tuple[Problem, Sequence[Trace]]], path: Path | str,
+           titles: Sequence[str] = (), resolution: int = 90) -> Path:
+    """Contour plots side by side, one per problem (the classics)."""
+    count = len(problems_and_traces)
+    fig, axes = plt.subplots(1, count, figsize=(4.6 * count, 4.2), dpi=DPI, squeeze=False)
+    for index, (problem, traces) in enumerate(problems_and_traces):
+        title = titles[index] if index < len(titles) else problem.title
+        contour(problem, traces, path, title, resolution=resolution, ax=axes[0, index])
+    return _save(fig, path)
+
+
+def grid_of_curves(groups: Sequence[tuple[str, Sequence[Trace]]], path: Path | str, *,
+                   metric: str = "excess", with_lr: bool = True) -> Path:
+    """One column per group (an optimizer): its curves on a log scale, with the learning rate
+
+    of each schedule underneath when ``with_lr``.
+    """
+    rows = 2 if with_lr else 1
+    fig, axes = plt.subplots(rows, len(groups), figsize=(5.2 * len(groups), 3.3 * rows),
+                             dpi=DPI, squeeze=False, sharex=True,
+                             gridspec_kw={"height_ratios": [2, 1] if with_lr else [1]})
+    for column, (title, traces) in enumerate(groups):
+        ax = axes[0, column]
+        for index, trace in enumerate(traces):
+            values = trace.excess if metric == "excess" else trace.losses
+            ax.plot(np.where(values > 0, values, np.nan), color=_color(index), linewidth=1.2,
+                    label=trace.label)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("loss - f*")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
+        if with_lr:
+            lr_ax = axes[1, column]
+            for index, trace in enumerate(traces):
+                lr_ax.plot(trace.lrs, color=_color(index), linewidth=1.2)
+            lr_ax.set_yscale("log")
+            lr_ax.set_ylabel("learning rate")
+            lr_ax.set_xlabel("step")
+            lr_ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def race_gif(problem: Problem, traces: Sequence[Trace], path: Path | str, title: str = "", *,
+             frames: int = 40, duration_ms: int = 90, resolution: int = 100) -> Path:
+    """An animated GIF of the race: every trajectory growing step by step over the contours.
+
+    The contours are drawn once; each frame only moves the lines, so the GIF costs little more
+    than one figure per frame's draw.
+    """
+    from PIL import Image  # noqa: PLC0415  (only the GIF needs pillow directly)
+
+    fig, ax = plt.subplots(figsize=(5.6, 4.3), dpi=80)
+    _draw_contours(ax, problem, resolution)
+    lines, heads = [], []
+    for index, trace in enumerate(traces):
+        (line,) = ax.plot([], [], "-", color=_color(index), linewidth=1.6, label=trace.label)
+        (head,) = ax.plot([], [], "o", color=_color(index), markersize=6,
+                          markeredgecolor="black")
+        lines.append(line)
+        heads.append(head)
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.85)
+    longest = max(len(trace.trajectory) for trace in traces)
+    # Show the early steps densely (where the optimizers differ most), later ones sparsely.
+    marks = np.unique(np.round(np.geomspace(1, longest, frames)).astype(int))
+    images = []
+    for mark in marks:
+        for trace, line, head in zip(traces, lines, heads, strict=True):
+            points = trace.trajectory[:mark]
+            line.set_data(points[:, 0], points[:, 1])
+            head.set_data([points[-1, 0]], [points[-1, 1]])
+        ax.set_title(f"{title or problem.describe()} - step {mark - 1}", fontsize=10)
+        fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba())
+        images.append(Image.fromarray(rgba[..., :3].copy()).quantize(colors=128))
+    plt.close(fig)
+    path = Path(path)
+    durations = [duration_ms] * (len(images) - 1) + [1500]  # hold the finish
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return path
+
+
+def _save(fig: plt.Figure, path: Path | str) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

@@ -1,0 +1,203 @@
+"""The offline HTML report: a folder with ``index.html``, its images and ``results.json``.
+
+Sections are added one at a time and the page is rewritten after each, so everything computed
+so far is on disk even if a later section fails. The page needs no network: the styles are
+inline and the images sit next to it in ``images/``. A small script counts the images that
+failed to load and says so on the page (and in ``data-broken-images`` on ``<body>``), which
+catches a page opened without its images folder.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+IMAGES = "images"
+
+
+@dataclass
+class Table:
+    """A table: column names, rows of cells (numbers are formatted), an optional note below."""
+
+    title: str
+    columns: Sequence[str]
+    rows: list[Sequence[Any]]
+    note: str = ""
+
+    def cells(self) -> list[list[str]]:
+        """Every row as display strings."""
+        return [[format_cell(cell) for cell in row] for row in self.rows]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"title": self.title, "columns": list(self.columns), "rows": self.cells(),
+                "note": self.note}
+
+
+@dataclass
+class Figure:
+    """An image in the report's ``images/`` folder, with a caption."""
+
+    file: str
+    caption: str
+
+
+@dataclass
+class Section:
+    """One part of the tour: a title, plain-language paragraphs, figures and tables."""
+
+    slug: str
+    title: str
+    paragraphs: list[str]
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def format_cell(value: Any) -> str:
+    """Numbers to short strings: integers as is, floats to 4 significant digits, None as '-'."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "-"
+        if value in (float("inf"), float("-inf")):
+            return "never" if value > 0 else "-inf"
+        return f"{value:.4g}"
+    return str(value)
+
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       max-width: 1000px; margin: 2em auto; padding: 0 1.2em; color: #1d2330; line-height: 1.5;
+       background: #ffffff; }
+h1 { font-size: 1.9em; margin-bottom: 0.2em; }
+h2 { border-bottom: 2px solid #dde3ee; padding-bottom: 0.2em; margin-top: 2.2em; }
+.subtitle { color: #5a6478; margin-top: 0; }
+nav ol { columns: 2; }
+figure { margin: 1.2em 0; text-align: center; }
+figure img { max-width: 100%; border: 1px solid #e3e7ef; border-radius: 4px; }
+figcaption { color: #4a5366; font-size: 0.92em; margin-top: 0.3em; text-align: left; }
+table { border-collapse: collapse; margin: 0.6em 0 0.3em; font-size: 0.9em; width: 100%; }
+caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
+th, td { border: 1px solid #dde3ee; padding: 0.25em 0.55em; text-align: left; }
+th { background: #f3f6fb; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr:nth-child(even) td { background: #fafbfd; }
+.note { color: #5a6478; font-size: 0.88em; margin-top: 0; }
+.missing { background: #fff3cd; border: 1px solid #e0c25c; padding: 0.6em; border-radius: 4px; }
+footer { color: #7a8396; font-size: 0.85em; margin-top: 3em; }
+"""
+
+# Counts images that did not load and says so; the browser test reads the counts from <body>.
+_IMAGE_CHECK = """
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (image) {
+    return !(image.complete && image.naturalWidth > 0);
+  });
+  document.body.setAttribute("data-images", String(images.length));
+  document.body.setAttribute("data-broken-images", String(broken.length));
+  if (broken.length) {
+    var note = document.getElementById("missing");
+    note.hidden = false;
+    note.textContent = broken.length + " of " + images.length + " figures did not load: keep " +
+      "index.html next to its images/ folder.";
+  }
+});
+"""
+
+
+class Report:
+    """Builds the report folder; :meth:`add` writes the page again after each section."""
+
+    def __init__(self, out: Path | str, title: str, subtitle: str = "") -> None:
+        self.out = Path(out)
+        self.images = self.out / IMAGES
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.title = title
+        self.subtitle = subtitle
+        self.sections: list[Section] = []
+        self.footer = ""
+
+    def image_path(self, name: str) -> Path:
+        """Where a figure file named ``name`` goes."""
+        return self.images / name
+
+    def add(self, section: Section) -> None:
+        """Append a section and rewrite ``index.html`` and ``results.json``."""
+        self.sections.append(section)
+        self.write()
+
+    def write(self) -> None:
+        """Write ``index.html`` and ``results.json`` for the sections so far."""
+        (self.out / "index.html").write_text(self.render(), encoding="utf-8")
+        results = {"title": self.title, "sections": [
+            {"slug": s.slug, "title": s.title, "seconds": round(s.seconds, 2),
+             "tables": [t.to_dict() for t in s.tables],
+             "figures": [f"{IMAGES}/{f.file}" for f in s.figures], "data": s.data}
+            for s in self.sections]}
+        (self.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+    def render(self) -> str:
+        """The page as HTML text."""
+        e = html.escape
+        parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+                 '<meta name="viewport" content="width=device-width, initial-scale=1">',
+                 f"<title>{e(self.title)}</title>", f"<style>{_STYLE}</style>",
+                 f"<script>{_IMAGE_CHECK}</script>", "</head>", "<body>",
+                 f"<h1>{e(self.title)}</h1>"]
+        if self.subtitle:
+            parts.append(f'<p class="subtitle">{e(self.subtitle)}</p>')
+        parts.append('<p id="missing" class="missing" hidden></p>')
+        if len(self.sections) > 1:
+            parts.append("<nav><ol>")
+            parts += [f'<li><a href="#{e(s.slug)}">{e(s.title)}</a></li>'
+                      for s in self.sections]
+            parts.append("</ol></nav>")
+        for section in self.sections:
+            parts.append(f'<section id="{e(section.slug)}">')
+            parts.append(f"<h2>{e(section.title)}</h2>")
+            for paragraph in section.paragraphs:
+                parts.append(f"<p>{e(paragraph)}</p>")
+            for figure in section.figures:
+                parts.append(
+                    f'<figure><img src="{IMAGES}/{e(figure.file)}" alt="{e(figure.caption)}">'
+                    f"<figcaption>{e(figure.caption)}</figcaption></figure>")
+            for table in section.tables:
+                parts.append(_render_table(table))
+            parts.append("</section>")
+        if self.footer:
+            parts.append(f"<footer>{e(self.footer)}</footer>")
+        parts += ["</body>", "</html>"]
+        return "\n".join(parts) + "\n"
+
+
+def _numeric(value: Any) -> bool:
+    """Numbers (and step counts such as '> 3000') align right; text aligns left."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return True
+    return isinstance(value, str) and (value.startswith("> ") or value.endswith("%"))
+
+
+def _render_table(table: Table) -> str:
+    e = html.escape
+    rows = [f"<caption>{e(table.title)}</caption>",
+            "<tr>" + "".join(f"<th>{e(c)}</th>" for c in table.columns) + "</tr>"]
+    for raw_row, row in zip(table.rows, table.cells(), strict=True):
+        rows.append("<tr>" + "".join(
+            f'<td class="num">{e(text)}</td>' if _numeric(raw) else f"<td>{e(text)}</td>"
+            for raw, text in zip(raw_row, row, strict=True)) + "</tr>")
+    out = "<table>" + "".join(rows) + "</table>"
+    if table.note:
+        out += f'<p class="note">{e(table.note)}</p>'
+    return out

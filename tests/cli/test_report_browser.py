@@ -1,0 +1,69 @@
+"""The report in a real browser: headless Chromium loads every image and draws a page."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM = next((path for path in map(shutil.which, BROWSERS) if path), None)
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="headless Chromium not found (install Debian's chromium package; CI does)")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--hide-scrollbars", "--virtual-time-budget=10000"]
+
+
+def _dom(page: Path, tmp_path: Path) -> str:
+    result = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom",
+         page.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+    return result.stdout
+
+
+def _image_counts(dom: str) -> tuple[int, int]:
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    images = re.search(r'data-images="(\d+)"', body)
+    broken = re.search(r'data-broken-images="(\d+)"', body)
+    assert images and broken, f"the page's image check did not run: {body}"
+    return int(images.group(1)), int(broken.group(1))
+
+
+def test_every_image_loads(demo_report, tmp_path):
+    out, _ = demo_report
+    images, broken = _image_counts(_dom(out / "index.html", tmp_path))
+    expected = len(re.findall(r"<img ", (out / "index.html").read_text()))
+    assert images == expected >= 12
+    assert broken == 0
+
+
+def test_a_missing_image_is_caught(demo_report, tmp_path):
+    out, _ = demo_report
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    (copy / "images" / "ravine_contour.png").unlink()
+    images, broken = _image_counts(_dom(copy / "index.html", tmp_path))
+    assert broken == 1 and images >= 12
+
+
+def test_screenshot_is_not_blank(demo_report, tmp_path):
+    out, _ = demo_report
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}",
+                    "--window-size=1100,2400", f"--screenshot={shot}",
+                    (out / "index.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=float)
+    assert pixels.shape[0] >= 2000
+    assert pixels.std() > 20  # text and figures, not a flat page
+    colours = np.unique(pixels.reshape(-1, 3)[::7], axis=0)
+    assert len(colours) > 200  # figures add many colours; blank or text-only pages have few
