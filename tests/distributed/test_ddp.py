@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,22 +18,16 @@ WORKER = Path(ddp_worker.__file__)
 EXPLICIT_BACKENDS = [backend for backend in BACKENDS if backend != "auto"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _torchrun(out: Path, optimizer: str, backend: str, mode: str) -> None:
     source = Path(descend.__file__).resolve().parents[1]
     environment = {**os.environ,
                    "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
                    "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(WORKER),
-               str(out), optimizer, backend, mode]
+    # --standalone: a local rendezvous on a free loopback port, chosen by torchrun itself.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(WORKER), str(out), optimizer, backend, mode]
     result = subprocess.run(command, env=environment, capture_output=True, text=True,
-                            timeout=240)
+                            timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
