@@ -13,6 +13,7 @@ once and also drive :class:`descend.LBFGS`, the ``torch.optim.LBFGS`` drop-in.
 from descend.secondorder.bfgs import BFGSDirection, bfgs
 from descend.secondorder.lbfgs import LBFGSDirection, lbfgs, two_loop
 from descend.secondorder.line_search import LineSearchResult, cubic_interpolate, strong_wolfe
+from descend.secondorder.minibatch import FiniteSum, minibatch
 from descend.secondorder.newton import NewtonDirection, damped_newton_step, newton
 from descend.secondorder.objective import (
     FunctionObjective,
@@ -44,9 +45,9 @@ def minimize(problem, x0, method: str = "lbfgs", **options) -> OptimizeResult:
 
 
 __all__ = [
-    "METHODS", "BFGSDirection", "FunctionObjective", "History", "LBFGSDirection",
+    "METHODS", "BFGSDirection", "FiniteSum", "FunctionObjective", "History", "LBFGSDirection",
     "LeastSquares", "LineSearchError", "LineSearchResult", "LogisticRegression",
     "NewtonDirection", "NonFiniteError", "Objective", "OptimizeResult", "Quadratic", "Rosenbrock",
     "TorchObjective", "as_objective", "bfgs", "cubic_interpolate", "damped_newton_step", "lbfgs",
-    "minimize", "newton", "strong_wolfe", "two_loop",
+    "minibatch", "minimize", "newton", "strong_wolfe", "two_loop",
 ]

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 @dataclass
 class LineSearchResult:
@@ -75,7 +77,7 @@ def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
         t  = x2 - (x2 - x1) (g2 + d2 - d1) / (g2 - g1 + 2 d2)        (for x1 <= x2)
 
     ``bounds`` default to the interval between the points; when the cubic has no minimizer
-    (``d1^2 < g1 g2``) the midpoint of the bounds is returned.
+    (``d1^2 < g1 g2``, or a flat cubic) the midpoint of the bounds is returned.
     """
     if bounds is not None:
         xmin_bound, xmax_bound = bounds
@@ -86,11 +88,24 @@ def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
     if d2_square >= 0:
         d2 = _sqrt(d2_square)
         if x1 <= x2:
-            min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+            min_pos = x2 - (x2 - x1) * _divide(g2 + d2 - d1, g2 - g1 + 2 * d2)
         else:
-            min_pos = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
-        return min(max(min_pos, xmin_bound), xmax_bound)
+            min_pos = x1 - (x1 - x2) * _divide(g1 + d2 - d1, g1 - g2 + 2 * d2)
+        # A flat cubic (0 / 0) has no minimizer: take the midpoint, where torch returns NaN.
+        # An infinite one (x / 0) is clipped to a bound, as in torch.
+        if not math.isnan(float(min_pos)):
+            return min(max(min_pos, xmin_bound), xmax_bound)
     return (xmin_bound + xmax_bound) / 2.0
+
+
+def _divide(numerator: Any, denominator: Any) -> Any:
+    # IEEE division for every kind of scalar: tensors and NumPy scalars already give inf or NaN
+    # for a zero denominator; Python floats would raise, so they divide as NumPy float64.
+    if isinstance(denominator, int | float) and denominator == 0:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.float64(numerator) / np.float64(denominator))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return numerator / denominator
 
 
 def _low_high(bracket_f: list) -> tuple[int, int]:

@@ -56,8 +56,9 @@ class History:
 
 
 #: Why a run stopped: ``converged`` (gradient or loss-change tolerance met), ``max_iter``,
-#: ``line_search_failed`` (no lower point along a fresh steepest-descent direction either).
-STATUSES = ("converged", "max_iter", "line_search_failed")
+#: ``line_search_failed`` (no lower point along a fresh steepest-descent direction either);
+#: minibatch runs end ``completed`` (every iteration ran) or ``diverged`` (a non-finite value).
+STATUSES = ("converged", "max_iter", "line_search_failed", "completed", "diverged")
 
 
 @dataclass
@@ -86,8 +87,8 @@ class OptimizeResult:
 
     @property
     def success(self) -> bool:
-        """Whether the run met its convergence tolerance."""
-        return self.status == "converged"
+        """Whether the run met its convergence tolerance (or, minibatch, ran to the end)."""
+        return self.status in ("converged", "completed")
 
     @property
     def njev(self) -> int:
