@@ -39,7 +39,7 @@ PROBLEMS = {
 }
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.sampled_from(list(PROBLEMS)), st.sampled_from([torch.float32, torch.float64]),
        st.integers(0, 2**16), st.floats(1e-3, 30.0), st.integers(1, 25))
 def test_matches_torch_strong_wolfe_bit_for_bit(name, dtype, seed, t0, max_ls):
@@ -52,6 +52,12 @@ def test_matches_torch_strong_wolfe_bit_for_bit(name, dtype, seed, t0, max_ls):
     obj_func, phi = along_line(loss, x, d)
     f_t, g_t, t_t, evals_t = torch_strong_wolfe(obj_func, x, t0, d, f, g, gtd, max_ls=max_ls)
     ours = strong_wolfe(phi, t0, f, g, gtd, d.abs().max(), max_ls=max_ls)
+    if not (math.isfinite(float(t_t)) and math.isfinite(f_t)):
+        # A trial overflowed (float32): torch returns NaN or inf, descend a finite point no
+        # higher than the start.
+        assert math.isfinite(float(ours.t)) and ours.f <= f
+        assert bool(torch.isfinite(ours.g).all())
+        return
     assert float(ours.t) == float(t_t)
     assert ours.f == f_t
     assert torch.equal(ours.g, g_t)
