@@ -1,6 +1,8 @@
 """descend: optimizers for neural networks, and a lab that shows why each one exists.
 
 - ``descend.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``: drop-in ``torch.optim`` classes.
+- ``descend.LBFGS``: drop-in ``torch.optim.LBFGS`` (same iterates), with a non-finite guard.
+- ``descend.secondorder``: Newton, BFGS and L-BFGS on NumPy vectors, with convergence histories.
 - ``descend.Momentum``, ``descend.Nesterov``: the lecture's velocity forms as torch optimizers.
 - ``descend.functional``: the CS231n-style NumPy API, ``update(w, dw, config) -> (w, config)``.
 - ``descend.schedules``: learning-rate schedules; ``descend.ScheduledLR`` drives any optimizer.
@@ -8,8 +10,9 @@
 - ``descend.rules``: the math of each optimizer, written once.
 """
 
-from descend import functional, rules, schedules
+from descend import functional, rules, schedules, secondorder
 from descend.optim import (
+    LBFGS,
     SGD,
     Adagrad,
     Adam,
@@ -25,6 +28,7 @@ from descend.optim import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "SGD", "Adagrad", "Adam", "AdamW", "Momentum", "Nesterov", "NonFiniteGradientError",
+    "SGD", "Adagrad", "Adam", "AdamW", "LBFGS", "Momentum", "Nesterov", "NonFiniteGradientError",
     "RMSprop", "ScheduledLR", "WeightAverage", "functional", "rules", "schedules",
+    "secondorder",
 ]
