@@ -41,6 +41,10 @@ FUSED_DTYPES: dict[torch.dtype, str] = {torch.float32: "float32", torch.float64:
 #: Elements per parallel work item: large enough to amortize the per-item bookkeeping, small
 #: enough that even a one-tensor step splits evenly over the threads.
 WORK_ITEM = 1 << 16
+#: Elements each extra thread must have before a call runs in parallel. Below it the
+#: calling thread does the whole step: waking a second thread costs more than it saves, and on
+#: a busy machine a sleeping thread may wait a whole scheduler tick to run.
+PARALLEL_GRAIN = 1 << 20
 #: Environment variable naming the kernel cache directory.
 CACHE_ENV = "DESCEND_CACHE_DIR"
 #: Environment variable that, when set to an integer, fixes the number of kernel threads;
@@ -392,10 +396,16 @@ class TensorTable:
 
 def run_kernel(kernel, addresses: np.ndarray, work: tuple, tensor_row: np.ndarray,
                scalars: np.ndarray) -> None:
-    """Call a compiled kernel with ``kernel_threads()`` threads."""
+    """Call a compiled kernel with up to ``kernel_threads()`` threads.
+
+    Each thread gets at least :data:`PARALLEL_GRAIN` elements (work items hold
+    :data:`WORK_ITEM` elements each, all but the last full).
+    """
     import numba
 
-    threads = min(kernel_threads(), numba.config.NUMBA_NUM_THREADS)
+    items = work[0].shape[0] - 1
+    enough = max(1, items * WORK_ITEM // PARALLEL_GRAIN)
+    threads = min(kernel_threads(), numba.config.NUMBA_NUM_THREADS, enough)
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
     kernel(addresses, *work, tensor_row, scalars)

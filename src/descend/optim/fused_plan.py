@@ -34,6 +34,48 @@ from descend.rules.spec import Rule
 STALE = object()
 
 
+class Watch:
+    """Set when a watched state dict changes, so the plan that cached its tensors rebuilds."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self) -> None:
+        self.changed = False
+
+
+class WatchedState(dict):
+    """A parameter's state dict that tells its :class:`Watch` when an entry is replaced.
+
+    Pickles and deep-copies as a plain ``dict``, so checkpoints do not depend on this class.
+    """
+
+    __slots__ = ("watch",)
+
+    def __init__(self, items: Mapping, watch: Watch) -> None:
+        super().__init__(items)
+        self.watch = watch
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
+def _notifying(name: str):
+    method = getattr(dict, name)
+
+    def wrapper(self, *args, **kwargs):
+        self.watch.changed = True
+        return method(self, *args, **kwargs)
+
+    wrapper.__name__ = name
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+for _name in ("__setitem__", "__delitem__", "__ior__", "clear", "pop", "popitem",
+              "setdefault", "update"):
+    setattr(WatchedState, _name, _notifying(_name))
+
+
 class _Block:
     """The planned parameters of one dtype, with their slots' addresses and step counters."""
 
@@ -49,37 +91,40 @@ class _Block:
         self.table.addresses[0] = self.param_addresses
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in tensors]
-        self.contiguous = [p.is_contiguous() for p in params]
+        self.all_contiguous = all(p.is_contiguous() for p in params)
         self.steps = torch.tensor([float(state["step"]) for state in states], dtype=step_dtype)
         self.step_values = self.steps.numpy()
         self.step_views = [self.steps[i] for i in range(len(params))]
         for state, view in zip(states, self.step_views, strict=True):
-            state["step"] = view
+            dict.__setitem__(state, "step", view)
         self.first_row = np.zeros(len(params), dtype=np.int64)
 
-    def gather(self, optimizer_state: Mapping, indices: Sequence[int] | None,
-               keep_alive: list) -> list[int] | None:
-        """Addresses of the current gradients (``None`` if a cached tensor was replaced)."""
-        addresses = []
-        params, states, views = self.params, self.states, self.step_views
-        for k in range(len(params)) if indices is None else indices:
-            param = params[k]
-            state = states[k]
-            if (optimizer_state.get(param) is not state or state.get("step") is not views[k]
-                    or param.data_ptr() != self.param_addresses[k]):
-                return None
-            for name, tensors in zip(self.slot_names, self.slots, strict=True):
-                if state.get(name) is not tensors[k]:
-                    return None
-            grad = param.grad
-            if grad.is_sparse:
-                raise RuntimeError("descend optimizers do not support sparse gradients")
-            if not (grad.is_contiguous() if self.contiguous[k]
+    def gather(self, indices: Sequence[int] | None, keep_alive: list) -> list[int] | None:
+        """Addresses of the current gradients; ``None`` if a parameter's storage moved.
+
+        Comprehensions over the tensors, not a Python loop, because this runs every step.
+        """
+        params = self.params if indices is None else [self.params[k] for k in indices]
+        expected = (self.param_addresses if indices is None
+                    else [self.param_addresses[k] for k in indices])
+        if [p.data_ptr() for p in params] != expected:
+            return None
+        grads = [p.grad for p in params]
+        try:
+            addresses = [g.data_ptr() for g in grads]
+            if self.all_contiguous and all([g.is_contiguous() for g in grads]):
+                return addresses
+        except RuntimeError:
+            if any(g.is_sparse for g in grads):
+                raise RuntimeError("descend optimizers do not support sparse gradients") from None
+            raise
+        for position, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            if not (grad.is_contiguous() if param.is_contiguous()
                     else grad.stride() == param.stride()):
                 # A gradient laid out unlike its parameter: walk a copy in the parameter's layout.
                 grad = torch.empty_like(param).copy_(grad)
                 keep_alive.append(grad)
-            addresses.append(grad.data_ptr())
+                addresses[position] = grad.data_ptr()
         return addresses
 
     def run(self, rule: Rule, hypers: Mapping[str, Any], indices: np.ndarray | None,
@@ -149,8 +194,17 @@ class GroupPlan:
                 states.append(state)
             else:
                 self.leftover.add(id(param))
+        # Watch the planned parameters' state dicts, so replacing a cached tensor is noticed.
+        self.watch = Watch()
+        for params, states in by_dtype.values():
+            for index, (param, state) in enumerate(zip(params, states, strict=True)):
+                watched = WatchedState(state, self.watch)
+                optimizer_state[param] = states[index] = watched
         self.blocks = [_Block(params, states, slot_names, step_dtype)
                        for params, states in by_dtype.values()]
+        self.watch.changed = False
+        # Replacing or removing a whole state dict shows in the optimizer state's values.
+        self.state_values = list(optimizer_state.values())
         self.where = {id(p): (b, k) for b, block in enumerate(self.blocks)
                       for k, p in enumerate(block.params)}
         self.only_block = self.blocks[0].params if len(self.blocks) == 1 else None
@@ -159,6 +213,9 @@ class GroupPlan:
                    ) -> bool:
         """Whether the plan still describes this group (cheap checks; the rest in ``step``)."""
         return (group is self.group and optimizer_state is self.optimizer_state
+                and not self.watch.changed
+                and len(optimizer_state) == len(self.state_values)
+                and all(map(_same, optimizer_state.values(), self.state_values))
                 and tuple(slot.active(hypers) for slot in self.rule.slots) == self.active)
 
     def step(self, params: list[torch.Tensor], hypers: Mapping[str, Any],
@@ -191,7 +248,7 @@ class GroupPlan:
                           else np.asarray(chosen[i], dtype=np.int64) for i in kept]
         gathered = []
         for block, selection in zip(blocks, selections, strict=True):
-            addresses = block.gather(self.optimizer_state, selection, keep_alive)
+            addresses = block.gather(selection, keep_alive)
             if addresses is None:
                 return STALE
             gathered.append(addresses)
