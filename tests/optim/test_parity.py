@@ -22,15 +22,19 @@ SHAPES = [(), (1,), (7, 3), (5,), (2, 3, 4), (33,)]
 CASES = [(name, options) for name in OPTION_GRID for options in option_combinations(name)]
 
 
+BACKENDS = ["reference", "fused"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(("name", "options"), CASES,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
                               for n, o in CASES])
-def test_every_option_combination_matches_torch(name, options, dtype):
+def test_every_option_combination_matches_torch(name, options, dtype, backend):
     # Two groups: the second overrides the learning rate, as users do for heads and biases.
     groups = [{}, {"lr": options["lr"] * 0.5}]
     param_error, state_error, *_ = run_side_by_side(
-        lambda params: descend_class(name)(params, **options),
+        lambda params: descend_class(name)(params, backend=backend, **options),
         lambda params: torch_class(name)(params, **options),
         SHAPES, dtype, steps=100, group_options=groups)
     assert param_error <= TOLERANCE[dtype]
@@ -74,15 +78,16 @@ def random_problem(draw):
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     steps = draw(st.integers(1, 30))
     seed = draw(st.integers(0, 2**16))
-    return name, options, shapes, dtype, steps, seed
+    backend = draw(st.sampled_from(BACKENDS))
+    return name, options, shapes, dtype, steps, seed, backend
 
 
 @settings(max_examples=60, deadline=None)
 @given(random_problem())
 def test_random_problems_match_torch(problem):
-    name, options, shapes, dtype, steps, seed = problem
+    name, options, shapes, dtype, steps, seed, backend = problem
     param_error, state_error, *_ = run_side_by_side(
-        lambda params: descend_class(name)(params, **options),
+        lambda params: descend_class(name)(params, backend=backend, **options),
         lambda params: torch_class(name)(params, **options),
         shapes, dtype, steps=steps, seed=seed)
     assert param_error <= TOLERANCE[dtype]

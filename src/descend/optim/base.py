@@ -16,12 +16,14 @@ from typing import Any, ClassVar
 import torch
 
 from descend.kernels import update_tensors
+from descend.kernels.fused import fused_available, supports, update_tensors_fused
+from descend.optim.fused_plan import STALE, GroupPlan
 from descend.rules.spec import Rule
 
 #: What an optimizer does when a gradient holds inf or NaN.
 NONFINITE_MODES = ("propagate", "raise", "skip")
 #: Executors an optimizer can run its rule on.
-BACKENDS = ("auto", "reference")
+BACKENDS = ("auto", "reference", "fused")
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -37,7 +39,14 @@ class RuleOptimizer(torch.optim.Optimizer):
       parameters), ``"raise"`` (raise :class:`NonFiniteGradientError` naming the parameter,
       before anything changes) or ``"skip"`` (leave every parameter and state tensor untouched
       and count the step in ``skipped_steps``).
-    - ``backend``: which executor runs the rule (``"auto"`` or ``"reference"``).
+    - ``backend``: which executor runs the rule. ``"reference"`` applies the rule with torch
+      ops, tensor by tensor. ``"fused"`` runs it as one compiled, multi-threaded pass over all
+      of a group's tensors (:mod:`descend.kernels.fused`; needs Numba, and CPU float32 or
+      float64 parameters, else ``ValueError``). ``"auto"`` (default) uses the fused executor
+      for CPU float32/float64 parameters when Numba is installed and the reference executor
+      for everything else: other devices, and float16/bfloat16, whose results then match
+      ``torch.optim``'s default (for-loop) path. Kernel threads follow
+      ``torch.get_num_threads()`` unless ``$DESCEND_NUM_THREADS`` is set.
     """
 
     rule: ClassVar[Rule]
@@ -58,10 +67,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is invalid: expected one of "
                              f"{', '.join(map(repr, BACKENDS))}")
+        if backend == "fused" and not fused_available():
+            raise ValueError("backend='fused' needs Numba, which is not installed: install "
+                             "numba, or use backend='auto' or 'reference'")
         self.nonfinite = nonfinite
         self.backend = backend
         self.skipped_steps = 0
+        self._fused_plans: dict[int, Any] = {}
         super().__init__(params, defaults)
+        if backend == "fused":
+            for group in self.param_groups:
+                for param in group["params"]:
+                    _check_fusable(param)
         if self.eager_state:
             for group in self.param_groups:
                 hypers = self.rule_hypers(group)
@@ -79,6 +96,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         merged = {**self.defaults, **param_group}
         self.rule.validate(self.rule_hypers(merged))
         super().add_param_group(param_group)
+        if getattr(self, "backend", None) == "fused":
+            for param in self.param_groups[-1]["params"]:
+                _check_fusable(param)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -141,21 +161,71 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _step_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         hypers = self.rule_hypers(group)
+        backend = getattr(self, "backend", "auto")
+        if backend == "reference" or not fused_available():
+            self._step_buckets(group, params, hypers)
+            return
+        plans = self.__dict__.setdefault("_fused_plans", {})
+        plan = plans.get(id(group))
+        if plan is None or not plan.is_current(group, self.state, hypers):
+            plan = self._new_plan(group, params, hypers)
+        leftover = self._step_buckets_for(group, hypers)
+        if plan.step(params, hypers, leftover) is STALE:
+            plan = self._new_plan(group, params, hypers)
+            if plan.step(params, hypers, leftover) is STALE:
+                raise AssertionError("a freshly built fused plan does not cover its group")
+
+    def _new_plan(self, group: dict[str, Any], params: list[torch.Tensor],
+                  hypers: Mapping[str, Any]) -> GroupPlan:
+        """A fused plan for the group, after giving every stepping parameter its state."""
+        for param in params:
+            if param.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            if self.backend == "fused":
+                _check_fusable(param)
+            self._ensure_state(param, hypers)
+        plan = GroupPlan(group, self.state, self.rule, hypers, _step_dtype())
+        self._fused_plans[id(group)] = plan
+        return plan
+
+    def _step_buckets_for(self, group: dict[str, Any], hypers: Mapping[str, Any]):
+        return lambda params: self._step_buckets(group, params, hypers)
+
+    def _step_buckets(self, group: dict[str, Any], params: list[torch.Tensor],
+                      hypers: Mapping[str, Any]) -> None:
+        """Step each parameter's own counter and update it, one executor call per step count.
+
+        The reference executor handles every tensor under ``backend="reference"`` and those the
+        fused executor does not support under ``"auto"``; supported tensors that are not laid
+        out flat (strided views) go to the fused executor, which copies them.
+        """
         slot_names = [slot.name for slot in self.rule.slots]
-        buckets: dict[int, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
+        buckets: dict[tuple[int, bool], tuple[list, list, list]] = defaultdict(
+            lambda: ([], [], []))
         active = {slot.name for slot in self.rule.active_slots(hypers)}
+        fused = getattr(self, "backend", "auto") != "reference" and fused_available()
         for param in params:
             if param.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
             state = self._ensure_state(param, hypers)
             state["step"] += 1
-            bucket = buckets[int(state["step"].item())]
+            bucket = buckets[int(state["step"].item()), fused and supports(param)]
             bucket[0].append(param)
             bucket[1].append(param.grad)
             bucket[2].append([state[name] if name in active else None for name in slot_names])
-        for step, (bucket_params, grads, slots) in buckets.items():
+        for (step, use_fused), (bucket_params, grads, slots) in buckets.items():
             scalars = self.rule.scalars(hypers, step)
-            update_tensors(self.rule, scalars, bucket_params, grads, slots)
+            executor = update_tensors_fused if use_fused else update_tensors
+            executor(self.rule, scalars, bucket_params, grads, slots)
+
+
+def _check_fusable(param: torch.Tensor) -> None:
+    """Refuse, under ``backend="fused"``, a parameter the fused executor cannot update."""
+    if not supports(param):
+        raise ValueError(f"backend='fused' cannot update a {param.dtype} parameter on "
+                         f"{param.device} (shape {tuple(param.shape)}): the fused executor "
+                         "runs on CPU float32 and float64 tensors; use backend='auto' to "
+                         "update the others with the reference executor")
 
 
 def _step_dtype() -> torch.dtype:
