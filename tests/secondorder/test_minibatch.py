@@ -59,6 +59,7 @@ def test_history_is_recorded_on_schedule(problem, method):
     np.testing.assert_array_equal(again.x, result.x)  # the seed fixes the batches
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 def test_divergence_stops_at_the_last_finite_iterate(problem):
     result = secondorder.minibatch(problem, np.zeros(problem.dimension), "sgd", iterations=2000,
                                    batch_size=8, config={"learning_rate": 10.0})
