@@ -711,12 +711,23 @@ def orders_section(report: Report, settings: TourSettings, progress: Progress) -
         figures, tables,
         data={study.name: {
             "dimension": study.dimension, "kappa": study.kappa, "f_star": study.f_star,
-            "runs": {run.label: {"grad_norm": run.result.history.grad_norm,
-                                 "loss": run.result.history.loss,
-                                 "time": run.result.history.time} for run in study.runs}}
+            "runs": {run.label: _thinned(iteration=np.arange(len(run.result.history.loss)),
+                                         grad_norm=run.result.history.grad_norm,
+                                         loss=run.result.history.loss,
+                                         time=run.result.history.time)
+                     for run in study.runs}}
             for study in studies} | {"minibatch": {
-                run.label: {"passes": run.passes.tolist(), "gap": noisy.gap(run).tolist()}
+                run.label: _thinned(passes=run.passes, gap=noisy.gap(run))
                 for run in (*noisy.runs, noisy.reference)}})
+
+
+def _thinned(points: int = 400, **series: Sequence[float]) -> dict[str, list[float]]:
+    """Equal-length series cut to about ``points`` entries, first and last kept, for
+    results.json (gradient descent's thousands of iterations would swell the file)."""
+    length = len(next(iter(series.values())))
+    keep = np.unique(np.linspace(0, length - 1, min(points, length)).round().astype(int))
+    return {name: np.asarray(values)[keep].tolist()
+            for name, values in series.items()}
 
 
 def _orders_paragraphs(studies: Sequence[orders.FullBatchStudy],
