@@ -36,3 +36,12 @@ def test_cells_format_for_people(value, text):
 def test_contours_need_a_2d_problem(tmp_path):
     with pytest.raises(ValueError, match="dimension 20"):
         plots.contour(HighDimSaddle(dim=20), [], tmp_path / "x.png")
+
+
+def test_a_summary_keeps_the_chosen_columns_and_the_report_keeps_them_all(tmp_path):
+    table = Table("T", ["a", "b", "c"], [[1, "wide words", 0.5]], "note", summary_columns=(0, 2))
+    brief = table.summary()
+    assert brief.columns == ["a", "c"] and brief.cells() == [["1", "0.5"]]
+    assert brief.note == "note" and brief.summary() is brief
+    assert Table("U", ["a"], [[1]]).summary().columns == ["a"]
+    assert table.to_dict()["columns"] == ["a", "b", "c"]

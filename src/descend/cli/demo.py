@@ -21,8 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="the tour: the problems of SGD, measured, drawn and explained",
         description="Run the lab's tour (ill-conditioning, saddle points, local minima, noisy "
-                    "gradients, learning-rate decay, the classic test functions), print a "
-                    "summary, and write an offline HTML report with figures.")
+                    "gradients, learning-rate decay, the classic test functions, first-order "
+                    "against second-order methods), print a summary, and write an offline "
+                    "HTML report with figures.")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"report folder (default ./{DEFAULT_OUT}/)")
     parser.add_argument("--quick", action="store_true",
@@ -44,7 +45,7 @@ def rich_table(table: Table) -> RichTable:
 def _print_section(console: Console, section: Section) -> None:
     console.rule(f"[bold]{section.title}[/bold]  ({section.seconds:.1f} s)")
     for table in section.tables:
-        console.print(rich_table(table))
+        console.print(rich_table(table.summary()))
 
 
 def run(arguments: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ machines without a display. Each contender keeps one colour across every figure 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -171,6 +172,76 @@ def grid_of_curves(groups: Sequence[tuple[str, Sequence[Trace]]], path: Path | s
             lr_ax.set_ylabel("learning rate")
             lr_ax.set_xlabel("step")
             lr_ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One curve of a :func:`line_panels` figure: ``y`` against ``x``.
+
+    ``color`` indexes the tab10 colours, so one method keeps its colour across panels (-1 is
+    black, for a reference run); ``dashed`` draws a dashed line; ``markers`` draws each point
+    (for runs with few points).
+    """
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    color: int
+    dashed: bool = False
+    markers: bool = False
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes of a :func:`line_panels` figure.
+
+    ``xscale``/``yscale`` are matplotlib scale names (``"linear"``, ``"log"``, ``"symlog"``);
+    ``linthresh`` is the linear range of a ``"symlog"`` x axis (so that 0, the start, shows);
+    ``hline`` marks a threshold such as a tolerance.
+    """
+
+    title: str
+    xlabel: str
+    ylabel: str
+    lines: Sequence[Line]
+    xscale: str = "linear"
+    yscale: str = "log"
+    linthresh: float = 1.0
+    hline: float | None = None
+
+
+def line_panels(panels: Sequence[Panel], path: Path | str, *, columns: int = 2,
+                size: tuple[float, float] = (5.2, 3.6)) -> Path:
+    """Curves against any x (iteration, wall time, passes over the data), one axes per panel,
+    ``columns`` to a row; non-positive values are left out of log axes."""
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows),
+                             dpi=DPI, squeeze=False)
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        for line in panel.lines:
+            y = np.asarray(line.y, dtype=float)
+            if panel.yscale == "log":
+                y = np.where(y > 0, y, np.nan)
+            ax.plot(np.asarray(line.x, dtype=float), y, "--" if line.dashed else "-",
+                    color="black" if line.color < 0 else _color(line.color),
+                    linewidth=1.3, marker="o" if line.markers else None, markersize=3.5,
+                    label=line.label)
+        if panel.hline is not None:
+            ax.axhline(panel.hline, color="black", linestyle=":", linewidth=1)
+        if panel.xscale == "symlog":
+            ax.set_xscale("symlog", linthresh=panel.linthresh)
+            ax.set_xlim(left=0)  # the x values here (iterations, seconds) are never negative
+        else:
+            ax.set_xscale(panel.xscale)
+        ax.set_yscale(panel.yscale)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     return _save(fig, path)
 
 

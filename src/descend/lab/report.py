@@ -21,16 +21,29 @@ IMAGES = "images"
 
 @dataclass
 class Table:
-    """A table: column names, rows of cells (numbers are formatted), an optional note below."""
+    """A table: column names, rows of cells (numbers are formatted), an optional note below.
+
+    ``summary_columns`` picks the columns (by index) a terminal summary shows, for tables too
+    wide for a terminal; None shows them all.
+    """
 
     title: str
     columns: Sequence[str]
     rows: list[Sequence[Any]]
     note: str = ""
+    summary_columns: Sequence[int] | None = None
 
     def cells(self) -> list[list[str]]:
         """Every row as display strings."""
         return [[format_cell(cell) for cell in row] for row in self.rows]
+
+    def summary(self) -> Table:
+        """The table with only its ``summary_columns`` (itself when there are none)."""
+        if self.summary_columns is None:
+            return self
+        keep = list(self.summary_columns)
+        return Table(self.title, [self.columns[i] for i in keep],
+                     [[row[i] for i in keep] for row in self.rows], self.note)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
