@@ -65,6 +65,8 @@ def main() -> None:
     if rank == 0:
         torch.save(sharded.state_dict(), "zero_checkpoint.pt")
         print(f"ZeRO + descend.AdamW: final loss {loss:.4f}; state saved to zero_checkpoint.pt")
+    # Release the DDP wrappers (and their gradient reducers) before the process group itself.
+    del model, sharded_model, optimizer, sharded
     dist.destroy_process_group()
 
 

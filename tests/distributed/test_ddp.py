@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,15 @@ def _torchrun(out: Path, optimizer: str, backend: str, mode: str) -> None:
     # --standalone: a local rendezvous on a free loopback port, chosen by torchrun itself.
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=2", str(WORKER), str(out), optimizer, backend, mode]
-    result = subprocess.run(command, env=environment, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
+        output, _ = process.communicate()
+        pytest.fail(f"torchrun did not finish in 300 s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
 
 
 def _single_process(optimizer: str, backend: str) -> list[torch.Tensor]:
