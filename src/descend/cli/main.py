@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from descend.cli import demo
+from descend.cli import bench, demo
 
 #: Modules that each provide ``register(subparsers)`` and set ``func`` on their parser.
-COMMANDS = (demo,)
+COMMANDS = (demo, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
