@@ -44,7 +44,7 @@ from descend.lab.specs import (
 
 #: Default learning-rate search range (log-uniform) by optimizer name.
 LR_RANGES: dict[str, tuple[float, float]] = {
-    "sgd": (1e-3, 1.0),
+    "sgd": (1e-3, 3.0),
     "sgd_momentum": (1e-4, 1.0),
     "momentum": (1e-4, 1.0),
     "nesterov": (1e-4, 1.0),

@@ -65,7 +65,8 @@ def _learning_curves(task: Task, results: list[ContenderResult], colors: dict) -
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss")]
     if accuracy:
         keys += [("train_accuracy", "train accuracy"), ("val_accuracy", "validation accuracy")]
-    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6))
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6),
+                                layout="constrained")
     for axis, (key, title) in zip(np.atleast_1d(axes), keys, strict=True):
         for result in results:
             runs = list(result.seed_runs.values())
@@ -88,7 +89,7 @@ def _learning_curves(task: Task, results: list[ContenderResult], colors: dict) -
 
 
 def _sensitivity(task: Task, results: list[ContenderResult], colors: dict) -> str:
-    figure, axis = plt.subplots(figsize=(7.5, 4.2))
+    figure, axis = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
     floor = 0.0 if task.higher_is_better else None
     for result in results:
         points = [(trial["params"]["lr"], trial["last_score"], trial)
@@ -127,7 +128,7 @@ def _ratios(task: Task, results: list[ContenderResult]) -> str:
     columns = min(3, len(shown))
     rows = math.ceil(len(shown) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows),
-                                squeeze=False, sharey=True)
+                                squeeze=False, sharey=True, layout="constrained")
     for axis, result in zip(axes.flat, shown, strict=False):
         runs = list(result.seed_runs.values())
         layers = list(runs[0].history[0].update_ratio) if runs[0].history else []
@@ -153,7 +154,8 @@ def _time_to_target(rows: list[dict], colors: dict) -> str:
     rows = [row for row in rows if row["target"] is not None]
     if not rows:
         return ""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5),
+                               layout="constrained")
     names = [f"{row['task']}: {row['optimizer']}" for row in rows]
     for axis, key, title in ((axes[0], "epochs_to_target", "epochs"),
                              (axes[1], "seconds_to_target", "training seconds")):
@@ -184,7 +186,7 @@ def _profiles(rows: list[dict], colors: dict) -> str:
     if not rows:
         return ""
     taus = np.geomspace(1.0, 8.0, 200)
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     for axis, key, title in ((axes[0], "seconds_to_target", "training seconds"),
                              (axes[1], "epochs_to_target", "epochs")):
         times: dict[str, dict[str, float]] = {}
