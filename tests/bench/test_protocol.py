@@ -7,6 +7,7 @@ import math
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from descend.bench.metrics import median_time, performance_profile, time_to_target
@@ -18,7 +19,7 @@ from descend.bench.protocol import (
     parse_dimension,
     run_bench,
 )
-from descend.bench.tasks import get_task
+from descend.bench.tasks import Task, get_task
 from descend.bench.training import EpochMetrics, RunResult
 
 
@@ -146,3 +147,26 @@ def test_performance_profile_matches_hand_computation():
     assert profile["x"] == pytest.approx([1 / 3, 1 / 3, 2 / 3])
     assert profile["y"] == pytest.approx([1 / 3, 2 / 3, 2 / 3])
     assert profile["z"] == pytest.approx([0, 1 / 3, 1 / 3])
+
+
+def test_python_api_races_optimizers_on_a_users_regression_model(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(200, 3, generator=generator)
+    targets = inputs @ torch.tensor([[1.0], [-1.0], [0.5]])
+    dataset = torch.utils.data.TensorDataset(inputs, targets)
+    train_loader = torch.utils.data.DataLoader(dataset, batch_size=20, shuffle=True)
+    eval_loader = torch.utils.data.DataLoader(dataset, batch_size=200)
+    task = Task.custom("regression", lambda: torch.nn.Linear(3, 1), train_loader, eval_loader,
+                       eval_loader, loss=torch.nn.functional.mse_loss, epochs=3,
+                       metric="loss", target=0.5)
+    config = BenchConfig(trials=3, seeds=2, out=tmp_path, pruner="none")
+    results, rows = run_bench([task], ["sgd", "adam"], config=config)
+    for result, row in zip(results, rows, strict=True):
+        # Lower is better: the best trial has the smallest final validation loss.
+        values = [trial["value"] for trial in result.trials]
+        assert result.best_value == min(values)
+        assert row["test_mean"] == pytest.approx(
+            sum(run.test_loss for run in result.seed_runs.values()) / 2)
+    # Linear regression with a tuned lr fits well within 3 epochs.
+    assert min(row["test_mean"] for row in rows) < 0.1
+    assert "regression" in (tmp_path / "report.html").read_text()

@@ -212,12 +212,11 @@ def summary_cells(row: dict, metric: str = "accuracy") -> list[str]:
     params = row["best_params"]
     setting = ("all diverged or pruned" if params is None else
                ", ".join(f"{key}={value:.3g}" for key, value in params.items()) or "as given")
-    scale = 100.0 if metric == "accuracy" else 1.0
-    if row["seeds"]:
-        test = f"{row['test_mean'] * scale:.2f} ± {row['test_std'] * scale:.2f}"
-    else:
-        test = "-"
-    best_val = "-" if row["best_val"] is None else f"{row['best_val'] * scale:.2f}"
+    def number(value: float) -> str:
+        return f"{value * 100:.2f}" if metric == "accuracy" else f"{value:.4g}"
+
+    test = f"{number(row['test_mean'])} ± {number(row['test_std'])}" if row["seeds"] else "-"
+    best_val = "-" if row["best_val"] is None else number(row["best_val"])
     if row["target"] is None:
         epochs = seconds = "-"
     else:
