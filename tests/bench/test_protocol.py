@@ -15,6 +15,7 @@ from descend.bench.protocol import (
     Bench,
     BenchConfig,
     build_schedule,
+    latin_point,
     make_contender,
     parse_dimension,
     run_bench,
@@ -170,3 +171,13 @@ def test_python_api_races_optimizers_on_a_users_regression_model(tmp_path):
     # Linear regression with a tuned lr fits well within 3 epochs.
     assert min(row["test_mean"] for row in rows) < 0.1
     assert "regression" in (tmp_path / "report.html").read_text()
+
+
+def test_default_sampler_spreads_the_first_half_over_every_slice_of_the_range():
+    space = [parse_dimension("lr=1e-5:1e-1"), parse_dimension("momentum=0.5:0.9:linear")]
+    points = [latin_point(space, index, 4, seed=0) for index in range(4)]
+    lr_slices = sorted(int((math.log10(p["lr"]) + 5) // 1) for p in points)
+    momentum_slices = sorted(int((p["momentum"] - 0.5) // 0.1) for p in points)
+    assert lr_slices == [0, 1, 2, 3] and momentum_slices == [0, 1, 2, 3]
+    assert points == [latin_point(space, index, 4, seed=0) for index in range(4)]
+    assert points != [latin_point(space, index, 4, seed=1) for index in range(4)]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -201,7 +202,8 @@ class BenchConfig:
         trials: tuning budget per contender (``0``: no tuning; the spec's own values).
         seeds: reruns of the best setting.
         epochs: training length (``None``: each task's default).
-        sampler: ``tpe`` (random start, then coarse to fine), ``random`` or ``qmc``.
+        sampler: ``tpe`` (coarse to fine: half the budget spread evenly over the ranges,
+            then TPE), ``random`` or ``qmc`` (scrambled Sobol).
         pruner: ``median``, ``hyperband`` or ``none``.
         out: output folder (report, results, and the default SQLite storage).
         storage: Optuna storage URL (``None``: ``sqlite:///<out>/bench.db``).
@@ -280,16 +282,56 @@ class ContenderResult:
                          if run.test_loss is not None])
 
 
-def _sampler(name: str, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+def startup_trials(trials: int) -> int:
+    """How many of a budget's trials the default sampler spreads over the whole range."""
+    return min(10, max(1, math.ceil(trials / 2)))
+
+
+def latin_point(space: Sequence[Dimension], index: int, count: int, seed: int
+                ) -> dict[str, float]:
+    """Point ``index`` of a ``count``-point Latin hypercube over ``space``.
+
+    Each dimension's range (in log space for log-scale ones) is cut into ``count`` equal
+    strata; each point takes a different stratum in every dimension, at a random place in it.
+    The same seed gives the same design, so every worker and every rerun agree on it.
+    """
+    rng = np.random.default_rng(seed)
+    point = {}
+    for dimension in space:
+        order, jitter = rng.permutation(count), rng.random(count)
+        position = (order[index] + jitter[index]) / count
+        if dimension.log:
+            low, high = math.log(dimension.low), math.log(dimension.high)
+            value = math.exp(low + position * (high - low))
+        else:
+            value = dimension.low + position * (dimension.high - dimension.low)
+        point[dimension.name] = min(max(value, dimension.low), dimension.high)
+    return point
+
+
+def _sampler(name: str, seed: int, trials: int, taken: int, space: Sequence[Dimension]
+             ) -> optuna.samplers.BaseSampler:
+    """The sampler for the next trial, ``taken`` trials being finished or running.
+
+    Rebuilt for every trial with a seed that moves on with the study, so a resumed run
+    continues the sequence instead of repeating the draws it already made.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
+            return optuna.samplers.RandomSampler(seed=seed + taken)
         if name == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, scramble=True)
-        # Half the budget (up to 10) spread at random, then TPE refines: coarse to fine.
-        return optuna.samplers.TPESampler(seed=seed,
-                                          n_startup_trials=min(10, max(3, trials // 2)))
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True,
+                                              warn_independent_sampling=False)
+        # Coarse to fine: the first half of the budget (up to 10 trials) covers the range
+        # evenly (a Latin hypercube: one trial per slice of the log range), then TPE refines
+        # around what worked.
+        startup = startup_trials(trials)
+        tpe = optuna.samplers.TPESampler(seed=seed + taken, n_startup_trials=startup)
+        if taken < startup:
+            return optuna.samplers.PartialFixedSampler(
+                latin_point(space, taken, startup, seed), tpe)
+        return tpe
 
 
 def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
@@ -473,9 +515,10 @@ class Bench:
 
     def _tuning_trial(self, task: Task, contender: Contender, study: optuna.Study, budget: int,
                       reporter: Reporter) -> None:
-        count = len(study.get_trials(deepcopy=False))
-        study.sampler = _sampler(self.config.sampler, self.config.sampler_seed + count,
-                                 self.config.trials)
+        taken = len(study.get_trials(deepcopy=False,
+                                     states=(*storage_layer.FINISHED, TrialState.RUNNING)))
+        study.sampler = _sampler(self.config.sampler, self.config.sampler_seed, budget, taken,
+                                 contender.space)
         trial = _ask(study)
         storage_layer.claim(trial, self.storage)
         if self._is_surplus(study, trial, budget):

@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also tune this hyperparameter, e.g. momentum=0.5:0.99:linear "
                              "(repeatable)")
     parser.add_argument("--sampler", choices=SAMPLERS, default="tpe",
-                        help="Optuna sampler (default tpe: random first half, then refined)")
+                        help="Optuna sampler (default tpe: the first half of the trials spread "
+                             "evenly over the log range, then TPE refines)")
     parser.add_argument("--pruner", choices=PRUNERS, default="median",
                         help="Optuna pruner for hopeless trials (default median)")
     parser.add_argument("--out", default="bench-out",
