@@ -73,6 +73,11 @@ def test_fixed_lr_is_not_tuned_and_raising_the_budget_extends_tuning(tmp_path):
     config = BenchConfig(trials=4, seeds=1, epochs=1, out=tmp_path)
     results = Bench([task], [fixed, make_contender("adam")], config).run()
     assert [trial["number"] for trial in results[1].trials] == [0, 1, 2, 3]
+    # No budget: the spec's own values (here Adam's default lr) go straight to the seeds.
+    config = BenchConfig(trials=0, seeds=1, epochs=1, out=tmp_path, study="untuned")
+    results = Bench([task], [make_contender("adam")], config).run()
+    assert results[0].trials == [] and results[0].best_params == {}
+    assert list(results[0].seed_runs) == [1]
 
 
 def test_reusing_a_study_with_other_settings_is_refused(tmp_path):

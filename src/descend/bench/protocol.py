@@ -433,10 +433,12 @@ class Bench:
         return study.get_trials(deepcopy=False, states=storage_layer.FINISHED)
 
     def best_trial(self, task: Task, contender: Contender) -> tuple[dict, float | None] | None:
-        """The best finished tuning trial's params and value (``({}, None)`` when nothing is
-        tuned; ``None`` when no trial completed). Ties go to the earliest trial, so every
-        worker picks the same one."""
-        if not contender.space:
+        """The best finished tuning trial's params and value.
+
+        ``({}, None)`` when nothing is tuned (the spec's own values); ``None`` when no trial
+        completed. Ties go to the earliest trial, so every worker picks the same one.
+        """
+        if not self._tuning_budget(contender):
             return {}, None
         study = self.studies[task.name, contender.label, "tune"]
         complete = [trial for trial in study.get_trials(deepcopy=False,

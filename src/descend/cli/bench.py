@@ -39,8 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "comma-separated: constant, step, exponential, 1/t, cosine, or a "
                              "spec such as step:step_size=5,gamma=0.1 (stepped per epoch; "
                              "default constant)")
-    parser.add_argument("--trials", type=int, default=8, help="tuning trials per optimizer")
-    parser.add_argument("--seeds", type=int, default=3, help="reruns of the best setting")
+    parser.add_argument("--trials", type=int, default=8,
+                        help="tuning trials per optimizer (default 8)")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="reruns of the best setting (default 3)")
     parser.add_argument("--epochs", type=int, help="epochs per run (default: the task's)")
     parser.add_argument("--batch-size", type=int, help="training batch size (default: task's)")
     parser.add_argument("--target", type=float,
