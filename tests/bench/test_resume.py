@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from descend.bench.storage import open_storage
 from descend.cli.main import main
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -30,8 +31,9 @@ def _start(arguments: list[str]) -> subprocess.Popen:
 
 
 def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    # open_storage waits out a worker that is creating the tables at this moment.
     try:
-        return optuna.load_study(study_name=name, storage=url).get_trials()
+        return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
     except KeyError:  # the study does not exist yet
         return []
 
