@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from descend.cli import demo, race
+from descend.cli import bench, demo, race
 
 #: Modules that each provide ``register(subparsers)`` and set ``func`` on their parser.
-COMMANDS = (demo, race)
+COMMANDS = (demo, race, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

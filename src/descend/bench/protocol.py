@@ -1,0 +1,715 @@
+"""The benchmark protocol: tune each optimizer with Optuna, rerun its best setting over seeds.
+
+For every task and every contender (an optimizer spec, optionally with a learning-rate
+schedule) two Optuna studies live in the storage:
+
+- ``<study>:<task>:<contender>:tune``: the tuning budget, ``trials`` trials over the learning
+  rate (log-uniform in a range per optimizer) and any other hyperparameters asked for, each
+  trained with seed 0 and scored by its final validation accuracy (or loss). Optuna's sampler
+  proposes; its pruner stops hopeless trials; a diverged trial counts as pruned.
+- ``<study>:<task>:<contender>:seeds``: the best tuning trial's setting rerun with seeds
+  1..K, never pruned; their test accuracy is the result.
+
+Each worker runs only what is still missing from a budget (completed and pruned trials count;
+failed ones, such as those killed mid-run, are redone), so rerunning a command resumes it and
+several workers may share one study.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from descend.bench import storage as storage_layer
+from descend.bench.metrics import mean_std, median_time, time_to_target
+from descend.bench.tasks import Task
+from descend.bench.training import EpochMetrics, RunResult, score, train
+from descend.lab.specs import (
+    SCHEDULES,
+    OptimizerSpec,
+    ScheduleSpec,
+    _parse_arguments,
+    parse_optimizer,
+    parse_schedule,
+)
+
+#: Default learning-rate search range (log-uniform) by optimizer name.
+LR_RANGES: dict[str, tuple[float, float]] = {
+    "sgd": (1e-3, 3.0),
+    "sgd_momentum": (1e-4, 1.0),
+    "momentum": (1e-4, 1.0),
+    "nesterov": (1e-4, 1.0),
+    "adagrad": (1e-3, 1.0),
+    "rmsprop": (1e-5, 1e-1),
+    "adam": (1e-5, 1e-1),
+    "adamw": (1e-5, 1e-1),
+}
+#: The range for optimizers not listed above (``torch.optim.<Class>``).
+DEFAULT_LR_RANGE = (1e-5, 1.0)
+SAMPLERS = ("tpe", "random", "qmc")
+PRUNERS = ("median", "hyperband", "none")
+#: Seed of every tuning trial; seed runs use 1..K.
+TUNING_SEED = 0
+#: Bumped when a change makes old studies incomparable.
+PROTOCOL_VERSION = 1
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One tuned hyperparameter: a float in ``[low, high]``, log-uniform if ``log``."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ValueError(f"search range {self.name}={self.low:g}:{self.high:g} is invalid: "
+                             "expected low < high")
+        if self.log and self.low <= 0:
+            raise ValueError(f"search range {self.name}={self.low:g}:{self.high:g} is log-scale "
+                             "and needs low > 0 (add :linear for a linear range)")
+
+    def suggest(self, trial: optuna.Trial) -> float:
+        """Ask the trial for a value."""
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def to_text(self) -> str:
+        """``name=low:high[:linear]``, as typed after ``--tune``."""
+        return f"{self.name}={self.low:g}:{self.high:g}{'' if self.log else ':linear'}"
+
+
+def parse_dimension(text: str) -> Dimension:
+    """Parse ``name=low:high`` (log-uniform) or ``name=low:high:linear``."""
+    name, equals, body = text.partition("=")
+    parts = body.split(":")
+    try:
+        if not equals or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in (
+                "log", "linear")):
+            raise ValueError
+        low, high = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"malformed search range {text!r}: expected name=low:high or "
+                         "name=low:high:linear, such as momentum=0.5:0.99:linear") from None
+    return Dimension(name.strip(), low, high, log=len(parts) == 2 or parts[2] == "log")
+
+
+def schedule_defaults(name: str, epochs: int) -> dict[str, Any]:
+    """Default arguments of a schedule over ``epochs`` epochs (stepped once per epoch).
+
+    Each decaying schedule ends the run about ten times below its base rate, except step
+    decay, which halves the rate every third of the run as the lecture suggests.
+    """
+    if name in ("step",):
+        return {"step_size": max(1, epochs // 3), "gamma": 0.5}
+    if name == "exponential":
+        return {"k": math.log(10.0) / max(epochs - 1, 1)}
+    if name in ("inverse_time", "1/t"):
+        return {"k": 9.0 / max(epochs - 1, 1)}
+    if name == "cosine":
+        return {"total_steps": epochs}
+    if name == "warmup_cosine":
+        return {"warmup_steps": max(1, epochs // 10), "total_steps": epochs}
+    return {}
+
+
+def build_schedule(text: str, epochs: int) -> ScheduleSpec | None:
+    """The schedule for ``text`` (``constant`` gives ``None``), defaults filled in from the run
+    length for any argument the text leaves out."""
+    name, _, body = text.strip().partition(":")
+    name = name.strip()
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+    if name == "constant":
+        return None
+    arguments = {**schedule_defaults(name, epochs), **_parse_arguments(text, body)}
+    merged = ",".join(f"{key}={value!r}" for key, value in arguments.items())
+    spec = parse_schedule(f"{name}:{merged}" if merged else name)
+    return ScheduleSpec(text.strip(), spec.name, spec.arguments)
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One entry of the race: an optimizer spec, a schedule spec, and what to tune."""
+
+    optimizer: OptimizerSpec
+    schedule_text: str
+    space: tuple[Dimension, ...]
+
+    @property
+    def label(self) -> str:
+        """Name in tables: the spec, plus ``+schedule`` when the rate decays."""
+        return self.optimizer.label if self.schedule_text == "constant" else (
+            f"{self.optimizer.label}+{self.schedule_text}")
+
+    def schedule(self, epochs: int) -> ScheduleSpec | None:
+        """The schedule over a run of ``epochs`` epochs (``None``: constant rate)."""
+        return build_schedule(self.schedule_text, epochs)
+
+    def spec_for(self, params: dict[str, float]) -> OptimizerSpec:
+        """The optimizer spec with tuned values filled in."""
+        return self.optimizer.with_arguments(**params) if params else self.optimizer
+
+
+def make_contender(optimizer: str | OptimizerSpec, schedule: str = "constant",
+                   lr_range: tuple[float, float] | None = None,
+                   tune: Sequence[str | Dimension] = ()) -> Contender:
+    """A contender from spec texts, checking every part before anything runs.
+
+    The learning rate is tuned unless the spec fixes it (``adam:lr=1e-3``); ``tune`` adds
+    dimensions such as ``"momentum=0.5:0.99:linear"``. Both ends of every range are tried on
+    a dummy parameter, so a range the optimizer refuses fails here.
+    """
+    spec = parse_optimizer(optimizer) if isinstance(optimizer, str) else optimizer
+    space: list[Dimension] = []
+    if "lr" not in spec.arguments:
+        low, high = lr_range or LR_RANGES.get(spec.name, DEFAULT_LR_RANGE)
+        space.append(Dimension("lr", low, high, log=True))
+    for item in tune:
+        dimension = parse_dimension(item) if isinstance(item, str) else item
+        if dimension.name in spec.arguments:
+            raise ValueError(f"{dimension.name} is both fixed in spec {spec.text!r} and tuned; "
+                             "drop one")
+        space.append(dimension)
+    names = [dimension.name for dimension in space]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a hyperparameter is tuned twice in {', '.join(names)}")
+    for dimension in space:
+        for value in (dimension.low, dimension.high):
+            parse_optimizer(spec.with_arguments(**{dimension.name: value}).text)
+    build_schedule(schedule, 10)
+    return Contender(spec, schedule.strip(), tuple(space))
+
+
+@dataclass
+class BenchConfig:
+    """How a benchmark runs.
+
+    Attributes:
+        trials: tuning budget per contender (``0``: no tuning; the spec's own values).
+        seeds: reruns of the best setting.
+        epochs: training length (``None``: each task's default).
+        sampler: ``tpe`` (coarse to fine: half the budget spread evenly over the ranges,
+            then TPE), ``random`` or ``qmc`` (scrambled Sobol).
+        pruner: ``median``, ``hyperband`` or ``none``.
+        out: output folder (report, results, and the default SQLite storage).
+        storage: Optuna storage URL (``None``: ``sqlite:///<out>/bench.db``).
+        study: prefix of the study names, shared by workers of one benchmark.
+        sampler_seed: seed of the sampler's random choices.
+        poll_seconds: how often a worker waiting on others' trials looks again.
+    """
+
+    trials: int = 8
+    seeds: int = 3
+    epochs: int | None = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    out: Path = Path("bench-out")
+    storage: str | None = None
+    study: str = "bench"
+    sampler_seed: int = 0
+    poll_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.trials < 0:
+            raise ValueError(f"trials={self.trials!r} is invalid: expected >= 0")
+        if self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds!r} is invalid: expected >= 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs!r} is invalid: expected >= 1")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise ValueError(f"unknown pruner {self.pruner!r}; valid: {', '.join(PRUNERS)}")
+        if not self.study or ":" in self.study:
+            raise ValueError(f"study name {self.study!r} is invalid: expected a non-empty name "
+                             "without ':'")
+
+
+class Reporter:
+    """Receives progress events; the CLI draws progress bars from them. Does nothing here."""
+
+    def begin(self, total_runs: int, done_runs: int) -> None:
+        """The benchmark starts: ``done_runs`` of ``total_runs`` are already in the storage."""
+
+    def run_started(self, task: str, label: str, phase: str, detail: str, epochs: int) -> None:
+        """A tuning trial or seed run starts."""
+
+    def epoch(self, metrics: EpochMetrics) -> None:
+        """An epoch of the current run ended."""
+
+    def run_finished(self, outcome: str) -> None:
+        """The current run ended (``complete``, ``pruned``, ``diverged`` or ``surplus``)."""
+
+    def waiting(self, message: str) -> None:
+        """This worker waits for trials other workers are running."""
+
+
+@dataclass
+class ContenderResult:
+    """Everything measured for one contender on one task."""
+
+    task: str
+    label: str
+    space: list[str]
+    trials: list[dict]
+    best_params: dict[str, float] | None
+    best_value: float | None
+    seed_runs: dict[int, RunResult] = field(default_factory=dict)
+
+    def test_accuracy(self) -> tuple[float, float]:
+        """Mean and standard deviation over seeds of the final test accuracy."""
+        return mean_std([run.test_accuracy for run in self.seed_runs.values()
+                         if run.test_accuracy is not None])
+
+    def test_loss(self) -> tuple[float, float]:
+        """Mean and standard deviation over seeds of the final test loss."""
+        return mean_std([run.test_loss for run in self.seed_runs.values()
+                         if run.test_loss is not None])
+
+
+def startup_trials(trials: int) -> int:
+    """How many of a budget's trials the default sampler spreads over the whole range."""
+    return min(10, max(1, math.ceil(trials / 2)))
+
+
+def latin_point(space: Sequence[Dimension], index: int, count: int, seed: int
+                ) -> dict[str, float]:
+    """Point ``index`` of a ``count``-point Latin hypercube over ``space``.
+
+    Each dimension's range (in log space for log-scale ones) is cut into ``count`` equal
+    strata; each point takes a different stratum in every dimension, at a random place in it.
+    The same seed gives the same design, so every worker and every rerun agree on it.
+    """
+    rng = np.random.default_rng(seed)
+    point = {}
+    for dimension in space:
+        order, jitter = rng.permutation(count), rng.random(count)
+        position = (order[index] + jitter[index]) / count
+        if dimension.log:
+            low, high = math.log(dimension.low), math.log(dimension.high)
+            value = math.exp(low + position * (high - low))
+        else:
+            value = dimension.low + position * (dimension.high - dimension.low)
+        point[dimension.name] = min(max(value, dimension.low), dimension.high)
+    return point
+
+
+def _sampler(name: str, seed: int, trials: int, taken: int, space: Sequence[Dimension]
+             ) -> optuna.samplers.BaseSampler:
+    """The sampler for the next trial, ``taken`` trials being finished or running.
+
+    Rebuilt for every trial with a seed that moves on with the study, so a resumed run
+    continues the sequence instead of repeating the draws it already made.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed + taken)
+        if name == "qmc":
+            return optuna.samplers.QMCSampler(seed=seed, scramble=True,
+                                              warn_independent_sampling=False)
+        # Coarse to fine: the first half of the budget (up to 10 trials) covers the range
+        # evenly (a Latin hypercube: one trial per slice of the log range), then TPE refines
+        # around what worked.
+        startup = startup_trials(trials)
+        tpe = optuna.samplers.TPESampler(seed=seed + taken, n_startup_trials=startup)
+        if taken < startup:
+            return optuna.samplers.PartialFixedSampler(
+                latin_point(space, taken, startup, seed), tpe)
+        return tpe
+
+
+def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, epochs // 4))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.NopPruner()
+
+
+def _schedule_settings(schedule: ScheduleSpec | None) -> dict[str, Any] | None:
+    return None if schedule is None else {"name": schedule.name, **schedule.arguments}
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # Trials run by ask/tell with this package's own heartbeat thread (see storage.py).
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
+def _params_key(params: dict[str, float]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+class Bench:
+    """A benchmark over tasks and contenders, backed by an Optuna storage.
+
+    Construction checks everything (tasks, contenders, the storage, and that existing studies
+    of the same names were made with the same settings), so bad input fails before any trial
+    starts. :meth:`run` fills in what the budgets still miss; :meth:`results` reads every
+    finished trial back from the storage.
+    """
+
+    def __init__(self, tasks: Sequence[Task], contenders: Sequence[Contender],
+                 config: BenchConfig | None = None) -> None:
+        self.config = config or BenchConfig()
+        if not tasks:
+            raise ValueError("no tasks given")
+        if not contenders:
+            raise ValueError("no optimizers given")
+        labels = [contender.label for contender in contenders]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"optimizer given twice: {', '.join(duplicates)}")
+        names = [task.name for task in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a task is given twice in {', '.join(names)}")
+        self.tasks = [task.with_options(epochs=self.config.epochs) for task in tasks]
+        self.contenders = list(contenders)
+        if self.config.storage is None:
+            self.config.out.mkdir(parents=True, exist_ok=True)
+        self.url = storage_layer.storage_url(self.config.storage, self.config.out)
+        self.storage = storage_layer.open_storage(self.url)
+        self.studies: dict[tuple[str, str, str], optuna.Study] = {}
+        for task in self.tasks:
+            for contender in self.contenders:
+                for phase in ("tune", "seeds"):
+                    self.studies[task.name, contender.label, phase] = self._open_study(
+                        task, contender, phase)
+
+    # -- studies ------------------------------------------------------------------------------
+
+    def study_name(self, task: Task, contender: Contender, phase: str) -> str:
+        """The Optuna study name of one task, contender and phase."""
+        return f"{self.config.study}:{task.name}:{contender.label}:{phase}"
+
+    def _fingerprint(self, task: Task, contender: Contender) -> dict[str, Any]:
+        batch_size = getattr(task.train, "batch_size", None)
+        return {"protocol": PROTOCOL_VERSION, "task": task.name, "epochs": task.epochs,
+                "batch_size": batch_size, "metric": task.metric,
+                "optimizer": contender.optimizer.text,
+                "schedule": _schedule_settings(contender.schedule(task.epochs)),
+                "space": [dimension.to_text() for dimension in contender.space]}
+
+    def _open_study(self, task: Task, contender: Contender, phase: str) -> optuna.Study:
+        name = self.study_name(task, contender, phase)
+        study = optuna.create_study(
+            study_name=name, storage=self.storage, load_if_exists=True,
+            direction="maximize" if task.higher_is_better else "minimize",
+            pruner=_pruner(self.config.pruner, task.epochs))
+        expected = json.loads(json.dumps(self._fingerprint(task, contender)))
+        stored = study.user_attrs.get("settings")
+        if stored is None:
+            study.set_user_attr("settings", expected)
+        elif stored != expected:
+            changed = sorted(key for key in expected if stored.get(key) != expected.get(key))
+            raise ValueError(f"study {name!r} in {self.url} was run with other settings "
+                             f"({', '.join(changed)} differ); use another --out, --storage or "
+                             "--study")
+        return study
+
+    # -- budgets ------------------------------------------------------------------------------
+
+    def _tuning_budget(self, contender: Contender) -> int:
+        return self.config.trials if contender.space else 0
+
+    def _finished_tuning(self, study: optuna.Study) -> list[FrozenTrial]:
+        return study.get_trials(deepcopy=False, states=storage_layer.FINISHED)
+
+    def best_trial(self, task: Task, contender: Contender) -> tuple[dict, float | None] | None:
+        """The best finished tuning trial's params and value.
+
+        ``({}, None)`` when nothing is tuned (the spec's own values); ``None`` when no trial
+        completed. Ties go to the earliest trial, so every worker picks the same one.
+        """
+        if not self._tuning_budget(contender):
+            return {}, None
+        study = self.studies[task.name, contender.label, "tune"]
+        complete = [trial for trial in study.get_trials(deepcopy=False,
+                                                        states=(TrialState.COMPLETE,))
+                    if trial.value is not None and math.isfinite(trial.value)]
+        if not complete:
+            return None
+        sign = -1.0 if task.higher_is_better else 1.0
+        best = min(complete, key=lambda trial: (sign * trial.value, trial.number))
+        return dict(best.params), best.value
+
+    def _seed_trials(self, study: optuna.Study, params: dict, states: Sequence[TrialState]
+                     ) -> list[FrozenTrial]:
+        key = _params_key(params)
+        return [trial for trial in study.get_trials(deepcopy=False, states=tuple(states))
+                if trial.user_attrs.get("params_key") == key]
+
+    def _seeds_done(self, study: optuna.Study, params: dict) -> set[int]:
+        return {trial.user_attrs["seed"] for trial in self._seed_trials(
+            study, params, (TrialState.COMPLETE,)) if "seed" in trial.user_attrs}
+
+    def _count_done(self) -> tuple[int, int]:
+        total = done = 0
+        for task in self.tasks:
+            for contender in self.contenders:
+                budget = self._tuning_budget(contender)
+                tune = self.studies[task.name, contender.label, "tune"]
+                total += budget + self.config.seeds
+                done += min(budget, len(self._finished_tuning(tune)))
+                if len(self._finished_tuning(tune)) >= budget:
+                    best = self.best_trial(task, contender)
+                    if best is not None:
+                        seeds = self.studies[task.name, contender.label, "seeds"]
+                        done += min(self.config.seeds, len(self._seeds_done(seeds, best[0])))
+        return total, done
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, reporter: Reporter | None = None) -> list[ContenderResult]:
+        """Run every trial still missing from the budgets, then return :meth:`results`."""
+        reporter = reporter or Reporter()
+        total, done = self._count_done()
+        reporter.begin(total, done)
+        for task in self.tasks:
+            for contender in self.contenders:
+                self._tune(task, contender, reporter)
+                self._rerun_seeds(task, contender, reporter)
+        return self.results()
+
+    def _wait(self, reporter: Reporter, message: str) -> None:
+        reporter.waiting(message)
+        time.sleep(self.config.poll_seconds)
+
+    def _tune(self, task: Task, contender: Contender, reporter: Reporter) -> None:
+        budget = self._tuning_budget(contender)
+        study = self.studies[task.name, contender.label, "tune"]
+        while True:
+            storage_layer.reclaim_stale(study)
+            finished = len(self._finished_tuning(study))
+            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if finished >= budget:
+                return
+            if finished + running >= budget:
+                self._wait(reporter, f"{task.name} {contender.label}: waiting for {running} "
+                                     "trial(s) of other workers")
+                continue
+            self._tuning_trial(task, contender, study, budget, reporter)
+
+    def _is_surplus(self, study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
+        # Workers that asked at the same moment may overshoot the budget; the later trials
+        # step back, so the budget holds however many workers share the study.
+        ahead = [other for other in study.get_trials(
+            deepcopy=False, states=(*storage_layer.FINISHED, TrialState.RUNNING))
+            if other.number < trial.number]
+        return len(ahead) >= budget
+
+    def _tuning_trial(self, task: Task, contender: Contender, study: optuna.Study, budget: int,
+                      reporter: Reporter) -> None:
+        taken = len(study.get_trials(deepcopy=False,
+                                     states=(*storage_layer.FINISHED, TrialState.RUNNING)))
+        study.sampler = _sampler(self.config.sampler, self.config.sampler_seed, budget, taken,
+                                 contender.space)
+        trial = _ask(study)
+        storage_layer.claim(trial, self.storage)
+        if self._is_surplus(study, trial, budget):
+            trial.set_user_attr("failed_because", "over budget (another worker took it)")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        params = {dimension.name: dimension.suggest(trial) for dimension in contender.space}
+        spec = contender.spec_for(params)
+        detail = ", ".join(f"{key}={value:.3g}" for key, value in params.items())
+        reporter.run_started(task.name, contender.label, f"trial {trial.number + 1}", detail,
+                             task.epochs)
+        history: list[EpochMetrics] = []
+
+        def on_epoch(metrics: EpochMetrics) -> None:
+            history.append(metrics)
+            reporter.epoch(metrics)
+            trial.report(score(task, metrics), metrics.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        with storage_layer.heartbeat(self.storage, trial._trial_id):
+            try:
+                result = train(task, spec, contender.schedule(task.epochs), TUNING_SEED,
+                               task.epochs, on_epoch=on_epoch)
+            except optuna.TrialPruned:
+                trial.set_user_attr("run", RunResult(history).to_dict())
+                study.tell(trial, state=TrialState.PRUNED)
+                reporter.run_finished("pruned")
+                return
+            except BaseException:
+                # Ctrl-C or an error in the user's model: the trial is redone next time.
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+        trial.set_user_attr("run", result.to_dict())
+        if result.diverged:
+            trial.set_user_attr("diverged", True)
+            study.tell(trial, state=TrialState.PRUNED)
+            reporter.run_finished("diverged")
+            return
+        study.tell(trial, score(task, result.history[-1]))
+        reporter.run_finished("complete")
+
+    def _rerun_seeds(self, task: Task, contender: Contender, reporter: Reporter) -> None:
+        study = self.studies[task.name, contender.label, "seeds"]
+        best = self.best_trial(task, contender)
+        if best is None:
+            return
+        params = best[0]
+        wanted = set(range(1, self.config.seeds + 1))
+        while True:
+            storage_layer.reclaim_stale(study)
+            done = self._seeds_done(study, params)
+            if wanted <= done:
+                return
+            running = {trial.user_attrs.get("seed") for trial in self._seed_trials(
+                study, params, (TrialState.RUNNING,))}
+            if wanted <= done | running:
+                self._wait(reporter, f"{task.name} {contender.label}: waiting for seed runs of "
+                                     "other workers")
+                continue
+            self._seed_run(task, contender, study, params, wanted, reporter)
+
+    def _seed_run(self, task: Task, contender: Contender, study: optuna.Study, params: dict,
+                  wanted: set[int], reporter: Reporter) -> None:
+        trial = _ask(study)
+        storage_layer.claim(trial, self.storage)
+        trial.set_user_attr("params_key", _params_key(params))
+        trial.set_user_attr("params", params)
+        taken = {other.user_attrs.get("seed") for other in self._seed_trials(
+            study, params, (TrialState.COMPLETE, TrialState.RUNNING))
+            if other.number < trial.number}
+        missing = sorted(wanted - taken)
+        if not missing:
+            trial.set_user_attr("failed_because", "over budget (another worker took it)")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        seed = missing[0]
+        trial.set_user_attr("seed", seed)
+        reporter.run_started(task.name, contender.label, f"seed {seed}",
+                             ", ".join(f"{key}={value:.3g}" for key, value in params.items()),
+                             task.epochs)
+        with storage_layer.heartbeat(self.storage, trial._trial_id):
+            try:
+                result = train(task, contender.spec_for(params), contender.schedule(task.epochs),
+                               seed,
+                               task.epochs, on_epoch=reporter.epoch)
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+        trial.set_user_attr("run", result.to_dict())
+        # A diverged seed run is a result too (the setting is fragile): it stays, scored worst.
+        value = score(task, result.history[-1]) if result.history else (
+            0.0 if task.higher_is_better else math.inf)
+        if result.diverged:
+            trial.set_user_attr("diverged", True)
+            value = 0.0 if task.higher_is_better else 1e300
+        study.tell(trial, value)
+        reporter.run_finished("diverged" if result.diverged else "complete")
+
+    # -- reading back -------------------------------------------------------------------------
+
+    def results(self) -> list[ContenderResult]:
+        """Every task and contender's finished trials and seed runs, read from the storage."""
+        results = []
+        for task in self.tasks:
+            for contender in self.contenders:
+                tune = self.studies[task.name, contender.label, "tune"]
+                trials = []
+                for trial in sorted(self._finished_tuning(tune), key=lambda t: t.number):
+                    run = trial.user_attrs.get("run")
+                    trials.append({
+                        "number": trial.number, "params": dict(trial.params),
+                        "value": trial.value, "state": trial.state.name.lower(),
+                        "diverged": bool(trial.user_attrs.get("diverged")),
+                        "last_score": (score(task, RunResult.from_dict(run).history[-1])
+                                       if run and run["history"] else None),
+                        "epochs": len(run["history"]) if run else 0})
+                best = self.best_trial(task, contender)
+                seed_runs: dict[int, RunResult] = {}
+                if best is not None:
+                    seeds = self.studies[task.name, contender.label, "seeds"]
+                    for trial in sorted(self._seed_trials(seeds, best[0], (TrialState.COMPLETE,)),
+                                        key=lambda t: t.number):
+                        seed = trial.user_attrs.get("seed")
+                        if seed is not None and seed not in seed_runs and "run" in trial.user_attrs:
+                            seed_runs[seed] = RunResult.from_dict(trial.user_attrs["run"])
+                results.append(ContenderResult(
+                    task.name, contender.label, [d.to_text() for d in contender.space], trials,
+                    None if best is None else best[0], None if best is None else best[1],
+                    dict(sorted(seed_runs.items()))))
+        return results
+
+
+def summarize(task: Task, result: ContenderResult) -> dict[str, Any]:
+    """Per-contender numbers for tables and reports: test score over seeds, time to target."""
+    epochs, seconds = [], []
+    for run in result.seed_runs.values():
+        epoch, second = time_to_target(task, run)
+        epochs.append(epoch)
+        seconds.append(second)
+    test_mean, test_std = (result.test_accuracy() if task.metric == "accuracy"
+                           else result.test_loss())
+    return {
+        "task": task.name, "optimizer": result.label, "best_params": result.best_params,
+        "best_val": result.best_value, "test_mean": test_mean, "test_std": test_std,
+        "seeds": len(result.seed_runs), "target": task.target,
+        "reached": sum(epoch is not None for epoch in epochs),
+        "epochs_to_target": median_time(epochs), "seconds_to_target": median_time(seconds),
+        "trials": len(result.trials),
+        "pruned": sum(trial["state"] == "pruned" and not trial["diverged"]
+                      for trial in result.trials),
+        "diverged": sum(trial["diverged"] for trial in result.trials),
+    }
+
+
+def run_bench(tasks: Sequence[Task], optimizers: Sequence[str | OptimizerSpec],
+              schedules: Sequence[str] = ("constant",), config: BenchConfig | None = None,
+              lr_range: tuple[float, float] | None = None, tune: Sequence[str] = (),
+              reporter: Reporter | None = None, report: bool = True
+              ) -> tuple[list[ContenderResult], list[dict[str, Any]]]:
+    """Race optimizers on tasks (built-in or :meth:`Task.custom`) and return the results.
+
+    Every optimizer is crossed with every schedule. Writes ``results.json`` and, with
+    ``report``, ``report.html`` to ``config.out``. Returns the per-contender results and the
+    summary rows (see :func:`summarize`).
+    """
+    config = config or BenchConfig()
+    contenders = [make_contender(optimizer, schedule, lr_range, tune)
+                  for optimizer in optimizers for schedule in schedules]
+    bench = Bench(tasks, contenders, config)
+    results = bench.run(reporter)
+    return results, write_outputs(bench, results, report)
+
+
+def write_outputs(bench: Bench, results: list[ContenderResult], report: bool = True
+                  ) -> list[dict[str, Any]]:
+    """Write ``results.json`` (and ``report.html``) to the output folder; return the rows."""
+    tasks = {task.name: task for task in bench.tasks}
+    rows = [summarize(tasks[result.task], result) for result in results]
+    out = bench.config.out
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"storage": bench.url, "rows": rows,
+               "results": [{"task": r.task, "optimizer": r.label, "space": r.space,
+                            "trials": r.trials, "best_params": r.best_params,
+                            "seed_runs": {seed: run.to_dict() for seed, run in r.seed_runs.items()}}
+                           for r in results]}
+    (out / "results.json").write_text(json.dumps(payload, indent=1))
+    if report:
+        from descend.bench.report import write_report
+
+        write_report(out / "report.html", bench.tasks, results, rows)
+    return rows

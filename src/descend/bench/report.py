@@ -1,0 +1,281 @@
+"""The HTML report: one self-contained file with tables and figures (PNG, inlined)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from descend.bench.metrics import curves, performance_profile  # noqa: E402
+from descend.bench.protocol import ContenderResult  # noqa: E402
+from descend.bench.tasks import Task  # noqa: E402
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
+th { background: #f4f4f4; } td.name, th.name { text-align: left; }
+img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
+"""
+
+
+def _figure_html(figure: plt.Figure, alt: str) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _colors(labels: Sequence[str]) -> dict[str, Any]:
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {label: cmap(index % cmap.N) for index, label in enumerate(labels)}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "never"
+    return f"{value:.{digits}g}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], names: int = 1) -> str:
+    head = "".join(f'<th class="{"name" if i < names else ""}">{html.escape(h)}</th>'
+                   for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(
+        f'<td class="{"name" if i < names else ""}">{html.escape(str(cell))}</td>'
+        for i, cell in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _learning_curves(task: Task, results: list[ContenderResult], colors: dict) -> str:
+    accuracy = task.metric == "accuracy"
+    keys = [("train_loss", "train loss"), ("val_loss", "validation loss")]
+    if accuracy:
+        keys += [("train_accuracy", "train accuracy"), ("val_accuracy", "validation accuracy")]
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6),
+                                layout="constrained")
+    for axis, (key, title) in zip(np.atleast_1d(axes), keys, strict=True):
+        for result in results:
+            runs = list(result.seed_runs.values())
+            epochs, mean, std = curves(runs, key)
+            if not len(epochs):
+                continue
+            color = colors[result.label]
+            axis.plot(epochs, mean, color=color, label=result.label)
+            axis.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
+        if key == "val_accuracy" and task.target is not None:
+            axis.axhline(task.target, color="k", ls=":", lw=1, label="target")
+        if "loss" in key:
+            axis.set_yscale("log")
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    figure.suptitle(f"{task.name}: mean and standard deviation over seeds (best setting)")
+    return _figure_html(figure, f"learning curves on {task.name}")
+
+
+def _sensitivity(task: Task, results: list[ContenderResult], colors: dict) -> str:
+    figure, axis = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    floor = 0.0 if task.higher_is_better else None
+    for result in results:
+        points = [(trial["params"]["lr"], trial["last_score"], trial)
+                  for trial in result.trials if "lr" in trial["params"]]
+        if not points:
+            continue
+        points.sort(key=lambda point: point[0])
+        color = colors[result.label]
+        finished = [(lr, value) for lr, value, trial in points
+                    if trial["state"] == "complete"]
+        if finished:
+            axis.plot(*zip(*finished, strict=True), "o-", color=color, label=result.label)
+        pruned = [(lr, value) for lr, value, trial in points
+                  if trial["state"] == "pruned" and not trial["diverged"] and value is not None]
+        if pruned:
+            axis.plot(*zip(*pruned, strict=True), "o", mfc="none", color=color)
+        diverged = [lr for lr, _, trial in points if trial["diverged"]]
+        if diverged and floor is not None:
+            axis.plot(diverged, [floor] * len(diverged), "x", color=color, ms=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("final validation " + ("accuracy" if task.higher_is_better else "loss"))
+    if not task.higher_is_better:
+        axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    axis.set_title(f"{task.name}: learning-rate sensitivity (filled: completed trials; hollow: "
+                   "pruned, at their last epoch; x: diverged)", fontsize=9)
+    return _figure_html(figure, f"learning-rate sensitivity on {task.name}")
+
+
+def _ratios(task: Task, results: list[ContenderResult]) -> str:
+    shown = [result for result in results if result.seed_runs]
+    if not shown:
+        return ""
+    columns = min(3, len(shown))
+    rows = math.ceil(len(shown) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows),
+                                squeeze=False, sharey=True, layout="constrained")
+    for axis, result in zip(axes.flat, shown, strict=False):
+        runs = list(result.seed_runs.values())
+        layers = list(runs[0].history[0].update_ratio) if runs[0].history else []
+        for layer in layers:
+            length = max(len(run.history) for run in runs)
+            values = [np.mean([run.history[i].update_ratio[layer] for run in runs
+                               if i < len(run.history)]) for i in range(length)]
+            axis.plot(range(1, length + 1), values, label=layer)
+        axis.axhline(1e-3, color="k", ls=":", lw=1)
+        axis.set_yscale("log")
+        axis.set_title(result.label, fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=6)
+    for axis in list(axes.flat)[len(shown):]:
+        axis.set_visible(False)
+    figure.suptitle(f"{task.name}: update/weight ratio per layer (dotted: the 1e-3 rule of "
+                    "thumb)")
+    return _figure_html(figure, f"update to weight ratios on {task.name}")
+
+
+def _time_to_target(rows: list[dict], colors: dict) -> str:
+    rows = [row for row in rows if row["target"] is not None]
+    if not rows:
+        return ""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5),
+                               layout="constrained")
+    names = [f"{row['task']}: {row['optimizer']}" for row in rows]
+    for axis, key, title in ((axes[0], "epochs_to_target", "epochs"),
+                             (axes[1], "seconds_to_target", "training seconds")):
+        values = [row[key] for row in rows]
+        finite = [value for value in values if math.isfinite(value)]
+        cap = max(finite) * 1.15 if finite else 1.0
+        for index, (row, value) in enumerate(zip(rows, values, strict=True)):
+            color = colors.get(row["optimizer"], "C0")
+            if math.isfinite(value):
+                axis.barh(index, value, color=color)
+                axis.text(value, index, f" {value:.3g} ({row['reached']}/{row['seeds']})",
+                          va="center", fontsize=7)
+            else:
+                axis.barh(index, cap, color="none", edgecolor="0.6", hatch="//")
+                axis.text(0, index, f" not reached ({row['reached']}/{row['seeds']})",
+                          va="center", fontsize=7)
+        axis.set_yticks(range(len(rows)), names if axis is axes[0] else [""] * len(rows),
+                        fontsize=8)
+        axis.invert_yaxis()
+        axis.set_xlabel(f"median {title} to the target over seeds")
+        axis.grid(alpha=0.3, axis="x")
+    figure.suptitle("Time to target (label: seeds that reached it)")
+    return _figure_html(figure, "time to target")
+
+
+def _profiles(rows: list[dict], colors: dict) -> str:
+    rows = [row for row in rows if row["target"] is not None]
+    if not rows:
+        return ""
+    taus = np.geomspace(1.0, 8.0, 200)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for axis, key, title in ((axes[0], "seconds_to_target", "training seconds"),
+                             (axes[1], "epochs_to_target", "epochs")):
+        times: dict[str, dict[str, float]] = {}
+        for row in rows:
+            times.setdefault(row["task"], {})[row["optimizer"]] = row[key]
+        for label, rho in performance_profile(times, taus).items():
+            axis.step(taus, rho, where="post", label=label, color=colors.get(label))
+        axis.set_xscale("log")
+        axis.set_xticks([1, 2, 4, 8], ["1", "2", "4", "8"])
+        axis.minorticks_off()
+        axis.set_ylim(-0.03, 1.03)
+        axis.set_xlabel("tau (time / fastest time on the task)")
+        axis.set_ylabel("fraction of tasks within tau")
+        axis.set_title(f"by {title}")
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    figure.suptitle(f"Performance profiles over {len(times)} task(s) (AlgoPerf style)")
+    return _figure_html(figure, "performance profiles")
+
+
+def summary_cells(row: dict, metric: str = "accuracy") -> list[str]:
+    """A summary row as table cells (shared by the HTML report and the terminal table)."""
+    params = row["best_params"]
+    setting = ("all diverged or pruned" if params is None else
+               ", ".join(f"{key}={value:.3g}" for key, value in params.items()) or "as given")
+    def number(value: float) -> str:
+        return f"{value * 100:.2f}" if metric == "accuracy" else f"{value:.4g}"
+
+    test = f"{number(row['test_mean'])} ± {number(row['test_std'])}" if row["seeds"] else "-"
+    best_val = "-" if row["best_val"] is None else number(row["best_val"])
+    if row["target"] is None:
+        epochs = seconds = "-"
+    else:
+        epochs = _fmt(row["epochs_to_target"])
+        seconds = _fmt(row["seconds_to_target"], 2)
+        if math.isfinite(row["seconds_to_target"]):
+            seconds += "s"
+    return [row["optimizer"], setting, best_val, test, epochs, seconds,
+            f"{row['reached']}/{row['seeds']}",
+            f"{row['trials']} ({row['pruned']}/{row['diverged']})"]
+
+
+#: Columns of the summary: tuning val is the best trial's final validation score; test is
+#: over the seed reruns; epochs and seconds to target are medians over seeds; reached counts
+#: seeds that got there; trials counts tuning trials (pruned/diverged).
+SUMMARY_HEADERS = ["optimizer", "best setting", "tuning val", "test mean ± std",
+                   "epochs to target", "secs to target", "reached", "trials (pruned/div.)"]
+
+
+def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResult],
+                 rows: list[dict]) -> Path:
+    """Write the HTML report to ``path`` and return it."""
+    labels = list(dict.fromkeys(result.label for result in results))
+    colors = _colors(labels)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>descend bench</title>"
+             f"<style>{STYLE}</style></head><body><h1>descend bench</h1>",
+             "<p class='note'>Each optimizer's hyperparameters were tuned with its own budget "
+             "of trials (seed 0, scored by the final validation score); the best setting was "
+             "then rerun with seeds 1..K. Test scores and times are over those reruns. Time "
+             "to target is the median over seeds of the first epoch whose validation score "
+             "reaches the task's target; training seconds exclude evaluation and depend on "
+             "the machine's load.</p>"]
+    for task in tasks:
+        mine = [result for result in results if result.task == task.name]
+        task_rows = [row for row in rows if row["task"] == task.name]
+        unit = "accuracy, %" if task.metric == "accuracy" else "loss"
+        target = "none" if task.target is None else (
+            f"{task.target * 100:.1f}% validation accuracy" if task.metric == "accuracy"
+            else f"validation loss {task.target:g}")
+        parts.append(f"<h2>{html.escape(task.name)}</h2><p>{html.escape(task.description)}; "
+                     f"{task.epochs} epochs; target: {html.escape(target)}; scores in "
+                     f"{unit}.</p>")
+        parts.append(_table(SUMMARY_HEADERS,
+                            [summary_cells(row, task.metric) for row in task_rows], names=2))
+        parts.append(_learning_curves(task, mine, colors))
+        if any("lr" in trial["params"] for result in mine for trial in result.trials):
+            parts.append(_sensitivity(task, mine, colors))
+        parts.append(_ratios(task, mine))
+        trial_rows = [[result.label, trial["number"],
+                       ", ".join(f"{k}={v:.3g}" for k, v in trial["params"].items()),
+                       "diverged" if trial["diverged"] else trial["state"], trial["epochs"],
+                       _fmt(trial["last_score"], 4)]
+                      for result in mine for trial in result.trials]
+        parts.append("<details><summary>every tuning trial</summary>" + _table(
+            ["optimizer", "trial", "setting", "outcome", "epochs run", "last val score"],
+            trial_rows, names=1) + "</details>")
+    parts.append("<h2>Across tasks</h2>")
+    parts.append(_time_to_target(rows, colors))
+    parts.append(_profiles(rows, colors))
+    parts.append("</body></html>")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,44 @@
+"""Shared fixtures of the benchmark tests: a small CIFAR-10 folder in the standard format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from descend.bench.cifar10 import write_batch
+
+#: Each class is a solid color plus noise, so a few epochs separate them.
+COLORS = np.random.default_rng(1).integers(0, 256, size=(10, 3))
+
+
+def make_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` 32x32 images whose class is their base color."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=count)
+    noise = rng.normal(0, 20, size=(count, 3, 32, 32))
+    images = np.clip(COLORS[labels][:, :, None, None] + noise, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+@pytest.fixture
+def cifar_dir(tmp_path: Path) -> Path:
+    """A folder with data_batch_1..5 (24 images each) and test_batch (40 images)."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for index in range(1, 6):
+        write_batch(folder / f"data_batch_{index}", *make_images(24, index))
+    write_batch(folder / "test_batch", *make_images(40, 99))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run the small models on one thread (what ``descend bench`` does), then restore."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
