@@ -32,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from descend.bench import storage as storage_layer
 from descend.bench.metrics import mean_std, median_time, time_to_target
-from descend.bench.tasks import Task
+from descend.bench.tasks import Task, get_task
 from descend.bench.training import EpochMetrics, RunResult, score, train
 from descend.lab.specs import (
     SCHEDULES,
@@ -393,6 +393,52 @@ class Bench:
                     self.studies[task.name, contender.label, phase] = self._open_study(
                         task, contender, phase)
 
+    @classmethod
+    def from_storage(cls, storage: str, study: str, out: Path = Path("bench-out"),
+                     data_dir: str | None = None) -> Bench:
+        """The benchmark that workers ran under ``study`` in ``storage``, to read results back.
+
+        Tasks and contenders are rebuilt from what the workers recorded in each study, so any
+        machine with access to the storage can write the merged report. Built-in tasks only
+        (``data_dir``: CIFAR-10's directory, when the benchmark used it).
+        """
+        url = storage_layer.storage_url(storage, Path(out))
+        opened = storage_layer.open_storage(url)
+        prefix = f"{study}:"
+        summaries = [summary for summary in opened.get_all_studies()
+                     if summary.study_name.startswith(prefix)
+                     and summary.study_name.endswith(":tune")]
+        if not summaries:
+            names = sorted({summary.study_name.split(":")[0]
+                            for summary in opened.get_all_studies()})
+            raise ValueError(f"no benchmark study {study!r} in {url}; studies there: "
+                             f"{', '.join(names) or 'none'}")
+        tasks: dict[str, Task] = {}
+        contenders: dict[str, Contender] = {}
+        trials, seeds, epochs = 0, 1, set()
+        for summary in summaries:
+            settings = summary.user_attrs.get("settings")
+            described = summary.user_attrs.get("contender")
+            if not settings or not described:
+                raise ValueError(f"study {summary.study_name!r} in {url} was not written by "
+                                 "descend bench; cannot rebuild its benchmark")
+            if settings["task"] not in tasks:
+                tasks[settings["task"]] = get_task(settings["task"], data_dir).with_options(
+                    target=described.get("target"))
+            epochs.add(settings["epochs"])
+            contender = Contender(parse_optimizer(described["optimizer"]),
+                                  described["schedule"],
+                                  tuple(parse_dimension(text) for text in settings["space"]))
+            contenders.setdefault(contender.label, contender)
+            trials = max(trials, int(described["trials"]))
+            seeds = max(seeds, int(described["seeds"]))
+        if len(epochs) != 1:
+            raise ValueError(f"study {study!r} mixes runs of {sorted(epochs)} epochs; "
+                             "report them under separate study names")
+        config = BenchConfig(trials=trials, seeds=seeds, epochs=epochs.pop(), out=Path(out),
+                             storage=url, study=study)
+        return cls(list(tasks.values()), list(contenders.values()), config)
+
     # -- studies ------------------------------------------------------------------------------
 
     def study_name(self, task: Task, contender: Contender, phase: str) -> str:
@@ -415,6 +461,12 @@ class Bench:
             pruner=_pruner(self.config.pruner, task.epochs))
         expected = json.loads(json.dumps(self._fingerprint(task, contender)))
         stored = study.user_attrs.get("settings")
+        if phase == "tune":
+            # What `descend report` needs to rebuild this contender from the storage alone.
+            study.set_user_attr("contender", {
+                "optimizer": contender.optimizer.text, "schedule": contender.schedule_text,
+                "trials": self.config.trials, "seeds": self.config.seeds,
+                "target": task.target})
         if stored is None:
             study.set_user_attr("settings", expected)
         elif stored != expected:

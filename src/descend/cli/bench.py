@@ -87,6 +87,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     finder.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     finder.set_defaults(func=run_lr_find_command)
 
+    report = subparsers.add_parser(
+        "report", help="write the merged report of a benchmark from its shared storage",
+        description="Read every finished trial of a benchmark from its storage (e.g. the "
+                    "PostgreSQL database its workers share) and write results.json and "
+                    "report.html; prints the summary table. Runs no trial.")
+    report.add_argument("--storage", required=True,
+                        help="the storage URL the workers used, e.g. "
+                             "postgresql://user:password@host/db or sqlite:///bench.db")
+    report.add_argument("--study", default="bench", help="the workers' --study (default bench)")
+    report.add_argument("--out", default="bench-out",
+                        help="folder for report.html and results.json (default bench-out)")
+    report.add_argument("--data-dir", help="CIFAR-10's directory, if the benchmark used it")
+    report.set_defaults(func=run_report_command)
+
 
 def split_specs(texts: list[str]) -> list[str]:
     """Optimizer specs from comma-separated lists.
@@ -221,6 +235,23 @@ def run_bench_command(arguments: argparse.Namespace) -> int:
     out = config.out
     console.print(f"wrote {out / 'results.json'}"
                   + ("" if arguments.no_report else f" and {out / 'report.html'}"))
+    return 0
+
+
+def run_report_command(arguments: argparse.Namespace) -> int:
+    """Rebuild a benchmark from its storage, print its table and write its report."""
+    from descend.bench.protocol import Bench, write_outputs
+
+    bench = Bench.from_storage(arguments.storage, arguments.study, Path(arguments.out),
+                               arguments.data_dir)
+    rows = write_outputs(bench, bench.results())
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    for task in bench.tasks:
+        console.print(_summary_table(task, [row for row in rows if row["task"] == task.name]))
+    console.print(f"wrote {bench.config.out / 'results.json'} and "
+                  f"{bench.config.out / 'report.html'}")
     return 0
 
 

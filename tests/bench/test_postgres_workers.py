@@ -1,0 +1,133 @@
+"""Several bench workers share one study in a real PostgreSQL server; one is killed mid-trial.
+
+Needs a PostgreSQL server: set ``DESCEND_TEST_POSTGRES`` to a URL of a role that may create
+databases (``.ci/run`` starts a local cluster and sets it). Each test makes its own database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from descend.bench.storage import open_storage
+from descend.cli.main import main
+
+SERVER = os.environ.get("DESCEND_TEST_POSTGRES")
+pytestmark = pytest.mark.skipif(
+    not SERVER, reason="no PostgreSQL server: set DESCEND_TEST_POSTGRES (.ci/run starts one)")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+OPTIMIZERS = ("sgd", "adam")
+TRIALS, SEEDS = 4, 2
+
+
+@pytest.fixture
+def database():
+    """A fresh database on the server, dropped afterwards; yields its URL."""
+    import psycopg
+
+    name = f"descend_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg.connect(SERVER, autocommit=True)
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = SERVER.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _arguments(url: str, out: Path) -> list[str]:
+    return ["bench", "--task", "digits-mlp", "--optimizers", ",".join(OPTIMIZERS),
+            "--trials", str(TRIALS), "--seeds", str(SEEDS), "--epochs", "10", "--pruner", "none",
+            "--storage", url, "--study", "shared", "--out", str(out), "--no-report"]
+
+
+def _start(arguments: list[str]) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.Popen([sys.executable, "-m", "descend.cli.main", *arguments],
+                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    except KeyError:  # not created yet
+        return []
+
+
+def _worker_pid(trial: optuna.trial.FrozenTrial) -> int | None:
+    return trial.user_attrs.get("worker", {}).get("pid")
+
+
+def _running_trial_of(url: str, pid: int) -> int | None:
+    for optimizer in OPTIMIZERS:
+        for trial in _trials(url, f"shared:digits-mlp:{optimizer}:tune"):
+            if (trial.state == TrialState.RUNNING and trial.intermediate_values
+                    and _worker_pid(trial) == pid):
+                return trial.number
+    return None
+
+
+def test_workers_share_the_budget_and_survive_a_killed_worker(database, tmp_path):
+    workers = [_start(_arguments(database, tmp_path / f"worker{i}")) for i in range(3)]
+    victim = workers[0]
+    killed_trial = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and victim.poll() is None:
+            killed_trial = _running_trial_of(database, victim.pid)
+            if killed_trial is not None:
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait()  # reaped: the other workers see a dead process, not a zombie
+                break
+            time.sleep(0.05)
+        assert killed_trial is not None, "the first worker never ran a trial"
+        for worker in workers[1:]:
+            assert worker.wait(timeout=400) == 0, worker.stderr.read().decode()[-3000:]
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+
+    for optimizer in OPTIMIZERS:
+        tune = _trials(database, f"shared:digits-mlp:{optimizer}:tune")
+        finished = [t for t in tune if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(finished) == TRIALS                      # the budget: none lost, no extra
+        assert not [t for t in tune if t.state == TrialState.RUNNING]
+        claimed = {_worker_pid(t) for t in finished}
+        assert claimed <= {w.pid for w in workers[1:]} | {victim.pid}
+        seeds = _trials(database, f"shared:digits-mlp:{optimizer}:seeds")
+        complete_seeds = [t.user_attrs["seed"] for t in seeds if t.state == TrialState.COMPLETE]
+        assert sorted(complete_seeds) == list(range(1, SEEDS + 1))  # each seed exactly once
+    failed = [t for optimizer in OPTIMIZERS
+              for t in _trials(database, f"shared:digits-mlp:{optimizer}:tune")
+              if _worker_pid(t) == victim.pid and t.state == TrialState.FAIL]
+    assert killed_trial in {t.number for t in failed}      # the dead worker's trial, marked
+
+    # Any machine with the storage writes the merged report.
+    report = tmp_path / "report"
+    assert main(["report", "--storage", database, "--study", "shared", "--out",
+                 str(report)]) == 0
+    assert (report / "report.html").stat().st_size > 10_000
+    rows = json.loads((report / "results.json").read_text())["rows"]
+    assert sorted(row["optimizer"] for row in rows) == sorted(OPTIMIZERS)
+    assert all(row["seeds"] == SEEDS for row in rows)
+    assert all(row["trials"] == TRIALS for row in rows)
+
+
+def test_report_names_a_missing_study(database, tmp_path, capsys):
+    assert main(["report", "--storage", database, "--study", "nothing", "--out",
+                 str(tmp_path)]) == 2
+    assert "no benchmark study 'nothing'" in capsys.readouterr().err
