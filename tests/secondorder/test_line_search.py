@@ -23,7 +23,7 @@ def along_line(loss, x: torch.Tensor, d: torch.Tensor):
         point = (x0 + t * direction).detach().requires_grad_(True)
         value = loss(point)
         (grad,) = torch.autograd.grad(value, point)
-        return float(value), grad
+        return value.item(), grad
 
     def phi(t):
         value, grad = obj_func(x, t, d)
