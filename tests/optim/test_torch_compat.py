@@ -157,3 +157,22 @@ def test_half_precision_parameters_follow_torch():
             theirs.step()
         # Both round every operation to the half type; they may differ by an ulp or two.
         assert relative_error(ours_param, torch_param) <= 4 * torch.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+def test_a_deep_copy_keeps_descends_settings_and_continues_identically(backend):
+    import copy
+
+    params = [torch.linspace(-1, 1, 7, requires_grad=True)]
+    optimizer = descend.Adam(params, lr=0.1, nonfinite="skip", backend=backend)
+    params[0].grad = torch.ones(7)
+    optimizer.step()
+    copied_params, copied = copy.deepcopy((params, optimizer))
+    assert (copied.nonfinite, copied.backend, copied.skipped_steps) == ("skip", backend, 0)
+    for p, opt in ((params[0], optimizer), (copied_params[0], copied)):
+        p.grad = torch.full((7,), 0.5)
+        opt.step()
+        p.grad = torch.full((7,), float("nan"))
+        opt.step()  # skipped
+    assert torch.equal(params[0], copied_params[0])
+    assert copied.skipped_steps == optimizer.skipped_steps == 1

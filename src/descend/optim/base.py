@@ -74,11 +74,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.backend = backend
         self.skipped_steps = 0
         self._fused_plans: dict[int, Any] = {}
+        # add_param_group, which super().__init__ calls per group, checks fusability.
         super().__init__(params, defaults)
-        if backend == "fused":
-            for group in self.param_groups:
-                for param in group["params"]:
-                    _check_fusable(param)
         if self.eager_state:
             for group in self.param_groups:
                 hypers = self.rule_hypers(group)
@@ -96,7 +93,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         merged = {**self.defaults, **param_group}
         self.rule.validate(self.rule_hypers(merged))
         super().add_param_group(param_group)
-        if getattr(self, "backend", None) == "fused":
+        if self.backend == "fused":
             for param in self.param_groups[-1]["params"]:
                 _check_fusable(param)
 
@@ -114,6 +111,22 @@ class RuleOptimizer(torch.optim.Optimizer):
                 state[slot.name] = torch.full_like(
                     param, slot.initial_value(hypers), memory_format=torch.preserve_format)
         return state
+
+    def __getstate__(self) -> dict[str, Any]:
+        """torch's pickled state plus descend's own settings (a copy or pickle keeps them)."""
+        state = super().__getstate__()
+        state.update(nonfinite=self.nonfinite, backend=self.backend,
+                     skipped_steps=self.skipped_steps)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a pickled optimizer; fused plans are rebuilt on the next step."""
+        state = dict(state)
+        self.nonfinite = state.pop("nonfinite", "propagate")
+        self.backend = state.pop("backend", "auto")
+        self.skipped_steps = state.pop("skipped_steps", 0)
+        self._fused_plans = {}
+        super().__setstate__(state)
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim``'s state dict plus the count of skipped non-finite steps."""
@@ -161,12 +174,10 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _step_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         hypers = self.rule_hypers(group)
-        backend = getattr(self, "backend", "auto")
-        if backend == "reference" or not fused_available():
+        if self.backend == "reference" or not fused_available():
             self._step_buckets(group, params, hypers)
             return
-        plans = self.__dict__.setdefault("_fused_plans", {})
-        plan = plans.get(id(group))
+        plan = self._fused_plans.get(id(group))
         if plan is None or not plan.is_current(group, self.state, hypers):
             plan = self._new_plan(group, params, hypers)
         leftover = self._step_buckets_for(group, hypers)
@@ -203,7 +214,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         buckets: dict[tuple[int, bool], tuple[list, list, list]] = defaultdict(
             lambda: ([], [], []))
         active = {slot.name for slot in self.rule.active_slots(hypers)}
-        fused = getattr(self, "backend", "auto") != "reference" and fused_available()
+        fused = self.backend != "reference" and fused_available()
         for param in params:
             if param.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
