@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from descend.secondorder.problems import log_spaced_spectrum
+
 
 @dataclass(frozen=True)
 class Quadratic:
@@ -24,15 +26,9 @@ class Quadratic:
     def ravine(cls, condition_number: float = 100.0, dimension: int = 2, seed: int = 0,
                rotate: bool = True) -> Quadratic:
         """Eigenvalues log-spaced from 1 to ``condition_number``; a random rotation if asked."""
-        if not condition_number >= 1:
-            raise ValueError(f"condition_number={condition_number!r} is invalid: expected >= 1")
-        if dimension < 1:
-            raise ValueError(f"dimension={dimension!r} is invalid: expected >= 1")
-        eigenvalues = np.geomspace(1.0, condition_number, dimension)
-        rng = np.random.default_rng(seed)
-        if rotate:
-            rotation, _ = np.linalg.qr(rng.standard_normal((dimension, dimension)))
-        else:
+        eigenvalues, rotation = log_spaced_spectrum(dimension, condition_number,
+                                                    np.random.default_rng(seed))
+        if not rotate:
             rotation = np.eye(dimension)
         return cls(eigenvalues, rotation, np.zeros(dimension))
 

@@ -102,18 +102,24 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 @dataclass(frozen=True)
-class OptimizerSpec:
-    """A parsed optimizer spec: which class, with which arguments, under which label."""
+class _Spec:
+    """What every parsed spec keeps: the text as typed and the name before the colon."""
 
     text: str
     name: str
-    cls: type[torch.optim.Optimizer]
-    arguments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         """A short name for tables and legends: the spec as typed."""
         return self.text
+
+
+@dataclass(frozen=True)
+class OptimizerSpec(_Spec):
+    """A parsed optimizer spec: which class, with which arguments, under which label."""
+
+    cls: type[torch.optim.Optimizer]
+    arguments: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lr(self) -> float:
@@ -180,11 +186,9 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
 
 
 @dataclass(frozen=True)
-class ScheduleSpec:
+class ScheduleSpec(_Spec):
     """A parsed schedule spec; :meth:`build` makes the schedule for a base learning rate."""
 
-    text: str
-    name: str
     arguments: dict[str, Any] = field(default_factory=dict)
 
     def build(self, base_lr: float) -> schedules.Schedule:
@@ -216,21 +220,14 @@ FUNCTIONAL_PREFIX = "functional."
 
 
 @dataclass(frozen=True)
-class FunctionalOptimizerSpec:
+class FunctionalOptimizerSpec(_Spec):
     """A parsed ``functional.<name>:key=value`` spec: a NumPy update and its starting config.
 
     Arguments are the functional API's config keys (``learning_rate``, ``momentum``, ...).
     """
 
-    text: str
-    name: str
     update: functional.FunctionalSpec
     arguments: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """A short name for tables and legends: the spec as typed."""
-        return self.text
 
     @property
     def lr(self) -> float:

@@ -8,6 +8,20 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def log_spaced_spectrum(dimension: int, condition_number: float,
+                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues log-spaced from 1 to ``condition_number``, and a random orthonormal basis.
+
+    The spectrum of the lecture's ill-conditioned ravine in any dimension.
+    """
+    if dimension < 1:
+        raise ValueError(f"dimension={dimension!r} is invalid: expected >= 1")
+    if not condition_number >= 1:
+        raise ValueError(f"condition_number={condition_number!r} is invalid: expected >= 1")
+    basis, _ = np.linalg.qr(rng.standard_normal((dimension, dimension)))
+    return np.geomspace(1.0, condition_number, dimension), basis
+
+
 @dataclass(frozen=True)
 class Quadratic:
     """``f(x) = 1/2 x^T A x - b^T x`` with symmetric positive definite ``A``; minimizer ``A^-1 b``.
@@ -23,13 +37,8 @@ class Quadratic:
     def ill_conditioned(cls, dimension: int = 20, condition_number: float = 1e4,
                         seed: int = 0) -> Quadratic:
         """Eigenvalues log-spaced from 1 to ``condition_number`` in a random basis; random ``b``."""
-        if dimension < 1:
-            raise ValueError(f"dimension={dimension!r} is invalid: expected >= 1")
-        if not condition_number >= 1:
-            raise ValueError(f"condition_number={condition_number!r} is invalid: expected >= 1")
         rng = np.random.default_rng(seed)
-        basis, _ = np.linalg.qr(rng.standard_normal((dimension, dimension)))
-        eigenvalues = np.geomspace(1.0, condition_number, dimension)
+        eigenvalues, basis = log_spaced_spectrum(dimension, condition_number, rng)
         matrix = (basis * eigenvalues) @ basis.T
         return cls(0.5 * (matrix + matrix.T), rng.standard_normal(dimension))
 
