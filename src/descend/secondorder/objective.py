@@ -77,7 +77,7 @@ class TorchObjective:
         with torch.enable_grad():
             loss = self.fn(xt)
             (grad,) = torch.autograd.grad(loss, xt)
-        return float(loss), grad.detach().to(torch.float64).numpy().copy()
+        return loss.item(), grad.detach().to(torch.float64).numpy().copy()
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         """The exact Hessian by ``torch.autograd.functional.hessian``."""
