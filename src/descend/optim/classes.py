@@ -1,15 +1,18 @@
 """Drop-in replacements for ``torch.optim`` classes, and the notes' velocity-form momentum.
 
-Each class takes the same constructor arguments, with the same defaults, as the ``torch.optim``
-class of the same name, keeps the same param-group keys and per-parameter state keys (so
-checkpoints load both ways), and computes the same numbers. ``foreach`` and ``fused`` are
+Adding an optimizer is adding its class here (its constructor in ``torch.optim``'s or the
+reference implementation's signature, and its ``rule``): it is exported as ``descend.<Class>``
+and found by the lab, the benchmark and the command line through its rule's name.
+
+Each drop-in class takes the same constructor arguments, with the same defaults, as the
+``torch.optim`` class of the same name, keeps the same param-group keys and per-parameter state
+keys (so checkpoints load both ways), and computes the same numbers. ``foreach`` and ``fused`` are
 accepted for compatibility; descend picks its own executor through ``backend``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from descend import rules
 from descend.optim.base import RuleOptimizer, reject_unsupported
@@ -37,6 +40,7 @@ class SGD(RuleOptimizer):
     """
 
     rule = rules.SGD
+    sparse_gradients = "dense"
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
@@ -118,6 +122,7 @@ class Adagrad(RuleOptimizer):
 
     rule = rules.ADAGRAD
     eager_state = True
+    sparse_gradients = "entries"
 
     def __init__(self, params: Iterable, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
@@ -207,16 +212,6 @@ class Adam(RuleOptimizer):
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
-    def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
-        """Adam's group keeps ``betas`` as a pair, as ``torch.optim.Adam`` does."""
-        betas = group["betas"]
-        if not isinstance(betas, tuple | list) or len(betas) != 2:
-            raise ValueError(f"betas={betas!r} is invalid: expected a pair (beta1, beta2)")
-        hypers = {name: group[name] for name in (
-            "lr", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")}
-        hypers["beta1"], hypers["beta2"] = betas
-        return hypers
-
 
 class AdamW(Adam):
     """Adam with decoupled weight decay; drop-in for ``torch.optim.AdamW``.
@@ -242,3 +237,9 @@ class AdamW(Adam):
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)
+
+
+#: Every optimizer class defined in this module, exported as ``descend.<Class>``.
+__all__ = [name for name, value in list(globals().items())
+           if isinstance(value, type) and issubclass(value, RuleOptimizer)
+           and value.__module__ == __name__]
