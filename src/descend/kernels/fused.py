@@ -308,11 +308,12 @@ def run_kernel(kernel, addresses: np.ndarray, work: tuple, tensor_row: np.ndarra
     :data:`WORK_ITEM` elements each, all but the last full); the calling thread always works.
     """
     items = work[0].shape[0] - 1
-    threads = min(kernel_threads(), max(1, items * WORK_ITEM // PARALLEL_GRAIN))
-    arguments = (addresses, *work, tensor_row, scalars)
+    enough = items * WORK_ITEM // PARALLEL_GRAIN
+    threads = min(kernel_threads(), enough) if enough > 1 else 1
     if threads == 1:
-        kernel(*arguments, 0, items)
+        kernel(addresses, *work, tensor_row, scalars, 0, items)
     else:
+        arguments = (addresses, *work, tensor_row, scalars)
         cpu_threads.share(lambda first, last: kernel(*arguments, first, last), items, threads)
 
 

@@ -29,7 +29,7 @@ import torch
 from descend.kernels.executor import Executor
 from descend.kernels.table import TensorTable, flat_compatible
 from descend.kernels.variant import Variant, runtime_row, variant_of
-from descend.rules.spec import Rule
+from descend.rules.spec import Rule, plain_value
 
 #: Returned by :meth:`GroupPlan.prepare` when the plan no longer describes the group.
 STALE = object()
@@ -71,6 +71,8 @@ class Block:
         self.slots = [[state[name] for state in states] for name in slot_names]
         self.dtype = params[0].dtype
         self.dtype_name = dtype_name(self.dtype)
+        #: What a compiled kernel of this block depends on besides the rule's variant.
+        self.kind = (executor.name, self.dtype_name)
         self.table = TensorTable([p.numel() for p in params], 2 + len(slot_names))
         self.table.addresses[0] = [p.data_ptr() for p in params]
         for row, tensors in enumerate(self.slots, start=2):
@@ -90,13 +92,13 @@ class Block:
             self.steps = torch.tensor([0.0 if f else 1.0 for f in first], dtype=torch.float64)
             self.step_views = []
         self.step_values = self.steps.numpy()
+        self.uniform = bool((self.step_values == self.step_values[0]).all())
         self.first_row = np.zeros(len(params), dtype=np.int64)
 
-    def current(self, optimizer_state: Mapping) -> bool:
-        """Whether every parameter, state dict and state tensor is still what the plan holds."""
+    def current(self) -> bool:
+        """Whether every parameter and state tensor is still what the plan holds (the plan
+        checks that the state dicts themselves were not replaced)."""
         states = self.states  # None for a parameter without state (a rule that needs none)
-        if not _identical([optimizer_state.get(p) for p in self.params], states):
-            return False
         for name, tensors in zip(self.slot_names, self.slots, strict=True):
             if not _identical([state.get(name) for state in states], tensors):
                 return False
@@ -129,42 +131,53 @@ class Block:
                      for p, g in zip(params, grads, strict=True)]
         return [g.data_ptr() for g in grads]
 
-    def run(self, rule: Rule, hypers: Mapping[str, Any], indices: np.ndarray | None,
-            grad_addresses: list[int], active: tuple[bool, ...]) -> None:
-        """Advance the step counters of the tensors at ``indices`` (all if None) and update."""
+    def advance(self, indices: np.ndarray | None) -> tuple[list[int], np.ndarray]:
+        """Advance the step counters of the tensors at ``indices`` (all if None); return the
+        distinct step values and, per tensor, the index of its value among them."""
+        values = self.step_values  # shares memory with the counters (and the state's views)
+        if indices is None and self.uniform:
+            # A rule that does not count steps only asks "first update or not": stop at 2.
+            if self.counted or values[0] < 2:
+                values += 1
+            return [int(values[0])], self.first_row
         if indices is None:
-            self.steps += 1
+            values += 1
+        else:
+            values[indices] += 1
+            self.uniform = False
+        if not self.counted:
+            np.minimum(values, 2, out=values)
+        if indices is not None:
+            values = values[indices]
+        unique, tensor_row = np.unique(values, return_inverse=True)
+        if indices is None and len(unique) == 1:
+            self.uniform = True
+        return [int(s) for s in unique], tensor_row.astype(np.int64)
+
+    def run(self, rule: Rule, launch_row: Callable[[Block, int], tuple[Any, Variant, np.ndarray]],
+            indices: np.ndarray | None, grad_addresses: list[int]) -> None:
+        """Advance the counters of the tensors at ``indices`` (all if None) and update them."""
+        steps, tensor_row = self.advance(indices)
+        if indices is None:
             self.table.addresses[1] = grad_addresses
-            values = self.step_values
         else:
-            self.steps[torch.from_numpy(indices)] += 1
             self.table.addresses[1, indices] = grad_addresses
-            values = self.step_values[indices]
-        low, high = values.min(), values.max()
-        if low == high:
-            steps, tensor_row = [int(low)], self.first_row[:len(values)]
-        else:
-            unique, tensor_row = np.unique(values, return_inverse=True)
-            steps, tensor_row = [int(s) for s in unique], tensor_row.astype(np.int64)
+        if len(steps) == 1:
+            kernel, _, scalars = launch_row(self, steps[0])
+            self.executor.launch(kernel, self.table, tensor_row, scalars, indices)
+            return
+        rows = [launch_row(self, step) for step in steps]
         by_variant: dict[Variant, list[int]] = {}
-        rows = []
-        for row, step in enumerate(steps):
-            scalars = rule.scalars(hypers, step)
-            variant = variant_of(rule, scalars, self.dtype_name, active)
+        for row, (_, variant, _) in enumerate(rows):
             by_variant.setdefault(variant, []).append(row)
-            rows.append(scalars)
-        for variant, variant_rows in by_variant.items():
-            table = np.asarray([runtime_row(variant, rows[r]) for r in variant_rows],
-                               dtype=np.float64).reshape(len(variant_rows), len(variant.runtime))
-            kernel = self.executor.kernel(rule, variant)
-            if len(by_variant) == 1:
-                self.executor.launch(kernel, self.table, tensor_row, table, indices)
-                continue
-            # Steps whose scalars switch a branch differently need different kernels.
+        for variant_rows in by_variant.values():
+            table = np.concatenate([rows[r][2] for r in variant_rows])
             selected = np.flatnonzero(np.isin(tensor_row, variant_rows))
             local_row = np.searchsorted(np.asarray(variant_rows), tensor_row[selected])
             chosen = selected if indices is None else indices[selected]
-            self.executor.launch(kernel, self.table, local_row.astype(np.int64), table, chosen)
+            # Steps whose scalars switch a branch differently need different kernels.
+            self.executor.launch(rows[variant_rows[0]][0], self.table,
+                                 local_row.astype(np.int64), table, chosen)
 
 
 def _walkable_gradient(param: torch.Tensor, grad: torch.Tensor,
@@ -223,6 +236,8 @@ class GroupPlan:
         self.where = {id(p): (b, k) for b, block in enumerate(self.blocks)
                       for k, p in enumerate(block.params)}
         self.only_block = self.blocks[0].params if len(self.blocks) == 1 else None
+        self.state_values = list(optimizer_state.values())
+        self._rows: dict[tuple, tuple[Any, Variant, np.ndarray]] = {}
 
     def covers(self, group: dict, hypers: Mapping[str, Any]) -> bool:
         """Whether the plan was made for this group under these hyperparameters' slots."""
@@ -256,7 +271,11 @@ class GroupPlan:
             blocks = [self.blocks[i] for i in kept]
             selections = [None if len(chosen[i]) == len(self.blocks[i].params)
                           else np.asarray(chosen[i], dtype=np.int64) for i in kept]
-        if not all(block.current(optimizer_state) for block in blocks):
+        # A state dict replaced, added or removed shows in the optimizer state's values (read
+        # without hashing tensors, which is slow).
+        values = list(optimizer_state.values())
+        if not _identical(values, self.state_values) or not all(
+                block.current() for block in blocks):
             return STALE
         keep_alive: list[torch.Tensor] = []
         gathered = [block.gradients(selection, keep_alive, label)
@@ -266,6 +285,24 @@ class GroupPlan:
     def run(self, prepared: Any, hypers: Mapping[str, Any]) -> list[torch.Tensor]:
         """Update the planned parameters; return the leftovers for the caller to step."""
         blocks, selections, gathered, leftovers, _keep_alive = prepared
+        plain = {name: plain_value(value) for name, value in hypers.items()}
+        key = tuple(plain.values())
+
+        def launch_row(block: Block, step: int) -> tuple[Any, Variant, np.ndarray]:
+            """The kernel, variant and (1, n) run-time scalar row of one step of a block,
+            cached: a rule that does not count steps, or a run at a constant setting, computes
+            them once."""
+            cached = self._rows.get((key, step, block.kind))
+            if cached is None:
+                if len(self._rows) > 256:
+                    self._rows.clear()
+                scalars = self.rule.scalars(plain, step)
+                variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
+                row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
+                kernel = block.executor.kernel(self.rule, variant)
+                cached = self._rows[key, step, block.kind] = (kernel, variant, row)
+            return cached
+
         for block, selection, addresses in zip(blocks, selections, gathered, strict=True):
-            block.run(self.rule, hypers, selection, addresses, self.active)
+            block.run(self.rule, launch_row, selection, addresses)
         return leftovers

@@ -295,7 +295,7 @@ class Rule:
 
     def scalars(self, hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
         """Every keyword argument ``update`` takes, for this step."""
-        values = {name: _plain(value) for name, value in hypers.items()}
+        values = {name: plain_value(value) for name, value in hypers.items()}
         values.update(self.step_scalars(values, step))
         return {name: values[name] for name in self.scalar_names}
 
@@ -307,7 +307,7 @@ class Rule:
         return "\n".join(lines)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A Python scalar for a hyperparameter that may arrive as a 0-d tensor or array."""
     if isinstance(value, bool | int | float):
         return value
