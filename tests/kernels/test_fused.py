@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -380,3 +381,36 @@ def test_fresh_process_loads_compiled_kernel_from_disk(tmp_path):
     assert runs[0] == ["0", "1"]  # compiled and saved
     assert runs[1] == ["1", "0"]  # loaded, no compile
     assert list(tmp_path.glob("descend_kernel_sgd_float32_*.py"))
+
+
+def _fused_sgd_result() -> float:
+    params = [torch.ones(10, requires_grad=True)]
+    params[0].grad = torch.ones(10)
+    descend.SGD(params, lr=0.5, backend="fused").step()
+    return float(params[0].detach()[0])
+
+
+@pytest.mark.parametrize("damage", ["source", "machine code", "planted code"])
+def test_a_damaged_kernel_cache_is_recompiled_with_a_warning(tmp_path, monkeypatch, damage):
+    from descend.kernels import fused
+
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fused, "_kernels", {})
+    assert _fused_sgd_result() == 0.5
+    (source,) = tmp_path.glob("descend_kernel_sgd_float32_*.py")
+    marker = tmp_path / "planted-code-ran"
+    if damage == "source":
+        source.write_text(source.read_text()[:200])  # truncated: a SyntaxError if imported
+    elif damage == "planted code":
+        source.write_text(source.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+    else:
+        for path in (tmp_path / "__pycache__").glob("*.nbc"):
+            path.write_bytes(os.urandom(100))
+    fused._kernels.clear()  # as a fresh process would, load from the damaged cache
+    with pytest.warns(RuntimeWarning, match="recompiling"):
+        assert _fused_sgd_result() == 0.5  # 1 - 0.5 * 1, computed by a sound kernel
+    assert not marker.exists()
+    fused._kernels.clear()  # repaired: loads silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _fused_sgd_result() == 0.5

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
@@ -259,17 +260,94 @@ def _load_kernel(rule: Rule, variant: Variant):
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     name = f"descend_kernel_{rule.name}_{variant.dtype}_{digest}"
     path = _cached_source(cache_dir(), f"{name}.py", source)
-    # Compile the source generated here, never the file's bytes: the file only gives Numba's
-    # disk cache a stable path and modification time to key the machine code on.
+    machine_code = MachineCode(path)
+    machine_code.verify()
+    try:
+        kernel = _compile_module(name, path, source)
+    except Exception as error:
+        if not machine_code.files():
+            raise
+        warnings.warn(f"the compiled code cached for {path.name} could not be loaded "
+                      f"({type(error).__name__}: {error}); recompiling it", RuntimeWarning,
+                      stacklevel=3)
+        machine_code.remove()
+        kernel = _compile_module(name, path, source)
+    machine_code.record()
+    return kernel
+
+
+def _compile_module(name: str, path: Path, source: str):
+    """Execute the generated ``source`` as module ``name`` and compile its kernel now.
+
+    The source generated here is compiled, never the file's bytes: the file only gives Numba's
+    disk cache a stable path and modification time to key the machine code on.
+    """
+    from numba import types
+
     module = type(sys)(name)
     module.__file__ = str(path)
     sys.modules[name] = module
     try:
         exec(compile(source, str(path), "exec"), module.__dict__)
+        index = types.Array(types.int64, 1, "C")
+        module.kernel.compile((types.Array(types.int64, 2, "C"), index, index, index, index,
+                               index, types.Array(types.float64, 2, "C"), types.int64,
+                               types.int64))
     except Exception:
         sys.modules.pop(name, None)
         raise
     return module.kernel
+
+
+class MachineCode:
+    """The machine code Numba caches for one kernel file, checked against a manifest.
+
+    Numba stores compiled code as pickles beside the source (``__pycache__``), and loading a
+    pickle can run code. :meth:`record` writes the SHA-256 of each file after a successful
+    compile; :meth:`verify` removes, before they are loaded, files that do not match it (with a
+    warning) or that no manifest vouches for.
+    """
+
+    def __init__(self, source_path: Path) -> None:
+        self.source_path = source_path
+        self.manifest = source_path.with_suffix(".sha256")
+
+    def files(self) -> list[Path]:
+        """The cached machine-code files of this kernel."""
+        return sorted((self.source_path.parent / "__pycache__").glob(
+            f"{self.source_path.stem}.*"))
+
+    def digests(self) -> dict[str, str]:
+        """File name -> SHA-256 of its content."""
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in self.files()}
+
+    def verify(self) -> None:
+        """Remove cached machine code that the manifest does not vouch for."""
+        files = self.files()
+        if not files:
+            return
+        try:
+            expected = json.loads(self.manifest.read_text())
+        except (FileNotFoundError, ValueError):
+            expected = None
+        if expected is not None and expected == self.digests():
+            return
+        if expected is not None:
+            warnings.warn(f"the compiled code cached for {self.source_path.name} does not "
+                          "match its manifest; recompiling it", RuntimeWarning, stacklevel=4)
+        self.remove()
+
+    def remove(self) -> None:
+        """Delete the cached machine code and its manifest."""
+        for path in (*self.files(), self.manifest):
+            path.unlink(missing_ok=True)
+
+    def record(self) -> None:
+        """Write the manifest of the machine code now cached."""
+        with tempfile.NamedTemporaryFile("w", dir=self.manifest.parent, suffix=".tmp",
+                                         delete=False) as f:
+            json.dump(self.digests(), f)
+        os.replace(f.name, self.manifest)
 
 
 def _cached_source(directory: Path, filename: str, source: str) -> Path:

@@ -57,7 +57,8 @@ class TensorTable:
 
     def subset_work(self, indices: np.ndarray) -> tuple[np.ndarray, tuple]:
         """Addresses and work split for only the tensors at ``indices``."""
-        return self.addresses[:, indices], segments(self.sizes[indices])
+        return (np.ascontiguousarray(self.addresses[:, indices]),
+                segments(self.sizes[indices]))
 
 
 def flat_compatible(tensors: Sequence[torch.Tensor | None]) -> bool:
