@@ -414,3 +414,17 @@ def test_a_damaged_kernel_cache_is_recompiled_with_a_warning(tmp_path, monkeypat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _fused_sgd_result() == 0.5
+
+
+def test_processes_compiling_one_kernel_together_see_no_damage(tmp_path):
+    env = dict(os.environ, DESCEND_CACHE_DIR=str(tmp_path), PYTHONPATH=str(SRC),
+               PYTHONWARNINGS="error::RuntimeWarning")
+    script = FRESH_PROCESS.replace("momentum=0.9", "momentum=0.8, nesterov=True")
+    workers = [subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for _ in range(3)]
+    outcomes = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0], outcomes
+    assert not any("recompiling" in stderr for _, stderr in outcomes)
+    # One compiled, the others loaded what it saved.
+    assert sorted(out.split()[1] for out, _ in outcomes) == ["0", "0", "1"]

@@ -24,6 +24,7 @@ which sleep when idle. Numba is imported only when a kernel is first needed.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -261,19 +262,38 @@ def _load_kernel(rule: Rule, variant: Variant):
     name = f"descend_kernel_{rule.name}_{variant.dtype}_{digest}"
     path = _cached_source(cache_dir(), f"{name}.py", source)
     machine_code = MachineCode(path)
-    machine_code.verify()
-    try:
-        kernel = _compile_module(name, path, source)
-    except Exception as error:
-        if not machine_code.files():
-            raise
-        warnings.warn(f"the compiled code cached for {path.name} could not be loaded "
-                      f"({type(error).__name__}: {error}); recompiling it", RuntimeWarning,
-                      stacklevel=3)
-        machine_code.remove()
-        kernel = _compile_module(name, path, source)
-    machine_code.record()
+    # One process at a time compiles or loads a kernel, so processes starting together (workers
+    # of one job) never see each other's half-written cache as damage.
+    with _file_lock(path.with_suffix(".lock")):
+        machine_code.verify()
+        try:
+            kernel = _compile_module(name, path, source)
+        except Exception as error:
+            if not machine_code.files():
+                raise
+            warnings.warn(f"the compiled code cached for {path.name} could not be loaded "
+                          f"({type(error).__name__}: {error}); recompiling it", RuntimeWarning,
+                          stacklevel=3)
+            machine_code.remove()
+            kernel = _compile_module(name, path, source)
+        machine_code.record()
     return kernel
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes on ``path`` (where the OS offers ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here: concurrent compiles may warn, nothing worse
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _compile_module(name: str, path: Path, source: str):

@@ -61,6 +61,10 @@ class RuleOptimizer(torch.optim.Optimizer):
     #: gradient made dense (``torch.optim.SGD``'s results); ``"entries"`` updates only the
     #: gradient's stored entries, parameter and state alike (``torch.optim.Adagrad``'s).
     sparse_gradients: ClassVar[str | None] = None
+    #: The ``torch.optim`` class (dotted name) that computes the same iterates at a constant
+    #: learning rate, and the arguments it needs besides the hyperparameters both share; used by
+    #: benchmarks and tests to find the reference of each optimizer.
+    torch_equivalent: ClassVar[tuple[str, dict[str, Any]] | None] = None
 
     def __init__(
         self,

@@ -40,6 +40,7 @@ class SGD(RuleOptimizer):
     """
 
     rule = rules.SGD
+    torch_equivalent = ("torch.optim.SGD", {})
     sparse_gradients = "dense"
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0,
@@ -77,6 +78,7 @@ class Momentum(RuleOptimizer):
     """
 
     rule = rules.SGD_MOMENTUM
+    torch_equivalent = ("torch.optim.SGD", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 0, *, maximize: bool = False,
@@ -99,6 +101,7 @@ class Nesterov(Momentum):
     """
 
     rule = rules.NESTEROV
+    torch_equivalent = ("torch.optim.SGD", {"nesterov": True})
 
 
 class Adagrad(RuleOptimizer):
@@ -121,6 +124,7 @@ class Adagrad(RuleOptimizer):
     """
 
     rule = rules.ADAGRAD
+    torch_equivalent = ("torch.optim.Adagrad", {})
     eager_state = True
     sparse_gradients = "entries"
 
@@ -160,6 +164,7 @@ class RMSprop(RuleOptimizer):
     """
 
     rule = rules.RMSPROP
+    torch_equivalent = ("torch.optim.RMSprop", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
@@ -197,6 +202,7 @@ class Adam(RuleOptimizer):
     """
 
     rule = rules.ADAM
+    torch_equivalent = ("torch.optim.Adam", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -226,6 +232,7 @@ class AdamW(Adam):
     """
 
     rule = rules.ADAMW
+    torch_equivalent = ("torch.optim.AdamW", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,

@@ -35,14 +35,21 @@ from descend.rules.spec import Rule, plain_value
 STALE = object()
 
 
-def _meta(tensor: torch.Tensor) -> tuple:
-    """What a kernel relies on about a tensor it walks by address."""
-    return (tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype, tensor.device)
+def _metadata(tensors: Sequence[torch.Tensor], on_cpu: bool) -> list[tuple]:
+    """What a kernel relies on about tensors it walks by address: where they start, how many
+    elements of which type they hold, and on which device (the cheapest reads that tell, since
+    this runs for every tensor on every step). A layout change that keeps these moves no element
+    outside its storage, and the gradients' layout is checked against the parameters'."""
+    if on_cpu:
+        return [(t.data_ptr(), t.shape, t.dtype, t.is_cpu) for t in tensors]
+    return [(t.data_ptr(), t.shape, t.dtype, t.device) for t in tensors]
 
 
-def _layout(tensor: torch.Tensor) -> tuple:
-    """What a gradient must share with its parameter."""
-    return (tensor.shape, tensor.stride(), tensor.dtype, tensor.device)
+def _layouts(tensors: Sequence[torch.Tensor], on_cpu: bool) -> list[tuple]:
+    """What a gradient must share with its parameter: shape, strides, dtype and device."""
+    if on_cpu:
+        return [(t.shape, t.stride(), t.dtype, t.is_cpu) for t in tensors]
+    return [(t.shape, t.stride(), t.dtype, t.device) for t in tensors]
 
 
 def _identical(a: Sequence, b: Sequence) -> bool:
@@ -77,9 +84,11 @@ class Block:
         self.table.addresses[0] = [p.data_ptr() for p in params]
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in tensors]
-        self.param_meta = [_meta(p) for p in params]
-        self.slot_meta = [[_meta(t) for t in tensors] for tensors in self.slots]
-        self.grad_layout = [_layout(p) for p in params]
+        self.on_cpu = params[0].is_cpu
+        #: Every parameter and state tensor a kernel writes, and their metadata when planned.
+        self.watched = [*params, *(t for tensors in self.slots for t in tensors)]
+        self.watched_metadata = _metadata(self.watched, self.on_cpu)
+        self.grad_layout = _layouts(params, self.on_cpu)
         self.counted = rule.counts_steps
         if self.counted:
             self.steps = torch.tensor([float(state["step"]) for state in states],
@@ -105,10 +114,7 @@ class Block:
         if self.counted and not _identical([state.get("step") for state in states],
                                            self.step_views):
             return False
-        if [_meta(p) for p in self.params] != self.param_meta:
-            return False
-        return all([_meta(t) for t in tensors] == meta
-                   for tensors, meta in zip(self.slots, self.slot_meta, strict=True))
+        return _metadata(self.watched, self.on_cpu) == self.watched_metadata
 
     def gradients(self, indices: Sequence[int] | None, keep_alive: list,
                   label: Callable[[torch.Tensor], str]) -> list[int]:
@@ -123,12 +129,12 @@ class Block:
                     else [self.grad_layout[k] for k in indices])
         grads = [p.grad for p in params]
         try:
-            matches = [_layout(g) for g in grads] == expected
+            if _layouts(grads, self.on_cpu) == expected:
+                return [g.data_ptr() for g in grads]
         except RuntimeError:  # sparse gradients have no strides
-            matches = False
-        if not matches:
-            grads = [_walkable_gradient(p, g, label, keep_alive)
-                     for p, g in zip(params, grads, strict=True)]
+            pass
+        grads = [_walkable_gradient(p, g, label, keep_alive)
+                 for p, g in zip(params, grads, strict=True)]
         return [g.data_ptr() for g in grads]
 
     def advance(self, indices: np.ndarray | None) -> tuple[list[int], np.ndarray]:
