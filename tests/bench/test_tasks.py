@@ -13,7 +13,7 @@ from descend.bench import tasks
 from descend.bench.cifar10 import load_cifar10, read_batch
 from descend.bench.tasks import Task, get_task
 from descend.bench.training import train
-from descend.lab.specs import parse_optimizer
+from descend.specs import parse_optimizer
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from descend.bench.tasks import Batch, Task
-from descend.lab.specs import OptimizerSpec, parse_optimizer
+from descend.specs import OptimizerSpec, parse_optimizer
 
 
 @dataclass

@@ -34,7 +34,7 @@ from descend.bench import storage as storage_layer
 from descend.bench.metrics import mean_std, median_time, time_to_target
 from descend.bench.tasks import Task, get_task
 from descend.bench.training import EpochMetrics, RunResult, score, train
-from descend.lab.specs import (
+from descend.specs import (
     SCHEDULES,
     OptimizerSpec,
     ScheduleSpec,

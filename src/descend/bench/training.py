@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from descend.bench.tasks import Data, Task
-from descend.lab.specs import OptimizerSpec, ScheduleSpec
 from descend.optim import ScheduledLR
+from descend.specs import OptimizerSpec, ScheduleSpec
 
 #: Steps per epoch at which the update/weight ratio is measured (evenly spaced).
 RATIO_SAMPLES = 8

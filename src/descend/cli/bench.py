@@ -108,11 +108,11 @@ def split_specs(texts: list[str]) -> list[str]:
     A spec's own arguments also use commas (``nesterov:lr=1e-3,momentum=0.9``): a piece with
     ``=`` but no ``:`` continues the spec before it.
     """
-    from descend.lab.specs import _split_top_level
+    from descend.specs import split_top_level
 
     specs: list[str] = []
     for text in texts:
-        for piece in _split_top_level(text.replace(";", ",")):
+        for piece in split_top_level(text.replace(";", ",")):
             if specs and "=" in piece and ":" not in piece.split("=", 1)[0]:
                 specs[-1] += "," + piece
             else:
@@ -259,7 +259,7 @@ def run_lr_find_command(arguments: argparse.Namespace) -> int:
     """Run the range test on a built-in task; print the suggestion, save plot and data."""
     from descend.bench.lrfind import lr_find
     from descend.bench.tasks import get_task
-    from descend.lab.specs import parse_optimizer
+    from descend.specs import parse_optimizer
 
     _threads(arguments.threads)
     spec = parse_optimizer(arguments.optimizer)

@@ -17,7 +17,7 @@ from descend.lab.problems import Ravine, make_problem, problem_names
 from descend.lab.rates import predicted_rate, theory_method
 from descend.lab.report import format_cell
 from descend.lab.runner import Contender, Trace, race
-from descend.lab.specs import SCHEDULES, optimizer_names
+from descend.specs import SCHEDULES, optimizer_names
 
 EPILOG = f"""\
 problems: {", ".join(problem_names())}  (arguments as name:key=value, e.g. ravine:kappa=100,dim=10)
