@@ -8,8 +8,8 @@ import pickle
 import optuna
 import pytest
 
-from descend.cli.bench import split_specs
 from descend.cli.main import main
+from descend.specs import split_specs
 
 
 def _error(capsys, argv: list[str]) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from descend.bench.data import TensorData
 from descend.bench.lrfind import lr_find, lr_range_test
-from descend.bench.tasks import Task, TensorData
+from descend.bench.tasks import Task
 
 
 def _least_squares() -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from descend.bench.tasks import Batch, Task
+from descend.bench.data import Batch
+from descend.bench.tasks import Task
 from descend.specs import OptimizerSpec, parse_optimizer
 
 
