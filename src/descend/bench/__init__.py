@@ -7,7 +7,7 @@
 
     task = Task.custom("mine", make_model, train_loader, val_loader, test_loader)
     run_bench([task], ["sgd_momentum", "adam"], schedules=["constant", "cosine"])
-    lr_find(task, "sgd").suggestion
+    lr_find(task, "sgd").suggestions.valley
 
 Everything is stored in an Optuna storage (default: ``bench.db`` in the output folder) as it
 finishes; running the same benchmark again resumes it.
@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 #: Each public name and the module that defines it.
 _NAMES = {
-    "LRFindResult": "lrfind", "lr_find": "lrfind", "lr_range_test": "lrfind",
+    "LRFindResult": "lrfind", "LRSuggestions": "lrfind", "lr_find": "lrfind",
+    "lr_range_test": "lrfind", "suggest_lrs": "lrfind",
     "Bench": "protocol", "BenchConfig": "protocol", "Contender": "protocol",
     "Reporter": "protocol", "make_contender": "protocol", "run_bench": "protocol",
     "write_outputs": "protocol",
@@ -41,12 +42,19 @@ _NAMES = {
 
 __all__ = [
     "Bench", "BenchConfig", "Contender", "ContenderResult", "Dimension", "EpochMetrics",
-    "LRFindResult", "Reporter", "RunResult", "Task", "get_task", "lr_find", "lr_range_test",
-    "make_contender", "run_bench", "summarize", "task_names", "train", "write_outputs",
+    "LRFindResult", "LRSuggestions", "Reporter", "RunResult", "Task", "get_task", "lr_find",
+    "lr_range_test", "make_contender", "run_bench", "suggest_lrs", "summarize", "task_names",
+    "train", "write_outputs",
 ]
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
-    from descend.bench.lrfind import LRFindResult, lr_find, lr_range_test
+    from descend.bench.lrfind import (
+        LRFindResult,
+        LRSuggestions,
+        lr_find,
+        lr_range_test,
+        suggest_lrs,
+    )
     from descend.bench.protocol import (
         Bench,
         BenchConfig,

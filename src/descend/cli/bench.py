@@ -95,9 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_bench_command)
 
     finder = subparsers.add_parser(
-        "lr-find", help="learning-rate range test with a suggested rate",
-        description="Train once while raising the learning rate exponentially; plot loss "
-                    "against rate and suggest a rate (a tenth of the one at the lowest loss).")
+        "lr-find", help="learning-rate range test with suggested rates",
+        description="Train once while raising the learning rate exponentially; plot the raw "
+                    "and smoothed loss against the rate and suggest rates as fastai does: "
+                    "the valley (recommended), the steepest descent, and a tenth of the "
+                    "minimum. From Python: descend.bench.lr_find.")
     finder.add_argument("--task", default="digits-mlp", help="a built-in task")
     finder.add_argument("--optimizer", default="sgd", help="optimizer spec (default sgd)")
     finder.add_argument("--start-lr", type=positive_float, default=1e-7,
@@ -337,12 +339,17 @@ def run_report_command(arguments: argparse.Namespace) -> int:
 
 
 def run_lr_find_command(arguments: argparse.Namespace) -> int:
-    """Run the range test on a built-in task; print the suggestion, save plot and data."""
+    """Run the range test on a built-in task; print the suggestions, save plot and data."""
     from rich.markup import escape
 
     from descend.bench.lrfind import lr_find
     from descend.specs import parse_optimizer
 
+    if not arguments.start_lr < arguments.end_lr:
+        raise ValueError(f"--start-lr={arguments.start_lr:g} and --end-lr={arguments.end_lr:g} "
+                         "are invalid: expected --start-lr < --end-lr")
+    if arguments.steps < 5:
+        raise ValueError(f"--steps={arguments.steps} is invalid: expected >= 5")
     spec = parse_optimizer(arguments.optimizer)
     (task,) = _tasks(arguments.task, arguments.data_dir, None, None)
     out = output_folder(arguments.out)
@@ -352,15 +359,14 @@ def run_lr_find_command(arguments: argparse.Namespace) -> int:
         result = lr_find(task, spec, arguments.start_lr, arguments.end_lr, arguments.steps,
                          arguments.seed)
     stem = f"lr-find-{task.name}-{spec.name}"
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"task": task.name, "optimizer": spec.label, **result.to_dict()}, indent=1))
     result.plot(str(out / f"{stem}.png"), f"{task.name}, {spec.label}: learning-rate range test")
-    (out / f"{stem}.json").write_text(json.dumps({
-        "task": task.name, "optimizer": spec.label, "lrs": result.lrs, "losses": result.losses,
-        "smoothed": result.smoothed, "suggestion": result.suggestion, "min_lr": result.min_lr,
-        "steepest": result.steepest}, indent=1))
-    steepest = "-" if result.steepest is None else f"{result.steepest:.3g}"
-    console.print(escape(f"{task.name}, {spec.label}: lowest loss at lr {result.min_lr:.3g}; "
-                         f"steepest descent at lr {steepest}; suggested lr "
-                         f"{result.suggestion:.3g}")
-                  + (" (loss blew up before end-lr)" if result.stopped_early else ""))
+    found = result.suggestions
+    steepest = "-" if found.steepest is None else f"{found.steepest:.3g}"
+    console.print(escape(f"{task.name}, {spec.label}: suggested lr {found.valley:.3g} (valley); "
+                         f"steepest descent at {steepest}; minimum/10 {found.minimum:.3g}; "
+                         f"lowest raw loss at {result.raw_min_lr:.3g}")
+                  + (" (the loss blew up before --end-lr)" if result.stopped_early else ""))
     console.print(escape(f"wrote {out / (stem + '.png')} and {out / (stem + '.json')}"))
     return 0
