@@ -128,7 +128,7 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
     """
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
         if not path.parent.is_dir():
             raise ValueError(f"cannot open storage {display_url(url)!r}: folder "
                              f"{str(path.parent)!r} does not exist")
