@@ -53,7 +53,9 @@ def test_out_naming_a_file_is_refused_first(capsys, a_file, command):
 ])
 def test_out_that_cannot_be_written_is_refused_first(capsys, tmp_path, command):
     if os.geteuid() == 0:
-        # root writes through permission bits; /proc refuses new folders to everyone.
+        # root writes through permission bits; Linux's /proc refuses new folders to everyone.
+        if not Path("/proc/self").is_dir():
+            pytest.skip("running as root without /proc: no folder here refuses writes")
         folder = Path("/proc/descend-test-out")
     else:
         locked = tmp_path / "locked"
