@@ -9,15 +9,45 @@
 - ``descend.schedules``: learning-rate schedules; ``descend.ScheduledLR`` drives any optimizer.
 - ``descend.WeightAverage``: Polyak / exponential averaging of weights.
 - ``descend.rules``: the math of each optimizer, written once.
+- ``descend.specs``: optimizer and schedule specs as typed on the command line.
+
+Names are imported on first use (PEP 562), so ``import descend`` is instant and the command
+line answers ``descend --help`` without loading torch.
 """
 
-from descend import functional, optim, rules, schedules, secondorder
-from descend.optim import LBFGS, NonFiniteGradientError, ScheduledLR, WeightAverage
+from __future__ import annotations
 
-# The rule optimizers (``descend.Adam``, ...), as defined in descend.optim.classes.
-globals().update(optim.CLASSES)
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [*optim.CLASSES, "LBFGS", "NonFiniteGradientError", "ScheduledLR", "WeightAverage",
-           "functional", "rules", "schedules", "secondorder"]
+#: Subpackages reachable as attributes (``descend.functional``) after ``import descend``.
+_MODULES = ("bench", "functional", "kernels", "lab", "optim", "rules", "schedules",
+            "secondorder", "specs")
+#: Names of descend.optim exported here besides the rule optimizers (``optim.CLASSES``).
+_OPTIM = ("LBFGS", "NonFiniteGradientError", "ScheduledLR", "WeightAverage")
+
+
+def _exported() -> list[str]:
+    optim = importlib.import_module("descend.optim")
+    return [*optim.CLASSES, *_OPTIM, "functional", "rules", "schedules", "secondorder",
+            "specs"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"descend.{name}")
+    if name == "__all__":
+        return _exported()
+    if name[:1].isupper():  # a class: the rule optimizers are known once descend.optim loads
+        optim = importlib.import_module("descend.optim")
+        if name in optim.CLASSES or name in _OPTIM:
+            value = getattr(optim, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"module 'descend' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_exported(), *_MODULES})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
+from descend.cli.arguments import non_negative_int, output_folder
 from descend.lab.report import Section, Table
 from descend.lab.tour import TourSettings, run_tour, total_runs
 
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"report folder (default ./{DEFAULT_OUT}/)")
     parser.add_argument("--quick", action="store_true",
                         help="shorter runs: the same report in a fraction of the time")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed (default 0)")
     parser.set_defaults(func=run)
 
 
@@ -50,9 +52,7 @@ def _print_section(console: Console, section: Section) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Run the tour with a progress bar, printing each section's tables as it finishes."""
-    out = Path(arguments.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out={arguments.out!r} is invalid: it exists and is not a folder")
+    out = output_folder(arguments.out)
     console = Console()
     started = time.perf_counter()
     with Progress(TextColumn("{task.description:<40}"), BarColumn(),
@@ -64,6 +64,6 @@ def run(arguments: argparse.Namespace) -> int:
                      task, description=description, advance=advance),
                  on_section=lambda section: _print_section(progress.console, section))
     seconds = time.perf_counter() - started
-    console.print(f"\nReport written to [bold]{out / 'index.html'}[/bold] "
+    console.print(f"\nReport written to [bold]{escape(str(out / 'index.html'))}[/bold] "
                   f"(open it in a browser; it works offline) in {seconds:.1f} s.")
     return 0

@@ -9,15 +9,17 @@ from pathlib import Path
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from descend.cli.arguments import non_negative_int, output_folder
 from descend.lab import theory
 from descend.lab.problems import Ravine, make_problem, problem_names
 from descend.lab.rates import predicted_rate, theory_method
 from descend.lab.report import format_cell
 from descend.lab.runner import Contender, Trace, race
-from descend.lab.specs import SCHEDULES, optimizer_names
+from descend.specs import SCHEDULES, optimizer_names
 
 EPILOG = f"""\
 problems: {", ".join(problem_names())}  (arguments as name:key=value, e.g. ravine:kappa=100,dim=10)
@@ -51,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also track averaged weights: an EMA decay in [0, 1) or 'polyak'")
     parser.add_argument("--tolerance", type=float, default=1e-6,
                         help="report steps until loss - f* <= this (default 1e-6)")
-    parser.add_argument("--seed", type=int, default=0, help="minibatch seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="minibatch seed (default 0)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="save results.jsonl (one line per run, as each finishes) and plots")
     parser.add_argument("--gif", action="store_true", help="with --out on a 2-D problem: "
@@ -97,7 +100,7 @@ def summary_table(problem, contenders: list[Contender], traces: list[Trace],
         table.add_column(column, justify="right")
     for contender, trace in zip(contenders, traces, strict=True):
         steps = trace.steps_to(tolerance)
-        row = [trace.label, _short(trace.final_loss),
+        row = [escape(trace.label), _short(trace.final_loss),
                str(steps) if steps is not None else "-",
                _short(float(trace.grad_norms[-1])), _short(float(trace.distances[-1]))]
         if trace.diverged_at is not None:
@@ -131,10 +134,9 @@ def run(arguments: argparse.Namespace) -> int:
                   for spec in arguments.specs for schedule in schedules]
     if arguments.gif and not arguments.out:
         raise ValueError("--gif needs --out DIR to write the GIF into")
-    out = Path(arguments.out) if arguments.out else None
+    out = output_folder(arguments.out) if arguments.out else None
     results = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         results = out / "results.jsonl"
         results.write_text("", encoding="utf-8")
 
@@ -170,4 +172,4 @@ def _plot(problem, traces: list[Trace], out: Path, gif: bool, console: Console) 
             written.append(plots.race_gif(problem, traces, out / "race.gif"))
     elif gif:
         console.print("--gif skipped: the animation needs a 2-D problem")
-    console.print("Saved " + ", ".join(str(p) for p in [out / "results.jsonl", *written]))
+    console.print(escape("Saved " + ", ".join(str(p) for p in [out / "results.jsonl", *written])))

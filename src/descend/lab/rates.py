@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from descend.lab import theory
 from descend.lab.problems import Ravine
 from descend.lab.runner import Contender, run
-from descend.lab.specs import FunctionalOptimizerSpec, OptimizerSpec
+from descend.specs import FunctionalOptimizerSpec, OptimizerSpec
 
 #: Methods theory covers: label, descend spec name, predicted-rate function.
 METHODS = {

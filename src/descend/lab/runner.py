@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 
 from descend.lab.problems import Problem
-from descend.lab.specs import (
+from descend.optim import ScheduledLR
+from descend.specs import (
     FunctionalOptimizerSpec,
     OptimizerSpec,
     ScheduleSpec,
     parse_method,
     parse_schedule,
 )
-from descend.optim import ScheduledLR
 
 #: A run stops (as diverged) once its loss exceeds the start's by this factor, or is not finite.
 DIVERGENCE_FACTOR = 1e8
