@@ -23,33 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 
-import descend
 from descend import functional, schedules
+from descend.optim import optimizer_classes
+from descend.rules import RULES
 from descend.suggest import unknown_name
 
-#: descend optimizers by short name (the lecture's names and the torch class names).
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": descend.SGD,
-    "sgd_momentum": descend.Momentum,
-    "momentum": descend.Momentum,
-    "nesterov": descend.Nesterov,
-    "adagrad": descend.Adagrad,
-    "rmsprop": descend.RMSprop,
-    "adam": descend.Adam,
-    "adamw": descend.AdamW,
-}
+#: descend optimizers by short name: every name and alias of each rule in the registry that has
+#: an optimizer class (``sgd``, ``sgd_momentum`` or ``momentum``, ``adam``, ...).
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = optimizer_classes()
 
 #: Default learning-rate search range (log-uniform) by optimizer name, for tuning and the range
-#: test.
+#: test: each rule's own ``lr_range``.
 LR_RANGES: dict[str, tuple[float, float]] = {
-    "sgd": (1e-3, 3.0),
-    "sgd_momentum": (1e-4, 1.0),
-    "momentum": (1e-4, 1.0),
-    "nesterov": (1e-4, 1.0),
-    "adagrad": (1e-3, 1.0),
-    "rmsprop": (1e-5, 1e-1),
-    "adam": (1e-5, 1e-1),
-    "adamw": (1e-5, 1e-1),
+    name: rule.lr_range for rule in RULES.values() for name in (rule.name, *rule.aliases)
 }
 #: The range for optimizers not listed above (``torch.optim.<Class>``).
 DEFAULT_LR_RANGE = (1e-5, 1.0)

@@ -22,6 +22,7 @@ from descend.cli.arguments import (
     positive_float,
     positive_int,
 )
+from descend.rules import lecture_rules
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
     from descend.bench.protocol import Bench
     from descend.bench.tasks import Task
 
-DEFAULT_OPTIMIZERS = "sgd,sgd_momentum,nesterov,adagrad,rmsprop,adam"
+#: The default line-up: the lecture's optimizers, from the rule registry.
+DEFAULT_OPTIMIZERS = ",".join(rule.name for rule in lecture_rules())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
