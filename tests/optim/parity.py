@@ -106,13 +106,15 @@ def run_side_by_side(
     group_options: list[dict[str, Any]] | None = None,
     missing_grad_every: int = 3,
     compare_state: bool = True,
+    exact_state_keys: bool = False,
 ) -> tuple[float, float, list, list, torch.optim.Optimizer, torch.optim.Optimizer]:
     """Step both optimizers on the same gradients; return the worst parameter and state errors.
 
     Errors are :class:`ErrorTracker`'s, checked after every step. Every
     ``missing_grad_every``-th parameter gets ``grad = None`` on odd steps, and parameter 1, when
     there is one, never gets a gradient, so skipped parameters are exercised. With
-    ``compare_state`` the state keys of the reference must all exist in ours and match.
+    ``compare_state`` the state keys of the reference must all exist in ours and match (with
+    ``exact_state_keys``, ours must have no others).
     """
     ours_params = make_params(shapes, dtype, seed)
     reference_params = clone_params(ours_params)
@@ -139,6 +141,9 @@ def run_side_by_side(
             our_state = ours.state.get(a, {})
             assert set(reference_state) <= set(our_state), (
                 sorted(reference_state), sorted(our_state))
+            if exact_state_keys:
+                assert set(reference_state) == set(our_state), (
+                    sorted(reference_state), sorted(our_state))
             for key, value in reference_state.items():
                 if torch.is_tensor(value):
                     tracker.observe((key, index), our_state[key], value)

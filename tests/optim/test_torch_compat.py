@@ -126,14 +126,6 @@ def test_named_parameters_are_accepted_and_kept_in_state_dict():
     assert names == [name for name, _ in model.named_parameters()]
 
 
-def test_sparse_gradients_are_refused_with_a_clear_error():
-    embedding = torch.nn.Embedding(10, 3, sparse=True)
-    optimizer = descend.SGD(embedding.parameters(), lr=0.1)
-    embedding(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="sparse"):
-        optimizer.step()
-
-
 def test_parameters_without_gradients_are_left_alone():
     used, unused = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
     optimizer = descend.Adam([used, unused], lr=0.1)

@@ -49,7 +49,7 @@ def test_defaults_are_torchs_for_drop_in_rules():
     (descend.Momentum, {"momentum": -0.1}, "momentum=-0.1"),
     (descend.SGD, {"nonfinite": "ignore"}, "nonfinite='ignore' is invalid"),
     (descend.SGD, {"backend": "gpu"}, "backend='gpu' is invalid"),
-    (descend.Adam, {"differentiable": True}, "differentiable=True is not supported"),
+    (descend.Adam, {"capturable": True}, "capturable=True is not supported"),
 ])
 def test_bad_hyperparameters_are_named_with_their_valid_range(cls, kwargs, fragment):
     param = torch.zeros(2, requires_grad=True)

@@ -77,13 +77,16 @@ class RuleOptimizer(torch.optim.Optimizer):
         if nonfinite not in NONFINITE_MODES:
             raise ValueError(f"nonfinite={nonfinite!r} is invalid: expected one of "
                              f"{', '.join(map(repr, NONFINITE_MODES))}")
+        check_torch_arguments(self.rule, defaults)
         self._executors: tuple[Executor, ...] = executors_for(backend)
         self.nonfinite = nonfinite
         self.backend = backend
         self.skipped_steps = 0
         self._plans: dict[int, GroupPlan] = {}
-        # add_param_group, which super().__init__ calls per group, checks each parameter.
-        super().__init__(params, defaults)
+        # add_param_group, which Optimizer.__init__ calls per group, checks each parameter.
+        # (Named, not super(): a drop-in class also derives from its torch.optim class, whose
+        # __init__ takes that class's arguments.)
+        torch.optim.Optimizer.__init__(self, params, defaults)
         if self.eager_state:
             for group in self.param_groups:
                 hypers = self.rule_hypers(group)
@@ -261,23 +264,41 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     # -- the step -----------------------------------------------------------------------------
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Update every parameter that has a gradient; return the closure's loss, if given."""
+        """Update every parameter that has a gradient; return the closure's loss, if given.
+
+        With ``differentiable=True`` (as in ``torch.optim``) the step runs the reference
+        executor with autograd recording, so gradients flow through the update.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        differentiable = bool(self.defaults.get("differentiable", False))
+        with torch.set_grad_enabled(differentiable):
+            if differentiable or not self._executors[0].compiled:
+                self._step(differentiable)
+            else:
+                self._step_compiled()
+        return loss
+
+    @torch.compiler.disable
+    def _step_compiled(self) -> None:
+        """A step on compiled executors: opaque to ``torch.compile`` (a graph break), since
+        the kernels walk raw addresses."""
+        self._step(False)
+
+    def _step(self, differentiable: bool) -> None:
         work = [(group, [p for p in group["params"] if p.grad is not None])
                 for group in self.param_groups]
         # Check everything first; change nothing until every group is ready.
-        ready = [self._prepare_group(group, params) for group, params in work if params]
+        ready = [self._prepare_group(group, params, differentiable)
+                 for group, params in work if params]
         if self.nonfinite != "propagate" and self._has_nonfinite_gradient(work):
             self.skipped_steps += 1
-            return loss
+            return
         for run in ready:
             run()
-        return loss
 
     def _has_nonfinite_gradient(self, work: list[tuple[dict, list[torch.Tensor]]]) -> bool:
         """One pass over the gradients (one device synchronization per device)."""
@@ -294,12 +315,12 @@ class RuleOptimizer(torch.optim.Optimizer):
                         "was updated")
         return False
 
-    def _prepare_group(self, group: dict[str, Any], params: list[torch.Tensor]
-                       ) -> Callable[[], None]:
+    def _prepare_group(self, group: dict[str, Any], params: list[torch.Tensor],
+                       differentiable: bool = False) -> Callable[[], None]:
         """Check one group's step and return the function that performs it."""
         hypers = self.rule_hypers(group)
-        if not self._executors[0].compiled:
-            return self._prepare_unplanned(group, params, hypers)
+        if differentiable or not self._executors[0].compiled:
+            return self._prepare_unplanned(group, params, hypers, differentiable)
         plan = self._plans.get(id(group))
         ready = STALE
         if plan is not None and plan.covers(group, hypers):
@@ -343,7 +364,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                 check_gradient(param, grad, self._label)
 
     def _prepare_unplanned(self, group: dict[str, Any], params: list[torch.Tensor],
-                           hypers: Mapping[str, Any]) -> Callable[[], None]:
+                           hypers: Mapping[str, Any], differentiable: bool = False,
+                           ) -> Callable[[], None]:
         """Check, then return the step of parameters no plan covers: each is stepped by its
         executor's list call, one call per step count and executor."""
         self._check_gradients(params)
@@ -371,13 +393,15 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if param.is_complex():
                     param, grad = torch.view_as_real(param), torch.view_as_real(grad)
                     slots = [None if s is None else torch.view_as_real(s) for s in slots]
-                bucket = buckets[step, self._executor_for(param)]
+                executor = (self._reference_executor() if differentiable
+                            else self._executor_for(param))
+                bucket = buckets[step, executor]
                 bucket[0].append(param)
                 bucket[1].append(grad)
                 bucket[2].append(slots)
             for (step, executor), (bucket_params, grads, slots) in buckets.items():
-                executor.step(self.rule, None, self.rule.scalars(hypers, step), bucket_params,
-                              grads, slots)
+                scalars = self.rule.scalars(hypers, step, differentiable)
+                executor.step(self.rule, None, scalars, bucket_params, grads, slots)
 
         return run
 
@@ -460,9 +484,35 @@ def _step_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def reject_unsupported(**flags: Any) -> None:
-    """Refuse ``torch.optim`` flags whose behaviour descend does not implement."""
-    for name, value in flags.items():
-        if value:
-            raise ValueError(f"{name}={value!r} is not supported by descend optimizers; "
-                             f"expected {name}=False")
+def check_torch_arguments(rule: Rule, defaults: Mapping[str, Any]) -> None:
+    """Refuse what ``torch.optim`` refuses, with the same exception type, and what descend
+    does not implement (``capturable=True``).
+
+    Tensor hyperparameters must hold one element; a tensor learning rate or tensor betas with
+    ``foreach=True`` (and ``capturable=False``), and ``fused=True`` with ``foreach=True`` or
+    ``differentiable=True``, are refused as torch refuses them; a packed key (``betas``) holds
+    either only floats or only tensors.
+    """
+    foreach, fused = defaults.get("foreach"), defaults.get("fused")
+    if defaults.get("capturable"):
+        raise ValueError("capturable=True is not supported by descend optimizers (CUDA-graph "
+                         "capture of the step); expected capturable=False")
+    names = [("lr", defaults.get("lr"))]
+    for key in rule.group_keys:
+        packed = defaults.get(key)
+        if isinstance(packed, tuple | list):
+            kinds = {isinstance(value, torch.Tensor) for value in packed}
+            if len(kinds) > 1:
+                raise ValueError(f"{key} must be either all floats or all Tensors")
+            names += [(f"{key}[{index}]", value) for index, value in enumerate(packed)]
+    for name, value in names:
+        if isinstance(value, torch.Tensor):
+            if foreach:
+                raise ValueError(f"{name} as a Tensor is not supported for capturable=False "
+                                 "and foreach=True")
+            if value.numel() != 1:
+                raise ValueError(f"Tensor {name} must be 1-element")
+    if fused and defaults.get("differentiable"):
+        raise RuntimeError("`fused` does not support `differentiable`")
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")

@@ -6,7 +6,10 @@ and found by the lab, the benchmark and the command line through its rule's name
 
 Each drop-in class takes the same constructor arguments, with the same defaults, as the
 ``torch.optim`` class of the same name, keeps the same param-group keys and per-parameter state
-keys (so checkpoints load both ways), and computes the same numbers. ``foreach`` and ``fused`` are
+keys (so checkpoints load both ways), and computes the same numbers. A drop-in class is also a
+subclass of its ``torch.optim`` class (``isinstance(descend.Adam(...), torch.optim.Adam)``), so
+code that checks the class treats it as what it replaces: its state and param groups are
+key-for-key torch's, only ``step`` runs descend's executors. ``foreach`` and ``fused`` are
 accepted for compatibility; descend picks its own executor through ``backend``.
 """
 
@@ -14,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
+
 from descend import rules
-from descend.optim.base import RuleOptimizer, reject_unsupported
+from descend.optim.base import RuleOptimizer
 
 
-class SGD(RuleOptimizer):
+class SGD(RuleOptimizer, torch.optim.SGD):
     """Stochastic gradient descent, optionally with momentum; drop-in for ``torch.optim.SGD``.
 
     ::
@@ -48,7 +53,6 @@ class SGD(RuleOptimizer):
                  maximize: bool = False, foreach: bool | None = None,
                  differentiable: bool = False, fused: bool | None = None,
                  nonfinite: str = "propagate", backend: str = "auto") -> None:
-        reject_unsupported(differentiable=differentiable)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
                         differentiable=differentiable, fused=fused)
@@ -104,7 +108,7 @@ class Nesterov(Momentum):
     torch_equivalent = ("torch.optim.SGD", {"nesterov": True})
 
 
-class Adagrad(RuleOptimizer):
+class Adagrad(RuleOptimizer, torch.optim.Adagrad):
     """AdaGrad; drop-in for ``torch.optim.Adagrad``.
 
     ::
@@ -133,14 +137,13 @@ class Adagrad(RuleOptimizer):
                  eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
                  nonfinite: str = "propagate", backend: str = "auto") -> None:
-        reject_unsupported(differentiable=differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-class RMSprop(RuleOptimizer):
+class RMSprop(RuleOptimizer, torch.optim.RMSprop):
     """RMSProp; drop-in for ``torch.optim.RMSprop`` (``alpha`` is the notes' decay rate rho).
 
     ::
@@ -172,14 +175,13 @@ class RMSprop(RuleOptimizer):
                  foreach: bool | None = None, maximize: bool = False,
                  differentiable: bool = False, *, nonfinite: str = "propagate",
                  backend: str = "auto") -> None:
-        reject_unsupported(capturable=capturable, differentiable=differentiable)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                         momentum=momentum, centered=centered, capturable=capturable,
                         foreach=foreach, maximize=maximize, differentiable=differentiable)
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-class Adam(RuleOptimizer):
+class Adam(RuleOptimizer, torch.optim.Adam):
     """Adam with bias correction; drop-in for ``torch.optim.Adam``.
 
     With the step counter t starting at 1::
@@ -211,7 +213,6 @@ class Adam(RuleOptimizer):
                  differentiable: bool = False, fused: bool | None = None,
                  decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
                  backend: str = "auto") -> None:
-        reject_unsupported(capturable=capturable, differentiable=differentiable)
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable,
                         differentiable=differentiable, fused=fused,
@@ -219,7 +220,7 @@ class Adam(RuleOptimizer):
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-class AdamW(Adam):
+class AdamW(Adam, torch.optim.AdamW):
     """Adam with decoupled weight decay; drop-in for ``torch.optim.AdamW``.
 
     ::

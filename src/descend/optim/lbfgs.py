@@ -9,6 +9,7 @@ runs on NumPy vectors; here they run on flat torch tensors, operation for operat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,8 +28,10 @@ _HYPERS = {
         Hyper("lr", 1, "step length (first trial step of the line search)", low=0),
         Hyper("max_iter", 20, "iterations per step()", low=1),
         Hyper("max_eval", None, "closure evaluations per step()", low=1),
-        Hyper("tolerance_grad", 1e-7, "stop when max |g_i| <= tolerance_grad", low=0),
-        Hyper("tolerance_change", 1e-9, "stop when loss or step changes less", low=0),
+        Hyper("tolerance_grad", 1e-7, "stop when max |g_i| <= tolerance_grad", low=0,
+              high=math.inf),
+        Hyper("tolerance_change", 1e-9, "stop when loss or step changes less", low=0,
+              high=math.inf),
         Hyper("history_size", 100, "curvature pairs kept", low=1),
     )
 }

@@ -117,8 +117,9 @@ class Block:
         return _metadata(self.watched, self.on_cpu) == self.watched_metadata
 
     def gradients(self, indices: Sequence[int] | None, keep_alive: list,
-                  label: Callable[[torch.Tensor], str]) -> list[int]:
-        """Addresses of the current gradients, each checked against its parameter.
+                  label: Callable[[torch.Tensor], str]) -> list[int] | None:
+        """Addresses of the current gradients, each checked against its parameter (``None``
+        when one is sparse: such a parameter is stepped apart, after a rebuild).
 
         A gradient of another shape, dtype or device (or a sparse one) raises ``ValueError``
         naming its parameter; one laid out unlike its parameter is walked as a copy in the
@@ -133,6 +134,8 @@ class Block:
                 return [g.data_ptr() for g in grads]
         except RuntimeError:  # sparse gradients have no strides
             pass
+        if any(g.is_sparse for g in grads):
+            return None  # stepped apart: the plan must be rebuilt
         grads = [_walkable_gradient(p, g, label, keep_alive)
                  for p, g in zip(params, grads, strict=True)]
         return [g.data_ptr() for g in grads]
@@ -224,6 +227,10 @@ class GroupPlan:
         self.leftover: set[int] = set()
         needed = [*slot_names, *(["step"] if rule.counts_steps else [])]
         for param in group["params"]:
+            if param.is_complex() or (param.grad is not None and param.grad.is_sparse):
+                # Stepped as real views or sparse entries, through the executors' list calls.
+                self.leftover.add(id(param))
+                continue
             state = optimizer_state.get(param)
             if needed and (not state or any(name not in state for name in needed)):
                 continue
@@ -286,13 +293,14 @@ class GroupPlan:
         keep_alive: list[torch.Tensor] = []
         gathered = [block.gradients(selection, keep_alive, label)
                     for block, selection in zip(blocks, selections, strict=True)]
+        if any(addresses is None for addresses in gathered):
+            return STALE
         return blocks, selections, gathered, leftovers, keep_alive
 
     def run(self, prepared: Any, hypers: Mapping[str, Any]) -> list[torch.Tensor]:
         """Update the planned parameters; return the leftovers for the caller to step."""
         blocks, selections, gathered, leftovers, _keep_alive = prepared
-        plain = {name: plain_value(value) for name, value in hypers.items()}
-        key = tuple(plain.values())
+        key = tuple(plain_value(value) for value in hypers.values())
 
         def launch_row(block: Block, step: int) -> tuple[Any, Variant, np.ndarray]:
             """The kernel, variant and (1, n) run-time scalar row of one step of a block,
@@ -302,7 +310,7 @@ class GroupPlan:
             if cached is None:
                 if len(self._rows) > 256:
                     self._rows.clear()
-                scalars = self.rule.scalars(plain, step)
+                scalars = self.rule.scalars(hypers, step)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
                 kernel = block.executor.kernel(self.rule, variant)

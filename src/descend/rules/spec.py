@@ -293,11 +293,21 @@ class Rule:
         """The slots that exist under these hyperparameters."""
         return tuple(slot for slot in self.slots if slot.active(hypers))
 
-    def scalars(self, hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
-        """Every keyword argument ``update`` takes, for this step."""
-        values = {name: plain_value(value) for name, value in hypers.items()}
+    def scalars(self, hypers: Mapping[str, Any], step: int,
+                differentiable: bool = False) -> dict[str, Any]:
+        """Every keyword argument ``update`` takes, for this step, as Python scalars.
+
+        A hyperparameter given as a tensor (``lr=torch.tensor(0.01)``) stays one while the step
+        scalars are computed from it, so that arithmetic happens in the tensor's dtype, as
+        ``torch.optim`` does it (``1 - lr * weight_decay`` rounded to float32 for a float32
+        ``lr``). With ``differentiable`` such scalars stay tensors (with their autograd
+        history), for a step that autograd differentiates.
+        """
+        values = {name: _as_step_input(value, differentiable) for name, value in hypers.items()}
         values.update(self.step_scalars(values, step))
-        return {name: values[name] for name in self.scalar_names}
+        if differentiable:
+            return {name: values[name] for name in self.scalar_names}
+        return {name: plain_value(values[name]) for name in self.scalar_names}
 
     def describe(self) -> str:
         """A table of the hyperparameters: name, default, valid range, meaning."""
@@ -305,6 +315,16 @@ class Rule:
         for hyper in self.hypers:
             lines.append(f"  {hyper.name}={hyper.default!r}  ({hyper.describe()})  {hyper.doc}")
         return "\n".join(lines)
+
+
+def _as_step_input(value: Any, differentiable: bool = False) -> Any:
+    """A 0-d tensor for a one-element tensor (detached unless ``differentiable``), else the
+    plain scalar."""
+    if isinstance(value, bool | int | float):
+        return value
+    if hasattr(value, "detach") and hasattr(value, "reshape"):
+        return (value if differentiable else value.detach()).reshape(())
+    return plain_value(value)
 
 
 def plain_value(value: Any) -> Any:
