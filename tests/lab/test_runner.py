@@ -20,7 +20,7 @@ def test_gradient_descent_follows_the_closed_form(kappa, lr_fraction, steps):
     problem = Ravine(kappa=kappa, dim=3, seed=2)
     lr = lr_fraction * 2 / kappa
     trace = run(problem, Contender.parse(f"sgd:lr={lr!r}"), steps)
-    A = problem.quadratic.matrix
+    A = problem.quadratic.A
     expected = [problem.start()]
     for _ in range(steps):
         expected.append(expected[-1] - lr * A @ expected[-1])

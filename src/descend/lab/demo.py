@@ -15,7 +15,7 @@ import numpy as np
 
 from descend import functional
 from descend.lab import theory
-from descend.lab.quadratic import Quadratic
+from descend.secondorder.problems import Quadratic
 
 #: The lecture's optimizers, by functional name, with the fixed part of their config.
 LECTURE_OPTIMIZERS: dict[str, dict[str, float]] = {

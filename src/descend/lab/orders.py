@@ -80,14 +80,9 @@ def curvature_bounds(problem: Quadratic | LogisticRegression) -> tuple[float, fl
     regression ``mu = l2`` and ``L = lambda_max(X^T X / n) / 2 + l2`` (the softmax's Hessian
     in the logits is at most ``I / 2``)."""
     if isinstance(problem, Quadratic):
-        eigenvalues = np.linalg.eigvalsh(problem.A)
-        return float(eigenvalues[0]), float(eigenvalues[-1])
+        return problem.strong_convexity, problem.smoothness
     gram = problem.X.T @ problem.X / problem.n_samples
     return problem.l2, 0.5 * float(np.linalg.eigvalsh(gram)[-1]) + problem.l2
-
-
-def _dimension(problem: Quadratic | LogisticRegression) -> int:
-    return len(problem.b) if isinstance(problem, Quadratic) else problem.dimension
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -212,7 +207,7 @@ def full_batch_study(problem: Quadratic | LogisticRegression, name: str, title: 
     GD uses theory's best constant step ``2 / (L + mu)``; Nesterov ``1 / L`` with momentum
     ``(sqrt(kappa) - 1) / (sqrt(kappa) + 1)``; Adam the given learning rate.
     """
-    dimension = _dimension(problem)
+    dimension = problem.dimension
     x0 = np.zeros(dimension)
     mu, L = curvature_bounds(problem)
     kappa = L / mu

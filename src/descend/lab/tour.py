@@ -37,7 +37,7 @@ from descend.lab.problems import (
     Problem,
     Rastrigin,
     Ravine,
-    Rosenbrock,
+    RosenbrockValley,
     Saddle,
     TiltedDoubleWell,
 )
@@ -478,7 +478,7 @@ def classics_section(report: Report, settings: TourSettings, progress: Progress)
     steps = settings.steps(1000)
     problems: list[tuple[Problem, list[Trace]]] = []
     rows = []
-    for problem in (Rosenbrock(), Beale(), Booth()):
+    for problem in (RosenbrockValley(), Beale(), Booth()):
         contenders = _named(CLASSIC_CONTENDERS[problem.name])
         traces = race(problem, contenders, steps, seed=settings.seed)
         problems.append((problem, traces))
