@@ -111,7 +111,7 @@ def test_stop_below_ends_the_run_at_the_tolerance():
 
 def test_escape_and_tolerance_queries():
     trace = run(Saddle(), Contender.parse("sgd:lr=0.05"), 200)
-    escape = trace.first_below(-1.0)
+    escape = trace.settled_below(-1.0)
     assert escape is not None and trace.losses[escape] <= -1 < trace.losses[escape - 1]
     assert trace.steps_to(1e-3) is None  # no minimum to be near
 

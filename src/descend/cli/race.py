@@ -103,7 +103,7 @@ def summary_table(problem, contenders: list[Contender], traces: list[Trace],
         if trace.diverged_at is not None:
             row[1] = f"diverged (step {trace.diverged_at})"
         if problem.escape_loss is not None:
-            row.append(_short(trace.first_below(problem.escape_loss)))
+            row.append(_short(trace.settled_below(problem.escape_loss)))
         if quadratic:
             covered = theory_method(contender)
             predicted = (predicted_rate(covered[0], problem.eigenvalues, covered[1], covered[2])

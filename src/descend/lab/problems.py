@@ -76,6 +76,10 @@ class Problem:
         """The gradient of :meth:`loss` at ``x``."""
         raise NotImplementedError
 
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(f(x), grad f(x))`` on the full data: what the lab's loop records."""
+        return self.loss(x), self.grad(x)
+
     def stochastic_grad(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A minibatch gradient (the full gradient for deterministic problems)."""
         return self.grad(x)
@@ -187,6 +191,10 @@ class Ravine(Problem):
     def grad(self, x: np.ndarray) -> np.ndarray:
         """``A x``."""
         return self.quadratic.grad(x)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(f(x), A x)`` from one change of basis."""
+        return self.quadratic.value_and_grad(x)
 
     @property
     def eigenvalues(self) -> np.ndarray:

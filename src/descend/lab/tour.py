@@ -146,7 +146,9 @@ def steps_to_tolerance_table(rows: Sequence[DemoRow], max_steps: int) -> Table:
     names = {"learning_rate": "lr", "momentum": "rho"}
     cells = []
     for row in rows:
-        config = ", ".join(f"{names.get(k, k)}={v:.3g}" for k, v in row.config.items())
+        config = ", ".join(f"{names.get(k, k)}={v:.3g}" if v is not None
+                           else f"{names.get(k, k)}: none of the grid settled"
+                           for k, v in row.config.items())
         steps = row.steps if row.steps is not None else f"> {max_steps}"
         predicted = ("" if row.predicted is None
                      else "never" if math.isinf(row.predicted) else int(row.predicted))
@@ -190,7 +192,7 @@ def _escape_table(title: str, contenders: Sequence[Contender], traces: Sequence[
                   threshold: float, steps: int) -> Table:
     rows = []
     for contender, trace in zip(contenders, traces, strict=True):
-        escaped = trace.first_below(threshold)
+        escaped = trace.settled_below(threshold)
         closest = float(np.min(np.linalg.norm(trace.trajectory, axis=1)))
         rows.append([contender.label, contender.method.label,
                      escaped if escaped is not None else f"> {steps}", closest])
