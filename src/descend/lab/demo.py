@@ -1,9 +1,10 @@
 """The seed of the lab: steps each of the lecture's optimizers needs on an ill-conditioned ravine.
 
-Each optimizer runs through the NumPy functional API on a rotated quadratic with condition number
-kappa, once at the learning rate of a log grid after which the loss settles below the tolerance
-soonest (momentum 0.9 where there is one) and, for the methods that theory covers, once at the
-theory's optimal settings, next to the step count the theory predicts.
+Each optimizer runs the rule of its NumPy functional API update, in the course's names and
+defaults, on a rotated quadratic with condition number kappa: once at the learning rate of a log
+grid after which the loss settles below the tolerance soonest (momentum 0.9 where there is one)
+and, for the methods that theory covers, once at the theory's optimal settings, next to the step
+count the theory predicts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from descend import functional
 from descend.lab import theory
-from descend.lab.loop import FunctionalStepper, follow, settled_step
+from descend.lab.loop import RuleStepper, follow, settled_step
 from descend.secondorder.problems import Quadratic
 
 #: The lecture's optimizers, by functional name, with the fixed part of their config.
@@ -57,8 +58,8 @@ def steps_to_tolerance(problem: Quadratic, name: str, config: dict, tolerance: f
         crossed = crossed or loss - problem.minimum_value <= tolerance
         return give_up_after is not None and not crossed and point >= give_up_after
 
-    path = follow(problem, FunctionalStepper(functional.UPDATES[name], config, x0), x0,
-                  max_steps, stop=hopeless)
+    stepper = RuleStepper.from_functional(functional.UPDATES[name], config, x0)
+    path = follow(problem, stepper, x0, max_steps, stop=hopeless)
     if path.diverged_at is not None or path.stopped:
         return None
     return settled_step(path.losses - problem.minimum_value, tolerance)

@@ -5,8 +5,9 @@ Everything in the lab that runs a first-order method goes through :func:`follow`
 first- against second-order study and the playground. What steps is a *stepper*, one of three
 front ends over the same rules:
 
-- :class:`RuleStepper`: a rule of :mod:`descend.rules` executed directly on NumPy arrays (the
-  playground's, fastest for tiny problems);
+- :class:`RuleStepper`: a rule of :mod:`descend.rules` executed directly on NumPy arrays: how
+  the lab runs descend's optimizers and the playground runs every rule (on a 2-vector a torch
+  step costs about 30 times as much, all of it overhead);
 - :class:`FunctionalStepper`: a ``descend.functional`` update with its config dict;
 - :class:`TorchStepper`: a ``torch.optim.Optimizer`` (descend's or torch's) on a float64
   tensor.
@@ -69,6 +70,25 @@ class RuleStepper:
         self.slots = [np.full(np.shape(x0), slot.initial_value(self.hypers))
                       if slot.name in active else None for slot in rule.slots]
         self.count = 0
+
+    @classmethod
+    def from_functional(cls, update: Any, config: Mapping[str, Any], x0: np.ndarray,
+                        schedule: Schedule | None = None) -> RuleStepper:
+        """The rule of a ``descend.functional`` update (a :class:`FunctionalSpec`) with the
+        hyperparameters of ``config`` in the course's names: the iterates of calling the
+        update every step, without re-reading the config dict every step."""
+        merged = {**update.defaults, **config}
+        hypers = dict(update.fixed)
+        hypers.update((update.renames.get(key, key), value) for key, value in merged.items())
+        return cls(update.rule, hypers, x0, schedule)
+
+    @classmethod
+    def from_optimizer(cls, optimizer: Any, x0: np.ndarray,
+                       schedule: Schedule | None = None) -> RuleStepper:
+        """The rule of a descend optimizer (a :class:`~descend.optim.base.RuleOptimizer`) with
+        the hyperparameters of its first param group: the iterates the torch class makes."""
+        return cls(optimizer.rule, optimizer.rule_hypers(optimizer.param_groups[0]), x0,
+                   schedule)
 
     @property
     def lr(self) -> float:

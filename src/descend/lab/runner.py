@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from descend.lab.loop import (
     FunctionalStepper,
+    RuleStepper,
     Stepper,
     TorchStepper,
     follow,
@@ -34,6 +36,10 @@ from descend.lab.specs import (
     parse_method,
     parse_schedule,
 )
+from descend.optim.base import RuleOptimizer
+
+#: Optimizer arguments that change what the torch class does beyond its rule's math.
+TORCH_SIDE = frozenset({"nonfinite", "backend"})
 
 
 @dataclass(frozen=True)
@@ -152,12 +158,19 @@ def _finite_json(value: Any) -> Any:
 
 
 def stepper_for(contender: Contender, x0: np.ndarray) -> Stepper:
-    """The loop's front end for a contender: a torch optimizer or a functional update, with
-    its schedule built from the spec's learning rate."""
+    """The loop's front end for a contender, with its schedule built from the spec's learning
+    rate: a functional update for ``functional.<name>``; for a descend optimizer its rule on
+    NumPy arrays (the class's own iterates; torch's per-step overhead dwarfs a 2-D problem),
+    unless it asks for torch-side behaviour (``nonfinite``, ``backend``); any other torch
+    optimizer itself."""
     method = contender.method
     schedule = contender.schedule.build(method.lr) if contender.schedule is not None else None
     if isinstance(method, FunctionalOptimizerSpec):
         return FunctionalStepper(method.update, method.config(), x0, schedule, method.lr)
+    if issubclass(method.cls, RuleOptimizer) and not set(method.arguments) & TORCH_SIDE:
+        optimizer = method.build([torch.zeros(len(x0), dtype=torch.float64,
+                                              requires_grad=True)])
+        return RuleStepper.from_optimizer(optimizer, x0, schedule)
     return TorchStepper(method.build, x0, schedule)
 
 
