@@ -98,3 +98,13 @@ def test_a_bad_hyperparameter_names_the_value_and_the_range():
 ])
 def test_settled_step_is_where_the_values_stay_below(values, expected):
     assert settled_step(np.array(values, dtype=float), 1.0) == expected
+
+
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_the_steppers_scalars_are_the_rules_own(name):
+    rule = rules.RULES[name]
+    stepper = RuleStepper(rule, {"lr": 0.01}, np.zeros(2), schedules.exponential_decay(0.01, 0.1))
+    for step in range(1, 4):
+        hypers = {**stepper.hypers, "lr": 0.01 * np.exp(-0.1 * (step - 1))}
+        assert stepper.scalars() == pytest.approx(rule.scalars(hypers, step))
+        stepper.step(np.zeros(2), np.ones(2))

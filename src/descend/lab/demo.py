@@ -29,6 +29,20 @@ LECTURE_OPTIMIZERS: dict[str, dict[str, float]] = {
 }
 
 
+#: The rows at theory's optimal settings: functional name -> (setting in words, theory's
+#: optimal setting for curvatures mu and L).
+THEORY_SETTINGS = {
+    "sgd": ("gradient descent, lr = 2/(L+mu)", theory.gd_optimal),
+    "sgd_momentum": ("heavy ball, optimal lr and rho", theory.heavy_ball_optimal),
+    "nesterov_momentum": ("Nesterov, optimal lr and rho", theory.nesterov_optimal),
+}
+
+
+def row_count() -> int:
+    """How many rows (and runs) :func:`run_demo` makes."""
+    return len(LECTURE_OPTIMIZERS) + len(THEORY_SETTINGS)
+
+
 @dataclass(frozen=True)
 class DemoRow:
     """One line of the demo table."""
@@ -96,17 +110,13 @@ def run_demo(condition_number: float = 100.0, tolerance: float = 1e-6, max_steps
     initial = problem.loss(problem.start())
     grid = np.geomspace(1e-4, 2.0, grid_points)
     rows = []
-    theory_settings = {
-        "sgd": ("gradient descent, lr = 2/(L+mu)", theory.gd_optimal(mu, L)),
-        "sgd_momentum": ("heavy ball, optimal lr and rho", theory.heavy_ball_optimal(mu, L)),
-        "nesterov_momentum": ("Nesterov, optimal lr and rho", theory.nesterov_optimal(mu, L)),
-    }
     for name, fixed in LECTURE_OPTIMIZERS.items():
         lr, steps = tune_learning_rate(problem, name, fixed, tolerance, max_steps, grid)
         config = {**fixed, "learning_rate": lr}  # lr None: no rate on the grid settled
         rows.append(DemoRow(name, "best lr on a log grid", config, steps, None))
-        if name in theory_settings:
-            label, setting = theory_settings[name]
+        if name in THEORY_SETTINGS:
+            label, optimal = THEORY_SETTINGS[name]
+            setting = optimal(mu, L)
             config = {"learning_rate": setting.lr}
             if name != "sgd":
                 config["momentum"] = setting.momentum

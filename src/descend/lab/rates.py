@@ -28,6 +28,17 @@ METHODS = {
 }
 
 
+#: The condition numbers :func:`compare_rates` measures by default.
+KAPPAS = (10, 100, 1000)
+#: The settings each method runs at: theory's optimal ones and everyday ones.
+SETTINGS = ("optimal", "given")
+
+
+def row_count(kappas: Sequence[float] = KAPPAS) -> int:
+    """How many rows (and runs) :func:`compare_rates` makes for these condition numbers."""
+    return len(kappas) * len(METHODS) * len(SETTINGS)
+
+
 @dataclass(frozen=True)
 class RateRow:
     """One method at one setting on one quadratic: predicted and measured rate."""
@@ -91,7 +102,7 @@ def theory_method(contender: Contender) -> tuple[str, float, float] | None:
     return None
 
 
-def compare_rates(kappas: Sequence[float] = (10, 100, 1000), dim: int = 10, steps: int = 1500,
+def compare_rates(kappas: Sequence[float] = KAPPAS, dim: int = 10, steps: int = 1500,
                   given_lr: float | None = None, given_momentum: float = 0.9,
                   seed: int = 0) -> list[RateRow]:
     """Predicted and measured rates for each method, at optimal and at given settings.
@@ -111,9 +122,9 @@ def compare_rates(kappas: Sequence[float] = (10, 100, 1000), dim: int = 10, step
         lr = 1.0 / L if given_lr is None else given_lr
         for method, name in METHODS.items():
             best = optimal[method]
-            settings = [("optimal", best.lr, best.momentum),
-                        ("given", lr, 0.0 if method == "gradient descent" else given_momentum)]
-            for label, step_size, momentum in settings:
+            given = (lr, 0.0 if method == "gradient descent" else given_momentum)
+            settings = list(zip(SETTINGS, ((best.lr, best.momentum), given), strict=True))
+            for label, (step_size, momentum) in settings:
                 spec = f"{name}:lr={step_size!r}"
                 if method != "gradient descent":
                     spec += f",momentum={momentum!r}"

@@ -70,6 +70,11 @@ class Contender:
                    average, name)
 
     @property
+    def family(self) -> str | None:
+        """Which optimizer this is, for its colour in every figure (see :func:`family_of`)."""
+        return family_of(self.method.name, self.method.arguments)
+
+    @property
     def label(self) -> str:
         """The legend label: the name if given, else the specs."""
         if self.name:
@@ -80,6 +85,32 @@ class Contender:
         if self.average is not None:
             label += f" + average({self.average})"
         return label
+
+
+#: Optimizer families by the names they go by: descend's spec names, the functional API's,
+#: torch.optim's classes and the second-order methods. ``sgd`` with momentum is ``momentum``
+#: (or ``nesterov``): one colour per method of the lecture, whatever front end ran it.
+FAMILIES = {
+    "sgd": "sgd", "torch.optim.SGD": "sgd", "functional.sgd": "sgd",
+    "sgd_momentum": "momentum", "momentum": "momentum", "functional.sgd_momentum": "momentum",
+    "nesterov": "nesterov", "nesterov_momentum": "nesterov",
+    "functional.nesterov_momentum": "nesterov",
+    "adagrad": "adagrad", "torch.optim.Adagrad": "adagrad", "functional.adagrad": "adagrad",
+    "rmsprop": "rmsprop", "torch.optim.RMSprop": "rmsprop", "functional.rmsprop": "rmsprop",
+    "adam": "adam", "torch.optim.Adam": "adam", "functional.adam": "adam",
+    "adamw": "adamw", "torch.optim.AdamW": "adamw", "functional.adamw": "adamw",
+    "newton": "newton", "bfgs": "bfgs", "lbfgs": "lbfgs", "torch.optim.LBFGS": "lbfgs",
+}
+
+
+def family_of(name: str, arguments: dict[str, Any] | None = None) -> str | None:
+    """The optimizer family of a method name (None for one the lab has no colour for);
+    plain SGD given a momentum is ``momentum``, or ``nesterov`` with ``nesterov=True``."""
+    family = FAMILIES.get(name)
+    arguments = arguments or {}
+    if family == "sgd" and arguments.get("momentum", 0):
+        return "nesterov" if arguments.get("nesterov") else "momentum"
+    return family
 
 
 @dataclass
@@ -100,6 +131,7 @@ class Trace:
     diverged_at: int | None = None
     averaged_losses: np.ndarray | None = None
     averaged_trajectory: np.ndarray | None = None
+    family: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -134,7 +166,8 @@ class Trace:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready lists, for results files."""
         out: dict[str, Any] = {
-            "label": self.label, "steps": self.steps, "diverged_at": self.diverged_at,
+            "label": self.label, "family": self.family, "steps": self.steps,
+            "diverged_at": self.diverged_at,
             "minimum_value": self.minimum_value,
             "loss": self.losses.tolist(), "grad_norm": self.grad_norms.tolist(),
             "distance": self.distances.tolist(), "lr": self.lrs.tolist(),
@@ -217,7 +250,7 @@ def run(problem: Problem, contender: Contender, steps: int, *, seed: int = 0,
         distances=np.array([problem.distance(point) for point in points]), lrs=path.lrs,
         trajectory=points, minimum_value=problem.minimum_value,
         diverged_at=path.diverged_at, averaged_losses=averaged_losses,
-        averaged_trajectory=averaged)
+        averaged_trajectory=averaged, family=contender.family)
 
 
 def race(problem: Problem, contenders: Sequence[Contender | str], steps: int, *, seed: int = 0,
