@@ -81,10 +81,7 @@ class RuleStepper:
         """The rule of a ``descend.functional`` update (a :class:`FunctionalSpec`) with the
         hyperparameters of ``config`` in the course's names: the iterates of calling the
         update every step, without re-reading the config dict every step."""
-        merged = {**update.defaults, **config}
-        hypers = dict(update.fixed)
-        hypers.update((update.renames.get(key, key), value) for key, value in merged.items())
-        return cls(update.rule, hypers, x0, schedule)
+        return cls(update.rule, functional_hypers(update, config), x0, schedule)
 
     @classmethod
     def from_optimizer(cls, optimizer: Any, x0: np.ndarray,
@@ -118,6 +115,16 @@ class RuleStepper:
         self.slots = [new if old is not None else None
                       for old, new in zip(self.slots, slots, strict=True)]
         return np.asarray(new_x, dtype=np.float64)
+
+
+def functional_hypers(update: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The rule hyperparameters a ``descend.functional`` update (a :class:`FunctionalSpec`)
+    runs with for ``config``: the course's defaults filled in, renamed to the rule's names, and
+    the values the update pins."""
+    merged = {**update.defaults, **config}
+    hypers = dict(update.fixed)
+    hypers.update((update.renames.get(key, key), value) for key, value in merged.items())
+    return hypers
 
 
 class FunctionalStepper:
@@ -286,4 +293,4 @@ def settled_step(values: np.ndarray, tolerance: float) -> int | None:
 
 
 __all__ = ["DIVERGENCE_FACTOR", "FunctionalStepper", "Objective", "Path", "RuleStepper",
-           "Stepper", "TorchStepper", "follow", "settled_step"]
+           "Stepper", "TorchStepper", "follow", "functional_hypers", "settled_step"]

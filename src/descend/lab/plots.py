@@ -22,18 +22,10 @@ import numpy as np  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS  # noqa: E402
 from descend.lab.problems import Bounds, Problem  # noqa: E402
 from descend.lab.runner import Trace  # noqa: E402
 
-#: One colour per optimizer family: Paul Tol's "muted" qualitative scheme, whose colours stay
-#: distinct under the common colour-vision deficiencies, plus a dark grey.
-FAMILY_COLORS = {
-    "sgd": "#332288", "momentum": "#88CCEE", "nesterov": "#44AA99", "adagrad": "#117733",
-    "rmsprop": "#999933", "adam": "#CC6677", "adamw": "#882255", "newton": "#DDCC77",
-    "bfgs": "#AA4499", "lbfgs": "#555555",
-}
-#: Colours, in turn, for runs of an optimizer the lab has no family for.
-OTHER_COLORS = ("#000000", "#8C8C8C", "#6B4E16")
 #: Line styles that tell apart several runs of one optimizer in one figure.
 DASHES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 3)))
 #: End-of-path markers, by draw order.

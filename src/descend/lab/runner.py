@@ -28,6 +28,7 @@ from descend.lab.loop import (
     follow,
     settled_step,
 )
+from descend.lab.palette import family_of
 from descend.lab.problems import Problem
 from descend.lab.specs import (
     FunctionalOptimizerSpec,
@@ -85,32 +86,6 @@ class Contender:
         if self.average is not None:
             label += f" + average({self.average})"
         return label
-
-
-#: Optimizer families by the names they go by: descend's spec names, the functional API's,
-#: torch.optim's classes and the second-order methods. ``sgd`` with momentum is ``momentum``
-#: (or ``nesterov``): one colour per method of the lecture, whatever front end ran it.
-FAMILIES = {
-    "sgd": "sgd", "torch.optim.SGD": "sgd", "functional.sgd": "sgd",
-    "sgd_momentum": "momentum", "momentum": "momentum", "functional.sgd_momentum": "momentum",
-    "nesterov": "nesterov", "nesterov_momentum": "nesterov",
-    "functional.nesterov_momentum": "nesterov",
-    "adagrad": "adagrad", "torch.optim.Adagrad": "adagrad", "functional.adagrad": "adagrad",
-    "rmsprop": "rmsprop", "torch.optim.RMSprop": "rmsprop", "functional.rmsprop": "rmsprop",
-    "adam": "adam", "torch.optim.Adam": "adam", "functional.adam": "adam",
-    "adamw": "adamw", "torch.optim.AdamW": "adamw", "functional.adamw": "adamw",
-    "newton": "newton", "bfgs": "bfgs", "lbfgs": "lbfgs", "torch.optim.LBFGS": "lbfgs",
-}
-
-
-def family_of(name: str, arguments: dict[str, Any] | None = None) -> str | None:
-    """The optimizer family of a method name (None for one the lab has no colour for);
-    plain SGD given a momentum is ``momentum``, or ``nesterov`` with ``nesterov=True``."""
-    family = FAMILIES.get(name)
-    arguments = arguments or {}
-    if family == "sgd" and arguments.get("momentum", 0):
-        return "nesterov" if arguments.get("nesterov") else "momentum"
-    return family
 
 
 @dataclass

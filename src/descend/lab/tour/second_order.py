@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from descend.lab import orders, plots
+from descend.lab.palette import family_of
 from descend.lab.report import Claim, Figure, Report, Section, Table
-from descend.lab.runner import family_of
 from descend.lab.tour.base import Progress, TourSettings
 from descend.secondorder import Quadratic
 
