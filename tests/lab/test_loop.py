@@ -108,3 +108,20 @@ def test_the_steppers_scalars_are_the_rules_own(name):
         hypers = {**stepper.hypers, "lr": 0.01 * np.exp(-0.1 * (step - 1))}
         assert stepper.scalars() == pytest.approx(rule.scalars(hypers, step))
         stepper.step(np.zeros(2), np.ones(2))
+
+
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_stepping_coordinate_by_coordinate_is_the_array_update_exactly(name, monkeypatch):
+    rule = rules.RULES[name]
+    x0 = np.array([0.7, -1.3])
+    hypers = {"lr": 0.05}
+    by_coordinate = RuleStepper(rule, hypers, x0)
+    monkeypatch.setattr("descend.lab.loop.SCALAR_SIZE", 0)
+    whole = RuleStepper(rule, hypers, x0)
+    assert by_coordinate.by_coordinate and not whole.by_coordinate
+    rng = np.random.default_rng(0)
+    x = y = x0
+    for _ in range(30):
+        grad = rng.standard_normal(2)
+        x, y = by_coordinate.step(x, grad), whole.step(y, grad)
+        np.testing.assert_array_equal(x, y)

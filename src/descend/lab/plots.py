@@ -25,6 +25,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS  # noqa: E402
 from descend.lab.problems import Bounds, Problem  # noqa: E402
 from descend.lab.runner import Trace  # noqa: E402
+from descend.lab.surface import surface  # noqa: E402
 
 #: Line styles that tell apart several runs of one optimizer in one figure.
 DASHES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 3)))
@@ -107,29 +108,14 @@ def fit_log_axis(ax: plt.Axes, arrays: Sequence[np.ndarray], decades: float = DE
     ax.set_ylim(bottom / 2, top * 2)
 
 
-def _grid(problem: Problem, resolution: int,
-          window: Bounds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    (x0, x1), (y0, y1) = window
-    xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
-    X, Y = np.meshgrid(xs, ys)
-    Z = np.array([[problem.loss(np.array([x, y])) for x, y in zip(row_x, row_y, strict=True)]
-                  for row_x, row_y in zip(X, Y, strict=True)])
-    return X, Y, Z
-
-
 def _draw_contours(ax: plt.Axes, problem: Problem, resolution: int,
                    window: Bounds | None = None) -> None:
     window = window or problem.bounds
-    X, Y, Z = _grid(problem, resolution, window)
-    if problem.log_levels:
-        shifted = Z - Z.min() + 1e-3 * (Z.max() - Z.min()) + 1e-12
-        levels = np.geomspace(shifted.min(), shifted.max(), 25)
-        ax.contourf(X, Y, shifted, levels=levels, norm=LogNorm(), cmap="Greys", alpha=0.3,
-                    extend="both")
-        ax.contour(X, Y, shifted, levels=levels, colors="0.45", linewidths=0.4)
-    else:
-        ax.contourf(X, Y, Z, levels=30, cmap="Greys", alpha=0.3, extend="both")
-        ax.contour(X, Y, Z, levels=30, colors="0.45", linewidths=0.4)
+    grid = surface(problem, window, resolution)
+    X, Y = np.meshgrid(grid.xs, grid.ys)
+    ax.contourf(X, Y, grid.shown, levels=grid.levels, norm=LogNorm() if grid.log else None,
+                cmap="Greys", alpha=0.3, extend="both")
+    ax.contour(X, Y, grid.shown, levels=grid.levels, colors="0.45", linewidths=0.4)
     for minimum in problem.minima:
         ax.plot(minimum[0], minimum[1], marker="*", color="gold", markersize=15,
                 markeredgecolor="black", zorder=5)

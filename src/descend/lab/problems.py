@@ -478,6 +478,10 @@ class NoisyLeastSquares(_Minibatch):
         truth = np.linspace(1.0, -1.0, dim) if dim > 1 else np.ones(1)
         self.targets = self.features @ truth + noise * rng.standard_normal(n)
         solution, *_ = np.linalg.lstsq(self.features, self.targets, rcond=None)
+        #: The full-data loss is a quadratic, ``1/2 w^T (X^T X / n) w - (X^T y / n)^T w`` plus
+        #: a constant: its Hessian gives the theory of the noise-free runs.
+        self.quadratic = Quadratic(self.features.T @ self.features / n,
+                                   self.features.T @ self.targets / n)
         self.minima = solution[None, :]
         self.minimum_value = self.loss(solution)
         self.x0 = solution + np.linspace(-2.5, 2.0, dim) if dim > 1 else solution - 2.0

@@ -151,17 +151,17 @@ class Trace:
         if self.averaged_losses is not None:
             out["averaged_loss"] = self.averaged_losses.tolist()
         out.update(self.extra)
-        return _finite_json(out)
+        return finite_json(out)
 
 
-def _finite_json(value: Any) -> Any:
-    """Replace NaN and infinities (not valid JSON) by None."""
+def finite_json(value: Any) -> Any:
+    """``value`` (nested lists and dicts) with NaN and infinities, not valid JSON, as None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, list):
-        return [_finite_json(v) for v in value]
+        return [finite_json(v) for v in value]
     if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     return value
 
 

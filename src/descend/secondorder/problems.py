@@ -127,7 +127,12 @@ class Quadratic:
     def loss(self, x: np.ndarray) -> float:
         """f(x)."""
         d = self.errors(x)
-        return 0.5 * float(np.sum(self.eigenvalues * d * d)) + self.minimum_value
+        return 0.5 * float(d @ (self.eigenvalues * d)) + self.minimum_value
+
+    def values(self, points: np.ndarray) -> np.ndarray:
+        """f at each row of ``points``."""
+        d = self.errors(points)
+        return 0.5 * np.sum(self.eigenvalues * d * d, axis=-1) + self.minimum_value
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         """The gradient ``A x - b = A (x - x*)``."""
@@ -136,8 +141,8 @@ class Quadratic:
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """``(f(x), A x - b)``."""
         d = self.errors(x)
-        return (0.5 * float(np.sum(self.eigenvalues * d * d)) + self.minimum_value,
-                self.rotation @ (self.eigenvalues * d))
+        scaled = self.eigenvalues * d
+        return 0.5 * float(d @ scaled) + self.minimum_value, self.rotation @ scaled
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         """``A``."""
