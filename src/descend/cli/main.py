@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from descend.cli import bench, demo, race
+from descend.cli import bench, demo, playground, race
 
 #: Modules that each provide ``register(subparsers)`` and set ``func`` on their parser.
-COMMANDS = (demo, race, bench)
+COMMANDS = (demo, race, bench, playground)
 
 
 def build_parser() -> argparse.ArgumentParser:
