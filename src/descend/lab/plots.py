@@ -46,6 +46,10 @@ class Style:
     dash: str | tuple
 
 
+#: How a reference run (full-batch L-BFGS beside minibatch runs) is drawn.
+REFERENCE = Style("black", (0, (9, 3)))
+
+
 def styles(families: Sequence[str | None]) -> list[Style]:
     """A style per run: the family's colour; the second, third ... run of one family (or of
     unknown ones) in the same figure get the next dash pattern."""
@@ -275,8 +279,8 @@ class Line:
     """One curve of a :func:`line_panels` figure: ``y`` against ``x``.
 
     ``family`` picks the colour (see :func:`styles`), so one method keeps its colour across
-    panels and figures; ``dashed`` draws a dashed line (a reference run); ``markers`` draws
-    each point (for runs with few points).
+    panels and figures; ``dashed`` marks a reference run (drawn as :data:`REFERENCE`);
+    ``markers`` draws each point (for runs with few points).
     """
 
     label: str
@@ -320,11 +324,11 @@ def line_panels(panels: Sequence[Panel], path: Path | str, *, columns: int = 2,
             y = np.asarray(line.y, dtype=float)
             if panel.yscale == "log":
                 y = np.where(y > 0, y, np.nan)
-            style = (Style(FAMILY_COLORS.get(line.family, "black"), "--") if line.dashed
-                     else looks.pop(0))
+            # A reference run: black long dashes, thicker, unlike any run's own style.
+            style = REFERENCE if line.dashed else looks.pop(0)
             ax.plot(np.asarray(line.x, dtype=float), y, linestyle=style.dash, color=style.color,
-                    linewidth=1.4, marker="o" if line.markers else None, markersize=3.5,
-                    label=line.label)
+                    linewidth=2.2 if line.dashed else 1.4,
+                    marker="o" if line.markers else None, markersize=3.5, label=line.label)
             drawn.append(y)
         if panel.hline is not None:
             ax.axhline(panel.hline, color="black", linestyle=":", linewidth=1)

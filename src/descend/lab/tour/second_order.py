@@ -216,8 +216,9 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     figures.append(Figure(
         plots.line_panels(panels, report.image_path("orders_minibatch.png")).name,
         f"The loss above the minimum on the full digits data while each method steps on "
-        f"batches of {noisy.batch_size}, against the gradient computation spent. Dashed: "
-        "full-batch L-BFGS, whose every step costs a whole pass. " + claims[2].evidence))
+        f"batches of {noisy.batch_size}, against the gradient computation spent. Black long "
+        "dashes: full-batch L-BFGS, whose every step costs a whole pass. "
+        + claims[2].evidence))
     tables = [_orders_table(studies), _newton_table(digits),
               Table("What a dense Hessian costs as the model grows",
                     ["parameters N", "gradient (8N bytes)",
