@@ -232,3 +232,63 @@ def test_demo_compares_first_and_second_order_methods(demo_report, results):
     assert cost["rows"][2][3] == "80 GB"
     assert "L-BFGS, fixed step" in {row[0] for row in minibatch["rows"]}
     assert "Full batch: iterations and wall time" in printed and "Minibatches of" in printed
+
+
+def _settled(values: np.ndarray, level: float) -> int | None:
+    above = np.flatnonzero(values > level)
+    if above.size and above[-1] == len(values) - 1:
+        return None
+    return int(above[-1]) + 1 if above.size else 0
+
+
+def test_the_2d_saddle_caption_states_the_measured_escapes(results):
+    section = results["saddle"]
+    caption = _caption(section, "saddle_contour.png")
+    steps = {}
+    for trace in section["data"]["traces_2d"]:
+        steps[trace["label"]] = _settled(np.array(trace["loss"]), -1.0)
+        assert f"{trace['label']} step {steps[trace['label']]}" in caption
+    claim = _claim(section, "momentum and the adaptive methods leave")
+    assert claim["holds"] == all(step < steps["SGD"] for name, step in steps.items()
+                                 if name != "SGD")
+
+
+def test_the_decay_caption_states_the_measured_floors(results):
+    section = results["decay"]
+    caption = _caption(section, "decay.png")
+    for title, traces in section["data"].items():
+        name = title.split(",")[0]
+        floors = {}
+        for trace in traces:
+            excess = np.array(trace["loss"]) - trace["minimum_value"]
+            floors[trace["label"]] = excess[-(len(excess) // 4):].mean()
+        assert f"{name}: constant {floors['constant']:.3g}" in caption
+        for label, floor in floors.items():
+            assert f"{label} {floor:.3g}" in caption
+        decayed = [floor for label, floor in floors.items() if label != "constant"]
+        assert min(decayed) < floors["constant"] or not _claim(section, "a decayed")["holds"]
+
+
+def test_the_classics_caption_names_the_runs_that_settle(results):
+    section = results["classics"]
+    caption = _caption(section, "classics.png")
+    titles = {"rosenbrock": "Rosenbrock's function", "beale": "Beale's function",
+              "booth": "Booth's function"}
+    for name, title in titles.items():
+        part = caption.split(f"on {title}, ")[1].split(";")[0].rstrip(".")
+        settled = {t["label"] for t in section["data"][name]
+                   if _settled(np.array(t["loss"]), 1e-6) is not None}
+        named = set() if part == "none" else set(re.split(r", | and ", part))
+        assert named == settled, (title, part)
+
+
+def test_the_second_order_captions_state_the_measured_iterations(results):
+    section = results["orders"]
+    rows = {(row[0], row[1]): row for row in section["tables"][0]["rows"]}
+    newton = rows[("ravine", "Newton")][3]
+    caption = _caption(section, "orders_convergence.png")
+    assert f"after {newton} iteration" in caption
+    floors = [float(row[5]) for row in section["tables"][3]["rows"]]
+    caption = _caption(section, "orders_minibatch.png")
+    stated = float(re.search(r"stays at (\S+) or above", caption).group(1))
+    assert stated == pytest.approx(min(floors), rel=2e-3)  # the table shows 4 digits
