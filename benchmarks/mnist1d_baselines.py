@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 import descend
-from descend.bench.tasks import MNIST1DConv, mlp, mnist1d_arrays
+from descend.bench.data import mnist1d_arrays
+from descend.bench.models import MNIST1DConv, mlp
 
 PUBLISHED = {"logistic": 0.32, "mlp": 0.68, "cnn": 0.94}
 MODELS = {"logistic": lambda: mlp([40, 10]), "mlp": lambda: mlp([40, 100, 100, 10]),

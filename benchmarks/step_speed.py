@@ -1,20 +1,34 @@
 """Optimizer step time: descend's fused and reference executors against torch.optim, on CPU.
 
-Prints one table. For each case (a list of float32 parameter tensors) and optimizer it times
-descend's fused executor, descend's reference executor and torch.optim's for-loop, foreach and
-fused paths (where torch has one), as the median over repeated steps, and compares each with the
-memory-bandwidth floor: the bytes a step must move (parameter, gradient and state, read and
-written) divided by the best bandwidth an in-place streaming op reaches in the same run. Then it
-measures the first step in a fresh process with a cold and with a warm kernel cache.
+Prints four tables, every figure a median and every comparison a ratio taken in the same run:
 
-Usage: ``python benchmarks/step_speed.py [--cases ...] [--optimizers ...]``.
-Threads: torch and the fused kernels both use ``torch.get_num_threads()``.
+1. Steps. For each case (a list of float32 parameter tensors) and optimizer: descend's fused and
+   reference executors and torch.optim's for-loop, foreach and fused paths (where torch has
+   one), against the memory-bandwidth floor (the bytes a step must move divided by the best
+   bandwidth an in-place streaming op reaches in the same run). Measured on a quiet machine and
+   again *contended*: with one busy process per core running beside it, as DataLoader workers
+   or a second experiment would.
+2. Training loops. A small MLP and a small CNN, forward + backward + step, with descend's default
+   optimizer against torch's default, with 1 and with all threads, quiet and contended. The two
+   loops run interleaved, block by block, so both see the same machine.
+3. Safety checks. The share of a fused step spent checking every tensor it touches.
+4. First step. The first fused Adam step in a fresh process, with a cold and a warm kernel cache.
+
+The optimizers are every rule of ``descend.rules`` that has a class with a ``torch.optim``
+equivalent (plus SGD with momentum).
+
+Usage: ``python benchmarks/step_speed.py [--cases ...] [--optimizers ...] [--modes quiet,busy]``
+(``--quick`` for a short run). Threads: torch and the fused kernels both use
+``torch.get_num_threads()``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import importlib
+import inspect
 import os
 import platform
 import statistics
@@ -22,11 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 import descend
+from descend.optim.base import RuleOptimizer
 
 MIB = 1 << 20
 
@@ -52,25 +69,59 @@ CASES: dict[str, list[tuple[int, ...]]] = {
     "1024 x 1000": [(1024,)] * 1000,
 }
 
-#: name -> (descend factory, torch factory, float32 words moved per parameter element).
-OPTIMIZERS: dict[str, tuple[Callable, Callable, int]] = {
-    "sgd": (lambda p, **k: descend.SGD(p, lr=0.01, **k),
-            lambda p, **k: torch.optim.SGD(p, lr=0.01, **k), 3),
-    "sgd momentum": (lambda p, **k: descend.SGD(p, lr=0.01, momentum=0.9, **k),
-                     lambda p, **k: torch.optim.SGD(p, lr=0.01, momentum=0.9, **k), 5),
-    "nesterov": (lambda p, **k: descend.Nesterov(p, lr=0.01, momentum=0.9, **k),
-                 lambda p, **k: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True, **k),
-                 5),
-    "adagrad": (lambda p, **k: descend.Adagrad(p, **k),
-                lambda p, **k: torch.optim.Adagrad(p, **k), 5),
-    "rmsprop": (lambda p, **k: descend.RMSprop(p, **k),
-                lambda p, **k: torch.optim.RMSprop(p, **k), 5),
-    "adam": (lambda p, **k: descend.Adam(p, **k), lambda p, **k: torch.optim.Adam(p, **k), 7),
-    "adamw": (lambda p, **k: descend.AdamW(p, **k), lambda p, **k: torch.optim.AdamW(p, **k),
-              7),
-}
-
 PATHS = ("descend fused", "descend ref", "torch loop", "torch foreach", "torch fused")
+
+
+# -- the optimizers, from the registry ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One optimizer row: descend's class with fixed arguments and its torch equivalent."""
+
+    name: str
+    cls: type[RuleOptimizer]
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    def descend(self, params: list[torch.Tensor], **options: Any) -> torch.optim.Optimizer:
+        """descend's optimizer (``options``: ``backend``)."""
+        return self.cls(params, **self.arguments, **options)
+
+    def torch(self, params: list[torch.Tensor], **options: Any) -> torch.optim.Optimizer:
+        """The torch.optim optimizer computing the same iterates (``options``: ``foreach``,
+        ``fused``), with every hyperparameter both take copied from descend's group."""
+        dotted, fixed = self.cls.torch_equivalent
+        module, _, name = dotted.rpartition(".")
+        torch_cls = getattr(importlib.import_module(module), name)
+        group = self.cls([torch.zeros(1, requires_grad=True)], **self.arguments).param_groups[0]
+        accepted = inspect.signature(torch_cls).parameters
+        shared = {key: value for key, value in group.items()
+                  if key in accepted and key not in ("params", "foreach", "fused")}
+        return torch_cls(params, **{**shared, **fixed, **options})
+
+    def words(self) -> int:
+        """float32 words a step moves per element: p read and written, g read, and each active
+        slot read and written."""
+        optimizer = self.cls([torch.zeros(1, requires_grad=True)], **self.arguments)
+        hypers = optimizer.rule_hypers(optimizer.param_groups[0])
+        return 3 + 2 * len(self.cls.rule.active_slots(hypers))
+
+
+def contenders() -> dict[str, Contender]:
+    """Every registry rule whose class has a torch.optim equivalent, plus SGD with momentum."""
+    rows: dict[str, Contender] = {}
+    classes = descend.optim.optimizer_classes()
+    for rule in descend.rules.RULES.values():
+        cls = classes.get(rule.name)
+        if cls is None or cls.torch_equivalent is None:
+            continue
+        rows[rule.name] = Contender(rule.name, cls)
+        if rule.name == "sgd":
+            rows["sgd momentum"] = Contender("sgd momentum", cls, {"momentum": 0.9})
+    return rows
+
+
+# -- timing ---------------------------------------------------------------------------------------
 
 
 def median_time(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:
@@ -106,6 +157,22 @@ class Bandwidth:
         return max(self.samples)
 
 
+@contextlib.contextmanager
+def busy_neighbours(count: int, limit_seconds: float = 1800) -> Iterator[None]:
+    """``count`` processes spinning on a core each (stopped on exit, or after ``limit_seconds``
+    if this process dies first)."""
+    code = f"import time\nend = time.time() + {limit_seconds}\nwhile time.time() < end: pass"
+    processes = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+    try:
+        time.sleep(0.5)  # let them reach their loops
+        yield
+    finally:
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.wait()
+
+
 def make_params(shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     """Parameters with gradients (the gradients stay fixed: only the step is timed)."""
     generator = torch.Generator().manual_seed(0)
@@ -115,34 +182,193 @@ def make_params(shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     return params
 
 
-def build(path: str, descend_factory: Callable, torch_factory: Callable,
-          params: list[torch.Tensor]) -> torch.optim.Optimizer | None:
+def build(path: str, contender: Contender, params: list[torch.Tensor],
+          ) -> torch.optim.Optimizer | None:
     """The optimizer for one path, or None where torch has no such path."""
     try:
         if path == "descend fused":
-            return descend_factory(params, backend="fused")
+            return contender.descend(params, backend="fused")
         if path == "descend ref":
-            return descend_factory(params, backend="reference")
+            return contender.descend(params, backend="reference")
         if path == "torch loop":
-            return torch_factory(params, foreach=False)
+            return contender.torch(params, foreach=False)
         if path == "torch foreach":
-            return torch_factory(params, foreach=True)
-        optimizer = torch_factory(params, fused=True)
+            return contender.torch(params, foreach=True)
+        optimizer = contender.torch(params, fused=True)
         optimizer.step()
         return optimizer
     except (TypeError, RuntimeError, ValueError):
         return None
 
 
-def time_steps(optimizer: torch.optim.Optimizer) -> float:
-    """Median seconds per step, with repeats scaled to keep each measurement near a second."""
+def time_steps(optimizer: torch.optim.Optimizer, budget: float) -> float:
+    """Median seconds per step, with repeats scaled to keep each measurement near ``budget``."""
     optimizer.step()
     start = time.perf_counter()
     optimizer.step()
     once = time.perf_counter() - start
-    repeats = max(5, min(41, int(1.0 / max(once, 1e-4))))
+    repeats = max(5, min(41, int(budget / max(once, 1e-4))))
     return median_time(optimizer.step, repeats, warmup=1)
 
+
+def step_rows(cases: list[str], names: list[str], budget: float,
+              bandwidth: Bandwidth) -> list[tuple]:
+    """Table 1's measurements for one machine state."""
+    rows = []
+    table = contenders()
+    for case in cases:
+        for name in names:
+            contender = table[name]
+            params = make_params(CASES[case])
+            elements = sum(p.numel() for p in params)
+            times: dict[str, float | None] = {}
+            for path in PATHS:
+                optimizer = build(path, contender, params)
+                times[path] = None if optimizer is None else time_steps(optimizer, budget)
+                del optimizer
+                gc.collect()
+            bandwidth.measure()
+            rows.append((case, name, elements, contender.words(), times))
+            print(f"  measured {case} / {name}", file=sys.stderr, flush=True)
+            del params
+            gc.collect()
+    return rows
+
+
+def print_step_table(mode: str, rows: list[tuple], bandwidth: Bandwidth) -> None:
+    """Table 1 for one machine state."""
+    bytes_per_second = bandwidth.value
+    print(f"\n## steps, {mode}: median ms per step (x floor); ratios: descend fused time / "
+          "torch time (below 1: descend is faster)")
+    header = (f"{'case':<15} {'optimizer':<13} {'floor':>7} "
+              + " ".join(f"{p:>16}" for p in PATHS)
+              + f" {'/loop':>6} {'/foreach':>8} {'/tfused':>7}")
+    print(header)
+    print("-" * len(header))
+    for case, name, elements, words, times in rows:
+        floor = words * 4 * elements / bytes_per_second
+        cells = []
+        for path in PATHS:
+            value = times[path]
+            cells.append(f"{'n/a':>16}" if value is None
+                         else f"{value * 1e3:9.2f} ({value / floor:4.2f})")
+        fused = times["descend fused"]
+        ratios = []
+        for path, width in (("torch loop", 6), ("torch foreach", 8), ("torch fused", 7)):
+            other = times[path]
+            ratios.append(f"{'n/a':>{width}}" if other is None or fused is None
+                          else f"{fused / other:>{width}.3f}")
+        print(f"{case:<15} {name:<13} {floor * 1e3:7.2f} " + " ".join(cells) + " "
+              + " ".join(ratios))
+
+
+# -- training loops -------------------------------------------------------------------------------
+
+
+def small_mlp() -> tuple[torch.nn.Module, torch.Tensor]:
+    """The 64-128-10 MLP of the report that found the shared-CPU slowdown, batch 32."""
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(),
+                                torch.nn.Linear(128, 10))
+    return model, torch.randn(32, 64)
+
+
+def small_cnn() -> tuple[torch.nn.Module, torch.Tensor]:
+    """A small CNN on 1x28x28 images (two conv layers, 26K parameters), batch 32."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(32 * 7 * 7, 10))
+    return model, torch.randn(32, 1, 28, 28)
+
+
+MODELS = {"MLP 64-128-10": small_mlp, "CNN 2 conv": small_cnn}
+LOOP_OPTIMIZERS = {
+    "sgd momentum": (lambda p: descend.SGD(p, lr=0.01, momentum=0.9),
+                     lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9)),
+    "adam": (lambda p: descend.Adam(p, lr=1e-3), lambda p: torch.optim.Adam(p, lr=1e-3)),
+}
+
+
+def loop_times(model_name: str, optimizer_name: str, blocks: int,
+               steps_per_block: int = 10) -> tuple[float, float]:
+    """Median ms per training step for descend's and torch's default optimizer, interleaved."""
+    torch.manual_seed(0)
+    model, inputs = MODELS[model_name]()
+    twin, _ = MODELS[model_name]()
+    twin.load_state_dict(model.state_dict())
+    targets = torch.randint(0, 10, (inputs.shape[0],))
+    make_descend, make_torch = LOOP_OPTIMIZERS[optimizer_name]
+    runs = [(model, make_descend(model.parameters())), (twin, make_torch(twin.parameters()))]
+
+    def train(network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(network(inputs), targets).backward()
+        optimizer.step()
+
+    for network, optimizer in runs:
+        for _ in range(5):
+            train(network, optimizer)
+    samples: list[list[float]] = [[], []]
+    for _ in range(blocks):
+        for index, (network, optimizer) in enumerate(runs):
+            start = time.perf_counter()
+            for _ in range(steps_per_block):
+                train(network, optimizer)
+            samples[index].append((time.perf_counter() - start) / steps_per_block)
+    return statistics.median(samples[0]) * 1e3, statistics.median(samples[1]) * 1e3
+
+
+def loop_rows(thread_counts: list[int], blocks: int) -> list[tuple]:
+    """Table 2's measurements for one machine state."""
+    rows = []
+    saved = torch.get_num_threads()
+    try:
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            for model_name in MODELS:
+                for optimizer_name in LOOP_OPTIMIZERS:
+                    ours, theirs = loop_times(model_name, optimizer_name, blocks)
+                    rows.append((model_name, optimizer_name, threads, ours, theirs))
+    finally:
+        torch.set_num_threads(saved)
+    return rows
+
+
+def print_loop_table(results: dict[str, list[tuple]]) -> None:
+    """Table 2."""
+    print("\n## training loops (forward + backward + step): median ms per step, descend's "
+          "default (backend='auto') against torch.optim's default")
+    header = (f"{'model':<15} {'optimizer':<13} {'threads':>7} {'mode':<9} {'descend':>9} "
+              f"{'torch':>9} {'ratio':>7}")
+    print(header)
+    print("-" * len(header))
+    worst = 0.0
+    for mode, rows in results.items():
+        for model_name, optimizer_name, threads, ours, theirs in rows:
+            worst = max(worst, ours / theirs)
+            print(f"{model_name:<15} {optimizer_name:<13} {threads:>7} {mode:<9} {ours:9.3f} "
+                  f"{theirs:9.3f} {ours / theirs:7.3f}")
+    print(f"# worst ratio {worst:.3f} (target: at most 1.05 in every row)")
+
+
+# -- safety checks --------------------------------------------------------------------------------
+
+
+def check_share(repeats: int) -> tuple[float, float]:
+    """Median ms of a fused Adam step on the ResNet-18 list, and of the checks it makes (the
+    plan's comparison of every tensor's metadata with what it was built for)."""
+    params = make_params(CASES["ResNet-18 (62)"])
+    optimizer = descend.Adam(params, backend="fused")
+    optimizer.step()
+    group = optimizer.param_groups[0]
+    plan = optimizer._plans[id(group)]
+    step = median_time(optimizer.step, repeats)
+    checks = median_time(lambda: plan.prepare(params, optimizer.state, optimizer._label),
+                         repeats * 20)
+    return step * 1e3, checks * 1e3
+
+
+# -- first step -----------------------------------------------------------------------------------
 
 FIRST_STEP = """
 import sys, time
@@ -173,66 +399,61 @@ def first_step_latency() -> tuple[float, float]:
         return results[0], results[1]
 
 
+# -- main -----------------------------------------------------------------------------------------
+
+
 def main() -> None:
-    """Run every case and print the table."""
+    """Run every table and print it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
+    parser.add_argument("--optimizers", default=",".join(contenders()),
                         help="comma-separated optimizer names")
+    parser.add_argument("--modes", default="quiet,busy",
+                        help="quiet, busy (one spinning process per core beside the run), or "
+                             "both")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repeats and only the ResNet-18 case (a rough check)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU benchmark")
     args = parser.parse_args()
-    bandwidth = Bandwidth()
-    bandwidth.measure()
-    rows = []
-    for case in args.cases.split(","):
-        shapes = CASES[case]
-        for name in args.optimizers.split(","):
-            descend_factory, torch_factory, words = OPTIMIZERS[name]
-            params = make_params(shapes)
-            elements = sum(p.numel() for p in params)
-            times: dict[str, float | None] = {}
-            for path in PATHS:
-                optimizer = build(path, descend_factory, torch_factory, params)
-                times[path] = None if optimizer is None else time_steps(optimizer)
-                del optimizer
-                gc.collect()
-            bandwidth.measure()
-            rows.append((case, name, elements, words, times))
-            print(f"  measured {case} / {name}", file=sys.stderr, flush=True)
-            del params
-            gc.collect()
+    if args.device != "cpu":
+        raise SystemExit(f"--device {args.device!r}: only cpu is measured by this script")
+    budget = 0.3 if args.quick else 1.0
+    cases = ["ResNet-18 (62)"] if args.quick else args.cases.split(",")
+    names = args.optimizers.split(",")
+    unknown = sorted(set(names) - set(contenders()))
+    if unknown:
+        parser.error(f"unknown optimizer(s) {', '.join(unknown)}; valid: "
+                     f"{', '.join(contenders())}")
+    modes = args.modes.split(",")
+    cores = os.cpu_count() or 1
+    blocks = 15 if args.quick else 40
+    steps: dict[str, list[tuple]] = {}
+    loops: dict[str, list[tuple]] = {}
+    bandwidths: dict[str, Bandwidth] = {}
+    for mode in modes:
+        neighbours = busy_neighbours(cores) if mode == "busy" else contextlib.nullcontext()
+        with neighbours:
+            bandwidths[mode] = Bandwidth()
+            bandwidths[mode].measure()
+            steps[mode] = step_rows(cases, names, budget, bandwidths[mode])
+            loops[mode] = loop_rows(sorted({1, torch.get_num_threads()}), blocks)
+    step_ms, check_ms = check_share(9 if args.quick else 25)
     cold, warm = first_step_latency()
 
-    bytes_per_second = bandwidth.value
-    print(f"# descend step speed: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads, float32")
-    median = statistics.median(bandwidth.samples)
-    print(f"# bandwidth (x.neg_() on {bandwidth.buffer.numel() * 4 // MIB} MiB, best of "
-          f"{len(bandwidth.samples)} samples; median {median / 1e9:.1f}): "
-          f"{bytes_per_second / 1e9:.1f} GB/s")
-    print("# times: median ms per step (x floor); ratios: descend fused time / torch time")
-    header = (f"{'case':<15} {'optimizer':<13} {'floor':>7} "
-              + " ".join(f"{p:>16}" for p in PATHS)
-              + f" {'/loop':>6} {'/foreach':>8} {'/tfused':>7}")
-    print(header)
-    print("-" * len(header))
-    for case, name, elements, words, times in rows:
-        floor = words * 4 * elements / bytes_per_second
-        cells = []
-        for path in PATHS:
-            value = times[path]
-            cells.append(f"{'n/a':>16}" if value is None
-                         else f"{value * 1e3:9.2f} ({value / floor:4.2f})")
-        fused = times["descend fused"]
-        ratios = []
-        for path, width in (("torch loop", 6), ("torch foreach", 8), ("torch fused", 7)):
-            other = times[path]
-            ratios.append(f"{'n/a':>{width}}" if other is None or fused is None
-                          else f"{fused / other:>{width}.3f}")
-        print(f"{case:<15} {name:<13} {floor * 1e3:7.2f} " + " ".join(cells) + " "
-              + " ".join(ratios))
-    print(f"# first fused Adam step (1024 x 1000) in a fresh process: cold cache "
-          f"{cold:.2f} s, warm cache {warm:.2f} s")
+    print(f"# descend step speed: {platform.processor() or platform.machine()}, {cores} CPUs, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads, float32")
+    for mode in modes:
+        samples = bandwidths[mode].samples
+        print(f"# bandwidth {mode} (x.neg_() on 256 MiB, best of {len(samples)}; median "
+              f"{statistics.median(samples) / 1e9:.1f}): {bandwidths[mode].value / 1e9:.1f} GB/s")
+    for mode in modes:
+        label = mode if mode == "quiet" else f"contended ({cores} busy processes beside it)"
+        print_step_table(label, steps[mode], bandwidths[mode])
+    print_loop_table(loops)
+    print(f"\n## safety checks: {check_ms * 1e3:.1f} us of a {step_ms:.2f} ms fused Adam step "
+          f"on the ResNet-18 list ({100 * check_ms / step_ms:.2f}%; target under 2%)")
+    print(f"## first fused Adam step (1024 x 1000) in a fresh process: cold cache {cold:.2f} s, "
+          f"warm cache {warm:.2f} s")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """descend: optimizers for neural networks, and a lab that shows why each one exists.
 
-- ``descend.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``: drop-in ``torch.optim`` classes.
+- ``descend.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``: drop-in ``torch.optim`` classes
+  (every class of :mod:`descend.optim.classes` is exported here).
 - ``descend.LBFGS``: drop-in ``torch.optim.LBFGS`` (same iterates), with a non-finite guard.
 - ``descend.secondorder``: Newton, BFGS and L-BFGS on NumPy vectors, with convergence histories.
 - ``descend.Momentum``, ``descend.Nesterov``: the lecture's velocity forms as torch optimizers.
@@ -8,27 +9,45 @@
 - ``descend.schedules``: learning-rate schedules; ``descend.ScheduledLR`` drives any optimizer.
 - ``descend.WeightAverage``: Polyak / exponential averaging of weights.
 - ``descend.rules``: the math of each optimizer, written once.
+- ``descend.specs``: optimizer and schedule specs as typed on the command line.
+
+Names are imported on first use (PEP 562), so ``import descend`` is instant and the command
+line answers ``descend --help`` without loading torch.
 """
 
-from descend import functional, rules, schedules, secondorder
-from descend.optim import (
-    LBFGS,
-    SGD,
-    Adagrad,
-    Adam,
-    AdamW,
-    Momentum,
-    Nesterov,
-    NonFiniteGradientError,
-    RMSprop,
-    ScheduledLR,
-    WeightAverage,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SGD", "Adagrad", "Adam", "AdamW", "LBFGS", "Momentum", "Nesterov", "NonFiniteGradientError",
-    "RMSprop", "ScheduledLR", "WeightAverage", "functional", "rules", "schedules",
-    "secondorder",
-]
+#: Subpackages reachable as attributes (``descend.functional``) after ``import descend``.
+_MODULES = ("bench", "functional", "kernels", "lab", "optim", "rules", "schedules",
+            "secondorder", "specs")
+#: Names of descend.optim exported here besides the rule optimizers (``optim.CLASSES``).
+_OPTIM = ("LBFGS", "NonFiniteGradientError", "ScheduledLR", "WeightAverage")
+
+
+def _exported() -> list[str]:
+    optim = importlib.import_module("descend.optim")
+    return [*optim.CLASSES, *_OPTIM, "functional", "rules", "schedules", "secondorder",
+            "specs"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"descend.{name}")
+    if name == "__all__":
+        return _exported()
+    if name[:1].isupper():  # a class: the rule optimizers are known once descend.optim loads
+        optim = importlib.import_module("descend.optim")
+        if name in optim.CLASSES or name in _OPTIM:
+            value = getattr(optim, name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"module 'descend' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_exported(), *_MODULES})

@@ -8,8 +8,8 @@ import pickle
 import optuna
 import pytest
 
-from descend.cli.bench import split_specs
 from descend.cli.main import main
+from descend.specs import split_specs
 
 
 def _error(capsys, argv: list[str]) -> str:
@@ -74,6 +74,7 @@ def test_lr_find_command_writes_plot_and_suggestion(capsys, tmp_path):
     assert main(argv) == 0
     assert "suggested lr" in capsys.readouterr().out
     data = json.loads((tmp_path / "lr-find-digits-logreg-sgd.json").read_text())
-    assert data["suggestion"] == pytest.approx(data["min_lr"] / 10)
+    assert data["suggestion"] == data["suggestions"]["valley"]
+    assert min(data["lrs"]) < data["suggestions"]["minimum"] < max(data["lrs"])
     assert (tmp_path / "lr-find-digits-logreg-sgd.png").exists()
     assert _error(capsys, ["lr-find", "--task", "nope"]).startswith("descend lr-find: error:")

@@ -15,11 +15,10 @@ from descend.bench.protocol import (
     Bench,
     BenchConfig,
     build_schedule,
-    latin_point,
     make_contender,
-    parse_dimension,
     run_bench,
 )
+from descend.bench.search import latin_point, parse_dimension
 from descend.bench.tasks import Task, get_task
 from descend.bench.training import EpochMetrics, RunResult
 

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from descend.bench import tasks
+from descend.bench import data
 from descend.bench.cifar10 import load_cifar10, read_batch
 from descend.bench.tasks import Task, get_task
 from descend.bench.training import train
-from descend.lab.specs import parse_optimizer
+from descend.specs import parse_optimizer
 
 
 def test_digits_split_is_fixed_stratified_and_disjoint():
-    arrays = tasks.digits_arrays()
+    arrays = data.digits_arrays()
     sizes = [len(arrays[f"y_{name}"]) for name in ("train", "val", "test")]
     assert sum(sizes) == 1797
     assert abs(sizes[0] - 0.6 * 1797) < 10 and abs(sizes[1] - 0.2 * 1797) < 10
@@ -36,8 +36,8 @@ def test_mnist1d_is_the_published_generator_and_leaves_random_state_alone():
     expected_numpy, expected_python = np.random.rand(), random.random()
     np.random.seed(123)
     random.seed(123)
-    tasks.mnist1d_arrays.cache_clear()
-    arrays = tasks.mnist1d_arrays()
+    data.mnist1d_arrays.cache_clear()
+    arrays = data.mnist1d_arrays()
     assert (np.random.rand(), random.random()) == (expected_numpy, expected_python)
     assert arrays["x_train"].shape == (3500, 40) and arrays["x_val"].shape == (500, 40)
     assert arrays["x_test"].shape == (1000, 40)
@@ -97,9 +97,17 @@ def test_cifar10_bad_folders_and_files_say_what_is_wrong(tmp_path, cifar_dir):
         load_cifar10(cifar_dir)
 
 
-def test_unknown_task_lists_the_valid_ones():
+def test_unknown_task_lists_the_valid_ones_and_the_closest():
     with pytest.raises(ValueError, match="unknown task 'digits'.*digits-mlp"):
         get_task("digits")
+    with pytest.raises(ValueError, match="did you mean 'mnist1d-cnn'"):
+        get_task("mnist1d_cnn")
+
+
+@pytest.mark.parametrize("target", [0.0, 1.5, 5, float("nan"), float("inf")])
+def test_accuracy_targets_outside_0_1_are_refused(target):
+    with pytest.raises(ValueError, match="target=.* is invalid"):
+        get_task("digits-logreg").with_options(target=target)
 
 
 def test_custom_task_from_data_loaders_trains():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,9 @@ from hypothesis import strategies as st
 
 import descend
 from descend.kernels import update_tensors
-from descend.kernels.fused import (
-    WORK_ITEM,
-    kernel_source,
-    kernel_threads,
-    segments,
-    update_tensors_fused,
-    variant_of,
-)
+from descend.kernels.fused import kernel_source, kernel_threads, update_tensors_fused
+from descend.kernels.table import WORK_ITEM, segments
+from descend.kernels.variant import variant_of
 from descend.rules import RULES
 from descend.rules.elementwise import sqrt
 from descend.rules.spec import Hyper, Rule, Slot
@@ -127,7 +123,7 @@ def test_fused_executor_matches_reference(problem):
 def test_flags_become_constants_and_zero_switches_drop_branches():
     rule = RULES["adam"]
     scalars = rule.scalars(rule.validate({}), 1)
-    variant = variant_of(rule, scalars, torch.float32, [True, True, False])
+    variant = variant_of(rule, scalars, "float32", [True, True, False])
     constants = dict(variant.constants)
     assert constants["amsgrad"] is False and constants["weight_decay"] == 0.0
     assert "lr" not in constants and "step_size" in variant.runtime
@@ -330,7 +326,8 @@ def test_backend_is_validated():
     with pytest.raises(ValueError, match="backend='gpu' is invalid"):
         descend.Adam([torch.zeros(2, requires_grad=True)], backend="gpu")
     half = torch.zeros(2, dtype=torch.bfloat16, requires_grad=True)
-    with pytest.raises(ValueError, match="backend='fused' cannot update a torch.bfloat16"):
+    with pytest.raises(ValueError, match=r"backend='fused' cannot update "
+                       r"param_groups\[0\]\['params'\]\[0\], a torch.bfloat16 tensor"):
         descend.Adam([half], backend="fused")
     optimizer = descend.Adam([torch.zeros(2, requires_grad=True)], backend="fused")
     with pytest.raises(ValueError, match="float16"):
@@ -346,7 +343,7 @@ def test_auto_backend_mixed_dtypes_match_torch(dtype):
     ours = descend.AdamW(params, lr=0.01, eps=1e-4)
     theirs = torch.optim.AdamW(twin, lr=0.01, eps=1e-4, foreach=False)
     _step_both(ours, theirs, params, twin, steps=5)
-    assert len(ours._fused_plans) == 1  # the float32 and float64 tensors ran fused
+    assert len(ours._plans) == 1  # the float32 and float64 tensors ran fused
     for x, y in zip(params, twin, strict=True):
         # Half-precision tensors take the reference path: torch's rounding, op by op, though
         # torch.optim writes some steps with other ops (lerp, addcdiv): a few ulps apart.
@@ -384,3 +381,50 @@ def test_fresh_process_loads_compiled_kernel_from_disk(tmp_path):
     assert runs[0] == ["0", "1"]  # compiled and saved
     assert runs[1] == ["1", "0"]  # loaded, no compile
     assert list(tmp_path.glob("descend_kernel_sgd_float32_*.py"))
+
+
+def _fused_sgd_result() -> float:
+    params = [torch.ones(10, requires_grad=True)]
+    params[0].grad = torch.ones(10)
+    descend.SGD(params, lr=0.5, backend="fused").step()
+    return float(params[0].detach()[0])
+
+
+@pytest.mark.parametrize("damage", ["source", "machine code", "planted code"])
+def test_a_damaged_kernel_cache_is_recompiled_with_a_warning(tmp_path, monkeypatch, damage):
+    from descend.kernels import fused
+
+    monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fused, "_kernels", {})
+    assert _fused_sgd_result() == 0.5
+    (source,) = tmp_path.glob("descend_kernel_sgd_float32_*.py")
+    marker = tmp_path / "planted-code-ran"
+    if damage == "source":
+        source.write_text(source.read_text()[:200])  # truncated: a SyntaxError if imported
+    elif damage == "planted code":
+        source.write_text(source.read_text() + f"\nopen({str(marker)!r}, 'w').close()\n")
+    else:
+        for path in (tmp_path / "__pycache__").glob("*.nbc"):
+            path.write_bytes(os.urandom(100))
+    fused._kernels.clear()  # as a fresh process would, load from the damaged cache
+    with pytest.warns(RuntimeWarning, match="recompiling"):
+        assert _fused_sgd_result() == 0.5  # 1 - 0.5 * 1, computed by a sound kernel
+    assert not marker.exists()
+    fused._kernels.clear()  # repaired: loads silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _fused_sgd_result() == 0.5
+
+
+def test_processes_compiling_one_kernel_together_see_no_damage(tmp_path):
+    env = dict(os.environ, DESCEND_CACHE_DIR=str(tmp_path), PYTHONPATH=str(SRC),
+               PYTHONWARNINGS="error::RuntimeWarning")
+    script = FRESH_PROCESS.replace("momentum=0.9", "momentum=0.8, nesterov=True")
+    workers = [subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for _ in range(3)]
+    outcomes = [worker.communicate(timeout=300) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0, 0], outcomes
+    assert not any("recompiling" in stderr for _, stderr in outcomes)
+    # One compiled, the others loaded what it saved.
+    assert sorted(out.split()[1] for out, _ in outcomes) == ["0", "0", "1"]

@@ -49,10 +49,11 @@ def browser(tmp_path_factory):
 def _open(browser, server: str, query: str):
     page = browser.new_page()
     page.goto(server + query)
-    page.wait_for_function("document.body.dataset.status !== 'loading' && "
-                           "window.playground.runs.filter(Boolean).length + "
-                           "Object.keys(window.playground.errors).length >= "
-                           "window.playground.state.runs.length", timeout=60000)
+    # Loaded: the problem and every run answered (or gave its error).
+    page.wait_for_function("(window.playground.problem || window.playground.errors.problem) && "
+                           "window.playground.state.runs.every((_, i) => "
+                           "window.playground.runs[i] || window.playground.errors['run' + i])",
+                           timeout=60000)
     return page
 
 

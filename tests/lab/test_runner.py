@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from descend.lab.problems import NoisyLeastSquares, Ravine, Saddle, make_problem
 from descend.lab.runner import Contender, race, run
-from descend.lab.specs import FunctionalOptimizerSpec, parse_method
+from descend.specs import FunctionalOptimizerSpec, parse_method
 
 
 @given(kappa=st.floats(1.0, 50.0), lr_fraction=st.floats(0.05, 0.95), steps=st.integers(1, 40))

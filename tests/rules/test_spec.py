@@ -33,8 +33,9 @@ def test_defaults_are_torchs_for_drop_in_rules():
 @pytest.mark.parametrize(("cls", "kwargs", "fragment"), [
     (descend.SGD, {"lr": -0.1}, "lr=-0.1 is out of range: expected 0 <= lr < inf"),
     (descend.Adam, {"eps": -1e-8}, "eps=-1e-08"),
-    (descend.Adam, {"betas": (1.0, 0.999)}, "beta1=1.0 is out of range: expected 0 <= beta1 < 1"),
-    (descend.Adam, {"betas": (0.9, -0.1)}, "beta2=-0.1"),
+    (descend.Adam, {"betas": (1.0, 0.999)},
+     "betas[0]=1.0 is out of range: expected 0 <= betas[0] < 1"),
+    (descend.Adam, {"betas": (0.9, -0.1)}, "betas[1]=-0.1"),
     (descend.Adam, {"betas": 0.9}, "betas=0.9 is invalid"),
     (descend.SGD, {"momentum": -0.5}, "momentum=-0.5"),
     (descend.SGD, {"momentum": 0.9, "dampening": 0.1, "nesterov": True},

@@ -22,89 +22,42 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from descend.bench import storage as storage_layer
-from descend.bench.metrics import mean_std, median_time, time_to_target
+from descend.bench.results import ContenderResult, summary_rows, write_results
+from descend.bench.search import (
+    PRUNERS,
+    SAMPLERS,
+    Dimension,
+    make_pruner,
+    make_sampler,
+    parse_dimension,
+)
 from descend.bench.tasks import Task, get_task
 from descend.bench.training import EpochMetrics, RunResult, score, train
-from descend.lab.specs import (
+from descend.specs import (
     SCHEDULES,
     OptimizerSpec,
     ScheduleSpec,
-    _parse_arguments,
+    default_lr_range,
     parse_optimizer,
     parse_schedule,
+    parse_spec,
 )
+from descend.suggest import unknown_name
 
-#: Default learning-rate search range (log-uniform) by optimizer name.
-LR_RANGES: dict[str, tuple[float, float]] = {
-    "sgd": (1e-3, 3.0),
-    "sgd_momentum": (1e-4, 1.0),
-    "momentum": (1e-4, 1.0),
-    "nesterov": (1e-4, 1.0),
-    "adagrad": (1e-3, 1.0),
-    "rmsprop": (1e-5, 1e-1),
-    "adam": (1e-5, 1e-1),
-    "adamw": (1e-5, 1e-1),
-}
-#: The range for optimizers not listed above (``torch.optim.<Class>``).
-DEFAULT_LR_RANGE = (1e-5, 1.0)
-SAMPLERS = ("tpe", "random", "qmc")
-PRUNERS = ("median", "hyperband", "none")
 #: Seed of every tuning trial; seed runs use 1..K.
 TUNING_SEED = 0
 #: Bumped when a change makes old studies incomparable.
 PROTOCOL_VERSION = 1
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One tuned hyperparameter: a float in ``[low, high]``, log-uniform if ``log``."""
-
-    name: str
-    low: float
-    high: float
-    log: bool = True
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
-            raise ValueError(f"search range {self.name}={self.low:g}:{self.high:g} is invalid: "
-                             "expected low < high")
-        if self.log and self.low <= 0:
-            raise ValueError(f"search range {self.name}={self.low:g}:{self.high:g} is log-scale "
-                             "and needs low > 0 (add :linear for a linear range)")
-
-    def suggest(self, trial: optuna.Trial) -> float:
-        """Ask the trial for a value."""
-        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-
-    def to_text(self) -> str:
-        """``name=low:high[:linear]``, as typed after ``--tune``."""
-        return f"{self.name}={self.low:g}:{self.high:g}{'' if self.log else ':linear'}"
-
-
-def parse_dimension(text: str) -> Dimension:
-    """Parse ``name=low:high`` (log-uniform) or ``name=low:high:linear``."""
-    name, equals, body = text.partition("=")
-    parts = body.split(":")
-    try:
-        if not equals or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in (
-                "log", "linear")):
-            raise ValueError
-        low, high = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise ValueError(f"malformed search range {text!r}: expected name=low:high or "
-                         "name=low:high:linear, such as momentum=0.5:0.99:linear") from None
-    return Dimension(name.strip(), low, high, log=len(parts) == 2 or parts[2] == "log")
 
 
 def schedule_defaults(name: str, epochs: int) -> dict[str, Any]:
@@ -129,13 +82,12 @@ def schedule_defaults(name: str, epochs: int) -> dict[str, Any]:
 def build_schedule(text: str, epochs: int) -> ScheduleSpec | None:
     """The schedule for ``text`` (``constant`` gives ``None``), defaults filled in from the run
     length for any argument the text leaves out."""
-    name, _, body = text.strip().partition(":")
-    name = name.strip()
+    name, given = parse_spec(text)
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULES)}")
+        raise unknown_name("schedule", name, list(SCHEDULES), text)
     if name == "constant":
         return None
-    arguments = {**schedule_defaults(name, epochs), **_parse_arguments(text, body)}
+    arguments = {**schedule_defaults(name, epochs), **given}
     merged = ",".join(f"{key}={value!r}" for key, value in arguments.items())
     spec = parse_schedule(f"{name}:{merged}" if merged else name)
     return ScheduleSpec(text.strip(), spec.name, spec.arguments)
@@ -176,7 +128,7 @@ def make_contender(optimizer: str | OptimizerSpec, schedule: str = "constant",
     spec = parse_optimizer(optimizer) if isinstance(optimizer, str) else optimizer
     space: list[Dimension] = []
     if "lr" not in spec.arguments:
-        low, high = lr_range or LR_RANGES.get(spec.name, DEFAULT_LR_RANGE)
+        low, high = lr_range or default_lr_range(spec.name)
         space.append(Dimension("lr", low, high, log=True))
     for item in tune:
         dimension = parse_dimension(item) if isinstance(item, str) else item
@@ -232,9 +184,9 @@ class BenchConfig:
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs={self.epochs!r} is invalid: expected >= 1")
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+            raise unknown_name("sampler", self.sampler, SAMPLERS)
         if self.pruner not in PRUNERS:
-            raise ValueError(f"unknown pruner {self.pruner!r}; valid: {', '.join(PRUNERS)}")
+            raise unknown_name("pruner", self.pruner, PRUNERS)
         if not self.study or ":" in self.study:
             raise ValueError(f"study name {self.study!r} is invalid: expected a non-empty name "
                              "without ':'")
@@ -257,89 +209,6 @@ class Reporter:
 
     def waiting(self, message: str) -> None:
         """This worker waits for trials other workers are running."""
-
-
-@dataclass
-class ContenderResult:
-    """Everything measured for one contender on one task."""
-
-    task: str
-    label: str
-    space: list[str]
-    trials: list[dict]
-    best_params: dict[str, float] | None
-    best_value: float | None
-    seed_runs: dict[int, RunResult] = field(default_factory=dict)
-
-    def test_accuracy(self) -> tuple[float, float]:
-        """Mean and standard deviation over seeds of the final test accuracy."""
-        return mean_std([run.test_accuracy for run in self.seed_runs.values()
-                         if run.test_accuracy is not None])
-
-    def test_loss(self) -> tuple[float, float]:
-        """Mean and standard deviation over seeds of the final test loss."""
-        return mean_std([run.test_loss for run in self.seed_runs.values()
-                         if run.test_loss is not None])
-
-
-def startup_trials(trials: int) -> int:
-    """How many of a budget's trials the default sampler spreads over the whole range."""
-    return min(10, max(1, math.ceil(trials / 2)))
-
-
-def latin_point(space: Sequence[Dimension], index: int, count: int, seed: int
-                ) -> dict[str, float]:
-    """Point ``index`` of a ``count``-point Latin hypercube over ``space``.
-
-    Each dimension's range (in log space for log-scale ones) is cut into ``count`` equal
-    strata; each point takes a different stratum in every dimension, at a random place in it.
-    The same seed gives the same design, so every worker and every rerun agree on it.
-    """
-    rng = np.random.default_rng(seed)
-    point = {}
-    for dimension in space:
-        order, jitter = rng.permutation(count), rng.random(count)
-        position = (order[index] + jitter[index]) / count
-        if dimension.log:
-            low, high = math.log(dimension.low), math.log(dimension.high)
-            value = math.exp(low + position * (high - low))
-        else:
-            value = dimension.low + position * (dimension.high - dimension.low)
-        point[dimension.name] = min(max(value, dimension.low), dimension.high)
-    return point
-
-
-def _sampler(name: str, seed: int, trials: int, taken: int, space: Sequence[Dimension]
-             ) -> optuna.samplers.BaseSampler:
-    """The sampler for the next trial, ``taken`` trials being finished or running.
-
-    Rebuilt for every trial with a seed that moves on with the study, so a resumed run
-    continues the sequence instead of repeating the draws it already made.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if name == "random":
-            return optuna.samplers.RandomSampler(seed=seed + taken)
-        if name == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, scramble=True,
-                                              warn_independent_sampling=False)
-        # Coarse to fine: the first half of the budget (up to 10 trials) covers the range
-        # evenly (a Latin hypercube: one trial per slice of the log range), then TPE refines
-        # around what worked.
-        startup = startup_trials(trials)
-        tpe = optuna.samplers.TPESampler(seed=seed + taken, n_startup_trials=startup)
-        if taken < startup:
-            return optuna.samplers.PartialFixedSampler(
-                latin_point(space, taken, startup, seed), tpe)
-        return tpe
-
-
-def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, epochs // 4))
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    return optuna.pruners.NopPruner()
 
 
 def _schedule_settings(schedule: ScheduleSpec | None) -> dict[str, Any] | None:
@@ -385,6 +254,8 @@ class Bench:
         if self.config.storage is None:
             self.config.out.mkdir(parents=True, exist_ok=True)
         self.url = storage_layer.storage_url(self.config.storage, self.config.out)
+        #: The storage URL with its password masked: what is printed and written.
+        self.display_url = storage_layer.display_url(self.url)
         self.storage = storage_layer.open_storage(self.url)
         self.studies: dict[tuple[str, str, str], optuna.Study] = {}
         for task in self.tasks:
@@ -403,7 +274,8 @@ class Bench:
         (``data_dir``: CIFAR-10's directory, when the benchmark used it).
         """
         url = storage_layer.storage_url(storage, Path(out))
-        opened = storage_layer.open_storage(url)
+        opened = storage_layer.open_storage(url, create=False)
+        shown = storage_layer.display_url(url)
         prefix = f"{study}:"
         summaries = [summary for summary in opened.get_all_studies()
                      if summary.study_name.startswith(prefix)
@@ -411,7 +283,7 @@ class Bench:
         if not summaries:
             names = sorted({summary.study_name.split(":")[0]
                             for summary in opened.get_all_studies()})
-            raise ValueError(f"no benchmark study {study!r} in {url}; studies there: "
+            raise ValueError(f"no benchmark study {study!r} in {shown}; studies there: "
                              f"{', '.join(names) or 'none'}")
         tasks: dict[str, Task] = {}
         contenders: dict[str, Contender] = {}
@@ -420,7 +292,7 @@ class Bench:
             settings = summary.user_attrs.get("settings")
             described = summary.user_attrs.get("contender")
             if not settings or not described:
-                raise ValueError(f"study {summary.study_name!r} in {url} was not written by "
+                raise ValueError(f"study {summary.study_name!r} in {shown} was not written by "
                                  "descend bench; cannot rebuild its benchmark")
             if settings["task"] not in tasks:
                 tasks[settings["task"]] = get_task(settings["task"], data_dir).with_options(
@@ -458,7 +330,7 @@ class Bench:
         study = optuna.create_study(
             study_name=name, storage=self.storage, load_if_exists=True,
             direction="maximize" if task.higher_is_better else "minimize",
-            pruner=_pruner(self.config.pruner, task.epochs))
+            pruner=make_pruner(self.config.pruner, task.epochs))
         expected = json.loads(json.dumps(self._fingerprint(task, contender)))
         stored = study.user_attrs.get("settings")
         if phase == "tune":
@@ -471,7 +343,7 @@ class Bench:
             study.set_user_attr("settings", expected)
         elif stored != expected:
             changed = sorted(key for key in expected if stored.get(key) != expected.get(key))
-            raise ValueError(f"study {name!r} in {self.url} was run with other settings "
+            raise ValueError(f"study {name!r} in {self.display_url} was run with other settings "
                              f"({', '.join(changed)} differ); use another --out, --storage or "
                              "--study")
         return study
@@ -548,7 +420,7 @@ class Bench:
         budget = self._tuning_budget(contender)
         study = self.studies[task.name, contender.label, "tune"]
         while True:
-            storage_layer.reclaim_stale(study)
+            storage_layer.reclaim_stale(study, self.storage)
             finished = len(self._finished_tuning(study))
             running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
             if finished >= budget:
@@ -571,10 +443,10 @@ class Bench:
                       reporter: Reporter) -> None:
         taken = len(study.get_trials(deepcopy=False,
                                      states=(*storage_layer.FINISHED, TrialState.RUNNING)))
-        study.sampler = _sampler(self.config.sampler, self.config.sampler_seed, budget, taken,
+        study.sampler = make_sampler(self.config.sampler, self.config.sampler_seed, budget, taken,
                                  contender.space)
         trial = _ask(study)
-        storage_layer.claim(trial, self.storage)
+        trial_id = storage_layer.claim(trial, study, self.storage)
         if self._is_surplus(study, trial, budget):
             trial.set_user_attr("failed_because", "over budget (another worker took it)")
             study.tell(trial, state=TrialState.FAIL)
@@ -593,7 +465,7 @@ class Bench:
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        with storage_layer.heartbeat(self.storage, trial._trial_id):
+        with storage_layer.heartbeat(self.storage, trial_id):
             try:
                 result = train(task, spec, contender.schedule(task.epochs), TUNING_SEED,
                                task.epochs, on_epoch=on_epoch)
@@ -623,7 +495,7 @@ class Bench:
         params = best[0]
         wanted = set(range(1, self.config.seeds + 1))
         while True:
-            storage_layer.reclaim_stale(study)
+            storage_layer.reclaim_stale(study, self.storage)
             done = self._seeds_done(study, params)
             if wanted <= done:
                 return
@@ -638,7 +510,7 @@ class Bench:
     def _seed_run(self, task: Task, contender: Contender, study: optuna.Study, params: dict,
                   wanted: set[int], reporter: Reporter) -> None:
         trial = _ask(study)
-        storage_layer.claim(trial, self.storage)
+        trial_id = storage_layer.claim(trial, study, self.storage)
         trial.set_user_attr("params_key", _params_key(params))
         trial.set_user_attr("params", params)
         taken = {other.user_attrs.get("seed") for other in self._seed_trials(
@@ -654,7 +526,7 @@ class Bench:
         reporter.run_started(task.name, contender.label, f"seed {seed}",
                              ", ".join(f"{key}={value:.3g}" for key, value in params.items()),
                              task.epochs)
-        with storage_layer.heartbeat(self.storage, trial._trial_id):
+        with storage_layer.heartbeat(self.storage, trial_id):
             try:
                 result = train(task, contender.spec_for(params), contender.schedule(task.epochs),
                                seed,
@@ -706,28 +578,6 @@ class Bench:
         return results
 
 
-def summarize(task: Task, result: ContenderResult) -> dict[str, Any]:
-    """Per-contender numbers for tables and reports: test score over seeds, time to target."""
-    epochs, seconds = [], []
-    for run in result.seed_runs.values():
-        epoch, second = time_to_target(task, run)
-        epochs.append(epoch)
-        seconds.append(second)
-    test_mean, test_std = (result.test_accuracy() if task.metric == "accuracy"
-                           else result.test_loss())
-    return {
-        "task": task.name, "optimizer": result.label, "best_params": result.best_params,
-        "best_val": result.best_value, "test_mean": test_mean, "test_std": test_std,
-        "seeds": len(result.seed_runs), "target": task.target,
-        "reached": sum(epoch is not None for epoch in epochs),
-        "epochs_to_target": median_time(epochs), "seconds_to_target": median_time(seconds),
-        "trials": len(result.trials),
-        "pruned": sum(trial["state"] == "pruned" and not trial["diverged"]
-                      for trial in result.trials),
-        "diverged": sum(trial["diverged"] for trial in result.trials),
-    }
-
-
 def run_bench(tasks: Sequence[Task], optimizers: Sequence[str | OptimizerSpec],
               schedules: Sequence[str] = ("constant",), config: BenchConfig | None = None,
               lr_range: tuple[float, float] | None = None, tune: Sequence[str] = (),
@@ -749,19 +599,14 @@ def run_bench(tasks: Sequence[Task], optimizers: Sequence[str | OptimizerSpec],
 
 def write_outputs(bench: Bench, results: list[ContenderResult], report: bool = True
                   ) -> list[dict[str, Any]]:
-    """Write ``results.json`` (and ``report.html``) to the output folder; return the rows."""
-    tasks = {task.name: task for task in bench.tasks}
-    rows = [summarize(tasks[result.task], result) for result in results]
+    """Write ``results.json`` (and ``report.html``) to the output folder; return the summary
+    rows (see :func:`descend.bench.results.summary_rows`)."""
+    rows = summary_rows(bench.tasks, results)
     out = bench.config.out
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"storage": bench.url, "rows": rows,
-               "results": [{"task": r.task, "optimizer": r.label, "space": r.space,
-                            "trials": r.trials, "best_params": r.best_params,
-                            "seed_runs": {seed: run.to_dict() for seed, run in r.seed_runs.items()}}
-                           for r in results]}
-    (out / "results.json").write_text(json.dumps(payload, indent=1))
+    write_results(out / "results.json", bench.display_url, rows, results)
     if report:
-        from descend.bench.report import write_report
+        from descend.bench.report import write_report  # matplotlib loads only for the report
 
         write_report(out / "report.html", bench.tasks, results, rows)
     return rows

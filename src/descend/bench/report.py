@@ -17,7 +17,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from descend.bench.metrics import curves, performance_profile  # noqa: E402
-from descend.bench.protocol import ContenderResult  # noqa: E402
+from descend.bench.results import (  # noqa: E402
+    DISTURBED,
+    STEP_TIME_SPREAD,
+    SUMMARY_HEADERS,
+    WALL_OVER_CPU,
+    ContenderResult,
+    format_number,
+    summary_cells,
+)
 from descend.bench.tasks import Task  # noqa: E402
 
 STYLE = """
@@ -27,6 +35,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
 th { background: #f4f4f4; } td.name, th.name { text-align: left; }
 img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
+.warning { color: #8a4b00; background: #fff4e0; padding: 4px 8px; }
 """
 
 
@@ -41,14 +50,6 @@ def _figure_html(figure: plt.Figure, alt: str) -> str:
 def _colors(labels: Sequence[str]) -> dict[str, Any]:
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     return {label: cmap(index % cmap.N) for index, label in enumerate(labels)}
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "never"
-    return f"{value:.{digits}g}"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], names: int = 1) -> str:
@@ -166,8 +167,10 @@ def _time_to_target(rows: list[dict], colors: dict) -> str:
             color = colors.get(row["optimizer"], "C0")
             if math.isfinite(value):
                 axis.barh(index, value, color=color)
-                axis.text(value, index, f" {value:.3g} ({row['reached']}/{row['seeds']})",
-                          va="center", fontsize=7)
+                disturbed = f" {DISTURBED}" if key == "seconds_to_target" and row[
+                    "timing_disturbed"] else ""
+                axis.text(value, index, f" {value:.3g} ({row['reached']}/{row['seeds']})"
+                          f"{disturbed}", va="center", fontsize=7)
             else:
                 axis.barh(index, cap, color="none", edgecolor="0.6", hatch="//")
                 axis.text(0, index, f" not reached ({row['reached']}/{row['seeds']})",
@@ -207,33 +210,10 @@ def _profiles(rows: list[dict], colors: dict) -> str:
     return _figure_html(figure, "performance profiles")
 
 
-def summary_cells(row: dict, metric: str = "accuracy") -> list[str]:
-    """A summary row as table cells (shared by the HTML report and the terminal table)."""
-    params = row["best_params"]
-    setting = ("all diverged or pruned" if params is None else
-               ", ".join(f"{key}={value:.3g}" for key, value in params.items()) or "as given")
-    def number(value: float) -> str:
-        return f"{value * 100:.2f}" if metric == "accuracy" else f"{value:.4g}"
-
-    test = f"{number(row['test_mean'])} ± {number(row['test_std'])}" if row["seeds"] else "-"
-    best_val = "-" if row["best_val"] is None else number(row["best_val"])
-    if row["target"] is None:
-        epochs = seconds = "-"
-    else:
-        epochs = _fmt(row["epochs_to_target"])
-        seconds = _fmt(row["seconds_to_target"], 2)
-        if math.isfinite(row["seconds_to_target"]):
-            seconds += "s"
-    return [row["optimizer"], setting, best_val, test, epochs, seconds,
-            f"{row['reached']}/{row['seeds']}",
-            f"{row['trials']} ({row['pruned']}/{row['diverged']})"]
-
-
-#: Columns of the summary: tuning val is the best trial's final validation score; test is
-#: over the seed reruns; epochs and seconds to target are medians over seeds; reached counts
-#: seeds that got there; trials counts tuning trials (pruned/diverged).
-SUMMARY_HEADERS = ["optimizer", "best setting", "tuning val", "test mean ± std",
-                   "epochs to target", "secs to target", "reached", "trials (pruned/div.)"]
+def _timing_warning(row: dict) -> str:
+    return (f"<p class='warning'>* {DISTURBED}: {html.escape(row['optimizer'])}: "
+            f"{html.escape('; '.join(row['timing']))}. Its seconds are not a property of the "
+            "optimizer; compare epochs to target.</p>")
 
 
 def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResult],
@@ -247,8 +227,12 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
              "of trials (seed 0, scored by the final validation score); the best setting was "
              "then rerun with seeds 1..K. Test scores and times are over those reruns. Time "
              "to target is the median over seeds of the first epoch whose validation score "
-             "reaches the task's target; training seconds exclude evaluation and depend on "
-             "the machine's load.</p>"]
+             "reaches the task's target, in epochs (the primary figure) and in training "
+             "seconds, which exclude evaluation and depend on the machine's load: a run whose "
+             f"wall time is more than {WALL_OVER_CPU:g}x its CPU time, or whose time per step "
+             "differs more than "
+             f"{STEP_TIME_SPREAD:g}x the median of the task's runs, is marked "
+             f"&quot;{DISTURBED}&quot;.</p>"]
     for task in tasks:
         mine = [result for result in results if result.task == task.name]
         task_rows = [row for row in rows if row["task"] == task.name]
@@ -261,6 +245,7 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
                      f"{unit}.</p>")
         parts.append(_table(SUMMARY_HEADERS,
                             [summary_cells(row, task.metric) for row in task_rows], names=2))
+        parts.extend(_timing_warning(row) for row in task_rows if row["timing_disturbed"])
         parts.append(_learning_curves(task, mine, colors))
         if any("lr" in trial["params"] for result in mine for trial in result.trials):
             parts.append(_sensitivity(task, mine, colors))
@@ -268,7 +253,7 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
         trial_rows = [[result.label, trial["number"],
                        ", ".join(f"{k}={v:.3g}" for k, v in trial["params"].items()),
                        "diverged" if trial["diverged"] else trial["state"], trial["epochs"],
-                       _fmt(trial["last_score"], 4)]
+                       format_number(trial["last_score"], 4)]
                       for result in mine for trial in result.trials]
         parts.append("<details><summary>every tuning trial</summary>" + _table(
             ["optimizer", "trial", "setting", "outcome", "epochs run", "last val score"],

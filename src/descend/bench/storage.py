@@ -6,6 +6,9 @@ a PostgreSQL or MySQL database) can share one study: each claims a trial by reco
 and process id, and a heartbeat thread keeps its claim fresh. A trial left RUNNING by a process
 that died is failed (and so redone) as soon as a worker sees it: at once when the dead process
 ran on the same host, otherwise once its heartbeat is older than the grace period.
+
+Storage URLs may hold a password (``postgresql://user:password@host/db``): anything shown or
+written uses :func:`display_url`, and error messages pass through :func:`redact`.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import socket
+import sqlite3
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -35,6 +41,54 @@ RETRIES = 5
 RACES = ("already exists", "locked", "UNIQUE constraint", "duplicate key")
 
 
+#: Shown in place of a password.
+MASK = "***"
+
+
+def _userinfo(url: str) -> tuple[str, str, str] | None:
+    """``(scheme, userinfo, rest)`` of ``scheme://userinfo@rest``, or ``None`` without one.
+
+    The last ``@`` ends the user info, so a password holding ``@`` or ``/`` typed without
+    percent-encoding is still found whole.
+    """
+    scheme, separator, remainder = url.partition("://")
+    userinfo, at, rest = remainder.rpartition("@")
+    return (scheme, userinfo, rest) if separator and at else None
+
+
+def _password(url: str) -> str | None:
+    """The password in ``url``'s user info or in a ``password=`` query parameter, if any."""
+    parts = _userinfo(url)
+    if parts is not None and ":" in parts[1]:
+        return parts[1].split(":", 1)[1]
+    query = re.search(r"[?&]password=([^&]*)", url)
+    return query.group(1) if query else None
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: safe to print, log and write to files.
+
+    ``postgresql+psycopg://alice:S3cret@host/db`` -> ``postgresql+psycopg://alice:***@host/db``.
+    """
+    parts = _userinfo(url)
+    if parts is not None and ":" in parts[1]:
+        scheme, userinfo, rest = parts
+        url = f"{scheme}://{userinfo.split(':', 1)[0]}:{MASK}@{rest}"
+    return re.sub(r"([?&]password=)[^&]*", rf"\g<1>{MASK}", url)
+
+
+def redact(text: str, url: str) -> str:
+    """``text`` (such as a driver's error message) with ``url``'s password masked, in the
+    forms it may take: as typed, percent-decoded, and inside the URL itself."""
+    text = text.replace(url, display_url(url))
+    password = _password(url)
+    if password:
+        for form in {password, unquote(password)}:
+            if form:
+                text = text.replace(form, MASK)
+    return text
+
+
 def storage_url(storage: str | None, out: Path) -> str:
     """The storage URL: ``storage`` as given (a URL, or a file path taken as SQLite), or
     ``bench.db`` in the output folder."""
@@ -45,18 +99,44 @@ def storage_url(storage: str | None, out: Path) -> str:
     return storage
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open (creating tables if needed) the Optuna RDB storage at ``url``.
+def check_sqlite_file(path: Path, url: str) -> None:
+    """Raise ``ValueError`` unless the SQLite file at ``path`` is a sound database.
 
-    Raises ``ValueError`` with one line saying what went wrong, so the command fails before
-    any trial starts.
+    Runs SQLite's own ``quick_check``, so a corrupted file fails here, in one line, and not in
+    the middle of a benchmark.
+    """
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+        try:
+            verdict = connection.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        verdict = str(error)
+    if verdict != "ok":
+        raise ValueError(f"cannot open storage {display_url(url)!r}: the file is not a sound "
+                         f"SQLite database ({verdict.splitlines()[0]}); restore it from a copy "
+                         "or start another --out or --storage")
+
+
+def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
+    """Open the Optuna RDB storage at ``url`` (creating its tables if needed).
+
+    With ``create=False`` a SQLite file must already exist (nothing is created). Raises
+    ``ValueError`` with one line saying what went wrong (the password masked), so the command
+    fails before any trial starts.
     """
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     if url.startswith("sqlite:///"):
-        folder = Path(url.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
-            raise ValueError(f"cannot open storage {url!r}: folder {str(folder)!r} does not "
-                             "exist")
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        if not path.parent.is_dir():
+            raise ValueError(f"cannot open storage {display_url(url)!r}: folder "
+                             f"{str(path.parent)!r} does not exist")
+        if not create and not path.is_file():
+            raise ValueError(f"cannot open storage {display_url(url)!r}: file {str(path)!r} "
+                             "does not exist")
+        if path.is_file() and path.stat().st_size:
+            check_sqlite_file(path, url)
     for attempt in range(RETRIES):
         try:
             with warnings.catch_warnings():
@@ -72,17 +152,27 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
             if attempt + 1 < RETRIES and any(sign in text for sign in RACES):
                 time.sleep(0.5 * (attempt + 1))
                 continue
-            reason = text.strip().splitlines()[0] if text.strip() else ""
-            raise ValueError(f"cannot open storage {url!r}: {type(error).__name__}: {reason} "
-                             "(expected sqlite:///path/file.db, postgresql://user@host/db or "
+            reason = redact(text.strip().splitlines()[0], url) if text.strip() else ""
+            raise ValueError(f"cannot open storage {display_url(url)!r}: "
+                             f"{type(error).__name__}: {reason} (expected "
+                             "sqlite:///path/file.db, postgresql://user@host/db or "
                              "mysql://user@host/db, with its driver installed)") from None
     raise AssertionError("unreachable")
 
 
-def claim(trial: optuna.Trial, storage: optuna.storages.RDBStorage) -> None:
-    """Mark ``trial`` as this process's and record its first heartbeat."""
+def trial_id(storage: optuna.storages.RDBStorage, study: optuna.Study, number: int) -> int:
+    """The storage's id of trial ``number`` of ``study`` (what heartbeats are recorded by)."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def claim(trial: optuna.Trial, study: optuna.Study, storage: optuna.storages.RDBStorage
+          ) -> int:
+    """Mark ``trial`` as this process's, record its first heartbeat, and return its id."""
     trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
-    storage.record_heartbeat(trial._trial_id)
+    identifier = trial_id(storage, study, trial.number)
+    storage.record_heartbeat(identifier)
+    return identifier
 
 
 @contextlib.contextmanager
@@ -125,7 +215,7 @@ def _is_stale(trial: FrozenTrial, now: datetime.datetime) -> bool:
     return False
 
 
-def reclaim_stale(study: optuna.Study) -> int:
+def reclaim_stale(study: optuna.Study, storage: optuna.storages.RDBStorage) -> int:
     """Fail the running trials whose worker is gone (so they are redone); return how many."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -134,9 +224,10 @@ def reclaim_stale(study: optuna.Study) -> int:
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _is_stale(trial, now):
+            # Another worker may fail the same trial at the same moment: either wins.
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-                study._storage.set_trial_user_attr(trial._trial_id, "failed_because",
-                                                   "its worker died")
+                storage.set_trial_user_attr(trial_id(storage, study, trial.number),
+                                            "failed_because", "its worker died")
+                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 failed += 1
     return failed

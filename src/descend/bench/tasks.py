@@ -12,76 +12,46 @@ Built-in tasks (every one offline; nothing is downloaded):
   (see :mod:`descend.bench.cifar10`); the last 5000 training images are held out for validation.
 
 Your own network: :meth:`Task.custom` takes a model factory, data loaders and a loss.
+
+This module loads no data and no torch until a task is built, so the command line can list
+the tasks at once; the data lives in :mod:`descend.bench.data`, the models in
+:mod:`descend.bench.models`.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from torch import nn
+from descend.suggest import unknown_name
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
+    from descend.bench.data import Batch, Data
 
-class TensorData:
-    """An in-memory dataset served in mini-batches, shuffled by a caller-given generator.
-
-    Faster than a ``DataLoader`` for the small built-in datasets, which is most of a tiny
-    model's step time.
-    """
-
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int) -> None:
-        if len(inputs) != len(targets):
-            raise ValueError(f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in "
-                             "length")
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} is invalid: expected >= 1")
-        self.inputs, self.targets, self.batch_size = inputs, targets, batch_size
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def batches(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
-        """Mini-batches in a random order (``generator`` given) or in order (``None``)."""
-        count = len(self.inputs)
-        order = (torch.randperm(count, generator=generator) if generator is not None
-                 else torch.arange(count))
-        for start in range(0, count, self.batch_size):
-            index = order[start:start + self.batch_size]
-            yield self.inputs[index], self.targets[index]
-
-    def with_batch_size(self, batch_size: int) -> TensorData:
-        """The same data in batches of ``batch_size``."""
-        return TensorData(self.inputs, self.targets, batch_size)
+METRICS = ("accuracy", "loss")
 
 
-class LoaderData:
-    """A user's iterable of ``(inputs, targets)`` batches, such as a ``DataLoader``.
+def _cross_entropy() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    import torch
 
-    The loader does its own shuffling; the generator argument of :meth:`batches` is ignored.
-    """
-
-    def __init__(self, loader: Iterable[Batch]) -> None:
-        self.loader = loader
-
-    def __len__(self) -> int:
-        dataset = getattr(self.loader, "dataset", None)
-        return len(dataset) if dataset is not None else 0
-
-    def batches(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
-        """The loader's batches."""
-        for batch in self.loader:
-            inputs, targets = batch[0], batch[1]
-            yield inputs, targets
+    return torch.nn.functional.cross_entropy
 
 
-Data = TensorData | LoaderData
+def check_target(target: float | None, metric: str) -> None:
+    """Raise ``ValueError`` unless ``target`` is a score a task with ``metric`` can reach:
+    an accuracy in (0, 1], or a finite loss."""
+    if target is None:
+        return
+    if not (isinstance(target, int | float) and math.isfinite(target)):
+        raise ValueError(f"target={target!r} is invalid: expected a finite number")
+    if metric == "accuracy" and not 0 < target <= 1:
+        raise ValueError(f"target={target!r} is invalid: expected a validation accuracy in "
+                         "(0, 1], such as 0.95")
 
 
 @dataclass(frozen=True)
@@ -92,7 +62,7 @@ class Task:
         name: the task's name in tables and study names.
         model_factory: builds a fresh model (called after the run's seed is set).
         train, val, test: the splits (``test`` may be ``None``: then no test accuracy).
-        loss: ``loss(outputs, targets) -> scalar tensor``.
+        loss: ``loss(outputs, targets) -> scalar tensor`` (default: cross-entropy).
         epochs: default training length.
         target: the validation score that counts as reaching the target (accuracy, or loss
             when ``metric="loss"``); ``None`` for no time-to-target.
@@ -107,7 +77,8 @@ class Task:
     train: Data
     val: Data
     test: Data | None
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(
+        default_factory=_cross_entropy)
     epochs: int = 10
     target: float | None = None
     metric: str = "accuracy"
@@ -116,10 +87,11 @@ class Task:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.metric not in ("accuracy", "loss"):
+        if self.metric not in METRICS:
             raise ValueError(f"metric={self.metric!r} is invalid: expected 'accuracy' or 'loss'")
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs!r} is invalid: expected >= 1")
+        check_target(self.target, self.metric)
 
     @property
     def higher_is_better(self) -> bool:
@@ -135,6 +107,8 @@ class Task:
     def with_options(self, epochs: int | None = None, batch_size: int | None = None,
                      target: float | None = None) -> Task:
         """The task with a different length, batch size (built-in data only) or target."""
+        from descend.bench.data import TensorData
+
         changes: dict[str, Any] = {}
         if epochs is not None:
             changes["epochs"] = epochs
@@ -160,150 +134,50 @@ class Task:
         For tasks other than classification pass ``metric="loss"``: tuning then minimizes the
         validation loss and ``target`` is a loss to get below.
         """
+        from descend.bench.data import LoaderData
+
         if not callable(model_factory):
             raise ValueError(f"model_factory={model_factory!r} is not callable: expected a "
                              "function that returns a fresh torch.nn.Module")
         return cls(name, model_factory, LoaderData(train_loader), LoaderData(val_loader),
                    LoaderData(test_loader) if test_loader is not None else None,
-                   loss or nn.functional.cross_entropy, epochs, target, metric, num_classes,
+                   loss or _cross_entropy(), epochs, target, metric, num_classes,
                    description or "user task")
 
 
-# -- data ------------------------------------------------------------------------------------
-
-
-def _split_indices(labels: np.ndarray, fractions: tuple[float, float], seed: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A fixed stratified train/validation/test split of ``labels``' indices."""
-    rng = np.random.default_rng(seed)
-    train, val, test = [], [], []
-    for label in np.unique(labels):
-        index = rng.permutation(np.flatnonzero(labels == label))
-        n_train = int(round(fractions[0] * len(index)))
-        n_val = int(round(fractions[1] * len(index)))
-        train.append(index[:n_train])
-        val.append(index[n_train:n_train + n_val])
-        test.append(index[n_train + n_val:])
-    return tuple(np.sort(np.concatenate(part)) for part in (train, val, test))
-
-
-@lru_cache(maxsize=1)
-def digits_arrays() -> dict[str, np.ndarray]:
-    """scikit-learn's 8x8 digits, pixels scaled to [0, 1], split 60/20/20 (fixed, stratified)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    inputs = (digits.data / 16.0).astype(np.float32)
-    labels = digits.target.astype(np.int64)
-    train, val, test = _split_indices(labels, (0.6, 0.2), seed=0)
-    return {"x_train": inputs[train], "y_train": labels[train], "x_val": inputs[val],
-            "y_val": labels[val], "x_test": inputs[test], "y_test": labels[test]}
-
-
-@lru_cache(maxsize=1)
-def mnist1d_arrays() -> dict[str, np.ndarray]:
-    """MNIST-1D generated with the ``mnist1d`` package's published arguments (seed 42).
-
-    Uses the package's generator only (never its download path). The generator seeds NumPy's
-    and Python's global random states, so both are restored afterwards.
-    """
-    try:
-        from mnist1d.data import get_dataset_args, make_dataset
-    except ImportError as error:
-        raise ValueError("the MNIST-1D tasks need the mnist1d package: pip install mnist1d"
-                         ) from error
-    numpy_state, python_state = np.random.get_state(), random.getstate()
-    try:
-        data = make_dataset(get_dataset_args())
-    finally:
-        np.random.set_state(numpy_state)
-        random.setstate(python_state)
-    x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-    held_out = 500
-    return {"x_train": x[:-held_out], "y_train": y[:-held_out], "x_val": x[-held_out:],
-            "y_val": y[-held_out:], "x_test": data["x_test"].astype(np.float32),
-            "y_test": data["y_test"].astype(np.int64)}
-
-
-def _tensor_splits(arrays: dict[str, np.ndarray], batch_size: int, eval_batch: int = 1000
-                   ) -> tuple[TensorData, TensorData, TensorData]:
-    def split(name: str, size: int) -> TensorData:
-        return TensorData(torch.from_numpy(arrays[f"x_{name}"]),
-                          torch.from_numpy(arrays[f"y_{name}"]), size)
-
-    return split("train", batch_size), split("val", eval_batch), split("test", eval_batch)
-
-
-# -- models ----------------------------------------------------------------------------------
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers of the given widths with ReLU between them."""
-    layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        if index:
-            layers.append(nn.ReLU())
-        layers.append(nn.Linear(fan_in, fan_out))
-    return nn.Sequential(*layers)
-
-
-class MNIST1DConv(nn.Module):
-    """The MNIST-1D paper's CNN: three strided 1-D convolutions (25 channels) and a linear head."""
-
-    def __init__(self, length: int = 40, channels: int = 25, classes: int = 10) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv1d(1, channels, 5, stride=2, padding=1)
-        self.conv2 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
-        self.conv3 = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
-        for _ in range(3):
-            length = (length + 2 - (5 if _ == 0 else 3)) // 2 + 1
-        self.linear = nn.Linear(channels * length, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch of signals of shape ``(batch, length)``."""
-        h = x.view(x.shape[0], 1, x.shape[-1])
-        h = self.conv3(self.conv2(self.conv1(h).relu()).relu()).relu()
-        return self.linear(h.flatten(1))
-
-
-class CIFARConv(nn.Module):
-    """A small CIFAR-10 CNN: three conv-ReLU-maxpool blocks (32, 64, 64 channels), two linear."""
-
-    def __init__(self, classes: int = 10) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(),
-                                        nn.Linear(128, classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch of images of shape ``(batch, 3, 32, 32)``."""
-        return self.classifier(self.features(x))
-
-
-# -- the registry ----------------------------------------------------------------------------
+# -- the built-in tasks ----------------------------------------------------------------------
 
 
 def _digits(name: str, hidden: list[int], target: float, description: str) -> Task:
-    train, val, test = _tensor_splits(digits_arrays(), batch_size=32)
+    from descend.bench.data import digits_arrays, tensor_splits
+    from descend.bench.models import mlp
+
+    train, val, test = tensor_splits(digits_arrays(), batch_size=32)
     return Task(name, lambda: mlp([64, *hidden, 10]), train, val, test, epochs=20,
                 target=target, num_classes=10, description=description)
 
 
-def _mnist1d(name: str, factory: Callable[[], nn.Module], epochs: int, target: float,
-             description: str) -> Task:
-    train, val, test = _tensor_splits(mnist1d_arrays(), batch_size=100)
-    return Task(name, factory, train, val, test, epochs=epochs, target=target, num_classes=10,
-                description=description)
+def _mnist1d(name: str, model: str, epochs: int, target: float, description: str) -> Task:
+    from descend.bench import models
+    from descend.bench.data import mnist1d_arrays, tensor_splits
+
+    factories: dict[str, Callable[[], nn.Module]] = {
+        "logreg": lambda: models.mlp([40, 10]),
+        "mlp": lambda: models.mlp([40, 100, 100, 10]),
+        "cnn": models.MNIST1DConv,
+    }
+    train, val, test = tensor_splits(mnist1d_arrays(), batch_size=100)
+    return Task(name, factories[model], train, val, test, epochs=epochs, target=target,
+                num_classes=10, description=description)
 
 
 def _cifar10(data_dir: str | None) -> Task:
     from descend.bench.cifar10 import load_cifar10
+    from descend.bench.data import tensor_splits
+    from descend.bench.models import CIFARConv
 
     arrays = load_cifar10(data_dir)
-    train, val, test = _tensor_splits(arrays, batch_size=128, eval_batch=1000)
+    train, val, test = tensor_splits(arrays, batch_size=128, eval_batch=1000)
     return Task("cifar10-cnn", CIFARConv, train, val, test, epochs=10, target=0.65,
                 num_classes=10, description="CIFAR-10, 3-block CNN",
                 details={"data_dir": str(data_dir)})
@@ -317,13 +191,13 @@ TASKS: dict[str, tuple[Callable[[str | None], Task], str]] = {
     "digits-mlp": (lambda _: _digits("digits-mlp", [128], 0.96,
                                      "8x8 digits, MLP 64-128-10"),
                    "8x8 digits (scikit-learn), MLP 64-128-10"),
-    "mnist1d-logreg": (lambda _: _mnist1d("mnist1d-logreg", lambda: mlp([40, 10]), 20, 0.28,
+    "mnist1d-logreg": (lambda _: _mnist1d("mnist1d-logreg", "logreg", 20, 0.28,
                                           "MNIST-1D, logistic regression"),
                        "MNIST-1D (generated), logistic regression; paper: ~32% test"),
-    "mnist1d-mlp": (lambda _: _mnist1d("mnist1d-mlp", lambda: mlp([40, 100, 100, 10]), 60,
-                                       0.60, "MNIST-1D, MLP 40-100-100-10"),
+    "mnist1d-mlp": (lambda _: _mnist1d("mnist1d-mlp", "mlp", 60, 0.60,
+                                       "MNIST-1D, MLP 40-100-100-10"),
                     "MNIST-1D (generated), MLP 40-100-100-10; paper: ~68% test"),
-    "mnist1d-cnn": (lambda _: _mnist1d("mnist1d-cnn", MNIST1DConv, 60, 0.85,
+    "mnist1d-cnn": (lambda _: _mnist1d("mnist1d-cnn", "cnn", 60, 0.85,
                                        "MNIST-1D, 3-layer CNN"),
                     "MNIST-1D (generated), the paper's 3-layer CNN; paper: ~94% test"),
     "cifar10-cnn": (_cifar10, "CIFAR-10 from --data-dir (python batches), 3-block CNN"),
@@ -335,8 +209,13 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
+def check_task_name(name: str) -> None:
+    """Raise ``ValueError`` (with the closest valid name) unless ``name`` is a built-in task."""
+    if name not in TASKS:
+        raise unknown_name("task", name, list(TASKS))
+
+
 def get_task(name: str, data_dir: str | None = None) -> Task:
     """The built-in task ``name``, its data loaded (``data_dir``: CIFAR-10's directory)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
+    check_task_name(name)
     return TASKS[name][0](data_dir)

@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from descend.bench.tasks import Data, Task
-from descend.lab.specs import OptimizerSpec, ScheduleSpec
+from descend.bench.data import Data
+from descend.bench.tasks import Task
 from descend.optim import ScheduledLR
+from descend.specs import OptimizerSpec, ScheduleSpec
 
 #: Steps per epoch at which the update/weight ratio is measured (evenly spaced).
 RATIO_SAMPLES = 8
@@ -25,9 +26,12 @@ class EpochMetrics:
     ``train_loss`` and ``train_accuracy`` average the mini-batches of the epoch (the model as
     it was at each step, as DeepOBS's cheap estimate); validation metrics evaluate the model
     at the end of the epoch. ``train_seconds`` counts training steps only (evaluation
-    excluded), cumulative; ``wall_seconds`` counts everything since the run started.
-    ``update_ratio`` maps each weight tensor (parameters with two or more dimensions) to the
-    mean of ``||x_new - x_old|| / ||x_old||`` over a few steps of the epoch.
+    excluded), cumulative; ``cpu_seconds`` is the process's CPU time over the same steps (all
+    its threads), so a run that waited for the CPU shows wall time far above CPU time;
+    ``steps`` counts optimizer steps, cumulative; ``wall_seconds`` counts everything since the
+    run started. ``update_ratio`` maps each weight tensor (parameters with two or more
+    dimensions) to the mean of ``||x_new - x_old|| / ||x_old||`` over a few steps of the
+    epoch. Runs stored before ``cpu_seconds`` and ``steps`` existed read them as ``None``.
     """
 
     epoch: int
@@ -39,6 +43,8 @@ class EpochMetrics:
     train_seconds: float
     wall_seconds: float
     update_ratio: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: float | None = None
+    steps: int | None = None
 
 
 @dataclass
@@ -86,6 +92,22 @@ def evaluate(model: nn.Module, data: Data, task: Task) -> tuple[float, float | N
     return total_loss / count, (correct / count if task.metric == "accuracy" else None)
 
 
+def warm_up(optimizer: OptimizerSpec, model: nn.Module) -> None:
+    """Take one step of ``optimizer`` on a copy of ``model``'s parameters (zero gradients).
+
+    The first step of a compiled executor in a process compiles (or loads) its kernel; done
+    here, before the clock starts, that cost is not counted as the first run's training time.
+    The model itself is untouched.
+    """
+    copies = [param.detach().clone().requires_grad_(True) for param in model.parameters()
+              if param.requires_grad]
+    if not copies:
+        return
+    for copy in copies:
+        copy.grad = torch.zeros_like(copy)
+    optimizer.build(copies).step()
+
+
 def _weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(name, param) for name, param in model.named_parameters() if param.ndim >= 2]
 
@@ -106,16 +128,18 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
     generator = torch.Generator().manual_seed(seed)
     model = task.model_factory()
     model.train()
+    warm_up(optimizer, model)
     opt = optimizer.build(model.parameters())
     scheduler = ScheduledLR(opt, schedule.build(optimizer.lr)) if schedule is not None else None
     weights = _weights(model)
     started = time.perf_counter()
-    train_seconds = 0.0
+    train_seconds = cpu_seconds = 0.0
+    total_steps = 0
     history: list[EpochMetrics] = []
     steps_per_epoch = None
     for epoch in range(1, epochs + 1):
         lr = float(opt.param_groups[0]["lr"])
-        epoch_started = time.perf_counter()
+        epoch_started, epoch_cpu = time.perf_counter(), time.process_time()
         loss_sum, correct, count, step = 0.0, 0, 0, 0
         ratio_sums = {name: 0.0 for name, _ in weights}
         ratio_count = 0
@@ -126,7 +150,6 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
             loss = task.loss(outputs, targets)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
-                train_seconds += time.perf_counter() - epoch_started
                 return RunResult(history, diverged=True)
             loss.backward()
             measure = step % every == 0
@@ -147,6 +170,8 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
                 on_step()
         steps_per_epoch = step
         train_seconds += time.perf_counter() - epoch_started
+        cpu_seconds += time.process_time() - epoch_cpu
+        total_steps += step
         if count == 0:
             raise ValueError(f"task {task.name!r}: the training split yielded no batches")
         val_loss, val_accuracy = evaluate(model, task.val, task)
@@ -156,7 +181,8 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
             epoch, lr, loss_sum / count,
             correct / count if task.metric == "accuracy" else None, val_loss, val_accuracy,
             train_seconds, time.perf_counter() - started,
-            {name: total / max(ratio_count, 1) for name, total in ratio_sums.items()})
+            {name: total / max(ratio_count, 1) for name, total in ratio_sums.items()},
+            cpu_seconds, total_steps)
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics)

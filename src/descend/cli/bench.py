@@ -1,32 +1,52 @@
-"""``descend bench`` and ``descend lr-find``: optimizers on real networks."""
+"""``descend bench``, ``descend lr-find`` and ``descend report``: optimizers on real networks.
+
+Registering these commands imports no torch, Optuna or matplotlib: the task list and the
+sampler and pruner names come from light modules, and everything heavy is imported by the
+function that runs a command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from pathlib import Path
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-import torch
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from descend.bench.search import PRUNERS, SAMPLERS
+from descend.bench.tasks import TASKS
+from descend.cli.arguments import (
+    finite_float,
+    non_negative_int,
+    output_folder,
+    positive_float,
+    positive_int,
+)
+from descend.rules import lecture_rules
 
-DEFAULT_OPTIMIZERS = "sgd,sgd_momentum,nesterov,adagrad,rmsprop,adam"
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from descend.bench.protocol import Bench
+    from descend.bench.tasks import Task
+
+#: The default line-up: the lecture's optimizers, from the rule registry.
+DEFAULT_OPTIMIZERS = ",".join(rule.name for rule in lecture_rules())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``bench`` and ``lr-find`` subcommands."""
-    from descend.bench.protocol import PRUNERS, SAMPLERS
-    from descend.bench.tasks import TASKS
-
+    """Add the ``bench``, ``lr-find`` and ``report`` subcommands."""
     tasks_help = "; ".join(f"{name}: {description}" for name, (_, description) in TASKS.items())
     parser = subparsers.add_parser(
         "bench", help="tune, seed and race optimizers on real networks",
         description="Tune each optimizer's learning rate with Optuna, rerun the best setting "
                     "over seeds, and report test accuracy, time to target and performance "
                     "profiles. Trials are stored as they finish: rerun the same command to "
-                    "resume. Tasks: " + tasks_help)
+                    "resume. Seconds to target are flagged 'timing disturbed' when a run's "
+                    "wall time is far above its CPU time or its step time is far from the "
+                    "other runs' on the task; epochs to target are the primary figure. "
+                    "Tasks: " + tasks_help)
     parser.add_argument("--task", default="digits-mlp",
                         help="task name(s), comma-separated (default digits-mlp)")
     parser.add_argument("--optimizers", action="append",
@@ -39,14 +59,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "comma-separated: constant, step, exponential, 1/t, cosine, or a "
                              "spec such as step:step_size=5,gamma=0.1 (stepped per epoch; "
                              "default constant)")
-    parser.add_argument("--trials", type=int, default=8,
-                        help="tuning trials per optimizer (default 8)")
-    parser.add_argument("--seeds", type=int, default=3,
+    parser.add_argument("--trials", type=non_negative_int, default=8,
+                        help="tuning trials per optimizer (default 8; 0: no tuning)")
+    parser.add_argument("--seeds", type=positive_int, default=3,
                         help="reruns of the best setting (default 3)")
-    parser.add_argument("--epochs", type=int, help="epochs per run (default: the task's)")
-    parser.add_argument("--batch-size", type=int, help="training batch size (default: task's)")
-    parser.add_argument("--target", type=float,
-                        help="validation accuracy that counts as reached (default: task's)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per run (default: the "
+                                                            "task's)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="training batch size (default: the task's)")
+    parser.add_argument("--target", type=finite_float,
+                        help="validation accuracy in (0, 1] that counts as reached (default: "
+                             "the task's)")
     parser.add_argument("--lr-range", metavar="LOW:HIGH",
                         help="log-uniform learning-rate range for every optimizer (default: "
                              "one per optimizer)")
@@ -62,36 +85,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output folder: report.html, results.json, bench.db")
     parser.add_argument("--storage",
                         help="Optuna storage URL, e.g. sqlite:///runs.db or "
-                             "postgresql://user@host/db (default: sqlite file in --out)")
+                             "postgresql://user@host/db (default: sqlite file in --out); a "
+                             "password in it is never printed or written")
     parser.add_argument("--study", default="bench",
                         help="study name prefix; workers with the same --storage and --study "
                              "share the budget (default bench)")
     parser.add_argument("--data-dir", help="CIFAR-10 python batches folder (cifar10-cnn)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1: fastest for the small models)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
     parser.set_defaults(func=run_bench_command)
 
     finder = subparsers.add_parser(
-        "lr-find", help="learning-rate range test with a suggested rate",
-        description="Train once while raising the learning rate exponentially; plot loss "
-                    "against rate and suggest a rate (a tenth of the one at the lowest loss).")
+        "lr-find", help="learning-rate range test with suggested rates",
+        description="Train once while raising the learning rate exponentially; plot the raw "
+                    "and smoothed loss against the rate and suggest rates as fastai does: "
+                    "the valley (recommended), the steepest descent, and a tenth of the "
+                    "minimum. From Python: descend.bench.lr_find.")
     finder.add_argument("--task", default="digits-mlp", help="a built-in task")
     finder.add_argument("--optimizer", default="sgd", help="optimizer spec (default sgd)")
-    finder.add_argument("--start-lr", type=float, default=1e-7)
-    finder.add_argument("--end-lr", type=float, default=10.0)
-    finder.add_argument("--steps", type=int, default=200, help="steps of the test")
-    finder.add_argument("--seed", type=int, default=0)
+    finder.add_argument("--start-lr", type=positive_float, default=1e-7,
+                        help="first learning rate (default 1e-7)")
+    finder.add_argument("--end-lr", type=positive_float, default=10.0,
+                        help="last learning rate (default 10)")
+    finder.add_argument("--steps", type=positive_int, default=200,
+                        help="steps of the test (default 200)")
+    finder.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     finder.add_argument("--out", default="bench-out", help="folder for lr-find-<task>.png/json")
     finder.add_argument("--data-dir", help="CIFAR-10 python batches folder (cifar10-cnn)")
-    finder.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    finder.add_argument("--threads", type=positive_int, default=1,
+                        help="torch CPU threads (default 1)")
     finder.set_defaults(func=run_lr_find_command)
 
     report = subparsers.add_parser(
         "report", help="write the merged report of a benchmark from its shared storage",
         description="Read every finished trial of a benchmark from its storage (e.g. the "
                     "PostgreSQL database its workers share) and write results.json and "
-                    "report.html; prints the summary table. Runs no trial.")
+                    "report.html; prints the summary table. Runs no trial and creates no "
+                    "storage.")
     report.add_argument("--storage", required=True,
                         help="the storage URL the workers used, e.g. "
                              "postgresql://user:password@host/db or sqlite:///bench.db")
@@ -102,31 +133,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(func=run_report_command)
 
 
-def split_specs(texts: list[str]) -> list[str]:
-    """Optimizer specs from comma-separated lists.
-
-    A spec's own arguments also use commas (``nesterov:lr=1e-3,momentum=0.9``): a piece with
-    ``=`` but no ``:`` continues the spec before it.
-    """
-    from descend.lab.specs import _split_top_level
-
-    specs: list[str] = []
-    for text in texts:
-        for piece in _split_top_level(text.replace(";", ",")):
-            if specs and "=" in piece and ":" not in piece.split("=", 1)[0]:
-                specs[-1] += "," + piece
-            else:
-                specs.append(piece)
-    return specs
-
-
 def _lr_range(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
     low, sep, high = text.partition(":")
     try:
         values = float(low), float(high)
-        if not sep or not 0 < values[0] < values[1]:
+        if not sep or not 0 < values[0] < values[1] < float("inf"):
             raise ValueError
     except ValueError:
         raise ValueError(f"--lr-range={text!r} is invalid: expected LOW:HIGH with "
@@ -135,9 +148,56 @@ def _lr_range(text: str | None) -> tuple[float, float] | None:
 
 
 def _threads(count: int) -> None:
-    if count < 1:
-        raise ValueError(f"--threads={count!r} is invalid: expected >= 1")
+    import torch
+
     torch.set_num_threads(count)
+
+
+def _tasks(text: str, data_dir: str | None, batch_size: int | None, target: float | None
+           ) -> list[Task]:
+    """The built-in tasks named in ``text``; names are checked before any data loads."""
+    from descend.bench.tasks import check_task_name, get_task
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--task={text!r} is invalid: expected one or more task names")
+    for name in names:
+        check_task_name(name)
+    tasks = []
+    for name in names:
+        task = get_task(name, data_dir)
+        try:
+            tasks.append(task.with_options(batch_size=batch_size, target=target))
+        except ValueError as error:
+            raise ValueError(f"--target: {error}") from None
+    return tasks
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # piped or logged: room for the whole table
+    return console
+
+
+@contextlib.contextmanager
+def _storage_errors(bench: Bench) -> Iterator[None]:
+    """Turn a storage that fails mid-run (a corrupted file, a lost server) into one line,
+    the password masked."""
+    import optuna
+    import sqlalchemy.exc
+
+    from descend.bench.storage import redact
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as error:
+        text = str(getattr(error, "orig", None) or error).strip()
+        reason = redact(text.splitlines()[0] if text else type(error).__name__, bench.url)
+        raise ValueError(f"the storage {bench.display_url} failed: {reason}; trials finished "
+                         "before it stay where they were written") from None
 
 
 class ProgressReporter:
@@ -155,8 +215,10 @@ class ProgressReporter:
 
     def run_started(self, task: str, label: str, phase: str, detail: str, epochs: int) -> None:
         """Reset the epoch bar for the new run."""
+        from rich.markup import escape
+
         self.progress.reset(self.epochs, total=epochs, visible=True,
-                            description=f"{task} {label} {phase} {detail}")
+                            description=escape(f"{task} {label} {phase} {detail}"))
 
     def epoch(self, metrics) -> None:
         """Advance the epoch bar."""
@@ -168,7 +230,9 @@ class ProgressReporter:
 
     def waiting(self, message: str) -> None:
         """Show what the worker waits for."""
-        self.progress.update(self.epochs, description=message, visible=True)
+        from rich.markup import escape
+
+        self.progress.update(self.epochs, description=escape(message), visible=True)
 
 
 #: Short headers of the terminal table (the report has the long ones).
@@ -176,109 +240,135 @@ TABLE_HEADERS = ["optimizer", "best setting", "tune val", "test", "ep→tgt", "s
                  "trials"]
 
 
-def _summary_table(task, rows: list[dict]) -> Table:
-    from descend.bench.report import summary_cells
+def _summary_table(task: Task, rows: list[dict]) -> Table:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from descend.bench.results import summary_cells
 
     target = "no target" if task.target is None else (
         f"target {task.target * 100:.1f}% val" if task.metric == "accuracy"
         else f"target val loss {task.target:g}")
     unit = "accuracy %" if task.metric == "accuracy" else "loss"
-    table = Table(title=f"{task.name}: {task.description}, {task.epochs} epochs, {target} "
-                        f"({unit})",
+    table = Table(title=escape(f"{task.name}: {task.description}, {task.epochs} epochs, "
+                               f"{target} ({unit})"),
                   box=box.SIMPLE_HEAD,
                   caption="tune val: best trial's final validation score; test: over seed "
                           "reruns; ep/s→tgt: epochs/training seconds to target, median over "
-                          "seeds; hit: seeds that reached it; trials (pruned/diverged)")
+                          "seeds (* timing disturbed); hit: seeds that reached it; trials "
+                          "(pruned/diverged)")
     for index, header in enumerate(TABLE_HEADERS):
         table.add_column(header, justify="left" if index < 2 else "right", no_wrap=True)
     for row in rows:
-        table.add_row(*summary_cells(row, task.metric))
+        table.add_row(*(escape(cell) for cell in summary_cells(row, task.metric)))
     return table
+
+
+def _print_summary(console: Any, tasks: list[Task], rows: list[dict]) -> None:
+    from rich.markup import escape
+
+    from descend.bench.results import timing_lines
+
+    for task in tasks:
+        mine = [row for row in rows if row["task"] == task.name]
+        console.print(_summary_table(task, mine))
+        for line in timing_lines(mine):
+            console.print(escape(line))
 
 
 def run_bench_command(arguments: argparse.Namespace) -> int:
     """Check every input, run what the budgets miss, print the table, write the report."""
-    from descend.bench.protocol import Bench, BenchConfig, make_contender, write_outputs
-    from descend.bench.tasks import get_task
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    _threads(arguments.threads)
+    from descend.bench.protocol import Bench, BenchConfig, make_contender, write_outputs
+    from descend.specs import split_specs
+
     lr_range = _lr_range(arguments.lr_range)
     specs = split_specs(arguments.optimizers or [DEFAULT_OPTIMIZERS])
     schedules = split_specs([arguments.schedules])
     contenders = [make_contender(spec, schedule, lr_range, arguments.tune)
                   for spec in specs for schedule in schedules]
-    names = [name.strip() for name in arguments.task.split(",") if name.strip()]
-    tasks = [get_task(name, arguments.data_dir).with_options(
-        batch_size=arguments.batch_size, target=arguments.target) for name in names]
+    tasks = _tasks(arguments.task, arguments.data_dir, arguments.batch_size, arguments.target)
+    out = output_folder(arguments.out)
     config = BenchConfig(trials=arguments.trials, seeds=arguments.seeds, epochs=arguments.epochs,
-                         sampler=arguments.sampler, pruner=arguments.pruner,
-                         out=Path(arguments.out), storage=arguments.storage,
-                         study=arguments.study)
+                         sampler=arguments.sampler, pruner=arguments.pruner, out=out,
+                         storage=arguments.storage, study=arguments.study)
+    _threads(arguments.threads)
     bench = Bench(tasks, contenders, config)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)  # piped or logged: room for the whole table
-    console.print(f"storage {bench.url}, study {config.study!r}: {len(tasks)} task(s) x "
-                  f"{len(contenders)} optimizer(s) x ({config.trials} trials + {config.seeds} "
-                  "seeds)")
+    console = _console()
+    console.print(escape(f"storage {bench.display_url}, study {config.study!r}: {len(tasks)} "
+                         f"task(s) x {len(contenders)} optimizer(s) x ({config.trials} trials "
+                         f"+ {config.seeds} seeds)"))
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as progress:
+        with _storage_errors(bench), Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), console=console, transient=False) as progress:
             results = bench.run(ProgressReporter(progress))
     except KeyboardInterrupt:
-        console.print(f"interrupted: finished trials are kept in {bench.url}; rerun the same "
-                      "command to resume")
+        console.print(escape(f"interrupted: finished trials are kept in {bench.display_url}; "
+                             "rerun the same command to resume"))
         raise
-    rows = write_outputs(bench, results, report=not arguments.no_report)
-    for task in bench.tasks:
-        console.print(_summary_table(task, [row for row in rows if row["task"] == task.name]))
-    out = config.out
-    console.print(f"wrote {out / 'results.json'}"
-                  + ("" if arguments.no_report else f" and {out / 'report.html'}"))
+    with _storage_errors(bench):
+        rows = write_outputs(bench, results, report=not arguments.no_report)
+    _print_summary(console, bench.tasks, rows)
+    console.print(escape(f"wrote {out / 'results.json'}"
+                         + ("" if arguments.no_report else f" and {out / 'report.html'}")))
     return 0
 
 
 def run_report_command(arguments: argparse.Namespace) -> int:
     """Rebuild a benchmark from its storage, print its table and write its report."""
+    from rich.markup import escape
+
     from descend.bench.protocol import Bench, write_outputs
 
-    bench = Bench.from_storage(arguments.storage, arguments.study, Path(arguments.out),
-                               arguments.data_dir)
-    rows = write_outputs(bench, bench.results())
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)
-    for task in bench.tasks:
-        console.print(_summary_table(task, [row for row in rows if row["task"] == task.name]))
-    console.print(f"wrote {bench.config.out / 'results.json'} and "
-                  f"{bench.config.out / 'report.html'}")
+    out = output_folder(arguments.out)
+    bench = Bench.from_storage(arguments.storage, arguments.study, out, arguments.data_dir)
+    with _storage_errors(bench):
+        rows = write_outputs(bench, bench.results())
+    console = _console()
+    _print_summary(console, bench.tasks, rows)
+    console.print(escape(f"wrote {out / 'results.json'} and {out / 'report.html'}"))
     return 0
 
 
 def run_lr_find_command(arguments: argparse.Namespace) -> int:
-    """Run the range test on a built-in task; print the suggestion, save plot and data."""
-    from descend.bench.lrfind import lr_find
-    from descend.bench.tasks import get_task
-    from descend.lab.specs import parse_optimizer
+    """Run the range test on a built-in task; print the suggestions, save plot and data."""
+    from rich.markup import escape
 
-    _threads(arguments.threads)
+    from descend.bench.lrfind import lr_find
+    from descend.specs import parse_optimizer
+
+    if not arguments.start_lr < arguments.end_lr:
+        raise ValueError(f"--start-lr={arguments.start_lr:g} and --end-lr={arguments.end_lr:g} "
+                         "are invalid: expected --start-lr < --end-lr")
+    if arguments.steps < 5:
+        raise ValueError(f"--steps={arguments.steps} is invalid: expected >= 5")
     spec = parse_optimizer(arguments.optimizer)
-    task = get_task(arguments.task, arguments.data_dir)
-    out = Path(arguments.out)
-    out.mkdir(parents=True, exist_ok=True)
-    console = Console()
-    with console.status(f"range test of {spec.label} on {task.name}..."):
+    (task,) = _tasks(arguments.task, arguments.data_dir, None, None)
+    out = output_folder(arguments.out)
+    _threads(arguments.threads)
+    console = _console()
+    with console.status(escape(f"range test of {spec.label} on {task.name}...")):
         result = lr_find(task, spec, arguments.start_lr, arguments.end_lr, arguments.steps,
                          arguments.seed)
     stem = f"lr-find-{task.name}-{spec.name}"
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"task": task.name, "optimizer": spec.label, **result.to_dict()}, indent=1))
     result.plot(str(out / f"{stem}.png"), f"{task.name}, {spec.label}: learning-rate range test")
-    (out / f"{stem}.json").write_text(json.dumps({
-        "task": task.name, "optimizer": spec.label, "lrs": result.lrs, "losses": result.losses,
-        "smoothed": result.smoothed, "suggestion": result.suggestion, "min_lr": result.min_lr,
-        "steepest": result.steepest}, indent=1))
-    steepest = "-" if result.steepest is None else f"{result.steepest:.3g}"
-    console.print(f"{task.name}, {spec.label}: lowest loss at lr {result.min_lr:.3g}; steepest "
-                  f"descent at lr {steepest}; suggested lr [bold]{result.suggestion:.3g}[/bold]"
-                  + (" (loss blew up before end-lr)" if result.stopped_early else ""))
-    console.print(f"wrote {out / (stem + '.png')} and {out / (stem + '.json')}")
+    found = result.suggestions
+    steepest = "-" if found.steepest is None else f"{found.steepest:.3g}"
+    console.print(escape(f"{task.name}, {spec.label}: suggested lr {found.valley:.3g} (valley); "
+                         f"steepest descent at {steepest}; minimum/10 {found.minimum:.3g}; "
+                         f"lowest raw loss at {result.raw_min_lr:.3g}")
+                  + (" (the loss blew up before --end-lr)" if result.stopped_early else ""))
+    console.print(escape(f"wrote {out / (stem + '.png')} and {out / (stem + '.json')}"))
     return 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
+from descend.cli.arguments import non_negative_int, output_folder
 from descend.lab.report import Section, Table
 from descend.lab.tour import TourSettings, run_tour, total_runs
 
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smaller grids and studies: the same report in a fraction of the "
                              "time (claims the shorter runs do not support are marked)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="random seed (default 0)")
     parser.set_defaults(func=run)
 
 
@@ -55,9 +57,7 @@ def _print_section(console: Console, section: Section) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Run the tour with a progress bar, printing each section's tables as it finishes."""
-    out = Path(arguments.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out={arguments.out!r} is invalid: it exists and is not a folder")
+    out = output_folder(arguments.out)
     console = Console()
     started = time.perf_counter()
     with Progress(TextColumn("{task.description:<40}"), BarColumn(),
@@ -70,7 +70,7 @@ def run(arguments: argparse.Namespace) -> int:
                      task, description=description, advance=advance),
                  on_section=lambda section: _print_section(progress.console, section))
     seconds = time.perf_counter() - started
-    console.print(f"\nReport written to [bold]{out / 'index.html'}[/bold] "
+    console.print(f"\nReport written to [bold]{escape(str(out / 'index.html'))}[/bold] "
                   f"(open it in a browser; it works offline) in {seconds:.1f} s. "
                   "To change the settings and watch the runs move: descend playground")
     return 0

@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from descend.cli.arguments import non_negative_int, output_folder
 from descend.lab import theory
 from descend.lab.problems import Ravine, make_problem, problem_names
 from descend.lab.rates import predicted_rate, theory_method
 from descend.lab.report import format_cell
 from descend.lab.runner import Contender, Trace, race
-from descend.lab.specs import SCHEDULES, optimizer_names
+from descend.specs import SCHEDULES, optimizer_names
 
 EPILOG = f"""\
 problems: {", ".join(problem_names())}  (arguments as name:key=value, e.g. ravine:kappa=100,dim=10)
@@ -53,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-6,
                         help="report the step from which loss - f* stays <= this "
                              "(default 1e-6)")
-    parser.add_argument("--seed", type=int, default=0, help="minibatch seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="minibatch seed (default 0)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="save results.jsonl (one line per run, as each finishes) and plots")
     parser.add_argument("--gif", action="store_true", help="with --out on a 2-D problem: "
@@ -117,7 +120,7 @@ def summary_table(problem, contenders: list[Contender], traces: list[Trace],
     for contender, trace in zip(contenders, traces, strict=True):
         steps = trace.steps_to(tolerance)
         end = trace.final_loss - (trace.minimum_value or 0.0)
-        row = [trace.label, _short(end)]
+        row = [escape(trace.label), _short(end)]
         if trace.diverged_at is not None:
             row[1] = f"diverged (step {trace.diverged_at})"
         if problem.stochastic and known:
@@ -154,10 +157,9 @@ def run(arguments: argparse.Namespace) -> int:
                   for spec in arguments.specs for schedule in schedules]
     if arguments.gif and not arguments.out:
         raise ValueError("--gif needs --out DIR to write the GIF into")
-    out = Path(arguments.out) if arguments.out else None
+    out = output_folder(arguments.out) if arguments.out else None
     results = None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         results = out / "results.jsonl"
         results.write_text("", encoding="utf-8")
 
@@ -193,4 +195,4 @@ def _plot(problem, traces: list[Trace], out: Path, gif: bool, console: Console) 
             written.append(plots.race_gif(problem, traces, out / "race.gif"))
     elif gif:
         console.print("--gif skipped: the animation needs a 2-D problem")
-    console.print("Saved " + ", ".join(str(p) for p in [out / "results.jsonl", *written]))
+    console.print(escape("Saved " + ", ".join(str(p) for p in [out / "results.jsonl", *written])))

@@ -5,7 +5,9 @@ weights, ``dw`` the gradient of the loss with respect to them, ``config`` a dict
 hyperparameters and state (missing entries take their defaults, missing state starts at zeros).
 Inputs are never modified: the returned config is a new dict holding the new state.
 
-Each function runs the same rule as the matching PyTorch optimizer, under the course's names:
+Each function runs the same rule as the matching PyTorch optimizer, under the course's names and
+defaults (the rule's :class:`~descend.rules.CourseForm`); :data:`UPDATES` lists them all. The
+lecture's functions:
 
 =================  =====================================================================
 function           config keys (defaults)
@@ -22,38 +24,41 @@ adamw              as adam, plus weight_decay (1e-2)
 Every function also accepts the rule's other hyperparameters under their own names
 (``weight_decay``, ``maximize``, ``amsgrad`` with state ``v_max``, ``centered`` with state
 ``grad_avg``, ...). ``t`` counts the updates already made; an update increments it first, so
-the first update uses ``t = 1`` in Adam's bias correction.
+the first update uses ``t = 1`` in Adam's bias correction. Weights must be floating point.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from descend import rules
 from descend.kernels import numpy_update
-from descend.rules.spec import Rule
+from descend.rules.spec import CourseForm, Rule
 
 Update = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict]"]
 
 
-@dataclass(frozen=True)
 class FunctionalSpec:
-    """How one functional update names a rule's hyperparameters and state.
+    """One functional update: a rule under its course's names (see :class:`CourseForm`)."""
 
-    ``renames`` maps config keys to rule names (hyperparameters or slots); ``defaults`` are the
-    course's defaults by config key; ``fixed`` pins rule hyperparameters the function does not
-    expose; ``counts_steps`` exposes the step counter as ``t``.
-    """
+    def __init__(self, rule: Rule) -> None:
+        if rule.course is None:
+            raise ValueError(f"rule {rule.name!r} has no course form, so no functional update")
+        self.rule = rule
+        self.course: CourseForm = rule.course
+        self.name = self.course.name
+        self.renames = dict(self.course.renames)
+        self.defaults = dict(self.course.defaults)
+        self.fixed = dict(self.course.fixed)
+        self.counts_steps = self.course.counts_steps
+        self.__doc__ = (f"``{self.name}(w, dw, config=None) -> (next_w, config)``: the "
+                        f"{rule.name!r} rule. {rule.summary}")
 
-    rule: Rule
-    renames: dict[str, str]
-    defaults: dict[str, Any]
-    fixed: dict[str, Any] = field(default_factory=dict)
-    counts_steps: bool = False
+    def __repr__(self) -> str:
+        return f"functional.{self.name}"
 
     def config_keys(self) -> set[str]:
         """Every key a config may hold."""
@@ -72,12 +77,16 @@ class FunctionalSpec:
         config = dict(config or {})
         unknown = sorted(set(config) - self.config_keys())
         if unknown:
-            raise ValueError(f"{self.rule.name}: unknown config key(s) {', '.join(unknown)}; "
+            raise ValueError(f"{self.name}: unknown config key(s) {', '.join(unknown)}; "
                              f"valid: {', '.join(sorted(self.config_keys()))}")
         w = np.asarray(w)
         dw = np.asarray(dw)
+        for label, array in (("w", w), ("dw", dw)):
+            if not np.issubdtype(array.dtype, np.floating):
+                raise ValueError(f"{self.name}: {label} has dtype {array.dtype}; expected a "
+                                 "floating-point array (an update would truncate it)")
         if w.shape != dw.shape:
-            raise ValueError(f"{self.rule.name}: w has shape {w.shape} but dw has shape "
+            raise ValueError(f"{self.name}: w has shape {w.shape} but dw has shape "
                              f"{dw.shape}; expected equal shapes")
         merged = {**self.defaults, **config}
         slot_names = {slot.name for slot in self.rule.slots}
@@ -89,7 +98,7 @@ class FunctionalSpec:
         hypers = self.rule.validate(hypers)
         step = int(merged.get("t", 0)) + 1
         if step < 1:
-            raise ValueError(f"{self.rule.name}: t={merged['t']!r} is invalid: expected t >= 0")
+            raise ValueError(f"{self.name}: t={merged['t']!r} is invalid: expected t >= 0")
         active = {slot.name for slot in self.rule.active_slots(hypers)}
         to_rule = self._to_rule_names()
         state = []
@@ -100,7 +109,7 @@ class FunctionalSpec:
             elif key in config:
                 value = np.asarray(config[key])
                 if value.shape != w.shape:
-                    raise ValueError(f"{self.rule.name}: {key} has shape {value.shape}, "
+                    raise ValueError(f"{self.name}: {key} has shape {value.shape}, "
                                      f"expected {w.shape} like w")
                 state.append(value)
             else:
@@ -116,33 +125,11 @@ class FunctionalSpec:
         return np.asarray(next_w, dtype=w.dtype), next_config
 
 
-_ADAM_NAMES = {"learning_rate": "lr", "epsilon": "eps", "m": "exp_avg", "v": "exp_avg_sq",
-               "v_max": "max_exp_avg_sq"}
-_ADAM_DEFAULTS = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
-
-sgd = FunctionalSpec(rules.SGD, {"learning_rate": "lr"}, {"learning_rate": 1e-2},
-                     fixed={"momentum": 0.0, "dampening": 0.0, "nesterov": False})
-sgd_momentum = FunctionalSpec(rules.SGD_MOMENTUM, {"learning_rate": "lr"},
-                              {"learning_rate": 1e-2, "momentum": 0.9})
-nesterov_momentum = FunctionalSpec(rules.NESTEROV, {"learning_rate": "lr"},
-                                   {"learning_rate": 1e-2, "momentum": 0.9})
-adagrad = FunctionalSpec(rules.ADAGRAD,
-                         {"learning_rate": "lr", "epsilon": "eps", "cache": "sum"},
-                         {"learning_rate": 1e-2, "epsilon": 1e-8}, counts_steps=True)
-rmsprop = FunctionalSpec(rules.RMSPROP,
-                         {"learning_rate": "lr", "decay_rate": "alpha", "epsilon": "eps",
-                          "cache": "square_avg"},
-                         {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8})
-adam = FunctionalSpec(rules.ADAM, _ADAM_NAMES, _ADAM_DEFAULTS, counts_steps=True,
-                      fixed={"decoupled_weight_decay": False})
-adamw = FunctionalSpec(rules.ADAMW, _ADAM_NAMES, {**_ADAM_DEFAULTS, "weight_decay": 1e-2},
-                       counts_steps=True, fixed={"decoupled_weight_decay": True})
-
-#: Every functional update by name.
+#: Every functional update by its course name, in the registry's order.
 UPDATES: dict[str, FunctionalSpec] = {
-    "sgd": sgd, "sgd_momentum": sgd_momentum, "nesterov_momentum": nesterov_momentum,
-    "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam, "adamw": adamw,
+    rule.course.name: FunctionalSpec(rule) for rule in rules.RULES.values()
+    if rule.course is not None
 }
+globals().update(UPDATES)
 
-__all__ = ["UPDATES", "FunctionalSpec", "adagrad", "adam", "adamw", "nesterov_momentum",
-           "rmsprop", "sgd", "sgd_momentum"]
+__all__ = ["UPDATES", "FunctionalSpec", *UPDATES]

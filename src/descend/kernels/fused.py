@@ -1,32 +1,39 @@
-"""The fused CPU executor: one parallel, compiled pass over memory per step, generated from a rule.
+"""The fused CPU executor: one compiled pass over memory per step, generated from a rule.
 
-Nothing here restates an optimizer's math. For a rule and a *variant* (the dtype, which slots are
-active, and the scalars whose values decide an ``if``), :func:`kernel_source` writes a small Python
-module that compiles the rule's own ``update`` with Numba and calls it once per element inside a
-``prange`` loop. Flags are written into that source as constants, so the compiler removes the
-branches they switch off; every other scalar is read from a table at run time, so a learning-rate
-schedule never triggers a recompile. The module goes to a cache directory (see :func:`cache_dir`)
-and is compiled with ``cache=True``: a fresh process loads the machine code from disk.
+Nothing here restates an optimizer's math. For a rule and a *variant* (see
+:mod:`descend.kernels.variant`), :func:`kernel_source` writes a small Python module that
+compiles the rule's own ``update`` (and the helpers it calls) with Numba and calls it once per
+element. Flags are written into that source as constants, so the compiler removes the branches
+they switch off; every other scalar is read from a table at run time, so a learning-rate schedule
+never triggers a recompile. The module goes to a cache directory (see :func:`cache_dir`), named
+by the hash of its source and checked against it on every load, and is compiled with
+``cache=True``: a fresh process loads the machine code from disk.
 
 One call covers a whole list of tensors. The tensors are described by a table of raw addresses
 (:class:`TensorTable`); their elements, taken end to end, are cut into work items of equal size
-(:data:`WORK_ITEM`), each a run of *segments* (a piece of one tensor), and the threads share the
-items. Numba is imported only when a kernel is first needed.
+(:data:`WORK_ITEM`), each a run of *segments* (a piece of one tensor).
+
+Threads: the kernels are compiled without Numba's parallel threading layer. Numba's OpenMP
+layer, once started, resets the OpenMP thread count that torch's own kernels read (undoing
+``torch.set_num_threads``) and leaves its workers spin-waiting; beside a busy neighbour process
+that made every later torch op in the process tens of times slower. Instead a large step is
+shared between the calling thread and a few threads of :mod:`descend.kernels.cpu_threads`,
+which sleep when idle. Numba is imported only when a kernel is first needed.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.util
-import inspect
+import json
 import os
 import sys
 import tempfile
-import textwrap
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -34,16 +41,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from descend.kernels import cpu_threads
+from descend.kernels.executor import Executor
+from descend.kernels.table import WORK_ITEM, TensorTable, flat_compatible
+from descend.kernels.variant import Variant, function_tree, runtime_row, variant_of
+from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
 from descend.rules.spec import Rule
 
-#: Dtypes the fused executor computes on (arithmetic in float64 inside the kernel).
+#: Dtypes the fused executor computes on (elements in their own dtype, scalars in float64).
 FUSED_DTYPES: dict[torch.dtype, str] = {torch.float32: "float32", torch.float64: "float64"}
-#: Elements per parallel work item: large enough to amortize the per-item bookkeeping, small
-#: enough that even a one-tensor step splits evenly over the threads.
-WORK_ITEM = 1 << 16
 #: Elements each extra thread must have before a call runs in parallel. Below it the
-#: calling thread does the whole step: waking a second thread costs more than it saves, and on
-#: a busy machine a sleeping thread may wait a whole scheduler tick to run.
+#: calling thread does the whole step: waking a second thread costs more than it saves.
 PARALLEL_GRAIN = 1 << 20
 #: Environment variable naming the kernel cache directory.
 CACHE_ENV = "DESCEND_CACHE_DIR"
@@ -91,83 +99,7 @@ def kernel_threads() -> int:
     return torch.get_num_threads()
 
 
-# -- variants -------------------------------------------------------------------------------------
-
-
-@cache
-def condition_names(rule: Rule) -> frozenset[str]:
-    """The scalars the rule's ``update`` tests in an ``if`` (statement or expression)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(rule.update)))
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If | ast.IfExp | ast.While):
-            names.update(n.id for n in ast.walk(node.test) if isinstance(n, ast.Name))
-    return frozenset(names) & frozenset(rule.scalar_names)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """What a compiled kernel is specialized on.
-
-    ``active`` marks the rule's slots that exist; ``constants`` are scalars written into the
-    kernel as literals (every boolean flag, and zero values of scalars an ``if`` tests, which
-    switch a feature such as weight decay off); ``runtime`` names the scalars read from the
-    scalar table, in its column order.
-    """
-
-    dtype: str
-    active: tuple[bool, ...]
-    constants: tuple[tuple[str, bool | float], ...]
-    runtime: tuple[str, ...]
-
-
-def variant_of(rule: Rule, scalars: Mapping[str, Any], dtype: torch.dtype,
-               active: Sequence[bool]) -> Variant:
-    """The kernel variant that runs ``rule`` with these scalars on tensors of ``dtype``."""
-    if dtype not in FUSED_DTYPES:
-        raise ValueError(f"dtype={dtype} is not supported by the fused executor: expected one "
-                         f"of {', '.join(map(str, FUSED_DTYPES))}")
-    tested = condition_names(rule)
-    constants: list[tuple[str, bool | float]] = []
-    runtime: list[str] = []
-    for name in rule.scalar_names:
-        value = scalars[name]
-        if isinstance(value, bool):
-            constants.append((name, value))
-        elif name in tested and float(value) == 0.0:
-            constants.append((name, 0.0))
-        else:
-            runtime.append(name)
-    return Variant(FUSED_DTYPES[dtype], tuple(bool(a) for a in active), tuple(constants),
-                   tuple(runtime))
-
-
-def runtime_row(variant: Variant, scalars: Mapping[str, Any]) -> list[float]:
-    """The scalar-table row for one step: the variant's runtime scalars as floats."""
-    return [float(scalars[name]) for name in variant.runtime]
-
-
 # -- code generation ------------------------------------------------------------------------------
-
-
-def _importable(rule: Rule) -> bool:
-    """Whether generated code can import the rule's update function by module and name."""
-    function = rule.update
-    module = sys.modules.get(function.__module__)
-    return (function.__module__ != "__main__" and module is not None
-            and getattr(module, function.__qualname__, None) is function)
-
-
-@cache
-def _rule_fingerprint(rule: Rule) -> str:
-    """A hash of the source the rule's update comes from, so an edited rule gets new kernels."""
-    module = inspect.getmodule(rule.update)
-    try:
-        text = inspect.getsource(module) if module is not None else ""
-    except (OSError, TypeError):
-        text = ""
-    text += inspect.getsource(rule.update)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 _OPERATORS = {ast.Add: "_add", ast.Sub: "_sub", ast.Mult: "_mul", ast.Div: "_div",
@@ -201,47 +133,56 @@ class _TorchRounding(ast.NodeTransformer):
         return self.visit(ast.copy_location(assign, node))
 
 
+def _rewritten(function: Callable, name: str) -> str:
+    """``function`` as kernel source named ``name``: keyword-only parameters made positional
+    (Numba cannot pass keywords), no docstring or annotations, and each arithmetic operator a
+    call that rounds as torch does (:mod:`descend.kernels._numba_support`). The operations and
+    their order are the function's own."""
+    if function.__code__.co_freevars:
+        raise ValueError(f"{function.__qualname__} must be a plain function, not a closure "
+                         f"(it reads {', '.join(function.__code__.co_freevars)})")
+    definition = ast.parse(ast.unparse(function_tree(function))).body[0]
+    definition.name = name
+    definition.decorator_list = []
+    definition.returns = None
+    definition.args.args += definition.args.kwonlyargs
+    definition.args.kwonlyargs, definition.args.kw_defaults = [], []
+    for argument in definition.args.args:
+        argument.annotation = None
+    body = definition.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        definition.body = body[1:] or [ast.Pass()]
+    return ast.unparse(ast.fix_missing_locations(_TorchRounding().visit(definition)))
+
+
 @cache
 def element_function_source(rule: Rule) -> str:
-    """The rule's ``update`` rewritten for the kernel, as source text named ``_rule_update``.
-
-    Mechanical changes only: keyword-only parameters become positional (Numba cannot pass
-    keywords), the docstring goes, and each arithmetic operator becomes a call that rounds as
-    torch does (:mod:`descend.kernels._numba_support`). The operations and their order are the
-    rule's own.
-    """
-    if rule.update.__code__.co_freevars:
-        raise ValueError(f"rule {rule.name!r}: update must be a plain function, not a closure "
-                         f"(it reads {', '.join(rule.update.__code__.co_freevars)})")
-    tree = ast.parse(textwrap.dedent(inspect.getsource(rule.update)))
-    function = tree.body[0]
-    if not isinstance(function, ast.FunctionDef):
-        raise ValueError(f"rule {rule.name!r}: update must be defined with def")
-    function.name = "_rule_update"
-    function.decorator_list = []
-    function.returns = None
-    function.args.args += function.args.kwonlyargs
-    function.args.kwonlyargs, function.args.kw_defaults = [], []
-    for argument in function.args.args:
-        argument.annotation = None
-    body = function.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        function.body = body[1:] or [ast.Pass()]
-    function = ast.fix_missing_locations(_TorchRounding().visit(function))
-    return ast.unparse(function)
+    """The rule's ``update`` as kernel source named ``_rule_update``, preceded by the helpers it
+    calls (each compiled to be inlined) and imports of the primitives they use."""
+    functions = (*helpers_used(rule.update), rule.update)
+    primitives = sorted({name for function in functions
+                         for name in elementwise_names(function)[0]})
+    lines = []
+    for name in primitives:
+        module, attribute = PRIMITIVES[name]["numba"].split(":")
+        lines.append(f"from {module} import {attribute} as {name}")
+    for helper in functions[:-1]:
+        lines += ["", "", _rewritten(helper, helper.__name__),
+                  f"{helper.__name__} = njit(inline='always', error_model='numpy')"
+                  f"({helper.__name__})"]
+    lines += ["", "", _rewritten(rule.update, "_rule_update")]
+    return "\n".join(lines)
 
 
-def _rule_globals(rule: Rule) -> list[str]:
-    """Module-level names the rule's update reads (``sqrt``, ``maximum``, ...)."""
-    return sorted(set(rule.update.__code__.co_names) & set(rule.update.__globals__))
-
-
-def kernel_source(rule: Rule, variant: Variant, *, importable: bool = True) -> str:
+def kernel_source(rule: Rule, variant: Variant) -> str:
     """The Python source of the kernel module for ``rule`` under ``variant``.
 
-    With ``importable`` the module imports the names the rule reads from the rule's module and
-    compiles with ``cache=True``; otherwise the caller supplies them in the module namespace.
+    The module is self-contained (the rule's code is inlined), so it is cached on disk for
+    rules defined anywhere, scripts and tests included.
     """
+    if variant.dtype not in FUSED_DTYPES.values():
+        raise ValueError(f"dtype={variant.dtype} is not supported by the fused executor: "
+                         f"expected one of {', '.join(FUSED_DTYPES.values())}")
     constants = dict(variant.constants)
     pointer = f"{variant.dtype}_pointer"
     itemsize = 4 if variant.dtype == "float32" else 8
@@ -262,34 +203,28 @@ def kernel_source(rule: Rule, variant: Variant, *, importable: bool = True) -> s
     store_lines = ["x0[i] = result[0]"]
     store_lines += [f"x{r}[i] = result[{index + 1}]"
                     for index, r in enumerate(slot_rows) if r is not None]
-    names = _rule_globals(rule)
-    import_lines = (f"from {rule.update.__module__} import {', '.join(names)}"
-                    if importable and names else "")
     body = "\n".join(
         [" " * 16 + line for line in scalar_lines + array_lines]
         + [" " * 16 + "for i in range(n):",
            " " * 20 + f"result = _update({', '.join(arguments)})"]
         + [" " * 20 + line for line in store_lines])
     return f'''"""Fused {variant.dtype} kernel of the {rule.name!r} rule, generated by descend."""
-# rule fingerprint {_rule_fingerprint(rule)}; variant {variant!r}
-from numba import carray, njit, prange
+# variant {variant!r}
+from numba import carray, njit
 
 from descend.kernels._numba_support import {pointer}
 from descend.kernels._numba_support import add as _add, sub as _sub, mul as _mul
 from descend.kernels._numba_support import div as _div, power as _power, neg as _neg
-{import_lines}
-
-
 {element_function_source(rule)}
 
 
 _update = njit(inline="always", error_model="numpy")(_rule_update)
 
 
-@njit(parallel=True, nogil=True, cache={importable}, error_model="numpy", boundscheck=False)
+@njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 def kernel(addresses, item_start, segment_tensor, segment_start, segment_stop, tensor_row,
-           scalars):
-    for item in prange(item_start.shape[0] - 1):
+           scalars, first_item, last_item):
+    for item in range(first_item, last_item):
         for segment in range(item_start[item], item_start[item + 1]):
             t = segment_tensor[segment]
             start = segment_start[segment]
@@ -321,163 +256,271 @@ def get_kernel(rule: Rule, variant: Variant):
 
 def _load_kernel(rule: Rule, variant: Variant):
     if not fused_available():
-        raise RuntimeError("the fused backend needs Numba (pip install numba)")
-    if not _importable(rule):
-        # A rule defined in a script or a function: compile in memory, without the disk cache.
-        source = kernel_source(rule, variant, importable=False)
-        namespace: dict[str, Any] = {name: rule.update.__globals__[name]
-                                     for name in _rule_globals(rule)}
-        exec(compile(source, f"<descend kernel {rule.name}>", "exec"), namespace)
-        return namespace["kernel"]
+        raise RuntimeError("the fused backend needs Numba: pip install 'descend[fused]'")
     source = kernel_source(rule, variant)
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     name = f"descend_kernel_{rule.name}_{variant.dtype}_{digest}"
-    directory = cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{name}.py"
-    if not path.exists():
-        # Write then rename, so a concurrent process never imports a half-written file, and
-        # never rewrite an existing file: Numba's disk cache is keyed on its modification time.
-        with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
-            f.write(source)
-        os.replace(f.name, path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
+    path = _cached_source(cache_dir(), f"{name}.py", source)
+    machine_code = MachineCode(path)
+    # One process at a time compiles or loads a kernel, so processes starting together (workers
+    # of one job) never see each other's half-written cache as damage.
+    with _file_lock(path.with_suffix(".lock")):
+        machine_code.verify()
+        try:
+            kernel = _compile_module(name, path, source)
+        except Exception as error:
+            if not machine_code.files():
+                raise
+            warnings.warn(f"the compiled code cached for {path.name} could not be loaded "
+                          f"({type(error).__name__}: {error}); recompiling it", RuntimeWarning,
+                          stacklevel=3)
+            machine_code.remove()
+            kernel = _compile_module(name, path, source)
+        machine_code.record()
+    return kernel
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes on ``path`` (where the OS offers ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here: concurrent compiles may warn, nothing worse
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _compile_module(name: str, path: Path, source: str):
+    """Execute the generated ``source`` as module ``name`` and compile its kernel now.
+
+    The source generated here is compiled, never the file's bytes: the file only gives Numba's
+    disk cache a stable path and modification time to key the machine code on.
+    """
+    from numba import types
+
+    module = type(sys)(name)
+    module.__file__ = str(path)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)
+        index = types.Array(types.int64, 1, "C")
+        module.kernel.compile((types.Array(types.int64, 2, "C"), index, index, index, index,
+                               index, types.Array(types.float64, 2, "C"), types.int64,
+                               types.int64))
+    except Exception:
+        sys.modules.pop(name, None)
+        raise
     return module.kernel
 
 
-# -- work tables ----------------------------------------------------------------------------------
+class MachineCode:
+    """The machine code Numba caches for one kernel file, checked against a manifest.
 
-
-def segments(sizes: np.ndarray, work_item: int = WORK_ITEM,
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Cut tensors of ``sizes`` elements, laid end to end, into work items of equal size.
-
-    Returns ``(item_start, segment_tensor, segment_start, segment_stop)``: work item ``w`` is
-    segments ``item_start[w]:item_start[w + 1]``; segment ``s`` covers elements
-    ``segment_start[s]:segment_stop[s]`` of tensor ``segment_tensor[s]``.
-    """
-    sizes = np.asarray(sizes, dtype=np.int64)
-    ends = np.cumsum(sizes)
-    total = int(ends[-1]) if len(sizes) else 0
-    starts = ends - sizes
-    if total == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return np.zeros(1, dtype=np.int64), empty, empty, empty
-    cuts = np.arange(0, total, work_item, dtype=np.int64)
-    bounds = np.union1d(np.concatenate([starts[sizes > 0], cuts]), [total])
-    lower, upper = bounds[:-1], bounds[1:]
-    tensor = np.searchsorted(ends, lower, side="right").astype(np.int64)
-    item = lower // work_item
-    item_start = np.searchsorted(item, np.arange(item[-1] + 2), side="left").astype(np.int64)
-    return item_start, tensor, lower - starts[tensor], upper - starts[tensor]
-
-
-class TensorTable:
-    """Raw addresses and the work split of a list of same-dtype tensors sharing one layout.
-
-    ``addresses[k, i]`` is the address of operand ``k`` (0 the parameter, 1 the gradient, then
-    each active slot) of tensor ``i``. Each operand of a tensor must be dense with the same
-    strides as the parameter (:func:`flat_compatible`), so that the kernel can walk all of them
-    as flat arrays of ``sizes[i]`` elements.
+    Numba stores compiled code as pickles beside the source (``__pycache__``), and loading a
+    pickle can run code. :meth:`record` writes the SHA-256 of each file after a successful
+    compile; :meth:`verify` removes, before they are loaded, files that do not match it (with a
+    warning) or that no manifest vouches for.
     """
 
-    def __init__(self, sizes: Sequence[int], operands: int) -> None:
-        self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.addresses = np.zeros((operands, len(self.sizes)), dtype=np.int64)
-        self.work = segments(self.sizes)
+    def __init__(self, source_path: Path) -> None:
+        self.source_path = source_path
+        self.manifest = source_path.with_suffix(".sha256")
 
-    def subset_work(self, indices: np.ndarray) -> tuple[np.ndarray, tuple]:
-        """Addresses and work split for only the tensors at ``indices``."""
-        return self.addresses[:, indices], segments(self.sizes[indices])
+    def files(self) -> list[Path]:
+        """The cached machine-code files of this kernel."""
+        return sorted((self.source_path.parent / "__pycache__").glob(
+            f"{self.source_path.stem}.*"))
+
+    def digests(self) -> dict[str, str]:
+        """File name -> SHA-256 of its content."""
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in self.files()}
+
+    def verify(self) -> None:
+        """Remove cached machine code that the manifest does not vouch for."""
+        files = self.files()
+        if not files:
+            return
+        try:
+            expected = json.loads(self.manifest.read_text())
+        except (FileNotFoundError, ValueError):
+            expected = None
+        if expected is not None and expected == self.digests():
+            return
+        if expected is not None:
+            warnings.warn(f"the compiled code cached for {self.source_path.name} does not "
+                          "match its manifest; recompiling it", RuntimeWarning, stacklevel=4)
+        self.remove()
+
+    def remove(self) -> None:
+        """Delete the cached machine code and its manifest."""
+        for path in (*self.files(), self.manifest):
+            path.unlink(missing_ok=True)
+
+    def record(self) -> None:
+        """Write the manifest of the machine code now cached."""
+        with tempfile.NamedTemporaryFile("w", dir=self.manifest.parent, suffix=".tmp",
+                                         delete=False) as f:
+            json.dump(self.digests(), f)
+        os.replace(f.name, self.manifest)
+
+
+def _cached_source(directory: Path, filename: str, source: str) -> Path:
+    """The path of ``filename`` in the cache holding exactly ``source``.
+
+    A file whose content differs (corrupted, truncated, edited) is replaced, with a warning,
+    along with the machine code Numba cached for it. Written to a temporary file, then renamed,
+    so a concurrent process never sees a half-written file; an intact file is never rewritten,
+    because Numba's disk cache is keyed on its modification time.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    try:
+        intact = path.read_text() == source
+        present = True
+    except (FileNotFoundError, UnicodeDecodeError):
+        intact, present = False, path.exists()
+    if intact:
+        return path
+    if present:
+        warnings.warn(f"the cached kernel {path} does not match its generated source; "
+                      "recompiling it", RuntimeWarning, stacklevel=4)
+        for stale in (directory / "__pycache__").glob(f"{path.stem}.*"):
+            stale.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
+        f.write(source)
+    os.replace(f.name, path)
+    return path
 
 
 def run_kernel(kernel, addresses: np.ndarray, work: tuple, tensor_row: np.ndarray,
                scalars: np.ndarray) -> None:
-    """Call a compiled kernel with up to ``kernel_threads()`` threads.
+    """Call a compiled kernel over every work item, on up to ``kernel_threads()`` threads.
 
     Each thread gets at least :data:`PARALLEL_GRAIN` elements (work items hold
-    :data:`WORK_ITEM` elements each, all but the last full).
+    :data:`WORK_ITEM` elements each, all but the last full); the calling thread always works.
     """
-    import numba
-
     items = work[0].shape[0] - 1
-    enough = max(1, items * WORK_ITEM // PARALLEL_GRAIN)
-    threads = min(kernel_threads(), numba.config.NUMBA_NUM_THREADS, enough)
-    if numba.get_num_threads() != threads:
-        numba.set_num_threads(threads)
-    kernel(addresses, *work, tensor_row, scalars)
+    enough = items * WORK_ITEM // PARALLEL_GRAIN
+    threads = min(kernel_threads(), enough) if enough > 1 else 1
+    if threads == 1:
+        kernel(addresses, *work, tensor_row, scalars, 0, items)
+    else:
+        arguments = (addresses, *work, tensor_row, scalars)
+        cpu_threads.share(lambda first, last: kernel(*arguments, first, last), items, threads)
 
 
-def flat_compatible(tensors: Sequence[torch.Tensor | None]) -> bool:
-    """Whether these tensors (``None`` skipped) can be walked as flat arrays in the same order.
+# -- the executor ---------------------------------------------------------------------------------
 
-    True when all are contiguous, or when all are dense and non-overlapping with the same strides
-    (channels-last weights and their gradients, for example).
+
+def check_operands(param: torch.Tensor, operands: Sequence[tuple[str, torch.Tensor]]) -> None:
+    """Refuse, naming it, any operand a kernel walking ``param`` would read or write wrongly.
+
+    Every operand must be a CPU tensor of the parameter's dtype and shape: the kernel walks
+    ``param.numel()`` elements of the parameter's type from each operand's address.
     """
-    present = [t for t in tensors if t is not None]
-    if all(t.is_contiguous() for t in present):
-        return True
-    strides = present[0].stride()
-    return dense(present[0]) and all(t.stride() == strides for t in present[1:])
+    if not supports(param):
+        raise ValueError(f"the fused executor cannot update a {param.dtype} tensor on "
+                         f"{param.device}: expected a CPU tensor of dtype float32 or float64")
+    for label, tensor in operands:
+        if (tensor.device != param.device or tensor.dtype != param.dtype
+                or tensor.shape != param.shape or tensor.is_sparse):
+            raise ValueError(
+                f"{label} is a {'sparse ' if tensor.is_sparse else ''}{tensor.dtype} tensor of "
+                f"shape {tuple(tensor.shape)} on {tensor.device}, but its parameter is "
+                f"{param.dtype} of shape {tuple(param.shape)} on {param.device}: expected the "
+                "same dtype, shape and device")
 
 
-def dense(tensor: torch.Tensor) -> bool:
-    """Whether the tensor's elements fill a block of memory exactly once, in some order."""
-    expected = 1
-    for stride, size in sorted(zip(tensor.stride(), tensor.shape, strict=True)):
-        if size == 1:
-            continue
-        if stride != expected:
-            return False
-        expected *= size
-    return True
+class FusedExecutor(Executor):
+    """Runs a rule as one compiled Numba pass over all tensors of a dtype (CPU float32/64)."""
+
+    name = "fused"
+    compiled = True
+
+    def available(self) -> bool:
+        """Whether Numba is installed."""
+        return fused_available()
+
+    def unavailable_reason(self) -> str:
+        """What to install."""
+        return "it needs Numba: pip install 'descend[fused]' (or use backend='auto')"
+
+    def supports(self, tensor: torch.Tensor) -> bool:
+        """CPU float32 and float64 tensors."""
+        return supports(tensor)
+
+    def refusal(self, tensor: torch.Tensor) -> str:
+        """What the fused executor runs."""
+        return "the fused executor runs on CPU float32 and float64 tensors"
+
+    def step(self, rule: Rule, variant: Variant | None, scalars: Mapping[str, Any],
+             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+             slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+        """Apply one step of ``rule`` in place, like the reference executor.
+
+        Every operand is checked against its parameter first (:func:`check_operands`); mixed
+        dtypes are fine (one kernel call per dtype; ``variant`` may be ``None``, else its dtype
+        is ignored). Tensors that cannot be walked as flat arrays (strided views, a gradient
+        laid out unlike its parameter) are copied into contiguous buffers and back.
+        """
+        if not (len(params) == len(grads) == len(slots)):
+            raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
+                             "slot lists: expected the same number of each")
+        active = tuple(state is not None for state in (slots[0] if slots else ()))
+        for index, (param, grad, state) in enumerate(zip(params, grads, slots, strict=True)):
+            check_operands(param, [(f"the gradient of tensor {index}", grad)] + [
+                (f"slot {k} of tensor {index}", s) for k, s in enumerate(state) if s is not None])
+        by_dtype: dict[torch.dtype, list[list[torch.Tensor]]] = {}
+        copies: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for param, grad, state in zip(params, grads, slots, strict=True):
+            operands = [param, grad, *(s for s in state if s is not None)]
+            if not flat_compatible(operands):
+                contiguous = [t.contiguous() for t in operands]
+                copies += [(original, copy) for original, copy in zip(operands, contiguous,
+                                                                       strict=True)
+                           if copy is not original and original is not grad]
+                operands = contiguous
+            by_dtype.setdefault(param.dtype, []).append(operands)
+        for dtype, entries in by_dtype.items():
+            dtype_variant = variant_of(rule, scalars, FUSED_DTYPES[dtype], active)
+            table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]))
+            for index, operands in enumerate(entries):
+                table.addresses[:, index] = [t.data_ptr() for t in operands]
+            self.launch(self.kernel(rule, dtype_variant), table,
+                        np.zeros(len(entries), dtype=np.int64),
+                        np.asarray([runtime_row(dtype_variant, scalars)], dtype=np.float64))
+        for original, copy in copies:
+            original.copy_(copy)
+
+    def kernel(self, rule: Rule, variant: Variant):
+        """The compiled kernel (memory, disk cache or compiler)."""
+        return get_kernel(rule, variant)
+
+    def launch(self, kernel, table: TensorTable, rows: np.ndarray, scalars: np.ndarray,
+               indices: np.ndarray | None = None) -> None:
+        """Run ``kernel`` over the tensors of ``table`` (those at ``indices``, if given).
+
+        ``rows[i]`` is the row of ``scalars`` the i-th tensor reads.
+        """
+        if indices is None:
+            addresses, work = table.addresses, table.work
+        else:
+            addresses, work = table.subset_work(indices)
+        run_kernel(kernel, addresses, work, rows, scalars)
 
 
-# -- stateless entry point ------------------------------------------------------------------------
+def update_tensors_fused(rule: Rule, scalars: Mapping[str, Any],
+                         params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                         slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+    """One step of ``rule`` on the fused executor (see :meth:`FusedExecutor.step`)."""
+    EXECUTOR.step(rule, None, scalars, params, grads, slots)
 
 
-def update_tensors_fused(
-    rule: Rule,
-    scalars: Mapping[str, Any],
-    params: Sequence[torch.Tensor],
-    grads: Sequence[torch.Tensor],
-    slots: Sequence[Sequence[torch.Tensor | None]],
-) -> None:
-    """Apply one step of ``rule`` in place, like :func:`~descend.kernels.update_tensors`.
-
-    Every tensor must satisfy :func:`supports`; mixed dtypes are fine (one kernel call per
-    dtype). Tensors that cannot be walked as flat arrays (strided views, a gradient laid out
-    differently from its parameter) are copied into contiguous buffers and back.
-    """
-    if not (len(params) == len(grads) == len(slots)):
-        raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} slot "
-                         "lists: expected the same number of each")
-    active = tuple(state is not None for state in (slots[0] if slots else ()))
-    by_dtype: dict[torch.dtype, list[tuple]] = {}
-    copies: list[tuple[torch.Tensor, torch.Tensor]] = []
-    for param, grad, state in zip(params, grads, slots, strict=True):
-        if not supports(param):
-            raise ValueError(f"the fused executor cannot update a {param.dtype} tensor on "
-                             f"{param.device}: expected a CPU tensor of dtype float32 or "
-                             "float64")
-        operands = [param, grad, *(s for s in state if s is not None)]
-        if not flat_compatible(operands):
-            contiguous = [t.contiguous() for t in operands]
-            copies += [(original, copy) for original, copy in zip(operands, contiguous,
-                                                                   strict=True)
-                       if copy is not original and original is not grad]
-            operands = contiguous
-        by_dtype.setdefault(param.dtype, []).append(operands)
-    for dtype, entries in by_dtype.items():
-        variant = variant_of(rule, scalars, dtype, active)
-        table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]))
-        for index, operands in enumerate(entries):
-            table.addresses[:, index] = [t.data_ptr() for t in operands]
-        run_kernel(get_kernel(rule, variant), table.addresses, table.work,
-                   np.zeros(len(entries), dtype=np.int64),
-                   np.asarray([runtime_row(variant, scalars)], dtype=np.float64))
-    for original, copy in copies:
-        original.copy_(copy)
+#: The fused CPU executor.
+EXECUTOR = FusedExecutor()

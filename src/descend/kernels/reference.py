@@ -1,30 +1,31 @@
 """The reference executor: a rule's update applied tensor by tensor with torch (or NumPy) ops.
 
 This is the path every other executor is checked against. It evaluates the rule's own
-function on whole tensors, then writes the results back into the parameter and its state.
+function on whole tensors, then writes the results back into the parameter and its state. It
+supports every parameter torch can compute on (any device, any floating dtype).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from functools import cache
 from typing import Any
 
 import torch
 
-from descend.rules.elementwise import rebind
+from descend.kernels.executor import Executor
+from descend.kernels.variant import Variant
+from descend.rules.elementwise import bind
 from descend.rules.spec import Rule
 
 
-@cache
 def torch_update(rule: Rule) -> Callable[..., tuple]:
-    """The rule's update function with ``sqrt``/``maximum`` bound to torch."""
-    return rebind(rule.update, sqrt=torch.sqrt, maximum=torch.maximum)
+    """The rule's update function with its primitives and helpers bound to torch."""
+    return bind(rule.update, "torch")
 
 
 def numpy_update(rule: Rule) -> Callable[..., tuple]:
-    """The rule's update function as written (its names are bound to NumPy)."""
-    return rule.update
+    """The rule's update function with its primitives and helpers bound to NumPy."""
+    return bind(rule.update, "numpy")
 
 
 def update_tensors(
@@ -46,3 +47,23 @@ def update_tensors(
         for old, new in zip(state, new_state, strict=True):
             if old is not None and new is not old:
                 old.copy_(new)
+
+
+class ReferenceExecutor(Executor):
+    """Runs the rule with torch ops on whole tensors; supports every floating parameter."""
+
+    name = "reference"
+
+    def supports(self, tensor: torch.Tensor) -> bool:
+        """Every tensor: torch computes wherever the tensor lives."""
+        return True
+
+    def step(self, rule: Rule, variant: Variant | None, scalars: Mapping[str, Any],
+             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+             slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+        """One step with torch ops (the variant is not needed: nothing is compiled)."""
+        update_tensors(rule, scalars, params, grads, slots)
+
+
+#: The reference executor.
+EXECUTOR = ReferenceExecutor()

@@ -73,10 +73,6 @@ class RuleStepper:
         self.hypers = rule.validate(hypers)
         self.schedule = schedule
         self.update = numpy_update(rule)
-        # Rule.scalars looks up the update's keyword names on every call; a run of thousands
-        # of steps on a 2-vector reads them once instead (the values are the same).
-        self.scalar_names = rule.scalar_names
-        self.plain = {name: _plain(value) for name, value in self.hypers.items()}
         active = {slot.name for slot in rule.active_slots(self.hypers)}
         self.slots = [np.full(np.shape(x0), slot.initial_value(self.hypers))
                       if slot.name in active else None for slot in rule.slots]
@@ -109,13 +105,11 @@ class RuleStepper:
         return float(self.hypers.get("lr", math.nan))
 
     def scalars(self) -> dict[str, Any]:
-        """The keyword arguments of the rule's ``update`` for the next step (what
-        :meth:`Rule.scalars` gives)."""
-        values = dict(self.plain)
+        """The keyword arguments of the rule's ``update`` for the next step."""
+        hypers = self.hypers
         if self.schedule is not None:
-            values["lr"] = float(self.schedule(self.count))
-        values.update(self.rule.step_scalars(values, self.count + 1))
-        return {name: values[name] for name in self.scalar_names}
+            hypers = {**hypers, "lr": float(self.schedule(self.count))}
+        return self.rule.scalars(hypers, self.count + 1)
 
     def step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """One update."""
@@ -296,12 +290,6 @@ def follow(objective: Objective, stepper: Stepper, x0: np.ndarray, steps: int, *
     end = count + 1
     return Path(None if points is None else points[:end], losses[:end], grad_norms[:end],
                 lrs[:end], seconds[:end], diverged_at, stopped, x, grad)
-
-
-def _plain(value: Any) -> Any:
-    """A Python scalar for a hyperparameter that may be a 0-d array or tensor."""
-    item = getattr(value, "item", None)
-    return item() if item is not None and not isinstance(value, bool | int | float) else value
 
 
 def settled_step(values: np.ndarray, tolerance: float) -> int | None:

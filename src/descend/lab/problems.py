@@ -37,8 +37,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from descend.lab.specs import parse_spec
 from descend.secondorder.problems import Quadratic, Rosenbrock
+from descend.specs import parse_spec
+from descend.suggest import unknown_name
 
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 
@@ -653,6 +654,10 @@ def problem_names() -> list[str]:
     return list(PROBLEMS)
 
 
+#: The largest ``dim`` a spec may ask for: a dense 4096 x 4096 float64 matrix is 128 MiB.
+MAX_DIMENSION = 4096
+
+
 def make_problem(spec: str) -> Problem:
     """Build a problem from ``name[:key=value,...]``, e.g. ``"ravine:kappa=100,dim=10"``.
 
@@ -660,8 +665,12 @@ def make_problem(spec: str) -> Problem:
     """
     name, arguments = parse_spec(spec)
     if name not in PROBLEMS:
-        raise ValueError(f"unknown problem {name!r} in spec {spec!r}; valid: "
-                         f"{', '.join(PROBLEMS)}")
+        raise unknown_name("problem", name, list(PROBLEMS), spec)
+    dim = arguments.get("dim")
+    if isinstance(dim, int) and dim > MAX_DIMENSION:
+        raise ValueError(f"dim={dim!r} in spec {spec!r} is too large: expected at most "
+                         f"{MAX_DIMENSION} (problems hold dense dim x dim matrices and the "
+                         "race records every step's position)")
     cls = PROBLEMS[name]
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(arguments) - set(accepted))

@@ -22,8 +22,8 @@ from descend.lab import theory
 from descend.lab.loop import functional_hypers
 from descend.lab.problems import Ravine
 from descend.lab.runner import Contender, run
-from descend.lab.specs import FunctionalOptimizerSpec, OptimizerSpec
 from descend.optim.base import RuleOptimizer
+from descend.specs import FunctionalOptimizerSpec, OptimizerSpec
 
 #: Methods theory covers: label, descend spec name, predicted-rate function.
 METHODS = {

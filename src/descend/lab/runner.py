@@ -30,14 +30,14 @@ from descend.lab.loop import (
 )
 from descend.lab.palette import family_of
 from descend.lab.problems import Problem
-from descend.lab.specs import (
+from descend.optim.base import RuleOptimizer
+from descend.specs import (
     FunctionalOptimizerSpec,
     OptimizerSpec,
     ScheduleSpec,
     parse_method,
     parse_schedule,
 )
-from descend.optim.base import RuleOptimizer
 
 #: Optimizer arguments that change what the torch class does beyond its rule's math.
 TORCH_SIDE = frozenset({"nonfinite", "backend"})

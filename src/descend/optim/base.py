@@ -5,6 +5,9 @@ and ``load_state_dict``, ``zero_grad``, hooks, closures, learning-rate scheduler
 ``GradScaler``. This class adds only what a rule needs: validation of each group's
 hyperparameters, lazy per-parameter state in the rule's slots, per-step scalars computed once per
 group and step count, the non-finite-gradient guard, and the choice of executor.
+
+A step first checks everything it will touch (gradients against their parameters, state against
+its parameters, non-finite values when asked to) and only then changes anything.
 """
 
 from __future__ import annotations
@@ -15,15 +18,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from descend.kernels import update_tensors
-from descend.kernels.fused import fused_available, supports, update_tensors_fused
-from descend.optim.fused_plan import STALE, GroupPlan
+from descend.kernels.executor import Executor, backend_names, executors_for
+from descend.optim.plan import STALE, GroupPlan, check_gradient
 from descend.rules.spec import Rule
 
 #: What an optimizer does when a gradient holds inf or NaN.
 NONFINITE_MODES = ("propagate", "raise", "skip")
-#: Executors an optimizer can run its rule on.
-BACKENDS = ("auto", "reference", "fused")
+#: Executors an optimizer can run its rule on (``backend=``).
+BACKENDS = backend_names()
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -38,20 +40,31 @@ class RuleOptimizer(torch.optim.Optimizer):
     - ``nonfinite``: ``"propagate"`` (default, like ``torch.optim``: inf/NaN flow into the
       parameters), ``"raise"`` (raise :class:`NonFiniteGradientError` naming the parameter,
       before anything changes) or ``"skip"`` (leave every parameter and state tensor untouched
-      and count the step in ``skipped_steps``).
+      and count the step in ``skipped_steps``). Checked with one pass over the gradients and
+      one device synchronization per step.
     - ``backend``: which executor runs the rule. ``"reference"`` applies the rule with torch
-      ops, tensor by tensor. ``"fused"`` runs it as one compiled, multi-threaded pass over all
-      of a group's tensors (:mod:`descend.kernels.fused`; needs Numba, and CPU float32 or
-      float64 parameters, else ``ValueError``). ``"auto"`` (default) uses the fused executor
-      for CPU float32/float64 parameters when Numba is installed and the reference executor
-      for everything else: other devices, and float16/bfloat16, whose results then match
-      ``torch.optim``'s default (for-loop) path. Kernel threads follow
-      ``torch.get_num_threads()`` unless ``$DESCEND_NUM_THREADS`` is set.
+      ops, tensor by tensor. ``"fused"`` runs it as one compiled pass over all of a group's
+      tensors (:mod:`descend.kernels.fused`; needs Numba, and CPU float32 or float64
+      parameters, else ``ValueError`` naming the parameter). ``"auto"`` (default) gives each
+      parameter to the first available compiled executor that supports it, and the others to
+      the reference executor, whose results then match ``torch.optim``'s default (for-loop)
+      path. Kernel threads follow ``torch.get_num_threads()`` unless ``$DESCEND_NUM_THREADS``
+      is set.
+
+    Both settings survive ``load_state_dict``, ``copy.deepcopy`` and pickling.
     """
 
     rule: ClassVar[Rule]
     #: Create every parameter's state at construction, as ``torch.optim.Adagrad`` does.
     eager_state: ClassVar[bool] = False
+    #: How sparse gradients are stepped: ``None`` refuses them; ``"dense"`` steps with the
+    #: gradient made dense (``torch.optim.SGD``'s results); ``"entries"`` updates only the
+    #: gradient's stored entries, parameter and state alike (``torch.optim.Adagrad``'s).
+    sparse_gradients: ClassVar[str | None] = None
+    #: The ``torch.optim`` class (dotted name) that computes the same iterates at a constant
+    #: learning rate, and the arguments it needs besides the hyperparameters both share; used by
+    #: benchmarks and tests to find the reference of each optimizer.
+    torch_equivalent: ClassVar[tuple[str, dict[str, Any]] | None] = None
 
     def __init__(
         self,
@@ -64,53 +77,98 @@ class RuleOptimizer(torch.optim.Optimizer):
         if nonfinite not in NONFINITE_MODES:
             raise ValueError(f"nonfinite={nonfinite!r} is invalid: expected one of "
                              f"{', '.join(map(repr, NONFINITE_MODES))}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r} is invalid: expected one of "
-                             f"{', '.join(map(repr, BACKENDS))}")
-        if backend == "fused" and not fused_available():
-            raise ValueError("backend='fused' needs Numba, which is not installed: install "
-                             "numba, or use backend='auto' or 'reference'")
+        self._executors: tuple[Executor, ...] = executors_for(backend)
         self.nonfinite = nonfinite
         self.backend = backend
         self.skipped_steps = 0
-        self._fused_plans: dict[int, Any] = {}
-        # add_param_group, which super().__init__ calls per group, checks fusability.
+        self._plans: dict[int, GroupPlan] = {}
+        # add_param_group, which super().__init__ calls per group, checks each parameter.
         super().__init__(params, defaults)
         if self.eager_state:
             for group in self.param_groups:
                 hypers = self.rule_hypers(group)
                 for param in group["params"]:
-                    self._ensure_state(param, hypers)
+                    self._ensure_state(param, hypers, group)
 
-    # -- hyperparameters ----------------------------------------------------------------------
+    # -- hyperparameters and parameters -------------------------------------------------------
 
     def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
-        """The rule's hyperparameters read from a param group (subclasses rename as needed)."""
-        return {hyper.name: group[hyper.name] for hyper in self.rule.hypers}
+        """The rule's hyperparameters read from a param group (packed keys such as ``betas``
+        unpacked, see :attr:`Rule.group_keys`)."""
+        return self.rule.hypers_from_group(group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group after checking its hyperparameters (defaults filled in) against the rule."""
+        """Add a group after checking its hyperparameters (defaults filled in) against the rule
+        and each of its parameters against the backend; nothing is added on an error."""
         merged = {**self.defaults, **param_group}
-        self.rule.validate(self.rule_hypers(merged))
+        self.rule.validate(self.rule_hypers(merged), self.rule.display_names())
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        tensors = [p[1] if isinstance(p, tuple) else p for p in params]
+        if len({id(p) for p in tensors}) != len(tensors):
+            raise ValueError("a parameter appears twice in one parameter group: each parameter "
+                             "may be listed once (it would otherwise be stepped twice)")
+        group_index = len(self.param_groups)
+        for index, (param, entry) in enumerate(zip(tensors, params, strict=True)):
+            if isinstance(param, torch.Tensor):
+                where = (f"parameter {entry[0]!r}" if isinstance(entry, tuple)
+                         else f"param_groups[{group_index}]['params'][{index}]")
+                self._check_parameter(param, where)
         super().add_param_group(param_group)
-        if self.backend == "fused":
-            for param in self.param_groups[-1]["params"]:
-                _check_fusable(param)
+
+    def _check_parameter(self, param: torch.Tensor, where: str) -> None:
+        if not (param.is_floating_point() or param.is_complex()):
+            raise ValueError(f"{where} (shape {tuple(param.shape)}) has dtype {param.dtype}: "
+                             "expected a floating-point or complex tensor (an update would "
+                             "truncate it)")
+        if self._executor_for(param) is None:
+            (executor,) = self._executors
+            raise ValueError(f"backend={self.backend!r} cannot update {where}, a {param.dtype} "
+                             f"tensor on {param.device} (shape {tuple(param.shape)}): "
+                             f"{executor.refusal(param)}; use backend='auto' to update the "
+                             "others with the reference executor")
+
+    def _executor_for(self, param: torch.Tensor) -> Executor | None:
+        """The first of this optimizer's executors that supports ``param``."""
+        probe = torch.view_as_real(param) if param.is_complex() else param
+        for executor in self._executors:
+            if executor.supports(probe):
+                return executor
+        return None
 
     # -- state --------------------------------------------------------------------------------
 
-    def _ensure_state(self, param: torch.Tensor, hypers: Mapping[str, Any]) -> dict[str, Any]:
-        """The parameter's state, with a step counter and every slot active under ``hypers``."""
+    def _ensure_state(self, param: torch.Tensor, hypers: Mapping[str, Any],
+                      group: Mapping[str, Any] | None = None) -> tuple[dict | None, bool]:
+        """The parameter's state with every slot active under ``hypers`` (and a step counter
+        if the rule counts steps), and whether a slot was created now.
+
+        A parameter that needs no state gets none, as in ``torch.optim``. Existing state
+        tensors are checked against the parameter (``ValueError`` naming both on a mismatch).
+        """
+        slots = self.rule.active_slots(hypers)
+        if not slots and not self.rule.counts_steps and param not in self.state:
+            return None, False
         state = self.state[param]
-        if "step" not in state:
-            # A torch.optim.SGD checkpoint has a buffer but no counter: it is past its first step.
+        if self.rule.counts_steps and "step" not in state:
+            # A torch.optim checkpoint may hold slots but no counter: it is past its first step.
             has_history = any(slot.name in state for slot in self.rule.slots)
             state["step"] = torch.tensor(float(has_history), dtype=_step_dtype())
-        for slot in self.rule.active_slots(hypers):
-            if slot.name not in state:
+        created = False
+        for slot in slots:
+            tensor = state.get(slot.name)
+            if tensor is None:
                 state[slot.name] = torch.full_like(
                     param, slot.initial_value(hypers), memory_format=torch.preserve_format)
-        return state
+                created = True
+            elif (not isinstance(tensor, torch.Tensor) or tensor.shape != param.shape
+                  or tensor.dtype != param.dtype or tensor.device != param.device):
+                raise ValueError(
+                    f"state[{slot.name!r}] of {self._label(param)} is "
+                    f"{_describe(tensor)}, but the parameter is {_describe(param)}: expected "
+                    "the same shape, dtype and device (was the state loaded from another "
+                    "model?); nothing was updated")
+        return state, created
 
     def __getstate__(self) -> dict[str, Any]:
         """torch's pickled state plus descend's own settings (a copy or pickle keeps them)."""
@@ -120,24 +178,86 @@ class RuleOptimizer(torch.optim.Optimizer):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a pickled optimizer; fused plans are rebuilt on the next step."""
+        """Restore a pickled optimizer, or (``load_state_dict`` calls this) loaded state.
+
+        Settings given to the constructor survive a load; groups from older checkpoints get the
+        keys they lack from the defaults, and step counters saved as numbers become tensors, as
+        ``torch.optim`` does.
+        """
         state = dict(state)
-        self.nonfinite = state.pop("nonfinite", "propagate")
-        self.backend = state.pop("backend", "auto")
-        self.skipped_steps = state.pop("skipped_steps", 0)
-        self._fused_plans = {}
+        current = self.__dict__
+        self.nonfinite = state.pop("nonfinite", current.get("nonfinite", "propagate"))
+        self.backend = state.pop("backend", current.get("backend", "auto"))
+        self.skipped_steps = state.pop("skipped_steps", current.get("skipped_steps", 0))
+        self._executors = executors_for(self.backend)
+        self._plans = {}
         super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        for param_state in self.state.values():
+            step = param_state.get("step")
+            if step is not None and not isinstance(step, torch.Tensor):
+                param_state["step"] = torch.tensor(float(step), dtype=_step_dtype())
 
     def state_dict(self) -> dict[str, Any]:
-        """``torch.optim``'s state dict plus the count of skipped non-finite steps."""
+        """``torch.optim``'s state dict; with ``nonfinite`` other than ``"propagate"`` also the
+        count of skipped steps (so the dict equals torch's, key for key, otherwise)."""
         saved = super().state_dict()
-        saved["skipped_steps"] = self.skipped_steps
+        if self.nonfinite != "propagate" or self.skipped_steps:
+            saved["skipped_steps"] = self.skipped_steps
         return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict saved by this class or by the matching ``torch.optim`` class."""
-        super().load_state_dict(state_dict)
-        self.skipped_steps = int(state_dict.get("skipped_steps", 0))
+        """Load a state dict saved by this class or by the matching ``torch.optim`` class.
+
+        Every state tensor is checked against its parameter first: a checkpoint of another
+        model raises ``ValueError`` naming the parameter, and nothing changes.
+        """
+        self._check_loaded_state(state_dict)
+        skipped = int(state_dict.get("skipped_steps", 0))
+        super().load_state_dict({key: value for key, value in state_dict.items()
+                                 if key != "skipped_steps"})
+        self.skipped_steps = skipped
+
+    def _check_loaded_state(self, state_dict: Mapping[str, Any]) -> None:
+        groups = state_dict.get("param_groups")
+        saved_state = state_dict.get("state")
+        if not isinstance(groups, list) or not isinstance(saved_state, Mapping):
+            raise ValueError("not an optimizer state dict: expected the keys 'state' and "
+                             "'param_groups'")
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"the state dict has {len(groups)} parameter groups, this "
+                             f"optimizer {len(self.param_groups)}; nothing was loaded")
+        slot_names = {slot.name: slot for slot in self.rule.slots}
+        for index, (saved, group) in enumerate(zip(groups, self.param_groups, strict=True)):
+            ids = saved.get("params", [])
+            if len(ids) != len(group["params"]):
+                raise ValueError(f"parameter group {index} of the state dict has {len(ids)} "
+                                 f"parameters, this optimizer's {len(group['params'])}; "
+                                 "nothing was loaded")
+            hypers = self.rule_hypers({**group, **{k: v for k, v in saved.items()
+                                                   if k != "params"}})
+            for key, param in zip(ids, group["params"], strict=True):
+                entry = saved_state.get(key)
+                if not entry:
+                    continue
+                for name, value in entry.items():
+                    slot = slot_names.get(name)
+                    if slot is None or not isinstance(value, torch.Tensor):
+                        continue
+                    if value.shape != param.shape:
+                        raise ValueError(
+                            f"the state dict's {name!r} for {self._label(param)} has shape "
+                            f"{tuple(value.shape)}, but the parameter has shape "
+                            f"{tuple(param.shape)} (a checkpoint of another model?); nothing "
+                            "was loaded")
+                for slot in self.rule.active_slots(hypers):
+                    if slot.name not in entry and slot.unconditional:
+                        raise ValueError(
+                            f"the state dict has state for {self._label(param)} but no "
+                            f"{slot.name!r}, which {type(self).__name__} keeps for every "
+                            "parameter (a checkpoint of another optimizer?); nothing was loaded")
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -148,109 +268,196 @@ class RuleOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work = [
-            (group, [p for p in group["params"] if p.grad is not None])
-            for group in self.param_groups
-        ]
+        work = [(group, [p for p in group["params"] if p.grad is not None])
+                for group in self.param_groups]
+        # Check everything first; change nothing until every group is ready.
+        ready = [self._prepare_group(group, params) for group, params in work if params]
         if self.nonfinite != "propagate" and self._has_nonfinite_gradient(work):
             self.skipped_steps += 1
             return loss
-        for group, params in work:
-            if params:
-                self._step_group(group, params)
+        for run in ready:
+            run()
         return loss
 
     def _has_nonfinite_gradient(self, work: list[tuple[dict, list[torch.Tensor]]]) -> bool:
-        for group_index, (group, params) in enumerate(work):
+        """One pass over the gradients (one device synchronization per device)."""
+        grads = [_real(p.grad) for _, params in work for p in params]
+        if not any(map(_any_nonfinite, _by_device_and_dtype(grads))):
+            return False
+        if self.nonfinite == "skip":
+            return True
+        for _, params in work:
             for param in params:
-                if bool(torch.isfinite(param.grad).all()):
-                    continue
-                if self.nonfinite == "skip":
-                    return True
-                raise NonFiniteGradientError(
-                    f"non-finite gradient (inf or NaN) in {_param_label(group, group_index, param)}"
-                    "; nothing was updated")
+                if _any_nonfinite([_real(param.grad)]):
+                    raise NonFiniteGradientError(
+                        f"non-finite gradient (inf or NaN) in {self._label(param)}; nothing "
+                        "was updated")
         return False
 
-    def _step_group(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+    def _prepare_group(self, group: dict[str, Any], params: list[torch.Tensor]
+                       ) -> Callable[[], None]:
+        """Check one group's step and return the function that performs it."""
         hypers = self.rule_hypers(group)
-        if self.backend == "reference" or not fused_available():
-            self._step_buckets(group, params, hypers)
+        if not self._executors[0].compiled:
+            return self._prepare_unplanned(group, params, hypers)
+        plan = self._plans.get(id(group))
+        ready = STALE
+        if plan is not None and plan.covers(group, hypers):
+            ready = plan.prepare(params, self.state, self._label)
+        if ready is STALE:
+            self._check_gradients(params)
+            first = set()
+            for param in params:
+                if not param.grad.is_sparse and not param.is_complex():
+                    _, created = self._ensure_state(param, hypers, group)
+                    if created:
+                        first.add(id(param))
+            plan = GroupPlan(group, self.state, self.rule, hypers, _step_dtype(),
+                             self._executor_for, first)
+            self._plans[id(group)] = plan
+            ready = plan.prepare(params, self.state, self._label)
+            if ready is STALE:
+                raise AssertionError("a freshly built plan does not cover its group")
+
+        def run() -> None:
+            leftovers = plan.run(ready, hypers)
+            if leftovers:
+                self._prepare_unplanned(group, leftovers, hypers)()
+
+        leftovers = ready[3]
+        if leftovers:
+            # Check the leftovers now too, so a bad one stops the step before any change.
+            self._check_gradients(leftovers)
+        return run
+
+    def _check_gradients(self, params: list[torch.Tensor]) -> None:
+        for param in params:
+            grad = param.grad
+            if grad.is_sparse:
+                if self.sparse_gradients is None:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse "
+                                       f"gradients ({self._label(param)})")
+                if grad.shape != param.shape or grad.dtype != param.dtype:
+                    check_gradient(param, grad, self._label)
+            else:
+                check_gradient(param, grad, self._label)
+
+    def _prepare_unplanned(self, group: dict[str, Any], params: list[torch.Tensor],
+                           hypers: Mapping[str, Any]) -> Callable[[], None]:
+        """Check, then return the step of parameters no plan covers: each is stepped by its
+        executor's list call, one call per step count and executor."""
+        self._check_gradients(params)
+        entries = []
+        for param in params:
+            state, created = self._ensure_state(param, hypers, group)
+            entries.append((param, state, created))
+
+        def run() -> None:
+            slot_names = [slot.name for slot in self.rule.slots]
+            active = {slot.name for slot in self.rule.active_slots(hypers)}
+            buckets: dict[tuple[int, Executor], tuple[list, list, list]] = defaultdict(
+                lambda: ([], [], []))
+            for param, state, created in entries:
+                if self.rule.counts_steps:
+                    state["step"] += 1
+                    step = int(state["step"].item())
+                else:
+                    step = 1 if created else 2
+                grad = param.grad
+                slots = [state[name] if name in active else None for name in slot_names]
+                if grad.is_sparse:
+                    self._step_sparse(param, grad, slots, step, hypers)
+                    continue
+                if param.is_complex():
+                    param, grad = torch.view_as_real(param), torch.view_as_real(grad)
+                    slots = [None if s is None else torch.view_as_real(s) for s in slots]
+                bucket = buckets[step, self._executor_for(param)]
+                bucket[0].append(param)
+                bucket[1].append(grad)
+                bucket[2].append(slots)
+            for (step, executor), (bucket_params, grads, slots) in buckets.items():
+                executor.step(self.rule, None, self.rule.scalars(hypers, step), bucket_params,
+                              grads, slots)
+
+        return run
+
+    def _step_sparse(self, param: torch.Tensor, grad: torch.Tensor,
+                     slots: list[torch.Tensor | None], step: int,
+                     hypers: Mapping[str, Any]) -> None:
+        """Step a parameter whose gradient is sparse, as :attr:`sparse_gradients` says."""
+        scalars = self.rule.scalars(hypers, step)
+        reference = self._reference_executor()
+        if self.sparse_gradients == "dense":
+            reference.step(self.rule, None, scalars, [param], [grad.to_dense()], [slots])
             return
-        plan = self._fused_plans.get(id(group))
-        if plan is None or not plan.is_current(group, self.state, hypers):
-            plan = self._new_plan(group, params, hypers)
-        leftover = self._step_buckets_for(group, hypers)
-        if plan.step(params, hypers, leftover) is STALE:
-            plan = self._new_plan(group, params, hypers)
-            if plan.step(params, hypers, leftover) is STALE:
-                raise AssertionError("a freshly built fused plan does not cover its group")
+        grad = grad.coalesce()
+        where = tuple(grad.indices())
+        values = grad.values()
+        param_entries = param[where]
+        slot_entries = [None if s is None else s[where] for s in slots]
+        reference.step(self.rule, None, scalars, [param_entries], [values], [slot_entries])
+        param[where] = param_entries
+        for slot, entries in zip(slots, slot_entries, strict=True):
+            if slot is not None:
+                slot[where] = entries
 
-    def _new_plan(self, group: dict[str, Any], params: list[torch.Tensor],
-                  hypers: Mapping[str, Any]) -> GroupPlan:
-        """A fused plan for the group, after giving every stepping parameter its state."""
-        for param in params:
-            if param.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            if self.backend == "fused":
-                _check_fusable(param)
-            self._ensure_state(param, hypers)
-        plan = GroupPlan(group, self.state, self.rule, hypers, _step_dtype())
-        self._fused_plans[id(group)] = plan
-        return plan
+    @staticmethod
+    def _reference_executor() -> Executor:
+        from descend.kernels.executor import get_executor
 
-    def _step_buckets_for(self, group: dict[str, Any], hypers: Mapping[str, Any]):
-        return lambda params: self._step_buckets(group, params, hypers)
+        return get_executor("reference")
 
-    def _step_buckets(self, group: dict[str, Any], params: list[torch.Tensor],
-                      hypers: Mapping[str, Any]) -> None:
-        """Step each parameter's own counter and update it, one executor call per step count.
-
-        The reference executor handles every tensor under ``backend="reference"`` and those the
-        fused executor does not support under ``"auto"``; supported tensors that are not laid
-        out flat (strided views) go to the fused executor, which copies them.
-        """
-        slot_names = [slot.name for slot in self.rule.slots]
-        buckets: dict[tuple[int, bool], tuple[list, list, list]] = defaultdict(
-            lambda: ([], [], []))
-        active = {slot.name for slot in self.rule.active_slots(hypers)}
-        fused = self.backend != "reference" and fused_available()
-        for param in params:
-            if param.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            state = self._ensure_state(param, hypers)
-            state["step"] += 1
-            bucket = buckets[int(state["step"].item()), fused and supports(param)]
-            bucket[0].append(param)
-            bucket[1].append(param.grad)
-            bucket[2].append([state[name] if name in active else None for name in slot_names])
-        for (step, use_fused), (bucket_params, grads, slots) in buckets.items():
-            scalars = self.rule.scalars(hypers, step)
-            executor = update_tensors_fused if use_fused else update_tensors
-            executor(self.rule, scalars, bucket_params, grads, slots)
+    def _label(self, param: torch.Tensor) -> str:
+        """How messages name a parameter: by name when the optimizer was built from
+        ``named_parameters()``, else by its place in the param groups."""
+        for group_index, group in enumerate(self.param_groups):
+            for index, candidate in enumerate(group["params"]):
+                if candidate is param:
+                    names = group.get("param_names")
+                    if names:
+                        return f"parameter {names[index]!r} (shape {tuple(param.shape)})"
+                    return (f"param_groups[{group_index}]['params'][{index}] (shape "
+                            f"{tuple(param.shape)}; build the optimizer from "
+                            "model.named_parameters() to see names)")
+        return f"a parameter of shape {tuple(param.shape)}"
 
 
-def _check_fusable(param: torch.Tensor) -> None:
-    """Refuse, under ``backend="fused"``, a parameter the fused executor cannot update."""
-    if not supports(param):
-        raise ValueError(f"backend='fused' cannot update a {param.dtype} parameter on "
-                         f"{param.device} (shape {tuple(param.shape)}): the fused executor "
-                         "runs on CPU float32 and float64 tensors; use backend='auto' to "
-                         "update the others with the reference executor")
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} of shape {tuple(value.shape)} on {value.device}"
+    return f"a {type(value).__name__}"
+
+
+def _real(tensor: torch.Tensor) -> torch.Tensor:
+    if tensor.is_sparse:
+        tensor = tensor.coalesce().values()
+    return torch.view_as_real(tensor) if tensor.is_complex() else tensor
+
+
+def _by_device_and_dtype(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for tensor in tensors:
+        groups.setdefault((tensor.device, tensor.dtype), []).append(tensor)
+    return list(groups.values())
+
+
+def _any_nonfinite(tensors: list[torch.Tensor]) -> bool:
+    """Whether any of these same-device tensors holds inf or NaN (one synchronization)."""
+    if not tensors:
+        return False
+    device = tensors[0].device
+    found = torch.zeros(1, device=device)
+    if tensors[0].dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        # One fused pass per device and dtype: GradScaler's check, with a scale of exactly 1.
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found,
+                                                         torch.ones(1, device=device))
+        return bool(found.item())
+    return any(not bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def _step_dtype() -> torch.dtype:
     """The dtype ``torch.optim`` uses for step counters."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
-def _param_label(group: Mapping[str, Any], group_index: int, param: torch.Tensor) -> str:
-    index = next(i for i, p in enumerate(group["params"]) if p is param)
-    names = group.get("param_names")
-    if names:
-        return f"parameter {names[index]!r} (shape {tuple(param.shape)})"
-    return (f"param_groups[{group_index}]['params'][{index}] (shape {tuple(param.shape)}; build "
-            "the optimizer from model.named_parameters() to see names)")
 
 
 def reject_unsupported(**flags: Any) -> None:

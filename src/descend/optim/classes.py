@@ -1,15 +1,18 @@
 """Drop-in replacements for ``torch.optim`` classes, and the notes' velocity-form momentum.
 
-Each class takes the same constructor arguments, with the same defaults, as the ``torch.optim``
-class of the same name, keeps the same param-group keys and per-parameter state keys (so
-checkpoints load both ways), and computes the same numbers. ``foreach`` and ``fused`` are
+Adding an optimizer is adding its class here (its constructor in ``torch.optim``'s or the
+reference implementation's signature, and its ``rule``): it is exported as ``descend.<Class>``
+and found by the lab, the benchmark and the command line through its rule's name.
+
+Each drop-in class takes the same constructor arguments, with the same defaults, as the
+``torch.optim`` class of the same name, keeps the same param-group keys and per-parameter state
+keys (so checkpoints load both ways), and computes the same numbers. ``foreach`` and ``fused`` are
 accepted for compatibility; descend picks its own executor through ``backend``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from descend import rules
 from descend.optim.base import RuleOptimizer, reject_unsupported
@@ -37,6 +40,8 @@ class SGD(RuleOptimizer):
     """
 
     rule = rules.SGD
+    torch_equivalent = ("torch.optim.SGD", {})
+    sparse_gradients = "dense"
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
@@ -73,6 +78,7 @@ class Momentum(RuleOptimizer):
     """
 
     rule = rules.SGD_MOMENTUM
+    torch_equivalent = ("torch.optim.SGD", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 0, *, maximize: bool = False,
@@ -95,6 +101,7 @@ class Nesterov(Momentum):
     """
 
     rule = rules.NESTEROV
+    torch_equivalent = ("torch.optim.SGD", {"nesterov": True})
 
 
 class Adagrad(RuleOptimizer):
@@ -117,7 +124,9 @@ class Adagrad(RuleOptimizer):
     """
 
     rule = rules.ADAGRAD
+    torch_equivalent = ("torch.optim.Adagrad", {})
     eager_state = True
+    sparse_gradients = "entries"
 
     def __init__(self, params: Iterable, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
@@ -155,6 +164,7 @@ class RMSprop(RuleOptimizer):
     """
 
     rule = rules.RMSPROP
+    torch_equivalent = ("torch.optim.RMSprop", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
@@ -192,6 +202,7 @@ class Adam(RuleOptimizer):
     """
 
     rule = rules.ADAM
+    torch_equivalent = ("torch.optim.Adam", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -207,16 +218,6 @@ class Adam(RuleOptimizer):
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
-    def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
-        """Adam's group keeps ``betas`` as a pair, as ``torch.optim.Adam`` does."""
-        betas = group["betas"]
-        if not isinstance(betas, tuple | list) or len(betas) != 2:
-            raise ValueError(f"betas={betas!r} is invalid: expected a pair (beta1, beta2)")
-        hypers = {name: group[name] for name in (
-            "lr", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")}
-        hypers["beta1"], hypers["beta2"] = betas
-        return hypers
-
 
 class AdamW(Adam):
     """Adam with decoupled weight decay; drop-in for ``torch.optim.AdamW``.
@@ -231,6 +232,7 @@ class AdamW(Adam):
     """
 
     rule = rules.ADAMW
+    torch_equivalent = ("torch.optim.AdamW", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -242,3 +244,9 @@ class AdamW(Adam):
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)
+
+
+#: Every optimizer class defined in this module, exported as ``descend.<Class>``.
+__all__ = [name for name, value in list(globals().items())
+           if isinstance(value, type) and issubclass(value, RuleOptimizer)
+           and value.__module__ == __name__]

@@ -1,27 +1,79 @@
-"""The math of each optimizer, written once: elementwise update rules and their specs."""
+"""The math of each optimizer, written once: elementwise update rules and their specs.
 
-from descend.rules.adagrad import ADAGRAD
-from descend.rules.adam import ADAM, ADAMW
-from descend.rules.momentum import NESTEROV, SGD_MOMENTUM
-from descend.rules.rmsprop import RMSPROP
-from descend.rules.sgd import SGD
-from descend.rules.spec import Constraint, Hyper, Rule, Slot
+The registry (:data:`RULES`) is every :class:`Rule` defined at module level in this package, found
+by importing its modules, in order of publication. Adding an optimizer is adding its rule file;
+everything that lists optimizers (the functional API, the drop-in classes' lookup, the lab's and
+the benchmark's specs and defaults) reads this registry. A rule is reachable as
+``descend.rules.<NAME>`` under the name its module gives it (``descend.rules.ADAM``).
 
-#: Every rule by name.
+The rule model (see :mod:`descend.rules.spec`):
+
+- ``update(p, g, *slots, **scalars) -> (p, *slots)``: a pure function of one element in the
+  notation of the notes, using arithmetic, ``if`` on scalars, and the primitives and helpers of
+  :mod:`descend.rules.elementwise`; every executor compiles this one function.
+- ``step_scalars(hypers, step)``: what depends only on the step (bias corrections, decayed
+  rates), computed once per step outside the elementwise part.
+- the hyperparameters (:class:`Hyper`: default, valid range, meaning), slots (:class:`Slot`),
+  constraints, and the registry fields (aliases, param-group keys, the course's names, the
+  default learning-rate range, the reference).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from descend.rules.spec import Constraint, CourseForm, Hyper, Rule, Slot
+
+
+def _discover() -> dict[str, Rule]:
+    """Every module-level rule of this package, by the attribute name its module gives it."""
+    found: dict[str, Rule] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for attribute, value in vars(module).items():
+            if isinstance(value, Rule) and attribute.isupper():
+                found.setdefault(attribute, value)
+    return found
+
+
+_BY_ATTRIBUTE = _discover()
+globals().update(_BY_ATTRIBUTE)
+
+#: Every rule by name, in order of publication.
 RULES: dict[str, Rule] = {
-    rule.name: rule for rule in (SGD, SGD_MOMENTUM, NESTEROV, ADAGRAD, RMSPROP, ADAM, ADAMW)
+    rule.name: rule
+    for rule in sorted(_BY_ATTRIBUTE.values(), key=lambda rule: (rule.year, rule.name))
 }
 
 
+def _names() -> dict[str, Rule]:
+    names: dict[str, Rule] = {}
+    for rule in RULES.values():
+        for name in (rule.name, *rule.aliases):
+            if name in names and names[name] is not rule:
+                raise TypeError(f"rules {names[name].name!r} and {rule.name!r} both go by "
+                                f"{name!r}")
+            names[name] = rule
+    return names
+
+
+#: Every name a rule goes by (its name and its aliases).
+NAMES: dict[str, Rule] = _names()
+
+
 def get_rule(name: str) -> Rule:
-    """The rule called ``name``; ``KeyError`` lists the valid names."""
+    """The rule called ``name`` (or aliased so); ``KeyError`` lists the valid names."""
     try:
-        return RULES[name]
+        return NAMES[name]
     except KeyError:
-        raise KeyError(f"unknown rule {name!r}; valid: {', '.join(RULES)}") from None
+        raise KeyError(f"unknown rule {name!r}; valid: {', '.join(NAMES)}") from None
 
 
-__all__ = [
-    "ADAGRAD", "ADAM", "ADAMW", "NESTEROV", "RMSPROP", "RULES", "SGD", "SGD_MOMENTUM",
-    "Constraint", "Hyper", "Rule", "Slot", "get_rule",
-]
+def lecture_rules() -> list[Rule]:
+    """The rules of the lecture's tour, in order of publication."""
+    return [rule for rule in RULES.values() if rule.lecture]
+
+
+__all__ = [*_BY_ATTRIBUTE, "NAMES", "RULES", "Constraint", "CourseForm", "Hyper", "Rule", "Slot",
+           "get_rule", "lecture_rules"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, epsilon, learning_rate, weight_decay
+from descend.rules.common import MAXIMIZE, epsilon, l2_gradient, learning_rate, weight_decay
 from descend.rules.elementwise import sqrt
-from descend.rules.spec import Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
 
 def adagrad_update(p, g, sum, *, clr, eps, weight_decay, maximize):
@@ -18,10 +18,7 @@ def adagrad_update(p, g, sum, *, clr, eps, weight_decay, maximize):
 
     ``h`` is ``torch.optim.Adagrad``'s ``sum``; ``alpha_t = lr / (1 + (t - 1) * lr_decay)``.
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, g, weight_decay, maximize)
     sum = sum + g * g
     p = p - clr * g / (sqrt(sum) + eps)
     return p, sum
@@ -45,4 +42,10 @@ ADAGRAD = Rule(
     ),
     slots=(Slot("sum", fill="initial_accumulator_value"),),
     step_scalars=_adagrad_step_scalars,
+    course=CourseForm("adagrad", renames={"learning_rate": "lr", "epsilon": "eps", "cache": "sum"},
+                      defaults={"learning_rate": 1e-2, "epsilon": 1e-8}, counts_steps=True),
+    lr_range=(1e-3, 1.0),
+    lecture=True,
+    reference="Duchi, Hazan & Singer (2011)",
+    year=2011,
 )

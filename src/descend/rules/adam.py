@@ -7,7 +7,7 @@ from typing import Any
 
 from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate, weight_decay
 from descend.rules.elementwise import maximum, sqrt
-from descend.rules.spec import Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
 
 def adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step_size, bc2_sqrt, beta1, beta2,
@@ -50,11 +50,28 @@ def _adam_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]
     }
 
 
-def _adam_rule(name: str, default_weight_decay: float, decoupled: bool, summary: str) -> Rule:
+#: The course's config keys for Adam's hyperparameters and moments.
+_COURSE_NAMES = {"learning_rate": "lr", "epsilon": "eps", "m": "exp_avg", "v": "exp_avg_sq",
+                 "v_max": "max_exp_avg_sq"}
+_COURSE_DEFAULTS = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+
+
+def _adam_rule(name: str, default_weight_decay: float, decoupled: bool, summary: str,
+               lecture: bool, reference: str, year: int) -> Rule:
+    course_defaults = dict(_COURSE_DEFAULTS)
+    if default_weight_decay:
+        course_defaults["weight_decay"] = default_weight_decay
     return Rule(
         name=name,
         summary=summary,
         update=adam_update,
+        group_keys={"betas": ("beta1", "beta2")},
+        course=CourseForm(name, renames=_COURSE_NAMES, defaults=course_defaults,
+                          fixed={"decoupled_weight_decay": decoupled}, counts_steps=True),
+        lr_range=(1e-5, 1e-1),
+        lecture=lecture,
+        reference=reference,
+        year=year,
         hypers=(
             learning_rate(1e-3),
             decay_rate("beta1", 0.9, "decay rate of the first moment m"),
@@ -77,5 +94,7 @@ def _adam_rule(name: str, default_weight_decay: float, decoupled: bool, summary:
 
 ADAM = _adam_rule("adam", 0.0, False,
                   "m, v moving averages of g, g^2 with bias correction; x <- x - lr m^ / "
-                  "(sqrt(v^) + eps)")
-ADAMW = _adam_rule("adamw", 1e-2, True, "Adam with decoupled weight decay")
+                  "(sqrt(v^) + eps)", True, "Kingma & Ba (2015); amsgrad: Reddi et al. (2018)",
+                  2015)
+ADAMW = _adam_rule("adamw", 1e-2, True, "Adam with decoupled weight decay", False,
+                   "Loshchilov & Hutter (2019)", 2019)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from descend.rules.elementwise import helper
 from descend.rules.spec import Hyper
 
 
@@ -31,3 +32,19 @@ def decay_rate(name: str, default: float, doc: str) -> Hyper:
 
 
 MAXIMIZE = Hyper("maximize", False, "ascend instead of descend (g <- -g)", kind=bool)
+
+
+@helper
+def l2_gradient(p, g, weight_decay, maximize):
+    """The gradient a rule steps along: ``g <- -g`` to ascend, then the L2 term.
+
+    ::
+
+        g <- -g                      if maximize
+        g <- g + weight_decay * x    if weight_decay != 0
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    return g

@@ -1,36 +1,116 @@
-"""The non-arithmetic functions an update rule may call.
+"""What an update rule may call besides arithmetic: primitives and elementwise helpers.
 
-Rules call ``sqrt`` and ``maximum`` through this module's names. Bound here to NumPy, they work on
-arrays and on Python or NumPy scalars (and inside Numba-compiled code); an executor for another
-array type (torch tensors) rebinds the names with :func:`rebind` instead of re-typing the rule.
+*Primitives* are the non-arithmetic functions of one element (``sqrt``, ``maximum``, ``sign``,
+...). :data:`PRIMITIVES` has one row per primitive and one column per executor, naming the
+implementation that executor binds; adding a primitive is adding a row. Bound here to NumPy,
+the module-level names work on arrays and on Python or NumPy scalars, so a rule's ``update``
+can be called directly on NumPy data.
+
+*Helpers* are small pure functions of elements that several rules share, written in the same
+restricted language as a rule (arithmetic, ``if`` on scalars, primitives, other helpers), and
+registered with :func:`helper`. Every executor compiles them with the rule that calls them: the
+reference executor binds them like the rule, the compiled executors inline them.
+
+:func:`bind` gives an executor its copy of a rule's function: the same code object, evaluated
+in a namespace that holds only the primitives and helpers the function uses, bound for that
+executor. No rule is ever re-typed for an executor.
 """
 
 from __future__ import annotations
 
+import importlib
 import types
 from collections.abc import Callable
+from functools import cache
 
-import numpy as np
+#: The executors a primitive has an implementation for, in :data:`PRIMITIVES`' column order.
+EXECUTORS = ("numpy", "torch", "numba", "triton")
 
-sqrt = np.sqrt
-maximum = np.maximum
+#: Primitive name -> implementation per executor, as ``"module:attribute"``.
+#: ``numba`` compiles NumPy's scalar functions; ``triton`` binds ``@triton.jit`` wrappers of
+#: ``triton.language`` (its interpreter needs jitted functions, not the builtins themselves).
+PRIMITIVES: dict[str, dict[str, str]] = {
+    name: dict(zip(EXECUTORS, row, strict=True)) for name, row in {
+        #           numpy            torch            numba            triton
+        "sqrt":    ("numpy:sqrt",    "torch:sqrt",    "numpy:sqrt",    "descend.kernels.triton_support:sqrt"),  # noqa: E501
+        "maximum": ("numpy:maximum", "torch:maximum", "numpy:maximum", "descend.kernels.triton_support:maximum"),  # noqa: E501
+        "minimum": ("numpy:minimum", "torch:minimum", "numpy:minimum", "descend.kernels.triton_support:minimum"),  # noqa: E501
+        "sign":    ("numpy:sign",    "torch:sign",    "numpy:sign",    "descend.kernels.triton_support:sign"),  # noqa: E501
+        "abs":     ("numpy:abs",     "torch:abs",     "numpy:abs",     "descend.kernels.triton_support:abs"),  # noqa: E501
+    }.items()
+}
 
-#: The names a rule may use beyond arithmetic; an executor must provide each of them.
-ELEMENTWISE_NAMES = ("sqrt", "maximum")
+#: Registered helpers by name (see :func:`helper`).
+HELPERS: dict[str, Callable] = {}
 
 
-def rebind(function: Callable, **implementations: Callable) -> Callable:
-    """A copy of ``function`` whose global ``sqrt``/``maximum`` are the given implementations."""
-    missing = set(ELEMENTWISE_NAMES) - set(implementations)
-    if missing:
-        raise TypeError(f"rebind needs implementations of {sorted(missing)}")
-    namespace = dict(function.__globals__)
-    namespace.update(implementations)
-    copy = types.FunctionType(
-        function.__code__, namespace, function.__name__, function.__defaults__,
-        function.__closure__,
-    )
+def implementation(name: str, executor: str) -> Callable:
+    """The function an executor binds for the primitive ``name``."""
+    try:
+        module, attribute = PRIMITIVES[name][executor].split(":")
+    except KeyError:
+        raise KeyError(f"no primitive {name!r} for executor {executor!r}; primitives: "
+                       f"{', '.join(PRIMITIVES)}; executors: {', '.join(EXECUTORS)}") from None
+    return getattr(importlib.import_module(module), attribute)
+
+
+# The NumPy column as module-level names (``from descend.rules.elementwise import sqrt``), so a
+# rule's ``update`` runs as written on NumPy arrays and scalars.
+globals().update({name: implementation(name, "numpy") for name in PRIMITIVES})
+
+
+def helper(function: Callable) -> Callable:
+    """Register ``function`` as an elementwise helper that rules may call.
+
+    It must be a plain module-level ``def`` in a rule's language; executors find it by name,
+    so helper names are unique.
+    """
+    if function.__code__.co_freevars:
+        raise ValueError(f"helper {function.__name__!r} must be a plain function, not a closure")
+    existing = HELPERS.get(function.__name__)
+    if existing is not None and existing.__code__ is not function.__code__:
+        raise ValueError(f"a helper named {function.__name__!r} is already registered")
+    HELPERS[function.__name__] = function
+    return function
+
+
+def elementwise_names(function: Callable) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The primitives and helpers ``function`` reads by global name, each sorted."""
+    names = set(function.__code__.co_names)
+    return (tuple(sorted(names & set(PRIMITIVES))), tuple(sorted(names & set(HELPERS))))
+
+
+def helpers_used(function: Callable) -> tuple[Callable, ...]:
+    """Every helper ``function`` calls, directly or through other helpers, callees first."""
+    ordered: list[Callable] = []
+
+    def visit(current: Callable) -> None:
+        for name in elementwise_names(current)[1]:
+            callee = HELPERS[name]
+            if callee not in ordered:
+                visit(callee)
+                ordered.append(callee)
+
+    visit(function)
+    return tuple(ordered)
+
+
+@cache
+def bind(function: Callable, executor: str) -> Callable:
+    """A copy of ``function`` whose primitives and helpers are ``executor``'s.
+
+    The copy's globals hold nothing else, so a name a rule's module happens to import (say a
+    hyperparameter factory called like one of the rule's parameters) can never leak into a
+    compiled kernel.
+    """
+    primitives, helper_names = elementwise_names(function)
+    namespace: dict[str, object] = {"__builtins__": __builtins__, "__name__": function.__module__}
+    namespace.update({name: implementation(name, executor) for name in primitives})
+    namespace.update({name: bind(HELPERS[name], executor) for name in helper_names})
+    copy = types.FunctionType(function.__code__, namespace, function.__name__,
+                              function.__defaults__, function.__closure__)
     copy.__kwdefaults__ = function.__kwdefaults__
     copy.__doc__ = function.__doc__
     copy.__qualname__ = function.__qualname__
+    copy.__module__ = function.__module__
     return copy

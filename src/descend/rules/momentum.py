@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from descend.rules.common import MAXIMIZE, learning_rate, momentum, weight_decay
-from descend.rules.spec import Rule, Slot
+from descend.rules.common import MAXIMIZE, l2_gradient, learning_rate, momentum, weight_decay
+from descend.rules.spec import CourseForm, Rule, Slot
 
 
 def sgd_momentum_update(p, g, velocity, *, lr, momentum, weight_decay, maximize):
@@ -17,10 +17,7 @@ def sgd_momentum_update(p, g, velocity, *, lr, momentum, weight_decay, maximize)
     multiplies by the current alpha, so a change of alpha rescales the whole history at once;
     with a constant alpha the two forms give the same iterates, ``v = -alpha * b``.)
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, g, weight_decay, maximize)
     velocity = momentum * velocity - lr * g
     p = p + velocity
     return p, velocity
@@ -36,21 +33,27 @@ def nesterov_update(p, g, velocity, *, lr, momentum, weight_decay, maximize):
 
     With a constant alpha this equals ``torch.optim.SGD(nesterov=True)`` with ``v = -alpha * b``.
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, g, weight_decay, maximize)
     previous = velocity
     velocity = momentum * velocity - lr * g
     p = p + velocity + momentum * (velocity - previous)
     return p, velocity
 
 
-def _velocity_rule(name: str, update, summary: str) -> Rule:
+def _velocity_rule(name: str, update, summary: str, course_name: str, aliases: tuple[str, ...],
+                   reference: str, year: int) -> Rule:
     return Rule(
         name=name,
         summary=summary,
         update=update,
+        aliases=aliases,
+        course=CourseForm(course_name, renames={"learning_rate": "lr"},
+                          defaults={"learning_rate": 1e-2, "momentum": 0.9}),
+        lr_range=(1e-4, 1.0),
+        lecture=True,
+        counts_steps=False,
+        reference=reference,
+        year=year,
         hypers=(
             learning_rate(1e-3),
             momentum(0.9, "momentum (friction) coefficient rho"),
@@ -62,6 +65,10 @@ def _velocity_rule(name: str, update, summary: str) -> Rule:
 
 
 SGD_MOMENTUM = _velocity_rule(
-    "sgd_momentum", sgd_momentum_update, "v <- rho v - lr g ; x <- x + v")
+    "sgd_momentum", sgd_momentum_update, "v <- rho v - lr g ; x <- x + v", "sgd_momentum",
+    ("momentum",), "Polyak (1964), heavy ball; CS231n lecture 7's velocity form",
+    1964)
 NESTEROV = _velocity_rule(
-    "nesterov", nesterov_update, "v' <- rho v - lr g ; x <- x + v' + rho (v' - v)")
+    "nesterov", nesterov_update, "v' <- rho v - lr g ; x <- x + v' + rho (v' - v)",
+    "nesterov_momentum", (), "Nesterov (1983); Sutskever et al. (2013); CS231n's change of "
+    "variables", 1983)

@@ -6,12 +6,13 @@ from descend.rules.common import (
     MAXIMIZE,
     decay_rate,
     epsilon,
+    l2_gradient,
     learning_rate,
     momentum,
     weight_decay,
 )
 from descend.rules.elementwise import sqrt
-from descend.rules.spec import Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
 
 def rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha, eps, weight_decay,
@@ -25,10 +26,7 @@ def rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha, ep
     variance); ``momentum > 0`` accumulates ``b <- mu * b + g / (sqrt(h) + eps)`` and steps
     ``x <- x - lr * b``.
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, g, weight_decay, maximize)
     square_avg = alpha * square_avg + (1 - alpha) * g * g
     if centered:
         # gbar <- rho gbar + (1 - rho) g, in the interpolation form torch uses (same rounding).
@@ -63,4 +61,11 @@ RMSPROP = Rule(
         Slot("grad_avg", active=lambda h: h["centered"]),
         Slot("momentum_buffer", active=lambda h: h["momentum"] > 0),
     ),
+    course=CourseForm("rmsprop", renames={"learning_rate": "lr", "decay_rate": "alpha",
+                                          "epsilon": "eps", "cache": "square_avg"},
+                      defaults={"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}),
+    lr_range=(1e-5, 1e-1),
+    lecture=True,
+    reference="Tieleman & Hinton (2012), Coursera lecture 6.5; centered: Graves (2013)",
+    year=2012,
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, learning_rate, momentum, weight_decay
-from descend.rules.spec import Constraint, Hyper, Rule, Slot
+from descend.rules.common import MAXIMIZE, l2_gradient, learning_rate, momentum, weight_decay
+from descend.rules.spec import Constraint, CourseForm, Hyper, Rule, Slot
 
 
 def sgd_update(p, g, momentum_buffer, *, lr, momentum, keep, gain, weight_decay, nesterov,
@@ -21,13 +21,10 @@ def sgd_update(p, g, momentum_buffer, *, lr, momentum, keep, gain, weight_decay,
         x <- x - alpha * g
 
     With ``momentum = 0`` this is the notes' plain SGD, ``x <- x - alpha * g``.
-    ``keep``/``gain`` are ``mu``/``1 - tau`` except on the first step (0 and 1), when the buffer
-    starts as a copy of the gradient.
+    ``keep``/``gain`` are ``mu``/``1 - tau`` except on the buffer's first step (0 and 1), when
+    it starts as a copy of the gradient (also when momentum is switched on mid-run, as in torch).
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        g = g + weight_decay * p
+    g = l2_gradient(p, g, weight_decay, maximize)
     if momentum != 0:
         momentum_buffer = keep * momentum_buffer + gain * g
         g = g + momentum * momentum_buffer if nesterov else momentum_buffer
@@ -58,6 +55,13 @@ SGD = Rule(
     ),
     slots=(Slot("momentum_buffer", active=lambda h: h["momentum"] != 0),),
     step_scalars=_sgd_step_scalars,
+    course=CourseForm("sgd", renames={"learning_rate": "lr"}, defaults={"learning_rate": 1e-2},
+                      fixed={"momentum": 0.0, "dampening": 0.0, "nesterov": False}),
+    lr_range=(1e-3, 3.0),
+    lecture=True,
+    counts_steps=False,
+    reference="Robbins & Monro (1951); momentum: Polyak (1964); torch.optim.SGD's buffer form",
+    year=1951,
     constraints=(
         Constraint(lambda h: not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
                    "nesterov=True requires momentum > 0 and dampening = 0"),

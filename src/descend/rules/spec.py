@@ -7,9 +7,14 @@ A rule's ``update`` is a pure function of one parameter element (or an array of 
 ``slots`` are the per-element state tensors (momentum buffers, second-moment sums, ...) in the
 order the rule declares them; ``scalars`` are hyperparameters and values that depend only on the
 step (bias corrections, decayed learning rates), computed once per step by ``Rule.scalars``.
-The function uses only arithmetic, comparisons of Python scalars, and the ``sqrt``/``maximum``
-names from :mod:`descend.rules.elementwise`, so that NumPy arrays, torch tensors and compiled
-scalar loops can all execute it unchanged.
+The function uses only arithmetic, ``if`` on scalars, and the primitives and helpers of
+:mod:`descend.rules.elementwise`, so that NumPy arrays, torch tensors and compiled scalar loops
+can all execute it unchanged.
+
+A :class:`Rule` is also the optimizer's row in the registry: besides the math it carries the
+names the optimizer goes by (:attr:`Rule.aliases`), how a ``torch.optim``-style param group packs
+its hyperparameters (:attr:`Rule.group_keys`), the course's names for the NumPy functional API
+(:class:`CourseForm`), and the learning-rate range a benchmark searches by default.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -38,42 +45,83 @@ class Hyper:
     high_open: bool = False
     kind: type = float
 
-    def describe(self) -> str:
-        """The valid range in words, e.g. ``0 <= lr < inf`` or ``True or False``."""
+    def describe(self, shown: str | None = None) -> str:
+        """The valid range in words, e.g. ``0 <= lr < inf`` or ``True or False``.
+
+        ``shown`` is the name the user wrote, when it differs from the hyperparameter's.
+        """
         if self.kind is bool:
             return "True or False"
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
         left = "<" if self.low_open or self.low is None else "<="
         right = "<" if self.high_open or self.high is None else "<="
-        return f"{low} {left} {self.name} {right} {high}"
+        return f"{low} {left} {shown or self.name} {right} {high}"
 
-    def check(self, value: Any) -> Any:
-        """Return ``value`` converted to the hyperparameter's kind, or raise ``ValueError``."""
+    def check(self, value: Any, shown: str | None = None) -> Any:
+        """Return ``value`` in the hyperparameter's kind, or raise ``ValueError`` naming it.
+
+        A flag accepts what ``torch.optim`` treats as one in a valid setting: ``True``/``False``,
+        NumPy booleans and the integers 0 and 1 (as written in config files); it becomes a
+        Python ``bool``. A number accepts any real number or one-element tensor or array, but
+        not a string or a flag. ``shown`` is the name used in the message.
+        """
+        shown = shown or self.name
         if self.kind is bool:
-            if isinstance(value, bool):
-                return value
-            raise ValueError(f"{self.name}={value!r} is invalid: expected True or False")
+            flag = _as_flag(value)
+            if flag is None:
+                raise ValueError(f"{shown}={value!r} is invalid: expected True or False")
+            return flag
         number = _as_float(value)
         if number is None or math.isnan(number):
-            raise ValueError(f"{self.name}={value!r} is invalid: expected a number with "
-                             f"{self.describe()}")
+            raise ValueError(f"{shown}={value!r} is invalid: expected a number with "
+                             f"{self.describe(shown)}")
         too_low = self.low is not None and (
             number < self.low or (self.low_open and number == self.low))
         too_high = self.high is not None and (
             number > self.high or (self.high_open and number == self.high))
         if too_low or too_high or (self.high is None and math.isinf(number)):
-            raise ValueError(f"{self.name}={value!r} is out of range: expected {self.describe()}")
+            raise ValueError(f"{shown}={value!r} is out of range: expected "
+                             f"{self.describe(shown)}")
         return value
 
 
+def _as_flag(value: Any) -> bool | None:
+    """``value`` as a ``bool`` if it is a boolean or the integer 0 or 1, else ``None``."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer) and value in (0, 1):
+        return bool(value)
+    return None
+
+
 def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool):
+    """``value`` as a float if it is a real number (or a one-element tensor/array of one)."""
+    if isinstance(value, bool | np.bool_ | str | bytes):
         return None
-    try:
+    if isinstance(value, int | float | np.integer | np.floating):
         return float(value)
+    numel = getattr(value, "numel", None) or getattr(value, "size", None)
+    try:
+        count = numel() if callable(numel) else numel
+        if count != 1 or getattr(value, "dtype", None) is None or _is_complex_or_bool(value):
+            return None
+        return float(value.item() if hasattr(value, "item") else value)
     except (TypeError, ValueError, RuntimeError):
         return None
+
+
+def _is_complex_or_bool(value: Any) -> bool:
+    dtype = value.dtype
+    is_complex = getattr(dtype, "is_complex", None)
+    if is_complex is not None:  # a torch dtype
+        return bool(is_complex) or str(dtype) == "torch.bool"
+    kind = np.dtype(dtype).kind
+    return kind in "cb"
+
+
+def _always(hypers: Mapping[str, Any]) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -88,7 +136,12 @@ class Slot:
 
     name: str
     fill: float | str = 0.0
-    active: Callable[[Mapping[str, Any]], bool] = field(default=lambda h: True)
+    active: Callable[[Mapping[str, Any]], bool] = _always
+
+    @property
+    def unconditional(self) -> bool:
+        """Whether the slot exists under every setting of the hyperparameters."""
+        return self.active is _always
 
     def initial_value(self, hypers: Mapping[str, Any]) -> float:
         """The value every element of this slot starts from."""
@@ -108,11 +161,40 @@ def _no_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
+class CourseForm:
+    """How the NumPy functional API presents a rule, in the course's (CS231n's) names.
+
+    ``name`` is the function's name in :mod:`descend.functional`; ``renames`` maps config keys to
+    rule names (hyperparameters or slots); ``defaults`` are the course's defaults by config key;
+    ``fixed`` pins rule hyperparameters the function does not expose; ``counts_steps`` exposes
+    the step counter as the config key ``t``.
+    """
+
+    name: str
+    renames: Mapping[str, str] = field(default_factory=dict)
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    counts_steps: bool = False
+
+
+@dataclass(frozen=True, eq=False)
 class Rule:
-    """An optimizer's update rule: the elementwise math plus everything needed to run it.
+    """An optimizer's update rule and registry row: the elementwise math plus everything needed
+    to run, name, present and tune it.
 
     ``step_scalars(hypers, step)`` returns the values that depend only on the step number
     (``step`` counts updates including the current one, so the first update has ``step == 1``).
+
+    Registry fields: ``aliases`` (other short names, e.g. ``momentum`` for ``sgd_momentum``),
+    ``group_keys`` (a param-group key that packs several hyperparameters, e.g. ``betas`` ->
+    ``("beta1", "beta2")``), ``course`` (the functional API's names; ``None``: not offered
+    there), ``lr_range`` (the log-uniform learning-rate range a benchmark searches by default),
+    ``lecture`` (part of the lecture's tour and the benchmark's default line-up),
+    ``reference`` (where the method comes from) and ``year`` (of that publication; the
+    registry lists rules in this order). ``counts_steps`` says whether optimizers keep a
+    ``step`` counter per parameter (as ``torch.optim.Adam`` does); a rule that does not count
+    steps (``torch.optim.SGD`` keeps none) sees ``step == 1`` on the first update after its
+    slots were created and a larger value afterwards. Rules compare by identity.
     """
 
     name: str
@@ -122,24 +204,57 @@ class Rule:
     step_scalars: Callable[[Mapping[str, Any], int], dict[str, float]] = _no_step_scalars
     constraints: tuple[Constraint, ...] = ()
     summary: str = ""
+    aliases: tuple[str, ...] = ()
+    group_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    course: CourseForm | None = None
+    lr_range: tuple[float, float] = (1e-5, 1.0)
+    lecture: bool = False
+    reference: str = ""
+    year: int = 0
+    counts_steps: bool = True
 
     def __post_init__(self) -> None:
-        signature = inspect.signature(self.update)
-        positional = [
-            name for name, parameter in signature.parameters.items()
-            if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-        ]
+        parameters = inspect.signature(self.update).parameters.items()
+        positional = [name for name, parameter in parameters
+                      if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
         expected = ["p", "g", *(slot.name for slot in self.slots)]
         if positional != expected:
             raise TypeError(f"rule {self.name!r}: update takes {positional}, expected {expected}")
+        # Read on every optimizer step: computed once here, not by inspecting each time.
+        object.__setattr__(self, "scalar_names", tuple(
+            name for name, parameter in parameters
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY))
+        names = {hyper.name for hyper in self.hypers}
+        for key, packed in self.group_keys.items():
+            if not set(packed) <= names:
+                raise TypeError(f"rule {self.name!r}: group key {key!r} packs "
+                                f"{sorted(set(packed) - names)}, which are not hyperparameters")
 
-    @property
-    def scalar_names(self) -> tuple[str, ...]:
-        """Keyword-only arguments of ``update``: the scalars it reads, in signature order."""
-        return tuple(
-            name for name, parameter in inspect.signature(self.update).parameters.items()
-            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-        )
+    #: Keyword-only arguments of ``update``: the scalars it reads, in signature order.
+    scalar_names: tuple[str, ...] = field(init=False, default=())
+
+    def display_names(self) -> dict[str, str]:
+        """How errors name each hyperparameter: as the user wrote it (``betas[0]``, not
+        ``beta1``)."""
+        return {name: f"{key}[{index}]" for key, packed in self.group_keys.items()
+                for index, name in enumerate(packed)}
+
+    def hypers_from_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The rule's hyperparameters read from a param group, unpacking :attr:`group_keys`.
+
+        Raises ``ValueError`` when a packed key is not a sequence of the right length.
+        """
+        hypers: dict[str, Any] = {}
+        for key, packed in self.group_keys.items():
+            value = group[key]
+            if not isinstance(value, tuple | list) or len(value) != len(packed):
+                raise ValueError(f"{key}={value!r} is invalid: expected a sequence of "
+                                 f"{len(packed)} values ({', '.join(packed)})")
+            hypers.update(zip(packed, value, strict=True))
+        for hyper in self.hypers:
+            if hyper.name not in hypers:
+                hypers[hyper.name] = group[hyper.name]
+        return hypers
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -153,10 +268,12 @@ class Rule:
                 return hyper
         raise KeyError(name)
 
-    def validate(self, hypers: Mapping[str, Any]) -> dict[str, Any]:
+    def validate(self, hypers: Mapping[str, Any],
+                 shown: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Fill defaults, check every value and constraint; return the complete mapping.
 
-        Raises ``ValueError`` naming the first bad value and what is allowed.
+        Raises ``ValueError`` naming the first bad value (under its name in ``shown``, if
+        given: see :meth:`display_names`) and what is allowed.
         """
         known = {hyper.name for hyper in self.hypers}
         unknown = sorted(set(hypers) - known)
@@ -164,8 +281,9 @@ class Rule:
             raise ValueError(f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
                              f"valid: {', '.join(sorted(known))}")
         complete = self.defaults | dict(hypers)
+        shown = shown or {}
         for hyper in self.hypers:
-            complete[hyper.name] = hyper.check(complete[hyper.name])
+            complete[hyper.name] = hyper.check(complete[hyper.name], shown.get(hyper.name))
         for constraint in self.constraints:
             if not constraint.holds(complete):
                 raise ValueError(f"{self.name}: {constraint.message}")
@@ -177,7 +295,7 @@ class Rule:
 
     def scalars(self, hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
         """Every keyword argument ``update`` takes, for this step."""
-        values = {name: _plain(value) for name, value in hypers.items()}
+        values = {name: plain_value(value) for name, value in hypers.items()}
         values.update(self.step_scalars(values, step))
         return {name: values[name] for name in self.scalar_names}
 
@@ -189,7 +307,7 @@ class Rule:
         return "\n".join(lines)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A Python scalar for a hyperparameter that may arrive as a 0-d tensor or array."""
     if isinstance(value, bool | int | float):
         return value

@@ -17,8 +17,8 @@ from typing import Any
 
 from descend import rules
 from descend.lab import problems
-from descend.lab.specs import SCHEDULES, parse_schedule, parse_spec
 from descend.rules.spec import Hyper, Rule
+from descend.specs import SCHEDULES, parse_schedule, parse_spec
 
 
 @dataclass(frozen=True)

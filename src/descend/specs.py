@@ -7,7 +7,9 @@
     functional.adam:learning_rate=1e-2  the NumPy functional API (parse_method only)
     exponential:k=0.01                  schedules: see SCHEDULES
 
-A bad spec fails at parse time with a ``ValueError`` that lists what is valid.
+A bad spec fails at parse time with a ``ValueError`` that lists what is valid (and, for a
+misspelt name, the closest valid one). Specs are shared by the lab (``descend race``), the
+benchmark (``descend bench``) and the command line.
 """
 
 from __future__ import annotations
@@ -21,19 +23,29 @@ from typing import Any
 import numpy as np
 import torch
 
-import descend
 from descend import functional, schedules
+from descend.optim import optimizer_classes
+from descend.rules import RULES
+from descend.suggest import unknown_name
 
-#: descend optimizers by short name (the lecture's names and the torch class names).
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": descend.SGD,
-    "sgd_momentum": descend.Momentum,
-    "momentum": descend.Momentum,
-    "nesterov": descend.Nesterov,
-    "adagrad": descend.Adagrad,
-    "rmsprop": descend.RMSprop,
-    "adam": descend.Adam,
-    "adamw": descend.AdamW,
+#: descend optimizers by short name: every name and alias of each rule in the registry that has
+#: an optimizer class (``sgd``, ``sgd_momentum`` or ``momentum``, ``adam``, ...).
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = optimizer_classes()
+
+#: Default learning-rate search range (log-uniform) by optimizer name, for tuning and the range
+#: test: each rule's own ``lr_range``.
+LR_RANGES: dict[str, tuple[float, float]] = {
+    name: rule.lr_range for rule in RULES.values() for name in (rule.name, *rule.aliases)
+}
+#: The range for optimizers not listed above (``torch.optim.<Class>``).
+DEFAULT_LR_RANGE = (1e-5, 1.0)
+
+#: ``torch.optim`` classes a spec cannot name: every runner of specs calls ``step()`` on dense
+#: gradients, and these need something else.
+UNSUPPORTED_TORCH = {
+    "LBFGS": "it needs a closure that re-evaluates the loss at every step (use "
+             "descend.LBFGS or descend.secondorder from Python)",
+    "SparseAdam": "it needs sparse gradients (torch.nn.Embedding(sparse=True)); use adam",
 }
 
 #: Schedules by short name, each built from the optimizer's base learning rate.
@@ -52,8 +64,8 @@ SCHEDULES: dict[str, Callable[..., schedules.Schedule]] = {
 }
 
 
-def _split_top_level(text: str, separator: str = ",") -> list[str]:
-    """Split on ``separator`` outside parentheses and brackets."""
+def split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split on ``separator`` outside parentheses and brackets; empty pieces are dropped."""
     parts, depth, current = [], 0, []
     for char in text:
         if char in "([":
@@ -69,7 +81,9 @@ def _split_top_level(text: str, separator: str = ",") -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A spec value as Python: a literal (``1e-3``, ``(0.9,0.99)``, ``true``, ``none``) or,
+    failing that, the text itself."""
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -83,12 +97,12 @@ def _parse_value(text: str) -> Any:
 
 def _parse_arguments(spec: str, body: str) -> dict[str, Any]:
     arguments = {}
-    for item in _split_top_level(body):
+    for item in split_top_level(body):
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
             raise ValueError(f"malformed spec {spec!r}: expected name:key=value,key=value, "
                              f"got {item!r}")
-        arguments[key.strip()] = _parse_value(value.strip())
+        arguments[key.strip()] = parse_value(value.strip())
     return arguments
 
 
@@ -99,6 +113,27 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """
     name, _, body = spec.strip().partition(":")
     return name.strip(), _parse_arguments(spec, body)
+
+
+def split_specs(texts: Iterable[str]) -> list[str]:
+    """Specs from comma-separated lists (``"sgd,adam:betas=(0.9,0.99)"``); ``;`` also separates.
+
+    A spec's own arguments also use commas (``nesterov:lr=1e-3,momentum=0.9``): a piece with
+    ``=`` but no ``:`` continues the spec before it.
+    """
+    specs: list[str] = []
+    for text in texts:
+        for piece in split_top_level(text.replace(";", ",")):
+            if specs and "=" in piece and ":" not in piece.split("=", 1)[0]:
+                specs[-1] += "," + piece
+            else:
+                specs.append(piece)
+    return specs
+
+
+def default_lr_range(name: str) -> tuple[float, float]:
+    """The log-uniform learning-rate range to search for optimizer ``name``."""
+    return LR_RANGES.get(name, DEFAULT_LR_RANGE)
 
 
 @dataclass(frozen=True)
@@ -145,6 +180,12 @@ def optimizer_names() -> list[str]:
     return list(OPTIMIZERS)
 
 
+def _torch_optimizer_names() -> list[str]:
+    return sorted(name for name, value in vars(torch.optim).items()
+                  if inspect.isclass(value) and issubclass(value, torch.optim.Optimizer)
+                  and value is not torch.optim.Optimizer and name not in UNSUPPORTED_TORCH)
+
+
 def _torch_optimizer(name: str) -> type[torch.optim.Optimizer] | None:
     attribute = getattr(torch.optim, name.removeprefix("torch.optim."), None)
     if inspect.isclass(attribute) and issubclass(attribute, torch.optim.Optimizer):
@@ -161,15 +202,18 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
     name, _, body = spec.strip().partition(":")
     name = name.strip()
     if name.startswith("torch.optim."):
+        short = name.removeprefix("torch.optim.")
+        if short in UNSUPPORTED_TORCH:
+            raise ValueError(f"{name} cannot run from a spec: {UNSUPPORTED_TORCH[short]}")
         cls = _torch_optimizer(name)
         if cls is None:
-            raise ValueError(f"unknown torch optimizer {name!r} in spec {spec!r}")
+            raise unknown_name("torch optimizer", name, [
+                f"torch.optim.{n}" for n in _torch_optimizer_names()], spec)
     elif name in OPTIMIZERS:
         cls = OPTIMIZERS[name]
     else:
-        raise ValueError(f"unknown optimizer {name!r} in spec {spec!r}; valid: "
-                         f"{', '.join(OPTIMIZERS)}, or torch.optim.<Class> such as "
-                         "torch.optim.SGD")
+        raise unknown_name("optimizer", name, list(OPTIMIZERS), spec,
+                           also="or torch.optim.<Class> such as torch.optim.SGD")
     arguments = _parse_arguments(spec, body)
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self",
                                                                                    "params")]
@@ -201,8 +245,7 @@ def parse_schedule(spec: str) -> ScheduleSpec:
     name, _, body = spec.strip().partition(":")
     name = name.strip()
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r} in spec {spec!r}; valid: "
-                         f"{', '.join(SCHEDULES)}")
+        raise unknown_name("schedule", name, list(SCHEDULES), spec)
     parsed = ScheduleSpec(spec.strip(), name, _parse_arguments(spec, body))
     try:
         parsed.build(1.0)
@@ -249,8 +292,7 @@ def _parse_functional(spec: str) -> FunctionalOptimizerSpec:
     name, arguments = parse_spec(spec)
     short = name.removeprefix(FUNCTIONAL_PREFIX)
     if short not in functional.UPDATES:
-        raise ValueError(f"unknown functional update {name!r} in spec {spec!r}; valid: "
-                         f"{', '.join(functional_names())}")
+        raise unknown_name("functional update", name, functional_names(), spec)
     update = functional.UPDATES[short]
     parsed = FunctionalOptimizerSpec(spec.strip(), name, update, arguments)
     try:
@@ -267,9 +309,8 @@ def parse_method(spec: str) -> OptimizerSpec | FunctionalOptimizerSpec:
     """
     if spec.strip().startswith(FUNCTIONAL_PREFIX):
         return _parse_functional(spec)
-    try:
-        return parse_optimizer(spec)
-    except ValueError as error:
-        if "unknown optimizer" in str(error):
-            raise ValueError(f"{error}, or {', '.join(functional_names())}") from None
-        raise
+    name = spec.strip().partition(":")[0].strip()
+    if not name.startswith("torch.optim.") and name not in OPTIMIZERS:
+        raise unknown_name("optimizer", name, [*OPTIMIZERS, *functional_names()], spec,
+                           also="or torch.optim.<Class> such as torch.optim.SGD")
+    return parse_optimizer(spec)

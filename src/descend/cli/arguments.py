@@ -1,0 +1,90 @@
+"""What every ``descend`` command shares: a parser whose errors are one line, argument types
+that name the flag they check, and the check that an output folder can be written.
+
+Standard library only, so that help and argument errors answer before torch loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2), not a usage
+    block: ``descend bench: error: argument --seeds: ...; see 'descend bench --help'``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def _integer(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}"
+                                         ) from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (seeds, budgets that may be empty)."""
+    return _integer(text, 0)
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (counts of epochs, seeds, steps, threads)."""
+    return _integer(text, 1)
+
+
+def finite_float(text: str) -> float:
+    """A finite number (``nan`` and ``inf`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, tolerances)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def output_folder(path: str | Path, flag: str = "--out") -> Path:
+    """The folder ``path``, created if needed, once a file could be written in it.
+
+    Checked before any long work starts, so a run never ends unable to save what it computed.
+    Raises ``ValueError`` naming ``flag`` when ``path`` is a file, or the folder cannot be
+    created or written to.
+    """
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag}={str(path)!r} is invalid: it exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"{flag}={str(path)!r} is invalid: cannot write there ({reason}); "
+                         "expected a folder you can write to") from None
+    return folder
+
+
+def print_error(prog: str, message: str) -> None:
+    """Print ``prog: error: message`` as one line on stderr."""
+    line = " ".join(str(message).split())
+    print(f"{prog}: error: {line}", file=sys.stderr)

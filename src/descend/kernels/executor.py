@@ -1,0 +1,116 @@
+"""The executor interface: what every way of running a rule over tensors provides.
+
+An executor says which tensors it can update (:meth:`Executor.supports`) and applies one step of
+a rule to lists of them (:meth:`Executor.step`). Compiled executors (the fused CPU one, the GPU
+one) also run cached *plans* (:mod:`descend.kernels.plan`): they compile a kernel per rule
+variant (:meth:`Executor.kernel`) and launch it over an address table (:meth:`Executor.launch`).
+
+Optimizers choose executors by *backend* name: ``"auto"`` asks every available compiled executor
+in :data:`AUTO_ORDER` and then the reference executor, which supports everything; a named
+backend asks only that executor (see :func:`executors_for`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from descend.kernels.variant import Variant
+from descend.rules.spec import Rule
+
+
+class Executor:
+    """Base class of executors; subclasses set :attr:`name` and implement the methods."""
+
+    #: The backend name that selects this executor (``backend="fused"``).
+    name: str = ""
+    #: Whether the executor runs cached plans (compiled kernels over address tables).
+    compiled: bool = False
+
+    def available(self) -> bool:
+        """Whether the executor can run at all here (its compiler is installed, ...)."""
+        return True
+
+    def unavailable_reason(self) -> str:
+        """Why :meth:`available` is false, and what to install."""
+        return ""
+
+    def supports(self, tensor: torch.Tensor) -> bool:
+        """Whether the executor can update this parameter (its device and dtype)."""
+        raise NotImplementedError
+
+    def refusal(self, tensor: torch.Tensor) -> str:
+        """What this executor runs, for the error when a parameter is not supported."""
+        return f"the {self.name} executor cannot update it"
+
+    def step(self, rule: Rule, variant: Variant, scalars: Mapping[str, Any],
+             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+             slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+        """Apply one step of ``rule`` in place to each parameter and its active slots.
+
+        ``slots[i]`` holds parameter i's state tensors in the rule's slot order, ``None`` for a
+        slot that is not active; ``scalars`` are the keyword arguments of ``rule.update``.
+        """
+        raise NotImplementedError
+
+    # -- compiled executors -------------------------------------------------------------------
+
+    def kernel(self, rule: Rule, variant: Variant) -> Any:
+        """The compiled kernel of ``rule`` for ``variant`` (compiled executors only)."""
+        raise NotImplementedError
+
+    def launch(self, kernel: Any, table: Any, rows: Any, scalars: Any) -> None:
+        """Run ``kernel`` over an address table (compiled executors only)."""
+        raise NotImplementedError
+
+
+#: Compiled executors that ``backend="auto"`` asks, in order, before the reference executor.
+AUTO_ORDER = ("fused",)
+#: Where each executor is defined, imported on first use so ``import descend`` stays light.
+_MODULES = {
+    "reference": "descend.kernels.reference",
+    "fused": "descend.kernels.fused",
+}
+_instances: dict[str, Executor] = {}
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every value the ``backend`` argument of an optimizer accepts."""
+    return ("auto", *_MODULES)
+
+
+def get_executor(name: str) -> Executor:
+    """The executor called ``name``; ``ValueError`` lists the valid names."""
+    executor = _instances.get(name)
+    if executor is None:
+        if name not in _MODULES:
+            raise ValueError(f"backend={name!r} is invalid: expected one of "
+                             f"{', '.join(map(repr, backend_names()))}")
+        module = importlib.import_module(_MODULES[name])
+        executor = _instances[name] = module.EXECUTOR
+    return executor
+
+
+def executors_for(backend: str) -> tuple[Executor, ...]:
+    """The executors a backend asks, in order; each parameter goes to the first that supports it.
+
+    Raises ``ValueError`` for an unknown backend or a named one that is not available here.
+    """
+    if backend == "auto":
+        chosen = []
+        for name in AUTO_ORDER:
+            try:
+                executor = get_executor(name)
+            except ImportError:
+                continue
+            if executor.available():
+                chosen.append(executor)
+        return (*chosen, get_executor("reference"))
+    executor = get_executor(backend)
+    if not executor.available():
+        raise ValueError(f"backend={backend!r} is not available: "
+                         f"{executor.unavailable_reason()}")
+    return (executor,)

@@ -1,0 +1,86 @@
+"""Address tables: what a compiled kernel walks, for a list of tensors laid end to end.
+
+The tensors' elements, taken end to end, are cut into work items of equal size
+(:data:`WORK_ITEM`), each a run of *segments* (a piece of one tensor), so that any number of
+threads (or GPU programs) can share one step evenly whatever the tensors' sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+#: Elements per work item: large enough to amortize the per-item bookkeeping, small enough
+#: that even a one-tensor step splits evenly over the threads.
+WORK_ITEM = 1 << 16
+
+
+def segments(sizes: np.ndarray, work_item: int = WORK_ITEM,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut tensors of ``sizes`` elements, laid end to end, into work items of equal size.
+
+    Returns ``(item_start, segment_tensor, segment_start, segment_stop)``: work item ``w`` is
+    segments ``item_start[w]:item_start[w + 1]``; segment ``s`` covers elements
+    ``segment_start[s]:segment_stop[s]`` of tensor ``segment_tensor[s]``.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    ends = np.cumsum(sizes)
+    total = int(ends[-1]) if len(sizes) else 0
+    starts = ends - sizes
+    if total == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(1, dtype=np.int64), empty, empty, empty
+    cuts = np.arange(0, total, work_item, dtype=np.int64)
+    bounds = np.union1d(np.concatenate([starts[sizes > 0], cuts]), [total])
+    lower, upper = bounds[:-1], bounds[1:]
+    tensor = np.searchsorted(ends, lower, side="right").astype(np.int64)
+    item = lower // work_item
+    item_start = np.searchsorted(item, np.arange(item[-1] + 2), side="left").astype(np.int64)
+    return item_start, tensor, lower - starts[tensor], upper - starts[tensor]
+
+
+class TensorTable:
+    """Raw addresses and the work split of a list of same-dtype tensors sharing one layout.
+
+    ``addresses[k, i]`` is the address of operand ``k`` (0 the parameter, 1 the gradient, then
+    each active slot) of tensor ``i``. Each operand of a tensor must be dense with the same
+    strides as the parameter (:func:`flat_compatible`), so that the kernel can walk all of them
+    as flat arrays of ``sizes[i]`` elements.
+    """
+
+    def __init__(self, sizes: Sequence[int], operands: int) -> None:
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.addresses = np.zeros((operands, len(self.sizes)), dtype=np.int64)
+        self.work = segments(self.sizes)
+
+    def subset_work(self, indices: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """Addresses and work split for only the tensors at ``indices``."""
+        return (np.ascontiguousarray(self.addresses[:, indices]),
+                segments(self.sizes[indices]))
+
+
+def flat_compatible(tensors: Sequence[torch.Tensor | None]) -> bool:
+    """Whether these tensors (``None`` skipped) can be walked as flat arrays in the same order.
+
+    True when all are contiguous, or when all are dense and non-overlapping with the same strides
+    (channels-last weights and their gradients, for example).
+    """
+    present = [t for t in tensors if t is not None]
+    if all(t.is_contiguous() for t in present):
+        return True
+    strides = present[0].stride()
+    return dense(present[0]) and all(t.stride() == strides for t in present[1:])
+
+
+def dense(tensor: torch.Tensor) -> bool:
+    """Whether the tensor's elements fill a block of memory exactly once, in some order."""
+    expected = 1
+    for stride, size in sorted(zip(tensor.stride(), tensor.shape, strict=True)):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True

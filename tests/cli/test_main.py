@@ -1,0 +1,65 @@
+"""The ``descend`` entry point: help, version, misspelt commands, and nothing heavy loaded
+before a command needs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import descend
+from descend.cli.main import COMMANDS, main
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+#: Modules that take seconds to import; help and argument errors must not load any of them.
+HEAVY = ("torch", "optuna", "matplotlib", "numba", "numpy", "sklearn", "rich", "sqlalchemy")
+
+
+def test_descend_alone_prints_the_help_with_every_command(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: descend")
+    for name, command in COMMANDS.items():
+        assert name in out and command.summary in out
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"descend {descend.__version__}"
+
+
+@pytest.mark.parametrize("argv, closest", [(["rase"], "race"), (["bech", "--task", "x"], "bench"),
+                                           (["lrfind"], "lr-find")])
+def test_misspelt_command_suggests_the_closest(argv, closest, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"unknown command {argv[0]!r}" in err and f"did you mean {closest!r}?" in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["bench", "--help"], ["lr-find", "--help"],
+                                  ["report", "--help"], ["bench", "--seeds", "x"],
+                                  ["bench", "--sampler", "tpee"], ["rase"]])
+def test_help_and_argument_errors_load_nothing_heavy(argv):
+    code = ("import contextlib, io, sys\n"
+            "from descend.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), "
+            "contextlib.redirect_stderr(io.StringIO()):\n"
+            f"    main({argv!r})\n"
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_import_descend_loads_no_torch_until_a_name_is_used():
+    code = ("import sys, descend\n"
+            "before = 'torch' in sys.modules\n"
+            "descend.Adam\n"
+            "print(before, 'torch' in sys.modules, descend.functional.__name__)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    assert result.stdout.split() == ["False", "True", "descend.functional"]
