@@ -22,7 +22,6 @@ from descend.cli.arguments import (
     positive_float,
     positive_int,
 )
-from descend.rules import lecture_rules
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -31,8 +30,14 @@ if TYPE_CHECKING:
     from descend.bench.protocol import Bench
     from descend.bench.tasks import Task
 
-#: The default line-up: the lecture's optimizers, from the rule registry.
-DEFAULT_OPTIMIZERS = ",".join(rule.name for rule in lecture_rules())
+
+
+def default_optimizers() -> str:
+    """The default line-up: the lecture's optimizers, from the rule registry (read when a
+    command runs, so that help and argument errors load nothing)."""
+    from descend.rules import lecture_rules
+
+    return ",".join(rule.name for rule in lecture_rules())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="optimizer specs, comma-separated or repeated, as in the lab: "
                              "sgd, adam:betas=(0.9,0.99), torch.optim.SGD:momentum=0.9; a "
                              "spec that sets lr is not tuned (default "
-                             f"{DEFAULT_OPTIMIZERS})")
+                             "every optimizer of the lecture, as descend.rules lists them)")
     parser.add_argument("--schedules", default="constant",
                         help="learning-rate schedules to cross with every optimizer, "
                              "comma-separated: constant, step, exponential, 1/t, cosine, or a "
@@ -292,7 +297,7 @@ def run_bench_command(arguments: argparse.Namespace) -> int:
     from descend.specs import split_specs
 
     lr_range = _lr_range(arguments.lr_range)
-    specs = split_specs(arguments.optimizers or [DEFAULT_OPTIMIZERS])
+    specs = split_specs(arguments.optimizers or [default_optimizers()])
     schedules = split_specs([arguments.schedules])
     contenders = [make_contender(spec, schedule, lr_range, arguments.tune)
                   for spec in specs for schedule in schedules]
