@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from descend.cli.main import main
+from descend.lab.problems import make_problem
+from descend.lab.runner import Contender, run
 
 
 def test_race_prints_a_summary_with_theory_next_to_measurement(capsys):
@@ -35,9 +38,48 @@ def test_race_saves_every_run_and_its_plots(tmp_path: Path, capsys):
         assert (out / name).stat().st_size > 1000
 
 
-def test_race_saddle_reports_escape(capsys):
-    assert main(["race", "saddle", "sgd:lr=0.05", "--steps", "100"]) == 0
-    assert "escape" in capsys.readouterr().out
+def _rows(printed: str) -> dict[str, list[str]]:
+    """The summary table's rows by their first cell (specs short enough to fit one line)."""
+    rows = {}
+    for line in printed.splitlines():
+        cells = line.split()
+        if cells and ":" in cells[0] and "=" in cells[0]:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_race_saddle_reports_the_measured_escape_and_a_diverging_run_has_none(capsys):
+    assert main(["race", "saddle", "sgd:lr=0.05", "sgd:lr=5.0", "--steps", "100"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    problem = make_problem("saddle")
+    trace = run(problem, Contender.parse("sgd:lr=0.05"), 100)
+    escape = trace.settled_below(problem.escape_loss)
+    # x^2 - y^2 from (1, 1e-3): y grows by 1.1 per step, so the loss passes -1 near step 73.
+    assert escape is not None and 60 < escape < 90
+    assert trace.losses[escape] <= -1 < trace.losses[escape - 1]
+    assert rows["sgd:lr=0.05"][-1] == str(escape)
+    diverged = rows["sgd:lr=5.0"]
+    assert diverged[:2] == ["diverged", "(step"] and diverged[-1] == "-"
+
+
+def test_a_noisy_race_shows_the_loss_above_the_minimum_and_the_noise_floor(tmp_path, capsys):
+    out = tmp_path / "race"
+    assert main(["race", "least_squares:batch_size=8", "sgd:lr=0.1", "sgd:lr=0.03",
+                 "--steps", "400", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "noise floor" in printed and "f - f*" in printed
+    rows = _rows(printed)
+    records = {r["label"]: r for r in map(json.loads,
+                                          (out / "results.jsonl").read_text().splitlines())}
+    floors = {}
+    for label, record in records.items():
+        excess = np.array(record["loss"]) - record["minimum_value"]
+        final, floor = (float(v) for v in rows[label][:2])
+        assert final == pytest.approx(excess[-1], rel=5e-3)
+        floors[label] = np.mean(excess[-100:])
+        assert floor == pytest.approx(floors[label], rel=5e-3)
+    # The larger step bounces higher: the floor grows with the learning rate.
+    assert floors["sgd:lr=0.1"] > 2 * floors["sgd:lr=0.03"]
 
 
 @pytest.mark.parametrize("argv, message", [

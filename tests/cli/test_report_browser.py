@@ -67,3 +67,24 @@ def test_screenshot_is_not_blank(demo_report, tmp_path):
     assert pixels.std() > 20  # text and figures, not a flat page
     colours = np.unique(pixels.reshape(-1, 3)[::7], axis=0)
     assert len(colours) > 200  # figures add many colours; blank or text-only pages have few
+
+
+def test_a_click_enlarges_a_figure_and_escape_closes_it(demo_report, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    out, _ = demo_report
+    with sync_api.sync_playwright() as driver:
+        context = driver.chromium.launch_persistent_context(
+            str(tmp_path / "profile-zoom"), executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = context.new_page()
+        page.goto((out / "index.html").as_uri())
+        page.wait_for_function("document.body.dataset.images !== undefined")
+        zoom = page.locator("#zoom")
+        assert zoom.is_hidden()
+        page.locator('img[src="images/classics.png"]').click()
+        assert zoom.is_visible()
+        assert zoom.locator("img").get_attribute("src").endswith("images/classics.png")
+        page.keyboard.press("Escape")
+        assert zoom.is_hidden()
+        context.close()

@@ -138,3 +138,13 @@ def test_problem_specs_build_what_they_name():
     assert problem.dimension == 10
     assert problem.eigenvalues.max() / problem.eigenvalues.min() == pytest.approx(100)
     assert np.allclose(np.diff(problem.eigenvalues), 11.0)
+
+
+def test_least_squares_is_the_shared_quadratic_up_to_a_constant():
+    problem = NoisyLeastSquares(n=50, dim=3, batch_size=5, seed=2)
+    quadratic = problem.quadratic
+    np.testing.assert_allclose(quadratic.solution, problem.minima[0], rtol=1e-10)
+    x = problem.start()
+    np.testing.assert_allclose(quadratic.grad(x), problem.grad(x), rtol=1e-10)
+    assert problem.loss(x) - problem.minimum_value == pytest.approx(
+        quadratic.loss(x) - quadratic.minimum_value, rel=1e-10)

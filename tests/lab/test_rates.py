@@ -58,3 +58,29 @@ def test_theory_covers_the_methods_it_can_predict(spec, expected):
 def test_predicted_rate_rejects_unknown_methods():
     with pytest.raises(ValueError, match="valid: gradient descent"):
         predicted_rate("adam", [1.0, 2.0], 0.1)
+
+
+def test_each_direction_contracts_by_its_closed_form():
+    eigenvalues = np.array([1.0, 4.0, 25.0])
+    np.testing.assert_allclose(theory.direction_rates("gradient descent", eigenvalues, 0.05),
+                               np.abs(1 - 0.05 * eigenvalues))
+    best = theory.heavy_ball_optimal(1.0, 25.0)
+    # At Polyak's setting every direction's roots are complex with modulus sqrt(beta).
+    np.testing.assert_allclose(theory.direction_rates("heavy ball", eigenvalues, best.lr,
+                                                      best.momentum),
+                               np.sqrt(best.momentum), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method, optimal", [("heavy ball", theory.heavy_ball_optimal),
+                                             ("Nesterov", theory.nesterov_optimal)])
+def test_the_rate_map_is_lowest_at_theorys_optimal_setting(method, optimal):
+    eigenvalues = np.array([1.0, 100.0])
+    best = optimal(1.0, 100.0)
+    lrs = np.linspace(0.2, 1.8, 41) * best.lr
+    momenta = np.linspace(0.0, 0.99, 100)
+    grid = theory.rate(method, eigenvalues, lrs[None, :], momenta[:, None])
+    assert grid.shape == (100, 41)
+    assert grid.min() >= best.rate - 1e-6
+    assert theory.rate(method, eigenvalues, best.lr, best.momentum) == pytest.approx(best.rate)
+    row, column = np.unravel_index(np.argmin(grid), grid.shape)
+    assert abs(lrs[column] / best.lr - 1) <= 0.05 and abs(momenta[row] - best.momentum) <= 0.02

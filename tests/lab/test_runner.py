@@ -20,7 +20,7 @@ def test_gradient_descent_follows_the_closed_form(kappa, lr_fraction, steps):
     problem = Ravine(kappa=kappa, dim=3, seed=2)
     lr = lr_fraction * 2 / kappa
     trace = run(problem, Contender.parse(f"sgd:lr={lr!r}"), steps)
-    A = problem.quadratic.matrix
+    A = problem.quadratic.A
     expected = [problem.start()]
     for _ in range(steps):
         expected.append(expected[-1] - lr * A @ expected[-1])
@@ -111,7 +111,7 @@ def test_stop_below_ends_the_run_at_the_tolerance():
 
 def test_escape_and_tolerance_queries():
     trace = run(Saddle(), Contender.parse("sgd:lr=0.05"), 200)
-    escape = trace.first_below(-1.0)
+    escape = trace.settled_below(-1.0)
     assert escape is not None and trace.losses[escape] <= -1 < trace.losses[escape - 1]
     assert trace.steps_to(1e-3) is None  # no minimum to be near
 

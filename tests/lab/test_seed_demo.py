@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from descend.lab.demo import run_demo, steps_to_tolerance
-from descend.lab.quadratic import Quadratic
 from descend.lab.theory import gd_optimal
+from descend.secondorder.problems import Quadratic
 
 
 def test_gradient_descent_at_its_optimal_step_takes_the_predicted_steps():

@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"report folder (default ./{DEFAULT_OUT}/)")
     parser.add_argument("--quick", action="store_true",
-                        help="shorter runs: the same report in a fraction of the time")
+                        help="smaller grids and studies: the same report in a fraction of the "
+                             "time (claims the shorter runs do not support are marked)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="random seed (default 0)")
     parser.set_defaults(func=run)
@@ -45,9 +46,13 @@ def rich_table(table: Table) -> RichTable:
 
 
 def _print_section(console: Console, section: Section) -> None:
-    console.rule(f"[bold]{section.title}[/bold]  ({section.seconds:.1f} s)")
+    console.rule(f"[bold]{section.heading}[/bold]  ({section.seconds:.1f} s)")
     for table in section.tables:
         console.print(rich_table(table.summary()))
+    for claim in section.claims:
+        if not claim.holds:
+            console.print(f"[yellow]Not shown by this run:[/yellow] {claim.statement}. "
+                          f"{claim.evidence}")
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -58,12 +63,14 @@ def run(arguments: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description:<40}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task = progress.add_task("starting", total=total_runs())
-        run_tour(out, TourSettings(quick=arguments.quick, seed=arguments.seed),
+        settings = TourSettings(quick=arguments.quick, seed=arguments.seed)
+        task = progress.add_task("starting", total=total_runs(settings))
+        run_tour(out, settings,
                  progress=lambda description, advance: progress.update(
                      task, description=description, advance=advance),
                  on_section=lambda section: _print_section(progress.console, section))
     seconds = time.perf_counter() - started
     console.print(f"\nReport written to [bold]{escape(str(out / 'index.html'))}[/bold] "
-                  f"(open it in a browser; it works offline) in {seconds:.1f} s.")
+                  f"(open it in a browser; it works offline) in {seconds:.1f} s. "
+                  "To change the settings and watch the runs move: descend playground")
     return 0

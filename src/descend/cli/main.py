@@ -36,6 +36,8 @@ COMMANDS: dict[str, Command] = {
     "demo": Command("descend.cli.demo",
                     "the tour: the problems of SGD, measured, drawn and explained", "lab"),
     "race": Command("descend.cli.race", "race optimizer specs on one problem", "lab"),
+    "playground": Command("descend.cli.playground", "a live page: drag a slider, watch every "
+                          "optimizer's run change", "lab"),
     "bench": Command("descend.cli.bench", "tune, seed and race optimizers on real networks",
                      "bench"),
     "lr-find": Command("descend.cli.bench", "learning-rate range test with suggested rates",
@@ -46,7 +48,7 @@ COMMANDS: dict[str, Command] = {
 
 #: The modules each install extra provides (as imported; pyproject.toml lists the packages).
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "lab": ("matplotlib", "PIL", "rich", "sklearn"),
+    "lab": ("matplotlib", "PIL", "rich", "sklearn", "starlette", "uvicorn"),
     "bench": ("optuna", "sklearn", "mnist1d", "matplotlib", "rich"),
 }
 

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -52,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--average", default=None, metavar="DECAY",
                         help="also track averaged weights: an EMA decay in [0, 1) or 'polyak'")
     parser.add_argument("--tolerance", type=float, default=1e-6,
-                        help="report steps until loss - f* <= this (default 1e-6)")
+                        help="report the step from which loss - f* stays <= this "
+                             "(default 1e-6)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="minibatch seed (default 0)")
     parser.add_argument("--out", default=None, metavar="DIR",
@@ -79,17 +81,34 @@ def _short(value) -> str:
     return format_cell(value)
 
 
+def noise_floor(trace: Trace, fraction: float = 0.25) -> float:
+    """Mean ``f - f*`` over the last ``fraction`` of a run (at the averaged weights when
+    averaging was on): the level a run settles to under gradient noise."""
+    losses = trace.averaged_losses if trace.averaged_losses is not None else trace.losses
+    tail = losses[-max(1, int(len(losses) * fraction)):]
+    return float(np.mean(tail)) - (trace.minimum_value or 0.0)
+
+
 def summary_table(problem, contenders: list[Contender], traces: list[Trace],
                   tolerance: float) -> Table:
     """The terminal summary: one row per run, with theory's rate where it applies."""
-    caption = [f"steps: first step with loss - f* <= {tolerance:g}"]
+    known = problem.minimum_value is not None
+    caption = []
+    if known:
+        caption.append(f"f - f*: the loss above the minimum f* = {problem.minimum_value:.6g} "
+                       "at the end (at the averaged weights when averaging)")
+        caption.append(f"steps: from this step on, f - f* stays <= {tolerance:g}")
+    if problem.stochastic and known:
+        caption.append("noise floor: mean f - f* over the last quarter of the run")
     if problem.escape_loss is not None:
-        caption.append(f"escape: first step with loss <= {problem.escape_loss:.3g}")
+        caption.append(f"escape: from this step on, the loss stays <= {problem.escape_loss:.3g}")
     if isinstance(problem, Ravine):
         caption.append("theory / measured: linear rate per step")
     table = Table(title=problem.describe(), title_justify="left", box=box.SIMPLE_HEAD,
                   caption="; ".join(caption), caption_justify="left")
-    columns = ["loss", "steps", "|grad|", "distance"]
+    columns = (["f - f*", "steps"] if known else ["loss"]) + ["|grad|", "distance"]
+    if problem.stochastic and known:
+        columns.insert(1, "noise floor")
     if problem.escape_loss is not None:
         columns.append("escape")
     quadratic = isinstance(problem, Ravine)
@@ -100,13 +119,17 @@ def summary_table(problem, contenders: list[Contender], traces: list[Trace],
         table.add_column(column, justify="right")
     for contender, trace in zip(contenders, traces, strict=True):
         steps = trace.steps_to(tolerance)
-        row = [escape(trace.label), _short(trace.final_loss),
-               str(steps) if steps is not None else "-",
-               _short(float(trace.grad_norms[-1])), _short(float(trace.distances[-1]))]
+        end = trace.final_loss - (trace.minimum_value or 0.0)
+        row = [escape(trace.label), _short(end)]
         if trace.diverged_at is not None:
             row[1] = f"diverged (step {trace.diverged_at})"
+        if problem.stochastic and known:
+            row.append(_short(noise_floor(trace)) if trace.diverged_at is None else "-")
+        if known:
+            row.append(str(steps) if steps is not None else "-")
+        row += [_short(float(trace.grad_norms[-1])), _short(float(trace.distances[-1]))]
         if problem.escape_loss is not None:
-            row.append(_short(trace.first_below(problem.escape_loss)))
+            row.append(_short(trace.settled_below(problem.escape_loss)))
         if quadratic:
             covered = theory_method(contender)
             predicted = (predicted_rate(covered[0], problem.eigenvalues, covered[1], covered[2])

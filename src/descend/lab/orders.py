@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from descend import functional
+from descend.lab.loop import FunctionalStepper, follow
 from descend.secondorder import (
     History,
     LogisticRegression,
@@ -80,14 +81,9 @@ def curvature_bounds(problem: Quadratic | LogisticRegression) -> tuple[float, fl
     regression ``mu = l2`` and ``L = lambda_max(X^T X / n) / 2 + l2`` (the softmax's Hessian
     in the logits is at most ``I / 2``)."""
     if isinstance(problem, Quadratic):
-        eigenvalues = np.linalg.eigvalsh(problem.A)
-        return float(eigenvalues[0]), float(eigenvalues[-1])
+        return problem.strong_convexity, problem.smoothness
     gram = problem.X.T @ problem.X / problem.n_samples
     return problem.l2, 0.5 * float(np.linalg.eigvalsh(gram)[-1]) + problem.l2
-
-
-def _dimension(problem: Quadratic | LogisticRegression) -> int:
-    return len(problem.b) if isinstance(problem, Quadratic) else problem.dimension
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -129,32 +125,23 @@ def first_order(problem: Any, x0: np.ndarray, method: str, config: dict[str, flo
     The same history as the second-order methods (loss, gradient norm, evaluations, wall time
     per iteration), so that the two kinds can be tabulated and drawn together.
     """
-    update = functional.UPDATES[method]
-    x = np.array(x0, dtype=np.float64)
-    state = dict(config)
-    history = History()
-    started = time.perf_counter()
-    loss, grad = problem.value_and_grad(x)
-    history.record(loss, grad, None, 1, 0.0, 0.0)
-    status, message = "max_iter", f"reached max_iter={max_iter} iterations"
-    iteration = 0
-    while True:
-        if history.grad_norm[-1] <= gtol:
-            status, message = "converged", f"||g|| <= gtol={gtol:g}"
-            break
-        if iteration >= max_iter:
-            break
-        x, state = update(x, grad, state)
-        iteration += 1
-        loss, grad = problem.value_and_grad(x)
-        if not (np.isfinite(loss) and np.isfinite(grad).all()):
-            status, message = "diverged", f"non-finite loss or gradient at iteration {iteration}"
-            break
-        history.record(loss, grad, None, iteration + 1, time.perf_counter() - started,
-                       float(state.get("learning_rate", 0.0)))
-    return OptimizeResult(x=x, fun=history.loss[-1], jac=grad, nit=iteration,
-                          nfev=iteration + 1, nhev=0, status=status, message=message,
-                          history=history, method=method)
+    x0 = np.array(x0, dtype=np.float64)
+    stepper = FunctionalStepper(functional.UPDATES[method], config, x0)
+    path = follow(problem, stepper, x0, max_iter, stop=lambda _, norm: norm <= gtol,
+                  keep_points=False)
+    iterations = path.steps
+    if path.diverged_at is not None:
+        status, message = "diverged", f"non-finite loss or gradient at iteration {iterations}"
+    elif path.stopped:
+        status, message = "converged", f"||g|| <= gtol={gtol:g}"
+    else:
+        status, message = "max_iter", f"reached max_iter={max_iter} iterations"
+    history = History(loss=path.losses.tolist(), grad_norm=path.grad_norms.tolist(),
+                      nfev=list(range(1, iterations + 2)), time=path.seconds.tolist(),
+                      step=[0.0, *path.lrs[1:].tolist()])
+    return OptimizeResult(x=path.last_point, fun=history.loss[-1],
+                          jac=path.last_grad, nit=iterations, nfev=iterations + 1, nhev=0,
+                          status=status, message=message, history=history, method=method)
 
 
 # -- full batch ------------------------------------------------------------------------------
@@ -212,7 +199,7 @@ def full_batch_study(problem: Quadratic | LogisticRegression, name: str, title: 
     GD uses theory's best constant step ``2 / (L + mu)``; Nesterov ``1 / L`` with momentum
     ``(sqrt(kappa) - 1) / (sqrt(kappa) + 1)``; Adam the given learning rate.
     """
-    dimension = _dimension(problem)
+    dimension = problem.dimension
     x0 = np.zeros(dimension)
     mu, L = curvature_bounds(problem)
     kappa = L / mu

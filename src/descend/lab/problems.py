@@ -23,7 +23,7 @@ Problems are grouped by which of the lecture's four problems of SGD they show:
 ill-conditioning (:class:`Ravine`), saddle points (:class:`Saddle`, :class:`HighDimSaddle`),
 local minima (:class:`TiltedDoubleWell`, :class:`Himmelblau`, :class:`Rastrigin`), noisy
 gradients (:class:`NoisyLeastSquares`, :class:`NoisyLogistic`); plus the classics
-(:class:`Rosenbrock`, :class:`Beale`, :class:`Booth`). Build one from a spec with
+(:class:`RosenbrockValley`, :class:`Beale`, :class:`Booth`). Build one from a spec with
 :func:`make_problem` (``"ravine:kappa=100,dim=10"``).
 """
 
@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from descend.lab.quadratic import Quadratic
+from descend.secondorder.problems import Quadratic, Rosenbrock
 from descend.specs import parse_spec
 from descend.suggest import unknown_name
 
@@ -76,6 +76,10 @@ class Problem:
     def grad(self, x: np.ndarray) -> np.ndarray:
         """The gradient of :meth:`loss` at ``x``."""
         raise NotImplementedError
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(f(x), grad f(x))`` on the full data: what the lab's loop records."""
+        return self.loss(x), self.grad(x)
 
     def stochastic_grad(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A minibatch gradient (the full gradient for deterministic problems)."""
@@ -167,7 +171,7 @@ class Ravine(Problem):
             rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
         else:
             rotation = np.eye(dim)
-        self.quadratic = Quadratic(eigenvalues, rotation, np.zeros(dim))
+        self.quadratic = Quadratic.from_spectrum(eigenvalues, rotation)
         self.kappa = float(kappa)
         self.dimension = dim
         if picture and dim == 2:
@@ -182,12 +186,16 @@ class Ravine(Problem):
     def _value(self, x: Any, xp: Any) -> Any:
         if xp is np:
             return self.quadratic.loss(x)
-        matrix = torch.as_tensor(self.quadratic.matrix, dtype=x.dtype)
-        return 0.5 * x @ (matrix @ x)
+        matrix = torch.as_tensor(self.quadratic.A, dtype=x.dtype)
+        return 0.5 * x @ (matrix @ x)  # the minimum is at the origin: b = 0
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         """``A x``."""
         return self.quadratic.grad(x)
+
+    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(f(x), A x)`` from one change of basis."""
+        return self.quadratic.value_and_grad(x)
 
     @property
     def eigenvalues(self) -> np.ndarray:
@@ -471,6 +479,10 @@ class NoisyLeastSquares(_Minibatch):
         truth = np.linspace(1.0, -1.0, dim) if dim > 1 else np.ones(1)
         self.targets = self.features @ truth + noise * rng.standard_normal(n)
         solution, *_ = np.linalg.lstsq(self.features, self.targets, rcond=None)
+        #: The full-data loss is a quadratic, ``1/2 w^T (X^T X / n) w - (X^T y / n)^T w`` plus
+        #: a constant: its Hessian gives the theory of the noise-free runs.
+        self.quadratic = Quadratic(self.features.T @ self.features / n,
+                                   self.features.T @ self.targets / n)
         self.minima = solution[None, :]
         self.minimum_value = self.loss(solution)
         self.x0 = solution + np.linspace(-2.5, 2.0, dim) if dim > 1 else solution - 2.0
@@ -550,27 +562,32 @@ class NoisyLogistic(_Minibatch):
 # -- classics --------------------------------------------------------------------------------
 
 
-class Rosenbrock(Problem):
-    """``f(x, y) = (a - x)^2 + b (y - x^2)^2``: a curved, flat-bottomed valley; minimum (a, a^2)."""
+class RosenbrockValley(Problem):
+    """Rosenbrock's function in 2-D, ``f(x, y) = (a - x)^2 + b (y - x^2)^2``: a curved,
+    flat-bottomed valley with its minimum ``f = 0`` at ``(a, a^2)``.
+
+    The function is :class:`descend.secondorder.problems.Rosenbrock`; this adds the lab's start
+    and plotting window.
+    """
 
     name = "rosenbrock"
     title = "Rosenbrock's function"
 
     def __init__(self, a: float = 1.0, b: float = 100.0) -> None:
-        self.a, self.b = float(a), float(b)
+        self.function = Rosenbrock(2, float(a), float(b))
+        self.a, self.b = self.function.a, self.function.b
         self.dimension = 2
         self.x0 = np.array([-1.5, 2.0])
-        self.minima = np.array([[self.a, self.a ** 2]])
+        self.minima = self.function.solution[None, :]
         self.minimum_value = 0.0
         self.bounds = ((-2.0, 2.0), (-1.0, 3.0))
 
     def _value(self, x: Any, xp: Any) -> Any:
-        return (self.a - x[0]) ** 2 + self.b * (x[1] - x[0] ** 2) ** 2
+        return self.function.value(x)
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         """The analytic gradient."""
-        inner = x[1] - x[0] ** 2
-        return np.array([-2 * (self.a - x[0]) - 4 * self.b * x[0] * inner, 2 * self.b * inner])
+        return self.function.grad(np.asarray(x, dtype=float))
 
 
 class Beale(Problem):
@@ -627,7 +644,7 @@ class Booth(Problem):
 #: Every problem by spec name.
 PROBLEMS: dict[str, Callable[..., Problem]] = {
     cls.name: cls for cls in (Ravine, Saddle, HighDimSaddle, TiltedDoubleWell, Himmelblau,
-                              Rastrigin, NoisyLeastSquares, NoisyLogistic, Rosenbrock, Beale,
+                              Rastrigin, NoisyLeastSquares, NoisyLogistic, RosenbrockValley, Beale,
                               Booth)
 }
 

@@ -12,12 +12,17 @@ and the slow transient of a repeated eigenvalue (``k r^k``) no longer blurs the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from descend.lab import theory
+from descend.lab.loop import functional_hypers
 from descend.lab.problems import Ravine
 from descend.lab.runner import Contender, run
+from descend.optim.base import RuleOptimizer
 from descend.specs import FunctionalOptimizerSpec, OptimizerSpec
 
 #: Methods theory covers: label, descend spec name, predicted-rate function.
@@ -26,6 +31,17 @@ METHODS = {
     "heavy ball": "momentum",
     "Nesterov": "nesterov",
 }
+
+
+#: The condition numbers :func:`compare_rates` measures by default.
+KAPPAS = (10, 100, 1000)
+#: The settings each method runs at: theory's optimal ones and everyday ones.
+SETTINGS = ("optimal", "given")
+
+
+def row_count(kappas: Sequence[float] = KAPPAS) -> int:
+    """How many rows (and runs) :func:`compare_rates` makes for these condition numbers."""
+    return len(kappas) * len(METHODS) * len(SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -49,49 +65,52 @@ class RateRow:
 def predicted_rate(method: str, eigenvalues: Sequence[float], lr: float,
                    momentum: float = 0.0) -> float:
     """Theory's rate of ``method`` (a key of :data:`METHODS`) at the given settings."""
-    if method == "gradient descent":
-        return theory.gd_rate(eigenvalues, lr)
-    if method == "heavy ball":
-        return theory.heavy_ball_rate(eigenvalues, lr, momentum)
-    if method == "Nesterov":
-        return theory.nesterov_rate(eigenvalues, lr, momentum)
-    raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    return theory.rate(method, eigenvalues, lr, momentum)
+
+
+def rule_method(rule: str, hypers: Mapping[str, Any]) -> tuple[str, float, float] | None:
+    """``(method, lr, momentum)`` when theory covers the rule ``rule`` at these hyperparameters
+    (at a constant learning rate), else None.
+
+    Covered: ``sgd`` (plain, with momentum: heavy ball, with ``nesterov``: Nesterov; with a
+    constant rate torch's buffer form makes the same iterates), ``sgd_momentum`` (heavy ball)
+    and ``nesterov``, without weight decay, dampening or ``maximize``.
+    """
+    if hypers.get("weight_decay", 0) or hypers.get("maximize") or hypers.get("dampening", 0):
+        return None
+    lr = float(hypers["lr"])
+    if rule == "sgd":
+        momentum = float(hypers.get("momentum", 0.0))
+        if momentum == 0:
+            return "gradient descent", lr, 0.0
+        return ("Nesterov" if hypers.get("nesterov") else "heavy ball"), lr, momentum
+    if rule in ("sgd_momentum", "nesterov"):
+        method = "Nesterov" if rule == "nesterov" else "heavy ball"
+        return method, lr, float(hypers["momentum"])
+    return None
 
 
 def theory_method(contender: Contender) -> tuple[str, float, float] | None:
     """``(method, lr, momentum)`` when theory covers this contender on a quadratic, else None.
 
-    Covered: plain and momentum SGD (descend's, ``torch.optim``'s and the functional API's),
-    descend's Momentum and Nesterov, at a constant learning rate without weight decay or
-    dampening.
+    Covered: the rules of :func:`rule_method`, run as descend's classes, as
+    ``torch.optim.SGD`` or through the functional API, at a constant learning rate.
     """
     if contender.schedule is not None:
         return None
     spec = contender.method
-    args = dict(spec.arguments)
     if isinstance(spec, FunctionalOptimizerSpec):
-        name = spec.name.removeprefix("functional.")
-        names = {"sgd": "gradient descent", "sgd_momentum": "heavy ball",
-                 "nesterov_momentum": "Nesterov"}
-        if name not in names or args.get("weight_decay", 0) or args.get("maximize"):
-            return None
-        default_momentum = spec.update.defaults.get("momentum", 0.0)
-        return names[name], spec.lr, float(args.get("momentum", default_momentum))
+        return rule_method(spec.update.rule.name, functional_hypers(spec.update, spec.arguments))
     assert isinstance(spec, OptimizerSpec)
-    if args.get("weight_decay", 0) or args.get("maximize") or args.get("dampening", 0):
-        return None
-    if spec.name in ("sgd", "torch.optim.SGD"):
-        momentum = float(args.get("momentum", 0.0))
-        if momentum == 0:
-            return "gradient descent", spec.lr, 0.0
-        return ("Nesterov" if args.get("nesterov") else "heavy ball"), spec.lr, momentum
-    if spec.name in ("momentum", "sgd_momentum", "nesterov"):
-        momentum = float(args.get("momentum", 0.9))
-        return ("Nesterov" if spec.name == "nesterov" else "heavy ball"), spec.lr, momentum
+    if spec.name == "torch.optim.SGD":
+        return rule_method("sgd", {"lr": spec.lr, **spec.arguments})
+    if issubclass(spec.cls, RuleOptimizer):
+        optimizer = spec.build([torch.zeros(1, requires_grad=True)])
+        return rule_method(optimizer.rule.name, optimizer.rule_hypers(optimizer.param_groups[0]))
     return None
 
 
-def compare_rates(kappas: Sequence[float] = (10, 100, 1000), dim: int = 10, steps: int = 1500,
+def compare_rates(kappas: Sequence[float] = KAPPAS, dim: int = 10, steps: int = 1500,
                   given_lr: float | None = None, given_momentum: float = 0.9,
                   seed: int = 0) -> list[RateRow]:
     """Predicted and measured rates for each method, at optimal and at given settings.
@@ -111,9 +130,9 @@ def compare_rates(kappas: Sequence[float] = (10, 100, 1000), dim: int = 10, step
         lr = 1.0 / L if given_lr is None else given_lr
         for method, name in METHODS.items():
             best = optimal[method]
-            settings = [("optimal", best.lr, best.momentum),
-                        ("given", lr, 0.0 if method == "gradient descent" else given_momentum)]
-            for label, step_size, momentum in settings:
+            given = (lr, 0.0 if method == "gradient descent" else given_momentum)
+            settings = list(zip(SETTINGS, ((best.lr, best.momentum), given), strict=True))
+            for label, (step_size, momentum) in settings:
                 spec = f"{name}:lr={step_size!r}"
                 if method != "gradient descent":
                     spec += f",momentum={momentum!r}"

@@ -18,9 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
+from descend.lab.loop import (
+    FunctionalStepper,
+    RuleStepper,
+    Stepper,
+    TorchStepper,
+    follow,
+    settled_step,
+)
+from descend.lab.palette import family_of
 from descend.lab.problems import Problem
-from descend.optim import ScheduledLR
+from descend.optim.base import RuleOptimizer
 from descend.specs import (
     FunctionalOptimizerSpec,
     OptimizerSpec,
@@ -29,8 +39,8 @@ from descend.specs import (
     parse_schedule,
 )
 
-#: A run stops (as diverged) once its loss exceeds the start's by this factor, or is not finite.
-DIVERGENCE_FACTOR = 1e8
+#: Optimizer arguments that change what the torch class does beyond its rule's math.
+TORCH_SIDE = frozenset({"nonfinite", "backend"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,11 @@ class Contender:
                    average, name)
 
     @property
+    def family(self) -> str | None:
+        """Which optimizer this is, for its colour in every figure (see :func:`family_of`)."""
+        return family_of(self.method.name, self.method.arguments)
+
+    @property
     def label(self) -> str:
         """The legend label: the name if given, else the specs."""
         if self.name:
@@ -78,7 +93,7 @@ class Trace:
     """Everything recorded for one contender; arrays have one entry per step, step 0 the start.
 
     ``diverged_at`` is the step at which the loss became non-finite or blew up (the arrays end
-    there); ``averaged_losses`` holds the loss at the averaged weights when averaging was on.
+    with it); ``averaged_losses`` holds the loss at the averaged weights when averaging was on.
     """
 
     label: str
@@ -91,6 +106,7 @@ class Trace:
     diverged_at: int | None = None
     averaged_losses: np.ndarray | None = None
     averaged_trajectory: np.ndarray | None = None
+    family: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -111,24 +127,22 @@ class Trace:
         return float(self.losses[-1])
 
     def steps_to(self, tolerance: float) -> int | None:
-        """First step whose excess loss is at most ``tolerance``; None if never or if the
-
-        problem has no minimum.
-        """
+        """The step from which the excess loss ``loss - f*`` stays at or below ``tolerance``
+        to the end of the run; None if it ends above it, or if the problem has no minimum."""
         if self.minimum_value is None:
             return None
-        hits = np.flatnonzero(self.excess <= tolerance)
-        return int(hits[0]) if hits.size else None
+        return settled_step(self.excess, tolerance)
 
-    def first_below(self, loss: float) -> int | None:
-        """First step whose loss is at most ``loss`` (escape time from a saddle); None if never."""
-        hits = np.flatnonzero(self.losses <= loss)
-        return int(hits[0]) if hits.size else None
+    def settled_below(self, loss: float) -> int | None:
+        """The step from which the loss stays at or below ``loss`` to the end of the run (the
+        escape time from a saddle); None if it ends above it."""
+        return settled_step(self.losses, loss)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready lists, for results files."""
         out: dict[str, Any] = {
-            "label": self.label, "steps": self.steps, "diverged_at": self.diverged_at,
+            "label": self.label, "family": self.family, "steps": self.steps,
+            "diverged_at": self.diverged_at,
             "minimum_value": self.minimum_value,
             "loss": self.losses.tolist(), "grad_norm": self.grad_norms.tolist(),
             "distance": self.distances.tolist(), "lr": self.lrs.tolist(),
@@ -137,68 +151,46 @@ class Trace:
         if self.averaged_losses is not None:
             out["averaged_loss"] = self.averaged_losses.tolist()
         out.update(self.extra)
-        return _finite_json(out)
+        return finite_json(out)
 
 
-def _finite_json(value: Any) -> Any:
-    """Replace NaN and infinities (not valid JSON) by None."""
+def finite_json(value: Any) -> Any:
+    """``value`` (nested lists and dicts) with NaN and infinities, not valid JSON, as None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, list):
-        return [_finite_json(v) for v in value]
+        return [finite_json(v) for v in value]
     if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     return value
 
 
-class _TorchStepper:
-    """Runs a torch optimizer (descend's or ``torch.optim``'s) on a float64 parameter."""
-
-    def __init__(self, spec: OptimizerSpec, schedule: ScheduleSpec | None, x0: np.ndarray):
-        import torch  # noqa: PLC0415  (kept local: only this front end needs it)
-
-        self.torch = torch
-        self.param = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
-        self.optimizer = spec.build([self.param])
-        self.scheduler = (ScheduledLR(self.optimizer, schedule.build(spec.lr))
-                          if schedule is not None else None)
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def step(self, grad: np.ndarray) -> np.ndarray:
-        self.param.grad = self.torch.from_numpy(np.array(grad, dtype=np.float64))
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return self.param.detach().numpy().copy()
+def stepper_for(contender: Contender, x0: np.ndarray) -> Stepper:
+    """The loop's front end for a contender, with its schedule built from the spec's learning
+    rate: a functional update for ``functional.<name>``; for a descend optimizer its rule on
+    NumPy arrays (the class's own iterates; torch's per-step overhead dwarfs a 2-D problem),
+    unless it asks for torch-side behaviour (``nonfinite``, ``backend``); any other torch
+    optimizer itself."""
+    method = contender.method
+    schedule = contender.schedule.build(method.lr) if contender.schedule is not None else None
+    if isinstance(method, FunctionalOptimizerSpec):
+        return FunctionalStepper(method.update, method.config(), x0, schedule, method.lr)
+    if issubclass(method.cls, RuleOptimizer) and not set(method.arguments) & TORCH_SIDE:
+        optimizer = method.build([torch.zeros(len(x0), dtype=torch.float64,
+                                              requires_grad=True)])
+        return RuleStepper.from_optimizer(optimizer, x0, schedule)
+    return TorchStepper(method.build, x0, schedule)
 
 
-class _FunctionalStepper:
-    """Runs a NumPy functional update, setting ``learning_rate`` from the schedule each step."""
-
-    def __init__(self, spec: FunctionalOptimizerSpec, schedule: ScheduleSpec | None,
-                 x0: np.ndarray):
-        self.update = spec.update
-        self.config = spec.config()
-        self.schedule = schedule.build(spec.lr) if schedule is not None else None
-        self.count = 0
-        self.x = np.array(x0, dtype=float)
-        if self.schedule is not None:
-            self.config["learning_rate"] = self.schedule(0)
-        self.base_lr = spec.lr
-
-    @property
-    def lr(self) -> float:
-        return float(self.config.get("learning_rate", self.base_lr))
-
-    def step(self, grad: np.ndarray) -> np.ndarray:
-        self.x, self.config = self.update(self.x, grad, self.config)
-        self.count += 1
-        if self.schedule is not None:
-            self.config["learning_rate"] = self.schedule(self.count)
-        return self.x
+def averaged_points(points: np.ndarray, average: float | str) -> np.ndarray:
+    """The averaged weights after each point: an EMA with decay ``average``
+    (``x_avg <- decay x_avg + (1 - decay) x``) or, for ``"polyak"``, the running mean."""
+    out = np.empty_like(points)
+    out[0] = points[0]
+    for k in range(1, len(points)):
+        weight = 1.0 / (k + 1) if average == "polyak" else 1.0 - float(average)
+        out[k] = out[k - 1] + weight * (points[k] - out[k - 1])
+    return out
 
 
 def run(problem: Problem, contender: Contender, steps: int, *, seed: int = 0,
@@ -215,66 +207,25 @@ def run(problem: Problem, contender: Contender, steps: int, *, seed: int = 0,
     x = problem.start() if start is None else np.array(start, dtype=float)
     if x.shape != (problem.dimension,):
         raise ValueError(f"start has shape {x.shape}; the problem needs ({problem.dimension},)")
-    method = contender.method
-    stepper: _TorchStepper | _FunctionalStepper
-    if isinstance(method, FunctionalOptimizerSpec):
-        stepper = _FunctionalStepper(method, contender.schedule, x)
-    else:
-        stepper = _TorchStepper(method, contender.schedule, x)
     rng = np.random.default_rng(seed)
     f_star = problem.minimum_value or 0.0
-
-    losses, grad_norms, distances, lrs, trajectory = [], [], [], [], []
-    averaged, averaged_losses = None, None
+    path = follow(
+        problem, stepper_for(contender, x), x, steps,
+        sample=(lambda point: problem.stochastic_grad(point, rng)) if problem.stochastic
+        else None,
+        stop=None if stop_below is None else (lambda loss, _: loss - f_star <= stop_below),
+        progress=progress)
+    points = path.points
+    averaged = averaged_losses = None
     if contender.average is not None:
-        averaged, averaged_losses = x.copy(), [problem.loss(x)]
-
-    def record(point: np.ndarray, lr: float) -> float:
-        loss = problem.loss(point)
-        losses.append(loss)
-        grad_norms.append(float(np.linalg.norm(problem.grad(point))))
-        distances.append(problem.distance(point))
-        lrs.append(lr)
-        trajectory.append(point.copy())
-        return loss
-
-    initial = record(x, stepper.lr)
-    limit = abs(initial) * DIVERGENCE_FACTOR + DIVERGENCE_FACTOR
-    diverged_at = None
-    averaged_points = [x.copy()] if averaged is not None else None
-    report_every = max(1, steps // 50)
-    done = 0
-    for step in range(1, steps + 1):
-        grad = problem.stochastic_grad(x, rng) if problem.stochastic else problem.grad(x)
-        lr = stepper.lr
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = stepper.step(grad)
-            if not np.all(np.isfinite(x)):
-                diverged_at = step
-                break
-            loss = record(x, lr)
-        if not math.isfinite(loss) or abs(loss) > limit:
-            diverged_at = step
-            break
-        if averaged is not None:
-            weight = (1.0 / (step + 1) if contender.average == "polyak"
-                      else 1.0 - float(contender.average))
-            averaged = averaged + weight * (x - averaged)
-            averaged_losses.append(problem.loss(averaged))
-            averaged_points.append(averaged.copy())
-        if progress is not None and step % report_every == 0:
-            progress(step - done)
-            done = step
-        if stop_below is not None and loss - f_star <= stop_below:
-            break
-    if progress is not None and steps > done:
-        progress(steps - done)
+        averaged = averaged_points(points, contender.average)
+        averaged_losses = np.array([problem.loss(point) for point in averaged])
     return Trace(
-        label=contender.label, losses=np.array(losses), grad_norms=np.array(grad_norms),
-        distances=np.array(distances), lrs=np.array(lrs), trajectory=np.array(trajectory),
-        minimum_value=problem.minimum_value, diverged_at=diverged_at,
-        averaged_losses=None if averaged_losses is None else np.array(averaged_losses),
-        averaged_trajectory=None if averaged_points is None else np.array(averaged_points))
+        label=contender.label, losses=path.losses, grad_norms=path.grad_norms,
+        distances=np.array([problem.distance(point) for point in points]), lrs=path.lrs,
+        trajectory=points, minimum_value=problem.minimum_value,
+        diverged_at=path.diverged_at, averaged_losses=averaged_losses,
+        averaged_trajectory=averaged, family=contender.family)
 
 
 def race(problem: Problem, contenders: Sequence[Contender | str], steps: int, *, seed: int = 0,

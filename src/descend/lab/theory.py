@@ -59,34 +59,70 @@ def nesterov_optimal(mu: float, L: float) -> Setting:
     return Setting(4.0 / (3 * L + mu), (root - 2) / (root + 2), 1 - 2 / root)
 
 
-def _spectral_radius(matrices: np.ndarray) -> float:
-    return float(np.abs(np.linalg.eigvals(matrices)).max())
+def iteration_matrices(method: str, eigenvalues: np.ndarray, lr: np.ndarray | float,
+                       momentum: np.ndarray | float = 0.0) -> np.ndarray:
+    """Each method's two-step iteration on the error along one eigendirection, ``(e_k,
+    e_(k-1)) -> (e_(k+1), e_k)``, as 2x2 matrices of shape ``broadcast(lr, momentum) +
+    (len(eigenvalues), 2, 2)``:
+
+    - ``"gradient descent"``: ``e+ = (1 - lr lambda) e``;
+    - ``"heavy ball"``: ``x+ = x - lr g(x) + momentum (x - x-)``;
+    - ``"Nesterov"``: ``x+ = y - lr g(y)``, ``y+ = x+ + momentum (x+ - x)``.
+    """
+    lam = np.asarray(eigenvalues, dtype=float)
+    lr = np.asarray(lr, dtype=float)[..., None]
+    momentum = (np.zeros(()) if method == "gradient descent"
+                else np.asarray(momentum, dtype=float))[..., None]
+    shape = np.broadcast_shapes(lr.shape, momentum.shape, lam.shape)
+    matrices = np.zeros((*shape, 2, 2))
+    shrink = 1 - lr * lam
+    if method == "gradient descent":
+        matrices[..., 0, 0] = shrink
+    elif method == "heavy ball":
+        matrices[..., 0, 0] = 1 + momentum - lr * lam
+        matrices[..., 0, 1] = -momentum
+    elif method == "Nesterov":
+        matrices[..., 0, 0] = (1 + momentum) * shrink
+        matrices[..., 0, 1] = -momentum * shrink
+    else:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    matrices[..., 1, 0] = 1
+    return matrices
+
+
+#: The methods :func:`iteration_matrices` knows.
+METHODS = ("gradient descent", "heavy ball", "Nesterov")
+
+
+def direction_rates(method: str, eigenvalues: np.ndarray, lr: np.ndarray | float,
+                    momentum: np.ndarray | float = 0.0) -> np.ndarray:
+    """The contraction per step of the error along each eigendirection (the spectral radius of
+    its 2x2 iteration), shape ``broadcast(lr, momentum) + (len(eigenvalues),)``."""
+    matrices = iteration_matrices(method, eigenvalues, lr, momentum)
+    return np.abs(np.linalg.eigvals(matrices)).max(axis=-1)
+
+
+def rate(method: str, eigenvalues: np.ndarray, lr: np.ndarray | float,
+         momentum: np.ndarray | float = 0.0) -> np.ndarray | float:
+    """The method's linear rate: the slowest direction's contraction (an array over a grid of
+    ``lr`` and ``momentum``, or a number)."""
+    rates = direction_rates(method, eigenvalues, lr, momentum).max(axis=-1)
+    return float(rates) if np.ndim(rates) == 0 else rates
 
 
 def gd_rate(eigenvalues: np.ndarray, lr: float) -> float:
     """Per-step contraction of gradient descent: ``max |1 - lr * lambda|``."""
-    return float(np.abs(1 - lr * np.asarray(eigenvalues, dtype=float)).max())
+    return rate("gradient descent", eigenvalues, lr)
 
 
 def heavy_ball_rate(eigenvalues: np.ndarray, lr: float, momentum: float) -> float:
     """Spectral radius of ``x+ = x - lr g(x) + momentum (x - x-)`` over the eigenvalues."""
-    lam = np.asarray(eigenvalues, dtype=float)
-    matrices = np.zeros((lam.size, 2, 2))
-    matrices[:, 0, 0] = 1 + momentum - lr * lam
-    matrices[:, 0, 1] = -momentum
-    matrices[:, 1, 0] = 1
-    return _spectral_radius(matrices)
+    return rate("heavy ball", eigenvalues, lr, momentum)
 
 
 def nesterov_rate(eigenvalues: np.ndarray, lr: float, momentum: float) -> float:
     """Spectral radius of Nesterov's ``x+ = y - lr g(y)``, ``y+ = x+ + momentum (x+ - x)``."""
-    lam = np.asarray(eigenvalues, dtype=float)
-    shrink = 1 - lr * lam
-    matrices = np.zeros((lam.size, 2, 2))
-    matrices[:, 0, 0] = (1 + momentum) * shrink
-    matrices[:, 0, 1] = -momentum * shrink
-    matrices[:, 1, 0] = 1
-    return _spectral_radius(matrices)
+    return rate("Nesterov", eigenvalues, lr, momentum)
 
 
 def steps_to_tolerance(rate: float, initial_loss: float, tolerance: float) -> float:

@@ -1,9 +1,13 @@
 """Test problems with exact gradients and Hessians: quadratics, Rosenbrock, least squares and
-multinomial logistic regression (the last two also as finite sums for minibatch runs)."""
+multinomial logistic regression (the last two also as finite sums for minibatch runs).
+
+:class:`Quadratic` and :class:`Rosenbrock` are also the lab's ravine and Rosenbrock valley
+(:mod:`descend.lab.problems` adds a start, a plotting window and a title to each): one
+definition of each function for both layers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,16 +26,61 @@ def log_spaced_spectrum(dimension: int, condition_number: float,
     return np.geomspace(1.0, condition_number, dimension), basis
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Quadratic:
     """``f(x) = 1/2 x^T A x - b^T x`` with symmetric positive definite ``A``; minimizer ``A^-1 b``.
 
-    Newton's method reaches the minimizer in one step from anywhere; gradient descent needs a
-    number of steps that grows with the condition number of ``A``.
+    The one quadratic of the project: the second-order methods minimize it, and the lab's
+    ill-conditioned ravine is one. It is evaluated in its eigenbasis, ``A = Q diag(lambda) Q^T``,
+    as ``1/2 (x - x*)^T A (x - x*) + f*`` (the same function, without the cancellation of the
+    expanded form near the minimum). The condition number ``kappa = L / mu`` (largest over
+    smallest eigenvalue) sets how badly gradient descent zig-zags; Newton's method reaches the
+    minimizer in one step from anywhere.
+
+    Build it from ``A`` and ``b`` (the eigenbasis is computed) or from a spectrum with
+    :meth:`from_spectrum` (kept exactly as given).
     """
 
     A: np.ndarray
     b: np.ndarray
+    eigenvalues: np.ndarray = field(default=None, repr=False)
+    rotation: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        matrix = np.asarray(self.A, dtype=np.float64)
+        linear = np.asarray(self.b, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape != (linear.size, linear.size) or linear.ndim != 1:
+            raise ValueError(f"A has shape {matrix.shape} and b {linear.shape}; expected "
+                             "(n, n) and (n,)")
+        if self.eigenvalues is None:
+            eigenvalues, rotation = np.linalg.eigh(0.5 * (matrix + matrix.T))
+        else:
+            eigenvalues = np.asarray(self.eigenvalues, dtype=np.float64)
+            rotation = np.asarray(self.rotation, dtype=np.float64)
+        if not eigenvalues.min() > 0:
+            raise ValueError(f"A has eigenvalue {eigenvalues.min():.3g}; expected a positive "
+                             "definite matrix")
+        optimum = rotation @ ((rotation.T @ linear) / eigenvalues)
+        for name, value in (("A", matrix), ("b", linear), ("eigenvalues", eigenvalues),
+                            ("rotation", rotation), ("solution", optimum),
+                            ("minimum_value", float(-0.5 * linear @ optimum))):
+            object.__setattr__(self, name, value)
+
+    #: The minimizer ``A^-1 b`` (set on construction).
+    solution: np.ndarray = field(init=False, default=None, repr=False)
+    #: ``f* = -1/2 b^T A^-1 b`` (set on construction).
+    minimum_value: float = field(init=False, default=0.0, repr=False)
+
+    @classmethod
+    def from_spectrum(cls, eigenvalues: np.ndarray, rotation: np.ndarray,
+                      optimum: np.ndarray | None = None) -> Quadratic:
+        """``A = Q diag(eigenvalues) Q^T`` for the orthonormal ``rotation`` Q, minimizer
+        ``optimum`` (the origin by default)."""
+        eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
+        rotation = np.asarray(rotation, dtype=np.float64)
+        matrix = (rotation * eigenvalues) @ rotation.T
+        optimum = np.zeros(len(eigenvalues)) if optimum is None else np.asarray(optimum, float)
+        return cls(0.5 * (matrix + matrix.T), matrix @ optimum, eigenvalues, rotation)
 
     @classmethod
     def ill_conditioned(cls, dimension: int = 20, condition_number: float = 1e4,
@@ -40,39 +89,99 @@ class Quadratic:
         rng = np.random.default_rng(seed)
         eigenvalues, basis = log_spaced_spectrum(dimension, condition_number, rng)
         matrix = (basis * eigenvalues) @ basis.T
-        return cls(0.5 * (matrix + matrix.T), rng.standard_normal(dimension))
+        return cls(0.5 * (matrix + matrix.T), rng.standard_normal(dimension), eigenvalues, basis)
+
+    @classmethod
+    def ravine(cls, condition_number: float = 100.0, dimension: int = 2, seed: int = 0,
+               rotate: bool = True) -> Quadratic:
+        """The lecture's ravine: eigenvalues log-spaced from 1 to ``condition_number``, a random
+        rotation (unless ``rotate=False``), the minimum ``f = 0`` at the origin."""
+        eigenvalues, rotation = log_spaced_spectrum(dimension, condition_number,
+                                                    np.random.default_rng(seed))
+        return cls.from_spectrum(eigenvalues, rotation if rotate else np.eye(dimension))
 
     @property
-    def solution(self) -> np.ndarray:
-        """The minimizer ``A^-1 b``."""
-        return np.linalg.solve(self.A, self.b)
+    def dimension(self) -> int:
+        """Length of ``x``."""
+        return len(self.b)
+
+    @property
+    def smoothness(self) -> float:
+        """L, the largest eigenvalue."""
+        return float(self.eigenvalues.max())
+
+    @property
+    def strong_convexity(self) -> float:
+        """mu, the smallest eigenvalue."""
+        return float(self.eigenvalues.min())
+
+    @property
+    def condition_number(self) -> float:
+        """kappa = L / mu."""
+        return self.smoothness / self.strong_convexity
+
+    def errors(self, x: np.ndarray) -> np.ndarray:
+        """The error ``x - x*`` in the eigenbasis, ``Q^T (x - x*)`` (rows of ``x`` too)."""
+        return (np.asarray(x, dtype=np.float64) - self.solution) @ self.rotation
+
+    def loss(self, x: np.ndarray) -> float:
+        """f(x)."""
+        d = self.errors(x)
+        return 0.5 * float(d @ (self.eigenvalues * d)) + self.minimum_value
+
+    def values(self, points: np.ndarray) -> np.ndarray:
+        """f at each row of ``points``."""
+        d = self.errors(points)
+        return 0.5 * np.sum(self.eigenvalues * d * d, axis=-1) + self.minimum_value
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        """The gradient ``A x - b = A (x - x*)``."""
+        return self.rotation @ (self.eigenvalues * self.errors(x))
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """``(1/2 x^T A x - b^T x, A x - b)``."""
-        ax = self.A @ x
-        return float(0.5 * x @ ax - self.b @ x), ax - self.b
+        """``(f(x), A x - b)``."""
+        d = self.errors(x)
+        scaled = self.eigenvalues * d
+        return 0.5 * float(d @ scaled) + self.minimum_value, self.rotation @ scaled
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         """``A``."""
         return self.A.copy()
 
+    def start(self) -> np.ndarray:
+        """A starting point with unit error along every eigendirection
+        (``f - f* = sum(eigenvalues) / 2``)."""
+        return self.solution + self.rotation @ np.ones_like(self.eigenvalues)
+
 
 @dataclass(frozen=True)
 class Rosenbrock:
-    """The chained Rosenbrock function ``sum_i 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2``.
+    """The (chained) Rosenbrock function ``sum_i b (x_{i+1} - x_i^2)^2 + (a - x_i)^2``.
 
-    Minimizer: all ones, loss 0. Its curved valley makes the Hessian indefinite away from it.
+    A curved, flat-bottomed valley, easy to find and hard to follow; the Hessian is indefinite
+    away from it. The minimum is ``f = 0`` at ``(a, a^2)`` in 2-D and at all ones in more
+    dimensions (where ``a`` must be 1). ``value`` also evaluates torch tensors, for autograd.
     """
 
     dimension: int = 2
+    a: float = 1.0
+    b: float = 100.0
 
     def __post_init__(self) -> None:
-        if self.dimension < 2:
-            raise ValueError(f"dimension={self.dimension!r} is invalid: expected >= 2")
+        if not (isinstance(self.dimension, int) and self.dimension >= 2):
+            raise ValueError(f"dimension={self.dimension!r} is invalid: expected an integer "
+                             ">= 2")
+        if self.dimension > 2 and self.a != 1:
+            raise ValueError(f"a={self.a!r} is invalid in {self.dimension} dimensions: expected "
+                             "1 (other values have a closed-form minimizer in 2-D only)")
+        if not self.b > 0:
+            raise ValueError(f"b={self.b!r} is invalid: expected b > 0")
 
     @property
     def solution(self) -> np.ndarray:
-        """The minimizer, all ones."""
+        """The minimizer: ``(a, a^2)`` in 2-D, all ones otherwise."""
+        if self.dimension == 2:
+            return np.array([self.a, self.a ** 2])
         return np.ones(self.dimension)
 
     def start(self) -> np.ndarray:
@@ -81,23 +190,32 @@ class Rosenbrock:
         x[::2] = -1.2
         return x
 
+    def value(self, x):
+        """f(x) for a NumPy array or a torch tensor."""
+        head, tail = x[:-1], x[1:]
+        return (self.b * (tail - head ** 2) ** 2 + (self.a - head) ** 2).sum()
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        """The analytic gradient."""
+        head, tail = x[:-1], x[1:]
+        valley = tail - head ** 2
+        grad = np.zeros_like(x, dtype=np.float64)
+        grad[:-1] = -4.0 * self.b * head * valley - 2.0 * (self.a - head)
+        grad[1:] += 2.0 * self.b * valley
+        return grad
+
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss and gradient."""
-        head, tail = x[:-1], x[1:]
-        valley = tail - head**2
-        loss = float(np.sum(100.0 * valley**2 + (1.0 - head) ** 2))
-        grad = np.zeros_like(x)
-        grad[:-1] = -400.0 * head * valley - 2.0 * (1.0 - head)
-        grad[1:] += 200.0 * valley
-        return loss, grad
+        x = np.asarray(x, dtype=np.float64)
+        return float(self.value(x)), self.grad(x)
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         """The tridiagonal Hessian."""
         head, tail = x[:-1], x[1:]
-        diagonal = np.zeros_like(x)
-        diagonal[:-1] = 1200.0 * head**2 - 400.0 * tail + 2.0
-        diagonal[1:] += 200.0
-        off = -400.0 * head
+        diagonal = np.zeros_like(x, dtype=np.float64)
+        diagonal[:-1] = 12.0 * self.b * head ** 2 - 4.0 * self.b * tail + 2.0
+        diagonal[1:] += 2.0 * self.b
+        off = -4.0 * self.b * head
         return np.diag(diagonal) + np.diag(off, 1) + np.diag(off, -1)
 
 

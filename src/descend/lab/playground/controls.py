@@ -1,0 +1,231 @@
+"""What the playground page lets one set, and how each setting reads from its query string.
+
+Every rule of :data:`descend.rules.RULES` gets a slider per hyperparameter, derived from its spec
+(:class:`~descend.rules.spec.Hyper`): its default, its valid range and its meaning. Where a spec
+leaves a range open (a learning rate has no upper bound), :data:`SPANS` says how far the slider
+reaches; the server checks every value against the spec itself, so a URL cannot ask for what
+the rule refuses. The problems are the lab's 2-D ones, each with sliders for its own settings.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from descend import rules
+from descend.lab import problems
+from descend.rules.spec import Hyper, Rule
+from descend.specs import SCHEDULES, parse_schedule, parse_spec
+
+
+@dataclass(frozen=True)
+class Slider:
+    """One control: ``kind`` is ``"float"``, ``"int"`` or ``"bool"`` (a checkbox); a float
+    slider moves on a ``"log"`` or ``"linear"`` ``scale`` from ``low`` to ``high``, and
+    ``zero`` adds an exact 0 at the low end of a log slider."""
+
+    name: str
+    doc: str
+    default: Any
+    low: float = 0.0
+    high: float = 1.0
+    scale: str = "linear"
+    kind: str = "float"
+    zero: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the page."""
+        return {"name": self.name, "doc": self.doc, "default": self.default, "low": self.low,
+                "high": self.high, "scale": self.scale, "kind": self.kind, "zero": self.zero}
+
+    def check(self, value: Any) -> Any:
+        """``value`` as this control's kind, within its span; ``ValueError`` names the value
+        and what is allowed."""
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise ValueError(f"{self.name}={value!r} is invalid: expected True or False")
+        allowed = (f"{'an integer' if self.kind == 'int' else 'a number'} from {self.low:g} "
+                   f"to {self.high:g}" + (" or 0" if self.zero else ""))
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+                self.kind == "int" and not float(value).is_integer()):
+            raise ValueError(f"{self.name}={value!r} is invalid: expected {allowed}")
+        if not (self.low <= value <= self.high or (self.zero and value == 0)):
+            raise ValueError(f"{self.name}={value!r} is out of range: expected {allowed}")
+        return int(value) if self.kind == "int" else float(value)
+
+
+#: How far a slider reaches for hyperparameters whose spec leaves the range open: name ->
+#: (low, high, scale, exact zero allowed).
+SPANS: dict[str, tuple[float, float, str, bool]] = {
+    "lr": (1e-4, 10.0, "log", False),
+    "momentum": (0.0, 0.999, "linear", False),
+    "weight_decay": (1e-5, 1.0, "log", True),
+    "eps": (1e-12, 1e-1, "log", True),
+    "lr_decay": (1e-5, 1.0, "log", True),
+    "initial_accumulator_value": (1e-3, 10.0, "log", True),
+}
+
+
+def hyper_slider(hyper: Hyper) -> Slider:
+    """The slider for one hyperparameter of a rule."""
+    if hyper.kind is bool:
+        return Slider(hyper.name, hyper.doc, bool(hyper.default), kind="bool")
+    if hyper.name in SPANS:
+        low, high, scale, zero = SPANS[hyper.name]
+    elif hyper.low is not None and hyper.high is not None:
+        low, high, scale, zero = hyper.low, hyper.high, "linear", False
+    else:  # open-ended and unknown: three decades either side of the default
+        centre = abs(float(hyper.default)) or 1.0
+        low, high, scale, zero = centre * 1e-3, centre * 1e3, "log", hyper.low == 0
+    if hyper.low is not None:
+        low = max(low, hyper.low)
+    if hyper.high is not None:
+        # An open upper bound (a decay rate < 1) stops a thousandth short of it.
+        high = min(high, hyper.high - (1e-3 * (hyper.high - low) if hyper.high_open else 0.0))
+    return Slider(hyper.name, hyper.doc, hyper.default, low, high, scale, zero=zero)
+
+
+def rule_sliders(rule: Rule) -> list[Slider]:
+    """Every hyperparameter's slider, in the rule's order."""
+    return [hyper_slider(hyper) for hyper in rule.hypers]
+
+
+@dataclass(frozen=True)
+class PlaygroundProblem:
+    """A 2-D lab problem as the page offers it: its sliders and how to build it."""
+
+    name: str
+    title: str
+    sliders: tuple[Slider, ...]
+    build: Callable[..., problems.Problem]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the page."""
+        return {"name": self.name, "title": self.title,
+                "sliders": [slider.to_dict() for slider in self.sliders]}
+
+
+PROBLEMS: dict[str, PlaygroundProblem] = {
+    problem.name: problem for problem in (
+        PlaygroundProblem("ravine", "ravine (ill-conditioned quadratic)", (
+            Slider("kappa", "condition number: largest over smallest curvature", 20.0, 1.0,
+                   1000.0, "log"),), problems.Ravine, {"picture": True}),
+        PlaygroundProblem("saddle", "saddle x^2 - y^2", (
+            Slider("y0", "how far off the ridge the run starts", 1e-3, 1e-6, 0.5, "log"),),
+            problems.Saddle),
+        PlaygroundProblem("double_well", "tilted double well", (
+            Slider("tilt", "how much deeper the left well is", 0.5, 0.05, 1.4),),
+            problems.TiltedDoubleWell),
+        PlaygroundProblem("himmelblau", "Himmelblau's function", (), problems.Himmelblau),
+        PlaygroundProblem("rastrigin", "Rastrigin's function", (
+            Slider("a", "height of the ripples", 10.0, 0.5, 20.0),), problems.Rastrigin),
+        PlaygroundProblem("rosenbrock", "Rosenbrock's function", (
+            Slider("a", "the minimum is at (a, a^2)", 1.0, 0.5, 1.5),
+            Slider("b", "steepness of the valley walls", 100.0, 1.0, 1000.0, "log")),
+            problems.RosenbrockValley),
+        PlaygroundProblem("beale", "Beale's function", (), problems.Beale),
+        PlaygroundProblem("least_squares", "noisy least squares", (
+            Slider("batch_size", "examples per minibatch gradient (256: the full data)", 4, 1,
+                   256, "log", kind="int"),
+            Slider("noise", "noise in the targets", 0.5, 0.0, 2.0)),
+            problems.NoisyLeastSquares),
+    )
+}
+
+
+def build_problem(spec: str) -> problems.Problem:
+    """The problem of a spec such as ``ravine:kappa=100``; ``ValueError`` for a problem the
+    page does not offer or a setting out of its slider's span."""
+    name, arguments = parse_spec(spec)
+    if name not in PROBLEMS:
+        raise ValueError(f"problem={name!r} is not on the playground; choose one of "
+                         f"{', '.join(PROBLEMS)}")
+    offered = PROBLEMS[name]
+    sliders = {slider.name: slider for slider in offered.sliders}
+    unknown = sorted(set(arguments) - set(sliders))
+    if unknown:
+        raise ValueError(f"problem {name} has no setting {', '.join(unknown)} (in {spec!r}); "
+                         f"valid: {', '.join(sliders) or 'none'}")
+    values = {key: sliders[key].check(value) for key, value in arguments.items()}
+    return offered.build(**values, **offered.fixed)
+
+
+def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
+    """The rule and its complete, checked hyperparameters from ``name:key=value,...``."""
+    name, arguments = parse_spec(spec)
+    if name not in rules.RULES:
+        raise ValueError(f"optimizer {name!r} is not a rule; valid: {', '.join(rules.RULES)}")
+    rule = rules.RULES[name]
+    return rule, rule.validate(arguments)
+
+
+#: Starting values for schedule arguments on the page.
+SCHEDULE_DEFAULTS = {"k": 0.01, "step_size": 100, "gamma": 0.5, "total_steps": 1000,
+                     "final_lr": 0.0, "warmup_steps": 20}
+
+
+def schedule_catalog() -> list[dict[str, Any]]:
+    """Every schedule by name with its arguments and starting values."""
+    out = []
+    for name, build in SCHEDULES.items():
+        parameters = [p for p in inspect.signature(build).parameters if p != "base_lr"]
+        out.append({"name": name, "arguments": [
+            {"name": p, "default": SCHEDULE_DEFAULTS.get(p, 0.0)} for p in parameters]})
+    return out
+
+
+def parse_average(text: str | None) -> float | str | None:
+    """Weight averaging from the query: empty for none, ``polyak``, or an EMA decay."""
+    if text in (None, "", "none"):
+        return None
+    if text == "polyak":
+        return text
+    try:
+        decay = float(text)
+    except ValueError:
+        decay = math.nan
+    if not 0 <= decay < 1:
+        raise ValueError(f"average={text!r} is invalid: expected a decay in [0, 1), 'polyak' or "
+                         "nothing")
+    return decay
+
+
+def parse_schedule_text(text: str | None) -> Any:
+    """A schedule spec from the query (``exponential:k=0.01``), or None for a constant rate."""
+    if text in (None, "", "constant"):
+        return None
+    return parse_schedule(text)
+
+
+def catalog() -> dict[str, Any]:
+    """Everything the page builds its controls from."""
+    return {
+        "rules": [{"name": rule.name, "summary": rule.summary,
+                   "sliders": [s.to_dict() for s in rule_sliders(rule)]}
+                  for rule in rules.RULES.values()],
+        "problems": [problem.to_dict() for problem in PROBLEMS.values()],
+        "schedules": schedule_catalog(),
+    }
+
+
+def query_number(query: Mapping[str, str], name: str, default: float, low: float, high: float,
+                 integer: bool = False) -> float:
+    """A number from the query string, or a ``ValueError`` naming it and its range."""
+    text = query.get(name)
+    if text in (None, ""):
+        return default
+    kind = "an integer" if integer else "a number"
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is invalid: expected {kind} from {low:g} to "
+                         f"{high:g}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name}={text!r} is out of range: expected {kind} from {low:g} to "
+                         f"{high:g}")
+    return value

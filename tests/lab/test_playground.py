@@ -1,0 +1,184 @@
+"""The playground's server side: its controls come from the rules' specs, its runs are the
+Python API's runs, its theory is theory's, and bad input gets one clear line."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+import numpy as np
+import pytest
+
+from descend import functional, rules
+from descend.lab import theory
+from descend.lab.playground import compute
+from descend.lab.playground.controls import (
+    PROBLEMS,
+    build_problem,
+    catalog,
+    parse_rule,
+    rule_sliders,
+)
+from descend.lab.playground.server import bind, running
+from descend.lab.problems import NoisyLeastSquares, Ravine
+from descend.lab.runner import Contender, run
+from descend.lab.surface import surface
+
+
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_every_hyperparameter_gets_a_control_from_its_spec(name):
+    rule = rules.RULES[name]
+    sliders = {slider.name: slider for slider in rule_sliders(rule)}
+    assert list(sliders) == [hyper.name for hyper in rule.hypers]
+    for hyper in rule.hypers:
+        slider = sliders[hyper.name]
+        assert slider.default == hyper.default and slider.doc == hyper.doc
+        if hyper.kind is bool:
+            assert slider.kind == "bool"
+            continue
+        assert slider.low <= hyper.default <= slider.high or (slider.zero and hyper.default == 0)
+        # Both ends of every slider are values the rule accepts.
+        for value in (slider.low, slider.high) + ((0.0,) if slider.zero else ()):
+            rule.validate({**rule.defaults, hyper.name: value})
+
+
+def test_the_catalog_lists_every_rule_problem_and_schedule():
+    listed = catalog()
+    assert [r["name"] for r in listed["rules"]] == list(rules.RULES)
+    assert [p["name"] for p in listed["problems"]] == list(PROBLEMS)
+    assert {"constant", "step", "exponential", "1/t", "cosine"} <= {
+        s["name"] for s in listed["schedules"]}
+    json.dumps(listed)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("bowl", "problem='bowl' is not on the playground; choose one of ravine"),
+    ("ravine:dim=5", "problem ravine has no setting dim"),
+    ("ravine:kappa=-3", "kappa=-3 is out of range: expected a number from 1 to 1000"),
+    ("ravine:kappa='steep'", "kappa='steep' is invalid: expected a number"),
+    ("least_squares:batch_size=2.5", "batch_size=2.5 is invalid: expected an integer"),
+    ("ravine:kappa", "malformed spec"),
+])
+def test_bad_problem_settings_say_what_is_allowed(spec, message):
+    with pytest.raises(ValueError, match=message):
+        build_problem(spec)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("lion:lr=0.1", "optimizer 'lion' is not a rule; valid: sgd"),
+    ("adam:beta1=2", "beta1=2 is out of range: expected 0 <= beta1 < 1"),
+    ("sgd:speed=1", "unknown hyperparameter"),
+])
+def test_bad_optimizer_settings_say_what_is_allowed(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_rule(spec)
+
+
+def _heavy_ball_by_hand(problem: Ravine, lr: float, momentum: float, steps: int) -> np.ndarray:
+    """The functional API's SGD+Momentum, written out as the course does."""
+    x, config = problem.start(), {"learning_rate": lr, "momentum": momentum}
+    points = [x]
+    for _ in range(steps):
+        x, config = functional.sgd_momentum(x, problem.grad(x), config)
+        points.append(x)
+    return np.array(points)
+
+
+def test_a_run_is_the_python_apis_run_with_theorys_rate_beside_the_measured_one():
+    view = compute.run_view("ravine:kappa=30", "sgd_momentum:lr=0.02,momentum=0.7", "", "",
+                            400, 0, 1e-6)
+    problem = Ravine(kappa=30.0, picture=True)
+    expected = _heavy_ball_by_hand(problem, 0.02, 0.7, 400)
+    np.testing.assert_allclose(view["path"], expected, rtol=1e-5, atol=1e-12)
+    eigenvalues = problem.eigenvalues
+    assert view["theory"]["method"] == "heavy ball"
+    assert view["theory"]["predicted"] == pytest.approx(
+        theory.heavy_ball_rate(eigenvalues, 0.02, 0.7), rel=1e-6)
+    assert view["theory"]["measured"] == pytest.approx(
+        theory.measured_rate(np.linalg.norm(expected, axis=1), floor=1e-150), rel=1e-4)
+    excess = np.array([problem.loss(x) for x in expected])
+    above = np.flatnonzero(excess > 1e-6)
+    assert view["steps_to_tolerance"] == above[-1] + 1
+    # Each direction's theory line starts at its error and contracts at its own rate.
+    errors = np.abs(problem.quadratic.errors(expected))
+    for d in range(2):
+        np.testing.assert_allclose(view["theory"]["errors"][d], errors[:, d], rtol=1e-5)
+        assert view["theory"]["lines"][d][0] == pytest.approx(errors[0, d], rel=1e-5)
+
+
+def test_schedules_averaging_and_minibatches_match_the_lab_runner():
+    view = compute.run_view("least_squares:batch_size=8", "adam:lr=0.05", "exponential:k=0.01",
+                            "0.9", 120, 3, 1e-6)
+    problem = NoisyLeastSquares(batch_size=8)
+    trace = run(problem, Contender.parse("adam:lr=0.05", "exponential:k=0.01", 0.9), 120,
+                seed=3)
+    np.testing.assert_allclose(view["path"], trace.trajectory, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(view["averaged_path"], trace.averaged_trajectory, rtol=1e-5,
+                               atol=1e-12)
+    assert view["theory"]["method"] is None  # Adam: no theory rate, but the errors are shown
+    assert len(view["theory"]["errors"][0]) == 121
+
+
+def test_the_problem_view_carries_theorys_optimum_and_rate_map():
+    view = compute.problem_view("ravine:kappa=50")
+    quadratic = view["quadratic"]
+    assert quadratic["kappa"] == pytest.approx(50.0)
+    best = theory.heavy_ball_optimal(1.0, 50.0)
+    assert quadratic["optimal"]["heavy ball"]["lr"] == pytest.approx(best.lr)
+    assert quadratic["optimal"]["heavy ball"]["momentum"] == pytest.approx(best.momentum)
+    rates = np.array(quadratic["maps"]["heavy ball"])
+    assert rates.min() >= best.rate - 1e-3  # nothing on the map beats the optimum
+    alphas, betas = quadratic["maps"]["alphas"], quadratic["maps"]["betas"]
+    i, j = 30, 40
+    assert rates[i, j] == pytest.approx(min(theory.heavy_ball_rate(
+        [1.0, 50.0], alphas[j], betas[i]), compute.MAP_CEILING), rel=1e-3)
+    assert compute.problem_view("saddle")["quadratic"] is None
+
+
+@pytest.mark.parametrize("problem", [Ravine(kappa=20, picture=True), NoisyLeastSquares()])
+def test_a_quadratics_surface_is_its_loss_at_every_grid_point(problem):
+    grid = surface(problem, resolution=25)
+    pointwise = [[problem.loss(np.array([x, y])) for x in grid.xs] for y in grid.ys]
+    np.testing.assert_allclose(grid.values, pointwise, rtol=1e-12, atol=1e-12)
+
+
+def _get(url: str) -> tuple[int, Any, dict]:
+    """Status, headers (case-insensitive) and JSON body of a GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read())
+
+
+def test_the_api_answers_bad_values_with_a_400_and_one_clear_line():
+    with running() as url:
+        status, headers, body = _get(url + "api/run?problem=ravine&rule=adam:lr=0.1&steps=50")
+        assert status == 200 and len(body["path"]) == 51
+        assert headers["Server-Timing"].startswith("compute;dur=")
+        for query, message in [
+            ("problem=ravine&rule=adam:lr=0.1&steps=abc", "steps='abc' is invalid"),
+            ("problem=ravine&rule=adam:lr=0.1&steps=0", "steps='0' is out of range"),
+            ("problem=ravine:kappa=0&rule=sgd", "kappa=0 is out of range"),
+            ("problem=ravine&rule=sgd&average=often", "average='often' is invalid"),
+            ("problem=ravine&rule=sgd&schedule=fast", "unknown schedule 'fast'"),
+            ("problem=ravine", "rule is missing"),
+        ]:
+            status, _, body = _get(url + "api/run?" + query)
+            assert status == 400 and message in body["error"] and "Traceback" not in body["error"]
+        with urllib.request.urlopen(url, timeout=30) as page:
+            assert b"descend playground" in page.read()
+
+
+def test_a_port_in_use_is_one_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"--port={port} is in use"):
+            bind("127.0.0.1", port)
+    with pytest.raises(ValueError, match="--port=70000 is invalid"):
+        bind("127.0.0.1", 70000)
