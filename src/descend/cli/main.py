@@ -33,6 +33,7 @@ class Command:
 #: Every subcommand, in the order ``descend --help`` lists them. Each module provides
 #: ``register(subparsers)``, which adds its commands and sets ``func`` on their parsers.
 COMMANDS: dict[str, Command] = {
+    "optimizers": Command("descend.cli.optimizers", "list every optimizer and its names", ""),
     "demo": Command("descend.cli.demo",
                     "the tour: the problems of SGD, measured, drawn and explained", "lab"),
     "race": Command("descend.cli.race", "race optimizer specs on one problem", "lab"),
