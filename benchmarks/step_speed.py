@@ -173,9 +173,23 @@ def first_step_latency() -> tuple[float, float]:
         return results[0], results[1]
 
 
+def _device_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the GPU benchmark of benchmarks/step_speed_cuda.py")
+    return parser
+
+
 def main() -> None:
-    """Run every case and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Run every case and print the table (``--device cuda``: step_speed_cuda.py's instead)."""
+    device, rest = _device_parser().parse_known_args()
+    if device.device == "cuda":
+        import step_speed_cuda  # this script's folder is first on sys.path
+
+        step_speed_cuda.main(rest)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     parents=[_device_parser()])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
                         help="comma-separated optimizer names")
