@@ -402,9 +402,23 @@ def first_step_latency() -> tuple[float, float]:
 # -- main -----------------------------------------------------------------------------------------
 
 
+def _device_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: the GPU benchmark of benchmarks/step_speed_cuda.py")
+    return parser
+
+
 def main() -> None:
-    """Run every table and print it."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Run every table and print it (``--device cuda``: step_speed_cuda.py's instead)."""
+    device, rest = _device_parser().parse_known_args()
+    if device.device == "cuda":
+        import step_speed_cuda  # this script's folder is first on sys.path
+
+        step_speed_cuda.main(rest)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     parents=[_device_parser()])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     parser.add_argument("--optimizers", default=",".join(contenders()),
                         help="comma-separated optimizer names")
@@ -413,10 +427,7 @@ def main() -> None:
                              "both")
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats and only the ResNet-18 case (a rough check)")
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU benchmark")
     args = parser.parse_args()
-    if args.device != "cpu":
-        raise SystemExit(f"--device {args.device!r}: only cpu is measured by this script")
     budget = 0.3 if args.quick else 1.0
     cases = ["ResNet-18 (62)"] if args.quick else args.cases.split(",")
     names = args.optimizers.split(",")

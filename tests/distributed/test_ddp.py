@@ -12,11 +12,15 @@ import pytest
 import torch
 
 import descend
+from descend.kernels.executor import get_executor
 from descend.optim.base import BACKENDS
 from tests.distributed import ddp_worker
 
 WORKER = Path(ddp_worker.__file__)
-EXPLICIT_BACKENDS = [backend for backend in BACKENDS if backend != "auto"]
+# The workers train on CPU tensors: every named backend that is available and runs them.
+EXPLICIT_BACKENDS = [backend for backend in BACKENDS if backend != "auto"
+                     and get_executor(backend).available()
+                     and get_executor(backend).supports(torch.zeros(1))]
 
 
 def _torchrun(out: Path, optimizer: str, backend: str, mode: str) -> None:

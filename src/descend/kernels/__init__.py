@@ -1,4 +1,4 @@
-"""Executors of a rule over many tensors: reference (torch ops), fused CPU (Numba).
+"""Executors of a rule over many tensors: reference (torch ops), fused CPU (Numba), GPU (Triton).
 
 :mod:`descend.kernels.executor` defines the interface and chooses executors by backend name;
 :mod:`descend.kernels.variant` what a compiled kernel is specialized on; the compiled

@@ -38,6 +38,11 @@ class Executor:
         """Why :meth:`available` is false, and what to install."""
         return ""
 
+    def automatic(self) -> Executor | None:
+        """The executor ``backend="auto"`` asks in this one's place (``None``: skip it): itself,
+        unless it would also take tensors that ``auto`` should give to another executor."""
+        return self
+
     def supports(self, tensor: torch.Tensor) -> bool:
         """Whether the executor can update this parameter (its device and dtype)."""
         raise NotImplementedError
@@ -68,11 +73,12 @@ class Executor:
 
 
 #: Compiled executors that ``backend="auto"`` asks, in order, before the reference executor.
-AUTO_ORDER = ("fused",)
+AUTO_ORDER = ("fused", "triton")
 #: Where each executor is defined, imported on first use so ``import descend`` stays light.
 _MODULES = {
     "reference": "descend.kernels.reference",
     "fused": "descend.kernels.fused",
+    "triton": "descend.kernels.triton",
 }
 _instances: dict[str, Executor] = {}
 
@@ -106,8 +112,9 @@ def executors_for(backend: str) -> tuple[Executor, ...]:
                 executor = get_executor(name)
             except ImportError:
                 continue
-            if executor.available():
-                chosen.append(executor)
+            automatic = executor.automatic() if executor.available() else None
+            if automatic is not None:
+                chosen.append(automatic)
         return (*chosen, get_executor("reference"))
     executor = get_executor(backend)
     if not executor.available():

@@ -48,12 +48,18 @@ class TensorTable:
     each active slot) of tensor ``i``. Each operand of a tensor must be dense with the same
     strides as the parameter (:func:`flat_compatible`), so that the kernel can walk all of them
     as flat arrays of ``sizes[i]`` elements.
+
+    ``device`` is where the tensors live; ``derived`` holds what an executor derives from the
+    table and keeps while it lives (a GPU executor's device copy of it).
     """
 
-    def __init__(self, sizes: Sequence[int], operands: int) -> None:
+    def __init__(self, sizes: Sequence[int], operands: int,
+                 device: torch.device | None = None) -> None:
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.addresses = np.zeros((operands, len(self.sizes)), dtype=np.int64)
         self.work = segments(self.sizes)
+        self.device = torch.device("cpu") if device is None else device
+        self.derived: dict[str, object] = {}
 
     def subset_work(self, indices: np.ndarray) -> tuple[np.ndarray, tuple]:
         """Addresses and work split for only the tensors at ``indices``."""

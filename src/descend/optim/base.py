@@ -45,11 +45,13 @@ class RuleOptimizer(torch.optim.Optimizer):
     - ``backend``: which executor runs the rule. ``"reference"`` applies the rule with torch
       ops, tensor by tensor. ``"fused"`` runs it as one compiled pass over all of a group's
       tensors (:mod:`descend.kernels.fused`; needs Numba, and CPU float32 or float64
-      parameters, else ``ValueError`` naming the parameter). ``"auto"`` (default) gives each
-      parameter to the first available compiled executor that supports it, and the others to
-      the reference executor, whose results then match ``torch.optim``'s default (for-loop)
-      path. Kernel threads follow ``torch.get_num_threads()`` unless ``$DESCEND_NUM_THREADS``
-      is set.
+      parameters, else ``ValueError`` naming the parameter). ``"triton"`` runs it as one
+      Triton kernel launch per group on the GPU (:mod:`descend.kernels.triton`; needs Triton,
+      and CUDA parameters of a float dtype). ``"auto"`` (default) gives each parameter to the
+      first available compiled executor that supports it (fused, then Triton), and the others
+      to the reference executor, whose results then match ``torch.optim``'s default
+      (for-loop) path. Kernel threads follow ``torch.get_num_threads()`` unless
+      ``$DESCEND_NUM_THREADS`` is set.
 
     Both settings survive ``load_state_dict``, ``copy.deepcopy`` and pickling.
     """

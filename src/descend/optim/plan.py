@@ -2,7 +2,7 @@
 
 A :class:`GroupPlan` holds, for the parameters of one group that a compiled executor can walk as
 flat arrays, the address table of their slot tensors and the work split, one :class:`Block` per
-executor and dtype. For rules that count steps, each block keeps the step counters of its
+executor, dtype and device. For rules that count steps, each block keeps the step counters of its
 parameters in one tensor: every ``state["step"]`` is a 0-d view of it, so the counters stay
 ordinary ``torch.optim`` state (``state_dict`` saves and loads them as usual) while one ``+= 1``
 advances them all.
@@ -62,7 +62,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 class Block:
-    """The planned parameters of one executor and dtype, with their slots' addresses.
+    """The planned parameters of one executor, dtype and device, with their slots' addresses.
 
     ``first`` marks, for a rule that does not count steps, the parameters whose slots were just
     created (their next update is their first).
@@ -80,7 +80,8 @@ class Block:
         self.dtype_name = dtype_name(self.dtype)
         #: What a compiled kernel of this block depends on besides the rule's variant.
         self.kind = (executor.name, self.dtype_name)
-        self.table = TensorTable([p.numel() for p in params], 2 + len(slot_names))
+        self.table = TensorTable([p.numel() for p in params], 2 + len(slot_names),
+                                 params[0].device)
         self.table.addresses[0] = [p.data_ptr() for p in params]
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in tensors]
@@ -237,7 +238,9 @@ class GroupPlan:
             executor = executor_of(param)
             tensors = [param, *(state[name] for name in slot_names)]
             if executor is not None and executor.compiled and flat_compatible(tensors):
-                params, states = by_kind.setdefault((executor.name, param.dtype), ([], []))
+                # One block (one address table, one launch) never spans two devices.
+                params, states = by_kind.setdefault(
+                    (executor.name, param.dtype, param.device), ([], []))
                 params.append(param)
                 states.append(state)
             else:

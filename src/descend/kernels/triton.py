@@ -1,0 +1,480 @@
+"""The GPU executor: one Triton kernel launch per step over all tensors of a group, generated
+from the rule.
+
+Nothing here restates an optimizer's math. For a rule and a *variant* (see
+:mod:`descend.kernels.variant`), :func:`kernel_source` writes a small Python module holding the
+rule's own ``update`` (and the helpers it calls) as ``@triton.jit`` functions, rewritten only in
+form: keyword-only parameters made positional (Triton passes arguments by position), arithmetic
+operators made calls that round as torch does (:mod:`descend.kernels.triton_support`), and no
+docstring. The module's globals are only the elementwise names (primitives and helpers) and the
+support functions, so no name of the rule's own module can reach the compiler. Flags, and the
+zero values that switch a feature off, are written into the call as constants, so the compiler
+drops the branches they switch off; every other scalar is a float64 kernel argument, so a
+learning-rate schedule never recompiles. The module is cached on disk like the fused CPU
+kernels, and Triton caches the compiled code, so a new process starts from its disk cache.
+
+One launch covers many tensors. The kernel walks an address table (:class:`TensorTable`: one row
+per operand, parameter, gradient, then each active slot, one column per tensor) and a list of
+*chunks*, ``(tensor, start, stop)`` rows of at most :attr:`TritonExecutor.chunk` elements; each
+program of the launch updates one chunk, loading elements in float32 (float64 for float64
+tensors), computing, and rounding the results back to the tensor's dtype. The chunk list depends
+only on the tensors' sizes and is uploaded once per table; the address table is uploaded again,
+with one non-blocking copy from pinned memory, only when an address in it changed (a gradient
+freed and reallocated elsewhere). A program runs the whole blocks of its chunk without a mask
+and its partial last block, if any, with one; when every address is 16-byte aligned the compiler
+turns the unmasked accesses into 16-byte loads and stores.
+
+With ``TRITON_INTERPRET=1`` Triton runs kernels in its NumPy interpreter; the executor then
+updates CPU tensors (and refuses CUDA ones), so tests drive the same code on machines without a
+GPU. ``backend="auto"`` never picks the interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from descend.kernels.executor import Executor
+from descend.kernels.fused import _cached_source, _rewritten, cache_dir
+from descend.kernels.table import TensorTable, flat_compatible
+from descend.kernels.variant import Variant, runtime_row, variant_of
+from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
+from descend.rules.spec import Rule
+
+#: Parameter dtypes the Triton executor updates, by the name a variant uses.
+TRITON_DTYPES: dict[torch.dtype, str] = {
+    torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
+    torch.float64: "float64"}
+#: Environment variable that makes Triton run kernels in its interpreter, on CPU tensors.
+INTERPRET_ENV = "TRITON_INTERPRET"
+#: Names the generated kernel uses itself, so no rule scalar may take them.
+_RESERVED = frozenset({"kernel", "triton", "tl", "ALIGNED", "CHUNK", "BLOCK"})
+
+
+@cache
+def triton_available() -> bool:
+    """Whether Triton can be imported."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its interpreter (``TRITON_INTERPRET`` set to a true value,
+    read as Triton reads it)."""
+    return os.environ.get(INTERPRET_ENV, "0").strip().lower() in ("1", "true", "yes", "on", "y")
+
+
+def supports(tensor: torch.Tensor) -> bool:
+    """Whether the Triton executor can update this tensor: a CUDA tensor of a float dtype (a CPU
+    one when interpreting)."""
+    return (tensor.dtype in TRITON_DTYPES
+            and tensor.device.type == ("cpu" if interpreting() else "cuda"))
+
+
+def _refusal() -> str:
+    dtypes = "float16, bfloat16, float32 or float64"
+    if interpreting():
+        return (f"with {INTERPRET_ENV}=1 the triton executor runs on CPU tensors of dtype "
+                f"{dtypes} (Triton's interpreter cannot read GPU memory)")
+    return f"the triton executor runs on CUDA tensors of dtype {dtypes}"
+
+
+# -- code generation ------------------------------------------------------------------------------
+
+
+@cache
+def element_function_source(rule: Rule) -> str:
+    """The rule's ``update`` as ``@triton.jit`` source named ``_rule_update``, preceded by the
+    helpers it calls (each jitted too) and imports of the primitives they use."""
+    functions = (*helpers_used(rule.update), rule.update)
+    primitives = sorted({name for function in functions
+                         for name in elementwise_names(function)[0]})
+    lines = []
+    for name in primitives:
+        module, attribute = PRIMITIVES[name]["triton"].split(":")
+        lines.append(f"from {module} import {attribute} as {name}")
+    for helper in functions[:-1]:
+        lines += ["", "", "@triton.jit", _rewritten(helper, helper.__name__)]
+    lines += ["", "", "@triton.jit", _rewritten(rule.update, "_rule_update")]
+    return "\n".join(lines)
+
+
+def kernel_source(rule: Rule, variant: Variant) -> str:
+    """The Python source of the Triton kernel module for ``rule`` under ``variant``.
+
+    The kernel's parameters are the address table, the chunk list, the number of tensors in the
+    table, the variant's run-time scalars (float64) and three compile-time constants: whether
+    every address is 16-byte aligned, the chunk size and the block size (elements per
+    iteration of a program's loop).
+    """
+    if variant.dtype not in TRITON_DTYPES.values():
+        raise ValueError(f"dtype={variant.dtype} is not supported by the triton executor: "
+                         f"expected one of {', '.join(TRITON_DTYPES.values())}")
+    clashing = [name for name in rule.scalar_names
+                if name.startswith("_") or name in _RESERVED]
+    if clashing:
+        raise ValueError(f"rule {rule.name!r}: scalar(s) {', '.join(clashing)} clash with the "
+                         "names of the generated kernel (no leading underscore, nor "
+                         f"{', '.join(sorted(_RESERVED))})")
+    elements = element_function_source(rule)
+    if interpreting() and "_power(" in elements:
+        raise ValueError(f"rule {rule.name!r} uses **, which Triton's interpreter cannot run "
+                         f"(it has no pow); unset {INTERPRET_ENV} and run it on a GPU")
+    constants = dict(variant.constants)
+    # Operand rows of the address table: p, g, then each active slot.
+    slot_rows: list[int | None] = []
+    row = 2
+    for is_active in variant.active:
+        slot_rows.append(row if is_active else None)
+        row += bool(is_active)
+    operands = row
+    results = [f"_r{k}" for k in range(1 + len(variant.active))]
+    stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(slot_rows)
+                             if r is not None]
+
+    def body(masked: bool) -> list[str]:
+        load = "_load_masked({}, _mask)" if masked else "_load({})"
+        store = "_store_masked({}, {}, _mask)" if masked else "_store({}, {})"
+        arguments = [load.format("_x0 + _offs"), load.format("_x1 + _offs")]
+        arguments += ["0.0" if r is None else load.format(f"_x{r} + _offs") for r in slot_rows]
+        arguments += [repr(constants[name]) if name in constants else name
+                      for name in rule.scalar_names]
+        lines = [f"_offs = _start + {'_full' if masked else '_i'} + tl.arange(0, BLOCK)"]
+        if masked:
+            lines.append("_mask = _offs < _stop")
+        lines.append(f"{', '.join(results)} = _rule_update({', '.join(arguments)})")
+        lines += [store.format(f"_x{r} + _offs", value) for r, value in stored]
+        return lines
+
+    pointer = f"tl.pointer_type(tl.{variant.dtype})"
+    header = [
+        "_pid = tl.program_id(0).to(tl.int64)",
+        "_tensor = tl.load(_chunks + 3 * _pid)",
+        "_start = tl.multiple_of(tl.load(_chunks + 3 * _pid + 1), CHUNK)",
+        "_stop = tl.load(_chunks + 3 * _pid + 2)",
+    ]
+    header += [f"_x{r} = tl.load(_table + {r} * _count + _tensor).to({pointer})"
+               for r in range(operands)]
+    header.append("if ALIGNED:")
+    header += [f"    _x{r} = tl.multiple_of(_x{r}, 16)" for r in range(operands)]
+    header += [f"{name} = _scalar({name})" for name in variant.runtime]
+    # Whole blocks without a mask (a mask with a bound unknown at compile time keeps the
+    # compiler from 16-byte accesses), then the chunk's partial last block, if any, masked.
+    header.append("_full = (_stop - _start) // BLOCK * BLOCK")
+    header.append("for _i in range(0, _full, BLOCK):")
+    header += ["    " + line for line in body(masked=False)]
+    header.append("if _start + _full < _stop:")
+    header += ["    " + line for line in body(masked=True)]
+    # Run-time scalars are declared float64: Triton would pass a Python float as float32.
+    parameters = ", ".join(["_table", "_chunks", "_count",
+                            *(f"{name}: tl.float64" for name in variant.runtime),
+                            "ALIGNED: tl.constexpr", "CHUNK: tl.constexpr",
+                            "BLOCK: tl.constexpr"])
+    kernel_body = "\n".join("    " + line for line in header)
+    return f'''"""Triton {variant.dtype} kernel of the {rule.name!r} rule, generated by descend."""
+# variant {variant!r}
+import triton
+import triton.language as tl
+
+from descend.kernels.triton_support import add as _add, sub as _sub, mul as _mul
+from descend.kernels.triton_support import div as _div, power as _power, neg as _neg
+from descend.kernels.triton_support import load as _load, load_masked as _load_masked
+from descend.kernels.triton_support import store as _store, store_masked as _store_masked
+from descend.kernels.triton_support import scalar as _scalar
+{elements}
+
+
+@triton.jit(do_not_specialize=["_count"])
+def kernel({parameters}):
+{kernel_body}
+'''
+
+
+_kernels: dict[tuple[Rule, Variant, bool], Any] = {}
+_lock = threading.Lock()
+
+
+def get_kernel(rule: Rule, variant: Variant):
+    """The ``@triton.jit`` kernel for ``rule`` under ``variant`` (Triton compiles it, or loads
+    it from its disk cache, on the first launch for a device)."""
+    key = (rule, variant, interpreting())
+    kernel = _kernels.get(key)
+    if kernel is not None:
+        return kernel
+    with _lock:
+        kernel = _kernels.get(key)
+        if kernel is None:
+            kernel = _kernels[key] = _load_kernel(rule, variant)
+    return kernel
+
+
+def _load_kernel(rule: Rule, variant: Variant):
+    if not triton_available():
+        raise RuntimeError("the triton backend needs Triton: pip install triton")
+    source = kernel_source(rule, variant)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    name = f"descend_triton_{rule.name}_{variant.dtype}_{digest}"
+    # Triton reads a jitted function's source from its file (inspect.getsource), so the module
+    # is executed from a file in the cache holding exactly this source.
+    path = _cached_source(cache_dir(), f"{name}.py", source)
+    module = type(sys)(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module
+    try:
+        exec(compile(source, str(path), "exec"), module.__dict__)
+    except Exception:
+        sys.modules.pop(name, None)
+        raise
+    return module.kernel
+
+
+# -- device tables --------------------------------------------------------------------------------
+
+
+def chunk_list(sizes: np.ndarray, indices: np.ndarray | None, chunk: int) -> np.ndarray:
+    """``(tensor, start, stop)`` rows cutting the tensors at ``indices`` (all if None) into
+    chunks of at most ``chunk`` elements, each starting at a multiple of ``chunk``."""
+    selected = np.arange(len(sizes), dtype=np.int64) if indices is None else indices
+    counts = -(-sizes[selected] // chunk)
+    tensor = np.repeat(selected, counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    start = (np.arange(len(tensor), dtype=np.int64) - first) * chunk
+    stop = np.minimum(start + chunk, sizes[tensor])
+    return np.ascontiguousarray(np.stack([tensor, start, stop], axis=1), dtype=np.int64)
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` (which the caller never changes afterwards) as a tensor on ``device``.
+
+    On a GPU: one non-blocking copy from pinned memory, on the current stream. The pinned
+    buffer comes from torch's caching host allocator, which does not hand it out again before
+    the copy has run, so the host never waits for the GPU.
+    """
+    host = torch.from_numpy(array)
+    if device.type == "cpu":
+        return host
+    pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
+    pinned.copy_(host)
+    return pinned.to(device, non_blocking=True)
+
+
+class DeviceTable:
+    """What the Triton executor keeps of one address table, on the table's device.
+
+    ``addresses`` is the device copy of the table's address rows, made from ``uploaded`` (a host
+    snapshot); ``aligned`` says whether every address in it is a multiple of 16 bytes; chunk
+    lists are kept by the set of tensors they cover. ``stream`` is the CUDA stream of the last
+    launch: the device tensors are made on the stream current when they are needed, and one
+    read by a kernel on another stream is recorded on it (``Tensor.record_stream``), so that
+    torch's allocator never hands its memory out while that kernel may still read it.
+    """
+
+    #: Chunk lists kept per table (one per distinct subset of tensors stepped).
+    MAX_CHUNK_LISTS = 16
+
+    def __init__(self, table: TensorTable) -> None:
+        self.device = table.device
+        self.count = table.addresses.shape[1]
+        self.uploaded: np.ndarray | None = None
+        self.addresses: torch.Tensor | None = None
+        self.aligned = False
+        self.chunk_lists: dict[tuple, tuple[torch.Tensor, int]] = {}
+        self.stream: torch.cuda.Stream | None = None
+
+    def refresh(self, table: TensorTable) -> None:
+        """Upload the table's addresses if they differ from the last upload."""
+        if self.uploaded is not None and np.array_equal(self.uploaded, table.addresses):
+            return
+        snapshot = table.addresses.copy()
+        self.addresses = _to_device(snapshot, self.device)
+        self.uploaded = snapshot
+        self.aligned = not bool((snapshot & 15).any())
+
+    def chunks(self, table: TensorTable, indices: np.ndarray | None,
+               chunk: int) -> tuple[torch.Tensor, int]:
+        """The chunk list (on the device) for the tensors at ``indices``, and its length."""
+        key = (chunk, None if indices is None else indices.tobytes())
+        found = self.chunk_lists.get(key)
+        if found is None:
+            if len(self.chunk_lists) >= self.MAX_CHUNK_LISTS:
+                self.chunk_lists.clear()
+            rows = chunk_list(table.sizes, indices, chunk)
+            found = self.chunk_lists[key] = (_to_device(rows, self.device), len(rows))
+        return found
+
+    def use_on_current_stream(self) -> None:
+        """Record the device tensors on the current stream if it changed since the last launch
+        (CUDA only)."""
+        stream = torch.cuda.current_stream(self.device)
+        if stream != self.stream:
+            for tensor in (self.addresses, *(c for c, _ in self.chunk_lists.values())):
+                tensor.record_stream(stream)
+            self.stream = stream
+
+
+# -- the executor ---------------------------------------------------------------------------------
+
+
+def check_operands(param: torch.Tensor, operands: Sequence[tuple[str, torch.Tensor]]) -> None:
+    """Refuse, naming it, any operand a kernel walking ``param`` would read or write wrongly.
+
+    The parameter must be a tensor the executor supports, and every operand must have its
+    device, dtype and shape: the kernel walks ``param.numel()`` elements of the parameter's type
+    from each operand's address.
+    """
+    if not supports(param):
+        raise ValueError(f"the triton executor cannot update a {param.dtype} tensor on "
+                         f"{param.device}: {_refusal()}")
+    for label, tensor in operands:
+        if (tensor.device != param.device or tensor.dtype != param.dtype
+                or tensor.shape != param.shape or tensor.is_sparse):
+            raise ValueError(
+                f"{label} is a {'sparse ' if tensor.is_sparse else ''}{tensor.dtype} tensor of "
+                f"shape {tuple(tensor.shape)} on {tensor.device}, but its parameter is "
+                f"{param.dtype} of shape {tuple(param.shape)} on {param.device}: expected the "
+                "same dtype, shape and device")
+
+
+class TritonExecutor(Executor):
+    """Runs a rule as one Triton kernel launch per group, dtype, device and step count.
+
+    ``chunk`` (elements per program) and ``block`` (elements per loop iteration, a power of
+    two dividing ``chunk``) shape the launch; ``num_warps`` is Triton's.
+    """
+
+    name = "triton"
+    compiled = True
+
+    def __init__(self, chunk: int = 8192, block: int = 1024, num_warps: int = 4) -> None:
+        self.chunk = chunk
+        self.block = block
+        self.num_warps = num_warps
+
+    def available(self) -> bool:
+        """Whether Triton is installed and there is a CUDA device (or the interpreter is on)."""
+        return triton_available() and (interpreting() or torch.cuda.is_available())
+
+    def unavailable_reason(self) -> str:
+        """What is missing."""
+        if not triton_available():
+            return "it needs Triton: pip install triton (or use backend='auto')"
+        return (f"no CUDA device is available (set {INTERPRET_ENV}=1 to run Triton's "
+                "interpreter on CPU tensors, or use backend='auto')")
+
+    def automatic(self) -> Executor | None:
+        """Itself, except under the interpreter, which ``auto`` never uses."""
+        return None if interpreting() else self
+
+    def supports(self, tensor: torch.Tensor) -> bool:
+        """CUDA tensors of float16, bfloat16, float32 or float64 (CPU ones when interpreting)."""
+        return supports(tensor)
+
+    def refusal(self, tensor: torch.Tensor) -> str:
+        """What the Triton executor runs."""
+        return _refusal()
+
+    def step(self, rule: Rule, variant: Variant | None, scalars: Mapping[str, Any],
+             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+             slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+        """Apply one step of ``rule`` in place, like the reference executor.
+
+        Every operand is checked against its parameter first (:func:`check_operands`); mixed
+        dtypes and devices are fine (one launch per dtype and device; ``variant`` may be
+        ``None``, else its dtype is ignored). Tensors that cannot be walked as flat arrays
+        (strided views, a gradient laid out unlike its parameter) are copied into contiguous
+        buffers and back.
+        """
+        if not (len(params) == len(grads) == len(slots)):
+            raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
+                             "slot lists: expected the same number of each")
+        active = tuple(state is not None for state in (slots[0] if slots else ()))
+        for index, (param, grad, state) in enumerate(zip(params, grads, slots, strict=True)):
+            if tuple(s is not None for s in state) != active:
+                raise ValueError(f"tensor {index} has slots {[s is not None for s in state]}, "
+                                 f"tensor 0 {list(active)}: expected the same active slots")
+            check_operands(param, [(f"the gradient of tensor {index}", grad)] + [
+                (f"slot {k} of tensor {index}", s) for k, s in enumerate(state) if s is not None])
+        groups: dict[tuple[torch.dtype, torch.device], list[list[torch.Tensor]]] = {}
+        copies: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for param, grad, state in zip(params, grads, slots, strict=True):
+            operands = [param, grad, *(s for s in state if s is not None)]
+            if not flat_compatible(operands):
+                contiguous = [t.contiguous() for t in operands]
+                copies += [(original, copy) for original, copy in zip(operands, contiguous,
+                                                                       strict=True)
+                           if copy is not original and original is not grad]
+                operands = contiguous
+            groups.setdefault((param.dtype, param.device), []).append(operands)
+        for (dtype, device), entries in groups.items():
+            group_variant = variant_of(rule, scalars, TRITON_DTYPES[dtype], active)
+            table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]), device)
+            for index, operands in enumerate(entries):
+                table.addresses[:, index] = [t.data_ptr() for t in operands]
+            self.launch(self.kernel(rule, group_variant), table,
+                        np.zeros(len(entries), dtype=np.int64),
+                        np.asarray([runtime_row(group_variant, scalars)], dtype=np.float64))
+        for original, copy in copies:
+            original.copy_(copy)
+
+    def kernel(self, rule: Rule, variant: Variant):
+        """The ``@triton.jit`` kernel of ``rule`` for ``variant``."""
+        return get_kernel(rule, variant)
+
+    def launch(self, kernel, table: TensorTable, rows: np.ndarray, scalars: np.ndarray,
+               indices: np.ndarray | None = None) -> None:
+        """Run ``kernel`` over the tensors of ``table`` (those at ``indices``, if given), one
+        launch per distinct row of ``scalars``; ``rows[i]`` is the row the i-th tensor reads.
+
+        Uploads the table's addresses if they changed since the last launch over it.
+        """
+        device_table = table.derived.get(self.name)
+        if device_table is None:
+            device_table = table.derived[self.name] = DeviceTable(table)
+        device_table.refresh(table)
+        if len(scalars) == 1:
+            self._launch(kernel, table, device_table, indices, scalars[0])
+            return
+        for row in range(len(scalars)):
+            chosen = np.flatnonzero(rows == row)
+            if len(chosen):
+                self._launch(kernel, table, device_table,
+                             chosen if indices is None else indices[chosen], scalars[row])
+
+    def _launch(self, kernel, table: TensorTable, device_table: DeviceTable,
+                indices: np.ndarray | None, row: np.ndarray) -> None:
+        chunks, count = device_table.chunks(table, indices, self.chunk)
+        if count == 0:
+            return
+        arguments = (device_table.addresses, chunks, device_table.count, *row.tolist())
+        options = dict(ALIGNED=device_table.aligned, CHUNK=self.chunk, BLOCK=self.block,
+                       num_warps=self.num_warps, enable_fp_fusion=False)
+        device = table.device
+        if device.type != "cuda":
+            kernel[(count,)](*arguments, **options)
+            return
+        device_table.use_on_current_stream()
+        if device.index != torch.cuda.current_device():
+            # Triton launches on the current device.
+            with torch.cuda.device(device):
+                kernel[(count,)](*arguments, **options)
+        else:
+            kernel[(count,)](*arguments, **options)
+
+
+def update_tensors_triton(rule: Rule, scalars: Mapping[str, Any],
+                          params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                          slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+    """One step of ``rule`` on the Triton executor (see :meth:`TritonExecutor.step`)."""
+    EXECUTOR.step(rule, None, scalars, params, grads, slots)
+
+
+#: The Triton executor.
+EXECUTOR = TritonExecutor()
