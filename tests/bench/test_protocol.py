@@ -54,6 +54,10 @@ def test_tiny_bench_end_to_end_with_sqlite(tmp_path):
     assert [row["optimizer"] for row in saved["rows"]] == ["sgd", "adam"]
     report = (tmp_path / "report.html").read_text()
     assert report.count("<img") >= 5 and "digits-logreg" in report
+    # The shared table: names on the left, numbers (and their headers) on the right.
+    assert "<tr><th>optimizer</th><th>best setting</th><th class=\"num\">tuning val</th>" in report
+    assert "<tr><td>sgd</td><td>lr=" in report
+    assert f'<td class="num">{rows[0]["reached"]}/2</td>' in report
     # Rerunning the same bench finds every budget full and runs nothing.
     run_bench([task], ["sgd", "adam"], config=config)
     assert len(optuna.load_study(study_name="bench:digits-logreg:sgd:tune",

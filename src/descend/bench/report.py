@@ -47,11 +47,11 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
     return {label: cmap(index % cmap.N) for index, label in enumerate(labels)}
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], names: int = 1) -> str:
-    """Formatted cells as an HTML table: the first ``names`` columns name the row, the others
-    hold numbers."""
-    return render_table(Table("", headers, list(rows),
-                              numeric=[index >= names for index in range(len(headers))]))
+#: Which columns of the summary (:data:`SUMMARY_HEADERS`) hold numbers: all but the
+#: optimizer and its setting.
+_SUMMARY_NUMERIC = [False, False] + [True] * (len(SUMMARY_HEADERS) - 2)
+_TRIAL_HEADERS = ["optimizer", "trial", "setting", "outcome", "epochs run", "last val score"]
+_TRIAL_NUMERIC = [False, True, False, False, True, True]
 
 
 def _learning_curves(task: Task, results: list[ContenderResult], colors: dict) -> str:
@@ -235,8 +235,9 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
         parts.append(f"<h2>{html.escape(task.name)}</h2><p>{html.escape(task.description)}; "
                      f"{task.epochs} epochs; target: {html.escape(target)}; scores in "
                      f"{unit}.</p>")
-        parts.append(_table(SUMMARY_HEADERS,
-                            [summary_cells(row, task.metric) for row in task_rows], names=2))
+        parts.append(render_table(Table(
+            "", SUMMARY_HEADERS, [summary_cells(row, task.metric) for row in task_rows],
+            numeric=_SUMMARY_NUMERIC)))
         parts.extend(_timing_warning(row) for row in task_rows if row["timing_disturbed"])
         parts.append(_learning_curves(task, mine, colors))
         if any("lr" in trial["params"] for result in mine for trial in result.trials):
@@ -247,9 +248,8 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
                        "diverged" if trial["diverged"] else trial["state"], trial["epochs"],
                        format_cell(trial["last_score"])]
                       for result in mine for trial in result.trials]
-        parts.append("<details><summary>every tuning trial</summary>" + _table(
-            ["optimizer", "trial", "setting", "outcome", "epochs run", "last val score"],
-            trial_rows, names=1) + "</details>")
+        parts.append("<details><summary>every tuning trial</summary>" + render_table(Table(
+            "", _TRIAL_HEADERS, trial_rows, numeric=_TRIAL_NUMERIC)) + "</details>")
     parts.append("<h2>Across tasks</h2>")
     parts.append(_time_to_target(rows, colors))
     parts.append(_profiles(rows, colors))
