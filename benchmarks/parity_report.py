@@ -1,25 +1,21 @@
 """Largest difference between each descend drop-in class and its torch.optim counterpart.
 
-Runs every option combination of the parity tests (100 steps, six tensors of mixed shapes, two
-param groups, some parameters without gradients) in float32 and float64 and prints, per class
-and dtype, the worst relative difference of parameters and of state tensors. A difference is
-measured against the largest magnitude that tensor took during the run.
+Runs every option combination of ``descend.testing.OPTION_GRID``, as the parity tests do (100
+steps, six tensors of mixed shapes, two param groups, some parameters without gradients) in
+float32 and float64 and prints, per class and dtype, the worst relative difference of parameters
+and of state tensors. A difference is measured against the largest magnitude that tensor took
+during the run.
 
     python benchmarks/parity_report.py
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.optim.parity import (  # noqa: E402
+from descend.testing import (
     OPTION_GRID,
     TOLERANCE,
     descend_class,

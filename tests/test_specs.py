@@ -9,6 +9,7 @@ import descend
 from descend.specs import (
     DEFAULT_LR_RANGE,
     OPTIMIZERS,
+    ContenderSpec,
     default_lr_range,
     parse_method,
     parse_optimizer,
@@ -105,3 +106,34 @@ def test_every_named_optimizer_has_a_learning_rate_range():
         low, high = default_lr_range(name)
         assert 0 < low < high
     assert default_lr_range("torch.optim.Adadelta") == DEFAULT_LR_RANGE
+
+
+def test_a_schedule_may_leave_out_what_a_run_fills_in_and_is_checked_when_completed():
+    partial = parse_schedule(" cosine:final_lr=0.1 ", complete=False)
+    assert partial.text == "cosine:final_lr=0.1" and partial.arguments == {"final_lr": 0.1}
+    with pytest.raises(TypeError):
+        partial.build(1.0)  # total_steps is still missing
+    full = partial.completed({"total_steps": 10, "final_lr": 0.5})
+    assert full.text == partial.text and full.arguments == {"total_steps": 10, "final_lr": 0.1}
+    assert full.build(1.0)(10) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="cosine takes total_steps, final_lr"):
+        parse_schedule("cosine:steps=10", complete=False)
+    with pytest.raises(ValueError, match="invalid schedule spec"):
+        parse_schedule("step", complete=False).completed({"step_size": 0})
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        parse_schedule("linear", complete=False)
+
+
+def test_a_contender_is_labelled_by_its_specs_as_typed_and_a_constant_rate_adds_nothing():
+    assert ContenderSpec.parse("adam:lr=0.01").label == "adam:lr=0.01"
+    scheduled = ContenderSpec.parse("adam:lr=0.01", "exponential:k=0.1")
+    assert scheduled.label == "adam:lr=0.01+exponential:k=0.1"
+    assert scheduled.labelled("average(0.9)") == "adam:lr=0.01+exponential:k=0.1+average(0.9)"
+    assert ContenderSpec.parse("sgd", "constant").label == "sgd"
+    assert ContenderSpec.parse("sgd", "constant").schedule.constant
+    functional_spec = ContenderSpec.parse("functional.sgd:learning_rate=0.1", "1/t:k=0.5")
+    assert functional_spec.label == "functional.sgd:learning_rate=0.1+1/t:k=0.5"
+    named = ContenderSpec.parse("sgd", "cosine:total_steps=9", name="SGD, cosine")
+    assert named.label == named.labelled("average(0.9)") == "SGD, cosine"
+    with pytest.raises(ValueError, match="unknown optimizer 'adamx'"):
+        ContenderSpec.parse("adamx")

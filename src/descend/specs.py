@@ -9,14 +9,16 @@
 
 A bad spec fails at parse time with a ``ValueError`` that lists what is valid (and, for a
 misspelt name, the closest valid one). Specs are shared by the lab (``descend race``), the
-benchmark (``descend bench``) and the command line.
+benchmark (``descend bench``) and the command line. An optimizer under a schedule is a
+:class:`ContenderSpec`, labelled ``adam:lr=1e-2+exponential:k=0.01`` in the lab's figures and
+the benchmark's tables alike.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,22 +237,43 @@ class ScheduleSpec(_Spec):
 
     arguments: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def constant(self) -> bool:
+        """Whether the rate stays at its base value (the ``constant`` schedule)."""
+        return self.name == "constant"
+
     def build(self, base_lr: float) -> schedules.Schedule:
         """The schedule starting from ``base_lr``."""
         return SCHEDULES[self.name](base_lr, **self.arguments)
 
+    def completed(self, defaults: Mapping[str, Any]) -> ScheduleSpec:
+        """This schedule with each argument its text leaves out taken from ``defaults``, checked
+        as :func:`parse_schedule` checks; the text, and so the label, stays as typed."""
+        merged = {**defaults, **self.arguments}
+        body = ",".join(f"{key}={value!r}" for key, value in merged.items())
+        checked = parse_schedule(f"{self.name}:{body}" if body else self.name)
+        return ScheduleSpec(self.text, self.name, checked.arguments)
 
-def parse_schedule(spec: str) -> ScheduleSpec:
-    """Parse ``name[:key=value,...]`` into a :class:`ScheduleSpec`, checking it fully."""
+
+def parse_schedule(spec: str, *, complete: bool = True) -> ScheduleSpec:
+    """Parse ``name[:key=value,...]`` into a :class:`ScheduleSpec`, checking it fully.
+
+    With ``complete=False`` the spec may leave out arguments that a run fills in later (the
+    benchmark takes a cosine's ``total_steps`` from each task's length, see
+    :meth:`ScheduleSpec.completed`); the name and the arguments it gives are still checked.
+    """
     name, _, body = spec.strip().partition(":")
     name = name.strip()
     if name not in SCHEDULES:
         raise unknown_name("schedule", name, list(SCHEDULES), spec)
     parsed = ScheduleSpec(spec.strip(), name, _parse_arguments(spec, body))
+    signature = inspect.signature(SCHEDULES[name])
     try:
-        parsed.build(1.0)
+        if complete:
+            parsed.build(1.0)
+        else:
+            signature.bind_partial(1.0, **parsed.arguments)
     except TypeError as error:
-        signature = inspect.signature(SCHEDULES[name])
         expected = ", ".join(p for p in signature.parameters if p != "base_lr")
         raise ValueError(f"invalid schedule spec {spec!r}: {name} takes {expected}") from error
     except ValueError as error:
@@ -314,3 +337,44 @@ def parse_method(spec: str) -> OptimizerSpec | FunctionalOptimizerSpec:
         raise unknown_name("optimizer", name, [*OPTIMIZERS, *functional_names()], spec,
                            also="or torch.optim.<Class> such as torch.optim.SGD")
     return parse_optimizer(spec)
+
+
+#: What joins the parts of a contender's label: ``adam:lr=0.01+cosine``.
+LABEL_JOIN = "+"
+
+
+@dataclass(frozen=True)
+class ContenderSpec:
+    """An optimizer under a learning-rate schedule, and the label tables and legends give it.
+
+    This is what the lab races and the benchmark tunes; each adds its own part by composition:
+    the race weight averaging (:class:`descend.lab.runner.Contender`), the benchmark the
+    hyperparameters to search (:class:`descend.bench.protocol.Contender`). ``schedule`` is None
+    for a constant rate; ``name``, when given, replaces the label.
+    """
+
+    optimizer: OptimizerSpec | FunctionalOptimizerSpec
+    schedule: ScheduleSpec | None = None
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, optimizer: str, schedule: str | None = None, name: str | None = None
+              ) -> ContenderSpec:
+        """Build from spec texts (any spec :func:`parse_method` takes, and a schedule)."""
+        return cls(parse_method(optimizer), parse_schedule(schedule) if schedule else None, name)
+
+    @property
+    def label(self) -> str:
+        """The name if given, else the optimizer spec and, unless the rate is constant, the
+        schedule spec, as typed: ``adam:lr=0.01+exponential:k=0.1``."""
+        return self.labelled()
+
+    def labelled(self, *additions: str) -> str:
+        """The label with what a layer adds to the runs (``average(0.9)``) joined to it the
+        same way; a given name stands alone."""
+        if self.name:
+            return self.name
+        parts = [self.optimizer.label]
+        if self.schedule is not None and not self.schedule.constant:
+            parts.append(self.schedule.label)
+        return LABEL_JOIN.join([*parts, *additions])

@@ -54,6 +54,10 @@ def test_tiny_bench_end_to_end_with_sqlite(tmp_path):
     assert [row["optimizer"] for row in saved["rows"]] == ["sgd", "adam"]
     report = (tmp_path / "report.html").read_text()
     assert report.count("<img") >= 5 and "digits-logreg" in report
+    # The shared table: names on the left, numbers (and their headers) on the right.
+    assert "<tr><th>optimizer</th><th>best setting</th><th class=\"num\">tuning val</th>" in report
+    assert "<tr><td>sgd</td><td>lr=" in report
+    assert f'<td class="num">{rows[0]["reached"]}/2</td>' in report
     # Rerunning the same bench finds every budget full and runs nothing.
     run_bench([task], ["sgd", "adam"], config=config)
     assert len(optuna.load_study(study_name="bench:digits-logreg:sgd:tune",
@@ -77,6 +81,18 @@ def test_fixed_lr_is_not_tuned_and_raising_the_budget_extends_tuning(tmp_path):
     results = Bench([task], [make_contender("adam")], config).run()
     assert results[0].trials == [] and results[0].best_params == {}
     assert list(results[0].seed_runs) == [1]
+
+
+def test_a_scheduled_contender_is_rebuilt_from_the_storage_under_its_label(tmp_path):
+    task = get_task("digits-logreg")
+    config = BenchConfig(trials=0, seeds=1, epochs=2, out=tmp_path)
+    ran = Bench([task], [make_contender("sgd:lr=0.3", "cosine:final_lr=0.03")], config).run()
+    rebuilt = Bench.from_storage(f"sqlite:///{tmp_path / 'bench.db'}", "bench", tmp_path)
+    (contender,) = rebuilt.contenders
+    assert contender.label == ran[0].label == "sgd:lr=0.3+cosine:final_lr=0.03"
+    assert contender.schedule_for(2).arguments == {"total_steps": 2, "final_lr": 0.03}
+    (result,) = rebuilt.results()
+    assert result.seed_runs[1].to_dict() == ran[0].seed_runs[1].to_dict()
 
 
 def test_reusing_a_study_with_other_settings_is_refused(tmp_path):
@@ -112,7 +128,14 @@ def test_schedules_default_to_the_run_length():
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         build_schedule("linear", 10)
     contender = make_contender("adam", "cosine")
-    assert contender.label == "adam+cosine"
+    assert contender.label == "adam+cosine" and contender.schedule_text == "cosine"
+    assert contender.schedule_for(20).arguments == {"total_steps": 20}
+    assert contender.schedule_for(30).arguments == {"total_steps": 30}
+    constant = make_contender("adam")
+    assert constant.label == "adam" and constant.schedule_text == "constant"
+    assert constant.schedule_for(20) is None
+    with pytest.raises(ValueError, match="cosine takes total_steps, final_lr"):
+        make_contender("adam", "cosine:total=3")
 
 
 def test_search_dimensions_are_checked_against_the_optimizer():

@@ -24,7 +24,7 @@ from descend.kernels.variant import variant_of
 from descend.rules import RULES
 from descend.rules.elementwise import sqrt
 from descend.rules.spec import Hyper, Rule, Slot
-from tests.optim.parity import TOLERANCE, ErrorTracker, run_side_by_side
+from descend.testing import TOLERANCE, ErrorTracker, run_side_by_side
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -8,7 +8,8 @@ import pytest
 
 from descend.lab import plots
 from descend.lab.problems import HighDimSaddle
-from descend.lab.report import Figure, Report, Section, Table, format_cell
+from descend.lab.report import Figure, Report, Section
+from descend.reporting import Table
 
 
 def test_each_section_is_on_disk_as_soon_as_it_is_added(tmp_path):
@@ -26,22 +27,6 @@ def test_each_section_is_on_disk_as_soon_as_it_is_added(tmp_path):
     assert results["sections"][0]["tables"][0]["rows"] == [["x", "0.1235"], ["y", "-"]]
 
 
-@pytest.mark.parametrize("value, text", [(3, "3"), (0.5, "0.5"), (float("inf"), "never"),
-                                         (float("nan"), "-"), (None, "-"), (True, "yes"),
-                                         ("> 10", "> 10"), (1234567.0, "1.235e+06")])
-def test_cells_format_for_people(value, text):
-    assert format_cell(value) == text
-
-
 def test_contours_need_a_2d_problem(tmp_path):
     with pytest.raises(ValueError, match="dimension 20"):
         plots.contour(HighDimSaddle(dim=20), [], tmp_path / "x.png")
-
-
-def test_a_summary_keeps_the_chosen_columns_and_the_report_keeps_them_all(tmp_path):
-    table = Table("T", ["a", "b", "c"], [[1, "wide words", 0.5]], "note", summary_columns=(0, 2))
-    brief = table.summary()
-    assert brief.columns == ["a", "c"] and brief.cells() == [["1", "0.5"]]
-    assert brief.note == "note" and brief.summary() is brief
-    assert Table("U", ["a"], [[1]]).summary().columns == ["a"]
-    assert table.to_dict()["columns"] == ["a", "b", "c"]

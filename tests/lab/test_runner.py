@@ -82,6 +82,7 @@ def test_weight_averaging_matches_its_formulas():
         assert np.allclose(ema.averaged_trajectory[k], expected)
     assert np.allclose(polyak.averaged_trajectory[-1], polyak.trajectory.mean(axis=0))
     assert ema.final_loss == pytest.approx(problem.loss(ema.averaged_trajectory[-1]))
+    assert (ema.label, polyak.label) == ("sgd:lr=0.05+average(0.9)", "sgd:lr=0.05+average(polyak)")
 
 
 def test_noisy_problems_give_every_contender_the_same_minibatches():

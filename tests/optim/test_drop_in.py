@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import descend
-from tests.optim.parity import TOLERANCE, run_side_by_side
+from descend.testing import TOLERANCE, run_side_by_side
 
 BACKENDS = ["reference", "fused", "auto"]
 DROP_IN = [name for name, cls in descend.optim.CLASSES.items()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import descend
-from tests.optim.parity import TOLERANCE, run_side_by_side
+from descend.testing import TOLERANCE, run_side_by_side
 
 SHAPES = [(4, 3), (7,), ()]
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.optim.parity import (
+from descend.testing import (
     OPTION_GRID,
     TOLERANCE,
     descend_class,

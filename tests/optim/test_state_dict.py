@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import descend
-from tests.optim.parity import TOLERANCE, clone_params, make_params, run_side_by_side
+from descend.testing import TOLERANCE, clone_params, make_params, run_side_by_side
 
 CONFIGS = [
     ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),

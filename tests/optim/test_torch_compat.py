@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import descend
-from tests.optim.parity import TOLERANCE, relative_error
+from descend.testing import TOLERANCE, relative_error
 
 
 def _model(seed=0):

@@ -42,13 +42,12 @@ from descend.bench.search import (
 from descend.bench.tasks import Task, get_task
 from descend.bench.training import EpochMetrics, RunResult, score, train
 from descend.specs import (
-    SCHEDULES,
+    ContenderSpec,
     OptimizerSpec,
     ScheduleSpec,
     default_lr_range,
     parse_optimizer,
     parse_schedule,
-    parse_spec,
 )
 from descend.suggest import unknown_name
 
@@ -79,39 +78,58 @@ def schedule_defaults(name: str, epochs: int) -> dict[str, Any]:
     return {}
 
 
+def schedule_over(schedule: ScheduleSpec | None, epochs: int) -> ScheduleSpec | None:
+    """A schedule as typed over a run of ``epochs`` epochs: ``None`` for a constant rate, else
+    with every argument the text leaves out taken from :func:`schedule_defaults`."""
+    if schedule is None or schedule.constant:
+        return None
+    return schedule.completed(schedule_defaults(schedule.name, epochs))
+
+
 def build_schedule(text: str, epochs: int) -> ScheduleSpec | None:
     """The schedule for ``text`` (``constant`` gives ``None``), defaults filled in from the run
     length for any argument the text leaves out."""
-    name, given = parse_spec(text)
-    if name not in SCHEDULES:
-        raise unknown_name("schedule", name, list(SCHEDULES), text)
-    if name == "constant":
-        return None
-    arguments = {**schedule_defaults(name, epochs), **given}
-    merged = ",".join(f"{key}={value!r}" for key, value in arguments.items())
-    spec = parse_schedule(f"{name}:{merged}" if merged else name)
-    return ScheduleSpec(text.strip(), spec.name, spec.arguments)
+    return schedule_over(parse_schedule(text, complete=False), epochs)
 
 
 @dataclass(frozen=True)
 class Contender:
-    """One entry of the race: an optimizer spec, a schedule spec, and what to tune."""
+    """One entry of the benchmark: an optimizer under a schedule (a :class:`ContenderSpec`)
+    and the hyperparameters to tune.
 
-    optimizer: OptimizerSpec
-    schedule_text: str
+    The schedule is kept as typed and may leave out what depends on the run's length (a
+    cosine's ``total_steps``); :meth:`schedule_for` fills that in for each task.
+    """
+
+    spec: ContenderSpec
     space: tuple[Dimension, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec.optimizer, OptimizerSpec):
+            raise ValueError(f"{self.spec.optimizer.text!r} cannot be benchmarked: it is not a "
+                             "torch optimizer")
 
     @property
     def label(self) -> str:
-        """Name in tables: the spec, plus ``+schedule`` when the rate decays."""
-        return self.optimizer.label if self.schedule_text == "constant" else (
-            f"{self.optimizer.label}+{self.schedule_text}")
+        """Name in tables, results and study names (see :attr:`ContenderSpec.label`)."""
+        return self.spec.label
 
-    def schedule(self, epochs: int) -> ScheduleSpec | None:
+    @property
+    def optimizer(self) -> OptimizerSpec:
+        """The optimizer spec as given (tuned values not filled in)."""
+        assert isinstance(self.spec.optimizer, OptimizerSpec)
+        return self.spec.optimizer
+
+    @property
+    def schedule_text(self) -> str:
+        """The schedule as typed (``constant`` when there is none), as studies record it."""
+        return "constant" if self.spec.schedule is None else self.spec.schedule.text
+
+    def schedule_for(self, epochs: int) -> ScheduleSpec | None:
         """The schedule over a run of ``epochs`` epochs (``None``: constant rate)."""
-        return build_schedule(self.schedule_text, epochs)
+        return schedule_over(self.spec.schedule, epochs)
 
-    def spec_for(self, params: dict[str, float]) -> OptimizerSpec:
+    def optimizer_for(self, params: dict[str, float]) -> OptimizerSpec:
         """The optimizer spec with tuned values filled in."""
         return self.optimizer.with_arguments(**params) if params else self.optimizer
 
@@ -142,8 +160,9 @@ def make_contender(optimizer: str | OptimizerSpec, schedule: str = "constant",
     for dimension in space:
         for value in (dimension.low, dimension.high):
             parse_optimizer(spec.with_arguments(**{dimension.name: value}).text)
-    build_schedule(schedule, 10)
-    return Contender(spec, schedule.strip(), tuple(space))
+    schedule_spec = parse_schedule(schedule, complete=False)
+    schedule_over(schedule_spec, 10)
+    return Contender(ContenderSpec(spec, schedule_spec), tuple(space))
 
 
 @dataclass
@@ -298,9 +317,10 @@ class Bench:
                 tasks[settings["task"]] = get_task(settings["task"], data_dir).with_options(
                     target=described.get("target"))
             epochs.add(settings["epochs"])
-            contender = Contender(parse_optimizer(described["optimizer"]),
-                                  described["schedule"],
-                                  tuple(parse_dimension(text) for text in settings["space"]))
+            contender = Contender(
+                ContenderSpec(parse_optimizer(described["optimizer"]),
+                              parse_schedule(described["schedule"], complete=False)),
+                tuple(parse_dimension(text) for text in settings["space"]))
             contenders.setdefault(contender.label, contender)
             trials = max(trials, int(described["trials"]))
             seeds = max(seeds, int(described["seeds"]))
@@ -322,7 +342,7 @@ class Bench:
         return {"protocol": PROTOCOL_VERSION, "task": task.name, "epochs": task.epochs,
                 "batch_size": batch_size, "metric": task.metric,
                 "optimizer": contender.optimizer.text,
-                "schedule": _schedule_settings(contender.schedule(task.epochs)),
+                "schedule": _schedule_settings(contender.schedule_for(task.epochs)),
                 "space": [dimension.to_text() for dimension in contender.space]}
 
     def _open_study(self, task: Task, contender: Contender, phase: str) -> optuna.Study:
@@ -452,7 +472,7 @@ class Bench:
             study.tell(trial, state=TrialState.FAIL)
             return
         params = {dimension.name: dimension.suggest(trial) for dimension in contender.space}
-        spec = contender.spec_for(params)
+        spec = contender.optimizer_for(params)
         detail = ", ".join(f"{key}={value:.3g}" for key, value in params.items())
         reporter.run_started(task.name, contender.label, f"trial {trial.number + 1}", detail,
                              task.epochs)
@@ -467,7 +487,7 @@ class Bench:
 
         with storage_layer.heartbeat(self.storage, trial_id):
             try:
-                result = train(task, spec, contender.schedule(task.epochs), TUNING_SEED,
+                result = train(task, spec, contender.schedule_for(task.epochs), TUNING_SEED,
                                task.epochs, on_epoch=on_epoch)
             except optuna.TrialPruned:
                 trial.set_user_attr("run", RunResult(history).to_dict())
@@ -528,9 +548,9 @@ class Bench:
                              task.epochs)
         with storage_layer.heartbeat(self.storage, trial_id):
             try:
-                result = train(task, contender.spec_for(params), contender.schedule(task.epochs),
-                               seed,
-                               task.epochs, on_epoch=reporter.epoch)
+                result = train(task, contender.optimizer_for(params),
+                               contender.schedule_for(task.epochs), seed, task.epochs,
+                               on_epoch=reporter.epoch)
             except BaseException:
                 study.tell(trial, state=TrialState.FAIL)
                 raise

@@ -23,19 +23,14 @@ from descend.bench.results import (  # noqa: E402
     SUMMARY_HEADERS,
     WALL_OVER_CPU,
     ContenderResult,
-    format_number,
     summary_cells,
 )
 from descend.bench.tasks import Task  # noqa: E402
+from descend.reporting import Table, format_cell, page, render_table  # noqa: E402
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
-th { background: #f4f4f4; } td.name, th.name { text-align: left; }
-img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
-.warning { color: #8a4b00; background: #fff4e0; padding: 4px 8px; }
+#: What the benchmark's page adds to the common stylesheet: room for wide figures and tables.
+_STYLE = """
+body { max-width: 1200px; }
 """
 
 
@@ -52,13 +47,11 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
     return {label: cmap(index % cmap.N) for index, label in enumerate(labels)}
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], names: int = 1) -> str:
-    head = "".join(f'<th class="{"name" if i < names else ""}">{html.escape(h)}</th>'
-                   for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(
-        f'<td class="{"name" if i < names else ""}">{html.escape(str(cell))}</td>'
-        for i, cell in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+#: Which columns of the summary (:data:`SUMMARY_HEADERS`) hold numbers: all but the
+#: optimizer and its setting.
+_SUMMARY_NUMERIC = [False, False] + [True] * (len(SUMMARY_HEADERS) - 2)
+_TRIAL_HEADERS = ["optimizer", "trial", "setting", "outcome", "epochs run", "last val score"]
+_TRIAL_NUMERIC = [False, True, False, False, True, True]
 
 
 def _learning_curves(task: Task, results: list[ContenderResult], colors: dict) -> str:
@@ -221,8 +214,7 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
     """Write the HTML report to ``path`` and return it."""
     labels = list(dict.fromkeys(result.label for result in results))
     colors = _colors(labels)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>descend bench</title>"
-             f"<style>{STYLE}</style></head><body><h1>descend bench</h1>",
+    parts = ["<h1>descend bench</h1>",
              "<p class='note'>Each optimizer's hyperparameters were tuned with its own budget "
              "of trials (seed 0, scored by the final validation score); the best setting was "
              "then rerun with seeds 1..K. Test scores and times are over those reruns. Time "
@@ -243,8 +235,9 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
         parts.append(f"<h2>{html.escape(task.name)}</h2><p>{html.escape(task.description)}; "
                      f"{task.epochs} epochs; target: {html.escape(target)}; scores in "
                      f"{unit}.</p>")
-        parts.append(_table(SUMMARY_HEADERS,
-                            [summary_cells(row, task.metric) for row in task_rows], names=2))
+        parts.append(render_table(Table(
+            "", SUMMARY_HEADERS, [summary_cells(row, task.metric) for row in task_rows],
+            numeric=_SUMMARY_NUMERIC)))
         parts.extend(_timing_warning(row) for row in task_rows if row["timing_disturbed"])
         parts.append(_learning_curves(task, mine, colors))
         if any("lr" in trial["params"] for result in mine for trial in result.trials):
@@ -253,14 +246,12 @@ def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResul
         trial_rows = [[result.label, trial["number"],
                        ", ".join(f"{k}={v:.3g}" for k, v in trial["params"].items()),
                        "diverged" if trial["diverged"] else trial["state"], trial["epochs"],
-                       format_number(trial["last_score"], 4)]
+                       format_cell(trial["last_score"])]
                       for result in mine for trial in result.trials]
-        parts.append("<details><summary>every tuning trial</summary>" + _table(
-            ["optimizer", "trial", "setting", "outcome", "epochs run", "last val score"],
-            trial_rows, names=1) + "</details>")
+        parts.append("<details><summary>every tuning trial</summary>" + render_table(Table(
+            "", _TRIAL_HEADERS, trial_rows, numeric=_TRIAL_NUMERIC)) + "</details>")
     parts.append("<h2>Across tasks</h2>")
     parts.append(_time_to_target(rows, colors))
     parts.append(_profiles(rows, colors))
-    parts.append("</body></html>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    path.write_text(page("descend bench", parts, style=_STYLE), encoding="utf-8")
     return path

@@ -23,6 +23,7 @@ from typing import Any
 from descend.bench.metrics import mean_std, median_time, time_to_target
 from descend.bench.tasks import Task
 from descend.bench.training import RunResult
+from descend.reporting import format_cell
 
 #: A run whose wall time exceeds its CPU time by more than this factor is disturbed.
 WALL_OVER_CPU = 2.0
@@ -142,15 +143,6 @@ def write_results(path: Path, storage: str, rows: Sequence[dict],
     return path
 
 
-def format_number(value: float | None, digits: int = 3) -> str:
-    """``-`` for missing, ``never`` for infinite, else ``digits`` significant digits."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, float) and math.isinf(value):
-        return "never"
-    return f"{value:.{digits}g}"
-
-
 #: Columns of the summary: tuning val is the best trial's final validation score; test is
 #: over the seed reruns; epochs and seconds to target are medians over seeds (seconds marked
 #: ``*`` when the timing is disturbed); reached counts seeds that got there; trials counts
@@ -173,8 +165,8 @@ def summary_cells(row: dict, metric: str = "accuracy") -> list[str]:
     if row["target"] is None:
         epochs = seconds = "-"
     else:
-        epochs = format_number(row["epochs_to_target"])
-        seconds = format_number(row["seconds_to_target"], 2)
+        epochs = format_cell(row["epochs_to_target"], 3)
+        seconds = format_cell(row["seconds_to_target"], 2)
         if math.isfinite(row["seconds_to_target"]):
             seconds += "s"
     if row.get("timing_disturbed"):

@@ -18,8 +18,8 @@ from descend.cli.arguments import non_negative_int, output_folder
 from descend.lab import theory
 from descend.lab.problems import Ravine, make_problem, problem_names
 from descend.lab.rates import predicted_rate, theory_method
-from descend.lab.report import format_cell
 from descend.lab.runner import Contender, Trace, race
+from descend.reporting import format_cell
 from descend.specs import SCHEDULES, optimizer_names
 
 EPILOG = f"""\

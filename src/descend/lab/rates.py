@@ -96,9 +96,9 @@ def theory_method(contender: Contender) -> tuple[str, float, float] | None:
     Covered: the rules of :func:`rule_method`, run as descend's classes, as
     ``torch.optim.SGD`` or through the functional API, at a constant learning rate.
     """
-    if contender.schedule is not None:
+    if contender.schedule is not None and not contender.schedule.constant:
         return None
-    spec = contender.method
+    spec = contender.optimizer
     if isinstance(spec, FunctionalOptimizerSpec):
         return rule_method(spec.update.rule.name, functional_hypers(spec.update, spec.arguments))
     assert isinstance(spec, OptimizerSpec)

@@ -16,39 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from descend.reporting import Table, page, render_table
+
 IMAGES = "images"
-
-
-@dataclass
-class Table:
-    """A table: column names, rows of cells (numbers are formatted), an optional note below.
-
-    ``summary_columns`` picks the columns (by index) a terminal summary shows, for tables too
-    wide for a terminal; None shows them all.
-    """
-
-    title: str
-    columns: Sequence[str]
-    rows: list[Sequence[Any]]
-    note: str = ""
-    summary_columns: Sequence[int] | None = None
-
-    def cells(self) -> list[list[str]]:
-        """Every row as display strings."""
-        return [[format_cell(cell) for cell in row] for row in self.rows]
-
-    def summary(self) -> Table:
-        """The table with only its ``summary_columns`` (itself when there are none)."""
-        if self.summary_columns is None:
-            return self
-        keep = list(self.summary_columns)
-        return Table(self.title, [self.columns[i] for i in keep],
-                     [[row[i] for i in keep] for row in self.rows], self.note)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"title": self.title, "columns": list(self.columns), "rows": self.cells(),
-                "note": self.note}
 
 
 @dataclass
@@ -103,33 +73,14 @@ class Section:
         return f"{self.number}. {self.title}" if self.number else self.title
 
 
-def format_cell(value: Any) -> str:
-    """Numbers to short strings: integers as is, floats to 4 significant digits, None as '-'."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value:  # NaN
-            return "-"
-        if value in (float("inf"), float("-inf")):
-            return "never" if value > 0 else "-inf"
-        return f"{value:.4g}"
-    return str(value)
-
-
+#: What the demo's page adds to the common stylesheet: contents, figures that enlarge on a
+#: click, the claims box and the pointer to the playground.
 _STYLE = """
-body { font-family: -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       max-width: 1000px; margin: 2em auto; padding: 0 1.2em; color: #1d2330; line-height: 1.5;
-       background: #ffffff; }
-h1 { font-size: 1.9em; margin-bottom: 0.2em; }
-h2 { border-bottom: 2px solid #dde3ee; padding-bottom: 0.2em; margin-top: 2.2em; }
 .subtitle { color: #5a6478; margin-top: 0; }
 nav ol { columns: 2; }
 figure { margin: 1.2em 0; text-align: center; }
-figure img { max-width: 100%; border: 1px solid #e3e7ef; border-radius: 4px; cursor: zoom-in; }
+figure img { border: 1px solid #e3e7ef; border-radius: 4px; cursor: zoom-in; }
+figcaption { color: #4a5366; font-size: 0.92em; margin-top: 0.3em; text-align: left; }
 #zoom { position: fixed; inset: 0; background: rgba(20, 24, 33, 0.88); display: flex;
         align-items: center; justify-content: center; cursor: zoom-out; z-index: 10; }
 #zoom[hidden] { display: none; }
@@ -140,17 +91,6 @@ figure img { max-width: 100%; border: 1px solid #e3e7ef; border-radius: 4px; cur
 .claims li.fails { color: #8a3b12; }
 .playground { background: #eef5ee; border: 1px solid #b9d6b9; padding: 0.5em 0.8em;
               border-radius: 4px; }
-code { background: #eef1f6; padding: 0 0.25em; border-radius: 3px; }
-figcaption { color: #4a5366; font-size: 0.92em; margin-top: 0.3em; text-align: left; }
-table { border-collapse: collapse; margin: 0.6em 0 0.3em; font-size: 0.9em; width: 100%; }
-caption { text-align: left; font-weight: 600; padding-bottom: 0.3em; }
-th, td { border: 1px solid #dde3ee; padding: 0.25em 0.55em; text-align: left; }
-th { background: #f3f6fb; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr:nth-child(even) td { background: #fafbfd; }
-.note { color: #5a6478; font-size: 0.88em; margin-top: 0; }
-.missing { background: #fff3cd; border: 1px solid #e0c25c; padding: 0.6em; border-radius: 4px; }
-footer { color: #7a8396; font-size: 0.85em; margin-top: 3em; }
 """
 
 # Counts images that did not load and says so; the browser test reads the counts from <body>.
@@ -231,19 +171,15 @@ class Report:
     def render(self) -> str:
         """The page as HTML text."""
         e = html.escape
-        parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-                 '<meta name="viewport" content="width=device-width, initial-scale=1">',
-                 f"<title>{e(self.title)}</title>", f"<style>{_STYLE}</style>",
-                 f"<script>{_IMAGE_CHECK}</script>", "</head>", "<body>",
-                 f"<h1>{e(self.title)}</h1>"]
+        parts = [f"<h1>{e(self.title)}</h1>"]
         if self.subtitle:
             parts.append(f'<p class="subtitle">{e(self.subtitle)}</p>')
-        parts.append('<p id="missing" class="missing" hidden></p>')
+        parts.append('<p id="missing" class="warning" hidden></p>')
         parts.append(f'<p class="playground">{e(PLAYGROUND_NOTE)}<code>descend playground'
                      "</code>: a page served from this machine, computed with the same "
                      "optimizers.</p>")
         if self.notice:
-            parts.append(f'<p class="missing">{e(self.notice)}</p>')
+            parts.append(f'<p class="warning">{e(self.notice)}</p>')
         if len(self.sections) > 1:
             parts.append("<nav><ol>")
             parts += [f'<li><a href="#{e(s.slug)}">{e(s.title)}</a></li>'
@@ -261,20 +197,12 @@ class Report:
                     f'<figure><img src="{IMAGES}/{e(figure.file)}" alt="{e(figure.caption)}">'
                     f"<figcaption>{e(figure.caption)}</figcaption></figure>")
             for table in section.tables:
-                parts.append(_render_table(table))
+                parts.append(render_table(table))
             parts.append("</section>")
         if self.footer:
             parts.append(f"<footer>{e(self.footer)}</footer>")
         parts.append('<div id="zoom" hidden></div>')
-        parts += ["</body>", "</html>"]
-        return "\n".join(parts) + "\n"
-
-
-def _numeric(value: Any) -> bool:
-    """Numbers (and step counts such as '> 3000') align right; text aligns left."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return True
-    return isinstance(value, str) and (value.startswith("> ") or value.endswith("%"))
+        return page(self.title, parts, style=_STYLE, script=_IMAGE_CHECK)
 
 
 def _render_claims(claims: Sequence[Claim]) -> str:
@@ -288,17 +216,3 @@ def _render_claims(claims: Sequence[Claim]) -> str:
                          f"{e(claim.evidence)}</li>")
     return ('<div class="claims"><p>What the text above says, checked against this run:</p>'
             f"<ul>{''.join(items)}</ul></div>")
-
-
-def _render_table(table: Table) -> str:
-    e = html.escape
-    rows = [f"<caption>{e(table.title)}</caption>",
-            "<tr>" + "".join(f"<th>{e(c)}</th>" for c in table.columns) + "</tr>"]
-    for raw_row, row in zip(table.rows, table.cells(), strict=True):
-        rows.append("<tr>" + "".join(
-            f'<td class="num">{e(text)}</td>' if _numeric(raw) else f"<td>{e(text)}</td>"
-            for raw, text in zip(raw_row, row, strict=True)) + "</tr>")
-    out = "<table>" + "".join(rows) + "</table>"
-    if table.note:
-        out += f'<p class="note">{e(table.note)}</p>'
-    return out

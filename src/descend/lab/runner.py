@@ -1,8 +1,9 @@
 """The race: run several optimizer configurations on one problem and record every step.
 
 Each :class:`Contender` is an optimizer spec (a descend or ``torch.optim`` class, or a
-``functional.<name>`` NumPy update), an optional learning-rate schedule and optional weight
-averaging. :func:`race` runs each for a number of steps from the problem's start and returns a
+``functional.<name>`` NumPy update) under an optional learning-rate schedule, the
+:class:`~descend.specs.ContenderSpec` the benchmark tunes too, plus optional weight averaging.
+:func:`race` runs each for a number of steps from the problem's start and returns a
 :class:`Trace` per contender: loss, gradient norm, distance to the optimum, learning rate and
 position at every step (step 0 is the start).
 
@@ -32,11 +33,10 @@ from descend.lab.palette import family_of
 from descend.lab.problems import Problem
 from descend.optim.base import RuleOptimizer
 from descend.specs import (
+    ContenderSpec,
     FunctionalOptimizerSpec,
     OptimizerSpec,
     ScheduleSpec,
-    parse_method,
-    parse_schedule,
 )
 
 #: Optimizer arguments that change what the torch class does beyond its rule's math.
@@ -45,17 +45,16 @@ TORCH_SIDE = frozenset({"nonfinite", "backend"})
 
 @dataclass(frozen=True)
 class Contender:
-    """One runner in a race: an optimizer spec, optionally a schedule and weight averaging.
+    """One runner in a race: an optimizer under a schedule (a :class:`ContenderSpec`),
+    optionally with weight averaging.
 
     ``average`` is an exponential-moving-average decay in [0, 1) (the notes'
     ``x_test = 0.995 x_test + 0.005 x``) or ``"polyak"`` for the plain running mean, the same
     formulas as :class:`descend.WeightAverage`.
     """
 
-    method: OptimizerSpec | FunctionalOptimizerSpec
-    schedule: ScheduleSpec | None = None
+    spec: ContenderSpec
     average: float | str | None = None
-    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.average is not None and self.average != "polyak" and not (
@@ -67,25 +66,30 @@ class Contender:
     def parse(cls, method: str, schedule: str | None = None, average: float | str | None = None,
               name: str | None = None) -> Contender:
         """Build from spec strings: ``Contender.parse("adam:lr=1e-2", "exponential:k=0.01")``."""
-        return cls(parse_method(method), parse_schedule(schedule) if schedule else None,
-                   average, name)
+        return cls(ContenderSpec.parse(method, schedule, name), average)
+
+    @property
+    def optimizer(self) -> OptimizerSpec | FunctionalOptimizerSpec:
+        """The optimizer spec: a descend or ``torch.optim`` class, or a functional update."""
+        return self.spec.optimizer
+
+    @property
+    def schedule(self) -> ScheduleSpec | None:
+        """The learning-rate schedule (None: the optimizer's own constant rate)."""
+        return self.spec.schedule
 
     @property
     def family(self) -> str | None:
         """Which optimizer this is, for its colour in every figure (see :func:`family_of`)."""
-        return family_of(self.method.name, self.method.arguments)
+        return family_of(self.optimizer.name, self.optimizer.arguments)
 
     @property
     def label(self) -> str:
-        """The legend label: the name if given, else the specs."""
-        if self.name:
-            return self.name
-        label = self.method.label
-        if self.schedule is not None:
-            label += f" + {self.schedule.text}"
-        if self.average is not None:
-            label += f" + average({self.average})"
-        return label
+        """The legend label: the spec's (see :attr:`ContenderSpec.label`), with
+        ``+average(decay)`` when the weights are averaged."""
+        if self.average is None:
+            return self.spec.label
+        return self.spec.labelled(f"average({self.average})")
 
 
 @dataclass
@@ -171,7 +175,7 @@ def stepper_for(contender: Contender, x0: np.ndarray) -> Stepper:
     NumPy arrays (the class's own iterates; torch's per-step overhead dwarfs a 2-D problem),
     unless it asks for torch-side behaviour (``nonfinite``, ``backend``); any other torch
     optimizer itself."""
-    method = contender.method
+    method = contender.optimizer
     schedule = contender.schedule.build(method.lr) if contender.schedule is not None else None
     if isinstance(method, FunctionalOptimizerSpec):
         return FunctionalStepper(method.update, method.config(), x0, schedule, method.lr)

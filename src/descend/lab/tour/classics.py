@@ -41,7 +41,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
         traces = race(problem, contenders, STEPS, seed=settings.seed)
         problems.append((problem, traces))
         for contender, trace in zip(contenders, traces, strict=True):
-            rows.append([problem.title, contender.label, contender.method.label,
+            rows.append([problem.title, contender.label, contender.optimizer.label,
                          trace.steps_to(TOLERANCE), trace.final_loss,
                          float(trace.distances[-1])])
         progress("classics", len(contenders))

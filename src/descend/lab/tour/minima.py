@@ -88,15 +88,15 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     well_rows = []
     for contender, trace in zip(contenders, traces, strict=True):
         end = trace.trajectory[-1]
-        well_rows.append([contender.label, contender.method.label, well.basin(end),
+        well_rows.append([contender.label, contender.optimizer.label, well.basin(end),
                           float(end[0]), trace.final_loss])
-    rastrigin_rows = [[c.label, c.method.label, str(dip(t.trajectory[-1])), t.final_loss,
+    rastrigin_rows = [[c.label, c.optimizer.label, str(dip(t.trajectory[-1])), t.final_loss,
                        float(t.distances[-1]), t.final_loss < 1e-6]
                       for c, t in zip(rastrigin_contenders, rastrigin_traces, strict=True)]
     himmelblau_rows = []
     for contender, trace in zip(himmelblau_contenders, himmelblau_traces, strict=True):
         nearest = nearest_minimum(himmelblau, trace.trajectory[-1])
-        himmelblau_rows.append([contender.label, contender.method.label,
+        himmelblau_rows.append([contender.label, contender.optimizer.label,
                                 f"({nearest[0]:.2f}, {nearest[1]:.2f})", trace.final_loss])
     start = rastrigin.x0
     tables = [

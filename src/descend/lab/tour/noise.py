@@ -9,6 +9,7 @@ from descend.lab.problems import NoisyLeastSquares
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, race
 from descend.lab.tour.base import Progress, TourSettings, named, tail_mean
+from descend.specs import ContenderSpec
 
 SLUG = "noise"
 TITLE = "Noisy gradients"
@@ -42,8 +43,8 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     optimum = problem.minima[0]
     for batch in BATCHES:
         sized = NoisyLeastSquares(n=SAMPLES, dim=2, batch_size=batch, seed=settings.seed)
-        trace = race(sized, [Contender(sgd.method, name=f"SGD, batch {batch}")], STEPS,
-                     seed=settings.seed)[0]
+        sized_sgd = Contender(ContenderSpec(sgd.optimizer, name=f"SGD, batch {batch}"))
+        trace = race(sized, [sized_sgd], STEPS, seed=settings.seed)[0]
         batch_traces.append(trace)
         predicted = sized.gradient_noise(optimum)
         rng = np.random.default_rng(settings.seed)
@@ -60,7 +61,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                                                  axis=1))
     momentum_floor = tail_mean(traces[1].excess)
     momentum = traces[1]
-    momentum_spec = contenders[1].method.arguments
+    momentum_spec = contenders[1].optimizer.arguments
     effective = momentum_spec["lr"] / (1 - momentum_spec["momentum"])
     floors = [row[3] for row in batch_rows]
     worst_noise = max(abs(row[2] - row[1]) / row[1] for row in batch_rows if row[1] > 0)
@@ -109,7 +110,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                f"{SAMPLES} is the full data, plain gradient descent, and falls out of the "
                f"bottom of the plot as it converges. {claims[3].evidence}"),
     ]
-    method_rows = [[c.label, c.method.label, tail_mean(t.excess),
+    method_rows = [[c.label, c.optimizer.label, tail_mean(t.excess),
                     tail_mean(t.averaged_losses - problem.minimum_value)
                     if t.averaged_losses is not None else None]
                    for c, t in zip(contenders, traces, strict=True)]

@@ -90,7 +90,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
         f"Race on the kappa = {problem.kappa:g} ravine ({STEPS} steps)",
         ["optimizer", "spec", f"steps until the loss stays below {RACE_TOLERANCE:g}",
          "final loss"],
-        [[c.label, c.method.label, t.steps_to(RACE_TOLERANCE), t.final_loss]
+        [[c.label, c.optimizer.label, t.steps_to(RACE_TOLERANCE), t.final_loss]
          for c, t in zip(contenders, traces, strict=True)],
         "A step count is where the loss drops below the tolerance for good: from that step to "
         "the end of the run it never rises above it again ('-': it ends above).")

@@ -51,7 +51,7 @@ def _escape_table(title: str, contenders: Sequence[Contender], traces: Sequence[
     rows = []
     for contender, trace in zip(contenders, traces, strict=True):
         escaped = trace.settled_below(threshold)
-        rows.append([contender.label, contender.method.label,
+        rows.append([contender.label, contender.optimizer.label,
                      escaped if escaped is not None else f"> {steps}",
                      float(distance_from_saddle(trace).min())])
     return Table(title, ["optimizer", "spec",

@@ -893,8 +893,11 @@
       var row = element("tr", {"data-run": String(index)});
       var swatch = element("span", {"class": "swatch"});
       swatch.style.background = run ? run.color : "#ccc";
-      var label = state.rule + (state.schedule ? " + " + state.schedule : "") +
-        (state.average ? " + average(" + state.average + ")" : "");
+      // The lab's labelling rule (descend.specs.ContenderSpec): parts joined by "+", a
+      // constant rate adds nothing.
+      var label = [state.rule].concat(
+        state.schedule && state.schedule !== "constant" ? [state.schedule] : [],
+        state.average ? ["average(" + state.average + ")"] : []).join("+");
       var theory = run && run.theory;
       var steps = !run ? "-" : run.diverged_at !== null ? "diverged at step " + run.diverged_at :
         run.steps_to_tolerance === null ? "not within " + run.steps : String(run.steps_to_tolerance);

@@ -1,19 +1,43 @@
-"""Shared machinery for running a descend optimizer side by side with a reference optimizer."""
+"""Compare an optimizer with a reference, step by step.
+
+The tools descend's own parity tests are built from, public so that a new optimizer (or a
+custom one) can be held to a reference the same way, in the spirit of ``numpy.testing`` and
+``torch.testing``::
+
+    from descend.testing import TOLERANCE, run_side_by_side
+
+    result = run_side_by_side(lambda params: MyAdam(params, lr=1e-2),
+                              lambda params: torch.optim.Adam(params, lr=1e-2),
+                              shapes=[(7, 3), (5,)], dtype=torch.float32, steps=100)
+    assert result.param_error <= TOLERANCE[torch.float32]
+
+Both optimizers step on the same random gradients (some parameters skipped on some steps), and
+after every step each parameter and state tensor is compared with the reference's. An error is
+relative to the largest magnitude that tensor took over the whole run (:class:`ErrorTracker`):
+a parameter that starts near 1 and ends near 0 still carries rounding errors the size of its
+past values, and dividing by its final value alone would measure cancellation, not a bug.
+
+:data:`OPTION_GRID` lists the options on which descend's drop-in classes are held to their
+``torch.optim`` namesakes; the parity tests and ``benchmarks/parity_report.py`` run every
+combination of it (:func:`option_combinations`).
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 
 import descend
 
-#: Relative tolerance of the parity checks, by dtype.
+#: Largest relative error (see :class:`ErrorTracker`) a faithful implementation shows, by dtype:
+#: a few units of rounding, accumulated over a hundred steps.
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
 
-#: Every option combination the drop-in classes must match torch.optim on.
+#: The options each drop-in class is checked on against the ``torch.optim`` class of the same
+#: name: every combination of these values that torch accepts.
 OPTION_GRID: dict[str, dict[str, list[Any]]] = {
     "SGD": dict(lr=[0.05], momentum=[0.0, 0.9], dampening=[0.0, 0.3], weight_decay=[0.0, 0.1],
                 nesterov=[False, True], maximize=[False, True]),
@@ -28,14 +52,32 @@ OPTION_GRID: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def option_combinations(name: str) -> list[dict[str, Any]]:
-    """Every valid combination of the options in the grid for one class."""
-    grid = OPTION_GRID[name]
-    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
-    if name == "SGD":
-        combos = [c for c in combos
-                  if not c["nesterov"] or (c["momentum"] > 0 and c["dampening"] == 0)]
-    return combos
+def descend_class(name: str) -> type[torch.optim.Optimizer]:
+    """descend's drop-in class of this name (``"Adam"``: ``descend.Adam``)."""
+    return getattr(descend, name)
+
+
+def torch_class(name: str) -> type[torch.optim.Optimizer]:
+    """``torch.optim``'s class of this name."""
+    return getattr(torch.optim, name)
+
+
+def option_combinations(name: str, grid: Mapping[str, Mapping[str, Sequence[Any]]] = OPTION_GRID
+                        ) -> list[dict[str, Any]]:
+    """Every combination of the ``grid``'s values for class ``name`` that ``torch.optim``'s
+    class accepts (``SGD``'s ``nesterov=True`` needs momentum and no dampening, for one)."""
+    options = grid[name]
+    combinations = [dict(zip(options, values, strict=True))
+                    for values in itertools.product(*options.values())]
+    probe = [torch.zeros(1, requires_grad=True)]
+    accepted = []
+    for combination in combinations:
+        try:
+            torch_class(name)(probe, **combination)
+        except ValueError:
+            continue
+        accepted.append(combination)
+    return accepted
 
 
 class ErrorTracker:
@@ -52,7 +94,7 @@ class ErrorTracker:
         self.differences: dict[object, float] = {}
 
     def observe(self, key: object, actual: torch.Tensor, expected: torch.Tensor) -> None:
-        """Record one step's pair for the tensor named ``key``."""
+        """Record one step's pair for the tensor named ``key`` (empty tensors are ignored)."""
         if expected.numel() == 0:
             return
         scale = expected.double().abs().max().item()
@@ -61,7 +103,8 @@ class ErrorTracker:
         self.differences[key] = max(self.differences.get(key, 0.0), difference)
 
     def worst(self, keys: Callable[[object], bool] = lambda key: True) -> float:
-        """The largest difference / scale over the tensors whose key passes ``keys``."""
+        """The largest difference / scale over the tensors whose key passes ``keys`` (0 when
+        every difference is 0, even for a tensor that stayed all zeros)."""
         errors = [
             0.0 if difference == 0.0 else difference / max(self.scales[key], 1e-30)
             for key, difference in self.differences.items() if keys(key)
@@ -78,7 +121,7 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 def make_params(shapes: Iterable[tuple[int, ...]], dtype: torch.dtype, seed: int,
                 ) -> list[torch.Tensor]:
-    """Random leaf tensors of the given shapes."""
+    """Random leaf tensors of the given shapes (standard normal, reproducible by ``seed``)."""
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(shape, dtype=dtype, generator=generator).requires_grad_()
             for shape in shapes]
@@ -96,6 +139,18 @@ def grouped(params: list[torch.Tensor], group_options: list[dict[str, Any]]) -> 
             if params[i::count]]
 
 
+class SideBySide(NamedTuple):
+    """What :func:`run_side_by_side` found: the worst relative errors of parameters and of
+    state tensors over the run, and both sides as they ended."""
+
+    param_error: float
+    state_error: float
+    ours_params: list[torch.Tensor]
+    reference_params: list[torch.Tensor]
+    ours: torch.optim.Optimizer
+    reference: torch.optim.Optimizer
+
+
 def run_side_by_side(
     make_ours: Callable[[list], torch.optim.Optimizer],
     make_reference: Callable[[list], torch.optim.Optimizer],
@@ -107,14 +162,16 @@ def run_side_by_side(
     missing_grad_every: int = 3,
     compare_state: bool = True,
     exact_state_keys: bool = False,
-) -> tuple[float, float, list, list, torch.optim.Optimizer, torch.optim.Optimizer]:
+) -> SideBySide:
     """Step both optimizers on the same gradients; return the worst parameter and state errors.
 
-    Errors are :class:`ErrorTracker`'s, checked after every step. Every
-    ``missing_grad_every``-th parameter gets ``grad = None`` on odd steps, and parameter 1, when
-    there is one, never gets a gradient, so skipped parameters are exercised. With
-    ``compare_state`` the state keys of the reference must all exist in ours and match (with
-    ``exact_state_keys``, ours must have no others).
+    ``make_ours`` and ``make_reference`` build an optimizer from param groups (one group per
+    entry of ``group_options``, parameters dealt round-robin). Errors are
+    :class:`ErrorTracker`'s, checked after every step. Every ``missing_grad_every``-th parameter
+    gets ``grad = None`` on odd steps, and parameter 1, when there is one, never gets a
+    gradient, so skipped parameters are exercised. With ``compare_state`` the state keys of the
+    reference must all exist in ours (with ``exact_state_keys``, ours must have no others),
+    else ``AssertionError`` names both sets; their tensors are compared like the parameters.
     """
     ours_params = make_params(shapes, dtype, seed)
     reference_params = clone_params(ours_params)
@@ -139,24 +196,15 @@ def run_side_by_side(
                 continue
             reference_state = reference.state.get(b, {})
             our_state = ours.state.get(a, {})
-            assert set(reference_state) <= set(our_state), (
-                sorted(reference_state), sorted(our_state))
-            if exact_state_keys:
-                assert set(reference_state) == set(our_state), (
-                    sorted(reference_state), sorted(our_state))
+            missing = set(reference_state) - set(our_state)
+            extra = set(our_state) - set(reference_state) if exact_state_keys else set()
+            if missing or extra:
+                raise AssertionError(
+                    f"parameter {index}, step {step + 1}: state keys differ: reference "
+                    f"{sorted(reference_state)}, ours {sorted(our_state)}")
             for key, value in reference_state.items():
                 if torch.is_tensor(value):
                     tracker.observe((key, index), our_state[key], value)
-    param_error = tracker.worst(lambda key: key[0] == "param")
-    state_error = tracker.worst(lambda key: key[0] != "param")
-    return param_error, state_error, ours_params, reference_params, ours, reference
-
-
-def descend_class(name: str) -> type[torch.optim.Optimizer]:
-    """descend's class of this name."""
-    return getattr(descend, name)
-
-
-def torch_class(name: str) -> type[torch.optim.Optimizer]:
-    """torch.optim's class of this name."""
-    return getattr(torch.optim, name)
+    return SideBySide(tracker.worst(lambda key: key[0] == "param"),
+                      tracker.worst(lambda key: key[0] != "param"),
+                      ours_params, reference_params, ours, reference)
