@@ -41,14 +41,14 @@ from descend.kernels.variant import variant_of
 from descend.rules import RULES
 from descend.rules.elementwise import maximum, minimum, sign, sqrt
 from descend.rules.spec import Hyper, Rule, Slot
-from tests.kernels.test_fused import hyper_values
-from tests.optim.parity import (
+from descend.testing import (
     OPTION_GRID,
     TOLERANCE,
     ErrorTracker,
     option_combinations,
     run_side_by_side,
 )
+from tests.kernels.test_fused import hyper_values
 
 pytest.importorskip("triton", reason="the Triton executor's tests need Triton (pip install triton)")
 
@@ -632,7 +632,7 @@ COMPILE_FOR_H100 = """
 import re
 import triton
 import descend
-from tests.optim.parity import OPTION_GRID, option_combinations
+from descend.testing import OPTION_GRID, option_combinations
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from descend.kernels.triton import get_kernel

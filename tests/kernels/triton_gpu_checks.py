@@ -14,7 +14,7 @@ import warnings
 import torch
 
 import descend
-from tests.optim.parity import OPTION_GRID, TOLERANCE, ErrorTracker, option_combinations
+from descend.testing import OPTION_GRID, TOLERANCE, ErrorTracker, option_combinations
 
 CUDA = torch.device("cuda")
 
