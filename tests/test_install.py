@@ -116,5 +116,6 @@ def test_the_base_install_is_torch_and_numpy_and_extras_provide_what_commands_ch
             assert provided & extras[extra], (extra, module, provided)
     assert extras["test"] >= extras["lab"] | extras["bench"] | extras["postgres"]
     # "all" is every job's extra; the test tools are not a job.
-    tools = {"pytest", "hypothesis", "ruff", "scipy", "expecttest", "playwright"}
+    tools = {"pytest", "hypothesis", "ruff", "scipy", "expecttest", "playwright",
+             "pytest-xdist"}
     assert extras["all"] >= extras["test"] - tools
