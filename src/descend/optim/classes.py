@@ -12,10 +12,12 @@ accepted for compatibility; descend picks its own executor through ``backend``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from descend import rules
 from descend.optim.base import RuleOptimizer, reject_unsupported
+from descend.rules.spec import Hyper
 
 
 class SGD(RuleOptimizer):
@@ -237,6 +239,53 @@ class AdamW(Adam):
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)
+
+
+_LION_DECOUPLED = Hyper("decoupled_weight_decay", False,
+                        "weight_decay is divided by the constructor's lr", kind=bool)
+
+
+class Lion(RuleOptimizer):
+    """Lion (the sign of an interpolated momentum); drop-in for ``lion_pytorch.Lion``.
+
+    ::
+
+        c <- beta1 * m + (1 - beta1) * g
+        x <- x - lr * (sign(c) + weight_decay * x)
+        m <- beta2 * m + (1 - beta2) * g
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-4, ``> 0`` (typically 3-10x smaller than AdamW's).
+        betas: (beta1, beta2), default (0.9, 0.99), each ``0 <= beta <= 1``.
+        weight_decay: default 0, ``>= 0`` (typically 3-10x larger than AdamW's).
+        use_triton: accepted for compatibility; descend chooses its executor with ``backend``.
+        decoupled_weight_decay: as ``lion_pytorch``, divide ``weight_decay`` by the
+            constructor's ``lr``, so the decay per step is ``lr / lr0 * weight_decay`` and
+            follows a schedule's shape, not its scale. Default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.LION
+    extra_settings = ("decoupled_weight_decay", "initial_lr")
+
+    def __init__(self, params: Iterable, lr: float = 1e-4,
+                 betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+                 use_triton: bool = False, decoupled_weight_decay: bool = False, *,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        #: Divide weight_decay by ``initial_lr`` (lion_pytorch's decoupled weight decay).
+        self.decoupled_weight_decay = _LION_DECOUPLED.check(decoupled_weight_decay)
+        #: The constructor's learning rate.
+        self.initial_lr = float(self.rule.hyper("lr").check(lr))
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+    def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The group's hyperparameters, with ``weight_decay / lr0`` when decoupled."""
+        hypers = super().rule_hypers(group)
+        if self.decoupled_weight_decay:
+            hypers["weight_decay"] = hypers["weight_decay"] / self.initial_lr
+        return hypers
 
 
 #: Every optimizer class defined in this module, exported as ``descend.<Class>``.
