@@ -241,6 +241,47 @@ class AdamW(Adam):
                          decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)
 
 
+class NAdam(RuleOptimizer):
+    """NAdam (Adam with Nesterov momentum); drop-in for ``torch.optim.NAdam``.
+
+    With ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))`` and the step counter t starting at 1::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g * g
+        x <- x - lr * (mu_{t+1} m / (1 - prod_{i<=t+1} mu_i)
+                       + (1 - mu_t) g / (1 - prod_{i<=t} mu_i)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    The state holds ``step``, ``mu_product`` (``prod_{i<=t} mu_i``, a 0-d tensor as in torch),
+    ``exp_avg`` and ``exp_avg_sq``.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 2e-3, ``>= 0``.
+        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``; coupled unless ``decoupled_weight_decay``.
+        momentum_decay: psi, default 4e-3, ``>= 0``.
+        decoupled_weight_decay: NAdamW's ``x <- x * (1 - lr * wd)``, default False.
+        maximize: default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.NADAM
+
+    def __init__(self, params: Iterable, lr: float = 2e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        reject_unsupported(capturable=capturable, differentiable=differentiable)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                        foreach=foreach, capturable=capturable, differentiable=differentiable)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
 _LION_DECOUPLED = Hyper("decoupled_weight_decay", False,
                         "weight_decay is divided by the constructor's lr", kind=bool)
 

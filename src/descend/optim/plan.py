@@ -95,8 +95,10 @@ class Block:
         #: Running products: name -> (values of every parameter, their 0-d views in the state).
         self.products: dict[str, tuple[np.ndarray, list[torch.Tensor]]] = {}
         for product in rule.products:
+            # In the dtype the state holds (torch's load_state_dict casts it to the
+            # parameter's), which the plan groups parameters by.
             values = torch.tensor([float(state[product.name]) for state in states],
-                                  dtype=step_dtype)
+                                  dtype=states[0][product.name].dtype)
             views = [values[i] for i in range(len(params))]
             for state, view in zip(states, views, strict=True):
                 state[product.name] = view
@@ -262,7 +264,9 @@ class GroupPlan:
             executor = executor_of(param)
             tensors = [param, *(state[name] for name in slot_names)]
             if executor is not None and executor.compiled and flat_compatible(tensors):
-                params, states = by_kind.setdefault((executor.name, param.dtype), ([], []))
+                products = tuple(state[product.name].dtype for product in rule.products)
+                params, states = by_kind.setdefault((executor.name, param.dtype, products),
+                                                    ([], []))
                 params.append(param)
                 states.append(state)
             else:
