@@ -27,6 +27,8 @@ OPTION_GRID: dict[str, dict[str, list[Any]]] = {
                   maximize=[False, True]),
     "NAdam": dict(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
                   momentum_decay=[4e-3, 0.05], maximize=[False, True]),
+    "RAdam": dict(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+                  maximize=[False, True]),
 }
 
 

@@ -282,6 +282,45 @@ class NAdam(RuleOptimizer):
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
+class RAdam(RuleOptimizer):
+    """RAdam (rectified Adam); drop-in for ``torch.optim.RAdam``.
+
+    With ``rho_inf = 2 / (1 - beta2) - 1`` and ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g * g
+        x <- x - lr * r_t * m^ * sqrt(1 - beta2^t) / (sqrt(v) + eps)     if rho_t > 5
+        x <- x - lr * m^                                                 otherwise
+
+    where ``m^ = m / (1 - beta1^t)`` and ``r_t`` is the variance rectification term.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-3, ``>= 0``.
+        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``; coupled unless ``decoupled_weight_decay``.
+        decoupled_weight_decay: AdamW's ``x <- x * (1 - lr * wd)``, default False.
+        maximize: default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.RADAM
+
+    def __init__(self, params: Iterable, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, nonfinite: str = "propagate",
+                 backend: str = "auto") -> None:
+        reject_unsupported(capturable=capturable, differentiable=differentiable)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        decoupled_weight_decay=decoupled_weight_decay,
+                        differentiable=differentiable)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
 _LION_DECOUPLED = Hyper("decoupled_weight_decay", False,
                         "weight_decay is divided by the constructor's lr", kind=bool)
 
