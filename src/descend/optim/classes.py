@@ -13,10 +13,14 @@ accepted for compatibility; descend picks its own executor through ``backend``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
+
+import torch
 
 from descend import rules
 from descend.optim.base import RuleOptimizer, reject_unsupported
+from descend.rules.elementwise import bind
+from descend.rules.schedulefree import evaluation_point, training_point
 from descend.rules.spec import Hyper
 
 
@@ -368,7 +372,153 @@ class Lion(RuleOptimizer):
         return hypers
 
 
+class _ScheduleFree(RuleOptimizer):
+    """The ``train()``/``eval()`` switch and checkpoints shared by the Schedule-Free classes.
+
+    The parameters hold the training point y while training and the averaged point x while
+    evaluating; the state holds z (see :mod:`descend.rules.schedulefree`). Call ``eval()``
+    before evaluating or saving the model's evaluation weights, and ``train()`` before training
+    again; ``step()`` in eval mode raises ``RuntimeError``.
+
+    Differences from the ``schedulefree`` package, both deliberate: an optimizer starts in
+    train mode (``schedulefree`` starts in eval mode and refuses to step until ``train()`` is
+    called; its reference versions start in train mode), and the switch is exact: ``eval()``
+    keeps the training point y in the state (one parameter-sized copy while in eval mode),
+    and ``train()`` restores it bit for bit if the parameter still holds the x made from it
+    (otherwise, say after loading other weights, it computes y from x and z as
+    ``schedulefree`` does). So ``state_dict()`` always carries the evaluation weights' recipe:
+    in train mode, z and the group's ``train_mode`` give ``x = y + (1 - 1/beta)(z - y)``; in
+    eval mode the parameters are x and the state also holds y. A checkpoint of the parameters
+    and the optimizer taken in either mode resumes exactly where an uninterrupted run would be.
+    """
+
+    #: The hyperparameter beta that places y between z and x.
+    interpolation: ClassVar[str]
+    #: State key of the training point kept while in eval mode.
+    TRAINING_POINT: ClassVar[str] = "y"
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Switch every group to eval mode: parameters go from y to x."""
+        to_x = bind(evaluation_point, "torch")
+        for group in self.param_groups:
+            if not group["train_mode"]:
+                continue
+            beta = float(self.rule_hypers(group)[self.interpolation])
+            for param in group["params"]:
+                state = self.state.get(param)
+                if state and "z" in state:
+                    state[self.TRAINING_POINT] = param.detach().clone()
+                    param.copy_(to_x(param, state["z"], beta=beta))
+            group["train_mode"] = False
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Switch every group to train mode: parameters go from x back to y."""
+        to_x = bind(evaluation_point, "torch")
+        to_y = bind(training_point, "torch")
+        for group in self.param_groups:
+            if group["train_mode"]:
+                continue
+            beta = float(self.rule_hypers(group)[self.interpolation])
+            for param in group["params"]:
+                state = self.state.get(param)
+                if not state or "z" not in state:
+                    continue
+                kept = state.pop(self.TRAINING_POINT, None)
+                if kept is not None and torch.equal(param, to_x(kept, state["z"], beta=beta)):
+                    param.copy_(kept)
+                else:
+                    param.copy_(to_y(param, state["z"], beta=beta))
+            group["train_mode"] = True
+
+    def step(self, closure=None):
+        """One step (train mode only; ``RuntimeError`` in eval mode, before any change)."""
+        if not all(group["train_mode"] for group in self.param_groups):
+            raise RuntimeError(f"{type(self).__name__} is in eval mode (its parameters hold "
+                               "the averaged weights x): call optimizer.train() before "
+                               "training, optimizer.eval() before evaluating")
+        return super().step(closure)
+
+
+class SGDScheduleFree(_ScheduleFree):
+    """Schedule-Free SGD; drop-in for ``schedulefree.SGDScheduleFree``.
+
+    ::
+
+        y <- (1 - beta) z + beta x          (the parameter while training)
+        z <- z - gamma_t * (g(y) + weight_decay * y)
+        x <- (1 - c_t) x + c_t z,           c_t = w_t / sum_{i<=t} w_i
+
+    with ``gamma_t`` the learning rate after linear warmup and ``w_t = t^r gamma_max^p``. No
+    learning-rate schedule is needed: the averaging plays its part. See
+    :class:`_ScheduleFree` for ``train()``/``eval()`` and checkpoints.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: gamma, default 1.0, ``>= 0``.
+        momentum: beta, default 0.9, ``0 < momentum < 1``.
+        weight_decay: default 0, ``>= 0``.
+        warmup_steps: linear warmup, default 0, an integer ``>= 0``.
+        r: power of t in the averaging weights, default 0, ``>= 0``.
+        weight_lr_power: p, default 2, ``>= 0``.
+        foreach: accepted for compatibility.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.SF_SGD
+    interpolation = "momentum"
+
+    def __init__(self, params: Iterable, lr: float = 1.0, momentum: float = 0.9,
+                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
+                 weight_lr_power: float = 2, foreach: bool | None = True, *,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        defaults = dict(lr=lr, momentum=momentum, r=r, k=0, warmup_steps=warmup_steps,
+                        train_mode=True, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
+                        foreach=foreach)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class AdamWScheduleFree(_ScheduleFree):
+    """Schedule-Free AdamW; drop-in for ``schedulefree.AdamWScheduleFree``.
+
+    As :class:`SGDScheduleFree`, with the z step normalized as Adam's::
+
+        v <- beta2 * v + (1 - beta2) * g * g
+        z <- z - gamma_t * (g / (sqrt(v / (1 - beta2^t)) + eps) + weight_decay * y)
+
+    and ``beta1`` placing y between z and x.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: gamma, default 0.0025, ``>= 0``.
+        betas: (beta1, beta2), default (0.9, 0.999); ``0 < beta1 < 1``, ``0 <= beta2 < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``.
+        warmup_steps: linear warmup, default 0, an integer ``>= 0``.
+        r: power of t in the averaging weights, default 0, ``>= 0``.
+        weight_lr_power: default 2.0, ``>= 0``.
+        foreach: accepted for compatibility.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.SF_ADAMW
+    interpolation = "beta1"
+
+    def __init__(self, params: Iterable, lr: float = 0.0025,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
+                 weight_lr_power: float = 2.0, foreach: bool | None = True, *,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, r=r, k=0, warmup_steps=warmup_steps,
+                        train_mode=True, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
+                        foreach=foreach)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
 #: Every optimizer class defined in this module, exported as ``descend.<Class>``.
 __all__ = [name for name, value in list(globals().items())
            if isinstance(value, type) and issubclass(value, RuleOptimizer)
-           and value.__module__ == __name__]
+           and value.__module__ == __name__ and not name.startswith("_")]
