@@ -12,7 +12,7 @@ from torch import nn
 
 from descend.bench.tasks import Data, Task
 from descend.lab.specs import OptimizerSpec, ScheduleSpec
-from descend.optim import ScheduledLR
+from descend.optim import ScheduledLR, evaluation_mode
 
 #: Steps per epoch at which the update/weight ratio is measured (evenly spaced).
 RATIO_SAMPLES = 8
@@ -149,7 +149,8 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
         train_seconds += time.perf_counter() - epoch_started
         if count == 0:
             raise ValueError(f"task {task.name!r}: the training split yielded no batches")
-        val_loss, val_accuracy = evaluate(model, task.val, task)
+        with evaluation_mode(opt):
+            val_loss, val_accuracy = evaluate(model, task.val, task)
         if not math.isfinite(val_loss):
             return RunResult(history, diverged=True)
         metrics = EpochMetrics(
@@ -164,5 +165,6 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
             scheduler.step()
     result = RunResult(history)
     if task.test is not None:
-        result.test_loss, result.test_accuracy = evaluate(model, task.test, task)
+        with evaluation_mode(opt):
+            result.test_loss, result.test_accuracy = evaluate(model, task.test, task)
     return result
