@@ -21,7 +21,7 @@ from descend import rules
 from descend.optim.base import RuleOptimizer, reject_unsupported
 from descend.rules.elementwise import bind
 from descend.rules.schedulefree import evaluation_point, training_point
-from descend.rules.spec import Hyper
+from descend.rules.spec import Hyper, Rule
 
 
 class SGD(RuleOptimizer):
@@ -516,6 +516,82 @@ class AdamWScheduleFree(_ScheduleFree):
                         weight_lr_power=weight_lr_power, weight_decay=weight_decay,
                         foreach=foreach)
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+#: What a param group with ``use_muon=False`` starts from: ``torch.optim.AdamW``'s defaults.
+MUON_AUXILIARY_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                               amsgrad=False, maximize=False, foreach=None, capturable=False,
+                               differentiable=False, fused=None, decoupled_weight_decay=True)
+
+
+class Muon(RuleOptimizer):
+    """Muon (momentum orthogonalized by Newton-Schulz), for 2-D weights; drop-in for
+    ``torch.optim.Muon``, with AdamW groups for the other parameters.
+
+    ::
+
+        B <- mu * B + (1 - mu) * g
+        O <- NS_k((1 - mu) g + mu B)   (NS_k(B) without nesterov), in bfloat16 as torch
+        x <- x * (1 - lr * weight_decay) - lr * ratio(shape) * O
+
+    Muon is meant for the 2-D weights of hidden layers; biases, norms, embeddings and the
+    output layer usually train with AdamW. Put them in a param group with ``use_muon=False``
+    and that group is stepped as ``torch.optim.AdamW`` would step it (same keys, defaults and
+    numbers; it takes ``lr``, ``betas``, ``eps``, ``weight_decay``, ``amsgrad``, ``maximize``,
+    defaulting to AdamW's), as the reference ``MuonWithAuxAdam`` does::
+
+        hidden = [p for p in model.body.parameters() if p.ndim == 2]
+        others = [p for p in model.parameters() if all(p is not h for h in hidden)]
+        optimizer = descend.Muon([
+            dict(params=hidden, lr=0.02),
+            dict(params=others, use_muon=False, lr=3e-4, betas=(0.9, 0.95), weight_decay=0),
+        ])
+
+    Args:
+        params: 2-D parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-3, ``>= 0``.
+        weight_decay: lambda, default 0.1, ``>= 0``.
+        momentum: mu, default 0.95, ``>= 0``.
+        nesterov: default True.
+        ns_coefficients: (a, b, c), default (3.4445, -4.775, 2.0315).
+        eps: floor of the Frobenius norm, default 1e-7, ``>= 0``.
+        ns_steps: default 5, an integer in ``[0, 99]``.
+        adjust_lr_fn: ``None`` or ``"original"`` (``ratio = sqrt(max(1, A / B))``) or
+            ``"match_rms_adamw"`` (``ratio = 0.2 sqrt(max(A, B))``).
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.MUON
+    stage_hint = ("; give the other parameters to AdamW in a param group with "
+                  "use_muon=False")
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float = 0.1,
+                 momentum: float = 0.95, nesterov: bool = True,
+                 ns_coefficients: tuple[float, float, float] = rules.muon.NS_COEFFICIENTS,
+                 eps: float = rules.muon.NS_EPS, ns_steps: int = rules.muon.NS_STEPS,
+                 adjust_lr_fn: str | None = None, *, nonfinite: str = "propagate",
+                 backend: str = "auto") -> None:
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
+                        adjust_lr_fn=adjust_lr_fn)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+    def rule_for(self, group: Mapping[str, Any]) -> Rule:
+        """Muon's rule, or AdamW's for a group with ``use_muon=False``."""
+        return rules.MUON if _uses_muon(group) else rules.ADAMW
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; one with ``use_muon=False`` starts from AdamW's defaults."""
+        if not _uses_muon(param_group):
+            param_group = {**MUON_AUXILIARY_DEFAULTS, **param_group}
+        super().add_param_group(param_group)
+
+
+_USE_MUON = Hyper("use_muon", True, "step the group with Muon (else with AdamW)", kind=bool)
+
+
+def _uses_muon(group: Mapping[str, Any]) -> bool:
+    return _USE_MUON.check(group.get("use_muon", True))
 
 
 #: Every optimizer class defined in this module, exported as ``descend.<Class>``.
