@@ -102,6 +102,12 @@ def test_bad_arguments_are_named(kwargs, fragment):
     assert fragment in str(error.value)
 
 
+def test_complex_parameters_are_refused_not_stepped_differently():
+    # lion_pytorch takes sgn(z) = z / |z|; stepping real and imaginary parts apart would not.
+    with pytest.raises(ValueError, match="is a complex tensor: Lion updates real parameters"):
+        descend.Lion([torch.zeros(2, dtype=torch.complex64, requires_grad=True)])
+
+
 def test_functional_lion_runs_the_same_rule_as_the_class():
     rng = np.random.default_rng(0)
     w = rng.standard_normal(6)

@@ -232,6 +232,12 @@ def test_evaluation_mode_switches_only_optimizers_that_have_modes():
     assert theirs.param_groups[0]["train_mode"] is True
 
 
+@pytest.mark.parametrize("name", list(GRIDS))
+def test_complex_parameters_are_refused(name):
+    with pytest.raises(ValueError, match="is a complex tensor"):
+        getattr(descend, name)([torch.zeros(2, dtype=torch.complex64, requires_grad=True)])
+
+
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"momentum": 1.0}, "momentum=1.0 is out of range: expected 0 < momentum < 1"),
     ({"momentum": 0.0}, "momentum=0.0 is out of range"),

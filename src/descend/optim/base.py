@@ -61,6 +61,9 @@ class RuleOptimizer(torch.optim.Optimizer):
     rule: ClassVar[Rule]
     #: Added to the error for a parameter of the wrong dimension under a rule with a stage.
     stage_hint: ClassVar[str] = ""
+    #: Whether complex parameters are stepped as ``torch.view_as_real`` (as ``torch.optim``
+    #: does); a class whose reference treats them otherwise refuses them.
+    complex_parameters: ClassVar[bool] = True
     #: Further instance attributes (constructor settings outside the param groups) that
     #: survive ``load_state_dict``, ``copy.deepcopy`` and pickling, like ``nonfinite``.
     extra_settings: ClassVar[tuple[str, ...]] = ()
@@ -144,6 +147,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise ValueError(f"{where} (shape {tuple(param.shape)}) has dtype {param.dtype}: "
                              "expected a floating-point or complex tensor (an update would "
                              "truncate it)")
+        if param.is_complex() and not self.complex_parameters:
+            raise ValueError(f"{where} (shape {tuple(param.shape)}) is a complex tensor: "
+                             f"{type(self).__name__} updates real parameters only (its "
+                             "reference does not step complex numbers as two real ones)")
         if rule.stage is not None and (param.ndim != rule.stage.ndim or param.is_complex()):
             kind = "a complex tensor" if param.is_complex() else f"{param.ndim}-D"
             raise ValueError(f"{where} (shape {tuple(param.shape)}) is {kind}: "

@@ -352,6 +352,7 @@ class Lion(RuleOptimizer):
 
     rule = rules.LION
     extra_settings = ("decoupled_weight_decay", "initial_lr")
+    complex_parameters = False  # lion_pytorch's sign of a complex number is z / |z|
 
     def __init__(self, params: Iterable, lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
@@ -394,6 +395,7 @@ class _ScheduleFree(RuleOptimizer):
 
     #: The hyperparameter beta that places y between z and x.
     interpolation: ClassVar[str]
+    complex_parameters = False  # schedulefree squares complex gradients as complex numbers
     #: State key of the training point kept while in eval mode.
     TRAINING_POINT: ClassVar[str] = "y"
 
