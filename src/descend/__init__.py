@@ -2,6 +2,8 @@
 
 - ``descend.SGD``, ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``: drop-in ``torch.optim`` classes
   (every class of :mod:`descend.optim.classes` is exported here).
+- ``descend.NAdam``, ``RAdam``, ``Muon`` (drop-in ``torch.optim``), ``Lion`` (``lion_pytorch``),
+  ``SGDScheduleFree``, ``AdamWScheduleFree`` (``schedulefree``): the methods after the lecture.
 - ``descend.LBFGS``: drop-in ``torch.optim.LBFGS`` (same iterates), with a non-finite guard.
 - ``descend.secondorder``: Newton, BFGS and L-BFGS on NumPy vectors, with convergence histories.
 - ``descend.Momentum``, ``descend.Nesterov``: the lecture's velocity forms as torch optimizers.

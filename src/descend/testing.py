@@ -49,6 +49,10 @@ OPTION_GRID: dict[str, dict[str, list[Any]]] = {
                  decoupled_weight_decay=[False, True], maximize=[False, True]),
     "AdamW": dict(lr=[0.01], amsgrad=[False, True], weight_decay=[0.0, 0.1],
                   maximize=[False, True]),
+    "NAdam": dict(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+                  momentum_decay=[4e-3, 0.05], maximize=[False, True]),
+    "RAdam": dict(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
+                  maximize=[False, True]),
 }
 
 

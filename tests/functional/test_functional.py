@@ -112,8 +112,8 @@ def test_adamw_decays_weights_decoupled():
 
 @pytest.mark.parametrize("name", list(functional.UPDATES))
 def test_inputs_are_never_mutated(name):
-    w = np.linspace(-1, 1, 5)
-    dw = np.linspace(2, -2, 5)
+    w = np.linspace(-1, 1, 6).reshape(2, 3)  # 2-D: every update takes it (Muon needs it)
+    dw = np.linspace(2, -2, 6).reshape(2, 3)
     update = functional.UPDATES[name]
     _, config = update(w, dw)
     state_before = {k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in config.items()}

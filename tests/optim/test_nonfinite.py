@@ -8,7 +8,8 @@ import torch
 import descend
 from descend.optim import NonFiniteGradientError
 
-CLASSES = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Momentum", "Nesterov"]
+CLASSES = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Momentum", "Nesterov", "NAdam", "RAdam",
+           "Lion", "SGDScheduleFree", "AdamWScheduleFree"]
 
 
 def _setup(name, mode):

@@ -12,7 +12,7 @@ from torch import nn
 
 from descend.bench.data import Data
 from descend.bench.tasks import Task
-from descend.optim import ScheduledLR
+from descend.optim import ScheduledLR, evaluation_mode
 from descend.specs import OptimizerSpec, ScheduleSpec
 
 #: Steps per epoch at which the update/weight ratio is measured (evenly spaced).
@@ -174,7 +174,8 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
         total_steps += step
         if count == 0:
             raise ValueError(f"task {task.name!r}: the training split yielded no batches")
-        val_loss, val_accuracy = evaluate(model, task.val, task)
+        with evaluation_mode(opt):
+            val_loss, val_accuracy = evaluate(model, task.val, task)
         if not math.isfinite(val_loss):
             return RunResult(history, diverged=True)
         metrics = EpochMetrics(
@@ -190,5 +191,6 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
             scheduler.step()
     result = RunResult(history)
     if task.test is not None:
-        result.test_loss, result.test_accuracy = evaluate(model, task.test, task)
+        with evaluation_mode(opt):
+            result.test_loss, result.test_accuracy = evaluate(model, task.test, task)
     return result

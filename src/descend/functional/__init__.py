@@ -25,6 +25,11 @@ Every function also accepts the rule's other hyperparameters under their own nam
 (``weight_decay``, ``maximize``, ``amsgrad`` with state ``v_max``, ``centered`` with state
 ``grad_avg``, ...). ``t`` counts the updates already made; an update increments it first, so
 the first update uses ``t = 1`` in Adam's bias correction. Weights must be floating point.
+
+The newer methods' functions follow the same pattern: a rule's running products and group state
+(NAdam's ``mu_product``; Schedule-Free's ``k``, ``weight_sum``, ``lr_max``) are config entries
+too, a slot that starts as a copy of the weights (Schedule-Free's ``z``) starts so, and Muon's
+matrix stage runs between its elementwise parts (on 2-D weights, through torch).
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import torch
 
 from descend import rules
 from descend.kernels import numpy_update
-from descend.rules.spec import CourseForm, Rule
+from descend.rules.spec import CourseForm, Rule, plain_value
 
 Update = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict]"]
 
@@ -65,6 +71,7 @@ class FunctionalSpec:
         to_rule = self._to_rule_names()
         names = {hyper.name for hyper in self.rule.hypers if hyper.name not in self.fixed}
         names |= {slot.name for slot in self.rule.slots}
+        names |= set(self.rule.state_names())
         keys = {to_rule.get(name, name) for name in names}
         return keys | ({"t"} if self.counts_steps else set())
 
@@ -88,12 +95,16 @@ class FunctionalSpec:
         if w.shape != dw.shape:
             raise ValueError(f"{self.name}: w has shape {w.shape} but dw has shape "
                              f"{dw.shape}; expected equal shapes")
+        stage = self.rule.stage
+        if stage is not None and w.ndim != stage.ndim:
+            raise ValueError(f"{self.name}: w has shape {w.shape}; expected a "
+                             f"{stage.ndim}-D array")
         merged = {**self.defaults, **config}
-        slot_names = {slot.name for slot in self.rule.slots}
+        not_hypers = {slot.name for slot in self.rule.slots} | set(self.rule.state_names())
         hypers = dict(self.fixed)
         for key, value in merged.items():
             name = self.renames.get(key, key)
-            if name not in slot_names and key != "t":
+            if name not in not_hypers and key != "t":
                 hypers[name] = value
         hypers = self.rule.validate(hypers)
         step = int(merged.get("t", 0)) + 1
@@ -101,6 +112,7 @@ class FunctionalSpec:
             raise ValueError(f"{self.name}: t={merged['t']!r} is invalid: expected t >= 0")
         active = {slot.name for slot in self.rule.active_slots(hypers)}
         to_rule = self._to_rule_names()
+        values, running = self._advance_state(merged, hypers, step)
         state = []
         for slot in self.rule.slots:
             key = to_rule.get(slot.name, slot.name)
@@ -113,16 +125,42 @@ class FunctionalSpec:
                                      f"expected {w.shape} like w")
                 state.append(value)
             else:
-                state.append(np.full_like(w, slot.initial_value(hypers)))
+                state.append(slot.initial(w, hypers))
+        if stage is not None:
+            prepare = self.rule.prepare_rule
+            u, *state = numpy_update(prepare)(np.empty_like(w), dw, *state,
+                                              **prepare.scalars(values, step))
+            plain = {name: plain_value(value) for name, value in values.items()}
+            dw = stage.function(torch.from_numpy(np.array(u, dtype=w.dtype)), plain).numpy()
         next_w, *next_state = numpy_update(self.rule)(
-            w, dw, *state, **self.rule.scalars(hypers, step))
+            w, dw, *state, **self.rule.scalars(values, step))
         next_config = dict(merged)
         for slot, value in zip(self.rule.slots, next_state, strict=True):
             if slot.name in active:
                 next_config[to_rule.get(slot.name, slot.name)] = np.asarray(value)
+        for name, value in running.items():
+            next_config[to_rule.get(name, name)] = value
         if self.counts_steps:
             next_config["t"] = step
         return np.asarray(next_w, dtype=w.dtype), next_config
+
+    def _advance_state(self, merged: Mapping[str, Any], hypers: Mapping[str, Any],
+                       step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """This update's running products and group state (Python floats), from the config
+        or their initial values; returns the values step scalars read and the new state."""
+        to_rule = self._to_rule_names()
+        plain = {name: plain_value(value) for name, value in hypers.items()}
+        running: dict[str, Any] = {}
+        for product in self.rule.products:
+            value = float(merged.get(to_rule.get(product.name, product.name), product.initial))
+            running[product.name] = value * product.factor(plain, step)
+        group_state = self.rule.group_state
+        if group_state is not None:
+            current = {name: merged.get(to_rule.get(name, name), initial)
+                       for name, initial in group_state.initial.items()}
+            running.update(current)
+            running.update(group_state.advance({**plain, **current}))
+        return {**hypers, **running}, running
 
 
 #: Every functional update by its course name, in the registry's order.

@@ -8,6 +8,7 @@ loads Numba.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
@@ -97,3 +98,48 @@ _rounded(power, lambda a, b: np.float32(a) ** np.float32(b), lambda a, b: a**b)
 @overload(neg, inline="always")
 def _neg(a):
     return lambda a: -a
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's ``llvm.fma``), for three floats of one type."""
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+    signature = a(a, b, c)
+
+    def codegen(context, builder, sig, args):
+        kind = args[0].type
+        function = builder.module.declare_intrinsic("llvm.fma", [kind],
+                                                    ir.FunctionType(kind, [kind, kind, kind]))
+        return builder.call(function, args)
+
+    return signature, codegen
+
+
+def lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` with a scalar weight, as torch's CPU kernel computes
+    it: ``fma(weight, end - start, start)`` if ``|weight| < 0.5``, else
+    ``fma(weight - 1, end - start, end)``, in the elements' dtype."""
+    return start + weight * (end - start)
+
+
+@overload(lerp, inline="always")
+def _lerp(start, end, weight):
+    if _single(start, end):
+        def single(start, end, weight):
+            w = np.float32(weight)
+            difference = np.float32(end) - np.float32(start)
+            if abs(w) < np.float32(0.5):
+                return fma(w, difference, np.float32(start))
+            return fma(w - np.float32(1.0), difference, np.float32(end))
+
+        return single
+
+    def double(start, end, weight):
+        w = np.float64(weight)
+        difference = np.float64(end) - np.float64(start)
+        if abs(w) < 0.5:
+            return fma(w, difference, np.float64(start))
+        return fma(w - 1.0, difference, np.float64(end))
+
+    return double

@@ -2,6 +2,8 @@
 
 :func:`optimizer_classes` maps each rule's names (and aliases) to its class; every class of
 :mod:`descend.optim.classes` is also exported here and as ``descend.<Class>``.
+:func:`evaluation_mode` wraps an evaluation so that optimizers with a ``train()``/``eval()``
+switch (Schedule-Free) evaluate at their averaged weights.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from descend.optim import classes as _classes
 from descend.optim.averaging import WeightAverage
 from descend.optim.base import NonFiniteGradientError, RuleOptimizer
 from descend.optim.lbfgs import LBFGS
+from descend.optim.modes import evaluation_mode
 from descend.optim.scheduling import ScheduledLR
 
 #: The rule optimizers by class name (``"Adam"``), in the registry's order of rules.
@@ -43,4 +46,4 @@ def optimizer_classes() -> dict[str, type[RuleOptimizer]]:
 
 
 __all__ = [*CLASSES, "LBFGS", "NonFiniteGradientError", "RuleOptimizer", "ScheduledLR",
-           "WeightAverage", "optimizer_classes"]
+           "WeightAverage", "evaluation_mode", "optimizer_classes"]

@@ -4,7 +4,11 @@ Everything ``torch.optim`` users rely on comes from the base class: param groups
 and ``load_state_dict``, ``zero_grad``, hooks, closures, learning-rate schedulers and
 ``GradScaler``. This class adds only what a rule needs: validation of each group's
 hyperparameters, lazy per-parameter state in the rule's slots, per-step scalars computed once per
-group and step count, the non-finite-gradient guard, and the choice of executor.
+group and step count, the non-finite-gradient guard, and the choice of executor. The rule's
+extensions (see :mod:`descend.rules`) are handled here for every class: running products live in
+each parameter's state beside its step counter, group state is advanced once per step for every
+group before any parameter changes, and a matrix stage runs between the stage's elementwise
+``prepare`` and the elementwise update, each elementwise part on the parameter's executor.
 
 A step first checks everything it will touch (gradients against their parameters, state against
 its parameters, non-finite values when asked to) and only then changes anything.
@@ -20,7 +24,7 @@ import torch
 
 from descend.kernels.executor import Executor, backend_names, executors_for
 from descend.optim.plan import STALE, GroupPlan, check_gradient
-from descend.rules.spec import Rule
+from descend.rules.spec import Rule, plain_value
 
 #: What an optimizer does when a gradient holds inf or NaN.
 NONFINITE_MODES = ("propagate", "raise", "skip")
@@ -57,6 +61,14 @@ class RuleOptimizer(torch.optim.Optimizer):
     """
 
     rule: ClassVar[Rule]
+    #: Added to the error for a parameter of the wrong dimension under a rule with a stage.
+    stage_hint: ClassVar[str] = ""
+    #: Whether complex parameters are stepped as ``torch.view_as_real`` (as ``torch.optim``
+    #: does); a class whose reference treats them otherwise refuses them.
+    complex_parameters: ClassVar[bool] = True
+    #: Further instance attributes (constructor settings outside the param groups) that
+    #: survive ``load_state_dict``, ``copy.deepcopy`` and pickling, like ``nonfinite``.
+    extra_settings: ClassVar[tuple[str, ...]] = ()
     #: Create every parameter's state at construction, as ``torch.optim.Adagrad`` does.
     eager_state: ClassVar[bool] = False
     #: How sparse gradients are stepped: ``None`` refuses them; ``"dense"`` steps with the
@@ -97,16 +109,31 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     # -- hyperparameters and parameters -------------------------------------------------------
 
+    def rule_for(self, group: Mapping[str, Any]) -> Rule:
+        """The rule that steps this param group: the class's :attr:`rule`, unless a subclass
+        gives some groups another (Muon's groups with ``use_muon=False`` run AdamW)."""
+        return self.rule
+
     def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """The rule's hyperparameters read from a param group (packed keys such as ``betas``
         unpacked, see :attr:`Rule.group_keys`)."""
-        return self.rule.hypers_from_group(group)
+        return self.rule_for(group).hypers_from_group(group)
+
+    def _step_hypers(self, group: Mapping[str, Any], hypers: Mapping[str, Any]
+                     ) -> dict[str, Any]:
+        """``hypers`` with the group's state (:class:`~descend.rules.spec.GroupState`), as the
+        rule's step scalars read them."""
+        state = self.rule_for(group).group_state
+        if state is None:
+            return dict(hypers)
+        return {**hypers, **{name: group[name] for name in state.names}}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group after checking its hyperparameters (defaults filled in) against the rule
         and each of its parameters against the backend; nothing is added on an error."""
         merged = {**self.defaults, **param_group}
-        self.rule.validate(self.rule_hypers(merged), self.rule.display_names())
+        rule = self.rule_for(merged)
+        rule.validate(self.rule_hypers(merged), rule.display_names())
         params = param_group["params"]
         params = [params] if isinstance(params, torch.Tensor) else list(params)
         tensors = [p[1] if isinstance(p, tuple) else p for p in params]
@@ -118,14 +145,26 @@ class RuleOptimizer(torch.optim.Optimizer):
             if isinstance(param, torch.Tensor):
                 where = (f"parameter {entry[0]!r}" if isinstance(entry, tuple)
                          else f"param_groups[{group_index}]['params'][{index}]")
-                self._check_parameter(param, where)
+                self._check_parameter(param, where, rule)
+        if rule.group_state is not None:
+            for name, value in rule.group_state.initial.items():
+                param_group.setdefault(name, value)
         super().add_param_group(param_group)
 
-    def _check_parameter(self, param: torch.Tensor, where: str) -> None:
+    def _check_parameter(self, param: torch.Tensor, where: str, rule: Rule) -> None:
         if not (param.is_floating_point() or param.is_complex()):
             raise ValueError(f"{where} (shape {tuple(param.shape)}) has dtype {param.dtype}: "
                              "expected a floating-point or complex tensor (an update would "
                              "truncate it)")
+        if param.is_complex() and not self.complex_parameters:
+            raise ValueError(f"{where} (shape {tuple(param.shape)}) is a complex tensor: "
+                             f"{type(self).__name__} updates real parameters only (its "
+                             "reference does not step complex numbers as two real ones)")
+        if rule.stage is not None and (param.ndim != rule.stage.ndim or param.is_complex()):
+            kind = "a complex tensor" if param.is_complex() else f"{param.ndim}-D"
+            raise ValueError(f"{where} (shape {tuple(param.shape)}) is {kind}: "
+                             f"{type(self).__name__} updates real {rule.stage.ndim}-D "
+                             f"parameters only{self.stage_hint}")
         if self._executor_for(param) is None:
             (executor,) = self._executors
             raise ValueError(f"backend={self.backend!r} cannot update {where}, a {param.dtype} "
@@ -144,27 +183,30 @@ class RuleOptimizer(torch.optim.Optimizer):
     # -- state --------------------------------------------------------------------------------
 
     def _ensure_state(self, param: torch.Tensor, hypers: Mapping[str, Any],
-                      group: Mapping[str, Any] | None = None) -> tuple[dict | None, bool]:
+                      group: Mapping[str, Any]) -> tuple[dict | None, bool]:
         """The parameter's state with every slot active under ``hypers`` (and a step counter
-        if the rule counts steps), and whether a slot was created now.
+        and running products if the rule counts steps), and whether a slot was created now.
 
         A parameter that needs no state gets none, as in ``torch.optim``. Existing state
         tensors are checked against the parameter (``ValueError`` naming both on a mismatch).
         """
-        slots = self.rule.active_slots(hypers)
-        if not slots and not self.rule.counts_steps and param not in self.state:
+        rule = self.rule_for(group)
+        slots = rule.active_slots(hypers)
+        if not slots and not rule.counts_steps and param not in self.state:
             return None, False
         state = self.state[param]
-        if self.rule.counts_steps and "step" not in state:
+        if rule.counts_steps and "step" not in state:
             # A torch.optim checkpoint may hold slots but no counter: it is past its first step.
-            has_history = any(slot.name in state for slot in self.rule.slots)
+            has_history = any(slot.name in state for slot in rule.slots)
             state["step"] = torch.tensor(float(has_history), dtype=_step_dtype())
+        for product in rule.products:
+            if product.name not in state:
+                state[product.name] = torch.tensor(product.initial, dtype=_step_dtype())
         created = False
         for slot in slots:
             tensor = state.get(slot.name)
             if tensor is None:
-                state[slot.name] = torch.full_like(
-                    param, slot.initial_value(hypers), memory_format=torch.preserve_format)
+                state[slot.name] = slot.initial(param, hypers)
                 created = True
             elif (not isinstance(tensor, torch.Tensor) or tensor.shape != param.shape
                   or tensor.dtype != param.dtype or tensor.device != param.device):
@@ -180,6 +222,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         state = super().__getstate__()
         state.update(nonfinite=self.nonfinite, backend=self.backend,
                      skipped_steps=self.skipped_steps)
+        state.update({name: getattr(self, name) for name in self.extra_settings})
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -194,16 +237,21 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.nonfinite = state.pop("nonfinite", current.get("nonfinite", "propagate"))
         self.backend = state.pop("backend", current.get("backend", "auto"))
         self.skipped_steps = state.pop("skipped_steps", current.get("skipped_steps", 0))
+        for name in self.extra_settings:
+            setattr(self, name, state.pop(name, current.get(name)))
         self._executors = executors_for(self.backend)
         self._plans = {}
         super().__setstate__(state)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+        scalar_keys = {"step", *(product.name for group in self.param_groups
+                                 for product in self.rule_for(group).products)}
         for param_state in self.state.values():
-            step = param_state.get("step")
-            if step is not None and not isinstance(step, torch.Tensor):
-                param_state["step"] = torch.tensor(float(step), dtype=_step_dtype())
+            for key in scalar_keys & param_state.keys():
+                value = param_state[key]
+                if not isinstance(value, torch.Tensor):
+                    param_state[key] = torch.tensor(float(value), dtype=_step_dtype())
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim``'s state dict; with ``nonfinite`` other than ``"propagate"`` also the
@@ -234,8 +282,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         if len(groups) != len(self.param_groups):
             raise ValueError(f"the state dict has {len(groups)} parameter groups, this "
                              f"optimizer {len(self.param_groups)}; nothing was loaded")
-        slot_names = {slot.name: slot for slot in self.rule.slots}
         for index, (saved, group) in enumerate(zip(groups, self.param_groups, strict=True)):
+            rule = self.rule_for(group)
+            slot_names = {slot.name: slot for slot in rule.slots}
             ids = saved.get("params", [])
             if len(ids) != len(group["params"]):
                 raise ValueError(f"parameter group {index} of the state dict has {len(ids)} "
@@ -257,7 +306,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                             f"{tuple(value.shape)}, but the parameter has shape "
                             f"{tuple(param.shape)} (a checkpoint of another model?); nothing "
                             "was loaded")
-                for slot in self.rule.active_slots(hypers):
+                for slot in rule.active_slots(hypers):
                     if slot.name not in entry and slot.unconditional:
                         raise ValueError(
                             f"the state dict has state for {self._label(param)} but no "
@@ -299,8 +348,19 @@ class RuleOptimizer(torch.optim.Optimizer):
         if self.nonfinite != "propagate" and self._has_nonfinite_gradient(work):
             self.skipped_steps += 1
             return
+        self._advance_group_state()
         for run in ready:
             run()
+
+    def _advance_group_state(self) -> None:
+        """Advance every group's :class:`~descend.rules.spec.GroupState` by one step (groups
+        without gradients too, as the reference implementations do)."""
+        for group in self.param_groups:
+            state = self.rule_for(group).group_state
+            if state is not None:
+                values = {key: plain_value(value) for key, value in
+                          self._step_hypers(group, self.rule_hypers(group)).items()}
+                group.update(state.advance(values))
 
     def _has_nonfinite_gradient(self, work: list[tuple[dict, list[torch.Tensor]]]) -> bool:
         """One pass over the gradients (one device synchronization per device)."""
@@ -321,7 +381,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                        differentiable: bool = False) -> Callable[[], None]:
         """Check one group's step and return the function that performs it."""
         hypers = self.rule_hypers(group)
-        if differentiable or not self._executors[0].compiled:
+        rule = self.rule_for(group)
+        if differentiable or not self._executors[0].compiled or rule.stage is not None:
             return self._prepare_unplanned(group, params, hypers, differentiable)
         plan = self._plans.get(id(group))
         ready = STALE
@@ -335,7 +396,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                     _, created = self._ensure_state(param, hypers, group)
                     if created:
                         first.add(id(param))
-            plan = GroupPlan(group, self.state, self.rule, hypers, _step_dtype(),
+            plan = GroupPlan(group, self.state, rule, hypers, _step_dtype(),
                              self._executor_for, first)
             self._plans[id(group)] = plan
             ready = plan.prepare(params, self.state, self._label)
@@ -343,7 +404,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 raise AssertionError("a freshly built plan does not cover its group")
 
         def run() -> None:
-            leftovers = plan.run(ready, hypers)
+            leftovers = plan.run(ready, self._step_hypers(group, hypers))
             if leftovers:
                 self._prepare_unplanned(group, leftovers, hypers)()
 
@@ -369,59 +430,82 @@ class RuleOptimizer(torch.optim.Optimizer):
                            hypers: Mapping[str, Any], differentiable: bool = False,
                            ) -> Callable[[], None]:
         """Check, then return the step of parameters no plan covers: each is stepped by its
-        executor's list call, one call per step count and executor."""
+        executor's list call, one call per step count (and running products) and executor."""
         self._check_gradients(params)
+        rule = self.rule_for(group)
         entries = []
         for param in params:
             state, created = self._ensure_state(param, hypers, group)
             entries.append((param, state, created))
 
         def run() -> None:
-            slot_names = [slot.name for slot in self.rule.slots]
-            active = {slot.name for slot in self.rule.active_slots(hypers)}
-            buckets: dict[tuple[int, Executor], tuple[list, list, list]] = defaultdict(
-                lambda: ([], [], []))
+            step_hypers = self._step_hypers(group, hypers)
+            slot_names = [slot.name for slot in rule.slots]
+            active = {slot.name for slot in rule.active_slots(hypers)}
+            buckets: dict[tuple, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
             for param, state, created in entries:
-                if self.rule.counts_steps:
+                if rule.counts_steps:
                     state["step"] += 1
                     step = int(state["step"].item())
                 else:
                     step = 1 if created else 2
+                products = []
+                for product in rule.products:
+                    value = state[product.name]
+                    value *= product.factor(step_hypers, step)  # in its dtype, as torch does
+                    products.append(value.item())
                 grad = param.grad
                 slots = [state[name] if name in active else None for name in slot_names]
                 if grad.is_sparse:
-                    self._step_sparse(param, grad, slots, step, hypers)
+                    self._step_sparse(rule, param, grad, slots, step, step_hypers)
                     continue
                 if param.is_complex():
                     param, grad = torch.view_as_real(param), torch.view_as_real(grad)
                     slots = [None if s is None else torch.view_as_real(s) for s in slots]
                 executor = (self._reference_executor() if differentiable
                             else self._executor_for(param))
-                bucket = buckets[step, executor]
+                bucket = buckets[step, tuple(products), executor]
                 bucket[0].append(param)
                 bucket[1].append(grad)
                 bucket[2].append(slots)
-            for (step, executor), (bucket_params, grads, slots) in buckets.items():
-                scalars = self.rule.scalars(hypers, step, differentiable)
-                executor.step(self.rule, None, scalars, bucket_params, grads, slots)
+            names = [product.name for product in rule.products]
+            for (step, products, executor), (bucket_params, grads, slots) in buckets.items():
+                values = {**step_hypers, **dict(zip(names, products, strict=True))}
+                if rule.stage is not None:
+                    grads = self._run_stage(rule, executor, values, step, grads, slots)
+                scalars = rule.scalars(values, step, differentiable)
+                executor.step(rule, None, scalars, bucket_params, grads, slots)
 
         return run
 
-    def _step_sparse(self, param: torch.Tensor, grad: torch.Tensor,
+    @staticmethod
+    def _run_stage(rule: Rule, executor: Executor, values: Mapping[str, Any], step: int,
+                   grads: list[torch.Tensor], slots: list[list[torch.Tensor | None]]
+                   ) -> list[torch.Tensor]:
+        """The :class:`~descend.rules.spec.MatrixStage` of one bucket: the elementwise
+        ``prepare`` on the executor, then the matrix function tensor by tensor; returns what
+        the update sees in place of each gradient."""
+        prepare = rule.prepare_rule
+        buffers = [torch.empty_like(grad) for grad in grads]
+        executor.step(prepare, None, prepare.scalars(values, step), buffers, grads, slots)
+        plain = {name: plain_value(value) for name, value in values.items()}
+        return [rule.stage.function(buffer, plain) for buffer in buffers]
+
+    def _step_sparse(self, rule: Rule, param: torch.Tensor, grad: torch.Tensor,
                      slots: list[torch.Tensor | None], step: int,
                      hypers: Mapping[str, Any]) -> None:
         """Step a parameter whose gradient is sparse, as :attr:`sparse_gradients` says."""
-        scalars = self.rule.scalars(hypers, step)
+        scalars = rule.scalars(hypers, step)
         reference = self._reference_executor()
         if self.sparse_gradients == "dense":
-            reference.step(self.rule, None, scalars, [param], [grad.to_dense()], [slots])
+            reference.step(rule, None, scalars, [param], [grad.to_dense()], [slots])
             return
         grad = grad.coalesce()
         where = tuple(grad.indices())
         values = grad.values()
         param_entries = param[where]
         slot_entries = [None if s is None else s[where] for s in slots]
-        reference.step(self.rule, None, scalars, [param_entries], [values], [slot_entries])
+        reference.step(rule, None, scalars, [param_entries], [values], [slot_entries])
         param[where] = param_entries
         for slot, entries in zip(slots, slot_entries, strict=True):
             if slot is not None:

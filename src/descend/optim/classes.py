@@ -15,12 +15,16 @@ accepted for compatibility; descend picks its own executor through ``backend``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 import torch
 
 from descend import rules
 from descend.optim.base import RuleOptimizer
+from descend.rules.elementwise import bind
+from descend.rules.schedulefree import evaluation_point, training_point
+from descend.rules.spec import Hyper, Rule
 
 
 class SGD(RuleOptimizer, torch.optim.SGD):
@@ -247,7 +251,356 @@ class AdamW(Adam, torch.optim.AdamW):
                          decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)
 
 
+class NAdam(RuleOptimizer):
+    """NAdam (Adam with Nesterov momentum); drop-in for ``torch.optim.NAdam``.
+
+    With ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))`` and the step counter t starting at 1::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g * g
+        x <- x - lr * (mu_{t+1} m / (1 - prod_{i<=t+1} mu_i)
+                       + (1 - mu_t) g / (1 - prod_{i<=t} mu_i)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    The state holds ``step``, ``mu_product`` (``prod_{i<=t} mu_i``, a 0-d tensor as in torch),
+    ``exp_avg`` and ``exp_avg_sq``.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 2e-3, ``>= 0``.
+        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``; coupled unless ``decoupled_weight_decay``.
+        momentum_decay: psi, default 4e-3, ``>= 0``.
+        decoupled_weight_decay: NAdamW's ``x <- x * (1 - lr * wd)``, default False.
+        maximize: default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.NADAM
+
+    def __init__(self, params: Iterable, lr: float = 2e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, momentum_decay: float = 4e-3,
+                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                        foreach=foreach, capturable=capturable, differentiable=differentiable)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class RAdam(RuleOptimizer):
+    """RAdam (rectified Adam); drop-in for ``torch.optim.RAdam``.
+
+    With ``rho_inf = 2 / (1 - beta2) - 1`` and ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g * g
+        x <- x - lr * r_t * m^ * sqrt(1 - beta2^t) / (sqrt(v) + eps)     if rho_t > 5
+        x <- x - lr * m^                                                 otherwise
+
+    where ``m^ = m / (1 - beta1^t)`` and ``r_t`` is the variance rectification term.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-3, ``>= 0``.
+        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``; coupled unless ``decoupled_weight_decay``.
+        decoupled_weight_decay: AdamW's ``x <- x * (1 - lr * wd)``, default False.
+        maximize: default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.RADAM
+
+    def __init__(self, params: Iterable, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
+                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
+                 differentiable: bool = False, nonfinite: str = "propagate",
+                 backend: str = "auto") -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        maximize=maximize, foreach=foreach, capturable=capturable,
+                        decoupled_weight_decay=decoupled_weight_decay,
+                        differentiable=differentiable)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+_LION_DECOUPLED = Hyper("decoupled_weight_decay", False,
+                        "weight_decay is divided by the constructor's lr", kind=bool)
+
+
+class Lion(RuleOptimizer):
+    """Lion (the sign of an interpolated momentum); drop-in for ``lion_pytorch.Lion``.
+
+    ::
+
+        c <- beta1 * m + (1 - beta1) * g
+        x <- x - lr * (sign(c) + weight_decay * x)
+        m <- beta2 * m + (1 - beta2) * g
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-4, ``> 0`` (typically 3-10x smaller than AdamW's).
+        betas: (beta1, beta2), default (0.9, 0.99), each ``0 <= beta <= 1``.
+        weight_decay: default 0, ``>= 0`` (typically 3-10x larger than AdamW's).
+        use_triton: accepted for compatibility; descend chooses its executor with ``backend``.
+        decoupled_weight_decay: as ``lion_pytorch``, divide ``weight_decay`` by the
+            constructor's ``lr``, so the decay per step is ``lr / lr0 * weight_decay`` and
+            follows a schedule's shape, not its scale. Default False.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.LION
+    extra_settings = ("decoupled_weight_decay", "initial_lr")
+    complex_parameters = False  # lion_pytorch's sign of a complex number is z / |z|
+
+    def __init__(self, params: Iterable, lr: float = 1e-4,
+                 betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
+                 use_triton: bool = False, decoupled_weight_decay: bool = False, *,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        #: Divide weight_decay by ``initial_lr`` (lion_pytorch's decoupled weight decay).
+        self.decoupled_weight_decay = _LION_DECOUPLED.check(decoupled_weight_decay)
+        #: The constructor's learning rate.
+        self.initial_lr = float(self.rule.hyper("lr").check(lr))
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+    def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
+        """The group's hyperparameters, with ``weight_decay / lr0`` when decoupled."""
+        hypers = super().rule_hypers(group)
+        if self.decoupled_weight_decay:
+            hypers["weight_decay"] = hypers["weight_decay"] / self.initial_lr
+        return hypers
+
+
+class _ScheduleFree(RuleOptimizer):
+    """The ``train()``/``eval()`` switch and checkpoints shared by the Schedule-Free classes.
+
+    The parameters hold the training point y while training and the averaged point x while
+    evaluating; the state holds z (see :mod:`descend.rules.schedulefree`). Call ``eval()``
+    before evaluating or saving the model's evaluation weights, and ``train()`` before training
+    again; ``step()`` in eval mode raises ``RuntimeError``.
+
+    Differences from the ``schedulefree`` package, both deliberate: an optimizer starts in
+    train mode (``schedulefree`` starts in eval mode and refuses to step until ``train()`` is
+    called; its reference versions start in train mode), and the switch is exact: ``eval()``
+    keeps the training point y in the state (one parameter-sized copy while in eval mode),
+    and ``train()`` restores it bit for bit if the parameter still holds the x made from it
+    (otherwise, say after loading other weights, it computes y from x and z as
+    ``schedulefree`` does). So ``state_dict()`` always carries the evaluation weights' recipe:
+    in train mode, z and the group's ``train_mode`` give ``x = y + (1 - 1/beta)(z - y)``; in
+    eval mode the parameters are x and the state also holds y. A checkpoint of the parameters
+    and the optimizer taken in either mode resumes exactly where an uninterrupted run would be.
+    """
+
+    #: The hyperparameter beta that places y between z and x.
+    interpolation: ClassVar[str]
+    complex_parameters = False  # schedulefree squares complex gradients as complex numbers
+    #: State key of the training point kept while in eval mode.
+    TRAINING_POINT: ClassVar[str] = "y"
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Switch every group to eval mode: parameters go from y to x."""
+        to_x = bind(evaluation_point, "torch")
+        for group in self.param_groups:
+            if not group["train_mode"]:
+                continue
+            beta = float(self.rule_hypers(group)[self.interpolation])
+            for param in group["params"]:
+                state = self.state.get(param)
+                if state and "z" in state:
+                    state[self.TRAINING_POINT] = param.detach().clone()
+                    param.copy_(to_x(param, state["z"], beta=beta))
+            group["train_mode"] = False
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Switch every group to train mode: parameters go from x back to y."""
+        to_x = bind(evaluation_point, "torch")
+        to_y = bind(training_point, "torch")
+        for group in self.param_groups:
+            if group["train_mode"]:
+                continue
+            beta = float(self.rule_hypers(group)[self.interpolation])
+            for param in group["params"]:
+                state = self.state.get(param)
+                if not state or "z" not in state:
+                    continue
+                kept = state.pop(self.TRAINING_POINT, None)
+                if kept is not None and torch.equal(param, to_x(kept, state["z"], beta=beta)):
+                    param.copy_(kept)
+                else:
+                    param.copy_(to_y(param, state["z"], beta=beta))
+            group["train_mode"] = True
+
+    def step(self, closure=None):
+        """One step (train mode only; ``RuntimeError`` in eval mode, before any change)."""
+        if not all(group["train_mode"] for group in self.param_groups):
+            raise RuntimeError(f"{type(self).__name__} is in eval mode (its parameters hold "
+                               "the averaged weights x): call optimizer.train() before "
+                               "training, optimizer.eval() before evaluating")
+        return super().step(closure)
+
+
+class SGDScheduleFree(_ScheduleFree):
+    """Schedule-Free SGD; drop-in for ``schedulefree.SGDScheduleFree``.
+
+    ::
+
+        y <- (1 - beta) z + beta x          (the parameter while training)
+        z <- z - gamma_t * (g(y) + weight_decay * y)
+        x <- (1 - c_t) x + c_t z,           c_t = w_t / sum_{i<=t} w_i
+
+    with ``gamma_t`` the learning rate after linear warmup and ``w_t = t^r gamma_max^p``. No
+    learning-rate schedule is needed: the averaging plays its part. See
+    :class:`_ScheduleFree` for ``train()``/``eval()`` and checkpoints.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: gamma, default 1.0, ``>= 0``.
+        momentum: beta, default 0.9, ``0 < momentum < 1``.
+        weight_decay: default 0, ``>= 0``.
+        warmup_steps: linear warmup, default 0, an integer ``>= 0``.
+        r: power of t in the averaging weights, default 0, ``>= 0``.
+        weight_lr_power: p, default 2, ``>= 0``.
+        foreach: accepted for compatibility.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.SF_SGD
+    interpolation = "momentum"
+
+    def __init__(self, params: Iterable, lr: float = 1.0, momentum: float = 0.9,
+                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
+                 weight_lr_power: float = 2, foreach: bool | None = True, *,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        defaults = dict(lr=lr, momentum=momentum, r=r, k=0, warmup_steps=warmup_steps,
+                        train_mode=True, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
+                        foreach=foreach)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class AdamWScheduleFree(_ScheduleFree):
+    """Schedule-Free AdamW; drop-in for ``schedulefree.AdamWScheduleFree``.
+
+    As :class:`SGDScheduleFree`, with the z step normalized as Adam's::
+
+        v <- beta2 * v + (1 - beta2) * g * g
+        z <- z - gamma_t * (g / (sqrt(v / (1 - beta2^t)) + eps) + weight_decay * y)
+
+    and ``beta1`` placing y between z and x.
+
+    Args:
+        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: gamma, default 0.0025, ``>= 0``.
+        betas: (beta1, beta2), default (0.9, 0.999); ``0 < beta1 < 1``, ``0 <= beta2 < 1``.
+        eps: default 1e-8, ``>= 0``.
+        weight_decay: default 0, ``>= 0``.
+        warmup_steps: linear warmup, default 0, an integer ``>= 0``.
+        r: power of t in the averaging weights, default 0, ``>= 0``.
+        weight_lr_power: default 2.0, ``>= 0``.
+        foreach: accepted for compatibility.
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.SF_ADAMW
+    interpolation = "beta1"
+
+    def __init__(self, params: Iterable, lr: float = 0.0025,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
+                 weight_lr_power: float = 2.0, foreach: bool | None = True, *,
+                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+        defaults = dict(lr=lr, betas=betas, eps=eps, r=r, k=0, warmup_steps=warmup_steps,
+                        train_mode=True, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
+                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
+                        foreach=foreach)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+#: What a param group with ``use_muon=False`` starts from: ``torch.optim.AdamW``'s defaults.
+MUON_AUXILIARY_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                               amsgrad=False, maximize=False, foreach=None, capturable=False,
+                               differentiable=False, fused=None, decoupled_weight_decay=True)
+
+
+class Muon(RuleOptimizer):
+    """Muon (momentum orthogonalized by Newton-Schulz), for 2-D weights; drop-in for
+    ``torch.optim.Muon``, with AdamW groups for the other parameters.
+
+    ::
+
+        B <- mu * B + (1 - mu) * g
+        O <- NS_k((1 - mu) g + mu B)   (NS_k(B) without nesterov), in bfloat16 as torch
+        x <- x * (1 - lr * weight_decay) - lr * ratio(shape) * O
+
+    Muon is meant for the 2-D weights of hidden layers; biases, norms, embeddings and the
+    output layer usually train with AdamW. Put them in a param group with ``use_muon=False``
+    and that group is stepped as ``torch.optim.AdamW`` would step it (same keys, defaults and
+    numbers; it takes ``lr``, ``betas``, ``eps``, ``weight_decay``, ``amsgrad``, ``maximize``,
+    defaulting to AdamW's), as the reference ``MuonWithAuxAdam`` does::
+
+        hidden = [p for p in model.body.parameters() if p.ndim == 2]
+        others = [p for p in model.parameters() if all(p is not h for h in hidden)]
+        optimizer = descend.Muon([
+            dict(params=hidden, lr=0.02),
+            dict(params=others, use_muon=False, lr=3e-4, betas=(0.9, 0.95), weight_decay=0),
+        ])
+
+    Args:
+        params: 2-D parameters, param-group dicts, or ``(name, parameter)`` pairs.
+        lr: default 1e-3, ``>= 0``.
+        weight_decay: lambda, default 0.1, ``>= 0``.
+        momentum: mu, default 0.95, ``>= 0``.
+        nesterov: default True.
+        ns_coefficients: (a, b, c), default (3.4445, -4.775, 2.0315).
+        eps: floor of the Frobenius norm, default 1e-7, ``>= 0``.
+        ns_steps: default 5, an integer in ``[0, 99]``.
+        adjust_lr_fn: ``None`` or ``"original"`` (``ratio = sqrt(max(1, A / B))``) or
+            ``"match_rms_adamw"`` (``ratio = 0.2 sqrt(max(A, B))``).
+        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    """
+
+    rule = rules.MUON
+    stage_hint = ("; give the other parameters to AdamW in a param group with "
+                  "use_muon=False")
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float = 0.1,
+                 momentum: float = 0.95, nesterov: bool = True,
+                 ns_coefficients: tuple[float, float, float] = rules.muon.NS_COEFFICIENTS,
+                 eps: float = rules.muon.NS_EPS, ns_steps: int = rules.muon.NS_STEPS,
+                 adjust_lr_fn: str | None = None, *, nonfinite: str = "propagate",
+                 backend: str = "auto") -> None:
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
+                        adjust_lr_fn=adjust_lr_fn)
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+    def rule_for(self, group: Mapping[str, Any]) -> Rule:
+        """Muon's rule, or AdamW's for a group with ``use_muon=False``."""
+        return rules.MUON if _uses_muon(group) else rules.ADAMW
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; one with ``use_muon=False`` starts from AdamW's defaults."""
+        if not _uses_muon(param_group):
+            param_group = {**MUON_AUXILIARY_DEFAULTS, **param_group}
+        super().add_param_group(param_group)
+
+
+_USE_MUON = Hyper("use_muon", True, "step the group with Muon (else with AdamW)", kind=bool)
+
+
+def _uses_muon(group: Mapping[str, Any]) -> bool:
+    return _USE_MUON.check(group.get("use_muon", True))
+
+
 #: Every optimizer class defined in this module, exported as ``descend.<Class>``.
 __all__ = [name for name, value in list(globals().items())
            if isinstance(value, type) and issubclass(value, RuleOptimizer)
-           and value.__module__ == __name__]
+           and value.__module__ == __name__ and not name.startswith("_")]

@@ -5,7 +5,8 @@ flat arrays, the address table of their slot tensors and the work split, one :cl
 executor, dtype and device. For rules that count steps, each block keeps the step counters of its
 parameters in one tensor: every ``state["step"]`` is a 0-d view of it, so the counters stay
 ordinary ``torch.optim`` state (``state_dict`` saves and loads them as usual) while one ``+= 1``
-advances them all.
+advances them all. A rule's running products (:class:`~descend.rules.spec.RunningProduct`) are
+kept the same way, one tensor per product with a 0-d view in each state dict.
 
 A plan is a promise about memory: a kernel writes through the addresses it holds. So every step,
 before anything changes, the plan compares cheap metadata (address, shape, strides, dtype,
@@ -101,6 +102,18 @@ class Block:
             # Not optimizer state: only whether each parameter's next update is its first.
             self.steps = torch.tensor([0.0 if f else 1.0 for f in first], dtype=torch.float64)
             self.step_views = []
+        #: Running products: name -> (values of every parameter, their 0-d views in the state).
+        self.products: dict[str, tuple[np.ndarray, list[torch.Tensor]]] = {}
+        for product in rule.products:
+            # In the dtype the state holds (torch's load_state_dict casts it to the
+            # parameter's), which the plan groups parameters by.
+            values = torch.tensor([float(state[product.name]) for state in states],
+                                  dtype=states[0][product.name].dtype)
+            views = [values[i] for i in range(len(params))]
+            for state, view in zip(states, views, strict=True):
+                state[product.name] = view
+            self.products[product.name] = (values.numpy(), views)
+        self.product_tensors = [values for values, _ in self.products.values()]
         self.step_values = self.steps.numpy()
         self.uniform = bool((self.step_values == self.step_values[0]).all())
         self.first_row = np.zeros(len(params), dtype=np.int64)
@@ -115,6 +128,9 @@ class Block:
         if self.counted and not _identical([state.get("step") for state in states],
                                            self.step_views):
             return False
+        for name, (_, views) in self.products.items():
+            if not _identical([state.get(name) for state in states], views):
+                return False
         return _metadata(self.watched, self.on_cpu) == self.watched_metadata
 
     def gradients(self, indices: Sequence[int] | None, keep_alive: list,
@@ -164,19 +180,42 @@ class Block:
             self.uniform = True
         return [int(s) for s in unique], tensor_row.astype(np.int64)
 
-    def run(self, rule: Rule, launch_row: Callable[[Block, int], tuple[Any, Variant, np.ndarray]],
-            indices: np.ndarray | None, grad_addresses: list[int]) -> None:
-        """Advance the counters of the tensors at ``indices`` (all if None) and update them."""
+    def advance_products(self, rule: Rule, hypers: Mapping[str, Any],
+                         indices: np.ndarray | None, steps: list[int], tensor_row: np.ndarray,
+                         ) -> tuple[list[tuple], np.ndarray]:
+        """Multiply the running products of the tensors at ``indices`` (all if None) by their
+        step's factor, in the products' dtype; return the distinct (step, products) keys and,
+        per tensor, the index of its key."""
+        chosen = np.arange(len(self.params)) if indices is None else indices
+        for product in rule.products:
+            values, _ = self.products[product.name]
+            for row, step in enumerate(steps):
+                values[chosen[tensor_row == row]] *= product.factor(hypers, step)
+        columns = [np.asarray(steps, dtype=np.float64)[tensor_row]]
+        columns += [values[chosen].astype(np.float64) for values in self.product_tensors]
+        unique, rows = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        keys = [(int(row[0]), tuple(float(v) for v in row[1:])) for row in unique]
+        return keys, rows.reshape(-1).astype(np.int64)
+
+    def run(self, rule: Rule, launch_row: Callable[[Block, tuple], tuple[Any, Variant, np.ndarray]],
+            indices: np.ndarray | None, grad_addresses: list[int],
+            hypers: Mapping[str, Any]) -> None:
+        """Advance the counters (and running products) of the tensors at ``indices`` (all if
+        None) and update them."""
         steps, tensor_row = self.advance(indices)
+        if self.products:
+            keys, tensor_row = self.advance_products(rule, hypers, indices, steps, tensor_row)
+        else:
+            keys = [(step, ()) for step in steps]
         if indices is None:
             self.table.addresses[1] = grad_addresses
         else:
             self.table.addresses[1, indices] = grad_addresses
-        if len(steps) == 1:
-            kernel, _, scalars = launch_row(self, steps[0])
+        if len(keys) == 1:
+            kernel, _, scalars = launch_row(self, keys[0])
             self.executor.launch(kernel, self.table, tensor_row, scalars, indices)
             return
-        rows = [launch_row(self, step) for step in steps]
+        rows = [launch_row(self, key) for key in keys]
         by_variant: dict[Variant, list[int]] = {}
         for row, (_, variant, _) in enumerate(rows):
             by_variant.setdefault(variant, []).append(row)
@@ -226,7 +265,8 @@ class GroupPlan:
         by_kind: dict[tuple, tuple[list, list]] = {}
         #: Parameters with state that no compiled executor walks directly.
         self.leftover: set[int] = set()
-        needed = [*slot_names, *(["step"] if rule.counts_steps else [])]
+        needed = [*slot_names, *(["step"] if rule.counts_steps else []),
+                  *(product.name for product in rule.products)]
         for param in group["params"]:
             if param.is_complex() or (param.grad is not None and param.grad.is_sparse):
                 # Stepped as real views or sparse entries, through the executors' list calls.
@@ -238,9 +278,11 @@ class GroupPlan:
             executor = executor_of(param)
             tensors = [param, *(state[name] for name in slot_names)]
             if executor is not None and executor.compiled and flat_compatible(tensors):
-                # One block (one address table, one launch) never spans two devices.
+                # One block (one address table, one launch) never spans two devices, nor
+                # running products held in two dtypes.
+                products = tuple(state[product.name].dtype for product in rule.products)
                 params, states = by_kind.setdefault(
-                    (executor.name, param.dtype, param.device), ([], []))
+                    (executor.name, param.dtype, param.device, products), ([], []))
                 params.append(param)
                 states.append(state)
             else:
@@ -303,23 +345,27 @@ class GroupPlan:
     def run(self, prepared: Any, hypers: Mapping[str, Any]) -> list[torch.Tensor]:
         """Update the planned parameters; return the leftovers for the caller to step."""
         blocks, selections, gathered, leftovers, _keep_alive = prepared
-        key = tuple(plain_value(value) for value in hypers.values())
+        plain = {name: plain_value(value) for name, value in hypers.items()}
+        key = tuple(plain.values())
+        names = [product.name for product in self.rule.products]
 
-        def launch_row(block: Block, step: int) -> tuple[Any, Variant, np.ndarray]:
-            """The kernel, variant and (1, n) run-time scalar row of one step of a block,
-            cached: a rule that does not count steps, or a run at a constant setting, computes
-            them once."""
-            cached = self._rows.get((key, step, block.kind))
+        def launch_row(block: Block, step_key: tuple) -> tuple[Any, Variant, np.ndarray]:
+            """The kernel, variant and (1, n) run-time scalar row of one step (and running
+            products) of a block, cached: a rule that does not count steps, or a run at a
+            constant setting, computes them once."""
+            cached = self._rows.get((key, step_key, block.kind))
             if cached is None:
                 if len(self._rows) > 256:
                     self._rows.clear()
-                scalars = self.rule.scalars(hypers, step)
+                step, products = step_key
+                scalars = self.rule.scalars(
+                    {**hypers, **dict(zip(names, products, strict=True))}, step)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
                 kernel = block.executor.kernel(self.rule, variant)
-                cached = self._rows[key, step, block.kind] = (kernel, variant, row)
+                cached = self._rows[key, step_key, block.kind] = (kernel, variant, row)
             return cached
 
         for block, selection, addresses in zip(blocks, selections, gathered, strict=True):
-            block.run(self.rule, launch_row, selection, addresses)
+            block.run(self.rule, launch_row, selection, addresses, plain)
         return leftovers

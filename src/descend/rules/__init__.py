@@ -10,12 +10,32 @@ The rule model (see :mod:`descend.rules.spec`):
 
 - ``update(p, g, *slots, **scalars) -> (p, *slots)``: a pure function of one element in the
   notation of the notes, using arithmetic, ``if`` on scalars, and the primitives and helpers of
-  :mod:`descend.rules.elementwise`; every executor compiles this one function.
+  :mod:`descend.rules.elementwise` (``sqrt``, ``maximum``, ``sign``, ``lerp``, ...); every
+  executor compiles this one function.
 - ``step_scalars(hypers, step)``: what depends only on the step (bias corrections, decayed
   rates), computed once per step outside the elementwise part.
-- the hyperparameters (:class:`Hyper`: default, valid range, meaning), slots (:class:`Slot`),
-  constraints, and the registry fields (aliases, param-group keys, the course's names, the
-  default learning-rate range, the reference).
+- the hyperparameters (:class:`Hyper`: default, valid range or choices, meaning), slots
+  (:class:`Slot`), constraints, and the registry fields (aliases, param-group keys, the
+  course's names, the default learning-rate range, the reference).
+
+Methods past the lecture need four optional extensions, each in one place, so that every
+executor still compiles the elementwise part from the rule:
+
+- a slot may start as a copy of its parameter (``Slot(from_parameter=True)``: Schedule-Free's
+  ``z``);
+- per-parameter scalar state (:class:`RunningProduct`): a running product of one factor per
+  step, kept beside the step counter as a 0-d tensor in the step counter's dtype and visible to
+  ``step_scalars`` (NAdam's ``mu_product``, as ``torch.optim.NAdam`` keeps it);
+- per-group scalar state (:class:`GroupState`): running scalars kept in the param group and
+  advanced once per optimizer step, for every group, before any parameter changes (Schedule-Free's
+  step count, largest learning rate and sum of averaging weights), visible to ``step_scalars``;
+- a per-tensor matrix stage (:class:`MatrixStage`) before the elementwise update: an elementwise
+  ``prepare`` (compiled by every executor like an update, e.g. Muon's momentum), then a function
+  of the whole tensor (Muon's Newton-Schulz iteration, in torch operations), whose result the
+  elementwise ``update`` receives in place of the gradient.
+
+Optimizers (:mod:`descend.optim`) and the functional API (:mod:`descend.functional`) handle all
+four for every rule; the lab and the benchmark see only rules.
 """
 
 from __future__ import annotations
@@ -23,7 +43,16 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from descend.rules.spec import Constraint, CourseForm, Hyper, Rule, Slot
+from descend.rules.spec import (
+    Constraint,
+    CourseForm,
+    GroupState,
+    Hyper,
+    MatrixStage,
+    Rule,
+    RunningProduct,
+    Slot,
+)
 
 
 def _discover() -> dict[str, Rule]:
@@ -75,5 +104,5 @@ def lecture_rules() -> list[Rule]:
     return [rule for rule in RULES.values() if rule.lecture]
 
 
-__all__ = [*_BY_ATTRIBUTE, "NAMES", "RULES", "Constraint", "CourseForm", "Hyper", "Rule", "Slot",
-           "get_rule", "lecture_rules"]
+__all__ = [*_BY_ATTRIBUTE, "NAMES", "RULES", "Constraint", "CourseForm", "GroupState", "Hyper",
+           "MatrixStage", "Rule", "RunningProduct", "Slot", "get_rule", "lecture_rules"]

@@ -26,7 +26,22 @@ from functools import cache
 #: The executors a primitive has an implementation for, in :data:`PRIMITIVES`' column order.
 EXECUTORS = ("numpy", "torch", "numba", "triton")
 
+def numpy_lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` for NumPy values and a scalar ``weight``::
+
+        start + weight * (end - start)          if |weight| < 0.5
+        end - (end - start) * (1 - weight)      otherwise
+
+    (torch computes each form with one fused multiply-add; NumPy rounds twice.)
+    """
+    if -0.5 < weight < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1 - weight)
+
+
 #: Primitive name -> implementation per executor, as ``"module:attribute"``.
+#: ``lerp(start, end, weight)`` interpolates with a scalar weight as ``torch.lerp`` does (its
+#: compiled forms use the same fused multiply-add, so they match torch bit for bit).
 #: ``numba`` compiles NumPy's scalar functions; ``triton`` binds ``@triton.jit`` wrappers of
 #: ``triton.language`` (its interpreter needs jitted functions, not the builtins themselves).
 PRIMITIVES: dict[str, dict[str, str]] = {
@@ -37,6 +52,7 @@ PRIMITIVES: dict[str, dict[str, str]] = {
         "minimum": ("numpy:minimum", "torch:minimum", "numpy:minimum", "descend.kernels.triton_support:minimum"),  # noqa: E501
         "sign":    ("numpy:sign",    "torch:sign",    "numpy:sign",    "descend.kernels.triton_support:sign"),  # noqa: E501
         "abs":     ("numpy:abs",     "torch:abs",     "numpy:abs",     "descend.kernels.triton_support:abs"),  # noqa: E501
+        "lerp":    ("descend.rules.elementwise:numpy_lerp", "torch:lerp", "descend.kernels._numba_support:lerp", "descend.kernels.triton_support:lerp"),  # noqa: E501
     }.items()
 }
 

@@ -11,6 +11,12 @@ The function uses only arithmetic, ``if`` on scalars, and the primitives and hel
 :mod:`descend.rules.elementwise`, so that NumPy arrays, torch tensors and compiled scalar loops
 can all execute it unchanged.
 
+Four optional parts extend the model for methods that need more than one elementwise pass
+(see :mod:`descend.rules` for the whole picture): a slot may start as a copy of the parameter
+(:attr:`Slot.from_parameter`), a rule may keep per-parameter running products
+(:class:`RunningProduct`), per-group running scalars (:class:`GroupState`), and a per-tensor
+matrix stage that runs before the elementwise update (:class:`MatrixStage`).
+
 A :class:`Rule` is also the optimizer's row in the registry: besides the math it carries the
 names the optimizer goes by (:attr:`Rule.aliases`), how a ``torch.optim``-style param group packs
 its hyperparameters (:attr:`Rule.group_keys`), the course's names for the NumPy functional API
@@ -33,7 +39,10 @@ class Hyper:
     """One hyperparameter: its name, default, valid range and meaning.
 
     ``low``/``high`` bound the value (``None`` means unbounded); ``low_open``/``high_open`` say
-    whether the bound itself is excluded. ``kind`` is ``float`` or ``bool``.
+    whether the bound itself is excluded. ``kind`` is ``float``, ``int`` or ``bool``; a
+    hyperparameter with ``choices`` takes exactly one of those values (strings or ``None``).
+    Only ``float`` and ``bool`` hyperparameters may reach an elementwise ``update``; the others
+    configure step scalars or a :class:`MatrixStage`.
     """
 
     name: str
@@ -44,6 +53,7 @@ class Hyper:
     low_open: bool = False
     high_open: bool = False
     kind: type = float
+    choices: tuple | None = None
 
     def describe(self, shown: str | None = None) -> str:
         """The valid range in words, e.g. ``0 <= lr < inf`` or ``True or False``.
@@ -52,6 +62,8 @@ class Hyper:
         """
         if self.kind is bool:
             return "True or False"
+        if self.choices is not None:
+            return "one of " + ", ".join(map(repr, self.choices))
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"
         left = "<" if self.low_open or self.low is None else "<="
@@ -72,6 +84,16 @@ class Hyper:
             if flag is None:
                 raise ValueError(f"{shown}={value!r} is invalid: expected True or False")
             return flag
+        if self.choices is not None:
+            if not any(value is choice or (isinstance(value, str) and value == choice)
+                       for choice in self.choices):
+                raise ValueError(f"{shown}={value!r} is invalid: expected "
+                                 f"{self.describe(shown)}")
+            return value
+        if self.kind is int and not (isinstance(value, int | np.integer)
+                                     and not isinstance(value, bool | np.bool_)):
+            raise ValueError(f"{shown}={value!r} is invalid: expected an integer with "
+                             f"{self.describe(shown)}")
         number = _as_float(value)
         if number is None or math.isnan(number):
             raise ValueError(f"{shown}={value!r} is invalid: expected a number with "
@@ -131,12 +153,15 @@ class Slot:
     ``name`` is the key in an optimizer's per-parameter state (the same key ``torch.optim``
     uses where one exists). ``fill`` is the initial value: a number, or the name of a
     hyperparameter holding it. ``active`` says, from the hyperparameters, whether the slot exists
-    at all (a momentum buffer exists only when momentum is non-zero).
+    at all (a momentum buffer exists only when momentum is non-zero). ``from_parameter``: the
+    slot starts as a copy of its parameter instead (Schedule-Free's ``z``), and ``fill`` is
+    ignored.
     """
 
     name: str
     fill: float | str = 0.0
     active: Callable[[Mapping[str, Any]], bool] = _always
+    from_parameter: bool = False
 
     @property
     def unconditional(self) -> bool:
@@ -144,8 +169,25 @@ class Slot:
         return self.active is _always
 
     def initial_value(self, hypers: Mapping[str, Any]) -> float:
-        """The value every element of this slot starts from."""
+        """The value every element of this slot starts from (unless :attr:`from_parameter`)."""
         return float(hypers[self.fill]) if isinstance(self.fill, str) else float(self.fill)
+
+    def initial(self, param: Any, hypers: Mapping[str, Any]) -> Any:
+        """The slot's first value for ``param`` (a torch tensor or a NumPy array)."""
+        if self.from_parameter:
+            clone = getattr(param, "clone", None)
+            if clone is not None:  # torch
+                import torch
+
+                return clone(memory_format=torch.preserve_format)
+            return np.array(param, copy=True)
+        full_like = getattr(param, "new_full", None)
+        if full_like is not None:  # torch
+            import torch
+
+            return torch.full_like(param, self.initial_value(hypers),
+                                   memory_format=torch.preserve_format)
+        return np.full_like(param, self.initial_value(hypers))
 
 
 @dataclass(frozen=True)
@@ -158,6 +200,65 @@ class Constraint:
 
 def _no_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
     return {}
+
+
+@dataclass(frozen=True)
+class RunningProduct:
+    """Per-parameter scalar state: a running product of one factor per update.
+
+    Optimizers keep it as ``torch.optim`` keeps a step counter: a 0-d tensor under ``name`` in
+    each parameter's state (``torch.optim.NAdam``'s ``mu_product``), in the step counter's
+    dtype. It starts at ``initial``; each update multiplies it by ``factor(hypers, step)`` in
+    that dtype (so a float32 product rounds as torch's does), and then ``step_scalars`` sees its
+    new value under ``name``. The rule must count steps.
+    """
+
+    name: str
+    factor: Callable[[Mapping[str, Any], int], float]
+    initial: float = 1.0
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """Per-group running scalars, kept in the param group and advanced once per step.
+
+    ``initial`` names each scalar (a param-group key, as Schedule-Free's ``k``,
+    ``weight_sum`` and ``lr_max``) with its starting value. Every optimizer step calls
+    ``advance(values)`` once for every group, before any parameter changes: ``values`` holds the
+    group's hyperparameters and the scalars' current values, and it returns their next values
+    (it may also return further keys to record, such as a scheduled learning rate). Then
+    ``step_scalars`` sees the advanced values with the hyperparameters.
+    """
+
+    initial: Mapping[str, Any]
+    advance: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The group keys this state keeps."""
+        return tuple(self.initial)
+
+
+@dataclass(frozen=True)
+class MatrixStage:
+    """A per-tensor stage that runs before the elementwise update (Muon's orthogonalization).
+
+    A step of a rule with a stage runs, for each parameter:
+
+    1. ``prepare(u, g, *slots, **scalars) -> (u, *slots)``: elementwise, in the rule language,
+       compiled by every executor exactly like an ``update`` (``u`` takes the place of ``p``: it
+       is a fresh buffer the stage fills, e.g. with the momentum it orthogonalizes);
+    2. ``function(u, hypers) -> d``: a function of the whole tensor ``u`` (matrix products,
+       norms; torch operations), returning a tensor of ``u``'s dtype and shape;
+    3. the rule's ``update(p, d, *slots, **scalars)``: elementwise, with ``d`` in place of the
+       gradient.
+
+    Parameters must have ``ndim`` dimensions.
+    """
+
+    prepare: Callable[..., tuple]
+    function: Callable[[Any, Mapping[str, Any]], Any]
+    ndim: int = 2
 
 
 @dataclass(frozen=True)
@@ -212,12 +313,17 @@ class Rule:
     reference: str = ""
     year: int = 0
     counts_steps: bool = True
+    products: tuple[RunningProduct, ...] = ()
+    group_state: GroupState | None = None
+    stage: MatrixStage | None = None
+    #: The name of ``update``'s first argument: ``p``, or ``u`` for a stage's ``prepare``.
+    first_operand: str = "p"
 
     def __post_init__(self) -> None:
         parameters = inspect.signature(self.update).parameters.items()
         positional = [name for name, parameter in parameters
                       if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-        expected = ["p", "g", *(slot.name for slot in self.slots)]
+        expected = [self.first_operand, "g", *(slot.name for slot in self.slots)]
         if positional != expected:
             raise TypeError(f"rule {self.name!r}: update takes {positional}, expected {expected}")
         # Read on every optimizer step: computed once here, not by inspecting each time.
@@ -229,9 +335,22 @@ class Rule:
             if not set(packed) <= names:
                 raise TypeError(f"rule {self.name!r}: group key {key!r} packs "
                                 f"{sorted(set(packed) - names)}, which are not hyperparameters")
+        if self.products and not self.counts_steps:
+            raise TypeError(f"rule {self.name!r}: running products need a rule that counts "
+                            "steps")
+        prepare = None
+        if self.stage is not None:
+            prepare = Rule(name=f"{self.name}.prepare", update=self.stage.prepare,
+                           hypers=self.hypers, slots=self.slots,
+                           step_scalars=self.step_scalars, counts_steps=self.counts_steps,
+                           products=self.products, first_operand="u")
+        object.__setattr__(self, "prepare_rule", prepare)
 
     #: Keyword-only arguments of ``update``: the scalars it reads, in signature order.
     scalar_names: tuple[str, ...] = field(init=False, default=())
+    #: The stage's ``prepare`` as a rule of its own (same hyperparameters, slots and step
+    #: scalars), which executors compile like any rule; ``None`` without a stage.
+    prepare_rule: Rule | None = field(init=False, default=None)
 
     def display_names(self) -> dict[str, str]:
         """How errors name each hyperparameter: as the user wrote it (``betas[0]``, not
@@ -297,6 +416,10 @@ class Rule:
                 differentiable: bool = False) -> dict[str, Any]:
         """Every keyword argument ``update`` takes, for this step, as Python scalars.
 
+        ``hypers`` may also hold the parameter's running products and the group's state (as
+        optimizers pass them); any that are missing take the values they would have after
+        ``step`` updates at these hyperparameters (see :meth:`state_after`).
+
         A hyperparameter given as a tensor (``lr=torch.tensor(0.01)``) stays one while the step
         scalars are computed from it, so that arithmetic happens in the tensor's dtype, as
         ``torch.optim`` does it (``1 - lr * weight_decay`` rounded to float32 for a float32
@@ -304,10 +427,34 @@ class Rule:
         history), for a step that autograd differentiates.
         """
         values = {name: _as_step_input(value, differentiable) for name, value in hypers.items()}
+        if any(name not in values for name in self.state_names()):
+            values = {**self.state_after(values, step), **values}
         values.update(self.step_scalars(values, step))
         if differentiable:
             return {name: values[name] for name in self.scalar_names}
         return {name: plain_value(values[name]) for name in self.scalar_names}
+
+    def state_after(self, hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
+        """The running products and group state after ``step`` updates at ``hypers``
+        (products in float64)."""
+        values: dict[str, Any] = {}
+        for product in self.products:
+            value = product.initial
+            for past in range(1, step + 1):
+                value *= product.factor(hypers, past)
+            values[product.name] = value
+        if self.group_state is not None:
+            group = dict(self.group_state.initial)
+            for _ in range(step):
+                group.update(self.group_state.advance({**hypers, **group}))
+            values.update(group)
+        return values
+
+    def state_names(self) -> tuple[str, ...]:
+        """Names of the running products and group state: what ``step_scalars`` reads besides
+        the hyperparameters."""
+        group = self.group_state.names if self.group_state is not None else ()
+        return (*(product.name for product in self.products), *group)
 
     def describe(self) -> str:
         """A table of the hyperparameters: name, default, valid range, meaning."""
