@@ -98,7 +98,7 @@ def test_what_torch_refuses_descend_refuses_with_the_same_exception_type(name, i
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", list(descend.optim.CLASSES))
 def test_state_dict_loads_with_torch_load_defaults(name, backend):
-    model = torch.nn.Linear(3, 2)
+    model = torch.nn.Linear(3, 2, bias=False)  # a 2-D weight: every class takes it (Muon too)
     optimizer = getattr(descend, name)(model.parameters(), backend=backend)
     for _ in range(2):
         model(torch.randn(4, 3)).sum().backward()

@@ -41,7 +41,7 @@ from descend.lab.report import Figure, Report, Section, Table
 from descend.lab.runner import Contender, Trace, run
 from descend.optim import ScheduledLR, evaluation_mode
 from descend.rules.muon import NS_COEFFICIENTS, NS_STEPS, lr_ratio, newton_schulz
-from descend.specs import OptimizerSpec
+from descend.specs import ContenderSpec, OptimizerSpec
 
 #: ``progress(description, advance)``: called as runs finish; advance counts runs.
 Progress = Callable[[str, int], None]
@@ -163,10 +163,13 @@ def lion_study(settings: NewerSettings, progress: Progress = _noop) -> LionStudy
         for angle in (0.0, LION_ANGLE):
             ravine = Ravine(kappa=kappa, dim=2, angle=angle, picture=True)
             contenders = [
-                Contender(_spec(descend.SGD, "sgd", lr=2 / (kappa + 1)), name="GD, lr 2/(L+mu)"),
-                Contender(_spec(descend.Lion, "lion", lr=LION_LR, betas=(0.0, 0.0)),
-                          name="sign descent (Lion, betas 0, 0)"),
-                Contender(_spec(descend.Lion, "lion", lr=LION_LR), name="Lion, betas 0.9, 0.99"),
+                Contender(ContenderSpec(_spec(descend.SGD, "sgd", lr=2 / (kappa + 1)),
+                                        name="GD, lr 2/(L+mu)")),
+                Contender(ContenderSpec(_spec(descend.Lion, "lion", lr=LION_LR,
+                                              betas=(0.0, 0.0)),
+                                        name="sign descent (Lion, betas 0, 0)")),
+                Contender(ContenderSpec(_spec(descend.Lion, "lion", lr=LION_LR),
+                                        name="Lion, betas 0.9, 0.99")),
             ]
             traces = [run(ravine, contender, steps, seed=settings.seed)
                       for contender in contenders]
