@@ -140,15 +140,24 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
             and torch.equal(a[~nan], b[~nan]))
 
 
+def fused_lerp(start, end, weight):
+    """``lerp`` with one rounding per element, as the kernel computes it (``tl.fma``); NumPy's
+    ``numpy_lerp`` rounds twice. torch's CPU lerp is the fused multiply-add."""
+    return torch.lerp(torch.as_tensor(start), torch.as_tensor(end), weight).numpy()
+
+
 def numpy_step(rule, scalars, param, grad, slots, dtype):
     """One step of the rule's own update evaluated by NumPy in the kernel's compute dtype,
     results rounded to ``dtype`` as the kernel stores them; returns new (param, slots)."""
     work = compute_dtype(dtype)
+    update = numpy_update(rule)
+    if "lerp" in update.__globals__:
+        update.__globals__["lerp"] = fused_lerp
 
     def as_array(tensor):
         return None if tensor is None else tensor.to(work).numpy()
 
-    new_param, *new_slots = numpy_update(rule)(as_array(param), as_array(grad),
+    new_param, *new_slots = update(as_array(param), as_array(grad),
                                                *map(as_array, slots), **scalars)
 
     def stored(value, like):

@@ -146,6 +146,17 @@ def sign(x):
 
 
 @triton.jit
+def lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` with a scalar weight, as torch computes it:
+    ``fma(weight, end - start, start)`` if ``|weight| < 0.5``, else
+    ``fma(weight - 1, end - start, end)``, in the elements' compute dtype."""
+    x, y = _pair(start, end)
+    w = _as(weight, x.dtype)
+    difference = y - x
+    return tl.where(tl.abs(w) < 0.5, tl.fma(w, difference, x), tl.fma(w - 1.0, difference, y))
+
+
+@triton.jit
 def abs(x):  # shadows the builtin: the primitive's name in rules
     """``|x|``."""
     return tl.abs(_value(x))
