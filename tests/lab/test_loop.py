@@ -41,7 +41,8 @@ def test_a_rule_on_numpy_makes_the_torch_class_iterates(cls, arguments):
     np.testing.assert_array_equal(rule_path.lrs, torch_path.lrs)
 
 
-@pytest.mark.parametrize("name", list(functional.UPDATES))
+@pytest.mark.parametrize("name", [name for name, update in functional.UPDATES.items()
+                                  if update.rule.stage is None])
 def test_a_rule_from_a_functional_config_makes_the_functional_iterates(name):
     problem = Ravine(kappa=30, dim=3, seed=1)
     config = {"learning_rate": 0.02}
@@ -50,6 +51,11 @@ def test_a_rule_from_a_functional_config_makes_the_functional_iterates(name):
     got = follow(problem, RuleStepper.from_functional(functional.UPDATES[name], config, x0),
                  x0, 60)
     np.testing.assert_allclose(got.points, expected.points, rtol=1e-13, atol=1e-15)
+
+
+def test_a_rule_with_a_matrix_stage_is_refused_on_vectors():
+    with pytest.raises(ValueError, match="rule 'muon' needs 2-D parameters"):
+        RuleStepper(rules.RULES["muon"], {}, np.zeros(3))
 
 
 def test_the_loop_records_the_loss_and_gradient_of_every_point_and_steps_with_it():
@@ -100,17 +106,25 @@ def test_settled_step_is_where_the_values_stay_below(values, expected):
     assert settled_step(np.array(values, dtype=float), 1.0) == expected
 
 
-@pytest.mark.parametrize("name", list(rules.RULES))
+VECTOR_RULES = [name for name, rule in rules.RULES.items() if rule.stage is None]
+
+
+@pytest.mark.parametrize("name", VECTOR_RULES)
 def test_the_steppers_scalars_are_the_rules_own(name):
+    """With a schedule for rules without running state; at a constant lr for the others, whose
+    state (Schedule-Free's largest lr so far) ``Rule.scalars`` rebuilds from a constant lr."""
     rule = rules.RULES[name]
-    stepper = RuleStepper(rule, {"lr": 0.01}, np.zeros(2), schedules.exponential_decay(0.01, 0.1))
+    scheduled = not rule.state_names()
+    stepper = RuleStepper(rule, {"lr": 0.01}, np.zeros(2),
+                          schedules.exponential_decay(0.01, 0.1) if scheduled else None)
     for step in range(1, 4):
-        hypers = {**stepper.hypers, "lr": 0.01 * np.exp(-0.1 * (step - 1))}
+        lr = 0.01 * np.exp(-0.1 * (step - 1)) if scheduled else 0.01
+        hypers = {**stepper.hypers, "lr": lr}
         assert stepper.scalars() == pytest.approx(rule.scalars(hypers, step))
         stepper.step(np.zeros(2), np.ones(2))
 
 
-@pytest.mark.parametrize("name", list(rules.RULES))
+@pytest.mark.parametrize("name", VECTOR_RULES)
 def test_stepping_coordinate_by_coordinate_is_the_array_update_exactly(name, monkeypatch):
     rule = rules.RULES[name]
     x0 = np.array([0.7, -1.3])

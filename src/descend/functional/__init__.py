@@ -38,11 +38,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from descend import rules
-from descend.kernels import numpy_update
-from descend.rules.spec import CourseForm, Rule, plain_value
+from descend.kernels import numpy_step
+from descend.rules.spec import CourseForm, Rule
 
 Update = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict]"]
 
@@ -126,14 +125,7 @@ class FunctionalSpec:
                 state.append(value)
             else:
                 state.append(slot.initial(w, hypers))
-        if stage is not None:
-            prepare = self.rule.prepare_rule
-            u, *state = numpy_update(prepare)(np.empty_like(w), dw, *state,
-                                              **prepare.scalars(values, step))
-            plain = {name: plain_value(value) for name, value in values.items()}
-            dw = stage.function(torch.from_numpy(np.array(u, dtype=w.dtype)), plain).numpy()
-        next_w, *next_state = numpy_update(self.rule)(
-            w, dw, *state, **self.rule.scalars(values, step))
+        next_w, next_state = numpy_step(self.rule, w, dw, state, values, step)
         next_config = dict(merged)
         for slot, value in zip(self.rule.slots, next_state, strict=True):
             if slot.name in active:
@@ -146,20 +138,12 @@ class FunctionalSpec:
 
     def _advance_state(self, merged: Mapping[str, Any], hypers: Mapping[str, Any],
                        step: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """This update's running products and group state (Python floats), from the config
-        or their initial values; returns the values step scalars read and the new state."""
+        """This update's running products and group state, from the config or their initial
+        values; returns the values step scalars read and the new state."""
         to_rule = self._to_rule_names()
-        plain = {name: plain_value(value) for name, value in hypers.items()}
-        running: dict[str, Any] = {}
-        for product in self.rule.products:
-            value = float(merged.get(to_rule.get(product.name, product.name), product.initial))
-            running[product.name] = value * product.factor(plain, step)
-        group_state = self.rule.group_state
-        if group_state is not None:
-            current = {name: merged.get(to_rule.get(name, name), initial)
-                       for name, initial in group_state.initial.items()}
-            running.update(current)
-            running.update(group_state.advance({**plain, **current}))
+        current = {name: merged[to_rule.get(name, name)] for name in self.rule.state_names()
+                   if to_rule.get(name, name) in merged}
+        running = self.rule.next_state(hypers, step, current)
         return {**hypers, **running}, running
 
 

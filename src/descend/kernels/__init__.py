@@ -6,8 +6,8 @@ executors' modules import their compilers only when first used.
 """
 
 from descend.kernels.executor import Executor, backend_names, executors_for, get_executor
-from descend.kernels.reference import numpy_update, torch_update, update_tensors
+from descend.kernels.reference import numpy_step, numpy_update, torch_update, update_tensors
 from descend.kernels.variant import Variant, variant_of
 
 __all__ = ["Executor", "Variant", "backend_names", "executors_for", "get_executor",
-           "numpy_update", "torch_update", "update_tensors", "variant_of"]
+           "numpy_step", "numpy_update", "torch_update", "update_tensors", "variant_of"]

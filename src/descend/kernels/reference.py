@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from descend.kernels.executor import Executor
 from descend.kernels.variant import Variant
 from descend.rules.elementwise import bind
-from descend.rules.spec import Rule
+from descend.rules.spec import Rule, plain_value
 
 
 def torch_update(rule: Rule) -> Callable[..., tuple]:
@@ -26,6 +27,25 @@ def torch_update(rule: Rule) -> Callable[..., tuple]:
 def numpy_update(rule: Rule) -> Callable[..., tuple]:
     """The rule's update function with its primitives and helpers bound to NumPy."""
     return bind(rule.update, "numpy")
+
+
+def numpy_step(rule: Rule, param: Any, grad: Any, slots: Sequence[Any],
+               values: Mapping[str, Any], step: int) -> tuple[Any, list[Any]]:
+    """Update ``step`` of ``rule`` on NumPy arrays: ``(new param, new slots)``, inputs left as
+    they are. ``values`` holds the hyperparameters with the running state of this step (see
+    :meth:`Rule.next_state`). A rule with a matrix stage runs its elementwise ``prepare``,
+    the stage (through torch, on the whole array) and then its ``update``."""
+    stage = rule.stage
+    if stage is not None:
+        prepare = rule.prepare_rule
+        direction, *slots = numpy_update(prepare)(np.empty_like(param), grad, *slots,
+                                                  **prepare.scalars(values, step))
+        plain = {name: plain_value(value) for name, value in values.items()}
+        grad = stage.function(torch.from_numpy(np.array(direction, dtype=param.dtype)),
+                              plain).numpy()
+    new_param, *new_slots = numpy_update(rule)(param, grad, *slots,
+                                               **rule.scalars(values, step))
+    return new_param, new_slots
 
 
 def update_tensors(

@@ -60,22 +60,29 @@ SCALAR_SIZE = 4
 
 class RuleStepper:
     """A rule's own ``update`` on NumPy arrays (on floats, one coordinate at a time, for up to
-    :data:`SCALAR_SIZE` coordinates), its state kept between steps.
+    :data:`SCALAR_SIZE` coordinates), its state kept between steps: slots (a slot that starts
+    from the parameter starts as ``x0``), running products and group state.
 
     ``hypers`` are checked once by :meth:`Rule.validate` (a ``ValueError`` names a bad value and
     the valid range); with a ``schedule`` the learning rate of update ``k`` (from 1) is
-    ``schedule(k - 1)``, the convention of :class:`descend.ScheduledLR`.
+    ``schedule(k - 1)``, the convention of :class:`descend.ScheduledLR`. The points are vectors,
+    so a rule with a matrix stage (Muon) is refused.
     """
 
     def __init__(self, rule: Rule, hypers: Mapping[str, Any], x0: np.ndarray,
                  schedule: Schedule | None = None) -> None:
+        if rule.stage is not None:
+            raise ValueError(f"rule {rule.name!r} needs {rule.stage.ndim}-D parameters (a "
+                             "matrix stage); the lab's points are vectors")
         self.rule = rule
         self.hypers = rule.validate(hypers)
         self.schedule = schedule
         self.update = numpy_update(rule)
         active = {slot.name for slot in rule.active_slots(self.hypers)}
-        self.slots = [np.full(np.shape(x0), slot.initial_value(self.hypers))
-                      if slot.name in active else None for slot in rule.slots]
+        start = np.array(x0, dtype=np.float64)
+        self.slots = [slot.initial(start, self.hypers) if slot.name in active else None
+                      for slot in rule.slots]
+        self.running: dict[str, Any] = {}
         self.by_coordinate = np.size(x0) <= SCALAR_SIZE
         if self.by_coordinate:
             self.slots = [None if slot is None else slot.tolist() for slot in self.slots]
@@ -106,14 +113,23 @@ class RuleStepper:
 
     def scalars(self) -> dict[str, Any]:
         """The keyword arguments of the rule's ``update`` for the next step."""
+        return self._next()[0]
+
+    def _next(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The next step's scalars and the running state after it."""
         hypers = self.hypers
         if self.schedule is not None:
             hypers = {**hypers, "lr": float(self.schedule(self.count))}
-        return self.rule.scalars(hypers, self.count + 1)
+        step = self.count + 1
+        running = self.running
+        if self.rule.state_names():
+            running = self.rule.next_state(hypers, step, running)
+            hypers = {**hypers, **running}
+        return self.rule.scalars(hypers, step), running
 
     def step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """One update."""
-        scalars = self.scalars()
+        scalars, self.running = self._next()
         self.count += 1
         if not self.by_coordinate:
             new_x, *slots = self.update(x, grad, *self.slots, **scalars)

@@ -450,6 +450,23 @@ class Rule:
             values.update(group)
         return values
 
+    def next_state(self, hypers: Mapping[str, Any], step: int,
+                   current: Mapping[str, Any]) -> dict[str, Any]:
+        """The running products and group state after update ``step`` at ``hypers``, from
+        ``current``, their values after the update before (a missing one: its initial value).
+        Products are Python floats; the group state is whatever ``advance`` returns."""
+        plain = {name: plain_value(value) for name, value in hypers.items()}
+        state: dict[str, Any] = {}
+        for product in self.products:
+            value = float(plain_value(current.get(product.name, product.initial)))
+            state[product.name] = value * product.factor(plain, step)
+        if self.group_state is not None:
+            group = {name: current.get(name, initial)
+                     for name, initial in self.group_state.initial.items()}
+            state.update(group)
+            state.update(self.group_state.advance({**plain, **group}))
+        return state
+
     def state_names(self) -> tuple[str, ...]:
         """Names of the running products and group state: what ``step_scalars`` reads besides
         the hyperparameters."""

@@ -74,6 +74,7 @@ def hyper_slider(hyper: Hyper) -> Slider:
     """The slider for one hyperparameter of a rule."""
     if hyper.kind is bool:
         return Slider(hyper.name, hyper.doc, bool(hyper.default), kind="bool")
+    kind = "int" if hyper.kind is int else "float"
     if hyper.name in SPANS:
         low, high, scale, zero = SPANS[hyper.name]
     elif hyper.low is not None and hyper.high is not None:
@@ -81,12 +82,17 @@ def hyper_slider(hyper: Hyper) -> Slider:
     else:  # open-ended and unknown: three decades either side of the default
         centre = abs(float(hyper.default)) or 1.0
         low, high, scale, zero = centre * 1e-3, centre * 1e3, "log", hyper.low == 0
+    if kind == "int":  # whole numbers: from 1 (and an exact 0 where the rule takes it)
+        low, high = max(1, round(low)), max(2, round(high))
     if hyper.low is not None:
         low = max(low, hyper.low)
+        if hyper.low_open and low <= hyper.low:
+            # An open lower bound (a momentum > 0) starts a thousandth above it.
+            low = hyper.low + 1e-3 * ((hyper.high if hyper.high is not None else high) - low)
     if hyper.high is not None:
         # An open upper bound (a decay rate < 1) stops a thousandth short of it.
         high = min(high, hyper.high - (1e-3 * (hyper.high - low) if hyper.high_open else 0.0))
-    return Slider(hyper.name, hyper.doc, hyper.default, low, high, scale, zero=zero)
+    return Slider(hyper.name, hyper.doc, hyper.default, low, high, scale, kind, zero)
 
 
 def rule_sliders(rule: Rule) -> list[Slider]:
@@ -155,12 +161,23 @@ def build_problem(spec: str) -> problems.Problem:
     return offered.build(**values, **offered.fixed)
 
 
+#: The rules the page offers: every rule that steps a vector. A rule with a matrix stage
+#: (Muon orthogonalizes 2-D weights) has no meaning on a 2-D point; the tour's section on the
+#: newer methods runs it on a matrix problem.
+PLAYGROUND_RULES: dict[str, Rule] = {
+    name: rule for name, rule in rules.RULES.items() if rule.stage is None}
+
+
 def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
     """The rule and its complete, checked hyperparameters from ``name:key=value,...``."""
     name, arguments = parse_spec(spec)
-    if name not in rules.RULES:
-        raise ValueError(f"optimizer {name!r} is not a rule; valid: {', '.join(rules.RULES)}")
-    rule = rules.RULES[name]
+    if name in rules.RULES and name not in PLAYGROUND_RULES:
+        raise ValueError(f"optimizer {name!r} steps matrices (2-D weights), not the page's "
+                         "points; see the newer methods' section of `descend demo`")
+    if name not in PLAYGROUND_RULES:
+        raise ValueError(f"optimizer {name!r} is not a rule; valid: "
+                         f"{', '.join(PLAYGROUND_RULES)}")
+    rule = PLAYGROUND_RULES[name]
     return rule, rule.validate(arguments)
 
 
@@ -207,7 +224,7 @@ def catalog() -> dict[str, Any]:
     return {
         "rules": [{"name": rule.name, "summary": rule.summary,
                    "sliders": [s.to_dict() for s in rule_sliders(rule)]}
-                  for rule in rules.RULES.values()],
+                  for rule in PLAYGROUND_RULES.values()],
         "problems": [problem.to_dict() for problem in PROBLEMS.values()],
         "schedules": schedule_catalog(),
     }
