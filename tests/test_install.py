@@ -115,7 +115,8 @@ def test_the_base_install_is_torch_and_numpy_and_extras_provide_what_commands_ch
             provided = {name.lower() for name in distributions[module]}
             assert provided & extras[extra], (extra, module, provided)
     assert extras["test"] >= extras["lab"] | extras["bench"] | extras["postgres"]
-    # "all" is every job's extra; the test tools are not a job.
+    # "all" is every job's extra; the test tools (and the reference implementations the parity
+    # tests compare with) are not a job.
     tools = {"pytest", "hypothesis", "ruff", "scipy", "expecttest", "playwright",
-             "pytest-xdist"}
+             "pytest-xdist", "lion-pytorch", "schedulefree"}
     assert extras["all"] >= extras["test"] - tools

@@ -668,6 +668,11 @@ def _flatness(counts: Sequence[int | None]) -> str:
 # -- the section ----------------------------------------------------------------------------------
 
 
+#: The section's anchor and heading in the tour's report.
+SECTION_SLUG = "newer"
+SECTION_TITLE = "What the newer methods change"
+
+
 @dataclass
 class NewerResults:
     """The three studies, with the section's generated text, figures and tables.
@@ -686,7 +691,7 @@ class NewerResults:
     def section(self) -> Section:
         """The results as a section of the tour's report (figures named within its images
         folder)."""
-        return Section("newer", "What the newer methods change", self.paragraphs,
+        return Section(SECTION_SLUG, SECTION_TITLE, self.paragraphs,
                        [Figure(path.name, caption) for path, caption in self.figures],
                        self.tables, self.data)
 

@@ -36,6 +36,12 @@ class NonFiniteGradientError(FloatingPointError):
     """A gradient held inf or NaN and the optimizer was built with ``nonfinite="raise"``."""
 
 
+class ComplexParameterError(ValueError, RuntimeError):
+    """A complex parameter given to an optimizer that steps real ones only. Both a
+    ``ValueError`` (a bad argument, as descend reports them) and the ``RuntimeError`` that
+    ``torch.optim`` raises for it (``torch.optim.Muon``), so either ``except`` catches it."""
+
+
 class RuleOptimizer(torch.optim.Optimizer):
     """Base class of descend's optimizers; subclasses set ``rule`` and map their arguments.
 
@@ -157,12 +163,14 @@ class RuleOptimizer(torch.optim.Optimizer):
                              "expected a floating-point or complex tensor (an update would "
                              "truncate it)")
         if param.is_complex() and not self.complex_parameters:
-            raise ValueError(f"{where} (shape {tuple(param.shape)}) is a complex tensor: "
-                             f"{type(self).__name__} updates real parameters only (its "
-                             "reference does not step complex numbers as two real ones)")
+            raise ComplexParameterError(
+                f"{where} (shape {tuple(param.shape)}) is a complex tensor: "
+                f"{type(self).__name__} updates real parameters only (its reference does not "
+                "step complex numbers as two real ones)")
         if rule.stage is not None and (param.ndim != rule.stage.ndim or param.is_complex()):
             kind = "a complex tensor" if param.is_complex() else f"{param.ndim}-D"
-            raise ValueError(f"{where} (shape {tuple(param.shape)}) is {kind}: "
+            error = ComplexParameterError if param.is_complex() else ValueError
+            raise error(f"{where} (shape {tuple(param.shape)}) is {kind}: "
                              f"{type(self).__name__} updates real {rule.stage.ndim}-D "
                              f"parameters only{self.stage_hint}")
         if self._executor_for(param) is None:

@@ -251,7 +251,7 @@ class AdamW(Adam, torch.optim.AdamW):
                          decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)
 
 
-class NAdam(RuleOptimizer):
+class NAdam(RuleOptimizer, torch.optim.NAdam):
     """NAdam (Adam with Nesterov momentum); drop-in for ``torch.optim.NAdam``.
 
     With ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))`` and the step counter t starting at 1::
@@ -277,6 +277,7 @@ class NAdam(RuleOptimizer):
     """
 
     rule = rules.NADAM
+    torch_equivalent = ("torch.optim.NAdam", {})
 
     def __init__(self, params: Iterable, lr: float = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -291,7 +292,7 @@ class NAdam(RuleOptimizer):
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-class RAdam(RuleOptimizer):
+class RAdam(RuleOptimizer, torch.optim.RAdam):
     """RAdam (rectified Adam); drop-in for ``torch.optim.RAdam``.
 
     With ``rho_inf = 2 / (1 - beta2) - 1`` and ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``::
@@ -315,6 +316,7 @@ class RAdam(RuleOptimizer):
     """
 
     rule = rules.RADAM
+    torch_equivalent = ("torch.optim.RAdam", {})
 
     def __init__(self, params: Iterable, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -530,7 +532,7 @@ MUON_AUXILIARY_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_dec
                                differentiable=False, fused=None, decoupled_weight_decay=True)
 
 
-class Muon(RuleOptimizer):
+class Muon(RuleOptimizer, torch.optim.Muon):
     """Muon (momentum orthogonalized by Newton-Schulz), for 2-D weights; drop-in for
     ``torch.optim.Muon``, with AdamW groups for the other parameters.
 
@@ -568,6 +570,7 @@ class Muon(RuleOptimizer):
     """
 
     rule = rules.MUON
+    torch_equivalent = ("torch.optim.Muon", {})
     stage_hint = ("; give the other parameters to AdamW in a param group with "
                   "use_muon=False")
 

@@ -10,7 +10,10 @@ One module per section, each written to the report as soon as it is done:
 5. :mod:`~descend.lab.tour.decay`: step, exponential and 1/t decay for SGD+Momentum and Adam;
 6. :mod:`~descend.lab.tour.classics`: Rosenbrock, Beale and Booth;
 7. :mod:`~descend.lab.tour.second_order`: GD, Nesterov and Adam next to Newton, BFGS and L-BFGS,
-   full batch and on minibatches (see :mod:`descend.lab.orders`).
+   full batch and on minibatches (see :mod:`descend.lab.orders`);
+8. :mod:`~descend.lab.tour.newer`: beyond the lecture: Lion's sign step on the ravine,
+   Schedule-Free against step decay under noise, Muon on an ill-conditioned matrix problem
+   (see :mod:`descend.lab.newer`).
 
 Each section module has ``SLUG``, ``TITLE``, ``runs(settings)`` (the optimizer runs it makes,
 counted from the same tables it runs, for the progress bar) and ``build(report, settings,
@@ -26,11 +29,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from descend.lab.report import Report, Section
-from descend.lab.tour import classics, decay, minima, noise, ravine, saddle, second_order
+from descend.lab.tour import (
+    classics,
+    decay,
+    minima,
+    newer,
+    noise,
+    ravine,
+    saddle,
+    second_order,
+)
 from descend.lab.tour.base import Progress, TourSettings, noop
 
 #: Every section of the tour, in order.
-SECTIONS = (ravine, saddle, minima, noise, decay, classics, second_order)
+SECTIONS = (ravine, saddle, minima, noise, decay, classics, second_order, newer)
 
 
 def total_runs(settings: TourSettings | None = None) -> int:
