@@ -166,7 +166,11 @@ class OptimizerSpec(_Spec):
         return float(inspect.signature(self.cls.__init__).parameters["lr"].default)
 
     def build(self, params: Iterable) -> torch.optim.Optimizer:
-        """The optimizer over ``params``."""
+        """The optimizer over ``params``. A class that steps only some parameters itself
+        (Muon: 2-D weights) gets them grouped by its ``split_parameters``."""
+        split = getattr(self.cls, "split_parameters", None)
+        if split is not None:
+            params = split(params)
         return self.cls(params, **self.arguments)
 
     def with_arguments(self, **arguments: Any) -> OptimizerSpec:
@@ -225,7 +229,9 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
                          f"valid: {', '.join(accepted)}")
     parsed = OptimizerSpec(spec.strip(), name, cls, arguments)
     try:
-        parsed.build([torch.zeros(1, requires_grad=True)])
+        # A vector and a matrix: a class that steps matrices only (Muon) checks its own
+        # group's arguments too.
+        parsed.build([torch.zeros(1, requires_grad=True), torch.zeros(2, 2, requires_grad=True)])
     except (TypeError, ValueError) as error:
         raise ValueError(f"invalid spec {spec!r}: {error}") from None
     return parsed

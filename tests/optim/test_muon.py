@@ -164,3 +164,29 @@ def test_functional_muon_runs_the_same_rule_as_the_class():
     np.testing.assert_allclose(w, param.detach().numpy(), rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="expected a 2-D array"):
         functional.muon(np.ones(3), np.ones(3))
+
+
+def test_split_parameters_gives_matrices_to_muon_and_the_rest_to_adamw():
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(4, 3))
+    conv_weight, conv_bias, weight, bias = model.parameters()
+    groups = descend.Muon.split_parameters(model.parameters())
+    assert [len(group["params"]) for group in groups] == [1, 3]
+    assert groups[0]["params"][0] is weight and "use_muon" not in groups[0]
+    assert groups[1]["use_muon"] is False
+    assert {id(p) for p in groups[1]["params"]} == {id(conv_weight), id(conv_bias), id(bias)}
+    given = [{"params": [weight]}, {"params": [bias], "use_muon": False}]
+    assert descend.Muon.split_parameters(given) == given
+
+
+def test_a_muon_spec_builds_over_any_model_and_checks_its_arguments():
+    from descend.specs import parse_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    optimizer = parse_optimizer("muon:lr=0.02").build(model.parameters())
+    assert [(group["lr"], group.get("use_muon", True)) for group in optimizer.param_groups] == [
+        (0.02, True), (1e-3, False)]
+    model(torch.randn(5, 4)).sum().backward()
+    optimizer.step()
+    with pytest.raises(ValueError, match="ns_steps=-1 is out of range"):
+        parse_optimizer("muon:ns_steps=-1")

@@ -585,6 +585,27 @@ class Muon(RuleOptimizer, torch.optim.Muon):
                         adjust_lr_fn=adjust_lr_fn)
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
+    @staticmethod
+    def split_parameters(params: Iterable) -> list[dict[str, Any]]:
+        """A model's parameters as Muon's usual recipe groups them: the 2-D ones in a Muon
+        group, every other one in a ``use_muon=False`` (AdamW) group; empty groups are left
+        out. Param-group dicts pass through unchanged::
+
+            descend.Muon(descend.Muon.split_parameters(model.parameters()), lr=0.02)
+
+        (The output layer and embeddings are 2-D too; give them their own AdamW group by
+        hand where that matters.)
+        """
+        items = list(params)
+        if any(isinstance(item, Mapping) for item in items):
+            return items
+        matrices = [p for p in items if getattr(p, "ndim", None) == 2 and not p.is_complex()]
+        others = [p for p in items if not any(p is m for m in matrices)]
+        groups = [{"params": matrices}] if matrices else []
+        if others:
+            groups.append({"params": others, "use_muon": False})
+        return groups
+
     def rule_for(self, group: Mapping[str, Any]) -> Rule:
         """Muon's rule, or AdamW's for a group with ``use_muon=False``."""
         return rules.MUON if _uses_muon(group) else rules.ADAMW
