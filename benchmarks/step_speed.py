@@ -108,12 +108,14 @@ class Contender:
 
 
 def contenders() -> dict[str, Contender]:
-    """Every registry rule whose class has a torch.optim equivalent, plus SGD with momentum."""
+    """Every elementwise registry rule whose class has a torch.optim equivalent, plus SGD with
+    momentum. A rule with a matrix stage (Muon) is left out: its step is matrix products on
+    2-D weights, which the memory floor of this table does not measure."""
     rows: dict[str, Contender] = {}
     classes = descend.optim.optimizer_classes()
     for rule in descend.rules.RULES.values():
         cls = classes.get(rule.name)
-        if cls is None or cls.torch_equivalent is None:
+        if cls is None or cls.torch_equivalent is None or rule.stage is not None:
             continue
         rows[rule.name] = Contender(rule.name, cls)
         if rule.name == "sgd":
