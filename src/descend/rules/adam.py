@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate, weight_decay
+from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
 from descend.rules.elementwise import maximum, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
@@ -23,13 +23,7 @@ def adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step_size, bc2_sqr
     Weight decay is either coupled (``g <- g + lambda * x``, Adam) or decoupled
     (``x <- x * (1 - alpha * lambda)`` before the step, AdamW; ``decay`` is that factor).
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * decay
-        else:
-            g = g + weight_decay * p
+    p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
     # m <- beta1 m + (1 - beta1) g, in the interpolation form torch uses: it rounds the same way.
     exp_avg = exp_avg + (1 - beta1) * (g - exp_avg)
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g

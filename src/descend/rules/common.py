@@ -48,3 +48,25 @@ def l2_gradient(p, g, weight_decay, maximize):
     if weight_decay != 0:
         g = g + weight_decay * p
     return g
+
+
+@helper
+def decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize):
+    """The weights and gradient of the Adam family's step: ``g <- -g`` to ascend, then weight
+    decay, coupled (the L2 term in the gradient, Adam) or decoupled (the weights shrink before
+    the step, AdamW; ``decay = 1 - alpha * lambda``). Returns ``(p, g)``.
+
+    ::
+
+        g <- -g                                          if maximize
+        x <- x * decay                                   if weight_decay != 0 and decoupled
+        g <- g + weight_decay * x                        if weight_decay != 0 and coupled
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p = p * decay
+        else:
+            g = g + weight_decay * p
+    return p, g

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate, weight_decay
+from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
 from descend.rules.elementwise import lerp, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, RunningProduct, Slot
 
@@ -28,13 +28,7 @@ def nadam_update(p, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, weight_decay, 
     coupled (``g <- g + lambda x``) or decoupled (``x <- x (1 - alpha lambda)``, NAdamW;
     ``decay`` is that factor).
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * decay
-        else:
-            g = g + weight_decay * p
+    p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
     exp_avg = lerp(exp_avg, g, 1 - beta1)
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
     denom = sqrt(exp_avg_sq / bias_correction2) + eps

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate, weight_decay
+from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
 from descend.rules.elementwise import lerp, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
@@ -26,13 +26,7 @@ def radam_update(p, g, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, weight_dec
     (``g <- g + lambda x``) or decoupled (``x <- x (1 - alpha lambda)``; ``decay`` is that
     factor).
     """
-    if maximize:
-        g = -g
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p = p * decay
-        else:
-            g = g + weight_decay * p
+    p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
     exp_avg = lerp(exp_avg, g, 1 - beta1)
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
     if rectify:
