@@ -43,8 +43,8 @@ import torch
 
 from descend.kernels import cpu_threads
 from descend.kernels.executor import Executor
-from descend.kernels.table import WORK_ITEM, TensorTable, flat_compatible
-from descend.kernels.variant import Variant, function_tree, runtime_row, variant_of
+from descend.kernels.table import WORK_ITEM, TensorTable, step_in_tables
+from descend.kernels.variant import Variant, function_tree
 from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
 from descend.rules.spec import Rule
 
@@ -469,34 +469,7 @@ class FusedExecutor(Executor):
         is ignored). Tensors that cannot be walked as flat arrays (strided views, a gradient
         laid out unlike its parameter) are copied into contiguous buffers and back.
         """
-        if not (len(params) == len(grads) == len(slots)):
-            raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
-                             "slot lists: expected the same number of each")
-        active = tuple(state is not None for state in (slots[0] if slots else ()))
-        for index, (param, grad, state) in enumerate(zip(params, grads, slots, strict=True)):
-            check_operands(param, [(f"the gradient of tensor {index}", grad)] + [
-                (f"slot {k} of tensor {index}", s) for k, s in enumerate(state) if s is not None])
-        by_dtype: dict[torch.dtype, list[list[torch.Tensor]]] = {}
-        copies: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for param, grad, state in zip(params, grads, slots, strict=True):
-            operands = [param, grad, *(s for s in state if s is not None)]
-            if not flat_compatible(operands):
-                contiguous = [t.contiguous() for t in operands]
-                copies += [(original, copy) for original, copy in zip(operands, contiguous,
-                                                                       strict=True)
-                           if copy is not original and original is not grad]
-                operands = contiguous
-            by_dtype.setdefault(param.dtype, []).append(operands)
-        for dtype, entries in by_dtype.items():
-            dtype_variant = variant_of(rule, scalars, FUSED_DTYPES[dtype], active)
-            table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]))
-            for index, operands in enumerate(entries):
-                table.addresses[:, index] = [t.data_ptr() for t in operands]
-            self.launch(self.kernel(rule, dtype_variant), table,
-                        np.zeros(len(entries), dtype=np.int64),
-                        np.asarray([runtime_row(dtype_variant, scalars)], dtype=np.float64))
-        for original, copy in copies:
-            original.copy_(copy)
+        step_in_tables(self, rule, scalars, params, grads, slots, FUSED_DTYPES, check_operands)
 
     def kernel(self, rule: Rule, variant: Variant):
         """The compiled kernel (memory, disk cache or compiler)."""

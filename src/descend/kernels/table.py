@@ -7,7 +7,8 @@ threads (or GPU programs) can share one step evenly whatever the tensors' sizes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,3 +91,53 @@ def dense(tensor: torch.Tensor) -> bool:
             return False
         expected *= size
     return True
+
+
+def step_in_tables(executor: Any, rule: Any, scalars: Mapping[str, Any],
+                   params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                   slots: Sequence[Sequence[torch.Tensor | None]],
+                   kernel_dtypes: Mapping[torch.dtype, str],
+                   check_operands: Callable[[torch.Tensor, list], None]) -> None:
+    """One step of ``rule`` in place over tensor lists, as a compiled executor runs it: the
+    body of the fused and Triton executors' ``step``.
+
+    Every tensor must have the same active slots, and every operand is checked against its
+    parameter (``check_operands`` raises, naming it) before anything is written. Tensors are
+    grouped by dtype and device, one table and one ``executor.launch`` of
+    ``executor.kernel(rule, variant)`` per group; ``kernel_dtypes`` names each dtype's kernel
+    dtype. Tensors that cannot be walked as flat arrays (strided views, a gradient laid out
+    unlike its parameter) are copied into contiguous buffers and back.
+    """
+    from descend.kernels.variant import runtime_row, variant_of
+
+    if not (len(params) == len(grads) == len(slots)):
+        raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
+                         "slot lists: expected the same number of each")
+    active = tuple(state is not None for state in (slots[0] if slots else ()))
+    for index, (param, grad, state) in enumerate(zip(params, grads, slots, strict=True)):
+        if tuple(s is not None for s in state) != active:
+            raise ValueError(f"tensor {index} has slots {[s is not None for s in state]}, "
+                             f"tensor 0 {list(active)}: expected the same active slots")
+        check_operands(param, [(f"the gradient of tensor {index}", grad)] + [
+            (f"slot {k} of tensor {index}", s) for k, s in enumerate(state) if s is not None])
+    groups: dict[tuple[torch.dtype, torch.device], list[list[torch.Tensor]]] = {}
+    copies: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for param, grad, state in zip(params, grads, slots, strict=True):
+        operands = [param, grad, *(s for s in state if s is not None)]
+        if not flat_compatible(operands):
+            contiguous = [t.contiguous() for t in operands]
+            copies += [(original, copy) for original, copy in zip(operands, contiguous,
+                                                                   strict=True)
+                       if copy is not original and original is not grad]
+            operands = contiguous
+        groups.setdefault((param.dtype, param.device), []).append(operands)
+    for (dtype, device), entries in groups.items():
+        variant = variant_of(rule, scalars, kernel_dtypes[dtype], active)
+        table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]), device)
+        for index, operands in enumerate(entries):
+            table.addresses[:, index] = [t.data_ptr() for t in operands]
+        executor.launch(executor.kernel(rule, variant), table,
+                        np.zeros(len(entries), dtype=np.int64),
+                        np.asarray([runtime_row(variant, scalars)], dtype=np.float64))
+    for original, copy in copies:
+        original.copy_(copy)

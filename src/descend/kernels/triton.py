@@ -45,8 +45,8 @@ import torch
 
 from descend.kernels.executor import Executor
 from descend.kernels.fused import _cached_source, _rewritten, cache_dir
-from descend.kernels.table import TensorTable, flat_compatible
-from descend.kernels.variant import Variant, runtime_row, variant_of
+from descend.kernels.table import TensorTable, step_in_tables
+from descend.kernels.variant import Variant
 from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
 from descend.rules.spec import Rule
 
@@ -392,37 +392,7 @@ class TritonExecutor(Executor):
         (strided views, a gradient laid out unlike its parameter) are copied into contiguous
         buffers and back.
         """
-        if not (len(params) == len(grads) == len(slots)):
-            raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
-                             "slot lists: expected the same number of each")
-        active = tuple(state is not None for state in (slots[0] if slots else ()))
-        for index, (param, grad, state) in enumerate(zip(params, grads, slots, strict=True)):
-            if tuple(s is not None for s in state) != active:
-                raise ValueError(f"tensor {index} has slots {[s is not None for s in state]}, "
-                                 f"tensor 0 {list(active)}: expected the same active slots")
-            check_operands(param, [(f"the gradient of tensor {index}", grad)] + [
-                (f"slot {k} of tensor {index}", s) for k, s in enumerate(state) if s is not None])
-        groups: dict[tuple[torch.dtype, torch.device], list[list[torch.Tensor]]] = {}
-        copies: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for param, grad, state in zip(params, grads, slots, strict=True):
-            operands = [param, grad, *(s for s in state if s is not None)]
-            if not flat_compatible(operands):
-                contiguous = [t.contiguous() for t in operands]
-                copies += [(original, copy) for original, copy in zip(operands, contiguous,
-                                                                       strict=True)
-                           if copy is not original and original is not grad]
-                operands = contiguous
-            groups.setdefault((param.dtype, param.device), []).append(operands)
-        for (dtype, device), entries in groups.items():
-            group_variant = variant_of(rule, scalars, TRITON_DTYPES[dtype], active)
-            table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]), device)
-            for index, operands in enumerate(entries):
-                table.addresses[:, index] = [t.data_ptr() for t in operands]
-            self.launch(self.kernel(rule, group_variant), table,
-                        np.zeros(len(entries), dtype=np.int64),
-                        np.asarray([runtime_row(group_variant, scalars)], dtype=np.float64))
-        for original, copy in copies:
-            original.copy_(copy)
+        step_in_tables(self, rule, scalars, params, grads, slots, TRITON_DTYPES, check_operands)
 
     def kernel(self, rule: Rule, variant: Variant):
         """The ``@triton.jit`` kernel of ``rule`` for ``variant``."""
