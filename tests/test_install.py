@@ -118,5 +118,5 @@ def test_the_base_install_is_torch_and_numpy_and_extras_provide_what_commands_ch
     # "all" is every job's extra; the test tools (and the reference implementations the parity
     # tests compare with) are not a job.
     tools = {"pytest", "hypothesis", "ruff", "scipy", "expecttest", "playwright",
-             "pytest-xdist", "lion-pytorch", "schedulefree"}
+             "pytest-xdist", "filelock", "lion-pytorch", "schedulefree"}
     assert extras["all"] >= extras["test"] - tools
