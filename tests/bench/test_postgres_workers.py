@@ -61,10 +61,15 @@ def _start(arguments: list[str]) -> subprocess.Popen:
 
 
 def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    # The test polls this many times a second: each storage's connection pool is closed
+    # after reading, or the polls alone would use up the server's connection slots.
+    storage = open_storage(url)
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
     except KeyError:  # not created yet
         return []
+    finally:
+        storage.engine.dispose()
 
 
 def _worker_pid(trial: optuna.trial.FrozenTrial) -> int | None:
