@@ -8,10 +8,16 @@ threads (or GPU programs) can share one step evenly whatever the tensors' sizes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from descend.kernels.variant import runtime_row, variant_of
+from descend.rules.spec import Rule
+
+if TYPE_CHECKING:
+    from descend.kernels.executor import Executor
 
 #: Elements per work item: large enough to amortize the per-item bookkeeping, small enough
 #: that even a one-tensor step splits evenly over the threads.
@@ -93,7 +99,7 @@ def dense(tensor: torch.Tensor) -> bool:
     return True
 
 
-def step_in_tables(executor: Any, rule: Any, scalars: Mapping[str, Any],
+def step_in_tables(executor: Executor, rule: Rule, scalars: Mapping[str, Any],
                    params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
                    slots: Sequence[Sequence[torch.Tensor | None]],
                    kernel_dtypes: Mapping[torch.dtype, str],
@@ -108,8 +114,6 @@ def step_in_tables(executor: Any, rule: Any, scalars: Mapping[str, Any],
     dtype. Tensors that cannot be walked as flat arrays (strided views, a gradient laid out
     unlike its parameter) are copied into contiguous buffers and back.
     """
-    from descend.kernels.variant import runtime_row, variant_of
-
     if not (len(params) == len(grads) == len(slots)):
         raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
                          "slot lists: expected the same number of each")
