@@ -1,5 +1,6 @@
-"""What each install brings: torch and NumPy run the optimizers; every command names the extra
-it is missing; the extras in pyproject.toml provide what the commands check for."""
+"""What each install brings: torch, NumPy and Numba run the optimizers (and without Numba they
+still run, on the reference executor); every command names the extra it is missing; the extras
+in pyproject.toml provide what the commands check for."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from descend.cli.main import EXTRAS
 
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+")
 ROOT = Path(__file__).resolve().parents[1]
-#: Packages that only extras install.
+#: Packages that only extras install, and Numba (a core dependency the optimizers can do
+#: without: a platform without its wheel still steps, on the reference executor).
 HEAVY = ("optuna", "matplotlib", "sklearn", "mnist1d", "numba", "rich", "scipy", "PIL",
          "sqlalchemy", "psycopg", "triton")
 
@@ -104,10 +106,11 @@ def _extras() -> dict[str, set[str]]:
     return {extra: names(extra) for extra in raw}
 
 
-def test_the_base_install_is_torch_and_numpy_and_extras_provide_what_commands_check():
+def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_commands_check():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = {re.match(r"[A-Za-z0-9_.\-]+", item).group(0) for item in project["dependencies"]}
-    assert base == {"numpy", "torch"}
+    # Numba: without the fused executor a default install would step slower than torch.
+    assert base == {"numpy", "torch", "numba"}
     extras = _extras()
     distributions = importlib.metadata.packages_distributions()
     for extra, modules in EXTRAS.items():

@@ -13,6 +13,7 @@ backend asks only that executor (see :func:`executors_for`).
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,14 +62,21 @@ class Executor:
         """
         raise NotImplementedError
 
+    def check_ready(self) -> None:
+        """Raise ``ValueError`` if the executor cannot run now (a bad setting in the
+        environment), so that a step fails before it changes anything."""
+
     # -- compiled executors -------------------------------------------------------------------
 
     def kernel(self, rule: Rule, variant: Variant) -> Any:
         """The compiled kernel of ``rule`` for ``variant`` (compiled executors only)."""
         raise NotImplementedError
 
-    def launch(self, kernel: Any, table: Any, rows: Any, scalars: Any) -> None:
-        """Run ``kernel`` over an address table (compiled executors only)."""
+    def launch(self, kernel: Any, table: Any, rows: Any, scalars: Any,
+               indices: Any = None) -> None:
+        """Run ``kernel`` over an address table (compiled executors only): ``rows[i]`` is the
+        row of ``scalars`` the i-th tensor reads, ``indices`` the tensors of the table to run
+        (all if ``None``)."""
         raise NotImplementedError
 
 
@@ -81,6 +89,8 @@ _MODULES = {
     "triton": "descend.kernels.triton",
 }
 _instances: dict[str, Executor] = {}
+#: Executors ``auto`` has said, once per process, that it must do without.
+_warned: set[str] = set()
 
 
 def backend_names() -> tuple[str, ...]:
@@ -115,6 +125,13 @@ def executors_for(backend: str) -> tuple[Executor, ...]:
             automatic = executor.automatic() if executor.available() else None
             if automatic is not None:
                 chosen.append(automatic)
+            elif name == "fused" and not _warned:
+                # The CPU step then runs on torch ops: a few times slower on many tensors.
+                _warned.add(name)
+                warnings.warn(f"backend='auto' runs CPU parameters on the reference executor "
+                              f"(torch ops), since the fused executor is unavailable: "
+                              f"{executor.unavailable_reason()}", RuntimeWarning,
+                              stacklevel=3)
         return (*chosen, get_executor("reference"))
     executor = get_executor(backend)
     if not executor.available():

@@ -32,6 +32,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
@@ -256,7 +257,8 @@ def get_kernel(rule: Rule, variant: Variant):
 
 def _load_kernel(rule: Rule, variant: Variant):
     if not fused_available():
-        raise RuntimeError("the fused backend needs Numba: pip install 'descend[fused]'")
+        raise RuntimeError("the fused backend needs Numba, a dependency of descend that is "
+                           "missing here: pip install numba")
     source = kernel_source(rule, variant)
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     name = f"descend_kernel_{rule.name}_{variant.dtype}_{digest}"
@@ -280,20 +282,92 @@ def _load_kernel(rule: Rule, variant: Variant):
     return kernel
 
 
+#: Seconds a process waits for another one compiling the same kernel before it says so, and
+#: before it compiles the kernel itself without the lock. A holder that is stopped (Ctrl-Z)
+#: is not waited for at all.
+LOCK_NOTICE_SECONDS = 30.0
+LOCK_TIMEOUT_SECONDS = 600.0
+
+
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes on ``path`` (where the OS offers ``fcntl``)."""
+def _file_lock(path: Path, notice: float | None = None,
+               timeout: float | None = None) -> Iterator[None]:
+    """An exclusive lock between processes on ``path`` (where the OS offers ``fcntl``).
+
+    Never waits forever: the holder writes its process id into the file, and a waiter goes on
+    without the lock at once if that process is stopped, else warns after ``notice`` seconds
+    (default :data:`LOCK_NOTICE_SECONDS`) and goes on after ``timeout`` seconds
+    (:data:`LOCK_TIMEOUT_SECONDS`). At worst two processes then compile the same kernel, and
+    one of them recompiles what it finds half-written.
+    """
+    notice = LOCK_NOTICE_SECONDS if notice is None else notice
+    timeout = LOCK_TIMEOUT_SECONDS if timeout is None else timeout
     try:
         import fcntl
     except ImportError:  # no advisory locks here: concurrent compiles may warn, nothing worse
         yield
         return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(path, "a+") as handle:
+        locked = _acquire(fcntl, handle, path, notice, timeout)
         try:
+            if locked:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(os.getpid()))
+                handle.flush()
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _acquire(fcntl: Any, handle: Any, path: Path, notice: float, timeout: float) -> bool:
+    """Take the lock on ``handle``, polling; ``False`` if its holder is stopped or
+    ``timeout`` passed first (each with a warning)."""
+    start = time.monotonic()
+    noticed = False
+    delay = 0.01
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        holder = _holder(path)
+        if holder is not None and _stopped(holder):
+            warnings.warn(f"process {holder} holds {path} but is stopped; compiling the kernel "
+                          "without waiting for it", RuntimeWarning, stacklevel=5)
+            return False
+        waited = time.monotonic() - start
+        if waited >= timeout:
+            warnings.warn(f"gave up waiting after {waited:.0f} s for process {holder} holding "
+                          f"{path}; compiling the kernel without it", RuntimeWarning,
+                          stacklevel=5)
+            return False
+        if not noticed and waited >= notice:
+            warnings.warn(f"waiting for process {holder} compiling the same kernel (lock "
+                          f"{path}); will go on without it after {timeout:.0f} s",
+                          RuntimeWarning, stacklevel=5)
+            noticed = True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def _holder(path: Path) -> int | None:
+    """The process id a lock's holder wrote into it, if any."""
+    try:
+        return int(path.read_text().strip() or "x")
+    except (OSError, ValueError):
+        return None
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (Ctrl-Z, SIGSTOP) or traced, where /proc tells."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:][:1] in ("T", "t")
 
 
 def _compile_module(name: str, path: Path, source: str):
@@ -378,7 +452,14 @@ def _cached_source(directory: Path, filename: str, source: str) -> Path:
     so a concurrent process never sees a half-written file; an intact file is never rewritten,
     because Numba's disk cache is keyed on its modification time.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as error:
+        raise ValueError(f"the kernel cache directory {directory} cannot be used ({error}): "
+                         f"set ${CACHE_ENV} to a writable directory; nothing was "
+                         "updated") from None
     path = directory / filename
     try:
         intact = path.read_text() == source
@@ -449,7 +530,8 @@ class FusedExecutor(Executor):
 
     def unavailable_reason(self) -> str:
         """What to install."""
-        return "it needs Numba: pip install 'descend[fused]' (or use backend='auto')"
+        return ("it needs Numba, a dependency of descend that is missing here: pip install "
+                "numba (or use backend='auto')")
 
     def supports(self, tensor: torch.Tensor) -> bool:
         """CPU float32 and float64 tensors."""
@@ -470,6 +552,10 @@ class FusedExecutor(Executor):
         laid out unlike its parameter) are copied into contiguous buffers and back.
         """
         step_in_tables(self, rule, scalars, params, grads, slots, FUSED_DTYPES, check_operands)
+
+    def check_ready(self) -> None:
+        """``$DESCEND_NUM_THREADS`` must be a positive integer if set."""
+        kernel_threads()
 
     def kernel(self, rule: Rule, variant: Variant):
         """The compiled kernel (memory, disk cache or compiler)."""

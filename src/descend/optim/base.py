@@ -16,6 +16,7 @@ its parameters, non-finite values when asked to) and only then changes anything.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
@@ -23,13 +24,18 @@ from typing import Any, ClassVar
 import torch
 
 from descend.kernels.executor import Executor, backend_names, executors_for
-from descend.optim.plan import STALE, GroupPlan, check_gradient
+from descend.optim.plan import STALE, GroupPlan, check_gradient, check_representable
 from descend.rules.spec import Rule, plain_value
 
 #: What an optimizer does when a gradient holds inf or NaN.
 NONFINITE_MODES = ("propagate", "raise", "skip")
 #: Executors an optimizer can run its rule on (``backend=``).
 BACKENDS = backend_names()
+
+
+#: What a group's prepared step becomes: given every group's advanced group state, the step
+#: worked out (nothing changed yet), as the function that performs it.
+Staged = Callable[[Mapping[int, Mapping[str, Any]]], Callable[[], None]]
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -102,7 +108,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.nonfinite = nonfinite
         self.backend = backend
         self.skipped_steps = 0
-        self._plans: dict[int, GroupPlan] = {}
+        self._reset_step_caches()
         # add_param_group, which Optimizer.__init__ calls per group, checks each parameter.
         # (Named, not super(): a drop-in class also derives from its torch.optim class, whose
         # __init__ takes that class's arguments.)
@@ -112,6 +118,15 @@ class RuleOptimizer(torch.optim.Optimizer):
                 hypers = self.rule_hypers(group)
                 for param in group["params"]:
                     self._ensure_state(param, hypers, group)
+
+    def _reset_step_caches(self) -> None:
+        """What the step keeps between calls, none of it optimizer state: the plans, the
+        group values last checked, the parameter count last checked for duplicates, and the
+        parameters whose state was created but not yet stepped."""
+        self._plans: dict[int, GroupPlan] = {}
+        self._checked_values: dict[int, tuple] = {}
+        self._listed_once = -1
+        self._unstepped: set[int] = set()
 
     # -- hyperparameters and parameters -------------------------------------------------------
 
@@ -125,13 +140,17 @@ class RuleOptimizer(torch.optim.Optimizer):
         unpacked, see :attr:`Rule.group_keys`)."""
         return self.rule_for(group).hypers_from_group(group)
 
-    def _step_hypers(self, group: Mapping[str, Any], hypers: Mapping[str, Any]
+    def _step_hypers(self, group: Mapping[str, Any], hypers: Mapping[str, Any],
+                     advanced: Mapping[int, Mapping[str, Any]] | None = None
                      ) -> dict[str, Any]:
         """``hypers`` with the group's state (:class:`~descend.rules.spec.GroupState`), as the
-        rule's step scalars read them."""
+        rule's step scalars read them: as ``advanced`` holds it for this step, if given (see
+        :meth:`_advanced_group_state`), else as the group holds it."""
         state = self.rule_for(group).group_state
         if state is None:
             return dict(hypers)
+        if advanced is not None and id(group) in advanced:
+            return {**hypers, **advanced[id(group)]}
         return {**hypers, **{name: group[name] for name in state.names}}
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -158,6 +177,11 @@ class RuleOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def _check_parameter(self, param: torch.Tensor, where: str, rule: Rule) -> None:
+        if param.layout != torch.strided:
+            raise ValueError(f"{where} (shape {tuple(param.shape)}) is a {param.layout} "
+                             "tensor: descend optimizers update dense (strided) parameters; "
+                             "sparse gradients of dense parameters are supported where "
+                             "torch.optim supports them")
         if not (param.is_floating_point() or param.is_complex()):
             raise ValueError(f"{where} (shape {tuple(param.shape)}) has dtype {param.dtype}: "
                              "expected a floating-point or complex tensor (an update would "
@@ -216,6 +240,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             if tensor is None:
                 state[slot.name] = slot.initial(param, hypers)
                 created = True
+                self._unstepped.add(id(param))
             elif (not isinstance(tensor, torch.Tensor) or tensor.shape != param.shape
                   or tensor.dtype != param.dtype or tensor.device != param.device):
                 raise ValueError(
@@ -248,7 +273,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         for name in self.extra_settings:
             setattr(self, name, state.pop(name, current.get(name)))
         self._executors = executors_for(self.backend)
-        self._plans = {}
+        self._reset_step_caches()
         super().__setstate__(state)
         for group in self.param_groups:
             for key, value in self.defaults.items():
@@ -282,6 +307,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.skipped_steps = skipped
 
     def _check_loaded_state(self, state_dict: Mapping[str, Any]) -> None:
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"load_state_dict expects an optimizer state dict (a mapping "
+                             f"with 'state' and 'param_groups'), got {_describe(state_dict)}; "
+                             "nothing was loaded")
         groups = state_dict.get("param_groups")
         saved_state = state_dict.get("state")
         if not isinstance(groups, list) or not isinstance(saved_state, Mapping):
@@ -298,16 +327,28 @@ class RuleOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"parameter group {index} of the state dict has {len(ids)} "
                                  f"parameters, this optimizer's {len(group['params'])}; "
                                  "nothing was loaded")
-            hypers = self.rule_hypers({**group, **{k: v for k, v in saved.items()
-                                                   if k != "params"}})
+            loaded = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            try:
+                hypers = self.rule_hypers(loaded)
+                rule.validate(hypers, rule.display_names())
+            except (ValueError, KeyError) as error:
+                raise ValueError(f"parameter group {index} of the state dict: {error}; "
+                                 "nothing was loaded") from None
             for key, param in zip(ids, group["params"], strict=True):
                 entry = saved_state.get(key)
                 if not entry:
                     continue
                 for name, value in entry.items():
                     slot = slot_names.get(name)
-                    if slot is None or not isinstance(value, torch.Tensor):
+                    if slot is None:
                         continue
+                    if value is None and not (slot.unconditional and slot.active(hypers)):
+                        continue  # not created yet (torch.optim.SGD saves such a buffer)
+                    if not isinstance(value, torch.Tensor):
+                        raise ValueError(
+                            f"the state dict's {name!r} for {self._label(param)} is "
+                            f"{_describe(value)}: expected a tensor of the parameter's shape "
+                            "(a damaged checkpoint?); nothing was loaded")
                     if value.shape != param.shape:
                         raise ValueError(
                             f"the state dict's {name!r} for {self._label(param)} has shape "
@@ -350,25 +391,82 @@ class RuleOptimizer(torch.optim.Optimizer):
     def _step(self, differentiable: bool) -> None:
         work = [(group, [p for p in group["params"] if p.grad is not None])
                 for group in self.param_groups]
+        self._check_listed_once()
         # Check everything first; change nothing until every group is ready.
         ready = [self._prepare_group(group, params, differentiable)
                  for group, params in work if params]
         if self.nonfinite != "propagate" and self._has_nonfinite_gradient(work):
             self.skipped_steps += 1
             return
-        self._advance_group_state()
-        for run in ready:
+        # Work out every group's step (group state, counters, kernels, scalars) without
+        # changing anything, so that an error on the way leaves the optimizer as it was ...
+        advanced = self._advanced_group_state()
+        runs = [stage(advanced) for stage in ready]
+        # ... then change it.
+        for group in self.param_groups:
+            group.update(advanced.get(id(group), ()))
+        for run in runs:
             run()
 
-    def _advance_group_state(self) -> None:
-        """Advance every group's :class:`~descend.rules.spec.GroupState` by one step (groups
-        without gradients too, as the reference implementations do)."""
+    def _check_listed_once(self) -> None:
+        """Refuse a parameter listed twice in the param groups (appended after construction):
+        the constructor refuses it, since it would be stepped twice."""
+        groups = self.param_groups
+        listed = sum(len(group["params"]) for group in groups)
+        if listed == self._listed_once:
+            return
+        seen: set[int] = set()
+        for index, group in enumerate(groups):
+            for position, param in enumerate(group["params"]):
+                if id(param) in seen:
+                    raise ValueError(
+                        f"param_groups[{index}]['params'][{position}] (shape "
+                        f"{tuple(param.shape)}) is listed twice in the parameter groups: each "
+                        "parameter may be listed once (it would otherwise be stepped twice); "
+                        "nothing was updated")
+                seen.add(id(param))
+        self._listed_once = listed
+
+    def _advanced_group_state(self) -> dict[int, dict[str, Any]]:
+        """Every group's :class:`~descend.rules.spec.GroupState` advanced by one step (groups
+        without gradients too, as the reference implementations do), by group id; the groups
+        themselves are not changed."""
+        advanced = {}
         for group in self.param_groups:
             state = self.rule_for(group).group_state
             if state is not None:
                 values = {key: plain_value(value) for key, value in
-                          self._step_hypers(group, self.rule_hypers(group)).items()}
-                group.update(state.advance(values))
+                          self._step_hypers(group, self._checked_hypers(group)).items()}
+                advanced[id(group)] = state.advance(values)
+        return advanced
+
+    def _checked_hypers(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The group's hyperparameters, checked against the rule whenever they changed since
+        the last step (an edit of ``param_groups`` or a loaded state dict): ``ValueError``
+        naming the bad value, before anything changes."""
+        rule = self.rule_for(group)
+        try:
+            hypers = rule.hypers_from_group(group)
+        except KeyError as missing:
+            raise ValueError(f"parameter group {self._group_index(group)} has no "
+                             f"{missing.args[0]!r}: expected every hyperparameter of "
+                             f"{type(self).__name__}") from None
+        except ValueError as error:
+            raise ValueError(f"parameter group {self._group_index(group)}: {error}; nothing "
+                             "was updated") from None
+        values = tuple(hypers.values())
+        checked = self._checked_values.get(id(group))
+        if checked is None or not _same_values(checked, values):
+            try:
+                rule.validate(hypers, rule.display_names())
+            except ValueError as error:
+                raise ValueError(f"parameter group {self._group_index(group)}: {error}; "
+                                 "nothing was updated") from None
+            self._checked_values[id(group)] = values
+        return hypers
+
+    def _group_index(self, group: Mapping[str, Any]) -> int:
+        return next(i for i, candidate in enumerate(self.param_groups) if candidate is group)
 
     def _has_nonfinite_gradient(self, work: list[tuple[dict, list[torch.Tensor]]]) -> bool:
         """One pass over the gradients (one device synchronization per device)."""
@@ -386,9 +484,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         return False
 
     def _prepare_group(self, group: dict[str, Any], params: list[torch.Tensor],
-                       differentiable: bool = False) -> Callable[[], None]:
-        """Check one group's step and return the function that performs it."""
-        hypers = self.rule_hypers(group)
+                       differentiable: bool = False) -> Staged:
+        """Check one group's step; return the function that works it out (see
+        :meth:`_step`)."""
+        hypers = self._checked_hypers(group)
         rule = self.rule_for(group)
         if differentiable or not self._executors[0].compiled or rule.stage is not None:
             return self._prepare_unplanned(group, params, hypers, differentiable)
@@ -398,29 +497,73 @@ class RuleOptimizer(torch.optim.Optimizer):
             ready = plan.prepare(params, self.state, self._label)
         if ready is STALE:
             self._check_gradients(params)
-            first = set()
             for param in params:
                 if not param.grad.is_sparse and not param.is_complex():
-                    _, created = self._ensure_state(param, hypers, group)
-                    if created:
-                        first.add(id(param))
+                    state, _ = self._ensure_state(param, hypers, group)
+                    if state is not None and rule.counts_steps:
+                        _check_counter(state["step"], lambda p=param: self._label(p))
+            self._check_writable(params)
             plan = GroupPlan(group, self.state, rule, hypers, _step_dtype(),
-                             self._executor_for, first)
+                             self._executor_for, self._unstepped)
             self._plans[id(group)] = plan
             ready = plan.prepare(params, self.state, self._label)
             if ready is STALE:
                 raise AssertionError("a freshly built plan does not cover its group")
-
-        def run() -> None:
-            leftovers = plan.run(ready, self._step_hypers(group, hypers))
-            if leftovers:
-                self._prepare_unplanned(group, leftovers, hypers)()
-
+        self._check_counters(plan, ready)
         leftovers = ready[3]
-        if leftovers:
-            # Check the leftovers now too, so a bad one stops the step before any change.
-            self._check_gradients(leftovers)
-        return run
+        # The leftovers are checked now too, so a bad one stops the step before any change.
+        rest = self._prepare_unplanned(group, leftovers, hypers) if leftovers else None
+
+        def stage(advanced: Mapping[int, Mapping[str, Any]]) -> Callable[[], None]:
+            step_hypers = self._step_hypers(group, hypers, advanced)
+            run, _ = plan.stage(ready, step_hypers)
+            run_rest = rest(advanced) if rest is not None else None
+            unstepped = self._unstepped
+
+            def commit() -> None:
+                run()
+                if unstepped:
+                    unstepped.difference_update(map(id, params))
+                if run_rest is not None:
+                    run_rest()
+
+            return commit
+
+        return stage
+
+    def _check_counters(self, plan: GroupPlan, ready: Any) -> None:
+        """Refuse step counters set to what no step can follow (negative), naming the
+        parameter; the plan's counters are read as one array per block."""
+        for block in ready[0]:
+            if block.counted and len(block.step_values) and not block.step_values.min() >= 0:
+                param = block.params[int(block.step_values.argmin())]
+                raise ValueError(
+                    f"state['step'] of {self._label(param)} is "
+                    f"{block.step_values.min():g}: expected a count of steps taken (>= 0); "
+                    "nothing was updated")
+
+    def _weight_decay_of(self, param: torch.Tensor) -> Any:
+        """The ``weight_decay`` of the group holding ``param`` (0 if it has none)."""
+        for group in self.param_groups:
+            if any(candidate is param for candidate in group["params"]):
+                return group.get("weight_decay", 0)
+        return 0
+
+    def _check_writable(self, params: list[torch.Tensor]) -> None:
+        """Refuse a parameter or state tensor whose elements share memory (an expanded
+        tensor): an update would write one element several times (torch refuses it too)."""
+        for param in params:
+            state = self.state.get(param, {})
+            tensors = [("", param), *((f"state[{name!r}] of ", value)
+                                      for name, value in state.items()
+                                      if isinstance(value, torch.Tensor) and value.ndim)]
+            for prefix, tensor in tensors:
+                if torch._debug_has_internal_overlap(tensor) == 1:
+                    raise ValueError(
+                        f"{prefix}{self._label(param)} has elements that refer to the same "
+                        f"memory location (strides {tensor.stride()}, an expanded tensor?): "
+                        "an in-place update would write them several times; clone it "
+                        "first; nothing was updated")
 
     def _check_gradients(self, params: list[torch.Tensor]) -> None:
         for param in params:
@@ -429,43 +572,55 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if self.sparse_gradients is None:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse "
                                        f"gradients ({self._label(param)})")
+                group_decay = self._weight_decay_of(param)
+                if group_decay:
+                    # torch.optim refuses it too (Adagrad by name, SGD in its sparse add).
+                    raise RuntimeError(
+                        f"weight_decay={group_decay} is not compatible with the sparse "
+                        f"gradient of {self._label(param)}; nothing was updated")
                 if grad.shape != param.shape or grad.dtype != param.dtype:
                     check_gradient(param, grad, self._label)
             else:
                 check_gradient(param, grad, self._label)
 
     def _prepare_unplanned(self, group: dict[str, Any], params: list[torch.Tensor],
-                           hypers: Mapping[str, Any], differentiable: bool = False,
-                           ) -> Callable[[], None]:
-        """Check, then return the step of parameters no plan covers: each is stepped by its
-        executor's list call, one call per step count (and running products) and executor."""
+                           hypers: Mapping[str, Any], differentiable: bool = False) -> Staged:
+        """Check the step of parameters no plan covers; return the function that works it out.
+        Each is stepped by its executor's list call, one call per step count (and running
+        products) and executor."""
         self._check_gradients(params)
         rule = self.rule_for(group)
         entries = []
         for param in params:
-            state, created = self._ensure_state(param, hypers, group)
-            entries.append((param, state, created))
+            state, _ = self._ensure_state(param, hypers, group)
+            if rule.counts_steps:
+                _check_counter(state["step"], lambda p=param: self._label(p))
+            entries.append((param, state))
+        self._check_writable(params)
 
-        def run() -> None:
-            step_hypers = self._step_hypers(group, hypers)
+        def stage(advanced: Mapping[int, Mapping[str, Any]]) -> Callable[[], None]:
+            step_hypers = self._step_hypers(group, hypers, advanced)
+            plain = {name: plain_value(value) for name, value in step_hypers.items()}
             slot_names = [slot.name for slot in rule.slots]
             active = {slot.name for slot in rule.active_slots(hypers)}
             buckets: dict[tuple, tuple[list, list, list]] = defaultdict(lambda: ([], [], []))
-            for param, state, created in entries:
+            sparse = []
+            products_after = []
+            for param, state in entries:
                 if rule.counts_steps:
-                    state["step"] += 1
-                    step = int(state["step"].item())
+                    step = int(state["step"].item()) + 1
                 else:
-                    step = 1 if created else 2
+                    step = 1 if id(param) in self._unstepped else 2
                 products = []
                 for product in rule.products:
-                    value = state[product.name]
-                    value *= product.factor(step_hypers, step)  # in its dtype, as torch does
+                    # In the product's dtype, as torch does.
+                    value = state[product.name] * product.factor(step_hypers, step)
+                    products_after.append((state[product.name], value))
                     products.append(value.item())
                 grad = param.grad
                 slots = [state[name] if name in active else None for name in slot_names]
                 if grad.is_sparse:
-                    self._step_sparse(rule, param, grad, slots, step, step_hypers)
+                    sparse.append((param, grad, slots, step))
                     continue
                 if param.is_complex():
                     param, grad = torch.view_as_real(param), torch.view_as_real(grad)
@@ -477,14 +632,36 @@ class RuleOptimizer(torch.optim.Optimizer):
                 bucket[1].append(grad)
                 bucket[2].append(slots)
             names = [product.name for product in rule.products]
+            calls = []
             for (step, products, executor), (bucket_params, grads, slots) in buckets.items():
                 values = {**step_hypers, **dict(zip(names, products, strict=True))}
-                if rule.stage is not None:
-                    grads = self._run_stage(rule, executor, values, step, grads, slots)
                 scalars = rule.scalars(values, step, differentiable)
-                executor.step(rule, None, scalars, bucket_params, grads, slots)
+                for dtype in {p.dtype for p in bucket_params}:
+                    check_representable(plain, scalars, dtype)
+                executor.check_ready()
+                calls.append((executor, values, step, scalars, bucket_params, grads, slots))
+            sparse_scalars = [rule.scalars(step_hypers, step) for *_, step in sparse]
 
-        return run
+            def commit() -> None:
+                # The updates first: they read no counter, and a kernel that fails to compile
+                # then leaves the counters as they were.
+                for executor, values, step, scalars, bucket_params, grads, slots in calls:
+                    if rule.stage is not None:
+                        grads = self._run_stage(rule, executor, values, step, grads, slots)
+                    executor.step(rule, None, scalars, bucket_params, grads, slots)
+                for (param, grad, slots, _), scalars in zip(sparse, sparse_scalars,
+                                                            strict=True):
+                    self._step_sparse(param, grad, slots, scalars)
+                if rule.counts_steps:
+                    for _, state in entries:
+                        state["step"] += 1
+                for value, after in products_after:
+                    value.copy_(after)
+                self._unstepped.difference_update(id(param) for param, _ in entries)
+
+            return commit
+
+        return stage
 
     @staticmethod
     def _run_stage(rule: Rule, executor: Executor, values: Mapping[str, Any], step: int,
@@ -499,11 +676,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         plain = {name: plain_value(value) for name, value in values.items()}
         return [rule.stage.function(buffer, plain) for buffer in buffers]
 
-    def _step_sparse(self, rule: Rule, param: torch.Tensor, grad: torch.Tensor,
-                     slots: list[torch.Tensor | None], step: int,
-                     hypers: Mapping[str, Any]) -> None:
+    def _step_sparse(self, param: torch.Tensor, grad: torch.Tensor,
+                     slots: list[torch.Tensor | None], scalars: Mapping[str, Any]) -> None:
         """Step a parameter whose gradient is sparse, as :attr:`sparse_gradients` says."""
-        scalars = rule.scalars(hypers, step)
+        rule = self.rule
         reference = self._reference_executor()
         if self.sparse_gradients == "dense":
             reference.step(rule, None, scalars, [param], [grad.to_dense()], [slots])
@@ -544,6 +720,27 @@ def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"{value.dtype} of shape {tuple(value.shape)} on {value.device}"
     return f"a {type(value).__name__}"
+
+
+def _same_values(a: tuple, b: tuple) -> bool:
+    """Whether two tuples of hyperparameter values are the same: equal numbers, flags and
+    strings, identical other objects. A tensor counts as changed (its value may have been
+    edited in place), so tensor hyperparameters are checked every step."""
+    return len(a) == len(b) and all(
+        x is y and not isinstance(x, torch.Tensor)
+        or type(x) is type(y) and isinstance(x, int | float | str) and x == y
+        for x, y in zip(a, b, strict=True))
+
+
+def _check_counter(step: Any, label: Callable[[], str]) -> None:
+    """Refuse a step counter no step can follow: not one number, or negative."""
+    if not isinstance(step, torch.Tensor) or step.numel() != 1:
+        raise ValueError(f"state['step'] of {label()} is {_describe(step)}: expected a "
+                         "one-element tensor counting the steps taken; nothing was updated")
+    value = float(step)
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"state['step'] of {label()} is {value:g}: expected a count of "
+                         "steps taken (>= 0); nothing was updated")
 
 
 def _real(tensor: torch.Tensor) -> torch.Tensor:

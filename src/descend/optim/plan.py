@@ -9,17 +9,24 @@ advances them all. A rule's running products (:class:`~descend.rules.spec.Runnin
 kept the same way, one tensor per product with a 0-d view in each state dict.
 
 A plan is a promise about memory: a kernel writes through the addresses it holds. So every step,
-before anything changes, the plan compares cheap metadata (address, shape, strides, dtype,
-device) of every tensor a kernel will touch with what it was built for: each parameter, each
-state tensor (and that the state dicts still hold the very same tensors), and each gradient
-against its parameter. A parameter or state tensor that changed makes the optimizer build a new
-plan (whose construction checks the state against the parameters, and raises naming the
-parameter when they disagree); a gradient of another shape, dtype or device raises, naming the
+before anything changes, the plan compares cheap metadata of every tensor a kernel will touch
+(address, shape, strides, dtype, device: everything the kernel's address arithmetic assumes)
+with what it was built for: each parameter, each state tensor (and that the state dicts still
+hold the very same tensors), and each gradient against its parameter. A parameter or state
+tensor that changed makes the optimizer build a new plan (whose construction checks the state
+against the parameters, refuses elements that share memory, and raises naming the parameter
+when they disagree); a gradient of another shape, dtype or device raises, naming the
 parameter; a gradient laid out unlike its parameter is copied into the parameter's layout.
+
+A step is worked out before it is taken (:meth:`GroupPlan.stage`): new counters, running
+products, scalars and kernels (compiled if missing) are computed without changing anything,
+so that an error on the way (a kernel that cannot be compiled, a scalar the dtype cannot hold)
+leaves every counter, parameter and state tensor as it was.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,21 +43,31 @@ from descend.rules.spec import Rule, plain_value
 STALE = object()
 
 
-def _metadata(tensors: Sequence[torch.Tensor], on_cpu: bool) -> list[tuple]:
-    """What a kernel relies on about tensors it walks by address: where they start, how many
-    elements of which type they hold, and on which device (the cheapest reads that tell, since
-    this runs for every tensor on every step). A layout change that keeps these moves no element
-    outside its storage, and the gradients' layout is checked against the parameters'."""
-    if on_cpu:
-        return [(t.data_ptr(), t.shape, t.dtype, t.is_cpu) for t in tensors]
-    return [(t.data_ptr(), t.shape, t.dtype, t.device) for t in tensors]
+_data_ptr = torch.Tensor.data_ptr
+_size = torch.Tensor.size
+_stride = torch.Tensor.stride
+_dtype = operator.attrgetter("dtype")
+_device = operator.attrgetter("device")
 
 
-def _layouts(tensors: Sequence[torch.Tensor], on_cpu: bool) -> list[tuple]:
+def _metadata(tensors: Sequence[torch.Tensor]) -> tuple[list, ...]:
+    """Everything a kernel's address arithmetic relies on about tensors it walks by address:
+    where each starts, its shape and strides, its element type and its device.
+
+    Together these fix the set of addresses a kernel touches; a valid tensor with these
+    values lies inside its storage, so a storage swapped or resized shows as another address
+    (``set_`` and ``resize_`` checks keep it so). Read column by column (one C-level pass per
+    attribute), since this runs for every tensor on every step.
+    """
+    return (list(map(_data_ptr, tensors)), list(map(_size, tensors)),
+            list(map(_stride, tensors)), list(map(_dtype, tensors)),
+            list(map(_device, tensors)))
+
+
+def _layouts(tensors: Sequence[torch.Tensor]) -> tuple[list, ...]:
     """What a gradient must share with its parameter: shape, strides, dtype and device."""
-    if on_cpu:
-        return [(t.shape, t.stride(), t.dtype, t.is_cpu) for t in tensors]
-    return [(t.shape, t.stride(), t.dtype, t.device) for t in tensors]
+    return (list(map(_size, tensors)), list(map(_stride, tensors)),
+            list(map(_dtype, tensors)), list(map(_device, tensors)))
 
 
 def _identical(a: Sequence, b: Sequence) -> bool:
@@ -86,11 +103,10 @@ class Block:
         self.table.addresses[0] = [p.data_ptr() for p in params]
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in tensors]
-        self.on_cpu = params[0].is_cpu
         #: Every parameter and state tensor a kernel writes, and their metadata when planned.
         self.watched = [*params, *(t for tensors in self.slots for t in tensors)]
-        self.watched_metadata = _metadata(self.watched, self.on_cpu)
-        self.grad_layout = _layouts(params, self.on_cpu)
+        self.watched_metadata = _metadata(self.watched)
+        self.grad_layout = _layouts(params)
         self.counted = rule.counts_steps
         if self.counted:
             self.steps = torch.tensor([float(state["step"]) for state in states],
@@ -113,7 +129,8 @@ class Block:
             for state, view in zip(states, views, strict=True):
                 state[product.name] = view
             self.products[product.name] = (values.numpy(), views)
-        self.product_tensors = [values for values, _ in self.products.values()]
+        #: The products' values (NumPy views of the tensors the state's 0-d views are in).
+        self.product_arrays = [values for values, _ in self.products.values()]
         self.step_values = self.steps.numpy()
         self.uniform = bool((self.step_values == self.step_values[0]).all())
         self.first_row = np.zeros(len(params), dtype=np.int64)
@@ -131,7 +148,7 @@ class Block:
         for name, (_, views) in self.products.items():
             if not _identical([state.get(name) for state in states], views):
                 return False
-        return _metadata(self.watched, self.on_cpu) == self.watched_metadata
+        return _metadata(self.watched) == self.watched_metadata
 
     def gradients(self, indices: Sequence[int] | None, keep_alive: list,
                   label: Callable[[torch.Tensor], str]) -> list[int] | None:
@@ -144,11 +161,11 @@ class Block:
         """
         params = self.params if indices is None else [self.params[k] for k in indices]
         expected = (self.grad_layout if indices is None
-                    else [self.grad_layout[k] for k in indices])
+                    else tuple([column[k] for k in indices] for column in self.grad_layout))
         grads = [p.grad for p in params]
         try:
-            if _layouts(grads, self.on_cpu) == expected:
-                return [g.data_ptr() for g in grads]
+            if _layouts(grads) == expected:
+                return list(map(_data_ptr, grads))
         except RuntimeError:  # sparse gradients have no strides
             pass
         if any(g.is_sparse for g in grads):
@@ -157,76 +174,96 @@ class Block:
                  for p, g in zip(params, grads, strict=True)]
         return [g.data_ptr() for g in grads]
 
-    def advance(self, indices: np.ndarray | None) -> tuple[list[int], np.ndarray]:
-        """Advance the step counters of the tensors at ``indices`` (all if None); return the
-        distinct step values and, per tensor, the index of its value among them."""
+    def next_steps(self, indices: np.ndarray | None
+                   ) -> tuple[np.ndarray, list[int], np.ndarray, bool]:
+        """The step counters after this step, without changing them: ``(new counters of every
+        tensor, the distinct step values of the tensors at indices (all if None), per tensor
+        the index of its value among them, whether the counters are then all equal)``."""
         values = self.step_values  # shares memory with the counters (and the state's views)
         if indices is None and self.uniform:
             # A rule that does not count steps only asks "first update or not": stop at 2.
-            if self.counted or values[0] < 2:
-                values += 1
-            return [int(values[0])], self.first_row
+            new = values + 1 if self.counted or values[0] < 2 else values
+            return new, [int(new[0])], self.first_row, True
+        new = values.copy()
         if indices is None:
-            values += 1
+            new += 1
         else:
-            values[indices] += 1
-            self.uniform = False
+            new[indices] += 1
         if not self.counted:
-            np.minimum(values, 2, out=values)
-        if indices is not None:
-            values = values[indices]
-        unique, tensor_row = np.unique(values, return_inverse=True)
-        if indices is None and len(unique) == 1:
-            self.uniform = True
-        return [int(s) for s in unique], tensor_row.astype(np.int64)
+            np.minimum(new, 2, out=new)
+        chosen = new if indices is None else new[indices]
+        unique, tensor_row = np.unique(chosen, return_inverse=True)
+        uniform = len(unique) == 1 if indices is None else False
+        return new, [int(s) for s in unique], tensor_row.astype(np.int64), uniform
 
-    def advance_products(self, rule: Rule, hypers: Mapping[str, Any],
-                         indices: np.ndarray | None, steps: list[int], tensor_row: np.ndarray,
-                         ) -> tuple[list[tuple], np.ndarray]:
-        """Multiply the running products of the tensors at ``indices`` (all if None) by their
-        step's factor, in the products' dtype; return the distinct (step, products) keys and,
-        per tensor, the index of its key."""
+    def next_products(self, rule: Rule, hypers: Mapping[str, Any],
+                      indices: np.ndarray | None, steps: list[int], tensor_row: np.ndarray,
+                      ) -> tuple[list[tuple], np.ndarray, list[np.ndarray]]:
+        """The running products after this step, without changing them: the distinct
+        (step, products) keys of the tensors at ``indices`` (all if None), per tensor the
+        index of its key, and the new values of each product (in the products' dtype)."""
         chosen = np.arange(len(self.params)) if indices is None else indices
+        new_values = []
         for product in rule.products:
-            values, _ = self.products[product.name]
+            values = self.products[product.name][0].copy()
             for row, step in enumerate(steps):
                 values[chosen[tensor_row == row]] *= product.factor(hypers, step)
+            new_values.append(values)
         columns = [np.asarray(steps, dtype=np.float64)[tensor_row]]
-        columns += [values[chosen].astype(np.float64) for values in self.product_tensors]
+        columns += [values[chosen].astype(np.float64) for values in new_values]
         unique, rows = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
         keys = [(int(row[0]), tuple(float(v) for v in row[1:])) for row in unique]
-        return keys, rows.reshape(-1).astype(np.int64)
+        return keys, rows.reshape(-1).astype(np.int64), new_values
 
-    def run(self, rule: Rule, launch_row: Callable[[Block, tuple], tuple[Any, Variant, np.ndarray]],
-            indices: np.ndarray | None, grad_addresses: list[int],
-            hypers: Mapping[str, Any]) -> None:
-        """Advance the counters (and running products) of the tensors at ``indices`` (all if
-        None) and update them."""
-        steps, tensor_row = self.advance(indices)
+    def stage(self, rule: Rule,
+              launch_row: Callable[[Block, tuple], tuple[Any, Variant, np.ndarray]],
+              indices: np.ndarray | None, grad_addresses: list[int],
+              hypers: Mapping[str, Any]) -> Callable[[], None]:
+        """Work out the step of the tensors at ``indices`` (all if None): their new counters
+        and running products, and every kernel and scalar row it launches (compiling what is
+        missing). Changes nothing, so an error here (a kernel that cannot be compiled, scalars
+        a dtype cannot hold) leaves the optimizer as it was; returns the function that
+        advances the counters and runs the kernels."""
+        new_steps, steps, tensor_row, uniform = self.next_steps(indices)
+        new_products: list[np.ndarray] = []
         if self.products:
-            keys, tensor_row = self.advance_products(rule, hypers, indices, steps, tensor_row)
+            keys, tensor_row, new_products = self.next_products(rule, hypers, indices, steps,
+                                                                tensor_row)
         else:
             keys = [(step, ()) for step in steps]
-        if indices is None:
-            self.table.addresses[1] = grad_addresses
-        else:
-            self.table.addresses[1, indices] = grad_addresses
+        launches: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]] = []
         if len(keys) == 1:
             kernel, _, scalars = launch_row(self, keys[0])
-            self.executor.launch(kernel, self.table, tensor_row, scalars, indices)
-            return
-        rows = [launch_row(self, key) for key in keys]
-        by_variant: dict[Variant, list[int]] = {}
-        for row, (_, variant, _) in enumerate(rows):
-            by_variant.setdefault(variant, []).append(row)
-        for variant_rows in by_variant.values():
-            table = np.concatenate([rows[r][2] for r in variant_rows])
-            selected = np.flatnonzero(np.isin(tensor_row, variant_rows))
-            local_row = np.searchsorted(np.asarray(variant_rows), tensor_row[selected])
-            chosen = selected if indices is None else indices[selected]
-            # Steps whose scalars switch a branch differently need different kernels.
-            self.executor.launch(rows[variant_rows[0]][0], self.table,
-                                 local_row.astype(np.int64), table, chosen)
+            launches.append((kernel, tensor_row, scalars, indices))
+        else:
+            rows = [launch_row(self, key) for key in keys]
+            by_variant: dict[Variant, list[int]] = {}
+            for row, (_, variant, _) in enumerate(rows):
+                by_variant.setdefault(variant, []).append(row)
+            for variant_rows in by_variant.values():
+                table = np.concatenate([rows[r][2] for r in variant_rows])
+                selected = np.flatnonzero(np.isin(tensor_row, variant_rows))
+                local_row = np.searchsorted(np.asarray(variant_rows), tensor_row[selected])
+                chosen = selected if indices is None else indices[selected]
+                # Steps whose scalars switch a branch differently need different kernels.
+                launches.append((rows[variant_rows[0]][0], local_row.astype(np.int64), table,
+                                 chosen))
+
+        def commit() -> None:
+            if new_steps is not self.step_values:
+                self.step_values[...] = new_steps
+            for values, new in zip(self.product_arrays, new_products, strict=False):
+                values[...] = new
+            if indices is None:
+                self.uniform = uniform
+                self.table.addresses[1] = grad_addresses
+            else:
+                self.uniform = False
+                self.table.addresses[1, indices] = grad_addresses
+            for kernel, rows, scalars, chosen in launches:
+                self.executor.launch(kernel, self.table, rows, scalars, chosen)
+
+        return commit
 
 
 def _walkable_gradient(param: torch.Tensor, grad: torch.Tensor,
@@ -342,9 +379,12 @@ class GroupPlan:
             return STALE
         return blocks, selections, gathered, leftovers, keep_alive
 
-    def run(self, prepared: Any, hypers: Mapping[str, Any]) -> list[torch.Tensor]:
-        """Update the planned parameters; return the leftovers for the caller to step."""
-        blocks, selections, gathered, leftovers, _keep_alive = prepared
+    def stage(self, prepared: Any, hypers: Mapping[str, Any]
+              ) -> tuple[Callable[[], None], list[torch.Tensor]]:
+        """Work out the step of the planned parameters without changing anything (see
+        :meth:`Block.stage`); return the function that performs it, and the leftovers for the
+        caller to step."""
+        blocks, selections, gathered, leftovers, keep_alive = prepared
         plain = {name: plain_value(value) for name, value in hypers.items()}
         key = tuple(plain.values())
         names = [product.name for product in self.rule.products]
@@ -360,12 +400,53 @@ class GroupPlan:
                 step, products = step_key
                 scalars = self.rule.scalars(
                     {**hypers, **dict(zip(names, products, strict=True))}, step)
+                check_representable(plain, scalars, block.dtype)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
                 kernel = block.executor.kernel(self.rule, variant)
                 cached = self._rows[key, step_key, block.kind] = (kernel, variant, row)
             return cached
 
-        for block, selection, addresses in zip(blocks, selections, gathered, strict=True):
-            block.run(self.rule, launch_row, selection, addresses, plain)
-        return leftovers
+        for block in blocks:
+            block.executor.check_ready()
+        commits = [block.stage(self.rule, launch_row, selection, addresses, plain)
+                   for block, selection, addresses in zip(blocks, selections, gathered,
+                                                          strict=True)]
+
+        def run() -> None:
+            for commit in commits:
+                commit()
+            keep_alive.clear()
+
+        return run, leftovers
+
+
+def check_representable(hypers: Mapping[str, Any], scalars: Mapping[str, Any],
+                        dtype: torch.dtype) -> None:
+    """Refuse a step whose hyperparameters or scalars a ``dtype`` kernel cannot hold.
+
+    A finite hyperparameter beyond the dtype's range (``lr=1e308`` for float32 parameters), or
+    a step scalar that overflows although every hyperparameter is finite, would step the
+    parameters to inf; ``torch.optim.SGD`` raises for it too. Raises ``ValueError`` naming the
+    value; nothing has changed when it does.
+    """
+    if not dtype.is_floating_point:
+        return
+    largest = torch.finfo(dtype).max
+    finite = True
+    for name, value in hypers.items():
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                finite = False
+            elif abs(value) > largest:
+                raise ValueError(f"{name}={value!r} does not fit in {dtype_name(dtype)} "
+                                 f"(largest {largest:.4g}): the step would overflow to inf; "
+                                 "nothing was updated")
+    if not finite:
+        return
+    for name, value in scalars.items():
+        if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= largest):
+            raise ValueError(f"the step's scalar {name}={value!r}, computed from the "
+                             f"hyperparameters {dict(hypers)}, does not fit in "
+                             f"{dtype_name(dtype)}: the step would overflow; nothing was "
+                             "updated")

@@ -74,6 +74,8 @@ def lr_ratio(adjust_lr_fn: str | None, shape: tuple[int, ...]) -> float:
         match_rms_adamw:  0.2 * sqrt(max(A, B))     (Liu et al.: AdamW's update RMS)
     """
     rows, columns = shape[:2]
+    if rows == 0 or columns == 0:
+        return 1.0  # an empty matrix: nothing to scale (and no ratio of its sides)
     if adjust_lr_fn is None or adjust_lr_fn == "original":
         return math.sqrt(max(1, rows / columns))
     if adjust_lr_fn == "match_rms_adamw":
