@@ -602,61 +602,11 @@ COMPILED = ("fused", "auto")
 
 #: Open bugs, each found by this test (see the module docstring).
 KNOWN_BUGS: dict[str, KnownBug] = {
-    "overlapping_parameter": KnownBug(
-        "an expanded parameter (elements sharing memory) is not refused: every backend raises "
-        "torch's 'more than one element ... single memory location' after the step counter "
-        "advanced (fused: after updating the state too)", layouts=("expanded",)),
-    "overlapping_state": KnownBug(
-        "a state tensor set_ to a zero stride is stepped by fused/auto (torch raises); the "
-        "reference raises only after changing state",
-        mutations=("state_overlap",)),
-    "expanded_data_at_same_address": KnownBug(
-        "p.data = p.data[:1].expand_as(p) keeps address, shape and dtype, so the fused plan "
-        "writes n*n elements into an n-element storage (memory corruption)",
-        mutations=("replace_data_expanded",), crash=True),
-    "layout_change_at_same_address": KnownBug(
-        "p.t_(), p.data = p.data.t(), as_strided_ and state['exp_avg'].t_() keep the address, "
-        "so the fused plan steps the old layout", layouts=tuple(SQUARE_LAYOUTS),
-        mutations=("p_t_", "data_t", "as_strided_", "state_t_"), backends=COMPILED),
-    "parameter_listed_twice": KnownBug(
-        "a parameter appended to param_groups[0]['params'] again is stepped once by the fused "
-        "plan, twice by torch", mutations=("duplicate_param",), backends=COMPILED),
     "complex_adagrad_accumulator": KnownBug(
         "Adagrad's initial_accumulator_value on a complex parameter: torch starts the "
         "accumulator at value + value*i, descend at value",
         layouts=("complex", "complex_transposed"), mutations=ALL_MUTATIONS,
         optimizers=("Adagrad",), options=lambda options: options["initial_accumulator_value"] > 0),
-    "group_values_at_step": KnownBug(
-        "group values edited to nan/inf/-1/None/'abc' after construction are not validated at "
-        "step time (stepped, or refused after the step counter advanced)",
-        mutations=("edit_group",)),
-    "group_values_at_load": KnownBug(
-        "load_state_dict validates no group values: a checkpoint with nan/inf/-1/None/'abc' "
-        "loads and the next step computes with it or fails half-way",
-        mutations=("load_bad_checkpoint",)),
-    "bad_step_counter": KnownBug(
-        "state['step'] set to -1 or a 2-element tensor: the step fails with "
-        "ZeroDivisionError or torch's 'cannot be converted to Scalar' after counters advanced",
-        mutations=("step_minus_one", "step_two_elements")),
-    "strided_sgd_dampening": KnownBug(
-        "fused SGD with momentum and dampening on a strided view (base[..., 0]) is wrong from "
-        "the first steps", layouts=("strided",), optimizers=("SGD",), backends=COMPILED,
-        mutations=ALL_MUTATIONS,
-        options=lambda options: options["momentum"] > 0 and options["dampening"] > 0),
-    "sparse_parameter": KnownBug(
-        "a sparse COO parameter: torch.optim.SGD steps it, descend raises torch's internal "
-        "'memory format option is only supported by strided tensors' or 'add(sparse, dense)' "
-        "(Adagrad: both fail at construction, descend without naming the parameter)",
-        layouts=("sparse_param",)),
-    "muon_zero_size": KnownBug(
-        "Muon on a zero-size matrix raises ZeroDivisionError (torch too) instead of a clear "
-        "error or a no-op", layouts=("zero_size",), optimizers=("Muon",),
-        mutations=ALL_MUTATIONS),
-    "sparse_gradient_with_weight_decay": KnownBug(
-        "SGD and Adagrad step a sparse gradient with weight_decay > 0, which torch refuses "
-        "('weight_decay option is not compatible with sparse gradients', 'add(sparse, dense)')",
-        layouts=("sparse_grad",), optimizers=("SGD", "Adagrad"),
-        options=lambda options: options["weight_decay"] > 0),
 }
 
 #: Layouts with no known bug that torch steps: extra parameters and the mutation tests draw

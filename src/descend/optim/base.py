@@ -124,6 +124,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         group values last checked, the parameter count last checked for duplicates, and the
         parameters whose state was created but not yet stepped."""
         self._plans: dict[int, GroupPlan] = {}
+        #: State entries created during the step under way: (parameter, key), or
+        #: (parameter, None) for its whole state dict; removed if the step does not happen.
+        self._created_keys: list[tuple[torch.Tensor, str | None]] = []
         self._checked_values: dict[int, tuple] = {}
         self._listed_once = -1
         self._unstepped: set[int] = set()
@@ -226,19 +229,25 @@ class RuleOptimizer(torch.optim.Optimizer):
         slots = rule.active_slots(hypers)
         if not slots and not rule.counts_steps and param not in self.state:
             return None, False
+        created_keys = self._created_keys
+        if param not in self.state:
+            created_keys.append((param, None))
         state = self.state[param]
         if rule.counts_steps and "step" not in state:
             # A torch.optim checkpoint may hold slots but no counter: it is past its first step.
             has_history = any(slot.name in state for slot in rule.slots)
             state["step"] = torch.tensor(float(has_history), dtype=_step_dtype())
+            created_keys.append((param, "step"))
         for product in rule.products:
             if product.name not in state:
                 state[product.name] = torch.tensor(product.initial, dtype=_step_dtype())
+                created_keys.append((param, product.name))
         created = False
         for slot in slots:
             tensor = state.get(slot.name)
             if tensor is None:
                 state[slot.name] = slot.initial(param, hypers)
+                created_keys.append((param, slot.name))
                 created = True
                 self._unstepped.add(id(param))
             elif (not isinstance(tensor, torch.Tensor) or tensor.shape != param.shape
@@ -392,21 +401,42 @@ class RuleOptimizer(torch.optim.Optimizer):
         work = [(group, [p for p in group["params"] if p.grad is not None])
                 for group in self.param_groups]
         self._check_listed_once()
-        # Check everything first; change nothing until every group is ready.
-        ready = [self._prepare_group(group, params, differentiable)
-                 for group, params in work if params]
-        if self.nonfinite != "propagate" and self._has_nonfinite_gradient(work):
-            self.skipped_steps += 1
-            return
-        # Work out every group's step (group state, counters, kernels, scalars) without
-        # changing anything, so that an error on the way leaves the optimizer as it was ...
-        advanced = self._advanced_group_state()
-        runs = [stage(advanced) for stage in ready]
+        self._created_keys = []
+        try:
+            # Check everything first; change nothing until every group is ready.
+            ready = [self._prepare_group(group, params, differentiable)
+                     for group, params in work if params]
+            if self.nonfinite != "propagate" and self._has_nonfinite_gradient(work):
+                self._remove_created_state()
+                self.skipped_steps += 1
+                return
+            # Work out every group's step (group state, counters, kernels, scalars) without
+            # changing anything, so that an error on the way leaves the optimizer as it was
+            # (state created for this step is removed again) ...
+            advanced = self._advanced_group_state()
+            runs = [stage(advanced) for stage in ready]
+        except BaseException:
+            self._remove_created_state()
+            raise
+        self._created_keys = []
         # ... then change it.
         for group in self.param_groups:
             group.update(advanced.get(id(group), ()))
         for run in runs:
             run()
+
+    def _remove_created_state(self) -> None:
+        """Undo the state this step created, for a step that does not happen."""
+        for param, key in reversed(self._created_keys):
+            state = self.state.get(param)
+            if state is None:
+                continue
+            if key is None:
+                if not state:
+                    del self.state[param]
+            else:
+                state.pop(key, None)
+        self._created_keys = []
 
     def _check_listed_once(self) -> None:
         """Refuse a parameter listed twice in the param groups (appended after construction):
@@ -497,12 +527,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             ready = plan.prepare(params, self.state, self._label)
         if ready is STALE:
             self._check_gradients(params)
+            self._check_existing_state(params, rule)
             for param in params:
                 if not param.grad.is_sparse and not param.is_complex():
-                    state, _ = self._ensure_state(param, hypers, group)
-                    if state is not None and rule.counts_steps:
-                        _check_counter(state["step"], lambda p=param: self._label(p))
-            self._check_writable(params)
+                    self._ensure_state(param, hypers, group)
             plan = GroupPlan(group, self.state, rule, hypers, _step_dtype(),
                              self._executor_for, self._unstepped)
             self._plans[id(group)] = plan
@@ -549,6 +577,16 @@ class RuleOptimizer(torch.optim.Optimizer):
                 return group.get("weight_decay", 0)
         return 0
 
+    def _check_existing_state(self, params: list[torch.Tensor], rule: Rule) -> None:
+        """Before any state is created for ``params``: refuse elements that share memory
+        (:meth:`_check_writable`) and step counters no step can follow."""
+        self._check_writable(params)
+        if rule.counts_steps:
+            for param in params:
+                state = self.state.get(param)
+                if state and "step" in state:
+                    _check_counter(state["step"], lambda p=param: self._label(p))
+
     def _check_writable(self, params: list[torch.Tensor]) -> None:
         """Refuse a parameter or state tensor whose elements share memory (an expanded
         tensor): an update would write one element several times (torch refuses it too)."""
@@ -590,13 +628,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         products) and executor."""
         self._check_gradients(params)
         rule = self.rule_for(group)
-        entries = []
-        for param in params:
-            state, _ = self._ensure_state(param, hypers, group)
-            if rule.counts_steps:
-                _check_counter(state["step"], lambda p=param: self._label(p))
-            entries.append((param, state))
-        self._check_writable(params)
+        self._check_existing_state(params, rule)
+        entries = [(param, self._ensure_state(param, hypers, group)[0]) for param in params]
 
         def stage(advanced: Mapping[int, Mapping[str, Any]]) -> Callable[[], None]:
             step_hypers = self._step_hypers(group, hypers, advanced)
