@@ -63,6 +63,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_empty(text: str) -> str:
+    """A value that is not empty or blank (a path, a URL, a spec): an empty one would be read
+    as the current folder, or as no value at all, and a run would go somewhere not asked for."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a non-empty value, got {text!r}")
+    return text
+
+
 def output_folder(path: str | Path, flag: str = "--out") -> Path:
     """The folder ``path``, created if needed, once a file could be written in it.
 
@@ -70,6 +78,10 @@ def output_folder(path: str | Path, flag: str = "--out") -> Path:
     Raises ``ValueError`` naming ``flag`` when ``path`` is a file, or the folder cannot be
     created or written to.
     """
+    if not str(path).strip():
+        # Path("") is the current folder: a report would land there unasked.
+        raise ValueError(f"{flag}={str(path)!r} is invalid: expected a folder path ('.' for "
+                         "the current folder)")
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is invalid: it exists and is not a folder")
