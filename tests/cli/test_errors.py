@@ -102,6 +102,9 @@ def test_an_empty_out_folder_is_refused_from_python_too(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv, message", [
     (["bench", "--schedules", ","], "--schedules=',' is invalid: expected one or more"),
+    (["bench", "--threads", str(10 ** 11)], "--threads=100000000000 is invalid"),
+    (["race", "logistic:n=100000000000", "sgd"], "n=100000000000 with dim=2 is too large"),
+    (["race", "least_squares:n=10000,dim=4000", "sgd"], "n x dim = 40000000 values"),
     (["race", "ravine", "torch.optim.LBFGS:lr=1"], "needs a closure"),
     (["race", "ravine", "torch.optim.SparseAdam"], "needs sparse gradients"),
     (["bench", "--optimizers", "torch.optim.LBFGS"], "needs a closure"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -159,9 +160,16 @@ def _lr_range(text: str | None) -> tuple[float, float] | None:
     return values
 
 
+#: The most threads torch takes (a C int); more than the machine's cores only slows a run.
+MAX_THREADS = 2 ** 31 - 1
+
+
 def _threads(count: int) -> None:
     import torch
 
+    if count > MAX_THREADS:
+        raise ValueError(f"--threads={count} is invalid: expected at most {MAX_THREADS} (this "
+                         f"machine has {os.cpu_count()} cores)")
     torch.set_num_threads(count)
 
 
