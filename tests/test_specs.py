@@ -137,3 +137,15 @@ def test_a_contender_is_labelled_by_its_specs_as_typed_and_a_constant_rate_adds_
     assert named.label == named.labelled("average(0.9)") == "SGD, cosine"
     with pytest.raises(ValueError, match="unknown optimizer 'adamx'"):
         ContenderSpec.parse("adamx")
+
+
+@pytest.mark.parametrize("spec", [
+    "sgd:lr=0.1,lr=0.2", "adam:lr=0.1, lr =0.1", "functional.adam:learning_rate=1,"
+    "learning_rate=2"])
+def test_a_key_given_twice_is_refused_naming_the_key(spec):
+    # Taking the last value silently would run a setting other than the first one typed.
+    key = spec.split(":")[1].split("=")[0].strip()
+    with pytest.raises(ValueError, match=f"'{key}' is given twice"):
+        parse_method(spec)
+    with pytest.raises(ValueError, match="'k' is given twice"):
+        parse_schedule("exponential:k=0.1,k=0.2")

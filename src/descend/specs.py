@@ -104,7 +104,12 @@ def _parse_arguments(spec: str, body: str) -> dict[str, Any]:
         if not equals or not key.strip():
             raise ValueError(f"malformed spec {spec!r}: expected name:key=value,key=value, "
                              f"got {item!r}")
-        arguments[key.strip()] = parse_value(value.strip())
+        key = key.strip()
+        # Taking the last of two values would run a setting other than one of those typed.
+        if key in arguments:
+            raise ValueError(f"malformed spec {spec!r}: {key!r} is given twice; expected each "
+                             "key once")
+        arguments[key] = parse_value(value.strip())
     return arguments
 
 

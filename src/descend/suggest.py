@@ -10,8 +10,22 @@ from collections.abc import Sequence
 
 
 def closest(name: str, valid: Sequence[str]) -> str | None:
-    """The valid name closest to ``name``, or ``None`` when none is close."""
-    matches = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    """The valid name closest to ``name``, or ``None`` when none is close.
+
+    The same name in other letter case, then the one valid name that ``name`` begins (of three
+    letters or more: ``expo`` for ``exponential``, too short for a spelling measure to find),
+    then the closest spelling.
+    """
+    valid = list(valid)
+    folded = name.lower()
+    same = [option for option in valid if option.lower() == folded]
+    if same:
+        return same[0]
+    if len(folded.lstrip("-")) >= 3:
+        started = [option for option in valid if option.lower().startswith(folded)]
+        if len(started) == 1:
+            return started[0]
+    matches = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 

@@ -23,6 +23,39 @@ def test_display_url_masks_the_password_and_nothing_else(url, shown):
     assert display_url(url) == shown
 
 
+@pytest.mark.parametrize("key", ["password", "PASSWORD", "Password", "passwd", "PWD",
+                                 "sslpassword", "secret", "client_secret", "token",
+                                 "access_token", "api_key", "auth"])
+def test_secret_query_parameters_are_masked_whatever_their_case(key):
+    url = f"postgresql://carol@host/db?sslmode=require&{key}=zz9&application_name=a"
+    shown = display_url(url)
+    assert shown == f"postgresql://carol@host/db?sslmode=require&{key}=***&application_name=a"
+    assert redact(f"option {key}=zz9 refused", url) == f"option {key}=*** refused"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    # SQLAlchemy reads the password up to the first '@', the host and port after it: an
+    # error may quote "S3cr3t@host" as a port.
+    ("postgresql://alice:pa@ss:S3cr3t@host/db", "postgresql://alice:***@host/db"),
+    # An '@' in the query string does not end the user info.
+    ("postgresql://alice:S3cr3t@host/db?application_name=a@b",
+     "postgresql://alice:***@host/db?application_name=a@b"),
+])
+def test_a_password_holding_separators_is_masked_whole_and_in_pieces(url, shown):
+    assert display_url(url) == shown
+    text = "invalid literal for int() with base 10: 'S3cr3t@host'; password 'pa'"
+    assert "S3cr3t" not in redact(text, url)
+
+
+def test_a_url_sqlalchemy_would_split_differently_is_refused_before_any_driver(tmp_path):
+    with pytest.raises(ValueError) as error:
+        open_storage("postgresql://alice:pa@ss:S3cr3t@127.0.0.1:1/db")
+    assert "S3cr3t" not in str(error.value) and "%40" in str(error.value)
+    with pytest.raises(ValueError, match="unencoded") as error:
+        open_storage("postgresql://al/ice:S3cr3t@127.0.0.1:1/db")
+    assert "S3cr3t" not in str(error.value)
+
+
 def test_redact_masks_the_password_in_any_text():
     url = "postgresql://alice:p%40ss@host/db"
     text = f"could not connect to {url}: password p@ss (p%40ss) refused"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from descend.cli.arguments import output_folder
 from descend.cli.main import main
 
 
@@ -66,7 +67,44 @@ def test_out_that_cannot_be_written_is_refused_first(capsys, tmp_path, command):
     assert f"--out='{folder}' is invalid: cannot write there" in line
 
 
+@pytest.mark.parametrize("argv", [
+    ["race", "ravine", "sgd:lr=0.1", "--steps", "5", "--out", ""],
+    ["demo", "--quick", "--out", ""],
+    ["bench", "--task", "digits-logreg", *FAST, "--out", " "],
+    ["lr-find", "--task", "digits-logreg", "--steps", "10", "--out", ""],
+    ["report", "--storage", "sqlite:///nowhere.db", "--out", ""],
+    ["bench", "--task", "digits-logreg", *FAST, "--storage", ""],
+    ["report", "--storage", ""],
+    ["bench", "--task", "", *FAST],
+    ["bench", "--task", "digits-logreg", *FAST, "--data-dir", ""],
+    ["lr-find", "--optimizer", ""],
+    ["race", "ravine", "sgd:lr=0.1", "--steps", "5", "--schedule", ""],
+    ["race", "ravine", "sgd:lr=0.1", "--steps", "5", "--average", ""],
+])
+def test_an_empty_path_or_value_is_refused_and_nothing_is_written(capsys, tmp_path,
+                                                                  monkeypatch, argv):
+    # An empty --out was the current folder (demo wrote its report there) or no output at all
+    # (race ran and saved nothing); an empty --storage was the current folder as SQLite.
+    monkeypatch.chdir(tmp_path)
+    flag = argv[argv.index("") - 1] if "" in argv else "--out"
+    line = _one_line(capsys, argv)
+    assert f"argument {flag}: expected a non-empty value" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_out_folder_is_refused_from_python_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for path in ("", "  "):
+        with pytest.raises(ValueError, match="expected a folder path"):
+            output_folder(path)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["bench", "--schedules", ","], "--schedules=',' is invalid: expected one or more"),
+    (["bench", "--threads", str(10 ** 11)], "--threads=100000000000 is invalid"),
+    (["race", "logistic:n=100000000000", "sgd"], "n=100000000000 with dim=2 is too large"),
+    (["race", "least_squares:n=10000,dim=4000", "sgd"], "n x dim = 40000000 values"),
     (["race", "ravine", "torch.optim.LBFGS:lr=1"], "needs a closure"),
     (["race", "ravine", "torch.optim.SparseAdam"], "needs sparse gradients"),
     (["bench", "--optimizers", "torch.optim.LBFGS"], "needs a closure"),

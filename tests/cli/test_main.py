@@ -63,3 +63,29 @@ def test_import_descend_loads_no_torch_until_a_name_is_used():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": SRC}, check=True)
     assert result.stdout.split() == ["False", "True", "descend.functional"]
+
+
+@pytest.mark.parametrize("argv, closest", [
+    (["demo", "--quik"], "--quick"),
+    (["race", "ravine", "sgd", "--stpes", "3"], "--steps"),
+    (["bench", "--trails", "3"], "--trials"),
+    (["lr-find", "--start-rate=0.1"], "--start-lr"),
+    (["bench", "--sampler", "tpee"], "tpe"),
+])
+def test_a_misspelt_option_points_to_the_commands_own_help_and_the_closest(argv, closest,
+                                                                          capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"descend {argv[0]}: error: ")
+    assert f"did you mean {closest!r}?" in err and f"see 'descend {argv[0]} --help'" in err
+
+
+@pytest.mark.parametrize("argv, closest", [
+    (["race", "ravine", "sgd", "--schedule", "expo"], "exponential"),
+    (["bench", "--schedules", "cos", "--trials", "0"], "cosine"),
+    (["race", "ravine", "Adam"], "adam"),
+])
+def test_a_truncated_or_miscased_name_gets_a_suggestion(argv, closest, capsys, tmp_path):
+    assert main([*argv, *(["--out", str(tmp_path)] if argv[0] == "bench" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"did you mean {closest!r}?" in err

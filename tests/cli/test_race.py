@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from descend.cli.main import main
+from descend.lab import runner
 from descend.lab.problems import make_problem
 from descend.lab.runner import Contender, run
 
@@ -95,3 +96,25 @@ def test_bad_input_is_one_error_line_and_status_2(argv, message, capsys):
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error and error.startswith("descend race:")
+
+
+def test_steps_beyond_the_machines_memory_are_one_line_naming_the_limit(capsys, monkeypatch):
+    # 10**12 steps asked numpy for a 14.6 TiB array: a traceback, after the folder was made.
+    assert main(["race", "ravine", "adam", "--steps", str(10 ** 12)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--steps=1000000000000 is too many" in error
+    assert "Traceback" not in error and "expected at most" in error
+    # The limit is what the traces need: on a machine of 200 kB, half of it holds this many.
+    monkeypatch.setattr(runner, "memory_bytes", lambda: 200_000)
+    contenders = [Contender.parse("adam", average=0.9), Contender.parse("sgd", average=0.9)]
+    problem = make_problem("ravine")
+    most = runner.most_steps(problem, contenders)
+    # Each run: 2 coordinates and 2 averaged ones, 6 more floats, 32 bytes of Python float.
+    per_step = 2 * (8 * (2 * 2 + 6) + 32)
+    assert most == 100_000 // per_step - 1
+    argv = ["race", "ravine", "adam", "sgd", "--average", "0.9"]
+    assert main([*argv, "--steps", str(most + 1)]) == 2
+    assert f"expected at most {most} steps" in capsys.readouterr().err
+    assert main([*argv, "--steps", str(most)]) == 0
+    with pytest.raises(ValueError, match=f"steps={most + 1} is too many"):
+        runner.race(problem, contenders, most + 1)

@@ -46,3 +46,41 @@ def test_a_password_reaches_no_output_and_no_file(capsys, tmp_path):
     assert "results" in written and "<html" in written
     for text in [*streams, written]:
         assert PASSWORD not in text
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")
+@pytest.mark.parametrize("key", ["PASSWORD", "sslpassword"])
+def test_a_secret_query_parameter_is_masked_whatever_its_case(capsys, tmp_path, key):
+    url = f"sqlite:///{tmp_path / 'bench.db'}?{key}={PASSWORD}"
+    bench = ["bench", "--task", "digits-logreg", "--optimizers", "sgd:lr=0.5", "--trials", "0",
+             "--seeds", "1", "--epochs", "1", "--storage", url, "--out", str(tmp_path / "bench")]
+    assert main(bench) == 0
+    printed = capsys.readouterr()
+    assert f"{key}=***" in printed.out
+    assert main(["report", "--storage", url, "--out", str(tmp_path / "report")]) == 0
+    reported = capsys.readouterr()
+    written = _everything_written(tmp_path)
+    assert "results" in written and "<html" in written
+    for text in [printed.out, printed.err, reported.out, reported.err, written]:
+        assert PASSWORD not in text
+
+
+@pytest.mark.parametrize(("userinfo", "secrets"), [
+    # An unencoded '@': SQLAlchemy cuts the password at the first one and reads the rest as
+    # a host and a port ("invalid literal for int() with base 10: 'S3cretPW@127.0.0.1'").
+    (f"alice:pa@ss:{PASSWORD}", [PASSWORD, f"pa@ss:{PASSWORD}"]),
+    (f"alice:p@{PASSWORD}", [PASSWORD]),
+    # A '/' in the user name: SQLAlchemy sees no user info, and the password in the path.
+    (f"al/ice:{PASSWORD}", [PASSWORD]),
+    # ':' and '/' are read as part of the password, and the connection fails.
+    (f"alice:{PASSWORD[:4]}:x/{PASSWORD[4:]}", [f"{PASSWORD[:4]}:x/{PASSWORD[4:]}"]),
+])
+def test_a_password_in_a_malformed_url_reaches_no_output(capsys, tmp_path, userinfo, secrets):
+    url = f"postgresql+psycopg://{userinfo}@127.0.0.1:1/db"
+    for command in (["bench", "--task", "digits-logreg", "--trials", "0"], ["report"]):
+        assert main([*command, "--storage", url, "--out", str(tmp_path / "out")]) == 2
+        printed = capsys.readouterr()
+        assert printed.err.count("\n") == 1 and "cannot open storage" in printed.err
+        for text in [printed.out, printed.err, _everything_written(tmp_path)]:
+            for secret in secrets:
+                assert secret not in text

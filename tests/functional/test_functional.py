@@ -167,3 +167,42 @@ def test_bad_config_is_named(call, fragment):
     with pytest.raises(ValueError) as error:
         call()
     assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(("config", "fragment"), [
+    (0.01, "config must be a dict or None, got float"),
+    (0, "config must be a dict or None, got int"),
+    ([("t", 1)], "config must be a dict or None, got list"),
+    ({"t": 1.5}, "t=1.5 is invalid"),                # was truncated to 1
+    ({"t": float("inf")}, "t=inf is invalid"),       # was an OverflowError
+    ({"t": float("nan")}, "t=nan is invalid"),
+    ({"t": -1}, "t=-1 is invalid"),
+    ({"t": True}, "t=True is invalid"),
+    ({"t": "3"}, "t='3' is invalid"),
+])
+def test_a_config_or_step_count_of_the_wrong_kind_is_named(config, fragment):
+    with pytest.raises(ValueError) as error:
+        functional.adam(np.ones(2), np.ones(2), config)
+    assert fragment in str(error.value)
+
+
+def test_a_whole_step_count_of_any_number_type_is_the_same_count():
+    expected, _ = functional.adam(np.ones(2), np.full(2, 0.5), {"t": 3})
+    for t in (3.0, np.int64(3), np.float32(3)):
+        np.testing.assert_array_equal(
+            functional.adam(np.ones(2), np.full(2, 0.5), {"t": t})[0], expected)
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 0), (0, 3)])
+def test_muon_steps_an_empty_matrix_to_itself(shape):
+    # torch.optim.Muon steps these with its "match_rms_adamw" scaling; its default scaling
+    # divides by the column count (ZeroDivisionError on (2, 0)), as the functional one did.
+    p = torch.nn.Parameter(torch.ones(shape))
+    optimizer = torch.optim.Muon([p], lr=0.1, adjust_lr_fn="match_rms_adamw")
+    p.grad = torch.ones(shape)
+    optimizer.step()
+    for adjust in (None, "match_rms_adamw"):
+        w, config = functional.muon(np.ones(shape), np.ones(shape), {"adjust_lr_fn": adjust})
+        assert w.shape == tuple(p.shape) and config["momentum_buffer"].shape == shape
+        w, config = functional.muon(w, np.ones(shape), config)     # and again, from its state
+        assert w.shape == shape

@@ -3,6 +3,7 @@ Python API's runs, its theory is theory's, and bad input gets one clear line."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import urllib.error
@@ -188,3 +189,82 @@ def test_a_port_in_use_is_one_clear_error():
             bind("127.0.0.1", port)
     with pytest.raises(ValueError, match="--port=70000 is invalid"):
         bind("127.0.0.1", 70000)
+
+
+def _ask(url: str, path: str, method: str = "GET", headers: dict | None = None
+         ) -> tuple[int, str]:
+    """Status and body text of a request with the given headers (``Host`` among them)."""
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def _raw(url: str, request: bytes) -> bytes:
+    """Everything the server answers to ``request`` sent as is, until it closes."""
+    host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_only_requests_addressed_to_this_server_from_its_own_page_are_answered():
+    # DNS rebinding: a page of another site, its name made to resolve to 127.0.0.1, reaches
+    # the server with its own name in Host; its Origin names it too.
+    with running() as url:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        path = "/api/run?problem=ravine&rule=sgd&steps=5"
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}",
+                     f"[::1]:{port}", f"app.localhost:{port}"):
+            status, body = _ask(url, path, headers={"Host": host})
+            assert status == 200 and len(json.loads(body)["path"]) == 6, host
+        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}",
+                     "127.0.0.1", f"127.0.0.1.evil.example:{port}", f"127.0.0.1:{port}x"):
+            status, body = _ask(url, path, headers={"Host": host})
+            assert status == 421 and body.count("\n") == 1 and "refused" in body, host
+        own = {"Host": f"127.0.0.1:{port}"}
+        status, _ = _ask(url, path, headers={**own, "Origin": f"http://localhost:{port}"})
+        assert status == 200
+        for method in ("GET", "POST"):
+            for origin in ("http://evil.example", f"http://evil.example:{port}", "null",
+                           f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"):
+                status, body = _ask(url, path, method, headers={**own, "Origin": origin})
+                assert status == 403 and body.count("\n") == 1, (method, origin)
+                assert "evil" not in body or "refused" in body
+
+
+def test_unreadable_requests_get_a_status_and_one_line_not_a_reset():
+    with running() as url:
+        port = url.rstrip("/").rsplit(":", 1)[1]
+        head = f"Host: 127.0.0.1:{port}\r\n".encode()
+        # 200 KB of URL: the server answers 414 and lets the client read it (no reset).
+        long = _raw(url, b"GET /api/run?rule=" + b"a" * 200_000 + b" HTTP/1.1\r\n" + head
+                    + b"\r\n")
+        assert long.startswith(b"HTTP/1.1 414 ")
+        assert long.split(b"\r\n\r\n", 1)[1].count(b"\n") == 1
+        # A chunked body whose chunk size is not hexadecimal.
+        for _ in range(5):
+            bad = _raw(url, b"POST /api/run HTTP/1.1\r\n" + head
+                       + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+            assert bad.startswith(b"HTTP/1.1 400 ") and b"malformed" in bad
+            assert bad.count(b"HTTP/1.1") == 1          # one answer, not the app's as well
+        status, _ = _ask(url, "/api/catalog")          # the server is still well
+        assert status == 200
+
+
+def test_a_setting_given_twice_is_refused_by_the_api():
+    with running() as url:
+        for query, twice in [("problem=ravine&rule=sgd:lr=0.1,lr=0.2", "'lr' is given twice"),
+                             ("problem=ravine:kappa=5,kappa=50&rule=sgd", "'kappa' is given twice"),
+                             ("problem=ravine&rule=sgd&rule=adam", "rule is given more than once"),
+                             ("problem=ravine&rule=sgd&steps=5&steps=50",
+                              "steps is given more than once")]:
+            status, _, body = _get(url + "api/run?" + query)
+            assert status == 400 and twice in body["error"], query

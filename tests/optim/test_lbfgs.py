@@ -218,7 +218,9 @@ def test_state_dict_loads_both_ways(direction):
     ({"max_iter": 2.5}, "max_iter=2.5 is invalid"),
     ({"max_eval": 0}, "max_eval=0 is out of range"),
     ({"history_size": 0}, "history_size=0 is out of range"),
-    ({"tolerance_grad": -1e-3}, "tolerance_grad=-0.001 is out of range"),
+    ({"tolerance_grad": math.nan}, "tolerance_grad=nan is invalid"),
+    ({"max_eval": -1}, "max_eval=-1 is out of range"),
+    ({"history_size": 2.5}, "history_size=2.5 is invalid"),
     ({"tolerance_change": math.nan}, "tolerance_change=nan is invalid"),
     ({"line_search_fn": "armijo"}, "line_search_fn='armijo' is invalid"),
     ({"nonfinite": "skip"}, "nonfinite='skip' is invalid"),
@@ -226,6 +228,37 @@ def test_state_dict_loads_both_ways(direction):
 def test_invalid_arguments_raise_value_error(options, message):
     with pytest.raises(ValueError, match=message):
         descend.LBFGS([torch.zeros(2, requires_grad=True)], **options)
+
+
+@pytest.mark.parametrize("options", [
+    {"tolerance_grad": -math.inf},                 # every iteration runs: none can stop early
+    {"tolerance_grad": -math.inf, "tolerance_change": -math.inf},
+    {"tolerance_grad": -1.0, "tolerance_change": -1e-3, "line_search_fn": "strong_wolfe"},
+    {"tolerance_change": -math.inf, "line_search_fn": "strong_wolfe", "max_iter": 6},
+    {"tolerance_grad": math.inf},                  # stops at once, as torch does
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_tolerances_torch_accepts_run_as_in_torch(options):
+    # torch.optim.LBFGS takes any tolerance; -inf is the usual way to force every iteration.
+    ours, our_losses, our_optimizer = run(descend.LBFGS, "least_squares", torch.float64,
+                                          options, steps=3)
+    theirs, their_losses, their_optimizer = run(torch.optim.LBFGS, "least_squares",
+                                                torch.float64, options, steps=3)
+    for step_ours, step_theirs in zip(ours, theirs, strict=True):
+        assert relative_difference(step_ours, step_theirs) <= TOLERANCE[torch.float64]
+    assert our_losses == pytest.approx(their_losses, rel=TOLERANCE[torch.float64])
+    for key in ("func_evals", "n_iter"):
+        assert (our_optimizer.state[our_optimizer.param_groups[0]["params"][0]][key]
+                == their_optimizer.state[their_optimizer.param_groups[0]["params"][0]][key])
+
+
+def test_a_whole_float_history_size_counts_as_the_integer():
+    # torch accepts history_size=3.0 and then fails at the first step ([None] * 3.0).
+    options = {"line_search_fn": "strong_wolfe", "history_size": 3}
+    ours, _, _ = run(descend.LBFGS, "rosenbrock", torch.float64,
+                     {**options, "history_size": 3.0}, steps=4)
+    theirs, _, _ = run(torch.optim.LBFGS, "rosenbrock", torch.float64, options, steps=4)
+    for step_ours, step_theirs in zip(ours, theirs, strict=True):
+        assert relative_difference(step_ours, step_theirs) <= TOLERANCE[torch.float64]
 
 
 def test_more_than_one_group_is_refused():

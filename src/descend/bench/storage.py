@@ -45,48 +45,119 @@ RACES = ("already exists", "locked", "UNIQUE constraint", "duplicate key")
 MASK = "***"
 
 
+#: Query-string keys whose values are secrets, matched case-insensitively anywhere in the key
+#: (``password``, ``PASSWORD``, ``sslpassword``, ``passwd``, ``pwd``, ``secret``, ``token``,
+#: ``api_key``, ...): drivers take several spellings, and SQLAlchemy passes them on as typed.
+SECRET_KEYS = re.compile(r"pass|pwd|secret|token|key|auth|credential", re.IGNORECASE)
+#: A query parameter: its key and its value.
+_QUERY_ITEM = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
+
+
 def _userinfo(url: str) -> tuple[str, str, str] | None:
     """``(scheme, userinfo, rest)`` of ``scheme://userinfo@rest``, or ``None`` without one.
 
     The last ``@`` ends the user info, so a password holding ``@`` or ``/`` typed without
-    percent-encoding is still found whole.
+    percent-encoding is still found whole; an ``@`` in the query string (after the first
+    ``?``) does not count when one comes before it.
     """
     scheme, separator, remainder = url.partition("://")
-    userinfo, at, rest = remainder.rpartition("@")
-    return (scheme, userinfo, rest) if separator and at else None
+    before_query = remainder.partition("?")[0]
+    searched = before_query if "@" in before_query else remainder
+    userinfo, at, _ = searched.rpartition("@")
+    return (scheme, userinfo, remainder[len(userinfo) + 1:]) if separator and at else None
+
+
+def _query_secrets(url: str) -> list[str]:
+    """The values of the query parameters whose keys name secrets."""
+    return [value for _, key, value in _QUERY_ITEM.findall(url)
+            if SECRET_KEYS.search(unquote(key)) and value]
+
+
+def _passwords(url: str) -> list[str]:
+    """Every password ``url`` may hold, as typed: the user info's (up to the last ``@``), the
+    one SQLAlchemy reads (up to the first ``@``, which differs when the password holds an
+    unencoded ``@``), and the values of secret query parameters."""
+    found = []
+    parts = _userinfo(url)
+    if parts is not None and ":" in parts[1]:
+        found.append(parts[1].split(":", 1)[1])
+    match = re.match(r"[\w+]+://[^:/]*:([^@]*)@", url)
+    if match:
+        found.append(match.group(1))
+    return [text for text in found + _query_secrets(url) if text]
 
 
 def _password(url: str) -> str | None:
-    """The password in ``url``'s user info or in a ``password=`` query parameter, if any."""
-    parts = _userinfo(url)
-    if parts is not None and ":" in parts[1]:
-        return parts[1].split(":", 1)[1]
-    query = re.search(r"[?&]password=([^&]*)", url)
-    return query.group(1) if query else None
+    """The password in ``url``'s user info or in a secret query parameter, if any."""
+    passwords = _passwords(url)
+    return passwords[0] if passwords else None
 
 
 def display_url(url: str) -> str:
     """``url`` with its password replaced by ``***``: safe to print, log and write to files.
 
-    ``postgresql+psycopg://alice:S3cret@host/db`` -> ``postgresql+psycopg://alice:***@host/db``.
+    ``postgresql+psycopg://alice:S3cret@host/db`` -> ``postgresql+psycopg://alice:***@host/db``;
+    the values of query parameters that name secrets (``?PASSWORD=``, ``?token=``) too.
     """
     parts = _userinfo(url)
     if parts is not None and ":" in parts[1]:
         scheme, userinfo, rest = parts
         url = f"{scheme}://{userinfo.split(':', 1)[0]}:{MASK}@{rest}"
-    return re.sub(r"([?&]password=)[^&]*", rf"\g<1>{MASK}", url)
+
+    def mask(match: re.Match) -> str:
+        separator, key, value = match.groups()
+        secret = SECRET_KEYS.search(unquote(key)) and value
+        return f"{separator}{key}={MASK if secret else value}"
+
+    return _QUERY_ITEM.sub(mask, url)
 
 
 def redact(text: str, url: str) -> str:
-    """``text`` (such as a driver's error message) with ``url``'s password masked, in the
-    forms it may take: as typed, percent-decoded, and inside the URL itself."""
+    """``text`` (such as a driver's error message) with ``url``'s passwords masked, in the
+    forms they may take: as typed, percent-decoded, and inside the URL itself.
+
+    A password holding ``@``, ``:`` or ``/`` unencoded may be split by a parser into a
+    password, a host, a port or a database name, and an error message may quote any of those
+    pieces: each piece of three characters or more is masked too (shorter ones would mask
+    pieces of ordinary words, and tell next to nothing).
+    """
     text = text.replace(url, display_url(url))
-    password = _password(url)
-    if password:
-        for form in {password, unquote(password)}:
-            if form:
-                text = text.replace(form, MASK)
+    forms: set[str] = set()
+    for password in _passwords(url):
+        for form in (password, unquote(password)):
+            forms.add(form)
+            forms.update(piece for piece in re.split(r"[@:/?#&;=]", form) if len(piece) >= 3)
+    # Longest first, so that a piece inside a longer form does not break the longer one up.
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, MASK)
     return text
+
+
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` (the password masked) unless SQLAlchemy reads ``url`` as written.
+
+    A password that holds an unencoded ``@`` is cut at it by SQLAlchemy, which would then send
+    the rest to the server as a host name and port, and quote it in its error messages: such a
+    URL is refused before any driver sees it, as is one SQLAlchemy cannot parse at all.
+    """
+    from sqlalchemy.engine import make_url  # noqa: PLC0415  (loaded with the storage)
+
+    shown = display_url(url)
+    expected = ("percent-encode '@' as %40, ':' as %3A and '/' as %2F in the user name and "
+                "password (expected sqlite:///path/file.db, postgresql://user:password@host/db "
+                "or mysql://user:password@host/db)")
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 -- its message may quote a piece of the password
+        raise ValueError(f"cannot open storage {shown!r}: not a URL SQLAlchemy can read (is "
+                         f"the port a number?); {expected}") from None
+    if url.startswith("sqlite"):
+        return  # a file path: no user info, and an '@' or ':' in a folder name is fine
+    parts = _userinfo(url)
+    password = parts[1].split(":", 1)[1] if parts is not None and ":" in parts[1] else None
+    if password is not None and parsed.password != unquote(password):
+        raise ValueError(f"cannot open storage {shown!r}: the user name or password holds an "
+                         f"unencoded '@' or '/'; {expected}")
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -127,6 +198,7 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
     fails before any trial starts.
     """
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    check_url(url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
         if not path.parent.is_dir():

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
+from descend.suggest import closest
+
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (exit status 2), not a usage
@@ -20,7 +22,30 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Print ``message`` as one line and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+        line = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {line}; see '{self.prog} --help'\n")
+
+    def unrecognized(self, extras: list[str]) -> NoReturn:
+        """Refuse the words in ``extras`` that no argument takes, suggesting the closest of
+        this parser's options to the first misspelt one (``--quik``: ``--quick``)."""
+        options = [option for action in self._actions for option in action.option_strings]
+        hint = ""
+        for word in extras:
+            if word.startswith("-"):
+                match = closest(word.partition("=")[0], options)
+                if match:
+                    hint = f"; did you mean {match!r}?"
+                    break
+        self.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        # argparse's message for a bad choice, with the closest choice suggested.
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(repr, action.choices))
+            match = closest(str(value), [str(choice) for choice in action.choices])
+            hint = f"; did you mean {match!r}?" if match else ""
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r} (choose from {choices}){hint}")
 
 
 def _integer(text: str, low: int) -> int:
@@ -63,6 +88,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_empty(text: str) -> str:
+    """A value that is not empty or blank (a path, a URL, a spec): an empty one would be read
+    as the current folder, or as no value at all, and a run would go somewhere not asked for."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a non-empty value, got {text!r}")
+    return text
+
+
 def output_folder(path: str | Path, flag: str = "--out") -> Path:
     """The folder ``path``, created if needed, once a file could be written in it.
 
@@ -70,6 +103,10 @@ def output_folder(path: str | Path, flag: str = "--out") -> Path:
     Raises ``ValueError`` naming ``flag`` when ``path`` is a file, or the folder cannot be
     created or written to.
     """
+    if not str(path).strip():
+        # Path("") is the current folder: a report would land there unasked.
+        raise ValueError(f"{flag}={str(path)!r} is invalid: expected a folder path ('.' for "
+                         "the current folder)")
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is invalid: it exists and is not a folder")

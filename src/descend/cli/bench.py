@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from descend.bench.search import PRUNERS, SAMPLERS
 from descend.bench.tasks import TASKS
 from descend.cli.arguments import (
     finite_float,
+    non_empty,
     non_negative_int,
     output_folder,
     positive_float,
@@ -52,14 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "wall time is far above its CPU time or its step time is far from the "
                     "other runs' on the task; epochs to target are the primary figure. "
                     "Tasks: " + tasks_help)
-    parser.add_argument("--task", default="digits-mlp",
+    parser.add_argument("--task", type=non_empty, default="digits-mlp",
                         help="task name(s), comma-separated (default digits-mlp)")
     parser.add_argument("--optimizers", action="append",
                         help="optimizer specs, comma-separated or repeated, as in the lab: "
                              "sgd, adam:betas=(0.9,0.99), torch.optim.SGD:momentum=0.9; a "
                              "spec that sets lr is not tuned (default "
                              "every optimizer of the lecture, as descend.rules lists them)")
-    parser.add_argument("--schedules", default="constant",
+    parser.add_argument("--schedules", type=non_empty, default="constant",
                         help="learning-rate schedules to cross with every optimizer, "
                              "comma-separated: constant, step, exponential, 1/t, cosine, or a "
                              "spec such as step:step_size=5,gamma=0.1 (stepped per epoch; "
@@ -86,16 +88,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "evenly over the log range, then TPE refines)")
     parser.add_argument("--pruner", choices=PRUNERS, default="median",
                         help="Optuna pruner for hopeless trials (default median)")
-    parser.add_argument("--out", default="bench-out",
+    parser.add_argument("--out", type=non_empty, default="bench-out",
                         help="output folder: report.html, results.json, bench.db")
-    parser.add_argument("--storage",
+    parser.add_argument("--storage", type=non_empty,
                         help="Optuna storage URL, e.g. sqlite:///runs.db or "
                              "postgresql://user@host/db (default: sqlite file in --out); a "
                              "password in it is never printed or written")
-    parser.add_argument("--study", default="bench",
+    parser.add_argument("--study", type=non_empty, default="bench",
                         help="study name prefix; workers with the same --storage and --study "
                              "share the budget (default bench)")
-    parser.add_argument("--data-dir", help="CIFAR-10 python batches folder (cifar10-cnn)")
+    parser.add_argument("--data-dir", type=non_empty,
+                        help="CIFAR-10 python batches folder (cifar10-cnn)")
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1: fastest for the small models)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -107,8 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and smoothed loss against the rate and suggest rates as fastai does: "
                     "the valley (recommended), the steepest descent, and a tenth of the "
                     "minimum. From Python: descend.bench.lr_find.")
-    finder.add_argument("--task", default="digits-mlp", help="a built-in task")
-    finder.add_argument("--optimizer", default="sgd", help="optimizer spec (default sgd)")
+    finder.add_argument("--task", type=non_empty, default="digits-mlp", help="a built-in task")
+    finder.add_argument("--optimizer", type=non_empty, default="sgd",
+                        help="optimizer spec (default sgd)")
     finder.add_argument("--start-lr", type=positive_float, default=1e-7,
                         help="first learning rate (default 1e-7)")
     finder.add_argument("--end-lr", type=positive_float, default=10.0,
@@ -116,8 +120,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     finder.add_argument("--steps", type=positive_int, default=200,
                         help="steps of the test (default 200)")
     finder.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
-    finder.add_argument("--out", default="bench-out", help="folder for lr-find-<task>.png/json")
-    finder.add_argument("--data-dir", help="CIFAR-10 python batches folder (cifar10-cnn)")
+    finder.add_argument("--out", type=non_empty, default="bench-out",
+                        help="folder for lr-find-<task>.png/json")
+    finder.add_argument("--data-dir", type=non_empty,
+                        help="CIFAR-10 python batches folder (cifar10-cnn)")
     finder.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1)")
     finder.set_defaults(func=run_lr_find_command)
@@ -128,13 +134,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "PostgreSQL database its workers share) and write results.json and "
                     "report.html; prints the summary table. Runs no trial and creates no "
                     "storage.")
-    report.add_argument("--storage", required=True,
+    report.add_argument("--storage", type=non_empty, required=True,
                         help="the storage URL the workers used, e.g. "
                              "postgresql://user:password@host/db or sqlite:///bench.db")
-    report.add_argument("--study", default="bench", help="the workers' --study (default bench)")
-    report.add_argument("--out", default="bench-out",
+    report.add_argument("--study", type=non_empty, default="bench",
+                        help="the workers' --study (default bench)")
+    report.add_argument("--out", type=non_empty, default="bench-out",
                         help="folder for report.html and results.json (default bench-out)")
-    report.add_argument("--data-dir", help="CIFAR-10's directory, if the benchmark used it")
+    report.add_argument("--data-dir", type=non_empty,
+                        help="CIFAR-10's directory, if the benchmark used it")
     report.set_defaults(func=run_report_command)
 
 
@@ -152,9 +160,16 @@ def _lr_range(text: str | None) -> tuple[float, float] | None:
     return values
 
 
+#: The most threads torch takes (a C int); more than the machine's cores only slows a run.
+MAX_THREADS = 2 ** 31 - 1
+
+
 def _threads(count: int) -> None:
     import torch
 
+    if count > MAX_THREADS:
+        raise ValueError(f"--threads={count} is invalid: expected at most {MAX_THREADS} (this "
+                         f"machine has {os.cpu_count()} cores)")
     torch.set_num_threads(count)
 
 
@@ -299,6 +314,9 @@ def run_bench_command(arguments: argparse.Namespace) -> int:
     lr_range = _lr_range(arguments.lr_range)
     specs = split_specs(arguments.optimizers or [default_optimizers()])
     schedules = split_specs([arguments.schedules])
+    if not schedules:
+        raise ValueError(f"--schedules={arguments.schedules!r} is invalid: expected one or "
+                         "more schedules, such as constant or constant,cosine")
     contenders = [make_contender(spec, schedule, lr_range, arguments.tune)
                   for spec in specs for schedule in schedules]
     tasks = _tasks(arguments.task, arguments.data_dir, arguments.batch_size, arguments.target)

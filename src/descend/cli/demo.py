@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
 
-from descend.cli.arguments import non_negative_int, output_folder
+from descend.cli.arguments import non_empty, non_negative_int, output_folder
 from descend.lab.report import Section, Table
 from descend.lab.tour import TourSettings, run_tour, total_runs
 
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "gradients, learning-rate decay, the classic test functions, first-order "
                     "against second-order methods), print a summary, and write an offline "
                     "HTML report with figures.")
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+    parser.add_argument("--out", type=non_empty, default=DEFAULT_OUT, metavar="DIR",
                         help=f"report folder (default ./{DEFAULT_OUT}/)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller grids and studies: the same report in a fraction of the "

@@ -95,6 +95,14 @@ def _missing_extra(command: str, module: str | None) -> str:
     return f"this command needs the {extra} extra{missing}: pip install 'descend[{extra}]'"
 
 
+def _command_parser(parser: Parser, command: str | None) -> Parser:
+    """The parser of subcommand ``command`` (``parser`` itself without one)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -110,8 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             print_error(f"descend {command}", _missing_extra(command, ", ".join(missing)))
             return 2
+    parser = build_parser(command)
     try:
-        arguments = build_parser(command).parse_args(argv)
+        arguments, extras = parser.parse_known_args(argv)
+        if extras:
+            # The command's own parser names the misspelt option and points to its own help.
+            _command_parser(parser, arguments.command).unrecognized(extras)
     except SystemExit as done:  # --help, --version, or a one-line argument error
         return done.code if isinstance(done.code, int) else 2
     prog = f"descend {arguments.command}"

@@ -14,11 +14,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from descend.cli.arguments import non_negative_int, output_folder
+from descend.cli.arguments import non_empty, non_negative_int, output_folder
 from descend.lab import theory
 from descend.lab.problems import Ravine, make_problem, problem_names
 from descend.lab.rates import predicted_rate, theory_method
-from descend.lab.runner import Contender, Trace, race
+from descend.lab.runner import Contender, Trace, most_steps, race, steps_memory_text
 from descend.reporting import format_cell
 from descend.specs import SCHEDULES, optimizer_names
 
@@ -46,18 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("problem", help="problem spec, e.g. ravine:kappa=100")
     parser.add_argument("specs", nargs="+", metavar="SPEC",
                         help="optimizer specs, e.g. adam:lr=1e-2")
-    parser.add_argument("--steps", type=int, default=500, help="updates per run (default 500)")
-    parser.add_argument("--schedule", action="append", default=None, metavar="SCHEDULE",
+    parser.add_argument("--steps", type=int, default=500,
+                        help="updates per run (default 500)")
+    parser.add_argument("--schedule", type=non_empty,
+                        action="append", default=None, metavar="SCHEDULE",
                         help="learning-rate schedule, e.g. exponential:k=0.01; repeat to race "
                              "every optimizer under every schedule")
-    parser.add_argument("--average", default=None, metavar="DECAY",
+    parser.add_argument("--average", type=non_empty, default=None, metavar="DECAY",
                         help="also track averaged weights: an EMA decay in [0, 1) or 'polyak'")
     parser.add_argument("--tolerance", type=float, default=1e-6,
                         help="report the step from which loss - f* stays <= this "
                              "(default 1e-6)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="minibatch seed (default 0)")
-    parser.add_argument("--out", default=None, metavar="DIR",
+    parser.add_argument("--out", type=non_empty, default=None, metavar="DIR",
                         help="save results.jsonl (one line per run, as each finishes) and plots")
     parser.add_argument("--gif", action="store_true", help="with --out on a 2-D problem: "
                                                            "also save an animated race.gif")
@@ -155,9 +157,14 @@ def run(arguments: argparse.Namespace) -> int:
     contenders = [Contender.parse(spec, None if schedule in (None, "constant") else schedule,
                                   average)
                   for spec in arguments.specs for schedule in schedules]
-    if arguments.gif and not arguments.out:
+    if arguments.gif and arguments.out is None:
         raise ValueError("--gif needs --out DIR to write the GIF into")
-    out = output_folder(arguments.out) if arguments.out else None
+    most = most_steps(problem, contenders)
+    if arguments.steps > most:
+        raise ValueError(f"--steps={arguments.steps} is too many for this machine's memory: "
+                         f"{steps_memory_text(problem, contenders, arguments.steps)}; "
+                         f"expected at most {most} steps")
+    out = output_folder(arguments.out) if arguments.out is not None else None
     results = None
     if out is not None:
         results = out / "results.jsonl"

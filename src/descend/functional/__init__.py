@@ -34,6 +34,7 @@ matrix stage runs between its elementwise parts (on 2-D weights, through torch).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -80,6 +81,9 @@ class FunctionalSpec:
 
     def __call__(self, w: np.ndarray, dw: np.ndarray,
                  config: Mapping[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        if not (config is None or isinstance(config, Mapping)):
+            raise ValueError(f"{self.name}: config must be a dict or None, got "
+                             f"{type(config).__name__}")
         config = dict(config or {})
         unknown = sorted(set(config) - self.config_keys())
         if unknown:
@@ -106,9 +110,7 @@ class FunctionalSpec:
             if name not in not_hypers and key != "t":
                 hypers[name] = value
         hypers = self.rule.validate(hypers)
-        step = int(merged.get("t", 0)) + 1
-        if step < 1:
-            raise ValueError(f"{self.name}: t={merged['t']!r} is invalid: expected t >= 0")
+        step = self._updates_made(merged.get("t", 0)) + 1
         active = {slot.name for slot in self.rule.active_slots(hypers)}
         to_rule = self._to_rule_names()
         values, running = self._advance_state(merged, hypers, step)
@@ -125,7 +127,14 @@ class FunctionalSpec:
                 state.append(value)
             else:
                 state.append(slot.initial(w, hypers))
-        next_w, next_state = numpy_step(self.rule, w, dw, state, values, step)
+        if w.size:
+            next_w, next_state = numpy_step(self.rule, w, dw, state, values, step)
+        else:
+            # No element to update (a layer of width 0). Muon's shape ratio would divide by
+            # the 0 columns, as torch.optim.Muon's default does (ZeroDivisionError); its
+            # other scaling steps an empty matrix to the empty matrix, as here for every rule.
+            next_w, next_state = w.copy(), [None if value is None else np.array(value)
+                                            for value in state]
         next_config = dict(merged)
         for slot, value in zip(self.rule.slots, next_state, strict=True):
             if slot.name in active:
@@ -135,6 +144,16 @@ class FunctionalSpec:
         if self.counts_steps:
             next_config["t"] = step
         return np.asarray(next_w, dtype=w.dtype), next_config
+
+    def _updates_made(self, t: Any) -> int:
+        """``t``, the updates already made, as an integer; ``ValueError`` unless it is a whole
+        number >= 0 (1.5 was truncated, inf overflowed)."""
+        whole = isinstance(t, int | np.integer) or (
+            isinstance(t, float | np.floating) and math.isfinite(t) and float(t).is_integer())
+        if isinstance(t, bool | np.bool_) or not whole or t < 0:
+            raise ValueError(f"{self.name}: t={t!r} is invalid: expected a whole number of "
+                             "updates already made, >= 0")
+        return int(t)
 
     def _advance_state(self, merged: Mapping[str, Any], hypers: Mapping[str, Any],
                        step: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -431,6 +431,10 @@ class _Minibatch(Problem):
         if not (isinstance(batch_size, int) and 1 <= batch_size <= n):
             raise ValueError(f"batch_size={batch_size!r} is invalid: expected an integer in "
                              f"[1, n={n}]")
+        if n * dim > MAX_DATA:
+            # Checked here, not as a failed allocation of n x dim floats (a traceback).
+            raise ValueError(f"n={n!r} with dim={dim!r} is too large: the data would hold "
+                             f"n x dim = {n * dim} values; expected n x dim <= {MAX_DATA}")
         rng = np.random.default_rng(seed)
         # Correlated features make the problem mildly ill-conditioned, as real data is.
         mixing = np.eye(dim) + 0.6 * np.tril(np.ones((dim, dim)), -1)
@@ -656,6 +660,8 @@ def problem_names() -> list[str]:
 
 #: The largest ``dim`` a spec may ask for: a dense 4096 x 4096 float64 matrix is 128 MiB.
 MAX_DIMENSION = 4096
+#: Most values (examples x dimension) a minibatch problem's data may hold: 256 MiB of float64.
+MAX_DATA = 2 ** 25
 
 
 def make_problem(spec: str) -> Problem:

@@ -14,6 +14,7 @@ differences come from the optimizers, not the draw.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,6 +233,52 @@ def run(problem: Problem, contender: Contender, steps: int, *, seed: int = 0,
         averaged_trajectory=averaged, family=contender.family)
 
 
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (16 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 16 * 2 ** 30
+
+
+#: The share of the machine's memory a race's traces may take.
+MEMORY_SHARE = 0.5
+
+
+def bytes_per_step(problem: Problem, contenders: Sequence[Contender]) -> int:
+    """Bytes the traces of ``contenders`` on ``problem`` hold per recorded step: the position
+    (and the averaged one), loss, gradient norm, rate, time and distance as float64, and the
+    Python floats of the distances while they are gathered."""
+    total = 0
+    for contender in contenders:
+        averaged = contender.average is not None
+        total += 8 * (problem.dimension * (2 if averaged else 1) + 5 + averaged) + 32
+    return total
+
+
+def most_steps(problem: Problem, contenders: Sequence[Contender]) -> int:
+    """The most steps a race of ``contenders`` on ``problem`` can record within
+    :data:`MEMORY_SHARE` of this machine's memory (every trace is kept to the end)."""
+    return max(0, int(MEMORY_SHARE * memory_bytes()) // max(1, bytes_per_step(
+        problem, contenders)) - 1)
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.3g} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def steps_memory_text(problem: Problem, contenders: Sequence[Contender], steps: int) -> str:
+    """What ``steps`` steps of ``contenders`` need, against what this machine has."""
+    needed = (steps + 1) * bytes_per_step(problem, contenders)
+    return (f"{len(contenders)} run(s) of {steps} steps would record about {_size(needed)} "
+            f"(position, loss and gradient norm at every step), more than "
+            f"{MEMORY_SHARE:.0%} of this machine's {_size(memory_bytes())}")
+
+
 def race(problem: Problem, contenders: Sequence[Contender | str], steps: int, *, seed: int = 0,
          start: np.ndarray | None = None, stop_below: float | None = None,
          progress: Callable[[int], None] | None = None,
@@ -241,10 +288,14 @@ def race(problem: Problem, contenders: Sequence[Contender | str], steps: int, *,
     ``on_trace`` is called with each trace as soon as it is complete (to save it before the next
     one starts); the other arguments are as for :func:`run`.
     """
+    contenders = [Contender.parse(c) if isinstance(c, str) else c for c in contenders]
+    # Checked before the first run, not as an allocation failure in the middle of the race.
+    if isinstance(steps, int) and steps > most_steps(problem, contenders):
+        raise ValueError(f"steps={steps} is too many for this machine's memory: "
+                         f"{steps_memory_text(problem, contenders, steps)}; expected at most "
+                         f"{most_steps(problem, contenders)}")
     traces = []
     for contender in contenders:
-        if isinstance(contender, str):
-            contender = Contender.parse(contender)
         trace = run(problem, contender, steps, seed=seed, start=start, stop_below=stop_below,
                     progress=progress)
         if on_trace is not None:

@@ -23,19 +23,26 @@ from descend.secondorder.result import NonFiniteError
 #: What LBFGS does when the closure returns inf or NaN.
 LBFGS_NONFINITE_MODES = ("raise", "propagate")
 
+# As torch.optim.LBFGS: any tolerance, -inf included (a common way to run every iteration:
+# no test can stop it). Refused where torch would step: NaN tolerances (a NaN setting is a
+# mistake elsewhere; -inf says "never stop" plainly), a max_iter below 1 or fractional (torch
+# then makes no iteration, or runs until max_eval), and a max_eval below 1 (torch still
+# evaluates the closure once per iteration); torch fails at the first step on a history_size
+# below 1.
 _HYPERS = {
     hyper.name: hyper for hyper in (
         Hyper("lr", 1, "step length (first trial step of the line search)", low=0),
         Hyper("max_iter", 20, "iterations per step()", low=1),
         Hyper("max_eval", None, "closure evaluations per step()", low=1),
-        Hyper("tolerance_grad", 1e-7, "stop when max |g_i| <= tolerance_grad", low=0,
-              high=math.inf),
-        Hyper("tolerance_change", 1e-9, "stop when loss or step changes less", low=0,
-              high=math.inf),
+        Hyper("tolerance_grad", 1e-7, "stop when max |g_i| <= tolerance_grad",
+              low=-math.inf, high=math.inf),
+        Hyper("tolerance_change", 1e-9, "stop when loss or step changes less",
+              low=-math.inf, high=math.inf),
         Hyper("history_size", 100, "curvature pairs kept", low=1),
     )
 }
-_INTEGERS = ("max_iter", "max_eval", "history_size")
+#: The arguments that count something, and their least value.
+_INTEGERS = {"max_iter": 1, "max_eval": 1, "history_size": 1}
 
 
 def _check_group(group: dict[str, Any]) -> None:
@@ -46,7 +53,8 @@ def _check_group(group: dict[str, Any]) -> None:
         value = group[name]
         hyper.check(value)
         if name in _INTEGERS and (isinstance(value, bool) or int(value) != value):
-            raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 1")
+            raise ValueError(f"{name}={value!r} is invalid: expected an integer >= "
+                             f"{_INTEGERS[name]}")
     if group["line_search_fn"] not in (None, "strong_wolfe"):
         raise ValueError(f"line_search_fn={group['line_search_fn']!r} is invalid: expected None "
                          "or 'strong_wolfe'")
@@ -73,8 +81,8 @@ class LBFGS(torch.optim.Optimizer):
         lr: default 1, ``lr >= 0`` (a float or a 1-element tensor).
         max_iter: iterations per ``step``, default 20, integer ``>= 1``.
         max_eval: closure calls per ``step``, default ``max_iter * 5 // 4``, integer ``>= 1``.
-        tolerance_grad: default 1e-7, ``>= 0``.
-        tolerance_change: default 1e-9, ``>= 0``.
+        tolerance_grad: default 1e-7, any number but NaN (``-inf``: never stop on it).
+        tolerance_change: default 1e-9, any number but NaN (``-inf``: never stop on it).
         history_size: m, default 100, integer ``>= 1``.
         line_search_fn: ``None`` (fixed step) or ``"strong_wolfe"``, default None.
         nonfinite: what happens when the closure returns an inf or NaN loss or gradient.
@@ -186,7 +194,8 @@ class LBFGS(torch.optim.Optimizer):
         tolerance_grad = group["tolerance_grad"]
         tolerance_change = group["tolerance_change"]
         line_search_fn = group["line_search_fn"]
-        history_size = group["history_size"]
+        # A whole float (3.0) counts as in torch, and sizes the list of coefficients too.
+        history_size = int(group["history_size"])
 
         # LBFGS's state is global; it lives under the first parameter, as in torch, so that
         # load_state_dict casts it to that parameter's dtype and device.
