@@ -45,6 +45,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -732,6 +733,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one worker per thread count, then print the tables (or the newcomer's view)."""
     args = parse(argv)
+    # A terminated run still stops its spinning neighbours and its worker (the cleanup is in
+    # finally blocks, which a plain SIGTERM skips).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.worker:
         worker(args)
         return
@@ -749,8 +753,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                        "--rounds", str(args.rounds), "--sample-ms", str(args.sample_ms)]
             command += ["--smoke"] * args.smoke + ["--heavyball-compile"] * args.heavyball_compile
             # The worker's stdout (DeepSpeed's build log) goes to stderr, with the progress.
-            subprocess.run(command, env=thread_environment(threads), check=True,
-                           stdout=sys.stderr)
+            worker_process = subprocess.Popen(command, env=thread_environment(threads),
+                                              stdout=sys.stderr)
+            try:
+                if worker_process.wait() != 0:
+                    raise SystemExit(f"the {threads}-thread worker failed "
+                                     f"(exit status {worker_process.returncode})")
+            finally:
+                if worker_process.poll() is None:  # interrupted: let it stop its neighbours
+                    worker_process.terminate()
+                    worker_process.wait()
             with open(out) as handle:
                 results.append(json.load(handle))
     print_report(results, args)
