@@ -581,7 +581,6 @@ def newcomer_mlp() -> torch.nn.Module:
 
 NEWCOMER_STEP = """
 import json, statistics, sys, time, warnings
-warnings.simplefilter("ignore")
 if {hide_numba}:
     sys.modules["numba"] = None  # a fresh `pip install descend`: no Numba
 import torch
@@ -598,14 +597,18 @@ builders = {{
 if not {hide_numba}:
     builders["descend.AdamW(backend='fused')"] = lambda p: descend.AdamW(p, backend="fused")
 steppers = {{}}
-for name, build in builders.items():
-    model = newcomer_mlp()
-    torch.nn.functional.cross_entropy(model(inputs), targets).backward()
-    params = list(model.parameters())
-    steppers[name] = Stepper(params, build(params))
-counts = {{name: steps_per_sample(s, 0.005) for name, s in steppers.items()}}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for name, build in builders.items():
+        model = newcomer_mlp()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        params = list(model.parameters())
+        steppers[name] = Stepper(params, build(params))
+    counts = {{name: steps_per_sample(s, 0.005) for name, s in steppers.items()}}
+said = sorted({{f"{{w.category.__name__}}: {{w.message}}" for w in caught}})
 times = interleaved(steppers, counts, {rounds})
-print(json.dumps({{name: statistics.median(values) for name, values in times.items()}}))
+print(json.dumps({{"medians": {{name: statistics.median(values) for name, values in times.items()}},
+                  "warnings": said}}))
 """
 
 FIRST_STEP = """
@@ -619,6 +622,7 @@ torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(784, 96), torch.nn.ReLU(), torch.nn.Linear(96, 10))
 torch.nn.functional.cross_entropy(model(torch.randn(64, 784)),
                                   torch.randint(0, 10, (64,))).backward()
+modelled = time.perf_counter()
 optimizer = {optimizer}(model.parameters())
 built = time.perf_counter()
 optimizer.step()
@@ -626,12 +630,13 @@ first = time.perf_counter()
 optimizer.step()
 second = time.perf_counter()
 print(json.dumps({{"import torch": imported_torch - start, "import": imported - imported_torch,
-                  "construct": built - imported, "first step": first - built,
+                  "model": modelled - imported, "construct": built - modelled,
+                  "first step": first - built,
                   "second step": second - first}}))
 """
 
 
-def fresh_process(code: str, environment: dict[str, str]) -> dict[str, float]:
+def fresh_process(code: str, environment: dict[str, str]) -> dict[str, Any]:
     """Run ``code`` in a new interpreter; its last line of output, as JSON."""
     completed = subprocess.run([sys.executable, "-c", code], env=environment, check=True,
                                capture_output=True, text=True)
@@ -654,16 +659,20 @@ def newcomer(args: argparse.Namespace) -> None:
     print("-" * len(header))
     for hide in (False, True):
         code = NEWCOMER_STEP.format(hide_numba=hide, here=HERE, rounds=args.rounds)
-        medians = fresh_process(code, environment)
+        measured = fresh_process(code, environment)
+        medians = measured["medians"]
         base = medians["torch.optim.AdamW()"]
         install = "without Numba (hidden)" if hide else "with Numba"
         for name, median in medians.items():
             print(f"{install:<24} {name:<36} {median * 1e6:9.1f} {median / base:8.2f}")
+        for line in measured["warnings"]:
+            print(f"{install:<24} warned: {line}")
     repeats = args.first_step_repeats
-    print(f"\n## first step in a fresh process (python -c: import, build AdamW on the MLP, "
-          f"step), median seconds of {repeats} processes")
+    print(f"\n## first step in a fresh process (python -c: import; model: build the MLP, one "
+          f"forward and backward; construct AdamW; step), median seconds of {repeats} "
+          f"processes; cold: DESCEND_CACHE_DIR an empty folder, warm: the same folder again")
     header = (f"{'optimizer':<22} {'cache':<6} {'import torch':>12} {'import':>8} "
-              f"{'construct':>9} {'first step':>10} {'2nd step':>9}")
+              f"{'model':>7} {'construct':>9} {'first step':>10} {'2nd step':>9}")
     print(header)
     print("-" * len(header))
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -681,7 +690,7 @@ def newcomer(args: argparse.Namespace) -> None:
     for (name, cache), runs in rows.items():
         cells = " ".join(f"{statistics.median(run[key] for run in runs):>{width}.3f}"
                          for key, width in (("import torch", 12), ("import", 8),
-                                            ("construct", 9), ("first step", 10),
+                                            ("model", 7), ("construct", 9), ("first step", 10),
                                             ("second step", 9)))
         print(f"{name:<22} {cache:<6} {cells}")
 
