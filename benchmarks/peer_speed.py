@@ -33,7 +33,10 @@ Usage: ``python benchmarks/peer_speed.py [--threads 1,2] [--rounds 21] [--modes 
 ``--smoke`` for a seconds-long check on tiny cases; ``--newcomer`` for the newcomer's view
 instead: ``descend.AdamW`` against ``torch.optim.AdamW`` on a 76k-parameter MLP, with and without
 Numba, and the first step of a fresh process with a warm and a cold kernel cache.
-DeepSpeed on a CPU-only torch needs ``DS_ACCELERATOR=cpu`` (set here unless already set).
+The peers install with ``pip install deepspeed jax optax heavyball`` (a virtual environment
+made with ``--system-site-packages`` keeps them apart from the project's); DeepSpeed on a
+CPU-only torch needs ``DS_ACCELERATOR=cpu`` (set here unless already set), and its first use
+compiles the C++ steps (minutes; cached in ``~/.cache/torch_extensions``).
 """
 
 from __future__ import annotations
@@ -585,6 +588,7 @@ if {hide_numba}:
     sys.modules["numba"] = None  # a fresh `pip install descend`: no Numba
 import torch
 import descend
+torch.set_num_threads({threads})
 sys.path.insert(0, {here!r})
 from peer_speed import newcomer_mlp, interleaved, steps_per_sample, Stepper
 torch.manual_seed(0)
@@ -650,27 +654,32 @@ def newcomer(args: argparse.Namespace) -> None:
     environment = thread_environment(threads)
     parameters = sum(p.numel() for p in newcomer_mlp().parameters())
     print(f"# descend newcomer benchmark: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__} with {threads} threads; command: "
-          f"{' '.join(sys.argv)}; load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}; command: {' '.join(sys.argv)}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"\n## AdamW step on a 784-96-10 MLP ({parameters:,} parameters), median us over "
-          f"{args.rounds} interleaved rounds (gradients fixed; step only)")
-    header = f"{'install':<24} {'optimizer':<36} {'us':>9} {'/ torch':>8}"
+          f"{args.rounds} interleaved rounds (gradients fixed; step only), one process per row "
+          f"group")
+    header = f"{'install':<24} {'thr':>3} {'optimizer':<36} {'us':>9} {'/ torch':>8}"
     print(header)
     print("-" * len(header))
-    for hide in (False, True):
-        code = NEWCOMER_STEP.format(hide_numba=hide, here=HERE, rounds=args.rounds)
-        measured = fresh_process(code, environment)
-        medians = measured["medians"]
-        base = medians["torch.optim.AdamW()"]
-        install = "without Numba (hidden)" if hide else "with Numba"
-        for name, median in medians.items():
-            print(f"{install:<24} {name:<36} {median * 1e6:9.1f} {median / base:8.2f}")
-        for line in measured["warnings"]:
-            print(f"{install:<24} warned: {line}")
+    for count in map(int, args.threads.split(",")):
+        for hide in (False, True):
+            code = NEWCOMER_STEP.format(hide_numba=hide, here=HERE, rounds=args.rounds,
+                                        threads=count)
+            measured = fresh_process(code, thread_environment(count))
+            medians = measured["medians"]
+            base = medians["torch.optim.AdamW()"]
+            install = "without Numba (hidden)" if hide else "with Numba"
+            for name, median in medians.items():
+                print(f"{install:<24} {count:>3} {name:<36} {median * 1e6:9.1f} "
+                      f"{median / base:8.2f}")
+            for line in measured["warnings"]:
+                print(f"{install:<24} {count:>3} warned: {line}")
     repeats = args.first_step_repeats
-    print(f"\n## first step in a fresh process (python -c: import; model: build the MLP, one "
-          f"forward and backward; construct AdamW; step), median seconds of {repeats} "
-          f"processes; cold: DESCEND_CACHE_DIR an empty folder, warm: the same folder again")
+    print(f"\n## first step in a fresh process with {threads} threads (python -c: import; "
+          f"model: build the MLP, one forward and backward; construct AdamW; step), median "
+          f"seconds of {repeats} processes; cold: DESCEND_CACHE_DIR an empty folder, warm: "
+          f"the same folder again")
     header = (f"{'optimizer':<22} {'cache':<6} {'import torch':>12} {'import':>8} "
               f"{'model':>7} {'construct':>9} {'first step':>10} {'2nd step':>9}")
     print(header)
