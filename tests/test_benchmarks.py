@@ -1,0 +1,176 @@
+"""benchmarks/peer_speed.py: its parity check tells a different formula from float32 rounding,
+its rounds interleave every contender, disagreeing peers stay out of the ratios, and a smoke run
+prints the quiet and the contended tables."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def peer_speed() -> ModuleType:
+    """benchmarks/peer_speed.py as a module (it imports step_speed from its own folder)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module("peer_speed")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+class ClampedEpsAdam(torch.optim.Optimizer):
+    """Adam with ``max(sqrt(v_hat), eps)`` in place of ``sqrt(v_hat) + eps`` (HeavyBall's
+    denominator): the same iterates wherever ``sqrt(v_hat)`` is far above eps."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                state = self.state[param]
+                if not state:
+                    state.update(step=0, m=torch.zeros_like(param), v=torch.zeros_like(param))
+                state["step"] += 1
+                state["m"].lerp_(param.grad, 1 - beta1)
+                state["v"].mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
+                m_hat = state["m"] / (1 - beta1 ** state["step"])
+                v_hat = state["v"] / (1 - beta2 ** state["step"])
+                param.sub_(group["lr"] * m_hat / v_hat.sqrt().clamp(min=group["eps"]))
+
+
+def test_parity_passes_torch_paths_and_flags_a_clamped_eps(peer_speed):
+    """torch's foreach and fused Adam agree with its for-loop within float32 rounding; an Adam
+    whose only change is clamping the denominator at eps is beyond the tolerance."""
+    for options in ({"foreach": True}, {"fused": True}):
+        figure = peer_speed.parity(peer_speed._torch_adam(**options), "adam")
+        assert figure <= peer_speed.PARITY_TOLERANCE / 10, (options, figure)
+
+    def clamped(params):
+        return peer_speed.Stepper(params, ClampedEpsAdam(params, **peer_speed.HYPERS["adam"]))
+
+    assert peer_speed.parity(clamped, "adam") > 10 * peer_speed.PARITY_TOLERANCE
+
+
+def test_lion_parity_against_the_closed_form(peer_speed):
+    """lion_pytorch and descend match Lion's closed form; swapping the betas does not."""
+    pytest.importorskip("lion_pytorch")
+    from lion_pytorch import Lion
+
+    import descend
+
+    assert peer_speed.parity(peer_speed._lion_pytorch, "lion") <= peer_speed.PARITY_TOLERANCE
+    ours = peer_speed._descend(descend.Lion, "lion", "reference")
+    assert peer_speed.parity(ours, "lion") <= peer_speed.PARITY_TOLERANCE
+
+    def swapped(params):
+        return peer_speed.Stepper(params, Lion(params, lr=1e-4, betas=(0.99, 0.9)))
+
+    assert peer_speed.parity(swapped, "lion") > peer_speed.PARITY_TOLERANCE
+
+
+def test_rotations_put_every_contender_first_equally(peer_speed):
+    """Each round is a permutation, and over a multiple of the count each contender leads (and
+    closes) the same number of rounds."""
+    orders = peer_speed.rotations(4, 8)
+    assert len(orders) == 8
+    for order in orders:
+        assert sorted(order) == [0, 1, 2, 3]
+    assert sorted(order[0] for order in orders) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert sorted(order[-1] for order in orders) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_interleaved_times_each_contender_once_per_round(peer_speed):
+    """The call log shows every contender's steps in each round before the next round begins,
+    and one sample per contender per round."""
+    log: list[str] = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def step(self):
+            log.append(self.name)
+
+    steppers = {name: Recorder(name) for name in "abc"}
+    samples = peer_speed.interleaved(steppers, {"a": 1, "b": 2, "c": 3}, rounds=3)
+    assert {name: len(values) for name, values in samples.items()} == {"a": 3, "b": 3, "c": 3}
+    assert log == ["a", "b", "b", "c", "c", "c",
+                   "b", "b", "c", "c", "c", "a",
+                   "c", "c", "c", "a", "b", "b"]
+
+
+def test_summary_leaves_a_disagreeing_peer_unranked(peer_speed):
+    """A faster peer that failed parity is neither a ratio nor the fastest peer."""
+    medians = {"descend fused": 2e-3, "torch fused": 4e-3, "DeepSpeedCPUAdam": 1e-3}
+    parities = {"adam/torch fused": 1e-6, "adam/DeepSpeedCPUAdam": 0.2}
+    line = peer_speed.summary_line("quiet", "adam", "16M x 1", 1, medians, parities, 1e-3)
+    assert "/torch fused 0.500" in line
+    assert "/DeepSpeedCPUAdam unranked" in line
+    assert "fastest peer torch fused" in line
+    assert "2.00x floor" in line
+
+
+@pytest.mark.parametrize("argv, word", [(["--threads", "0"], "--threads"),
+                                        (["--families", "adam,sgd"], "sgd"),
+                                        (["--modes", "quiet,loud"], "loud")])
+def test_bad_arguments_are_named(peer_speed, capsys, argv, word):
+    """A bad command line stops with an error naming the bad value."""
+    with pytest.raises(SystemExit):
+        peer_speed.parse(argv)
+    assert word in capsys.readouterr().err
+
+
+def test_smoke_run_prints_quiet_and_contended_tables(peer_speed):
+    """``--smoke`` runs a worker process, checks parity and prints, for both machine states,
+    every case of every family with torch's three Adam paths and descend, each with a time, an
+    x floor, a parity figure within tolerance and, for peers, a ratio."""
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    completed = subprocess.run([sys.executable, str(BENCHMARKS / "peer_speed.py"), "--smoke"],
+                               env=environment, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = completed.stdout
+    quiet, _, contended = output.partition("## CONTENDED")
+    assert "## QUIET" in quiet and contended
+    expected = {"adam": ["descend auto", "torch loop", "torch foreach", "torch fused"],
+                "lion": ["descend auto"]}
+    if importlib.util.find_spec("numba") is not None:
+        expected["adam"].append("descend fused")
+        expected["lion"].append("descend fused")
+    if importlib.util.find_spec("lion_pytorch") is not None:
+        expected["lion"].append("lion-pytorch")
+    number = r"(\d+\.\d+)"
+    for table in (quiet, contended.partition("## summary")[0]):
+        for family, names in expected.items():
+            section = table.partition(f"### {family.capitalize()}")[2].partition("###")[0]
+            for case in peer_speed.SMOKE_CASES:
+                for name in names:
+                    pattern = (rf"^{re.escape(case)}\s+1 {re.escape(name)}\s+{number}\s+"
+                               rf"{number}\s+(\S+)(.*)$")
+                    match = re.search(pattern, section, re.MULTILINE)
+                    assert match, (family, case, name, section)
+                    assert float(match.group(1)) > 0 and float(match.group(2)) > 0
+                    assert float(match.group(3)) <= peer_speed.PARITY_TOLERANCE
+                    if not name.startswith("descend"):
+                        assert re.fullmatch(rf"\s+{number}\s+{number}", match.group(4)), match[0]
+    if "descend fused" in expected["adam"]:
+        summary = output.partition("## summary")[2].splitlines()
+        for mode in ("quiet ", "contended "):
+            lines = [line for line in summary if line.startswith(mode)]
+            assert len(lines) == len(expected) * len(peer_speed.SMOKE_CASES), summary
+            assert all("/torch fused" in line for line in lines if " adam " in line)
