@@ -2,7 +2,9 @@
 scalars, dispatch), per tensor, on many small tensors and on the ResNet-18-like list.
 
 The kernel launch is replaced by nothing, so what remains is the host's share; the full step
-is timed beside it in the same run (interleaved, medians).
+is timed beside it in the same run (interleaved, medians). Both are timed as CPU time of the
+process (every thread), which a busy neighbour disturbs far less than wall time: on a shared
+machine the wall-time columns swing with the load, the CPU-time ones hardly.
 
     python benchmarks/host_overhead.py [--repeats N]
 """
@@ -37,15 +39,16 @@ def _optimizer(shapes: list[tuple[int, ...]], name: str) -> tuple[torch.optim.Op
     return optimizer, params
 
 
-def interleaved(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, timed in rotating order."""
+def interleaved(functions: dict[str, Callable[[], object]], repeats: int,
+                clock: Callable[[], float] = time.process_time) -> dict[str, float]:
+    """Median seconds of each function on ``clock``, timed in rotating order."""
     samples: dict[str, list[float]] = {name: [] for name in functions}
     names = list(functions)
     for round_index in range(repeats):
         for name in names[round_index % len(names):] + names[:round_index % len(names)]:
-            start = time.perf_counter()
+            start = clock()
             functions[name]()
-            samples[name].append(time.perf_counter() - start)
+            samples[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -55,6 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     fused = get_executor("fused")
     launch = type(fused).launch
+    print("CPU time of the process, medians of interleaved rounds")
     print("| case | optimizer | full step (ms) | host part (ms) | host us per tensor | "
           "host share |")
     print("|---|---|---|---|---|---|")
