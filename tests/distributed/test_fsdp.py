@@ -202,6 +202,16 @@ def test_a_gradient_distributed_unlike_its_parameter_is_refused_before_any_chang
         optimizer.step()
     assert all(torch.equal(s.full_tensor(), b) for s, b in zip(sharded, snapshot, strict=True))
     assert [float(optimizer.state[s]["step"]) for s in sharded] == steps
+    # And a plain parameter is not stepped with a DTensor gradient (whose address is not its
+    # elements').
+    optimizer = descend.Adam([("v", plain[0])], lr=0.1, backend=backend)
+    plain[0].grad = torch.ones(5, 3)
+    optimizer.step()
+    before = plain[0].detach().clone()
+    plain[0].grad = distribute_tensor(torch.ones(5, 3), mesh, [Replicate()])
+    with pytest.raises(ValueError, match=r"gradient of parameter 'v'.*DTensor"):
+        optimizer.step()
+    assert torch.equal(plain[0], before)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

@@ -174,8 +174,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise error(f"{where} (shape {tuple(param.shape)}) is {kind}: "
                              f"{type(self).__name__} updates real {rule.stage.ndim}-D "
                              f"parameters only{self.stage_hint}")
-        sharded.check_parameter(param, where, type(self).__name__, rule.stage is not None,
-                                self.stage_hint)
+        sharded.check_parameter(param, where, type(self).__name__, rule.stage is not None)
         if self._executor_for(param) is None:
             (executor,) = self._executors
             raise ValueError(f"backend={self.backend!r} cannot update {where}, a {param.dtype} "

@@ -154,7 +154,7 @@ class Block:
         expected = (self.grad_layout if indices is None
                     else [self.grad_layout[k] for k in indices])
         grads = [p.grad for p in params]
-        if self.sharded:
+        if self.sharded or sharded.any_dtensor(grads):
             params, grads = sharded.local_gradients(params, grads, label)
         try:
             if _layouts(grads, self.on_cpu) == expected:

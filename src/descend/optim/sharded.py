@@ -89,8 +89,7 @@ def _same_distribution(a: Any, b: Any) -> bool:
     return a.device_mesh is b.device_mesh or a.device_mesh == b.device_mesh
 
 
-def check_parameter(param: torch.Tensor, where: str, owner: str, whole_matrix: bool,
-                    hint: str = "") -> None:
+def check_parameter(param: torch.Tensor, where: str, owner: str, whole_matrix: bool) -> None:
     """Refuse a DTensor parameter the executors cannot step shard by shard.
 
     ``whole_matrix``: the rule has a matrix stage (it needs every element of the parameter on
@@ -109,7 +108,9 @@ def check_parameter(param: torch.Tensor, where: str, owner: str, whole_matrix: b
             f"{where} (shape {tuple(param.shape)}) is a DTensor sharded as {placements} on a "
             f"mesh of shape {tuple(param.device_mesh.shape)}: {owner} orthogonalizes whole "
             "matrices, and each rank holds only a shard of this one (sharded matrix methods "
-            f"are not supported); keep the matrix replicated (out of fully_shard){hint}")
+            "are not supported): keep the matrix replicated (leave its module out of "
+            "fully_shard), or step it elementwise (with Muon: in a param group with "
+            "use_muon=False)")
 
 
 def check_state(tensor: torch.Tensor, param: torch.Tensor, name: str,
