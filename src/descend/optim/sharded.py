@@ -147,7 +147,7 @@ def local_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
     distributed like its parameter with the same global shape and dtype."""
     cls = _dtensor_class()
     for param, grad in zip(params, grads, strict=True):
-        if isinstance(param, cls) and isinstance(grad, cls):
+        if cls is not None and isinstance(param, cls) and isinstance(grad, cls):
             # The common case, every step: compare the specs (a DTensor's own properties,
             # shape included, cost ten times more, and a mesh comparison more still).
             ours, theirs = param._spec, grad._spec
