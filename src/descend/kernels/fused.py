@@ -44,7 +44,7 @@ import torch
 
 from descend.kernels import cpu_threads
 from descend.kernels.executor import Executor
-from descend.kernels.table import WORK_ITEM, TensorTable, step_in_tables
+from descend.kernels.table import WORK_ITEM, TensorTable, addressable, step_in_tables
 from descend.kernels.variant import Variant, function_tree
 from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
 from descend.rules.spec import Rule
@@ -68,8 +68,10 @@ def fused_available() -> bool:
 
 
 def supports(tensor: torch.Tensor) -> bool:
-    """Whether the fused executor can update this tensor (a CPU float32/float64 tensor)."""
-    return tensor.device.type == "cpu" and tensor.dtype in FUSED_DTYPES
+    """Whether the fused executor can update this tensor (a CPU float32/float64 tensor whose
+    address is its elements': not a DTensor, whose local tensor is the one to walk)."""
+    return (tensor.device.type == "cpu" and tensor.dtype in FUSED_DTYPES
+            and addressable(tensor))
 
 
 def cache_dir() -> Path:
@@ -505,10 +507,17 @@ def check_operands(param: torch.Tensor, operands: Sequence[tuple[str, torch.Tens
     Every operand must be a CPU tensor of the parameter's dtype and shape: the kernel walks
     ``param.numel()`` elements of the parameter's type from each operand's address.
     """
+    if not addressable(param):
+        raise ValueError(f"the fused executor cannot update a {type(param).__name__}, whose "
+                         "address is not its elements': expected a plain tensor (a DTensor's "
+                         "local tensor)")
     if not supports(param):
         raise ValueError(f"the fused executor cannot update a {param.dtype} tensor on "
                          f"{param.device}: expected a CPU tensor of dtype float32 or float64")
     for label, tensor in operands:
+        if not addressable(tensor):
+            raise ValueError(f"{label} is a {type(tensor).__name__}, whose address is not its "
+                             "elements': expected a plain tensor (a DTensor's local tensor)")
         if (tensor.device != param.device or tensor.dtype != param.dtype
                 or tensor.shape != param.shape or tensor.is_sparse):
             raise ValueError(

@@ -87,6 +87,16 @@ def flat_compatible(tensors: Sequence[torch.Tensor | None]) -> bool:
     return dense(present[0]) and all(t.stride() == strides for t in present[1:])
 
 
+def addressable(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor.data_ptr()`` is where its elements are, so a kernel may walk it: not for
+    a wrapper subclass (a DTensor's elements are in its local tensor; its own address is 0)."""
+    if type(tensor) is torch.Tensor or type(tensor) is torch.nn.Parameter:
+        return True
+    from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+
+    return not is_traceable_wrapper_subclass(tensor)
+
+
 def dense(tensor: torch.Tensor) -> bool:
     """Whether the tensor's elements fill a block of memory exactly once, in some order."""
     expected = 1

@@ -45,7 +45,7 @@ import torch
 
 from descend.kernels.executor import Executor
 from descend.kernels.fused import _cached_source, _rewritten, cache_dir
-from descend.kernels.table import TensorTable, step_in_tables
+from descend.kernels.table import TensorTable, addressable, step_in_tables
 from descend.kernels.variant import Variant
 from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
 from descend.rules.spec import Rule
@@ -76,7 +76,8 @@ def supports(tensor: torch.Tensor) -> bool:
     """Whether the Triton executor can update this tensor: a CUDA tensor of a float dtype (a CPU
     one when interpreting)."""
     return (tensor.dtype in TRITON_DTYPES
-            and tensor.device.type == ("cpu" if interpreting() else "cuda"))
+            and tensor.device.type == ("cpu" if interpreting() else "cuda")
+            and addressable(tensor))
 
 
 def _refusal() -> str:
@@ -330,10 +331,17 @@ def check_operands(param: torch.Tensor, operands: Sequence[tuple[str, torch.Tens
     device, dtype and shape: the kernel walks ``param.numel()`` elements of the parameter's type
     from each operand's address.
     """
+    if not addressable(param):
+        raise ValueError(f"the triton executor cannot update a {type(param).__name__}, whose "
+                         "address is not its elements': expected a plain tensor (a DTensor's "
+                         "local tensor)")
     if not supports(param):
         raise ValueError(f"the triton executor cannot update a {param.dtype} tensor on "
                          f"{param.device}: {_refusal()}")
     for label, tensor in operands:
+        if not addressable(tensor):
+            raise ValueError(f"{label} is a {type(tensor).__name__}, whose address is not its "
+                             "elements': expected a plain tensor (a DTensor's local tensor)")
         if (tensor.device != param.device or tensor.dtype != param.dtype
                 or tensor.shape != param.shape or tensor.is_sparse):
             raise ValueError(

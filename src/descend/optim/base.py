@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from descend.kernels.executor import Executor, backend_names, executors_for
+from descend.optim import sharded
 from descend.optim.plan import STALE, GroupPlan, check_gradient, check_representable
 from descend.rules.spec import Rule, plain_value
 
@@ -200,6 +201,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise error(f"{where} (shape {tuple(param.shape)}) is {kind}: "
                              f"{type(self).__name__} updates real {rule.stage.ndim}-D "
                              f"parameters only{self.stage_hint}")
+        sharded.check_parameter(param, where, type(self).__name__, rule.stage is not None)
         if self._executor_for(param) is None:
             (executor,) = self._executors
             raise ValueError(f"backend={self.backend!r} cannot update {where}, a {param.dtype} "
@@ -209,7 +211,8 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _executor_for(self, param: torch.Tensor) -> Executor | None:
         """The first of this optimizer's executors that supports ``param``."""
-        probe = torch.view_as_real(param) if param.is_complex() else param
+        probe = sharded.local(param)  # a DTensor's executor walks its local shard
+        probe = torch.view_as_real(probe) if probe.is_complex() else probe
         for executor in self._executors:
             if executor.supports(probe):
                 return executor
@@ -257,6 +260,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                     f"{_describe(tensor)}, but the parameter is {_describe(param)}: expected "
                     "the same shape, dtype and device (was the state loaded from another "
                     "model?); nothing was updated")
+            else:
+                sharded.check_state(tensor, param, slot.name, self._label)
         return state, created
 
     def __getstate__(self) -> dict[str, Any]:
@@ -364,6 +369,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                             f"{tuple(value.shape)}, but the parameter has shape "
                             f"{tuple(param.shape)} (a checkpoint of another model?); nothing "
                             "was loaded")
+                    sharded.check_state(value, param, name, self._label, loading=True)
                 for slot in rule.active_slots(hypers):
                     if slot.name not in entry and slot.unconditional:
                         raise ValueError(
@@ -500,17 +506,20 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _has_nonfinite_gradient(self, work: list[tuple[dict, list[torch.Tensor]]]) -> bool:
         """One pass over the gradients (one device synchronization per device)."""
-        grads = [_real(p.grad) for _, params in work for p in params]
-        if not any(map(_any_nonfinite, _by_device_and_dtype(grads))):
+        # DTensors are checked shard by shard, and the ranks agree (see descend.optim.sharded).
+        grads = [p.grad for _, params in work for p in params]
+        local = [_real(grad) for grad in sharded.local_tensors(grads)]
+        if not sharded.agree([any(map(_any_nonfinite, _by_device_and_dtype(local)))], grads)[0]:
             return False
         if self.nonfinite == "skip":
             return True
-        for _, params in work:
-            for param in params:
-                if _any_nonfinite([_real(param.grad)]):
-                    raise NonFiniteGradientError(
-                        f"non-finite gradient (inf or NaN) in {self._label(param)}; nothing "
-                        "was updated")
+        found = sharded.agree([_any_nonfinite([grad]) for grad in local], grads)
+        params = [param for _, params in work for param in params]
+        for param, nonfinite in zip(params, found, strict=True):
+            if nonfinite:
+                raise NonFiniteGradientError(
+                    f"non-finite gradient (inf or NaN) in {self._label(param)}; nothing "
+                    "was updated")
         return False
 
     def _prepare_group(self, group: dict[str, Any], params: list[torch.Tensor],
@@ -655,6 +664,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if grad.is_sparse:
                     sparse.append((param, grad, slots, step))
                     continue
+                if not differentiable:
+                    param, grad, slots = sharded.local_operands(param, grad, slots)
                 if param.is_complex():
                     param, grad = torch.view_as_real(param), torch.view_as_real(grad)
                     slots = [None if s is None else torch.view_as_real(s) for s in slots]

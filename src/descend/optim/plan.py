@@ -37,6 +37,7 @@ import torch
 from descend.kernels.executor import Executor
 from descend.kernels.table import TensorTable, flat_compatible
 from descend.kernels.variant import Variant, runtime_row, variant_of
+from descend.optim import sharded
 from descend.rules.spec import Rule, plain_value
 
 #: Returned by :meth:`GroupPlan.prepare` when the plan no longer describes the group.
@@ -98,15 +99,19 @@ class Block:
         self.dtype_name = dtype_name(self.dtype)
         #: What a compiled kernel of this block depends on besides the rule's variant.
         self.kind = (executor.name, self.dtype_name)
-        self.table = TensorTable([p.numel() for p in params], 2 + len(slot_names),
+        #: Whether some tensors are DTensors: the kernel walks their local shards, read afresh
+        #: every step (see :mod:`descend.optim.sharded`).
+        self.sharded = sharded.any_dtensor(params)
+        local = sharded.local_tensors(params)
+        self.table = TensorTable([p.numel() for p in local], 2 + len(slot_names),
                                  params[0].device)
-        self.table.addresses[0] = [p.data_ptr() for p in params]
+        self.table.addresses[0] = [p.data_ptr() for p in local]
         for row, tensors in enumerate(self.slots, start=2):
-            self.table.addresses[row] = [t.data_ptr() for t in tensors]
+            self.table.addresses[row] = [t.data_ptr() for t in sharded.local_tensors(tensors)]
         #: Every parameter and state tensor a kernel writes, and their metadata when planned.
         self.watched = [*params, *(t for tensors in self.slots for t in tensors)]
-        self.watched_metadata = _metadata(self.watched)
-        self.grad_layout = _layouts(params)
+        self.watched_metadata = _metadata(self._local(self.watched))
+        self.grad_layout = _layouts(local)
         self.counted = rule.counts_steps
         if self.counted:
             self.steps = torch.tensor([float(state["step"]) for state in states],
@@ -148,7 +153,10 @@ class Block:
         for name, (_, views) in self.products.items():
             if not _identical([state.get(name) for state in states], views):
                 return False
-        return _metadata(self.watched) == self.watched_metadata
+        return _metadata(self._local(self.watched)) == self.watched_metadata
+
+    def _local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return sharded.local_tensors(tensors) if self.sharded else tensors
 
     def gradients(self, indices: Sequence[int] | None, keep_alive: list,
                   label: Callable[[torch.Tensor], str]) -> list[int] | None:
@@ -163,6 +171,8 @@ class Block:
         expected = (self.grad_layout if indices is None
                     else tuple([column[k] for k in indices] for column in self.grad_layout))
         grads = [p.grad for p in params]
+        if self.sharded or sharded.any_dtensor(grads):
+            params, grads = sharded.local_gradients(params, grads, label)
         try:
             if _layouts(grads) == expected:
                 return list(map(_data_ptr, grads))
@@ -286,6 +296,7 @@ def check_gradient(param: torch.Tensor, grad: torch.Tensor,
             f"the gradient of {label(param)} is {grad.dtype} of shape {tuple(grad.shape)} on "
             f"{grad.device}, but the parameter is {param.dtype} of shape {tuple(param.shape)} "
             f"on {param.device}: expected the same dtype, shape and device; nothing was updated")
+    sharded.check_gradient(param, grad, label)
 
 
 class GroupPlan:
@@ -314,7 +325,8 @@ class GroupPlan:
                 continue
             executor = executor_of(param)
             tensors = [param, *(state[name] for name in slot_names)]
-            if executor is not None and executor.compiled and flat_compatible(tensors):
+            if (executor is not None and executor.compiled
+                    and flat_compatible(sharded.local_tensors(tensors))):
                 # One block (one address table, one launch) never spans two devices, nor
                 # running products held in two dtypes.
                 products = tuple(state[product.name].dtype for product in rule.products)
