@@ -35,7 +35,11 @@ def sqrt(x: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(x.double()).to(x.dtype)
     root = torch.sqrt(x)
     with torch.no_grad():
-        corrected = _tuckerman(x.detach(), root.detach())
+        # Tiny x is scaled up by 2**200 (exactly), so that no residual below underflows.
+        small = x.detach() < 2.0**-600
+        scaled = torch.where(small, x.detach() * 2.0**200, x.detach())
+        corrected = _tuckerman(scaled, torch.where(small, torch.sqrt(scaled), root.detach()))
+        corrected = torch.where(small, corrected * 2.0**-100, corrected)
     if root.requires_grad:
         return root + (corrected - root).detach()
     return corrected
@@ -46,7 +50,7 @@ def _tuckerman(x: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
 
     With ``up``/``down`` the neighbours of ``root``, ``root`` is the rounded root exactly when
     ``down * root < x <= root * up`` (Tuckerman's test); each product minus ``x`` is one fused
-    multiply-add, whose sign is exact.
+    multiply-add, whose sign is exact while it does not underflow (``x >= 2**-800``).
     """
     up = torch.nextafter(root, torch.full_like(root, float("inf")))
     down = torch.nextafter(root, torch.zeros_like(root))
