@@ -30,6 +30,7 @@ import descend
 from descend.kernels import executors_for, numpy_update, update_tensors
 from descend.kernels import triton as triton_executor
 from descend.kernels.table import TensorTable
+from descend.kernels.torch_support import fma as torch_fma
 from descend.kernels.triton import (
     EXECUTOR,
     chunk_list,
@@ -39,7 +40,7 @@ from descend.kernels.triton import (
 )
 from descend.kernels.variant import variant_of
 from descend.rules import RULES
-from descend.rules.elementwise import maximum, minimum, sign, sqrt
+from descend.rules.elementwise import HELPERS, maximum, minimum, sign, sqrt
 from descend.rules.spec import Hyper, Rule, Slot
 from descend.testing import (
     OPTION_GRID,
@@ -146,13 +147,29 @@ def fused_lerp(start, end, weight):
     return torch.lerp(torch.as_tensor(start), torch.as_tensor(end), weight).numpy()
 
 
+def fused_fma(a, b, c):
+    """``a * b + c`` with one rounding, as the kernel computes it (``tl.fma``) and torch's
+    ``add(alpha=)``/``addcmul``; NumPy's ``numpy_fma`` rounds twice."""
+    def tensor(x):
+        return torch.as_tensor(x) if isinstance(x, np.ndarray | np.generic) else x
+
+    return torch_fma(tensor(a), tensor(b), torch.as_tensor(c)).numpy()
+
+
 def numpy_step(rule, scalars, param, grad, slots, dtype):
     """One step of the rule's own update evaluated by NumPy in the kernel's compute dtype,
     results rounded to ``dtype`` as the kernel stores them; returns new (param, slots)."""
     work = compute_dtype(dtype)
     update = numpy_update(rule)
-    if "lerp" in update.__globals__:
-        update.__globals__["lerp"] = fused_lerp
+    # The fused primitives, in the update and in the helpers it calls, round once.
+    for namespace in [update.__globals__] + [
+            value.__globals__ for value in update.__globals__.values()
+            if callable(value) and getattr(value, "__globals__", None) is not None
+            and value.__name__ in HELPERS]:
+        if "lerp" in namespace:
+            namespace["lerp"] = fused_lerp
+        if "fma" in namespace:
+            namespace["fma"] = fused_fma
 
     def as_array(tensor):
         return None if tensor is None else tensor.to(work).numpy()
