@@ -142,7 +142,7 @@ def test_flags_become_constants_and_zero_switches_drop_branches():
     assert "lr" not in constants and "step_size" in variant.runtime
     source = kernel_source(rule, variant)
     # The element function is the rule's own, operator by operator.
-    assert "exp_avg_sq = _add(_mul(beta2, exp_avg_sq), _mul(_mul(_sub(1, beta2), g), g))" in source
+    assert "exp_avg_sq = fma(_mul(_sub(1, beta2), g), g, _mul(beta2, exp_avg_sq))" in source
 
 
 # -- a rule added later gets the fused executor without kernel code -------------------------------

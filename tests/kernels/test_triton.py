@@ -30,6 +30,7 @@ import descend
 from descend.kernels import executors_for, numpy_update, update_tensors
 from descend.kernels import triton as triton_executor
 from descend.kernels.table import TensorTable
+from descend.kernels.torch_support import fma as torch_fma
 from descend.kernels.triton import (
     EXECUTOR,
     chunk_list,
@@ -39,7 +40,7 @@ from descend.kernels.triton import (
 )
 from descend.kernels.variant import variant_of
 from descend.rules import RULES
-from descend.rules.elementwise import maximum, minimum, sign, sqrt
+from descend.rules.elementwise import HELPERS, maximum, minimum, sign, sqrt
 from descend.rules.spec import Hyper, Rule, Slot
 from descend.testing import (
     OPTION_GRID,
@@ -146,13 +147,29 @@ def fused_lerp(start, end, weight):
     return torch.lerp(torch.as_tensor(start), torch.as_tensor(end), weight).numpy()
 
 
+def fused_fma(a, b, c):
+    """``a * b + c`` with one rounding, as the kernel computes it (``tl.fma``) and torch's
+    ``add(alpha=)``/``addcmul``; NumPy's ``numpy_fma`` rounds twice."""
+    def tensor(x):
+        return torch.as_tensor(x) if isinstance(x, np.ndarray | np.generic) else x
+
+    return torch_fma(tensor(a), tensor(b), torch.as_tensor(c)).numpy()
+
+
 def numpy_step(rule, scalars, param, grad, slots, dtype):
     """One step of the rule's own update evaluated by NumPy in the kernel's compute dtype,
     results rounded to ``dtype`` as the kernel stores them; returns new (param, slots)."""
     work = compute_dtype(dtype)
     update = numpy_update(rule)
-    if "lerp" in update.__globals__:
-        update.__globals__["lerp"] = fused_lerp
+    # The fused primitives, in the update and in the helpers it calls, round once.
+    for namespace in [update.__globals__] + [
+            value.__globals__ for value in update.__globals__.values()
+            if callable(value) and getattr(value, "__globals__", None) is not None
+            and value.__name__ in HELPERS]:
+        if "lerp" in namespace:
+            namespace["lerp"] = fused_lerp
+        if "fma" in namespace:
+            namespace["fma"] = fused_fma
 
     def as_array(tensor):
         return None if tensor is None else tensor.to(work).numpy()
@@ -315,7 +332,7 @@ def test_kernel_source_has_flags_as_constants_and_scalars_as_arguments():
         assert f" {name}: tl.float64," in signature
     assert "amsgrad" not in signature and "maximize" not in signature
     # The element function is the rule's own, operator by operator; flags are literals.
-    assert "exp_avg_sq = _add(_mul(beta2, exp_avg_sq), _mul(_mul(_sub(1, beta2), g), g))" in source
+    assert "exp_avg_sq = fma(_mul(_sub(1, beta2), g), g, _mul(beta2, exp_avg_sq))" in source
     assert "weight_decay, decay, False, False, False)" in source
     assert "tl.pointer_type(tl.bfloat16)" in source
 
@@ -675,7 +692,8 @@ for name in OPTION_GRID:
 for rule, hypers, dtype in [(RULES["adam"], {"amsgrad": True}, "float32"),
                             (RULES["adamw"], {}, "bfloat16"),
                             (RULES["rmsprop"], {"centered": True, "momentum": 0.5}, "float16"),
-                            (RULES["sgd"], {"momentum": 0.9, "nesterov": True}, "float64")]:
+                            (RULES["sgd"], {"momentum": 0.9, "nesterov": True}, "float64"),
+                            (RULES["lion"], {"weight_decay": 0.1}, "float32")]:
     code = ptx(rule, hypers, dtype)
     ops = sorted(set(re.findall(r"\\b(?:ld|st)\\.global\\.v[24]\\.b(?:32|64)|\\bfma\\.rn\\.f32"
                                 r"|\\bdiv\\.(?:rn|full|approx)\\.f32|\\bsqrt\\.(?:rn|approx)[.a-z]*f32",
@@ -686,7 +704,8 @@ for rule, hypers, dtype in [(RULES["adam"], {"amsgrad": True}, "float32"),
 
 def test_kernels_compile_for_an_h100_without_one(tmp_path):
     """Triton's GPU compiler (not the interpreter) accepts the generated kernels: 16-byte
-    vector loads and stores, correctly rounded division and square root, no fused multiply-add."""
+    vector loads and stores, correctly rounded division and square root, and no multiply-add
+    fused by the compiler (only the rule's own ``fma``: Lion, which has none, gets none)."""
     pytest.importorskip("triton.backends.nvidia", reason="Triton's NVIDIA backend is missing")
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env.update(PYTHONPATH=os.pathsep.join([str(SRC), str(SRC.parent)]),
@@ -699,10 +718,12 @@ def test_kernels_compile_for_an_h100_without_one(tmp_path):
     for line in result.stdout.strip().splitlines():
         rule_name, dtype, *ops = line.split()
         found[f"{rule_name} {dtype}"] = " ".join(ops)
-    assert set(found) == {"adam float32", "adamw bfloat16", "rmsprop float16", "sgd float64"}
+    assert set(found) == {"adam float32", "adamw bfloat16", "rmsprop float16", "sgd float64",
+                          "lion float32"}
     for name, ops in found.items():
         assert "ld.global.v" in ops and "st.global.v" in ops, (name, ops)
-        assert "fma.rn.f32" not in ops and "approx" not in ops and "div.full" not in ops
+        assert "approx" not in ops and "div.full" not in ops
+    assert "fma.rn.f32" not in found["lion float32"]
     for name in ("adam float32", "adamw bfloat16", "rmsprop float16"):
         assert "div.rn.f32" in found[name] and "sqrt.rn.f32" in found[name], found[name]
 

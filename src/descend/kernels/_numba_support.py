@@ -101,7 +101,7 @@ def _neg(a):
 
 
 @intrinsic
-def fma(typingctx, a, b, c):
+def fused_multiply_add(typingctx, a, b, c):
     """``a * b + c`` rounded once (LLVM's ``llvm.fma``), for three floats of one type."""
     if not (a == b == c and isinstance(a, types.Float)):
         return None
@@ -130,8 +130,8 @@ def _lerp(start, end, weight):
             w = np.float32(weight)
             difference = np.float32(end) - np.float32(start)
             if abs(w) < np.float32(0.5):
-                return fma(w, difference, np.float32(start))
-            return fma(w - np.float32(1.0), difference, np.float32(end))
+                return fused_multiply_add(w, difference, np.float32(start))
+            return fused_multiply_add(w - np.float32(1.0), difference, np.float32(end))
 
         return single
 
@@ -139,7 +139,21 @@ def _lerp(start, end, weight):
         w = np.float64(weight)
         difference = np.float64(end) - np.float64(start)
         if abs(w) < 0.5:
-            return fma(w, difference, np.float64(start))
-        return fma(w - 1.0, difference, np.float64(end))
+            return fused_multiply_add(w, difference, np.float64(start))
+        return fused_multiply_add(w - 1.0, difference, np.float64(end))
 
     return double
+
+
+def fma(a, b, c):
+    """``a * b + c`` rounded once, as torch computes ``torch.add(c, b, alpha=a)`` and
+    ``torch.addcmul(c, a, b)``: in float32 when any operand is a float32 element (a float64
+    scalar rounded to float32 first, as torch rounds a Python scalar), else in float64."""
+    return a * b + c
+
+
+@overload(fma, inline="always")
+def _fma(a, b, c):
+    if _single(a, b, c):
+        return lambda a, b, c: fused_multiply_add(np.float32(a), np.float32(b), np.float32(c))
+    return lambda a, b, c: fused_multiply_add(np.float64(a), np.float64(b), np.float64(c))

@@ -157,6 +157,18 @@ def lerp(start, end, weight):
 
 
 @triton.jit
+def fma(a, b, c):
+    """``a * b + c`` rounded once, as torch computes ``torch.add(c, b, alpha=a)`` and
+    ``torch.addcmul(c, a, b)``: in the elements' compute dtype, a scalar operand rounded to it
+    first (float64 when all three are scalars)."""
+    x, y = _pair(a, b)
+    x, z = _pair(x, c)
+    y, z = _pair(y, z)
+    x, y = _pair(x, y)
+    return tl.fma(x, y, z)
+
+
+@triton.jit
 def abs(x):  # shadows the builtin: the primitive's name in rules
     """``|x|``."""
     return tl.abs(_value(x))

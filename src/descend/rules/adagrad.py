@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.common import MAXIMIZE, epsilon, l2_gradient, learning_rate, weight_decay
-from descend.rules.elementwise import sqrt
+from descend.rules.elementwise import fma, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
 
@@ -17,9 +17,10 @@ def adagrad_update(p, g, sum, *, clr, eps, weight_decay, maximize):
         x <- x - alpha_t * g / (sqrt(h) + eps)
 
     ``h`` is ``torch.optim.Adagrad``'s ``sum``; ``alpha_t = lr / (1 + (t - 1) * lr_decay)``.
+    ``h + g * g`` rounds once, as torch's ``h.addcmul_(g, g)``.
     """
     g = l2_gradient(p, g, weight_decay, maximize)
-    sum = sum + g * g
+    sum = fma(g, g, sum)
     p = p - clr * g / (sqrt(sum) + eps)
     return p, sum
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
-from descend.rules.elementwise import maximum, sqrt
+from descend.rules.elementwise import fma, lerp, maximum, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
 
@@ -22,11 +22,12 @@ def adam_update(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, *, step_size, bc2_sqr
     ``bc2_sqrt = sqrt(1 - beta2^t)``. ``amsgrad`` normalizes by the running maximum of v.
     Weight decay is either coupled (``g <- g + lambda * x``, Adam) or decoupled
     (``x <- x * (1 - alpha * lambda)`` before the step, AdamW; ``decay`` is that factor).
+    The moments round as ``torch.optim.Adam``'s ``m.lerp_(g, 1 - beta1)`` and
+    ``v.mul_(beta2).addcmul_(g, g, value=1 - beta2)`` do.
     """
     p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
-    # m <- beta1 m + (1 - beta1) g, in the interpolation form torch uses: it rounds the same way.
-    exp_avg = exp_avg + (1 - beta1) * (g - exp_avg)
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg = lerp(exp_avg, g, 1 - beta1)
+    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)
     if amsgrad:
         max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)
         denom = sqrt(max_exp_avg_sq) / bc2_sqrt + eps

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from descend.rules.elementwise import helper
+from descend.rules.elementwise import fma, helper
 from descend.rules.spec import Hyper
 
 
@@ -42,11 +42,13 @@ def l2_gradient(p, g, weight_decay, maximize):
 
         g <- -g                      if maximize
         g <- g + weight_decay * x    if weight_decay != 0
+
+    The L2 term rounds once, as torch's ``g.add(x, alpha=weight_decay)``.
     """
     if maximize:
         g = -g
     if weight_decay != 0:
-        g = g + weight_decay * p
+        g = fma(weight_decay, p, g)
     return g
 
 
@@ -61,6 +63,8 @@ def decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize):
         g <- -g                                          if maximize
         x <- x * decay                                   if weight_decay != 0 and decoupled
         g <- g + weight_decay * x                        if weight_decay != 0 and coupled
+
+    The L2 term rounds once, as torch's ``g.add(x, alpha=weight_decay)``.
     """
     if maximize:
         g = -g
@@ -68,5 +72,5 @@ def decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize):
         if decoupled_weight_decay:
             p = p * decay
         else:
-            g = g + weight_decay * p
+            g = fma(weight_decay, p, g)
     return p, g

@@ -39,20 +39,31 @@ def numpy_lerp(start, end, weight):
     return end - (end - start) * (1 - weight)
 
 
+def numpy_fma(a, b, c):
+    """``a * b + c`` for NumPy values (NumPy has no fused multiply-add: it rounds twice, where
+    the compiled executors and torch round once)."""
+    return a * b + c
+
+
 #: Primitive name -> implementation per executor, as ``"module:attribute"``.
 #: ``lerp(start, end, weight)`` interpolates with a scalar weight as ``torch.lerp`` does (its
 #: compiled forms use the same fused multiply-add, so they match torch bit for bit).
+#: ``fma(a, b, c)`` is ``a * b + c`` rounded once: what torch computes for ``c.add(b,
+#: alpha=a)`` and ``c.addcmul(a, b)``, so a rule that writes torch.optim's operations with it
+#: rounds as torch.optim does. ``sqrt`` is correctly rounded in every executor (torch's own
+#: CPU ``sqrt`` is not: see :mod:`descend.kernels.torch_support`).
 #: ``numba`` compiles NumPy's scalar functions; ``triton`` binds ``@triton.jit`` wrappers of
 #: ``triton.language`` (its interpreter needs jitted functions, not the builtins themselves).
 PRIMITIVES: dict[str, dict[str, str]] = {
     name: dict(zip(EXECUTORS, row, strict=True)) for name, row in {
         #           numpy            torch            numba            triton
-        "sqrt":    ("numpy:sqrt",    "torch:sqrt",    "numpy:sqrt",    "descend.kernels.triton_support:sqrt"),  # noqa: E501
+        "sqrt":    ("numpy:sqrt",    "descend.kernels.torch_support:sqrt", "numpy:sqrt",    "descend.kernels.triton_support:sqrt"),  # noqa: E501
         "maximum": ("numpy:maximum", "torch:maximum", "numpy:maximum", "descend.kernels.triton_support:maximum"),  # noqa: E501
         "minimum": ("numpy:minimum", "torch:minimum", "numpy:minimum", "descend.kernels.triton_support:minimum"),  # noqa: E501
         "sign":    ("numpy:sign",    "torch:sign",    "numpy:sign",    "descend.kernels.triton_support:sign"),  # noqa: E501
         "abs":     ("numpy:abs",     "torch:abs",     "numpy:abs",     "descend.kernels.triton_support:abs"),  # noqa: E501
         "lerp":    ("descend.rules.elementwise:numpy_lerp", "torch:lerp", "descend.kernels._numba_support:lerp", "descend.kernels.triton_support:lerp"),  # noqa: E501
+        "fma":     ("descend.rules.elementwise:numpy_fma", "descend.kernels.torch_support:fma", "descend.kernels._numba_support:fma", "descend.kernels.triton_support:fma"),  # noqa: E501
     }.items()
 }
 

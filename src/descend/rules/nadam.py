@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
-from descend.rules.elementwise import lerp, sqrt
+from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, RunningProduct, Slot
 
 
@@ -30,7 +30,7 @@ def nadam_update(p, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, weight_decay, 
     """
     p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
     exp_avg = lerp(exp_avg, g, 1 - beta1)
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)  # torch's addcmul_
     denom = sqrt(exp_avg_sq / bias_correction2) + eps
     p = p + grad_coefficient * g / denom
     p = p + average_coefficient * exp_avg / denom

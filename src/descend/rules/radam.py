@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
-from descend.rules.elementwise import lerp, sqrt
+from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
 
@@ -28,7 +28,7 @@ def radam_update(p, g, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, weight_dec
     """
     p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
     exp_avg = lerp(exp_avg, g, 1 - beta1)
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)  # torch's addcmul_
     if rectify:
         adaptive = bc2_sqrt * (1 / (sqrt(exp_avg_sq) + eps))
         p = p - exp_avg / bias_correction1 * lr * adaptive * rect

@@ -11,7 +11,7 @@ from descend.rules.common import (
     momentum,
     weight_decay,
 )
-from descend.rules.elementwise import sqrt
+from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Hyper, Rule, Slot
 
 
@@ -24,19 +24,19 @@ def rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha, ep
 
     ``centered`` subtracts the squared running mean of g inside the root (an estimate of the
     variance); ``momentum > 0`` accumulates ``b <- mu * b + g / (sqrt(h) + eps)`` and steps
-    ``x <- x - lr * b``.
+    ``x <- x - lr * b``. Each step rounds as ``torch.optim.RMSprop``'s operations do
+    (``addcmul_``, ``lerp_`` and ``add_(b, alpha=-lr)`` round once: ``fma``, ``lerp``).
     """
     g = l2_gradient(p, g, weight_decay, maximize)
-    square_avg = alpha * square_avg + (1 - alpha) * g * g
+    square_avg = fma((1 - alpha) * g, g, alpha * square_avg)
     if centered:
-        # gbar <- rho gbar + (1 - rho) g, in the interpolation form torch uses (same rounding).
-        grad_avg = grad_avg + (1 - alpha) * (g - grad_avg)
-        avg = sqrt(square_avg - grad_avg * grad_avg) + eps
+        grad_avg = lerp(grad_avg, g, 1 - alpha)
+        avg = sqrt(fma(-grad_avg, grad_avg, square_avg)) + eps
     else:
         avg = sqrt(square_avg) + eps
     if momentum > 0:
         momentum_buffer = momentum * momentum_buffer + g / avg
-        p = p - lr * momentum_buffer
+        p = fma(-lr, momentum_buffer, p)
     else:
         p = p - lr * g / avg
     return p, square_avg, grad_avg, momentum_buffer

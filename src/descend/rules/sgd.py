@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.common import MAXIMIZE, l2_gradient, learning_rate, momentum, weight_decay
+from descend.rules.elementwise import fma
 from descend.rules.spec import Constraint, CourseForm, Hyper, Rule, Slot
 
 
@@ -23,12 +24,13 @@ def sgd_update(p, g, momentum_buffer, *, lr, momentum, keep, gain, weight_decay,
     With ``momentum = 0`` this is the notes' plain SGD, ``x <- x - alpha * g``.
     ``keep``/``gain`` are ``mu``/``1 - tau`` except on the buffer's first step (0 and 1), when
     it starts as a copy of the gradient (also when momentum is switched on mid-run, as in torch).
+    Each ``a + s * b`` rounds once (``fma``), as torch's ``a.add(b, alpha=s)`` does.
     """
     g = l2_gradient(p, g, weight_decay, maximize)
     if momentum != 0:
-        momentum_buffer = keep * momentum_buffer + gain * g
-        g = g + momentum * momentum_buffer if nesterov else momentum_buffer
-    p = p - lr * g
+        momentum_buffer = fma(gain, g, keep * momentum_buffer)
+        g = fma(momentum, momentum_buffer, g) if nesterov else momentum_buffer
+    p = fma(-lr, g, p)
     return p, momentum_buffer
 
 

@@ -173,7 +173,13 @@ class Slot:
         return float(hypers[self.fill]) if isinstance(self.fill, str) else float(self.fill)
 
     def initial(self, param: Any, hypers: Mapping[str, Any]) -> Any:
-        """The slot's first value for ``param`` (a torch tensor or a NumPy array)."""
+        """The slot's first value for ``param`` (a torch tensor or a NumPy array).
+
+        A complex parameter is stepped as its real view (real and imaginary parts as two
+        real elements), so each part starts at the fill value: ``value + value * 1j``, as
+        ``torch.optim.Adagrad`` starts a complex accumulator. A complex run then equals the
+        run on ``torch.view_as_real`` of the parameter.
+        """
         if self.from_parameter:
             clone = getattr(param, "clone", None)
             if clone is not None:  # torch
@@ -181,13 +187,17 @@ class Slot:
 
                 return clone(memory_format=torch.preserve_format)
             return np.array(param, copy=True)
+        value: float | complex = self.initial_value(hypers)
         full_like = getattr(param, "new_full", None)
         if full_like is not None:  # torch
             import torch
 
-            return torch.full_like(param, self.initial_value(hypers),
-                                   memory_format=torch.preserve_format)
-        return np.full_like(param, self.initial_value(hypers))
+            if param.is_complex():
+                value = complex(value, value)
+            return torch.full_like(param, value, memory_format=torch.preserve_format)
+        if np.iscomplexobj(param):
+            value = complex(value, value)
+        return np.full_like(param, value)
 
 
 @dataclass(frozen=True)
