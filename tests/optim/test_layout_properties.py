@@ -602,11 +602,6 @@ COMPILED = ("fused", "auto")
 
 #: Open bugs, each found by this test (see the module docstring).
 KNOWN_BUGS: dict[str, KnownBug] = {
-    "complex_adagrad_accumulator": KnownBug(
-        "Adagrad's initial_accumulator_value on a complex parameter: torch starts the "
-        "accumulator at value + value*i, descend at value",
-        layouts=("complex", "complex_transposed"), mutations=ALL_MUTATIONS,
-        optimizers=("Adagrad",), options=lambda options: options["initial_accumulator_value"] > 0),
 }
 
 #: Layouts with no known bug that torch steps: extra parameters and the mutation tests draw

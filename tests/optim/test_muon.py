@@ -123,7 +123,7 @@ def test_bad_arguments_are_named(kwargs, fragment):
     assert fragment in str(error.value)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=20, deadline=None, derandomize=True)
 @given(st.integers(2, 24), st.integers(2, 24), st.integers(0, 2**16))
 def test_newton_schulz_maps_each_singular_value_through_the_quintic(rows, columns, seed):
     # On U = L diag(s) R^T the iteration keeps L and R and maps each s_i / ||U||_F through
@@ -146,7 +146,9 @@ def test_newton_schulz_maps_each_singular_value_through_the_quintic(rows, column
     inner = left.T @ direction @ right
     off_diagonal = inner - torch.diag(torch.diagonal(inner))
     assert off_diagonal.norm() < 0.05 * inner.norm()
-    torch.testing.assert_close(torch.diagonal(inner), predicted, rtol=0.0, atol=0.06)
+    # Five bfloat16 iterations (8-bit significands) drift up to about 0.065 (9 x 2, seed 33);
+    # a wrong coefficient moves the values by 0.2 or more.
+    torch.testing.assert_close(torch.diagonal(inner), predicted, rtol=0.0, atol=0.08)
     # Every singular value ends between about 0.7 and 1.2: roughly the polar factor L R^T.
     assert predicted.min() > 0.6 and predicted.max() < 1.25
 
