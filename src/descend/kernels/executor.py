@@ -72,6 +72,12 @@ class Executor:
         """The compiled kernel of ``rule`` for ``variant`` (compiled executors only)."""
         raise NotImplementedError
 
+    def kernel_if_ready(self, rule: Rule, variant: Variant) -> Any | None:
+        """The kernel if it can be had without waiting, else ``None`` after starting to load
+        or compile it in the background (compiled executors only). Raises what an earlier
+        background attempt raised. By default: :meth:`kernel`, waiting for it."""
+        return self.kernel(rule, variant)
+
     def launch(self, kernel: Any, table: Any, rows: Any, scalars: Any,
                indices: Any = None) -> None:
         """Run ``kernel`` over an address table (compiled executors only): ``rows[i]`` is the

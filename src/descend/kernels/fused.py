@@ -241,6 +241,23 @@ def kernel(addresses, item_start, segment_tensor, segment_start, segment_stop, t
 
 _kernels: dict[tuple[Rule, Variant], Any] = {}
 _lock = threading.Lock()
+#: Kernels being loaded in the background, and what failed there (raised on the next ask).
+_background: dict[tuple[Rule, Variant], threading.Thread] = {}
+_background_failures: dict[tuple[Rule, Variant], BaseException] = {}
+_background_lock = threading.Lock()
+
+
+def _load_in_background(rule: Rule, variant: Variant) -> None:
+    """Load or compile a kernel for :meth:`FusedExecutor.kernel_if_ready` (a non-daemon
+    thread: a process that ends meanwhile waits for it rather than cutting a compile short)."""
+    try:
+        get_kernel(rule, variant)
+    except BaseException as error:  # handed to the step that asks next
+        with _background_lock:
+            _background_failures[(rule, variant)] = error
+    finally:
+        with _background_lock:
+            _background.pop((rule, variant), None)
 
 
 def get_kernel(rule: Rule, variant: Variant):
@@ -569,6 +586,25 @@ class FusedExecutor(Executor):
     def kernel(self, rule: Rule, variant: Variant):
         """The compiled kernel (memory, disk cache or compiler)."""
         return get_kernel(rule, variant)
+
+    def kernel_if_ready(self, rule: Rule, variant: Variant):
+        """The kernel if it is in memory; else ``None``, with a background thread loading it
+        from the disk cache or compiling it (importing Numba on the way: about half a second
+        warm, a second or more cold). Raises what a background attempt raised."""
+        key = (rule, variant)
+        kernel = _kernels.get(key)
+        if kernel is not None:
+            return kernel
+        with _background_lock:
+            failure = _background_failures.pop(key, None)
+            if failure is not None:
+                raise failure
+            if key not in _background:
+                thread = threading.Thread(target=_load_in_background, args=(rule, variant),
+                                          name="descend-kernel-loader")
+                _background[key] = thread
+                thread.start()
+        return _kernels.get(key)
 
     def launch(self, kernel, table: TensorTable, rows: np.ndarray, scalars: np.ndarray,
                indices: np.ndarray | None = None) -> None:

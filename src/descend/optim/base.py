@@ -541,7 +541,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if not param.grad.is_sparse and not param.is_complex():
                     self._ensure_state(param, hypers, group)
             plan = GroupPlan(group, self.state, rule, hypers, _step_dtype(),
-                             self._executor_for, self._unstepped)
+                             self._executor_for, self._unstepped,
+                             wait_for_kernels=self.backend != "auto")
             self._plans[id(group)] = plan
             ready = plan.prepare(params, self.state, self._label)
             if ready is STALE:

@@ -42,6 +42,9 @@ from descend.rules.spec import Rule, plain_value
 
 #: Returned by :meth:`GroupPlan.prepare` when the plan no longer describes the group.
 STALE = object()
+#: What a step's launch needs for one (step, products) key: kernel (``None`` while it loads),
+#: variant, run-time scalar row and the scalars themselves.
+LaunchRow = tuple[Any, Variant, np.ndarray, Mapping[str, Any]]
 
 
 _data_ptr = torch.Tensor.data_ptr
@@ -225,15 +228,17 @@ class Block:
         keys = [(int(row[0]), tuple(float(v) for v in row[1:])) for row in unique]
         return keys, rows.reshape(-1).astype(np.int64), new_values
 
-    def stage(self, rule: Rule,
-              launch_row: Callable[[Block, tuple], tuple[Any, Variant, np.ndarray]],
+    def stage(self, rule: Rule, launch_row: Callable[[Block, tuple], LaunchRow],
               indices: np.ndarray | None, grad_addresses: list[int],
               hypers: Mapping[str, Any]) -> Callable[[], None]:
         """Work out the step of the tensors at ``indices`` (all if None): their new counters
         and running products, and every kernel and scalar row it launches (compiling what is
         missing). Changes nothing, so an error here (a kernel that cannot be compiled, scalars
         a dtype cannot hold) leaves the optimizer as it was; returns the function that
-        advances the counters and runs the kernels."""
+        advances the counters and runs the kernels.
+
+        A kernel still loading in the background (``None`` from ``launch_row``) makes this
+        step run on the reference executor, which computes the same bits."""
         new_steps, steps, tensor_row, uniform = self.next_steps(indices)
         new_products: list[np.ndarray] = []
         if self.products:
@@ -241,14 +246,17 @@ class Block:
                                                                 tensor_row)
         else:
             keys = [(step, ()) for step in steps]
+        rows = [launch_row(self, key) for key in keys]
         launches: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]] = []
-        if len(keys) == 1:
-            kernel, _, scalars = launch_row(self, keys[0])
+        loading = any(kernel is None for kernel, *_ in rows)
+        if loading:
+            pass
+        elif len(keys) == 1:
+            kernel, _, scalars, _ = rows[0]
             launches.append((kernel, tensor_row, scalars, indices))
         else:
-            rows = [launch_row(self, key) for key in keys]
             by_variant: dict[Variant, list[int]] = {}
-            for row, (_, variant, _) in enumerate(rows):
+            for row, (_, variant, _, _) in enumerate(rows):
                 by_variant.setdefault(variant, []).append(row)
             for variant_rows in by_variant.values():
                 table = np.concatenate([rows[r][2] for r in variant_rows])
@@ -270,10 +278,36 @@ class Block:
             else:
                 self.uniform = False
                 self.table.addresses[1, indices] = grad_addresses
-            for kernel, rows, scalars, chosen in launches:
-                self.executor.launch(kernel, self.table, rows, scalars, chosen)
+            if loading:
+                self._run_on_reference(rule, rows, tensor_row, indices)
+            for kernel, rows_of, scalars, chosen in launches:
+                self.executor.launch(kernel, self.table, rows_of, scalars, chosen)
 
         return commit
+
+    def _run_on_reference(self, rule: Rule, rows: list[LaunchRow], tensor_row: np.ndarray,
+                          indices: np.ndarray | None) -> None:
+        """This step of the tensors at ``indices`` (all if None) on the reference executor,
+        one call per distinct step (their scalars in ``rows``)."""
+        from descend.kernels.executor import get_executor
+
+        reference = get_executor("reference")
+        chosen = range(len(self.params)) if indices is None else indices
+        names = [slot.name for slot in rule.slots]
+        for row, (_, _, _, scalars) in enumerate(rows):
+            params, grads, slots = [], [], []
+            for position, k in enumerate(chosen):
+                if tensor_row[position] != row:
+                    continue
+                param, state = self.params[k], self.states[k]
+                slot_list = [state[name] if name in self.slot_names else None
+                             for name in names]
+                param, grad, slot_list = sharded.local_operands(param, param.grad, slot_list)
+                params.append(param)
+                grads.append(grad)
+                slots.append(slot_list)
+            reference.step(rule, None, scalars, params, grads, slots)
+
 
 
 def _walkable_gradient(param: torch.Tensor, grad: torch.Tensor,
@@ -305,9 +339,12 @@ class GroupPlan:
     def __init__(self, group: dict, optimizer_state: Mapping, rule: Rule,
                  hypers: Mapping[str, Any], step_dtype: torch.dtype,
                  executor_of: Callable[[torch.Tensor], Executor | None],
-                 first: set[int]) -> None:
+                 first: set[int], wait_for_kernels: bool = True) -> None:
         self.group = group
         self.rule = rule
+        #: Whether a step waits for a kernel to load or compile; if not, it runs on the
+        #: reference executor meanwhile (``backend="auto"``).
+        self.wait_for_kernels = wait_for_kernels
         self.active = tuple(slot.active(hypers) for slot in rule.slots)
         slot_names = [slot.name for slot, on in zip(rule.slots, self.active, strict=True) if on]
         by_kind: dict[tuple, tuple[list, list]] = {}
@@ -401,10 +438,11 @@ class GroupPlan:
         key = tuple(plain.values())
         names = [product.name for product in self.rule.products]
 
-        def launch_row(block: Block, step_key: tuple) -> tuple[Any, Variant, np.ndarray]:
-            """The kernel, variant and (1, n) run-time scalar row of one step (and running
-            products) of a block, cached: a rule that does not count steps, or a run at a
-            constant setting, computes them once."""
+        def launch_row(block: Block, step_key: tuple) -> LaunchRow:
+            """The kernel, variant, (1, n) run-time scalar row and scalars of one step (and
+            running products) of a block, cached: a rule that does not count steps, or a run
+            at a constant setting, computes them once. The kernel is ``None`` while it loads
+            in the background (then nothing is cached)."""
             cached = self._rows.get((key, step_key, block.kind))
             if cached is None:
                 if len(self._rows) > 256:
@@ -415,8 +453,13 @@ class GroupPlan:
                 check_representable(plain, scalars, block.dtype)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
-                kernel = block.executor.kernel(self.rule, variant)
-                cached = self._rows[key, step_key, block.kind] = (kernel, variant, row)
+                if self.wait_for_kernels:
+                    kernel = block.executor.kernel(self.rule, variant)
+                else:
+                    kernel = block.executor.kernel_if_ready(self.rule, variant)
+                cached = (kernel, variant, row, scalars)
+                if kernel is not None:
+                    self._rows[key, step_key, block.kind] = cached
             return cached
 
         for block in blocks:

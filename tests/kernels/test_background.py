@@ -1,0 +1,110 @@
+"""``backend="auto"`` never waits for a kernel: while one loads or compiles in the background,
+steps run on the reference executor, which computes the same bits, and the kernel takes over
+once it is there. A named ``backend="fused"`` waits for it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+import descend
+from descend.kernels import fused
+
+pytestmark = pytest.mark.skipif(not fused.fused_available(), reason="needs Numba")
+
+
+@pytest.fixture
+def slow_compiler(monkeypatch):
+    """Kernels load only when the test says so (as a cold compile would take its time)."""
+    gate = threading.Event()
+    loads = []
+    real = fused.get_kernel
+
+    def gated(rule, variant):
+        if (rule, variant) not in fused._kernels:
+            loads.append(threading.current_thread().name)
+            assert gate.wait(60), "the test never released the compiler"
+        return real(rule, variant)
+
+    monkeypatch.setattr(fused, "get_kernel", gated)
+    monkeypatch.setattr(fused, "_kernels", {})
+    return gate, loads
+
+
+def pair(backend, seed=0):
+    torch.manual_seed(seed)
+    params = [torch.randn(64, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    return (params, descend.AdamW(params, lr=0.1, backend=backend),
+            twins, descend.AdamW(twins, lr=0.1, backend="reference"))
+
+
+def step(params, optimizer, twins, reference):
+    for p, q in zip(params, twins, strict=True):
+        grad = torch.randn_like(p)
+        p.grad, q.grad = grad.clone(), grad.clone()
+    optimizer.step()
+    reference.step()
+
+
+def test_auto_steps_on_while_the_kernel_loads_and_switches_without_changing_a_bit(
+        slow_compiler):
+    gate, loads = slow_compiler
+    params, optimizer, twins, reference = pair("auto")
+    launches = []
+    launch = fused.FusedExecutor.launch
+
+    def counted(self, *arguments, **keywords):
+        launches.append(1)
+        return launch(self, *arguments, **keywords)
+
+    fused.FusedExecutor.launch = counted
+    try:
+        for _ in range(3):  # the compiler is held: these run on the reference executor
+            step(params, optimizer, twins, reference)
+        assert not launches and loads == ["descend-kernel-loader"]
+        gate.set()
+        for thread in list(fused._background.values()):
+            thread.join(60)
+        for _ in range(3):
+            step(params, optimizer, twins, reference)
+        assert launches, "the fused kernel never took over"
+    finally:
+        fused.FusedExecutor.launch = launch
+    for p, q in zip(params, twins, strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(params, twins, strict=True):
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(optimizer.state[p][name], reference.state[q][name])
+
+
+def test_a_named_fused_backend_waits_for_its_kernel(slow_compiler):
+    gate, loads = slow_compiler
+    params, optimizer, twins, reference = pair("fused")
+    gate.set()  # released before the step: the step itself compiles, on this thread
+    step(params, optimizer, twins, reference)
+    assert loads == [threading.current_thread().name]
+
+
+def test_a_kernel_that_fails_in_the_background_fails_the_next_step_before_any_change(
+        monkeypatch):
+    monkeypatch.setattr(fused, "_kernels", {})
+
+    def broken(rule, variant):
+        raise ValueError("the kernel cache directory /nowhere cannot be used")
+
+    monkeypatch.setattr(fused, "get_kernel", broken)
+    params, optimizer, twins, reference = pair("auto")
+    step(params, optimizer, twins, reference)  # runs on the reference executor
+    for thread in list(fused._background.values()):
+        thread.join(60)
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(ValueError, match="cannot be used"):
+        optimizer.step()
+    for p, old in zip(params, before, strict=True):
+        assert torch.equal(p, old)
+    assert float(optimizer.state[params[0]]["step"]) == 1.0
