@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import descend
-from descend.kernels import executors_for, numpy_update, update_tensors
+from descend.kernels import executors_for, update_tensors
 from descend.kernels import triton as triton_executor
 from descend.kernels.table import TensorTable
 from descend.kernels.torch_support import fma as torch_fma
@@ -40,7 +40,7 @@ from descend.kernels.triton import (
 )
 from descend.kernels.variant import variant_of
 from descend.rules import RULES
-from descend.rules.elementwise import HELPERS, maximum, minimum, sign, sqrt
+from descend.rules.elementwise import HELPERS, bind, maximum, minimum, sign, sqrt
 from descend.rules.spec import Hyper, Rule, Slot
 from descend.testing import (
     OPTION_GRID,
@@ -156,20 +156,27 @@ def fused_fma(a, b, c):
     return torch_fma(tensor(a), tensor(b), torch.as_tensor(c)).numpy()
 
 
+def fused_numpy_update(function):
+    """``function`` bound to NumPy with the fused primitives rounding once, in it and in the
+    helpers it calls: a fresh copy with namespaces of its own (the cached NumPy bindings, which
+    the lab and the functional API use, must keep NumPy's own primitives)."""
+    bound = bind.__wrapped__(function, "numpy")
+    namespace = bound.__globals__
+    for name in list(namespace):
+        if name in HELPERS:
+            namespace[name] = fused_numpy_update(HELPERS[name])
+    if "lerp" in namespace:
+        namespace["lerp"] = fused_lerp
+    if "fma" in namespace:
+        namespace["fma"] = fused_fma
+    return bound
+
+
 def numpy_step(rule, scalars, param, grad, slots, dtype):
     """One step of the rule's own update evaluated by NumPy in the kernel's compute dtype,
     results rounded to ``dtype`` as the kernel stores them; returns new (param, slots)."""
     work = compute_dtype(dtype)
-    update = numpy_update(rule)
-    # The fused primitives, in the update and in the helpers it calls, round once.
-    for namespace in [update.__globals__] + [
-            value.__globals__ for value in update.__globals__.values()
-            if callable(value) and getattr(value, "__globals__", None) is not None
-            and value.__name__ in HELPERS]:
-        if "lerp" in namespace:
-            namespace["lerp"] = fused_lerp
-        if "fma" in namespace:
-            namespace["fma"] = fused_fma
+    update = fused_numpy_update(rule.update)
 
     def as_array(tensor):
         return None if tensor is None else tensor.to(work).numpy()
