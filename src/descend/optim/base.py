@@ -482,7 +482,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         naming the bad value, before anything changes."""
         rule = self.rule_for(group)
         try:
-            hypers = rule.hypers_from_group(group)
+            hypers = self.rule_hypers(group)
         except KeyError as missing:
             raise ValueError(f"parameter group {self._group_index(group)} has no "
                              f"{missing.args[0]!r}: expected every hyperparameter of "
