@@ -392,6 +392,10 @@ class Run:
                                      f"parameters or state (torch: {their_error!r})"
                                      ) from our_error
             raise Refused(described)
+        if deliberate(self.scenario, their_error):
+            # descend steps what torch fails on, on purpose (see DELIBERATE); torch's run
+            # cannot go on, so the draw ends here.
+            raise Refused(f"torch: {their_error!r}")
         raise AssertionError(f"{what}: torch raised {their_error!r} but descend did not"
                              ) from their_error
 
@@ -563,6 +567,23 @@ def run_scenario(scenario: Scenario) -> None:
             run.step()
     except Refused:
         pass
+
+
+# -- where descend steps what torch fails on, on purpose --------------------------------------
+
+#: (optimizer, torch's exception type, layout): descend steps these, torch raises.
+DELIBERATE = {
+    # torch.optim.Muon divides by a matrix's column count; descend steps an empty matrix to
+    # itself (there is nothing to update), as its functional API does.
+    ("Muon", ZeroDivisionError, "zero_size"),
+}
+
+
+def deliberate(scenario: Scenario, their_error: BaseException | None) -> bool:
+    """Whether torch's failure in this draw is one descend does not share on purpose."""
+    return any(scenario.optimizer == name and isinstance(their_error, kind)
+               and any(layout == drawn for drawn, _ in scenario.layouts)
+               for name, kind, layout in DELIBERATE)
 
 
 # -- known bugs -------------------------------------------------------------------------------
