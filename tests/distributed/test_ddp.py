@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +11,7 @@ import descend
 from descend.kernels.executor import get_executor
 from descend.optim.base import BACKENDS
 from tests.distributed import ddp_worker
+from tests.distributed.launch import torchrun
 
 WORKER = Path(ddp_worker.__file__)
 # The workers train on CPU tensors: every named backend that is available and runs them.
@@ -24,22 +21,7 @@ EXPLICIT_BACKENDS = [backend for backend in BACKENDS if backend != "auto"
 
 
 def _torchrun(out: Path, optimizer: str, backend: str, mode: str) -> None:
-    source = Path(descend.__file__).resolve().parents[1]
-    environment = {**os.environ,
-                   "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
-                   "OMP_NUM_THREADS": "1"}
-    # --standalone: a local rendezvous on a free loopback port, chosen by torchrun itself.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", str(WORKER), str(out), optimizer, backend, mode]
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
-        output, _ = process.communicate()
-        pytest.fail(f"torchrun did not finish in 300 s:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
+    torchrun([str(WORKER), str(out), optimizer, backend, mode], timeout=300)
 
 
 def _single_process(optimizer: str, backend: str) -> list[torch.Tensor]:

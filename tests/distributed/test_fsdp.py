@@ -15,9 +15,6 @@ import os
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +28,7 @@ from descend.kernels.executor import get_executor
 from descend.optim import NonFiniteGradientError
 from descend.optim.base import BACKENDS
 from tests.distributed import fsdp_worker
+from tests.distributed.launch import torchrun
 
 #: Every named backend that is available here and runs CPU tensors.
 CPU_BACKENDS = [backend for backend in BACKENDS if backend != "auto"
@@ -247,24 +245,7 @@ def test_a_partial_parameter_is_refused(mesh):
 
 
 def _torchrun(out: Path, backends: list[str]) -> None:
-    source = Path(descend.__file__).resolve().parents[1]
-    environment = {**os.environ,
-                   "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
-                   "OMP_NUM_THREADS": "1"}
-    # --standalone: a local rendezvous on a free loopback port, chosen by torchrun itself.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", "-m", "tests.distributed.fsdp_worker", str(out),
-               ",".join(backends)]
-    root = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen(command, env=environment, cwd=root, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # torchrun and both workers
-        output, _ = process.communicate()
-        pytest.fail(f"torchrun did not finish in 600 s:\n{output[-3000:]}")
-    assert process.returncode == 0, output[-3000:]
+    torchrun(["-m", "tests.distributed.fsdp_worker", str(out), ",".join(backends)])
 
 
 @pytest.fixture(scope="module")

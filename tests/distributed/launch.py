@@ -1,0 +1,37 @@
+"""Two worker processes on CPU with gloo, as the distributed tests start them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import descend
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def torchrun(arguments: list[str], timeout: float = 600) -> None:
+    """Run a worker (``arguments``: a script path or ``-m module``, then its own arguments) on
+    two processes through ``torch.distributed.run``; fail the test with the workers' output if
+    they fail or outlast ``timeout`` seconds (then they are killed, torchrun and both)."""
+    source = Path(descend.__file__).resolve().parents[1]
+    environment = {**os.environ,
+                   "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
+                   "OMP_NUM_THREADS": "1"}
+    # --standalone: a local rendezvous on a free loopback port, chosen by torchrun itself.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", *arguments]
+    process = subprocess.Popen(command, env=environment, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"torchrun did not finish in {timeout:.0f} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
