@@ -349,11 +349,20 @@ def rotations(count: int, rounds: int) -> list[list[int]]:
             for start in (index % count for index in range(rounds))]
 
 
+def wait_for_kernels() -> None:
+    """Let the kernels descend's ``auto`` backend loads in the background arrive, so that the
+    timed steps are the steady state (until then its steps run on the reference executor)."""
+    fused = sys.modules.get("descend.kernels.fused")
+    for thread in list(getattr(fused, "_background", {}).values()):
+        thread.join()
+
+
 def steps_per_sample(stepper: Stepper, sample_seconds: float, limit: int = 50) -> int:
     """Steps whose mean makes one sample lasting about ``sample_seconds`` (after two warm-up
     steps, which also trigger every compilation)."""
     stepper.step()
     stepper.step()
+    wait_for_kernels()
     start = time.perf_counter()
     stepper.step()
     once = time.perf_counter() - start
