@@ -4,7 +4,9 @@ once it is there. A named ``backend="fused"`` waits for it."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
 import torch
@@ -108,3 +110,21 @@ def test_a_kernel_that_fails_in_the_background_fails_the_next_step_before_any_ch
     for p, old in zip(params, before, strict=True):
         assert torch.equal(p, old)
     assert float(optimizer.state[params[0]]["step"]) == 1.0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_a_loading_kernel_so_the_child_holds_no_lock(slow_compiler):
+    gate, loads = slow_compiler
+    params, optimizer, twins, reference = pair("auto")
+    step(params, optimizer, twins, reference)  # the kernel now loads in the background
+    assert loads and fused._background
+    threading.Timer(0.5, gate.set).start()
+    start = time.monotonic()
+    child = os.fork()
+    if child == 0:  # the child: no background load pending, every lock free
+        free = fused._lock.acquire(timeout=5) and fused._background_lock.acquire(timeout=5)
+        os._exit(0 if free and not fused._background else 1)
+    waited = time.monotonic() - start
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert waited >= 0.4  # the fork waited for the load instead of copying it half-done

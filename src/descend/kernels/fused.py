@@ -247,6 +247,19 @@ _background_failures: dict[tuple[Rule, Variant], BaseException] = {}
 _background_lock = threading.Lock()
 
 
+def _finish_background_loads() -> None:
+    """Before this process forks: let kernels loading in the background finish, so that no
+    child starts with a lock (ours or Numba's compiler lock) held by a thread it does not
+    have."""
+    for thread in list(_background.values()):
+        if thread is not threading.current_thread():
+            thread.join(LOCK_TIMEOUT_SECONDS)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_finish_background_loads)
+
+
 def _load_in_background(rule: Rule, variant: Variant) -> None:
     """Load or compile a kernel for :meth:`FusedExecutor.kernel_if_ready` (a non-daemon
     thread: a process that ends meanwhile waits for it rather than cutting a compile short)."""
