@@ -313,3 +313,33 @@ def test_a_stopped_compiler_holding_the_lock_is_not_waited_for(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_parameter_whose_storage_shrank_under_it_is_refused(backend):
+    # The address changes, so the plan rebuilds; the rebuilt plan must not walk past the end.
+    param = torch.nn.Parameter(torch.randn(1000))
+    optimizer = descend.Adam([param], lr=0.1, backend=backend)
+    param.grad = torch.randn(1000)
+    optimizer.step()
+    param.data.untyped_storage().resize_(400)  # 100 floats left under a 1000-float tensor
+    param.grad = torch.randn(1000)
+    state = {name: value.clone() for name, value in optimizer.state[param].items()}
+    with pytest.raises(ValueError, match="past the end of its storage"):
+        optimizer.step()
+    for name, value in optimizer.state[param].items():
+        assert torch.equal(value, state[name])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_parameter_assigned_over_another_in_the_group_list_is_refused(backend):
+    # The list keeps its length: a count of parameters cannot tell.
+    first, second = torch.nn.Parameter(torch.randn(3)), torch.nn.Parameter(torch.randn(3))
+    optimizer = descend.SGD([first, second], lr=0.1, backend=backend)
+    first.grad = torch.randn(3)
+    optimizer.step()
+    optimizer.param_groups[0]["params"][1] = first
+    before = snapshot(optimizer)
+    with pytest.raises(ValueError, match="listed twice"):
+        optimizer.step()
+    assert_unchanged(before, optimizer)

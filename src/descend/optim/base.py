@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from descend.kernels.executor import Executor, backend_names, executors_for
@@ -122,14 +123,13 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _reset_step_caches(self) -> None:
         """What the step keeps between calls, none of it optimizer state: the plans, the
-        group values last checked, the parameter count last checked for duplicates, and the
-        parameters whose state was created but not yet stepped."""
+        group values last checked, and the parameters whose state was created but not yet
+        stepped."""
         self._plans: dict[int, GroupPlan] = {}
         #: State entries created during the step under way: (parameter, key), or
         #: (parameter, None) for its whole state dict; removed if the step does not happen.
         self._created_keys: list[tuple[torch.Tensor, str | None]] = []
         self._checked_values: dict[int, tuple] = {}
-        self._listed_once = -1
         self._unstepped: set[int] = set()
 
     # -- hyperparameters and parameters -------------------------------------------------------
@@ -445,11 +445,12 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._created_keys = []
 
     def _check_listed_once(self) -> None:
-        """Refuse a parameter listed twice in the param groups (appended after construction):
-        the constructor refuses it, since it would be stepped twice."""
+        """Refuse a parameter listed twice in the param groups (appended or assigned after
+        construction): the constructor refuses it, since it would be stepped twice. One set of
+        ids per step; the slow search for the culprit only when there is one."""
         groups = self.param_groups
-        listed = sum(len(group["params"]) for group in groups)
-        if listed == self._listed_once:
+        listed = [id(param) for group in groups for param in group["params"]]
+        if len(set(listed)) == len(listed):
             return
         seen: set[int] = set()
         for index, group in enumerate(groups):
@@ -461,7 +462,6 @@ class RuleOptimizer(torch.optim.Optimizer):
                         "parameter may be listed once (it would otherwise be stepped twice); "
                         "nothing was updated")
                 seen.add(id(param))
-        self._listed_once = listed
 
     def _advanced_group_state(self) -> dict[int, dict[str, Any]]:
         """Every group's :class:`~descend.rules.spec.GroupState` advanced by one step (groups
@@ -535,7 +535,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         if plan is not None and plan.covers(group, hypers):
             ready = plan.prepare(params, self.state, self._label)
         if ready is STALE:
-            self._check_gradients(params)
+            self._check_gradients(params, group)
             self._check_existing_state(params, rule)
             for param in params:
                 if not param.grad.is_sparse and not param.is_complex():
@@ -554,7 +554,7 @@ class RuleOptimizer(torch.optim.Optimizer):
 
         def stage(advanced: Mapping[int, Mapping[str, Any]]) -> Callable[[], None]:
             step_hypers = self._step_hypers(group, hypers, advanced)
-            run, _ = plan.stage(ready, step_hypers)
+            run = plan.stage(ready, step_hypers)
             run_rest = rest(advanced) if rest is not None else None
             unstepped = self._unstepped
 
@@ -574,18 +574,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         parameter; the plan's counters are read as one array per block."""
         for block in ready[0]:
             if block.counted and len(block.step_values) and not block.step_values.min() >= 0:
-                param = block.params[int(block.step_values.argmin())]
-                raise ValueError(
-                    f"state['step'] of {self._label(param)} is "
-                    f"{block.step_values.min():g}: expected a count of steps taken (>= 0); "
-                    "nothing was updated")
-
-    def _weight_decay_of(self, param: torch.Tensor) -> Any:
-        """The ``weight_decay`` of the group holding ``param`` (0 if it has none)."""
-        for group in self.param_groups:
-            if any(candidate is param for candidate in group["params"]):
-                return group.get("weight_decay", 0)
-        return 0
+                worst = int(np.argmin(np.nan_to_num(block.step_values, nan=-np.inf)))
+                param = block.params[worst]
+                _check_counter(block.step_views[worst], lambda p=param: self._label(p))
 
     def _check_existing_state(self, params: list[torch.Tensor], rule: Rule) -> None:
         """Before any state is created for ``params``: refuse elements that share memory
@@ -599,13 +590,22 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _check_writable(self, params: list[torch.Tensor]) -> None:
         """Refuse a parameter or state tensor whose elements share memory (an expanded
-        tensor): an update would write one element several times (torch refuses it too)."""
+        tensor: an update would write one element several times, and torch refuses it too)
+        or do not all lie inside its storage (a storage resized under it)."""
         for param in params:
             state = self.state.get(param, {})
             tensors = [("", param), *((f"state[{name!r}] of ", value)
                                       for name, value in state.items()
                                       if isinstance(value, torch.Tensor) and value.ndim)]
             for prefix, tensor in tensors:
+                local = sharded.local(tensor)
+                if not _inside_storage(local):
+                    raise ValueError(
+                        f"{prefix}{self._label(param)} reaches past the end of its storage "
+                        f"({local.untyped_storage().nbytes()} bytes for shape "
+                        f"{tuple(local.shape)}, strides {local.stride()}, offset "
+                        f"{local.storage_offset()}: was the storage resized?); nothing was "
+                        "updated")
                 if torch._debug_has_internal_overlap(tensor) == 1:
                     raise ValueError(
                         f"{prefix}{self._label(param)} has elements that refer to the same "
@@ -613,14 +613,14 @@ class RuleOptimizer(torch.optim.Optimizer):
                         "an in-place update would write them several times; clone it "
                         "first; nothing was updated")
 
-    def _check_gradients(self, params: list[torch.Tensor]) -> None:
+    def _check_gradients(self, params: list[torch.Tensor], group: Mapping[str, Any]) -> None:
         for param in params:
             grad = param.grad
             if grad.is_sparse:
                 if self.sparse_gradients is None:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse "
                                        f"gradients ({self._label(param)})")
-                group_decay = self._weight_decay_of(param)
+                group_decay = group.get("weight_decay", 0)
                 if group_decay:
                     # torch.optim refuses it too (Adagrad by name, SGD in its sparse add).
                     raise RuntimeError(
@@ -636,7 +636,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         """Check the step of parameters no plan covers; return the function that works it out.
         Each is stepped by its executor's list call, one call per step count (and running
         products) and executor."""
-        self._check_gradients(params)
+        self._check_gradients(params, group)
         rule = self.rule_for(group)
         self._check_existing_state(params, rule)
         entries = [(param, self._ensure_state(param, hypers, group)[0]) for param in params]
@@ -696,7 +696,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                     executor.step(rule, None, scalars, bucket_params, grads, slots)
                 for (param, grad, slots, _), scalars in zip(sparse, sparse_scalars,
                                                             strict=True):
-                    self._step_sparse(param, grad, slots, scalars)
+                    self._step_sparse(rule, param, grad, slots, scalars)
                 if rule.counts_steps:
                     for _, state in entries:
                         state["step"] += 1
@@ -721,10 +721,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         plain = {name: plain_value(value) for name, value in values.items()}
         return [rule.stage.function(buffer, plain) for buffer in buffers]
 
-    def _step_sparse(self, param: torch.Tensor, grad: torch.Tensor,
+    def _step_sparse(self, rule: Rule, param: torch.Tensor, grad: torch.Tensor,
                      slots: list[torch.Tensor | None], scalars: Mapping[str, Any]) -> None:
         """Step a parameter whose gradient is sparse, as :attr:`sparse_gradients` says."""
-        rule = self.rule
         reference = self._reference_executor()
         if self.sparse_gradients == "dense":
             reference.step(rule, None, scalars, [param], [grad.to_dense()], [slots])
@@ -765,6 +764,17 @@ def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         return f"{value.dtype} of shape {tuple(value.shape)} on {value.device}"
     return f"a {type(value).__name__}"
+
+
+def _inside_storage(tensor: torch.Tensor) -> bool:
+    """Whether every element of ``tensor`` lies inside its storage (offset, shape and strides
+    against the storage's size): what an update through its address may write."""
+    if tensor.numel() == 0:
+        return True
+    extent = 1 + sum((size - 1) * stride
+                     for size, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    end = (tensor.storage_offset() + extent) * tensor.element_size()
+    return end <= tensor.untyped_storage().nbytes()
 
 
 def _same_values(a: tuple, b: tuple) -> bool:

@@ -250,7 +250,7 @@ class Block:
         launches: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]] = []
         loading = any(kernel is None for kernel, *_ in rows)
         if loading:
-            pass
+            launches = []  # the reference executor runs this step (see commit)
         elif len(keys) == 1:
             kernel, _, scalars, _ = rows[0]
             launches.append((kernel, tensor_row, scalars, indices))
@@ -428,12 +428,11 @@ class GroupPlan:
             return STALE
         return blocks, selections, gathered, leftovers, keep_alive
 
-    def stage(self, prepared: Any, hypers: Mapping[str, Any]
-              ) -> tuple[Callable[[], None], list[torch.Tensor]]:
+    def stage(self, prepared: Any, hypers: Mapping[str, Any]) -> Callable[[], None]:
         """Work out the step of the planned parameters without changing anything (see
-        :meth:`Block.stage`); return the function that performs it, and the leftovers for the
-        caller to step."""
-        blocks, selections, gathered, leftovers, keep_alive = prepared
+        :meth:`Block.stage`); return the function that performs it. The leftovers
+        (``prepared[3]``) are the caller's to step."""
+        blocks, selections, gathered, _, keep_alive = prepared
         plain = {name: plain_value(value) for name, value in hypers.items()}
         key = tuple(plain.values())
         names = [product.name for product in self.rule.products]
@@ -462,8 +461,8 @@ class GroupPlan:
                     self._rows[key, step_key, block.kind] = cached
             return cached
 
-        for block in blocks:
-            block.executor.check_ready()
+        for executor in {block.executor for block in blocks}:
+            executor.check_ready()
         commits = [block.stage(self.rule, launch_row, selection, addresses, plain)
                    for block, selection, addresses in zip(blocks, selections, gathered,
                                                           strict=True)]
@@ -473,7 +472,7 @@ class GroupPlan:
                 commit()
             keep_alive.clear()
 
-        return run, leftovers
+        return run
 
 
 def check_representable(hypers: Mapping[str, Any], scalars: Mapping[str, Any],
