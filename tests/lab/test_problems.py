@@ -122,9 +122,9 @@ def test_torch_adapter_runs_torch_optim_on_the_same_numbers_as_the_functional_ap
 @pytest.mark.parametrize("spec, message", [
     ("nope", "valid: ravine, saddle"),
     ("ravine:kapa=3", "valid: kappa, dim"),
-    ("ravine:kappa=0.5", "kappa=0.5 is invalid"),
-    ("ravine:spread=wide", "expected one of geometric"),
-    ("least_squares:batch_size=0", "batch_size=0 is invalid"),
+    ("ravine:kappa=0.5", "kappa=0.5 is out of range: expected 1 <= kappa < inf"),
+    ("ravine:spread=wide", "expected one of 'geometric'"),
+    ("least_squares:batch_size=0", "batch_size=0 is out of range"),
     ("saddle_nd:dim=4,negative=4", "negative=4 is invalid"),
     ("ravine:kappa", "malformed spec"),
 ])

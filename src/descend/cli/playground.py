@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 import webbrowser
 
 from descend.lab.playground import DEFAULT_HOST, DEFAULT_PORT
+from descend.lab.playground.controls import PROBLEMS
+
+
+def epilog() -> str:
+    """The ``--help`` listing of the page's problems and their sliders, read from the problems'
+    declared settings."""
+    lines = ["problems on the page, with the span of each slider:"]
+    for name, offered in PROBLEMS.items():
+        sliders = ", ".join(
+            f"{slider.name} {slider.low:g} to {slider.high:g}"
+            f"{' (log scale)' if slider.scale == 'log' else ''}" for slider in offered.sliders)
+        lines.append(f"  {name}: {sliders or 'no settings'}")
+    return "\n".join(lines)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``playground`` subcommand."""
     parser = subparsers.add_parser(
         "playground", help="a live page: drag a slider, watch every optimizer's run change",
-        description="Serve the playground page: pick a problem and up to four optimizers "
-                    "(every rule, its hyperparameters as sliders, schedules, averaging) and "
-                    "see the paths over the contours, the loss, and on quadratics each "
-                    "eigen-direction with theory's rate. Every run is computed here with "
-                    "descend's own rules; the URL holds the settings.")
+        description=textwrap.fill(
+            "Serve the playground page: pick a problem and up to four optimizers (every rule, "
+            "its hyperparameters as sliders, schedules, averaging) and see the paths over the "
+            "contours, the loss, and on quadratics each eigen-direction with theory's rate. "
+            "Every run is computed here with descend's own rules; the URL holds the settings.",
+            100),
+        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +17,21 @@ from rich.table import Table
 
 from descend.cli.arguments import non_empty, non_negative_int, output_folder
 from descend.lab import theory
-from descend.lab.problems import Ravine, make_problem, problem_names
+from descend.lab.problems import Ravine, make_problem, problem_listing
 from descend.lab.rates import predicted_rate, theory_method
 from descend.lab.runner import Contender, Trace, most_steps, race, steps_memory_text
 from descend.reporting import format_cell
 from descend.specs import SCHEDULES, optimizer_names
 
-EPILOG = f"""\
-problems: {", ".join(problem_names())}  (arguments as name:key=value, e.g. ravine:kappa=100,dim=10)
+
+def epilog() -> str:
+    """The ``--help`` listing: every problem with its settings (read from the registry, so a
+    problem defined at run time is listed), the optimizers, the schedules, and examples."""
+    return f"""\
+problems, as name:key=value,... (e.g. ravine:kappa=100,dim=10); each setting with its default
+and the values it accepts:
+{problem_listing()}
+
 optimizers: {", ".join(optimizer_names())}, torch.optim.<Class>, functional.<name>
 schedules: {", ".join(SCHEDULES)}
 
@@ -39,10 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``race`` subcommand."""
     parser = subparsers.add_parser(
         "race", help="race optimizer specs on one problem",
-        description="Run each optimizer spec (with each schedule, if given) on a problem, "
-                    "recording loss, gradient norm, distance to the optimum and position at "
-                    "every step; print a summary table and optionally save everything.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=textwrap.fill(
+            "Run each optimizer spec (with each schedule, if given) on a problem, recording "
+            "loss, gradient norm, distance to the optimum and position at every step; print a "
+            "summary table and optionally save everything.", 100),
+        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("problem", help="problem spec, e.g. ravine:kappa=100")
     parser.add_argument("specs", nargs="+", metavar="SPEC",
                         help="optimizer specs, e.g. adam:lr=1e-2")

@@ -4,14 +4,16 @@ Every rule of :data:`descend.rules.RULES` gets a slider per hyperparameter, deri
 (:class:`~descend.rules.spec.Hyper`): its default, its valid range and its meaning. Where a spec
 leaves a range open (a learning rate has no upper bound), :data:`SPANS` says how far the slider
 reaches; the server checks every value against the spec itself, so a URL cannot ask for what
-the rule refuses. The problems are the lab's 2-D ones, each with sliders for its own settings.
+the rule refuses. The problems are the lab's registered ones that offer themselves to the page
+(:attr:`~descend.lab.problems.Problem.playground`), each with a slider for every setting whose
+declaration gives one (:attr:`~descend.lab.problems.Param.slider`).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +102,15 @@ def rule_sliders(rule: Rule) -> list[Slider]:
     return [hyper_slider(hyper) for hyper in rule.hypers]
 
 
+def param_slider(param: problems.Param) -> Slider:
+    """The slider of a problem's setting, from its declaration: its default, the span its
+    ``slider`` gives, log or linear, whole numbers or not."""
+    low, high = param.slider or (param.low, param.high)
+    kind = "int" if param.kind is int else "float"
+    return Slider(param.name, param.doc, param.default, low, high,
+                  "log" if param.log else "linear", kind)
+
+
 @dataclass(frozen=True)
 class PlaygroundProblem:
     """A 2-D lab problem as the page offers it: its sliders and how to build it."""
@@ -108,7 +119,14 @@ class PlaygroundProblem:
     title: str
     sliders: tuple[Slider, ...]
     build: Callable[..., problems.Problem]
-    fixed: dict[str, Any] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, problem: type[problems.Problem]) -> PlaygroundProblem:
+        """The page's view of a registered problem, from its declared settings."""
+        return cls(problem.name, problem.title,
+                   tuple(param_slider(param) for param in problem.sliders()), problem,
+                   dict(problem.playground or {}))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the page."""
@@ -116,32 +134,26 @@ class PlaygroundProblem:
                 "sliders": [slider.to_dict() for slider in self.sliders]}
 
 
-PROBLEMS: dict[str, PlaygroundProblem] = {
-    problem.name: problem for problem in (
-        PlaygroundProblem("ravine", "ravine (ill-conditioned quadratic)", (
-            Slider("kappa", "condition number: largest over smallest curvature", 20.0, 1.0,
-                   1000.0, "log"),), problems.Ravine, {"picture": True}),
-        PlaygroundProblem("saddle", "saddle x^2 - y^2", (
-            Slider("y0", "how far off the ridge the run starts", 1e-3, 1e-6, 0.5, "log"),),
-            problems.Saddle),
-        PlaygroundProblem("double_well", "tilted double well", (
-            Slider("tilt", "how much deeper the left well is", 0.5, 0.05, 1.4),),
-            problems.TiltedDoubleWell),
-        PlaygroundProblem("himmelblau", "Himmelblau's function", (), problems.Himmelblau),
-        PlaygroundProblem("rastrigin", "Rastrigin's function", (
-            Slider("a", "height of the ripples", 10.0, 0.5, 20.0),), problems.Rastrigin),
-        PlaygroundProblem("rosenbrock", "Rosenbrock's function", (
-            Slider("a", "the minimum is at (a, a^2)", 1.0, 0.5, 1.5),
-            Slider("b", "steepness of the valley walls", 100.0, 1.0, 1000.0, "log")),
-            problems.RosenbrockValley),
-        PlaygroundProblem("beale", "Beale's function", (), problems.Beale),
-        PlaygroundProblem("least_squares", "noisy least squares", (
-            Slider("batch_size", "examples per minibatch gradient (256: the full data)", 4, 1,
-                   256, "log", kind="int"),
-            Slider("noise", "noise in the targets", 0.5, 0.0, 2.0)),
-            problems.NoisyLeastSquares),
-    )
-}
+class _OfferedProblems(Mapping[str, PlaygroundProblem]):
+    """The problems on the page, read from the registry at each use: every registered problem
+    whose ``playground`` is set, in the registry's order (so one defined at run time shows)."""
+
+    def _offered(self) -> dict[str, type[problems.Problem]]:
+        return {name: cls for name, cls in problems.PROBLEMS.items()
+                if cls.playground is not None}
+
+    def __getitem__(self, name: str) -> PlaygroundProblem:
+        return PlaygroundProblem.of(self._offered()[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._offered())
+
+    def __len__(self) -> int:
+        return len(self._offered())
+
+
+#: The problems the page offers, by name.
+PROBLEMS: Mapping[str, PlaygroundProblem] = _OfferedProblems()
 
 
 def build_problem(spec: str) -> problems.Problem:
