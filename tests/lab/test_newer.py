@@ -9,16 +9,17 @@ import pytest
 import torch
 
 import descend
-from descend.lab import newer
 from descend.lab.problems import NoisyLeastSquares, Ravine
 from descend.lab.report import Report
+from descend.lab.tour import newer
+from descend.lab.tour.base import TourSettings
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     counted = []
     out = tmp_path_factory.mktemp("newer")
-    settings = newer.NewerSettings(quick=True)
+    settings = TourSettings(quick=True)
     results = newer.run_newer(out, settings, lambda description, runs: counted.append(runs))
     assert sum(counted) == newer.run_count(settings)
     return results

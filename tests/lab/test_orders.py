@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from descend import functional
-from descend.lab import orders
+from descend.lab.tour.second_order import studies as orders
 from descend.secondorder import LogisticRegression, Quadratic
 
 

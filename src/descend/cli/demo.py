@@ -12,19 +12,24 @@ from rich.table import Table as RichTable
 
 from descend.cli.arguments import non_empty, non_negative_int, output_folder
 from descend.lab.report import Section, Table
-from descend.lab.tour import TourSettings, run_tour, total_runs
+from descend.lab.tour import SECTIONS, TourSettings, run_tour, total_runs
 
 DEFAULT_OUT = "descend-report"
+
+
+def description() -> str:
+    """What ``descend demo --help`` says, with the tour's sections read from its registry."""
+    sections = "\n".join(f"  {number}. {section.title}"
+                          for number, section in enumerate(SECTIONS, start=1))
+    return ("Run the lab's tour, print a summary, and write an offline HTML report with "
+            f"figures. Its sections:\n{sections}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     parser = subparsers.add_parser(
         "demo", help="the tour: the problems of SGD, measured, drawn and explained",
-        description="Run the lab's tour (ill-conditioning, saddle points, local minima, noisy "
-                    "gradients, learning-rate decay, the classic test functions, first-order "
-                    "against second-order methods), print a summary, and write an offline "
-                    "HTML report with figures.")
+        description=description(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=non_empty, default=DEFAULT_OUT, metavar="DIR",
                         help=f"report folder (default ./{DEFAULT_OUT}/)")
     parser.add_argument("--quick", action="store_true",

@@ -1,5 +1,5 @@
 """First-order against second-order: iterations, wall time and cost per iteration, full batch
-and on minibatches (the data comes from :mod:`descend.lab.orders`)."""
+and on minibatches (the studies are in :mod:`descend.lab.tour.second_order.studies`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from descend.lab import orders, plots
+from descend.lab import plots
 from descend.lab.palette import family_of
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.tour.base import Progress, TourSettings
+from descend.lab.tour.second_order import studies as orders
 from descend.secondorder import Quadratic
 
 SLUG = "orders"
