@@ -75,14 +75,14 @@ def best_trial(pair: StudyPair, config: BenchConfig) -> tuple[dict, float | None
     """
     if not tuning_budget(pair.contender, config):
         return {}, None
-    complete = [trial for trial in pair.tune.get_trials(deepcopy=False,
-                                                        states=(TrialState.COMPLETE,))
-                if trial.value is not None and math.isfinite(trial.value)]
+    complete = [(trial.value, trial) for trial in pair.tune.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,))
+        if trial.value is not None and math.isfinite(trial.value)]
     if not complete:
         return None
     sign = -1.0 if pair.task.higher_is_better else 1.0
-    best = min(complete, key=lambda trial: (sign * trial.value, trial.number))
-    return dict(best.params), best.value
+    value, best = min(complete, key=lambda item: (sign * item[0], item[1].number))
+    return dict(best.params), value
 
 
 def count_done(pairs: Sequence[StudyPair], config: BenchConfig) -> tuple[int, int]:

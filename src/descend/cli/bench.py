@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from descend.bench.config import Reporter
 from descend.bench.search import PRUNERS, SAMPLERS
 from descend.bench.tasks import TASKS, TaskOption, task_options
 from descend.cli.arguments import (
@@ -260,7 +261,7 @@ def _storage_errors(bench: Bench) -> Iterator[None]:
                          "before it stay where they were written") from None
 
 
-class ProgressReporter:
+class ProgressReporter(Reporter):
     """Rich progress bars: every run of the benchmark, and the epochs of the current one."""
 
     def __init__(self, progress: Progress) -> None:
