@@ -17,10 +17,12 @@ from descend.cli.main import main
 
 
 @pytest.fixture
-def registry(monkeypatch):
+def registry():
     """The task registry, restored after the test: what a test registers goes away."""
-    monkeypatch.setattr(tasks, "TASKS", dict(tasks.TASKS))
-    return tasks.TASKS
+    saved = dict(tasks.TASKS)
+    yield tasks.TASKS
+    tasks.TASKS.clear()
+    tasks.TASKS.update(saved)
 
 
 def _register_blobs() -> None:

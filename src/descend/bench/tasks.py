@@ -298,6 +298,11 @@ def task_names() -> list[str]:
     return list(TASKS)
 
 
+def task_entries() -> list[TaskEntry]:
+    """The registered tasks, in the order they were registered."""
+    return list(TASKS.values())
+
+
 def check_task_name(name: str) -> None:
     """Raise ``ValueError`` (with the closest valid name) unless ``name`` is a registered task."""
     if name not in TASKS:

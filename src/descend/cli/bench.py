@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from descend.bench.config import Reporter
 from descend.bench.search import PRUNERS, SAMPLERS
-from descend.bench.tasks import TASKS, TaskOption, task_options
+from descend.bench.tasks import TaskOption, task_entries, task_names, task_options
 from descend.cli.arguments import (
     finite_float,
     non_empty,
@@ -46,7 +46,7 @@ def default_optimizers() -> str:
 def tasks_listing() -> str:
     """Every registered task, its description and the flags of its own options."""
     parts = []
-    for entry in TASKS.values():
+    for entry in task_entries():
         flags = [("needs " if option.required else "takes ") + option.flag
                  for option in entry.declared]
         parts.append(f"{entry.name}: {entry.description}"
@@ -100,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Tasks: " + tasks_help)
     parser.add_argument("--task", type=non_empty, default="digits-mlp",
                         help="task name(s), comma-separated (default digits-mlp): "
-                             + ", ".join(TASKS))
+                             + ", ".join(task_names()))
     parser.add_argument("--optimizers", action="append",
                         help="optimizer specs, comma-separated or repeated, as in the lab: "
                              "sgd, adam:betas=(0.9,0.99), torch.optim.SGD:momentum=0.9; a "
@@ -155,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the valley (recommended), the steepest descent, and a tenth of the "
                     "minimum. From Python: descend.bench.lr_find.")
     finder.add_argument("--task", type=non_empty, default="digits-mlp",
-                        help="a registered task (default digits-mlp): " + ", ".join(TASKS))
+                        help="a registered task (default digits-mlp): " + ", ".join(task_names()))
     finder.add_argument("--optimizer", type=non_empty, default="sgd",
                         help="optimizer spec (default sgd)")
     finder.add_argument("--start-lr", type=positive_float, default=1e-7,
