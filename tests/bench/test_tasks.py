@@ -75,7 +75,7 @@ def test_cifar10_loader_reads_the_standard_format_and_trains(cifar_dir):
         raw = pickle.load(handle, encoding="bytes")
     assert np.array_equal(images[0, 0].ravel(), raw[b"data"][0, :1024])
     assert labels.tolist() == raw[b"labels"]
-    task = get_task("cifar10-cnn", str(cifar_dir)).with_options(batch_size=16)
+    task = get_task("cifar10-cnn", data_dir=str(cifar_dir)).with_options(batch_size=16)
     result = train(task, parse_optimizer("adam:lr=3e-3"), seed=0, epochs=4)
     assert result.test_accuracy > 0.3
 

@@ -1,8 +1,9 @@
 """``descend bench``, ``descend lr-find`` and ``descend report``: optimizers on real networks.
 
-Registering these commands imports no torch, Optuna or matplotlib: the task list and the
+Registering these commands imports no torch, Optuna or matplotlib: the task registry and the
 sampler and pruner names come from light modules, and everything heavy is imported by the
-function that runs a command.
+function that runs a command. The tasks, their descriptions and their own options (flags such
+as ``--data-dir``) are read from the task registry (:func:`descend.bench.tasks.register_task`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from descend.bench.config import Reporter
 from descend.bench.search import PRUNERS, SAMPLERS
-from descend.bench.tasks import TASKS
+from descend.bench.tasks import TaskOption, task_entries, task_names, task_options
 from descend.cli.arguments import (
     finite_float,
     non_empty,
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
     from descend.bench.tasks import Task
 
 
-
 def default_optimizers() -> str:
     """The default line-up: the lecture's optimizers, from the rule registry (read when a
     command runs, so that help and argument errors load nothing)."""
@@ -42,9 +43,52 @@ def default_optimizers() -> str:
     return ",".join(rule.name for rule in lecture_rules())
 
 
+def tasks_listing() -> str:
+    """Every registered task, its description and the flags of its own options."""
+    parts = []
+    for entry in task_entries():
+        flags = [("needs " if option.required else "takes ") + option.flag
+                 for option in entry.declared]
+        parts.append(f"{entry.name}: {entry.description}"
+                     + (f" ({', '.join(flags)})" if flags else ""))
+    return "; ".join(parts)
+
+
+def _option_type(option: TaskOption) -> Any:
+    """The argparse type of a task option: a non-empty text, parsed by the option's type."""
+    def parse(text: str) -> Any:
+        text = non_empty(text)
+        try:
+            return option.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {getattr(option.parse, '__name__', 'a value')}, got {text!r}"
+            ) from None
+
+    return non_empty if option.parse is str else parse
+
+
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per option any registered task declares (``data_dir``: ``--data-dir``),
+    handed only to the tasks that declare it."""
+    taken = {flag for action in parser._actions for flag in action.option_strings}
+    for name, (option, owners) in task_options().items():
+        if option.flag in taken:
+            raise ValueError(f"option {name!r} of task {', '.join(owners)} clashes with "
+                             f"{parser.prog}'s own {option.flag}; rename the option")
+        parser.add_argument(option.flag, dest=name, type=_option_type(option),
+                            help=f"{option.help} (task {', '.join(owners)})")
+
+
+def given_task_options(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The task options given on the command line, by name."""
+    return {name: getattr(arguments, name) for name in task_options()
+            if getattr(arguments, name, None) is not None}
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench``, ``lr-find`` and ``report`` subcommands."""
-    tasks_help = "; ".join(f"{name}: {description}" for name, (_, description) in TASKS.items())
+    tasks_help = tasks_listing()
     parser = subparsers.add_parser(
         "bench", help="tune, seed and race optimizers on real networks",
         description="Tune each optimizer's learning rate with Optuna, rerun the best setting "
@@ -55,7 +99,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "other runs' on the task; epochs to target are the primary figure. "
                     "Tasks: " + tasks_help)
     parser.add_argument("--task", type=non_empty, default="digits-mlp",
-                        help="task name(s), comma-separated (default digits-mlp)")
+                        help="task name(s), comma-separated (default digits-mlp): "
+                             + ", ".join(task_names()))
     parser.add_argument("--optimizers", action="append",
                         help="optimizer specs, comma-separated or repeated, as in the lab: "
                              "sgd, adam:betas=(0.9,0.99), torch.optim.SGD:momentum=0.9; a "
@@ -97,8 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--study", type=non_empty, default="bench",
                         help="study name prefix; workers with the same --storage and --study "
                              "share the budget (default bench)")
-    parser.add_argument("--data-dir", type=non_empty,
-                        help="CIFAR-10 python batches folder (cifar10-cnn)")
+    add_task_options(parser)
     parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1: fastest for the small models)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -110,7 +154,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and smoothed loss against the rate and suggest rates as fastai does: "
                     "the valley (recommended), the steepest descent, and a tenth of the "
                     "minimum. From Python: descend.bench.lr_find.")
-    finder.add_argument("--task", type=non_empty, default="digits-mlp", help="a built-in task")
+    finder.add_argument("--task", type=non_empty, default="digits-mlp",
+                        help="a registered task (default digits-mlp): " + ", ".join(task_names()))
     finder.add_argument("--optimizer", type=non_empty, default="sgd",
                         help="optimizer spec (default sgd)")
     finder.add_argument("--start-lr", type=positive_float, default=1e-7,
@@ -122,8 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     finder.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     finder.add_argument("--out", type=non_empty, default="bench-out",
                         help="folder for lr-find-<task>.png/json")
-    finder.add_argument("--data-dir", type=non_empty,
-                        help="CIFAR-10 python batches folder (cifar10-cnn)")
+    add_task_options(finder)
     finder.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (default 1)")
     finder.set_defaults(func=run_lr_find_command)
@@ -141,8 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the workers' --study (default bench)")
     report.add_argument("--out", type=non_empty, default="bench-out",
                         help="folder for report.html and results.json (default bench-out)")
-    report.add_argument("--data-dir", type=non_empty,
-                        help="CIFAR-10's directory, if the benchmark used it")
+    add_task_options(report)
     report.set_defaults(func=run_report_command)
 
 
@@ -173,19 +216,17 @@ def _threads(count: int) -> None:
     torch.set_num_threads(count)
 
 
-def _tasks(text: str, data_dir: str | None, batch_size: int | None, target: float | None
+def _tasks(text: str, options: dict[str, Any], batch_size: int | None, target: float | None
            ) -> list[Task]:
-    """The built-in tasks named in ``text``; names are checked before any data loads."""
-    from descend.bench.tasks import check_task_name, get_task
+    """The registered tasks named in ``text``, each given only its own ``options``; names and
+    options are checked before any data loads."""
+    from descend.bench.tasks import get_tasks
 
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise ValueError(f"--task={text!r} is invalid: expected one or more task names")
-    for name in names:
-        check_task_name(name)
     tasks = []
-    for name in names:
-        task = get_task(name, data_dir)
+    for task in get_tasks(names, options):
         try:
             tasks.append(task.with_options(batch_size=batch_size, target=target))
         except ValueError as error:
@@ -220,7 +261,7 @@ def _storage_errors(bench: Bench) -> Iterator[None]:
                          "before it stay where they were written") from None
 
 
-class ProgressReporter:
+class ProgressReporter(Reporter):
     """Rich progress bars: every run of the benchmark, and the epochs of the current one."""
 
     def __init__(self, progress: Progress) -> None:
@@ -319,7 +360,8 @@ def run_bench_command(arguments: argparse.Namespace) -> int:
                          "more schedules, such as constant or constant,cosine")
     contenders = [make_contender(spec, schedule, lr_range, arguments.tune)
                   for spec in specs for schedule in schedules]
-    tasks = _tasks(arguments.task, arguments.data_dir, arguments.batch_size, arguments.target)
+    tasks = _tasks(arguments.task, given_task_options(arguments), arguments.batch_size,
+                   arguments.target)
     out = output_folder(arguments.out)
     config = BenchConfig(trials=arguments.trials, seeds=arguments.seeds, epochs=arguments.epochs,
                          sampler=arguments.sampler, pruner=arguments.pruner, out=out,
@@ -354,7 +396,8 @@ def run_report_command(arguments: argparse.Namespace) -> int:
     from descend.bench.protocol import Bench, write_outputs
 
     out = output_folder(arguments.out)
-    bench = Bench.from_storage(arguments.storage, arguments.study, out, arguments.data_dir)
+    bench = Bench.from_storage(arguments.storage, arguments.study, out,
+                               **given_task_options(arguments))
     with _storage_errors(bench):
         rows = write_outputs(bench, bench.results())
     console = _console()
@@ -364,7 +407,7 @@ def run_report_command(arguments: argparse.Namespace) -> int:
 
 
 def run_lr_find_command(arguments: argparse.Namespace) -> int:
-    """Run the range test on a built-in task; print the suggestions, save plot and data."""
+    """Run the range test on a registered task; print the suggestions, save plot and data."""
     from rich.markup import escape
 
     from descend.bench.lrfind import lr_find
@@ -376,7 +419,7 @@ def run_lr_find_command(arguments: argparse.Namespace) -> int:
     if arguments.steps < 5:
         raise ValueError(f"--steps={arguments.steps} is invalid: expected >= 5")
     spec = parse_optimizer(arguments.optimizer)
-    (task,) = _tasks(arguments.task, arguments.data_dir, None, None)
+    (task,) = _tasks(arguments.task, given_task_options(arguments), None, None)
     out = output_folder(arguments.out)
     _threads(arguments.threads)
     console = _console()
