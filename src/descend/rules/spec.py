@@ -17,10 +17,10 @@ Four optional parts extend the model for methods that need more than one element
 (:class:`RunningProduct`), per-group running scalars (:class:`GroupState`), and a per-tensor
 matrix stage that runs before the elementwise update (:class:`MatrixStage`).
 
-A :class:`Rule` is also the optimizer's row in the registry: besides the math it carries the
-names the optimizer goes by (:attr:`Rule.aliases`), how a ``torch.optim``-style param group packs
-its hyperparameters (:attr:`Rule.group_keys`), the course's names for the NumPy functional API
-(:class:`CourseForm`), and the learning-rate range a benchmark searches by default.
+A :class:`Rule` is the math; its row in the registry (the names the optimizer goes by, how a
+``torch.optim``-style param group packs its hyperparameters, the course's names for the NumPy
+functional API, the learning-rate range a benchmark searches, its colour, ...) is its
+:class:`~descend.rules.listing.Listing`, whose fields read as the rule's own.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from descend.rules.listing import CourseForm, Listing
+
+#: What an update computes on: a Python or NumPy number, a NumPy array, a torch tensor, or a
+#: compiled executor's scalar. Rules are written once for all of them, so they are not narrowed.
+Element = Any
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Hyper:
     low_open: bool = False
     high_open: bool = False
     kind: type = float
-    choices: tuple | None = None
+    choices: tuple[Any, ...] | None = None
 
     def describe(self, shown: str | None = None) -> str:
         """The valid range in words, e.g. ``0 <= lr < inf`` or ``True or False``.
@@ -266,68 +272,41 @@ class MatrixStage:
     Parameters must have ``ndim`` dimensions.
     """
 
-    prepare: Callable[..., tuple]
+    prepare: Callable[..., tuple[Any, ...]]
     function: Callable[[Any, Mapping[str, Any]], Any]
     ndim: int = 2
 
 
-@dataclass(frozen=True)
-class CourseForm:
-    """How the NumPy functional API presents a rule, in the course's (CS231n's) names.
-
-    ``name`` is the function's name in :mod:`descend.functional`; ``renames`` maps config keys to
-    rule names (hyperparameters or slots); ``defaults`` are the course's defaults by config key;
-    ``fixed`` pins rule hyperparameters the function does not expose; ``counts_steps`` exposes
-    the step counter as the config key ``t``.
-    """
-
-    name: str
-    renames: Mapping[str, str] = field(default_factory=dict)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    counts_steps: bool = False
-
-
 @dataclass(frozen=True, eq=False)
 class Rule:
-    """An optimizer's update rule and registry row: the elementwise math plus everything needed
-    to run, name, present and tune it.
+    """An optimizer's update rule: the elementwise math, its hyperparameters and state, and
+    its row in the registry (:attr:`listing`).
 
     ``step_scalars(hypers, step)`` returns the values that depend only on the step number
     (``step`` counts updates including the current one, so the first update has ``step == 1``).
+    ``counts_steps`` says whether optimizers keep a ``step`` counter per parameter (as
+    ``torch.optim.Adam`` does); a rule that does not count steps (``torch.optim.SGD`` keeps
+    none) sees ``step == 1`` on the first update after its slots were created and a larger value
+    afterwards.
 
-    Registry fields: ``aliases`` (other short names, e.g. ``momentum`` for ``sgd_momentum``),
-    ``group_keys`` (a param-group key that packs several hyperparameters, e.g. ``betas`` ->
-    ``("beta1", "beta2")``), ``course`` (the functional API's names; ``None``: not offered
-    there), ``lr_range`` (the log-uniform learning-rate range a benchmark searches by default),
-    ``lecture`` (part of the lecture's tour and the benchmark's default line-up),
-    ``reference`` (where the method comes from) and ``year`` (of that publication; the
-    registry lists rules in this order). ``counts_steps`` says whether optimizers keep a
-    ``step`` counter per parameter (as ``torch.optim.Adam`` does); a rule that does not count
-    steps (``torch.optim.SGD`` keeps none) sees ``step == 1`` on the first update after its
-    slots were created and a larger value afterwards. Rules compare by identity.
+    The :class:`~descend.rules.listing.Listing`'s fields read as the rule's own
+    (``rule.aliases``, ``rule.lr_range``, ``rule.course``, ...). Rules compare by identity.
     """
 
     name: str
-    update: Callable[..., tuple]
+    update: Callable[..., tuple[Any, ...]]
     hypers: tuple[Hyper, ...]
     slots: tuple[Slot, ...] = ()
     step_scalars: Callable[[Mapping[str, Any], int], dict[str, float]] = _no_step_scalars
     constraints: tuple[Constraint, ...] = ()
-    summary: str = ""
-    aliases: tuple[str, ...] = ()
-    group_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    course: CourseForm | None = None
-    lr_range: tuple[float, float] = (1e-5, 1.0)
-    lecture: bool = False
-    reference: str = ""
-    year: int = 0
     counts_steps: bool = True
     products: tuple[RunningProduct, ...] = ()
     group_state: GroupState | None = None
     stage: MatrixStage | None = None
     #: The name of ``update``'s first argument: ``p``, or ``u`` for a stage's ``prepare``.
     first_operand: str = "p"
+    #: The rule's row in the registry: names, presentation, packing, tuning.
+    listing: Listing = field(default_factory=Listing)
 
     def __post_init__(self) -> None:
         parameters = inspect.signature(self.update).parameters.items()
@@ -361,6 +340,46 @@ class Rule:
     #: The stage's ``prepare`` as a rule of its own (same hyperparameters, slots and step
     #: scalars), which executors compile like any rule; ``None`` without a stage.
     prepare_rule: Rule | None = field(init=False, default=None)
+
+    @property
+    def summary(self) -> str:
+        """One line on what the rule does (:attr:`Listing.summary`)."""
+        return self.listing.summary
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Other names the rule goes by (:attr:`Listing.aliases`)."""
+        return self.listing.aliases
+
+    @property
+    def group_keys(self) -> Mapping[str, tuple[str, ...]]:
+        """Param-group keys that pack hyperparameters (:attr:`Listing.group_keys`)."""
+        return self.listing.group_keys
+
+    @property
+    def course(self) -> CourseForm | None:
+        """The functional API's names, if offered there (:attr:`Listing.course`)."""
+        return self.listing.course
+
+    @property
+    def lr_range(self) -> tuple[float, float]:
+        """The learning-rate range a benchmark searches (:attr:`Listing.lr_range`)."""
+        return self.listing.lr_range
+
+    @property
+    def lecture(self) -> bool:
+        """Whether the rule is part of the lecture's tour (:attr:`Listing.lecture`)."""
+        return self.listing.lecture
+
+    @property
+    def reference(self) -> str:
+        """Where the method comes from (:attr:`Listing.reference`)."""
+        return self.listing.reference
+
+    @property
+    def year(self) -> int:
+        """The year of that publication (:attr:`Listing.year`)."""
+        return self.listing.year
 
     def display_names(self) -> dict[str, str]:
         """How errors name each hyperparameter: as the user wrote it (``betas[0]``, not
@@ -507,3 +526,7 @@ def plain_value(value: Any) -> Any:
         return value
     item = getattr(value, "item", None)
     return item() if item is not None else value
+
+
+__all__ = ["Constraint", "CourseForm", "Element", "GroupState", "Hyper", "Listing", "MatrixStage",
+           "Rule", "RunningProduct", "Slot", "plain_value"]
