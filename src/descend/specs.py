@@ -26,19 +26,25 @@ import numpy as np
 import torch
 
 from descend import functional, schedules
-from descend.optim import optimizer_classes
-from descend.rules import RULES
+from descend.optim.generated import optimizer_class
+from descend.rules import NAMES, RULES, RegistryView
 from descend.suggest import unknown_name
 
-#: descend optimizers by short name: every name and alias of each rule in the registry that has
-#: an optimizer class (``sgd``, ``sgd_momentum`` or ``momentum``, ``adam``, ...).
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = optimizer_classes()
+
+def _optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    return {name: optimizer_class(rule) for name, rule in NAMES.items()}
+
+
+#: descend optimizers by short name: every name and alias of each rule in the registry, with its
+#: class (``sgd``, ``sgd_momentum`` or ``momentum``, ``adam``, ...; a rule without a written
+#: class gets one made from it). Read from the registry at each use, so a rule registered at run
+#: time is a spec at once.
+OPTIMIZERS: Mapping[str, type[torch.optim.Optimizer]] = RegistryView(_optimizers)
 
 #: Default learning-rate search range (log-uniform) by optimizer name, for tuning and the range
 #: test: each rule's own ``lr_range``.
-LR_RANGES: dict[str, tuple[float, float]] = {
-    name: rule.lr_range for rule in RULES.values() for name in (rule.name, *rule.aliases)
-}
+LR_RANGES: Mapping[str, tuple[float, float]] = RegistryView(
+    lambda: {name: rule.lr_range for name, rule in NAMES.items()})
 #: The range for optimizers not listed above (``torch.optim.<Class>``).
 DEFAULT_LR_RANGE = (1e-5, 1.0)
 
@@ -317,17 +323,29 @@ class FunctionalOptimizerSpec(_Spec):
         return dict(self.arguments)
 
 
+def _functional_updates() -> dict[str, functional.FunctionalSpec]:
+    return {rule.course.name: functional.UPDATES.get(rule.course.name)
+            or functional.FunctionalSpec(rule)
+            for rule in RULES.values() if rule.course is not None}
+
+
+#: The functional updates a spec may name, by course name: :data:`descend.functional.UPDATES`,
+#: and one for any rule registered since it was built.
+FUNCTIONAL_UPDATES: Mapping[str, functional.FunctionalSpec] = RegistryView(_functional_updates)
+
+
 def functional_names() -> list[str]:
     """Every ``functional.<name>`` a spec may start with."""
-    return [FUNCTIONAL_PREFIX + name for name in functional.UPDATES]
+    return [FUNCTIONAL_PREFIX + name for name in FUNCTIONAL_UPDATES]
 
 
 def _parse_functional(spec: str) -> FunctionalOptimizerSpec:
     name, arguments = parse_spec(spec)
     short = name.removeprefix(FUNCTIONAL_PREFIX)
-    if short not in functional.UPDATES:
+    updates = dict(FUNCTIONAL_UPDATES)
+    if short not in updates:
         raise unknown_name("functional update", name, functional_names(), spec)
-    update = functional.UPDATES[short]
+    update = updates[short]
     parsed = FunctionalOptimizerSpec(spec.strip(), name, update, arguments)
     try:
         update(np.zeros(1), np.zeros(1), parsed.config())

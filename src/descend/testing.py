@@ -18,8 +18,8 @@ a parameter that starts near 1 and ends near 0 still carries rounding errors the
 past values, and dividing by its final value alone would measure cancellation, not a bug.
 
 :data:`OPTION_GRID` lists the options on which descend's drop-in classes are held to their
-``torch.optim`` namesakes; the parity tests and ``benchmarks/parity_report.py`` run every
-combination of it (:func:`option_combinations`).
+``torch.optim`` namesakes (each rule's registry row gives its own); the parity tests and
+``benchmarks/parity_report.py`` run every combination of it (:func:`option_combinations`).
 """
 
 from __future__ import annotations
@@ -31,29 +31,24 @@ from typing import Any, NamedTuple
 import torch
 
 import descend
+from descend.rules import RULES, RegistryView
 
 #: Largest relative error (see :class:`ErrorTracker`) a faithful implementation shows, by dtype:
 #: a few units of rounding, accumulated over a hundred steps.
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
 
+def _option_grid() -> dict[str, dict[str, list[Any]]]:
+    from descend.optim.generated import optimizer_class
+
+    return {optimizer_class(rule).__name__: {key: list(values) for key, values in
+                                             rule.listing.option_grid.items()}
+            for rule in RULES.values() if rule.listing.option_grid}
+
+
 #: The options each drop-in class is checked on against the ``torch.optim`` class of the same
-#: name: every combination of these values that torch accepts.
-OPTION_GRID: dict[str, dict[str, list[Any]]] = {
-    "SGD": dict(lr=[0.05], momentum=[0.0, 0.9], dampening=[0.0, 0.3], weight_decay=[0.0, 0.1],
-                nesterov=[False, True], maximize=[False, True]),
-    "Adagrad": dict(lr=[0.1], lr_decay=[0.0, 0.01], weight_decay=[0.0, 0.1],
-                    initial_accumulator_value=[0.0, 0.1], maximize=[False, True]),
-    "RMSprop": dict(lr=[0.01], centered=[False, True], momentum=[0.0, 0.5],
-                    weight_decay=[0.0, 0.1], maximize=[False, True]),
-    "Adam": dict(lr=[0.01], amsgrad=[False, True], weight_decay=[0.0, 0.1],
-                 decoupled_weight_decay=[False, True], maximize=[False, True]),
-    "AdamW": dict(lr=[0.01], amsgrad=[False, True], weight_decay=[0.0, 0.1],
-                  maximize=[False, True]),
-    "NAdam": dict(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
-                  momentum_decay=[4e-3, 0.05], maximize=[False, True]),
-    "RAdam": dict(lr=[0.01], weight_decay=[0.0, 0.1], decoupled_weight_decay=[False, True],
-                  maximize=[False, True]),
-}
+#: name: every combination of these values that torch accepts. Read from each rule's registry
+#: row (:attr:`descend.rules.Listing.option_grid`), by class name, in the registry's order.
+OPTION_GRID: Mapping[str, Mapping[str, list[Any]]] = RegistryView(_option_grid)
 
 
 def descend_class(name: str) -> type[torch.optim.Optimizer]:

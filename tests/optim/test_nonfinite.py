@@ -7,16 +7,28 @@ import torch
 
 import descend
 from descend.optim import NonFiniteGradientError
+from descend.optim.generated import optimizer_class
+from descend.rules import RULES
 
-CLASSES = ["SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Momentum", "Nesterov", "NAdam", "RAdam",
-           "Lion", "SGDScheduleFree", "AdamWScheduleFree"]
+
+def _elementwise_classes() -> list[str]:
+    """The class of every rule in the registry whose step is elementwise (a rule with a matrix
+    stage, Muon, steps 2-D weights only, and this module's model has a bias)."""
+    return [optimizer_class(rule).__name__ for rule in RULES.values() if rule.stage is None]
+
+
+CLASSES = _elementwise_classes()
+
+
+def _class(name):
+    return next(optimizer_class(rule) for rule in RULES.values()
+                if optimizer_class(rule).__name__ == name)
 
 
 def _setup(name, mode):
     model = torch.nn.Linear(3, 2)
     options = {"momentum": 0.9} if name == "SGD" else {}
-    optimizer = getattr(descend, name)(model.named_parameters(), lr=0.1, nonfinite=mode,
-                                       **options)
+    optimizer = _class(name)(model.named_parameters(), lr=0.1, nonfinite=mode, **options)
     for param in model.parameters():
         param.grad = torch.ones_like(param)
     optimizer.step()  # some state to protect

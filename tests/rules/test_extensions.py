@@ -18,6 +18,7 @@ from descend.rules.spec import (
     CourseForm,
     GroupState,
     Hyper,
+    Listing,
     MatrixStage,
     Rule,
     RunningProduct,
@@ -93,7 +94,7 @@ ANCHORED = Rule(
     step_scalars=_anchored_scalars,
     products=(RunningProduct("product", _halving),),
     group_state=GroupState({"k": 0, "total": 0.0}, _count),
-    course=CourseForm("anchored"),
+    listing=Listing(course=CourseForm("anchored")),
 )
 
 

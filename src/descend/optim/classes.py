@@ -1,8 +1,11 @@
 """Drop-in replacements for ``torch.optim`` classes, and the notes' velocity-form momentum.
 
-Adding an optimizer is adding its class here (its constructor in ``torch.optim``'s or the
-reference implementation's signature, and its ``rule``): it is exported as ``descend.<Class>``
-and found by the lab, the benchmark and the command line through its rule's name.
+A rule needs no class here to be an optimizer:
+:func:`descend.optim.generated.optimizer_class` makes one from the rule alone. A class here gives
+a rule the constructor of the class it replaces (``torch.optim``'s or the reference
+implementation's signature) and is exported as ``descend.<Class>``. Every class's docstring is
+its own text plus the equation and arguments generated from its rule
+(:mod:`descend.optim.docstrings`): no class restates a default or a range.
 
 Each drop-in class takes the same constructor arguments, with the same defaults, as the
 ``torch.optim`` class of the same name, keeps the same param-group keys and per-parameter state
@@ -22,6 +25,7 @@ import torch
 
 from descend import rules
 from descend.optim.base import RuleOptimizer
+from descend.optim.docstrings import document
 from descend.rules.elementwise import bind
 from descend.rules.schedulefree import evaluation_point, training_point
 from descend.rules.spec import Hyper, Rule
@@ -30,22 +34,7 @@ from descend.rules.spec import Hyper, Rule
 class SGD(RuleOptimizer, torch.optim.SGD):
     """Stochastic gradient descent, optionally with momentum; drop-in for ``torch.optim.SGD``.
 
-    ::
-
-        g <- g + weight_decay * x            (if weight_decay > 0; g <- -g first if maximize)
-        b <- mu * b + (1 - tau) * g          (b <- g on the first step; if momentum > 0)
-        g <- g + mu * b  if nesterov  else  g <- b
-        x <- x - alpha * g
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: learning rate alpha, default 1e-3, ``lr >= 0``.
-        momentum: mu, default 0, ``momentum >= 0``.
-        dampening: tau, default 0, ``0 <= dampening <= 1``.
-        weight_decay: L2 coefficient, default 0, ``>= 0``.
-        nesterov: Nesterov momentum, default False; needs momentum > 0 and dampening = 0.
-        maximize: ascend the objective, default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    With ``momentum = 0`` this is the notes' plain SGD, ``x <- x - lr * g``.
     """
 
     rule = rules.SGD
@@ -66,23 +55,11 @@ class SGD(RuleOptimizer, torch.optim.SGD):
 class Momentum(RuleOptimizer):
     """SGD+Momentum in the notes' velocity form (not the same as ``torch.optim.SGD``'s).
 
-    ::
-
-        v <- rho * v - alpha * g
-        x <- x + v
-
     The velocity carries the learning rates of past steps: when alpha changes (a schedule), only
     new gradients see the new value. ``torch.optim.SGD(momentum=rho)`` instead keeps
     ``b <- rho * b + g`` and steps ``x <- x - alpha * b``, so an lr change rescales the whole
-    accumulated history at once. With a constant alpha both give the same iterates.
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: learning rate alpha, default 1e-3, ``lr >= 0``.
-        momentum: rho, default 0.9, ``momentum >= 0`` (below 1 to converge).
-        weight_decay: L2 coefficient, default 0, ``>= 0``.
-        maximize: ascend the objective, default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    accumulated history at once. With a constant alpha both give the same iterates; the
+    momentum must stay below 1 to converge.
     """
 
     rule = rules.SGD_MOMENTUM
@@ -98,14 +75,8 @@ class Momentum(RuleOptimizer):
 class Nesterov(Momentum):
     """Nesterov momentum in the notes' change-of-variables form.
 
-    The tracked variable is ``x~ = x + rho * v``, where the gradient is taken::
-
-        v_new <- rho * v - alpha * g(x~)
-        x~    <- x~ + v_new + rho * (v_new - v)
-
     With a constant alpha this matches ``torch.optim.SGD(momentum=rho, nesterov=True)``;
     like :class:`Momentum`, a change of alpha affects only new gradients.
-    Arguments as for :class:`Momentum`.
     """
 
     rule = rules.NESTEROV
@@ -113,23 +84,7 @@ class Nesterov(Momentum):
 
 
 class Adagrad(RuleOptimizer, torch.optim.Adagrad):
-    """AdaGrad; drop-in for ``torch.optim.Adagrad``.
-
-    ::
-
-        h <- h + g * g
-        x <- x - alpha_t * g / (sqrt(h) + eps),   alpha_t = lr / (1 + (t - 1) * lr_decay)
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: default 1e-2, ``>= 0``.
-        lr_decay: default 0, ``>= 0``.
-        weight_decay: default 0, ``>= 0``.
-        initial_accumulator_value: starting h, default 0, ``>= 0``.
-        eps: default 1e-10, ``>= 0``.
-        maximize: default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
-    """
+    """AdaGrad; drop-in for ``torch.optim.Adagrad``."""
 
     rule = rules.ADAGRAD
     torch_equivalent = ("torch.optim.Adagrad", {})
@@ -148,27 +103,7 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
 
 
 class RMSprop(RuleOptimizer, torch.optim.RMSprop):
-    """RMSProp; drop-in for ``torch.optim.RMSprop`` (``alpha`` is the notes' decay rate rho).
-
-    ::
-
-        h <- alpha * h + (1 - alpha) * g * g
-        x <- x - lr * g / (sqrt(h) + eps)
-
-    ``centered`` uses ``h - gbar^2`` (gbar the running mean of g); ``momentum > 0`` steps with
-    ``b <- momentum * b + g / (sqrt(h) + eps)``, ``x <- x - lr * b``.
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: default 1e-2, ``>= 0``.
-        alpha: default 0.99, ``0 <= alpha < 1``.
-        eps: default 1e-8, ``>= 0``.
-        weight_decay: default 0, ``>= 0``.
-        momentum: default 0, ``>= 0``.
-        centered: default False.
-        maximize: default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
-    """
+    """RMSProp; drop-in for ``torch.optim.RMSprop`` (``alpha`` is the notes' decay rate rho)."""
 
     rule = rules.RMSPROP
     torch_equivalent = ("torch.optim.RMSprop", {})
@@ -188,23 +123,7 @@ class RMSprop(RuleOptimizer, torch.optim.RMSprop):
 class Adam(RuleOptimizer, torch.optim.Adam):
     """Adam with bias correction; drop-in for ``torch.optim.Adam``.
 
-    With the step counter t starting at 1::
-
-        m <- beta1 * m + (1 - beta1) * g
-        v <- beta2 * v + (1 - beta2) * g * g
-        x <- x - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: default 1e-3, ``>= 0``.
-        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
-        eps: default 1e-8, ``>= 0``.
-        weight_decay: default 0, ``>= 0``; coupled (``g <- g + wd * x``) unless
-            ``decoupled_weight_decay``.
-        amsgrad: normalize by the running maximum of v, default False.
-        maximize: default False.
-        decoupled_weight_decay: AdamW's ``x <- x * (1 - lr * wd)``, default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    ``decoupled_weight_decay=True`` decays the weights as :class:`AdamW` does.
     """
 
     rule = rules.ADAM
@@ -227,13 +146,7 @@ class Adam(RuleOptimizer, torch.optim.Adam):
 class AdamW(Adam, torch.optim.AdamW):
     """Adam with decoupled weight decay; drop-in for ``torch.optim.AdamW``.
 
-    ::
-
-        x <- x * (1 - lr * weight_decay)
-        then the Adam step above
-
-    Arguments as for :class:`Adam`, except ``weight_decay`` defaults to 1e-2 and the decay is
-    always decoupled.
+    The decay is always decoupled: ``x <- x * (1 - lr * weight_decay)`` before the Adam step.
     """
 
     rule = rules.ADAMW
@@ -254,26 +167,8 @@ class AdamW(Adam, torch.optim.AdamW):
 class NAdam(RuleOptimizer, torch.optim.NAdam):
     """NAdam (Adam with Nesterov momentum); drop-in for ``torch.optim.NAdam``.
 
-    With ``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))`` and the step counter t starting at 1::
-
-        m <- beta1 * m + (1 - beta1) * g
-        v <- beta2 * v + (1 - beta2) * g * g
-        x <- x - lr * (mu_{t+1} m / (1 - prod_{i<=t+1} mu_i)
-                       + (1 - mu_t) g / (1 - prod_{i<=t} mu_i)) / (sqrt(v / (1 - beta2^t)) + eps)
-
     The state holds ``step``, ``mu_product`` (``prod_{i<=t} mu_i``, a 0-d tensor as in torch),
     ``exp_avg`` and ``exp_avg_sq``.
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: default 2e-3, ``>= 0``.
-        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
-        eps: default 1e-8, ``>= 0``.
-        weight_decay: default 0, ``>= 0``; coupled unless ``decoupled_weight_decay``.
-        momentum_decay: psi, default 4e-3, ``>= 0``.
-        decoupled_weight_decay: NAdamW's ``x <- x * (1 - lr * wd)``, default False.
-        maximize: default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
     """
 
     rule = rules.NADAM
@@ -293,27 +188,7 @@ class NAdam(RuleOptimizer, torch.optim.NAdam):
 
 
 class RAdam(RuleOptimizer, torch.optim.RAdam):
-    """RAdam (rectified Adam); drop-in for ``torch.optim.RAdam``.
-
-    With ``rho_inf = 2 / (1 - beta2) - 1`` and ``rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)``::
-
-        m <- beta1 * m + (1 - beta1) * g
-        v <- beta2 * v + (1 - beta2) * g * g
-        x <- x - lr * r_t * m^ * sqrt(1 - beta2^t) / (sqrt(v) + eps)     if rho_t > 5
-        x <- x - lr * m^                                                 otherwise
-
-    where ``m^ = m / (1 - beta1^t)`` and ``r_t`` is the variance rectification term.
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: default 1e-3, ``>= 0``.
-        betas: (beta1, beta2), default (0.9, 0.999), each ``0 <= beta < 1``.
-        eps: default 1e-8, ``>= 0``.
-        weight_decay: default 0, ``>= 0``; coupled unless ``decoupled_weight_decay``.
-        decoupled_weight_decay: AdamW's ``x <- x * (1 - lr * wd)``, default False.
-        maximize: default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
-    """
+    """RAdam (rectified Adam); drop-in for ``torch.optim.RAdam``."""
 
     rule = rules.RADAM
     torch_equivalent = ("torch.optim.RAdam", {})
@@ -331,32 +206,24 @@ class RAdam(RuleOptimizer, torch.optim.RAdam):
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-_LION_DECOUPLED = Hyper("decoupled_weight_decay", False,
-                        "weight_decay is divided by the constructor's lr", kind=bool)
+_LION_DECOUPLED = Hyper(
+    "decoupled_weight_decay", False,
+    "as lion_pytorch, divide weight_decay by the constructor's lr, so the decay per step is "
+    "lr / lr0 * weight_decay and follows a schedule's shape, not its scale", kind=bool)
 
 
 class Lion(RuleOptimizer):
     """Lion (the sign of an interpolated momentum); drop-in for ``lion_pytorch.Lion``.
 
-    ::
-
-        c <- beta1 * m + (1 - beta1) * g
-        x <- x - lr * (sign(c) + weight_decay * x)
-        m <- beta2 * m + (1 - beta2) * g
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: default 1e-4, ``> 0`` (typically 3-10x smaller than AdamW's).
-        betas: (beta1, beta2), default (0.9, 0.99), each ``0 <= beta <= 1``.
-        weight_decay: default 0, ``>= 0`` (typically 3-10x larger than AdamW's).
-        use_triton: accepted for compatibility; descend chooses its executor with ``backend``.
-        decoupled_weight_decay: as ``lion_pytorch``, divide ``weight_decay`` by the
-            constructor's ``lr``, so the decay per step is ``lr / lr0 * weight_decay`` and
-            follows a schedule's shape, not its scale. Default False.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    Its learning rate is typically 3-10x smaller than AdamW's, its weight decay 3-10x larger.
     """
 
     rule = rules.LION
+    argument_docs: ClassVar[dict[str, Hyper | str]] = {
+        "use_triton": "accepted for compatibility; descend chooses its executor with "
+                      "``backend``.",
+        "decoupled_weight_decay": _LION_DECOUPLED,
+    }
     extra_settings = ("decoupled_weight_decay", "initial_lr")
     complex_parameters = False  # lion_pytorch's sign of a complex number is z / |z|
 
@@ -452,26 +319,10 @@ class _ScheduleFree(RuleOptimizer):
 class SGDScheduleFree(_ScheduleFree):
     """Schedule-Free SGD; drop-in for ``schedulefree.SGDScheduleFree``.
 
-    ::
-
-        y <- (1 - beta) z + beta x          (the parameter while training)
-        z <- z - gamma_t * (g(y) + weight_decay * y)
-        x <- (1 - c_t) x + c_t z,           c_t = w_t / sum_{i<=t} w_i
-
-    with ``gamma_t`` the learning rate after linear warmup and ``w_t = t^r gamma_max^p``. No
-    learning-rate schedule is needed: the averaging plays its part. See
-    :class:`_ScheduleFree` for ``train()``/``eval()`` and checkpoints.
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: gamma, default 1.0, ``>= 0``.
-        momentum: beta, default 0.9, ``0 < momentum < 1``.
-        weight_decay: default 0, ``>= 0``.
-        warmup_steps: linear warmup, default 0, an integer ``>= 0``.
-        r: power of t in the averaging weights, default 0, ``>= 0``.
-        weight_lr_power: p, default 2, ``>= 0``.
-        foreach: accepted for compatibility.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    ``z`` takes SGD steps, the evaluation point ``x`` averages them and the gradient is taken at
+    the training point ``y`` between the two (see :mod:`descend.rules.schedulefree`). No
+    learning-rate schedule is needed: the averaging plays its part. See :class:`_ScheduleFree`
+    for ``train()``/``eval()`` and checkpoints.
     """
 
     rule = rules.SF_SGD
@@ -491,24 +342,8 @@ class SGDScheduleFree(_ScheduleFree):
 class AdamWScheduleFree(_ScheduleFree):
     """Schedule-Free AdamW; drop-in for ``schedulefree.AdamWScheduleFree``.
 
-    As :class:`SGDScheduleFree`, with the z step normalized as Adam's::
-
-        v <- beta2 * v + (1 - beta2) * g * g
-        z <- z - gamma_t * (g / (sqrt(v / (1 - beta2^t)) + eps) + weight_decay * y)
-
-    and ``beta1`` placing y between z and x.
-
-    Args:
-        params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: gamma, default 0.0025, ``>= 0``.
-        betas: (beta1, beta2), default (0.9, 0.999); ``0 < beta1 < 1``, ``0 <= beta2 < 1``.
-        eps: default 1e-8, ``>= 0``.
-        weight_decay: default 0, ``>= 0``.
-        warmup_steps: linear warmup, default 0, an integer ``>= 0``.
-        r: power of t in the averaging weights, default 0, ``>= 0``.
-        weight_lr_power: default 2.0, ``>= 0``.
-        foreach: accepted for compatibility.
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
+    As :class:`SGDScheduleFree`, with the z step normalized as Adam's and ``beta1`` placing y
+    between z and x.
     """
 
     rule = rules.SF_ADAMW
@@ -536,12 +371,6 @@ class Muon(RuleOptimizer, torch.optim.Muon):
     """Muon (momentum orthogonalized by Newton-Schulz), for 2-D weights; drop-in for
     ``torch.optim.Muon``, with AdamW groups for the other parameters.
 
-    ::
-
-        B <- mu * B + (1 - mu) * g
-        O <- NS_k((1 - mu) g + mu B)   (NS_k(B) without nesterov), in bfloat16 as torch
-        x <- x * (1 - lr * weight_decay) - lr * ratio(shape) * O
-
     Muon is meant for the 2-D weights of hidden layers; biases, norms, embeddings and the
     output layer usually train with AdamW. Put them in a param group with ``use_muon=False``
     and that group is stepped as ``torch.optim.AdamW`` would step it (same keys, defaults and
@@ -554,19 +383,6 @@ class Muon(RuleOptimizer, torch.optim.Muon):
             dict(params=hidden, lr=0.02),
             dict(params=others, use_muon=False, lr=3e-4, betas=(0.9, 0.95), weight_decay=0),
         ])
-
-    Args:
-        params: 2-D parameters, param-group dicts, or ``(name, parameter)`` pairs.
-        lr: default 1e-3, ``>= 0``.
-        weight_decay: lambda, default 0.1, ``>= 0``.
-        momentum: mu, default 0.95, ``>= 0``.
-        nesterov: default True.
-        ns_coefficients: (a, b, c), default (3.4445, -4.775, 2.0315).
-        eps: floor of the Frobenius norm, default 1e-7, ``>= 0``.
-        ns_steps: default 5, an integer in ``[0, 99]``.
-        adjust_lr_fn: ``None`` or ``"original"`` (``ratio = sqrt(max(1, A / B))``) or
-            ``"match_rms_adamw"`` (``ratio = 0.2 sqrt(max(A, B))``).
-        nonfinite, backend: see :class:`~descend.optim.base.RuleOptimizer`.
     """
 
     rule = rules.MUON
@@ -628,3 +444,5 @@ def _uses_muon(group: Mapping[str, Any]) -> bool:
 __all__ = [name for name, value in list(globals().items())
            if isinstance(value, type) and issubclass(value, RuleOptimizer)
            and value.__module__ == __name__ and not name.startswith("_")]
+document(*(globals()[name] for name in __all__))
+

@@ -1,10 +1,11 @@
 """The math of each optimizer, written once: elementwise update rules and their specs.
 
-The registry (:data:`RULES`) is every :class:`Rule` defined at module level in this package, found
-by importing its modules, in order of publication. Adding an optimizer is adding its rule file;
+The registry (:data:`RULES`, :mod:`descend.rules.registry`) is every :class:`Rule` defined at
+module level in this package, found by importing its modules, in order of publication, plus any
+rule added at run time with :func:`register`. Adding an optimizer is adding its rule file;
 everything that lists optimizers (the functional API, the drop-in classes' lookup, the lab's and
-the benchmark's specs and defaults) reads this registry. A rule is reachable as
-``descend.rules.<NAME>`` under the name its module gives it (``descend.rules.ADAM``).
+the benchmark's specs, defaults and colours, the README's table) reads this registry. A rule is
+reachable as ``descend.rules.<NAME>`` under the name its module gives it (``descend.rules.ADAM``).
 
 The rule model (see :mod:`descend.rules.spec`):
 
@@ -15,8 +16,9 @@ The rule model (see :mod:`descend.rules.spec`):
 - ``step_scalars(hypers, step)``: what depends only on the step (bias corrections, decayed
   rates), computed once per step outside the elementwise part.
 - the hyperparameters (:class:`Hyper`: default, valid range or choices, meaning), slots
-  (:class:`Slot`), constraints, and the registry fields (aliases, param-group keys, the
-  course's names, the default learning-rate range, the reference).
+  (:class:`Slot`) and constraints;
+- its row in the registry (:class:`Listing`: aliases, param-group keys, the course's names,
+  the default learning-rate range, colour, reference, ...).
 
 Methods past the lecture need four optional extensions, each in one place, so that every
 executor still compiles the elementwise part from the rule:
@@ -43,9 +45,18 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from descend.rules.listing import CourseForm, Listing
+from descend.rules.registry import (
+    NAMES,
+    RULES,
+    RegistryView,
+    get_rule,
+    lecture_rules,
+    register,
+    unregister,
+)
 from descend.rules.spec import (
     Constraint,
-    CourseForm,
     GroupState,
     Hyper,
     MatrixStage,
@@ -68,41 +79,9 @@ def _discover() -> dict[str, Rule]:
 
 _BY_ATTRIBUTE = _discover()
 globals().update(_BY_ATTRIBUTE)
-
-#: Every rule by name, in order of publication.
-RULES: dict[str, Rule] = {
-    rule.name: rule
-    for rule in sorted(_BY_ATTRIBUTE.values(), key=lambda rule: (rule.year, rule.name))
-}
-
-
-def _names() -> dict[str, Rule]:
-    names: dict[str, Rule] = {}
-    for rule in RULES.values():
-        for name in (rule.name, *rule.aliases):
-            if name in names and names[name] is not rule:
-                raise TypeError(f"rules {names[name].name!r} and {rule.name!r} both go by "
-                                f"{name!r}")
-            names[name] = rule
-    return names
-
-
-#: Every name a rule goes by (its name and its aliases).
-NAMES: dict[str, Rule] = _names()
-
-
-def get_rule(name: str) -> Rule:
-    """The rule called ``name`` (or aliased so); ``KeyError`` lists the valid names."""
-    try:
-        return NAMES[name]
-    except KeyError:
-        raise KeyError(f"unknown rule {name!r}; valid: {', '.join(NAMES)}") from None
-
-
-def lecture_rules() -> list[Rule]:
-    """The rules of the lecture's tour, in order of publication."""
-    return [rule for rule in RULES.values() if rule.lecture]
-
+for _rule in _BY_ATTRIBUTE.values():
+    register(_rule)
 
 __all__ = [*_BY_ATTRIBUTE, "NAMES", "RULES", "Constraint", "CourseForm", "GroupState", "Hyper",
-           "MatrixStage", "Rule", "RunningProduct", "Slot", "get_rule", "lecture_rules"]
+           "Listing", "MatrixStage", "RegistryView", "Rule", "RunningProduct", "Slot", "get_rule",
+           "lecture_rules", "register", "unregister"]

@@ -7,10 +7,11 @@ from typing import Any
 
 from descend.rules.common import MAXIMIZE, epsilon, l2_gradient, learning_rate, weight_decay
 from descend.rules.elementwise import fma, sqrt
-from descend.rules.spec import CourseForm, Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def adagrad_update(p, g, sum, *, clr, eps, weight_decay, maximize):
+def adagrad_update(p: Element, g: Element, sum: Element, *, clr: float, eps: float,
+                   weight_decay: float, maximize: bool) -> tuple[Element, ...]:
     """One AdaGrad step::
 
         h <- h + g * g
@@ -31,7 +32,6 @@ def _adagrad_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, flo
 
 ADAGRAD = Rule(
     name="adagrad",
-    summary="h <- h + g^2 ; x <- x - lr g / (sqrt(h) + eps)",
     update=adagrad_update,
     hypers=(
         learning_rate(1e-2),
@@ -43,10 +43,17 @@ ADAGRAD = Rule(
     ),
     slots=(Slot("sum", fill="initial_accumulator_value"),),
     step_scalars=_adagrad_step_scalars,
-    course=CourseForm("adagrad", renames={"learning_rate": "lr", "epsilon": "eps", "cache": "sum"},
-                      defaults={"learning_rate": 1e-2, "epsilon": 1e-8}, counts_steps=True),
-    lr_range=(1e-3, 1.0),
-    lecture=True,
-    reference="Duchi, Hazan & Singer (2011)",
-    year=2011,
+    listing=Listing(
+        summary="h <- h + g^2 ; x <- x - lr g / (sqrt(h) + eps)",
+        reference="Duchi, Hazan & Singer (2011)",
+        year=2011,
+        colour="#117733",
+        course=CourseForm("adagrad",
+                          renames={"learning_rate": "lr", "epsilon": "eps", "cache": "sum"},
+                          defaults={"learning_rate": 1e-2, "epsilon": 1e-8}, counts_steps=True),
+        lr_range=(1e-3, 1.0),
+        lecture=True,
+        option_grid=dict(lr=(0.1,), lr_decay=(0.0, 0.01), weight_decay=(0.0, 0.1),
+                         initial_accumulator_value=(0.0, 0.1), maximize=(False, True)),
+    ),
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from descend.rules.elementwise import fma, helper
-from descend.rules.spec import Hyper
+from descend.rules.spec import Element, Hyper
 
 
 def learning_rate(default: float) -> Hyper:
@@ -35,7 +35,7 @@ MAXIMIZE = Hyper("maximize", False, "ascend instead of descend (g <- -g)", kind=
 
 
 @helper
-def l2_gradient(p, g, weight_decay, maximize):
+def l2_gradient(p: Element, g: Element, weight_decay: float, maximize: bool) -> Element:
     """The gradient a rule steps along: ``g <- -g`` to ascend, then the L2 term.
 
     ::
@@ -53,7 +53,8 @@ def l2_gradient(p, g, weight_decay, maximize):
 
 
 @helper
-def decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize):
+def decayed(p: Element, g: Element, weight_decay: float, decoupled_weight_decay: bool,
+            decay: float, maximize: bool) -> tuple[Element, Element]:
     """The weights and gradient of the Adam family's step: ``g <- -g`` to ascend, then weight
     decay, coupled (the L2 term in the gradient, Adam) or decoupled (the weights shrink before
     the step, AdamW; ``decay = 1 - alpha * lambda``). Returns ``(p, g)``.

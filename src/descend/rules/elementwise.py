@@ -22,11 +22,17 @@ import importlib
 import types
 from collections.abc import Callable
 from functools import cache
+from typing import Any
+
+#: What an elementwise function computes on (see :data:`descend.rules.spec.Element`).
+Element = Any
+#: A function in the rule language: a primitive, a helper or an update.
+Function = Callable[..., Any]
 
 #: The executors a primitive has an implementation for, in :data:`PRIMITIVES`' column order.
 EXECUTORS = ("numpy", "torch", "numba", "triton")
 
-def numpy_lerp(start, end, weight):
+def numpy_lerp(start: Element, end: Element, weight: float) -> Element:
     """``torch.lerp(start, end, weight)`` for NumPy values and a scalar ``weight``::
 
         start + weight * (end - start)          if |weight| < 0.5
@@ -39,7 +45,7 @@ def numpy_lerp(start, end, weight):
     return end - (end - start) * (1 - weight)
 
 
-def numpy_fma(a, b, c):
+def numpy_fma(a: Element, b: Element, c: Element) -> Element:
     """``a * b + c`` for NumPy values (NumPy has no fused multiply-add: it rounds twice, where
     the compiled executors and torch round once)."""
     return a * b + c
@@ -68,25 +74,36 @@ PRIMITIVES: dict[str, dict[str, str]] = {
 }
 
 #: Registered helpers by name (see :func:`helper`).
-HELPERS: dict[str, Callable] = {}
+HELPERS: dict[str, Function] = {}
 
 
-def implementation(name: str, executor: str) -> Callable:
+def implementation(name: str, executor: str) -> Function:
     """The function an executor binds for the primitive ``name``."""
     try:
         module, attribute = PRIMITIVES[name][executor].split(":")
     except KeyError:
         raise KeyError(f"no primitive {name!r} for executor {executor!r}; primitives: "
                        f"{', '.join(PRIMITIVES)}; executors: {', '.join(EXECUTORS)}") from None
-    return getattr(importlib.import_module(module), attribute)
+    found: Function = getattr(importlib.import_module(module), attribute)
+    return found
 
 
 # The NumPy column as module-level names (``from descend.rules.elementwise import sqrt``), so a
 # rule's ``update`` runs as written on NumPy arrays and scalars.
-globals().update({name: implementation(name, "numpy") for name in PRIMITIVES})
+sqrt: Function = implementation("sqrt", "numpy")
+maximum: Function = implementation("maximum", "numpy")
+minimum: Function = implementation("minimum", "numpy")
+sign: Function = implementation("sign", "numpy")
+# The rule language's ``abs`` (it shadows the builtin in this module only).
+abs: Function = implementation("abs", "numpy")
+lerp: Function = implementation("lerp", "numpy")
+fma: Function = implementation("fma", "numpy")
+if set(PRIMITIVES) - set(globals()):
+    raise ImportError(f"primitives without a NumPy name here: "
+                      f"{sorted(set(PRIMITIVES) - set(globals()))}")
 
 
-def helper(function: Callable) -> Callable:
+def helper(function: Function) -> Function:
     """Register ``function`` as an elementwise helper that rules may call.
 
     It must be a plain module-level ``def`` in a rule's language; executors find it by name,
@@ -101,17 +118,17 @@ def helper(function: Callable) -> Callable:
     return function
 
 
-def elementwise_names(function: Callable) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def elementwise_names(function: Function) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The primitives and helpers ``function`` reads by global name, each sorted."""
     names = set(function.__code__.co_names)
     return (tuple(sorted(names & set(PRIMITIVES))), tuple(sorted(names & set(HELPERS))))
 
 
-def helpers_used(function: Callable) -> tuple[Callable, ...]:
+def helpers_used(function: Function) -> tuple[Function, ...]:
     """Every helper ``function`` calls, directly or through other helpers, callees first."""
-    ordered: list[Callable] = []
+    ordered: list[Function] = []
 
-    def visit(current: Callable) -> None:
+    def visit(current: Function) -> None:
         for name in elementwise_names(current)[1]:
             callee = HELPERS[name]
             if callee not in ordered:
@@ -123,7 +140,7 @@ def helpers_used(function: Callable) -> tuple[Callable, ...]:
 
 
 @cache
-def bind(function: Callable, executor: str) -> Callable:
+def bind(function: Function, executor: str) -> Function:
     """A copy of ``function`` whose primitives and helpers are ``executor``'s.
 
     The copy's globals hold nothing else, so a name a rule's module happens to import (say a

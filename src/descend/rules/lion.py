@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.elementwise import sign
-from descend.rules.spec import CourseForm, Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def lion_update(p, g, exp_avg, *, lr, beta1, beta2, weight_decay, decay):
+def lion_update(p: Element, g: Element, exp_avg: Element, *, lr: float, beta1: float, beta2: float,
+                weight_decay: float, decay: float) -> tuple[Element, ...]:
     """One Lion step, in the paper's notation (m is ``exp_avg``)::
 
         c <- beta1 * m + (1 - beta1) * g
@@ -34,7 +35,6 @@ def _lion_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]
 
 LION = Rule(
     name="lion",
-    summary="x <- x - lr (sign(beta1 m + (1 - beta1) g) + wd x); m <- beta2 m + (1 - beta2) g",
     update=lion_update,
     hypers=(
         Hyper("lr", 1e-4, "learning rate alpha: the size of every coordinate's step",
@@ -47,12 +47,17 @@ LION = Rule(
     ),
     slots=(Slot("exp_avg"),),
     step_scalars=_lion_step_scalars,
-    group_keys={"betas": ("beta1", "beta2")},
-    course=CourseForm("lion", renames={"learning_rate": "lr", "m": "exp_avg"},
-                      defaults={"learning_rate": 1e-4, "beta1": 0.9, "beta2": 0.99}),
-    lr_range=(1e-6, 1e-2),
     counts_steps=False,
-    reference="Chen et al. (2023), Symbolic Discovery of Optimization Algorithms; "
-              "lion-pytorch",
-    year=2023,
+    listing=Listing(
+        summary="x <- x - lr (sign(beta1 m + (1 - beta1) g) + wd x); m <- beta2 m + "
+                "(1 - beta2) g",
+        reference="Chen et al. (2023), Symbolic Discovery of Optimization Algorithms; "
+                  "lion-pytorch",
+        year=2023,
+        colour="#0077BB",
+        group_keys={"betas": ("beta1", "beta2")},
+        course=CourseForm("lion", renames={"learning_rate": "lr", "m": "exp_avg"},
+                          defaults={"learning_rate": 1e-4, "beta1": 0.9, "beta2": 0.99}),
+        lr_range=(1e-6, 1e-2),
+    ),
 )

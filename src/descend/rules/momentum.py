@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 from descend.rules.common import MAXIMIZE, l2_gradient, learning_rate, momentum, weight_decay
-from descend.rules.spec import CourseForm, Rule, Slot
+from descend.rules.spec import CourseForm, Element, Listing, Rule, Slot
 
 
-def sgd_momentum_update(p, g, velocity, *, lr, momentum, weight_decay, maximize):
+def sgd_momentum_update(p: Element, g: Element, velocity: Element, *, lr: float, momentum: float,
+                        weight_decay: float, maximize: bool) -> tuple[Element, ...]:
     """One step of SGD+Momentum in the notes' velocity form::
 
         v <- rho * v - alpha * g
@@ -23,7 +27,8 @@ def sgd_momentum_update(p, g, velocity, *, lr, momentum, weight_decay, maximize)
     return p, velocity
 
 
-def nesterov_update(p, g, velocity, *, lr, momentum, weight_decay, maximize):
+def nesterov_update(p: Element, g: Element, velocity: Element, *, lr: float, momentum: float,
+                    weight_decay: float, maximize: bool) -> tuple[Element, ...]:
     """One step of Nesterov momentum in the notes' change-of-variables form.
 
     The gradient is taken at the tracked variable ``x~ = x + rho * v``::
@@ -40,20 +45,15 @@ def nesterov_update(p, g, velocity, *, lr, momentum, weight_decay, maximize):
     return p, velocity
 
 
-def _velocity_rule(name: str, update, summary: str, course_name: str, aliases: tuple[str, ...],
-                   reference: str, year: int) -> Rule:
+def _velocity_rule(name: str, update: Callable[..., tuple[Element, Element]], course_name: str,
+                   listing: Listing) -> Rule:
     return Rule(
         name=name,
-        summary=summary,
         update=update,
-        aliases=aliases,
-        course=CourseForm(course_name, renames={"learning_rate": "lr"},
-                          defaults={"learning_rate": 1e-2, "momentum": 0.9}),
-        lr_range=(1e-4, 1.0),
-        lecture=True,
+        listing=replace(listing, lr_range=(1e-4, 1.0), lecture=True, course=CourseForm(
+            course_name, renames={"learning_rate": "lr"},
+            defaults={"learning_rate": 1e-2, "momentum": 0.9})),
         counts_steps=False,
-        reference=reference,
-        year=year,
         hypers=(
             learning_rate(1e-3),
             momentum(0.9, "momentum (friction) coefficient rho"),
@@ -64,11 +64,16 @@ def _velocity_rule(name: str, update, summary: str, course_name: str, aliases: t
     )
 
 
-SGD_MOMENTUM = _velocity_rule(
-    "sgd_momentum", sgd_momentum_update, "v <- rho v - lr g ; x <- x + v", "sgd_momentum",
-    ("momentum",), "Polyak (1964), heavy ball; CS231n lecture 7's velocity form",
-    1964)
-NESTEROV = _velocity_rule(
-    "nesterov", nesterov_update, "v' <- rho v - lr g ; x <- x + v' + rho (v' - v)",
-    "nesterov_momentum", (), "Nesterov (1983); Sutskever et al. (2013); CS231n's change of "
-    "variables", 1983)
+SGD_MOMENTUM = _velocity_rule("sgd_momentum", sgd_momentum_update, "sgd_momentum", Listing(
+    summary="v <- rho v - lr g ; x <- x + v",
+    aliases=("momentum",),
+    reference="Polyak (1964), heavy ball; CS231n lecture 7's velocity form",
+    year=1964,
+    colour="#88CCEE",
+))
+NESTEROV = _velocity_rule("nesterov", nesterov_update, "nesterov_momentum", Listing(
+    summary="v' <- rho v - lr g ; x <- x + v' + rho (v' - v)",
+    reference="Nesterov (1983); Sutskever et al. (2013); CS231n's change of variables",
+    year=1983,
+    colour="#44AA99",
+))

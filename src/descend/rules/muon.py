@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from descend.rules.elementwise import lerp
-from descend.rules.spec import CourseForm, Hyper, MatrixStage, Rule, Slot
+from descend.rules.spec import CourseForm, Element, Hyper, Listing, MatrixStage, Rule, Slot
 
 #: torch.optim.Muon's defaults: the quintic's coefficients (a, b, c), steps and epsilon.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -26,7 +26,8 @@ NS_EPS = 1e-7
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 
 
-def muon_momentum(u, g, momentum_buffer, *, momentum, nesterov):
+def muon_momentum(u: Element, g: Element, momentum_buffer: Element, *, momentum: float,
+                  nesterov: bool) -> tuple[Element, ...]:
     """The matrix Muon orthogonalizes (the stage's elementwise part)::
 
         B <- mu * B + (1 - mu) * g
@@ -83,7 +84,8 @@ def lr_ratio(adjust_lr_fn: str | None, shape: tuple[int, ...]) -> float:
     return 1.0
 
 
-def muon_update(p, g, momentum_buffer, *, lr, decay):
+def muon_update(p: Element, g: Element, momentum_buffer: Element, *, lr: float,
+                decay: float) -> tuple[Element, ...]:
     """One Muon step, with O the orthogonalized momentum times the shape's ratio (``g``)::
 
         x <- x * (1 - alpha * lambda)
@@ -100,7 +102,6 @@ def _muon_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]
 
 MUON = Rule(
     name="muon",
-    summary="x <- x (1 - lr wd) - lr NS(momentum): the momentum's polar factor, 2-D weights",
     update=muon_update,
     hypers=(
         Hyper("lr", 1e-3, "learning rate alpha", low=0.0),
@@ -119,12 +120,23 @@ MUON = Rule(
     slots=(Slot("momentum_buffer"),),
     stage=MatrixStage(prepare=muon_momentum, function=newton_schulz, ndim=2),
     step_scalars=_muon_step_scalars,
-    group_keys={"ns_coefficients": ("ns_a", "ns_b", "ns_c")},
     counts_steps=False,
-    course=CourseForm("muon", renames={"learning_rate": "lr"},
-                      defaults={"learning_rate": 0.02, "weight_decay": 0.0}),
-    lr_range=(1e-4, 1.0),
-    reference="Jordan et al. (2024), Muon: An optimizer for hidden layers in neural networks; "
-              "Liu et al. (2025), Muon is Scalable for LLM Training; torch.optim.Muon",
-    year=2024,
+    listing=Listing(
+        summary="x <- x (1 - lr wd) - lr NS(momentum): the momentum's polar factor, 2-D "
+                "weights",
+        reference="Jordan et al. (2024), Muon: An optimizer for hidden layers in neural "
+                  "networks; Liu et al. (2025), Muon is Scalable for LLM Training; "
+                  "torch.optim.Muon",
+        year=2024,
+        # The whole step, stage included (the update's own docstring has only its last part).
+        equation="""\
+B <- mu * B + (1 - mu) * g
+O <- NS_k((1 - mu) g + mu B)   (NS_k(B) without nesterov), in bfloat16 as torch
+x <- x * (1 - lr * weight_decay) - lr * ratio(shape) * O""",
+        colour="#CC3311",
+        group_keys={"ns_coefficients": ("ns_a", "ns_b", "ns_c")},
+        course=CourseForm("muon", renames={"learning_rate": "lr"},
+                          defaults={"learning_rate": 0.02, "weight_decay": 0.0}),
+        lr_range=(1e-4, 1.0),
+    ),
 )

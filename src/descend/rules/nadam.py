@@ -7,12 +7,13 @@ from typing import Any
 
 from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
 from descend.rules.elementwise import fma, lerp, sqrt
-from descend.rules.spec import CourseForm, Hyper, Rule, RunningProduct, Slot
+from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, RunningProduct, Slot
 
 
-def nadam_update(p, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, weight_decay, decay,
-                 decoupled_weight_decay, maximize, bias_correction2, grad_coefficient,
-                 average_coefficient):
+def nadam_update(p: Element, g: Element, exp_avg: Element, exp_avg_sq: Element, *, beta1: float,
+                 beta2: float, eps: float, weight_decay: float, decay: float,
+                 decoupled_weight_decay: bool, maximize: bool, bias_correction2: float,
+                 grad_coefficient: float, average_coefficient: float) -> tuple[Element, ...]:
     """One NAdam step, in Dozat's notation, with the step counter t starting at 1::
 
         mu_t  <- beta1 * (1 - 0.5 * 0.96^(t psi))            (psi: momentum_decay)
@@ -39,7 +40,9 @@ def nadam_update(p, g, exp_avg, exp_avg_sq, *, beta1, beta2, eps, weight_decay, 
 
 def momentum_schedule(hypers: Mapping[str, Any], step: int) -> float:
     """``mu_t = beta1 (1 - 0.5 * 0.96^(t psi))``: the momentum of step ``t``."""
-    return hypers["beta1"] * (1.0 - 0.5 * (0.96 ** (step * hypers["momentum_decay"])))
+    # A tensor hyperparameter keeps its dtype here (as torch.optim.NAdam computes it).
+    mu: float = hypers["beta1"] * (1.0 - 0.5 * (0.96 ** (step * hypers["momentum_decay"])))
+    return mu
 
 
 def _nadam_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
@@ -57,7 +60,6 @@ def _nadam_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float
 
 NADAM = Rule(
     name="nadam",
-    summary="Adam with Nesterov momentum: m^ mixes the next step's momentum with this gradient",
     update=nadam_update,
     hypers=(
         learning_rate(2e-3),
@@ -74,12 +76,20 @@ NADAM = Rule(
     slots=(Slot("exp_avg"), Slot("exp_avg_sq")),
     products=(RunningProduct("mu_product", momentum_schedule),),
     step_scalars=_nadam_step_scalars,
-    group_keys={"betas": ("beta1", "beta2")},
-    course=CourseForm("nadam", renames={"learning_rate": "lr", "epsilon": "eps", "m": "exp_avg",
-                                        "v": "exp_avg_sq"},
-                      defaults={"learning_rate": 2e-3, "beta1": 0.9, "beta2": 0.999,
-                                "epsilon": 1e-8}, counts_steps=True),
-    lr_range=(1e-5, 1e-1),
-    reference="Dozat (2016), Incorporating Nesterov Momentum into Adam; torch.optim.NAdam",
-    year=2016,
+    listing=Listing(
+        summary="Adam with Nesterov momentum: m^ mixes the next step's momentum with this "
+                "gradient",
+        reference="Dozat (2016), Incorporating Nesterov Momentum into Adam; torch.optim.NAdam",
+        year=2016,
+        colour="#EE7733",
+        group_keys={"betas": ("beta1", "beta2")},
+        course=CourseForm("nadam", renames={"learning_rate": "lr", "epsilon": "eps",
+                                            "m": "exp_avg", "v": "exp_avg_sq"},
+                          defaults={"learning_rate": 2e-3, "beta1": 0.9, "beta2": 0.999,
+                                    "epsilon": 1e-8}, counts_steps=True),
+        lr_range=(1e-5, 1e-1),
+        option_grid=dict(lr=(0.01,), weight_decay=(0.0, 0.1),
+                         decoupled_weight_decay=(False, True), momentum_decay=(4e-3, 0.05),
+                         maximize=(False, True)),
+    ),
 )

@@ -7,11 +7,13 @@ from typing import Any
 
 from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
 from descend.rules.elementwise import fma, lerp, sqrt
-from descend.rules.spec import CourseForm, Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def radam_update(p, g, exp_avg, exp_avg_sq, *, lr, beta1, beta2, eps, weight_decay, decay,
-                 decoupled_weight_decay, maximize, bias_correction1, bc2_sqrt, rectify, rect):
+def radam_update(p: Element, g: Element, exp_avg: Element, exp_avg_sq: Element, *, lr: float,
+                 beta1: float, beta2: float, eps: float, weight_decay: float, decay: float,
+                 decoupled_weight_decay: bool, maximize: bool, bias_correction1: float,
+                 bc2_sqrt: float, rectify: bool, rect: float) -> tuple[Element, ...]:
     """One RAdam step, in Liu et al.'s notation, with the step counter t starting at 1::
 
         m      <- beta1 * m + (1 - beta1) * g
@@ -58,7 +60,6 @@ def _radam_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
 
 RADAM = Rule(
     name="radam",
-    summary="Adam with the adaptive step rectified (off while the variance of v is too large)",
     update=radam_update,
     hypers=(
         learning_rate(1e-3),
@@ -72,13 +73,20 @@ RADAM = Rule(
     ),
     slots=(Slot("exp_avg"), Slot("exp_avg_sq")),
     step_scalars=_radam_step_scalars,
-    group_keys={"betas": ("beta1", "beta2")},
-    course=CourseForm("radam", renames={"learning_rate": "lr", "epsilon": "eps", "m": "exp_avg",
-                                        "v": "exp_avg_sq"},
-                      defaults={"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999,
-                                "epsilon": 1e-8}, counts_steps=True),
-    lr_range=(1e-5, 1e-1),
-    reference="Liu et al. (2020), On the Variance of the Adaptive Learning Rate and Beyond; "
-              "torch.optim.RAdam",
-    year=2020,
+    listing=Listing(
+        summary="Adam with the adaptive step rectified (off while the variance of v is too "
+                "large)",
+        reference="Liu et al. (2020), On the Variance of the Adaptive Learning Rate and Beyond; "
+                  "torch.optim.RAdam",
+        year=2020,
+        colour="#EE3377",
+        group_keys={"betas": ("beta1", "beta2")},
+        course=CourseForm("radam", renames={"learning_rate": "lr", "epsilon": "eps",
+                                            "m": "exp_avg", "v": "exp_avg_sq"},
+                          defaults={"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999,
+                                    "epsilon": 1e-8}, counts_steps=True),
+        lr_range=(1e-5, 1e-1),
+        option_grid=dict(lr=(0.01,), weight_decay=(0.0, 0.1),
+                         decoupled_weight_decay=(False, True), maximize=(False, True)),
+    ),
 )

@@ -12,11 +12,13 @@ from descend.rules.common import (
     weight_decay,
 )
 from descend.rules.elementwise import fma, lerp, sqrt
-from descend.rules.spec import CourseForm, Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha, eps, weight_decay,
-                   momentum, centered, maximize):
+def rmsprop_update(p: Element, g: Element, square_avg: Element, grad_avg: Element,
+                   momentum_buffer: Element, *, lr: float, alpha: float, eps: float,
+                   weight_decay: float, momentum: float, centered: bool,
+                   maximize: bool) -> tuple[Element, ...]:
     """One RMSProp step, with the notes' decay rate ``rho`` named ``alpha`` as in torch::
 
         h <- rho * h + (1 - rho) * g * g
@@ -44,7 +46,6 @@ def rmsprop_update(p, g, square_avg, grad_avg, momentum_buffer, *, lr, alpha, ep
 
 RMSPROP = Rule(
     name="rmsprop",
-    summary="h <- rho h + (1 - rho) g^2 ; x <- x - lr g / (sqrt(h) + eps)",
     update=rmsprop_update,
     hypers=(
         learning_rate(1e-2),
@@ -61,11 +62,18 @@ RMSPROP = Rule(
         Slot("grad_avg", active=lambda h: h["centered"]),
         Slot("momentum_buffer", active=lambda h: h["momentum"] > 0),
     ),
-    course=CourseForm("rmsprop", renames={"learning_rate": "lr", "decay_rate": "alpha",
-                                          "epsilon": "eps", "cache": "square_avg"},
-                      defaults={"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8}),
-    lr_range=(1e-5, 1e-1),
-    lecture=True,
-    reference="Tieleman & Hinton (2012), Coursera lecture 6.5; centered: Graves (2013)",
-    year=2012,
+    listing=Listing(
+        summary="h <- rho h + (1 - rho) g^2 ; x <- x - lr g / (sqrt(h) + eps)",
+        reference="Tieleman & Hinton (2012), Coursera lecture 6.5; centered: Graves (2013)",
+        year=2012,
+        colour="#999933",
+        course=CourseForm("rmsprop", renames={"learning_rate": "lr", "decay_rate": "alpha",
+                                              "epsilon": "eps", "cache": "square_avg"},
+                          defaults={"learning_rate": 1e-2, "decay_rate": 0.99,
+                                    "epsilon": 1e-8}),
+        lr_range=(1e-5, 1e-1),
+        lecture=True,
+        option_grid=dict(lr=(0.01,), centered=(False, True), momentum=(0.0, 0.5),
+                         weight_decay=(0.0, 0.1), maximize=(False, True)),
+    ),
 )

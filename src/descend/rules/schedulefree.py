@@ -19,10 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.elementwise import lerp, sqrt
-from descend.rules.spec import CourseForm, GroupState, Hyper, Rule, Slot
+from descend.rules.spec import CourseForm, Element, GroupState, Hyper, Listing, Rule, Slot
 
 
-def sf_sgd_update(p, g, z, *, lr, weight_decay, ckp1, y_coefficient):
+def sf_sgd_update(p: Element, g: Element, z: Element, *, lr: float, weight_decay: float,
+                  ckp1: float, y_coefficient: float) -> tuple[Element, ...]:
     """One Schedule-Free SGD step on the training point y (the parameter)::
 
         g <- g + lambda * y                          (if weight_decay)
@@ -41,8 +42,9 @@ def sf_sgd_update(p, g, z, *, lr, weight_decay, ckp1, y_coefficient):
     return p, z
 
 
-def sf_adamw_update(p, g, z, exp_avg_sq, *, lr, beta2, eps, weight_decay, bias_correction2,
-                    ckp1, y_coefficient):
+def sf_adamw_update(p: Element, g: Element, z: Element, exp_avg_sq: Element, *, lr: float,
+                    beta2: float, eps: float, weight_decay: float, bias_correction2: float,
+                    ckp1: float, y_coefficient: float) -> tuple[Element, ...]:
     """One Schedule-Free AdamW step on the training point y (the parameter)::
 
         v <- beta2 * v + (1 - beta2) * g * g
@@ -62,7 +64,7 @@ def sf_adamw_update(p, g, z, exp_avg_sq, *, lr, beta2, eps, weight_decay, bias_c
     return p, z, exp_avg_sq
 
 
-def evaluation_point(y, z, *, beta):
+def evaluation_point(y: Element, z: Element, *, beta: float) -> Element:
     """``x = (y - (1 - beta) z) / beta``: the averaged point, from the training point::
 
         x <- y + (1 - 1 / beta) * (z - y)
@@ -70,7 +72,7 @@ def evaluation_point(y, z, *, beta):
     return lerp(y, z, 1 - 1 / beta)
 
 
-def training_point(x, z, *, beta):
+def training_point(x: Element, z: Element, *, beta: float) -> Element:
     """``y = (1 - beta) z + beta x``: where the gradient is taken, from the averaged point::
 
         y <- x + (1 - beta) * (z - x)
@@ -125,8 +127,6 @@ _SHARED = (
 
 SF_SGD = Rule(
     name="sf_sgd",
-    aliases=("sgd_schedulefree",),
-    summary="Schedule-Free SGD: z takes SGD steps, x averages z, gradients taken between them",
     update=sf_sgd_update,
     hypers=(
         Hyper("lr", 1.0, "learning rate gamma of the z steps", low=0.0),
@@ -138,17 +138,21 @@ SF_SGD = Rule(
     group_state=GROUP_STATE,
     step_scalars=_sf_sgd_step_scalars,
     counts_steps=False,
-    course=CourseForm("sf_sgd", renames={"learning_rate": "lr"},
-                      defaults={"learning_rate": 1.0, "momentum": 0.9}),
-    lr_range=(1e-3, 10.0),
-    reference="Defazio et al. (2024), The Road Less Scheduled; schedulefree.SGDScheduleFree",
-    year=2024,
+    listing=Listing(
+        summary="Schedule-Free SGD: z takes SGD steps, x averages z, gradients taken between "
+                "them",
+        aliases=("sgd_schedulefree",),
+        reference="Defazio et al. (2024), The Road Less Scheduled; schedulefree.SGDScheduleFree",
+        year=2024,
+        colour="#BBCC33",
+        course=CourseForm("sf_sgd", renames={"learning_rate": "lr"},
+                          defaults={"learning_rate": 1.0, "momentum": 0.9}),
+        lr_range=(1e-3, 10.0),
+    ),
 )
 
 SF_ADAMW = Rule(
     name="sf_adamw",
-    aliases=("adamw_schedulefree",),
-    summary="Schedule-Free AdamW: z takes Adam-normalized steps, x averages z",
     update=sf_adamw_update,
     hypers=(
         Hyper("lr", 0.0025, "learning rate gamma of the z steps", low=0.0),
@@ -162,13 +166,19 @@ SF_ADAMW = Rule(
     slots=(Slot("z", from_parameter=True), Slot("exp_avg_sq")),
     group_state=GROUP_STATE,
     step_scalars=_sf_adamw_step_scalars,
-    group_keys={"betas": ("beta1", "beta2")},
     counts_steps=False,
-    course=CourseForm("sf_adamw", renames={"learning_rate": "lr", "epsilon": "eps",
-                                           "v": "exp_avg_sq"},
-                      defaults={"learning_rate": 0.0025, "beta1": 0.9, "beta2": 0.999,
-                                "epsilon": 1e-8}),
-    lr_range=(1e-5, 1e-1),
-    reference="Defazio et al. (2024), The Road Less Scheduled; schedulefree.AdamWScheduleFree",
-    year=2024,
+    listing=Listing(
+        summary="Schedule-Free AdamW: z takes Adam-normalized steps, x averages z",
+        aliases=("adamw_schedulefree",),
+        reference="Defazio et al. (2024), The Road Less Scheduled; "
+                  "schedulefree.AdamWScheduleFree",
+        year=2024,
+        colour="#FFAABB",
+        group_keys={"betas": ("beta1", "beta2")},
+        course=CourseForm("sf_adamw", renames={"learning_rate": "lr", "epsilon": "eps",
+                                               "v": "exp_avg_sq"},
+                          defaults={"learning_rate": 0.0025, "beta1": 0.9, "beta2": 0.999,
+                                    "epsilon": 1e-8}),
+        lr_range=(1e-5, 1e-1),
+    ),
 )

@@ -7,11 +7,12 @@ from typing import Any
 
 from descend.rules.common import MAXIMIZE, l2_gradient, learning_rate, momentum, weight_decay
 from descend.rules.elementwise import fma
-from descend.rules.spec import Constraint, CourseForm, Hyper, Rule, Slot
+from descend.rules.spec import Constraint, CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def sgd_update(p, g, momentum_buffer, *, lr, momentum, keep, gain, weight_decay, nesterov,
-               maximize):
+def sgd_update(p: Element, g: Element, momentum_buffer: Element, *, lr: float, momentum: float,
+               keep: float, gain: float, weight_decay: float, nesterov: bool,
+               maximize: bool) -> tuple[Element, ...]:
     """One SGD step, in ``torch.optim.SGD``'s form.
 
     With ``mu = momentum`` and ``tau = dampening``::
@@ -44,7 +45,6 @@ def _sgd_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
 
 SGD = Rule(
     name="sgd",
-    summary="x <- x - lr * g, with torch.optim.SGD's momentum buffer, dampening and nesterov",
     update=sgd_update,
     hypers=(
         learning_rate(1e-3),
@@ -57,15 +57,25 @@ SGD = Rule(
     ),
     slots=(Slot("momentum_buffer", active=lambda h: h["momentum"] != 0),),
     step_scalars=_sgd_step_scalars,
-    course=CourseForm("sgd", renames={"learning_rate": "lr"}, defaults={"learning_rate": 1e-2},
-                      fixed={"momentum": 0.0, "dampening": 0.0, "nesterov": False}),
-    lr_range=(1e-3, 3.0),
-    lecture=True,
     counts_steps=False,
-    reference="Robbins & Monro (1951); momentum: Polyak (1964); torch.optim.SGD's buffer form",
-    year=1951,
     constraints=(
         Constraint(lambda h: not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
                    "nesterov=True requires momentum > 0 and dampening = 0"),
+    ),
+    listing=Listing(
+        summary="x <- x - lr * g, with torch.optim.SGD's momentum buffer, dampening and "
+                "nesterov",
+        reference="Robbins & Monro (1951); momentum: Polyak (1964); torch.optim.SGD's buffer "
+                  "form",
+        year=1951,
+        colour="#332288",
+        course=CourseForm("sgd", renames={"learning_rate": "lr"},
+                          defaults={"learning_rate": 1e-2},
+                          fixed={"momentum": 0.0, "dampening": 0.0, "nesterov": False}),
+        lr_range=(1e-3, 3.0),
+        lecture=True,
+        option_grid=dict(lr=(0.05,), momentum=(0.0, 0.9), dampening=(0.0, 0.3),
+                         weight_decay=(0.0, 0.1), nesterov=(False, True),
+                         maximize=(False, True)),
     ),
 )

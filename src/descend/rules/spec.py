@@ -17,129 +17,27 @@ Four optional parts extend the model for methods that need more than one element
 (:class:`RunningProduct`), per-group running scalars (:class:`GroupState`), and a per-tensor
 matrix stage that runs before the elementwise update (:class:`MatrixStage`).
 
-A :class:`Rule` is also the optimizer's row in the registry: besides the math it carries the
-names the optimizer goes by (:attr:`Rule.aliases`), how a ``torch.optim``-style param group packs
-its hyperparameters (:attr:`Rule.group_keys`), the course's names for the NumPy functional API
-(:class:`CourseForm`), and the learning-rate range a benchmark searches by default.
+A :class:`Rule` is the math; its row in the registry (the names the optimizer goes by, how a
+``torch.optim``-style param group packs its hyperparameters, the course's names for the NumPy
+functional API, the learning-rate range a benchmark searches, its colour, ...) is its
+:class:`~descend.rules.listing.Listing`, whose fields read as the rule's own.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from descend.rules.hyper import Hyper
+from descend.rules.listing import CourseForm, Listing
 
-@dataclass(frozen=True)
-class Hyper:
-    """One hyperparameter: its name, default, valid range and meaning.
-
-    ``low``/``high`` bound the value (``None`` means unbounded); ``low_open``/``high_open`` say
-    whether the bound itself is excluded. ``kind`` is ``float``, ``int`` or ``bool``; a
-    hyperparameter with ``choices`` takes exactly one of those values (strings or ``None``).
-    Only ``float`` and ``bool`` hyperparameters may reach an elementwise ``update``; the others
-    configure step scalars or a :class:`MatrixStage`.
-    """
-
-    name: str
-    default: Any
-    doc: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    kind: type = float
-    choices: tuple | None = None
-
-    def describe(self, shown: str | None = None) -> str:
-        """The valid range in words, e.g. ``0 <= lr < inf`` or ``True or False``.
-
-        ``shown`` is the name the user wrote, when it differs from the hyperparameter's.
-        """
-        if self.kind is bool:
-            return "True or False"
-        if self.choices is not None:
-            return "one of " + ", ".join(map(repr, self.choices))
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        left = "<" if self.low_open or self.low is None else "<="
-        right = "<" if self.high_open or self.high is None else "<="
-        return f"{low} {left} {shown or self.name} {right} {high}"
-
-    def check(self, value: Any, shown: str | None = None) -> Any:
-        """Return ``value`` in the hyperparameter's kind, or raise ``ValueError`` naming it.
-
-        A flag accepts what ``torch.optim`` treats as one in a valid setting: ``True``/``False``,
-        NumPy booleans and the integers 0 and 1 (as written in config files); it becomes a
-        Python ``bool``. A number accepts any real number or one-element tensor or array, but
-        not a string or a flag. ``shown`` is the name used in the message.
-        """
-        shown = shown or self.name
-        if self.kind is bool:
-            flag = _as_flag(value)
-            if flag is None:
-                raise ValueError(f"{shown}={value!r} is invalid: expected True or False")
-            return flag
-        if self.choices is not None:
-            if not any(value is choice or (isinstance(value, str) and value == choice)
-                       for choice in self.choices):
-                raise ValueError(f"{shown}={value!r} is invalid: expected "
-                                 f"{self.describe(shown)}")
-            return value
-        if self.kind is int and not (isinstance(value, int | np.integer)
-                                     and not isinstance(value, bool | np.bool_)):
-            raise ValueError(f"{shown}={value!r} is invalid: expected an integer with "
-                             f"{self.describe(shown)}")
-        number = _as_float(value)
-        if number is None or math.isnan(number):
-            raise ValueError(f"{shown}={value!r} is invalid: expected a number with "
-                             f"{self.describe(shown)}")
-        too_low = self.low is not None and (
-            number < self.low or (self.low_open and number == self.low))
-        too_high = self.high is not None and (
-            number > self.high or (self.high_open and number == self.high))
-        if too_low or too_high or (self.high is None and math.isinf(number)):
-            raise ValueError(f"{shown}={value!r} is out of range: expected "
-                             f"{self.describe(shown)}")
-        return value
-
-
-def _as_flag(value: Any) -> bool | None:
-    """``value`` as a ``bool`` if it is a boolean or the integer 0 or 1, else ``None``."""
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer) and value in (0, 1):
-        return bool(value)
-    return None
-
-
-def _as_float(value: Any) -> float | None:
-    """``value`` as a float if it is a real number (or a one-element tensor/array of one)."""
-    if isinstance(value, bool | np.bool_ | str | bytes):
-        return None
-    if isinstance(value, int | float | np.integer | np.floating):
-        return float(value)
-    numel = getattr(value, "numel", None) or getattr(value, "size", None)
-    try:
-        count = numel() if callable(numel) else numel
-        if count != 1 or getattr(value, "dtype", None) is None or _is_complex_or_bool(value):
-            return None
-        return float(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError, RuntimeError):
-        return None
-
-
-def _is_complex_or_bool(value: Any) -> bool:
-    dtype = value.dtype
-    is_complex = getattr(dtype, "is_complex", None)
-    if is_complex is not None:  # a torch dtype
-        return bool(is_complex) or str(dtype) == "torch.bool"
-    kind = np.dtype(dtype).kind
-    return kind in "cb"
+#: What an update computes on: a Python or NumPy number, a NumPy array, a torch tensor, or a
+#: compiled executor's scalar. Rules are written once for all of them, so they are not narrowed.
+Element = Any
 
 
 def _always(hypers: Mapping[str, Any]) -> bool:
@@ -266,68 +164,41 @@ class MatrixStage:
     Parameters must have ``ndim`` dimensions.
     """
 
-    prepare: Callable[..., tuple]
+    prepare: Callable[..., tuple[Any, ...]]
     function: Callable[[Any, Mapping[str, Any]], Any]
     ndim: int = 2
 
 
-@dataclass(frozen=True)
-class CourseForm:
-    """How the NumPy functional API presents a rule, in the course's (CS231n's) names.
-
-    ``name`` is the function's name in :mod:`descend.functional`; ``renames`` maps config keys to
-    rule names (hyperparameters or slots); ``defaults`` are the course's defaults by config key;
-    ``fixed`` pins rule hyperparameters the function does not expose; ``counts_steps`` exposes
-    the step counter as the config key ``t``.
-    """
-
-    name: str
-    renames: Mapping[str, str] = field(default_factory=dict)
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    fixed: Mapping[str, Any] = field(default_factory=dict)
-    counts_steps: bool = False
-
-
 @dataclass(frozen=True, eq=False)
 class Rule:
-    """An optimizer's update rule and registry row: the elementwise math plus everything needed
-    to run, name, present and tune it.
+    """An optimizer's update rule: the elementwise math, its hyperparameters and state, and
+    its row in the registry (:attr:`listing`).
 
     ``step_scalars(hypers, step)`` returns the values that depend only on the step number
     (``step`` counts updates including the current one, so the first update has ``step == 1``).
+    ``counts_steps`` says whether optimizers keep a ``step`` counter per parameter (as
+    ``torch.optim.Adam`` does); a rule that does not count steps (``torch.optim.SGD`` keeps
+    none) sees ``step == 1`` on the first update after its slots were created and a larger value
+    afterwards.
 
-    Registry fields: ``aliases`` (other short names, e.g. ``momentum`` for ``sgd_momentum``),
-    ``group_keys`` (a param-group key that packs several hyperparameters, e.g. ``betas`` ->
-    ``("beta1", "beta2")``), ``course`` (the functional API's names; ``None``: not offered
-    there), ``lr_range`` (the log-uniform learning-rate range a benchmark searches by default),
-    ``lecture`` (part of the lecture's tour and the benchmark's default line-up),
-    ``reference`` (where the method comes from) and ``year`` (of that publication; the
-    registry lists rules in this order). ``counts_steps`` says whether optimizers keep a
-    ``step`` counter per parameter (as ``torch.optim.Adam`` does); a rule that does not count
-    steps (``torch.optim.SGD`` keeps none) sees ``step == 1`` on the first update after its
-    slots were created and a larger value afterwards. Rules compare by identity.
+    The :class:`~descend.rules.listing.Listing`'s fields read as the rule's own
+    (``rule.aliases``, ``rule.lr_range``, ``rule.course``, ...). Rules compare by identity.
     """
 
     name: str
-    update: Callable[..., tuple]
+    update: Callable[..., tuple[Any, ...]]
     hypers: tuple[Hyper, ...]
     slots: tuple[Slot, ...] = ()
     step_scalars: Callable[[Mapping[str, Any], int], dict[str, float]] = _no_step_scalars
     constraints: tuple[Constraint, ...] = ()
-    summary: str = ""
-    aliases: tuple[str, ...] = ()
-    group_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    course: CourseForm | None = None
-    lr_range: tuple[float, float] = (1e-5, 1.0)
-    lecture: bool = False
-    reference: str = ""
-    year: int = 0
     counts_steps: bool = True
     products: tuple[RunningProduct, ...] = ()
     group_state: GroupState | None = None
     stage: MatrixStage | None = None
     #: The name of ``update``'s first argument: ``p``, or ``u`` for a stage's ``prepare``.
     first_operand: str = "p"
+    #: The rule's row in the registry: names, presentation, packing, tuning.
+    listing: Listing = field(default_factory=Listing)
 
     def __post_init__(self) -> None:
         parameters = inspect.signature(self.update).parameters.items()
@@ -361,6 +232,46 @@ class Rule:
     #: The stage's ``prepare`` as a rule of its own (same hyperparameters, slots and step
     #: scalars), which executors compile like any rule; ``None`` without a stage.
     prepare_rule: Rule | None = field(init=False, default=None)
+
+    @property
+    def summary(self) -> str:
+        """One line on what the rule does (:attr:`Listing.summary`)."""
+        return self.listing.summary
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Other names the rule goes by (:attr:`Listing.aliases`)."""
+        return self.listing.aliases
+
+    @property
+    def group_keys(self) -> Mapping[str, tuple[str, ...]]:
+        """Param-group keys that pack hyperparameters (:attr:`Listing.group_keys`)."""
+        return self.listing.group_keys
+
+    @property
+    def course(self) -> CourseForm | None:
+        """The functional API's names, if offered there (:attr:`Listing.course`)."""
+        return self.listing.course
+
+    @property
+    def lr_range(self) -> tuple[float, float]:
+        """The learning-rate range a benchmark searches (:attr:`Listing.lr_range`)."""
+        return self.listing.lr_range
+
+    @property
+    def lecture(self) -> bool:
+        """Whether the rule is part of the lecture's tour (:attr:`Listing.lecture`)."""
+        return self.listing.lecture
+
+    @property
+    def reference(self) -> str:
+        """Where the method comes from (:attr:`Listing.reference`)."""
+        return self.listing.reference
+
+    @property
+    def year(self) -> int:
+        """The year of that publication (:attr:`Listing.year`)."""
+        return self.listing.year
 
     def display_names(self) -> dict[str, str]:
         """How errors name each hyperparameter: as the user wrote it (``betas[0]``, not
@@ -507,3 +418,7 @@ def plain_value(value: Any) -> Any:
         return value
     item = getattr(value, "item", None)
     return item() if item is not None else value
+
+
+__all__ = ["Constraint", "CourseForm", "Element", "GroupState", "Hyper", "Listing", "MatrixStage",
+           "Rule", "RunningProduct", "Slot", "plain_value"]
