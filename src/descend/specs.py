@@ -378,7 +378,7 @@ class ContenderSpec:
 
     This is what the lab races and the benchmark tunes; each adds its own part by composition:
     the race weight averaging (:class:`descend.lab.runner.Contender`), the benchmark the
-    hyperparameters to search (:class:`descend.bench.protocol.Contender`). ``schedule`` is None
+    hyperparameters to search (:class:`descend.bench.contenders.BenchContender`). ``schedule`` is None
     for a constant rate; ``name``, when given, replaces the label.
     """
 
