@@ -25,7 +25,7 @@ import numpy.typing as npt
 import torch
 
 from descend.kernels.operands import Operand, check_operands
-from descend.kernels.table import TensorTable, step_in_tables
+from descend.kernels.table import Int64Array, TensorTable, step_in_tables
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
@@ -33,7 +33,7 @@ from descend.rules.spec import Rule
 #: executor that made it.
 Kernel: TypeAlias = Any
 #: Tensor positions in an address table, or rows of a scalar table (int64).
-IndexArray: TypeAlias = npt.NDArray[np.int64]
+IndexArray: TypeAlias = Int64Array
 #: Run-time scalars of a launch: one float64 row per distinct step, in a variant's order.
 ScalarTable: TypeAlias = npt.NDArray[np.float64]
 #: The keyword arguments of a rule's ``update`` for one step (see ``Rule.scalars``).
