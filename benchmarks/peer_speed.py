@@ -353,8 +353,8 @@ def wait_for_kernels() -> None:
     """Let the kernels descend's ``auto`` backend loads in the background arrive, so that the
     timed steps are the steady state (until then its steps run on the reference executor)."""
     fused = sys.modules.get("descend.kernels.fused")
-    for thread in list(getattr(fused, "_background", {}).values()):
-        thread.join()
+    if fused is not None:
+        fused.KERNELS.finish_loading()
 
 
 def steps_per_sample(stepper: Stepper, sample_seconds: float, limit: int = 50) -> int:

@@ -22,16 +22,15 @@ def slow_compiler(monkeypatch):
     """Kernels load only when the test says so (as a cold compile would take its time)."""
     gate = threading.Event()
     loads = []
-    real = fused.get_kernel
+    real = fused.KERNELS.load
 
-    def gated(rule, variant):
-        if (rule, variant) not in fused._kernels:
-            loads.append(threading.current_thread().name)
-            assert gate.wait(60), "the test never released the compiler"
-        return real(rule, variant)
+    def gated(key):  # called only for a kernel not in memory
+        loads.append(threading.current_thread().name)
+        assert gate.wait(60), "the test never released the compiler"
+        return real(key)
 
-    monkeypatch.setattr(fused, "get_kernel", gated)
-    monkeypatch.setattr(fused, "_kernels", {})
+    monkeypatch.setattr(fused.KERNELS, "load", gated)
+    monkeypatch.setattr(fused.KERNELS, "kernels", {})
     return gate, loads
 
 
@@ -68,7 +67,7 @@ def test_auto_steps_on_while_the_kernel_loads_and_switches_without_changing_a_bi
             step(params, optimizer, twins, reference)
         assert not launches and loads == ["descend-kernel-loader"]
         gate.set()
-        for thread in list(fused._background.values()):
+        for thread in list(fused.KERNELS.loading.values()):
             thread.join(60)
         for _ in range(3):
             step(params, optimizer, twins, reference)
@@ -92,15 +91,15 @@ def test_a_named_fused_backend_waits_for_its_kernel(slow_compiler):
 
 def test_a_kernel_that_fails_in_the_background_fails_the_next_step_before_any_change(
         monkeypatch):
-    monkeypatch.setattr(fused, "_kernels", {})
+    monkeypatch.setattr(fused.KERNELS, "kernels", {})
 
-    def broken(rule, variant):
+    def broken(key):
         raise ValueError("the kernel cache directory /nowhere cannot be used")
 
-    monkeypatch.setattr(fused, "get_kernel", broken)
+    monkeypatch.setattr(fused.KERNELS, "load", broken)
     params, optimizer, twins, reference = pair("auto")
     step(params, optimizer, twins, reference)  # runs on the reference executor
-    for thread in list(fused._background.values()):
+    for thread in list(fused.KERNELS.loading.values()):
         thread.join(60)
     before = [p.detach().clone() for p in params]
     for p in params:
@@ -117,13 +116,14 @@ def test_a_fork_waits_for_a_loading_kernel_so_the_child_holds_no_lock(slow_compi
     gate, loads = slow_compiler
     params, optimizer, twins, reference = pair("auto")
     step(params, optimizer, twins, reference)  # the kernel now loads in the background
-    assert loads and fused._background
+    assert loads and fused.KERNELS.loading
     threading.Timer(0.5, gate.set).start()
     start = time.monotonic()
     child = os.fork()
     if child == 0:  # the child: no background load pending, every lock free
-        free = fused._lock.acquire(timeout=5) and fused._background_lock.acquire(timeout=5)
-        os._exit(0 if free and not fused._background else 1)
+        store = fused.KERNELS
+        free = store.lock.acquire(timeout=5) and store.loading_lock.acquire(timeout=5)
+        os._exit(0 if free and not store.loading else 1)
     waited = time.monotonic() - start
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0

@@ -382,7 +382,7 @@ FRESH_PROCESS = textwrap.dedent("""
     params = [torch.randn(10, requires_grad=True)]
     params[0].grad = torch.randn(10)
     descend.SGD(params, lr=0.1, momentum=0.9, backend="fused").step()
-    (kernel,) = fused._kernels.values()
+    (kernel,) = fused.KERNELS.kernels.values()
     print(sum(kernel.stats.cache_hits.values()), sum(kernel.stats.cache_misses.values()))
 """)
 
@@ -408,7 +408,7 @@ def test_a_damaged_kernel_cache_is_recompiled_with_a_warning(tmp_path, monkeypat
     from descend.kernels import fused
 
     monkeypatch.setenv("DESCEND_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(fused, "_kernels", {})
+    monkeypatch.setattr(fused.KERNELS, "kernels", {})
     assert _fused_sgd_result() == 0.5
     (source,) = tmp_path.glob("descend_kernel_sgd_float32_*.py")
     marker = tmp_path / "planted-code-ran"
@@ -419,11 +419,11 @@ def test_a_damaged_kernel_cache_is_recompiled_with_a_warning(tmp_path, monkeypat
     else:
         for path in (tmp_path / "__pycache__").glob("*.nbc"):
             path.write_bytes(os.urandom(100))
-    fused._kernels.clear()  # as a fresh process would, load from the damaged cache
+    fused.KERNELS.kernels.clear()  # as a fresh process would, load from the damaged cache
     with pytest.warns(RuntimeWarning, match="recompiling"):
         assert _fused_sgd_result() == 0.5  # 1 - 0.5 * 1, computed by a sound kernel
     assert not marker.exists()
-    fused._kernels.clear()  # repaired: loads silently
+    fused.KERNELS.kernels.clear()  # repaired: loads silently
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _fused_sgd_result() == 0.5

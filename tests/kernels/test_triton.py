@@ -563,12 +563,12 @@ def test_schedule_never_recompiles():
     schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1 / (1 + step))
                  for o in (ours, theirs)]
     _step_both(ours, theirs, params, twin, steps=1)
-    kernels = len(triton_executor._kernels)
+    kernels = len(triton_executor.KERNELS.kernels)
     for _ in range(5):
         for schedule in schedules:
             schedule.step()
         _step_both(ours, theirs, params, twin, steps=1)
-    assert len(triton_executor._kernels) == kernels
+    assert len(triton_executor.KERNELS.kernels) == kernels
     _assert_close(params, twin, ours, theirs)
 
 

@@ -263,7 +263,7 @@ def test_a_bad_setting_in_the_environment_fails_before_the_counters_advance(
         blocker = tmp_path / "a file"
         blocker.write_text("")
         monkeypatch.setenv(fused.CACHE_ENV, str(blocker))
-        monkeypatch.setattr(fused, "_kernels", {})  # as a fresh process: nothing in memory
+        monkeypatch.setattr(fused.KERNELS, "kernels", {})  # as a fresh process: none in memory
         optimizer.param_groups[0]["amsgrad"] = True
         match = "kernel cache directory"
     before = snapshot(optimizer)

@@ -7,28 +7,36 @@ loads Numba.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+# Numba's typing and lowering objects (types, contexts, IR builders) are dynamic: ``Any`` below.
+#: What an intrinsic's typing function returns: the signature and its code generator.
+Typing = tuple[Any, Callable[[Any, Any, Any, Any], Any]] | None
 
-def _pointer_intrinsic(element: types.Type):
-    pointer_type = types.CPointer(element)
 
-    @intrinsic
-    def as_pointer(typingctx, address):
+def _pointer_intrinsic(element: Any) -> Any:
+    """An intrinsic turning an int64 address into a pointer to ``element`` (a Numba type)."""
+    # Numba's CPointer class is unannotated.
+    pointer_type = types.CPointer(element)  # type: ignore[no-untyped-call]
+
+    def as_pointer(typingctx: Any, address: Any) -> Typing:
         """``address`` (an int64 from ``Tensor.data_ptr()``) as a typed pointer."""
         if not isinstance(address, types.Integer):
             return None
         signature = pointer_type(types.int64)
 
-        def codegen(context, builder, sig, args):
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
             return builder.inttoptr(args[0], context.get_value_type(pointer_type))
 
         return signature, codegen
 
-    return as_pointer
+    return intrinsic(as_pointer)
 
 
 #: ``float32_pointer(address)``: a ``float32*`` usable with ``numba.carray``.
@@ -37,41 +45,43 @@ float32_pointer = _pointer_intrinsic(types.float32)
 float64_pointer = _pointer_intrinsic(types.float64)
 
 
-def add(a, b):
+def add(a: Any, b: Any) -> Any:
     """``a + b`` rounded as torch rounds it (see :func:`_rounded`)."""
     return a + b
 
 
-def sub(a, b):
+def sub(a: Any, b: Any) -> Any:
     """``a - b`` rounded as torch rounds it."""
     return a - b
 
 
-def mul(a, b):
+def mul(a: Any, b: Any) -> Any:
     """``a * b`` rounded as torch rounds it."""
     return a * b
 
 
-def div(a, b):
+def div(a: Any, b: Any) -> Any:
     """``a / b`` rounded as torch rounds it."""
     return a / b
 
 
-def power(a, b):
+def power(a: Any, b: Any) -> Any:
     """``a ** b`` rounded as torch rounds it."""
     return a**b
 
 
-def neg(a):
+def neg(a: Any) -> Any:
     """``-a``."""
     return -a
 
 
-def _single(*operands: types.Type) -> bool:
+def _single(*operands: Any) -> bool:
+    """Whether any operand is a float32 element (Numba types)."""
     return any(operand == types.float32 for operand in operands)
 
 
-def _rounded(function, single, double):
+def _rounded(function: Callable[..., Any], single: Callable[..., Any],
+             double: Callable[..., Any]) -> Any:
     """Give ``function`` a Numba implementation with torch's rounding.
 
     A rule computes on tensor elements and on Python scalars. torch evaluates scalar-only
@@ -81,8 +91,11 @@ def _rounded(function, single, double):
     exactly as the reference (torch-op) executor does.
     """
 
+    # Numba requires an overload's typing function and the implementation it returns to have
+    # the same signature, annotations included; the implementations are lambdas, so neither
+    # is annotated (here and in the overloads below).
     @overload(function, inline="always")
-    def implementation(a, b):
+    def implementation(a, b):  # type: ignore[no-untyped-def]
         return single if _single(a, b) else double
 
     return implementation
@@ -96,18 +109,17 @@ _rounded(power, lambda a, b: np.float32(a) ** np.float32(b), lambda a, b: a**b)
 
 
 @overload(neg, inline="always")
-def _neg(a):
+def _neg(a):  # type: ignore[no-untyped-def]  # see _rounded
     return lambda a: -a
 
 
-@intrinsic
-def fused_multiply_add(typingctx, a, b, c):
+def _fused_multiply_add(typingctx: Any, a: Any, b: Any, c: Any) -> Typing:
     """``a * b + c`` rounded once (LLVM's ``llvm.fma``), for three floats of one type."""
     if not (a == b == c and isinstance(a, types.Float)):
         return None
     signature = a(a, b, c)
 
-    def codegen(context, builder, sig, args):
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         kind = args[0].type
         function = builder.module.declare_intrinsic("llvm.fma", [kind],
                                                     ir.FunctionType(kind, [kind, kind, kind]))
@@ -116,7 +128,12 @@ def fused_multiply_add(typingctx, a, b, c):
     return signature, codegen
 
 
-def lerp(start, end, weight):
+#: ``fused_multiply_add(a, b, c)`` in compiled code (typed ``Any``: Numba's stub of an
+#: intrinsic's call counts the typing context among the arguments).
+fused_multiply_add: Any = intrinsic(_fused_multiply_add)
+
+
+def lerp(start: Any, end: Any, weight: Any) -> Any:
     """``torch.lerp(start, end, weight)`` with a scalar weight, as torch's CPU kernel computes
     it: ``fma(weight, end - start, start)`` if ``|weight| < 0.5``, else
     ``fma(weight - 1, end - start, end)``, in the elements' dtype."""
@@ -124,9 +141,9 @@ def lerp(start, end, weight):
 
 
 @overload(lerp, inline="always")
-def _lerp(start, end, weight):
+def _lerp(start, end, weight):  # type: ignore[no-untyped-def]  # see _rounded
     if _single(start, end):
-        def single(start, end, weight):
+        def single(start, end, weight):  # type: ignore[no-untyped-def]  # see _rounded
             w = np.float32(weight)
             difference = np.float32(end) - np.float32(start)
             if abs(w) < np.float32(0.5):
@@ -135,7 +152,7 @@ def _lerp(start, end, weight):
 
         return single
 
-    def double(start, end, weight):
+    def double(start, end, weight):  # type: ignore[no-untyped-def]  # see _rounded
         w = np.float64(weight)
         difference = np.float64(end) - np.float64(start)
         if abs(w) < 0.5:
@@ -145,7 +162,7 @@ def _lerp(start, end, weight):
     return double
 
 
-def fma(a, b, c):
+def fma(a: Any, b: Any, c: Any) -> Any:
     """``a * b + c`` rounded once, as torch computes ``torch.add(c, b, alpha=a)`` and
     ``torch.addcmul(c, a, b)``: in float32 when any operand is a float32 element (a float64
     scalar rounded to float32 first, as torch rounds a Python scalar), else in float64."""
@@ -153,7 +170,7 @@ def fma(a, b, c):
 
 
 @overload(fma, inline="always")
-def _fma(a, b, c):
+def _fma(a, b, c):  # type: ignore[no-untyped-def]  # see _rounded
     if _single(a, b, c):
         return lambda a, b, c: fused_multiply_add(np.float32(a), np.float32(b), np.float32(c))
     return lambda a, b, c: fused_multiply_add(np.float64(a), np.float64(b), np.float64(c))

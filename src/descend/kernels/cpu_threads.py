@@ -55,7 +55,7 @@ def share(run: Callable[[int, int], None], items: int, threads: int) -> None:
             run(start, min(start + chunk, items))
 
     pool = _helpers(threads - 1)
-    futures: list[Future] = [pool.submit(work) for _ in range(min(threads, chunks) - 1)]
+    futures: list[Future[None]] = [pool.submit(work) for _ in range(min(threads, chunks) - 1)]
     try:
         work()
     finally:

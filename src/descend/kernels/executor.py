@@ -2,8 +2,10 @@
 
 An executor says which tensors it can update (:meth:`Executor.supports`) and applies one step of
 a rule to lists of them (:meth:`Executor.step`). Compiled executors (the fused CPU one, the GPU
-one) also run cached *plans* (:mod:`descend.kernels.plan`): they compile a kernel per rule
-variant (:meth:`Executor.kernel`) and launch it over an address table (:meth:`Executor.launch`).
+one) derive from :class:`CompiledExecutor`: they also run the cached *plans* of
+:mod:`descend.optim.plan`, compiling a kernel per rule variant (:meth:`Executor.kernel`) and
+launching it over an address table (:meth:`Executor.launch`). These are exactly the calls the
+plan makes, with the types it passes.
 
 Optimizers choose executors by *backend* name: ``"auto"`` asks every available compiled executor
 in :data:`AUTO_ORDER` and then the reference executor, which supports everything; a named
@@ -14,22 +16,39 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
+from descend.kernels.operands import Operand, check_operands
+from descend.kernels.table import Int64Array, TensorTable, step_in_tables
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
+#: A compiled kernel: a Numba dispatcher or a Triton JIT function, opaque to everyone but the
+#: executor that made it.
+Kernel: TypeAlias = Any
+#: Tensor positions in an address table, or rows of a scalar table (int64).
+IndexArray: TypeAlias = Int64Array
+#: Run-time scalars of a launch: one float64 row per distinct step, in a variant's order.
+ScalarTable: TypeAlias = npt.NDArray[np.float64]
+#: The keyword arguments of a rule's ``update`` for one step (see ``Rule.scalars``).
+Scalars: TypeAlias = Mapping[str, Any]
+#: Each parameter's state tensors in the rule's slot order, ``None`` for an inactive slot.
+SlotLists: TypeAlias = Sequence[Sequence[torch.Tensor | None]]
 
-class Executor:
+
+class Executor(ABC):
     """Base class of executors; subclasses set :attr:`name` and implement the methods."""
 
     #: The backend name that selects this executor (``backend="fused"``).
-    name: str = ""
+    name: ClassVar[str] = ""
     #: Whether the executor runs cached plans (compiled kernels over address tables).
-    compiled: bool = False
+    compiled: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Whether the executor can run at all here (its compiler is installed, ...)."""
@@ -44,46 +63,95 @@ class Executor:
         unless it would also take tensors that ``auto`` should give to another executor."""
         return self
 
+    @abstractmethod
     def supports(self, tensor: torch.Tensor) -> bool:
         """Whether the executor can update this parameter (its device and dtype)."""
-        raise NotImplementedError
 
     def refusal(self, tensor: torch.Tensor) -> str:
         """What this executor runs, for the error when a parameter is not supported."""
         return f"the {self.name} executor cannot update it"
 
-    def step(self, rule: Rule, variant: Variant, scalars: Mapping[str, Any],
+    @abstractmethod
+    def step(self, rule: Rule, variant: Variant | None, scalars: Scalars,
              params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-             slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+             slots: SlotLists) -> None:
         """Apply one step of ``rule`` in place to each parameter and its active slots.
 
         ``slots[i]`` holds parameter i's state tensors in the rule's slot order, ``None`` for a
         slot that is not active; ``scalars`` are the keyword arguments of ``rule.update``.
+        ``variant`` may be ``None``: an executor that needs one derives it from the tensors.
         """
-        raise NotImplementedError
 
     def check_ready(self) -> None:
         """Raise ``ValueError`` if the executor cannot run now (a bad setting in the
-        environment), so that a step fails before it changes anything."""
+        environment), so that a step fails before it changes anything. By default: ready."""
+        return None
 
-    # -- compiled executors -------------------------------------------------------------------
+    # -- what a plan calls on a compiled executor (see CompiledExecutor) ----------------------
 
-    def kernel(self, rule: Rule, variant: Variant) -> Any:
+    def kernel(self, rule: Rule, variant: Variant) -> Kernel:
         """The compiled kernel of ``rule`` for ``variant`` (compiled executors only)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"the {self.name} executor compiles no kernels")
 
-    def kernel_if_ready(self, rule: Rule, variant: Variant) -> Any | None:
+    def kernel_if_ready(self, rule: Rule, variant: Variant) -> Kernel | None:
         """The kernel if it can be had without waiting, else ``None`` after starting to load
         or compile it in the background (compiled executors only). Raises what an earlier
         background attempt raised. By default: :meth:`kernel`, waiting for it."""
         return self.kernel(rule, variant)
 
-    def launch(self, kernel: Any, table: Any, rows: Any, scalars: Any,
-               indices: Any = None) -> None:
+    def launch(self, kernel: Kernel, table: TensorTable, rows: IndexArray,
+               scalars: ScalarTable, indices: IndexArray | None = None) -> None:
         """Run ``kernel`` over an address table (compiled executors only): ``rows[i]`` is the
         row of ``scalars`` the i-th tensor reads, ``indices`` the tensors of the table to run
         (all if ``None``)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"the {self.name} executor launches no kernels")
+
+
+class CompiledExecutor(Executor):
+    """An executor that compiles a rule into kernels over address tables (fused CPU, GPU).
+
+    Subclasses set :attr:`dtypes` and implement :meth:`supports`, :meth:`requirement`,
+    :meth:`kernel` and :meth:`launch`; :meth:`step` and the operand checks are written here
+    once for all of them.
+    """
+
+    compiled: ClassVar[bool] = True
+    #: Parameter dtypes the executor compiles kernels for, by the name a variant uses.
+    dtypes: ClassVar[Mapping[torch.dtype, str]] = {}
+
+    @abstractmethod
+    def requirement(self) -> str:
+        """What a parameter must be for this executor, ending an error message
+        (``"expected a CPU tensor of dtype float32 or float64"``)."""
+
+    @abstractmethod
+    def kernel(self, rule: Rule, variant: Variant) -> Kernel:
+        """The compiled kernel of ``rule`` for ``variant`` (from memory, disk or compiler)."""
+
+    @abstractmethod
+    def launch(self, kernel: Kernel, table: TensorTable, rows: IndexArray,
+               scalars: ScalarTable, indices: IndexArray | None = None) -> None:
+        """Run ``kernel`` over the tensors of ``table`` (those at ``indices``, if given);
+        ``rows[i]`` is the row of ``scalars`` the i-th tensor reads."""
+
+    def check_operands(self, param: torch.Tensor, operands: Sequence[Operand]) -> None:
+        """Refuse, naming it, any operand a kernel walking ``param`` would read or write
+        wrongly (see :func:`descend.kernels.operands.check_operands`)."""
+        check_operands(self.name, self.supports, self.requirement, param, operands)
+
+    def step(self, rule: Rule, variant: Variant | None, scalars: Scalars,
+             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+             slots: SlotLists) -> None:
+        """Apply one step of ``rule`` in place, like the reference executor.
+
+        Every operand is checked against its parameter first (:meth:`check_operands`); mixed
+        dtypes and devices are fine (one launch per dtype and device; ``variant`` may be
+        ``None``, else its dtype is ignored). Tensors that cannot be walked as flat arrays
+        (strided views, a gradient laid out unlike its parameter) are copied into contiguous
+        buffers and back.
+        """
+        step_in_tables(self, rule, scalars, params, grads, slots, self.dtypes,
+                       self.check_operands)
 
 
 #: Compiled executors that ``backend="auto"`` asks, in order, before the reference executor.

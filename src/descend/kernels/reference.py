@@ -19,12 +19,12 @@ from descend.rules.elementwise import bind
 from descend.rules.spec import Rule, plain_value
 
 
-def torch_update(rule: Rule) -> Callable[..., tuple]:
+def torch_update(rule: Rule) -> Callable[..., tuple[Any, ...]]:
     """The rule's update function with its primitives and helpers bound to torch."""
     return bind(rule.update, "torch")
 
 
-def numpy_update(rule: Rule) -> Callable[..., tuple]:
+def numpy_update(rule: Rule) -> Callable[..., tuple[Any, ...]]:
     """The rule's update function with its primitives and helpers bound to NumPy."""
     return bind(rule.update, "numpy")
 
@@ -35,9 +35,8 @@ def numpy_step(rule: Rule, param: Any, grad: Any, slots: Sequence[Any],
     they are. ``values`` holds the hyperparameters with the running state of this step (see
     :meth:`Rule.next_state`). A rule with a matrix stage runs its elementwise ``prepare``,
     the stage (through torch, on the whole array) and then its ``update``."""
-    stage = rule.stage
-    if stage is not None:
-        prepare = rule.prepare_rule
+    stage, prepare = rule.stage, rule.prepare_rule
+    if stage is not None and prepare is not None:  # a rule with a stage has its prepare rule
         direction, *slots = numpy_update(prepare)(np.empty_like(param), grad, *slots,
                                                   **prepare.scalars(values, step))
         plain = {name: plain_value(value) for name, value in values.items()}

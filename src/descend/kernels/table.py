@@ -8,9 +8,10 @@ threads (or GPU programs) can share one step evenly whatever the tensors' sizes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from descend.kernels.variant import runtime_row, variant_of
@@ -23,24 +24,28 @@ if TYPE_CHECKING:
 #: that even a one-tensor step splits evenly over the threads.
 WORK_ITEM = 1 << 16
 
+#: An int64 array: sizes, addresses, positions.
+Int64Array: TypeAlias = npt.NDArray[np.int64]
+#: ``(item_start, segment_tensor, segment_start, segment_stop)``: see :func:`segments`.
+WorkSplit: TypeAlias = tuple[Int64Array, Int64Array, Int64Array, Int64Array]
 
-def segments(sizes: np.ndarray, work_item: int = WORK_ITEM,
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+
+def segments(sizes: npt.ArrayLike, work_item: int = WORK_ITEM) -> WorkSplit:
     """Cut tensors of ``sizes`` elements, laid end to end, into work items of equal size.
 
     Returns ``(item_start, segment_tensor, segment_start, segment_stop)``: work item ``w`` is
     segments ``item_start[w]:item_start[w + 1]``; segment ``s`` covers elements
     ``segment_start[s]:segment_stop[s]`` of tensor ``segment_tensor[s]``.
     """
-    sizes = np.asarray(sizes, dtype=np.int64)
-    ends = np.cumsum(sizes)
-    total = int(ends[-1]) if len(sizes) else 0
-    starts = ends - sizes
+    lengths = np.asarray(sizes, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    total = int(ends[-1]) if len(lengths) else 0
+    starts = ends - lengths
     if total == 0:
         empty = np.zeros(0, dtype=np.int64)
         return np.zeros(1, dtype=np.int64), empty, empty, empty
     cuts = np.arange(0, total, work_item, dtype=np.int64)
-    bounds = np.union1d(np.concatenate([starts[sizes > 0], cuts]), [total])
+    bounds = np.union1d(np.concatenate([starts[lengths > 0], cuts]), [total])
     lower, upper = bounds[:-1], bounds[1:]
     tensor = np.searchsorted(ends, lower, side="right").astype(np.int64)
     item = lower // work_item
@@ -68,7 +73,7 @@ class TensorTable:
         self.device = torch.device("cpu") if device is None else device
         self.derived: dict[str, object] = {}
 
-    def subset_work(self, indices: np.ndarray) -> tuple[np.ndarray, tuple]:
+    def subset_work(self, indices: Int64Array) -> tuple[Int64Array, WorkSplit]:
         """Addresses and work split for only the tensors at ``indices``."""
         return (np.ascontiguousarray(self.addresses[:, indices]),
                 segments(self.sizes[indices]))
@@ -113,7 +118,8 @@ def step_in_tables(executor: Executor, rule: Rule, scalars: Mapping[str, Any],
                    params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
                    slots: Sequence[Sequence[torch.Tensor | None]],
                    kernel_dtypes: Mapping[torch.dtype, str],
-                   check_operands: Callable[[torch.Tensor, list], None]) -> None:
+                   check_operands: Callable[[torch.Tensor, Sequence[tuple[str, torch.Tensor]]],
+                                            None]) -> None:
     """One step of ``rule`` in place over tensor lists, as a compiled executor runs it: the
     body of the fused and Triton executors' ``step``.
 

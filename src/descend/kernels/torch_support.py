@@ -60,7 +60,7 @@ def _tuckerman(x: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
     return torch.where(too_small, up, torch.where(too_large, down, root))
 
 
-def fma(a, b, c):
+def fma(a: torch.Tensor | float, b: torch.Tensor | float, c: torch.Tensor) -> torch.Tensor:
     """``a * b + c`` rounded once, in the elements' dtype (a Python scalar operand rounded to
     it first), as torch's CPU and CUDA kernels compute ``torch.add(c, b, alpha=a)`` and
     ``torch.addcmul(c, a, b)``. ``c`` must be a tensor; ``a`` or ``b`` may be a scalar."""

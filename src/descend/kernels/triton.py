@@ -11,7 +11,9 @@ support functions, so no name of the rule's own module can reach the compiler. F
 zero values that switch a feature off, are written into the call as constants, so the compiler
 drops the branches they switch off; every other scalar is a float64 kernel argument, so a
 learning-rate schedule never recompiles. The module is cached on disk like the fused CPU
-kernels, and Triton caches the compiled code, so a new process starts from its disk cache.
+kernels (:mod:`descend.kernels.cache`), and Triton caches the compiled code, so a new process
+starts from its disk cache. The rewriting of the rule's functions and the operand checks are
+shared with the fused executor (:mod:`descend.kernels.codegen`, :mod:`descend.kernels.operands`).
 
 One launch covers many tensors. The kernel walks an address table (:class:`TensorTable`: one row
 per operand, parameter, gradient, then each active slot, one column per tensor) and a list of
@@ -31,23 +33,34 @@ GPU. ``backend="auto"`` never picks the interpreter.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import sys
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import cache
-from typing import Any
 
 import numpy as np
 import torch
 
-from descend.kernels.executor import Executor
-from descend.kernels.fused import _cached_source, _rewritten, cache_dir
-from descend.kernels.table import TensorTable, addressable, step_in_tables
+from descend.kernels.cache import KernelStore, cache_dir, cached_source
+from descend.kernels.codegen import (
+    check_dtype,
+    element_source,
+    execute_module,
+    module_name,
+    scalar_arguments,
+    slot_rows,
+)
+from descend.kernels.executor import (
+    CompiledExecutor,
+    Executor,
+    IndexArray,
+    Kernel,
+    Scalars,
+    ScalarTable,
+    SlotLists,
+)
+from descend.kernels.table import Int64Array, TensorTable, addressable
 from descend.kernels.variant import Variant
-from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
 from descend.rules.spec import Rule
 
 #: Parameter dtypes the Triton executor updates, by the name a variant uses.
@@ -95,16 +108,11 @@ def _refusal() -> str:
 def element_function_source(rule: Rule) -> str:
     """The rule's ``update`` as ``@triton.jit`` source named ``_rule_update``, preceded by the
     helpers it calls (each jitted too) and imports of the primitives they use."""
-    functions = (*helpers_used(rule.update), rule.update)
-    primitives = sorted({name for function in functions
-                         for name in elementwise_names(function)[0]})
-    lines = []
-    for name in primitives:
-        module, attribute = PRIMITIVES[name]["triton"].split(":")
-        lines.append(f"from {module} import {attribute} as {name}")
-    for helper in functions[:-1]:
-        lines += ["", "", "@triton.jit", _rewritten(helper, helper.__name__)]
-    lines += ["", "", "@triton.jit", _rewritten(rule.update, "_rule_update")]
+    parts = element_source(rule, "triton")
+    lines = list(parts.imports)
+    for _, source in parts.helpers:
+        lines += ["", "", "@triton.jit", source]
+    lines += ["", "", "@triton.jit", parts.update]
     return "\n".join(lines)
 
 
@@ -116,9 +124,7 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     every address is 16-byte aligned, the chunk size and the block size (elements per
     iteration of a program's loop).
     """
-    if variant.dtype not in TRITON_DTYPES.values():
-        raise ValueError(f"dtype={variant.dtype} is not supported by the triton executor: "
-                         f"expected one of {', '.join(TRITON_DTYPES.values())}")
+    check_dtype("triton", variant, TRITON_DTYPES.values())
     clashing = [name for name in rule.scalar_names
                 if name.startswith("_") or name in _RESERVED]
     if clashing:
@@ -129,25 +135,17 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     if interpreting() and "_power(" in elements:
         raise ValueError(f"rule {rule.name!r} uses **, which Triton's interpreter cannot run "
                          f"(it has no pow); unset {INTERPRET_ENV} and run it on a GPU")
-    constants = dict(variant.constants)
-    # Operand rows of the address table: p, g, then each active slot.
-    slot_rows: list[int | None] = []
-    row = 2
-    for is_active in variant.active:
-        slot_rows.append(row if is_active else None)
-        row += bool(is_active)
-    operands = row
+    rows, operands = slot_rows(variant)
     results = [f"_r{k}" for k in range(1 + len(variant.active))]
-    stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(slot_rows)
+    stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(rows)
                              if r is not None]
 
     def body(masked: bool) -> list[str]:
         load = "_load_masked({}, _mask)" if masked else "_load({})"
         store = "_store_masked({}, {}, _mask)" if masked else "_store({}, {})"
         arguments = [load.format("_x0 + _offs"), load.format("_x1 + _offs")]
-        arguments += ["0.0" if r is None else load.format(f"_x{r} + _offs") for r in slot_rows]
-        arguments += [repr(constants[name]) if name in constants else name
-                      for name in rule.scalar_names]
+        arguments += ["0.0" if r is None else load.format(f"_x{r} + _offs") for r in rows]
+        arguments += scalar_arguments(rule, variant)
         lines = [f"_offs = _start + {'_full' if masked else '_i'} + tl.arange(0, BLOCK)"]
         if masked:
             lines.append("_mask = _offs < _stop")
@@ -199,48 +197,34 @@ def kernel({parameters}):
 '''
 
 
-_kernels: dict[tuple[Rule, Variant, bool], Any] = {}
-_lock = threading.Lock()
-
-
-def get_kernel(rule: Rule, variant: Variant):
-    """The ``@triton.jit`` kernel for ``rule`` under ``variant`` (Triton compiles it, or loads
-    it from its disk cache, on the first launch for a device)."""
-    key = (rule, variant, interpreting())
-    kernel = _kernels.get(key)
-    if kernel is not None:
-        return kernel
-    with _lock:
-        kernel = _kernels.get(key)
-        if kernel is None:
-            kernel = _kernels[key] = _load_kernel(rule, variant)
-    return kernel
-
-
-def _load_kernel(rule: Rule, variant: Variant):
+def _load_kernel(key: tuple[Rule, Variant, bool]) -> Kernel:
+    """Make the ``@triton.jit`` kernel of ``key`` (rule, variant, interpreting)."""
+    rule, variant, _ = key
     if not triton_available():
         raise RuntimeError("the triton backend needs Triton: pip install triton")
     source = kernel_source(rule, variant)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    name = f"descend_triton_{rule.name}_{variant.dtype}_{digest}"
+    name = module_name("descend_triton", rule, variant, source)
     # Triton reads a jitted function's source from its file (inspect.getsource), so the module
     # is executed from a file in the cache holding exactly this source.
-    path = _cached_source(cache_dir(), f"{name}.py", source)
-    module = type(sys)(name)
-    module.__file__ = str(path)
-    sys.modules[name] = module
-    try:
-        exec(compile(source, str(path), "exec"), module.__dict__)
-    except Exception:
-        sys.modules.pop(name, None)
-        raise
-    return module.kernel
+    path = cached_source(cache_dir(), f"{name}.py", source)
+    return execute_module(name, path, source).kernel
+
+
+#: The Triton kernels in memory, by rule, variant and whether Triton interprets them.
+KERNELS: KernelStore[tuple[Rule, Variant, bool]] = KernelStore(_load_kernel,
+                                                                "descend-triton-loader")
+
+
+def get_kernel(rule: Rule, variant: Variant) -> Kernel:
+    """The ``@triton.jit`` kernel for ``rule`` under ``variant`` (Triton compiles it, or loads
+    it from its disk cache, on the first launch for a device)."""
+    return KERNELS.get((rule, variant, interpreting()))
 
 
 # -- device tables --------------------------------------------------------------------------------
 
 
-def chunk_list(sizes: np.ndarray, indices: np.ndarray | None, chunk: int) -> np.ndarray:
+def chunk_list(sizes: Int64Array, indices: Int64Array | None, chunk: int) -> Int64Array:
     """``(tensor, start, stop)`` rows cutting the tensors at ``indices`` (all if None) into
     chunks of at most ``chunk`` elements, each starting at a multiple of ``chunk``."""
     selected = np.arange(len(sizes), dtype=np.int64) if indices is None else indices
@@ -252,7 +236,7 @@ def chunk_list(sizes: np.ndarray, indices: np.ndarray | None, chunk: int) -> np.
     return np.ascontiguousarray(np.stack([tensor, start, stop], axis=1), dtype=np.int64)
 
 
-def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+def _to_device(array: Int64Array, device: torch.device) -> torch.Tensor:
     """``array`` (which the caller never changes afterwards) as a tensor on ``device``.
 
     On a GPU: one non-blocking copy from pinned memory, on the current stream. The pinned
@@ -284,10 +268,11 @@ class DeviceTable:
     def __init__(self, table: TensorTable) -> None:
         self.device = table.device
         self.count = table.addresses.shape[1]
-        self.uploaded: np.ndarray | None = None
+        self.uploaded: Int64Array | None = None
         self.addresses: torch.Tensor | None = None
         self.aligned = False
-        self.chunk_lists: dict[tuple, tuple[torch.Tensor, int]] = {}
+        #: (chunk, the tensor positions' bytes or None for all) -> (chunk list, its length).
+        self.chunk_lists: dict[tuple[int, bytes | None], tuple[torch.Tensor, int]] = {}
         self.stream: torch.cuda.Stream | None = None
 
     def refresh(self, table: TensorTable) -> None:
@@ -299,7 +284,7 @@ class DeviceTable:
         self.uploaded = snapshot
         self.aligned = not bool((snapshot & 15).any())
 
-    def chunks(self, table: TensorTable, indices: np.ndarray | None,
+    def chunks(self, table: TensorTable, indices: Int64Array | None,
                chunk: int) -> tuple[torch.Tensor, int]:
         """The chunk list (on the device) for the tensors at ``indices``, and its length."""
         key = (chunk, None if indices is None else indices.tobytes())
@@ -316,7 +301,8 @@ class DeviceTable:
         (CUDA only)."""
         stream = torch.cuda.current_stream(self.device)
         if stream != self.stream:
-            for tensor in (self.addresses, *(c for c, _ in self.chunk_lists.values())):
+            addresses = () if self.addresses is None else (self.addresses,)
+            for tensor in (*addresses, *(c for c, _ in self.chunk_lists.values())):
                 tensor.record_stream(stream)
             self.stream = stream
 
@@ -324,34 +310,7 @@ class DeviceTable:
 # -- the executor ---------------------------------------------------------------------------------
 
 
-def check_operands(param: torch.Tensor, operands: Sequence[tuple[str, torch.Tensor]]) -> None:
-    """Refuse, naming it, any operand a kernel walking ``param`` would read or write wrongly.
-
-    The parameter must be a tensor the executor supports, and every operand must have its
-    device, dtype and shape: the kernel walks ``param.numel()`` elements of the parameter's type
-    from each operand's address.
-    """
-    if not addressable(param):
-        raise ValueError(f"the triton executor cannot update a {type(param).__name__}, whose "
-                         "address is not its elements': expected a plain tensor (a DTensor's "
-                         "local tensor)")
-    if not supports(param):
-        raise ValueError(f"the triton executor cannot update a {param.dtype} tensor on "
-                         f"{param.device}: {_refusal()}")
-    for label, tensor in operands:
-        if not addressable(tensor):
-            raise ValueError(f"{label} is a {type(tensor).__name__}, whose address is not its "
-                             "elements': expected a plain tensor (a DTensor's local tensor)")
-        if (tensor.device != param.device or tensor.dtype != param.dtype
-                or tensor.shape != param.shape or tensor.is_sparse):
-            raise ValueError(
-                f"{label} is a {'sparse ' if tensor.is_sparse else ''}{tensor.dtype} tensor of "
-                f"shape {tuple(tensor.shape)} on {tensor.device}, but its parameter is "
-                f"{param.dtype} of shape {tuple(param.shape)} on {param.device}: expected the "
-                "same dtype, shape and device")
-
-
-class TritonExecutor(Executor):
+class TritonExecutor(CompiledExecutor):
     """Runs a rule as one Triton kernel launch per group, dtype, device and step count.
 
     ``chunk`` (elements per program) and ``block`` (elements per loop iteration, a power of
@@ -359,7 +318,7 @@ class TritonExecutor(Executor):
     """
 
     name = "triton"
-    compiled = True
+    dtypes = TRITON_DTYPES
 
     def __init__(self, chunk: int = 8192, block: int = 1024, num_warps: int = 4) -> None:
         self.chunk = chunk
@@ -389,32 +348,23 @@ class TritonExecutor(Executor):
         """What the Triton executor runs."""
         return _refusal()
 
-    def step(self, rule: Rule, variant: Variant | None, scalars: Mapping[str, Any],
-             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-             slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
-        """Apply one step of ``rule`` in place, like the reference executor.
+    def requirement(self) -> str:
+        """What a parameter must be (see :meth:`refusal`)."""
+        return _refusal()
 
-        Every operand is checked against its parameter first (:func:`check_operands`); mixed
-        dtypes and devices are fine (one launch per dtype and device; ``variant`` may be
-        ``None``, else its dtype is ignored). Tensors that cannot be walked as flat arrays
-        (strided views, a gradient laid out unlike its parameter) are copied into contiguous
-        buffers and back.
-        """
-        step_in_tables(self, rule, scalars, params, grads, slots, TRITON_DTYPES, check_operands)
-
-    def kernel(self, rule: Rule, variant: Variant):
+    def kernel(self, rule: Rule, variant: Variant) -> Kernel:
         """The ``@triton.jit`` kernel of ``rule`` for ``variant``."""
         return get_kernel(rule, variant)
 
-    def launch(self, kernel, table: TensorTable, rows: np.ndarray, scalars: np.ndarray,
-               indices: np.ndarray | None = None) -> None:
+    def launch(self, kernel: Kernel, table: TensorTable, rows: IndexArray,
+               scalars: ScalarTable, indices: IndexArray | None = None) -> None:
         """Run ``kernel`` over the tensors of ``table`` (those at ``indices``, if given), one
         launch per distinct row of ``scalars``; ``rows[i]`` is the row the i-th tensor reads.
 
         Uploads the table's addresses if they changed since the last launch over it.
         """
         device_table = table.derived.get(self.name)
-        if device_table is None:
+        if not isinstance(device_table, DeviceTable):
             device_table = table.derived[self.name] = DeviceTable(table)
         device_table.refresh(table)
         if len(scalars) == 1:
@@ -426,8 +376,8 @@ class TritonExecutor(Executor):
                 self._launch(kernel, table, device_table,
                              chosen if indices is None else indices[chosen], scalars[row])
 
-    def _launch(self, kernel, table: TensorTable, device_table: DeviceTable,
-                indices: np.ndarray | None, row: np.ndarray) -> None:
+    def _launch(self, kernel: Kernel, table: TensorTable, device_table: DeviceTable,
+                indices: IndexArray | None, row: ScalarTable) -> None:
         chunks, count = device_table.chunks(table, indices, self.chunk)
         if count == 0:
             return
@@ -447,9 +397,9 @@ class TritonExecutor(Executor):
             kernel[(count,)](*arguments, **options)
 
 
-def update_tensors_triton(rule: Rule, scalars: Mapping[str, Any],
+def update_tensors_triton(rule: Rule, scalars: Scalars,
                           params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-                          slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+                          slots: SlotLists) -> None:
     """One step of ``rule`` on the Triton executor (see :meth:`TritonExecutor.step`)."""
     EXECUTOR.step(rule, None, scalars, params, grads, slots)
 

@@ -25,6 +25,10 @@ functions are ``@triton.jit``-compiled at import, so ``TRITON_INTERPRET`` must b
 before the first kernel is built.
 """
 
+# Triton reads the annotations of these functions (``tl.constexpr`` marks a compile-time
+# argument) and their parameters take Triton values, not Python ones: they stay unannotated.
+# mypy: disable-error-code="no-untyped-def, untyped-decorator"
+
 import triton
 import triton.language as tl
 from triton.language.extra import libdevice

@@ -22,7 +22,7 @@ from descend.rules.spec import Rule
 
 
 @cache
-def function_tree(function: Callable) -> ast.FunctionDef:
+def function_tree(function: Callable[..., Any]) -> ast.FunctionDef:
     """The parsed ``def`` of a rule's update or a helper."""
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
     definition = tree.body[0]
@@ -37,7 +37,7 @@ def _parameter_names(definition: ast.FunctionDef) -> list[str]:
 
 
 @cache
-def tested_parameters(function: Callable) -> frozenset[str]:
+def tested_parameters(function: Callable[..., Any]) -> frozenset[str]:
     """Parameters of ``function`` whose value decides an ``if`` in it or in a helper it calls."""
     definition = function_tree(function)
     parameters = set(_parameter_names(definition))
@@ -51,7 +51,8 @@ def tested_parameters(function: Callable) -> frozenset[str]:
             callee_parameters = _parameter_names(function_tree(callee))
             decided = tested_parameters(callee)
             passed = list(zip(callee_parameters, node.args, strict=False))
-            passed += [(keyword.arg, keyword.value) for keyword in node.keywords]
+            passed += [(keyword.arg, keyword.value) for keyword in node.keywords
+                       if keyword.arg is not None]
             for name, value in passed:
                 if name in decided:
                     tested.update(n.id for n in ast.walk(value) if isinstance(n, ast.Name))
