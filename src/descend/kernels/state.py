@@ -56,7 +56,8 @@ class StepState:
         self.products = dict(products)
         self.group = None if group is None else dict(group)
         #: Whether the counters all hold the same value (then a step has one key).
-        self.uniform = len(steps) == 0 or bool((steps == steps[0]).all())
+        numbers = _as_float64(steps) if steps.dtype == object else steps
+        self.uniform = len(steps) == 0 or bool((numbers == numbers[0]).all())
 
     @classmethod
     def single(cls, rule: Rule, updates_made: int,
@@ -104,7 +105,7 @@ class StepState:
                 values = self.products[product.name].copy()
                 for step in distinct:
                     where = chosen[new_steps == step]
-                    values[where] = values[where] * product.factor(hypers, int(step))
+                    _scale(values, where, product.factor(hypers, int(step)))
                 products[product.name] = values
         after = StepState(rule, steps, products, group, self.saturate)
         if indices is not None:
@@ -114,6 +115,8 @@ class StepState:
     def _next_steps(self, indices: np.ndarray | None) -> np.ndarray:
         """The counters after one more update of the tensors at ``indices`` (all if None)."""
         values = self.steps
+        if not len(values):
+            return values  # the state of a group alone
         if indices is None and self.uniform and values.dtype != object:
             # A saturating counter only tells "first update or not": it stops at 2.
             return values + 1 if not self.saturate or values[0] < 2 else values
@@ -163,6 +166,16 @@ class StepState:
             _write(self.products[name], values)
         self.group = after.group
         self.uniform = after.uniform
+
+
+def _scale(values: np.ndarray, where: np.ndarray, factor: Any) -> None:
+    """``values[where] *= factor``, in the values' dtype; 0-d tensors one by one, by torch's
+    arithmetic (a factor computed from tensor hyperparameters is a tensor too)."""
+    if values.dtype != object:
+        values[where] *= factor
+        return
+    for index in where:
+        values[index] = values[index] * factor
 
 
 def _as_float64(values: np.ndarray) -> np.ndarray:
