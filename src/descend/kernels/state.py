@@ -99,8 +99,8 @@ class StepState:
         products = {}
         if rule.products:
             chosen = np.arange(len(self.steps)) if indices is None else indices
-            new_steps = steps[chosen]
-            distinct = np.unique(new_steps.astype(np.float64))
+            new_steps = _as_float64(steps[chosen])
+            distinct = np.unique(new_steps)
             for product in rule.products:
                 values = self.products[product.name].copy()
                 for step in distinct:
