@@ -42,9 +42,10 @@ class StepState:
     does not count steps (``torch.optim.SGD`` keeps no counter) only asks whether an update is
     a tensor's first, so its counters stop at 2 (``0``: no update yet, its slots were just
     created): ``saturate`` (by default: when the rule does not count steps). ``products``
-    maps each running product's name to its value per tensor. ``group`` holds the group state
-    by name, or is ``None`` when the group's state is kept elsewhere (an optimizer advances a
-    param group's state once per step, before any of its tensors; see :meth:`advance`).
+    maps each running product's name to its value per tensor (none: a group's state alone).
+    ``group`` holds the group state by name, or is ``None`` when the group's state is kept
+    elsewhere (an optimizer advances a param group's state once per step, before any of its
+    tensors; see :meth:`advance`).
     """
 
     def __init__(self, rule: Rule, steps: np.ndarray, products: Mapping[str, np.ndarray],
@@ -97,11 +98,12 @@ class StepState:
             hypers = {**hypers, **group}
         steps = self._next_steps(indices)
         products = {}
-        if rule.products:
+        held = [product for product in rule.products if product.name in self.products]
+        if held:
             chosen = np.arange(len(self.steps)) if indices is None else indices
             new_steps = _as_float64(steps[chosen])
             distinct = np.unique(new_steps)
-            for product in rule.products:
+            for product in held:
                 values = self.products[product.name].copy()
                 for step in distinct:
                     where = chosen[new_steps == step]
