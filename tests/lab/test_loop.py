@@ -130,7 +130,7 @@ def test_stepping_coordinate_by_coordinate_is_the_array_update_exactly(name, mon
     x0 = np.array([0.7, -1.3])
     hypers = {"lr": 0.05}
     by_coordinate = RuleStepper(rule, hypers, x0)
-    monkeypatch.setattr("descend.lab.loop.SCALAR_SIZE", 0)
+    monkeypatch.setattr("descend.kernels.numpy.SCALAR_SIZE", 0)
     whole = RuleStepper(rule, hypers, x0)
     assert by_coordinate.by_coordinate and not whole.by_coordinate
     rng = np.random.default_rng(0)

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from descend import rules
-from descend.kernels import numpy_step
+from descend.kernels.numpy import step_array
+from descend.kernels.state import StepState
 from descend.rules.spec import CourseForm, Rule
 
 Update = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict]"]
@@ -110,10 +111,11 @@ class FunctionalSpec:
             if name not in not_hypers and key != "t":
                 hypers[name] = value
         hypers = self.rule.validate(hypers)
-        step = self._updates_made(merged.get("t", 0)) + 1
+        made = self._updates_made(merged.get("t", 0))
         active = {slot.name for slot in self.rule.active_slots(hypers)}
         to_rule = self._to_rule_names()
-        values, running = self._advance_state(merged, hypers, step)
+        current = {name: merged[to_rule.get(name, name)] for name in self.rule.state_names()
+                   if to_rule.get(name, name) in merged}
         state = []
         for slot in self.rule.slots:
             key = to_rule.get(slot.name, slot.name)
@@ -127,22 +129,17 @@ class FunctionalSpec:
                 state.append(value)
             else:
                 state.append(slot.initial(w, hypers))
-        if w.size:
-            next_w, next_state = numpy_step(self.rule, w, dw, state, values, step)
-        else:
-            # No element to update (a layer of width 0). Muon's shape ratio would divide by
-            # the 0 columns, as torch.optim.Muon's default does (ZeroDivisionError); its
-            # other scaling steps an empty matrix to the empty matrix, as here for every rule.
-            next_w, next_state = w.copy(), [None if value is None else np.array(value)
-                                            for value in state]
+        next_w, next_state, after = step_array(self.rule, w, dw, state,
+                                               StepState.single(self.rule, made, current),
+                                               hypers)
         next_config = dict(merged)
         for slot, value in zip(self.rule.slots, next_state, strict=True):
             if slot.name in active:
                 next_config[to_rule.get(slot.name, slot.name)] = np.asarray(value)
-        for name, value in running.items():
+        for name, value in after.running().items():
             next_config[to_rule.get(name, name)] = value
         if self.counts_steps:
-            next_config["t"] = step
+            next_config["t"] = made + 1
         return np.asarray(next_w, dtype=w.dtype), next_config
 
     def _updates_made(self, t: Any) -> int:
@@ -155,15 +152,13 @@ class FunctionalSpec:
                              "updates already made, >= 0")
         return int(t)
 
-    def _advance_state(self, merged: Mapping[str, Any], hypers: Mapping[str, Any],
-                       step: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        """This update's running products and group state, from the config or their initial
-        values; returns the values step scalars read and the new state."""
-        to_rule = self._to_rule_names()
-        current = {name: merged[to_rule.get(name, name)] for name in self.rule.state_names()
-                   if to_rule.get(name, name) in merged}
-        running = self.rule.next_state(hypers, step, current)
-        return {**hypers, **running}, running
+    def rule_hypers(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The rule hyperparameters this update runs with for ``config`` (not checked): the
+        course's defaults filled in, renamed to the rule's names, and the values it pins."""
+        merged = {**self.defaults, **config}
+        hypers = dict(self.fixed)
+        hypers.update((self.renames.get(key, key), value) for key, value in merged.items())
+        return hypers
 
 
 #: Every functional update by its course name, in the registry's order.

@@ -5,9 +5,10 @@ Everything in the lab that runs a first-order method goes through :func:`follow`
 first- against second-order study and the playground. What steps is a *stepper*, one of three
 front ends over the same rules:
 
-- :class:`RuleStepper`: a rule of :mod:`descend.rules` executed directly on NumPy arrays: how
-  the lab runs descend's optimizers and the playground runs every rule (on a 2-vector a torch
-  step costs about 30 times as much, all of it overhead);
+- :class:`RuleStepper` (the NumPy executor's, :mod:`descend.kernels.numpy`): a rule of
+  :mod:`descend.rules` executed directly on NumPy arrays: how the lab runs descend's
+  optimizers and the playground runs every rule (on a 2-vector a torch step costs about 30
+  times as much, all of it overhead);
 - :class:`FunctionalStepper`: a ``descend.functional`` update with its config dict;
 - :class:`TorchStepper`: a ``torch.optim.Optimizer`` (descend's or torch's) on a float64
   tensor.
@@ -26,19 +27,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from descend.kernels import numpy_update
-from descend.rules.spec import Rule
+from descend.kernels.numpy import SCALAR_SIZE, RuleStepper
 from descend.schedules import Schedule
+from descend.secondorder.objective import Objective
 
 #: A run stops (as diverged) once its loss exceeds the start's by this factor, or is not finite.
 DIVERGENCE_FACTOR = 1e8
-
-
-class Objective(Protocol):
-    """What the loop needs of a problem: the loss and its gradient at a point."""
-
-    def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """``(f(x), grad f(x))``."""
 
 
 class Stepper(Protocol):
@@ -52,111 +46,11 @@ class Stepper(Protocol):
         """The point after one update from ``x`` with gradient ``grad``."""
 
 
-#: Up to this many coordinates, :class:`RuleStepper` applies the rule to one coordinate at a
-#: time as Python floats: the same function and the same IEEE operations, without NumPy's
-#: per-call overhead on tiny arrays (three times faster on a 2-D problem).
-SCALAR_SIZE = 4
-
-
-class RuleStepper:
-    """A rule's own ``update`` on NumPy arrays (on floats, one coordinate at a time, for up to
-    :data:`SCALAR_SIZE` coordinates), its state kept between steps: slots (a slot that starts
-    from the parameter starts as ``x0``), running products and group state.
-
-    ``hypers`` are checked once by :meth:`Rule.validate` (a ``ValueError`` names a bad value and
-    the valid range); with a ``schedule`` the learning rate of update ``k`` (from 1) is
-    ``schedule(k - 1)``, the convention of :class:`descend.ScheduledLR`. The points are vectors,
-    so a rule with a matrix stage (Muon) is refused.
-    """
-
-    def __init__(self, rule: Rule, hypers: Mapping[str, Any], x0: np.ndarray,
-                 schedule: Schedule | None = None) -> None:
-        if rule.stage is not None:
-            raise ValueError(f"rule {rule.name!r} needs {rule.stage.ndim}-D parameters (a "
-                             "matrix stage); the lab's points are vectors")
-        self.rule = rule
-        self.hypers = rule.validate(hypers)
-        self.schedule = schedule
-        self.update = numpy_update(rule)
-        active = {slot.name for slot in rule.active_slots(self.hypers)}
-        start = np.array(x0, dtype=np.float64)
-        self.slots = [slot.initial(start, self.hypers) if slot.name in active else None
-                      for slot in rule.slots]
-        self.running: dict[str, Any] = {}
-        self.by_coordinate = np.size(x0) <= SCALAR_SIZE
-        if self.by_coordinate:
-            self.slots = [None if slot is None else slot.tolist() for slot in self.slots]
-        self.count = 0
-
-    @classmethod
-    def from_functional(cls, update: Any, config: Mapping[str, Any], x0: np.ndarray,
-                        schedule: Schedule | None = None) -> RuleStepper:
-        """The rule of a ``descend.functional`` update (a :class:`FunctionalSpec`) with the
-        hyperparameters of ``config`` in the course's names: the iterates of calling the
-        update every step, without re-reading the config dict every step."""
-        return cls(update.rule, functional_hypers(update, config), x0, schedule)
-
-    @classmethod
-    def from_optimizer(cls, optimizer: Any, x0: np.ndarray,
-                       schedule: Schedule | None = None) -> RuleStepper:
-        """The rule of a descend optimizer (a :class:`~descend.optim.base.RuleOptimizer`) with
-        the hyperparameters of its first param group: the iterates the torch class makes."""
-        return cls(optimizer.rule, optimizer.rule_hypers(optimizer.param_groups[0]), x0,
-                   schedule)
-
-    @property
-    def lr(self) -> float:
-        """The learning rate of the next update."""
-        if self.schedule is not None:
-            return float(self.schedule(self.count))
-        return float(self.hypers.get("lr", math.nan))
-
-    def scalars(self) -> dict[str, Any]:
-        """The keyword arguments of the rule's ``update`` for the next step."""
-        return self._next()[0]
-
-    def _next(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The next step's scalars and the running state after it."""
-        hypers = self.hypers
-        if self.schedule is not None:
-            hypers = {**hypers, "lr": float(self.schedule(self.count))}
-        step = self.count + 1
-        running = self.running
-        if self.rule.state_names():
-            running = self.rule.next_state(hypers, step, running)
-            hypers = {**hypers, **running}
-        return self.rule.scalars(hypers, step), running
-
-    def step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        """One update."""
-        scalars, self.running = self._next()
-        self.count += 1
-        if not self.by_coordinate:
-            new_x, *slots = self.update(x, grad, *self.slots, **scalars)
-            self.slots = [new if old is not None else None
-                          for old, new in zip(self.slots, slots, strict=True)]
-            return np.asarray(new_x, dtype=np.float64)
-        points = x.tolist()
-        grads = np.asarray(grad, dtype=np.float64).tolist()
-        slots = self.slots
-        for i in range(len(points)):
-            new_p, *new_slots = self.update(points[i], grads[i], *[
-                None if slot is None else slot[i] for slot in slots], **scalars)
-            points[i] = float(new_p)
-            for slot, value in zip(slots, new_slots, strict=True):
-                if slot is not None:
-                    slot[i] = float(value)
-        return np.array(points)
-
-
 def functional_hypers(update: Any, config: Mapping[str, Any]) -> dict[str, Any]:
     """The rule hyperparameters a ``descend.functional`` update (a :class:`FunctionalSpec`)
     runs with for ``config``: the course's defaults filled in, renamed to the rule's names, and
     the values the update pins."""
-    merged = {**update.defaults, **config}
-    hypers = dict(update.fixed)
-    hypers.update((update.renames.get(key, key), value) for key, value in merged.items())
-    return hypers
+    return dict(update.rule_hypers(config))
 
 
 class FunctionalStepper:
@@ -318,5 +212,5 @@ def settled_step(values: np.ndarray, tolerance: float) -> int | None:
     return int(above[-1]) + 1 if above.size else 0
 
 
-__all__ = ["DIVERGENCE_FACTOR", "FunctionalStepper", "Objective", "Path", "RuleStepper",
-           "Stepper", "TorchStepper", "follow", "functional_hypers", "settled_step"]
+__all__ = ["DIVERGENCE_FACTOR", "SCALAR_SIZE", "FunctionalStepper", "Objective", "Path",
+           "RuleStepper", "Stepper", "TorchStepper", "follow", "functional_hypers", "settled_step"]

@@ -21,10 +21,17 @@ import torch
 
 @runtime_checkable
 class Objective(Protocol):
-    """What the methods call: loss and gradient together, and the Hessian when needed."""
+    """A function to minimize: its loss and gradient together at a point. What every
+    first-order method calls (the lab's loop, :func:`descend.lab.loop.follow`, too); Newton's
+    method also calls ``hessian`` (see :class:`HessianObjective`)."""
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """``(f(x), grad f(x))``."""
+
+
+@runtime_checkable
+class HessianObjective(Objective, Protocol):
+    """An :class:`Objective` that also gives its Hessian, as Newton's method needs."""
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         """The ``n x n`` matrix of second derivatives at ``x``."""

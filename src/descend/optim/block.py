@@ -1,0 +1,264 @@
+"""A block of a param group's plan: the tensors one compiled executor walks in one launch.
+
+A :class:`Block` holds, for the parameters of one group that a compiled executor can walk as
+flat arrays (one executor, dtype and device), the address table of their slot tensors. For
+rules that count steps, it keeps the step counters of its parameters in one tensor: every
+``state["step"]`` is a 0-d view of it, so the counters stay ordinary ``torch.optim`` state
+(``state_dict`` saves and loads them as usual) while one write advances them all. A rule's
+running products (:class:`~descend.rules.spec.RunningProduct`) are kept the same way, one tensor
+per product with a 0-d view in each state dict. Counters and products advance as one
+:class:`~descend.kernels.state.StepState` whose arrays share memory with those tensors.
+
+A block is a promise about memory: a kernel writes through the addresses it holds. So every
+step, before anything changes, the block compares cheap metadata of every tensor a kernel will
+touch (address, shape, strides, dtype, device: everything the kernel's address arithmetic
+assumes) with what it was built for (:meth:`Block.current`), and checks each gradient against
+its parameter (:meth:`Block.gradients`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+import numpy as np
+import torch
+
+from descend.kernels.executor import Executor
+from descend.kernels.state import StepKey, StepState
+from descend.kernels.table import TensorTable
+from descend.kernels.variant import Variant
+from descend.optim import sharded
+from descend.optim.checks import Label, check_gradient, dtype_name
+from descend.rules.spec import Rule
+
+#: What a step's launch needs for one (step, products) key: kernel (``None`` while it loads),
+#: variant, run-time scalar row and the scalars themselves.
+LaunchRow = tuple[Any, Variant, np.ndarray, Mapping[str, Any]]
+#: The variant of a list call (``Executor.step``): none, since a list call compiles nothing.
+NO_VARIANT: Any = None
+
+
+_data_ptr = torch.Tensor.data_ptr
+_size = torch.Tensor.size
+_stride = torch.Tensor.stride
+_dtype = operator.attrgetter("dtype")
+_device = operator.attrgetter("device")
+
+
+def _metadata(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
+    """Everything a kernel's address arithmetic relies on about tensors it walks by address:
+    where each starts, its shape and strides, its element type and its device.
+
+    Together these fix the set of addresses a kernel touches; a valid tensor with these
+    values lies inside its storage, so a storage swapped or resized shows as another address
+    (``set_`` and ``resize_`` checks keep it so). Read column by column (one C-level pass per
+    attribute), since this runs for every tensor on every step.
+    """
+    return (list(map(_data_ptr, tensors)), list(map(_size, tensors)),
+            list(map(_stride, tensors)), list(map(_dtype, tensors)),
+            list(map(_device, tensors)))
+
+
+def _layouts(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
+    """What a gradient must share with its parameter: shape, strides, dtype and device."""
+    return (list(map(_size, tensors)), list(map(_stride, tensors)),
+            list(map(_dtype, tensors)), list(map(_device, tensors)))
+
+
+def identical(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Whether two sequences hold the very same objects, in order."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+class Block:
+    """The planned parameters of one executor, dtype and device, with their slots' addresses.
+
+    ``first`` marks, for a rule that does not count steps, the parameters whose slots were just
+    created (their next update is their first).
+    """
+
+    def __init__(self, executor: Executor, rule: Rule, params: list[torch.Tensor],
+                 states: list[dict[str, Any]], slot_names: list[str], step_dtype: torch.dtype,
+                 first: Sequence[bool]) -> None:
+        self.executor = executor
+        self.params = params
+        self.states = states
+        self.slot_names = slot_names
+        self.slots = [[state[name] for state in states] for name in slot_names]
+        self.dtype = params[0].dtype
+        self.dtype_name = dtype_name(self.dtype)
+        #: What a compiled kernel of this block depends on besides the rule's variant.
+        self.kind = (executor.name, self.dtype_name)
+        #: Whether some tensors are DTensors: the kernel walks their local shards, read afresh
+        #: every step (see :mod:`descend.optim.sharded`).
+        self.sharded = sharded.any_dtensor(params)
+        local = sharded.local_tensors(params)
+        self.table = TensorTable([p.numel() for p in local], 2 + len(slot_names),
+                                 params[0].device)
+        self.table.addresses[0] = [p.data_ptr() for p in local]
+        for row, tensors in enumerate(self.slots, start=2):
+            self.table.addresses[row] = [t.data_ptr() for t in sharded.local_tensors(tensors)]
+        #: Every parameter and state tensor a kernel writes, and their metadata when planned.
+        self.watched = [*params, *(t for tensors in self.slots for t in tensors)]
+        self.watched_metadata = _metadata(self._local(self.watched))
+        self.grad_layout = _layouts(local)
+        self.counted = rule.counts_steps
+        if self.counted:
+            self.steps = torch.tensor([float(state["step"]) for state in states],
+                                      dtype=step_dtype)
+            self.step_views = [self.steps[i] for i in range(len(params))]
+            for state, view in zip(states, self.step_views, strict=True):
+                state["step"] = view
+        else:
+            # Not optimizer state: only whether each parameter's next update is its first.
+            self.steps = torch.tensor([0.0 if f else 1.0 for f in first], dtype=torch.float64)
+            self.step_views = []
+        #: Running products: name -> (values of every parameter, their 0-d views in the state).
+        self.products: dict[str, tuple[np.ndarray, list[torch.Tensor]]] = {}
+        for product in rule.products:
+            # In the dtype the state holds (torch's load_state_dict casts it to the
+            # parameter's), which the plan groups parameters by.
+            values = torch.tensor([float(state[product.name]) for state in states],
+                                  dtype=states[0][product.name].dtype)
+            views = [values[i] for i in range(len(params))]
+            for state, view in zip(states, views, strict=True):
+                state[product.name] = view
+            self.products[product.name] = (values.numpy(), views)
+        #: The counters' values: a NumPy view of :attr:`steps` (and so of the state's views).
+        self.step_values = self.steps.numpy()
+        #: Counters and products as one step state, whose arrays share memory with the
+        #: tensors the state dicts hold: committing it updates ``state["step"]`` in place.
+        self.step_state = StepState(rule, self.step_values,
+                                    {name: values for name, (values, _) in
+                                     self.products.items()})
+
+    def current(self) -> bool:
+        """Whether every parameter and state tensor is still what the plan holds (the plan
+        checks that the state dicts themselves were not replaced)."""
+        states = self.states  # None for a parameter without state (a rule that needs none)
+        for name, tensors in zip(self.slot_names, self.slots, strict=True):
+            if not identical([state.get(name) for state in states], tensors):
+                return False
+        if self.counted and not identical([state.get("step") for state in states],
+                                           self.step_views):
+            return False
+        for name, (_, views) in self.products.items():
+            if not identical([state.get(name) for state in states], views):
+                return False
+        return _metadata(self._local(self.watched)) == self.watched_metadata
+
+    def _local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return sharded.local_tensors(tensors) if self.sharded else tensors
+
+    def gradients(self, indices: Sequence[int] | np.ndarray | None,
+                  keep_alive: list[torch.Tensor],
+                  label: Label) -> list[int] | None:
+        """Addresses of the current gradients, each checked against its parameter (``None``
+        when one is sparse: such a parameter is stepped apart, after a rebuild).
+
+        A gradient of another shape, dtype or device (or a sparse one) raises ``ValueError``
+        naming its parameter; one laid out unlike its parameter is walked as a copy in the
+        parameter's layout (kept alive in ``keep_alive`` for the step).
+        """
+        params = self.params if indices is None else [self.params[k] for k in indices]
+        expected = (self.grad_layout if indices is None
+                    else tuple([column[k] for k in indices] for column in self.grad_layout))
+        # Every planned parameter the step passes has a gradient.
+        grads = cast(list[torch.Tensor], [p.grad for p in params])
+        if self.sharded or sharded.any_dtensor(grads):
+            params, grads = sharded.local_gradients(params, grads, label)
+        try:
+            if _layouts(grads) == expected:
+                return list(map(_data_ptr, grads))
+        except RuntimeError:  # sparse gradients have no strides
+            pass
+        if any(g.is_sparse for g in grads):
+            return None  # stepped apart: the plan must be rebuilt
+        grads = [_walkable_gradient(p, g, label, keep_alive)
+                 for p, g in zip(params, grads, strict=True)]
+        return [g.data_ptr() for g in grads]
+
+    def stage(self, rule: Rule, launch_row: Callable[[Block, StepKey], LaunchRow],
+              indices: np.ndarray | None, grad_addresses: list[int],
+              hypers: Mapping[str, Any]) -> Callable[[], None]:
+        """Work out the step of the tensors at ``indices`` (all if None): their new counters
+        and running products, and every kernel and scalar row it launches (compiling what is
+        missing). Changes nothing, so an error here (a kernel that cannot be compiled, scalars
+        a dtype cannot hold) leaves the optimizer as it was; returns the function that
+        advances the counters and runs the kernels.
+
+        A kernel still loading in the background (``None`` from ``launch_row``) makes this
+        step run on the reference executor, which computes the same bits."""
+        after = self.step_state.advance(hypers, indices)
+        keys, tensor_row = after.keys(indices)
+        rows = [launch_row(self, key) for key in keys]
+        launches: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        loading = any(kernel is None for kernel, *_ in rows)
+        if loading:
+            launches = []  # the reference executor runs this step (see commit)
+        elif len(keys) == 1:
+            kernel, _, scalars, _ = rows[0]
+            launches.append((kernel, tensor_row, scalars, indices))
+        else:
+            by_variant: dict[Variant, list[int]] = {}
+            for row, (_, variant, _, _) in enumerate(rows):
+                by_variant.setdefault(variant, []).append(row)
+            for variant_rows in by_variant.values():
+                table = np.concatenate([rows[r][2] for r in variant_rows])
+                selected = np.flatnonzero(np.isin(tensor_row, variant_rows))
+                local_row = np.searchsorted(np.asarray(variant_rows), tensor_row[selected])
+                chosen = selected if indices is None else indices[selected]
+                # Steps whose scalars switch a branch differently need different kernels.
+                launches.append((rows[variant_rows[0]][0], local_row.astype(np.int64), table,
+                                 chosen))
+
+        def commit() -> None:
+            self.step_state.commit(after)
+            if indices is None:
+                self.table.addresses[1] = grad_addresses
+            else:
+                self.table.addresses[1, indices] = grad_addresses
+            if loading:
+                self._run_on_reference(rule, rows, tensor_row, indices)
+            for kernel, rows_of, scalars, chosen in launches:
+                self.executor.launch(kernel, self.table, rows_of, scalars, chosen)
+
+        return commit
+
+    def _run_on_reference(self, rule: Rule, rows: list[LaunchRow], tensor_row: np.ndarray,
+                          indices: np.ndarray | None) -> None:
+        """This step of the tensors at ``indices`` (all if None) on the reference executor,
+        one call per distinct step (their scalars in ``rows``)."""
+        from descend.kernels.executor import get_executor
+
+        reference = get_executor("reference")
+        chosen = range(len(self.params)) if indices is None else indices
+        names = [slot.name for slot in rule.slots]
+        for row, (_, _, _, scalars) in enumerate(rows):
+            params, grads, slots = [], [], []
+            for position, k in enumerate(chosen):
+                if tensor_row[position] != row:
+                    continue
+                param, state = self.params[k], self.states[k]
+                slot_list = [state[name] if name in self.slot_names else None
+                             for name in names]
+                param, grad, slot_list = sharded.local_operands(param, param.grad, slot_list)
+                params.append(param)
+                grads.append(grad)
+                slots.append(slot_list)
+            reference.step(rule, NO_VARIANT, scalars, params, grads, slots)
+
+
+
+def _walkable_gradient(param: torch.Tensor, grad: torch.Tensor,
+                       label: Label, keep_alive: list[torch.Tensor]) -> torch.Tensor:
+    """``grad`` if a kernel may walk it like ``param``, a copy in ``param``'s layout if only the
+    layout differs; ``ValueError`` naming the parameter otherwise."""
+    check_gradient(param, grad, label)
+    if grad.stride() == param.stride():
+        return grad
+    copy = torch.empty_like(param).copy_(grad)
+    keep_alive.append(copy)
+    return copy

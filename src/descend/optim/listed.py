@@ -1,0 +1,172 @@
+"""The listed parameters of a param group's plan: stepped through the executors' list calls.
+
+A :class:`~descend.optim.plan.GroupPlan` walks most parameters in compiled blocks; the rest are
+*listed* here: complex parameters (stepped as ``torch.view_as_real``), parameters whose gradient
+is sparse (as the class's ``sparse_gradients`` says), the parameters of a rule with a matrix
+stage (the stage's ``prepare``, the matrix function, then the update), a differentiable step
+(the reference executor, with autograd recording) and every parameter of a backend that
+compiles nothing. Their counters and running products advance as one
+:class:`~descend.kernels.state.StepState` over the state's own 0-d tensors (so torch's
+arithmetic computes them, in their dtype), and parameters that share a (step, products) key
+share one list call per executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from descend.kernels.executor import Executor, get_executor
+from descend.kernels.state import StepState, tensor_array
+from descend.optim import sharded
+from descend.optim.block import NO_VARIANT
+from descend.optim.checks import (
+    check_existing_state,
+    check_gradients,
+    check_representable,
+)
+from descend.rules.spec import Rule, plain_value
+
+if TYPE_CHECKING:
+    from descend.optim.base import RuleOptimizer
+
+#: One list call of a step: executor, the values the scalars were computed from, the step,
+#: the scalars, and the parameters, gradients and slots it updates.
+Call = tuple[Executor, dict[str, Any], int, Mapping[str, Any], list[torch.Tensor],
+             list[torch.Tensor], list[list[torch.Tensor | None]]]
+#: A parameter whose gradient is sparse: parameter, gradient, slots and scalars.
+SparseEntry = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], Mapping[str, Any]]
+
+
+class ListedStep:
+    """The step of a group's listed parameters, checked when built (nothing changed yet).
+
+    Building it checks the gradients and the existing state of ``params`` and creates the
+    state they lack (recorded by the optimizer, which removes it again if the step does not
+    happen); :meth:`stage` works the step out.
+    """
+
+    def __init__(self, optimizer: RuleOptimizer, group: dict[str, Any],
+                 params: list[torch.Tensor], hypers: Mapping[str, Any],
+                 differentiable: bool = False) -> None:
+        self.optimizer = optimizer
+        self.rule = rule = optimizer.rule_for(group)
+        self.hypers = hypers
+        self.differentiable = differentiable
+        label = optimizer._label
+        check_gradients(params, group, optimizer.sparse_gradients, type(optimizer).__name__,
+                        label)
+        check_existing_state(params, rule, optimizer.state, label)
+        self.entries = [(param, optimizer._ensure_state(param, hypers, group)[0])
+                        for param in params]
+
+    def _step_state(self) -> StepState:
+        """The counters and running products of the listed parameters: the state's own 0-d
+        tensors; for a rule that counts no steps, whether each update is a first one."""
+        rule = self.rule
+        states = [state or {} for _, state in self.entries]
+        if rule.counts_steps:
+            steps = tensor_array([state["step"] for state in states])
+        else:
+            unstepped = self.optimizer._unstepped
+            steps = np.array([0.0 if id(param) in unstepped else 1.0
+                              for param, _ in self.entries])
+        products = {product.name: tensor_array([state[product.name] for state in states])
+                    for product in rule.products}
+        return StepState(rule, steps, products)
+
+    def stage(self, step_hypers: Mapping[str, Any]) -> Callable[[], None]:
+        """Work out the step at ``step_hypers`` (the hyperparameters with the group's advanced
+        state) without changing anything; return the function that performs it."""
+        rule = self.rule
+        differentiable = self.differentiable
+        plain = {name: plain_value(value) for name, value in step_hypers.items()}
+        slot_names = [slot.name for slot in rule.slots]
+        active = {slot.name for slot in rule.active_slots(self.hypers)}
+        state = self._step_state()
+        after = state.advance(step_hypers)
+        keys, key_of = after.keys()
+        buckets: dict[tuple[int, Executor], tuple[list[torch.Tensor], list[torch.Tensor],
+                                                  list[list[torch.Tensor | None]]]] = {}
+        sparse: list[SparseEntry] = []
+        for (param, entries), row in zip(self.entries, key_of, strict=True):
+            grad = param.grad
+            assert grad is not None
+            slots = [None if entries is None or name not in active else entries[name]
+                     for name in slot_names]
+            step = keys[row][0]
+            if grad.is_sparse:
+                sparse.append((param, grad, slots, rule.scalars(step_hypers, step)))
+                continue
+            if not differentiable:
+                param, grad, slots = sharded.local_operands(param, grad, slots)
+            if param.is_complex():
+                param, grad = torch.view_as_real(param), torch.view_as_real(grad)
+                slots = [None if s is None else torch.view_as_real(s) for s in slots]
+            executor = (get_executor("reference") if differentiable
+                        else self.optimizer._executor_for(param))
+            assert executor is not None, "every listed parameter has an executor"
+            bucket = buckets.setdefault((int(row), executor), ([], [], []))
+            bucket[0].append(param)
+            bucket[1].append(grad)
+            bucket[2].append(slots)
+        calls: list[Call] = []
+        for (row, executor), (params, grads, slot_lists) in buckets.items():
+            step = keys[row][0]
+            values = after.values(step_hypers, keys[row])
+            scalars = rule.scalars(values, step, differentiable)
+            for dtype in {p.dtype for p in params}:
+                check_representable(plain, scalars, dtype)
+            executor.check_ready()
+            calls.append((executor, values, step, scalars, params, grads, slot_lists))
+
+        def commit() -> None:
+            # The updates first: they read no counter, and a kernel that fails to compile
+            # then leaves the counters as they were.
+            for executor, values, step, scalars, params, grads, slot_lists in calls:
+                if rule.stage is not None:
+                    grads = run_stage(rule, executor, values, step, grads, slot_lists)
+                executor.step(rule, NO_VARIANT, scalars, params, grads, slot_lists)
+            for param, grad, slots, scalars in sparse:
+                self._step_sparse(param, grad, slots, scalars)
+            state.commit(after)
+            self.optimizer._unstepped.difference_update(id(param) for param, _ in self.entries)
+
+        return commit
+
+    def _step_sparse(self, param: torch.Tensor, grad: torch.Tensor,
+                     slots: list[torch.Tensor | None], scalars: Mapping[str, Any]) -> None:
+        """Step a parameter whose gradient is sparse, as the class's ``sparse_gradients``
+        says: with the gradient made dense, or only at its stored entries."""
+        rule = self.rule
+        reference = get_executor("reference")
+        if self.optimizer.sparse_gradients == "dense":
+            reference.step(rule, NO_VARIANT, scalars, [param], [grad.to_dense()], [slots])
+            return
+        grad = grad.coalesce()
+        where = tuple(grad.indices())
+        values = grad.values()
+        param_entries = param[where]
+        slot_entries = [None if s is None else s[where] for s in slots]
+        reference.step(rule, NO_VARIANT, scalars, [param_entries], [values], [slot_entries])
+        param[where] = param_entries
+        for slot, entries in zip(slots, slot_entries, strict=True):
+            if slot is not None and entries is not None:
+                slot[where] = entries
+
+
+def run_stage(rule: Rule, executor: Executor, values: Mapping[str, Any], step: int,
+              grads: list[torch.Tensor], slots: list[list[torch.Tensor | None]]
+              ) -> list[torch.Tensor]:
+    """The :class:`~descend.rules.spec.MatrixStage` of one list call: the elementwise
+    ``prepare`` on the executor, then the matrix function tensor by tensor; returns what the
+    update sees in place of each gradient."""
+    prepare, stage = rule.prepare_rule, rule.stage
+    assert prepare is not None and stage is not None, "only a rule with a stage has one"
+    buffers = [torch.empty_like(grad) for grad in grads]
+    executor.step(prepare, NO_VARIANT, prepare.scalars(values, step), buffers, grads, slots)
+    plain = {name: plain_value(value) for name, value in values.items()}
+    return [stage.function(buffer, plain) for buffer in buffers]
