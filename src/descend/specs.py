@@ -378,8 +378,8 @@ class ContenderSpec:
 
     This is what the lab races and the benchmark tunes; each adds its own part by composition:
     the race weight averaging (:class:`descend.lab.runner.Contender`), the benchmark the
-    hyperparameters to search (:class:`descend.bench.contenders.BenchContender`). ``schedule`` is None
-    for a constant rate; ``name``, when given, replaces the label.
+    hyperparameters to search (:class:`descend.bench.contenders.BenchContender`). ``schedule``
+    is None for a constant rate; ``name``, when given, replaces the label.
     """
 
     optimizer: OptimizerSpec | FunctionalOptimizerSpec

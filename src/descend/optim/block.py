@@ -36,8 +36,6 @@ from descend.rules.spec import Rule
 #: What a step's launch needs for one (step, products) key: kernel (``None`` while it loads),
 #: variant, run-time scalar row and the scalars themselves.
 LaunchRow = tuple[Any, Variant, np.ndarray, Mapping[str, Any]]
-#: The variant of a list call (``Executor.step``): none, since a list call compiles nothing.
-NO_VARIANT: Any = None
 
 
 _data_ptr = torch.Tensor.data_ptr
@@ -248,7 +246,7 @@ class Block:
                 params.append(param)
                 grads.append(grad)
                 slots.append(slot_list)
-            reference.step(rule, NO_VARIANT, scalars, params, grads, slots)
+            reference.step(rule, None, scalars, params, grads, slots)
 
 
 

@@ -22,7 +22,6 @@ import torch
 from descend.kernels.executor import Executor, get_executor
 from descend.kernels.state import StepState, tensor_array
 from descend.optim import sharded
-from descend.optim.block import NO_VARIANT
 from descend.optim.checks import (
     check_existing_state,
     check_gradients,
@@ -129,7 +128,7 @@ class ListedStep:
             for executor, values, step, scalars, params, grads, slot_lists in calls:
                 if rule.stage is not None:
                     grads = run_stage(rule, executor, values, step, grads, slot_lists)
-                executor.step(rule, NO_VARIANT, scalars, params, grads, slot_lists)
+                executor.step(rule, None, scalars, params, grads, slot_lists)
             for param, grad, slots, scalars in sparse:
                 self._step_sparse(param, grad, slots, scalars)
             state.commit(after)
@@ -144,14 +143,14 @@ class ListedStep:
         rule = self.rule
         reference = get_executor("reference")
         if self.optimizer.sparse_gradients == "dense":
-            reference.step(rule, NO_VARIANT, scalars, [param], [grad.to_dense()], [slots])
+            reference.step(rule, None, scalars, [param], [grad.to_dense()], [slots])
             return
         grad = grad.coalesce()
         where = tuple(grad.indices())
         values = grad.values()
         param_entries = param[where]
         slot_entries = [None if s is None else s[where] for s in slots]
-        reference.step(rule, NO_VARIANT, scalars, [param_entries], [values], [slot_entries])
+        reference.step(rule, None, scalars, [param_entries], [values], [slot_entries])
         param[where] = param_entries
         for slot, entries in zip(slots, slot_entries, strict=True):
             if slot is not None and entries is not None:
@@ -167,6 +166,6 @@ def run_stage(rule: Rule, executor: Executor, values: Mapping[str, Any], step: i
     prepare, stage = rule.prepare_rule, rule.stage
     assert prepare is not None and stage is not None, "only a rule with a stage has one"
     buffers = [torch.empty_like(grad) for grad in grads]
-    executor.step(prepare, NO_VARIANT, prepare.scalars(values, step), buffers, grads, slots)
+    executor.step(prepare, None, prepare.scalars(values, step), buffers, grads, slots)
     plain = {name: plain_value(value) for name, value in values.items()}
     return [stage.function(buffer, plain) for buffer in buffers]
