@@ -121,5 +121,5 @@ def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_comma
     # "all" is every job's extra; the test tools (and the reference implementations the parity
     # tests compare with) are not a job.
     tools = {"pytest", "hypothesis", "ruff", "scipy", "expecttest", "playwright",
-             "pytest-xdist", "filelock", "lion-pytorch", "schedulefree"}
+             "pytest-xdist", "filelock", "lion-pytorch", "schedulefree", "mypy", "pre-commit"}
     assert extras["all"] >= extras["test"] - tools
