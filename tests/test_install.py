@@ -45,6 +45,7 @@ def _run_without_extras(body: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_optimizers_and_the_functional_api_need_only_torch_and_numpy():
     result = _run_without_extras("""
 import numpy as np, torch

@@ -14,6 +14,8 @@ from PIL import Image
 from descend.cli.main import main
 from descend.lab.tour import SECTIONS, TourSettings, total_runs
 
+pytestmark = pytest.mark.slow
+
 SLUGS = ["ravine", "saddle", "minima", "noise", "decay", "classics", "orders"]
 
 
