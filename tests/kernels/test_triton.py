@@ -193,6 +193,7 @@ def numpy_step(rule, scalars, param, grad, slots, dtype):
         for old, new in zip(slots, new_slots, strict=True)]
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rule_problems())
 def test_kernel_matches_numpy_evaluation_bitwise(problem):
@@ -352,6 +353,7 @@ CASES = [(name, options) for name in OPTION_GRID for options in option_combinati
 @pytest.mark.parametrize(("name", "options"), CASES,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
                               for n, o in CASES])
+@pytest.mark.slow
 def test_every_option_combination_matches_torch(name, options):
     # Two groups, parameters skipping steps: launches over subsets at different step counts.
     groups = [{}, {"lr": options["lr"] * 0.5}]
@@ -708,6 +710,7 @@ for rule, hypers, dtype in [(RULES["adam"], {"amsgrad": True}, "float32"),
 """
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_an_h100_without_one(tmp_path):
     """Triton's GPU compiler (not the interpreter) accepts the generated kernels: 16-byte
     vector loads and stores, correctly rounded division and square root, and no multiply-add
