@@ -135,6 +135,7 @@ def test_bad_arguments_are_named(peer_speed, capsys, argv, word):
     assert word in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_smoke_run_prints_quiet_and_contended_tables(peer_speed):
     """``--smoke`` runs a worker process, checks parity and prints, for both machine states,
     every case of every family with torch's three Adam paths and descend, each with a time, an

@@ -45,6 +45,7 @@ def _run_without_extras(body: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_optimizers_and_the_functional_api_need_only_torch_and_numpy():
     result = _run_without_extras("""
 import numpy as np, torch
@@ -121,5 +122,5 @@ def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_comma
     # "all" is every job's extra; the test tools (and the reference implementations the parity
     # tests compare with) are not a job.
     tools = {"pytest", "hypothesis", "ruff", "scipy", "expecttest", "playwright",
-             "pytest-xdist", "filelock", "lion-pytorch", "schedulefree"}
+             "pytest-xdist", "filelock", "lion-pytorch", "schedulefree", "mypy", "pre-commit"}
     assert extras["all"] >= extras["test"] - tools

@@ -56,6 +56,7 @@ def test_split_specs_keeps_each_specs_own_commas():
     assert split_specs(["sgd", "adam;rmsprop"]) == ["sgd", "adam", "rmsprop"]
 
 
+@pytest.mark.slow
 def test_bench_command_prints_the_table_and_writes_the_report(capsys, tmp_path):
     argv = ["bench", "--task", "digits-logreg", "--optimizers", "sgd", "--schedules",
             "constant,cosine", "--trials", "2", "--seeds", "1", "--epochs", "2", "--out",

@@ -23,8 +23,8 @@ from descend.bench.storage import open_storage
 from descend.cli.main import main
 
 SERVER = os.environ.get("DESCEND_TEST_POSTGRES")
-pytestmark = pytest.mark.skipif(
-    not SERVER, reason="no PostgreSQL server: set DESCEND_TEST_POSTGRES (.ci/run starts one)")
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.skipif(
+    not SERVER, reason="no PostgreSQL server: set DESCEND_TEST_POSTGRES (.ci/run starts one)")]
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 OPTIMIZERS = ("sgd", "adam")
 TRIALS, SEEDS = 4, 2

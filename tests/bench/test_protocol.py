@@ -27,6 +27,7 @@ def _states(url: str, name: str) -> list[TrialState]:
     return [trial.state for trial in optuna.load_study(study_name=name, storage=url).trials]
 
 
+@pytest.mark.slow
 def test_tiny_bench_end_to_end_with_sqlite(tmp_path):
     task = get_task("digits-logreg")
     config = BenchConfig(trials=3, seeds=2, epochs=2, out=tmp_path, pruner="none")
@@ -64,6 +65,7 @@ def test_tiny_bench_end_to_end_with_sqlite(tmp_path):
                                  storage=url).trials) == 3
 
 
+@pytest.mark.slow
 def test_fixed_lr_is_not_tuned_and_raising_the_budget_extends_tuning(tmp_path):
     task = get_task("digits-logreg")
     fixed = make_contender("sgd:lr=0.3")
@@ -177,6 +179,7 @@ def test_performance_profile_matches_hand_computation():
     assert profile["z"] == pytest.approx([0, 1 / 3, 1 / 3])
 
 
+@pytest.mark.slow
 def test_python_api_races_optimizers_on_a_users_regression_model(tmp_path):
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(200, 3, generator=generator)

@@ -67,6 +67,7 @@ def _sleepy_task(sleeps: list[float]) -> Task:
                        loss=torch.nn.functional.mse_loss, epochs=2, metric="loss", target=0.5)
 
 
+@pytest.mark.slow
 def test_a_run_that_sleeps_is_reported_as_timing_disturbed(tmp_path, capsys):
     # Three contenders with fixed rates (no tuning), one seed each: the third run sleeps 5 ms
     # per step, so its wall time is far above its CPU time and its steps are far slower.

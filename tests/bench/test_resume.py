@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from descend.bench.storage import open_storage
 from descend.cli.main import main
+
+pytestmark = pytest.mark.slow
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

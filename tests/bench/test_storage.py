@@ -63,6 +63,7 @@ def test_redact_masks_the_password_in_any_text():
                                  "password *** (***) refused")
 
 
+@pytest.mark.slow
 def test_a_corrupted_sqlite_file_is_refused_before_anything_runs(tmp_path):
     task = get_task("digits-logreg")
     config = BenchConfig(trials=1, seeds=1, epochs=1, out=tmp_path)

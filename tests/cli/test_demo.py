@@ -14,6 +14,8 @@ from PIL import Image
 from descend.cli.main import main
 from descend.lab.tour import SECTIONS, TourSettings, total_runs
 
+pytestmark = pytest.mark.slow
+
 #: Every section's anchor, from the tour's registry.
 SLUGS = [section.slug for section in SECTIONS]
 

@@ -55,6 +55,7 @@ def test_help_and_argument_errors_load_nothing_heavy(argv):
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_import_descend_loads_no_torch_until_a_name_is_used():
     code = ("import sys, descend\n"
             "before = 'torch' in sys.modules\n"

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from descend.cli.main import main
 
 
+@pytest.mark.slow
 def test_the_command_prints_the_address_and_serves_the_page(tmp_path):
     command = [sys.executable, "-m", "descend.cli.main", "playground", "--port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -35,6 +38,7 @@ def _answer(port: int, request: bytes) -> bytes:
     return answer
 
 
+@pytest.mark.slow
 def test_a_malformed_request_prints_no_traceback_on_the_servers_terminal():
     command = [sys.executable, "-m", "descend.cli.main", "playground", "--port", "0"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -23,6 +23,7 @@ def test_race_prints_a_summary_with_theory_next_to_measurement(capsys):
     assert "0.9 " in out  # gradient descent at lr = 1/L contracts by 1 - mu/L = 0.9
 
 
+@pytest.mark.slow
 def test_race_saves_every_run_and_its_plots(tmp_path: Path, capsys):
     out = tmp_path / "race"
     status = main(["race", "least_squares:batch_size=8", "momentum:lr=0.01",

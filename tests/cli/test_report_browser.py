@@ -14,9 +14,9 @@ from PIL import Image
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM = next((path for path in map(shutil.which, BROWSERS) if path), None)
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None,
-    reason="headless Chromium not found (install Debian's chromium package; CI does)")
+    reason="headless Chromium not found (install Debian's chromium package; CI does)")]
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--hide-scrollbars", "--virtual-time-budget=10000"]

@@ -19,6 +19,7 @@ def _everything_written(folder: Path) -> str:
 
 # SQLAlchemy warns that SQLite ignores the query parameter (naming it, not its value).
 @pytest.mark.filterwarnings("ignore:Query string argument")
+@pytest.mark.slow
 def test_a_password_reaches_no_output_and_no_file(capsys, tmp_path):
     # SQLite ignores a password query parameter, so the whole path runs offline: bench, then
     # report, each writing results.json and report.html.
@@ -50,6 +51,7 @@ def test_a_password_reaches_no_output_and_no_file(capsys, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Query string argument")
 @pytest.mark.parametrize("key", ["PASSWORD", "sslpassword"])
+@pytest.mark.slow
 def test_a_secret_query_parameter_is_masked_whatever_its_case(capsys, tmp_path, key):
     url = f"sqlite:///{tmp_path / 'bench.db'}?{key}={PASSWORD}"
     bench = ["bench", "--task", "digits-logreg", "--optimizers", "sgd:lr=0.5", "--trials", "0",

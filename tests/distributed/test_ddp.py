@@ -13,6 +13,8 @@ from descend.optim.base import BACKENDS
 from tests.distributed import ddp_worker
 from tests.distributed.launch import torchrun
 
+pytestmark = pytest.mark.slow
+
 WORKER = Path(ddp_worker.__file__)
 # The workers train on CPU tensors: every named backend that is available and runs them.
 EXPLICIT_BACKENDS = [backend for backend in BACKENDS if backend != "auto"

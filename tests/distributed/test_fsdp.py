@@ -264,6 +264,7 @@ def _load(path: Path) -> dict:
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
+@pytest.mark.slow
 def test_fsdp2_iterates_equal_torch_and_the_single_process_run(fsdp_run, name):
     out, backends = fsdp_run
     for backend in backends:
@@ -282,6 +283,7 @@ def test_fsdp2_iterates_equal_torch_and_the_single_process_run(fsdp_run, name):
     assert (run["torch"] is not None) == has_torch
 
 
+@pytest.mark.slow
 def test_fsdp2_checkpoint_through_distributed_checkpoint_resumes_exactly(fsdp_run):
     out, backends = fsdp_run
     for backend in backends:
@@ -296,6 +298,7 @@ def test_fsdp2_checkpoint_through_distributed_checkpoint_resumes_exactly(fsdp_ru
             assert kinds == {"DTensor", "Tensor"}  # sharded slots, plain step counters
 
 
+@pytest.mark.slow
 def test_fsdp2_muon_refuses_sharded_matrices_and_steps_its_adamw_groups(fsdp_run):
     out, _ = fsdp_run
     for rank in (0, 1):
@@ -305,6 +308,7 @@ def test_fsdp2_muon_refuses_sharded_matrices_and_steps_its_adamw_groups(fsdp_run
         assert "orthogonalizes whole matrices" in report["refused"]
 
 
+@pytest.mark.slow
 def test_fsdp2_nonfinite_shard_on_one_rank_skips_or_raises_on_every_rank(fsdp_run):
     out, _ = fsdp_run
     reports = [json.loads((out / f"nonfinite-rank{rank}.json").read_text()) for rank in (0, 1)]

@@ -50,6 +50,7 @@ def step(params, optimizer, twins, reference):
     reference.step()
 
 
+@pytest.mark.slow
 def test_auto_steps_on_while_the_kernel_loads_and_switches_without_changing_a_bit(
         slow_compiler):
     gate, loads = slow_compiler

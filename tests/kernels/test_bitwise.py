@@ -136,6 +136,7 @@ def test_reference_and_fused_executors_agree_bitwise(rule, hypers):
 
 
 @pytest.mark.parametrize("rule", _elementwise_rules(), ids=lambda rule: rule.name)
+@pytest.mark.slow
 def test_triton_executor_agrees_with_reference_bitwise(rule):
     pytest.importorskip("triton", reason="needs Triton (pip install triton)")
     from descend.kernels.triton import TritonExecutor
@@ -221,6 +222,7 @@ TORCH_CASES = [(name, options) for name in OPTION_GRID for options in option_com
 @pytest.mark.parametrize(("name", "options"), TORCH_CASES,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
                               for n, o in TORCH_CASES])
+@pytest.mark.slow
 def test_descend_steps_as_torch_for_loop_bitwise(name, options):
     loop = _run_optimizer(lambda ps: torch_class(name)(ps, foreach=False, **options))
     with CorrectlyRoundedSqrt():

@@ -105,6 +105,7 @@ def rule_problems(draw):
     return rule, hypers, dtype, params, steps
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rule_problems())
 def test_fused_executor_matches_reference(problem):
@@ -387,6 +388,7 @@ FRESH_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_compiled_kernel_from_disk(tmp_path):
     env = dict(os.environ, DESCEND_CACHE_DIR=str(tmp_path), PYTHONPATH=str(SRC))
     runs = [subprocess.run([sys.executable, "-c", FRESH_PROCESS], env=env, check=True,
@@ -429,6 +431,7 @@ def test_a_damaged_kernel_cache_is_recompiled_with_a_warning(tmp_path, monkeypat
         assert _fused_sgd_result() == 0.5
 
 
+@pytest.mark.slow
 def test_processes_compiling_one_kernel_together_see_no_damage(tmp_path):
     env = dict(os.environ, DESCEND_CACHE_DIR=str(tmp_path), PYTHONPATH=str(SRC),
                PYTHONWARNINGS="error::RuntimeWarning")

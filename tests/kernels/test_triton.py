@@ -5,8 +5,7 @@ torch.optim, run by Triton's interpreter on CPU tensors.
 any test runs), so every kernel here is the GPU kernel's own code, executed with NumPy;
 ``backend="auto"`` ignores the interpreter, so other tests in the process are unaffected. Most
 tests shrink the launch (chunks of 64 elements, blocks of 16) so that small tensors straddle
-chunk and block edges. The checks that need a GPU run in a fresh process without the
-interpreter and are skipped without one.
+chunk and block edges. The checks that need a GPU are in ``test_triton_gpu.py``.
 """
 
 from __future__ import annotations
@@ -194,6 +193,7 @@ def numpy_step(rule, scalars, param, grad, slots, dtype):
         for old, new in zip(slots, new_slots, strict=True)]
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rule_problems())
 def test_kernel_matches_numpy_evaluation_bitwise(problem):
@@ -353,6 +353,7 @@ CASES = [(name, options) for name in OPTION_GRID for options in option_combinati
 @pytest.mark.parametrize(("name", "options"), CASES,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
                               for n, o in CASES])
+@pytest.mark.slow
 def test_every_option_combination_matches_torch(name, options):
     # Two groups, parameters skipping steps: launches over subsets at different step counts.
     groups = [{}, {"lr": options["lr"] * 0.5}]
@@ -709,6 +710,7 @@ for rule, hypers, dtype in [(RULES["adam"], {"amsgrad": True}, "float32"),
 """
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_an_h100_without_one(tmp_path):
     """Triton's GPU compiler (not the interpreter) accepts the generated kernels: 16-byte
     vector loads and stores, correctly rounded division and square root, and no multiply-add
@@ -733,17 +735,3 @@ def test_kernels_compile_for_an_h100_without_one(tmp_path):
     assert "fma.rn.f32" not in found["lion float32"]
     for name in ("adam float32", "adamw bfloat16", "rmsprop float16"):
         assert "div.rn.f32" in found[name] and "sqrt.rn.f32" in found[name], found[name]
-
-
-GPU_CHECKS = Path(__file__).with_name("triton_gpu_checks.py")
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_on_the_gpu():
-    """Parity, half precision, synchronizations, GradScaler, torch.compile and devices on a real
-    GPU, in a process where Triton compiles instead of interpreting."""
-    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(SRC.parent)])
-    result = subprocess.run([sys.executable, str(GPU_CHECKS)], env=env, capture_output=True,
-                            text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

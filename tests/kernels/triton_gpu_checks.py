@@ -1,13 +1,18 @@
-"""Checks of the Triton executor that need a real CUDA GPU (run by test_triton.py in a process
-without ``TRITON_INTERPRET``; runnable on its own: ``python tests/kernels/triton_gpu_checks.py``).
+"""Checks of the Triton executor that need a real CUDA GPU, in a process where Triton compiles
+instead of interpreting.
 
-Each check prints ``ok <name>`` (with its measured figures) or raises ``AssertionError``.
+``tests/kernels/test_triton_gpu.py`` runs each check as its own pytest test, in a fresh process
+without ``TRITON_INTERPRET``. The file also runs on its own:
+``python tests/kernels/triton_gpu_checks.py [CHECK ...]`` runs the named checks (names as in
+``CHECKS``, with or without the ``check_`` prefix), or every check without arguments. Each check
+prints ``ok <name>`` (with its measured figures) or raises ``AssertionError``.
 """
 
 from __future__ import annotations
 
 import copy
 import statistics
+import sys
 import time
 import warnings
 
@@ -265,16 +270,29 @@ def check_host_time() -> None:
           + ", ".join(f"{label} {value:.0f} us" for label, value in timings.items()))
 
 
-def main() -> None:
-    """Run every check."""
+#: Every check, in the order a full run makes them.
+CHECKS = (
+    check_every_option_matches_torch,
+    check_matches_reference_executor,
+    check_half_precision_matches_torch_fused,
+    check_no_synchronization_in_a_step,
+    check_grad_scaler_and_compiled_model,
+    check_state_dict_moves_to_torch_fused_and_back,
+    check_unaligned_views_streams_and_devices,
+    check_host_time,
+)
+
+
+def main(names: list[str]) -> None:
+    """Run the named checks (every check when ``names`` is empty)."""
     assert torch.cuda.is_available(), "needs a CUDA GPU"
-    for check in (check_every_option_matches_torch, check_matches_reference_executor,
-                  check_half_precision_matches_torch_fused, check_no_synchronization_in_a_step,
-                  check_grad_scaler_and_compiled_model,
-                  check_state_dict_moves_to_torch_fused_and_back,
-                  check_unaligned_views_streams_and_devices, check_host_time):
-        check()
+    by_name = {check.__name__.removeprefix("check_"): check for check in CHECKS}
+    wanted = [name.removeprefix("check_") for name in names] or list(by_name)
+    unknown = [name for name in wanted if name not in by_name]
+    assert not unknown, f"unknown checks {unknown}; the checks are {list(by_name)}"
+    for name in wanted:
+        by_name[name]()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -25,6 +25,7 @@ def results(tmp_path_factory):
     return results
 
 
+@pytest.mark.slow
 def test_gradient_descent_takes_exactly_the_predicted_steps(results):
     # Theory is exact for GD at 2/(L+mu): in 2-D the distance shrinks by (kappa-1)/(kappa+1)
     # per step, and on the matrix problem each eigendirection by 1 - lr lambda.

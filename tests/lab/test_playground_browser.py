@@ -21,9 +21,9 @@ CHROMIUM = next((path for path in map(shutil.which, BROWSERS) if path), None)
 playwright = pytest.importorskip("playwright.sync_api",
                                  reason="Playwright is not installed (pip install playwright)")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(
     CHROMIUM is None,
-    reason="headless Chromium not found (install Debian's chromium package; CI does)")
+    reason="headless Chromium not found (install Debian's chromium package; CI does)")]
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -46,6 +46,7 @@ def _torch_inputs():
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize(("name", "dtype", "index"), _torch_inputs())
+@pytest.mark.slow
 def test_every_option_set_torch_tests_matches_torch(name, dtype, index, backend):
     kwargs = torch_info(name).optim_inputs_func(device="cpu", dtype=dtype)[index].kwargs
     kwargs = {key: value for key, value in kwargs.items()
@@ -125,6 +126,7 @@ def test_state_dict_loads_with_torch_load_defaults(name, backend):
 
 
 @pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.slow
 def test_a_compiled_step_gives_the_eager_numbers(backend):
     torch._dynamo.reset()
     weights = [torch.nn.Parameter(torch.randn(5)) for _ in range(2)]

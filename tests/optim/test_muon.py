@@ -29,6 +29,7 @@ FMA = torch.backends.cpu.get_cpu_capability() != "DEFAULT"
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("options", OPTIONS,
                          ids=["-".join(f"{k}={v}" for k, v in o.items()) for o in OPTIONS])
+@pytest.mark.slow
 def test_every_option_matches_torch(options, dtype, backend):
     groups = [{}, {"lr": options["lr"] * 0.5, "ns_steps": 3}]
     param_error, state_error, *_ = run_side_by_side(
@@ -69,6 +70,7 @@ def test_constructor_signature_defaults_and_group_keys_match_torch():
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.slow
 def test_groups_with_use_muon_false_step_as_torchs_adamw(backend, dtype):
     # A small network's parameters: Muon for the hidden matrix, AdamW for the rest, in one
     # optimizer; the reference is torch.optim.Muon plus torch.optim.AdamW, side by side.

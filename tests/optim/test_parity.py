@@ -30,6 +30,7 @@ BACKENDS = ["reference", "fused"]
 @pytest.mark.parametrize(("name", "options"), CASES,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
                               for n, o in CASES])
+@pytest.mark.slow
 def test_every_option_combination_matches_torch(name, options, dtype, backend):
     # Two groups: the second overrides the learning rate, as users do for heads and biases.
     groups = [{}, {"lr": options["lr"] * 0.5}]

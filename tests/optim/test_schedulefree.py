@@ -46,6 +46,7 @@ def reference(name, params, **options):
 @pytest.mark.parametrize(("name", "options"), CASES,
                          ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
                               for n, o in CASES])
+@pytest.mark.slow
 def test_every_option_matches_schedulefree(name, options, dtype, backend):
     groups = [{}, {"lr": options["lr"] * 0.5}]
     param_error, state_error, _, _, ours, theirs = run_side_by_side(
