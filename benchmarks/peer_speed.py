@@ -263,13 +263,13 @@ def unavailable(peer: Peer) -> str | None:
     if peer.needs:
         try:
             __import__(peer.needs)
-        except Exception as error:  # a broken install raises more than ImportError
+        except Exception as error:  # noqa: BLE001 - a broken install raises more than ImportError
             return f"{peer.needs} not importable ({type(error).__name__}: {error})"
     try:
         param = torch.zeros(8, requires_grad=True)
         param.grad = torch.ones(8)
         peer.build([param]).step()
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure means the peer cannot be timed
         return f"fails to build or step: {type(error).__name__}: {str(error)[:200]}"
     return None
 

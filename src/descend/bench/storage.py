@@ -140,7 +140,7 @@ def check_url(url: str) -> None:
     the rest to the server as a host name and port, and quote it in its error messages: such a
     URL is refused before any driver sees it, as is one SQLAlchemy cannot parse at all.
     """
-    from sqlalchemy.engine import make_url  # noqa: PLC0415  (loaded with the storage)
+    from sqlalchemy.engine import make_url  # (loaded with the storage)
 
     shown = display_url(url)
     expected = ("percent-encode '@' as %40, ':' as %3A and '/' as %2F in the user name and "

@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(arguments: argparse.Namespace) -> int:
     """Serve until Ctrl-C."""
     # The web server loads only for this command, not for every ``descend`` invocation.
-    from descend.lab.playground.server import is_loopback, serve  # noqa: PLC0415
+    from descend.lab.playground.server import is_loopback, serve
 
     def ready(url: str) -> None:
         print(f"descend playground: serving {url} (Ctrl-C stops it)", flush=True)

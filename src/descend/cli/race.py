@@ -197,7 +197,7 @@ def run(arguments: argparse.Namespace) -> int:
 
 
 def _plot(problem, traces: list[Trace], out: Path, gif: bool, console: Console) -> None:
-    from descend.lab import plots  # noqa: PLC0415  (matplotlib loads only when plotting)
+    from descend.lab import plots  # (matplotlib loads only when plotting)
 
     written = [plots.curves(traces, out / "loss.png", problem.describe(),
                             log=problem.minimum_value is not None,

@@ -288,7 +288,7 @@ class KernelStore(Generic[Key]):
         meanwhile waits for it rather than cutting a compile short)."""
         try:
             self.get(key)
-        except BaseException as error:  # handed to the step that asks next
+        except BaseException as error:  # noqa: BLE001 - handed to the step that asks next
             with self.loading_lock:
                 self.failures[key] = error
         finally:

@@ -88,9 +88,9 @@ class TorchStepper:
 
     def __init__(self, build: Callable[[list], Any], x0: np.ndarray,
                  schedule: Schedule | None = None) -> None:
-        import torch  # noqa: PLC0415  (kept local: only this front end needs it)
+        import torch  # (kept local: only this front end needs it)
 
-        from descend.optim import ScheduledLR  # noqa: PLC0415
+        from descend.optim import ScheduledLR
 
         self.torch = torch
         self.param = torch.tensor(x0, dtype=torch.float64, requires_grad=True)

@@ -357,7 +357,7 @@ def race_gif(problem: Problem, traces: Sequence[Trace], path: Path | str, title:
     The contours are drawn once; each frame only moves the lines, so the GIF costs little more
     than one figure per frame's draw.
     """
-    from PIL import Image  # noqa: PLC0415  (only the GIF needs pillow directly)
+    from PIL import Image  # (only the GIF needs pillow directly)
 
     fig, ax = plt.subplots(figsize=(5.6, 4.3), dpi=80)
     _draw_contours(ax, problem, resolution,

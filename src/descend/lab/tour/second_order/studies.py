@@ -49,7 +49,7 @@ MEMORY_BUDGET = 16e9
 def one_thread() -> Iterator[None]:
     """Limit BLAS (and OpenMP) to one thread inside the block, if ``threadpoolctl`` is there."""
     try:
-        from threadpoolctl import threadpool_limits  # noqa: PLC0415  (optional)
+        from threadpoolctl import threadpool_limits  # (optional)
     except ImportError:  # pragma: no cover - depends on the environment
         yield
         return
