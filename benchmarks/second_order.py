@@ -19,12 +19,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import time  # noqa: E402
+import time
 
-import numpy as np  # noqa: E402
-from scipy.optimize import minimize  # noqa: E402
+import numpy as np
+from scipy.optimize import minimize
 
-from descend import secondorder  # noqa: E402
+from descend import secondorder
 
 #: descend method -> the SciPy methods it is compared with, and options for both sides.
 PAIRS = {

@@ -31,10 +31,10 @@ if "--smoke" in sys.argv[1:]:
     # Before triton is imported anywhere: kernels are built for the interpreter then.
     os.environ["TRITON_INTERPRET"] = "1"
 
-import torch  # noqa: E402
-from step_speed import resnet18_shapes  # noqa: E402
+import torch
+from step_speed import resnet18_shapes
 
-import descend  # noqa: E402
+import descend
 
 MIB = 1 << 20
 

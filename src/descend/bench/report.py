@@ -13,11 +13,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from descend.bench.metrics import curves, performance_profile  # noqa: E402
-from descend.bench.results import (  # noqa: E402
+from descend.bench.metrics import curves, performance_profile
+from descend.bench.results import (
     DISTURBED,
     STEP_TIME_SPREAD,
     SUMMARY_HEADERS,
@@ -25,8 +25,8 @@ from descend.bench.results import (  # noqa: E402
     ContenderResult,
     summary_cells,
 )
-from descend.bench.tasks import Task  # noqa: E402
-from descend.reporting import Table, format_cell, page, render_table  # noqa: E402
+from descend.bench.tasks import Task
+from descend.reporting import Table, format_cell, page, render_table
 
 #: What the benchmark's page adds to the common stylesheet: room for wide figures and tables.
 _STYLE = """

@@ -17,15 +17,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import patheffects
+from matplotlib.colors import LogNorm
 
-from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS  # noqa: E402
-from descend.lab.problems import Bounds, Problem  # noqa: E402
-from descend.lab.runner import Trace  # noqa: E402
-from descend.lab.surface import surface  # noqa: E402
+from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS
+from descend.lab.problems import Bounds, Problem
+from descend.lab.runner import Trace
+from descend.lab.surface import surface
 
 #: Line styles that tell apart several runs of one optimizer in one figure.
 DASHES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 3)))
