@@ -27,7 +27,7 @@ import torch
 
 from descend import functional, schedules
 from descend.optim.generated import optimizer_class
-from descend.rules import NAMES, RULES, RegistryView
+from descend.rules import NAMES, RegistryView
 from descend.suggest import unknown_name
 
 
@@ -323,15 +323,8 @@ class FunctionalOptimizerSpec(_Spec):
         return dict(self.arguments)
 
 
-def _functional_updates() -> dict[str, functional.FunctionalSpec]:
-    return {rule.course.name: functional.UPDATES.get(rule.course.name)
-            or functional.FunctionalSpec(rule)
-            for rule in RULES.values() if rule.course is not None}
-
-
-#: The functional updates a spec may name, by course name: :data:`descend.functional.UPDATES`,
-#: and one for any rule registered since it was built.
-FUNCTIONAL_UPDATES: Mapping[str, functional.FunctionalSpec] = RegistryView(_functional_updates)
+#: The functional updates a spec may name, by course name (read from the registry).
+FUNCTIONAL_UPDATES: Mapping[str, functional.FunctionalSpec] = functional.UPDATES
 
 
 def functional_names() -> list[str]:

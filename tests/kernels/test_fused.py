@@ -21,10 +21,17 @@ from descend.kernels import update_tensors
 from descend.kernels.fused import kernel_source, kernel_threads, update_tensors_fused
 from descend.kernels.table import WORK_ITEM, segments
 from descend.kernels.variant import variant_of
+from descend.optim.generated import optimizer_class
 from descend.rules import RULES
 from descend.rules.elementwise import sqrt
 from descend.rules.spec import Hyper, Rule, Slot
-from descend.testing import TOLERANCE, ErrorTracker, run_side_by_side
+from descend.testing import (
+    OPTION_GRID,
+    TOLERANCE,
+    ErrorTracker,
+    option_combinations,
+    run_side_by_side,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -187,22 +194,26 @@ def test_new_rule_gets_fused_kernel(centered):
 
 # -- optimizers: fused backend against the reference backend --------------------------------------
 
-CLASSES = {
-    "SGD": [dict(lr=0.05), dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1),
-            dict(lr=0.05, momentum=0.9, dampening=0.3, maximize=True)],
-    "Momentum": [dict(lr=0.05), dict(lr=0.05, momentum=0.5, weight_decay=0.1)],
-    "Nesterov": [dict(lr=0.05), dict(lr=0.05, maximize=True)],
-    "Adagrad": [dict(), dict(lr_decay=0.01, initial_accumulator_value=0.1, weight_decay=0.1)],
-    "RMSprop": [dict(), dict(centered=True, momentum=0.5, weight_decay=0.1)],
-    "Adam": [dict(lr=0.01), dict(lr=0.01, amsgrad=True, weight_decay=0.1)],
-    "AdamW": [dict(lr=0.01), dict(lr=0.01, amsgrad=True, maximize=True)],
-}
+def _fused_cases() -> dict[str, tuple[type, list[dict]]]:
+    """Every elementwise optimizer of the registry with its defaults, and the drop-in classes
+    with the options of their registry row's parity grid too (a new rule is in it unasked)."""
+    cases = {}
+    for rule in RULES.values():
+        if rule.stage is not None:  # a matrix stage runs on torch: covered by tests/optim
+            continue
+        name = optimizer_class(rule).__name__
+        grid = option_combinations(name) if name in OPTION_GRID else []
+        cases[name] = (optimizer_class(rule), [{}, *grid[1::max(1, len(grid) // 6)]])
+    return cases
+
+
+CLASSES = _fused_cases()
 
 
 @st.composite
 def optimizer_problems(draw):
     name = draw(st.sampled_from(list(CLASSES)))
-    options = dict(draw(st.sampled_from(CLASSES[name])))
+    options = dict(draw(st.sampled_from(CLASSES[name][1])))
     shapes = draw(st.lists(st.lists(st.integers(0, 9), max_size=3).map(tuple), min_size=1,
                            max_size=12))
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
@@ -213,7 +224,7 @@ def optimizer_problems(draw):
 @given(optimizer_problems())
 def test_fused_optimizers_match_reference_backend(problem):
     name, options, shapes, dtype, steps, seed = problem
-    cls = getattr(descend, name)
+    cls = CLASSES[name][0]
     param_error, state_error, *_ = run_side_by_side(
         lambda params: cls(params, backend="fused", **options),
         lambda params: cls(params, backend="reference", **options),

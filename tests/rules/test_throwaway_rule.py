@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 import torch
 
-from descend import rules, specs
+from descend import functional, rules, specs
 from descend.bench.protocol import make_contender
 from descend.lab import problems
 from descend.lab.loop import RuleStepper
 from descend.lab.palette import FAMILY_COLORS, family_of
+from descend.lab.playground import controls
 from descend.lab.runner import race
 from descend.optim.generated import optimizer_class
 from descend.rules.common import decay_rate, learning_rate, weight_decay
@@ -99,6 +100,7 @@ def test_unregistering_removes_it_everywhere():
     rules.unregister(SIGNUM)
     assert "signum" not in rules.RULES and "sign_momentum" not in rules.NAMES
     assert "signum" not in specs.OPTIMIZERS and "signum" not in FAMILY_COLORS
+    assert "signum" not in controls.PLAYGROUND_RULES and not hasattr(functional, "signum")
     with pytest.raises(ValueError, match="unknown optimizer"):
         specs.parse_optimizer("signum")
 
@@ -160,6 +162,7 @@ def test_functional_api_and_its_spec_run_it(signum):
     for g in grads:
         w, config = parsed.update(w, g, config)
     np.testing.assert_allclose(w, expected_path(x0, grads, 0.05, 0.9, 0.0), rtol=1e-12)
+    assert functional.signum is functional.UPDATES["signum"] is parsed.update
 
 
 def test_specs_and_the_benchmark_find_it(signum):
@@ -182,6 +185,8 @@ def test_the_lab_races_and_colours_it(signum):
     assert family_of("functional.signum") == family_of("sign_momentum") == "signum"
     stepper = RuleStepper(signum, {"lr": 0.01}, np.array([1.0, -1.0]))
     assert np.all(np.isfinite(stepper.step(np.array([1.0, -1.0]), np.array([0.3, -0.2]))))
+    rule, hypers = controls.parse_rule("signum:lr=0.01")
+    assert rule is signum and hypers["beta"] == 0.9
 
 
 def test_its_class_documents_itself(signum):

@@ -43,6 +43,7 @@ import numpy as np
 from descend import rules
 from descend.kernels.numpy import step_array
 from descend.kernels.state import StepState
+from descend.rules.registry import RegistryView
 from descend.rules.spec import CourseForm, Rule
 
 Update = Callable[[np.ndarray, np.ndarray, "dict[str, Any] | None"], "tuple[np.ndarray, dict]"]
@@ -161,11 +162,35 @@ class FunctionalSpec:
         return hypers
 
 
-#: Every functional update by its course name, in the registry's order.
-UPDATES: dict[str, FunctionalSpec] = {
-    rule.course.name: FunctionalSpec(rule) for rule in rules.RULES.values()
-    if rule.course is not None
-}
-globals().update(UPDATES)
+_specs: dict[int, FunctionalSpec] = {}
 
-__all__ = ["UPDATES", "FunctionalSpec", *UPDATES]
+
+def _updates() -> dict[str, FunctionalSpec]:
+    found = {}
+    for rule in rules.RULES.values():
+        if rule.course is not None:
+            spec = _specs.get(id(rule))
+            if spec is None or spec.rule is not rule:
+                spec = _specs[id(rule)] = FunctionalSpec(rule)
+            found[rule.course.name] = spec
+    return found
+
+
+#: Every functional update by its course name, in the registry's order; read from the registry
+#: each time, so a rule registered later (a plugin, a test) has its update too.
+UPDATES: Mapping[str, FunctionalSpec] = RegistryView(_updates)
+
+
+def __getattr__(name: str) -> FunctionalSpec:
+    """``descend.functional.adam`` and every other update, looked up in :data:`UPDATES`."""
+    try:
+        return UPDATES[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *UPDATES})
+
+
+__all__ = ["UPDATES", "FunctionalSpec", *_updates()]

@@ -176,8 +176,9 @@ def build_problem(spec: str) -> problems.Problem:
 #: The rules the page offers: every rule that steps a vector. A rule with a matrix stage
 #: (Muon orthogonalizes 2-D weights) has no meaning on a 2-D point; the tour's section on the
 #: newer methods runs it on a matrix problem.
-PLAYGROUND_RULES: dict[str, Rule] = {
-    name: rule for name, rule in rules.RULES.items() if rule.stage is None}
+#: Read from the registry each time, so a rule registered later is offered too.
+PLAYGROUND_RULES: Mapping[str, Rule] = rules.RegistryView(
+    lambda: {name: rule for name, rule in rules.RULES.items() if rule.stage is None})
 
 
 def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
