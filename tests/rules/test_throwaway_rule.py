@@ -24,6 +24,7 @@ from descend.lab import problems
 from descend.lab.loop import RuleStepper
 from descend.lab.palette import FAMILY_COLORS, family_of
 from descend.lab.runner import race
+from descend.optim import optimizer_classes
 from descend.optim.generated import optimizer_class
 from descend.rules.common import decay_rate, learning_rate, weight_decay
 from descend.rules.elementwise import lerp, sign
@@ -128,7 +129,8 @@ def test_triton_interpreter_runs_it():
     script = textwrap.dedent("""
         import numpy as np, torch
         from descend import rules
-        from descend.optim.generated import optimizer_class
+        from descend.optim import optimizer_classes
+from descend.optim.generated import optimizer_class
         from tests.rules.test_throwaway_rule import SIGNUM, _gradients, expected_path
         rules.register(SIGNUM)
         grads = _gradients((37,), 4)
@@ -185,6 +187,7 @@ def test_the_lab_races_and_colours_it(signum):
 
 
 def test_its_class_documents_itself(signum):
+    assert optimizer_classes()["signum"] is optimizer_class(signum)
     doc = optimizer_class(signum).__doc__
     assert "x <- x - lr * (sign(m) + weight_decay * x)" in doc
     assert "beta: decay rate of the momentum m; default 0.9; ``0 <= beta < 1``." in doc
