@@ -129,8 +129,7 @@ def test_triton_interpreter_runs_it():
     script = textwrap.dedent("""
         import numpy as np, torch
         from descend import rules
-        from descend.optim import optimizer_classes
-from descend.optim.generated import optimizer_class
+        from descend.optim.generated import optimizer_class
         from tests.rules.test_throwaway_rule import SIGNUM, _gradients, expected_path
         rules.register(SIGNUM)
         grads = _gradients((37,), 4)
