@@ -25,6 +25,7 @@ from descend.lab.loop import RuleStepper
 from descend.lab.palette import FAMILY_COLORS, family_of
 from descend.lab.playground import controls
 from descend.lab.runner import race
+from descend.optim import optimizer_classes
 from descend.optim.generated import optimizer_class
 from descend.rules.common import decay_rate, learning_rate, weight_decay
 from descend.rules.elementwise import lerp, sign
@@ -190,6 +191,7 @@ def test_the_lab_races_and_colours_it(signum):
 
 
 def test_its_class_documents_itself(signum):
+    assert optimizer_classes()["signum"] is optimizer_class(signum)
     doc = optimizer_class(signum).__doc__
     assert "x <- x - lr * (sign(m) + weight_decay * x)" in doc
     assert "beta: decay rate of the momentum m; default 0.9; ``0 <= beta < 1``." in doc

@@ -11,6 +11,7 @@ from __future__ import annotations
 from descend.optim import classes as _classes
 from descend.optim.averaging import WeightAverage
 from descend.optim.base import NonFiniteGradientError, RuleOptimizer
+from descend.optim.generated import optimizer_class
 from descend.optim.lbfgs import LBFGS
 from descend.optim.modes import evaluation_mode
 from descend.optim.scheduling import ScheduledLR
@@ -26,6 +27,8 @@ def optimizer_classes() -> dict[str, type[RuleOptimizer]]:
     """Every name a rule goes by (``adam``, ``sgd_momentum``, ``momentum``, ...) -> its class.
 
     A rule whose class is subclassed (``Adam`` by ``AdamW``) maps to the class that declares it.
+    A rule with no written class (one registered at run time) maps to the class
+    :func:`~descend.optim.generated.optimizer_class` makes from it.
     """
     by_rule: dict[str, type[RuleOptimizer]] = {}
     for cls in CLASSES.values():
@@ -38,10 +41,9 @@ def optimizer_classes() -> dict[str, type[RuleOptimizer]]:
 
     names: dict[str, type[RuleOptimizer]] = {}
     for rule in RULES.values():
-        cls = by_rule.get(rule.name)
-        if cls is not None:
-            for name in (rule.name, *rule.aliases):
-                names[name] = cls
+        runs_rule = by_rule.get(rule.name) or optimizer_class(rule)
+        for name in (rule.name, *rule.aliases):
+            names[name] = runs_rule
     return names
 
 

@@ -6,8 +6,9 @@ while the optimizer keeps training the raw ones. Works with any optimizer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -67,12 +68,12 @@ class WeightAverage:
                 for param, saved in zip(self.params, raw, strict=True):
                     param.copy_(saved)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """The averages, the count and the decay, for checkpoints."""
         return {"decay": self.decay, "count": self.count,
                 "averages": [a.clone() for a in self.averages]}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         averages = state["averages"]
         if len(averages) != len(self.averages):

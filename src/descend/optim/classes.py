@@ -18,16 +18,25 @@ accepted for compatibility; descend picks its own executor through ``backend``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
+from torch.optim.optimizer import ParamsT
 
-from descend import rules
 from descend.optim.base import RuleOptimizer
 from descend.optim.docstrings import document
+from descend.rules.adagrad import ADAGRAD
+from descend.rules.adam import ADAM, ADAMW
 from descend.rules.elementwise import bind
-from descend.rules.schedulefree import evaluation_point, training_point
+from descend.rules.lion import LION
+from descend.rules.momentum import NESTEROV, SGD_MOMENTUM
+from descend.rules.muon import MUON, NS_COEFFICIENTS, NS_EPS, NS_STEPS
+from descend.rules.nadam import NADAM
+from descend.rules.radam import RADAM
+from descend.rules.rmsprop import RMSPROP
+from descend.rules.schedulefree import SF_ADAMW, SF_SGD, evaluation_point, training_point
+from descend.rules.sgd import SGD as SGD_RULE
 from descend.rules.spec import Hyper, Rule
 
 
@@ -37,11 +46,11 @@ class SGD(RuleOptimizer, torch.optim.SGD):
     With ``momentum = 0`` this is the notes' plain SGD, ``x <- x - lr * g``.
     """
 
-    rule = rules.SGD
+    rule = SGD_RULE
     torch_equivalent = ("torch.optim.SGD", {})
     sparse_gradients = "dense"
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0,
+    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
                  maximize: bool = False, foreach: bool | None = None,
                  differentiable: bool = False, fused: bool | None = None,
@@ -62,10 +71,10 @@ class Momentum(RuleOptimizer):
     momentum must stay below 1 to converge.
     """
 
-    rule = rules.SGD_MOMENTUM
+    rule = SGD_MOMENTUM
     torch_equivalent = ("torch.optim.SGD", {})
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.9,
+    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float = 0, *, maximize: bool = False,
                  nonfinite: str = "propagate", backend: str = "auto") -> None:
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, maximize=maximize)
@@ -79,19 +88,19 @@ class Nesterov(Momentum):
     like :class:`Momentum`, a change of alpha affects only new gradients.
     """
 
-    rule = rules.NESTEROV
+    rule = NESTEROV
     torch_equivalent = ("torch.optim.SGD", {"nesterov": True})
 
 
 class Adagrad(RuleOptimizer, torch.optim.Adagrad):
     """AdaGrad; drop-in for ``torch.optim.Adagrad``."""
 
-    rule = rules.ADAGRAD
+    rule = ADAGRAD
     torch_equivalent = ("torch.optim.Adagrad", {})
     eager_state = True
     sparse_gradients = "entries"
 
-    def __init__(self, params: Iterable, lr: float = 1e-2, lr_decay: float = 0,
+    def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = 0,
                  eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
@@ -105,10 +114,10 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
 class RMSprop(RuleOptimizer, torch.optim.RMSprop):
     """RMSProp; drop-in for ``torch.optim.RMSprop`` (``alpha`` is the notes' decay rate rho)."""
 
-    rule = rules.RMSPROP
+    rule = RMSPROP
     torch_equivalent = ("torch.optim.RMSprop", {})
 
-    def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.99,
+    def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
                  centered: bool = False, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False,
@@ -126,10 +135,10 @@ class Adam(RuleOptimizer, torch.optim.Adam):
     ``decoupled_weight_decay=True`` decays the weights as :class:`AdamW` does.
     """
 
-    rule = rules.ADAM
+    rule = ADAM
     torch_equivalent = ("torch.optim.Adam", {})
 
-    def __init__(self, params: Iterable, lr: float = 1e-3,
+    def __init__(self, params: ParamsT, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, amsgrad: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
@@ -149,10 +158,10 @@ class AdamW(Adam, torch.optim.AdamW):
     The decay is always decoupled: ``x <- x * (1 - lr * weight_decay)`` before the Adam step.
     """
 
-    rule = rules.ADAMW
+    rule = ADAMW
     torch_equivalent = ("torch.optim.AdamW", {})
 
-    def __init__(self, params: Iterable, lr: float = 1e-3,
+    def __init__(self, params: ParamsT, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, capturable: bool = False,
@@ -171,10 +180,10 @@ class NAdam(RuleOptimizer, torch.optim.NAdam):
     ``exp_avg`` and ``exp_avg_sq``.
     """
 
-    rule = rules.NADAM
+    rule = NADAM
     torch_equivalent = ("torch.optim.NAdam", {})
 
-    def __init__(self, params: Iterable, lr: float = 2e-3,
+    def __init__(self, params: ParamsT, lr: float = 2e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
@@ -190,10 +199,10 @@ class NAdam(RuleOptimizer, torch.optim.NAdam):
 class RAdam(RuleOptimizer, torch.optim.RAdam):
     """RAdam (rectified Adam); drop-in for ``torch.optim.RAdam``."""
 
-    rule = rules.RADAM
+    rule = RADAM
     torch_equivalent = ("torch.optim.RAdam", {})
 
-    def __init__(self, params: Iterable, lr: float = 1e-3,
+    def __init__(self, params: ParamsT, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
@@ -218,7 +227,7 @@ class Lion(RuleOptimizer):
     Its learning rate is typically 3-10x smaller than AdamW's, its weight decay 3-10x larger.
     """
 
-    rule = rules.LION
+    rule = LION
     argument_docs: ClassVar[dict[str, Hyper | str]] = {
         "use_triton": "accepted for compatibility; descend chooses its executor with "
                       "``backend``.",
@@ -227,7 +236,7 @@ class Lion(RuleOptimizer):
     extra_settings = ("decoupled_weight_decay", "initial_lr")
     complex_parameters = False  # lion_pytorch's sign of a complex number is z / |z|
 
-    def __init__(self, params: Iterable, lr: float = 1e-4,
+    def __init__(self, params: ParamsT, lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
                  use_triton: bool = False, decoupled_weight_decay: bool = False, *,
                  nonfinite: str = "propagate", backend: str = "auto") -> None:
@@ -307,7 +316,7 @@ class _ScheduleFree(RuleOptimizer):
                     param.copy_(to_y(param, state["z"], beta=beta))
             group["train_mode"] = True
 
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step (train mode only; ``RuntimeError`` in eval mode, before any change)."""
         if not all(group["train_mode"] for group in self.param_groups):
             raise RuntimeError(f"{type(self).__name__} is in eval mode (its parameters hold "
@@ -325,10 +334,10 @@ class SGDScheduleFree(_ScheduleFree):
     for ``train()``/``eval()`` and checkpoints.
     """
 
-    rule = rules.SF_SGD
+    rule = SF_SGD
     interpolation = "momentum"
 
-    def __init__(self, params: Iterable, lr: float = 1.0, momentum: float = 0.9,
+    def __init__(self, params: ParamsT, lr: float = 1.0, momentum: float = 0.9,
                  weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
                  weight_lr_power: float = 2, foreach: bool | None = True, *,
                  nonfinite: str = "propagate", backend: str = "auto") -> None:
@@ -346,10 +355,10 @@ class AdamWScheduleFree(_ScheduleFree):
     between z and x.
     """
 
-    rule = rules.SF_ADAMW
+    rule = SF_ADAMW
     interpolation = "beta1"
 
-    def __init__(self, params: Iterable, lr: float = 0.0025,
+    def __init__(self, params: ParamsT, lr: float = 0.0025,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
                  weight_lr_power: float = 2.0, foreach: bool | None = True, *,
@@ -362,9 +371,9 @@ class AdamWScheduleFree(_ScheduleFree):
 
 
 #: What a param group with ``use_muon=False`` starts from: ``torch.optim.AdamW``'s defaults.
-MUON_AUXILIARY_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                               amsgrad=False, maximize=False, foreach=None, capturable=False,
-                               differentiable=False, fused=None, decoupled_weight_decay=True)
+MUON_AUXILIARY_DEFAULTS: dict[str, Any] = dict(
+    lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
+    foreach=None, capturable=False, differentiable=False, fused=None, decoupled_weight_decay=True)
 
 
 class Muon(RuleOptimizer, torch.optim.Muon):
@@ -385,15 +394,15 @@ class Muon(RuleOptimizer, torch.optim.Muon):
         ])
     """
 
-    rule = rules.MUON
+    rule = MUON
     torch_equivalent = ("torch.optim.Muon", {})
     stage_hint = ("; give the other parameters to AdamW in a param group with "
                   "use_muon=False")
 
-    def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float = 0.1,
+    def __init__(self, params: ParamsT, lr: float = 1e-3, weight_decay: float = 0.1,
                  momentum: float = 0.95, nesterov: bool = True,
-                 ns_coefficients: tuple[float, float, float] = rules.muon.NS_COEFFICIENTS,
-                 eps: float = rules.muon.NS_EPS, ns_steps: int = rules.muon.NS_STEPS,
+                 ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+                 eps: float = NS_EPS, ns_steps: int = NS_STEPS,
                  adjust_lr_fn: str | None = None, *, nonfinite: str = "propagate",
                  backend: str = "auto") -> None:
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
@@ -402,7 +411,7 @@ class Muon(RuleOptimizer, torch.optim.Muon):
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
     @staticmethod
-    def split_parameters(params: Iterable) -> list[dict[str, Any]]:
+    def split_parameters(params: ParamsT) -> list[dict[str, Any]]:
         """A model's parameters as Muon's usual recipe groups them: the 2-D ones in a Muon
         group, every other one in a ``use_muon=False`` (AdamW) group; empty groups are left
         out. Param-group dicts pass through unchanged::
@@ -412,19 +421,20 @@ class Muon(RuleOptimizer, torch.optim.Muon):
         (The output layer and embeddings are 2-D too; give them their own AdamW group by
         hand where that matters.)
         """
-        items = list(params)
+        # Tensors, or param-group dicts (which pass through): what torch.optim accepts.
+        items: list[Any] = list(params)
         if any(isinstance(item, Mapping) for item in items):
             return items
         matrices = [p for p in items if getattr(p, "ndim", None) == 2 and not p.is_complex()]
         others = [p for p in items if not any(p is m for m in matrices)]
-        groups = [{"params": matrices}] if matrices else []
+        groups: list[dict[str, Any]] = [{"params": matrices}] if matrices else []
         if others:
             groups.append({"params": others, "use_muon": False})
         return groups
 
     def rule_for(self, group: Mapping[str, Any]) -> Rule:
         """Muon's rule, or AdamW's for a group with ``use_muon=False``."""
-        return rules.MUON if _uses_muon(group) else rules.ADAMW
+        return MUON if _uses_muon(group) else ADAMW
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group; one with ``use_muon=False`` starts from AdamW's defaults."""
@@ -437,7 +447,8 @@ _USE_MUON = Hyper("use_muon", True, "step the group with Muon (else with AdamW)"
 
 
 def _uses_muon(group: Mapping[str, Any]) -> bool:
-    return _USE_MUON.check(group.get("use_muon", True))
+    uses_muon: bool = _USE_MUON.check(group.get("use_muon", True))  # a flag's check gives a bool
+    return uses_muon
 
 
 #: Every optimizer class defined in this module, exported as ``descend.<Class>``.

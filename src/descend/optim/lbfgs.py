@@ -10,10 +10,11 @@ runs on NumPy vectors; here they run on flat torch tensors, operation for operat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.optim.optimizer import ParamsT
 
 from descend.rules.spec import Hyper
 from descend.secondorder.lbfgs import two_loop
@@ -98,7 +99,7 @@ class LBFGS(torch.optim.Optimizer):
     so state dicts load both ways.
     """
 
-    def __init__(self, params: Iterable, lr: float | torch.Tensor = 1, max_iter: int = 20,
+    def __init__(self, params: ParamsT, lr: float | torch.Tensor = 1, max_iter: int = 20,
                  max_eval: int | None = None, tolerance_grad: float = 1e-7,
                  tolerance_change: float = 1e-9, history_size: int = 100,
                  line_search_fn: str | None = None, *, nonfinite: str = "raise") -> None:
@@ -284,7 +285,8 @@ class LBFGS(torch.optim.Optimizer):
             if line_search_fn is not None:
                 x_init = self._clone_param()
 
-                def phi(step: Any, x_init: list = x_init, d: torch.Tensor = d) -> tuple:
+                def phi(step: Any, x_init: list[torch.Tensor] = x_init, d: torch.Tensor = d,
+                        ) -> tuple[float, torch.Tensor, torch.Tensor]:
                     self._add_grad(step, d)
                     trial_loss = float(closure())
                     trial_grad = self._gather_flat_grad()

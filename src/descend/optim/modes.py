@@ -4,8 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, Protocol, TypeGuard
 
 import torch
+
+
+class _ModeSwitch(Protocol):
+    """An optimizer with a ``train()``/``eval()`` switch (Schedule-Free)."""
+
+    param_groups: list[dict[str, Any]]
+
+    def eval(self) -> object:
+        """Move the parameters to the weights meant for evaluation."""
+
+    def train(self) -> object:
+        """Move the parameters back to the weights meant for training."""
+
+
+def _has_mode_switch(optimizer: object) -> TypeGuard[_ModeSwitch]:
+    """Whether ``optimizer`` has callable ``eval()`` and ``train()`` methods."""
+    return (callable(getattr(optimizer, "eval", None))
+            and callable(getattr(optimizer, "train", None)))
 
 
 @contextmanager
@@ -22,14 +41,14 @@ def evaluation_mode(optimizer: torch.optim.Optimizer) -> Iterator[torch.optim.Op
         with evaluation_mode(optimizer):
             validation_loss = evaluate(model)
     """
-    if not (callable(getattr(optimizer, "eval", None))
-            and callable(getattr(optimizer, "train", None))):
+    switch: object = optimizer  # the same object, seen through its train()/eval() switch
+    if not _has_mode_switch(switch):
         yield optimizer
         return
-    training = all(group.get("train_mode", True) for group in optimizer.param_groups)
-    optimizer.eval()
+    training = all(group.get("train_mode", True) for group in switch.param_groups)
+    switch.eval()
     try:
         yield optimizer
     finally:
         if training:
-            optimizer.train()
+            switch.train()

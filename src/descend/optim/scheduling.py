@@ -32,6 +32,7 @@ class ScheduledLR(LRScheduler):
         self.schedules = schedules
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self) -> list[float]:
-        """The learning rate of each group at the current count."""
+    def get_lr(self) -> list[float | torch.Tensor]:
+        """The learning rate of each group at the current count (a float each; the type is
+        torch's, whose schedulers may give tensors)."""
         return [float(schedule(self.last_epoch)) for schedule in self.schedules]

@@ -31,19 +31,25 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
 
-def _dtensor_class() -> type | None:
+
+def _dtensor_class() -> type[DTensor] | None:
     """``DTensor``, if anything has imported it (else no tensor can be one, and importing
     ``torch.distributed.tensor`` here would only slow down ``import descend``)."""
     module = sys.modules.get("torch.distributed.tensor._api")
-    return None if module is None else module.DTensor
+    if module is None:
+        return None
+    dtensor: type[DTensor] = module.DTensor
+    return dtensor
 
 
-def is_dtensor(tensor: Any) -> bool:
+def is_dtensor(tensor: object) -> TypeGuard[DTensor]:
     """Whether ``tensor`` is a DTensor (a distributed tensor's local wrapper)."""
     cls = _dtensor_class()
     return cls is not None and isinstance(tensor, cls)
@@ -150,12 +156,15 @@ def local_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
         if cls is not None and isinstance(param, cls) and isinstance(grad, cls):
             # The common case, every step: compare the specs (a DTensor's own properties,
             # shape included, cost ten times more, and a mesh comparison more still).
+            # (A DTensor's spec always has its tensor_meta; without one, check in full.)
             ours, theirs = param._spec, grad._spec
+            our_meta, their_meta = ours.tensor_meta, theirs.tensor_meta
             if (ours.mesh is theirs.mesh
                     and (ours.placements is theirs.placements
                          or ours.placements == theirs.placements)
-                    and ours.tensor_meta.shape == theirs.tensor_meta.shape
-                    and ours.tensor_meta.dtype == theirs.tensor_meta.dtype):
+                    and our_meta is not None and their_meta is not None
+                    and our_meta.shape == their_meta.shape
+                    and our_meta.dtype == their_meta.dtype):
                 continue
         check_gradient(param, grad, label)
         if grad.shape != param.shape or grad.dtype != param.dtype:

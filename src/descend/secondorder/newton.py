@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from descend.secondorder._descent import descend_with
-from descend.secondorder.objective import Objective
+from descend.secondorder.objective import HessianObjective, Objective
 from descend.secondorder.result import NonFiniteError, OptimizeResult
 
 
@@ -54,7 +54,13 @@ class NewtonDirection:
         self.extras: dict[str, Any] = {"nhev": 0, "damped_steps": 0, "shifts": []}
 
     def direction(self, x: np.ndarray, g: np.ndarray, objective: Objective) -> np.ndarray:
-        """The damped Newton direction; ``NonFiniteError`` if the Hessian holds inf or NaN."""
+        """The damped Newton direction; ``NonFiniteError`` if the Hessian holds inf or NaN,
+        ``TypeError`` if ``objective`` is no :class:`HessianObjective`."""
+        # Any Direction is handed a plain Objective; whether it has a Hessian is known only now.
+        if not isinstance(objective, HessianObjective):
+            raise TypeError(f"Newton's method needs the Hessian, and the objective "
+                            f"({type(objective).__name__}) has no hessian(x) method: give it "
+                            "one, or use a quasi-Newton method (bfgs, lbfgs)")
         hessian = np.asarray(objective.hessian(x), dtype=np.float64)
         self.extras["nhev"] += 1
         if hessian.shape != (len(x), len(x)):
