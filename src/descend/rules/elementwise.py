@@ -60,6 +60,8 @@ def numpy_fma(a: Element, b: Element, c: Element) -> Element:
 #: CPU ``sqrt`` is not: see :mod:`descend.kernels.torch_support`).
 #: ``numba`` compiles NumPy's scalar functions; ``triton`` binds ``@triton.jit`` wrappers of
 #: ``triton.language`` (its interpreter needs jitted functions, not the builtins themselves).
+# A table, one row per primitive and one column per executor: kept as laid out.
+# fmt: off
 PRIMITIVES: dict[str, dict[str, str]] = {
     name: dict(zip(EXECUTORS, row, strict=True)) for name, row in {
         #           numpy            torch            numba            triton
@@ -72,6 +74,7 @@ PRIMITIVES: dict[str, dict[str, str]] = {
         "fma":     ("descend.rules.elementwise:numpy_fma", "descend.kernels.torch_support:fma", "descend.kernels._numba_support:fma", "descend.kernels.triton_support:fma"),  # noqa: E501
     }.items()
 }
+# fmt: on
 
 #: Registered helpers by name (see :func:`helper`).
 HELPERS: dict[str, Function] = {}
