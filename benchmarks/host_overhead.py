@@ -39,13 +39,16 @@ def _optimizer(shapes: list[tuple[int, ...]], name: str) -> tuple[torch.optim.Op
     return optimizer, params
 
 
-def interleaved(functions: dict[str, Callable[[], object]], repeats: int,
-                clock: Callable[[], float] = time.process_time) -> dict[str, float]:
+def interleaved(
+    functions: dict[str, Callable[[], object]],
+    repeats: int,
+    clock: Callable[[], float] = time.process_time,
+) -> dict[str, float]:
     """Median seconds of each function on ``clock``, timed in rotating order."""
     samples: dict[str, list[float]] = {name: [] for name in functions}
     names = list(functions)
     for round_index in range(repeats):
-        for name in names[round_index % len(names):] + names[:round_index % len(names)]:
+        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
             start = clock()
             functions[name]()
             samples[name].append(clock() - start)
@@ -59,8 +62,9 @@ def main() -> None:
     fused = get_executor("fused")
     launch = type(fused).launch
     print("CPU time of the process, medians of interleaved rounds")
-    print("| case | optimizer | full step (ms) | host part (ms) | host us per tensor | "
-          "host share |")
+    print(
+        "| case | optimizer | full step (ms) | host part (ms) | host us per tensor | host share |"
+    )
     print("|---|---|---|---|---|---|")
     for case, shapes in _cases().items():
         for name in ("Adam", "SGD"):
@@ -75,8 +79,10 @@ def main() -> None:
 
             times = interleaved({"full": optimizer.step, "host": host_only}, args.repeats)
             full, host = times["full"], times["host"]
-            print(f"| {case} | {name} | {full * 1e3:.3f} | {host * 1e3:.3f} | "
-                  f"{host / len(params) * 1e6:.2f} | {100 * host / full:.1f}% |")
+            print(
+                f"| {case} | {name} | {full * 1e3:.3f} | {host * 1e3:.3f} | "
+                f"{host / len(params) * 1e6:.2f} | {100 * host / full:.1f}% |"
+            )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ from descend.bench.data import mnist1d_arrays
 from descend.bench.models import MNIST1DConv, mlp
 
 PUBLISHED = {"logistic": 0.32, "mlp": 0.68, "cnn": 0.94}
-MODELS = {"logistic": lambda: mlp([40, 10]), "mlp": lambda: mlp([40, 100, 100, 10]),
-          "cnn": MNIST1DConv}
+MODELS = {
+    "logistic": lambda: mlp([40, 10]),
+    "mlp": lambda: mlp([40, 100, 100, 10]),
+    "cnn": MNIST1DConv,
+}
 
 
 def run(name: str, steps: int, seed: int) -> tuple[float, float]:
@@ -58,8 +61,10 @@ def main() -> None:
         results = [run(name, arguments.steps, seed) for seed in range(arguments.seeds)]
         accuracies = np.array([accuracy for accuracy, _ in results])
         seconds = np.mean([second for _, second in results])
-        print(f"{name:10} {accuracies.mean() * 100:21.1f} ± {accuracies.std() * 100:4.1f}"
-              f" {PUBLISHED[name] * 100:9.0f}% {seconds:7.1f}")
+        print(
+            f"{name:10} {accuracies.mean() * 100:21.1f} ± {accuracies.std() * 100:4.1f}"
+            f" {PUBLISHED[name] * 100:9.0f}% {seconds:7.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ SHAPES = [(), (1,), (7, 3), (5,), (2, 3, 4), (33,)]
 def main() -> None:
     """Print the table."""
     table = Table(title="descend vs torch.optim: worst relative difference over 100 steps")
-    for column in ("class", "backend", "dtype", "combinations", "parameters", "state",
-                   "tolerance"):
-        table.add_column(column, justify="left" if column in ("class", "backend",
-                                                               "dtype") else "right")
+    for column in ("class", "backend", "dtype", "combinations", "parameters", "state", "tolerance"):
+        table.add_column(
+            column, justify="left" if column in ("class", "backend", "dtype") else "right"
+        )
     for name in OPTION_GRID:
         for backend in ("reference", "fused"):
             for dtype in (torch.float32, torch.float64):
@@ -43,14 +43,25 @@ def main() -> None:
                     groups = [{}, {"lr": options["lr"] * 0.5}]
                     param_error, state_error, *_ = run_side_by_side(
                         lambda params, o=options, n=name, b=backend: descend_class(n)(
-                            params, backend=b, **o),
+                            params, backend=b, **o
+                        ),
                         lambda params, o=options, n=name: torch_class(n)(params, **o),
-                        SHAPES, dtype, steps=100, group_options=groups)
+                        SHAPES,
+                        dtype,
+                        steps=100,
+                        group_options=groups,
+                    )
                     worst_param = max(worst_param, param_error)
                     worst_state = max(worst_state, state_error)
-                table.add_row(name, backend, str(dtype).removeprefix("torch."),
-                              str(len(combinations)), f"{worst_param:.2e}", f"{worst_state:.2e}",
-                              f"{TOLERANCE[dtype]:.0e}")
+                table.add_row(
+                    name,
+                    backend,
+                    str(dtype).removeprefix("torch."),
+                    str(len(combinations)),
+                    f"{worst_param:.2e}",
+                    f"{worst_state:.2e}",
+                    f"{TOLERANCE[dtype]:.0e}",
+                )
     Console().print(table)
 
 

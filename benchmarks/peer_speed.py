@@ -74,8 +74,10 @@ HYPERS: dict[str, dict[str, Any]] = {
 }
 #: float32 words a step moves per element: p read and written, g read, each slot read and
 #: written (from the rule, as step_speed.py counts them).
-WORDS = {"adam": Contender("adam", descend.Adam).words(),
-         "lion": Contender("lion", descend.Lion).words()}
+WORDS = {
+    "adam": Contender("adam", descend.Adam).words(),
+    "lion": Contender("lion", descend.Lion).words(),
+}
 #: Largest parity figure still taken as float32 rounding. Implementations of the same formula
 #: in float32 land near 1e-6 here; a different formula (eps inside the square root, or a clamp
 #: instead of a sum) moves the tiny-gradient elements by a sizeable share of a step.
@@ -99,8 +101,12 @@ _HEAVYBALL_COMPILE_MODE: list[Any] = []
 class Stepper:
     """One contender's optimizer over its own copy of the parameters, behind one interface."""
 
-    def __init__(self, params: list[torch.Tensor], optimizer: Any,
-                 before_step: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        params: list[torch.Tensor],
+        optimizer: Any,
+        before_step: Callable[[], None] | None = None,
+    ) -> None:
         self.params = params
         self.optimizer = optimizer
         self.before_step = before_step
@@ -132,8 +138,9 @@ class OptaxStepper(Stepper):
 
         self._jax, self._jnp = jax, jnp
         self.arrays = [jnp.array(param.detach().numpy().copy()) for param in params]
-        self.grads = [jnp.array(param.grad.numpy().copy()) for param in params
-                      if param.grad is not None]
+        self.grads = [
+            jnp.array(param.grad.numpy().copy()) for param in params if param.grad is not None
+        ]
         self.state = transform.init(self.arrays)
 
         def update(arrays: list, state: Any, grads: list) -> tuple[list, Any]:
@@ -284,14 +291,21 @@ def parity_problem(seed: int = 1) -> tuple[list[torch.Tensor], list[list[torch.T
     start = [0.01 * torch.randn(shape, generator=generator) for shape in PARITY_SHAPES]
     grads = []
     for _ in range(PARITY_STEPS):
-        grads.append([torch.randn(shape, generator=generator)
-                      * 10.0 ** (-7 * torch.rand(shape, generator=generator))
-                      for shape in PARITY_SHAPES])
+        grads.append(
+            [
+                torch.randn(shape, generator=generator)
+                * 10.0 ** (-7 * torch.rand(shape, generator=generator))
+                for shape in PARITY_SHAPES
+            ]
+        )
     return start, grads
 
 
-def run_steps(peer_build: Callable[[list[torch.Tensor]], Stepper], start: list[torch.Tensor],
-              grads: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+def run_steps(
+    peer_build: Callable[[list[torch.Tensor]], Stepper],
+    start: list[torch.Tensor],
+    grads: list[list[torch.Tensor]],
+) -> list[torch.Tensor]:
     """The parameters after stepping a fresh copy of ``start`` with each list of ``grads``."""
     params = [value.clone().requires_grad_() for value in start]
     for param, grad in zip(params, grads[0], strict=True):
@@ -303,8 +317,10 @@ def run_steps(peer_build: Callable[[list[torch.Tensor]], Stepper], start: list[t
     return stepper.values()
 
 
-def lion_closed_form(start: list[torch.Tensor], grads: list[list[torch.Tensor]],
-                     ) -> list[torch.Tensor]:
+def lion_closed_form(
+    start: list[torch.Tensor],
+    grads: list[list[torch.Tensor]],
+) -> list[torch.Tensor]:
     """Lion (Chen et al. 2023, Algorithm 2, no weight decay) in float64."""
     lr, (beta1, beta2) = HYPERS["lion"]["lr"], HYPERS["lion"]["betas"]
     params = [value.double() for value in start]
@@ -318,8 +334,11 @@ def lion_closed_form(start: list[torch.Tensor], grads: list[list[torch.Tensor]],
     return params
 
 
-def reference(family: str, start: list[torch.Tensor], grads: list[list[torch.Tensor]],
-              ) -> list[torch.Tensor]:
+def reference(
+    family: str,
+    start: list[torch.Tensor],
+    grads: list[list[torch.Tensor]],
+) -> list[torch.Tensor]:
     """The parameters the reference reaches: torch.optim.Adam's for-loop, or Lion's closed
     form."""
     if family == "adam":
@@ -333,10 +352,12 @@ def parity(build: Callable[[list[torch.Tensor]], Stepper], family: str) -> float
     start, grads = parity_problem()
     ours = run_steps(build, start, grads)
     theirs = reference(family, start, grads)
-    difference = max(float((a.double() - b.double()).abs().max()) for a, b in
-                     zip(ours, theirs, strict=True))
-    scale = max(float((b.double() - s.double()).abs().max()) for b, s in
-                zip(theirs, start, strict=True))
+    difference = max(
+        float((a.double() - b.double()).abs().max()) for a, b in zip(ours, theirs, strict=True)
+    )
+    scale = max(
+        float((b.double() - s.double()).abs().max()) for b, s in zip(theirs, start, strict=True)
+    )
     return difference / scale
 
 
@@ -345,8 +366,10 @@ def parity(build: Callable[[list[torch.Tensor]], Stepper], family: str) -> float
 
 def rotations(count: int, rounds: int) -> list[list[int]]:
     """The order of each round: 0..count-1 rotated by one more place every round."""
-    return [[(start + offset) % count for offset in range(count)]
-            for start in (index % count for index in range(rounds))]
+    return [
+        [(start + offset) % count for offset in range(count)]
+        for start in (index % count for index in range(rounds))
+    ]
 
 
 def wait_for_kernels() -> None:
@@ -369,8 +392,12 @@ def steps_per_sample(stepper: Stepper, sample_seconds: float, limit: int = 50) -
     return max(1, min(limit, round(sample_seconds / max(once, 1e-6))))
 
 
-def interleaved(steppers: dict[str, Stepper], counts: dict[str, int], rounds: int,
-                progress: Callable[[int], None] = lambda _: None) -> dict[str, list[float]]:
+def interleaved(
+    steppers: dict[str, Stepper],
+    counts: dict[str, int],
+    rounds: int,
+    progress: Callable[[int], None] = lambda _: None,
+) -> dict[str, list[float]]:
     """Seconds per step of each contender: one sample per round, in rotating order."""
     names = list(steppers)
     samples: dict[str, list[float]] = {name: [] for name in names}
@@ -393,12 +420,18 @@ def thread_environment(threads: int) -> dict[str, str]:
     """The environment of a worker that runs every executor on ``threads`` threads."""
     environment = dict(os.environ)
     environment.update(
-        DESCEND_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-        NUMBA_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-        XLA_FLAGS=(f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
-                   f"intra_op_parallelism_threads={threads}"),
-        PYTHONPATH=os.pathsep.join(filter(None, [os.path.join(ROOT, "src"), HERE,
-                                                 os.environ.get("PYTHONPATH", "")])))
+        DESCEND_NUM_THREADS=str(threads),
+        OMP_NUM_THREADS=str(threads),
+        NUMBA_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        XLA_FLAGS=(
+            f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'} "
+            f"intra_op_parallelism_threads={threads}"
+        ),
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [os.path.join(ROOT, "src"), HERE, os.environ.get("PYTHONPATH", "")])
+        ),
+    )
     environment.setdefault("DS_ACCELERATOR", "cpu")
     return environment
 
@@ -409,9 +442,16 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(threads)
     say = lambda text: print(f"[{threads} thread(s)] {text}", file=sys.stderr, flush=True)  # noqa: E731
     cases = SMOKE_CASES if args.smoke else {name: CASES[name] for name in args.cases.split(",")}
-    result: dict[str, Any] = {"threads": threads, "skipped": [], "parity": {},
-                              "elements": {}, "times": {}, "counts": {}, "bandwidth": {},
-                              "load": {}}
+    result: dict[str, Any] = {
+        "threads": threads,
+        "skipped": [],
+        "parity": {},
+        "elements": {},
+        "times": {},
+        "counts": {},
+        "bandwidth": {},
+        "load": {},
+    }
     contenders: list[Peer] = []
     for peer in peers(args.heavyball_compile):
         if peer.family not in args.families.split(","):
@@ -436,12 +476,13 @@ def worker(args: argparse.Namespace) -> None:
             for peer in contenders:
                 if peer.family == family:
                     steppers[peer.name] = peer.build(make_params(shapes))
-            counts = {name: steps_per_sample(stepper, args.sample_ms / 1e3)
-                      for name, stepper in steppers.items()}
+            counts = {
+                name: steps_per_sample(stepper, args.sample_ms / 1e3)
+                for name, stepper in steppers.items()
+            }
             result["counts"][f"{case}/{family}"] = counts
             for mode, bandwidth in bandwidths.items():
-                neighbours = (busy_neighbours(cores) if mode == "busy"
-                              else contextlib.nullcontext())
+                neighbours = busy_neighbours(cores) if mode == "busy" else contextlib.nullcontext()
                 where = f"{case} / {family} / {mode}"
 
                 def progress(index: int, where: str = where) -> None:
@@ -482,48 +523,76 @@ def ratio_cell(ours: float | None, theirs: float, theirs_ranked: bool, width: in
 TARGETS = {"adam": ("torch fused", "DeepSpeedCPUAdam"), "lion": ("DeepSpeedCPULion",)}
 
 
-def summary_line(mode: str, family: str, case: str, threads: int, medians: dict[str, float],
-                 parities: dict[str, float], floor: float) -> str:
+def summary_line(
+    mode: str,
+    family: str,
+    case: str,
+    threads: int,
+    medians: dict[str, float],
+    parities: dict[str, float],
+    floor: float,
+) -> str:
     """descend fused against the targets' peers and the fastest ranked peer, and its x floor."""
     fused = medians["descend fused"]
     cells = []
     for name in TARGETS[family]:
         if name in medians:
-            value = (f"{fused / medians[name]:.3f}" if ranked(parities.get(f"{family}/{name}"))
-                     else "unranked")
+            value = (
+                f"{fused / medians[name]:.3f}"
+                if ranked(parities.get(f"{family}/{name}"))
+                else "unranked"
+            )
             cells.append(f"/{name} {value}")
-    others = {name: median for name, median in medians.items()
-              if not name.startswith("descend") and ranked(parities.get(f"{family}/{name}"))}
+    others = {
+        name: median
+        for name, median in medians.items()
+        if not name.startswith("descend") and ranked(parities.get(f"{family}/{name}"))
+    }
     if others:
         fastest = min(others, key=others.__getitem__)
-        cells.append(f"fastest peer {fastest} {others[fastest] * 1e3:.3f} ms "
-                     f"(/peer {fused / others[fastest]:.3f})")
+        cells.append(
+            f"fastest peer {fastest} {others[fastest] * 1e3:.3f} ms "
+            f"(/peer {fused / others[fastest]:.3f})"
+        )
     shown = "contended" if mode == "busy" else mode
-    return (f"{shown:<9} {family:<5} {case:<15} {threads} thr: descend fused "
-            f"{fused * 1e3:8.3f} ms = {fused / floor:5.2f}x floor; " + "; ".join(cells))
+    return (
+        f"{shown:<9} {family:<5} {case:<15} {threads} thr: descend fused "
+        f"{fused * 1e3:8.3f} ms = {fused / floor:5.2f}x floor; " + "; ".join(cells)
+    )
 
 
-def print_mode(mode: str, results: list[dict[str, Any]], families: list[str], rounds: int,
-               ) -> list[str]:
+def print_mode(
+    mode: str,
+    results: list[dict[str, Any]],
+    families: list[str],
+    rounds: int,
+) -> list[str]:
     """The table of one machine state, every thread count; returns the summary lines."""
     cores = os.cpu_count() or 1
     loads = [load for result in results for load in result["load"].get(mode, [])]
-    label = ("QUIET (no load started by this run)" if mode == "quiet"
-             else f"CONTENDED ({cores} processes spinning beside the run, one per core)")
-    print(f"\n## {label}: median ms per step over {rounds} interleaved rounds; (x floor) = "
-          f"time / floor; fused/peer and auto/peer = descend's median / the peer's (below 1: "
-          f"descend faster); 1-min load average while measuring: "
-          f"{min(loads):.1f}-{max(loads):.1f}")
+    label = (
+        "QUIET (no load started by this run)"
+        if mode == "quiet"
+        else f"CONTENDED ({cores} processes spinning beside the run, one per core)"
+    )
+    print(
+        f"\n## {label}: median ms per step over {rounds} interleaved rounds; (x floor) = "
+        f"time / floor; fused/peer and auto/peer = descend's median / the peer's (below 1: "
+        f"descend faster); 1-min load average while measuring: "
+        f"{min(loads):.1f}-{max(loads):.1f}"
+    )
     summary = []
     for family in families:
         print(f"\n### {family.capitalize()} ({WORDS[family]} float32 words per element)")
-        header = (f"{'case':<15} {'thr':>3} {'contender':<19} {'ms':>9} {'x floor':>8} "
-                  f"{'parity':>9} {'fused/peer':>10} {'auto/peer':>10}")
+        header = (
+            f"{'case':<15} {'thr':>3} {'contender':<19} {'ms':>9} {'x floor':>8} "
+            f"{'parity':>9} {'fused/peer':>10} {'auto/peer':>10}"
+        )
         print(header)
         print("-" * len(header))
         for result in results:
             threads = result["threads"]
-            floor = (WORDS[family] * 4 / max(result["bandwidth"][mode]))
+            floor = WORDS[family] * 4 / max(result["bandwidth"][mode])
             for case, elements in result["elements"].items():
                 times = result["times"].get(f"{mode}/{case}/{family}")
                 if not times:
@@ -538,46 +607,66 @@ def print_mode(mode: str, results: list[dict[str, Any]], families: list[str], ro
                     mark = "" if is_ranked else " !"
                     cells = ""
                     if not name.startswith("descend"):
-                        cells = (ratio_cell(ours["fused"], median, is_ranked, 10) + " "
-                                 + ratio_cell(ours["auto"], median, is_ranked, 10))
-                    print(f"{case:<15} {threads:>3} {name + mark:<19} {median * 1e3:9.3f} "
-                          f"{median / case_floor:8.2f} {figure:9.1e} {cells}")
+                        cells = (
+                            ratio_cell(ours["fused"], median, is_ranked, 10)
+                            + " "
+                            + ratio_cell(ours["auto"], median, is_ranked, 10)
+                        )
+                    print(
+                        f"{case:<15} {threads:>3} {name + mark:<19} {median * 1e3:9.3f} "
+                        f"{median / case_floor:8.2f} {figure:9.1e} {cells}"
+                    )
                 if ours["fused"] is not None:
-                    summary.append(summary_line(mode, family, case, threads, medians,
-                                                result["parity"], case_floor))
+                    summary.append(
+                        summary_line(
+                            mode, family, case, threads, medians, result["parity"], case_floor
+                        )
+                    )
     return summary
 
 
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """Every table, quiet first."""
     cores = os.cpu_count() or 1
-    print(f"# descend peer benchmark: {platform.processor() or platform.machine()}, {cores} "
-          f"CPUs, torch {torch.__version__}, float32; command: {' '.join(sys.argv)}")
+    print(
+        f"# descend peer benchmark: {platform.processor() or platform.machine()}, {cores} "
+        f"CPUs, torch {torch.__version__}, float32; command: {' '.join(sys.argv)}"
+    )
     skipped = sorted({line for result in results for line in result["skipped"]})
     for line in skipped:
         print(f"# skipped: {line}")
     if not args.heavyball_compile:
-        print("# skipped: heavyball compiled (torch.compile on CPU takes minutes per case; "
-              "--heavyball-compile adds it)")
+        print(
+            "# skipped: heavyball compiled (torch.compile on CPU takes minutes per case; "
+            "--heavyball-compile adds it)"
+        )
     for result in results:
         for mode, samples in result["bandwidth"].items():
-            print(f"# bandwidth, {result['threads']} thread(s), {mode}: best "
-                  f"{max(samples) / 1e9:.1f} GB/s, median {statistics.median(samples) / 1e9:.1f} "
-                  f"(x.neg_() streaming, {len(samples)} samples)")
-    print(f"\n## parity before timing: max |d - d_ref| / max |d_ref| over {PARITY_STEPS} steps "
-          f"(d: displacement of the parameters; reference: torch.optim.Adam foreach=False, "
-          f"Lion's closed form in float64); above {PARITY_TOLERANCE:.0e} = disagrees, marked "
-          f"'!' and unranked")
+            print(
+                f"# bandwidth, {result['threads']} thread(s), {mode}: best "
+                f"{max(samples) / 1e9:.1f} GB/s, median {statistics.median(samples) / 1e9:.1f} "
+                f"(x.neg_() streaming, {len(samples)} samples)"
+            )
+    print(
+        f"\n## parity before timing: max |d - d_ref| / max |d_ref| over {PARITY_STEPS} steps "
+        f"(d: displacement of the parameters; reference: torch.optim.Adam foreach=False, "
+        f"Lion's closed form in float64); above {PARITY_TOLERANCE:.0e} = disagrees, marked "
+        f"'!' and unranked"
+    )
     for result in results:
-        cells = [f"{name} {figure:.1e}{'' if ranked(figure) else ' DISAGREES'}"
-                 for name, figure in result["parity"].items()]
+        cells = [
+            f"{name} {figure:.1e}{'' if ranked(figure) else ' DISAGREES'}"
+            for name, figure in result["parity"].items()
+        ]
         print(f"{result['threads']} thread(s): " + "; ".join(cells))
     summary = []
     families = args.families.split(",")
     for mode in args.modes.split(","):
         summary += print_mode(mode, results, families, args.rounds)
-    print("\n## summary: descend fused / peer (targets: <= 0.9 against torch fused and "
-          "DeepSpeed on every case; <= 3x floor on 1024 x 1000)")
+    print(
+        "\n## summary: descend fused / peer (targets: <= 0.9 against torch fused and "
+        "DeepSpeed on every case; <= 3x floor on 1024 x 1000)"
+    )
     for line in summary:
         print(line)
 
@@ -587,8 +676,7 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
 
 def newcomer_mlp() -> torch.nn.Module:
     """784-96-10 with a ReLU: 76,330 parameters (an MNIST-sized first model)."""
-    return torch.nn.Sequential(torch.nn.Linear(784, 96), torch.nn.ReLU(),
-                               torch.nn.Linear(96, 10))
+    return torch.nn.Sequential(torch.nn.Linear(784, 96), torch.nn.ReLU(), torch.nn.Linear(96, 10))
 
 
 NEWCOMER_STEP = """
@@ -651,8 +739,9 @@ print(json.dumps({{"import torch": imported_torch - start, "import": imported - 
 
 def fresh_process(code: str, environment: dict[str, str]) -> dict[str, Any]:
     """Run ``code`` in a new interpreter; its last line of output, as JSON."""
-    completed = subprocess.run([sys.executable, "-c", code], env=environment, check=True,
-                               capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True
+    )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -662,35 +751,45 @@ def newcomer(args: argparse.Namespace) -> None:
     threads = torch.get_num_threads()
     environment = thread_environment(threads)
     parameters = sum(p.numel() for p in newcomer_mlp().parameters())
-    print(f"# descend newcomer benchmark: {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}; command: {' '.join(sys.argv)}; "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"\n## AdamW step on a 784-96-10 MLP ({parameters:,} parameters), median us over "
-          f"{args.rounds} interleaved rounds (gradients fixed; step only), one process per row "
-          f"group")
+    print(
+        f"# descend newcomer benchmark: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}; command: {' '.join(sys.argv)}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"\n## AdamW step on a 784-96-10 MLP ({parameters:,} parameters), median us over "
+        f"{args.rounds} interleaved rounds (gradients fixed; step only), one process per row "
+        f"group"
+    )
     header = f"{'install':<24} {'thr':>3} {'optimizer':<36} {'us':>9} {'/ torch':>8}"
     print(header)
     print("-" * len(header))
     for count in map(int, args.threads.split(",")):
         for hide in (False, True):
-            code = NEWCOMER_STEP.format(hide_numba=hide, here=HERE, rounds=args.rounds,
-                                        threads=count)
+            code = NEWCOMER_STEP.format(
+                hide_numba=hide, here=HERE, rounds=args.rounds, threads=count
+            )
             measured = fresh_process(code, thread_environment(count))
             medians = measured["medians"]
             base = medians["torch.optim.AdamW()"]
             install = "without Numba (hidden)" if hide else "with Numba"
             for name, median in medians.items():
-                print(f"{install:<24} {count:>3} {name:<36} {median * 1e6:9.1f} "
-                      f"{median / base:8.2f}")
+                print(
+                    f"{install:<24} {count:>3} {name:<36} {median * 1e6:9.1f} {median / base:8.2f}"
+                )
             for line in measured["warnings"]:
                 print(f"{install:<24} {count:>3} warned: {line}")
     repeats = args.first_step_repeats
-    print(f"\n## first step in a fresh process with {threads} threads (python -c: import; "
-          f"model: build the MLP, one forward and backward; construct AdamW; step), median "
-          f"seconds of {repeats} processes; cold: DESCEND_CACHE_DIR an empty folder, warm: "
-          f"the same folder again")
-    header = (f"{'optimizer':<22} {'cache':<6} {'import torch':>12} {'import':>8} "
-              f"{'model':>7} {'construct':>9} {'first step':>10} {'2nd step':>9}")
+    print(
+        f"\n## first step in a fresh process with {threads} threads (python -c: import; "
+        f"model: build the MLP, one forward and backward; construct AdamW; step), median "
+        f"seconds of {repeats} processes; cold: DESCEND_CACHE_DIR an empty folder, warm: "
+        f"the same folder again"
+    )
+    header = (
+        f"{'optimizer':<22} {'cache':<6} {'import torch':>12} {'import':>8} "
+        f"{'model':>7} {'construct':>9} {'first step':>10} {'2nd step':>9}"
+    )
     print(header)
     print("-" * len(header))
     rows: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -700,16 +799,26 @@ def newcomer(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as directory:
             cached = dict(environment, DESCEND_CACHE_DIR=directory)
             rows.setdefault(("descend.AdamW auto", "cold"), []).append(
-                fresh_process(descend_code, cached))
+                fresh_process(descend_code, cached)
+            )
             rows.setdefault(("descend.AdamW auto", "warm"), []).append(
-                fresh_process(descend_code, cached))
+                fresh_process(descend_code, cached)
+            )
         rows.setdefault(("torch.optim.AdamW", "-"), []).append(
-            fresh_process(torch_code, environment))
+            fresh_process(torch_code, environment)
+        )
     for (name, cache), runs in rows.items():
-        cells = " ".join(f"{statistics.median(run[key] for run in runs):>{width}.3f}"
-                         for key, width in (("import torch", 12), ("import", 8),
-                                            ("model", 7), ("construct", 9), ("first step", 10),
-                                            ("second step", 9)))
+        cells = " ".join(
+            f"{statistics.median(run[key] for run in runs):>{width}.3f}"
+            for key, width in (
+                ("import torch", 12),
+                ("import", 8),
+                ("model", 7),
+                ("construct", 9),
+                ("first step", 10),
+                ("second step", 9),
+            )
+        )
         print(f"{name:<22} {cache:<6} {cells}")
 
 
@@ -722,19 +831,37 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     parser.add_argument("--families", default="adam,lion", help="adam, lion or both")
-    parser.add_argument("--modes", default="quiet,busy",
-                        help="quiet, busy (one spinning process per core beside the run) or both")
+    parser.add_argument(
+        "--modes",
+        default="quiet,busy",
+        help="quiet, busy (one spinning process per core beside the run) or both",
+    )
     parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds per mode")
-    parser.add_argument("--sample-ms", type=float, default=20.0,
-                        help="about how long one sample (a few steps) lasts")
-    parser.add_argument("--heavyball-compile", action="store_true",
-                        help="also time HeavyBall's torch.compile'd step (minutes to compile)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny cases, 2 rounds, 1 thread: checks the script in seconds")
-    parser.add_argument("--newcomer", action="store_true",
-                        help="the newcomer's view (76k MLP, first step) instead")
-    parser.add_argument("--first-step-repeats", type=int, default=3,
-                        help="--newcomer: fresh processes per first-step row")
+    parser.add_argument(
+        "--sample-ms",
+        type=float,
+        default=20.0,
+        help="about how long one sample (a few steps) lasts",
+    )
+    parser.add_argument(
+        "--heavyball-compile",
+        action="store_true",
+        help="also time HeavyBall's torch.compile'd step (minutes to compile)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny cases, 2 rounds, 1 thread: checks the script in seconds",
+    )
+    parser.add_argument(
+        "--newcomer", action="store_true", help="the newcomer's view (76k MLP, first step) instead"
+    )
+    parser.add_argument(
+        "--first-step-repeats",
+        type=int,
+        default=3,
+        help="--newcomer: fresh processes per first-step row",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads-one", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="", help=argparse.SUPPRESS)
@@ -743,9 +870,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.rounds, args.sample_ms = 2, 1.0
         if "--threads" not in (argv if argv is not None else sys.argv):
             args.threads = "1"
-    for name, value, allowed in (("--families", args.families, HYPERS),
-                                 ("--modes", args.modes, ("quiet", "busy")),
-                                 ("--cases", args.cases, CASES)):
+    for name, value, allowed in (
+        ("--families", args.families, HYPERS),
+        ("--modes", args.modes, ("quiet", "busy")),
+        ("--cases", args.cases, CASES),
+    ):
         unknown = sorted(set(value.split(",")) - set(allowed))
         if unknown:
             parser.error(f"{name}: unknown {', '.join(unknown)}; allowed: {', '.join(allowed)}")
@@ -774,18 +903,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as directory:
         for threads in map(int, args.threads.split(",")):
             out = os.path.join(directory, f"{threads}.json")
-            command = [sys.executable, os.path.abspath(__file__), "--worker",
-                       "--threads-one", str(threads), "--out", out, "--cases", args.cases,
-                       "--families", args.families, "--modes", args.modes,
-                       "--rounds", str(args.rounds), "--sample-ms", str(args.sample_ms)]
+            command = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                "--threads-one",
+                str(threads),
+                "--out",
+                out,
+                "--cases",
+                args.cases,
+                "--families",
+                args.families,
+                "--modes",
+                args.modes,
+                "--rounds",
+                str(args.rounds),
+                "--sample-ms",
+                str(args.sample_ms),
+            ]
             command += ["--smoke"] * args.smoke + ["--heavyball-compile"] * args.heavyball_compile
             # The worker's stdout (DeepSpeed's build log) goes to stderr, with the progress.
-            worker_process = subprocess.Popen(command, env=thread_environment(threads),
-                                              stdout=sys.stderr)
+            worker_process = subprocess.Popen(
+                command, env=thread_environment(threads), stdout=sys.stderr
+            )
             try:
                 if worker_process.wait() != 0:
-                    raise SystemExit(f"the {threads}-thread worker failed "
-                                     f"(exit status {worker_process.returncode})")
+                    raise SystemExit(
+                        f"the {threads}-thread worker failed "
+                        f"(exit status {worker_process.returncode})"
+                    )
             finally:
                 if worker_process.poll() is None:  # interrupted: let it stop its neighbours
                     worker_process.terminate()
@@ -793,8 +940,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             with open(out) as handle:
                 results.append(json.load(handle))
     print_report(results, args)
-    print(f"\n# wall time {time.perf_counter() - started:.0f} s; 1-min load average at the end "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"\n# wall time {time.perf_counter() - started:.0f} s; 1-min load average at the end "
+        f"{os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,11 +49,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--steps", type=int, default=1000)
     arguments = parser.parse_args()
-    print(f"# playground latency: {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"{arguments.steps} steps per run, median of {arguments.repeats} requests")
+    print(
+        f"# playground latency: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{arguments.steps} steps per run, median of {arguments.repeats} requests"
+    )
     print(f"# one np.add of two 2-vectors: {numpy_call_us():.2f} us (machine speed right now)")
-    header = f"{'problem':<15}{'rule':<14}{'compute ms':>11}{'server ms':>11}" \
-             f"{'round trip ms':>15}{'bytes':>9}"
+    header = (
+        f"{'problem':<15}{'rule':<14}{'compute ms':>11}{'server ms':>11}"
+        f"{'round trip ms':>15}{'bytes':>9}"
+    )
     print(header)
     print("-" * len(header))
     with running() as url:
@@ -63,9 +67,13 @@ def main() -> None:
                 computes, servers, trips, sizes = [], [], [], []
                 for repeat in range(arguments.repeats):
                     lr = 0.001 * (1 + 0.01 * repeat)  # a new value each time, as a drag sends
-                    query = urllib.parse.urlencode({"problem": problem,
-                                                    "rule": f"{rule}:lr={lr:.6g}",
-                                                    "steps": arguments.steps})
+                    query = urllib.parse.urlencode(
+                        {
+                            "problem": problem,
+                            "rule": f"{rule}:lr={lr:.6g}",
+                            "steps": arguments.steps,
+                        }
+                    )
                     sent = time.perf_counter()
                     with urllib.request.urlopen(url + "api/run?" + query) as response:
                         body = response.read()
@@ -75,9 +83,11 @@ def main() -> None:
                     computes.append(answer["compute_ms"])
                     servers.append(float(timing.split("dur=")[1]))
                     sizes.append(len(body))
-                print(f"{problem:<15}{rule:<14}{statistics.median(computes):>11.1f}"
-                      f"{statistics.median(servers):>11.1f}{statistics.median(trips):>15.1f}"
-                      f"{int(statistics.median(sizes)):>9}")
+                print(
+                    f"{problem:<15}{rule:<14}{statistics.median(computes):>11.1f}"
+                    f"{statistics.median(servers):>11.1f}{statistics.median(trips):>15.1f}"
+                    f"{int(statistics.median(sizes)):>9}"
+                )
 
 
 if __name__ == "__main__":

@@ -61,16 +61,18 @@ def run_scipy(problem, x0: np.ndarray, method: str, gtol: float | None):
         options["gtol"] = gtol
     hess = problem.hessian if method in ("trust-exact", "Newton-CG") else None
     start = time.perf_counter()
-    result = minimize(problem.value_and_grad, x0, jac=True, hess=hess, method=method,
-                      options=options)
+    result = minimize(
+        problem.value_and_grad, x0, jac=True, hess=hess, method=method, options=options
+    )
     seconds = time.perf_counter() - start
-    return (result.nit, result.nfev, getattr(result, "nhev", 0), seconds, result.fun,
-            result.x)
+    return (result.nit, result.nfev, getattr(result, "nhev", 0), seconds, result.fun, result.x)
 
 
 def main() -> None:
-    header = (f"{'problem':<26} {'method':<22} {'iters':>6} {'fevals':>7} {'hevals':>7} "
-              f"{'seconds':>8} {'loss':>13} {'|x - x_scipy|':>14}")
+    header = (
+        f"{'problem':<26} {'method':<22} {'iters':>6} {'fevals':>7} {'hevals':>7} "
+        f"{'seconds':>8} {'loss':>13} {'|x - x_scipy|':>14}"
+    )
     print(header)
     print("-" * len(header))
     for name, problem, x0 in problems():
@@ -78,15 +80,19 @@ def main() -> None:
             start = time.perf_counter()
             result = secondorder.minimize(problem, x0, ours, keep_x=False, **options)
             seconds = time.perf_counter() - start
-            references = [run_scipy(problem, x0, method, options.get("gtol"))
-                          for method in theirs]
+            references = [run_scipy(problem, x0, method, options.get("gtol")) for method in theirs]
             distance = np.abs(result.x - references[0][5]).max()
-            print(f"{name:<26} {'descend ' + ours:<22} {result.nit:>6} {result.nfev:>7} "
-                  f"{result.nhev:>7} {seconds:>8.3f} {result.fun:>13.6e} {distance:>14.2e}")
+            print(
+                f"{name:<26} {'descend ' + ours:<22} {result.nit:>6} {result.nfev:>7} "
+                f"{result.nhev:>7} {seconds:>8.3f} {result.fun:>13.6e} {distance:>14.2e}"
+            )
             for method, (nit, nfev, nhev, ref_seconds, loss, _) in zip(
-                    theirs, references, strict=True):
-                print(f"{'':<26} {'scipy ' + method:<22} {nit:>6} {nfev:>7} {nhev:>7} "
-                      f"{ref_seconds:>8.3f} {loss:>13.6e} {'':>14}")
+                theirs, references, strict=True
+            ):
+                print(
+                    f"{'':<26} {'scipy ' + method:<22} {nit:>6} {nfev:>7} {nhev:>7} "
+                    f"{ref_seconds:>8.3f} {loss:>13.6e} {'':>14}"
+                )
         print()
 
 

@@ -55,8 +55,14 @@ def resnet18_shapes() -> list[tuple[int, ...]]:
     for stage, channels in enumerate((64, 128, 256, 512)):
         for block in range(2):
             downsample = block == 0 and stage > 0
-            shapes += [(channels, in_channels, 3, 3), (channels,), (channels,),
-                       (channels, channels, 3, 3), (channels,), (channels,)]
+            shapes += [
+                (channels, in_channels, 3, 3),
+                (channels,),
+                (channels,),
+                (channels, channels, 3, 3),
+                (channels,),
+                (channels,),
+            ]
             if downsample:
                 shapes += [(channels, in_channels, 1, 1), (channels,), (channels,)]
             in_channels = channels
@@ -95,8 +101,11 @@ class Contender:
         torch_cls = getattr(importlib.import_module(module), name)
         group = self.cls([torch.zeros(1, requires_grad=True)], **self.arguments).param_groups[0]
         accepted = inspect.signature(torch_cls).parameters
-        shared = {key: value for key, value in group.items()
-                  if key in accepted and key not in ("params", "foreach", "fused")}
+        shared = {
+            key: value
+            for key, value in group.items()
+            if key in accepted and key not in ("params", "foreach", "fused")
+        }
         return torch_cls(params, **{**shared, **fixed, **options})
 
     def words(self) -> int:
@@ -184,8 +193,11 @@ def make_params(shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     return params
 
 
-def build(path: str, contender: Contender, params: list[torch.Tensor],
-          ) -> torch.optim.Optimizer | None:
+def build(
+    path: str,
+    contender: Contender,
+    params: list[torch.Tensor],
+) -> torch.optim.Optimizer | None:
     """The optimizer for one path, or None where torch has no such path."""
     try:
         if path == "descend fused":
@@ -213,8 +225,9 @@ def time_steps(optimizer: torch.optim.Optimizer, budget: float) -> float:
     return median_time(optimizer.step, repeats, warmup=1)
 
 
-def step_rows(cases: list[str], names: list[str], budget: float,
-              bandwidth: Bandwidth) -> list[tuple]:
+def step_rows(
+    cases: list[str], names: list[str], budget: float, bandwidth: Bandwidth
+) -> list[tuple]:
     """Table 1's measurements for one machine state."""
     rows = []
     table = contenders()
@@ -240,11 +253,15 @@ def step_rows(cases: list[str], names: list[str], budget: float,
 def print_step_table(mode: str, rows: list[tuple], bandwidth: Bandwidth) -> None:
     """Table 1 for one machine state."""
     bytes_per_second = bandwidth.value
-    print(f"\n## steps, {mode}: median ms per step (x floor); ratios: descend fused time / "
-          "torch time (below 1: descend is faster)")
-    header = (f"{'case':<15} {'optimizer':<13} {'floor':>7} "
-              + " ".join(f"{p:>16}" for p in PATHS)
-              + f" {'/loop':>6} {'/foreach':>8} {'/tfused':>7}")
+    print(
+        f"\n## steps, {mode}: median ms per step (x floor); ratios: descend fused time / "
+        "torch time (below 1: descend is faster)"
+    )
+    header = (
+        f"{'case':<15} {'optimizer':<13} {'floor':>7} "
+        + " ".join(f"{p:>16}" for p in PATHS)
+        + f" {'/loop':>6} {'/foreach':>8} {'/tfused':>7}"
+    )
     print(header)
     print("-" * len(header))
     for case, name, elements, words, times in rows:
@@ -252,16 +269,21 @@ def print_step_table(mode: str, rows: list[tuple], bandwidth: Bandwidth) -> None
         cells = []
         for path in PATHS:
             value = times[path]
-            cells.append(f"{'n/a':>16}" if value is None
-                         else f"{value * 1e3:9.2f} ({value / floor:4.2f})")
+            cells.append(
+                f"{'n/a':>16}" if value is None else f"{value * 1e3:9.2f} ({value / floor:4.2f})"
+            )
         fused = times["descend fused"]
         ratios = []
         for path, width in (("torch loop", 6), ("torch foreach", 8), ("torch fused", 7)):
             other = times[path]
-            ratios.append(f"{'n/a':>{width}}" if other is None or fused is None
-                          else f"{fused / other:>{width}.3f}")
-        print(f"{case:<15} {name:<13} {floor * 1e3:7.2f} " + " ".join(cells) + " "
-              + " ".join(ratios))
+            ratios.append(
+                f"{'n/a':>{width}}"
+                if other is None or fused is None
+                else f"{fused / other:>{width}.3f}"
+            )
+        print(
+            f"{case:<15} {name:<13} {floor * 1e3:7.2f} " + " ".join(cells) + " " + " ".join(ratios)
+        )
 
 
 # -- training loops -------------------------------------------------------------------------------
@@ -269,30 +291,38 @@ def print_step_table(mode: str, rows: list[tuple], bandwidth: Bandwidth) -> None
 
 def small_mlp() -> tuple[torch.nn.Module, torch.Tensor]:
     """The 64-128-10 MLP of the report that found the shared-CPU slowdown, batch 32."""
-    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(),
-                                torch.nn.Linear(128, 10))
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     return model, torch.randn(32, 64)
 
 
 def small_cnn() -> tuple[torch.nn.Module, torch.Tensor]:
     """A small CNN on 1x28x28 images (two conv layers, 26K parameters), batch 32."""
     model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(32 * 7 * 7, 10))
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(16, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32 * 7 * 7, 10),
+    )
     return model, torch.randn(32, 1, 28, 28)
 
 
 MODELS = {"MLP 64-128-10": small_mlp, "CNN 2 conv": small_cnn}
 LOOP_OPTIMIZERS = {
-    "sgd momentum": (lambda p: descend.SGD(p, lr=0.01, momentum=0.9),
-                     lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9)),
+    "sgd momentum": (
+        lambda p: descend.SGD(p, lr=0.01, momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+    ),
     "adam": (lambda p: descend.Adam(p, lr=1e-3), lambda p: torch.optim.Adam(p, lr=1e-3)),
 }
 
 
-def loop_times(model_name: str, optimizer_name: str, blocks: int,
-               steps_per_block: int = 10) -> tuple[float, float]:
+def loop_times(
+    model_name: str, optimizer_name: str, blocks: int, steps_per_block: int = 10
+) -> tuple[float, float]:
     """Median ms per training step for descend's and torch's default optimizer, interleaved."""
     torch.manual_seed(0)
     model, inputs = MODELS[model_name]()
@@ -338,18 +368,24 @@ def loop_rows(thread_counts: list[int], blocks: int) -> list[tuple]:
 
 def print_loop_table(results: dict[str, list[tuple]]) -> None:
     """Table 2."""
-    print("\n## training loops (forward + backward + step): median ms per step, descend's "
-          "default (backend='auto') against torch.optim's default")
-    header = (f"{'model':<15} {'optimizer':<13} {'threads':>7} {'mode':<9} {'descend':>9} "
-              f"{'torch':>9} {'ratio':>7}")
+    print(
+        "\n## training loops (forward + backward + step): median ms per step, descend's "
+        "default (backend='auto') against torch.optim's default"
+    )
+    header = (
+        f"{'model':<15} {'optimizer':<13} {'threads':>7} {'mode':<9} {'descend':>9} "
+        f"{'torch':>9} {'ratio':>7}"
+    )
     print(header)
     print("-" * len(header))
     worst = 0.0
     for mode, rows in results.items():
         for model_name, optimizer_name, threads, ours, theirs in rows:
             worst = max(worst, ours / theirs)
-            print(f"{model_name:<15} {optimizer_name:<13} {threads:>7} {mode:<9} {ours:9.3f} "
-                  f"{theirs:9.3f} {ours / theirs:7.3f}")
+            print(
+                f"{model_name:<15} {optimizer_name:<13} {threads:>7} {mode:<9} {ours:9.3f} "
+                f"{theirs:9.3f} {ours / theirs:7.3f}"
+            )
     print(f"# worst ratio {worst:.3f} (target: at most 1.05 in every row)")
 
 
@@ -365,8 +401,9 @@ def check_share(repeats: int) -> tuple[float, float]:
     group = optimizer.param_groups[0]
     plan = optimizer._plans[id(group)]
     step = median_time(optimizer.step, repeats)
-    checks = median_time(lambda: plan.prepare(params, optimizer.state, optimizer._label),
-                         repeats * 20)
+    checks = median_time(
+        lambda: plan.prepare(params, optimizer.state, optimizer._label), repeats * 20
+    )
     return step * 1e3, checks * 1e3
 
 
@@ -391,12 +428,20 @@ def first_step_latency() -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as directory:
         env = dict(os.environ, DESCEND_CACHE_DIR=directory)
         env["PYTHONPATH"] = os.pathsep.join(
-            [os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"),
-             env.get("PYTHONPATH", "")])
+            [
+                os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"),
+                env.get("PYTHONPATH", ""),
+            ]
+        )
         results = []
         for _ in range(2):
-            output = subprocess.run([sys.executable, "-c", FIRST_STEP], env=env, check=True,
-                                    capture_output=True, text=True).stdout
+            output = subprocess.run(
+                [sys.executable, "-c", FIRST_STEP],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             results.append(float(output.strip().splitlines()[-1]))
         return results[0], results[1]
 
@@ -406,8 +451,12 @@ def first_step_latency() -> tuple[float, float]:
 
 def _device_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="cuda: the GPU benchmark of benchmarks/step_speed_cuda.py")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: the GPU benchmark of benchmarks/step_speed_cuda.py",
+    )
     return parser
 
 
@@ -419,24 +468,30 @@ def main() -> None:
 
         step_speed_cuda.main(rest)
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     parents=[_device_parser()])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], parents=[_device_parser()]
+    )
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
-    parser.add_argument("--optimizers", default=",".join(contenders()),
-                        help="comma-separated optimizer names")
-    parser.add_argument("--modes", default="quiet,busy",
-                        help="quiet, busy (one spinning process per core beside the run), or "
-                             "both")
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats and only the ResNet-18 case (a rough check)")
+    parser.add_argument(
+        "--optimizers", default=",".join(contenders()), help="comma-separated optimizer names"
+    )
+    parser.add_argument(
+        "--modes",
+        default="quiet,busy",
+        help="quiet, busy (one spinning process per core beside the run), or both",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repeats and only the ResNet-18 case (a rough check)",
+    )
     args = parser.parse_args()
     budget = 0.3 if args.quick else 1.0
     cases = ["ResNet-18 (62)"] if args.quick else args.cases.split(",")
     names = args.optimizers.split(",")
     unknown = sorted(set(names) - set(contenders()))
     if unknown:
-        parser.error(f"unknown optimizer(s) {', '.join(unknown)}; valid: "
-                     f"{', '.join(contenders())}")
+        parser.error(f"unknown optimizer(s) {', '.join(unknown)}; valid: {', '.join(contenders())}")
     modes = args.modes.split(",")
     cores = os.cpu_count() or 1
     blocks = 15 if args.quick else 40
@@ -453,20 +508,28 @@ def main() -> None:
     step_ms, check_ms = check_share(9 if args.quick else 25)
     cold, warm = first_step_latency()
 
-    print(f"# descend step speed: {platform.processor() or platform.machine()}, {cores} CPUs, "
-          f"torch {torch.__version__} with {torch.get_num_threads()} threads, float32")
+    print(
+        f"# descend step speed: {platform.processor() or platform.machine()}, {cores} CPUs, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, float32"
+    )
     for mode in modes:
         samples = bandwidths[mode].samples
-        print(f"# bandwidth {mode} (x.neg_() on 256 MiB, best of {len(samples)}; median "
-              f"{statistics.median(samples) / 1e9:.1f}): {bandwidths[mode].value / 1e9:.1f} GB/s")
+        print(
+            f"# bandwidth {mode} (x.neg_() on 256 MiB, best of {len(samples)}; median "
+            f"{statistics.median(samples) / 1e9:.1f}): {bandwidths[mode].value / 1e9:.1f} GB/s"
+        )
     for mode in modes:
         label = mode if mode == "quiet" else f"contended ({cores} busy processes beside it)"
         print_step_table(label, steps[mode], bandwidths[mode])
     print_loop_table(loops)
-    print(f"\n## safety checks: {check_ms * 1e3:.1f} us of a {step_ms:.2f} ms fused Adam step "
-          f"on the ResNet-18 list ({100 * check_ms / step_ms:.2f}%; target under 2%)")
-    print(f"## first fused Adam step (1024 x 1000) in a fresh process: cold cache {cold:.2f} s, "
-          f"warm cache {warm:.2f} s")
+    print(
+        f"\n## safety checks: {check_ms * 1e3:.1f} us of a {step_ms:.2f} ms fused Adam step "
+        f"on the ResNet-18 list ({100 * check_ms / step_ms:.2f}%; target under 2%)"
+    )
+    print(
+        f"## first fused Adam step (1024 x 1000) in a fresh process: cold cache {cold:.2f} s, "
+        f"warm cache {warm:.2f} s"
+    )
 
 
 if __name__ == "__main__":

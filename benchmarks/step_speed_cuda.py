@@ -44,10 +44,20 @@ def gpt2_shapes() -> list[tuple[int, ...]]:
     width, vocabulary, context = 768, 50257, 1024
     shapes: list[tuple[int, ...]] = [(vocabulary, width), (context, width)]
     for _ in range(12):
-        shapes += [(width,), (width,),  # ln_1
-                   (width, 3 * width), (3 * width,), (width, width), (width,),  # attention
-                   (width,), (width,),  # ln_2
-                   (width, 4 * width), (4 * width,), (4 * width, width), (width,)]  # mlp
+        shapes += [
+            (width,),
+            (width,),  # ln_1
+            (width, 3 * width),
+            (3 * width,),
+            (width, width),
+            (width,),  # attention
+            (width,),
+            (width,),  # ln_2
+            (width, 4 * width),
+            (4 * width,),
+            (4 * width, width),
+            (width,),
+        ]  # mlp
     return shapes + [(width,), (width,)]  # ln_f
 
 
@@ -144,15 +154,17 @@ class Bandwidth:
 def make_params(shapes: list[tuple[int, ...]], device: torch.device) -> list[torch.Tensor]:
     """Parameters with fixed gradients (only the step is timed)."""
     generator = torch.Generator(device=device).manual_seed(0)
-    params = [torch.randn(shape, generator=generator, device=device).requires_grad_()
-              for shape in shapes]
+    params = [
+        torch.randn(shape, generator=generator, device=device).requires_grad_() for shape in shapes
+    ]
     for param in params:
         param.grad = torch.randn(param.shape, generator=generator, device=device) * 1e-3
     return params
 
 
-def build(path: str, name: str, params: list[torch.Tensor], backend: str
-          ) -> torch.optim.Optimizer | None:
+def build(
+    path: str, name: str, params: list[torch.Tensor], backend: str
+) -> torch.optim.Optimizer | None:
     """The optimizer of one path, stepped once, or None where torch has no such path here
     (descend's errors are raised: the run must not hide them)."""
     descend_class, torch_class, options, _ = OPTIMIZERS[name]
@@ -173,8 +185,9 @@ def build(path: str, name: str, params: list[torch.Tensor], backend: str
         return None
 
 
-def parity(name: str, shapes: list[tuple[int, ...]], device: torch.device, backend: str,
-           steps: int = 20) -> float:
+def parity(
+    name: str, shapes: list[tuple[int, ...]], device: torch.device, backend: str, steps: int = 20
+) -> float:
     """Worst relative difference (max |a - b| / max |b| over tensors) between descend and
     torch.optim's for-loop after ``steps`` steps on the same random gradients."""
     descend_class, torch_class, options, _ = OPTIMIZERS[name]
@@ -220,16 +233,19 @@ def first_step_latency(device: torch.device, count: int, size: int) -> tuple[flo
     """Seconds of the first Adam step (``count`` tensors of ``size``) in a fresh process: cold
     caches (descend's generated modules and Triton's compiled kernels), then warm."""
     with tempfile.TemporaryDirectory() as directory:
-        env = dict(os.environ, DESCEND_CACHE_DIR=os.path.join(directory, "descend"),
-                   TRITON_CACHE_DIR=os.path.join(directory, "triton"))
+        env = dict(
+            os.environ,
+            DESCEND_CACHE_DIR=os.path.join(directory, "descend"),
+            TRITON_CACHE_DIR=os.path.join(directory, "triton"),
+        )
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join([os.path.join(root, "src"),
-                                             env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([os.path.join(root, "src"), env.get("PYTHONPATH", "")])
         results = []
         for _ in range(2):
             command = [sys.executable, "-c", FIRST_STEP, str(device), str(count), str(size)]
-            output = subprocess.run(command, env=env, check=True, capture_output=True,
-                                    text=True).stdout
+            output = subprocess.run(
+                command, env=env, check=True, capture_output=True, text=True
+            ).stdout
             results.append(float(output.strip().splitlines()[-1]))
         return results[0], results[1]
 
@@ -238,22 +254,29 @@ def main(argv: list[str] | None = None) -> None:
     """Run every case and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS),
-                        help="comma-separated optimizer names")
+    parser.add_argument(
+        "--optimizers", default=",".join(OPTIMIZERS), help="comma-separated optimizer names"
+    )
     parser.add_argument("--repeats", type=int, default=30, help="timed steps per measurement")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny cases on CPU tensors with Triton's interpreter (checks the "
-                             "script, measures nothing)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny cases on CPU tensors with Triton's interpreter (checks the "
+        "script, measures nothing)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # no kernel is built before this point
-        device, cases, repeats, bandwidth_elements = (torch.device("cpu"), SMOKE_CASES, 2,
-                                                      MIB)
+        device, cases, repeats, bandwidth_elements = (torch.device("cpu"), SMOKE_CASES, 2, MIB)
     else:
         if not torch.cuda.is_available():
             parser.error("no CUDA device: run on a GPU machine, or pass --smoke")
-        device, cases, repeats, bandwidth_elements = (torch.device("cuda"), CASES,
-                                                      args.repeats, 256 * MIB)
+        device, cases, repeats, bandwidth_elements = (
+            torch.device("cuda"),
+            CASES,
+            args.repeats,
+            256 * MIB,
+        )
     clock = Clock(device)
     bandwidth = Bandwidth(clock, device, bandwidth_elements)
     bandwidth.measure()
@@ -279,8 +302,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  measured {case} / {name}", file=sys.stderr, flush=True)
             del params
             gc.collect()
-    parities = {name: parity(name, cases["ResNet-18 (62)"], device, "triton")
-                for name in args.optimizers.split(",")}
+    parities = {
+        name: parity(name, cases["ResNet-18 (62)"], device, "triton")
+        for name in args.optimizers.split(",")
+    }
     count, size = (8, 64) if args.smoke else (1000, 1024)
     cold, warm = first_step_latency(device, count, size)
 
@@ -290,34 +315,55 @@ def main(argv: list[str] | None = None) -> None:
         title = "CPU tensors under TRITON_INTERPRET=1 (smoke run: the numbers mean nothing)"
     import triton
 
-    print(f"# descend GPU step speed: {title}, torch {torch.__version__}, triton "
-          f"{triton.__version__}, float32")
-    print(f"# bandwidth (x.neg_() on {bandwidth.buffer.numel() * 4 // MIB} MiB, best of "
-          f"{len(bandwidth.samples)} samples; median "
-          f"{statistics.median(bandwidth.samples) / 1e9:.1f}): {bandwidth.value / 1e9:.1f} GB/s")
-    print(f"# times: median ms per step over {repeats} steps (x floor); /fused: descend time / "
-          "torch fused time; host: median microseconds of CPU time in step()")
-    header = (f"{'case':<17} {'optimizer':<13} {'floor':>7} "
-              + " ".join(f"{p:>16}" for p in PATHS)
-              + f" {'/fused':>7} {'host descend':>12} {'host tfused':>11}")
+    print(
+        f"# descend GPU step speed: {title}, torch {torch.__version__}, triton "
+        f"{triton.__version__}, float32"
+    )
+    print(
+        f"# bandwidth (x.neg_() on {bandwidth.buffer.numel() * 4 // MIB} MiB, best of "
+        f"{len(bandwidth.samples)} samples; median "
+        f"{statistics.median(bandwidth.samples) / 1e9:.1f}): {bandwidth.value / 1e9:.1f} GB/s"
+    )
+    print(
+        f"# times: median ms per step over {repeats} steps (x floor); /fused: descend time / "
+        "torch fused time; host: median microseconds of CPU time in step()"
+    )
+    header = (
+        f"{'case':<17} {'optimizer':<13} {'floor':>7} "
+        + " ".join(f"{p:>16}" for p in PATHS)
+        + f" {'/fused':>7} {'host descend':>12} {'host tfused':>11}"
+    )
     print(header)
     print("-" * len(header))
     for case, name, elements, words, times, host in rows:
         floor = words * 4 * elements / bandwidth.value
-        cells = [f"{'n/a':>16}" if times[path] is None
-                 else f"{times[path] * 1e3:9.3f} ({times[path] / floor:4.2f})" for path in PATHS]
+        cells = [
+            f"{'n/a':>16}"
+            if times[path] is None
+            else f"{times[path] * 1e3:9.3f} ({times[path] / floor:4.2f})"
+            for path in PATHS
+        ]
         ours, fused = times["descend"], times["torch fused"]
         ratio = "n/a" if ours is None or fused is None else f"{ours / fused:.3f}"
-        host_cells = [f"{'n/a':>{width}}" if host[path] is None
-                      else f"{host[path] * 1e6:>{width}.1f}"
-                      for path, width in (("descend", 12), ("torch fused", 11))]
-        print(f"{case:<17} {name:<13} {floor * 1e3:7.3f} " + " ".join(cells)
-              + f" {ratio:>7} " + " ".join(host_cells))
-    print("# parity with torch.optim's for-loop after 20 steps on the ResNet-18 list "
-          "(max |descend - torch| / max |torch|, worst tensor): "
-          + ", ".join(f"{name} {error:.1e}" for name, error in parities.items()))
-    print(f"# first descend Adam step ({count} x {size}) in a fresh process: cold caches "
-          f"{cold:.2f} s, warm caches {warm:.2f} s")
+        host_cells = [
+            f"{'n/a':>{width}}" if host[path] is None else f"{host[path] * 1e6:>{width}.1f}"
+            for path, width in (("descend", 12), ("torch fused", 11))
+        ]
+        print(
+            f"{case:<17} {name:<13} {floor * 1e3:7.3f} "
+            + " ".join(cells)
+            + f" {ratio:>7} "
+            + " ".join(host_cells)
+        )
+    print(
+        "# parity with torch.optim's for-loop after 20 steps on the ResNet-18 list "
+        "(max |descend - torch| / max |torch|, worst tensor): "
+        + ", ".join(f"{name} {error:.1e}" for name, error in parities.items())
+    )
+    print(
+        f"# first descend Adam step ({count} x {size}) in a fresh process: cold caches "
+        f"{cold:.2f} s, warm caches {warm:.2f} s"
+    )
 
 
 if __name__ == "__main__":

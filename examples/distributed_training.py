@@ -30,7 +30,7 @@ def shard_of_batch(step: int, rank: int, world: int) -> tuple[torch.Tensor, torc
     x = torch.randn(64, 20, generator=generator)
     y = x[:, :1].sin() + 0.1 * torch.randn(64, 1, generator=generator)
     size = 64 // world
-    return x[rank * size:(rank + 1) * size], y[rank * size:(rank + 1) * size]
+    return x[rank * size : (rank + 1) * size], y[rank * size : (rank + 1) * size]
 
 
 def train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps: int) -> float:
@@ -58,8 +58,9 @@ def main() -> None:
         print(f"DDP + descend.Adam: final loss {loss:.4f}")
 
     sharded_model = DistributedDataParallel(make_model())
-    sharded = ZeroRedundancyOptimizer(sharded_model.parameters(),
-                                      optimizer_class=descend.AdamW, lr=1e-2)
+    sharded = ZeroRedundancyOptimizer(
+        sharded_model.parameters(), optimizer_class=descend.AdamW, lr=1e-2
+    )
     loss = train(sharded_model, sharded, steps=100)
     sharded.consolidate_state_dict(to=0)  # every rank takes part; rank 0 receives all shards
     if rank == 0:

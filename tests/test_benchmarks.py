@@ -109,9 +109,26 @@ def test_interleaved_times_each_contender_once_per_round(peer_speed):
     steppers = {name: Recorder(name) for name in "abc"}
     samples = peer_speed.interleaved(steppers, {"a": 1, "b": 2, "c": 3}, rounds=3)
     assert {name: len(values) for name, values in samples.items()} == {"a": 3, "b": 3, "c": 3}
-    assert log == ["a", "b", "b", "c", "c", "c",
-                   "b", "b", "c", "c", "c", "a",
-                   "c", "c", "c", "a", "b", "b"]
+    assert log == [
+        "a",
+        "b",
+        "b",
+        "c",
+        "c",
+        "c",
+        "b",
+        "b",
+        "c",
+        "c",
+        "c",
+        "a",
+        "c",
+        "c",
+        "c",
+        "a",
+        "b",
+        "b",
+    ]
 
 
 def test_summary_leaves_a_disagreeing_peer_unranked(peer_speed):
@@ -125,9 +142,14 @@ def test_summary_leaves_a_disagreeing_peer_unranked(peer_speed):
     assert "2.00x floor" in line
 
 
-@pytest.mark.parametrize("argv, word", [(["--threads", "0"], "--threads"),
-                                        (["--families", "adam,sgd"], "sgd"),
-                                        (["--modes", "quiet,loud"], "loud")])
+@pytest.mark.parametrize(
+    "argv, word",
+    [
+        (["--threads", "0"], "--threads"),
+        (["--families", "adam,sgd"], "sgd"),
+        (["--modes", "quiet,loud"], "loud"),
+    ],
+)
 def test_bad_arguments_are_named(peer_speed, capsys, argv, word):
     """A bad command line stops with an error naming the bad value."""
     with pytest.raises(SystemExit):
@@ -140,16 +162,25 @@ def test_smoke_run_prints_quiet_and_contended_tables(peer_speed):
     """``--smoke`` runs a worker process, checks parity and prints, for both machine states,
     every case of every family with torch's three Adam paths and descend, each with a time, an
     x floor, a parity figure within tolerance and, for peers, a ratio."""
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-    completed = subprocess.run([sys.executable, str(BENCHMARKS / "peer_speed.py"), "--smoke"],
-                               env=environment, capture_output=True, text=True, timeout=600)
+    environment = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "peer_speed.py"), "--smoke"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     output = completed.stdout
     quiet, _, contended = output.partition("## CONTENDED")
     assert "## QUIET" in quiet and contended
-    expected = {"adam": ["descend auto", "torch loop", "torch foreach", "torch fused"],
-                "lion": ["descend auto"]}
+    expected = {
+        "adam": ["descend auto", "torch loop", "torch foreach", "torch fused"],
+        "lion": ["descend auto"],
+    }
     if importlib.util.find_spec("numba") is not None:
         expected["adam"].append("descend fused")
         expected["lion"].append("descend fused")
@@ -161,8 +192,10 @@ def test_smoke_run_prints_quiet_and_contended_tables(peer_speed):
             section = table.partition(f"### {family.capitalize()}")[2].partition("###")[0]
             for case in peer_speed.SMOKE_CASES:
                 for name in names:
-                    pattern = (rf"^{re.escape(case)}\s+1 {re.escape(name)}\s+{number}\s+"
-                               rf"{number}\s+(\S+)(.*)$")
+                    pattern = (
+                        rf"^{re.escape(case)}\s+1 {re.escape(name)}\s+{number}\s+"
+                        rf"{number}\s+(\S+)(.*)$"
+                    )
                     match = re.search(pattern, section, re.MULTILINE)
                     assert match, (family, case, name, section)
                     assert float(match.group(1)) > 0 and float(match.group(2)) > 0

@@ -19,8 +19,19 @@ tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Py
 ROOT = Path(__file__).resolve().parents[1]
 #: Packages that only extras install, and Numba (a core dependency the optimizers can do
 #: without: a platform without its wheel still steps, on the reference executor).
-HEAVY = ("optuna", "matplotlib", "sklearn", "mnist1d", "numba", "rich", "scipy", "PIL",
-         "sqlalchemy", "psycopg", "triton")
+HEAVY = (
+    "optuna",
+    "matplotlib",
+    "sklearn",
+    "mnist1d",
+    "numba",
+    "rich",
+    "scipy",
+    "PIL",
+    "sqlalchemy",
+    "psycopg",
+    "triton",
+)
 
 #: Runs its body with HEAVY hidden, as if only torch and NumPy were installed.
 WITHOUT_EXTRAS = f"""
@@ -40,9 +51,13 @@ sys.meta_path[:] = [WithoutExtras if finder is importlib.machinery.PathFinder el
 
 
 def _run_without_extras(body: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS + body], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS + body],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -121,6 +136,18 @@ def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_comma
     assert extras["test"] >= extras["lab"] | extras["bench"] | extras["postgres"]
     # "all" is every job's extra; the test tools (and the reference implementations the parity
     # tests compare with) are not a job.
-    tools = {"pytest", "hypothesis", "ruff", "scipy", "expecttest", "playwright",
-             "pytest-xdist", "filelock", "lion-pytorch", "schedulefree", "mypy", "pre-commit"}
+    tools = {
+        "pytest",
+        "hypothesis",
+        "ruff",
+        "scipy",
+        "expecttest",
+        "playwright",
+        "pytest-xdist",
+        "filelock",
+        "lion-pytorch",
+        "schedulefree",
+        "mypy",
+        "pre-commit",
+    }
     assert extras["all"] >= extras["test"] - tools

@@ -36,13 +36,16 @@ def test_tuples_booleans_and_defaults():
     assert spec.with_arguments(lr=0.5).arguments["lr"] == 0.5
 
 
-@pytest.mark.parametrize(("spec", "fragment"), [
-    ("adamax:lr=1", "unknown optimizer 'adamax'"),
-    ("torch.optim.Nope", "unknown torch optimizer"),
-    ("adam:lr", "expected name:key=value"),
-    ("adam:learning_rate=1e-3", "does not take learning_rate"),
-    ("adam:lr=-1", "lr=-1 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("adamax:lr=1", "unknown optimizer 'adamax'"),
+        ("torch.optim.Nope", "unknown torch optimizer"),
+        ("adam:lr", "expected name:key=value"),
+        ("adam:learning_rate=1e-3", "does not take learning_rate"),
+        ("adam:lr=-1", "lr=-1 is out of range"),
+    ],
+)
 def test_bad_optimizer_specs_say_what_is_valid(spec, fragment):
     with pytest.raises(ValueError) as error:
         parse_optimizer(spec)
@@ -62,11 +65,14 @@ def test_schedule_specs():
         parse_schedule("exponential:k=-1")
 
 
-@pytest.mark.parametrize(("spec", "closest"), [
-    ("adamm:lr=1e-3", "adam"),
-    ("nesterv", "nesterov"),
-    ("torch.optim.Adamm", "torch.optim.Adam"),
-])
+@pytest.mark.parametrize(
+    ("spec", "closest"),
+    [
+        ("adamm:lr=1e-3", "adam"),
+        ("nesterv", "nesterov"),
+        ("torch.optim.Adamm", "torch.optim.Adam"),
+    ],
+)
 def test_misspelt_optimizers_suggest_the_closest_name(spec, closest):
     with pytest.raises(ValueError, match=f"did you mean '{closest}'\\?"):
         parse_optimizer(spec)
@@ -83,10 +89,13 @@ def test_misspelt_schedules_and_functional_updates_suggest_the_closest_name():
     assert "did you mean" not in str(error.value) and "valid: sgd" in str(error.value)
 
 
-@pytest.mark.parametrize(("spec", "reason"), [
-    ("torch.optim.LBFGS:lr=1", "needs a closure"),
-    ("torch.optim.SparseAdam", "needs sparse gradients"),
-])
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("torch.optim.LBFGS:lr=1", "needs a closure"),
+        ("torch.optim.SparseAdam", "needs sparse gradients"),
+    ],
+)
 def test_optimizers_that_cannot_run_from_step_alone_are_refused(spec, reason):
     with pytest.raises(ValueError, match=reason):
         parse_method(spec)
@@ -94,7 +103,10 @@ def test_optimizers_that_cannot_run_from_step_alone_are_refused(spec, reason):
 
 def test_lists_of_specs_keep_each_specs_own_commas():
     assert split_specs(["sgd,nesterov:lr=1e-3,momentum=0.9,adam:betas=(0.9,0.99)"]) == [
-        "sgd", "nesterov:lr=1e-3,momentum=0.9", "adam:betas=(0.9,0.99)"]
+        "sgd",
+        "nesterov:lr=1e-3,momentum=0.9",
+        "adam:betas=(0.9,0.99)",
+    ]
     assert split_specs(["sgd", "adam;rmsprop"]) == ["sgd", "adam", "rmsprop"]
     assert split_top_level("a,(b,c),[d,e]") == ["a", "(b,c)", "[d,e]"]
     assert parse_value("(0.9,0.99)") == (0.9, 0.99) and parse_value("True") is True
@@ -139,9 +151,14 @@ def test_a_contender_is_labelled_by_its_specs_as_typed_and_a_constant_rate_adds_
         ContenderSpec.parse("adamx")
 
 
-@pytest.mark.parametrize("spec", [
-    "sgd:lr=0.1,lr=0.2", "adam:lr=0.1, lr =0.1", "functional.adam:learning_rate=1,"
-    "learning_rate=2"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "sgd:lr=0.1,lr=0.2",
+        "adam:lr=0.1, lr =0.1",
+        "functional.adam:learning_rate=1,learning_rate=2",
+    ],
+)
 def test_a_key_given_twice_is_refused_naming_the_key(spec):
     # Taking the last value silently would run a setting other than the first one typed.
     key = spec.split(":")[1].split("=")[0].strip()

@@ -47,8 +47,10 @@ def test_equal_zeros_and_empty_tensors_are_no_error():
 def test_params_are_reproducible_independent_leaves_dealt_round_robin():
     params = make_params(SHAPES, torch.float64, seed=3)
     again = make_params(SHAPES, torch.float64, seed=3)
-    assert all(torch.equal(a, b) and a.is_leaf and a.requires_grad
-               for a, b in zip(params, again, strict=True))
+    assert all(
+        torch.equal(a, b) and a.is_leaf and a.requires_grad
+        for a, b in zip(params, again, strict=True)
+    )
     assert not torch.equal(params[0], make_params(SHAPES, torch.float64, seed=4)[0])
     copies = clone_params(params)
     with torch.no_grad():
@@ -60,9 +62,14 @@ def test_params_are_reproducible_independent_leaves_dealt_round_robin():
 
 
 def test_an_optimizer_matches_itself_exactly_and_skipped_parameters_stay_put():
-    result = run_side_by_side(lambda p: torch.optim.Adam(p, lr=0.01),
-                              lambda p: torch.optim.Adam(p, lr=0.01), SHAPES, torch.float32,
-                              steps=20, group_options=[{}, {"lr": 0.02}])
+    result = run_side_by_side(
+        lambda p: torch.optim.Adam(p, lr=0.01),
+        lambda p: torch.optim.Adam(p, lr=0.01),
+        SHAPES,
+        torch.float32,
+        steps=20,
+        group_options=[{}, {"lr": 0.02}],
+    )
     assert result.param_error == result.state_error == 0.0
     start = make_params(SHAPES, torch.float32, seed=0)
     assert torch.equal(result.ours_params[1], start[1])  # parameter 1 never gets a gradient
@@ -72,27 +79,41 @@ def test_an_optimizer_matches_itself_exactly_and_skipped_parameters_stay_put():
 
 def test_a_slightly_wrong_optimizer_is_caught():
     # A learning rate off by one part in ten thousand: far above rounding, far below sight.
-    result = run_side_by_side(lambda p: torch.optim.SGD(p, lr=0.1 * (1 + 1e-4), momentum=0.9),
-                              lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), SHAPES,
-                              torch.float64, steps=10)
+    result = run_side_by_side(
+        lambda p: torch.optim.SGD(p, lr=0.1 * (1 + 1e-4), momentum=0.9),
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        SHAPES,
+        torch.float64,
+        steps=10,
+    )
     assert TOLERANCE[torch.float64] < result.param_error < 1e-2
     assert result.state_error == 0.0  # the momentum buffers see the same gradients
     wrong_state = run_side_by_side(
         lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.999)),
-        lambda p: torch.optim.Adam(p, lr=0.01), SHAPES, torch.float32, steps=3)
+        lambda p: torch.optim.Adam(p, lr=0.01),
+        SHAPES,
+        torch.float32,
+        steps=3,
+    )
     assert wrong_state.state_error > 1e-2
 
 
 def test_missing_or_extra_state_is_an_assertion_naming_both_sets():
     with pytest.raises(AssertionError, match="reference \\['exp_avg'.*ours \\['momentum_buffer"):
-        run_side_by_side(lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
-                         lambda p: torch.optim.Adam(p, lr=0.01), SHAPES, torch.float32, steps=2)
+        run_side_by_side(
+            lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+            lambda p: torch.optim.Adam(p, lr=0.01),
+            SHAPES,
+            torch.float32,
+            steps=2,
+        )
     adam_with_amsgrad = lambda p: torch.optim.Adam(p, lr=0.01, amsgrad=True)  # noqa: E731
     plain_adam = lambda p: torch.optim.Adam(p, lr=0.01)  # noqa: E731
     run_side_by_side(adam_with_amsgrad, plain_adam, SHAPES, torch.float32, steps=2)
     with pytest.raises(AssertionError, match="max_exp_avg_sq"):
-        run_side_by_side(adam_with_amsgrad, plain_adam, SHAPES, torch.float32, steps=2,
-                         exact_state_keys=True)
+        run_side_by_side(
+            adam_with_amsgrad, plain_adam, SHAPES, torch.float32, steps=2, exact_state_keys=True
+        )
 
 
 def test_option_combinations_are_the_grid_less_what_torch_refuses():

@@ -25,16 +25,24 @@ from typing import Any
 __version__ = "0.1.0"
 
 #: Subpackages reachable as attributes (``descend.functional``) after ``import descend``.
-_MODULES = ("bench", "functional", "kernels", "lab", "optim", "rules", "schedules",
-            "secondorder", "specs")
+_MODULES = (
+    "bench",
+    "functional",
+    "kernels",
+    "lab",
+    "optim",
+    "rules",
+    "schedules",
+    "secondorder",
+    "specs",
+)
 #: Names of descend.optim exported here besides the rule optimizers (``optim.CLASSES``).
 _OPTIM = ("LBFGS", "NonFiniteGradientError", "ScheduledLR", "WeightAverage")
 
 
 def _exported() -> list[str]:
     optim = importlib.import_module("descend.optim")
-    return [*optim.CLASSES, *_OPTIM, "functional", "rules", "schedules", "secondorder",
-            "specs"]
+    return [*optim.CLASSES, *_OPTIM, "functional", "rules", "schedules", "secondorder", "specs"]
 
 
 def __getattr__(name: str) -> Any:

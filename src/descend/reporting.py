@@ -71,8 +71,9 @@ class Table:
 
     def __post_init__(self) -> None:
         if self.numeric is not None and len(self.numeric) != len(self.columns):
-            raise ValueError(f"numeric has {len(self.numeric)} entries for "
-                             f"{len(self.columns)} columns")
+            raise ValueError(
+                f"numeric has {len(self.numeric)} entries for {len(self.columns)} columns"
+            )
 
     def cells(self) -> list[list[str]]:
         """Every row as display strings."""
@@ -83,14 +84,22 @@ class Table:
         if self.summary_columns is None:
             return self
         keep = list(self.summary_columns)
-        return Table(self.title, [self.columns[i] for i in keep],
-                     [[row[i] for i in keep] for row in self.rows], self.note,
-                     numeric=None if self.numeric is None else [self.numeric[i] for i in keep])
+        return Table(
+            self.title,
+            [self.columns[i] for i in keep],
+            [[row[i] for i in keep] for row in self.rows],
+            self.note,
+            numeric=None if self.numeric is None else [self.numeric[i] for i in keep],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"title": self.title, "columns": list(self.columns), "rows": self.cells(),
-                "note": self.note}
+        return {
+            "title": self.title,
+            "columns": list(self.columns),
+            "rows": self.cells(),
+            "note": self.note,
+        }
 
 
 def _cell(tag: str, text: str, numeric: bool) -> str:
@@ -102,13 +111,23 @@ def render_table(table: Table) -> str:
     """The table as HTML: caption, header row, rows, and the note as a paragraph below."""
     columns = table.numeric
     parts = [f"<caption>{html.escape(table.title)}</caption>"] if table.title else []
-    parts.append("<tr>" + "".join(
-        _cell("th", str(name), columns is not None and columns[index])
-        for index, name in enumerate(table.columns)) + "</tr>")
+    parts.append(
+        "<tr>"
+        + "".join(
+            _cell("th", str(name), columns is not None and columns[index])
+            for index, name in enumerate(table.columns)
+        )
+        + "</tr>"
+    )
     for raw_row, row in zip(table.rows, table.cells(), strict=True):
-        parts.append("<tr>" + "".join(
-            _cell("td", text, is_numeric(raw) if columns is None else columns[index])
-            for index, (raw, text) in enumerate(zip(raw_row, row, strict=True))) + "</tr>")
+        parts.append(
+            "<tr>"
+            + "".join(
+                _cell("td", text, is_numeric(raw) if columns is None else columns[index])
+                for index, (raw, text) in enumerate(zip(raw_row, row, strict=True))
+            )
+            + "</tr>"
+        )
     out = "<table>" + "".join(parts) + "</table>"
     if table.note:
         out += f'<p class="note">{html.escape(table.note)}</p>'
@@ -141,9 +160,15 @@ def page(title: str, body: Sequence[str], *, style: str = "", script: str = "") 
     """A complete HTML page: ``title`` (escaped) in its head, :data:`STYLE` followed by the
     report's own ``style``, an optional ``script``, and the ``body``'s HTML parts, one per line.
     """
-    head = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{html.escape(title)}</title>", f"<style>{STYLE}{style}</style>"]
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{STYLE}{style}</style>",
+    ]
     if script:
         head.append(f"<script>{script}</script>")
     return "\n".join([*head, "</head>", "<body>", *body, "</body>", "</html>"]) + "\n"

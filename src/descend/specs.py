@@ -44,7 +44,8 @@ OPTIMIZERS: Mapping[str, type[torch.optim.Optimizer]] = RegistryView(_optimizers
 #: Default learning-rate search range (log-uniform) by optimizer name, for tuning and the range
 #: test: each rule's own ``lr_range``.
 LR_RANGES: Mapping[str, tuple[float, float]] = RegistryView(
-    lambda: {name: rule.lr_range for name, rule in NAMES.items()})
+    lambda: {name: rule.lr_range for name, rule in NAMES.items()}
+)
 #: The range for optimizers not listed above (``torch.optim.<Class>``).
 DEFAULT_LR_RANGE = (1e-5, 1.0)
 
@@ -52,7 +53,7 @@ DEFAULT_LR_RANGE = (1e-5, 1.0)
 #: gradients, and these need something else.
 UNSUPPORTED_TORCH = {
     "LBFGS": "it needs a closure that re-evaluates the loss at every step (use "
-             "descend.LBFGS or descend.secondorder from Python)",
+    "descend.LBFGS or descend.secondorder from Python)",
     "SparseAdam": "it needs sparse gradients (torch.nn.Embedding(sparse=True)); use adam",
 }
 
@@ -60,15 +61,17 @@ UNSUPPORTED_TORCH = {
 SCHEDULES: dict[str, Callable[..., schedules.Schedule]] = {
     "constant": lambda base_lr: schedules.constant(base_lr),
     "step": lambda base_lr, step_size, gamma=0.5: schedules.step_decay(
-        base_lr, int(step_size), gamma),
+        base_lr, int(step_size), gamma
+    ),
     "exponential": lambda base_lr, k: schedules.exponential_decay(base_lr, k),
     "inverse_time": lambda base_lr, k: schedules.inverse_time_decay(base_lr, k),
     "1/t": lambda base_lr, k: schedules.inverse_time_decay(base_lr, k),
     "cosine": lambda base_lr, total_steps, final_lr=0.0: schedules.cosine_decay(
-        base_lr, int(total_steps), final_lr),
-    "warmup_cosine": lambda base_lr, warmup_steps, total_steps, final_lr=0.0: (
-        schedules.warmup_then(schedules.cosine_decay(base_lr, int(total_steps), final_lr),
-                              int(warmup_steps))),
+        base_lr, int(total_steps), final_lr
+    ),
+    "warmup_cosine": lambda base_lr, warmup_steps, total_steps, final_lr=0.0: schedules.warmup_then(
+        schedules.cosine_decay(base_lr, int(total_steps), final_lr), int(warmup_steps)
+    ),
 }
 
 
@@ -108,13 +111,15 @@ def _parse_arguments(spec: str, body: str) -> dict[str, Any]:
     for item in split_top_level(body):
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
-            raise ValueError(f"malformed spec {spec!r}: expected name:key=value,key=value, "
-                             f"got {item!r}")
+            raise ValueError(
+                f"malformed spec {spec!r}: expected name:key=value,key=value, got {item!r}"
+            )
         key = key.strip()
         # Taking the last of two values would run a setting other than one of those typed.
         if key in arguments:
-            raise ValueError(f"malformed spec {spec!r}: {key!r} is given twice; expected each "
-                             "key once")
+            raise ValueError(
+                f"malformed spec {spec!r}: {key!r} is given twice; expected each key once"
+            )
         arguments[key] = parse_value(value.strip())
     return arguments
 
@@ -188,8 +193,9 @@ class OptimizerSpec(_Spec):
         """The same spec with some arguments replaced (used by tuning)."""
         merged = {**self.arguments, **arguments}
         body = ",".join(f"{key}={value!r}" for key, value in merged.items())
-        return OptimizerSpec(f"{self.name}:{body}" if body else self.name, self.name, self.cls,
-                             merged)
+        return OptimizerSpec(
+            f"{self.name}:{body}" if body else self.name, self.name, self.cls, merged
+        )
 
 
 def optimizer_names() -> list[str]:
@@ -198,9 +204,14 @@ def optimizer_names() -> list[str]:
 
 
 def _torch_optimizer_names() -> list[str]:
-    return sorted(name for name, value in vars(torch.optim).items()
-                  if inspect.isclass(value) and issubclass(value, torch.optim.Optimizer)
-                  and value is not torch.optim.Optimizer and name not in UNSUPPORTED_TORCH)
+    return sorted(
+        name
+        for name, value in vars(torch.optim).items()
+        if inspect.isclass(value)
+        and issubclass(value, torch.optim.Optimizer)
+        and value is not torch.optim.Optimizer
+        and name not in UNSUPPORTED_TORCH
+    )
 
 
 def _torch_optimizer(name: str) -> type[torch.optim.Optimizer] | None:
@@ -224,20 +235,32 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
             raise ValueError(f"{name} cannot run from a spec: {UNSUPPORTED_TORCH[short]}")
         cls = _torch_optimizer(name)
         if cls is None:
-            raise unknown_name("torch optimizer", name, [
-                f"torch.optim.{n}" for n in _torch_optimizer_names()], spec)
+            raise unknown_name(
+                "torch optimizer",
+                name,
+                [f"torch.optim.{n}" for n in _torch_optimizer_names()],
+                spec,
+            )
     elif name in OPTIMIZERS:
         cls = OPTIMIZERS[name]
     else:
-        raise unknown_name("optimizer", name, list(OPTIMIZERS), spec,
-                           also="or torch.optim.<Class> such as torch.optim.SGD")
+        raise unknown_name(
+            "optimizer",
+            name,
+            list(OPTIMIZERS),
+            spec,
+            also="or torch.optim.<Class> such as torch.optim.SGD",
+        )
     arguments = _parse_arguments(spec, body)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self",
-                                                                                   "params")]
+    accepted = [
+        p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")
+    ]
     unknown = sorted(set(arguments) - set(accepted))
     if unknown:
-        raise ValueError(f"{name} does not take {', '.join(unknown)} (spec {spec!r}); "
-                         f"valid: {', '.join(accepted)}")
+        raise ValueError(
+            f"{name} does not take {', '.join(unknown)} (spec {spec!r}); "
+            f"valid: {', '.join(accepted)}"
+        )
     parsed = OptimizerSpec(spec.strip(), name, cls, arguments)
     try:
         # A vector and a matrix: a class that steps matrices only (Muon) checks its own
@@ -315,8 +338,7 @@ class FunctionalOptimizerSpec(_Spec):
     @property
     def lr(self) -> float:
         """The learning rate this spec sets, or the function's default."""
-        return float(self.arguments.get("learning_rate",
-                                        self.update.defaults["learning_rate"]))
+        return float(self.arguments.get("learning_rate", self.update.defaults["learning_rate"]))
 
     def config(self) -> dict[str, Any]:
         """A fresh config dict to start from."""
@@ -356,8 +378,13 @@ def parse_method(spec: str) -> OptimizerSpec | FunctionalOptimizerSpec:
         return _parse_functional(spec)
     name = spec.strip().partition(":")[0].strip()
     if not name.startswith("torch.optim.") and name not in OPTIMIZERS:
-        raise unknown_name("optimizer", name, [*OPTIMIZERS, *functional_names()], spec,
-                           also="or torch.optim.<Class> such as torch.optim.SGD")
+        raise unknown_name(
+            "optimizer",
+            name,
+            [*OPTIMIZERS, *functional_names()],
+            spec,
+            also="or torch.optim.<Class> such as torch.optim.SGD",
+        )
     return parse_optimizer(spec)
 
 
@@ -380,8 +407,9 @@ class ContenderSpec:
     name: str | None = None
 
     @classmethod
-    def parse(cls, optimizer: str, schedule: str | None = None, name: str | None = None
-              ) -> ContenderSpec:
+    def parse(
+        cls, optimizer: str, schedule: str | None = None, name: str | None = None
+    ) -> ContenderSpec:
         """Build from spec texts (any spec :func:`parse_method` takes, and a schedule)."""
         return cls(parse_method(optimizer), parse_schedule(schedule) if schedule else None, name)
 

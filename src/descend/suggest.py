@@ -29,8 +29,9 @@ def closest(name: str, valid: Sequence[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def unknown_name(kind: str, name: str, valid: Sequence[str], spec: str | None = None,
-                 also: str = "") -> ValueError:
+def unknown_name(
+    kind: str, name: str, valid: Sequence[str], spec: str | None = None, also: str = ""
+) -> ValueError:
     """The error for a ``kind`` called ``name`` that is not one of ``valid``.
 
     ``unknown optimizer 'adamm' in spec 'adamm:lr=1'; valid: sgd, ..., adam; did you mean

@@ -37,12 +37,17 @@ from descend.rules import RULES, RegistryView
 #: a few units of rounding, accumulated over a hundred steps.
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
 
+
 def _option_grid() -> dict[str, dict[str, list[Any]]]:
     from descend.optim.generated import optimizer_class
 
-    return {optimizer_class(rule).__name__: {key: list(values) for key, values in
-                                             rule.listing.option_grid.items()}
-            for rule in RULES.values() if rule.listing.option_grid}
+    return {
+        optimizer_class(rule).__name__: {
+            key: list(values) for key, values in rule.listing.option_grid.items()
+        }
+        for rule in RULES.values()
+        if rule.listing.option_grid
+    }
 
 
 #: The options each drop-in class is checked on against the ``torch.optim`` class of the same
@@ -61,13 +66,15 @@ def torch_class(name: str) -> type[torch.optim.Optimizer]:
     return getattr(torch.optim, name)
 
 
-def option_combinations(name: str, grid: Mapping[str, Mapping[str, Sequence[Any]]] = OPTION_GRID
-                        ) -> list[dict[str, Any]]:
+def option_combinations(
+    name: str, grid: Mapping[str, Mapping[str, Sequence[Any]]] = OPTION_GRID
+) -> list[dict[str, Any]]:
     """Every combination of the ``grid``'s values for class ``name`` that ``torch.optim``'s
     class accepts (``SGD``'s ``nesterov=True`` needs momentum and no dampening, for one)."""
     options = grid[name]
-    combinations = [dict(zip(options, values, strict=True))
-                    for values in itertools.product(*options.values())]
+    combinations = [
+        dict(zip(options, values, strict=True)) for values in itertools.product(*options.values())
+    ]
     probe = [torch.zeros(1, requires_grad=True)]
     accepted = []
     for combination in combinations:
@@ -106,7 +113,8 @@ class ErrorTracker:
         every difference is 0, even for a tensor that stayed all zeros)."""
         errors = [
             0.0 if difference == 0.0 else difference / max(self.scales[key], 1e-30)
-            for key, difference in self.differences.items() if keys(key)
+            for key, difference in self.differences.items()
+            if keys(key)
         ]
         return max(errors, default=0.0)
 
@@ -118,12 +126,16 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return tracker.worst()
 
 
-def make_params(shapes: Iterable[tuple[int, ...]], dtype: torch.dtype, seed: int,
-                ) -> list[torch.Tensor]:
+def make_params(
+    shapes: Iterable[tuple[int, ...]],
+    dtype: torch.dtype,
+    seed: int,
+) -> list[torch.Tensor]:
     """Random leaf tensors of the given shapes (standard normal, reproducible by ``seed``)."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, dtype=dtype, generator=generator).requires_grad_()
-            for shape in shapes]
+    return [
+        torch.randn(shape, dtype=dtype, generator=generator).requires_grad_() for shape in shapes
+    ]
 
 
 def clone_params(params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -134,8 +146,11 @@ def clone_params(params: list[torch.Tensor]) -> list[torch.Tensor]:
 def grouped(params: list[torch.Tensor], group_options: list[dict[str, Any]]) -> list[dict]:
     """Split params round-robin into one param group per entry of ``group_options``."""
     count = len(group_options)
-    return [{"params": params[i::count], **options} for i, options in enumerate(group_options)
-            if params[i::count]]
+    return [
+        {"params": params[i::count], **options}
+        for i, options in enumerate(group_options)
+        if params[i::count]
+    ]
 
 
 class SideBySide(NamedTuple):
@@ -200,10 +215,16 @@ def run_side_by_side(
             if missing or extra:
                 raise AssertionError(
                     f"parameter {index}, step {step + 1}: state keys differ: reference "
-                    f"{sorted(reference_state)}, ours {sorted(our_state)}")
+                    f"{sorted(reference_state)}, ours {sorted(our_state)}"
+                )
             for key, value in reference_state.items():
                 if torch.is_tensor(value):
                     tracker.observe((key, index), our_state[key], value)
-    return SideBySide(tracker.worst(lambda key: key[0] == "param"),
-                      tracker.worst(lambda key: key[0] != "param"),
-                      ours_params, reference_params, ours, reference)
+    return SideBySide(
+        tracker.worst(lambda key: key[0] == "param"),
+        tracker.worst(lambda key: key[0] != "param"),
+        ours_params,
+        reference_params,
+        ours,
+        reference,
+    )

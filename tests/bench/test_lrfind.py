@@ -28,22 +28,22 @@ def _expected(u: np.ndarray) -> tuple[float, float, float]:
     lowest = int(np.argmin(values))
     fall = values[0] - values[lowest]
     start = np.flatnonzero(values[:lowest] > values[0] - VALLEY_START * fall)[-1]
-    return 10.0 ** -3.0, 10 ** ((fine[start] + fine[lowest]) / 2), 10 ** fine[lowest] / 10
+    return 10.0**-3.0, 10 ** ((fine[start] + fine[lowest]) / 2), 10 ** fine[lowest] / 10
 
 
 def test_suggestions_of_a_curve_with_known_answers():
-    u = np.linspace(-6, 0, 301)           # 0.02 decade per step
+    u = np.linspace(-6, 0, 301)  # 0.02 decade per step
     steepest, valley, minimum = _expected(u)
-    found = suggest_lrs(list(10 ** u), list(_known_curve(u)))
-    step = 10 ** 0.02
+    found = suggest_lrs(list(10**u), list(_known_curve(u)))
+    step = 10**0.02
     assert steepest / step < found.steepest < steepest * step
     assert valley / step < found.valley < valley * step
     assert minimum / step < found.minimum < minimum * step
     # With 5% noise on every loss, the smoothed curve's readings move by under 0.1 decade.
-    clean = suggest_lrs(list(10 ** u), smooth(list(_known_curve(u)), 0.05))
+    clean = suggest_lrs(list(10**u), smooth(list(_known_curve(u)), 0.05))
     for seed in range(3):
         noise = np.exp(np.random.default_rng(seed).normal(0, 0.05, len(u)))
-        noisy = suggest_lrs(list(10 ** u), smooth(list(_known_curve(u) * noise), 0.05))
+        noisy = suggest_lrs(list(10**u), smooth(list(_known_curve(u) * noise), 0.05))
         for name in ("steepest", "valley", "minimum"):
             assert abs(math.log10(getattr(noisy, name) / getattr(clean, name))) < 0.1
 
@@ -67,7 +67,7 @@ def _least_squares() -> tuple[torch.Tensor, torch.Tensor, float]:
     scales = torch.tensor([3.0, 1.0, 0.3, 0.1])
     inputs = torch.randn(512, 4, generator=generator) * scales
     targets = inputs @ torch.tensor([1.0, -2.0, 0.5, 3.0])
-    hessian = 2 * inputs.T @ inputs / len(inputs)           # of the mean squared error
+    hessian = 2 * inputs.T @ inputs / len(inputs)  # of the mean squared error
     return inputs, targets, float(torch.linalg.eigvalsh(hessian).max())
 
 
@@ -80,9 +80,8 @@ def test_suggestions_are_inside_the_stable_range_and_train():
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1, bias=False)
-    result = lr_range_test(model, lambda: [(inputs, targets)], loss, "sgd", 1e-5, 10.0,
-                           steps=150)
-    assert result.stopped_early                   # the sweep crossed into instability
+    result = lr_range_test(model, lambda: [(inputs, targets)], loss, "sgd", 1e-5, 10.0, steps=150)
+    assert result.stopped_early  # the sweep crossed into instability
     found = result.suggestions
     for lr in (found.valley, found.steepest, found.minimum):
         assert 0.01 * stable < lr < stable
@@ -102,8 +101,15 @@ def test_suggestions_are_inside_the_stable_range_and_train():
 def test_lr_find_on_a_task_plots_every_value_and_refuses_bad_arguments(tmp_path):
     inputs, targets, _ = _least_squares()
     data = TensorData(inputs, targets.unsqueeze(-1), 64)
-    task = Task("toy", lambda: torch.nn.Linear(4, 1), data, data, None,
-                torch.nn.functional.mse_loss, metric="loss")
+    task = Task(
+        "toy",
+        lambda: torch.nn.Linear(4, 1),
+        data,
+        data,
+        None,
+        torch.nn.functional.mse_loss,
+        metric="loss",
+    )
     result = lr_find(task, "adam", 1e-5, 10.0, steps=60)
     assert len(result.lrs) == len(result.losses) == len(result.smoothed) <= 60
     assert result.lrs == sorted(result.lrs)

@@ -23,8 +23,13 @@ from descend.bench.storage import open_storage
 from descend.cli.main import main
 
 SERVER = os.environ.get("DESCEND_TEST_POSTGRES")
-pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.skipif(
-    not SERVER, reason="no PostgreSQL server: set DESCEND_TEST_POSTGRES (.ci/run starts one)")]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not SERVER, reason="no PostgreSQL server: set DESCEND_TEST_POSTGRES (.ci/run starts one)"
+    ),
+]
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 OPTIMIZERS = ("sgd", "adam")
 TRIALS, SEEDS = 4, 2
@@ -49,15 +54,38 @@ def database():
 
 
 def _arguments(url: str, out: Path) -> list[str]:
-    return ["bench", "--task", "digits-mlp", "--optimizers", ",".join(OPTIMIZERS),
-            "--trials", str(TRIALS), "--seeds", str(SEEDS), "--epochs", "10", "--pruner", "none",
-            "--storage", url, "--study", "shared", "--out", str(out), "--no-report"]
+    return [
+        "bench",
+        "--task",
+        "digits-mlp",
+        "--optimizers",
+        ",".join(OPTIMIZERS),
+        "--trials",
+        str(TRIALS),
+        "--seeds",
+        str(SEEDS),
+        "--epochs",
+        "10",
+        "--pruner",
+        "none",
+        "--storage",
+        url,
+        "--study",
+        "shared",
+        "--out",
+        str(out),
+        "--no-report",
+    ]
 
 
 def _start(arguments: list[str]) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.Popen([sys.executable, "-m", "descend.cli.main", *arguments],
-                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "descend.cli.main", *arguments],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
@@ -79,8 +107,11 @@ def _worker_pid(trial: optuna.trial.FrozenTrial) -> int | None:
 def _running_trial_of(url: str, pid: int) -> int | None:
     for optimizer in OPTIMIZERS:
         for trial in _trials(url, f"shared:digits-mlp:{optimizer}:tune"):
-            if (trial.state == TrialState.RUNNING and trial.intermediate_values
-                    and _worker_pid(trial) == pid):
+            if (
+                trial.state == TrialState.RUNNING
+                and trial.intermediate_values
+                and _worker_pid(trial) == pid
+            ):
                 return trial.number
     return None
 
@@ -109,22 +140,24 @@ def test_workers_share_the_budget_and_survive_a_killed_worker(database, tmp_path
     for optimizer in OPTIMIZERS:
         tune = _trials(database, f"shared:digits-mlp:{optimizer}:tune")
         finished = [t for t in tune if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        assert len(finished) == TRIALS                      # the budget: none lost, no extra
+        assert len(finished) == TRIALS  # the budget: none lost, no extra
         assert not [t for t in tune if t.state == TrialState.RUNNING]
         claimed = {_worker_pid(t) for t in finished}
         assert claimed <= {w.pid for w in workers[1:]} | {victim.pid}
         seeds = _trials(database, f"shared:digits-mlp:{optimizer}:seeds")
         complete_seeds = [t.user_attrs["seed"] for t in seeds if t.state == TrialState.COMPLETE]
         assert sorted(complete_seeds) == list(range(1, SEEDS + 1))  # each seed exactly once
-    failed = [t for optimizer in OPTIMIZERS
-              for t in _trials(database, f"shared:digits-mlp:{optimizer}:tune")
-              if _worker_pid(t) == victim.pid and t.state == TrialState.FAIL]
-    assert killed_trial in {t.number for t in failed}      # the dead worker's trial, marked
+    failed = [
+        t
+        for optimizer in OPTIMIZERS
+        for t in _trials(database, f"shared:digits-mlp:{optimizer}:tune")
+        if _worker_pid(t) == victim.pid and t.state == TrialState.FAIL
+    ]
+    assert killed_trial in {t.number for t in failed}  # the dead worker's trial, marked
 
     # Any machine with the storage writes the merged report.
     report = tmp_path / "report"
-    assert main(["report", "--storage", database, "--study", "shared", "--out",
-                 str(report)]) == 0
+    assert main(["report", "--storage", database, "--study", "shared", "--out", str(report)]) == 0
     assert (report / "report.html").stat().st_size > 10_000
     rows = json.loads((report / "results.json").read_text())["rows"]
     assert sorted(row["optimizer"] for row in rows) == sorted(OPTIMIZERS)
@@ -133,6 +166,7 @@ def test_workers_share_the_budget_and_survive_a_killed_worker(database, tmp_path
 
 
 def test_report_names_a_missing_study(database, tmp_path, capsys):
-    assert main(["report", "--storage", database, "--study", "nothing", "--out",
-                 str(tmp_path)]) == 2
+    assert (
+        main(["report", "--storage", database, "--study", "nothing", "--out", str(tmp_path)]) == 2
+    )
     assert "no benchmark study 'nothing'" in capsys.readouterr().err

@@ -56,13 +56,14 @@ def test_tiny_bench_end_to_end_with_sqlite(tmp_path):
     report = (tmp_path / "report.html").read_text()
     assert report.count("<img") >= 5 and "digits-logreg" in report
     # The shared table: names on the left, numbers (and their headers) on the right.
-    assert "<tr><th>optimizer</th><th>best setting</th><th class=\"num\">tuning val</th>" in report
+    assert '<tr><th>optimizer</th><th>best setting</th><th class="num">tuning val</th>' in report
     assert "<tr><td>sgd</td><td>lr=" in report
     assert f'<td class="num">{rows[0]["reached"]}/2</td>' in report
     # Rerunning the same bench finds every budget full and runs nothing.
     run_bench([task], ["sgd", "adam"], config=config)
-    assert len(optuna.load_study(study_name="bench:digits-logreg:sgd:tune",
-                                 storage=url).trials) == 3
+    assert (
+        len(optuna.load_study(study_name="bench:digits-logreg:sgd:tune", storage=url).trials) == 3
+    )
 
 
 @pytest.mark.slow
@@ -112,8 +113,7 @@ def test_storage_that_cannot_be_opened_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot open storage .*does not exist"):
         Bench([task], [make_contender("adam")], config)
     with pytest.raises(ValueError, match="cannot open storage 'nosuchdb://x'"):
-        Bench([task], [make_contender("adam")], BenchConfig(out=tmp_path,
-                                                            storage="nosuchdb://x"))
+        Bench([task], [make_contender("adam")], BenchConfig(out=tmp_path, storage="nosuchdb://x"))
 
 
 def test_schedules_default_to_the_run_length():
@@ -155,9 +155,12 @@ def test_search_dimensions_are_checked_against_the_optimizer():
 
 
 def _run(scores: list[float], seconds: list[float]) -> RunResult:
-    return RunResult([EpochMetrics(epoch + 1, 0.1, 1.0, 0.5, 1.0, value, second, second)
-                      for epoch, (value, second) in enumerate(zip(scores, seconds,
-                                                                   strict=True))])
+    return RunResult(
+        [
+            EpochMetrics(epoch + 1, 0.1, 1.0, 0.5, 1.0, value, second, second)
+            for epoch, (value, second) in enumerate(zip(scores, seconds, strict=True))
+        ]
+    )
 
 
 def test_time_to_target_is_the_first_epoch_at_the_target():
@@ -170,9 +173,11 @@ def test_time_to_target_is_the_first_epoch_at_the_target():
 
 
 def test_performance_profile_matches_hand_computation():
-    times = {"a": {"x": 1.0, "y": 2.0, "z": math.inf},
-             "b": {"x": 3.0, "y": 1.0, "z": 1.5},
-             "c": {"x": math.inf, "y": math.inf, "z": math.inf}}
+    times = {
+        "a": {"x": 1.0, "y": 2.0, "z": math.inf},
+        "b": {"x": 3.0, "y": 1.0, "z": 1.5},
+        "c": {"x": math.inf, "y": math.inf, "z": math.inf},
+    }
     profile = performance_profile(times, [1.0, 2.0, 3.0])
     assert profile["x"] == pytest.approx([1 / 3, 1 / 3, 2 / 3])
     assert profile["y"] == pytest.approx([1 / 3, 2 / 3, 2 / 3])
@@ -187,9 +192,17 @@ def test_python_api_races_optimizers_on_a_users_regression_model(tmp_path):
     dataset = torch.utils.data.TensorDataset(inputs, targets)
     train_loader = torch.utils.data.DataLoader(dataset, batch_size=20, shuffle=True)
     eval_loader = torch.utils.data.DataLoader(dataset, batch_size=200)
-    task = Task.custom("regression", lambda: torch.nn.Linear(3, 1), train_loader, eval_loader,
-                       eval_loader, loss=torch.nn.functional.mse_loss, epochs=3,
-                       metric="loss", target=0.5)
+    task = Task.custom(
+        "regression",
+        lambda: torch.nn.Linear(3, 1),
+        train_loader,
+        eval_loader,
+        eval_loader,
+        loss=torch.nn.functional.mse_loss,
+        epochs=3,
+        metric="loss",
+        target=0.5,
+    )
     config = BenchConfig(trials=3, seeds=2, out=tmp_path, pruner="none")
     results, rows = run_bench([task], ["sgd", "adam"], config=config)
     for result, row in zip(results, rows, strict=True):
@@ -197,7 +210,8 @@ def test_python_api_races_optimizers_on_a_users_regression_model(tmp_path):
         values = [trial["value"] for trial in result.trials]
         assert result.best_value == min(values)
         assert row["test_mean"] == pytest.approx(
-            sum(run.test_loss for run in result.seed_runs.values()) / 2)
+            sum(run.test_loss for run in result.seed_runs.values()) / 2
+        )
     # Linear regression with a tuned lr fits well within 3 epochs.
     assert min(row["test_mean"] for row in rows) < 0.1
     assert "regression" in (tmp_path / "report.html").read_text()

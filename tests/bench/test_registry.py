@@ -43,8 +43,9 @@ def _register_blobs() -> None:
             arrays[f"x_{split}"] = points.astype(np.float32)
             arrays[f"y_{split}"] = labels.astype(np.int64)
         train, val, test = tensor_splits(arrays, batch_size=20)
-        return entry.make(lambda: torch.nn.Linear(2, 2), train, val, test, epochs=2,
-                          target=0.9, num_classes=2)
+        return entry.make(
+            lambda: torch.nn.Linear(2, 2), train, val, test, epochs=2, target=0.9, num_classes=2
+        )
 
 
 def test_a_task_registered_at_run_time_runs_a_bench_end_to_end(registry, tmp_path):
@@ -60,21 +61,48 @@ def test_a_task_registered_at_run_time_runs_a_bench_end_to_end(registry, tmp_pat
 
 
 def test_the_command_line_lists_a_registered_task_and_hands_it_its_options(
-        registry, tmp_path, capsys, monkeypatch):
+    registry, tmp_path, capsys, monkeypatch
+):
     _register_blobs()
     monkeypatch.setenv("COLUMNS", "1000")  # no wrapping, which may break names at a hyphen
     assert main(["bench", "--help"]) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "blobs-linear: two Gaussian blobs, a linear model (takes --points)" in shown
     assert "--points POINTS examples per split (task blobs-linear)" in shown
-    argv = ["bench", "--task", "blobs-linear", "--points", "40", "--optimizers", "sgd",
-            "--trials", "1", "--seeds", "1", "--out", str(tmp_path), "--no-report"]
+    argv = [
+        "bench",
+        "--task",
+        "blobs-linear",
+        "--points",
+        "40",
+        "--optimizers",
+        "sgd",
+        "--trials",
+        "1",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--no-report",
+    ]
     assert main(argv) == 0
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [row["task"] for row in rows] == ["blobs-linear"]
     # The merged report rebuilds the task from the registry, its option handed back to it.
-    assert main(["report", "--storage", f"sqlite:///{tmp_path / 'bench.db'}", "--out",
-                 str(tmp_path / "merged"), "--points", "40"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--storage",
+                f"sqlite:///{tmp_path / 'bench.db'}",
+                "--out",
+                str(tmp_path / "merged"),
+                "--points",
+                "40",
+            ]
+        )
+        == 0
+    )
 
 
 def _error(capsys, argv: list[str]) -> str:
@@ -90,9 +118,11 @@ def test_task_options_go_only_to_the_tasks_that_declare_them(registry, capsys, t
     line = _error(capsys, ["bench", "--task", "digits-logreg", "--points", "40", *fast])
     assert "--points is an option of task blobs-linear; none of digits-logreg takes it" in line
     assert "argument --points: expected int, got 'many'" in _error(
-        capsys, ["bench", "--task", "blobs-linear", "--points", "many", *fast])
+        capsys, ["bench", "--task", "blobs-linear", "--points", "many", *fast]
+    )
     assert "did you mean '--points'" in _error(
-        capsys, ["bench", "--task", "blobs-linear", "--pionts", "4", *fast])
+        capsys, ["bench", "--task", "blobs-linear", "--pionts", "4", *fast]
+    )
     # Several tasks: each receives only what it declares.
     (digits, blobs) = get_tasks(["digits-logreg", "blobs-linear"], {"points": 30})
     assert digits.details == {} and len(blobs.train) == 30

@@ -41,20 +41,25 @@ def test_mnist1d_is_the_published_generator_and_leaves_random_state_alone():
     assert (np.random.rand(), random.random()) == (expected_numpy, expected_python)
     assert arrays["x_train"].shape == (3500, 40) and arrays["x_val"].shape == (500, 40)
     assert arrays["x_test"].shape == (1000, 40)
-    assert np.bincount(np.concatenate([arrays["y_train"], arrays["y_val"],
-                                       arrays["y_test"]])).tolist() == [500] * 10
+    assert (
+        np.bincount(np.concatenate([arrays["y_train"], arrays["y_val"], arrays["y_test"]])).tolist()
+        == [500] * 10
+    )
     # The generator standardizes the whole set.
     everything = np.concatenate([arrays["x_train"], arrays["x_val"], arrays["x_test"]])
     assert abs(everything.mean()) < 1e-4 and abs(everything.std() - 1) < 1e-3
 
 
-@pytest.mark.parametrize("name, spec, epochs, above", [
-    ("digits-logreg", "sgd:lr=0.5", 2, 0.8),
-    ("digits-mlp", "adam:lr=3e-3", 2, 0.8),
-    ("mnist1d-logreg", "adam:lr=1e-2", 2, 0.2),
-    ("mnist1d-mlp", "adam:lr=1e-2", 3, 0.3),
-    ("mnist1d-cnn", "adam:lr=1e-2", 3, 0.3),
-])
+@pytest.mark.parametrize(
+    "name, spec, epochs, above",
+    [
+        ("digits-logreg", "sgd:lr=0.5", 2, 0.8),
+        ("digits-mlp", "adam:lr=3e-3", 2, 0.8),
+        ("mnist1d-logreg", "adam:lr=1e-2", 2, 0.2),
+        ("mnist1d-mlp", "adam:lr=1e-2", 3, 0.3),
+        ("mnist1d-cnn", "adam:lr=1e-2", 3, 0.3),
+    ],
+)
 def test_builtin_tasks_train_above_chance(name, spec, epochs, above):
     task = get_task(name)
     result = train(task, parse_optimizer(spec), seed=0, epochs=epochs)
@@ -116,8 +121,13 @@ def test_custom_task_from_data_loaders_trains():
     targets = (inputs[:, 0] + inputs[:, 1] > 0).long()
     dataset = torch.utils.data.TensorDataset(inputs, targets)
     loader = torch.utils.data.DataLoader(dataset, batch_size=32, shuffle=True)
-    task = Task.custom("halfplane", lambda: torch.nn.Linear(5, 2), loader,
-                       torch.utils.data.DataLoader(dataset, batch_size=128), epochs=3)
+    task = Task.custom(
+        "halfplane",
+        lambda: torch.nn.Linear(5, 2),
+        loader,
+        torch.utils.data.DataLoader(dataset, batch_size=128),
+        epochs=3,
+    )
     result = train(task, parse_optimizer("sgd:lr=0.5"), seed=0)
     assert result.history[-1].val_accuracy > 0.9
     assert result.test_accuracy is None

@@ -115,8 +115,9 @@ def test_the_ravine_caption_states_what_the_race_shows(results):
     assert f"{excess['SGD']:.3g} for SGD" in caption
     assert f"{excess['Nesterov']:.3g} for Nesterov" in caption
     claim = _claim(section, "momentum and Nesterov get further")
-    assert claim["holds"] == (excess["Nesterov"] < excess["SGD"]
-                              and excess["SGD+Momentum"] < excess["SGD"])
+    assert claim["holds"] == (
+        excess["Nesterov"] < excess["SGD"] and excess["SGD+Momentum"] < excess["SGD"]
+    )
 
 
 def test_the_100d_saddle_caption_states_the_measured_distances(results):
@@ -124,10 +125,10 @@ def test_the_100d_saddle_caption_states_the_measured_distances(results):
     caption = _caption(section, "saddle_nd_distance.png")
     distances = {name: np.array(d) for name, d in section["data"]["distance_100d"].items()}
     steps = len(distances["SGD"]) - 1
-    final = re.search(rf"After {steps} steps the distances are: ([^.]*\.\d\d(?:[^.]*\.\d\d)*)",
-                      caption).group(1)
-    stated = {name: float(value) for name, value in re.findall(r"([A-Za-z+]+) (\d+\.\d\d)",
-                                                               final)}
+    final = re.search(
+        rf"After {steps} steps the distances are: ([^.]*\.\d\d(?:[^.]*\.\d\d)*)", caption
+    ).group(1)
+    stated = {name: float(value) for name, value in re.findall(r"([A-Za-z+]+) (\d+\.\d\d)", final)}
     assert stated.keys() == distances.keys()
     for name, value in stated.items():
         assert value == pytest.approx(distances[name][-1], abs=0.005)
@@ -157,8 +158,10 @@ def test_the_minima_captions_state_where_each_run_ends(results):
     assert claim["holds"] == ("SGD" in shallow and {"SGD+Momentum", "Nesterov"} <= set(deep))
 
     caption = _caption(section, "rastrigin_himmelblau.png")
-    rastrigin = {t["label"]: tuple(int(v) for v in np.round(t["trajectory"][-1]))
-                 for t in section["data"]["rastrigin"]}
+    rastrigin = {
+        t["label"]: tuple(int(v) for v in np.round(t["trajectory"][-1]))
+        for t in section["data"]["rastrigin"]
+    }
     start = (3, -2)  # the lattice point next to (2.7, -2.16)
     stayers = caption.split("every small dip is a trap. ")[1].split(f" in the dip at {start}")[0]
     for name, dip in rastrigin.items():
@@ -167,7 +170,8 @@ def test_the_minima_captions_state_where_each_run_ends(results):
         else:
             assert name not in stayers and f"{name} (to the dip at {dip}" in caption
     assert _claim(section, "plain gradient descent stays in the first dip")["holds"] == (
-        rastrigin["SGD"] == start)
+        rastrigin["SGD"] == start
+    )
 
 
 def test_the_noise_captions_state_the_measured_floors(results):
@@ -180,8 +184,10 @@ def test_the_noise_captions_state_the_measured_floors(results):
     caption = _caption(section, "noise_loss.png")
     assert f"{raw:.3g} for SGD's weights, {smooth:.3g} for their average" in caption
     assert _claim(section, "averaging the weights goes below")["holds"] == (smooth < raw)
-    floors = [np.mean((np.array(t["loss"]) - t["minimum_value"])[-tail:])
-              for t in section["data"]["batch_traces"]]
+    floors = [
+        np.mean((np.array(t["loss"]) - t["minimum_value"])[-tail:])
+        for t in section["data"]["batch_traces"]
+    ]
     caption = _caption(section, "noise_batch.png")
     for batch, floor in zip((1, 4, 16, 64, 256), floors, strict=True):
         assert f"{batch}: {floor:.3g}" in caption
@@ -218,7 +224,7 @@ def test_demo_refuses_a_file_as_output_folder(tmp_path: Path, capsys):
 def test_demo_compares_first_and_second_order_methods(demo_report, results):
     out, printed = demo_report
     page = (out / "index.html").read_text()
-    section = page[page.index('id="orders"'):]
+    section = page[page.index('id="orders"') :]
     for name in ("orders_convergence.png", "orders_close_up.png", "orders_minibatch.png"):
         assert f'src="images/{name}"' in section
         with Image.open(out / "images" / name) as image:
@@ -226,8 +232,11 @@ def test_demo_compares_first_and_second_order_methods(demo_report, results):
     orders = results["orders"]
     full_batch, newton, cost, minibatch = orders["tables"]
     methods = {(row[0], row[1]) for row in full_batch["rows"]}
-    assert methods == {(problem, method) for problem in ("ravine", "digits")
-                       for method in ("GD", "Nesterov", "Adam", "Newton", "BFGS", "L-BFGS")}
+    assert methods == {
+        (problem, method)
+        for problem in ("ravine", "digits")
+        for method in ("GD", "Nesterov", "Adam", "Newton", "BFGS", "L-BFGS")
+    }
     newton_on_ravine = next(row for row in full_batch["rows"] if row[:2] == ["ravine", "Newton"])
     assert newton_on_ravine[3] == "1"
     assert _claim(orders, "Newton's method lands")["holds"]
@@ -252,8 +261,9 @@ def test_the_2d_saddle_caption_states_the_measured_escapes(results):
         steps[trace["label"]] = _settled(np.array(trace["loss"]), -1.0)
         assert f"{trace['label']} step {steps[trace['label']]}" in caption
     claim = _claim(section, "momentum and the adaptive methods leave")
-    assert claim["holds"] == all(step < steps["SGD"] for name, step in steps.items()
-                                 if name != "SGD")
+    assert claim["holds"] == all(
+        step < steps["SGD"] for name, step in steps.items() if name != "SGD"
+    )
 
 
 def test_the_decay_caption_states_the_measured_floors(results):
@@ -264,7 +274,7 @@ def test_the_decay_caption_states_the_measured_floors(results):
         floors = {}
         for trace in traces:
             excess = np.array(trace["loss"]) - trace["minimum_value"]
-            floors[trace["label"]] = excess[-(len(excess) // 4):].mean()
+            floors[trace["label"]] = excess[-(len(excess) // 4) :].mean()
         assert f"{name}: constant {floors['constant']:.3g}" in caption
         for label, floor in floors.items():
             assert f"{label} {floor:.3g}" in caption
@@ -275,12 +285,18 @@ def test_the_decay_caption_states_the_measured_floors(results):
 def test_the_classics_caption_names_the_runs_that_settle(results):
     section = results["classics"]
     caption = _caption(section, "classics.png")
-    titles = {"rosenbrock": "Rosenbrock's function", "beale": "Beale's function",
-              "booth": "Booth's function"}
+    titles = {
+        "rosenbrock": "Rosenbrock's function",
+        "beale": "Beale's function",
+        "booth": "Booth's function",
+    }
     for name, title in titles.items():
         part = caption.split(f"on {title}, ")[1].split(";")[0].rstrip(".")
-        settled = {t["label"] for t in section["data"][name]
-                   if _settled(np.array(t["loss"]), 1e-6) is not None}
+        settled = {
+            t["label"]
+            for t in section["data"][name]
+            if _settled(np.array(t["loss"]), 1e-6) is not None
+        }
         named = set() if part == "none" else set(re.split(r", | and ", part))
         assert named == settled, (title, part)
 

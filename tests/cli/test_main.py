@@ -31,8 +31,10 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"descend {descend.__version__}"
 
 
-@pytest.mark.parametrize("argv, closest", [(["rase"], "race"), (["bech", "--task", "x"], "bench"),
-                                           (["lrfind"], "lr-find")])
+@pytest.mark.parametrize(
+    "argv, closest",
+    [(["rase"], "race"), (["bech", "--task", "x"], "bench"), (["lrfind"], "lr-find")],
+)
 def test_misspelt_command_suggests_the_closest(argv, closest, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -40,52 +42,80 @@ def test_misspelt_command_suggests_the_closest(argv, closest, capsys):
     assert f"unknown command {argv[0]!r}" in err and f"did you mean {closest!r}?" in err
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["bench", "--help"], ["lr-find", "--help"],
-                                  ["report", "--help"], ["bench", "--seeds", "x"],
-                                  ["bench", "--sampler", "tpee"], ["rase"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["bench", "--help"],
+        ["lr-find", "--help"],
+        ["report", "--help"],
+        ["bench", "--seeds", "x"],
+        ["bench", "--sampler", "tpee"],
+        ["rase"],
+    ],
+)
 def test_help_and_argument_errors_load_nothing_heavy(argv):
-    code = ("import contextlib, io, sys\n"
-            "from descend.cli.main import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()), "
-            "contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    main({argv!r})\n"
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    code = (
+        "import contextlib, io, sys\n"
+        "from descend.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), "
+        "contextlib.redirect_stderr(io.StringIO()):\n"
+        f"    main({argv!r})\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        check=True,
+    )
     assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.slow
 def test_import_descend_loads_no_torch_until_a_name_is_used():
-    code = ("import sys, descend\n"
-            "before = 'torch' in sys.modules\n"
-            "descend.Adam\n"
-            "print(before, 'torch' in sys.modules, descend.functional.__name__)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": SRC}, check=True)
+    code = (
+        "import sys, descend\n"
+        "before = 'torch' in sys.modules\n"
+        "descend.Adam\n"
+        "print(before, 'torch' in sys.modules, descend.functional.__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        check=True,
+    )
     assert result.stdout.split() == ["False", "True", "descend.functional"]
 
 
-@pytest.mark.parametrize("argv, closest", [
-    (["demo", "--quik"], "--quick"),
-    (["race", "ravine", "sgd", "--stpes", "3"], "--steps"),
-    (["bench", "--trails", "3"], "--trials"),
-    (["lr-find", "--start-rate=0.1"], "--start-lr"),
-    (["bench", "--sampler", "tpee"], "tpe"),
-])
-def test_a_misspelt_option_points_to_the_commands_own_help_and_the_closest(argv, closest,
-                                                                          capsys):
+@pytest.mark.parametrize(
+    "argv, closest",
+    [
+        (["demo", "--quik"], "--quick"),
+        (["race", "ravine", "sgd", "--stpes", "3"], "--steps"),
+        (["bench", "--trails", "3"], "--trials"),
+        (["lr-find", "--start-rate=0.1"], "--start-lr"),
+        (["bench", "--sampler", "tpee"], "tpe"),
+    ],
+)
+def test_a_misspelt_option_points_to_the_commands_own_help_and_the_closest(argv, closest, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"descend {argv[0]}: error: ")
     assert f"did you mean {closest!r}?" in err and f"see 'descend {argv[0]} --help'" in err
 
 
-@pytest.mark.parametrize("argv, closest", [
-    (["race", "ravine", "sgd", "--schedule", "expo"], "exponential"),
-    (["bench", "--schedules", "cos", "--trials", "0"], "cosine"),
-    (["race", "ravine", "Adam"], "adam"),
-])
+@pytest.mark.parametrize(
+    "argv, closest",
+    [
+        (["race", "ravine", "sgd", "--schedule", "expo"], "exponential"),
+        (["bench", "--schedules", "cos", "--trials", "0"], "cosine"),
+        (["race", "ravine", "Adam"], "adam"),
+    ],
+)
 def test_a_truncated_or_miscased_name_gets_a_suggestion(argv, closest, capsys, tmp_path):
     assert main([*argv, *(["--out", str(tmp_path)] if argv[0] == "bench" else [])]) == 2
     err = capsys.readouterr().err

@@ -24,8 +24,11 @@ def test_every_rule_is_listed_with_its_names():
     status, printed = run(["optimizers"])
     assert status == 0
     for rule in RULES.values():
-        line = next(line for line in printed.splitlines() if line.startswith(rule.name + " ")
-                    or line.startswith(rule.name + ","))
+        line = next(
+            line
+            for line in printed.splitlines()
+            if line.startswith(rule.name + " ") or line.startswith(rule.name + ",")
+        )
         assert all(alias in line for alias in rule.aliases)
 
 
@@ -34,4 +37,5 @@ def test_the_readme_table_is_the_registry():
     assert status == 0 and printed.strip() == markdown()
     assert markdown() in README.read_text(), (
         "README's table of optimizers differs from the registry: paste the output of "
-        "'descend optimizers --markdown'")
+        "'descend optimizers --markdown'"
+    )

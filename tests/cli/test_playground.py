@@ -16,8 +16,7 @@ from descend.cli.main import main
 @pytest.mark.slow
 def test_the_command_prints_the_address_and_serves_the_page(tmp_path):
     command = [sys.executable, "-m", "descend.cli.main", "playground", "--port", "0"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
         assert line.startswith("descend playground: serving http://127.0.0.1:")
@@ -41,16 +40,20 @@ def _answer(port: int, request: bytes) -> bytes:
 @pytest.mark.slow
 def test_a_malformed_request_prints_no_traceback_on_the_servers_terminal():
     command = [sys.executable, "-m", "descend.cli.main", "playground", "--port", "0"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline().split()[3].rstrip("/").rsplit(":", 1)[1])
         head = f"Host: 127.0.0.1:{port}\r\n".encode()
-        chunked = [_answer(port, b"POST /api/run HTTP/1.1\r\n" + head + b"Transfer-Encoding:"
-                           b" chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n") for _ in range(5)]
+        chunked = [
+            _answer(
+                port,
+                b"POST /api/run HTTP/1.1\r\n" + head + b"Transfer-Encoding:"
+                b" chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            )
+            for _ in range(5)
+        ]
         try:
-            long = _answer(port, b"GET /?" + b"a" * 200_000 + b" HTTP/1.1\r\n" + head
-                           + b"\r\n")
+            long = _answer(port, b"GET /?" + b"a" * 200_000 + b" HTTP/1.1\r\n" + head + b"\r\n")
         except ConnectionResetError:
             long = b"connection reset"
     finally:

@@ -15,8 +15,17 @@ from descend.lab.runner import Contender, run
 
 
 def test_race_prints_a_summary_with_theory_next_to_measurement(capsys):
-    status = main(["race", "ravine:kappa=10", "sgd:lr=0.1", "momentum:lr=0.05,momentum=0.5",
-                   "adam:lr=0.1", "--steps", "150"])
+    status = main(
+        [
+            "race",
+            "ravine:kappa=10",
+            "sgd:lr=0.1",
+            "momentum:lr=0.05,momentum=0.5",
+            "adam:lr=0.1",
+            "--steps",
+            "150",
+        ]
+    )
     assert status == 0
     out = capsys.readouterr().out
     assert "kappa = 10" in out and "theory" in out and "measured" in out
@@ -26,10 +35,25 @@ def test_race_prints_a_summary_with_theory_next_to_measurement(capsys):
 @pytest.mark.slow
 def test_race_saves_every_run_and_its_plots(tmp_path: Path, capsys):
     out = tmp_path / "race"
-    status = main(["race", "least_squares:batch_size=8", "momentum:lr=0.01",
-                   "functional.adam:learning_rate=0.05", "--schedule", "constant",
-                   "--schedule", "exponential:k=0.01", "--average", "0.9", "--steps", "60",
-                   "--out", str(out), "--gif"])
+    status = main(
+        [
+            "race",
+            "least_squares:batch_size=8",
+            "momentum:lr=0.01",
+            "functional.adam:learning_rate=0.05",
+            "--schedule",
+            "constant",
+            "--schedule",
+            "exponential:k=0.01",
+            "--average",
+            "0.9",
+            "--steps",
+            "60",
+            "--out",
+            str(out),
+            "--gif",
+        ]
+    )
     assert status == 0
     lines = (out / "results.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
@@ -66,13 +90,27 @@ def test_race_saddle_reports_the_measured_escape_and_a_diverging_run_has_none(ca
 
 def test_a_noisy_race_shows_the_loss_above_the_minimum_and_the_noise_floor(tmp_path, capsys):
     out = tmp_path / "race"
-    assert main(["race", "least_squares:batch_size=8", "sgd:lr=0.1", "sgd:lr=0.03",
-                 "--steps", "400", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "race",
+                "least_squares:batch_size=8",
+                "sgd:lr=0.1",
+                "sgd:lr=0.03",
+                "--steps",
+                "400",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "noise floor" in printed and "f - f*" in printed
     rows = _rows(printed)
-    records = {r["label"]: r for r in map(json.loads,
-                                          (out / "results.jsonl").read_text().splitlines())}
+    records = {
+        r["label"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())
+    }
     floors = {}
     for label, record in records.items():
         excess = np.array(record["loss"]) - record["minimum_value"]
@@ -84,15 +122,18 @@ def test_a_noisy_race_shows_the_loss_above_the_minimum_and_the_noise_floor(tmp_p
     assert floors["sgd:lr=0.1"] > 2 * floors["sgd:lr=0.03"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["race", "nope", "sgd"], "valid: ravine"),
-    (["race", "ravine", "sgdd:lr=1"], "valid: sgd, sgd_momentum"),
-    (["race", "ravine", "sgd:lr"], "malformed spec"),
-    (["race", "ravine", "sgd", "--schedule", "fast"], "valid: constant, step"),
-    (["race", "ravine", "sgd", "--average", "often"], "--average='often' is invalid"),
-    (["race", "ravine", "sgd", "--steps", "0"], "--steps=0 is invalid"),
-    (["race", "ravine", "sgd", "--gif"], "--gif needs --out"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["race", "nope", "sgd"], "valid: ravine"),
+        (["race", "ravine", "sgdd:lr=1"], "valid: sgd, sgd_momentum"),
+        (["race", "ravine", "sgd:lr"], "malformed spec"),
+        (["race", "ravine", "sgd", "--schedule", "fast"], "valid: constant, step"),
+        (["race", "ravine", "sgd", "--average", "often"], "--average='often' is invalid"),
+        (["race", "ravine", "sgd", "--steps", "0"], "--steps=0 is invalid"),
+        (["race", "ravine", "sgd", "--gif"], "--gif needs --out"),
+    ],
+)
 def test_bad_input_is_one_error_line_and_status_2(argv, message, capsys):
     assert main(argv) == 2
     error = capsys.readouterr().err
@@ -101,7 +142,7 @@ def test_bad_input_is_one_error_line_and_status_2(argv, message, capsys):
 
 def test_steps_beyond_the_machines_memory_are_one_line_naming_the_limit(capsys, monkeypatch):
     # 10**12 steps asked numpy for a 14.6 TiB array: a traceback, after the folder was made.
-    assert main(["race", "ravine", "adam", "--steps", str(10 ** 12)]) == 2
+    assert main(["race", "ravine", "adam", "--steps", str(10**12)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "--steps=1000000000000 is too many" in error
     assert "Traceback" not in error and "expected at most" in error

@@ -14,18 +14,39 @@ from PIL import Image
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM = next((path for path in map(shutil.which, BROWSERS) if path), None)
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="headless Chromium not found (install Debian's chromium package; CI does)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="headless Chromium not found (install Debian's chromium package; CI does)",
+    ),
+]
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-         "--hide-scrollbars", "--virtual-time-budget=10000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--virtual-time-budget=10000",
+]
 
 
 def _dom(page: Path, tmp_path: Path) -> str:
     result = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom",
-         page.as_uri()], capture_output=True, text=True, timeout=120, check=True)
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile-dom'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return result.stdout
 
 
@@ -57,10 +78,19 @@ def test_a_missing_image_is_caught(demo_report, tmp_path):
 def test_screenshot_is_not_blank(demo_report, tmp_path):
     out, _ = demo_report
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile-shot'}",
-                    "--window-size=1100,2400", f"--screenshot={shot}",
-                    (out / "index.html").as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'profile-shot'}",
+            "--window-size=1100,2400",
+            f"--screenshot={shot}",
+            (out / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("RGB"), dtype=float)
     assert pixels.shape[0] >= 2000
@@ -74,9 +104,18 @@ def test_a_click_enlarges_a_figure_and_escape_closes_it(demo_report, tmp_path):
     out, _ = demo_report
     with sync_api.sync_playwright() as driver:
         context = driver.chromium.launch_persistent_context(
-            str(tmp_path / "profile-zoom"), executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+            str(tmp_path / "profile-zoom"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = context.new_page()
         page.goto((out / "index.html").as_uri())
         page.wait_for_function("document.body.dataset.images !== undefined")

@@ -33,8 +33,10 @@ def make_model() -> torch.nn.Module:
 def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The full batches, identical everywhere."""
     generator = torch.Generator().manual_seed(1)
-    return [(torch.randn(BATCH, 6, generator=generator), torch.randn(BATCH, 2, generator=generator))
-            for _ in range(STEPS)]
+    return [
+        (torch.randn(BATCH, 6, generator=generator), torch.randn(BATCH, 2, generator=generator))
+        for _ in range(STEPS)
+    ]
 
 
 def train_steps(model, optimizer, data, rank: int, world: int) -> None:
@@ -58,26 +60,31 @@ def main() -> None:
         optimizer = optimizer_class(model.parameters(), lr=0.01, backend=backend)
         train_steps(model, optimizer, data, rank, world)
     else:
-        optimizer = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=optimizer_class,
-                                            lr=0.01, backend=backend)
-        train_steps(model, optimizer, data[:STEPS // 2], rank, world)
+        optimizer = ZeroRedundancyOptimizer(
+            model.parameters(), optimizer_class=optimizer_class, lr=0.01, backend=backend
+        )
+        train_steps(model, optimizer, data[: STEPS // 2], rank, world)
         optimizer.consolidate_state_dict(to=0)
         checkpoint = out / "zero_checkpoint.pt"
         if rank == 0:
-            torch.save({"model": model.module.state_dict(),
-                        "optimizer": optimizer.state_dict()}, checkpoint)
+            torch.save(
+                {"model": model.module.state_dict(), "optimizer": optimizer.state_dict()},
+                checkpoint,
+            )
         dist.barrier()
         # A fresh model and optimizer resume from the consolidated checkpoint.
         saved = torch.load(checkpoint, weights_only=False)
         resumed = DistributedDataParallel(make_model())
         resumed.module.load_state_dict(saved["model"])
         resumed_optimizer = ZeroRedundancyOptimizer(
-            resumed.parameters(), optimizer_class=optimizer_class, lr=0.01, backend=backend)
+            resumed.parameters(), optimizer_class=optimizer_class, lr=0.01, backend=backend
+        )
         resumed_optimizer.load_state_dict(saved["optimizer"])
-        train_steps(resumed, resumed_optimizer, data[STEPS // 2:], rank, world)
-        train_steps(model, optimizer, data[STEPS // 2:], rank, world)
-        torch.save([p.detach() for p in resumed.module.parameters()],
-                   out / f"resumed_rank{rank}.pt")
+        train_steps(resumed, resumed_optimizer, data[STEPS // 2 :], rank, world)
+        train_steps(model, optimizer, data[STEPS // 2 :], rank, world)
+        torch.save(
+            [p.detach() for p in resumed.module.parameters()], out / f"resumed_rank{rank}.pt"
+        )
     torch.save([p.detach() for p in model.module.parameters()], out / f"params_rank{rank}.pt")
     dist.barrier()
     # Everything is saved. Leave without running gloo's destructors: torch 2.x can deadlock in

@@ -52,7 +52,8 @@ def descend_factory(name: str, backend: str, **options) -> Factory:
     """Builds the descend optimizer ``name`` (at learning rate :data:`LR`) over parameters."""
     if name == MUON_ADAMW:
         return lambda params: descend.Muon(
-            [{"params": params, "use_muon": False, "lr": LR}], backend=backend, **options)
+            [{"params": params, "use_muon": False, "lr": LR}], backend=backend, **options
+        )
     cls = descend.optim.CLASSES[name]
     return lambda params: cls(params, lr=LR, backend=backend, **options)
 
@@ -62,25 +63,35 @@ def torch_factory(name: str) -> Factory | None:
     with every hyperparameter both take copied from the descend optimizer's group; ``None`` for
     a class without one."""
     descend_cls = descend.Muon if name == MUON_ADAMW else descend.optim.CLASSES[name]
-    dotted, fixed = (("torch.optim.AdamW", {}) if name == MUON_ADAMW
-                     else descend_cls.torch_equivalent or (None, None))
+    dotted, fixed = (
+        ("torch.optim.AdamW", {})
+        if name == MUON_ADAMW
+        else descend_cls.torch_equivalent or (None, None)
+    )
     if dotted is None:
         return None
     module, _, class_name = dotted.rpartition(".")
     torch_cls = getattr(importlib.import_module(module), class_name)
-    group = descend_factory(name, "reference")([torch.zeros(1, requires_grad=True)]
-                                               ).param_groups[0]
+    group = descend_factory(name, "reference")([torch.zeros(1, requires_grad=True)]).param_groups[0]
     accepted = inspect.signature(torch_cls).parameters
-    shared = {key: value for key, value in group.items()
-              if key in accepted and key not in ("params", "foreach", "fused")}
+    shared = {
+        key: value
+        for key, value in group.items()
+        if key in accepted and key not in ("params", "foreach", "fused")
+    }
     return lambda params: torch_cls(params, **{**shared, **fixed})
 
 
 def make_model(seed: int = 0) -> torch.nn.Module:
     """The same 3-layer MLP everywhere (layer widths that 2 ranks shard unevenly)."""
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(6, 15), torch.nn.Tanh(), torch.nn.Linear(15, 7),
-                               torch.nn.Tanh(), torch.nn.Linear(7, 2))
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 15),
+        torch.nn.Tanh(),
+        torch.nn.Linear(15, 7),
+        torch.nn.Tanh(),
+        torch.nn.Linear(7, 2),
+    )
 
 
 def sharded_model(mesh: DeviceMesh, seed: int = 0) -> torch.nn.Module:
@@ -95,8 +106,10 @@ def sharded_model(mesh: DeviceMesh, seed: int = 0) -> torch.nn.Module:
 def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The full batches, identical on every rank."""
     generator = torch.Generator().manual_seed(1)
-    return [(torch.randn(BATCH, 6, generator=generator), torch.randn(BATCH, 2, generator=generator))
-            for _ in range(STEPS)]
+    return [
+        (torch.randn(BATCH, 6, generator=generator), torch.randn(BATCH, 2, generator=generator))
+        for _ in range(STEPS)
+    ]
 
 
 def backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -147,15 +160,23 @@ def run_class(out: Path, mesh: DeviceMesh, name: str, backend: str, data: list) 
         single_optimizer.eval()
         ours += full(model)
         theirs += [p.detach().clone() for p in single.parameters()]
-    torch.save({"descend": ours, "single": theirs, "initial": initial,
-                "torch": full(torch_model) if torch_model is not None else None},
-               out / f"{name}-{backend}-rank{dist.get_rank()}.pt")
+    torch.save(
+        {
+            "descend": ours,
+            "single": theirs,
+            "initial": initial,
+            "torch": full(torch_model) if torch_model is not None else None,
+        },
+        out / f"{name}-{backend}-rank{dist.get_rank()}.pt",
+    )
 
 
 def state_layout(optimizer_state: dict) -> dict[str, list]:
     """Parameter name -> sorted (state key, type name) of a distributed optimizer state dict."""
-    return {name: sorted((key, type(value).__name__) for key, value in entry.items())
-            for name, entry in optimizer_state["state"].items()}
+    return {
+        name: sorted((key, type(value).__name__) for key, value in entry.items())
+        for name, entry in optimizer_state["state"].items()
+    }
 
 
 def run_checkpoint(out: Path, mesh: DeviceMesh, backend: str, data: list) -> None:
@@ -176,17 +197,27 @@ def run_checkpoint(out: Path, mesh: DeviceMesh, backend: str, data: list) -> Non
     model_state, optimizer_state = get_state_dict(fresh, fresh_optimizer)
     loaded = {"model": model_state, "optimizer": optimizer_state}
     dcp.load(loaded, checkpoint_id=folder)
-    set_state_dict(fresh, fresh_optimizer, model_state_dict=loaded["model"],
-                   optim_state_dict=loaded["optimizer"])
+    set_state_dict(
+        fresh,
+        fresh_optimizer,
+        model_state_dict=loaded["model"],
+        optim_state_dict=loaded["optimizer"],
+    )
     train(fresh, fresh_optimizer, data[half:])
 
     reference = sharded_model(mesh)
     reference_optimizer = torch.optim.AdamW(reference.parameters(), lr=LR)
     train(reference, reference_optimizer, data[:half])
     torch_layout = state_layout(get_state_dict(reference, reference_optimizer)[1])
-    torch.save({"resumed": full(fresh), "uninterrupted": full(model), "state_layout": layout,
-                "torch_state_layout": torch_layout},
-               out / f"checkpoint-{backend}-rank{dist.get_rank()}.pt")
+    torch.save(
+        {
+            "resumed": full(fresh),
+            "uninterrupted": full(model),
+            "state_layout": layout,
+            "torch_state_layout": torch_layout,
+        },
+        out / f"checkpoint-{backend}-rank{dist.get_rank()}.pt",
+    )
 
 
 def describe_error(action: Callable[[], object]) -> str:
@@ -220,10 +251,14 @@ def run_nonfinite(out: Path, mesh: DeviceMesh, data: list) -> None:
         bias.grad._local_tensor[0] = float("nan")
     skipping.step()
     raised = describe_error(raising.step)
-    unchanged = all(torch.equal(p._local_tensor, b)
-                    for p, b in zip(model.parameters(), before, strict=True))
-    (out / f"nonfinite-rank{dist.get_rank()}.json").write_text(json.dumps(
-        {"skipped_steps": skipping.skipped_steps, "unchanged": unchanged, "raised": raised}))
+    unchanged = all(
+        torch.equal(p._local_tensor, b) for p, b in zip(model.parameters(), before, strict=True)
+    )
+    (out / f"nonfinite-rank{dist.get_rank()}.json").write_text(
+        json.dumps(
+            {"skipped_steps": skipping.skipped_steps, "unchanged": unchanged, "raised": raised}
+        )
+    )
 
 
 def main() -> None:

@@ -20,14 +20,29 @@ def torchrun(arguments: list[str], timeout: float = 600) -> None:
     two processes through ``torch.distributed.run``; fail the test with the workers' output if
     they fail or outlast ``timeout`` seconds (then they are killed, torchrun and both)."""
     source = Path(descend.__file__).resolve().parents[1]
-    environment = {**os.environ,
-                   "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
-                   "OMP_NUM_THREADS": "1"}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     # --standalone: a local rendezvous on a free loopback port, chosen by torchrun itself.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               "--nproc_per_node=2", *arguments]
-    process = subprocess.Popen(command, env=environment, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        *arguments,
+    ]
+    process = subprocess.Popen(
+        command,
+        env=environment,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -17,9 +17,13 @@ pytestmark = pytest.mark.slow
 
 WORKER = Path(ddp_worker.__file__)
 # The workers train on CPU tensors: every named backend that is available and runs them.
-EXPLICIT_BACKENDS = [backend for backend in BACKENDS if backend != "auto"
-                     and get_executor(backend).available()
-                     and get_executor(backend).supports(torch.zeros(1))]
+EXPLICIT_BACKENDS = [
+    backend
+    for backend in BACKENDS
+    if backend != "auto"
+    and get_executor(backend).available()
+    and get_executor(backend).supports(torch.zeros(1))
+]
 
 
 def _torchrun(out: Path, optimizer: str, backend: str, mode: str) -> None:
@@ -35,8 +39,7 @@ def _single_process(optimizer: str, backend: str) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("backend", EXPLICIT_BACKENDS)
 @pytest.mark.parametrize("optimizer", ["Adam", "SGD"])
-def test_ddp_ranks_agree_and_match_a_single_process_on_the_full_batch(tmp_path, optimizer,
-                                                                      backend):
+def test_ddp_ranks_agree_and_match_a_single_process_on_the_full_batch(tmp_path, optimizer, backend):
     _torchrun(tmp_path, optimizer, backend, "ddp")
     rank0 = torch.load(tmp_path / "params_rank0.pt")
     rank1 = torch.load(tmp_path / "params_rank1.pt")
@@ -52,8 +55,9 @@ def test_zero_redundancy_optimizer_consolidates_and_reloads_its_state(tmp_path, 
     _torchrun(tmp_path, "Adam", backend, "zero")
     checkpoint = torch.load(tmp_path / "zero_checkpoint.pt", weights_only=False)
     state = checkpoint["optimizer"]["state"]
-    assert len(state) == 4 and all({"exp_avg", "exp_avg_sq", "step"} <= set(s)
-                                   for s in state.values())
+    assert len(state) == 4 and all(
+        {"exp_avg", "exp_avg_sq", "step"} <= set(s) for s in state.values()
+    )
     for rank in (0, 1):
         uninterrupted = torch.load(tmp_path / f"params_rank{rank}.pt")
         resumed = torch.load(tmp_path / f"resumed_rank{rank}.pt")

@@ -31,9 +31,13 @@ from tests.distributed import fsdp_worker
 from tests.distributed.launch import torchrun
 
 #: Every named backend that is available here and runs CPU tensors.
-CPU_BACKENDS = [backend for backend in BACKENDS if backend != "auto"
-                and get_executor(backend).available()
-                and get_executor(backend).supports(torch.zeros(1))]
+CPU_BACKENDS = [
+    backend
+    for backend in BACKENDS
+    if backend != "auto"
+    and get_executor(backend).available()
+    and get_executor(backend).supports(torch.zeros(1))
+]
 #: Every descend class whose rule is elementwise (no matrix stage), from the registry.
 ELEMENTWISE = fsdp_worker.elementwise_classes()
 STEPS = 3
@@ -55,8 +59,10 @@ def _pair(mesh, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     values = [torch.randn(5, 3, generator=generator), torch.randn(4, generator=generator)]
     placements = [[Shard(0)], [Replicate()]]
-    sharded = [torch.nn.Parameter(distribute_tensor(v.clone(), mesh, p))
-               for v, p in zip(values, placements, strict=True)]
+    sharded = [
+        torch.nn.Parameter(distribute_tensor(v.clone(), mesh, p))
+        for v, p in zip(values, placements, strict=True)
+    ]
     plain = [torch.nn.Parameter(v.clone()) for v in values]
     return sharded, plain
 
@@ -139,8 +145,9 @@ def test_compiled_executors_refuse_a_dtensor_given_to_them_directly(mesh, backen
     with pytest.raises(ValueError, match="DTensor"):
         executor.step(rule, None, scalars, [param], [grad], [[None] * len(rule.slots)])
     with pytest.raises(ValueError, match="DTensor"):
-        executor.step(rule, None, scalars, [param._local_tensor], [grad],
-                      [[None] * len(rule.slots)])
+        executor.step(
+            rule, None, scalars, [param._local_tensor], [grad], [[None] * len(rule.slots)]
+        )
     assert torch.equal(param.full_tensor(), before)
 
 
@@ -169,8 +176,9 @@ def test_muon_refuses_a_sharded_matrix_naming_it_and_steps_a_replicated_one(mesh
 def test_the_nonfinite_guard_reads_dtensor_gradients(mesh, backend, bad):
     sharded, plain = _pair(mesh)
     skipping = descend.Adam(sharded, lr=0.1, nonfinite="skip", backend=backend)
-    raising = descend.Adam([("w", sharded[0]), ("b", sharded[1])], lr=0.1, nonfinite="raise",
-                           backend=backend)
+    raising = descend.Adam(
+        [("w", sharded[0]), ("b", sharded[1])], lr=0.1, nonfinite="raise", backend=backend
+    )
     _set_gradients(sharded, plain, 0)
     skipping.step()
     before = [s.full_tensor() for s in sharded]
@@ -183,8 +191,7 @@ def test_the_nonfinite_guard_reads_dtensor_gradients(mesh, backend, bad):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_a_gradient_distributed_unlike_its_parameter_is_refused_before_any_change(mesh,
-                                                                                  backend):
+def test_a_gradient_distributed_unlike_its_parameter_is_refused_before_any_change(mesh, backend):
     sharded, plain = _pair(mesh)
     optimizer = descend.Adam([("w", sharded[0]), ("b", sharded[1])], lr=0.1, backend=backend)
     _set_gradients(sharded, plain, 0)
@@ -225,8 +232,10 @@ def test_state_distributed_unlike_its_parameter_is_refused(mesh, backend):
     before = optimizer.state_dict()
     with pytest.raises(ValueError, match=r"'exp_avg' for parameter 'w'.*nothing was loaded"):
         optimizer.load_state_dict(unsharded.state_dict())
-    assert torch.equal(optimizer.state[sharded[0]]["exp_avg"].full_tensor(),
-                       before["state"][0]["exp_avg"].full_tensor())
+    assert torch.equal(
+        optimizer.state[sharded[0]]["exp_avg"].full_tensor(),
+        before["state"][0]["exp_avg"].full_tensor(),
+    )
     # Nor is a plain tensor put into the state by hand stepped against a shard.
     optimizer.state[sharded[0]]["exp_avg"] = torch.zeros(5, 3)
     snapshot = sharded[0].full_tensor()
@@ -289,8 +298,7 @@ def test_fsdp2_checkpoint_through_distributed_checkpoint_resumes_exactly(fsdp_ru
     for backend in backends:
         for rank in (0, 1):
             run = _load(out / f"checkpoint-{backend}-rank{rank}.pt")
-            for resumed, uninterrupted in zip(run["resumed"], run["uninterrupted"],
-                                              strict=True):
+            for resumed, uninterrupted in zip(run["resumed"], run["uninterrupted"], strict=True):
                 assert torch.equal(resumed, uninterrupted)
             # The state dict has torch.optim's shape under FSDP2: names, keys and types.
             assert run["state_layout"] == run["torch_state_layout"]

@@ -13,8 +13,11 @@ import descend
 from descend import functional
 
 vectors = st.integers(1, 20).flatmap(
-    lambda n: st.tuples(arrays(np.float64, n, elements=st.floats(-5, 5)),
-                        arrays(np.float64, n, elements=st.floats(-5, 5))))
+    lambda n: st.tuples(
+        arrays(np.float64, n, elements=st.floats(-5, 5)),
+        arrays(np.float64, n, elements=st.floats(-5, 5)),
+    )
+)
 
 
 def _run(update, w, gradients, config):
@@ -36,8 +39,9 @@ def test_sgd(pair, lr):
 def test_sgd_momentum_velocity_form(pair, lr, rho):
     w, dw = pair
     v0 = np.full_like(w, 0.3)
-    next_w, config = functional.sgd_momentum(w, dw, {"learning_rate": lr, "momentum": rho,
-                                                     "velocity": v0})
+    next_w, config = functional.sgd_momentum(
+        w, dw, {"learning_rate": lr, "momentum": rho, "velocity": v0}
+    )
     v = rho * v0 - lr * dw
     np.testing.assert_allclose(config["velocity"], v, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(next_w, w + v, rtol=1e-12, atol=1e-12)
@@ -49,7 +53,8 @@ def test_nesterov_change_of_variables_form(pair, lr, rho):
     w, dw = pair
     v0 = np.full_like(w, -0.2)
     next_w, config = functional.nesterov_momentum(
-        w, dw, {"learning_rate": lr, "momentum": rho, "velocity": v0})
+        w, dw, {"learning_rate": lr, "momentum": rho, "velocity": v0}
+    )
     v = rho * v0 - lr * dw
     np.testing.assert_allclose(next_w, w - rho * v0 + (1 + rho) * v, rtol=1e-10, atol=1e-12)
 
@@ -62,8 +67,7 @@ def test_adagrad(pair, lr):
     next_w, config = functional.adagrad(w, dw, {"learning_rate": lr, "cache": cache})
     h = cache + dw * dw
     np.testing.assert_allclose(config["cache"], h)
-    np.testing.assert_allclose(next_w, w - lr * dw / (np.sqrt(h) + 1e-8), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(next_w, w - lr * dw / (np.sqrt(h) + 1e-8), rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=50, deadline=None)
@@ -71,12 +75,12 @@ def test_adagrad(pair, lr):
 def test_rmsprop(pair, lr, rho):
     w, dw = pair
     cache = np.full_like(w, 0.5)
-    next_w, config = functional.rmsprop(w, dw, {"learning_rate": lr, "decay_rate": rho,
-                                                "cache": cache})
+    next_w, config = functional.rmsprop(
+        w, dw, {"learning_rate": lr, "decay_rate": rho, "cache": cache}
+    )
     h = rho * cache + (1 - rho) * dw * dw
     np.testing.assert_allclose(config["cache"], h, rtol=1e-12)
-    np.testing.assert_allclose(next_w, w - lr * dw / (np.sqrt(h) + 1e-8), rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(next_w, w - lr * dw / (np.sqrt(h) + 1e-8), rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=50, deadline=None)
@@ -91,8 +95,9 @@ def test_adam_with_bias_correction_from_t_equals_one(pair, t_before):
     m_hat, v_hat = m / (1 - 0.9**t), v / (1 - 0.999**t)
     assert config["t"] == t
     np.testing.assert_allclose(config["m"], m, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(next_w, w - 1e-3 * m_hat / (np.sqrt(v_hat) + 1e-8), rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        next_w, w - 1e-3 * m_hat / (np.sqrt(v_hat) + 1e-8), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_first_adam_update_starts_from_zero_state_and_t_one():
@@ -125,14 +130,21 @@ def test_inputs_are_never_mutated(name):
         np.testing.assert_array_equal(config[key], value)
 
 
-@pytest.mark.parametrize(("name", "optimizer", "config", "options"), [
-    ("adam", descend.Adam, {"learning_rate": 0.01}, {"lr": 0.01}),
-    ("rmsprop", descend.RMSprop, {"learning_rate": 0.01, "decay_rate": 0.9},
-     {"lr": 0.01, "alpha": 0.9}),
-    ("adagrad", descend.Adagrad, {"learning_rate": 0.1, "epsilon": 1e-10}, {"lr": 0.1}),
-    ("sgd_momentum", descend.Momentum, {"learning_rate": 0.01}, {"lr": 0.01}),
-    ("nesterov_momentum", descend.Nesterov, {"learning_rate": 0.01}, {"lr": 0.01}),
-])
+@pytest.mark.parametrize(
+    ("name", "optimizer", "config", "options"),
+    [
+        ("adam", descend.Adam, {"learning_rate": 0.01}, {"lr": 0.01}),
+        (
+            "rmsprop",
+            descend.RMSprop,
+            {"learning_rate": 0.01, "decay_rate": 0.9},
+            {"lr": 0.01, "alpha": 0.9},
+        ),
+        ("adagrad", descend.Adagrad, {"learning_rate": 0.1, "epsilon": 1e-10}, {"lr": 0.1}),
+        ("sgd_momentum", descend.Momentum, {"learning_rate": 0.01}, {"lr": 0.01}),
+        ("nesterov_momentum", descend.Nesterov, {"learning_rate": 0.01}, {"lr": 0.01}),
+    ],
+)
 def test_functional_and_torch_front_ends_run_the_same_rule(name, optimizer, config, options):
     rng = np.random.default_rng(0)
     w = rng.standard_normal(6)
@@ -152,34 +164,44 @@ def test_float32_weights_stay_float32():
     assert next_w.dtype == np.float32 and config["m"].dtype == np.float32
 
 
-@pytest.mark.parametrize(("call", "fragment"), [
-    (lambda: functional.adam(np.ones(2), np.ones(2), {"learning_rat": 1e-3}),
-     "unknown config key(s) learning_rat"),
-    (lambda: functional.sgd(np.ones(2), np.ones(2), {"momentum": 0.9}),
-     "unknown config key(s) momentum"),
-    (lambda: functional.adam(np.ones(2), np.ones(2), {"beta1": 1.0}), "beta1=1.0"),
-    (lambda: functional.rmsprop(np.ones(2), np.ones(2), {"learning_rate": -1}), "lr=-1"),
-    (lambda: functional.sgd(np.ones(2), np.ones(3)), "dw has shape (3,)"),
-    (lambda: functional.adam(np.ones(2), np.ones(2), {"m": np.ones(3)}), "m has shape"),
-    (lambda: functional.adam(np.ones(2), np.ones(2), {"t": -5}), "t=-5"),
-])
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (
+            lambda: functional.adam(np.ones(2), np.ones(2), {"learning_rat": 1e-3}),
+            "unknown config key(s) learning_rat",
+        ),
+        (
+            lambda: functional.sgd(np.ones(2), np.ones(2), {"momentum": 0.9}),
+            "unknown config key(s) momentum",
+        ),
+        (lambda: functional.adam(np.ones(2), np.ones(2), {"beta1": 1.0}), "beta1=1.0"),
+        (lambda: functional.rmsprop(np.ones(2), np.ones(2), {"learning_rate": -1}), "lr=-1"),
+        (lambda: functional.sgd(np.ones(2), np.ones(3)), "dw has shape (3,)"),
+        (lambda: functional.adam(np.ones(2), np.ones(2), {"m": np.ones(3)}), "m has shape"),
+        (lambda: functional.adam(np.ones(2), np.ones(2), {"t": -5}), "t=-5"),
+    ],
+)
 def test_bad_config_is_named(call, fragment):
     with pytest.raises(ValueError) as error:
         call()
     assert fragment in str(error.value)
 
 
-@pytest.mark.parametrize(("config", "fragment"), [
-    (0.01, "config must be a dict or None, got float"),
-    (0, "config must be a dict or None, got int"),
-    ([("t", 1)], "config must be a dict or None, got list"),
-    ({"t": 1.5}, "t=1.5 is invalid"),                # was truncated to 1
-    ({"t": float("inf")}, "t=inf is invalid"),       # was an OverflowError
-    ({"t": float("nan")}, "t=nan is invalid"),
-    ({"t": -1}, "t=-1 is invalid"),
-    ({"t": True}, "t=True is invalid"),
-    ({"t": "3"}, "t='3' is invalid"),
-])
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        (0.01, "config must be a dict or None, got float"),
+        (0, "config must be a dict or None, got int"),
+        ([("t", 1)], "config must be a dict or None, got list"),
+        ({"t": 1.5}, "t=1.5 is invalid"),  # was truncated to 1
+        ({"t": float("inf")}, "t=inf is invalid"),  # was an OverflowError
+        ({"t": float("nan")}, "t=nan is invalid"),
+        ({"t": -1}, "t=-1 is invalid"),
+        ({"t": True}, "t=True is invalid"),
+        ({"t": "3"}, "t='3' is invalid"),
+    ],
+)
 def test_a_config_or_step_count_of_the_wrong_kind_is_named(config, fragment):
     with pytest.raises(ValueError) as error:
         functional.adam(np.ones(2), np.ones(2), config)
@@ -190,7 +212,8 @@ def test_a_whole_step_count_of_any_number_type_is_the_same_count():
     expected, _ = functional.adam(np.ones(2), np.full(2, 0.5), {"t": 3})
     for t in (3.0, np.int64(3), np.float32(3)):
         np.testing.assert_array_equal(
-            functional.adam(np.ones(2), np.full(2, 0.5), {"t": t})[0], expected)
+            functional.adam(np.ones(2), np.full(2, 0.5), {"t": t})[0], expected
+        )
 
 
 @pytest.mark.parametrize("shape", [(2, 0), (0, 0), (0, 3)])
@@ -204,5 +227,5 @@ def test_muon_steps_an_empty_matrix_to_itself(shape):
     for adjust in (None, "match_rms_adamw"):
         w, config = functional.muon(np.ones(shape), np.ones(shape), {"adjust_lr_fn": adjust})
         assert w.shape == tuple(p.shape) and config["momentum_buffer"].shape == shape
-        w, config = functional.muon(w, np.ones(shape), config)     # and again, from its state
+        w, config = functional.muon(w, np.ones(shape), config)  # and again, from its state
         assert w.shape == shape

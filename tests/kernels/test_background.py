@@ -38,8 +38,12 @@ def pair(backend, seed=0):
     torch.manual_seed(seed)
     params = [torch.randn(64, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
     twins = [p.detach().clone().requires_grad_() for p in params]
-    return (params, descend.AdamW(params, lr=0.1, backend=backend),
-            twins, descend.AdamW(twins, lr=0.1, backend="reference"))
+    return (
+        params,
+        descend.AdamW(params, lr=0.1, backend=backend),
+        twins,
+        descend.AdamW(twins, lr=0.1, backend="reference"),
+    )
 
 
 def step(params, optimizer, twins, reference):
@@ -51,8 +55,7 @@ def step(params, optimizer, twins, reference):
 
 
 @pytest.mark.slow
-def test_auto_steps_on_while_the_kernel_loads_and_switches_without_changing_a_bit(
-        slow_compiler):
+def test_auto_steps_on_while_the_kernel_loads_and_switches_without_changing_a_bit(slow_compiler):
     gate, loads = slow_compiler
     params, optimizer, twins, reference = pair("auto")
     launches = []
@@ -90,8 +93,7 @@ def test_a_named_fused_backend_waits_for_its_kernel(slow_compiler):
     assert loads == [threading.current_thread().name]
 
 
-def test_a_kernel_that_fails_in_the_background_fails_the_next_step_before_any_change(
-        monkeypatch):
+def test_a_kernel_that_fails_in_the_background_fails_the_next_step_before_any_change(monkeypatch):
     monkeypatch.setattr(fused.KERNELS, "kernels", {})
 
     def broken(key):

@@ -78,8 +78,7 @@ def _one_at_a_time(rule: Rule) -> list[dict]:
     most one hyperparameter, and the last (every option on)."""
     grid = _grid(rule)
     first = grid[0]
-    chosen = [hypers for hypers in grid
-              if sum(hypers[name] != first[name] for name in hypers) <= 1]
+    chosen = [hypers for hypers in grid if sum(hypers[name] != first[name] for name in hypers) <= 1]
     return chosen + ([grid[-1]] if grid[-1] not in chosen else [])
 
 
@@ -103,13 +102,19 @@ def _run_executor(step_function, rule: Rule, hypers: dict, shapes, steps: int):
     generator = torch.Generator().manual_seed(0)
     params = [torch.randn(shape, generator=generator) for shape in shapes]
     active = [slot.active(hypers) for slot in rule.slots]
-    slots = [[slot.initial(param, hypers) if on else None
-              for slot, on in zip(rule.slots, active, strict=True)] for param in params]
+    slots = [
+        [
+            slot.initial(param, hypers) if on else None
+            for slot, on in zip(rule.slots, active, strict=True)
+        ]
+        for param in params
+    ]
     values = {**hypers, **rule.state_after(hypers, 0)}
     for step in range(1, steps + 1):
         values = {**hypers, **rule.next_state(hypers, step, values)}
-        grads = [torch.randn(shape, generator=generator) * 10.0 ** (step % 3 - 1)
-                 for shape in shapes]
+        grads = [
+            torch.randn(shape, generator=generator) * 10.0 ** (step % 3 - 1) for shape in shapes
+        ]
         step_function(rule, rule.scalars(values, step), params, grads, slots)
     return params, slots
 
@@ -117,17 +122,23 @@ def _run_executor(step_function, rule: Rule, hypers: dict, shapes, steps: int):
 def _assert_same(ours, theirs, label: str) -> None:
     (params, slots), (other_params, other_slots) = ours, theirs
     for index, (a, b) in enumerate(zip(params, other_params, strict=True)):
-        assert torch.equal(a, b), f"{label}: parameter {index} differs by " \
-                                  f"{(a - b).abs().max().item():.3g}"
+        assert torch.equal(a, b), (
+            f"{label}: parameter {index} differs by {(a - b).abs().max().item():.3g}"
+        )
     for index, (state, other) in enumerate(zip(slots, other_slots, strict=True)):
         for slot, (a, b) in enumerate(zip(state, other, strict=True)):
             if a is not None:
                 assert torch.equal(a, b), f"{label}: slot {slot} of parameter {index} differs"
 
 
-@pytest.mark.parametrize(("rule", "hypers"), RULE_CASES,
-                         ids=[f"{rule.name}-{'-'.join(f'{k}={v}' for k, v in hypers.items())}"
-                              for rule, hypers in RULE_CASES])
+@pytest.mark.parametrize(
+    ("rule", "hypers"),
+    RULE_CASES,
+    ids=[
+        f"{rule.name}-{'-'.join(f'{k}={v}' for k, v in hypers.items())}"
+        for rule, hypers in RULE_CASES
+    ],
+)
 def test_reference_and_fused_executors_agree_bitwise(rule, hypers):
     shapes = [(), (7, 3), (1031,)]
     reference = _run_executor(update_tensors, rule, hypers, shapes, 30)
@@ -193,8 +204,14 @@ def _run_optimizer(make, steps: int = STEPS):
         for param in params:
             param.grad = torch.randn(param.shape, generator=generator)
         optimizer.step()
-    state = [{key: value.detach().clone() for key, value in optimizer.state[param].items()
-              if isinstance(value, torch.Tensor) and key != "step"} for param in params]
+    state = [
+        {
+            key: value.detach().clone()
+            for key, value in optimizer.state[param].items()
+            if isinstance(value, torch.Tensor) and key != "step"
+        }
+        for param in params
+    ]
     return [param.detach().clone() for param in params], state
 
 
@@ -204,8 +221,9 @@ def _distance(ours, theirs) -> float:
     pairs = list(zip(params, other_params, strict=True))
     for mine, other in zip(state, other_state, strict=True):
         pairs += [(mine[key], other[key]) for key in other if key in mine]
-    return max((float((a.double() - b.double()).abs().max()) for a, b in pairs if a.numel()),
-               default=0.0)
+    return max(
+        (float((a.double() - b.double()).abs().max()) for a, b in pairs if a.numel()), default=0.0
+    )
 
 
 def _accepts(name: str, options: dict, **path) -> bool:
@@ -219,9 +237,11 @@ def _accepts(name: str, options: dict, **path) -> bool:
 TORCH_CASES = [(name, options) for name in OPTION_GRID for options in option_combinations(name)]
 
 
-@pytest.mark.parametrize(("name", "options"), TORCH_CASES,
-                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
-                              for n, o in TORCH_CASES])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    TORCH_CASES,
+    ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in TORCH_CASES],
+)
 @pytest.mark.slow
 def test_descend_steps_as_torch_for_loop_bitwise(name, options):
     loop = _run_optimizer(lambda ps: torch_class(name)(ps, foreach=False, **options))
@@ -230,10 +250,12 @@ def test_descend_steps_as_torch_for_loop_bitwise(name, options):
     fused_distance = None
     if _accepts(name, options, fused=True):
         fused_distance = _distance(
-            _run_optimizer(lambda ps: torch_class(name)(ps, fused=True, **options)), loop)
+            _run_optimizer(lambda ps: torch_class(name)(ps, fused=True, **options)), loop
+        )
     for backend in ("reference", "fused"):
         ours = _run_optimizer(
-            lambda ps, backend=backend: descend_class(name)(ps, backend=backend, **options))
+            lambda ps, backend=backend: descend_class(name)(ps, backend=backend, **options)
+        )
         assert _distance(ours, rounded_loop) == 0.0, backend
         if fused_distance is not None:
             # Both differ from the for-loop only where a root rounds differently (and fused
@@ -250,9 +272,13 @@ def test_correctly_rounded_sqrt_matches_numpy():
     generator = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.float64):
         tiny = torch.finfo(dtype).tiny
-        x = torch.cat([torch.rand(200003, generator=generator, dtype=dtype) * 4.0,
-                       torch.rand(1000, generator=generator, dtype=dtype) * tiny,
-                       torch.tensor([0.0, -0.0, tiny, float("inf"), 1.0, 4.0], dtype=dtype)])
+        x = torch.cat(
+            [
+                torch.rand(200003, generator=generator, dtype=dtype) * 4.0,
+                torch.rand(1000, generator=generator, dtype=dtype) * tiny,
+                torch.tensor([0.0, -0.0, tiny, float("inf"), 1.0, 4.0], dtype=dtype),
+            ]
+        )
         expected = torch.from_numpy(x.numpy() ** 0.5)
         assert torch.equal(sqrt(x), expected), dtype
     assert torch.equal(_correctly_rounded(x.float()), torch.from_numpy(x.float().numpy() ** 0.5))
@@ -267,11 +293,14 @@ def test_complex_adagrad_accumulator_starts_like_torch(backend):
     start = torch.randn(5, 3, dtype=torch.complex64, generator=generator)
     ours, theirs, real = (start.clone().requires_grad_() for _ in range(3))
     optimizers = [
-        descend_class("Adagrad")([ours], lr=0.1, initial_accumulator_value=0.1,
-                                 backend=backend),
+        descend_class("Adagrad")([ours], lr=0.1, initial_accumulator_value=0.1, backend=backend),
         torch.optim.Adagrad([theirs], lr=0.1, initial_accumulator_value=0.1, foreach=False),
-        descend_class("Adagrad")([torch.view_as_real(real.detach()).requires_grad_()], lr=0.1,
-                                 initial_accumulator_value=0.1, backend=backend),
+        descend_class("Adagrad")(
+            [torch.view_as_real(real.detach()).requires_grad_()],
+            lr=0.1,
+            initial_accumulator_value=0.1,
+            backend=backend,
+        ),
     ]
     real_view = optimizers[2].param_groups[0]["params"][0]
     for _ in range(3):

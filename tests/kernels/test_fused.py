@@ -41,7 +41,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # Sizes up to three work items (and a few elements more) reach every edge case of the split.
 SPLITS = st.sampled_from([1, 7, 64, WORK_ITEM]).flatmap(
-    lambda item: st.tuples(st.lists(st.integers(0, 3 * item + 3), max_size=8), st.just(item)))
+    lambda item: st.tuples(st.lists(st.integers(0, 3 * item + 3), max_size=8), st.just(item))
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -123,8 +124,13 @@ def test_fused_executor_matches_reference(problem):
     theirs = [p.clone() for p in params]
 
     def make_slots(tensors):
-        return [[torch.full_like(t, slot.initial_value(hypers)) if on else None
-                 for slot, on in zip(rule.slots, active, strict=True)] for t in tensors]
+        return [
+            [
+                torch.full_like(t, slot.initial_value(hypers)) if on else None
+                for slot, on in zip(rule.slots, active, strict=True)
+            ]
+            for t in tensors
+        ]
 
     our_slots, their_slots = make_slots(ours), make_slots(theirs)
     tracker = ErrorTracker()
@@ -169,8 +175,12 @@ def scaled_sign_update(p, g, avg, *, lr, beta, eps, centered):
 SCALED_SIGN = Rule(
     name="scaled_sign",
     update=scaled_sign_update,
-    hypers=(Hyper("lr", 0.01, "step", low=0.0), Hyper("beta", 0.9, "decay", low=0.0, high=1.0),
-            Hyper("eps", 1e-8, "eps", low=0.0), Hyper("centered", False, "c", kind=bool)),
+    hypers=(
+        Hyper("lr", 0.01, "step", low=0.0),
+        Hyper("beta", 0.9, "decay", low=0.0, high=1.0),
+        Hyper("eps", 1e-8, "eps", low=0.0),
+        Hyper("centered", False, "c", kind=bool),
+    ),
     slots=(Slot("avg"),),
 )
 
@@ -187,12 +197,14 @@ def test_new_rule_gets_fused_kernel(centered):
         scalars = SCALED_SIGN.scalars(hypers, step)
         update_tensors_fused(SCALED_SIGN, scalars, params, grads, slots)
         update_tensors(SCALED_SIGN, scalars, reference, grads, reference_slots)
-    for a, b in zip(params + [s[0] for s in slots], reference + [s[0] for s in reference_slots],
-                    strict=True):
+    for a, b in zip(
+        params + [s[0] for s in slots], reference + [s[0] for s in reference_slots], strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 # -- optimizers: fused backend against the reference backend --------------------------------------
+
 
 def _fused_cases() -> dict[str, tuple[type, list[dict]]]:
     """Every elementwise optimizer of the registry with its defaults, and the drop-in classes
@@ -203,7 +215,7 @@ def _fused_cases() -> dict[str, tuple[type, list[dict]]]:
             continue
         name = optimizer_class(rule).__name__
         grid = option_combinations(name) if name in OPTION_GRID else []
-        cases[name] = (optimizer_class(rule), [{}, *grid[1::max(1, len(grid) // 6)]])
+        cases[name] = (optimizer_class(rule), [{}, *grid[1 :: max(1, len(grid) // 6)]])
     return cases
 
 
@@ -214,8 +226,9 @@ CLASSES = _fused_cases()
 def optimizer_problems(draw):
     name = draw(st.sampled_from(list(CLASSES)))
     options = dict(draw(st.sampled_from(CLASSES[name][1])))
-    shapes = draw(st.lists(st.lists(st.integers(0, 9), max_size=3).map(tuple), min_size=1,
-                           max_size=12))
+    shapes = draw(
+        st.lists(st.lists(st.integers(0, 9), max_size=3).map(tuple), min_size=1, max_size=12)
+    )
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     return name, options, shapes, dtype, draw(st.integers(1, 12)), draw(st.integers(0, 999))
 
@@ -228,7 +241,11 @@ def test_fused_optimizers_match_reference_backend(problem):
     param_error, state_error, *_ = run_side_by_side(
         lambda params: cls(params, backend="fused", **options),
         lambda params: cls(params, backend="reference", **options),
-        shapes, dtype, steps=steps, seed=seed)
+        shapes,
+        dtype,
+        steps=steps,
+        seed=seed,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
@@ -238,7 +255,10 @@ def test_many_tensors_of_mixed_sizes_match_torch():
     param_error, state_error, *_ = run_side_by_side(
         lambda params: descend.Adam(params, lr=0.01, backend="fused"),
         lambda params: torch.optim.Adam(params, lr=0.01),
-        shapes, torch.float32, steps=15)
+        shapes,
+        torch.float32,
+        steps=15,
+    )
     assert max(param_error, state_error) <= TOLERANCE[torch.float32]
 
 
@@ -322,7 +342,7 @@ def test_parameters_at_different_step_counts_share_one_group():
     generator = torch.Generator().manual_seed(0)
     for step in range(6):
         for index, (x, y) in enumerate(zip(params, twin, strict=True)):
-            if index > step // 2:   # parameter i joins at step 2i
+            if index > step // 2:  # parameter i joins at step 2i
                 x.grad = y.grad = None
                 continue
             grad = torch.randn(x.shape, generator=generator)
@@ -351,19 +371,25 @@ def test_backend_is_validated():
     with pytest.raises(ValueError, match="backend='gpu' is invalid"):
         descend.Adam([torch.zeros(2, requires_grad=True)], backend="gpu")
     half = torch.zeros(2, dtype=torch.bfloat16, requires_grad=True)
-    with pytest.raises(ValueError, match=r"backend='fused' cannot update "
-                       r"param_groups\[0\]\['params'\]\[0\], a torch.bfloat16 tensor"):
+    with pytest.raises(
+        ValueError,
+        match=r"backend='fused' cannot update "
+        r"param_groups\[0\]\['params'\]\[0\], a torch.bfloat16 tensor",
+    ):
         descend.Adam([half], backend="fused")
     optimizer = descend.Adam([torch.zeros(2, requires_grad=True)], backend="fused")
     with pytest.raises(ValueError, match="float16"):
-        optimizer.add_param_group({"params": [torch.zeros(2, dtype=torch.float16,
-                                                          requires_grad=True)]})
+        optimizer.add_param_group(
+            {"params": [torch.zeros(2, dtype=torch.float16, requires_grad=True)]}
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_auto_backend_mixed_dtypes_match_torch(dtype):
-    params = [torch.randn(5, dtype=d, requires_grad=True)
-              for d in (torch.float32, dtype, torch.float64, dtype)]
+    params = [
+        torch.randn(5, dtype=d, requires_grad=True)
+        for d in (torch.float32, dtype, torch.float64, dtype)
+    ]
     twin = [p.detach().clone().requires_grad_() for p in params]
     ours = descend.AdamW(params, lr=0.01, eps=1e-4)
     theirs = torch.optim.AdamW(twin, lr=0.01, eps=1e-4, foreach=False)
@@ -402,8 +428,16 @@ FRESH_PROCESS = textwrap.dedent("""
 @pytest.mark.slow
 def test_fresh_process_loads_compiled_kernel_from_disk(tmp_path):
     env = dict(os.environ, DESCEND_CACHE_DIR=str(tmp_path), PYTHONPATH=str(SRC))
-    runs = [subprocess.run([sys.executable, "-c", FRESH_PROCESS], env=env, check=True,
-                           capture_output=True, text=True).stdout.split() for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", FRESH_PROCESS],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        for _ in range(2)
+    ]
     assert runs[0] == ["0", "1"]  # compiled and saved
     assert runs[1] == ["1", "0"]  # loaded, no compile
     assert list(tmp_path.glob("descend_kernel_sgd_float32_*.py"))
@@ -444,12 +478,23 @@ def test_a_damaged_kernel_cache_is_recompiled_with_a_warning(tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_processes_compiling_one_kernel_together_see_no_damage(tmp_path):
-    env = dict(os.environ, DESCEND_CACHE_DIR=str(tmp_path), PYTHONPATH=str(SRC),
-               PYTHONWARNINGS="error::RuntimeWarning")
+    env = dict(
+        os.environ,
+        DESCEND_CACHE_DIR=str(tmp_path),
+        PYTHONPATH=str(SRC),
+        PYTHONWARNINGS="error::RuntimeWarning",
+    )
     script = FRESH_PROCESS.replace("momentum=0.9", "momentum=0.8, nesterov=True")
-    workers = [subprocess.Popen([sys.executable, "-c", script], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-               for _ in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     outcomes = [worker.communicate(timeout=300) for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0, 0], outcomes
     assert not any("recompiling" in stderr for _, stderr in outcomes)

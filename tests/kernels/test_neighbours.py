@@ -24,8 +24,7 @@ def torch_work_seconds(repeats: int = 60) -> float:
     """The median of ``repeats`` small training steps with torch.optim (forward, backward,
     step)."""
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(),
-                                torch.nn.Linear(128, 10))
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     inputs, targets = torch.randn(32, 64), torch.randint(0, 10, (32,))
     times = []
@@ -70,8 +69,9 @@ def test_fused_steps_leave_torch_thread_count_alone(threads, torch_threads, monk
     assert float(big[0]) == pytest.approx(-1e-3, rel=1e-5)
 
 
-def test_fused_steps_do_not_slow_torch_beside_a_busy_neighbour(busy_neighbours, torch_threads,
-                                                               monkeypatch):
+def test_fused_steps_do_not_slow_torch_beside_a_busy_neighbour(
+    busy_neighbours, torch_threads, monkeypatch
+):
     monkeypatch.setenv("DESCEND_NUM_THREADS", "2")
     torch.set_num_threads(1)  # what descend bench does, and where the slowdown was reported
     before = torch_work_seconds()
@@ -82,5 +82,6 @@ def test_fused_steps_do_not_slow_torch_beside_a_busy_neighbour(busy_neighbours, 
         big.grad, small.grad = torch.ones_like(big), torch.ones_like(small)
         optimizer.step()
     after = torch_work_seconds()
-    assert after < 4 * before, f"torch steps took {after * 1e3:.2f} ms after fused steps, " \
-                               f"{before * 1e3:.2f} ms before"
+    assert after < 4 * before, (
+        f"torch steps took {after * 1e3:.2f} ms after fused steps, {before * 1e3:.2f} ms before"
+    )

@@ -86,8 +86,9 @@ def test_chunk_list_covers_every_element_once(sizes, chunk, data):
     sizes = np.asarray(sizes, dtype=np.int64)
     indices = None
     if len(sizes) and data.draw(st.booleans()):
-        indices = np.asarray(sorted(data.draw(st.sets(st.integers(0, len(sizes) - 1)))),
-                             dtype=np.int64)
+        indices = np.asarray(
+            sorted(data.draw(st.sets(st.integers(0, len(sizes) - 1)))), dtype=np.int64
+        )
     rows = chunk_list(sizes, indices, chunk)
     covered = [np.zeros(size, dtype=np.int64) for size in sizes]
     for tensor, start, stop in rows:
@@ -136,8 +137,12 @@ def rule_problems(draw, dtypes=(torch.float32, torch.float64, *HALF)):
 def same(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal values, NaN where the other has NaN (NaN payloads may differ)."""
     nan = a.isnan()
-    return (a.dtype == b.dtype and a.shape == b.shape and torch.equal(nan, b.isnan())
-            and torch.equal(a[~nan], b[~nan]))
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and torch.equal(nan, b.isnan())
+        and torch.equal(a[~nan], b[~nan])
+    )
 
 
 def fused_lerp(start, end, weight):
@@ -149,6 +154,7 @@ def fused_lerp(start, end, weight):
 def fused_fma(a, b, c):
     """``a * b + c`` with one rounding, as the kernel computes it (``tl.fma``) and torch's
     ``add(alpha=)``/``addcmul``; NumPy's ``numpy_fma`` rounds twice."""
+
     def tensor(x):
         return torch.as_tensor(x) if isinstance(x, np.ndarray | np.generic) else x
 
@@ -180,17 +186,18 @@ def numpy_step(rule, scalars, param, grad, slots, dtype):
     def as_array(tensor):
         return None if tensor is None else tensor.to(work).numpy()
 
-    new_param, *new_slots = update(as_array(param), as_array(grad),
-                                               *map(as_array, slots), **scalars)
+    new_param, *new_slots = update(
+        as_array(param), as_array(grad), *map(as_array, slots), **scalars
+    )
 
     def stored(value, like):
-        array = np.array(np.broadcast_to(np.asarray(value, dtype=like.numpy().dtype),
-                                         like.shape))
+        array = np.array(np.broadcast_to(np.asarray(value, dtype=like.numpy().dtype), like.shape))
         return torch.from_numpy(array).to(dtype)
 
     return stored(new_param, param.to(work)), [
         None if old is None else stored(new, old.to(work))
-        for old, new in zip(slots, new_slots, strict=True)]
+        for old, new in zip(slots, new_slots, strict=True)
+    ]
 
 
 @pytest.mark.slow
@@ -203,8 +210,13 @@ def test_kernel_matches_numpy_evaluation_bitwise(problem):
     generator = torch.Generator().manual_seed(0)
     active = [slot.active(hypers) for slot in rule.slots]
     ours = [p.clone() if p.is_contiguous() else p for p in params]
-    our_slots = [[torch.full_like(p, slot.initial_value(hypers)) if on else None
-                  for slot, on in zip(rule.slots, active, strict=True)] for p in ours]
+    our_slots = [
+        [
+            torch.full_like(p, slot.initial_value(hypers)) if on else None
+            for slot, on in zip(rule.slots, active, strict=True)
+        ]
+        for p in ours
+    ]
     expected = [p.clone() for p in params]
     expected_slots = [[None if s is None else s.clone() for s in slots] for slots in our_slots]
     for step in range(1, steps + 1):
@@ -213,7 +225,8 @@ def test_kernel_matches_numpy_evaluation_bitwise(problem):
         update_tensors_triton(rule, scalars, ours, grads, our_slots)
         for index, grad in enumerate(grads):
             expected[index], expected_slots[index] = numpy_step(
-                rule, scalars, expected[index], grad, expected_slots[index], dtype)
+                rule, scalars, expected[index], grad, expected_slots[index], dtype
+            )
     for index, (a, b) in enumerate(zip(ours, expected, strict=True)):
         assert same(a, b), (rule.name, dtype, index)
         for x, y in zip(our_slots[index], expected_slots[index], strict=True):
@@ -232,8 +245,13 @@ def test_kernel_matches_reference_executor(problem):
     theirs = [p.clone() for p in params]
 
     def make_slots(tensors):
-        return [[torch.full_like(t, slot.initial_value(hypers)) if on else None
-                 for slot, on in zip(rule.slots, active, strict=True)] for t in tensors]
+        return [
+            [
+                torch.full_like(t, slot.initial_value(hypers)) if on else None
+                for slot, on in zip(rule.slots, active, strict=True)
+            ]
+            for t in tensors
+        ]
 
     our_slots, their_slots = make_slots(ours), make_slots(theirs)
     tracker = ErrorTracker()
@@ -265,7 +283,8 @@ def test_default_launch_shape_over_several_chunks(monkeypatch):
         update_tensors_triton(rule, scalars, params, grads, slots)
         for index, grad in enumerate(grads):
             expected[index], expected_slots[index] = numpy_step(
-                rule, scalars, expected[index], grad, expected_slots[index], torch.float32)
+                rule, scalars, expected[index], grad, expected_slots[index], torch.float32
+            )
     for a, b, sa, sb in zip(params, expected, slots, expected_slots, strict=True):
         assert torch.equal(a, b) and all(map(torch.equal, sa, sb))
 
@@ -277,8 +296,9 @@ def test_nonfinite_gradients_propagate_like_numpy():
     grad = torch.randn(40)
     grad[[3, 17, 33]] = torch.tensor([float("nan"), float("inf"), -float("inf")])
     slots = [torch.zeros(40), torch.zeros(40), torch.zeros(40)]
-    expected, expected_slots = numpy_step(rule, rule.scalars(hypers, 1), param, grad, slots,
-                                          torch.float32)
+    expected, expected_slots = numpy_step(
+        rule, rule.scalars(hypers, 1), param, grad, slots, torch.float32
+    )
     update_tensors_triton(rule, rule.scalars(hypers, 1), [param], [grad], [slots])
     assert same(param, expected) and param.isnan().sum() == 3
     assert all(map(same, slots, expected_slots))
@@ -301,9 +321,13 @@ def clipped_sign_update(p, g, avg, *, lr, beta, limit, eps, centered):
 CLIPPED_SIGN = Rule(
     name="clipped_sign",
     update=clipped_sign_update,
-    hypers=(Hyper("lr", 0.01, "step", low=0.0), Hyper("beta", 0.9, "decay", low=0.0, high=1.0),
-            Hyper("limit", 0.5, "clip", low=0.0), Hyper("eps", 1e-8, "eps", low=0.0),
-            Hyper("centered", False, "c", kind=bool)),
+    hypers=(
+        Hyper("lr", 0.01, "step", low=0.0),
+        Hyper("beta", 0.9, "decay", low=0.0, high=1.0),
+        Hyper("limit", 0.5, "clip", low=0.0),
+        Hyper("eps", 1e-8, "eps", low=0.0),
+        Hyper("centered", False, "c", kind=bool),
+    ),
     slots=(Slot("avg"),),
 )
 
@@ -323,7 +347,8 @@ def test_new_rule_with_every_primitive_gets_a_kernel(centered, dtype):
         update_tensors_triton(CLIPPED_SIGN, scalars, params, grads, slots)
         for index, grad in enumerate(grads):
             expected[index], expected_slots[index] = numpy_step(
-                CLIPPED_SIGN, scalars, expected[index], grad, expected_slots[index], dtype)
+                CLIPPED_SIGN, scalars, expected[index], grad, expected_slots[index], dtype
+            )
     for a, b, sa, sb in zip(params, expected, slots, expected_slots, strict=True):
         assert torch.equal(a, b) and all(map(torch.equal, sa, sb))
 
@@ -334,7 +359,7 @@ def test_kernel_source_has_flags_as_constants_and_scalars_as_arguments():
     variant = variant_of(rule, scalars, "bfloat16", [True, True, False])
     source = kernel_source(rule, variant)
     start = source.index("def kernel(")
-    signature = source[start:source.index("):\n", start)]
+    signature = source[start : source.index("):\n", start)]
     for name in ("step_size", "bc2_sqrt", "beta1", "beta2", "eps", "weight_decay", "decay"):
         assert f" {name}: tl.float64," in signature
     assert "amsgrad" not in signature and "maximize" not in signature
@@ -350,9 +375,11 @@ SHAPES = [(), (1,), (7, 3), (5,), (2, 3, 4), (65,)]
 CASES = [(name, options) for name in OPTION_GRID for options in option_combinations(name)]
 
 
-@pytest.mark.parametrize(("name", "options"), CASES,
-                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
-                              for n, o in CASES])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    CASES,
+    ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in CASES],
+)
 @pytest.mark.slow
 def test_every_option_combination_matches_torch(name, options):
     # Two groups, parameters skipping steps: launches over subsets at different step counts.
@@ -360,7 +387,11 @@ def test_every_option_combination_matches_torch(name, options):
     param_error, state_error, *_ = run_side_by_side(
         lambda params: getattr(descend, name)(params, backend="triton", **options),
         lambda params: getattr(torch.optim, name)(params, **options),
-        SHAPES, torch.float32, steps=4, group_options=groups)
+        SHAPES,
+        torch.float32,
+        steps=4,
+        group_options=groups,
+    )
     assert param_error <= TOLERANCE[torch.float32]
     assert state_error <= TOLERANCE[torch.float32]
 
@@ -375,8 +406,9 @@ def random_problem(draw):
         options["eps"] = draw(st.sampled_from([1e-8, 1e-6, 1e-3]))
     if name == "RMSprop":
         options["alpha"] = draw(st.floats(0.5, 0.999))
-    shapes = draw(st.lists(st.sampled_from([(n,) for n in EDGE_SIZES] + [(3, 5), ()]),
-                           min_size=1, max_size=4))
+    shapes = draw(
+        st.lists(st.sampled_from([(n,) for n in EDGE_SIZES] + [(3, 5), ()]), min_size=1, max_size=4)
+    )
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     return name, options, shapes, dtype, draw(st.integers(1, 6)), draw(st.integers(0, 2**16))
 
@@ -388,7 +420,11 @@ def test_random_problems_match_torch(problem):
     param_error, state_error, *_ = run_side_by_side(
         lambda params: getattr(descend, name)(params, backend="triton", **options),
         lambda params: getattr(torch.optim, name)(params, **options),
-        shapes, dtype, steps=steps, seed=seed)
+        shapes,
+        dtype,
+        steps=steps,
+        seed=seed,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
@@ -396,11 +432,14 @@ def test_random_problems_match_torch(problem):
 @pytest.mark.parametrize("name", ["Momentum", "Nesterov"])
 def test_velocity_rules_match_reference_backend(name):
     param_error, state_error, *_ = run_side_by_side(
-        lambda params: getattr(descend, name)(params, lr=0.05, weight_decay=0.1,
-                                              backend="triton"),
-        lambda params: getattr(descend, name)(params, lr=0.05, weight_decay=0.1,
-                                              backend="reference"),
-        SHAPES, torch.float32, steps=4)
+        lambda params: getattr(descend, name)(params, lr=0.05, weight_decay=0.1, backend="triton"),
+        lambda params: getattr(descend, name)(
+            params, lr=0.05, weight_decay=0.1, backend="reference"
+        ),
+        SHAPES,
+        torch.float32,
+        steps=4,
+    )
     assert max(param_error, state_error) <= TOLERANCE[torch.float32]
 
 
@@ -441,8 +480,7 @@ def test_mixed_dtypes_in_one_group_run_one_launch_each():
         for optimizer in separate:
             optimizer.step()
     (plan,) = mixed._plans.values()
-    assert sorted(str(block.dtype) for block in plan.blocks) == sorted(
-        {str(d) for d in dtypes})
+    assert sorted(str(block.dtype) for block in plan.blocks) == sorted({str(d) for d in dtypes})
     for x, y in zip(params, alone, strict=True):
         assert torch.equal(x, y)
 
@@ -480,8 +518,9 @@ def _make(kind: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     return descend.Adam(params, lr=0.01, amsgrad=True, backend=kind)
 
 
-@pytest.mark.parametrize("direction", ["triton->torch", "torch->triton", "triton->fused",
-                                       "reference->triton"])
+@pytest.mark.parametrize(
+    "direction", ["triton->torch", "torch->triton", "triton->fused", "reference->triton"]
+)
 def test_state_dict_moves_between_backends_and_torch(direction):
     source, target = direction.split("->")
     params, twin = _twins()
@@ -524,11 +563,13 @@ def _small_model() -> torch.nn.Module:
 def test_grad_scaler_steps_and_skips_like_torch():
     x, y = torch.randn(16, 5), torch.randn(16, 1)
     runs = []
-    for make in (lambda p: descend.Adam(p, lr=0.01, backend="triton"),
-                 lambda p: torch.optim.Adam(p, lr=0.01)):
+    for make in (
+        lambda p: descend.Adam(p, lr=0.01, backend="triton"),
+        lambda p: torch.optim.Adam(p, lr=0.01),
+    ):
         model = _small_model()
         optimizer = make(model.parameters())
-        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
         for step in range(4):
             optimizer.zero_grad()
             loss = torch.nn.functional.mse_loss(model(x), y)
@@ -539,9 +580,10 @@ def test_grad_scaler_steps_and_skips_like_torch():
             scaler.update()
         runs.append((model, optimizer, scaler.get_scale()))
     (ours, our_optimizer, our_scale), (theirs, their_optimizer, their_scale) = runs
-    assert our_scale == their_scale == 2.0 ** 7
-    _assert_close(list(ours.parameters()), list(theirs.parameters()), our_optimizer,
-                  their_optimizer)
+    assert our_scale == their_scale == 2.0**7
+    _assert_close(
+        list(ours.parameters()), list(theirs.parameters()), our_optimizer, their_optimizer
+    )
 
 
 def test_compiled_model_trains_like_torch():
@@ -561,8 +603,9 @@ def test_schedule_never_recompiles():
     params, twin = _twins()
     ours = descend.AdamW(params, lr=0.01, backend="triton")
     theirs = torch.optim.AdamW(twin, lr=0.01)
-    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1 / (1 + step))
-                 for o in (ours, theirs)]
+    schedules = [
+        torch.optim.lr_scheduler.LambdaLR(o, lambda step: 1 / (1 + step)) for o in (ours, theirs)
+    ]
     _step_both(ours, theirs, params, twin, steps=1)
     kernels = len(triton_executor.KERNELS.kernels)
     for _ in range(5):
@@ -581,8 +624,11 @@ def test_backend_selection_and_refusals(monkeypatch):
     assert "triton" not in [e.name for e in executors_for("auto")]  # never the interpreter
     descend.Adam([torch.zeros(3, dtype=torch.bfloat16, requires_grad=True)], backend="triton")
     meta = torch.zeros(3, device="meta", requires_grad=True)
-    with pytest.raises(ValueError, match=r"backend='triton' cannot update "
-                       r"param_groups\[0\]\['params'\]\[0\].*CPU tensors"):
+    with pytest.raises(
+        ValueError,
+        match=r"backend='triton' cannot update "
+        r"param_groups\[0\]\['params'\]\[0\].*CPU tensors",
+    ):
         descend.Adam([meta], backend="triton")
     if not torch.cuda.is_available():
         monkeypatch.setenv("TRITON_INTERPRET", "0")
@@ -596,8 +642,11 @@ def test_stateless_step_checks_every_operand():
     params = [torch.randn(4), torch.randn(5)]
     slots = [[torch.zeros(4), torch.zeros(4), None], [torch.zeros(5), torch.zeros(5), None]]
     before = [p.clone() for p in params]
-    with pytest.raises(ValueError, match="the gradient of tensor 1 is a torch.float32 tensor of "
-                                         r"shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match="the gradient of tensor 1 is a torch.float32 tensor of "
+        r"shape \(4,\)",
+    ):
         update_tensors_triton(rule, scalars, params, [torch.randn(4), torch.randn(4)], slots)
     slots[0][1] = torch.zeros(4, dtype=torch.float64)
     with pytest.raises(ValueError, match="slot 1 of tensor 0 is a torch.float64"):
@@ -650,8 +699,10 @@ def test_addresses_are_uploaded_only_when_they_change():
 def test_unaligned_tensors_run_the_unaligned_kernel():
     storage = torch.randn(40)
     table = TensorTable([9, 30], 2)
-    table.addresses[:] = [[storage[1:].data_ptr(), storage[10:].data_ptr()],
-                          [storage.data_ptr(), storage.data_ptr()]]
+    table.addresses[:] = [
+        [storage[1:].data_ptr(), storage[10:].data_ptr()],
+        [storage.data_ptr(), storage.data_ptr()],
+    ]
     device_table = triton_executor.DeviceTable(table)
     device_table.refresh(table)
     assert not device_table.aligned
@@ -717,18 +768,30 @@ def test_kernels_compile_for_an_h100_without_one(tmp_path):
     fused by the compiler (only the rule's own ``fma``: Lion, which has none, gets none)."""
     pytest.importorskip("triton.backends.nvidia", reason="Triton's NVIDIA backend is missing")
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    env.update(PYTHONPATH=os.pathsep.join([str(SRC), str(SRC.parent)]),
-               DESCEND_CACHE_DIR=str(tmp_path / "descend"),
-               TRITON_CACHE_DIR=str(tmp_path / "triton"))
-    result = subprocess.run([sys.executable, "-c", COMPILE_FOR_H100], env=env,
-                            capture_output=True, text=True, timeout=600)
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(SRC), str(SRC.parent)]),
+        DESCEND_CACHE_DIR=str(tmp_path / "descend"),
+        TRITON_CACHE_DIR=str(tmp_path / "triton"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", COMPILE_FOR_H100],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     found = {}
     for line in result.stdout.strip().splitlines():
         rule_name, dtype, *ops = line.split()
         found[f"{rule_name} {dtype}"] = " ".join(ops)
-    assert set(found) == {"adam float32", "adamw bfloat16", "rmsprop float16", "sgd float64",
-                          "lion float32"}
+    assert set(found) == {
+        "adam float32",
+        "adamw bfloat16",
+        "rmsprop float16",
+        "sgd float64",
+        "lion float32",
+    }
     for name, ops in found.items():
         assert "ld.global.v" in ops and "st.global.v" in ops, (name, ops)
         assert "approx" not in ops and "div.full" not in ops

@@ -27,8 +27,10 @@ CUDA = torch.device("cuda")
 def twins(shapes, dtype=torch.float32, device=CUDA):
     """Leaf CUDA tensors and independent copies."""
     generator = torch.Generator(device=device).manual_seed(0)
-    first = [torch.randn(shape, dtype=dtype, device=device, generator=generator)
-             .requires_grad_() for shape in shapes]
+    first = [
+        torch.randn(shape, dtype=dtype, device=device, generator=generator).requires_grad_()
+        for shape in shapes
+    ]
     return first, [p.detach().clone().requires_grad_() for p in first]
 
 
@@ -65,8 +67,9 @@ def check_every_option_matches_torch() -> None:
     for name in OPTION_GRID:
         combinations = option_combinations(name)
         for options in combinations:
-            dtypes = (torch.float32, torch.float64) if options is combinations[-1] else (
-                torch.float32,)
+            dtypes = (
+                (torch.float32, torch.float64) if options is combinations[-1] else (torch.float32,)
+            )
             for dtype in dtypes:
                 params, twin = twins(SHAPES, dtype)
                 ours = getattr(descend, name)(params, backend="triton", **options)
@@ -75,18 +78,23 @@ def check_every_option_matches_torch() -> None:
                 error = worst_error(params, twin, ours, theirs)
                 assert error <= TOLERANCE[dtype], (name, options, dtype, error)
                 worst[dtype] = max(worst.get(dtype, 0.0), error)
-    print("ok every option matches torch.optim:",
-          ", ".join(f"{dtype} worst {error:.1e}" for dtype, error in worst.items()))
+    print(
+        "ok every option matches torch.optim:",
+        ", ".join(f"{dtype} worst {error:.1e}" for dtype, error in worst.items()),
+    )
 
 
 def check_matches_reference_executor() -> None:
     """The reference (torch-op) executor on the same device: a few ulps apart at most (torch
     divides a CUDA tensor by a scalar as a multiplication by its reciprocal)."""
     worst = 0.0
-    for name, options in [("Adam", dict(amsgrad=True, weight_decay=0.1)),
-                          ("RMSprop", dict(centered=True, momentum=0.5)),
-                          ("Adagrad", dict(lr_decay=0.01)), ("Nesterov", {}),
-                          ("SGD", dict(momentum=0.9, nesterov=True))]:
+    for name, options in [
+        ("Adam", dict(amsgrad=True, weight_decay=0.1)),
+        ("RMSprop", dict(centered=True, momentum=0.5)),
+        ("Adagrad", dict(lr_decay=0.01)),
+        ("Nesterov", {}),
+        ("SGD", dict(momentum=0.9, nesterov=True)),
+    ]:
         params, twin = twins(SHAPES)
         ours = getattr(descend, name)(params, backend="triton", **options)
         theirs = getattr(descend, name)(twin, backend="reference", **options)
@@ -112,8 +120,10 @@ def check_half_precision_matches_torch_fused() -> None:
                     assert ours.state[x][key].dtype == value.dtype, (key, value.dtype)
             error = worst_error(params, twin)
             assert error <= 4 * torch.finfo(dtype).eps, (dtype, name, error)
-            print(f"ok {dtype} {name} against torch fused: {error:.1e} "
-                  f"(eps {torch.finfo(dtype).eps:.1e})")
+            print(
+                f"ok {dtype} {name} against torch fused: {error:.1e} "
+                f"(eps {torch.finfo(dtype).eps:.1e})"
+            )
 
 
 def check_no_synchronization_in_a_step() -> None:
@@ -149,15 +159,19 @@ def check_no_synchronization_in_a_step() -> None:
 
 def check_grad_scaler_and_compiled_model() -> None:
     """GradScaler (with an overflow step skipped) and torch.compile(model) train like torch."""
+
     def model():
         torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.GELU(),
-                                   torch.nn.Linear(64, 8)).to(CUDA)
+        return torch.nn.Sequential(
+            torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 8)
+        ).to(CUDA)
 
     x, y = torch.randn(128, 32, device=CUDA), torch.randn(128, 8, device=CUDA)
     results = []
-    for make in (lambda p: descend.Adam(p, lr=1e-3, backend="triton"),
-                 lambda p: torch.optim.Adam(p, lr=1e-3, foreach=False)):
+    for make in (
+        lambda p: descend.Adam(p, lr=1e-3, backend="triton"),
+        lambda p: torch.optim.Adam(p, lr=1e-3, foreach=False),
+    ):
         net = model()
         compiled = torch.compile(net)
         optimizer = make(net.parameters())
@@ -241,9 +255,20 @@ def gpt2_shapes() -> list[tuple[int, ...]]:
     width = 768
     shapes: list[tuple[int, ...]] = [(50257, width), (1024, width)]
     for _ in range(12):
-        shapes += [(width,), (width,), (width, 3 * width), (3 * width,), (width, width),
-                   (width,), (width,), (width,), (width, 4 * width), (4 * width,),
-                   (4 * width, width), (width,)]
+        shapes += [
+            (width,),
+            (width,),
+            (width, 3 * width),
+            (3 * width,),
+            (width, width),
+            (width,),
+            (width,),
+            (width,),
+            (width, 4 * width),
+            (4 * width,),
+            (4 * width, width),
+            (width,),
+        ]
     return shapes + [(width,), (width,)]
 
 
@@ -254,8 +279,10 @@ def check_host_time() -> None:
     for p in params:
         p.grad = torch.zeros_like(p)
     timings = {}
-    for label, optimizer in (("descend", descend.Adam(params, backend="triton")),
-                             ("torch fused", torch.optim.Adam(params, fused=True))):
+    for label, optimizer in (
+        ("descend", descend.Adam(params, backend="triton")),
+        ("torch fused", torch.optim.Adam(params, fused=True)),
+    ):
         for _ in range(5):
             optimizer.step()
         torch.cuda.synchronize()
@@ -266,8 +293,10 @@ def check_host_time() -> None:
             samples.append(time.perf_counter() - start)
         torch.cuda.synchronize()
         timings[label] = statistics.median(samples) * 1e6
-    print("ok host time of step() for the GPT-2 list: "
-          + ", ".join(f"{label} {value:.0f} us" for label, value in timings.items()))
+    print(
+        "ok host time of step() for the GPT-2 list: "
+        + ", ".join(f"{label} {value:.0f} us" for label, value in timings.items())
+    )
 
 
 #: Every check, in the order a full run makes them.

@@ -28,8 +28,15 @@ def bowl() -> Iterator[type[Problem]]:
         name = NAME
         title = "throwaway bowl"
         params = (
-            Param("width", 2.0, "curvature of the bowl", low=0.0, low_open=True, log=True,
-                  slider=(0.1, 10.0)),
+            Param(
+                "width",
+                2.0,
+                "curvature of the bowl",
+                low=0.0,
+                low_open=True,
+                log=True,
+                slider=(0.1, 10.0),
+            ),
             Param("start", 1.0, "the start's coordinates"),
         )
         playground: ClassVar[dict[str, Any]] = {}
@@ -76,17 +83,31 @@ def test_the_race_builds_checks_and_lists_a_problem_defined_at_run_time(bowl, ca
 def test_the_playground_offers_a_problem_defined_at_run_time(bowl, capsys):
     assert list(OFFERED)[-1] == NAME
     offered = next(p for p in catalog()["problems"] if p["name"] == NAME)
-    assert offered == {"name": NAME, "title": "throwaway bowl", "sliders": [
-        {"name": "width", "doc": "curvature of the bowl", "default": 2.0, "low": 0.1,
-         "high": 10.0, "scale": "log", "kind": "float", "zero": False}]}
+    assert offered == {
+        "name": NAME,
+        "title": "throwaway bowl",
+        "sliders": [
+            {
+                "name": "width",
+                "doc": "curvature of the bowl",
+                "default": 2.0,
+                "low": 0.1,
+                "high": 10.0,
+                "scale": "log",
+                "kind": "float",
+                "zero": False,
+            }
+        ],
+    }
     assert build_problem(f"{NAME}:width=5").width == 5.0
-    with pytest.raises(ValueError, match="width=20 is out of range: expected a number from "
-                                         "0.1 to 10"):
+    with pytest.raises(
+        ValueError, match="width=20 is out of range: expected a number from 0.1 to 10"
+    ):
         build_problem(f"{NAME}:width=20")
     with pytest.raises(ValueError, match="has no setting start"):
         build_problem(f"{NAME}:start=2")  # declared, but without a slider
     view = compute.run_view(f"{NAME}:width=1", "sgd:lr=0.5", "", "", 40, 0, 1e-6)
-    np.testing.assert_allclose(view["path"][-1], 0.5 ** 40, rtol=1e-5)
+    np.testing.assert_allclose(view["path"][-1], 0.5**40, rtol=1e-5)
     assert main(["playground", "--help"]) == 0
     assert f"{NAME}: width 0.1 to 10 (log scale)" in capsys.readouterr().out
 

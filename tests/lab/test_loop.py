@@ -33,23 +33,22 @@ def test_a_rule_on_numpy_makes_the_torch_class_iterates(cls, arguments):
     problem = make_problem("beale")
     x0 = problem.start()
     schedule = schedules.exponential_decay(arguments["lr"], 0.01)
-    torch_path = follow(problem, TorchStepper(lambda p: cls(p, **arguments), x0, schedule),
-                        x0, 120)
+    torch_path = follow(problem, TorchStepper(lambda p: cls(p, **arguments), x0, schedule), x0, 120)
     optimizer = cls([torch.zeros(2, requires_grad=True)], **arguments)
     rule_path = follow(problem, RuleStepper.from_optimizer(optimizer, x0, schedule), x0, 120)
     np.testing.assert_allclose(rule_path.points, torch_path.points, rtol=1e-11, atol=1e-13)
     np.testing.assert_array_equal(rule_path.lrs, torch_path.lrs)
 
 
-@pytest.mark.parametrize("name", [name for name, update in functional.UPDATES.items()
-                                  if update.rule.stage is None])
+@pytest.mark.parametrize(
+    "name", [name for name, update in functional.UPDATES.items() if update.rule.stage is None]
+)
 def test_a_rule_from_a_functional_config_makes_the_functional_iterates(name):
     problem = Ravine(kappa=30, dim=3, seed=1)
     config = {"learning_rate": 0.02}
     x0 = problem.start()
     expected = follow(problem, FunctionalStepper(functional.UPDATES[name], config, x0), x0, 60)
-    got = follow(problem, RuleStepper.from_functional(functional.UPDATES[name], config, x0),
-                 x0, 60)
+    got = follow(problem, RuleStepper.from_functional(functional.UPDATES[name], config, x0), x0, 60)
     np.testing.assert_allclose(got.points, expected.points, rtol=1e-13, atol=1e-15)
 
 
@@ -66,19 +65,28 @@ def test_the_loop_records_the_loss_and_gradient_of_every_point_and_steps_with_it
     for point, loss, norm in zip(path.points, path.losses, path.grad_norms, strict=True):
         assert loss == problem.loss(point)
         assert norm == pytest.approx(np.linalg.norm(problem.grad(point)), rel=1e-14)
-    np.testing.assert_allclose(path.points[1:], path.points[:-1] - 0.05 * np.stack(
-        [problem.grad(p) for p in path.points[:-1]]), rtol=1e-14)
+    np.testing.assert_allclose(
+        path.points[1:],
+        path.points[:-1] - 0.05 * np.stack([problem.grad(p) for p in path.points[:-1]]),
+        rtol=1e-14,
+    )
     assert np.all(np.diff(path.seconds) >= 0)
 
 
 def test_stop_is_checked_at_every_point_the_start_included():
     problem = Ravine(kappa=10)
     x0 = problem.start()
-    at_start = follow(problem, RuleStepper(rules.SGD, {"lr": 0.05}, x0), x0, 10,
-                      stop=lambda loss, norm: True)
+    at_start = follow(
+        problem, RuleStepper(rules.SGD, {"lr": 0.05}, x0), x0, 10, stop=lambda loss, norm: True
+    )
     assert at_start.steps == 0 and at_start.stopped
-    gtol = follow(problem, RuleStepper(rules.SGD, {"lr": 0.05}, x0), x0, 1000,
-                  stop=lambda loss, norm: norm <= 1e-3)
+    gtol = follow(
+        problem,
+        RuleStepper(rules.SGD, {"lr": 0.05}, x0),
+        x0,
+        1000,
+        stop=lambda loss, norm: norm <= 1e-3,
+    )
     assert gtol.grad_norms[-1] <= 1e-3 < gtol.grad_norms[-2]
 
 
@@ -95,13 +103,16 @@ def test_a_bad_hyperparameter_names_the_value_and_the_range():
         RuleStepper(rules.ADAM, {"beta1": 1.5}, np.zeros(2))
 
 
-@pytest.mark.parametrize("values, expected", [
-    ([5, 2, 0.5, 0.1], 2),          # below from index 2 on
-    ([5, 0.5, 2, 0.5, 0.1], 3),     # a first crossing at 1 that does not last
-    ([0.5, 0.1], 0),
-    ([5, 0.5, 2], None),            # ends above
-    ([], None),
-])
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ([5, 2, 0.5, 0.1], 2),  # below from index 2 on
+        ([5, 0.5, 2, 0.5, 0.1], 3),  # a first crossing at 1 that does not last
+        ([0.5, 0.1], 0),
+        ([5, 0.5, 2], None),  # ends above
+        ([], None),
+    ],
+)
 def test_settled_step_is_where_the_values_stay_below(values, expected):
     assert settled_step(np.array(values, dtype=float), 1.0) == expected
 
@@ -115,8 +126,12 @@ def test_the_steppers_scalars_are_the_rules_own(name):
     state (Schedule-Free's largest lr so far) ``Rule.scalars`` rebuilds from a constant lr."""
     rule = rules.RULES[name]
     scheduled = not rule.state_names()
-    stepper = RuleStepper(rule, {"lr": 0.01}, np.zeros(2),
-                          schedules.exponential_decay(0.01, 0.1) if scheduled else None)
+    stepper = RuleStepper(
+        rule,
+        {"lr": 0.01},
+        np.zeros(2),
+        schedules.exponential_decay(0.01, 0.1) if scheduled else None,
+    )
     for step in range(1, 4):
         lr = 0.01 * np.exp(-0.1 * (step - 1)) if scheduled else 0.01
         hypers = {**stepper.hypers, "lr": lr}

@@ -57,8 +57,7 @@ def test_sign_descent_closed_form_matches_lion_with_zero_betas():
         param.grad = torch.from_numpy(ravine.grad(param.detach().numpy()))
         optimizer.step()
         distances.append(np.linalg.norm(param.detach().numpy()))
-    np.testing.assert_allclose(distances, newer.sign_descent_distances(start, 0.03, 400),
-                               atol=1e-9)
+    np.testing.assert_allclose(distances, newer.sign_descent_distances(start, 0.03, 400), atol=1e-9)
 
 
 def test_constant_step_floor_matches_a_long_measurement():
@@ -78,7 +77,8 @@ def test_constant_step_floor_matches_a_long_measurement():
     assert np.mean(tails) == pytest.approx(newer.constant_step_floor(problem, lr), rel=0.2)
     # As the step shrinks the floor tends to lr tr(C) / 4.
     assert newer.constant_step_floor(problem, 1e-4) == pytest.approx(
-        1e-4 * problem.gradient_noise(problem.minima[0]) / 4, rel=1e-3)
+        1e-4 * problem.gradient_noise(problem.minima[0]) / 4, rel=1e-3
+    )
 
 
 def test_schedule_free_and_step_decay_get_below_the_constant_steps_floor(results):
@@ -112,21 +112,32 @@ def test_text_is_made_from_the_numbers_of_the_run(results):
     lion, muon, sf = results.lion.rows, results.muon.rows, results.schedule_free
     text = " ".join(results.paragraphs)
     captions = " ".join(caption for _, caption in results.figures)
-    assert (f"needs {lion[0].gd_predicted} steps at kappa 10 and {lion[-1].gd_predicted} at "
-            "kappa 1000") in text
+    assert (
+        f"needs {lion[0].gd_predicted} steps at kappa 10 and {lion[-1].gd_predicted} at kappa 1000"
+    ) in text
     assert f"sign descent needs {lion[0].sign_predicted} at every kappa" in text
     assert f"floor at {sf.floor:.2g}" in text and f"{sf.runs[0].tail():.2g}" in captions
-    assert (f"between {muon[-1].measured_band[0]:.2f} and {muon[-1].measured_band[1]:.2f}"
-            in captions)
+    assert (
+        f"between {muon[-1].measured_band[0]:.2f} and {muon[-1].measured_band[1]:.2f}" in captions
+    )
     # Every number in the prose is in a table cell, a study's value or a setting.
     table_text = " ".join(" ".join(row) for table in results.tables for row in table.cells())
     allowed = set(re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", table_text))
     allowed |= {"10", "100", "1000", "30", "0.15", "0.9", "0.99", "0.001", "2023", "2024"}
-    allowed |= {f"{sf.best.excess[-1] / sf.limit:.2f}",
-                f"{sf.runs[1].excess[-1] / sf.limit:.2f}", f"{sf.floor:.2g}",
-                f"{sf.limit:.2g}", f"{sf.runs[0].tail():.2g}", f"{sf.best.excess[-1]:.2g}",
-                f"{sf.runs[1].excess[-1]:.2g}", str(sf.decay_every), str(sf.steps),
-                str(sf.seeds), str(results.lion.steps), str(results.muon.steps)}
+    allowed |= {
+        f"{sf.best.excess[-1] / sf.limit:.2f}",
+        f"{sf.runs[1].excess[-1] / sf.limit:.2f}",
+        f"{sf.floor:.2g}",
+        f"{sf.limit:.2g}",
+        f"{sf.runs[0].tail():.2g}",
+        f"{sf.best.excess[-1]:.2g}",
+        f"{sf.runs[1].excess[-1]:.2g}",
+        str(sf.decay_every),
+        str(sf.steps),
+        str(sf.seeds),
+        str(results.lion.steps),
+        str(results.muon.steps),
+    }
     allowed |= {f"{r.gradient_spread:.3g}" for r in muon}
     allowed |= {f"{v:.2f}" for r in muon for v in (*r.predicted_band, *r.measured_band)}
     spread = max(r.muon_measured for r in muon) / min(r.muon_measured for r in muon)

@@ -13,8 +13,9 @@ from descend.secondorder import LogisticRegression, Quadratic
 
 @pytest.fixture(scope="module")
 def ravine() -> orders.FullBatchStudy:
-    return orders.full_batch_study(Quadratic.ill_conditioned(20, 100.0, seed=3), "ravine",
-                                   "ravine", adam_lr=0.03, cap=3000)
+    return orders.full_batch_study(
+        Quadratic.ill_conditioned(20, 100.0, seed=3), "ravine", "ravine", adam_lr=0.03, cap=3000
+    )
 
 
 def _blobs(samples: int, features: int, classes: int, seed: int = 0) -> LogisticRegression:
@@ -22,8 +23,9 @@ def _blobs(samples: int, features: int, classes: int, seed: int = 0) -> Logistic
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, samples)
     centres = rng.standard_normal((classes, features))
-    return LogisticRegression.from_data(centres[labels] + rng.standard_normal(
-        (samples, features)), labels, l2=1e-2, classes=classes)
+    return LogisticRegression.from_data(
+        centres[labels] + rng.standard_normal((samples, features)), labels, l2=1e-2, classes=classes
+    )
 
 
 def test_newton_needs_one_step_on_the_ravine_and_every_method_gets_there(ravine):
@@ -46,8 +48,9 @@ def test_newton_needs_one_step_on_the_ravine_and_every_method_gets_there(ravine)
 def test_first_order_runs_the_functional_update_and_records_every_iterate():
     problem = Quadratic.ill_conditioned(5, 10.0, seed=1)
     lr = 0.05
-    result = orders.first_order(problem, np.zeros(5), "sgd", {"learning_rate": lr},
-                                gtol=0.0, max_iter=7)
+    result = orders.first_order(
+        problem, np.zeros(5), "sgd", {"learning_rate": lr}, gtol=0.0, max_iter=7
+    )
     x = np.zeros(5)
     norms = [np.linalg.norm(problem.A @ x - problem.b)]
     for _ in range(7):
@@ -76,8 +79,9 @@ def test_newton_converges_quadratically_near_the_minimum():
 def test_full_batch_lbfgs_beats_minibatch_lbfgs_at_equal_passes():
     problem = _blobs(640, 10, 4, seed=2)
     full = orders.full_batch_study(problem, "blobs", "blobs", adam_lr=0.1, cap=100)
-    study = orders.minibatch_study(problem, full.f_star, batch_size=32, epochs=12,
-                                   newton_epochs=1, seed=0)
+    study = orders.minibatch_study(
+        problem, full.f_star, batch_size=32, epochs=12, newton_epochs=1, seed=0
+    )
     labels = [run.label for run in study.runs]
     assert labels[:3] == ["SGD", "Nesterov", "Adam"] and "L-BFGS, fixed step" in labels
     for run in study.runs:
@@ -98,8 +102,7 @@ def test_full_batch_lbfgs_beats_minibatch_lbfgs_at_equal_passes():
 def test_reference_gap_reads_the_last_point_within_the_budget():
     problem = _blobs(200, 4, 3)
     full = orders.full_batch_study(problem, "blobs", "blobs", adam_lr=0.1, cap=20)
-    study = orders.minibatch_study(problem, full.f_star, batch_size=50, epochs=3,
-                                   newton_epochs=1)
+    study = orders.minibatch_study(problem, full.f_star, batch_size=50, epochs=3, newton_epochs=1)
     passes = study.reference.passes
     gaps = study.gap(study.reference)
     assert study.reference_gap_at(passes[2]) == gaps[2]
@@ -120,8 +123,10 @@ def test_bytes_read_in_decimal_units(count, text):
     assert orders.format_bytes(count) == text
 
 
-@pytest.mark.parametrize("seconds, text", [(0.0144, "14.4 ms"), (52.4, "52.4 s"),
-                                           (52560, "14.6 h"), (5.2e7, "1.65 years")])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0.0144, "14.4 ms"), (52.4, "52.4 s"), (52560, "14.6 h"), (5.2e7, "1.65 years")],
+)
 def test_durations_read_in_the_largest_fitting_unit(seconds, text):
     assert orders.format_seconds(seconds) == text
 

@@ -52,33 +52,41 @@ def test_every_hyperparameter_gets_a_control_from_its_spec(name):
 def test_the_catalog_lists_every_rule_problem_and_schedule():
     listed = catalog()
     assert [r["name"] for r in listed["rules"]] == [
-        name for name, rule in rules.RULES.items() if rule.stage is None]
+        name for name, rule in rules.RULES.items() if rule.stage is None
+    ]
     assert "muon" not in [r["name"] for r in listed["rules"]]
     assert [p["name"] for p in listed["problems"]] == list(PROBLEMS)
     assert {"constant", "step", "exponential", "1/t", "cosine"} <= {
-        s["name"] for s in listed["schedules"]}
+        s["name"] for s in listed["schedules"]
+    }
     json.dumps(listed)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("bowl", "problem='bowl' is not on the playground; choose one of ravine"),
-    ("ravine:dim=5", "problem ravine has no setting dim"),
-    ("ravine:kappa=-3", "kappa=-3 is out of range: expected a number from 1 to 1000"),
-    ("ravine:kappa='steep'", "kappa='steep' is invalid: expected a number"),
-    ("least_squares:batch_size=2.5", "batch_size=2.5 is invalid: expected an integer"),
-    ("ravine:kappa", "malformed spec"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("bowl", "problem='bowl' is not on the playground; choose one of ravine"),
+        ("ravine:dim=5", "problem ravine has no setting dim"),
+        ("ravine:kappa=-3", "kappa=-3 is out of range: expected a number from 1 to 1000"),
+        ("ravine:kappa='steep'", "kappa='steep' is invalid: expected a number"),
+        ("least_squares:batch_size=2.5", "batch_size=2.5 is invalid: expected an integer"),
+        ("ravine:kappa", "malformed spec"),
+    ],
+)
 def test_bad_problem_settings_say_what_is_allowed(spec, message):
     with pytest.raises(ValueError, match=message):
         build_problem(spec)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("lamb:lr=0.1", "optimizer 'lamb' is not a rule; valid: sgd"),
-    ("muon:lr=0.1", "optimizer 'muon' steps matrices"),
-    ("adam:beta1=2", "beta1=2 is out of range: expected 0 <= beta1 < 1"),
-    ("sgd:speed=1", "unknown hyperparameter"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("lamb:lr=0.1", "optimizer 'lamb' is not a rule; valid: sgd"),
+        ("muon:lr=0.1", "optimizer 'muon' steps matrices"),
+        ("adam:beta1=2", "beta1=2 is out of range: expected 0 <= beta1 < 1"),
+        ("sgd:speed=1", "unknown hyperparameter"),
+    ],
+)
 def test_bad_optimizer_settings_say_what_is_allowed(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_rule(spec)
@@ -95,17 +103,20 @@ def _heavy_ball_by_hand(problem: Ravine, lr: float, momentum: float, steps: int)
 
 
 def test_a_run_is_the_python_apis_run_with_theorys_rate_beside_the_measured_one():
-    view = compute.run_view("ravine:kappa=30", "sgd_momentum:lr=0.02,momentum=0.7", "", "",
-                            400, 0, 1e-6)
+    view = compute.run_view(
+        "ravine:kappa=30", "sgd_momentum:lr=0.02,momentum=0.7", "", "", 400, 0, 1e-6
+    )
     problem = Ravine(kappa=30.0, picture=True)
     expected = _heavy_ball_by_hand(problem, 0.02, 0.7, 400)
     np.testing.assert_allclose(view["path"], expected, rtol=1e-5, atol=1e-12)
     eigenvalues = problem.eigenvalues
     assert view["theory"]["method"] == "heavy ball"
     assert view["theory"]["predicted"] == pytest.approx(
-        theory.heavy_ball_rate(eigenvalues, 0.02, 0.7), rel=1e-6)
+        theory.heavy_ball_rate(eigenvalues, 0.02, 0.7), rel=1e-6
+    )
     assert view["theory"]["measured"] == pytest.approx(
-        theory.measured_rate(np.linalg.norm(expected, axis=1), floor=1e-150), rel=1e-4)
+        theory.measured_rate(np.linalg.norm(expected, axis=1), floor=1e-150), rel=1e-4
+    )
     excess = np.array([problem.loss(x) for x in expected])
     above = np.flatnonzero(excess > 1e-6)
     assert view["steps_to_tolerance"] == above[-1] + 1
@@ -117,14 +128,15 @@ def test_a_run_is_the_python_apis_run_with_theorys_rate_beside_the_measured_one(
 
 
 def test_schedules_averaging_and_minibatches_match_the_lab_runner():
-    view = compute.run_view("least_squares:batch_size=8", "adam:lr=0.05", "exponential:k=0.01",
-                            "0.9", 120, 3, 1e-6)
+    view = compute.run_view(
+        "least_squares:batch_size=8", "adam:lr=0.05", "exponential:k=0.01", "0.9", 120, 3, 1e-6
+    )
     problem = NoisyLeastSquares(batch_size=8)
-    trace = run(problem, Contender.parse("adam:lr=0.05", "exponential:k=0.01", 0.9), 120,
-                seed=3)
+    trace = run(problem, Contender.parse("adam:lr=0.05", "exponential:k=0.01", 0.9), 120, seed=3)
     np.testing.assert_allclose(view["path"], trace.trajectory, rtol=1e-5, atol=1e-12)
-    np.testing.assert_allclose(view["averaged_path"], trace.averaged_trajectory, rtol=1e-5,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        view["averaged_path"], trace.averaged_trajectory, rtol=1e-5, atol=1e-12
+    )
     assert view["theory"]["method"] is None  # Adam: no theory rate, but the errors are shown
     assert len(view["theory"]["errors"][0]) == 121
 
@@ -140,8 +152,9 @@ def test_the_problem_view_carries_theorys_optimum_and_rate_map():
     assert rates.min() >= best.rate - 1e-3  # nothing on the map beats the optimum
     alphas, betas = quadratic["maps"]["alphas"], quadratic["maps"]["betas"]
     i, j = 30, 40
-    assert rates[i, j] == pytest.approx(min(theory.heavy_ball_rate(
-        [1.0, 50.0], alphas[j], betas[i]), compute.MAP_CEILING), rel=1e-3)
+    assert rates[i, j] == pytest.approx(
+        min(theory.heavy_ball_rate([1.0, 50.0], alphas[j], betas[i]), compute.MAP_CEILING), rel=1e-3
+    )
     assert compute.problem_view("saddle")["quadratic"] is None
 
 
@@ -191,8 +204,7 @@ def test_a_port_in_use_is_one_clear_error():
         bind("127.0.0.1", 70000)
 
 
-def _ask(url: str, path: str, method: str = "GET", headers: dict | None = None
-         ) -> tuple[int, str]:
+def _ask(url: str, path: str, method: str = "GET", headers: dict | None = None) -> tuple[int, str]:
     """Status and body text of a request with the given headers (``Host`` among them)."""
     host, port = url.removeprefix("http://").rstrip("/").rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -221,20 +233,36 @@ def test_only_requests_addressed_to_this_server_from_its_own_page_are_answered()
     with running() as url:
         port = int(url.rstrip("/").rsplit(":", 1)[1])
         path = "/api/run?problem=ravine&rule=sgd&steps=5"
-        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}",
-                     f"[::1]:{port}", f"app.localhost:{port}"):
+        for host in (
+            f"127.0.0.1:{port}",
+            f"localhost:{port}",
+            f"LocalHost:{port}",
+            f"[::1]:{port}",
+            f"app.localhost:{port}",
+        ):
             status, body = _ask(url, path, headers={"Host": host})
             assert status == 200 and len(json.loads(body)["path"]) == 6, host
-        for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}",
-                     "127.0.0.1", f"127.0.0.1.evil.example:{port}", f"127.0.0.1:{port}x"):
+        for host in (
+            "evil.example",
+            f"evil.example:{port}",
+            f"127.0.0.1:{port + 1}",
+            "127.0.0.1",
+            f"127.0.0.1.evil.example:{port}",
+            f"127.0.0.1:{port}x",
+        ):
             status, body = _ask(url, path, headers={"Host": host})
             assert status == 421 and body.count("\n") == 1 and "refused" in body, host
         own = {"Host": f"127.0.0.1:{port}"}
         status, _ = _ask(url, path, headers={**own, "Origin": f"http://localhost:{port}"})
         assert status == 200
         for method in ("GET", "POST"):
-            for origin in ("http://evil.example", f"http://evil.example:{port}", "null",
-                           f"https://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"):
+            for origin in (
+                "http://evil.example",
+                f"http://evil.example:{port}",
+                "null",
+                f"https://127.0.0.1:{port}",
+                f"http://127.0.0.1:{port + 1}",
+            ):
                 status, body = _ask(url, path, method, headers={**own, "Origin": origin})
                 assert status == 403 and body.count("\n") == 1, (method, origin)
                 assert "evil" not in body or "refused" in body
@@ -245,26 +273,30 @@ def test_unreadable_requests_get_a_status_and_one_line_not_a_reset():
         port = url.rstrip("/").rsplit(":", 1)[1]
         head = f"Host: 127.0.0.1:{port}\r\n".encode()
         # 200 KB of URL: the server answers 414 and lets the client read it (no reset).
-        long = _raw(url, b"GET /api/run?rule=" + b"a" * 200_000 + b" HTTP/1.1\r\n" + head
-                    + b"\r\n")
+        long = _raw(url, b"GET /api/run?rule=" + b"a" * 200_000 + b" HTTP/1.1\r\n" + head + b"\r\n")
         assert long.startswith(b"HTTP/1.1 414 ")
         assert long.split(b"\r\n\r\n", 1)[1].count(b"\n") == 1
         # A chunked body whose chunk size is not hexadecimal.
         for _ in range(5):
-            bad = _raw(url, b"POST /api/run HTTP/1.1\r\n" + head
-                       + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+            bad = _raw(
+                url,
+                b"POST /api/run HTTP/1.1\r\n"
+                + head
+                + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+            )
             assert bad.startswith(b"HTTP/1.1 400 ") and b"malformed" in bad
-            assert bad.count(b"HTTP/1.1") == 1          # one answer, not the app's as well
-        status, _ = _ask(url, "/api/catalog")          # the server is still well
+            assert bad.count(b"HTTP/1.1") == 1  # one answer, not the app's as well
+        status, _ = _ask(url, "/api/catalog")  # the server is still well
         assert status == 200
 
 
 def test_a_setting_given_twice_is_refused_by_the_api():
     with running() as url:
-        for query, twice in [("problem=ravine&rule=sgd:lr=0.1,lr=0.2", "'lr' is given twice"),
-                             ("problem=ravine:kappa=5,kappa=50&rule=sgd", "'kappa' is given twice"),
-                             ("problem=ravine&rule=sgd&rule=adam", "rule is given more than once"),
-                             ("problem=ravine&rule=sgd&steps=5&steps=50",
-                              "steps is given more than once")]:
+        for query, twice in [
+            ("problem=ravine&rule=sgd:lr=0.1,lr=0.2", "'lr' is given twice"),
+            ("problem=ravine:kappa=5,kappa=50&rule=sgd", "'kappa' is given twice"),
+            ("problem=ravine&rule=sgd&rule=adam", "rule is given more than once"),
+            ("problem=ravine&rule=sgd&steps=5&steps=50", "steps is given more than once"),
+        ]:
             status, _, body = _get(url + "api/run?" + query)
             assert status == 400 and twice in body["error"], query

@@ -119,15 +119,18 @@ def test_torch_adapter_runs_torch_optim_on_the_same_numbers_as_the_functional_ap
     assert np.allclose(param.detach().numpy(), x, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nope", "valid: ravine, saddle"),
-    ("ravine:kapa=3", "valid: kappa, dim"),
-    ("ravine:kappa=0.5", "kappa=0.5 is out of range: expected 1 <= kappa < inf"),
-    ("ravine:spread=wide", "expected one of 'geometric'"),
-    ("least_squares:batch_size=0", "batch_size=0 is out of range"),
-    ("saddle_nd:dim=4,negative=4", "negative=4 is invalid"),
-    ("ravine:kappa", "malformed spec"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nope", "valid: ravine, saddle"),
+        ("ravine:kapa=3", "valid: kappa, dim"),
+        ("ravine:kappa=0.5", "kappa=0.5 is out of range: expected 1 <= kappa < inf"),
+        ("ravine:spread=wide", "expected one of 'geometric'"),
+        ("least_squares:batch_size=0", "batch_size=0 is out of range"),
+        ("saddle_nd:dim=4,negative=4", "negative=4 is invalid"),
+        ("ravine:kappa", "malformed spec"),
+    ],
+)
 def test_bad_problem_specs_say_what_is_valid(spec, message):
     with pytest.raises(ValueError, match=message):
         make_problem(spec)
@@ -147,4 +150,5 @@ def test_least_squares_is_the_shared_quadratic_up_to_a_constant():
     x = problem.start()
     np.testing.assert_allclose(quadratic.grad(x), problem.grad(x), rtol=1e-10)
     assert problem.loss(x) - problem.minimum_value == pytest.approx(
-        quadratic.loss(x) - quadratic.minimum_value, rel=1e-10)
+        quadratic.loss(x) - quadratic.minimum_value, rel=1e-10
+    )

@@ -14,8 +14,15 @@ from descend.reporting import Table
 
 def test_each_section_is_on_disk_as_soon_as_it_is_added(tmp_path):
     report = Report(tmp_path / "r", "Title <&>")
-    report.add(Section("one", "First", ["a < b & c"], [Figure("a.png", "cap")],
-                       [Table("T", ["name", "value"], [["x", 0.123456789], ["y", None]])]))
+    report.add(
+        Section(
+            "one",
+            "First",
+            ["a < b & c"],
+            [Figure("a.png", "cap")],
+            [Table("T", ["name", "value"], [["x", 0.123456789], ["y", None]])],
+        )
+    )
     page = (tmp_path / "r" / "index.html").read_text()
     assert "Title &lt;&amp;&gt;" in page and "a &lt; b &amp; c" in page
     assert '<img src="images/a.png"' in page and "0.1235" in page

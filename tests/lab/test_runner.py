@@ -35,9 +35,12 @@ def test_gradient_descent_follows_the_closed_form(kappa, lr_fraction, steps):
 
 def test_every_front_end_gives_the_same_heavy_ball_iterates():
     problem = make_problem("rosenbrock")
-    specs = ["sgd:lr=1e-3,momentum=0.9", "torch.optim.SGD:lr=1e-3,momentum=0.9",
-             "momentum:lr=1e-3,momentum=0.9",
-             "functional.sgd_momentum:learning_rate=1e-3,momentum=0.9"]
+    specs = [
+        "sgd:lr=1e-3,momentum=0.9",
+        "torch.optim.SGD:lr=1e-3,momentum=0.9",
+        "momentum:lr=1e-3,momentum=0.9",
+        "functional.sgd_momentum:learning_rate=1e-3,momentum=0.9",
+    ]
     traces = race(problem, specs, 200)
     for trace in traces[1:]:
         assert np.allclose(trace.trajectory, traces[0].trajectory, rtol=1e-10, atol=1e-12)
@@ -46,14 +49,22 @@ def test_every_front_end_gives_the_same_heavy_ball_iterates():
 
 def test_adam_front_ends_agree():
     problem = make_problem("beale")
-    traces = race(problem, ["adam:lr=0.01", "torch.optim.Adam:lr=0.01",
-                            "functional.adam:learning_rate=0.01,epsilon=1e-8"], 150)
+    traces = race(
+        problem,
+        [
+            "adam:lr=0.01",
+            "torch.optim.Adam:lr=0.01",
+            "functional.adam:learning_rate=0.01,epsilon=1e-8",
+        ],
+        150,
+    )
     for trace in traces[1:]:
         assert np.allclose(trace.trajectory, traces[0].trajectory, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["momentum:lr=0.02", "torch.optim.SGD:lr=0.02",
-                                    "functional.sgd:learning_rate=0.02"])
+@pytest.mark.parametrize(
+    "method", ["momentum:lr=0.02", "torch.optim.SGD:lr=0.02", "functional.sgd:learning_rate=0.02"]
+)
 def test_schedules_set_the_learning_rate_of_every_step(method):
     problem = Ravine(kappa=10)
     trace = run(problem, Contender.parse(method, "exponential:k=0.1"), 30)
@@ -119,8 +130,9 @@ def test_escape_and_tolerance_queries():
 
 def test_race_reports_each_trace_as_it_finishes_and_progress_adds_up():
     seen, ticks = [], []
-    traces = race(Ravine(), ["sgd:lr=0.01", "adam:lr=0.1"], 120, on_trace=seen.append,
-                  progress=ticks.append)
+    traces = race(
+        Ravine(), ["sgd:lr=0.01", "adam:lr=0.1"], 120, on_trace=seen.append, progress=ticks.append
+    )
     assert seen == traces
     assert sum(ticks) == 240
 
@@ -132,12 +144,15 @@ def test_json_export_has_no_nan():
     assert data["minimum_value"] is None
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("bogus:lr=1", "functional.adam"),
-    ("functional.bogus", "valid: functional.sgd"),
-    ("functional.sgd:lr=0.1", "unknown config key"),
-    ("adam:lr=-1", "invalid spec"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("bogus:lr=1", "functional.adam"),
+        ("functional.bogus", "valid: functional.sgd"),
+        ("functional.sgd:lr=0.1", "unknown config key"),
+        ("adam:lr=-1", "invalid spec"),
+    ],
+)
 def test_bad_method_specs_say_what_is_valid(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_method(spec)

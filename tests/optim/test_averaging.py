@@ -34,7 +34,8 @@ def test_polyak_average_is_the_mean_of_all_iterates(values, start):
         x.fill_(value)
         average.update()
     assert average.averages[0].item() == pytest.approx(
-        (start + sum(values)) / (len(values) + 1), abs=1e-9)
+        (start + sum(values)) / (len(values) + 1), abs=1e-9
+    )
 
 
 def test_ema_matches_torch_swa_utils():

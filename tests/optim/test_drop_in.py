@@ -21,9 +21,11 @@ import descend
 from descend.testing import TOLERANCE, run_side_by_side
 
 BACKENDS = ["reference", "fused", "auto"]
-DROP_IN = [name for name, cls in descend.optim.CLASSES.items()
-           if cls.torch_equivalent is not None
-           and cls.torch_equivalent[0] == f"torch.optim.{name}"]
+DROP_IN = [
+    name
+    for name, cls in descend.optim.CLASSES.items()
+    if cls.torch_equivalent is not None and cls.torch_equivalent[0] == f"torch.optim.{name}"
+]
 
 
 def torch_info(name: str):
@@ -38,9 +40,11 @@ def _torch_inputs():
     for name in DROP_IN:
         for dtype in (torch.float32, torch.float64):
             for index, optim_input in enumerate(
-                    torch_info(name).optim_inputs_func(device="cpu", dtype=dtype)):
-                cases.append(pytest.param(name, dtype, index,
-                                          id=f"{name}-{optim_input.desc}-{dtype}"))
+                torch_info(name).optim_inputs_func(device="cpu", dtype=dtype)
+            ):
+                cases.append(
+                    pytest.param(name, dtype, index, id=f"{name}-{optim_input.desc}-{dtype}")
+                )
     return cases
 
 
@@ -49,14 +53,19 @@ def _torch_inputs():
 @pytest.mark.slow
 def test_every_option_set_torch_tests_matches_torch(name, dtype, index, backend):
     kwargs = torch_info(name).optim_inputs_func(device="cpu", dtype=dtype)[index].kwargs
-    kwargs = {key: value for key, value in kwargs.items()
-              if key not in ("foreach", "fused", "capturable")}
+    kwargs = {
+        key: value for key, value in kwargs.items() if key not in ("foreach", "fused", "capturable")
+    }
     # Muon steps 2-D parameters only.
     shapes = [(3, 4), (5, 2), (2, 6)] if name == "Muon" else [(3, 4), (5,), ()]
     param_error, state_error, *_ = run_side_by_side(
         lambda params: getattr(descend, name)(params, backend=backend, **copy.deepcopy(kwargs)),
         lambda params: getattr(torch.optim, name)(params, **copy.deepcopy(kwargs)),
-        shapes, dtype, steps=20, exact_state_keys=True)
+        shapes,
+        dtype,
+        steps=20,
+        exact_state_keys=True,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
@@ -76,8 +85,7 @@ def test_what_torch_refuses_descend_refuses_with_the_same_exception_type(name, i
 
     error = torch_info(name).optim_error_inputs_func(device="cpu", dtype=torch.float32)[index]
     given = error.optimizer_error_input
-    params = given.params if given.params is not None else [
-        torch.nn.Parameter(torch.randn(2, 3))]
+    params = given.params if given.params is not None else [torch.nn.Parameter(torch.randn(2, 3))]
     expected = error.error_type
     if issubclass(expected, Warning):
         # torch warns about a parameter listed twice in one group and steps it twice; descend
@@ -170,8 +178,14 @@ def test_old_checkpoints_get_defaults_and_tensor_steps(backend):
     source.param_groups[0]["params"][0].grad = torch.randn(4)
     source.step()
     state = copy.deepcopy(source.state_dict())
-    for key in ("maximize", "foreach", "differentiable", "fused", "capturable",
-                "decoupled_weight_decay"):
+    for key in (
+        "maximize",
+        "foreach",
+        "differentiable",
+        "fused",
+        "capturable",
+        "decoupled_weight_decay",
+    ):
         del state["param_groups"][0][key]
     state["state"][0]["step"] = 1.0  # saved as a number by older versions
     ours = descend.Adam([param], lr=0.1, backend=backend)
@@ -192,10 +206,16 @@ def test_old_checkpoints_get_defaults_and_tensor_steps(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("name", "kwargs"), [
-    ("Adam", {"lr": 0.1}), ("AdamW", {"lr": 0.1, "amsgrad": True}), ("Adagrad", {"lr": 0.1}),
-    ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
-    ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("Adam", {"lr": 0.1}),
+        ("AdamW", {"lr": 0.1, "amsgrad": True}),
+        ("Adagrad", {"lr": 0.1}),
+        ("RMSprop", {"lr": 0.01, "centered": True, "momentum": 0.5}),
+        ("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}),
+    ],
+)
 def test_complex_parameters_step_as_torch_steps_them(name, kwargs, backend):
     generator = torch.Generator().manual_seed(0)
     param = torch.nn.Parameter(torch.randn(6, dtype=torch.complex64, generator=generator))
@@ -214,9 +234,15 @@ def test_complex_parameters_step_as_torch_steps_them(name, kwargs, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("name", "kwargs"), [
-    ("SGD", {"lr": 0.1}), ("SGD", {"lr": 0.1, "momentum": 0.9}),
-    ("Adagrad", {"lr": 0.1}), ("Adagrad", {"lr": 0.1, "lr_decay": 0.01})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("SGD", {"lr": 0.1}),
+        ("SGD", {"lr": 0.1, "momentum": 0.9}),
+        ("Adagrad", {"lr": 0.1}),
+        ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
+    ],
+)
 def test_sparse_gradients_step_as_torch_steps_them(name, kwargs, backend):
     torch.manual_seed(0)
     ours_table = torch.nn.Embedding(10, 3, sparse=True)
@@ -281,12 +307,15 @@ def test_values_on_which_torch_steps_to_nan_stay_refused(value):
 def test_tensor_hyperparameters_compute_in_the_tensor_dtype_like_torch(backend):
     param = torch.nn.Parameter(torch.randn(7, dtype=torch.float64))
     twin = torch.nn.Parameter(param.detach().clone())
-    ours = descend.AdamW([param], lr=torch.tensor(0.01), betas=(torch.tensor(0.9),
-                                                                 torch.tensor(0.99)),
-                         backend=backend)
-    theirs = torch.optim.AdamW([twin], lr=torch.tensor(0.01), betas=(torch.tensor(0.9),
-                                                                     torch.tensor(0.99)),
-                               foreach=False)
+    ours = descend.AdamW(
+        [param],
+        lr=torch.tensor(0.01),
+        betas=(torch.tensor(0.9), torch.tensor(0.99)),
+        backend=backend,
+    )
+    theirs = torch.optim.AdamW(
+        [twin], lr=torch.tensor(0.01), betas=(torch.tensor(0.9), torch.tensor(0.99)), foreach=False
+    )
     for _ in range(5):
         gradient = torch.randn(7, dtype=torch.float64)
         param.grad, twin.grad = gradient.clone(), gradient.clone()
@@ -299,9 +328,17 @@ def test_tensor_hyperparameters_compute_in_the_tensor_dtype_like_torch(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("name", "kwargs"), [
-    ("SGD", {}), ("SGD", {"momentum": 0.9}), ("Adam", {}), ("AdamW", {"amsgrad": True}),
-    ("Adagrad", {}), ("RMSprop", {"centered": True, "momentum": 0.5})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("SGD", {}),
+        ("SGD", {"momentum": 0.9}),
+        ("Adam", {}),
+        ("AdamW", {"amsgrad": True}),
+        ("Adagrad", {}),
+        ("RMSprop", {"centered": True, "momentum": 0.5}),
+    ],
+)
 def test_state_dict_equals_torch_key_for_key(name, kwargs, backend):
     param = torch.nn.Parameter(torch.randn(3))
     twin = torch.nn.Parameter(param.detach().clone())
@@ -337,8 +374,9 @@ def test_momentum_switched_on_mid_run_starts_its_buffer_like_torch(backend):
         ours.step()
         theirs.step()
     torch.testing.assert_close(param.detach(), twin.detach())
-    torch.testing.assert_close(ours.state[param]["momentum_buffer"],
-                               theirs.state[twin]["momentum_buffer"])
+    torch.testing.assert_close(
+        ours.state[param]["momentum_buffer"], theirs.state[twin]["momentum_buffer"]
+    )
 
 
 # -- 10. class checks ----------------------------------------------------------------------------
@@ -348,5 +386,4 @@ def test_momentum_switched_on_mid_run_starts_its_buffer_like_torch(backend):
 def test_drop_in_classes_are_their_torch_class(name):
     optimizer = getattr(descend, name)([torch.nn.Parameter(torch.zeros(2, 2))])
     assert isinstance(optimizer, getattr(torch.optim, name))
-    assert not isinstance(descend.Momentum([torch.nn.Parameter(torch.zeros(2))]),
-                          torch.optim.SGD)
+    assert not isinstance(descend.Momentum([torch.nn.Parameter(torch.zeros(2))]), torch.optim.SGD)

@@ -61,18 +61,31 @@ LOG = os.environ.get("DESCEND_PROPERTIES_LOG")
 #: Triton runs only through its interpreter on CPU, too slow for thousands of draws.
 BACKENDS = ["reference", "fused", "auto"]
 #: torch.testing.assert_close's default tolerances (rtol, atol), by dtype.
-TOLERANCES = {torch.float32: (1.3e-6, 1e-5), torch.float64: (1e-7, 1e-7),
-              torch.complex64: (1.3e-6, 1e-5), torch.complex128: (1e-7, 1e-7)}
+TOLERANCES = {
+    torch.float32: (1.3e-6, 1e-5),
+    torch.float64: (1e-7, 1e-7),
+    torch.complex64: (1.3e-6, 1e-5),
+    torch.complex128: (1e-7, 1e-7),
+}
 #: What a clear refusal may be.
 CLEAR_ERRORS = (ValueError, RuntimeError, TypeError)
 #: Messages that describe Python's or torch's internals, not the user's mistake.
-UNCLEAR_MESSAGES = ("object has no attribute", "unsupported operand type", "object is not",
-                    "can't multiply sequence", "cannot be converted to Scalar",
-                    "must be real number", "not supported between instances",
-                    "could not convert string", "argument must be", "takes no arguments")
+UNCLEAR_MESSAGES = (
+    "object has no attribute",
+    "unsupported operand type",
+    "object is not",
+    "can't multiply sequence",
+    "cannot be converted to Scalar",
+    "must be real number",
+    "not supported between instances",
+    "could not convert string",
+    "argument must be",
+    "takes no arguments",
+)
 
 
 # -- the optimizers, from the registry --------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
@@ -99,10 +112,13 @@ def _shared_defaults(ours: type, theirs: type) -> dict[str, Any]:
     an entry in OPTION_GRID)."""
     skip = {"self", "params", "foreach", "fused", "differentiable", "capturable"}
     their_names = set(inspect.signature(theirs.__init__).parameters)
-    return {name: parameter.default
-            for name, parameter in inspect.signature(ours.__init__).parameters.items()
-            if name in their_names and name not in skip
-            and parameter.default is not inspect.Parameter.empty}
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(ours.__init__).parameters.items()
+        if name in their_names
+        and name not in skip
+        and parameter.default is not inspect.Parameter.empty
+    }
 
 
 def _pairs() -> list[Pair]:
@@ -121,9 +137,16 @@ def _pairs() -> list[Pair]:
             options = option_combinations(ours.__name__)
         else:
             options = [_shared_defaults(ours, theirs)]
-        pairs.append(Pair(ours.__name__, ours, theirs,
-                          tuple(tuple(sorted(o.items())) for o in options),
-                          tuple(sorted(extras.items())), drop_in))
+        pairs.append(
+            Pair(
+                ours.__name__,
+                ours,
+                theirs,
+                tuple(tuple(sorted(o.items())) for o in options),
+                tuple(sorted(extras.items())),
+                drop_in,
+            )
+        )
     return pairs
 
 
@@ -131,6 +154,7 @@ PAIRS = _pairs()
 
 
 # -- layouts ----------------------------------------------------------------------------------
+
 
 def _shape(dims: tuple[int, int], low: int = 1) -> st.SearchStrategy[tuple[int, ...]]:
     return st.lists(st.integers(low, 5), min_size=dims[0], max_size=dims[1]).map(tuple)
@@ -141,8 +165,9 @@ LAYOUT_SHAPES: dict[str, st.SearchStrategy] = {
     "contiguous": _shape((1, 3)),
     "strided": _shape((1, 3)),  # base[..., 0]
     "transposed": _shape((2, 3), low=2),
-    "channels_last": st.tuples(st.integers(1, 2), st.integers(2, 3), st.integers(1, 3),
-                               st.integers(2, 3)),
+    "channels_last": st.tuples(
+        st.integers(1, 2), st.integers(2, 3), st.integers(1, 3), st.integers(2, 3)
+    ),
     "expanded": st.tuples(st.integers(2, 3), st.integers(1, 4)),
     "zero_size": st.sampled_from([(0,), (3, 0), (0, 2, 2)]),
     "zero_d": st.just(()),
@@ -246,14 +271,23 @@ class Scenario:
 
 
 @st.composite
-def scenarios(draw, layouts: list[str], mutations: list[str], extra_layouts: list[str],
-              pairs: list[Pair] = PAIRS, backends: list[str] = BACKENDS,
-              options: Callable[[dict], bool] = lambda options: True) -> Scenario:
+def scenarios(
+    draw,
+    layouts: list[str],
+    mutations: list[str],
+    extra_layouts: list[str],
+    pairs: list[Pair] = PAIRS,
+    backends: list[str] = BACKENDS,
+    options: Callable[[dict], bool] = lambda options: True,
+) -> Scenario:
     """A scenario whose first parameter has one of ``layouts`` and whose mutation is one of
     ``mutations``; further parameters take ``extra_layouts``."""
     mutation = draw(st.sampled_from(mutations))
-    pair = draw(st.sampled_from([pair for pair in pairs
-                                 if pair.drop_in or mutation not in DROP_IN_MUTATIONS]))
+    pair = draw(
+        st.sampled_from(
+            [pair for pair in pairs if pair.drop_in or mutation not in DROP_IN_MUTATIONS]
+        )
+    )
     choices = [dict(o) for o in pair.options if options(dict(o))]
     assume(choices)
     chosen = draw(st.sampled_from(choices))
@@ -276,13 +310,22 @@ def scenarios(draw, layouts: list[str], mutations: list[str], extra_layouts: lis
         argument = (layout, draw(LAYOUT_SHAPES[layout]))
     elif mutation == "as_strided_":
         argument = draw(st.sampled_from(["swap", "shrink"]))
-    return Scenario(pair.name, chosen, draw(st.sampled_from(backends)),
-                    draw(st.sampled_from([torch.float32, torch.float64])), [first, *more],
-                    mutation, argument, draw(st.integers(1, 3)), draw(st.integers(1, 3)),
-                    draw(st.integers(0, 2**16)))
+    return Scenario(
+        pair.name,
+        chosen,
+        draw(st.sampled_from(backends)),
+        draw(st.sampled_from([torch.float32, torch.float64])),
+        [first, *more],
+        mutation,
+        argument,
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, 3)),
+        draw(st.integers(0, 2**16)),
+    )
 
 
 # -- running a scenario -----------------------------------------------------------------------
+
 
 class Refused(Exception):
     """descend refused a call cleanly (or both refused): the draw ends there."""
@@ -338,8 +381,11 @@ def clear(error: BaseException, names: list[str]) -> bool:
     terms rather than Python's or torch's internals."""
     message = str(error)
     named = any(word in message for word in ("param", "state", "group", "gradient", *names))
-    return (isinstance(error, CLEAR_ERRORS) and named
-            and not any(text in message for text in UNCLEAR_MESSAGES))
+    return (
+        isinstance(error, CLEAR_ERRORS)
+        and named
+        and not any(text in message for text in UNCLEAR_MESSAGES)
+    )
 
 
 class Run:
@@ -357,14 +403,16 @@ class Run:
             "construct",
             lambda: pair.ours(self.ours_params, backend=scenario.backend, **scenario.options),
             lambda: pair.theirs(self.their_params, **scenario.options, **dict(pair.extras)),
-            guarded=False)
+            guarded=False,
+        )
 
     def add(self, layout: str, shape: tuple[int, ...], seed: int) -> None:
         for params in (self.ours_params, self.their_params):
             params.append(build(layout, shape, self.scenario.dtype, seed))
 
-    def call(self, what: str, ours: Callable[[], Any], theirs: Callable[[], Any],
-             guarded: bool = True) -> Any:
+    def call(
+        self, what: str, ours: Callable[[], Any], theirs: Callable[[], Any], guarded: bool = True
+    ) -> Any:
         """Do one thing to both runs; raise :class:`Refused` when the draw ends there, and
         ``AssertionError`` when descend breaks its promise."""
         before = snapshot(self.ours) if guarded else None
@@ -385,19 +433,23 @@ class Run:
         if our_error is not None:
             described = f"{type(our_error).__name__}: {our_error}"
             if not clear(our_error, list(self.scenario.options)):
-                raise AssertionError(f"{what}: descend raised an unclear error {described!r}"
-                                     f" (torch: {their_error!r})") from our_error
+                raise AssertionError(
+                    f"{what}: descend raised an unclear error {described!r}"
+                    f" (torch: {their_error!r})"
+                ) from our_error
             if guarded and not same_snapshot(before, snapshot(self.ours)):
-                raise AssertionError(f"{what}: descend raised {described!r} after changing "
-                                     f"parameters or state (torch: {their_error!r})"
-                                     ) from our_error
+                raise AssertionError(
+                    f"{what}: descend raised {described!r} after changing "
+                    f"parameters or state (torch: {their_error!r})"
+                ) from our_error
             raise Refused(described)
         if deliberate(self.scenario, their_error):
             # descend steps what torch fails on, on purpose (see DELIBERATE); torch's run
             # cannot go on, so the draw ends here.
             raise Refused(f"torch: {their_error!r}")
-        raise AssertionError(f"{what}: torch raised {their_error!r} but descend did not"
-                             ) from their_error
+        raise AssertionError(
+            f"{what}: torch raised {their_error!r} but descend did not"
+        ) from their_error
 
     def gradients(self) -> None:
         """The same random gradient on both sides (parameter 2 skips odd steps)."""
@@ -406,8 +458,11 @@ class Run:
             if index == 2 and self.step_count % 2:
                 a.grad = b.grad = None
                 continue
-            layout = (self.scenario.layouts[index][0] if index < len(self.scenario.layouts)
-                      else "contiguous")
+            layout = (
+                self.scenario.layouts[index][0]
+                if index < len(self.scenario.layouts)
+                else "contiguous"
+            )
             if sparse_layout(layout) and a.numel():
                 grad = self._sparse_gradient(a)
             else:
@@ -419,8 +474,9 @@ class Run:
 
     def _sparse_gradient(self, param: torch.Tensor) -> torch.Tensor:
         count = 3
-        indices = torch.stack([torch.randint(0, size, (count,), generator=self.generator)
-                               for size in param.shape])
+        indices = torch.stack(
+            [torch.randint(0, size, (count,), generator=self.generator) for size in param.shape]
+        )
         values = torch.randn(count, dtype=param.dtype, generator=self.generator)
         return torch.sparse_coo_tensor(indices, values, param.shape)
 
@@ -438,23 +494,31 @@ class Run:
             ours, theirs = self.ours.state.get(a, {}), self.theirs.state.get(b, {})
             for key, value in theirs.items():
                 if key not in ours:
-                    raise AssertionError(f"{when}: parameter {index} has no state {key!r} "
-                                         f"(torch: {sorted(theirs)}, descend: {sorted(ours)})")
+                    raise AssertionError(
+                        f"{when}: parameter {index} has no state {key!r} "
+                        f"(torch: {sorted(theirs)}, descend: {sorted(ours)})"
+                    )
                 if isinstance(value, torch.Tensor):
-                    self._close(f"{when}: state {key!r} of parameter {index}",
-                                dense(ours[key]), dense(value))
+                    self._close(
+                        f"{when}: state {key!r} of parameter {index}",
+                        dense(ours[key]),
+                        dense(value),
+                    )
 
     @staticmethod
     def _close(what: str, ours: Any, theirs: torch.Tensor) -> None:
         if not isinstance(ours, torch.Tensor):
             raise AssertionError(f"{what}: descend holds {ours!r}, torch a tensor")
         if ours.shape != theirs.shape or ours.dtype != theirs.dtype:
-            raise AssertionError(f"{what}: descend {ours.dtype}{tuple(ours.shape)}, torch "
-                                 f"{theirs.dtype}{tuple(theirs.shape)}")
+            raise AssertionError(
+                f"{what}: descend {ours.dtype}{tuple(ours.shape)}, torch "
+                f"{theirs.dtype}{tuple(theirs.shape)}"
+            )
         rtol, atol = TOLERANCES.get(theirs.dtype, (0.0, 0.0))
         try:
-            torch.testing.assert_close(ours, theirs, rtol=rtol, atol=atol, equal_nan=True,
-                                       check_stride=False)
+            torch.testing.assert_close(
+                ours, theirs, rtol=rtol, atol=atol, equal_nan=True, check_stride=False
+            )
         except AssertionError as error:
             raise AssertionError(f"{what}: descend differs from torch: {error}") from None
 
@@ -499,8 +563,12 @@ class Run:
                         if kind == "state_t_":
                             value.t_()
                         else:
-                            value.set_(value.untyped_storage(), value.storage_offset(),
-                                       value.shape, (0, value.stride(1)))
+                            value.set_(
+                                value.untyped_storage(),
+                                value.storage_offset(),
+                                value.shape,
+                                (0, value.stride(1)),
+                            )
         elif kind == "grad_transposed":
             self.grad_transposed = True
         elif kind == "duplicate_param":
@@ -511,11 +579,11 @@ class Run:
             self.add(layout, shape, self.scenario.seed + 999)
             self.scenario.layouts.append((layout, shape))
             lr = self.ours.param_groups[0]["lr"] * 0.5
-            self.call("add_param_group",
-                      lambda: self.ours.add_param_group({"params": [self.ours_params[-1]],
-                                                         "lr": lr}),
-                      lambda: self.theirs.add_param_group({"params": [self.their_params[-1]],
-                                                           "lr": lr}))
+            self.call(
+                "add_param_group",
+                lambda: self.ours.add_param_group({"params": [self.ours_params[-1]], "lr": lr}),
+                lambda: self.theirs.add_param_group({"params": [self.their_params[-1]], "lr": lr}),
+            )
         elif kind == "lr_change":
             for _, optimizer in both:
                 optimizer.param_groups[0]["lr"] *= 0.5
@@ -531,8 +599,11 @@ class Run:
                 key, value = argument
                 for saved in (ours, theirs):
                     _set_group_value(saved["param_groups"][0], key, value)
-            self.call("load_state_dict", lambda: self.ours.load_state_dict(ours),
-                      lambda: self.theirs.load_state_dict(theirs))
+            self.call(
+                "load_state_dict",
+                lambda: self.ours.load_state_dict(ours),
+                lambda: self.theirs.load_state_dict(theirs),
+            )
             self.compare("load_state_dict")
         elif kind in ("step_minus_one", "step_two_elements"):
             value = torch.tensor(-1.0) if kind == "step_minus_one" else torch.tensor([1.0, 2.0])
@@ -581,12 +652,16 @@ DELIBERATE = {
 
 def deliberate(scenario: Scenario, their_error: BaseException | None) -> bool:
     """Whether torch's failure in this draw is one descend does not share on purpose."""
-    return any(scenario.optimizer == name and isinstance(their_error, kind)
-               and any(layout == drawn for drawn, _ in scenario.layouts)
-               for name, kind, layout in DELIBERATE)
+    return any(
+        scenario.optimizer == name
+        and isinstance(their_error, kind)
+        and any(layout == drawn for drawn, _ in scenario.layouts)
+        for name, kind, layout in DELIBERATE
+    )
 
 
 # -- known bugs -------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class KnownBug:
@@ -604,34 +679,41 @@ class KnownBug:
     crash: bool = False
 
     def matches(self, scenario: Scenario) -> bool:
-        return ((self.layouts is None
-                 or any(layout in self.layouts for layout, _ in scenario.layouts))
-                and scenario.mutation in self.mutations
-                and (self.optimizers is None or scenario.optimizer in self.optimizers)
-                and scenario.backend in self.backends and self.options(scenario.options))
+        return (
+            (self.layouts is None or any(layout in self.layouts for layout, _ in scenario.layouts))
+            and scenario.mutation in self.mutations
+            and (self.optimizers is None or scenario.optimizer in self.optimizers)
+            and scenario.backend in self.backends
+            and self.options(scenario.options)
+        )
 
     def strategy(self) -> st.SearchStrategy[Scenario]:
-        pairs = [pair for pair in PAIRS
-                 if self.optimizers is None or pair.name in self.optimizers]
+        pairs = [pair for pair in PAIRS if self.optimizers is None or pair.name in self.optimizers]
         layouts = SETTLED_LAYOUTS if self.layouts is None else list(self.layouts)
-        return scenarios(layouts, list(self.mutations), SETTLED_LAYOUTS, pairs,
-                         list(self.backends), self.options)
+        return scenarios(
+            layouts, list(self.mutations), SETTLED_LAYOUTS, pairs, list(self.backends), self.options
+        )
 
 
 ALL_MUTATIONS = tuple(MUTATIONS)
 COMPILED = ("fused", "auto")
 
 #: Open bugs, each found by this test (see the module docstring).
-KNOWN_BUGS: dict[str, KnownBug] = {
-}
+KNOWN_BUGS: dict[str, KnownBug] = {}
 
 #: Layouts with no known bug that torch steps: extra parameters and the mutation tests draw
 #: from these (an expanded parameter makes every step of torch raise; a sparse gradient or
 #: parameter is tested as the first parameter only).
-SETTLED_LAYOUTS = [layout for layout in LAYOUTS if layout != "expanded"
-                   and not sparse_layout(layout)
-                   and not any(bug.layouts == (layout,) and bug.mutations == ("none",)
-                               and bug.optimizers is None for bug in KNOWN_BUGS.values())]
+SETTLED_LAYOUTS = [
+    layout
+    for layout in LAYOUTS
+    if layout != "expanded"
+    and not sparse_layout(layout)
+    and not any(
+        bug.layouts == (layout,) and bug.mutations == ("none",) and bug.optimizers is None
+        for bug in KNOWN_BUGS.values()
+    )
+]
 
 
 def known(scenario: Scenario) -> bool:
@@ -642,9 +724,16 @@ def known(scenario: Scenario) -> bool:
 
 CATEGORIES = len(LAYOUTS) + len(MUTATIONS) - 1
 DRAWS = max(6, TOTAL_DRAWS // CATEGORIES)
-SETTINGS = dict(deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                       HealthCheck.data_too_large])
+SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 def covering_bug(layout: str, mutation: str) -> KnownBug | None:
@@ -652,9 +741,13 @@ def covering_bug(layout: str, mutation: str) -> KnownBug | None:
     and options), if there is one."""
     default = KnownBug("")
     for bug in KNOWN_BUGS.values():
-        if (mutation in bug.mutations and (bug.layouts is None or layout in bug.layouts)
-                and bug.optimizers is None and bug.backends == default.backends
-                and bug.options is default.options):
+        if (
+            mutation in bug.mutations
+            and (bug.layouts is None or layout in bug.layouts)
+            and bug.optimizers is None
+            and bug.backends == default.backends
+            and bug.options is default.options
+        ):
             return bug
     return None
 
@@ -663,12 +756,31 @@ def in_child(request: pytest.FixtureRequest) -> None:
     """Run this very test in a child process (a known crash corrupts memory) and judge its
     exit status."""
     node = f"{Path(__file__)}::{request.node.name}"
-    env = {**os.environ, "DESCEND_PROPERTIES_CHILD": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p",
-                             "no:cacheprovider", "--runxfail", node],
-                            env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "DESCEND_PROPERTIES_CHILD": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parents[2] / "src"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-n",
+            "0",
+            "-p",
+            "no:cacheprovider",
+            "--runxfail",
+            node,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stdout[-3000:]}"
 
 
@@ -705,8 +817,9 @@ def test_layout_matches_torch_or_refuses_cleanly(layout, request):
     if bug is not None and bug.crash and not CHILD:
         in_child(request)
         return
-    check(scenarios([layout], ["none"], SETTLED_LAYOUTS), skip_known=bug is None,
-          shrink=bug is None)
+    check(
+        scenarios([layout], ["none"], SETTLED_LAYOUTS), skip_known=bug is None, shrink=bug is None
+    )
 
 
 @pytest.mark.parametrize("mutation", categories("mutation"))
@@ -715,20 +828,30 @@ def test_mutation_matches_torch_or_refuses_cleanly(mutation, request):
     if bug is not None and bug.crash and not CHILD:
         in_child(request)
         return
-    check(scenarios(SETTLED_LAYOUTS, [mutation], SETTLED_LAYOUTS), skip_known=bug is None,
-          shrink=bug is None)
+    check(
+        scenarios(SETTLED_LAYOUTS, [mutation], SETTLED_LAYOUTS),
+        skip_known=bug is None,
+        shrink=bug is None,
+    )
 
 
 #: Known bugs that show in some draws of a category only (the others are the xfail
 #: categories above).
-PARTIAL_BUGS = [name for name, bug in KNOWN_BUGS.items()
-                if not any(covering_bug(layout, "none") is bug for layout in LAYOUTS)
-                and not any(covering_bug("", mutation) is bug for mutation in MUTATIONS)]
+PARTIAL_BUGS = [
+    name
+    for name, bug in KNOWN_BUGS.items()
+    if not any(covering_bug(layout, "none") is bug for layout in LAYOUTS)
+    and not any(covering_bug("", mutation) is bug for mutation in MUTATIONS)
+]
 
 
-@pytest.mark.parametrize("bug", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=KNOWN_BUGS[name].reason))
-    for name in PARTIAL_BUGS])
+@pytest.mark.parametrize(
+    "bug",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=KNOWN_BUGS[name].reason))
+        for name in PARTIAL_BUGS
+    ],
+)
 def test_known_bug(bug, request):
     if KNOWN_BUGS[bug].crash and not CHILD:
         in_child(request)

@@ -31,8 +31,9 @@ def _one_torch_thread():
 
 def rosenbrock(dtype, seed):
     generator = torch.Generator().manual_seed(seed)
-    x = (torch.tensor([-1.2, 1.0, -1.2, 1.0, 0.5, 0.3], dtype=dtype)
-         + 0.1 * torch.randn(6, generator=generator, dtype=dtype))
+    x = torch.tensor([-1.2, 1.0, -1.2, 1.0, 0.5, 0.3], dtype=dtype) + 0.1 * torch.randn(
+        6, generator=generator, dtype=dtype
+    )
     y = torch.randn(2, 2, generator=generator, dtype=dtype)
     params = [x.requires_grad_(True), y.requires_grad_(True)]
 
@@ -45,7 +46,8 @@ def rosenbrock(dtype, seed):
 def least_squares(dtype, seed):
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn(30, 5, generator=generator, dtype=dtype) * torch.logspace(
-        0, 1.5, 5, dtype=dtype)
+        0, 1.5, 5, dtype=dtype
+    )
     targets = torch.randn(30, 3, generator=generator, dtype=dtype)
     weight = torch.zeros(3, 5, dtype=dtype, requires_grad=True)
     bias = torch.zeros(3, dtype=dtype, requires_grad=True)
@@ -122,8 +124,9 @@ def flat_state(optimizer) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in
-                                                                       o.items()))
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items())
+)
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_iterates_and_state_match_torch(name, options, dtype):
     ours, our_losses, our_optimizer = run(descend.LBFGS, name, dtype, options, steps=5)
@@ -136,8 +139,10 @@ def test_iterates_and_state_match_torch(name, options, dtype):
     assert set(our_state) == set(their_state)
     for key in ("func_evals", "n_iter"):
         assert our_state[key] == their_state[key]
-    assert relative_difference(flat_state(our_optimizer),
-                               flat_state(their_optimizer)) <= TOLERANCE[dtype]
+    assert (
+        relative_difference(flat_state(our_optimizer), flat_state(their_optimizer))
+        <= TOLERANCE[dtype]
+    )
     # The runs really optimize: with a line search every step lowers the loss.
     if options["line_search_fn"]:
         assert all(b <= a for a, b in zip(our_losses, our_losses[1:], strict=False))
@@ -145,14 +150,17 @@ def test_iterates_and_state_match_torch(name, options, dtype):
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.sampled_from(list(PROBLEMS)), st.sampled_from([torch.float32, torch.float64]),
-       st.integers(0, 2**16), st.sampled_from([None, "strong_wolfe"]),
-       st.integers(1, 25), st.integers(1, 8))
+@given(
+    st.sampled_from(list(PROBLEMS)),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 2**16),
+    st.sampled_from([None, "strong_wolfe"]),
+    st.integers(1, 25),
+    st.integers(1, 8),
+)
 def test_random_problems_match_torch(name, dtype, seed, line_search_fn, max_iter, history_size):
-    options = {"line_search_fn": line_search_fn, "max_iter": max_iter,
-               "history_size": history_size}
-    ours, _, _ = run(descend.LBFGS, name, dtype, options, steps=3, seed=seed,
-                     nonfinite="propagate")
+    options = {"line_search_fn": line_search_fn, "max_iter": max_iter, "history_size": history_size}
+    ours, _, _ = run(descend.LBFGS, name, dtype, options, steps=3, seed=seed, nonfinite="propagate")
     theirs, _, _ = run(torch.optim.LBFGS, name, dtype, options, steps=3, seed=seed)
     for step_ours, step_theirs in zip(ours, theirs, strict=True):
         both_finite = all(bool(torch.isfinite(t).all()) for t in step_theirs)
@@ -173,8 +181,11 @@ def test_constructor_signature_and_defaults_match_torch():
 
 @pytest.mark.parametrize("direction", ["torch-to-descend", "descend-to-torch"])
 def test_state_dict_loads_both_ways(direction):
-    first, second = ((torch.optim.LBFGS, descend.LBFGS) if direction == "torch-to-descend"
-                     else (descend.LBFGS, torch.optim.LBFGS))
+    first, second = (
+        (torch.optim.LBFGS, descend.LBFGS)
+        if direction == "torch-to-descend"
+        else (descend.LBFGS, torch.optim.LBFGS)
+    )
     options = {"line_search_fn": "strong_wolfe", "max_iter": 4}
 
     def make(cls, params):
@@ -189,6 +200,7 @@ def test_state_dict_loads_both_ways(direction):
             value = fn()
             value.backward()
             return value
+
         return closure
 
     for _ in range(2):
@@ -211,59 +223,73 @@ def test_state_dict_loads_both_ways(direction):
     assert relative_difference([p.detach() for p in params], expected) == 0.0
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"lr": -1.0}, "lr=-1.0 is out of range"),
-    ({"lr": torch.ones(2)}, "1 element"),
-    ({"max_iter": 0}, "max_iter=0 is out of range"),
-    ({"max_iter": 2.5}, "max_iter=2.5 is invalid"),
-    ({"max_eval": 0}, "max_eval=0 is out of range"),
-    ({"history_size": 0}, "history_size=0 is out of range"),
-    ({"tolerance_grad": math.nan}, "tolerance_grad=nan is invalid"),
-    ({"max_eval": -1}, "max_eval=-1 is out of range"),
-    ({"history_size": 2.5}, "history_size=2.5 is invalid"),
-    ({"tolerance_change": math.nan}, "tolerance_change=nan is invalid"),
-    ({"line_search_fn": "armijo"}, "line_search_fn='armijo' is invalid"),
-    ({"nonfinite": "skip"}, "nonfinite='skip' is invalid"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lr": -1.0}, "lr=-1.0 is out of range"),
+        ({"lr": torch.ones(2)}, "1 element"),
+        ({"max_iter": 0}, "max_iter=0 is out of range"),
+        ({"max_iter": 2.5}, "max_iter=2.5 is invalid"),
+        ({"max_eval": 0}, "max_eval=0 is out of range"),
+        ({"history_size": 0}, "history_size=0 is out of range"),
+        ({"tolerance_grad": math.nan}, "tolerance_grad=nan is invalid"),
+        ({"max_eval": -1}, "max_eval=-1 is out of range"),
+        ({"history_size": 2.5}, "history_size=2.5 is invalid"),
+        ({"tolerance_change": math.nan}, "tolerance_change=nan is invalid"),
+        ({"line_search_fn": "armijo"}, "line_search_fn='armijo' is invalid"),
+        ({"nonfinite": "skip"}, "nonfinite='skip' is invalid"),
+    ],
+)
 def test_invalid_arguments_raise_value_error(options, message):
     with pytest.raises(ValueError, match=message):
         descend.LBFGS([torch.zeros(2, requires_grad=True)], **options)
 
 
-@pytest.mark.parametrize("options", [
-    {"tolerance_grad": -math.inf},                 # every iteration runs: none can stop early
-    {"tolerance_grad": -math.inf, "tolerance_change": -math.inf},
-    {"tolerance_grad": -1.0, "tolerance_change": -1e-3, "line_search_fn": "strong_wolfe"},
-    {"tolerance_change": -math.inf, "line_search_fn": "strong_wolfe", "max_iter": 6},
-    {"tolerance_grad": math.inf},                  # stops at once, as torch does
-], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"tolerance_grad": -math.inf},  # every iteration runs: none can stop early
+        {"tolerance_grad": -math.inf, "tolerance_change": -math.inf},
+        {"tolerance_grad": -1.0, "tolerance_change": -1e-3, "line_search_fn": "strong_wolfe"},
+        {"tolerance_change": -math.inf, "line_search_fn": "strong_wolfe", "max_iter": 6},
+        {"tolerance_grad": math.inf},  # stops at once, as torch does
+    ],
+    ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()),
+)
 def test_tolerances_torch_accepts_run_as_in_torch(options):
     # torch.optim.LBFGS takes any tolerance; -inf is the usual way to force every iteration.
-    ours, our_losses, our_optimizer = run(descend.LBFGS, "least_squares", torch.float64,
-                                          options, steps=3)
-    theirs, their_losses, their_optimizer = run(torch.optim.LBFGS, "least_squares",
-                                                torch.float64, options, steps=3)
+    ours, our_losses, our_optimizer = run(
+        descend.LBFGS, "least_squares", torch.float64, options, steps=3
+    )
+    theirs, their_losses, their_optimizer = run(
+        torch.optim.LBFGS, "least_squares", torch.float64, options, steps=3
+    )
     for step_ours, step_theirs in zip(ours, theirs, strict=True):
         assert relative_difference(step_ours, step_theirs) <= TOLERANCE[torch.float64]
     assert our_losses == pytest.approx(their_losses, rel=TOLERANCE[torch.float64])
     for key in ("func_evals", "n_iter"):
-        assert (our_optimizer.state[our_optimizer.param_groups[0]["params"][0]][key]
-                == their_optimizer.state[their_optimizer.param_groups[0]["params"][0]][key])
+        assert (
+            our_optimizer.state[our_optimizer.param_groups[0]["params"][0]][key]
+            == their_optimizer.state[their_optimizer.param_groups[0]["params"][0]][key]
+        )
 
 
 def test_a_whole_float_history_size_counts_as_the_integer():
     # torch accepts history_size=3.0 and then fails at the first step ([None] * 3.0).
     options = {"line_search_fn": "strong_wolfe", "history_size": 3}
-    ours, _, _ = run(descend.LBFGS, "rosenbrock", torch.float64,
-                     {**options, "history_size": 3.0}, steps=4)
+    ours, _, _ = run(
+        descend.LBFGS, "rosenbrock", torch.float64, {**options, "history_size": 3.0}, steps=4
+    )
     theirs, _, _ = run(torch.optim.LBFGS, "rosenbrock", torch.float64, options, steps=4)
     for step_ours, step_theirs in zip(ours, theirs, strict=True):
         assert relative_difference(step_ours, step_theirs) <= TOLERANCE[torch.float64]
 
 
 def test_more_than_one_group_is_refused():
-    groups = [{"params": [torch.zeros(1, requires_grad=True)]},
-              {"params": [torch.zeros(1, requires_grad=True)]}]
+    groups = [
+        {"params": [torch.zeros(1, requires_grad=True)]},
+        {"params": [torch.zeros(1, requires_grad=True)]},
+    ]
     with pytest.raises(ValueError, match="parameter groups"):
         descend.LBFGS(groups)
 
@@ -277,6 +303,7 @@ def closure_of(optimizer, fn):
         value = fn()
         value.backward()
         return value
+
     return closure
 
 
@@ -305,7 +332,7 @@ def test_diverging_fixed_step_raises_and_restores_the_parameters():
     # The state stays consistent: a smaller step continues from there.
     optimizer.param_groups[0]["lr"] = 1e-3
     optimizer.step(closure_of(optimizer, lambda: (x**4).sum()))
-    assert float((x.detach()**4).sum()) < 97.0
+    assert float((x.detach() ** 4).sum()) < 97.0
 
 
 def test_strong_wolfe_steps_back_from_a_non_finite_region():

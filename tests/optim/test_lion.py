@@ -18,36 +18,56 @@ from descend import functional
 from descend.testing import TOLERANCE, run_side_by_side
 
 SHAPES = [(), (1,), (7, 3), (5,), (2, 3, 4), (33,)]
-GRID = dict(lr=[0.01], betas=[(0.9, 0.99), (0.95, 0.98)], weight_decay=[0.0, 0.1],
-            decoupled_weight_decay=[False, True])
+GRID = dict(
+    lr=[0.01],
+    betas=[(0.9, 0.99), (0.95, 0.98)],
+    weight_decay=[0.0, 0.1],
+    decoupled_weight_decay=[False, True],
+)
 OPTIONS = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("options", OPTIONS,
-                         ids=["-".join(f"{k}={v}" for k, v in o.items()) for o in OPTIONS])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=["-".join(f"{k}={v}" for k, v in o.items()) for o in OPTIONS]
+)
 def test_every_option_matches_lion_pytorch(options, dtype, backend):
     groups = [{}, {"lr": options["lr"] * 0.5}]
     param_error, state_error, *_ = run_side_by_side(
         lambda params: descend.Lion(params, backend=backend, **options),
         lambda params: lion_pytorch.Lion(params, **options),
-        SHAPES, dtype, steps=100, group_options=groups)
+        SHAPES,
+        dtype,
+        steps=100,
+        group_options=groups,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.floats(1e-4, 0.1), st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0),
-       st.booleans(), st.sampled_from([torch.float32, torch.float64]), st.integers(0, 999))
-def test_random_settings_match_lion_pytorch(lr, beta1, beta2, weight_decay, decoupled, dtype,
-                                            seed):
-    options = dict(lr=lr, betas=(beta1, beta2), weight_decay=weight_decay,
-                   decoupled_weight_decay=decoupled)
+@given(
+    st.floats(1e-4, 0.1),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 1.0),
+    st.booleans(),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 999),
+)
+def test_random_settings_match_lion_pytorch(lr, beta1, beta2, weight_decay, decoupled, dtype, seed):
+    options = dict(
+        lr=lr, betas=(beta1, beta2), weight_decay=weight_decay, decoupled_weight_decay=decoupled
+    )
     param_error, state_error, *_ = run_side_by_side(
         lambda params: descend.Lion(params, **options),
         lambda params: lion_pytorch.Lion(params, **options),
-        [(4, 3), (6,)], dtype, steps=20, seed=seed)
+        [(4, 3), (6,)],
+        dtype,
+        steps=20,
+        seed=seed,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
@@ -90,12 +110,15 @@ def test_decoupled_setting_survives_copies_and_checkpoints():
     assert torch.equal(param.detach(), torch.zeros(4))
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"lr": 0.0}, "lr=0.0 is out of range: expected 0 < lr < inf"),
-    ({"betas": (1.5, 0.99)}, "betas[0]=1.5 is out of range: expected 0 <= betas[0] <= 1"),
-    ({"weight_decay": -0.1}, "weight_decay=-0.1"),
-    ({"decoupled_weight_decay": "yes"}, "decoupled_weight_decay='yes' is invalid"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"lr": 0.0}, "lr=0.0 is out of range: expected 0 < lr < inf"),
+        ({"betas": (1.5, 0.99)}, "betas[0]=1.5 is out of range: expected 0 <= betas[0] <= 1"),
+        ({"weight_decay": -0.1}, "weight_decay=-0.1"),
+        ({"decoupled_weight_decay": "yes"}, "decoupled_weight_decay='yes' is invalid"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, fragment):
     with pytest.raises(ValueError) as error:
         descend.Lion([torch.zeros(2, requires_grad=True)], **kwargs)

@@ -15,8 +15,9 @@ import descend
 BACKENDS = ["reference", "fused", "auto"]
 MAKERS = {
     "adam": lambda params, backend: descend.Adam(params, lr=0.1, backend=backend),
-    "sgd_momentum": lambda params, backend: descend.SGD(params, lr=0.1, momentum=0.9,
-                                                        backend=backend),
+    "sgd_momentum": lambda params, backend: descend.SGD(
+        params, lr=0.1, momentum=0.9, backend=backend
+    ),
 }
 
 
@@ -53,8 +54,9 @@ def stepped(maker: str, backend: str, size: int = 1000):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("maker", list(MAKERS))
-@pytest.mark.parametrize("case", ["bigger", "smaller view", "float64", "grad dtype",
-                                  "grad size", "short slot"])
+@pytest.mark.parametrize(
+    "case", ["bigger", "smaller view", "float64", "grad dtype", "grad size", "short slot"]
+)
 def test_changed_tensors_raise_naming_the_parameter_and_change_nothing(case, maker, backend):
     weight, bias, optimizer = stepped(maker, backend)
     slot = "exp_avg" if maker == "adam" else "momentum_buffer"
@@ -154,14 +156,14 @@ def test_a_refused_sparse_gradient_changes_no_earlier_parameter(backend):
     table = torch.nn.Parameter(torch.randn(6, 2))
     optimizer = descend.Adam([dense, table], backend=backend)
     dense.grad = torch.randn(4)
-    table.grad = torch.sparse_coo_tensor([[1, 3]], torch.ones(2, 2), (6, 2),
-                                         check_invariants=True)
+    table.grad = torch.sparse_coo_tensor([[1, 3]], torch.ones(2, 2), (6, 2), check_invariants=True)
     before = snapshot(optimizer)
     with pytest.raises(RuntimeError, match="sparse"):
         optimizer.step()
     assert_unchanged(before, optimizer)
-    assert all("step" not in state or float(state["step"]) == 0
-               for state in optimizer.state.values())
+    assert all(
+        "step" not in state or float(state["step"]) == 0 for state in optimizer.state.values()
+    )
 
 
 def test_integer_parameters_and_string_hyperparameters_are_refused_at_construction():

@@ -11,15 +11,21 @@ from descend.testing import TOLERANCE, run_side_by_side
 SHAPES = [(4, 3), (7,), ()]
 
 
-@pytest.mark.parametrize(("ours", "nesterov"), [(descend.Momentum, False),
-                                                 (descend.Nesterov, True)])
+@pytest.mark.parametrize(
+    ("ours", "nesterov"), [(descend.Momentum, False), (descend.Nesterov, True)]
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_constant_learning_rate_gives_torchs_iterates(ours, nesterov, dtype):
     param_error, _, ours_params, torch_params, optimizer, reference = run_side_by_side(
         lambda params: ours(params, lr=0.05, momentum=0.9, weight_decay=0.01),
-        lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=0.01,
-                                       nesterov=nesterov),
-        SHAPES, dtype, steps=50, compare_state=False)
+        lambda params: torch.optim.SGD(
+            params, lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=nesterov
+        ),
+        SHAPES,
+        dtype,
+        steps=50,
+        compare_state=False,
+    )
     # Velocity form and buffer form round differently (v = -lr * b); allow a few more ulps.
     assert param_error <= 10 * TOLERANCE[dtype]
     for a, b in zip(ours_params, torch_params, strict=True):
@@ -52,8 +58,9 @@ def test_learning_rate_change_touches_only_new_gradients_in_the_velocity_form():
     assert ours_x.item() == pytest.approx(v1 + v2 + v3 + v4, rel=1e-12)
     # buffer: b1 = 1, b2 = 1 + rho, ...; x -= lr_t * b_t with the lr current at each step.
     b = [1.0, 1 + rho, 1 + rho + rho**2, 1 + rho + rho**2 + rho**3]
-    assert torch_x.item() == pytest.approx(-(lr * b[0] + lr * b[1] + new_lr * b[2] +
-                                             new_lr * b[3]), rel=1e-12)
+    assert torch_x.item() == pytest.approx(
+        -(lr * b[0] + lr * b[1] + new_lr * b[2] + new_lr * b[3]), rel=1e-12
+    )
     assert ours_x.item() != pytest.approx(torch_x.item(), rel=1e-3)
 
 

@@ -19,23 +19,33 @@ from descend.testing import TOLERANCE, relative_error, run_side_by_side
 
 #: Tall, wide and square matrices (the iteration transposes tall ones).
 SHAPES = [(7, 3), (4, 9), (5, 5), (3, 3), (6, 2), (1, 8)]
-GRID = dict(lr=[0.02], nesterov=[True, False], adjust_lr_fn=[None, "original", "match_rms_adamw"],
-            weight_decay=[0.0, 0.1], momentum=[0.95, 0.6])
+GRID = dict(
+    lr=[0.02],
+    nesterov=[True, False],
+    adjust_lr_fn=[None, "original", "match_rms_adamw"],
+    weight_decay=[0.0, 0.1],
+    momentum=[0.95, 0.6],
+)
 OPTIONS = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
 FMA = torch.backends.cpu.get_cpu_capability() != "DEFAULT"
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("options", OPTIONS,
-                         ids=["-".join(f"{k}={v}" for k, v in o.items()) for o in OPTIONS])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=["-".join(f"{k}={v}" for k, v in o.items()) for o in OPTIONS]
+)
 @pytest.mark.slow
 def test_every_option_matches_torch(options, dtype, backend):
     groups = [{}, {"lr": options["lr"] * 0.5, "ns_steps": 3}]
     param_error, state_error, *_ = run_side_by_side(
         lambda params: descend.Muon(params, backend=backend, **options),
         lambda params: torch.optim.Muon(params, **options),
-        SHAPES, dtype, steps=100, group_options=groups)
+        SHAPES,
+        dtype,
+        steps=100,
+        group_options=groups,
+    )
     assert param_error <= TOLERANCE[dtype]
     if FMA:
         # The momentum is torch's bit for bit (the compiled lerp is torch's fused
@@ -45,15 +55,24 @@ def test_every_option_matches_torch(options, dtype, backend):
 
 
 @settings(max_examples=15, deadline=None)
-@given(st.floats(1e-3, 0.1), st.floats(0.0, 0.99), st.integers(0, 8),
-       st.tuples(st.floats(1.0, 4.0), st.floats(-5.0, -1.0), st.floats(0.5, 2.5)),
-       st.sampled_from([torch.float32, torch.float64]), st.integers(0, 999))
+@given(
+    st.floats(1e-3, 0.1),
+    st.floats(0.0, 0.99),
+    st.integers(0, 8),
+    st.tuples(st.floats(1.0, 4.0), st.floats(-5.0, -1.0), st.floats(0.5, 2.5)),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 999),
+)
 def test_random_settings_match_torch(lr, momentum, ns_steps, coefficients, dtype, seed):
     options = dict(lr=lr, momentum=momentum, ns_steps=ns_steps, ns_coefficients=coefficients)
     param_error, state_error, *_ = run_side_by_side(
         lambda params: descend.Muon(params, **options),
         lambda params: torch.optim.Muon(params, **options),
-        [(6, 4), (3, 7)], dtype, steps=15, seed=seed)
+        [(6, 4), (3, 7)],
+        dtype,
+        steps=15,
+        seed=seed,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
@@ -80,10 +99,17 @@ def test_groups_with_use_muon_false_step_as_torchs_adamw(backend, dtype):
     ours = [torch.randn(s, dtype=dtype, generator=generator).requires_grad_() for s in shapes]
     theirs = [p.detach().clone().requires_grad_() for p in ours]
     adamw = dict(lr=3e-3, betas=(0.9, 0.95), weight_decay=0.0)
-    optimizer = descend.Muon([
-        {"params": [ours[i] for i in hidden], "lr": 0.02},
-        {"params": [p for i, p in enumerate(ours) if i not in hidden], "use_muon": False,
-         **adamw}], backend=backend)
+    optimizer = descend.Muon(
+        [
+            {"params": [ours[i] for i in hidden], "lr": 0.02},
+            {
+                "params": [p for i, p in enumerate(ours) if i not in hidden],
+                "use_muon": False,
+                **adamw,
+            },
+        ],
+        backend=backend,
+    )
     muon = torch.optim.Muon([theirs[i] for i in hidden], lr=0.02)
     others = torch.optim.AdamW([p for i, p in enumerate(theirs) if i not in hidden], **adamw)
     for _ in range(50):
@@ -103,8 +129,11 @@ def test_groups_with_use_muon_false_step_as_torchs_adamw(backend, dtype):
 
 def test_other_parameters_are_refused_with_the_way_out_named():
     matrix, bias = torch.zeros(3, 2, requires_grad=True), torch.zeros(3, requires_grad=True)
-    with pytest.raises(ValueError, match=r"\(shape \(3,\)\) is 1-D: Muon updates real 2-D "
-                                         r"parameters only; .* use_muon=False"):
+    with pytest.raises(
+        ValueError,
+        match=r"\(shape \(3,\)\) is 1-D: Muon updates real 2-D "
+        r"parameters only; .* use_muon=False",
+    ):
         descend.Muon([matrix, bias])
     with pytest.raises(ValueError, match="is a complex tensor"):
         descend.Muon([torch.zeros(2, 2, dtype=torch.complex64, requires_grad=True)])
@@ -112,13 +141,18 @@ def test_other_parameters_are_refused_with_the_way_out_named():
         descend.Muon([{"params": [bias], "use_muon": "no"}])
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"adjust_lr_fn": "rms"}, "adjust_lr_fn='rms' is invalid: expected one of None, "
-                              "'original', 'match_rms_adamw'"),
-    ({"ns_steps": 100}, "ns_steps=100 is out of range: expected 0 <= ns_steps <= 99"),
-    ({"ns_coefficients": (1.0, 2.0)}, "ns_coefficients=(1.0, 2.0) is invalid"),
-    ({"momentum": -0.1}, "momentum=-0.1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        (
+            {"adjust_lr_fn": "rms"},
+            "adjust_lr_fn='rms' is invalid: expected one of None, 'original', 'match_rms_adamw'",
+        ),
+        ({"ns_steps": 100}, "ns_steps=100 is out of range: expected 0 <= ns_steps <= 99"),
+        ({"ns_coefficients": (1.0, 2.0)}, "ns_coefficients=(1.0, 2.0) is invalid"),
+        ({"momentum": -0.1}, "momentum=-0.1"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, fragment):
     with pytest.raises(ValueError) as error:
         descend.Muon([torch.zeros(2, 2, requires_grad=True)], **kwargs)
@@ -132,8 +166,9 @@ def test_newton_schulz_maps_each_singular_value_through_the_quintic(rows, column
     # p(s) = a s + b s^3 + c s^5 five times: O ~ L diag(p^5(s / ||s||)) R^T, in bfloat16.
     generator = torch.Generator().manual_seed(seed)
     left, _ = torch.linalg.qr(torch.randn(rows, rows, dtype=torch.float64, generator=generator))
-    right, _ = torch.linalg.qr(torch.randn(columns, columns, dtype=torch.float64,
-                                           generator=generator))
+    right, _ = torch.linalg.qr(
+        torch.randn(columns, columns, dtype=torch.float64, generator=generator)
+    )
     rank = min(rows, columns)
     left, right = left[:, :rank], right[:, :rank]
     spectrum = torch.linspace(1.0, 0.3, rank, dtype=torch.float64)
@@ -171,8 +206,7 @@ def test_functional_muon_runs_the_same_rule_as_the_class():
 
 
 def test_split_parameters_gives_matrices_to_muon_and_the_rest_to_adamw():
-    model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(),
-                                torch.nn.Linear(4, 3))
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(4, 3))
     conv_weight, conv_bias, weight, bias = model.parameters()
     groups = descend.Muon.split_parameters(model.parameters())
     assert [len(group["params"]) for group in groups] == [1, 3]
@@ -189,7 +223,9 @@ def test_a_muon_spec_builds_over_any_model_and_checks_its_arguments():
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     optimizer = parse_optimizer("muon:lr=0.02").build(model.parameters())
     assert [(group["lr"], group.get("use_muon", True)) for group in optimizer.param_groups] == [
-        (0.02, True), (1e-3, False)]
+        (0.02, True),
+        (1e-3, False),
+    ]
     model(torch.randn(5, 4)).sum().backward()
     optimizer.step()
     with pytest.raises(ValueError, match="ns_steps=-1 is out of range"):

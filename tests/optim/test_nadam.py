@@ -23,9 +23,15 @@ def _step(optimizer, params, gradients):
 
 def _gradients(steps, dtype, skip_every=2):
     generator = torch.Generator().manual_seed(5)
-    return [[None if (index == 1 and step % skip_every) else
-             torch.randn(shape, dtype=dtype, generator=generator)
-             for index, shape in enumerate(SHAPES)] for step in range(steps)]
+    return [
+        [
+            None
+            if (index == 1 and step % skip_every)
+            else torch.randn(shape, dtype=dtype, generator=generator)
+            for index, shape in enumerate(SHAPES)
+        ]
+        for step in range(steps)
+    ]
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
@@ -102,4 +108,5 @@ def test_functional_nadam_runs_the_same_rule_as_the_class():
     # The class keeps mu_product in float32 as torch does; the functional form in float64.
     np.testing.assert_allclose(w, param.detach().numpy(), rtol=1e-6)
     assert config["t"] == 25 and config["mu_product"] == pytest.approx(
-        optimizer.state[param]["mu_product"].item(), rel=1e-6)
+        optimizer.state[param]["mu_product"].item(), rel=1e-6
+    )

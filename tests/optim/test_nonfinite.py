@@ -21,8 +21,9 @@ CLASSES = _elementwise_classes()
 
 
 def _class(name):
-    return next(optimizer_class(rule) for rule in RULES.values()
-                if optimizer_class(rule).__name__ == name)
+    return next(
+        optimizer_class(rule) for rule in RULES.values() if optimizer_class(rule).__name__ == name
+    )
 
 
 def _setup(name, mode):
@@ -75,8 +76,11 @@ def test_raise_names_the_parameter_and_changes_nothing(name):
         optimizer.step()
     after_params, after_state = _snapshot(model, optimizer)
     assert all(torch.equal(a, b) for a, b in zip(params, after_params, strict=True))
-    assert all(torch.equal(before[k], after[k])
-               for before, after in zip(state, after_state, strict=True) for k in before)
+    assert all(
+        torch.equal(before[k], after[k])
+        for before, after in zip(state, after_state, strict=True)
+        for k in before
+    )
 
 
 def test_raise_without_names_points_at_the_group_and_index():

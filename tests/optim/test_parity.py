@@ -27,9 +27,11 @@ BACKENDS = ["reference", "fused"]
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize(("name", "options"), CASES,
-                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
-                              for n, o in CASES])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    CASES,
+    ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in CASES],
+)
 @pytest.mark.slow
 def test_every_option_combination_matches_torch(name, options, dtype, backend):
     # Two groups: the second overrides the learning rate, as users do for heads and biases.
@@ -37,7 +39,11 @@ def test_every_option_combination_matches_torch(name, options, dtype, backend):
     param_error, state_error, *_ = run_side_by_side(
         lambda params: descend_class(name)(params, backend=backend, **options),
         lambda params: torch_class(name)(params, **options),
-        SHAPES, dtype, steps=100, group_options=groups)
+        SHAPES,
+        dtype,
+        steps=100,
+        group_options=groups,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
@@ -59,7 +65,8 @@ def test_param_group_keys_match_torch(name):
     theirs = torch_class(name)([param]).param_groups[0]
     assert set(theirs) <= set(ours)
     assert {key: ours[key] for key in theirs if key != "params"} == {
-        key: value for key, value in theirs.items() if key != "params"}
+        key: value for key, value in theirs.items() if key != "params"
+    }
 
 
 @st.composite
@@ -74,8 +81,11 @@ def random_problem(draw):
         options["eps"] = draw(st.sampled_from([1e-8, 1e-6, 1e-3]))
     if name == "RMSprop":
         options["alpha"] = draw(st.floats(0.5, 0.999))
-    shapes = draw(st.lists(
-        st.lists(st.integers(0, 6), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5))
+    shapes = draw(
+        st.lists(
+            st.lists(st.integers(0, 6), min_size=0, max_size=3).map(tuple), min_size=1, max_size=5
+        )
+    )
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
     steps = draw(st.integers(1, 30))
     seed = draw(st.integers(0, 2**16))
@@ -90,7 +100,11 @@ def test_random_problems_match_torch(problem):
     param_error, state_error, *_ = run_side_by_side(
         lambda params: descend_class(name)(params, backend=backend, **options),
         lambda params: torch_class(name)(params, **options),
-        shapes, dtype, steps=steps, seed=seed)
+        shapes,
+        dtype,
+        steps=steps,
+        seed=seed,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
 
@@ -101,5 +115,8 @@ def test_tensor_learning_rate_is_accepted_like_torch():
     param_error, *_ = run_side_by_side(
         lambda params: descend_class("Adam")(params, lr=torch.tensor(0.01)),
         lambda params: torch_class("Adam")(params, lr=torch.tensor(0.01)),
-        [(4, 4)], torch.float32, steps=10)
+        [(4, 4)],
+        torch.float32,
+        steps=10,
+    )
     assert param_error <= TOLERANCE[torch.float32]

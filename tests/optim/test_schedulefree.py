@@ -24,14 +24,18 @@ from descend.testing import (
 )
 
 SHAPES = [(), (1,), (7, 3), (5,), (2, 3, 4), (33,)]
-SHARED = dict(weight_decay=[0.0, 0.1], warmup_steps=[0, 10], r=[0.0, 1.0],
-              weight_lr_power=[2.0, 0.0])
+SHARED = dict(
+    weight_decay=[0.0, 0.1], warmup_steps=[0, 10], r=[0.0, 1.0], weight_lr_power=[2.0, 0.0]
+)
 GRIDS = {
     "SGDScheduleFree": dict(lr=[0.05], momentum=[0.9, 0.5], **SHARED),
     "AdamWScheduleFree": dict(lr=[0.01], betas=[(0.9, 0.999), (0.5, 0.9)], **SHARED),
 }
-CASES = [(name, dict(zip(grid, values, strict=True)))
-         for name, grid in GRIDS.items() for values in itertools.product(*grid.values())]
+CASES = [
+    (name, dict(zip(grid, values, strict=True)))
+    for name, grid in GRIDS.items()
+    for values in itertools.product(*grid.values())
+]
 
 
 def reference(name, params, **options):
@@ -43,16 +47,22 @@ def reference(name, params, **options):
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize(("name", "options"), CASES,
-                         ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}"
-                              for n, o in CASES])
+@pytest.mark.parametrize(
+    ("name", "options"),
+    CASES,
+    ids=[f"{n}-{'-'.join(f'{k}={v}' for k, v in o.items())}" for n, o in CASES],
+)
 @pytest.mark.slow
 def test_every_option_matches_schedulefree(name, options, dtype, backend):
     groups = [{}, {"lr": options["lr"] * 0.5}]
     param_error, state_error, _, _, ours, theirs = run_side_by_side(
         lambda params: getattr(descend, name)(params, backend=backend, **options),
         lambda params: reference(name, params, **options),
-        SHAPES, dtype, steps=100, group_options=groups)
+        SHAPES,
+        dtype,
+        steps=100,
+        group_options=groups,
+    )
     assert param_error <= TOLERANCE[dtype]
     assert state_error <= TOLERANCE[dtype]
     for mine, theirs_group in zip(ours.param_groups, theirs.param_groups, strict=True):
@@ -79,8 +89,10 @@ def test_constructor_signature_defaults_and_group_keys_match_schedulefree(name):
 
 def _gradients(steps, shapes, dtype, seed=3):
     generator = torch.Generator().manual_seed(seed)
-    return [[torch.randn(shape, dtype=dtype, generator=generator) for shape in shapes]
-            for _ in range(steps)]
+    return [
+        [torch.randn(shape, dtype=dtype, generator=generator) for shape in shapes]
+        for _ in range(steps)
+    ]
 
 
 def _train(optimizer, params, gradients, evaluate_every=None):
@@ -104,8 +116,12 @@ def test_the_switch_is_exact_and_follows_schedulefree(name, backend):
     straight, switching, theirs = (make_params(shapes, dtype, seed=1) for _ in range(3))
     options = dict(lr=0.5, weight_decay=0.01)
     _train(getattr(descend, name)(straight, backend=backend, **options), straight, gradients)
-    _train(getattr(descend, name)(switching, backend=backend, **options), switching, gradients,
-           evaluate_every=7)
+    _train(
+        getattr(descend, name)(switching, backend=backend, **options),
+        switching,
+        gradients,
+        evaluate_every=7,
+    )
     _train(reference(name, theirs, **options), theirs, gradients, evaluate_every=7)
     for a, b, c in zip(straight, switching, theirs, strict=True):
         # eval() then train() leaves no trace: the training point comes back bit for bit.
@@ -139,8 +155,9 @@ def test_a_checkpoint_taken_in_either_mode_resumes_exactly(name, mode, backend, 
     _train(first, params, gradients[:12])
     if mode == "eval":
         first.eval()
-    checkpoint = _roundtrip({"model": [p.detach().clone() for p in params],
-                             "optimizer": first.state_dict()})
+    checkpoint = _roundtrip(
+        {"model": [p.detach().clone() for p in params], "optimizer": first.state_dict()}
+    )
     resumed_params = [p.clone().requires_grad_() for p in checkpoint["model"]]
     resumed = cls(resumed_params, lr=0.5, warmup_steps=5, backend=backend)
     resumed.load_state_dict(checkpoint["optimizer"])
@@ -213,8 +230,9 @@ def test_uniform_weights_make_x_the_mean_of_the_z_iterates():
         optimizer.step()
         iterates.append(optimizer.state[param]["z"].clone())
     with evaluation_mode(optimizer):
-        torch.testing.assert_close(param.detach(), torch.stack(iterates).mean(0), rtol=1e-12,
-                                   atol=1e-12)
+        torch.testing.assert_close(
+            param.detach(), torch.stack(iterates).mean(0), rtol=1e-12, atol=1e-12
+        )
     assert optimizer.param_groups[0]["train_mode"] is True
 
 
@@ -239,24 +257,38 @@ def test_complex_parameters_are_refused(name):
         getattr(descend, name)([torch.zeros(2, dtype=torch.complex64, requires_grad=True)])
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"momentum": 1.0}, "momentum=1.0 is out of range: expected 0 < momentum < 1"),
-    ({"momentum": 0.0}, "momentum=0.0 is out of range"),
-    ({"warmup_steps": 2.5}, "warmup_steps=2.5 is invalid: expected an integer"),
-    ({"lr": -1.0}, "lr=-1.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"momentum": 1.0}, "momentum=1.0 is out of range: expected 0 < momentum < 1"),
+        ({"momentum": 0.0}, "momentum=0.0 is out of range"),
+        ({"warmup_steps": 2.5}, "warmup_steps=2.5 is invalid: expected an integer"),
+        ({"lr": -1.0}, "lr=-1.0 is out of range"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, fragment):
     with pytest.raises(ValueError) as error:
         descend.SGDScheduleFree([torch.zeros(2, requires_grad=True)], **kwargs)
     assert fragment in str(error.value)
 
 
-@pytest.mark.parametrize(("name", "cls", "options", "config"), [
-    ("sf_sgd", descend.SGDScheduleFree, dict(lr=0.1, warmup_steps=3),
-     {"learning_rate": 0.1, "warmup_steps": 3}),
-    ("sf_adamw", descend.AdamWScheduleFree, dict(lr=0.01, weight_decay=0.1),
-     {"learning_rate": 0.01, "weight_decay": 0.1}),
-])
+@pytest.mark.parametrize(
+    ("name", "cls", "options", "config"),
+    [
+        (
+            "sf_sgd",
+            descend.SGDScheduleFree,
+            dict(lr=0.1, warmup_steps=3),
+            {"learning_rate": 0.1, "warmup_steps": 3},
+        ),
+        (
+            "sf_adamw",
+            descend.AdamWScheduleFree,
+            dict(lr=0.01, weight_decay=0.1),
+            {"learning_rate": 0.01, "weight_decay": 0.1},
+        ),
+    ],
+)
 def test_functional_form_runs_the_same_rule_as_the_class(name, cls, options, config):
     rng = np.random.default_rng(0)
     w = rng.standard_normal(6)

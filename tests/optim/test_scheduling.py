@@ -9,8 +9,9 @@ import descend
 from descend import schedules
 
 
-@pytest.mark.parametrize("make", [lambda p: descend.SGD(p, lr=1.0),
-                                  lambda p: torch.optim.SGD(p, lr=1.0)])
+@pytest.mark.parametrize(
+    "make", [lambda p: descend.SGD(p, lr=1.0), lambda p: torch.optim.SGD(p, lr=1.0)]
+)
 def test_every_step_uses_the_schedules_value(make):
     param = torch.zeros(1, requires_grad=True)
     optimizer = make([param])
@@ -37,8 +38,7 @@ def test_one_schedule_per_group_and_checkpoint_resume():
         optimizer.step()
         scheduler.step()
     saved = scheduler.state_dict()
-    fresh = descend.ScheduledLR(descend.Adam([{"params": [a]}, {"params": [b]}]),
-                                group_schedules)
+    fresh = descend.ScheduledLR(descend.Adam([{"params": [a]}, {"params": [b]}]), group_schedules)
     fresh.load_state_dict(saved)
     assert fresh.last_epoch == 3
     assert [g["lr"] for g in optimizer.param_groups] == [0.05, 0.01]

@@ -24,8 +24,10 @@ SHAPES = [(3, 4), (5,), ()]
 
 def _gradients(steps: int, shapes, dtype, seed=7):
     generator = torch.Generator().manual_seed(seed)
-    return [[torch.randn(shape, dtype=dtype, generator=generator) for shape in shapes]
-            for _ in range(steps)]
+    return [
+        [torch.randn(shape, dtype=dtype, generator=generator) for shape in shapes]
+        for _ in range(steps)
+    ]
 
 
 def _apply(optimizer, params, gradients):
@@ -55,8 +57,9 @@ def test_resumed_run_is_bit_identical_to_uninterrupted_run(name, options, dtype)
 
     first = cls(resumed, **options)
     _apply(first, resumed, gradients[:8])
-    checkpoint = _roundtrip({"params": [p.detach().clone() for p in resumed],
-                             "optimizer": first.state_dict()})
+    checkpoint = _roundtrip(
+        {"params": [p.detach().clone() for p in resumed], "optimizer": first.state_dict()}
+    )
     fresh_params = [p.clone().requires_grad_() for p in checkpoint["params"]]
     second = cls(fresh_params, **options)
     second.load_state_dict(checkpoint["optimizer"])
@@ -108,7 +111,11 @@ def test_param_groups_survive_a_checkpoint_with_their_own_hyperparameters():
     _, _, ours, _, optimizer, _ = run_side_by_side(
         lambda groups: descend.Adam(groups, lr=0.01),
         lambda groups: torch.optim.Adam(groups, lr=0.01),
-        SHAPES, torch.float64, steps=3, group_options=[{}, {"lr": 0.5, "betas": (0.5, 0.9)}])
+        SHAPES,
+        torch.float64,
+        steps=3,
+        group_options=[{}, {"lr": 0.5, "betas": (0.5, 0.9)}],
+    )
     fresh = descend.Adam([{"params": ours[0::2]}, {"params": ours[1::2]}], lr=0.01)
     fresh.load_state_dict(optimizer.state_dict())
     assert fresh.param_groups[1]["lr"] == 0.5

@@ -31,8 +31,13 @@ def assert_unchanged(before: list[torch.Tensor], optimizer: torch.optim.Optimize
     assert len(after) == len(before)
     for old, new in zip(before, after, strict=True):
         assert old.shape == new.shape and old.dtype == new.dtype
-        assert torch.equal(old, new) or torch.equal(old.isnan(), new.isnan()) and torch.equal(
-            old.nan_to_num(), new.nan_to_num())
+        assert (
+            torch.equal(old, new)
+            or torch.equal(old.isnan(), new.isnan())
+            and torch.equal(old.nan_to_num(), new.nan_to_num())
+        )
+
+
 SRC = Path(descend.__file__).resolve().parents[1]
 
 
@@ -139,9 +144,18 @@ def test_strided_sgd_with_dampening_matches_torch_from_the_first_step(backend):
     torch.testing.assert_close(mine, theirs)
 
 
-BAD_VALUES = [("lr", math.nan), ("lr", math.inf), ("lr", -1.0), ("lr", "abc"), ("lr", None),
-              ("eps", None), ("weight_decay", math.nan), ("amsgrad", "yes"),
-              ("betas", (0.9, math.nan)), ("betas", "abc")]
+BAD_VALUES = [
+    ("lr", math.nan),
+    ("lr", math.inf),
+    ("lr", -1.0),
+    ("lr", "abc"),
+    ("lr", None),
+    ("eps", None),
+    ("weight_decay", math.nan),
+    ("amsgrad", "yes"),
+    ("betas", (0.9, math.nan)),
+    ("betas", "abc"),
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -153,8 +167,11 @@ def test_a_group_value_edited_out_of_range_is_refused_before_the_step(key, value
     optimizer.step()
     optimizer.param_groups[0][key] = value
     before = snapshot(optimizer)
-    with pytest.raises(ValueError, match=r"parameter group 0: .*(lr|eps|weight_decay|amsgrad"
-                                         r"|betas)"):
+    with pytest.raises(
+        ValueError,
+        match=r"parameter group 0: .*(lr|eps|weight_decay|amsgrad"
+        r"|betas)",
+    ):
         optimizer.step()
     assert_unchanged(before, optimizer)
     assert float(optimizer.state[param]["step"]) == 1.0
@@ -211,8 +228,9 @@ def test_load_state_dict_of_something_else_is_a_clear_error(value):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("counter", [torch.tensor(-1.0), torch.tensor([1.0, 2.0]),
-                                     torch.tensor(math.nan), "in place -1"])
+@pytest.mark.parametrize(
+    "counter", [torch.tensor(-1.0), torch.tensor([1.0, 2.0]), torch.tensor(math.nan), "in place -1"]
+)
 def test_a_step_counter_no_step_can_follow_is_refused(counter, backend):
     param = torch.nn.Parameter(torch.randn(4))
     optimizer = descend.Adam([param], lr=0.1, backend=backend)
@@ -249,7 +267,8 @@ def test_a_learning_rate_beyond_the_dtype_is_refused_where_torch_sgd_refuses_it(
 
 @pytest.mark.parametrize("setting", ["threads", "cache"])
 def test_a_bad_setting_in_the_environment_fails_before_the_counters_advance(
-        setting, monkeypatch, tmp_path):
+    setting, monkeypatch, tmp_path
+):
     pytest.importorskip("numba")
     param = torch.nn.Parameter(torch.randn(4))
     optimizer = descend.Adam([param], lr=0.1, backend="fused")
@@ -292,12 +311,14 @@ def test_a_stopped_compiler_holding_the_lock_is_not_waited_for(tmp_path):
     if not os.path.exists(f"/proc/{os.getpid()}/stat"):
         pytest.skip("needs /proc to see that a process is stopped")
     path = tmp_path / "kernel.lock"
-    script = (f"import sys; sys.path.insert(0, {str(SRC)!r})\n"
-              "from pathlib import Path\n"
-              "from descend.kernels import fused\n"
-              f"with fused._file_lock(Path({str(path)!r})):\n"
-              "    print('locked', flush=True)\n"
-              "    import time; time.sleep(120)\n")
+    script = (
+        f"import sys; sys.path.insert(0, {str(SRC)!r})\n"
+        "from pathlib import Path\n"
+        "from descend.kernels import fused\n"
+        f"with fused._file_lock(Path({str(path)!r})):\n"
+        "    print('locked', flush=True)\n"
+        "    import time; time.sleep(120)\n"
+    )
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

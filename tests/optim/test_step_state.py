@@ -37,8 +37,9 @@ def test_an_optimizers_counters_and_products_advance_through_the_state_dict(back
     assert float(state["step"]) == stepper.count == 4
     # The optimizer's product is in the counter's dtype (float32), the NumPy executor's in
     # float64, as torch.optim.NAdam and the functional API keep theirs.
-    assert float(state["mu_product"]) == pytest.approx(stepper.state.running()["mu_product"],
-                                                       rel=1e-6)
+    assert float(state["mu_product"]) == pytest.approx(
+        stepper.state.running()["mu_product"], rel=1e-6
+    )
 
 
 def test_the_functional_api_and_the_lab_keep_the_same_group_state():

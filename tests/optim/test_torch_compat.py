@@ -24,11 +24,13 @@ def _train(model, optimizer, scheduler=None, steps=30, closure=False):
     x, y = _data()
     losses = []
     for _ in range(steps):
+
         def compute_loss():
             optimizer.zero_grad()
             loss = torch.nn.functional.mse_loss(model(x), y)
             loss.backward()
             return loss
+
         if closure:
             loss = optimizer.step(compute_loss)
         else:
@@ -41,8 +43,10 @@ def _train(model, optimizer, scheduler=None, steps=30, closure=False):
 
 
 def _same_parameters(a, b, dtype=torch.float32):
-    return all(relative_error(p, q) <= 10 * TOLERANCE[dtype]
-               for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    return all(
+        relative_error(p, q) <= 10 * TOLERANCE[dtype]
+        for p, q in zip(a.parameters(), b.parameters(), strict=True)
+    )
 
 
 def test_closure_loss_is_returned_and_training_converges():
@@ -62,18 +66,28 @@ def test_zero_grad_clears_gradients_like_torch():
     assert all(torch.count_nonzero(p.grad) == 0 for p in model.parameters())
 
 
-@pytest.mark.parametrize(("name", "options", "make_scheduler"), [
-    ("SGD", dict(lr=0.1, momentum=0.9),
-     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=5, gamma=0.5)),
-    ("SGD", dict(lr=0.1, momentum=0.9),
-     lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.2, total_steps=31)),
-    ("Adam", dict(lr=0.01),
-     lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=31)),
-    ("AdamW", dict(lr=0.01),
-     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=30)),
-    ("RMSprop", dict(lr=0.01),
-     lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)),
-])
+@pytest.mark.parametrize(
+    ("name", "options", "make_scheduler"),
+    [
+        (
+            "SGD",
+            dict(lr=0.1, momentum=0.9),
+            lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=5, gamma=0.5),
+        ),
+        (
+            "SGD",
+            dict(lr=0.1, momentum=0.9),
+            lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.2, total_steps=31),
+        ),
+        (
+            "Adam",
+            dict(lr=0.01),
+            lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=31),
+        ),
+        ("AdamW", dict(lr=0.01), lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=30)),
+        ("RMSprop", dict(lr=0.01), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)),
+    ],
+)
 def test_torch_lr_schedulers_drive_descend_exactly_like_torch(name, options, make_scheduler):
     ours_model, torch_model = _model(), _model()
     ours = getattr(descend, name)(ours_model.parameters(), **options)
@@ -94,8 +108,10 @@ def test_grad_scaler_unscales_and_skips_overflowing_steps():
     reference_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     x, y = _data()
     for step in range(10):
-        for net, opt, sc in ((model, optimizer, scaler),
-                             (reference, reference_optimizer, reference_scaler)):
+        for net, opt, sc in (
+            (model, optimizer, scaler),
+            (reference, reference_optimizer, reference_scaler),
+        ):
             opt.zero_grad()
             loss = torch.nn.functional.mse_loss(net(x), y)
             if step == 4:

@@ -27,8 +27,12 @@ def test_every_class_docstring_carries_its_rules_equation_and_ranges(cls):
         shown = packed.get(hyper.name, hyper.name)
         if shown not in arguments:
             continue  # a hyperparameter the constructor does not take (group state, fixed)
-        if shown == hyper.name and hyper.kind is not bool and hyper.choices is None and (
-                hyper.low is not None or hyper.high is not None):
+        if (
+            shown == hyper.name
+            and hyper.kind is not bool
+            and hyper.choices is None
+            and (hyper.low is not None or hyper.high is not None)
+        ):
             assert hyper.describe() in doc, (cls.__name__, hyper.name)
         assert hyper.doc.split(":")[0] in doc, (cls.__name__, hyper.name)
     for name in arguments:
@@ -46,7 +50,8 @@ def test_constructor_defaults_are_the_rules(cls):
     for key, members in rule.group_keys.items():
         if key in arguments:
             assert tuple(arguments[key].default) == tuple(
-                rule.hyper(member).default for member in members), (cls.__name__, key)
+                rule.hyper(member).default for member in members
+            ), (cls.__name__, key)
 
 
 def test_help_reads_as_a_docstring():

@@ -41,11 +41,16 @@ def interpolate_update(p, g, *, weight):
 INTERPOLATE = Rule("interpolate", interpolate_update, (Hyper("weight", 0.1, "w"),))
 
 
-@pytest.mark.skipif(not FMA, reason="torch computes lerp with a fused multiply-add only on "
-                                    "CPUs with vector FMA")
+@pytest.mark.skipif(
+    not FMA, reason="torch computes lerp with a fused multiply-add only on CPUs with vector FMA"
+)
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from([torch.float32, torch.float64]),
-       st.floats(-2.0, 2.0, allow_nan=False), st.integers(1, 300), st.integers(0, 2**16))
+@given(
+    st.sampled_from([torch.float32, torch.float64]),
+    st.floats(-2.0, 2.0, allow_nan=False),
+    st.integers(1, 300),
+    st.integers(0, 2**16),
+)
 def test_compiled_lerp_is_torchs_bit_for_bit(dtype, weight, size, seed):
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(size, dtype=dtype, generator=generator)
@@ -88,7 +93,8 @@ def _anchored_scalars(values, step):
 
 
 ANCHORED = Rule(
-    "anchored", anchored_update,
+    "anchored",
+    anchored_update,
     (Hyper("lr", 0.1, "step", low=0.0), Hyper("shrink", 0.9, "factor", low=0.0, high=1.0)),
     (Slot("anchor", from_parameter=True),),
     step_scalars=_anchored_scalars,
@@ -104,8 +110,7 @@ class Anchored(RuleOptimizer):
     rule = ANCHORED
 
     def __init__(self, params, lr=0.1, shrink=0.9, *, nonfinite="propagate", backend="auto"):
-        super().__init__(params, dict(lr=lr, shrink=shrink), nonfinite=nonfinite,
-                         backend=backend)
+        super().__init__(params, dict(lr=lr, shrink=shrink), nonfinite=nonfinite, backend=backend)
 
 
 def _expected_run(x0, gradients, lr, shrink, skipped):
@@ -136,11 +141,13 @@ def test_every_extension_runs_as_specified(backend, dtype):
     shapes = [(3, 2), (4,), (5,)]
     params = [torch.randn(s, dtype=dtype, generator=generator).requires_grad_() for s in shapes]
     starts = [p.detach().clone() for p in params]
-    optimizer = Anchored([{"params": params[:2]}, {"params": params[2:], "lr": 0.05}],
-                         backend=backend)
+    optimizer = Anchored(
+        [{"params": params[:2]}, {"params": params[2:], "lr": 0.05}], backend=backend
+    )
     steps = 9
-    gradients = [[torch.randn(s, dtype=dtype, generator=generator) for s in shapes]
-                 for _ in range(steps)]
+    gradients = [
+        [torch.randn(s, dtype=dtype, generator=generator) for s in shapes] for _ in range(steps)
+    ]
     # Parameter 1 has no gradient on odd steps; parameter 2 (group 1) none at the first two.
     skipped = [[False] * steps, [t % 2 == 1 for t in range(steps)], [t < 2 for t in range(steps)]]
     for t in range(steps):
@@ -152,10 +159,12 @@ def test_every_extension_runs_as_specified(backend, dtype):
     tolerance = 1e-5 if dtype == torch.float32 else 1e-12
     for index, param in enumerate(params):
         lr = 0.1 if index < 2 else 0.05
-        expected, products = _expected_run(starts[index], [g[index] for g in gradients], lr,
-                                           0.9, skipped[index])
-        torch.testing.assert_close(param.detach().double(), expected, rtol=tolerance,
-                                   atol=tolerance)
+        expected, products = _expected_run(
+            starts[index], [g[index] for g in gradients], lr, 0.9, skipped[index]
+        )
+        torch.testing.assert_close(
+            param.detach().double(), expected, rtol=tolerance, atol=tolerance
+        )
         state = optimizer.state[param]
         # The product is a 0-d tensor in the step counter's dtype, multiplied in that dtype.
         assert state["product"].dtype == torch.float32 and state["product"].ndim == 0
@@ -229,7 +238,8 @@ def normalized_update(p, g, average, *, lr):
 
 
 NORMALIZED = Rule(
-    "normalized", normalized_update,
+    "normalized",
+    normalized_update,
     (Hyper("lr", 0.1, "step", low=0.0), Hyper("beta", 0.5, "decay", low=0.0, high=1.0)),
     (Slot("average"),),
     stage=MatrixStage(average_update, normalized),
@@ -258,8 +268,7 @@ def test_matrix_stage_runs_between_the_elementwise_parts(backend):
         average = 0.5 * average + 0.5 * gradient
         x = x - 0.1 * average / average.norm()
     torch.testing.assert_close(param.detach(), x, rtol=1e-14, atol=1e-14)
-    torch.testing.assert_close(optimizer.state[param]["average"], average, rtol=1e-14,
-                               atol=1e-14)
+    torch.testing.assert_close(optimizer.state[param]["average"], average, rtol=1e-14, atol=1e-14)
 
 
 def test_stage_refuses_parameters_of_another_dimension_before_any_change():

@@ -30,27 +30,36 @@ def test_defaults_are_torchs_for_drop_in_rules():
     assert RULES["adamw"].defaults["weight_decay"] == 1e-2
 
 
-@pytest.mark.parametrize(("cls", "kwargs", "fragment"), [
-    (descend.SGD, {"lr": -0.1}, "lr=-0.1 is out of range: expected 0 <= lr < inf"),
-    (descend.Adam, {"eps": -1e-8}, "eps=-1e-08"),
-    (descend.Adam, {"betas": (1.0, 0.999)},
-     "betas[0]=1.0 is out of range: expected 0 <= betas[0] < 1"),
-    (descend.Adam, {"betas": (0.9, -0.1)}, "betas[1]=-0.1"),
-    (descend.Adam, {"betas": 0.9}, "betas=0.9 is invalid"),
-    (descend.SGD, {"momentum": -0.5}, "momentum=-0.5"),
-    (descend.SGD, {"momentum": 0.9, "dampening": 0.1, "nesterov": True},
-     "nesterov=True requires momentum > 0 and dampening = 0"),
-    (descend.SGD, {"nesterov": True}, "nesterov=True requires momentum > 0"),
-    (descend.RMSprop, {"alpha": 1.0}, "alpha=1.0"),
-    (descend.Adagrad, {"lr_decay": -1.0}, "lr_decay=-1.0"),
-    (descend.Adam, {"amsgrad": "yes"}, "amsgrad='yes' is invalid: expected True or False"),
-    (descend.Adam, {"lr": float("nan")}, "lr=nan is invalid"),
-    (descend.Adam, {"lr": float("inf")}, "lr=inf is out of range"),
-    (descend.Momentum, {"momentum": -0.1}, "momentum=-0.1"),
-    (descend.SGD, {"nonfinite": "ignore"}, "nonfinite='ignore' is invalid"),
-    (descend.SGD, {"backend": "gpu"}, "backend='gpu' is invalid"),
-    (descend.Adam, {"capturable": True}, "capturable=True is not supported"),
-])
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "fragment"),
+    [
+        (descend.SGD, {"lr": -0.1}, "lr=-0.1 is out of range: expected 0 <= lr < inf"),
+        (descend.Adam, {"eps": -1e-8}, "eps=-1e-08"),
+        (
+            descend.Adam,
+            {"betas": (1.0, 0.999)},
+            "betas[0]=1.0 is out of range: expected 0 <= betas[0] < 1",
+        ),
+        (descend.Adam, {"betas": (0.9, -0.1)}, "betas[1]=-0.1"),
+        (descend.Adam, {"betas": 0.9}, "betas=0.9 is invalid"),
+        (descend.SGD, {"momentum": -0.5}, "momentum=-0.5"),
+        (
+            descend.SGD,
+            {"momentum": 0.9, "dampening": 0.1, "nesterov": True},
+            "nesterov=True requires momentum > 0 and dampening = 0",
+        ),
+        (descend.SGD, {"nesterov": True}, "nesterov=True requires momentum > 0"),
+        (descend.RMSprop, {"alpha": 1.0}, "alpha=1.0"),
+        (descend.Adagrad, {"lr_decay": -1.0}, "lr_decay=-1.0"),
+        (descend.Adam, {"amsgrad": "yes"}, "amsgrad='yes' is invalid: expected True or False"),
+        (descend.Adam, {"lr": float("nan")}, "lr=nan is invalid"),
+        (descend.Adam, {"lr": float("inf")}, "lr=inf is out of range"),
+        (descend.Momentum, {"momentum": -0.1}, "momentum=-0.1"),
+        (descend.SGD, {"nonfinite": "ignore"}, "nonfinite='ignore' is invalid"),
+        (descend.SGD, {"backend": "gpu"}, "backend='gpu' is invalid"),
+        (descend.Adam, {"capturable": True}, "capturable=True is not supported"),
+    ],
+)
 def test_bad_hyperparameters_are_named_with_their_valid_range(cls, kwargs, fragment):
     param = torch.zeros(2, requires_grad=True)
     with pytest.raises(ValueError) as error:
@@ -98,8 +107,9 @@ def test_update_signature_must_follow_the_slots():
 def test_rule_update_works_on_plain_numpy_scalars():
     rule = RULES["adam"]
     hypers = rule.validate({})
-    p, m, v, vmax = rule.update(np.float64(1.0), np.float64(0.5), 0.0, 0.0, None,
-                                **rule.scalars(hypers, 1))
+    p, m, v, vmax = rule.update(
+        np.float64(1.0), np.float64(0.5), 0.0, 0.0, None, **rule.scalars(hypers, 1)
+    )
     # First Adam step moves by lr * sign(g) (bias correction makes m^ = g, v^ = g^2).
     assert p == pytest.approx(1.0 - 1e-3, rel=1e-6)
     assert vmax is None

@@ -35,12 +35,13 @@ from descend.testing import OPTION_GRID
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def signum_update(p: Element, g: Element, momentum_buffer: Element, *, lr: float, beta: float,
-                  weight_decay: float) -> tuple[Element, ...]:
+def signum_update(
+    p: Element, g: Element, momentum_buffer: Element, *, lr: float, beta: float, weight_decay: float
+) -> tuple[Element, ...]:
     """One Signum step (sign descent with momentum, Bernstein et al., 2018)::
 
-        m <- beta * m + (1 - beta) * g
-        x <- x - lr * (sign(m) + weight_decay * x)
+    m <- beta * m + (1 - beta) * g
+    x <- x - lr * (sign(m) + weight_decay * x)
     """
     momentum_buffer = lerp(momentum_buffer, g, 1 - beta)
     p = p - lr * (sign(momentum_buffer) + weight_decay * p)
@@ -50,8 +51,11 @@ def signum_update(p: Element, g: Element, momentum_buffer: Element, *, lr: float
 SIGNUM = Rule(
     name="signum",
     update=signum_update,
-    hypers=(learning_rate(1e-3), decay_rate("beta", 0.9, "decay rate of the momentum m"),
-            weight_decay()),
+    hypers=(
+        learning_rate(1e-3),
+        decay_rate("beta", 0.9, "decay rate of the momentum m"),
+        weight_decay(),
+    ),
     slots=(Slot("momentum_buffer"),),
     counts_steps=False,
     listing=Listing(
@@ -60,8 +64,9 @@ SIGNUM = Rule(
         reference="Bernstein et al. (2018), signSGD",
         year=2018,
         colour="#123456",
-        course=CourseForm("signum", renames={"learning_rate": "lr"},
-                          defaults={"learning_rate": 1e-2}),
+        course=CourseForm(
+            "signum", renames={"learning_rate": "lr"}, defaults={"learning_rate": 1e-2}
+        ),
         lr_range=(1e-4, 1e-1),
     ),
 )
@@ -75,8 +80,9 @@ def signum():
     rules.unregister(SIGNUM)
 
 
-def expected_path(x0: np.ndarray, grads: list[np.ndarray], lr: float, beta: float,
-                  weight_decay: float) -> np.ndarray:
+def expected_path(
+    x0: np.ndarray, grads: list[np.ndarray], lr: float, beta: float, weight_decay: float
+) -> np.ndarray:
     """The rule's iterates written out here in NumPy, independently of every executor."""
     x, m = x0.copy(), np.zeros_like(x0)
     for g in grads:
@@ -112,15 +118,17 @@ def test_every_cpu_executor_runs_it(signum, backend, dtype):
     grads = _gradients((5, 3), 6)
     x0 = np.linspace(-1.0, 1.0, 15).reshape(5, 3)
     param = torch.tensor(x0, dtype=dtype, requires_grad=True)
-    optimizer = optimizer_class(signum)([param], lr=0.01, beta=0.8, weight_decay=0.1,
-                                        backend=backend)
+    optimizer = optimizer_class(signum)(
+        [param], lr=0.01, beta=0.8, weight_decay=0.1, backend=backend
+    )
     for g in grads:
         param.grad = torch.tensor(g, dtype=dtype)
         optimizer.step()
     expected = expected_path(x0, grads, 0.01, 0.8, 0.1)
     tolerance = 1e-6 if dtype == torch.float32 else 1e-12
-    np.testing.assert_allclose(param.detach().double().numpy(), expected, rtol=tolerance,
-                               atol=tolerance)
+    np.testing.assert_allclose(
+        param.detach().double().numpy(), expected, rtol=tolerance, atol=tolerance
+    )
     assert set(optimizer.state[param]) == {"momentum_buffer"}
 
 
@@ -146,11 +154,21 @@ def test_triton_interpreter_runs_it():
                                    atol=1e-6)
         print("triton ran the rule")
     """)
-    environment = {**os.environ, "TRITON_INTERPRET": "1",
-                   "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
-                                                  os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=300)
+    environment = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and "triton ran the rule" in done.stdout, done.stderr[-3000:]
 
 

@@ -21,8 +21,7 @@ def digits() -> secondorder.LogisticRegression:
 def scipy_run(problem, x0: np.ndarray, method: str, **options):
     """``scipy.optimize.minimize`` with the problem's gradient (and Hessian where used)."""
     hess = problem.hessian if method in ("trust-exact", "Newton-CG") else None
-    return minimize(problem.value_and_grad, x0, jac=True, hess=hess, method=method,
-                    options=options)
+    return minimize(problem.value_and_grad, x0, jac=True, hess=hess, method=method, options=options)
 
 
 def rosenbrock5() -> tuple[secondorder.Rosenbrock, np.ndarray]:

@@ -24,8 +24,7 @@ class Barrier:
     def value_and_grad(self, x):
         if np.any(np.abs(x) >= 1):
             return math.inf, np.full_like(x, math.nan)
-        return (float(-np.log(1 - x * x).sum() + self.c @ x),
-                2 * x / (1 - x * x) + self.c)
+        return (float(-np.log(1 - x * x).sum() + self.c @ x), 2 * x / (1 - x * x) + self.c)
 
     def hessian(self, x):
         return np.diag(2 * (1 + x * x) / (1 - x * x) ** 2)
@@ -87,15 +86,18 @@ def test_a_wrong_gradient_stops_with_a_failed_line_search(method):
         secondorder.minimize(problem, x0, method, raise_on_failure=True)
 
 
-@pytest.mark.parametrize(("option", "value", "message"), [
-    ("gtol", -1.0, "gtol=-1.0 is out of range"),
-    ("c1", 0.0, "c1=0.0 is out of range"),
-    ("c2", 1.0, "c2=1.0 is out of range"),
-    ("c1", 0.95, "expected c1 < c2"),
-    ("max_iter", 2.5, "max_iter=2.5 is invalid"),
-    ("max_ls", 0, "max_ls=0 is out of range"),
-    ("ftol", math.nan, "ftol=nan is invalid"),
-])
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("gtol", -1.0, "gtol=-1.0 is out of range"),
+        ("c1", 0.0, "c1=0.0 is out of range"),
+        ("c2", 1.0, "c2=1.0 is out of range"),
+        ("c1", 0.95, "expected c1 < c2"),
+        ("max_iter", 2.5, "max_iter=2.5 is invalid"),
+        ("max_ls", 0, "max_ls=0 is out of range"),
+        ("ftol", math.nan, "ftol=nan is invalid"),
+    ],
+)
 @pytest.mark.parametrize("method", METHODS)
 def test_invalid_options_raise_value_error(method, option, value, message):
     problem = secondorder.Rosenbrock(2)

@@ -40,8 +40,13 @@ PROBLEMS = {
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.sampled_from(list(PROBLEMS)), st.sampled_from([torch.float32, torch.float64]),
-       st.integers(0, 2**16), st.floats(1e-3, 30.0), st.integers(1, 25))
+@given(
+    st.sampled_from(list(PROBLEMS)),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(0, 2**16),
+    st.floats(1e-3, 30.0),
+    st.integers(1, 25),
+)
 def test_matches_torch_strong_wolfe_bit_for_bit(name, dtype, seed, t0, max_ls):
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(4, generator=generator, dtype=dtype)
@@ -95,8 +100,10 @@ def numpy_phi(f, x: np.ndarray, d: np.ndarray):
 def test_returned_step_satisfies_strong_wolfe(curvature, quartic, t0):
     # A smooth function bounded below along the line: the search must meet both conditions.
     def f(x):
-        return (0.5 * curvature * x @ x + 0.1 * quartic**2 * (x @ x) ** 2 + x.sum(),
-                curvature * x + 0.4 * quartic**2 * (x @ x) * x + 1.0)
+        return (
+            0.5 * curvature * x @ x + 0.1 * quartic**2 * (x @ x) ** 2 + x.sum(),
+            curvature * x + 0.4 * quartic**2 * (x @ x) * x + 1.0,
+        )
 
     x = np.array([1.0, -2.0])
     f0, g0 = f(x)

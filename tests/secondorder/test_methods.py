@@ -31,8 +31,7 @@ def random_spd(draw, dimension: int, log_condition: float) -> np.ndarray:
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dimension, dimension)))
-    eigenvalues = np.geomspace(1.0, 10.0**log_condition, dimension) * draw(
-        st.floats(1e-2, 1e2))
+    eigenvalues = np.geomspace(1.0, 10.0**log_condition, dimension) * draw(st.floats(1e-2, 1e2))
     matrix = (basis * eigenvalues) @ basis.T
     return 0.5 * (matrix + matrix.T)
 
@@ -43,7 +42,8 @@ def quadratics(draw, max_dimension: int = 8, max_log_condition: float = 6.0):
     matrix = random_spd(draw, dimension, draw(st.floats(0.0, max_log_condition)))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     return secondorder.Quadratic(matrix, rng.standard_normal(dimension)), rng.standard_normal(
-        dimension) * draw(st.floats(0.1, 10.0))
+        dimension
+    ) * draw(st.floats(0.1, 10.0))
 
 
 # -- against SciPy ----------------------------------------------------------------------------
@@ -130,8 +130,9 @@ def test_newton_solves_a_quadratic_in_one_step(case):
     condition = np.linalg.cond(problem.A)
     assert result.nit == 1
     assert result.history.step[1] == 1.0
-    np.testing.assert_allclose(result.x, solution,
-                               atol=1e-10 * condition * (1 + np.abs(solution).max()))
+    np.testing.assert_allclose(
+        result.x, solution, atol=1e-10 * condition * (1 + np.abs(solution).max())
+    )
     assert result.extras["damped_steps"] == 0
 
 
@@ -151,8 +152,11 @@ def test_newton_converges_quadratically_on_rosenbrock():
     problem = secondorder.Rosenbrock(2)
     result = secondorder.newton(problem, problem.start(), gtol=0.0)
     errors = [np.linalg.norm(x - 1.0) for x in result.history.x]
-    ratios = [errors[k + 1] / errors[k] ** 2 for k in range(len(errors) - 1)
-              if errors[k] < 0.5 and errors[k + 1] > 1e-14]
+    ratios = [
+        errors[k + 1] / errors[k] ** 2
+        for k in range(len(errors) - 1)
+        if errors[k] < 0.5 and errors[k + 1] > 1e-14
+    ]
     assert len(ratios) >= 4
     # e_{k+1} <= C e_k^2 with a modest C (about |H^-1| times the third derivative).
     assert max(ratios) < 50.0
@@ -165,8 +169,9 @@ def test_newton_converges_quadratically_on_digits(digits_solution):
     errors = [np.linalg.norm(x - solution.x) for x in result.history.x]
     # The reference minimizer is itself accurate to about 1e-9, so an error below 1e-7 is
     # mostly the reference's: a ratio taken there measures the reference, not Newton.
-    ratios = [errors[k + 1] / errors[k] ** 2 for k in range(len(errors) - 1)
-              if errors[k + 1] > 1e-7]
+    ratios = [
+        errors[k + 1] / errors[k] ** 2 for k in range(len(errors) - 1) if errors[k + 1] > 1e-7
+    ]
     assert len(ratios) >= 4
     assert max(ratios) < 1.0
     assert errors[-1] < 1e-8
@@ -200,8 +205,9 @@ def test_damped_step_is_newton_when_definite_and_descends_otherwise(dimension, s
     grad = rng.standard_normal(dimension)
     step, tau = secondorder.damped_newton_step(matrix, grad)
     if eigenvalues.min() > 1e-8 and tau == 0:
-        np.testing.assert_allclose(matrix @ step, -grad, atol=1e-8 * np.abs(grad).max()
-                                   / eigenvalues.min())
+        np.testing.assert_allclose(
+            matrix @ step, -grad, atol=1e-8 * np.abs(grad).max() / eigenvalues.min()
+        )
     shifted = np.linalg.eigvalsh(0.5 * (matrix + matrix.T) + tau * np.eye(dimension))
     assert shifted.min() > 0
     assert grad @ step < 0
@@ -230,8 +236,9 @@ def test_two_loop_equals_the_dense_bfgs_matrix(dimension, pairs, seed):
     grad = rng.standard_normal(dimension)
     rhos = [1.0 / (y @ s) for s, y in zip(steps, diffs, strict=True)]
     direction = two_loop(grad, steps, diffs, rhos, gamma)
-    np.testing.assert_allclose(direction, -dense.inverse_hessian @ grad, rtol=1e-9,
-                               atol=1e-9 * np.abs(direction).max())
+    np.testing.assert_allclose(
+        direction, -dense.inverse_hessian @ grad, rtol=1e-9, atol=1e-9 * np.abs(direction).max()
+    )
 
 
 def test_history_records_every_iterate():

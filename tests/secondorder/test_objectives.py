@@ -38,14 +38,16 @@ def finite_difference_check(problem, w: np.ndarray, step: float = 1e-6) -> None:
         v = rng.standard_normal(len(w))
         plus, minus = (problem.value_and_grad(w + s * step * v) for s in (1, -1))
         assert (plus[0] - minus[0]) / (2 * step) == pytest.approx(grad @ v, rel=1e-6, abs=1e-8)
-        np.testing.assert_allclose((plus[1] - minus[1]) / (2 * step), hessian @ v,
-                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            (plus[1] - minus[1]) / (2 * step), hessian @ v, rtol=1e-5, atol=1e-7
+        )
 
 
 def test_logistic_regression_derivatives():
     rng = np.random.default_rng(0)
     problem = secondorder.LogisticRegression.from_data(
-        rng.standard_normal((40, 5)), rng.integers(0, 3, 40), l2=0.1)
+        rng.standard_normal((40, 5)), rng.integers(0, 3, 40), l2=0.1
+    )
     finite_difference_check(problem, 0.5 * rng.standard_normal(problem.dimension))
 
 
@@ -75,10 +77,14 @@ def test_adapters_accept_lab_style_objects_callables_and_torch_functions():
         shifted = x - torch.as_tensor(target)
         return 0.5 * shifted @ torch.as_tensor(matrix) @ shifted
 
-    for problem, hess in [(LabStyle(), lambda x: matrix), (fun, lambda x: matrix),
-                          (secondorder.TorchObjective(torch_fn), None)]:
+    for problem, hess in [
+        (LabStyle(), lambda x: matrix),
+        (fun, lambda x: matrix),
+        (secondorder.TorchObjective(torch_fn), None),
+    ]:
         for method in ("newton", "bfgs", "lbfgs"):
-            result = secondorder.minimize(secondorder.as_objective(problem, hess=hess),
-                                          np.zeros(2), method, gtol=1e-10)
+            result = secondorder.minimize(
+                secondorder.as_objective(problem, hess=hess), np.zeros(2), method, gtol=1e-10
+            )
             assert result.success, (method, result.message)
             np.testing.assert_allclose(result.x, target, atol=1e-9)

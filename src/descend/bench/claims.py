@@ -48,23 +48,30 @@ def _step_back(study: optuna.Study, trial: optuna.Trial) -> None:
 
 
 def _is_surplus(study: optuna.Study, trial: optuna.Trial, budget: int) -> bool:
-    ahead = [other for other in study.get_trials(
-        deepcopy=False, states=(*storage_layer.FINISHED, TrialState.RUNNING))
-        if other.number < trial.number]
+    ahead = [
+        other
+        for other in study.get_trials(
+            deepcopy=False, states=(*storage_layer.FINISHED, TrialState.RUNNING)
+        )
+        if other.number < trial.number
+    ]
     return len(ahead) >= budget
 
 
-def claim_tuning_trial(pair: StudyPair, config: BenchConfig, budget: int,
-                       storage: optuna.storages.RDBStorage) -> Claim | None:
+def claim_tuning_trial(
+    pair: StudyPair, config: BenchConfig, budget: int, storage: optuna.storages.RDBStorage
+) -> Claim | None:
     """Ask the sampler for the next tuning trial and claim it; ``None`` when the budget was
     full by the time it was claimed."""
     study = pair.tune
-    taken = len(study.get_trials(deepcopy=False,
-                                 states=(*storage_layer.FINISHED, TrialState.RUNNING)))
+    taken = len(
+        study.get_trials(deepcopy=False, states=(*storage_layer.FINISHED, TrialState.RUNNING))
+    )
     # The sampler knows how many trials came before, so the coarse-to-fine plan goes on
     # where other workers or an earlier run left it.
-    study.sampler = make_sampler(config.sampler, config.sampler_seed, budget, taken,
-                                 pair.contender.space)
+    study.sampler = make_sampler(
+        config.sampler, config.sampler_seed, budget, taken, pair.contender.space
+    )
     trial = ask(study)
     trial_id = storage_layer.claim(trial, study, storage)
     if _is_surplus(study, trial, budget):
@@ -73,8 +80,9 @@ def claim_tuning_trial(pair: StudyPair, config: BenchConfig, budget: int,
     return Claim(trial, trial_id)
 
 
-def claim_seed_run(pair: StudyPair, params: dict, wanted: set[int],
-                   storage: optuna.storages.RDBStorage) -> Claim | None:
+def claim_seed_run(
+    pair: StudyPair, params: dict, wanted: set[int], storage: optuna.storages.RDBStorage
+) -> Claim | None:
     """Claim a seed run of setting ``params``: the lowest seed of ``wanted`` no earlier trial
     has taken; ``None`` when none was left by the time it was claimed."""
     study = pair.seeds
@@ -82,9 +90,11 @@ def claim_seed_run(pair: StudyPair, params: dict, wanted: set[int],
     trial_id = storage_layer.claim(trial, study, storage)
     trial.set_user_attr("params_key", params_key(params))
     trial.set_user_attr("params", params)
-    taken = {other.user_attrs.get("seed") for other in seed_trials(
-        study, params, (TrialState.COMPLETE, TrialState.RUNNING))
-        if other.number < trial.number}
+    taken = {
+        other.user_attrs.get("seed")
+        for other in seed_trials(study, params, (TrialState.COMPLETE, TrialState.RUNNING))
+        if other.number < trial.number
+    }
     missing = sorted(wanted - taken)
     if not missing:
         _step_back(study, trial)

@@ -56,8 +56,9 @@ class BenchConfig:
         if self.pruner not in PRUNERS:
             raise unknown_name("pruner", self.pruner, PRUNERS)
         if not self.study or ":" in self.study:
-            raise ValueError(f"study name {self.study!r} is invalid: expected a non-empty name "
-                             "without ':'")
+            raise ValueError(
+                f"study name {self.study!r} is invalid: expected a non-empty name without ':'"
+            )
 
 
 class Reporter:

@@ -71,8 +71,9 @@ class BenchContender:
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec.optimizer, OptimizerSpec):
-            raise ValueError(f"{self.spec.optimizer.text!r} cannot be benchmarked: it is not a "
-                             "torch optimizer")
+            raise ValueError(
+                f"{self.spec.optimizer.text!r} cannot be benchmarked: it is not a torch optimizer"
+            )
 
     @property
     def label(self) -> str:
@@ -99,9 +100,12 @@ class BenchContender:
         return self.optimizer.with_arguments(**params) if params else self.optimizer
 
 
-def make_contender(optimizer: str | OptimizerSpec, schedule: str = "constant",
-                   lr_range: tuple[float, float] | None = None,
-                   tune: Sequence[str | Dimension] = ()) -> BenchContender:
+def make_contender(
+    optimizer: str | OptimizerSpec,
+    schedule: str = "constant",
+    lr_range: tuple[float, float] | None = None,
+    tune: Sequence[str | Dimension] = (),
+) -> BenchContender:
     """A contender from spec texts, checking every part before anything runs.
 
     The learning rate is tuned unless the spec fixes it (``adam:lr=1e-3``); ``tune`` adds
@@ -116,8 +120,9 @@ def make_contender(optimizer: str | OptimizerSpec, schedule: str = "constant",
     for item in tune:
         dimension = parse_dimension(item) if isinstance(item, str) else item
         if dimension.name in spec.arguments:
-            raise ValueError(f"{dimension.name} is both fixed in spec {spec.text!r} and tuned; "
-                             "drop one")
+            raise ValueError(
+                f"{dimension.name} is both fixed in spec {spec.text!r} and tuned; drop one"
+            )
         space.append(dimension)
     names = [dimension.name for dimension in space]
     if len(set(names)) != len(names):

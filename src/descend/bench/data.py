@@ -22,8 +22,9 @@ class TensorData:
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int) -> None:
         if len(inputs) != len(targets):
-            raise ValueError(f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in "
-                             "length")
+            raise ValueError(
+                f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in length"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} is invalid: expected >= 1")
         self.inputs, self.targets, self.batch_size = inputs, targets, batch_size
@@ -34,10 +35,13 @@ class TensorData:
     def batches(self, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Mini-batches in a random order (``generator`` given) or in order (``None``)."""
         count = len(self.inputs)
-        order = (torch.randperm(count, generator=generator) if generator is not None
-                 else torch.arange(count))
+        order = (
+            torch.randperm(count, generator=generator)
+            if generator is not None
+            else torch.arange(count)
+        )
         for start in range(0, count, self.batch_size):
-            index = order[start:start + self.batch_size]
+            index = order[start : start + self.batch_size]
             yield self.inputs[index], self.targets[index]
 
     def with_batch_size(self, batch_size: int) -> TensorData:
@@ -68,8 +72,9 @@ class LoaderData:
 Data = TensorData | LoaderData
 
 
-def _split_indices(labels: np.ndarray, fractions: tuple[float, float], seed: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _split_indices(
+    labels: np.ndarray, fractions: tuple[float, float], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A fixed stratified train/validation/test split of ``labels``' indices."""
     rng = np.random.default_rng(seed)
     train, val, test = [], [], []
@@ -78,8 +83,8 @@ def _split_indices(labels: np.ndarray, fractions: tuple[float, float], seed: int
         n_train = int(round(fractions[0] * len(index)))
         n_val = int(round(fractions[1] * len(index)))
         train.append(index[:n_train])
-        val.append(index[n_train:n_train + n_val])
-        test.append(index[n_train + n_val:])
+        val.append(index[n_train : n_train + n_val])
+        test.append(index[n_train + n_val :])
     return tuple(np.sort(np.concatenate(part)) for part in (train, val, test))
 
 
@@ -89,14 +94,21 @@ def digits_arrays() -> dict[str, np.ndarray]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as error:
-        raise ValueError("the digits tasks need scikit-learn: pip install 'descend[bench]'"
-                         ) from error
+        raise ValueError(
+            "the digits tasks need scikit-learn: pip install 'descend[bench]'"
+        ) from error
     digits = load_digits()
     inputs = (digits.data / 16.0).astype(np.float32)
     labels = digits.target.astype(np.int64)
     train, val, test = _split_indices(labels, (0.6, 0.2), seed=0)
-    return {"x_train": inputs[train], "y_train": labels[train], "x_val": inputs[val],
-            "y_val": labels[val], "x_test": inputs[test], "y_test": labels[test]}
+    return {
+        "x_train": inputs[train],
+        "y_train": labels[train],
+        "x_val": inputs[val],
+        "y_val": labels[val],
+        "x_test": inputs[test],
+        "y_test": labels[test],
+    }
 
 
 @lru_cache(maxsize=1)
@@ -109,8 +121,9 @@ def mnist1d_arrays() -> dict[str, np.ndarray]:
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError as error:
-        raise ValueError("the MNIST-1D tasks need the mnist1d package: "
-                         "pip install 'descend[bench]'") from error
+        raise ValueError(
+            "the MNIST-1D tasks need the mnist1d package: pip install 'descend[bench]'"
+        ) from error
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
         data = make_dataset(get_dataset_args())
@@ -119,16 +132,24 @@ def mnist1d_arrays() -> dict[str, np.ndarray]:
         random.setstate(python_state)
     x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
     held_out = 500
-    return {"x_train": x[:-held_out], "y_train": y[:-held_out], "x_val": x[-held_out:],
-            "y_val": y[-held_out:], "x_test": data["x_test"].astype(np.float32),
-            "y_test": data["y_test"].astype(np.int64)}
+    return {
+        "x_train": x[:-held_out],
+        "y_train": y[:-held_out],
+        "x_val": x[-held_out:],
+        "y_val": y[-held_out:],
+        "x_test": data["x_test"].astype(np.float32),
+        "y_test": data["y_test"].astype(np.int64),
+    }
 
 
-def tensor_splits(arrays: dict[str, np.ndarray], batch_size: int, eval_batch: int = 1000
-                  ) -> tuple[TensorData, TensorData, TensorData]:
+def tensor_splits(
+    arrays: dict[str, np.ndarray], batch_size: int, eval_batch: int = 1000
+) -> tuple[TensorData, TensorData, TensorData]:
     """Train, validation and test splits of ``arrays`` (``x_train``, ``y_train``, ...)."""
+
     def split(name: str, size: int) -> TensorData:
-        return TensorData(torch.from_numpy(arrays[f"x_{name}"]),
-                          torch.from_numpy(arrays[f"y_{name}"]), size)
+        return TensorData(
+            torch.from_numpy(arrays[f"x_{name}"]), torch.from_numpy(arrays[f"y_{name}"]), size
+        )
 
     return split("train", batch_size), split("val", eval_batch), split("test", eval_batch)

@@ -91,8 +91,9 @@ def suggest_lrs(lrs: Sequence[float], losses: Sequence[float]) -> LRSuggestions:
     """Steepest, valley and minimum/10 readings of ``losses`` (already smoothed) against
     increasing learning rates ``lrs``."""
     if len(lrs) != len(losses) or len(lrs) < 3:
-        raise ValueError(f"expected at least 3 rates and as many losses, got {len(lrs)} and "
-                         f"{len(losses)}")
+        raise ValueError(
+            f"expected at least 3 rates and as many losses, got {len(lrs)} and {len(losses)}"
+        )
     rates = np.asarray(lrs, dtype=float)
     values = np.asarray(losses, dtype=float)
     if not (np.all(rates > 0) and np.all(np.diff(rates) > 0)):
@@ -105,7 +106,7 @@ def suggest_lrs(lrs: Sequence[float], losses: Sequence[float]) -> LRSuggestions:
         index = int(np.argmin(falling))  # the slope between points index and index + 1
         steepest = math.sqrt(rates[index] * rates[index + 1])
     fall = values[0] - values[lowest]
-    before = np.flatnonzero(values[:lowest + 1] > values[0] - VALLEY_START * fall)
+    before = np.flatnonzero(values[: lowest + 1] > values[0] - VALLEY_START * fall)
     start = int(before[-1]) if len(before) else 0
     valley = math.sqrt(rates[start] * rates[lowest])
     return LRSuggestions(steepest, valley, float(rates[lowest]) / 10)
@@ -140,9 +141,15 @@ class LRFindResult:
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
-        return {"lrs": self.lrs, "losses": self.losses, "smoothed": self.smoothed,
-                "suggestions": self.suggestions.to_dict(), "suggestion": self.suggestion,
-                "raw_min_lr": self.raw_min_lr, "stopped_early": self.stopped_early}
+        return {
+            "lrs": self.lrs,
+            "losses": self.losses,
+            "smoothed": self.smoothed,
+            "suggestions": self.suggestions.to_dict(),
+            "suggestion": self.suggestion,
+            "raw_min_lr": self.raw_min_lr,
+            "stopped_early": self.stopped_early,
+        }
 
     def figure(self, title: str = "learning-rate range test") -> Figure:
         """The loss against the rate, raw and smoothed, every value inside the axes, with the
@@ -155,9 +162,11 @@ class LRFindResult:
         figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
         axis.plot(self.lrs, self.losses, color="0.6", lw=0.8, label="mini-batch loss")
         axis.plot(self.lrs, self.smoothed, color="C0", lw=1.6, label="smoothed")
-        marks = [("valley (suggested)", self.suggestions.valley, "o", "C2"),
-                 ("steepest", self.suggestions.steepest, "v", "C1"),
-                 ("minimum / 10", self.suggestions.minimum, "s", "C3")]
+        marks = [
+            ("valley (suggested)", self.suggestions.valley, "o", "C2"),
+            ("steepest", self.suggestions.steepest, "v", "C1"),
+            ("minimum / 10", self.suggestions.minimum, "s", "C3"),
+        ]
         for name, lr, marker, color in marks:
             if lr is None:
                 continue
@@ -196,17 +205,24 @@ def _cycle(batches: Callable[[], Iterable[Batch]]) -> Iterator[Batch]:
 def check_range(start_lr: float, end_lr: float, steps: int) -> None:
     """Raise ``ValueError`` unless ``0 < start_lr < end_lr`` (finite) and ``steps >= 5``."""
     if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
-        raise ValueError(f"start_lr={start_lr!r}, end_lr={end_lr!r} are invalid: expected "
-                         "0 < start_lr < end_lr")
+        raise ValueError(
+            f"start_lr={start_lr!r}, end_lr={end_lr!r} are invalid: expected 0 < start_lr < end_lr"
+        )
     if steps < 5:
         raise ValueError(f"steps={steps!r} is invalid: expected >= 5")
 
 
-def lr_range_test(model: nn.Module, batches: Callable[[], Iterable[Batch]],
-                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                  optimizer: str | OptimizerSpec = "sgd", start_lr: float = 1e-7,
-                  end_lr: float = 10.0, steps: int = 100, smoothing: float = SMOOTHING,
-                  diverge_factor: float = 4.0) -> LRFindResult:
+def lr_range_test(
+    model: nn.Module,
+    batches: Callable[[], Iterable[Batch]],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: str | OptimizerSpec = "sgd",
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    smoothing: float = SMOOTHING,
+    diverge_factor: float = 4.0,
+) -> LRFindResult:
     """Run the range test on ``model`` (trained in place: pass a fresh one).
 
     ``batches()`` returns an iterable of ``(inputs, targets)`` and is called again whenever it
@@ -247,15 +263,23 @@ def lr_range_test(model: nn.Module, batches: Callable[[], Iterable[Batch]],
             stopped = True
             break
     if len(lrs) < 3:
-        raise ValueError(f"the loss blew up within {len(lrs)} steps of start_lr={start_lr:g}; "
-                         "lower start_lr")
+        raise ValueError(
+            f"the loss blew up within {len(lrs)} steps of start_lr={start_lr:g}; lower start_lr"
+        )
     smoothed = smooth(losses, smoothing)
     return LRFindResult(lrs, losses, smoothed, suggest_lrs(lrs, smoothed), stopped)
 
 
-def lr_find(task: Task, optimizer: str | OptimizerSpec = "sgd", start_lr: float = 1e-7,
-            end_lr: float = 10.0, steps: int = 100, seed: int = 0, smoothing: float = SMOOTHING,
-            diverge_factor: float = 4.0) -> LRFindResult:
+def lr_find(
+    task: Task,
+    optimizer: str | OptimizerSpec = "sgd",
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 100,
+    seed: int = 0,
+    smoothing: float = SMOOTHING,
+    diverge_factor: float = 4.0,
+) -> LRFindResult:
     """The learning-rate range test on a fresh model of ``task`` (built-in or
     :meth:`Task.custom`), with suggested rates.
 
@@ -274,5 +298,14 @@ def lr_find(task: Task, optimizer: str | OptimizerSpec = "sgd", start_lr: float 
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = task.model_factory()
-    return lr_range_test(model, lambda: task.train.batches(generator), task.loss, optimizer,
-                         start_lr, end_lr, steps, smoothing, diverge_factor)
+    return lr_range_test(
+        model,
+        lambda: task.train.batches(generator),
+        task.loss,
+        optimizer,
+        start_lr,
+        end_lr,
+        steps,
+        smoothing,
+        diverge_factor,
+    )

@@ -39,8 +39,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
 
 
-def performance_profile(times: Mapping[str, Mapping[str, float]], taus: Sequence[float]
-                        ) -> dict[str, list[float]]:
+def performance_profile(
+    times: Mapping[str, Mapping[str, float]], taus: Sequence[float]
+) -> dict[str, list[float]]:
     """AlgoPerf-style performance profiles.
 
     ``times[task][contender]`` is the time to reach the task's target (``inf`` if never). For
@@ -70,8 +71,11 @@ def curves(runs: Sequence[RunResult], key: str) -> tuple[np.ndarray, np.ndarray,
     length = max((len(run.history) for run in runs), default=0)
     epochs, means, stds = [], [], []
     for index in range(length):
-        values = [getattr(run.history[index], key) for run in runs
-                  if index < len(run.history) and getattr(run.history[index], key) is not None]
+        values = [
+            getattr(run.history[index], key)
+            for run in runs
+            if index < len(run.history) and getattr(run.history[index], key) is not None
+        ]
         if values:
             epochs.append(index + 1)
             means.append(float(np.mean(values)))

@@ -53,18 +53,25 @@ def params_key(params: dict[str, float]) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def seed_trials(study: optuna.Study, params: dict, states: Sequence[TrialState]
-                ) -> list[FrozenTrial]:
+def seed_trials(
+    study: optuna.Study, params: dict, states: Sequence[TrialState]
+) -> list[FrozenTrial]:
     """The seed runs of setting ``params`` in ``states``."""
     key = params_key(params)
-    return [trial for trial in study.get_trials(deepcopy=False, states=tuple(states))
-            if trial.user_attrs.get("params_key") == key]
+    return [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=tuple(states))
+        if trial.user_attrs.get("params_key") == key
+    ]
 
 
 def seeds_done(study: optuna.Study, params: dict) -> set[int]:
     """The seeds whose run of setting ``params`` completed."""
-    return {trial.user_attrs["seed"] for trial in seed_trials(
-        study, params, (TrialState.COMPLETE,)) if "seed" in trial.user_attrs}
+    return {
+        trial.user_attrs["seed"]
+        for trial in seed_trials(study, params, (TrialState.COMPLETE,))
+        if "seed" in trial.user_attrs
+    }
 
 
 def best_trial(pair: StudyPair, config: BenchConfig) -> tuple[dict, float | None] | None:
@@ -75,9 +82,11 @@ def best_trial(pair: StudyPair, config: BenchConfig) -> tuple[dict, float | None
     """
     if not tuning_budget(pair.contender, config):
         return {}, None
-    complete = [(trial.value, trial) for trial in pair.tune.get_trials(
-        deepcopy=False, states=(TrialState.COMPLETE,))
-        if trial.value is not None and math.isfinite(trial.value)]
+    complete = [
+        (trial.value, trial)
+        for trial in pair.tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if trial.value is not None and math.isfinite(trial.value)
+    ]
     if not complete:
         return None
     sign = -1.0 if pair.task.higher_is_better else 1.0
@@ -111,16 +120,19 @@ def tuning_gap(pair: StudyPair, budget: int, storage: optuna.storages.RDBStorage
     return Gap(RUN)
 
 
-def seeds_gap(pair: StudyPair, params: dict, wanted: set[int],
-              storage: optuna.storages.RDBStorage) -> Gap:
+def seeds_gap(
+    pair: StudyPair, params: dict, wanted: set[int], storage: optuna.storages.RDBStorage
+) -> Gap:
     """What the seed reruns of setting ``params`` miss now, once trials of dead workers are
     reclaimed."""
     storage_layer.reclaim_stale(pair.seeds, storage)
     done = seeds_done(pair.seeds, params)
     if wanted <= done:
         return Gap(DONE)
-    running = {trial.user_attrs.get("seed") for trial in seed_trials(
-        pair.seeds, params, (TrialState.RUNNING,))}
+    running = {
+        trial.user_attrs.get("seed")
+        for trial in seed_trials(pair.seeds, params, (TrialState.RUNNING,))
+    }
     if wanted <= done | running:
         return Gap(WAIT, "seed runs")
     return Gap(RUN)

@@ -70,8 +70,17 @@ from descend.bench.trial import TUNING_SEED, run_seed_run, run_tuning_trial
 from descend.specs import OptimizerSpec
 
 __all__ = [
-    "PROTOCOL_VERSION", "TUNING_SEED", "Bench", "BenchConfig", "BenchContender", "Reporter",
-    "build_schedule", "make_contender", "run_bench", "schedule_defaults", "schedule_over",
+    "PROTOCOL_VERSION",
+    "TUNING_SEED",
+    "Bench",
+    "BenchConfig",
+    "BenchContender",
+    "Reporter",
+    "build_schedule",
+    "make_contender",
+    "run_bench",
+    "schedule_defaults",
+    "schedule_over",
     "write_outputs",
 ]
 
@@ -85,8 +94,12 @@ class Bench:
     finished trial back from the storage.
     """
 
-    def __init__(self, tasks: Sequence[Task], contenders: Sequence[BenchContender],
-                 config: BenchConfig | None = None) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        contenders: Sequence[BenchContender],
+        config: BenchConfig | None = None,
+    ) -> None:
         self.config = config or BenchConfig()
         if not tasks:
             raise ValueError("no tasks given")
@@ -112,14 +125,17 @@ class Bench:
             for contender in self.contenders:
                 for phase in PHASES:
                     self.studies[task.name, contender.label, phase] = open_study(
-                        self.storage, self.config, self.display_url, task, contender, phase)
+                        self.storage, self.config, self.display_url, task, contender, phase
+                    )
         #: Every task and contender with its two studies, in the order they run.
-        self.pairs = [self._pair(task, contender)
-                      for task in self.tasks for contender in self.contenders]
+        self.pairs = [
+            self._pair(task, contender) for task in self.tasks for contender in self.contenders
+        ]
 
     @classmethod
-    def from_storage(cls, storage: str, study: str, out: Path = Path("bench-out"),
-                     **task_options: Any) -> Bench:
+    def from_storage(
+        cls, storage: str, study: str, out: Path = Path("bench-out"), **task_options: Any
+    ) -> Bench:
         """The benchmark that workers ran under ``study`` in ``storage``, to read results back.
 
         Tasks and contenders are rebuilt from what the workers recorded in each study, so any
@@ -130,15 +146,18 @@ class Bench:
         return cls(recorded.tasks, recorded.contenders, recorded.config)
 
     def _pair(self, task: Task, contender: BenchContender) -> StudyPair:
-        return StudyPair(task, contender, self.studies[task.name, contender.label, "tune"],
-                         self.studies[task.name, contender.label, "seeds"])
+        return StudyPair(
+            task,
+            contender,
+            self.studies[task.name, contender.label, "tune"],
+            self.studies[task.name, contender.label, "seeds"],
+        )
 
     def study_name(self, task: Task, contender: BenchContender, phase: str) -> str:
         """The Optuna study name of one task, contender and phase."""
         return study_name(self.config.study, task, contender, phase)
 
-    def best_trial(self, task: Task, contender: BenchContender
-                   ) -> tuple[dict, float | None] | None:
+    def best_trial(self, task: Task, contender: BenchContender) -> tuple[dict, float | None] | None:
         """The best finished tuning trial's params and value (see
         :func:`descend.bench.planning.best_trial`)."""
         return best_trial(self._pair(task, contender), self.config)
@@ -176,8 +195,10 @@ class Bench:
                 run_seed_run(pair, claim, params, self.storage, reporter)
 
     def _wait(self, pair: StudyPair, gap: Gap, reporter: Reporter) -> None:
-        reporter.waiting(f"{pair.task.name} {pair.contender.label}: waiting for "
-                         f"{gap.waiting_for} of other workers")
+        reporter.waiting(
+            f"{pair.task.name} {pair.contender.label}: waiting for "
+            f"{gap.waiting_for} of other workers"
+        )
         time.sleep(self.config.poll_seconds)
 
     def results(self) -> list[ContenderResult]:
@@ -185,11 +206,16 @@ class Bench:
         return collect_results(self.pairs, self.config)
 
 
-def run_bench(tasks: Sequence[Task], optimizers: Sequence[str | OptimizerSpec],
-              schedules: Sequence[str] = ("constant",), config: BenchConfig | None = None,
-              lr_range: tuple[float, float] | None = None, tune: Sequence[str] = (),
-              reporter: Reporter | None = None, report: bool = True
-              ) -> tuple[list[ContenderResult], list[dict[str, Any]]]:
+def run_bench(
+    tasks: Sequence[Task],
+    optimizers: Sequence[str | OptimizerSpec],
+    schedules: Sequence[str] = ("constant",),
+    config: BenchConfig | None = None,
+    lr_range: tuple[float, float] | None = None,
+    tune: Sequence[str] = (),
+    reporter: Reporter | None = None,
+    report: bool = True,
+) -> tuple[list[ContenderResult], list[dict[str, Any]]]:
     """Race optimizers on tasks (registered or :meth:`Task.custom`) and return the results.
 
     Every optimizer is crossed with every schedule. Writes ``results.json`` and, with
@@ -197,15 +223,19 @@ def run_bench(tasks: Sequence[Task], optimizers: Sequence[str | OptimizerSpec],
     summary rows (see :func:`summarize`).
     """
     config = config or BenchConfig()
-    contenders = [make_contender(optimizer, schedule, lr_range, tune)
-                  for optimizer in optimizers for schedule in schedules]
+    contenders = [
+        make_contender(optimizer, schedule, lr_range, tune)
+        for optimizer in optimizers
+        for schedule in schedules
+    ]
     bench = Bench(tasks, contenders, config)
     results = bench.run(reporter)
     return results, write_outputs(bench, results, report)
 
 
-def write_outputs(bench: Bench, results: list[ContenderResult], report: bool = True
-                  ) -> list[dict[str, Any]]:
+def write_outputs(
+    bench: Bench, results: list[ContenderResult], report: bool = True
+) -> list[dict[str, Any]]:
     """Write ``results.json`` (and ``report.html``) to the output folder; return the summary
     rows (see :func:`descend.bench.results.summary_rows`)."""
     return write_files(bench.config.out, bench.tasks, bench.display_url, results, report)

@@ -59,8 +59,7 @@ def _learning_curves(task: Task, results: list[ContenderResult], colors: dict) -
     keys = [("train_loss", "train loss"), ("val_loss", "validation loss")]
     if accuracy:
         keys += [("train_accuracy", "train accuracy"), ("val_accuracy", "validation accuracy")]
-    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6),
-                                layout="constrained")
+    figure, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), layout="constrained")
     for axis, (key, title) in zip(np.atleast_1d(axes), keys, strict=True):
         for result in results:
             runs = list(result.seed_runs.values())
@@ -86,18 +85,23 @@ def _sensitivity(task: Task, results: list[ContenderResult], colors: dict) -> st
     figure, axis = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
     floor = 0.0 if task.higher_is_better else None
     for result in results:
-        points = [(trial["params"]["lr"], trial["last_score"], trial)
-                  for trial in result.trials if "lr" in trial["params"]]
+        points = [
+            (trial["params"]["lr"], trial["last_score"], trial)
+            for trial in result.trials
+            if "lr" in trial["params"]
+        ]
         if not points:
             continue
         points.sort(key=lambda point: point[0])
         color = colors[result.label]
-        finished = [(lr, value) for lr, value, trial in points
-                    if trial["state"] == "complete"]
+        finished = [(lr, value) for lr, value, trial in points if trial["state"] == "complete"]
         if finished:
             axis.plot(*zip(*finished, strict=True), "o-", color=color, label=result.label)
-        pruned = [(lr, value) for lr, value, trial in points
-                  if trial["state"] == "pruned" and not trial["diverged"] and value is not None]
+        pruned = [
+            (lr, value)
+            for lr, value, trial in points
+            if trial["state"] == "pruned" and not trial["diverged"] and value is not None
+        ]
         if pruned:
             axis.plot(*zip(*pruned, strict=True), "o", mfc="none", color=color)
         diverged = [lr for lr, _, trial in points if trial["diverged"]]
@@ -110,8 +114,11 @@ def _sensitivity(task: Task, results: list[ContenderResult], colors: dict) -> st
         axis.set_yscale("log")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
-    axis.set_title(f"{task.name}: learning-rate sensitivity (filled: completed trials; hollow: "
-                   "pruned, at their last epoch; x: diverged)", fontsize=9)
+    axis.set_title(
+        f"{task.name}: learning-rate sensitivity (filled: completed trials; hollow: "
+        "pruned, at their last epoch; x: diverged)",
+        fontsize=9,
+    )
     return _figure_html(figure, f"learning-rate sensitivity on {task.name}")
 
 
@@ -121,15 +128,25 @@ def _ratios(task: Task, results: list[ContenderResult]) -> str:
         return ""
     columns = min(3, len(shown))
     rows = math.ceil(len(shown) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows),
-                                squeeze=False, sharey=True, layout="constrained")
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(4.2 * columns, 3.2 * rows),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
     for axis, result in zip(axes.flat, shown, strict=False):
         runs = list(result.seed_runs.values())
         layers = list(runs[0].history[0].update_ratio) if runs[0].history else []
         for layer in layers:
             length = max(len(run.history) for run in runs)
-            values = [np.mean([run.history[i].update_ratio[layer] for run in runs
-                               if i < len(run.history)]) for i in range(length)]
+            values = [
+                np.mean(
+                    [run.history[i].update_ratio[layer] for run in runs if i < len(run.history)]
+                )
+                for i in range(length)
+            ]
             axis.plot(range(1, length + 1), values, label=layer)
         axis.axhline(1e-3, color="k", ls=":", lw=1)
         axis.set_yscale("log")
@@ -137,10 +154,9 @@ def _ratios(task: Task, results: list[ContenderResult]) -> str:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=6)
-    for axis in list(axes.flat)[len(shown):]:
+    for axis in list(axes.flat)[len(shown) :]:
         axis.set_visible(False)
-    figure.suptitle(f"{task.name}: update/weight ratio per layer (dotted: the 1e-3 rule of "
-                    "thumb)")
+    figure.suptitle(f"{task.name}: update/weight ratio per layer (dotted: the 1e-3 rule of thumb)")
     return _figure_html(figure, f"update to weight ratios on {task.name}")
 
 
@@ -148,11 +164,12 @@ def _time_to_target(rows: list[dict], colors: dict) -> str:
     rows = [row for row in rows if row["target"] is not None]
     if not rows:
         return ""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5),
-                               layout="constrained")
+    figure, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 1.5), layout="constrained")
     names = [f"{row['task']}: {row['optimizer']}" for row in rows]
-    for axis, key, title in ((axes[0], "epochs_to_target", "epochs"),
-                             (axes[1], "seconds_to_target", "training seconds")):
+    for axis, key, title in (
+        (axes[0], "epochs_to_target", "epochs"),
+        (axes[1], "seconds_to_target", "training seconds"),
+    ):
         values = [row[key] for row in rows]
         finite = [value for value in values if math.isfinite(value)]
         cap = max(finite) * 1.15 if finite else 1.0
@@ -160,16 +177,30 @@ def _time_to_target(rows: list[dict], colors: dict) -> str:
             color = colors.get(row["optimizer"], "C0")
             if math.isfinite(value):
                 axis.barh(index, value, color=color)
-                disturbed = f" {DISTURBED}" if key == "seconds_to_target" and row[
-                    "timing_disturbed"] else ""
-                axis.text(value, index, f" {value:.3g} ({row['reached']}/{row['seeds']})"
-                          f"{disturbed}", va="center", fontsize=7)
+                disturbed = (
+                    f" {DISTURBED}"
+                    if key == "seconds_to_target" and row["timing_disturbed"]
+                    else ""
+                )
+                axis.text(
+                    value,
+                    index,
+                    f" {value:.3g} ({row['reached']}/{row['seeds']}){disturbed}",
+                    va="center",
+                    fontsize=7,
+                )
             else:
                 axis.barh(index, cap, color="none", edgecolor="0.6", hatch="//")
-                axis.text(0, index, f" not reached ({row['reached']}/{row['seeds']})",
-                          va="center", fontsize=7)
-        axis.set_yticks(range(len(rows)), names if axis is axes[0] else [""] * len(rows),
-                        fontsize=8)
+                axis.text(
+                    0,
+                    index,
+                    f" not reached ({row['reached']}/{row['seeds']})",
+                    va="center",
+                    fontsize=7,
+                )
+        axis.set_yticks(
+            range(len(rows)), names if axis is axes[0] else [""] * len(rows), fontsize=8
+        )
         axis.invert_yaxis()
         axis.set_xlabel(f"median {title} to the target over seeds")
         axis.grid(alpha=0.3, axis="x")
@@ -183,8 +214,10 @@ def _profiles(rows: list[dict], colors: dict) -> str:
         return ""
     taus = np.geomspace(1.0, 8.0, 200)
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
-    for axis, key, title in ((axes[0], "seconds_to_target", "training seconds"),
-                             (axes[1], "epochs_to_target", "epochs")):
+    for axis, key, title in (
+        (axes[0], "seconds_to_target", "training seconds"),
+        (axes[1], "epochs_to_target", "epochs"),
+    ):
         times: dict[str, dict[str, float]] = {}
         for row in rows:
             times.setdefault(row["task"], {})[row["optimizer"]] = row[key]
@@ -204,52 +237,82 @@ def _profiles(rows: list[dict], colors: dict) -> str:
 
 
 def _timing_warning(row: dict) -> str:
-    return (f"<p class='warning'>* {DISTURBED}: {html.escape(row['optimizer'])}: "
-            f"{html.escape('; '.join(row['timing']))}. Its seconds are not a property of the "
-            "optimizer; compare epochs to target.</p>")
+    return (
+        f"<p class='warning'>* {DISTURBED}: {html.escape(row['optimizer'])}: "
+        f"{html.escape('; '.join(row['timing']))}. Its seconds are not a property of the "
+        "optimizer; compare epochs to target.</p>"
+    )
 
 
-def write_report(path: Path, tasks: Sequence[Task], results: list[ContenderResult],
-                 rows: list[dict]) -> Path:
+def write_report(
+    path: Path, tasks: Sequence[Task], results: list[ContenderResult], rows: list[dict]
+) -> Path:
     """Write the HTML report to ``path`` and return it."""
     labels = list(dict.fromkeys(result.label for result in results))
     colors = _colors(labels)
-    parts = ["<h1>descend bench</h1>",
-             "<p class='note'>Each optimizer's hyperparameters were tuned with its own budget "
-             "of trials (seed 0, scored by the final validation score); the best setting was "
-             "then rerun with seeds 1..K. Test scores and times are over those reruns. Time "
-             "to target is the median over seeds of the first epoch whose validation score "
-             "reaches the task's target, in epochs (the primary figure) and in training "
-             "seconds, which exclude evaluation and depend on the machine's load: a run whose "
-             f"wall time is more than {WALL_OVER_CPU:g}x its CPU time, or whose time per step "
-             "differs more than "
-             f"{STEP_TIME_SPREAD:g}x the median of the task's runs, is marked "
-             f"&quot;{DISTURBED}&quot;.</p>"]
+    parts = [
+        "<h1>descend bench</h1>",
+        "<p class='note'>Each optimizer's hyperparameters were tuned with its own budget "
+        "of trials (seed 0, scored by the final validation score); the best setting was "
+        "then rerun with seeds 1..K. Test scores and times are over those reruns. Time "
+        "to target is the median over seeds of the first epoch whose validation score "
+        "reaches the task's target, in epochs (the primary figure) and in training "
+        "seconds, which exclude evaluation and depend on the machine's load: a run whose "
+        f"wall time is more than {WALL_OVER_CPU:g}x its CPU time, or whose time per step "
+        "differs more than "
+        f"{STEP_TIME_SPREAD:g}x the median of the task's runs, is marked "
+        f"&quot;{DISTURBED}&quot;.</p>",
+    ]
     for task in tasks:
         mine = [result for result in results if result.task == task.name]
         task_rows = [row for row in rows if row["task"] == task.name]
         unit = "accuracy, %" if task.metric == "accuracy" else "loss"
-        target = "none" if task.target is None else (
-            f"{task.target * 100:.1f}% validation accuracy" if task.metric == "accuracy"
-            else f"validation loss {task.target:g}")
-        parts.append(f"<h2>{html.escape(task.name)}</h2><p>{html.escape(task.description)}; "
-                     f"{task.epochs} epochs; target: {html.escape(target)}; scores in "
-                     f"{unit}.</p>")
-        parts.append(render_table(Table(
-            "", SUMMARY_HEADERS, [summary_cells(row, task.metric) for row in task_rows],
-            numeric=_SUMMARY_NUMERIC)))
+        target = (
+            "none"
+            if task.target is None
+            else (
+                f"{task.target * 100:.1f}% validation accuracy"
+                if task.metric == "accuracy"
+                else f"validation loss {task.target:g}"
+            )
+        )
+        parts.append(
+            f"<h2>{html.escape(task.name)}</h2><p>{html.escape(task.description)}; "
+            f"{task.epochs} epochs; target: {html.escape(target)}; scores in "
+            f"{unit}.</p>"
+        )
+        parts.append(
+            render_table(
+                Table(
+                    "",
+                    SUMMARY_HEADERS,
+                    [summary_cells(row, task.metric) for row in task_rows],
+                    numeric=_SUMMARY_NUMERIC,
+                )
+            )
+        )
         parts.extend(_timing_warning(row) for row in task_rows if row["timing_disturbed"])
         parts.append(_learning_curves(task, mine, colors))
         if any("lr" in trial["params"] for result in mine for trial in result.trials):
             parts.append(_sensitivity(task, mine, colors))
         parts.append(_ratios(task, mine))
-        trial_rows = [[result.label, trial["number"],
-                       ", ".join(f"{k}={v:.3g}" for k, v in trial["params"].items()),
-                       "diverged" if trial["diverged"] else trial["state"], trial["epochs"],
-                       format_cell(trial["last_score"])]
-                      for result in mine for trial in result.trials]
-        parts.append("<details><summary>every tuning trial</summary>" + render_table(Table(
-            "", _TRIAL_HEADERS, trial_rows, numeric=_TRIAL_NUMERIC)) + "</details>")
+        trial_rows = [
+            [
+                result.label,
+                trial["number"],
+                ", ".join(f"{k}={v:.3g}" for k, v in trial["params"].items()),
+                "diverged" if trial["diverged"] else trial["state"],
+                trial["epochs"],
+                format_cell(trial["last_score"]),
+            ]
+            for result in mine
+            for trial in result.trials
+        ]
+        parts.append(
+            "<details><summary>every tuning trial</summary>"
+            + render_table(Table("", _TRIAL_HEADERS, trial_rows, numeric=_TRIAL_NUMERIC))
+            + "</details>"
+        )
     parts.append("<h2>Across tasks</h2>")
     parts.append(_time_to_target(rows, colors))
     parts.append(_profiles(rows, colors))

@@ -47,19 +47,26 @@ class ContenderResult:
 
     def test_accuracy(self) -> tuple[float, float]:
         """Mean and standard deviation over seeds of the final test accuracy."""
-        return mean_std([run.test_accuracy for run in self.seed_runs.values()
-                         if run.test_accuracy is not None])
+        return mean_std(
+            [run.test_accuracy for run in self.seed_runs.values() if run.test_accuracy is not None]
+        )
 
     def test_loss(self) -> tuple[float, float]:
         """Mean and standard deviation over seeds of the final test loss."""
-        return mean_std([run.test_loss for run in self.seed_runs.values()
-                         if run.test_loss is not None])
+        return mean_std(
+            [run.test_loss for run in self.seed_runs.values() if run.test_loss is not None]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (in results.json)."""
-        return {"task": self.task, "optimizer": self.label, "space": self.space,
-                "trials": self.trials, "best_params": self.best_params,
-                "seed_runs": {seed: run.to_dict() for seed, run in self.seed_runs.items()}}
+        return {
+            "task": self.task,
+            "optimizer": self.label,
+            "space": self.space,
+            "trials": self.trials,
+            "best_params": self.best_params,
+            "seed_runs": {seed: run.to_dict() for seed, run in self.seed_runs.items()},
+        }
 
 
 def step_seconds(run: RunResult) -> float | None:
@@ -88,19 +95,21 @@ def timing_notes(results: Sequence[ContenderResult]) -> dict[tuple[str, str], li
                 continue
             last = run.history[-1]
             if last.cpu_seconds and last.train_seconds > WALL_OVER_CPU * last.cpu_seconds:
-                found.append(f"seed {seed}: wall time {last.train_seconds / last.cpu_seconds:.1f}x "
-                             "its CPU time")
+                found.append(
+                    f"seed {seed}: wall time {last.train_seconds / last.cpu_seconds:.1f}x "
+                    "its CPU time"
+                )
             seconds = step_seconds(run)
             if median and seconds:
                 ratio = seconds / median
                 if ratio > STEP_TIME_SPREAD or ratio < 1 / STEP_TIME_SPREAD:
-                    found.append(f"seed {seed}: step time {ratio:.2g}x the median of the "
-                                 "task's runs")
+                    found.append(
+                        f"seed {seed}: step time {ratio:.2g}x the median of the task's runs"
+                    )
     return notes
 
 
-def summarize(task: Task, result: ContenderResult, timing: Sequence[str] = ()
-              ) -> dict[str, Any]:
+def summarize(task: Task, result: ContenderResult, timing: Sequence[str] = ()) -> dict[str, Any]:
     """Per-contender numbers for tables and reports: test score over seeds, time to target,
     and ``timing``, the reasons its timings are disturbed (see :func:`timing_notes`)."""
     epochs, seconds = [], []
@@ -108,37 +117,51 @@ def summarize(task: Task, result: ContenderResult, timing: Sequence[str] = ()
         epoch, second = time_to_target(task, run)
         epochs.append(epoch)
         seconds.append(second)
-    test_mean, test_std = (result.test_accuracy() if task.metric == "accuracy"
-                           else result.test_loss())
+    test_mean, test_std = (
+        result.test_accuracy() if task.metric == "accuracy" else result.test_loss()
+    )
     return {
-        "task": task.name, "optimizer": result.label, "best_params": result.best_params,
-        "best_val": result.best_value, "test_mean": test_mean, "test_std": test_std,
-        "seeds": len(result.seed_runs), "target": task.target,
+        "task": task.name,
+        "optimizer": result.label,
+        "best_params": result.best_params,
+        "best_val": result.best_value,
+        "test_mean": test_mean,
+        "test_std": test_std,
+        "seeds": len(result.seed_runs),
+        "target": task.target,
         "reached": sum(epoch is not None for epoch in epochs),
-        "epochs_to_target": median_time(epochs), "seconds_to_target": median_time(seconds),
+        "epochs_to_target": median_time(epochs),
+        "seconds_to_target": median_time(seconds),
         "trials": len(result.trials),
-        "pruned": sum(trial["state"] == "pruned" and not trial["diverged"]
-                      for trial in result.trials),
+        "pruned": sum(
+            trial["state"] == "pruned" and not trial["diverged"] for trial in result.trials
+        ),
         "diverged": sum(trial["diverged"] for trial in result.trials),
-        "timing_disturbed": bool(timing), "timing": list(timing),
+        "timing_disturbed": bool(timing),
+        "timing": list(timing),
     }
 
 
-def summary_rows(tasks: Sequence[Task], results: Sequence[ContenderResult]
-                 ) -> list[dict[str, Any]]:
+def summary_rows(tasks: Sequence[Task], results: Sequence[ContenderResult]) -> list[dict[str, Any]]:
     """:func:`summarize` for every result, with its timing checked against the others."""
     by_name = {task.name: task for task in tasks}
     notes = timing_notes(results)
-    return [summarize(by_name[result.task], result, notes[result.task, result.label])
-            for result in results]
+    return [
+        summarize(by_name[result.task], result, notes[result.task, result.label])
+        for result in results
+    ]
 
 
-def write_results(path: Path, storage: str, rows: Sequence[dict],
-                  results: Sequence[ContenderResult]) -> Path:
+def write_results(
+    path: Path, storage: str, rows: Sequence[dict], results: Sequence[ContenderResult]
+) -> Path:
     """Write results.json: the storage (as displayed: no password), summary rows and every
     result."""
-    payload = {"storage": storage, "rows": list(rows),
-               "results": [result.to_dict() for result in results]}
+    payload = {
+        "storage": storage,
+        "rows": list(rows),
+        "results": [result.to_dict() for result in results],
+    }
     path.write_text(json.dumps(payload, indent=1))
     return path
 
@@ -147,15 +170,26 @@ def write_results(path: Path, storage: str, rows: Sequence[dict],
 #: over the seed reruns; epochs and seconds to target are medians over seeds (seconds marked
 #: ``*`` when the timing is disturbed); reached counts seeds that got there; trials counts
 #: tuning trials (pruned/diverged).
-SUMMARY_HEADERS = ["optimizer", "best setting", "tuning val", "test mean ± std",
-                   "epochs to target", "secs to target", "reached", "trials (pruned/div.)"]
+SUMMARY_HEADERS = [
+    "optimizer",
+    "best setting",
+    "tuning val",
+    "test mean ± std",
+    "epochs to target",
+    "secs to target",
+    "reached",
+    "trials (pruned/div.)",
+]
 
 
 def summary_cells(row: dict, metric: str = "accuracy") -> list[str]:
     """A summary row as table cells (shared by the HTML report and the terminal table)."""
     params = row["best_params"]
-    setting = ("all diverged or pruned" if params is None else
-               ", ".join(f"{key}={value:.3g}" for key, value in params.items()) or "as given")
+    setting = (
+        "all diverged or pruned"
+        if params is None
+        else ", ".join(f"{key}={value:.3g}" for key, value in params.items()) or "as given"
+    )
 
     def number(value: float) -> str:
         return f"{value * 100:.2f}" if metric == "accuracy" else f"{value:.4g}"
@@ -171,12 +205,22 @@ def summary_cells(row: dict, metric: str = "accuracy") -> list[str]:
             seconds += "s"
     if row.get("timing_disturbed"):
         seconds += " *"
-    return [row["optimizer"], setting, best_val, test, epochs, seconds,
-            f"{row['reached']}/{row['seeds']}",
-            f"{row['trials']} ({row['pruned']}/{row['diverged']})"]
+    return [
+        row["optimizer"],
+        setting,
+        best_val,
+        test,
+        epochs,
+        seconds,
+        f"{row['reached']}/{row['seeds']}",
+        f"{row['trials']} ({row['pruned']}/{row['diverged']})",
+    ]
 
 
 def timing_lines(rows: Sequence[dict]) -> list[str]:
     """One line per disturbed contender: ``* timing disturbed: adam: seed 2: ...``."""
-    return [f"* {DISTURBED}: {row['optimizer']}: {'; '.join(row['timing'])}"
-            for row in rows if row.get("timing_disturbed")]
+    return [
+        f"* {DISTURBED}: {row['optimizer']}: {'; '.join(row['timing'])}"
+        for row in rows
+        if row.get("timing_disturbed")
+    ]

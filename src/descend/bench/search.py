@@ -35,11 +35,15 @@ class Dimension:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
-            raise ValueError(f"search range {self.name}={self.low:g}:{self.high:g} is invalid: "
-                             "expected low < high")
+            raise ValueError(
+                f"search range {self.name}={self.low:g}:{self.high:g} is invalid: "
+                "expected low < high"
+            )
         if self.log and self.low <= 0:
-            raise ValueError(f"search range {self.name}={self.low:g}:{self.high:g} is log-scale "
-                             "and needs low > 0 (add :linear for a linear range)")
+            raise ValueError(
+                f"search range {self.name}={self.low:g}:{self.high:g} is log-scale "
+                "and needs low > 0 (add :linear for a linear range)"
+            )
 
     def suggest(self, trial: optuna.Trial) -> float:
         """Ask the trial for a value."""
@@ -55,13 +59,18 @@ def parse_dimension(text: str) -> Dimension:
     name, equals, body = text.partition("=")
     parts = body.split(":")
     try:
-        if not equals or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in (
-                "log", "linear")):
+        if (
+            not equals
+            or len(parts) not in (2, 3)
+            or (len(parts) == 3 and parts[2] not in ("log", "linear"))
+        ):
             raise ValueError
         low, high = float(parts[0]), float(parts[1])
     except ValueError:
-        raise ValueError(f"malformed search range {text!r}: expected name=low:high or "
-                         "name=low:high:linear, such as momentum=0.5:0.99:linear") from None
+        raise ValueError(
+            f"malformed search range {text!r}: expected name=low:high or "
+            "name=low:high:linear, such as momentum=0.5:0.99:linear"
+        ) from None
     return Dimension(name.strip(), low, high, log=len(parts) == 2 or parts[2] == "log")
 
 
@@ -70,8 +79,7 @@ def startup_trials(trials: int) -> int:
     return min(10, max(1, math.ceil(trials / 2)))
 
 
-def latin_point(space: Sequence[Dimension], index: int, count: int, seed: int
-                ) -> dict[str, float]:
+def latin_point(space: Sequence[Dimension], index: int, count: int, seed: int) -> dict[str, float]:
     """Point ``index`` of a ``count``-point Latin hypercube over ``space``.
 
     Each dimension's range (in log space for log-scale ones) is cut into ``count`` equal
@@ -94,8 +102,9 @@ def latin_point(space: Sequence[Dimension], index: int, count: int, seed: int
     return point
 
 
-def make_sampler(name: str, seed: int, trials: int, taken: int, space: Sequence[Dimension]
-                 ) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, seed: int, trials: int, taken: int, space: Sequence[Dimension]
+) -> optuna.samplers.BaseSampler:
     """The sampler for the next trial, ``taken`` trials being finished or running.
 
     Rebuilt for every trial with a seed that moves on with the study, so a resumed run
@@ -110,8 +119,9 @@ def make_sampler(name: str, seed: int, trials: int, taken: int, space: Sequence[
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed + taken)
         if name == "qmc":
-            return optuna.samplers.QMCSampler(seed=seed, scramble=True,
-                                              warn_independent_sampling=False)
+            return optuna.samplers.QMCSampler(
+                seed=seed, scramble=True, warn_independent_sampling=False
+            )
         # Coarse to fine: the first half of the budget (up to 10 trials) covers the range
         # evenly (a Latin hypercube: one trial per slice of the log range), then TPE refines
         # around what worked.
@@ -119,7 +129,8 @@ def make_sampler(name: str, seed: int, trials: int, taken: int, space: Sequence[
         tpe = optuna.samplers.TPESampler(seed=seed + taken, n_startup_trials=startup)
         if taken < startup:
             return optuna.samplers.PartialFixedSampler(
-                latin_point(space, taken, startup, seed), tpe)
+                latin_point(space, taken, startup, seed), tpe
+            )
         return tpe
 
 

@@ -64,13 +64,16 @@ def _userinfo(url: str) -> tuple[str, str, str] | None:
     before_query = remainder.partition("?")[0]
     searched = before_query if "@" in before_query else remainder
     userinfo, at, _ = searched.rpartition("@")
-    return (scheme, userinfo, remainder[len(userinfo) + 1:]) if separator and at else None
+    return (scheme, userinfo, remainder[len(userinfo) + 1 :]) if separator and at else None
 
 
 def _query_secrets(url: str) -> list[str]:
     """The values of the query parameters whose keys name secrets."""
-    return [value for _, key, value in _QUERY_ITEM.findall(url)
-            if SECRET_KEYS.search(unquote(key)) and value]
+    return [
+        value
+        for _, key, value in _QUERY_ITEM.findall(url)
+        if SECRET_KEYS.search(unquote(key)) and value
+    ]
 
 
 def _passwords(url: str) -> list[str]:
@@ -143,21 +146,27 @@ def check_url(url: str) -> None:
     from sqlalchemy.engine import make_url  # (loaded with the storage)
 
     shown = display_url(url)
-    expected = ("percent-encode '@' as %40, ':' as %3A and '/' as %2F in the user name and "
-                "password (expected sqlite:///path/file.db, postgresql://user:password@host/db "
-                "or mysql://user:password@host/db)")
+    expected = (
+        "percent-encode '@' as %40, ':' as %3A and '/' as %2F in the user name and "
+        "password (expected sqlite:///path/file.db, postgresql://user:password@host/db "
+        "or mysql://user:password@host/db)"
+    )
     try:
         parsed = make_url(url)
     except Exception:  # noqa: BLE001 -- its message may quote a piece of the password
-        raise ValueError(f"cannot open storage {shown!r}: not a URL SQLAlchemy can read (is "
-                         f"the port a number?); {expected}") from None
+        raise ValueError(
+            f"cannot open storage {shown!r}: not a URL SQLAlchemy can read (is "
+            f"the port a number?); {expected}"
+        ) from None
     if url.startswith("sqlite"):
         return  # a file path: no user info, and an '@' or ':' in a folder name is fine
     parts = _userinfo(url)
     password = parts[1].split(":", 1)[1] if parts is not None and ":" in parts[1] else None
     if password is not None and parsed.password != unquote(password):
-        raise ValueError(f"cannot open storage {shown!r}: the user name or password holds an "
-                         f"unencoded '@' or '/'; {expected}")
+        raise ValueError(
+            f"cannot open storage {shown!r}: the user name or password holds an "
+            f"unencoded '@' or '/'; {expected}"
+        )
 
 
 def storage_url(storage: str | None, out: Path) -> str:
@@ -185,9 +194,11 @@ def check_sqlite_file(path: Path, url: str) -> None:
     except sqlite3.Error as error:
         verdict = str(error)
     if verdict != "ok":
-        raise ValueError(f"cannot open storage {display_url(url)!r}: the file is not a sound "
-                         f"SQLite database ({verdict.splitlines()[0]}); restore it from a copy "
-                         "or start another --out or --storage")
+        raise ValueError(
+            f"cannot open storage {display_url(url)!r}: the file is not a sound "
+            f"SQLite database ({verdict.splitlines()[0]}); restore it from a copy "
+            "or start another --out or --storage"
+        )
 
 
 def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
@@ -202,11 +213,14 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
         if not path.parent.is_dir():
-            raise ValueError(f"cannot open storage {display_url(url)!r}: folder "
-                             f"{str(path.parent)!r} does not exist")
+            raise ValueError(
+                f"cannot open storage {display_url(url)!r}: folder "
+                f"{str(path.parent)!r} does not exist"
+            )
         if not create and not path.is_file():
-            raise ValueError(f"cannot open storage {display_url(url)!r}: file {str(path)!r} "
-                             "does not exist")
+            raise ValueError(
+                f"cannot open storage {display_url(url)!r}: file {str(path)!r} does not exist"
+            )
         if path.is_file() and path.stat().st_size:
             check_sqlite_file(path, url)
     for attempt in range(RETRIES):
@@ -214,8 +228,11 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
-                    grace_period=GRACE_PERIOD)
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_INTERVAL,
+                    grace_period=GRACE_PERIOD,
+                )
             storage.get_all_studies()
             return storage
         except Exception as error:  # noqa: BLE001 -- any driver error means "cannot open"
@@ -225,10 +242,12 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
                 time.sleep(0.5 * (attempt + 1))
                 continue
             reason = redact(text.strip().splitlines()[0], url) if text.strip() else ""
-            raise ValueError(f"cannot open storage {display_url(url)!r}: "
-                             f"{type(error).__name__}: {reason} (expected "
-                             "sqlite:///path/file.db, postgresql://user@host/db or "
-                             "mysql://user@host/db, with its driver installed)") from None
+            raise ValueError(
+                f"cannot open storage {display_url(url)!r}: "
+                f"{type(error).__name__}: {reason} (expected "
+                "sqlite:///path/file.db, postgresql://user@host/db or "
+                "mysql://user@host/db, with its driver installed)"
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -238,8 +257,7 @@ def trial_id(storage: optuna.storages.RDBStorage, study: optuna.Study, number: i
     return storage.get_trial_id_from_study_id_trial_number(study_id, number)
 
 
-def claim(trial: optuna.Trial, study: optuna.Study, storage: optuna.storages.RDBStorage
-          ) -> int:
+def claim(trial: optuna.Trial, study: optuna.Study, storage: optuna.storages.RDBStorage) -> int:
     """Mark ``trial`` as this process's, record its first heartbeat, and return its id."""
     trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
     identifier = trial_id(storage, study, trial.number)
@@ -298,8 +316,9 @@ def reclaim_stale(study: optuna.Study, storage: optuna.storages.RDBStorage) -> i
         if _is_stale(trial, now):
             # Another worker may fail the same trial at the same moment: either wins.
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                storage.set_trial_user_attr(trial_id(storage, study, trial.number),
-                                            "failed_because", "its worker died")
+                storage.set_trial_user_attr(
+                    trial_id(storage, study, trial.number), "failed_because", "its worker died"
+                )
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 failed += 1
     return failed

@@ -58,8 +58,9 @@ def check_target(target: float | None, metric: str) -> None:
     if not (isinstance(target, int | float) and math.isfinite(target)):
         raise ValueError(f"target={target!r} is invalid: expected a finite number")
     if metric == "accuracy" and not 0 < target <= 1:
-        raise ValueError(f"target={target!r} is invalid: expected a validation accuracy in "
-                         "(0, 1], such as 0.95")
+        raise ValueError(
+            f"target={target!r} is invalid: expected a validation accuracy in (0, 1], such as 0.95"
+        )
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class Task:
     val: Data
     test: Data | None
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = field(
-        default_factory=_cross_entropy)
+        default_factory=_cross_entropy
+    )
     epochs: int = 10
     target: float | None = None
     metric: str = "accuracy"
@@ -112,8 +114,9 @@ class Task:
             return False
         return score >= self.target if self.higher_is_better else score <= self.target
 
-    def with_options(self, epochs: int | None = None, batch_size: int | None = None,
-                     target: float | None = None) -> Task:
+    def with_options(
+        self, epochs: int | None = None, batch_size: int | None = None, target: float | None = None
+    ) -> Task:
         """The task with a different length, batch size (built-in data only) or target."""
         from descend.bench.data import TensorData
 
@@ -124,18 +127,28 @@ class Task:
             changes["target"] = target
         if batch_size is not None:
             if not isinstance(self.train, TensorData):
-                raise ValueError(f"task {self.name!r} reads batches from your data loaders; set "
-                                 "the batch size there")
+                raise ValueError(
+                    f"task {self.name!r} reads batches from your data loaders; set "
+                    "the batch size there"
+                )
             changes["train"] = self.train.with_batch_size(batch_size)
         return replace(self, **changes)
 
     @classmethod
-    def custom(cls, name: str, model_factory: Callable[[], nn.Module],
-               train_loader: Iterable[Batch], val_loader: Iterable[Batch],
-               test_loader: Iterable[Batch] | None = None,
-               loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-               epochs: int = 10, target: float | None = None, metric: str = "accuracy",
-               num_classes: int | None = None, description: str = "") -> Task:
+    def custom(
+        cls,
+        name: str,
+        model_factory: Callable[[], nn.Module],
+        train_loader: Iterable[Batch],
+        val_loader: Iterable[Batch],
+        test_loader: Iterable[Batch] | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        epochs: int = 10,
+        target: float | None = None,
+        metric: str = "accuracy",
+        num_classes: int | None = None,
+        description: str = "",
+    ) -> Task:
         """A task from your model factory, data loaders (any iterables of ``(x, y)`` batches,
         re-iterable once per epoch) and loss (default cross-entropy).
 
@@ -145,12 +158,23 @@ class Task:
         from descend.bench.data import LoaderData
 
         if not callable(model_factory):
-            raise ValueError(f"model_factory={model_factory!r} is not callable: expected a "
-                             "function that returns a fresh torch.nn.Module")
-        return cls(name, model_factory, LoaderData(train_loader), LoaderData(val_loader),
-                   LoaderData(test_loader) if test_loader is not None else None,
-                   loss or _cross_entropy(), epochs, target, metric, num_classes,
-                   description or "user task")
+            raise ValueError(
+                f"model_factory={model_factory!r} is not callable: expected a "
+                "function that returns a fresh torch.nn.Module"
+            )
+        return cls(
+            name,
+            model_factory,
+            LoaderData(train_loader),
+            LoaderData(val_loader),
+            LoaderData(test_loader) if test_loader is not None else None,
+            loss or _cross_entropy(),
+            epochs,
+            target,
+            metric,
+            num_classes,
+            description or "user task",
+        )
 
 
 # -- the registry ----------------------------------------------------------------------------
@@ -187,20 +211,27 @@ def _declared_options(options: type | None) -> tuple[TaskOption, ...]:
     if options is None:
         return ()
     if not dataclasses.is_dataclass(options):
-        raise ValueError(f"options={options!r} is invalid: expected a dataclass whose fields "
-                         "are the task's options")
+        raise ValueError(
+            f"options={options!r} is invalid: expected a dataclass whose fields "
+            "are the task's options"
+        )
     hints = typing.get_type_hints(options)
     declared = []
     for item in dataclasses.fields(options):
         kind = hints[item.name]
         if kind not in OPTION_TYPES:
-            raise ValueError(f"option {item.name!r} of {options.__name__} is typed {kind!r}: "
-                             f"expected one of {', '.join(t.__name__ for t in OPTION_TYPES)}")
+            raise ValueError(
+                f"option {item.name!r} of {options.__name__} is typed {kind!r}: "
+                f"expected one of {', '.join(t.__name__ for t in OPTION_TYPES)}"
+            )
         if "help" not in item.metadata:
-            raise ValueError(f"option {item.name!r} of {options.__name__} has no help: declare "
-                             "it with field(metadata={'help': '...'})")
-        required = (item.default is dataclasses.MISSING
-                    and item.default_factory is dataclasses.MISSING)
+            raise ValueError(
+                f"option {item.name!r} of {options.__name__} has no help: declare "
+                "it with field(metadata={'help': '...'})"
+            )
+        required = (
+            item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+        )
         declared.append(TaskOption(item.name, item.metadata["help"], kind, required))
     return tuple(declared)
 
@@ -228,20 +259,29 @@ class TaskEntry:
         """The task's options, in the order its dataclass declares them."""
         return _declared_options(self.options)
 
-    def make(self, model_factory: Callable[[], nn.Module], train: Data, val: Data,
-             test: Data | None, **settings: Any) -> Task:
+    def make(
+        self,
+        model_factory: Callable[[], nn.Module],
+        train: Data,
+        val: Data,
+        test: Data | None,
+        **settings: Any,
+    ) -> Task:
         """A :class:`Task` under this entry's name and description; ``settings`` are the
         other fields of :class:`Task` (``epochs``, ``target``, ``num_classes``, ...)."""
-        return Task(self.name, model_factory, train, val, test, description=self.description,
-                    **settings)
+        return Task(
+            self.name, model_factory, train, val, test, description=self.description, **settings
+        )
 
     def load(self, **options: Any) -> Task:
         """Build the task with ``options`` (only those it declares), its data loaded."""
         declared = {option.name: option for option in self.declared}
         for name in options:
             if name not in declared:
-                raise ValueError(f"task {self.name!r} takes no option {name!r}; its options: "
-                                 f"{', '.join(declared) or 'none'}")
+                raise ValueError(
+                    f"task {self.name!r} takes no option {name!r}; its options: "
+                    f"{', '.join(declared) or 'none'}"
+                )
         for option in declared.values():
             if option.required and options.get(option.name) is None:
                 raise ValueError(f"task {self.name} needs {option.flag}: {option.help}")
@@ -249,16 +289,18 @@ class TaskEntry:
         if self.options is None:
             return self.build(self)
         task = self.build(self, self.options(**given))
-        return replace(task, details={**task.details, **{name: str(value) for name, value
-                                                         in given.items()}})
+        return replace(
+            task, details={**task.details, **{name: str(value) for name, value in given.items()}}
+        )
 
 
 #: Every registered task by name: the built-ins below, and any :func:`register_task` adds.
 TASKS: dict[str, TaskEntry] = {}
 
 
-def register_task(name: str, description: str, options: type | None = None
-                  ) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+def register_task(
+    name: str, description: str, options: type | None = None
+) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Register the decorated builder as the task ``name``; the command line, its help and
     :func:`get_task` read the registry.
 
@@ -272,8 +314,10 @@ def register_task(name: str, description: str, options: type | None = None
             return entry.make(lambda: nn.Linear(2, 2), train, val, test, epochs=5)
     """
     if not name or "," in name or ":" in name or name != name.strip():
-        raise ValueError(f"task name {name!r} is invalid: expected a non-empty name without "
-                         "',', ':' or surrounding spaces")
+        raise ValueError(
+            f"task name {name!r} is invalid: expected a non-empty name without "
+            "',', ':' or surrounding spaces"
+        )
     if name in TASKS:
         raise ValueError(f"task {name!r} is already registered")
     declared = _declared_options(options)
@@ -281,10 +325,12 @@ def register_task(name: str, description: str, options: type | None = None
         for theirs in entry.declared:
             for mine in declared:
                 if mine.name == theirs.name and mine.parse is not theirs.parse:
-                    raise ValueError(f"option {mine.name!r} of task {name!r} is typed "
-                                     f"{mine.parse.__name__}, but task {entry.name!r} types it "
-                                     f"{theirs.parse.__name__}; the command line has one "
-                                     f"{mine.flag}")
+                    raise ValueError(
+                        f"option {mine.name!r} of task {name!r} is typed "
+                        f"{mine.parse.__name__}, but task {entry.name!r} types it "
+                        f"{theirs.parse.__name__}; the command line has one "
+                        f"{mine.flag}"
+                    )
 
     def decorate(build: Callable[..., Task]) -> Callable[..., Task]:
         TASKS[name] = TaskEntry(name, description, build, options)
@@ -335,17 +381,21 @@ def get_tasks(names: Sequence[str], options: Mapping[str, Any]) -> list[Task]:
     for key in given:
         if key not in owners:
             raise unknown_name("task option", key, list(owners))
-        takers = [name for name in names if any(option.name == key
-                                                for option in TASKS[name].declared)]
+        takers = [
+            name for name in names if any(option.name == key for option in TASKS[name].declared)
+        ]
         if not takers:
             option, declaring = owners[key]
-            raise ValueError(f"{option.flag} is an option of task {', '.join(declaring)}; "
-                             f"none of {', '.join(names)} takes it")
+            raise ValueError(
+                f"{option.flag} is an option of task {', '.join(declaring)}; "
+                f"none of {', '.join(names)} takes it"
+            )
     tasks = []
     for name in names:
         declared = {option.name for option in TASKS[name].declared}
-        tasks.append(get_task(name, **{key: value for key, value in given.items()
-                                       if key in declared}))
+        tasks.append(
+            get_task(name, **{key: value for key, value in given.items() if key in declared})
+        )
     return tasks
 
 
@@ -357,8 +407,9 @@ def _digits(entry: TaskEntry, hidden: list[int], target: float) -> Task:
     from descend.bench.models import mlp
 
     train, val, test = tensor_splits(digits_arrays(), batch_size=32)
-    return entry.make(lambda: mlp([64, *hidden, 10]), train, val, test, epochs=20,
-                      target=target, num_classes=10)
+    return entry.make(
+        lambda: mlp([64, *hidden, 10]), train, val, test, epochs=20, target=target, num_classes=10
+    )
 
 
 @register_task("digits-logreg", "8x8 digits (scikit-learn), logistic regression")
@@ -371,32 +422,28 @@ def _digits_mlp(entry: TaskEntry) -> Task:
     return _digits(entry, [128], 0.96)
 
 
-def _mnist1d(entry: TaskEntry, model: Callable[[], nn.Module], epochs: int, target: float
-             ) -> Task:
+def _mnist1d(entry: TaskEntry, model: Callable[[], nn.Module], epochs: int, target: float) -> Task:
     from descend.bench.data import mnist1d_arrays, tensor_splits
 
     train, val, test = tensor_splits(mnist1d_arrays(), batch_size=100)
     return entry.make(model, train, val, test, epochs=epochs, target=target, num_classes=10)
 
 
-@register_task("mnist1d-logreg",
-               "MNIST-1D (generated), logistic regression (paper: ~32% test)")
+@register_task("mnist1d-logreg", "MNIST-1D (generated), logistic regression (paper: ~32% test)")
 def _mnist1d_logreg(entry: TaskEntry) -> Task:
     from descend.bench.models import mlp
 
     return _mnist1d(entry, lambda: mlp([40, 10]), 20, 0.28)
 
 
-@register_task("mnist1d-mlp",
-               "MNIST-1D (generated), MLP 40-100-100-10 (paper: ~68% test)")
+@register_task("mnist1d-mlp", "MNIST-1D (generated), MLP 40-100-100-10 (paper: ~68% test)")
 def _mnist1d_mlp(entry: TaskEntry) -> Task:
     from descend.bench.models import mlp
 
     return _mnist1d(entry, lambda: mlp([40, 100, 100, 10]), 60, 0.60)
 
 
-@register_task("mnist1d-cnn",
-               "MNIST-1D (generated), the paper's 3-layer CNN (paper: ~94% test)")
+@register_task("mnist1d-cnn", "MNIST-1D (generated), the paper's 3-layer CNN (paper: ~94% test)")
 def _mnist1d_cnn(entry: TaskEntry) -> Task:
     from descend.bench.models import MNIST1DConv
 
@@ -407,9 +454,13 @@ def _mnist1d_cnn(entry: TaskEntry) -> Task:
 class CIFAR10Options:
     """The options of ``cifar10-cnn``: where CIFAR-10 lives (nothing is downloaded)."""
 
-    data_dir: str = field(metadata={"help": "the folder with CIFAR-10's python batches "
-                                            "(data_batch_1..5, test_batch), from "
-                                            "cifar-10-python.tar.gz"})
+    data_dir: str = field(
+        metadata={
+            "help": "the folder with CIFAR-10's python batches "
+            "(data_batch_1..5, test_batch), from "
+            "cifar-10-python.tar.gz"
+        }
+    )
 
 
 @register_task("cifar10-cnn", "CIFAR-10 (python batches), 3-block CNN", options=CIFAR10Options)

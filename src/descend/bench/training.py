@@ -58,14 +58,22 @@ class RunResult:
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored with each trial)."""
-        return {"history": [asdict(epoch) for epoch in self.history], "diverged": self.diverged,
-                "test_loss": self.test_loss, "test_accuracy": self.test_accuracy}
+        return {
+            "history": [asdict(epoch) for epoch in self.history],
+            "diverged": self.diverged,
+            "test_loss": self.test_loss,
+            "test_accuracy": self.test_accuracy,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> RunResult:
         """Inverse of :meth:`to_dict`."""
-        return cls([EpochMetrics(**epoch) for epoch in data["history"]], data["diverged"],
-                   data.get("test_loss"), data.get("test_accuracy"))
+        return cls(
+            [EpochMetrics(**epoch) for epoch in data["history"]],
+            data["diverged"],
+            data.get("test_loss"),
+            data.get("test_accuracy"),
+        )
 
 
 def score(task: Task, metrics: EpochMetrics) -> float:
@@ -99,8 +107,11 @@ def warm_up(optimizer: OptimizerSpec, model: nn.Module) -> None:
     here, before the clock starts, that cost is not counted as the first run's training time.
     The model itself is untouched.
     """
-    copies = [param.detach().clone().requires_grad_(True) for param in model.parameters()
-              if param.requires_grad]
+    copies = [
+        param.detach().clone().requires_grad_(True)
+        for param in model.parameters()
+        if param.requires_grad
+    ]
     if not copies:
         return
     for copy in copies:
@@ -112,10 +123,15 @@ def _weights(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(name, param) for name, param in model.named_parameters() if param.ndim >= 2]
 
 
-def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = None,
-          seed: int = 0, epochs: int | None = None,
-          on_epoch: Callable[[EpochMetrics], None] | None = None,
-          on_step: Callable[[], None] | None = None) -> RunResult:
+def train(
+    task: Task,
+    optimizer: OptimizerSpec,
+    schedule: ScheduleSpec | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> RunResult:
     """Train a fresh model from ``task.model_factory`` and measure every epoch.
 
     ``seed`` fixes the initialization and the order of the mini-batches. ``schedule`` (built
@@ -179,11 +195,18 @@ def train(task: Task, optimizer: OptimizerSpec, schedule: ScheduleSpec | None = 
         if not math.isfinite(val_loss):
             return RunResult(history, diverged=True)
         metrics = EpochMetrics(
-            epoch, lr, loss_sum / count,
-            correct / count if task.metric == "accuracy" else None, val_loss, val_accuracy,
-            train_seconds, time.perf_counter() - started,
+            epoch,
+            lr,
+            loss_sum / count,
+            correct / count if task.metric == "accuracy" else None,
+            val_loss,
+            val_accuracy,
+            train_seconds,
+            time.perf_counter() - started,
             {name: total / max(ratio_count, 1) for name, total in ratio_sums.items()},
-            cpu_seconds, total_steps)
+            cpu_seconds,
+            total_steps,
+        )
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics)

@@ -27,15 +27,17 @@ def _detail(params: dict[str, float]) -> str:
     return ", ".join(f"{key}={value:.3g}" for key, value in params.items())
 
 
-def run_tuning_trial(pair: StudyPair, claim: Claim, storage: optuna.storages.RDBStorage,
-                     reporter: Reporter) -> None:
+def run_tuning_trial(
+    pair: StudyPair, claim: Claim, storage: optuna.storages.RDBStorage, reporter: Reporter
+) -> None:
     """Suggest the claimed trial's setting, train it, and tell its score (or that it was
     pruned or diverged)."""
     task, contender, study, trial = pair.task, pair.contender, pair.tune, claim.trial
     params = {dimension.name: dimension.suggest(trial) for dimension in contender.space}
     spec = contender.optimizer_for(params)
-    reporter.run_started(task.name, contender.label, f"trial {trial.number + 1}",
-                         _detail(params), task.epochs)
+    reporter.run_started(
+        task.name, contender.label, f"trial {trial.number + 1}", _detail(params), task.epochs
+    )
     history: list[EpochMetrics] = []
 
     def on_epoch(metrics: EpochMetrics) -> None:
@@ -47,8 +49,14 @@ def run_tuning_trial(pair: StudyPair, claim: Claim, storage: optuna.storages.RDB
 
     with storage_layer.heartbeat(storage, claim.trial_id):
         try:
-            result = train(task, spec, contender.schedule_for(task.epochs), TUNING_SEED,
-                           task.epochs, on_epoch=on_epoch)
+            result = train(
+                task,
+                spec,
+                contender.schedule_for(task.epochs),
+                TUNING_SEED,
+                task.epochs,
+                on_epoch=on_epoch,
+            )
         except optuna.TrialPruned:
             trial.set_user_attr("run", RunResult(history).to_dict())
             study.tell(trial, state=TrialState.PRUNED)
@@ -68,25 +76,39 @@ def run_tuning_trial(pair: StudyPair, claim: Claim, storage: optuna.storages.RDB
     reporter.run_finished("complete")
 
 
-def run_seed_run(pair: StudyPair, claim: Claim, params: dict,
-                 storage: optuna.storages.RDBStorage, reporter: Reporter) -> None:
+def run_seed_run(
+    pair: StudyPair,
+    claim: Claim,
+    params: dict,
+    storage: optuna.storages.RDBStorage,
+    reporter: Reporter,
+) -> None:
     """Train setting ``params`` with the claimed seed and tell its score."""
     task, contender, study, trial = pair.task, pair.contender, pair.seeds, claim.trial
     assert claim.seed is not None
-    reporter.run_started(task.name, contender.label, f"seed {claim.seed}", _detail(params),
-                         task.epochs)
+    reporter.run_started(
+        task.name, contender.label, f"seed {claim.seed}", _detail(params), task.epochs
+    )
     with storage_layer.heartbeat(storage, claim.trial_id):
         try:
-            result = train(task, contender.optimizer_for(params),
-                           contender.schedule_for(task.epochs), claim.seed, task.epochs,
-                           on_epoch=reporter.epoch)
+            result = train(
+                task,
+                contender.optimizer_for(params),
+                contender.schedule_for(task.epochs),
+                claim.seed,
+                task.epochs,
+                on_epoch=reporter.epoch,
+            )
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
     trial.set_user_attr("run", result.to_dict())
     # A diverged seed run is a result too (the setting is fragile): it stays, scored worst.
-    value = score(task, result.history[-1]) if result.history else (
-        0.0 if task.higher_is_better else math.inf)
+    value = (
+        score(task, result.history[-1])
+        if result.history
+        else (0.0 if task.higher_is_better else math.inf)
+    )
     if result.diverged:
         trial.set_user_attr("diverged", True)
         value = 0.0 if task.higher_is_better else 1e300

@@ -45,15 +45,15 @@ class Parser(argparse.ArgumentParser):
             match = closest(str(value), [str(choice) for choice in action.choices])
             hint = f"; did you mean {match!r}?" if match else ""
             raise argparse.ArgumentError(
-                action, f"invalid choice: {value!r} (choose from {choices}){hint}")
+                action, f"invalid choice: {value!r} (choose from {choices}){hint}"
+            )
 
 
 def _integer(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}"
-                                         ) from None
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
     if value < low:
         raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
     return value
@@ -105,8 +105,9 @@ def output_folder(path: str | Path, flag: str = "--out") -> Path:
     """
     if not str(path).strip():
         # Path("") is the current folder: a report would land there unasked.
-        raise ValueError(f"{flag}={str(path)!r} is invalid: expected a folder path ('.' for "
-                         "the current folder)")
+        raise ValueError(
+            f"{flag}={str(path)!r} is invalid: expected a folder path ('.' for the current folder)"
+        )
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{flag}={str(path)!r} is invalid: it exists and is not a folder")
@@ -116,8 +117,10 @@ def output_folder(path: str | Path, flag: str = "--out") -> Path:
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise ValueError(f"{flag}={str(path)!r} is invalid: cannot write there ({reason}); "
-                         "expected a folder you can write to") from None
+        raise ValueError(
+            f"{flag}={str(path)!r} is invalid: cannot write there ({reason}); "
+            "expected a folder you can write to"
+        ) from None
     return folder
 
 

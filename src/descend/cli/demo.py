@@ -19,24 +19,37 @@ DEFAULT_OUT = "descend-report"
 
 def description() -> str:
     """What ``descend demo --help`` says, with the tour's sections read from its registry."""
-    sections = "\n".join(f"  {number}. {section.title}"
-                          for number, section in enumerate(SECTIONS, start=1))
-    return ("Run the lab's tour, print a summary, and write an offline HTML report with "
-            f"figures. Its sections:\n{sections}")
+    sections = "\n".join(
+        f"  {number}. {section.title}" for number, section in enumerate(SECTIONS, start=1)
+    )
+    return (
+        "Run the lab's tour, print a summary, and write an offline HTML report with "
+        f"figures. Its sections:\n{sections}"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
     parser = subparsers.add_parser(
-        "demo", help="the tour: the problems of SGD, measured, drawn and explained",
-        description=description(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=non_empty, default=DEFAULT_OUT, metavar="DIR",
-                        help=f"report folder (default ./{DEFAULT_OUT}/)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller grids and studies: the same report in a fraction of the "
-                             "time (claims the shorter runs do not support are marked)")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help="random seed (default 0)")
+        "demo",
+        help="the tour: the problems of SGD, measured, drawn and explained",
+        description=description(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out",
+        type=non_empty,
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"report folder (default ./{DEFAULT_OUT}/)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller grids and studies: the same report in a fraction of the "
+        "time (claims the shorter runs do not support are marked)",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     parser.set_defaults(func=run)
 
 
@@ -56,8 +69,9 @@ def _print_section(console: Console, section: Section) -> None:
         console.print(rich_table(table.summary()))
     for claim in section.claims:
         if not claim.holds:
-            console.print(f"[yellow]Not shown by this run:[/yellow] {claim.statement}. "
-                          f"{claim.evidence}")
+            console.print(
+                f"[yellow]Not shown by this run:[/yellow] {claim.statement}. {claim.evidence}"
+            )
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -65,17 +79,28 @@ def run(arguments: argparse.Namespace) -> int:
     out = output_folder(arguments.out)
     console = Console()
     started = time.perf_counter()
-    with Progress(TextColumn("{task.description:<40}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} runs"), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description:<40}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} runs"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         settings = TourSettings(quick=arguments.quick, seed=arguments.seed)
         task = progress.add_task("starting", total=total_runs(settings))
-        run_tour(out, settings,
-                 progress=lambda description, advance: progress.update(
-                     task, description=description, advance=advance),
-                 on_section=lambda section: _print_section(progress.console, section))
+        run_tour(
+            out,
+            settings,
+            progress=lambda description, advance: progress.update(
+                task, description=description, advance=advance
+            ),
+            on_section=lambda section: _print_section(progress.console, section),
+        )
     seconds = time.perf_counter() - started
-    console.print(f"\nReport written to [bold]{escape(str(out / 'index.html'))}[/bold] "
-                  f"(open it in a browser; it works offline) in {seconds:.1f} s. "
-                  "To change the settings and watch the runs move: descend playground")
+    console.print(
+        f"\nReport written to [bold]{escape(str(out / 'index.html'))}[/bold] "
+        f"(open it in a browser; it works offline) in {seconds:.1f} s. "
+        "To change the settings and watch the runs move: descend playground"
+    )
     return 0

@@ -34,17 +34,26 @@ class Command:
 #: ``register(subparsers)``, which adds its commands and sets ``func`` on their parsers.
 COMMANDS: dict[str, Command] = {
     "optimizers": Command("descend.cli.optimizers", "list every optimizer and its names", ""),
-    "demo": Command("descend.cli.demo",
-                    "the tour: the problems of SGD, measured, drawn and explained", "lab"),
+    "demo": Command(
+        "descend.cli.demo", "the tour: the problems of SGD, measured, drawn and explained", "lab"
+    ),
     "race": Command("descend.cli.race", "race optimizer specs on one problem", "lab"),
-    "playground": Command("descend.cli.playground", "a live page: drag a slider, watch every "
-                          "optimizer's run change", "lab"),
-    "bench": Command("descend.cli.bench", "tune, seed and race optimizers on real networks",
-                     "bench"),
-    "lr-find": Command("descend.cli.bench", "learning-rate range test with suggested rates",
-                       "bench"),
-    "report": Command("descend.cli.bench",
-                      "write the merged report of a benchmark from its shared storage", "bench"),
+    "playground": Command(
+        "descend.cli.playground",
+        "a live page: drag a slider, watch every optimizer's run change",
+        "lab",
+    ),
+    "bench": Command(
+        "descend.cli.bench", "tune, seed and race optimizers on real networks", "bench"
+    ),
+    "lr-find": Command(
+        "descend.cli.bench", "learning-rate range test with suggested rates", "bench"
+    ),
+    "report": Command(
+        "descend.cli.bench",
+        "write the merged report of a benchmark from its shared storage",
+        "bench",
+    ),
 }
 
 #: The modules each install extra provides (as imported; pyproject.toml lists the packages).
@@ -65,8 +74,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="descend",
         description="Optimizers for neural networks, and a lab that shows why each one exists.",
-        epilog="'descend COMMAND --help' describes a command. 'descend' alone prints this "
-               "help.")
+        epilog="'descend COMMAND --help' describes a command. 'descend' alone prints this help.",
+    )
     parser.add_argument("--version", action="version", version=f"descend {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = COMMANDS[command].module if command in COMMANDS else None

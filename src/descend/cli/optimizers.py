@@ -28,17 +28,23 @@ def rows() -> list[Row]:
     table = []
     for rule in RULES.values():
         cls = classes.get(rule.name)
-        drop_in = cls is not None and cls.torch_equivalent is not None and (
-            cls.torch_equivalent[0] == f"torch.optim.{cls.__name__}")
+        drop_in = (
+            cls is not None
+            and cls.torch_equivalent is not None
+            and (cls.torch_equivalent[0] == f"torch.optim.{cls.__name__}")
+        )
         low, high = rule.lr_range
-        table.append(Row(
-            names=", ".join((rule.name, *rule.aliases)),
-            cls=f"descend.{cls.__name__}" if cls is not None else "-",
-            drop_in=drop_in,
-            functional=f"functional.{rule.course.name}" if rule.course else "-",
-            lr_range=f"{low:g} - {high:g}",
-            reference=rule.reference,
-            summary=rule.summary))
+        table.append(
+            Row(
+                names=", ".join((rule.name, *rule.aliases)),
+                cls=f"descend.{cls.__name__}" if cls is not None else "-",
+                drop_in=drop_in,
+                functional=f"functional.{rule.course.name}" if rule.course else "-",
+                lr_range=f"{low:g} - {high:g}",
+                reference=rule.reference,
+                summary=rule.summary,
+            )
+        )
     return table
 
 
@@ -50,9 +56,13 @@ def markdown() -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for row in rows():
         cls = "-" if row.cls == "-" else f"`{row.cls}`" + (" (drop-in)" if row.drop_in else "")
-        cells = (f"`{row.names}`", cls,
-                 f"`{row.functional}`" if row.functional != "-" else "-", row.lr_range,
-                 row.reference)
+        cells = (
+            f"`{row.names}`",
+            cls,
+            f"`{row.functional}`" if row.functional != "-" else "-",
+            row.lr_range,
+            row.reference,
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -60,14 +70,16 @@ def markdown() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``optimizers`` subcommand."""
     parser = subparsers.add_parser(
-        "optimizers", help="list every optimizer: its spec names, class, NumPy function and "
-                           "reference",
+        "optimizers",
+        help="list every optimizer: its spec names, class, NumPy function and reference",
         description="List every optimizer of the rule registry: the names a spec may use "
-                    "(descend race, descend bench), its torch optimizer class, its NumPy "
-                    "function, the learning-rate range a benchmark tunes over, and where the "
-                    "method comes from.")
-    parser.add_argument("--markdown", action="store_true",
-                        help="print a Markdown table (as in the README)")
+        "(descend race, descend bench), its torch optimizer class, its NumPy "
+        "function, the learning-rate range a benchmark tunes over, and where the "
+        "method comes from.",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print a Markdown table (as in the README)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -78,14 +90,18 @@ def run(arguments: argparse.Namespace) -> int:
         return 0
     # Plain columns: listing the optimizers needs nothing beyond the base install.
     table = [HEADERS[:4]] + [
-        (row.names, row.cls + (" (drop-in)" if row.drop_in else ""), row.functional,
-         row.lr_range) for row in rows()]
+        (row.names, row.cls + (" (drop-in)" if row.drop_in else ""), row.functional, row.lr_range)
+        for row in rows()
+    ]
     widths = [max(len(line[column]) for line in table) for column in range(4)]
     for index, line in enumerate(table):
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
-              .rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
         if index == 0:
             print("  ".join("-" * width for width in widths))
-    print("\nEach rule's update and hyperparameters: python -c \"import descend; "
-          "print(descend.rules.ADAM.describe())\"")
+    print(
+        "\nEach rule's update and hyperparameters: python -c \"import descend; "
+        'print(descend.rules.ADAM.describe())"'
+    )
     return 0

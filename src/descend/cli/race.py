@@ -46,32 +46,59 @@ examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``race`` subcommand."""
     parser = subparsers.add_parser(
-        "race", help="race optimizer specs on one problem",
+        "race",
+        help="race optimizer specs on one problem",
         description=textwrap.fill(
             "Run each optimizer spec (with each schedule, if given) on a problem, recording "
             "loss, gradient norm, distance to the optimum and position at every step; print a "
-            "summary table and optionally save everything.", 100),
-        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+            "summary table and optionally save everything.",
+            100,
+        ),
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("problem", help="problem spec, e.g. ravine:kappa=100")
-    parser.add_argument("specs", nargs="+", metavar="SPEC",
-                        help="optimizer specs, e.g. adam:lr=1e-2")
-    parser.add_argument("--steps", type=int, default=500,
-                        help="updates per run (default 500)")
-    parser.add_argument("--schedule", type=non_empty,
-                        action="append", default=None, metavar="SCHEDULE",
-                        help="learning-rate schedule, e.g. exponential:k=0.01; repeat to race "
-                             "every optimizer under every schedule")
-    parser.add_argument("--average", type=non_empty, default=None, metavar="DECAY",
-                        help="also track averaged weights: an EMA decay in [0, 1) or 'polyak'")
-    parser.add_argument("--tolerance", type=float, default=1e-6,
-                        help="report the step from which loss - f* stays <= this "
-                             "(default 1e-6)")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help="minibatch seed (default 0)")
-    parser.add_argument("--out", type=non_empty, default=None, metavar="DIR",
-                        help="save results.jsonl (one line per run, as each finishes) and plots")
-    parser.add_argument("--gif", action="store_true", help="with --out on a 2-D problem: "
-                                                           "also save an animated race.gif")
+    parser.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="optimizer specs, e.g. adam:lr=1e-2"
+    )
+    parser.add_argument("--steps", type=int, default=500, help="updates per run (default 500)")
+    parser.add_argument(
+        "--schedule",
+        type=non_empty,
+        action="append",
+        default=None,
+        metavar="SCHEDULE",
+        help="learning-rate schedule, e.g. exponential:k=0.01; repeat to race "
+        "every optimizer under every schedule",
+    )
+    parser.add_argument(
+        "--average",
+        type=non_empty,
+        default=None,
+        metavar="DECAY",
+        help="also track averaged weights: an EMA decay in [0, 1) or 'polyak'",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-6,
+        help="report the step from which loss - f* stays <= this (default 1e-6)",
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="minibatch seed (default 0)"
+    )
+    parser.add_argument(
+        "--out",
+        type=non_empty,
+        default=None,
+        metavar="DIR",
+        help="save results.jsonl (one line per run, as each finishes) and plots",
+    )
+    parser.add_argument(
+        "--gif",
+        action="store_true",
+        help="with --out on a 2-D problem: also save an animated race.gif",
+    )
     parser.set_defaults(func=run)
 
 
@@ -81,8 +108,9 @@ def _average(text: str | None) -> float | str | None:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"--average={text!r} is invalid: expected a decay in [0, 1) or "
-                         "'polyak'") from None
+        raise ValueError(
+            f"--average={text!r} is invalid: expected a decay in [0, 1) or 'polyak'"
+        ) from None
 
 
 def _short(value) -> str:
@@ -96,18 +124,21 @@ def noise_floor(trace: Trace, fraction: float = 0.25) -> float:
     """Mean ``f - f*`` over the last ``fraction`` of a run (at the averaged weights when
     averaging was on): the level a run settles to under gradient noise."""
     losses = trace.averaged_losses if trace.averaged_losses is not None else trace.losses
-    tail = losses[-max(1, int(len(losses) * fraction)):]
+    tail = losses[-max(1, int(len(losses) * fraction)) :]
     return float(np.mean(tail)) - (trace.minimum_value or 0.0)
 
 
-def summary_table(problem, contenders: list[Contender], traces: list[Trace],
-                  tolerance: float) -> Table:
+def summary_table(
+    problem, contenders: list[Contender], traces: list[Trace], tolerance: float
+) -> Table:
     """The terminal summary: one row per run, with theory's rate where it applies."""
     known = problem.minimum_value is not None
     caption = []
     if known:
-        caption.append(f"f - f*: the loss above the minimum f* = {problem.minimum_value:.6g} "
-                       "at the end (at the averaged weights when averaging)")
+        caption.append(
+            f"f - f*: the loss above the minimum f* = {problem.minimum_value:.6g} "
+            "at the end (at the averaged weights when averaging)"
+        )
         caption.append(f"steps: from this step on, f - f* stays <= {tolerance:g}")
     if problem.stochastic and known:
         caption.append("noise floor: mean f - f* over the last quarter of the run")
@@ -115,8 +146,13 @@ def summary_table(problem, contenders: list[Contender], traces: list[Trace],
         caption.append(f"escape: from this step on, the loss stays <= {problem.escape_loss:.3g}")
     if isinstance(problem, Ravine):
         caption.append("theory / measured: linear rate per step")
-    table = Table(title=problem.describe(), title_justify="left", box=box.SIMPLE_HEAD,
-                  caption="; ".join(caption), caption_justify="left")
+    table = Table(
+        title=problem.describe(),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        caption="; ".join(caption),
+        caption_justify="left",
+    )
     columns = (["f - f*", "steps"] if known else ["loss"]) + ["|grad|", "distance"]
     if problem.stochastic and known:
         columns.insert(1, "noise floor")
@@ -143,8 +179,11 @@ def summary_table(problem, contenders: list[Contender], traces: list[Trace],
             row.append(_short(trace.settled_below(problem.escape_loss)))
         if quadratic:
             covered = theory_method(contender)
-            predicted = (predicted_rate(covered[0], problem.eigenvalues, covered[1], covered[2])
-                         if covered else None)
+            predicted = (
+                predicted_rate(covered[0], problem.eigenvalues, covered[1], covered[2])
+                if covered
+                else None
+            )
             try:
                 measured = theory.measured_rate(trace.distances, floor=1e-150)
             except ValueError:
@@ -163,16 +202,20 @@ def run(arguments: argparse.Namespace) -> int:
     problem = make_problem(arguments.problem)
     average = _average(arguments.average)
     schedules = arguments.schedule or [None]
-    contenders = [Contender.parse(spec, None if schedule in (None, "constant") else schedule,
-                                  average)
-                  for spec in arguments.specs for schedule in schedules]
+    contenders = [
+        Contender.parse(spec, None if schedule in (None, "constant") else schedule, average)
+        for spec in arguments.specs
+        for schedule in schedules
+    ]
     if arguments.gif and arguments.out is None:
         raise ValueError("--gif needs --out DIR to write the GIF into")
     most = most_steps(problem, contenders)
     if arguments.steps > most:
-        raise ValueError(f"--steps={arguments.steps} is too many for this machine's memory: "
-                         f"{steps_memory_text(problem, contenders, arguments.steps)}; "
-                         f"expected at most {most} steps")
+        raise ValueError(
+            f"--steps={arguments.steps} is too many for this machine's memory: "
+            f"{steps_memory_text(problem, contenders, arguments.steps)}; "
+            f"expected at most {most} steps"
+        )
     out = output_folder(arguments.out) if arguments.out is not None else None
     results = None
     if out is not None:
@@ -185,11 +228,23 @@ def run(arguments: argparse.Namespace) -> int:
                 handle.write(json.dumps({"problem": arguments.problem, **trace.to_dict()}) + "\n")
 
     console = Console()
-    with Progress(TextColumn("racing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=True) as progress:
+    with Progress(
+        TextColumn("racing"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("race", total=arguments.steps * len(contenders))
-        traces = race(problem, contenders, arguments.steps, seed=arguments.seed,
-                      progress=lambda n: progress.advance(task, n), on_trace=save)
+        traces = race(
+            problem,
+            contenders,
+            arguments.steps,
+            seed=arguments.seed,
+            progress=lambda n: progress.advance(task, n),
+            on_trace=save,
+        )
     console.print(summary_table(problem, contenders, traces, arguments.tolerance))
     if out is not None:
         _plot(problem, traces, out, arguments.gif, console)
@@ -199,14 +254,25 @@ def run(arguments: argparse.Namespace) -> int:
 def _plot(problem, traces: list[Trace], out: Path, gif: bool, console: Console) -> None:
     from descend.lab import plots  # (matplotlib loads only when plotting)
 
-    written = [plots.curves(traces, out / "loss.png", problem.describe(),
-                            log=problem.minimum_value is not None,
-                            metric="excess" if problem.minimum_value is not None else "loss",
-                            averaged=any(t.averaged_losses is not None for t in traces))]
+    written = [
+        plots.curves(
+            traces,
+            out / "loss.png",
+            problem.describe(),
+            log=problem.minimum_value is not None,
+            metric="excess" if problem.minimum_value is not None else "loss",
+            averaged=any(t.averaged_losses is not None for t in traces),
+        )
+    ]
     if problem.dimension == 2 and problem.bounds is not None:
-        written.append(plots.contour(problem, traces, out / "contour.png",
-                                     averaged=any(t.averaged_trajectory is not None
-                                                  for t in traces)))
+        written.append(
+            plots.contour(
+                problem,
+                traces,
+                out / "contour.png",
+                averaged=any(t.averaged_trajectory is not None for t in traces),
+            )
+        )
         if gif:
             written.append(plots.race_gif(problem, traces, out / "race.gif"))
     elif gif:

@@ -62,8 +62,10 @@ class FunctionalSpec:
         self.defaults = dict(self.course.defaults)
         self.fixed = dict(self.course.fixed)
         self.counts_steps = self.course.counts_steps
-        self.__doc__ = (f"``{self.name}(w, dw, config=None) -> (next_w, config)``: the "
-                        f"{rule.name!r} rule. {rule.summary}")
+        self.__doc__ = (
+            f"``{self.name}(w, dw, config=None) -> (next_w, config)``: the "
+            f"{rule.name!r} rule. {rule.summary}"
+        )
 
     def __repr__(self) -> str:
         return f"functional.{self.name}"
@@ -81,29 +83,36 @@ class FunctionalSpec:
         """Rule name -> config key."""
         return {rule_name: key for key, rule_name in self.renames.items()}
 
-    def __call__(self, w: np.ndarray, dw: np.ndarray,
-                 config: Mapping[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def __call__(
+        self, w: np.ndarray, dw: np.ndarray, config: Mapping[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         if not (config is None or isinstance(config, Mapping)):
-            raise ValueError(f"{self.name}: config must be a dict or None, got "
-                             f"{type(config).__name__}")
+            raise ValueError(
+                f"{self.name}: config must be a dict or None, got {type(config).__name__}"
+            )
         config = dict(config or {})
         unknown = sorted(set(config) - self.config_keys())
         if unknown:
-            raise ValueError(f"{self.name}: unknown config key(s) {', '.join(unknown)}; "
-                             f"valid: {', '.join(sorted(self.config_keys()))}")
+            raise ValueError(
+                f"{self.name}: unknown config key(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(self.config_keys()))}"
+            )
         w = np.asarray(w)
         dw = np.asarray(dw)
         for label, array in (("w", w), ("dw", dw)):
             if not np.issubdtype(array.dtype, np.floating):
-                raise ValueError(f"{self.name}: {label} has dtype {array.dtype}; expected a "
-                                 "floating-point array (an update would truncate it)")
+                raise ValueError(
+                    f"{self.name}: {label} has dtype {array.dtype}; expected a "
+                    "floating-point array (an update would truncate it)"
+                )
         if w.shape != dw.shape:
-            raise ValueError(f"{self.name}: w has shape {w.shape} but dw has shape "
-                             f"{dw.shape}; expected equal shapes")
+            raise ValueError(
+                f"{self.name}: w has shape {w.shape} but dw has shape "
+                f"{dw.shape}; expected equal shapes"
+            )
         stage = self.rule.stage
         if stage is not None and w.ndim != stage.ndim:
-            raise ValueError(f"{self.name}: w has shape {w.shape}; expected a "
-                             f"{stage.ndim}-D array")
+            raise ValueError(f"{self.name}: w has shape {w.shape}; expected a {stage.ndim}-D array")
         merged = {**self.defaults, **config}
         not_hypers = {slot.name for slot in self.rule.slots} | set(self.rule.state_names())
         hypers = dict(self.fixed)
@@ -115,8 +124,11 @@ class FunctionalSpec:
         made = self._updates_made(merged.get("t", 0))
         active = {slot.name for slot in self.rule.active_slots(hypers)}
         to_rule = self._to_rule_names()
-        current = {name: merged[to_rule.get(name, name)] for name in self.rule.state_names()
-                   if to_rule.get(name, name) in merged}
+        current = {
+            name: merged[to_rule.get(name, name)]
+            for name in self.rule.state_names()
+            if to_rule.get(name, name) in merged
+        }
         state = []
         for slot in self.rule.slots:
             key = to_rule.get(slot.name, slot.name)
@@ -125,14 +137,15 @@ class FunctionalSpec:
             elif key in config:
                 value = np.asarray(config[key])
                 if value.shape != w.shape:
-                    raise ValueError(f"{self.name}: {key} has shape {value.shape}, "
-                                     f"expected {w.shape} like w")
+                    raise ValueError(
+                        f"{self.name}: {key} has shape {value.shape}, expected {w.shape} like w"
+                    )
                 state.append(value)
             else:
                 state.append(slot.initial(w, hypers))
-        next_w, next_state, after = step_array(self.rule, w, dw, state,
-                                               StepState.single(self.rule, made, current),
-                                               hypers)
+        next_w, next_state, after = step_array(
+            self.rule, w, dw, state, StepState.single(self.rule, made, current), hypers
+        )
         next_config = dict(merged)
         for slot, value in zip(self.rule.slots, next_state, strict=True):
             if slot.name in active:
@@ -147,10 +160,13 @@ class FunctionalSpec:
         """``t``, the updates already made, as an integer; ``ValueError`` unless it is a whole
         number >= 0 (1.5 was truncated, inf overflowed)."""
         whole = isinstance(t, int | np.integer) or (
-            isinstance(t, float | np.floating) and math.isfinite(t) and float(t).is_integer())
+            isinstance(t, float | np.floating) and math.isfinite(t) and float(t).is_integer()
+        )
         if isinstance(t, bool | np.bool_) or not whole or t < 0:
-            raise ValueError(f"{self.name}: t={t!r} is invalid: expected a whole number of "
-                             "updates already made, >= 0")
+            raise ValueError(
+                f"{self.name}: t={t!r} is invalid: expected a whole number of "
+                "updates already made, >= 0"
+            )
         return int(t)
 
     def rule_hypers(self, config: Mapping[str, Any]) -> dict[str, Any]:

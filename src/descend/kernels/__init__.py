@@ -18,6 +18,16 @@ from descend.kernels.executor import (
 from descend.kernels.reference import numpy_step, numpy_update, torch_update, update_tensors
 from descend.kernels.variant import Variant, variant_of
 
-__all__ = ["CompiledExecutor", "Executor", "Variant", "backend_names", "executors_for",
-           "get_executor", "numpy_step", "numpy_update", "torch_update", "update_tensors",
-           "variant_of"]
+__all__ = [
+    "CompiledExecutor",
+    "Executor",
+    "Variant",
+    "backend_names",
+    "executors_for",
+    "get_executor",
+    "numpy_step",
+    "numpy_update",
+    "torch_update",
+    "update_tensors",
+    "variant_of",
+]

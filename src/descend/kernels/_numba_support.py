@@ -80,8 +80,9 @@ def _single(*operands: Any) -> bool:
     return any(operand == types.float32 for operand in operands)
 
 
-def _rounded(function: Callable[..., Any], single: Callable[..., Any],
-             double: Callable[..., Any]) -> Any:
+def _rounded(
+    function: Callable[..., Any], single: Callable[..., Any], double: Callable[..., Any]
+) -> Any:
     """Give ``function`` a Numba implementation with torch's rounding.
 
     A rule computes on tensor elements and on Python scalars. torch evaluates scalar-only
@@ -121,8 +122,9 @@ def _fused_multiply_add(typingctx: Any, a: Any, b: Any, c: Any) -> Typing:
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         kind = args[0].type
-        function = builder.module.declare_intrinsic("llvm.fma", [kind],
-                                                    ir.FunctionType(kind, [kind, kind, kind]))
+        function = builder.module.declare_intrinsic(
+            "llvm.fma", [kind], ir.FunctionType(kind, [kind, kind, kind])
+        )
         return builder.call(function, args)
 
     return signature, codegen
@@ -143,6 +145,7 @@ def lerp(start: Any, end: Any, weight: Any) -> Any:
 @overload(lerp, inline="always")
 def _lerp(start, end, weight):  # type: ignore[no-untyped-def]  # see _rounded
     if _single(start, end):
+
         def single(start, end, weight):  # type: ignore[no-untyped-def]  # see _rounded
             w = np.float32(weight)
             difference = np.float32(end) - np.float32(start)

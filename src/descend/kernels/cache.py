@@ -60,9 +60,11 @@ def cached_source(directory: Path, filename: str, source: str) -> Path:
         if not os.access(directory, os.W_OK | os.X_OK):
             raise PermissionError("not writable")
     except OSError as error:
-        raise ValueError(f"the kernel cache directory {directory} cannot be used ({error}): "
-                         f"set ${CACHE_ENV} to a writable directory; nothing was "
-                         "updated") from None
+        raise ValueError(
+            f"the kernel cache directory {directory} cannot be used ({error}): "
+            f"set ${CACHE_ENV} to a writable directory; nothing was "
+            "updated"
+        ) from None
     path = directory / filename
     try:
         intact = path.read_text() == source
@@ -72,8 +74,11 @@ def cached_source(directory: Path, filename: str, source: str) -> Path:
     if intact:
         return path
     if present:
-        warnings.warn(f"the cached kernel {path} does not match its generated source; "
-                      "recompiling it", RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"the cached kernel {path} does not match its generated source; recompiling it",
+            RuntimeWarning,
+            stacklevel=4,
+        )
         for stale in (directory / "__pycache__").glob(f"{path.stem}.*"):
             stale.unlink(missing_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as f:
@@ -97,8 +102,7 @@ class MachineCode:
 
     def files(self) -> list[Path]:
         """The cached machine-code files of this kernel."""
-        return sorted((self.source_path.parent / "__pycache__").glob(
-            f"{self.source_path.stem}.*"))
+        return sorted((self.source_path.parent / "__pycache__").glob(f"{self.source_path.stem}.*"))
 
     def digests(self) -> dict[str, str]:
         """File name -> SHA-256 of its content."""
@@ -116,8 +120,12 @@ class MachineCode:
         if expected is not None and expected == self.digests():
             return
         if expected is not None:
-            warnings.warn(f"the compiled code cached for {self.source_path.name} does not "
-                          "match its manifest; recompiling it", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"the compiled code cached for {self.source_path.name} does not "
+                "match its manifest; recompiling it",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         self.remove()
 
     def remove(self) -> None:
@@ -127,8 +135,9 @@ class MachineCode:
 
     def record(self) -> None:
         """Write the manifest of the machine code now cached."""
-        with tempfile.NamedTemporaryFile("w", dir=self.manifest.parent, suffix=".tmp",
-                                         delete=False) as f:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=self.manifest.parent, suffix=".tmp", delete=False
+        ) as f:
             json.dump(self.digests(), f)
         os.replace(f.name, self.manifest)
 
@@ -147,8 +156,9 @@ class _Flock(Protocol):
 
 
 @contextlib.contextmanager
-def file_lock(path: Path, notice: float | None = None,
-              timeout: float | None = None) -> Iterator[None]:
+def file_lock(
+    path: Path, notice: float | None = None, timeout: float | None = None
+) -> Iterator[None]:
     """An exclusive lock between processes on ``path`` (where the OS offers ``fcntl``).
 
     Never waits forever: the holder writes its process id into the file, and a waiter goes on
@@ -178,8 +188,7 @@ def file_lock(path: Path, notice: float | None = None,
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _acquire(fcntl: _Flock, handle: IO[str], path: Path, notice: float,
-             timeout: float) -> bool:
+def _acquire(fcntl: _Flock, handle: IO[str], path: Path, notice: float, timeout: float) -> bool:
     """Take the lock on ``handle``, polling; ``False`` if its holder is stopped or
     ``timeout`` passed first (each with a warning)."""
     start = time.monotonic()
@@ -193,19 +202,29 @@ def _acquire(fcntl: _Flock, handle: IO[str], path: Path, notice: float,
             pass
         holder = lock_holder(path)
         if holder is not None and process_stopped(holder):
-            warnings.warn(f"process {holder} holds {path} but is stopped; compiling the kernel "
-                          "without waiting for it", RuntimeWarning, stacklevel=5)
+            warnings.warn(
+                f"process {holder} holds {path} but is stopped; compiling the kernel "
+                "without waiting for it",
+                RuntimeWarning,
+                stacklevel=5,
+            )
             return False
         waited = time.monotonic() - start
         if waited >= timeout:
-            warnings.warn(f"gave up waiting after {waited:.0f} s for process {holder} holding "
-                          f"{path}; compiling the kernel without it", RuntimeWarning,
-                          stacklevel=5)
+            warnings.warn(
+                f"gave up waiting after {waited:.0f} s for process {holder} holding "
+                f"{path}; compiling the kernel without it",
+                RuntimeWarning,
+                stacklevel=5,
+            )
             return False
         if not noticed and waited >= notice:
-            warnings.warn(f"waiting for process {holder} compiling the same kernel (lock "
-                          f"{path}); will go on without it after {timeout:.0f} s",
-                          RuntimeWarning, stacklevel=5)
+            warnings.warn(
+                f"waiting for process {holder} compiling the same kernel (lock "
+                f"{path}); will go on without it after {timeout:.0f} s",
+                RuntimeWarning,
+                stacklevel=5,
+            )
             noticed = True
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
@@ -225,7 +244,7 @@ def process_stopped(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rindex(")") + 2:][:1] in ("T", "t")
+    return stat[stat.rindex(")") + 2 :][:1] in ("T", "t")
 
 
 # -- kernels in memory ----------------------------------------------------------------------------
@@ -277,8 +296,9 @@ class KernelStore(Generic[Key]):
             if failure is not None:
                 raise failure
             if key not in self.loading:
-                thread = threading.Thread(target=self._load_in_background, args=(key,),
-                                          name=self.thread_name)
+                thread = threading.Thread(
+                    target=self._load_in_background, args=(key,), name=self.thread_name
+                )
                 self.loading[key] = thread
                 thread.start()
         return self.kernels.get(key)

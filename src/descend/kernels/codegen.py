@@ -30,7 +30,12 @@ from descend.rules.spec import Rule
 
 #: The call each arithmetic operator becomes in kernel source.
 _OPERATORS: dict[type[ast.operator], str] = {
-    ast.Add: "_add", ast.Sub: "_sub", ast.Mult: "_mul", ast.Div: "_div", ast.Pow: "_power"}
+    ast.Add: "_add",
+    ast.Sub: "_sub",
+    ast.Mult: "_mul",
+    ast.Div: "_div",
+    ast.Pow: "_power",
+}
 
 
 class _TorchRounding(ast.NodeTransformer):
@@ -40,16 +45,19 @@ class _TorchRounding(ast.NodeTransformer):
         self.generic_visit(node)
         name = _OPERATORS.get(type(node.op))
         if name is None:
-            raise ValueError(f"operator {type(node.op).__name__} is not allowed in a rule's "
-                             f"update: expected one of + - * / **")
+            raise ValueError(
+                f"operator {type(node.op).__name__} is not allowed in a rule's "
+                f"update: expected one of + - * / **"
+            )
         call = ast.Call(ast.Name(name, ast.Load()), [node.left, node.right], [])
         return ast.copy_location(call, node)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         self.generic_visit(node)
         if isinstance(node.op, ast.USub):
-            return ast.copy_location(ast.Call(ast.Name("_neg", ast.Load()), [node.operand], []),
-                                     node)
+            return ast.copy_location(
+                ast.Call(ast.Name("_neg", ast.Load()), [node.operand], []), node
+            )
         return node
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
@@ -67,8 +75,10 @@ def rewritten(function: Callable[..., Any], name: str) -> str:
     operator a call that rounds as torch does. The operations and their order are the
     function's own."""
     if function.__code__.co_freevars:
-        raise ValueError(f"{function.__qualname__} must be a plain function, not a closure "
-                         f"(it reads {', '.join(function.__code__.co_freevars)})")
+        raise ValueError(
+            f"{function.__qualname__} must be a plain function, not a closure "
+            f"(it reads {', '.join(function.__code__.co_freevars)})"
+        )
     definition = ast.parse(ast.unparse(function_tree(function))).body[0]
     assert isinstance(definition, ast.FunctionDef)  # function_tree parsed a def
     definition.name = name
@@ -103,22 +113,24 @@ def element_source(rule: Rule, column: str) -> ElementSource:
     """The rewritten functions of ``rule`` and imports of the primitives they use, from the
     ``column`` (``"numba"``, ``"triton"``) of :data:`descend.rules.elementwise.PRIMITIVES`."""
     functions = (*helpers_used(rule.update), rule.update)
-    primitives = sorted({name for function in functions
-                         for name in elementwise_names(function)[0]})
+    primitives = sorted({name for function in functions for name in elementwise_names(function)[0]})
     imports = []
     for name in primitives:
         module, attribute = PRIMITIVES[name][column].split(":")
         imports.append(f"from {module} import {attribute} as {name}")
-    helpers = tuple((helper.__name__, rewritten(helper, helper.__name__))
-                    for helper in functions[:-1])
+    helpers = tuple(
+        (helper.__name__, rewritten(helper, helper.__name__)) for helper in functions[:-1]
+    )
     return ElementSource(tuple(imports), helpers, rewritten(rule.update, "_rule_update"))
 
 
 def check_dtype(executor: str, variant: Variant, dtypes: Collection[str]) -> None:
     """Refuse a variant whose dtype the executor has no kernel for."""
     if variant.dtype not in dtypes:
-        raise ValueError(f"dtype={variant.dtype} is not supported by the {executor} executor: "
-                         f"expected one of {', '.join(dtypes)}")
+        raise ValueError(
+            f"dtype={variant.dtype} is not supported by the {executor} executor: "
+            f"expected one of {', '.join(dtypes)}"
+        )
 
 
 def slot_rows(variant: Variant) -> tuple[list[int | None], int]:
@@ -137,8 +149,7 @@ def scalar_arguments(rule: Rule, variant: Variant) -> list[str]:
     """The scalar arguments of the call of ``_rule_update``, in the rule's order: a constant of
     the variant as a literal, every other scalar by its name."""
     constants = dict(variant.constants)
-    return [repr(constants[name]) if name in constants else name
-            for name in rule.scalar_names]
+    return [repr(constants[name]) if name in constants else name for name in rule.scalar_names]
 
 
 def module_name(prefix: str, rule: Rule, variant: Variant, source: str) -> str:

@@ -72,9 +72,15 @@ class Executor(ABC):
         return f"the {self.name} executor cannot update it"
 
     @abstractmethod
-    def step(self, rule: Rule, variant: Variant | None, scalars: Scalars,
-             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-             slots: SlotLists) -> None:
+    def step(
+        self,
+        rule: Rule,
+        variant: Variant | None,
+        scalars: Scalars,
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor],
+        slots: SlotLists,
+    ) -> None:
         """Apply one step of ``rule`` in place to each parameter and its active slots.
 
         ``slots[i]`` holds parameter i's state tensors in the rule's slot order, ``None`` for a
@@ -99,8 +105,14 @@ class Executor(ABC):
         background attempt raised. By default: :meth:`kernel`, waiting for it."""
         return self.kernel(rule, variant)
 
-    def launch(self, kernel: Kernel, table: TensorTable, rows: IndexArray,
-               scalars: ScalarTable, indices: IndexArray | None = None) -> None:
+    def launch(
+        self,
+        kernel: Kernel,
+        table: TensorTable,
+        rows: IndexArray,
+        scalars: ScalarTable,
+        indices: IndexArray | None = None,
+    ) -> None:
         """Run ``kernel`` over an address table (compiled executors only): ``rows[i]`` is the
         row of ``scalars`` the i-th tensor reads, ``indices`` the tensors of the table to run
         (all if ``None``)."""
@@ -129,8 +141,14 @@ class CompiledExecutor(Executor):
         """The compiled kernel of ``rule`` for ``variant`` (from memory, disk or compiler)."""
 
     @abstractmethod
-    def launch(self, kernel: Kernel, table: TensorTable, rows: IndexArray,
-               scalars: ScalarTable, indices: IndexArray | None = None) -> None:
+    def launch(
+        self,
+        kernel: Kernel,
+        table: TensorTable,
+        rows: IndexArray,
+        scalars: ScalarTable,
+        indices: IndexArray | None = None,
+    ) -> None:
         """Run ``kernel`` over the tensors of ``table`` (those at ``indices``, if given);
         ``rows[i]`` is the row of ``scalars`` the i-th tensor reads."""
 
@@ -139,9 +157,15 @@ class CompiledExecutor(Executor):
         wrongly (see :func:`descend.kernels.operands.check_operands`)."""
         check_operands(self.name, self.supports, self.requirement, param, operands)
 
-    def step(self, rule: Rule, variant: Variant | None, scalars: Scalars,
-             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-             slots: SlotLists) -> None:
+    def step(
+        self,
+        rule: Rule,
+        variant: Variant | None,
+        scalars: Scalars,
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor],
+        slots: SlotLists,
+    ) -> None:
         """Apply one step of ``rule`` in place, like the reference executor.
 
         Every operand is checked against its parameter first (:meth:`check_operands`); mixed
@@ -150,8 +174,7 @@ class CompiledExecutor(Executor):
         (strided views, a gradient laid out unlike its parameter) are copied into contiguous
         buffers and back.
         """
-        step_in_tables(self, rule, scalars, params, grads, slots, self.dtypes,
-                       self.check_operands)
+        step_in_tables(self, rule, scalars, params, grads, slots, self.dtypes, self.check_operands)
 
 
 #: Compiled executors that ``backend="auto"`` asks, in order, before the reference executor.
@@ -177,8 +200,10 @@ def get_executor(name: str) -> Executor:
     executor = _instances.get(name)
     if executor is None:
         if name not in _MODULES:
-            raise ValueError(f"backend={name!r} is invalid: expected one of "
-                             f"{', '.join(map(repr, backend_names()))}")
+            raise ValueError(
+                f"backend={name!r} is invalid: expected one of "
+                f"{', '.join(map(repr, backend_names()))}"
+            )
         module = importlib.import_module(_MODULES[name])
         executor = _instances[name] = module.EXECUTOR
     return executor
@@ -202,13 +227,15 @@ def executors_for(backend: str) -> tuple[Executor, ...]:
             elif name == "fused" and not _warned:
                 # The CPU step then runs on torch ops: a few times slower on many tensors.
                 _warned.add(name)
-                warnings.warn(f"backend='auto' runs CPU parameters on the reference executor "
-                              f"(torch ops), since the fused executor is unavailable: "
-                              f"{executor.unavailable_reason()}", RuntimeWarning,
-                              stacklevel=3)
+                warnings.warn(
+                    f"backend='auto' runs CPU parameters on the reference executor "
+                    f"(torch ops), since the fused executor is unavailable: "
+                    f"{executor.unavailable_reason()}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         return (*chosen, get_executor("reference"))
     executor = get_executor(backend)
     if not executor.available():
-        raise ValueError(f"backend={backend!r} is not available: "
-                         f"{executor.unavailable_reason()}")
+        raise ValueError(f"backend={backend!r} is not available: {executor.unavailable_reason()}")
     return (executor,)

@@ -34,9 +34,14 @@ def advance(state: StepState, hypers: Mapping[str, Any]) -> tuple[StepState, dic
     return after, {**hypers, **after.running()}
 
 
-def step_array(rule: Rule, param: np.ndarray, grad: np.ndarray, slots: list[Any],
-               state: StepState, hypers: Mapping[str, Any]
-               ) -> tuple[np.ndarray, list[Any], StepState]:
+def step_array(
+    rule: Rule,
+    param: np.ndarray,
+    grad: np.ndarray,
+    slots: list[Any],
+    state: StepState,
+    hypers: Mapping[str, Any],
+) -> tuple[np.ndarray, list[Any], StepState]:
     """One update of ``rule`` on arrays: ``(new param, new slots, state after)``; nothing
     given is changed. ``slots`` are in the rule's order, ``None`` for an inactive slot."""
     after, values = advance(state, hypers)
@@ -82,39 +87,52 @@ class RuleStepper:
     so a rule with a matrix stage (Muon) is refused.
     """
 
-    def __init__(self, rule: Rule, hypers: Mapping[str, Any], x0: np.ndarray,
-                 schedule: Schedule | None = None) -> None:
+    def __init__(
+        self,
+        rule: Rule,
+        hypers: Mapping[str, Any],
+        x0: np.ndarray,
+        schedule: Schedule | None = None,
+    ) -> None:
         if rule.stage is not None:
-            raise ValueError(f"rule {rule.name!r} needs {rule.stage.ndim}-D parameters (a "
-                             "matrix stage); the lab's points are vectors")
+            raise ValueError(
+                f"rule {rule.name!r} needs {rule.stage.ndim}-D parameters (a "
+                "matrix stage); the lab's points are vectors"
+            )
         self.rule = rule
         self.hypers = rule.validate(hypers)
         self.schedule = schedule
         self.update = numpy_update(rule)
         active = {slot.name for slot in rule.active_slots(self.hypers)}
         start = np.array(x0, dtype=np.float64)
-        self.slots: list[Any] = [slot.initial(start, self.hypers) if slot.name in active
-                                 else None for slot in rule.slots]
+        self.slots: list[Any] = [
+            slot.initial(start, self.hypers) if slot.name in active else None for slot in rule.slots
+        ]
         self.state = StepState.single(rule, 0)
         self.by_coordinate = np.size(x0) <= SCALAR_SIZE
         if self.by_coordinate:
             self.slots = [None if slot is None else slot.tolist() for slot in self.slots]
 
     @classmethod
-    def from_functional(cls, update: FunctionalUpdate, config: Mapping[str, Any],
-                        x0: np.ndarray, schedule: Schedule | None = None) -> RuleStepper:
+    def from_functional(
+        cls,
+        update: FunctionalUpdate,
+        config: Mapping[str, Any],
+        x0: np.ndarray,
+        schedule: Schedule | None = None,
+    ) -> RuleStepper:
         """The rule of a ``descend.functional`` update with the hyperparameters of ``config``
         in the course's names: the iterates of calling the update every step, without
         re-reading the config dict every step."""
         return cls(update.rule, update.rule_hypers(config), x0, schedule)
 
     @classmethod
-    def from_optimizer(cls, optimizer: RuleOptimizer, x0: np.ndarray,
-                       schedule: Schedule | None = None) -> RuleStepper:
+    def from_optimizer(
+        cls, optimizer: RuleOptimizer, x0: np.ndarray, schedule: Schedule | None = None
+    ) -> RuleStepper:
         """The rule of a descend optimizer with the hyperparameters of its first param group:
         the iterates the torch class makes."""
-        return cls(optimizer.rule, optimizer.rule_hypers(optimizer.param_groups[0]), x0,
-                   schedule)
+        return cls(optimizer.rule, optimizer.rule_hypers(optimizer.param_groups[0]), x0, schedule)
 
     @property
     def count(self) -> int:
@@ -146,15 +164,20 @@ class RuleStepper:
         self.state.commit(after)
         if not self.by_coordinate:
             new_x, *slots = self.update(x, grad, *self.slots, **scalars)
-            self.slots = [new if old is not None else None
-                          for old, new in zip(self.slots, slots, strict=True)]
+            self.slots = [
+                new if old is not None else None for old, new in zip(self.slots, slots, strict=True)
+            ]
             return np.asarray(new_x, dtype=np.float64)
         points = x.tolist()
         grads = np.asarray(grad, dtype=np.float64).tolist()
         slots = self.slots
         for i in range(len(points)):
-            new_p, *new_slots = self.update(points[i], grads[i], *[
-                None if slot is None else slot[i] for slot in slots], **scalars)
+            new_p, *new_slots = self.update(
+                points[i],
+                grads[i],
+                *[None if slot is None else slot[i] for slot in slots],
+                **scalars,
+            )
             points[i] = float(new_p)
             for slot, value in zip(slots, new_slots, strict=True):
                 if slot is not None:

@@ -23,9 +23,13 @@ from descend.kernels.table import addressable
 Operand: TypeAlias = tuple[str, torch.Tensor]
 
 
-def check_operands(executor: str, supports: Callable[[torch.Tensor], bool],
-                   requirement: Callable[[], str], param: torch.Tensor,
-                   operands: Sequence[Operand]) -> None:
+def check_operands(
+    executor: str,
+    supports: Callable[[torch.Tensor], bool],
+    requirement: Callable[[], str],
+    param: torch.Tensor,
+    operands: Sequence[Operand],
+) -> None:
     """Refuse, naming it, any operand a kernel walking ``param`` would read or write wrongly.
 
     ``executor`` names the executor in errors; ``supports`` says whether it can update
@@ -35,20 +39,31 @@ def check_operands(executor: str, supports: Callable[[torch.Tensor], bool],
     operand's address.
     """
     if not addressable(param):
-        raise ValueError(f"the {executor} executor cannot update a {type(param).__name__}, "
-                         "whose address is not its elements': expected a plain tensor (a "
-                         "DTensor's local tensor)")
+        raise ValueError(
+            f"the {executor} executor cannot update a {type(param).__name__}, "
+            "whose address is not its elements': expected a plain tensor (a "
+            "DTensor's local tensor)"
+        )
     if not supports(param):
-        raise ValueError(f"the {executor} executor cannot update a {param.dtype} tensor on "
-                         f"{param.device}: {requirement()}")
+        raise ValueError(
+            f"the {executor} executor cannot update a {param.dtype} tensor on "
+            f"{param.device}: {requirement()}"
+        )
     for label, tensor in operands:
         if not addressable(tensor):
-            raise ValueError(f"{label} is a {type(tensor).__name__}, whose address is not its "
-                             "elements': expected a plain tensor (a DTensor's local tensor)")
-        if (tensor.device != param.device or tensor.dtype != param.dtype
-                or tensor.shape != param.shape or tensor.is_sparse):
+            raise ValueError(
+                f"{label} is a {type(tensor).__name__}, whose address is not its "
+                "elements': expected a plain tensor (a DTensor's local tensor)"
+            )
+        if (
+            tensor.device != param.device
+            or tensor.dtype != param.dtype
+            or tensor.shape != param.shape
+            or tensor.is_sparse
+        ):
             raise ValueError(
                 f"{label} is a {'sparse ' if tensor.is_sparse else ''}{tensor.dtype} tensor of "
                 f"shape {tuple(tensor.shape)} on {tensor.device}, but its parameter is "
                 f"{param.dtype} of shape {tuple(param.shape)} on {param.device}: expected the "
-                "same dtype, shape and device")
+                "same dtype, shape and device"
+            )

@@ -29,21 +29,23 @@ def numpy_update(rule: Rule) -> Callable[..., tuple[Any, ...]]:
     return bind(rule.update, "numpy")
 
 
-def numpy_step(rule: Rule, param: Any, grad: Any, slots: Sequence[Any],
-               values: Mapping[str, Any], step: int) -> tuple[Any, list[Any]]:
+def numpy_step(
+    rule: Rule, param: Any, grad: Any, slots: Sequence[Any], values: Mapping[str, Any], step: int
+) -> tuple[Any, list[Any]]:
     """Update ``step`` of ``rule`` on NumPy arrays: ``(new param, new slots)``, inputs left as
     they are. ``values`` holds the hyperparameters with the running state of this step (see
     :meth:`Rule.next_state`). A rule with a matrix stage runs its elementwise ``prepare``,
     the stage (through torch, on the whole array) and then its ``update``."""
     stage, prepare = rule.stage, rule.prepare_rule
     if stage is not None and prepare is not None:  # a rule with a stage has its prepare rule
-        direction, *slots = numpy_update(prepare)(np.empty_like(param), grad, *slots,
-                                                  **prepare.scalars(values, step))
+        direction, *slots = numpy_update(prepare)(
+            np.empty_like(param), grad, *slots, **prepare.scalars(values, step)
+        )
         plain = {name: plain_value(value) for name, value in values.items()}
-        grad = stage.function(torch.from_numpy(np.array(direction, dtype=param.dtype)),
-                              plain).numpy()
-    new_param, *new_slots = numpy_update(rule)(param, grad, *slots,
-                                               **rule.scalars(values, step))
+        grad = stage.function(
+            torch.from_numpy(np.array(direction, dtype=param.dtype)), plain
+        ).numpy()
+    new_param, *new_slots = numpy_update(rule)(param, grad, *slots, **rule.scalars(values, step))
     return new_param, new_slots
 
 
@@ -77,9 +79,15 @@ class ReferenceExecutor(Executor):
         """Every tensor: torch computes wherever the tensor lives."""
         return True
 
-    def step(self, rule: Rule, variant: Variant | None, scalars: Mapping[str, Any],
-             params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-             slots: Sequence[Sequence[torch.Tensor | None]]) -> None:
+    def step(
+        self,
+        rule: Rule,
+        variant: Variant | None,
+        scalars: Mapping[str, Any],
+        params: Sequence[torch.Tensor],
+        grads: Sequence[torch.Tensor],
+        slots: Sequence[Sequence[torch.Tensor | None]],
+    ) -> None:
         """One step with torch ops (the variant is not needed: nothing is compiled)."""
         update_tensors(rule, scalars, params, grads, slots)
 

@@ -48,9 +48,14 @@ class StepState:
     tensors; see :meth:`advance`).
     """
 
-    def __init__(self, rule: Rule, steps: np.ndarray, products: Mapping[str, np.ndarray],
-                 group: Mapping[str, Any] | None = None, saturate: bool | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        rule: Rule,
+        steps: np.ndarray,
+        products: Mapping[str, np.ndarray],
+        group: Mapping[str, Any] | None = None,
+        saturate: bool | None = None,
+    ) -> None:
         self.rule = rule
         self.saturate = not rule.counts_steps if saturate is None else saturate
         self.steps = steps
@@ -61,26 +66,29 @@ class StepState:
         self.uniform = len(steps) == 0 or bool((numbers == numbers[0]).all())
 
     @classmethod
-    def single(cls, rule: Rule, updates_made: int,
-               current: Mapping[str, Any] | None = None) -> StepState:
+    def single(
+        cls, rule: Rule, updates_made: int, current: Mapping[str, Any] | None = None
+    ) -> StepState:
         """The state of one array after ``updates_made`` updates, with the running products
         and group state of ``current`` (a missing one: its initial value), as the NumPy
         executor and the functional API keep it: the counter is a Python integer (exact at
         any count) that does not saturate."""
         current = current or {}
-        products = {product.name: np.array([float(plain_value(current.get(product.name,
-                                                                         product.initial)))])
-                    for product in rule.products}
+        products = {
+            product.name: np.array([float(plain_value(current.get(product.name, product.initial)))])
+            for product in rule.products
+        }
         group = None
         if rule.group_state is not None:
-            group = {name: current.get(name, initial)
-                     for name, initial in rule.group_state.initial.items()}
+            group = {
+                name: current.get(name, initial)
+                for name, initial in rule.group_state.initial.items()
+            }
         steps = np.empty(1, dtype=object)
         steps[0] = int(updates_made)
         return cls(rule, steps, products, group, saturate=False)
 
-    def advance(self, hypers: Mapping[str, Any],
-                indices: np.ndarray | None = None) -> StepState:
+    def advance(self, hypers: Mapping[str, Any], indices: np.ndarray | None = None) -> StepState:
         """The state after one more update of the tensors at ``indices`` (all if None), at
         ``hypers``; nothing changes (see :meth:`commit`).
 
@@ -154,8 +162,7 @@ class StepState:
     def running(self) -> dict[str, Any]:
         """The running products (of the first tensor, as Python floats) and the group state:
         what a single array's state records besides its counter."""
-        state: dict[str, Any] = {name: float(values[0]) for name, values in
-                                 self.products.items()}
+        state: dict[str, Any] = {name: float(values[0]) for name, values in self.products.items()}
         state.update(self.group or {})
         return state
 

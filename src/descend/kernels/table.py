@@ -65,8 +65,9 @@ class TensorTable:
     table and keeps while it lives (a GPU executor's device copy of it).
     """
 
-    def __init__(self, sizes: Sequence[int], operands: int,
-                 device: torch.device | None = None) -> None:
+    def __init__(
+        self, sizes: Sequence[int], operands: int, device: torch.device | None = None
+    ) -> None:
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.addresses = np.zeros((operands, len(self.sizes)), dtype=np.int64)
         self.work = segments(self.sizes)
@@ -75,8 +76,7 @@ class TensorTable:
 
     def subset_work(self, indices: Int64Array) -> tuple[Int64Array, WorkSplit]:
         """Addresses and work split for only the tensors at ``indices``."""
-        return (np.ascontiguousarray(self.addresses[:, indices]),
-                segments(self.sizes[indices]))
+        return (np.ascontiguousarray(self.addresses[:, indices]), segments(self.sizes[indices]))
 
 
 def flat_compatible(tensors: Sequence[torch.Tensor | None]) -> bool:
@@ -114,12 +114,16 @@ def dense(tensor: torch.Tensor) -> bool:
     return True
 
 
-def step_in_tables(executor: Executor, rule: Rule, scalars: Mapping[str, Any],
-                   params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-                   slots: Sequence[Sequence[torch.Tensor | None]],
-                   kernel_dtypes: Mapping[torch.dtype, str],
-                   check_operands: Callable[[torch.Tensor, Sequence[tuple[str, torch.Tensor]]],
-                                            None]) -> None:
+def step_in_tables(
+    executor: Executor,
+    rule: Rule,
+    scalars: Mapping[str, Any],
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    slots: Sequence[Sequence[torch.Tensor | None]],
+    kernel_dtypes: Mapping[torch.dtype, str],
+    check_operands: Callable[[torch.Tensor, Sequence[tuple[str, torch.Tensor]]], None],
+) -> None:
     """One step of ``rule`` in place over tensor lists, as a compiled executor runs it: the
     body of the fused and Triton executors' ``step``.
 
@@ -131,24 +135,33 @@ def step_in_tables(executor: Executor, rule: Rule, scalars: Mapping[str, Any],
     unlike its parameter) are copied into contiguous buffers and back.
     """
     if not (len(params) == len(grads) == len(slots)):
-        raise ValueError(f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
-                         "slot lists: expected the same number of each")
+        raise ValueError(
+            f"got {len(params)} params, {len(grads)} grads and {len(slots)} "
+            "slot lists: expected the same number of each"
+        )
     active = tuple(state is not None for state in (slots[0] if slots else ()))
     for index, (param, grad, state) in enumerate(zip(params, grads, slots, strict=True)):
         if tuple(s is not None for s in state) != active:
-            raise ValueError(f"tensor {index} has slots {[s is not None for s in state]}, "
-                             f"tensor 0 {list(active)}: expected the same active slots")
-        check_operands(param, [(f"the gradient of tensor {index}", grad)] + [
-            (f"slot {k} of tensor {index}", s) for k, s in enumerate(state) if s is not None])
+            raise ValueError(
+                f"tensor {index} has slots {[s is not None for s in state]}, "
+                f"tensor 0 {list(active)}: expected the same active slots"
+            )
+        check_operands(
+            param,
+            [(f"the gradient of tensor {index}", grad)]
+            + [(f"slot {k} of tensor {index}", s) for k, s in enumerate(state) if s is not None],
+        )
     groups: dict[tuple[torch.dtype, torch.device], list[list[torch.Tensor]]] = {}
     copies: list[tuple[torch.Tensor, torch.Tensor]] = []
     for param, grad, state in zip(params, grads, slots, strict=True):
         operands = [param, grad, *(s for s in state if s is not None)]
         if not flat_compatible(operands):
             contiguous = [t.contiguous() for t in operands]
-            copies += [(original, copy) for original, copy in zip(operands, contiguous,
-                                                                   strict=True)
-                       if copy is not original and original is not grad]
+            copies += [
+                (original, copy)
+                for original, copy in zip(operands, contiguous, strict=True)
+                if copy is not original and original is not grad
+            ]
             operands = contiguous
         groups.setdefault((param.dtype, param.device), []).append(operands)
     for (dtype, device), entries in groups.items():
@@ -156,8 +169,11 @@ def step_in_tables(executor: Executor, rule: Rule, scalars: Mapping[str, Any],
         table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]), device)
         for index, operands in enumerate(entries):
             table.addresses[:, index] = [t.data_ptr() for t in operands]
-        executor.launch(executor.kernel(rule, variant), table,
-                        np.zeros(len(entries), dtype=np.int64),
-                        np.asarray([runtime_row(variant, scalars)], dtype=np.float64))
+        executor.launch(
+            executor.kernel(rule, variant),
+            table,
+            np.zeros(len(entries), dtype=np.int64),
+            np.asarray([runtime_row(variant, scalars)], dtype=np.float64),
+        )
     for original, copy in copies:
         original.copy_(copy)

@@ -65,8 +65,11 @@ from descend.rules.spec import Rule
 
 #: Parameter dtypes the Triton executor updates, by the name a variant uses.
 TRITON_DTYPES: dict[torch.dtype, str] = {
-    torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32",
-    torch.float64: "float64"}
+    torch.float16: "float16",
+    torch.bfloat16: "bfloat16",
+    torch.float32: "float32",
+    torch.float64: "float64",
+}
 #: Environment variable that makes Triton run kernels in its interpreter, on CPU tensors.
 INTERPRET_ENV = "TRITON_INTERPRET"
 #: Names the generated kernel uses itself, so no rule scalar may take them.
@@ -88,16 +91,20 @@ def interpreting() -> bool:
 def supports(tensor: torch.Tensor) -> bool:
     """Whether the Triton executor can update this tensor: a CUDA tensor of a float dtype (a CPU
     one when interpreting)."""
-    return (tensor.dtype in TRITON_DTYPES
-            and tensor.device.type == ("cpu" if interpreting() else "cuda")
-            and addressable(tensor))
+    return (
+        tensor.dtype in TRITON_DTYPES
+        and tensor.device.type == ("cpu" if interpreting() else "cuda")
+        and addressable(tensor)
+    )
 
 
 def _refusal() -> str:
     dtypes = "float16, bfloat16, float32 or float64"
     if interpreting():
-        return (f"with {INTERPRET_ENV}=1 the triton executor runs on CPU tensors of dtype "
-                f"{dtypes} (Triton's interpreter cannot read GPU memory)")
+        return (
+            f"with {INTERPRET_ENV}=1 the triton executor runs on CPU tensors of dtype "
+            f"{dtypes} (Triton's interpreter cannot read GPU memory)"
+        )
     return f"the triton executor runs on CUDA tensors of dtype {dtypes}"
 
 
@@ -125,20 +132,22 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     iteration of a program's loop).
     """
     check_dtype("triton", variant, TRITON_DTYPES.values())
-    clashing = [name for name in rule.scalar_names
-                if name.startswith("_") or name in _RESERVED]
+    clashing = [name for name in rule.scalar_names if name.startswith("_") or name in _RESERVED]
     if clashing:
-        raise ValueError(f"rule {rule.name!r}: scalar(s) {', '.join(clashing)} clash with the "
-                         "names of the generated kernel (no leading underscore, nor "
-                         f"{', '.join(sorted(_RESERVED))})")
+        raise ValueError(
+            f"rule {rule.name!r}: scalar(s) {', '.join(clashing)} clash with the "
+            "names of the generated kernel (no leading underscore, nor "
+            f"{', '.join(sorted(_RESERVED))})"
+        )
     elements = element_function_source(rule)
     if interpreting() and "_power(" in elements:
-        raise ValueError(f"rule {rule.name!r} uses **, which Triton's interpreter cannot run "
-                         f"(it has no pow); unset {INTERPRET_ENV} and run it on a GPU")
+        raise ValueError(
+            f"rule {rule.name!r} uses **, which Triton's interpreter cannot run "
+            f"(it has no pow); unset {INTERPRET_ENV} and run it on a GPU"
+        )
     rows, operands = slot_rows(variant)
     results = [f"_r{k}" for k in range(1 + len(variant.active))]
-    stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(rows)
-                             if r is not None]
+    stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(rows) if r is not None]
 
     def body(masked: bool) -> list[str]:
         load = "_load_masked({}, _mask)" if masked else "_load({})"
@@ -160,8 +169,9 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
         "_start = tl.multiple_of(tl.load(_chunks + 3 * _pid + 1), CHUNK)",
         "_stop = tl.load(_chunks + 3 * _pid + 2)",
     ]
-    header += [f"_x{r} = tl.load(_table + {r} * _count + _tensor).to({pointer})"
-               for r in range(operands)]
+    header += [
+        f"_x{r} = tl.load(_table + {r} * _count + _tensor).to({pointer})" for r in range(operands)
+    ]
     header.append("if ALIGNED:")
     header += [f"    _x{r} = tl.multiple_of(_x{r}, 16)" for r in range(operands)]
     header += [f"{name} = _scalar({name})" for name in variant.runtime]
@@ -173,10 +183,17 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     header.append("if _start + _full < _stop:")
     header += ["    " + line for line in body(masked=True)]
     # Run-time scalars are declared float64: Triton would pass a Python float as float32.
-    parameters = ", ".join(["_table", "_chunks", "_count",
-                            *(f"{name}: tl.float64" for name in variant.runtime),
-                            "ALIGNED: tl.constexpr", "CHUNK: tl.constexpr",
-                            "BLOCK: tl.constexpr"])
+    parameters = ", ".join(
+        [
+            "_table",
+            "_chunks",
+            "_count",
+            *(f"{name}: tl.float64" for name in variant.runtime),
+            "ALIGNED: tl.constexpr",
+            "CHUNK: tl.constexpr",
+            "BLOCK: tl.constexpr",
+        ]
+    )
     kernel_body = "\n".join("    " + line for line in header)
     return f'''"""Triton {variant.dtype} kernel of the {rule.name!r} rule, generated by descend."""
 # variant {variant!r}
@@ -211,8 +228,9 @@ def _load_kernel(key: tuple[Rule, Variant, bool]) -> Kernel:
 
 
 #: The Triton kernels in memory, by rule, variant and whether Triton interprets them.
-KERNELS: KernelStore[tuple[Rule, Variant, bool]] = KernelStore(_load_kernel,
-                                                                "descend-triton-loader")
+KERNELS: KernelStore[tuple[Rule, Variant, bool]] = KernelStore(
+    _load_kernel, "descend-triton-loader"
+)
 
 
 def get_kernel(rule: Rule, variant: Variant) -> Kernel:
@@ -284,8 +302,9 @@ class DeviceTable:
         self.uploaded = snapshot
         self.aligned = not bool((snapshot & 15).any())
 
-    def chunks(self, table: TensorTable, indices: Int64Array | None,
-               chunk: int) -> tuple[torch.Tensor, int]:
+    def chunks(
+        self, table: TensorTable, indices: Int64Array | None, chunk: int
+    ) -> tuple[torch.Tensor, int]:
         """The chunk list (on the device) for the tensors at ``indices``, and its length."""
         key = (chunk, None if indices is None else indices.tobytes())
         found = self.chunk_lists.get(key)
@@ -333,8 +352,10 @@ class TritonExecutor(CompiledExecutor):
         """What is missing."""
         if not triton_available():
             return "it needs Triton: pip install triton (or use backend='auto')"
-        return (f"no CUDA device is available (set {INTERPRET_ENV}=1 to run Triton's "
-                "interpreter on CPU tensors, or use backend='auto')")
+        return (
+            f"no CUDA device is available (set {INTERPRET_ENV}=1 to run Triton's "
+            "interpreter on CPU tensors, or use backend='auto')"
+        )
 
     def automatic(self) -> Executor | None:
         """Itself, except under the interpreter, which ``auto`` never uses."""
@@ -356,8 +377,14 @@ class TritonExecutor(CompiledExecutor):
         """The ``@triton.jit`` kernel of ``rule`` for ``variant``."""
         return get_kernel(rule, variant)
 
-    def launch(self, kernel: Kernel, table: TensorTable, rows: IndexArray,
-               scalars: ScalarTable, indices: IndexArray | None = None) -> None:
+    def launch(
+        self,
+        kernel: Kernel,
+        table: TensorTable,
+        rows: IndexArray,
+        scalars: ScalarTable,
+        indices: IndexArray | None = None,
+    ) -> None:
         """Run ``kernel`` over the tensors of ``table`` (those at ``indices``, if given), one
         launch per distinct row of ``scalars``; ``rows[i]`` is the row the i-th tensor reads.
 
@@ -373,17 +400,33 @@ class TritonExecutor(CompiledExecutor):
         for row in range(len(scalars)):
             chosen = np.flatnonzero(rows == row)
             if len(chosen):
-                self._launch(kernel, table, device_table,
-                             chosen if indices is None else indices[chosen], scalars[row])
+                self._launch(
+                    kernel,
+                    table,
+                    device_table,
+                    chosen if indices is None else indices[chosen],
+                    scalars[row],
+                )
 
-    def _launch(self, kernel: Kernel, table: TensorTable, device_table: DeviceTable,
-                indices: IndexArray | None, row: ScalarTable) -> None:
+    def _launch(
+        self,
+        kernel: Kernel,
+        table: TensorTable,
+        device_table: DeviceTable,
+        indices: IndexArray | None,
+        row: ScalarTable,
+    ) -> None:
         chunks, count = device_table.chunks(table, indices, self.chunk)
         if count == 0:
             return
         arguments = (device_table.addresses, chunks, device_table.count, *row.tolist())
-        options = dict(ALIGNED=device_table.aligned, CHUNK=self.chunk, BLOCK=self.block,
-                       num_warps=self.num_warps, enable_fp_fusion=False)
+        options = dict(
+            ALIGNED=device_table.aligned,
+            CHUNK=self.chunk,
+            BLOCK=self.block,
+            num_warps=self.num_warps,
+            enable_fp_fusion=False,
+        )
         device = table.device
         if device.type != "cuda":
             kernel[(count,)](*arguments, **options)
@@ -397,9 +440,13 @@ class TritonExecutor(CompiledExecutor):
             kernel[(count,)](*arguments, **options)
 
 
-def update_tensors_triton(rule: Rule, scalars: Scalars,
-                          params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-                          slots: SlotLists) -> None:
+def update_tensors_triton(
+    rule: Rule,
+    scalars: Scalars,
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    slots: SlotLists,
+) -> None:
     """One step of ``rule`` on the Triton executor (see :meth:`TritonExecutor.step`)."""
     EXECUTOR.step(rule, None, scalars, params, grads, slots)
 

@@ -45,14 +45,18 @@ def tested_parameters(function: Callable[..., Any]) -> frozenset[str]:
     for node in ast.walk(definition):
         if isinstance(node, ast.If | ast.IfExp | ast.While):
             tested.update(n.id for n in ast.walk(node.test) if isinstance(n, ast.Name))
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-              and node.func.id in HELPERS):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in HELPERS
+        ):
             callee = HELPERS[node.func.id]
             callee_parameters = _parameter_names(function_tree(callee))
             decided = tested_parameters(callee)
             passed = list(zip(callee_parameters, node.args, strict=False))
-            passed += [(keyword.arg, keyword.value) for keyword in node.keywords
-                       if keyword.arg is not None]
+            passed += [
+                (keyword.arg, keyword.value) for keyword in node.keywords if keyword.arg is not None
+            ]
             for name, value in passed:
                 if name in decided:
                     tested.update(n.id for n in ast.walk(value) if isinstance(n, ast.Name))
@@ -81,8 +85,9 @@ class Variant:
     runtime: tuple[str, ...]
 
 
-def variant_of(rule: Rule, scalars: Mapping[str, Any], dtype: str,
-               active: Sequence[bool]) -> Variant:
+def variant_of(
+    rule: Rule, scalars: Mapping[str, Any], dtype: str, active: Sequence[bool]
+) -> Variant:
     """The kernel variant that runs ``rule`` with these scalars on tensors of ``dtype``."""
     tested = condition_names(rule)
     constants: list[tuple[str, bool | float]] = []

@@ -54,8 +54,14 @@ class DemoRow:
     predicted: float | None
 
 
-def steps_to_tolerance(problem: Quadratic, name: str, config: dict, tolerance: float,
-                       max_steps: int, give_up_after: int | None = None) -> int | None:
+def steps_to_tolerance(
+    problem: Quadratic,
+    name: str,
+    config: dict,
+    tolerance: float,
+    max_steps: int,
+    give_up_after: int | None = None,
+) -> int | None:
     """The update after which ``loss - f* <= tolerance`` holds through the end of a
     ``max_steps`` run of ``descend.functional.<name>``; None if the run ends above the tolerance
     or diverges.
@@ -79,8 +85,9 @@ def steps_to_tolerance(problem: Quadratic, name: str, config: dict, tolerance: f
     return settled_step(path.losses - problem.minimum_value, tolerance)
 
 
-def tune_learning_rate(problem: Quadratic, name: str, config: dict, tolerance: float,
-                       max_steps: int, grid: np.ndarray) -> tuple[float | None, int | None]:
+def tune_learning_rate(
+    problem: Quadratic, name: str, config: dict, tolerance: float, max_steps: int, grid: np.ndarray
+) -> tuple[float | None, int | None]:
     """The grid learning rate after which the loss settles below the tolerance soonest (the
     largest on a tie); ``(None, None)`` when none settles within ``max_steps``.
 
@@ -89,16 +96,27 @@ def tune_learning_rate(problem: Quadratic, name: str, config: dict, tolerance: f
     """
     best_lr, best_steps = None, None
     for lr in sorted(map(float, grid), reverse=True):
-        steps = steps_to_tolerance(problem, name, {**config, "learning_rate": lr}, tolerance,
-                                   max_steps, None if best_steps is None else best_steps - 1)
+        steps = steps_to_tolerance(
+            problem,
+            name,
+            {**config, "learning_rate": lr},
+            tolerance,
+            max_steps,
+            None if best_steps is None else best_steps - 1,
+        )
         if steps is not None and (best_steps is None or steps < best_steps):
             best_lr, best_steps = lr, steps
     return best_lr, best_steps
 
 
-def run_demo(condition_number: float = 100.0, tolerance: float = 1e-6, max_steps: int = 3000,
-             dimension: int = 2, seed: int = 0,
-             grid_points: int = 31) -> tuple[Quadratic, list[DemoRow]]:
+def run_demo(
+    condition_number: float = 100.0,
+    tolerance: float = 1e-6,
+    max_steps: int = 3000,
+    dimension: int = 2,
+    seed: int = 0,
+    grid_points: int = 31,
+) -> tuple[Quadratic, list[DemoRow]]:
     """Every row of the demo table, on a rotated ravine of the given condition number.
 
     ``grid_points`` learning rates, log-spaced in [1e-4, 2], are tried for the tuned rows.

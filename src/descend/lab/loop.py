@@ -56,8 +56,14 @@ def functional_hypers(update: Any, config: Mapping[str, Any]) -> dict[str, Any]:
 class FunctionalStepper:
     """A ``descend.functional`` update, setting ``learning_rate`` from the schedule each step."""
 
-    def __init__(self, update: Callable, config: Mapping[str, Any], x0: np.ndarray,
-                 schedule: Schedule | None = None, base_lr: float | None = None) -> None:
+    def __init__(
+        self,
+        update: Callable,
+        config: Mapping[str, Any],
+        x0: np.ndarray,
+        schedule: Schedule | None = None,
+        base_lr: float | None = None,
+    ) -> None:
         self.update = update
         self.config = dict(config)
         self.schedule = schedule
@@ -70,8 +76,9 @@ class FunctionalStepper:
     def lr(self) -> float:
         """The learning rate of the next update."""
         default = getattr(self.update, "defaults", {}).get("learning_rate", math.nan)
-        return float(self.config.get("learning_rate",
-                                     default if self.base_lr is None else self.base_lr))
+        return float(
+            self.config.get("learning_rate", default if self.base_lr is None else self.base_lr)
+        )
 
     def step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """One update."""
@@ -86,8 +93,9 @@ class TorchStepper:
     """A torch optimizer (descend's or ``torch.optim``'s) on one float64 parameter, with an
     optional :class:`descend.ScheduledLR`."""
 
-    def __init__(self, build: Callable[[list], Any], x0: np.ndarray,
-                 schedule: Schedule | None = None) -> None:
+    def __init__(
+        self, build: Callable[[list], Any], x0: np.ndarray, schedule: Schedule | None = None
+    ) -> None:
         import torch  # (kept local: only this front end needs it)
 
         from descend.optim import ScheduledLR
@@ -95,8 +103,7 @@ class TorchStepper:
         self.torch = torch
         self.param = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
         self.optimizer = build([self.param])
-        self.scheduler = (ScheduledLR(self.optimizer, schedule) if schedule is not None
-                          else None)
+        self.scheduler = ScheduledLR(self.optimizer, schedule) if schedule is not None else None
 
     @property
     def lr(self) -> float:
@@ -140,10 +147,17 @@ class Path:
         return len(self.losses) - 1
 
 
-def follow(objective: Objective, stepper: Stepper, x0: np.ndarray, steps: int, *,
-           sample: Callable[[np.ndarray], np.ndarray] | None = None,
-           stop: Callable[[float, float], bool] | None = None, keep_points: bool = True,
-           progress: Callable[[int], None] | None = None) -> Path:
+def follow(
+    objective: Objective,
+    stepper: Stepper,
+    x0: np.ndarray,
+    steps: int,
+    *,
+    sample: Callable[[np.ndarray], np.ndarray] | None = None,
+    stop: Callable[[float, float], bool] | None = None,
+    keep_points: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
     """Run ``stepper`` for up to ``steps`` updates from ``x0``; record every point.
 
     ``sample(x)`` gives the gradient each update uses (a minibatch gradient); without it the
@@ -198,8 +212,17 @@ def follow(objective: Objective, stepper: Stepper, x0: np.ndarray, steps: int, *
     if progress is not None and steps > reported:
         progress(steps - reported)  # a run that ends early still counts its whole budget
     end = count + 1
-    return Path(None if points is None else points[:end], losses[:end], grad_norms[:end],
-                lrs[:end], seconds[:end], diverged_at, stopped, x, grad)
+    return Path(
+        None if points is None else points[:end],
+        losses[:end],
+        grad_norms[:end],
+        lrs[:end],
+        seconds[:end],
+        diverged_at,
+        stopped,
+        x,
+        grad,
+    )
 
 
 def settled_step(values: np.ndarray, tolerance: float) -> int | None:
@@ -212,5 +235,16 @@ def settled_step(values: np.ndarray, tolerance: float) -> int | None:
     return int(above[-1]) + 1 if above.size else 0
 
 
-__all__ = ["DIVERGENCE_FACTOR", "SCALAR_SIZE", "FunctionalStepper", "Objective", "Path",
-           "RuleStepper", "Stepper", "TorchStepper", "follow", "functional_hypers", "settled_step"]
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "SCALAR_SIZE",
+    "FunctionalStepper",
+    "Objective",
+    "Path",
+    "RuleStepper",
+    "Stepper",
+    "TorchStepper",
+    "follow",
+    "functional_hypers",
+    "settled_step",
+]

@@ -31,7 +31,8 @@ def _families() -> dict[str, str]:
             names.append(f"functional.{rule.course.name}")
         cls = optimizer_class(rule)
         if cls.torch_equivalent is not None and cls.torch_equivalent[0] == (
-                f"torch.optim.{cls.__name__}"):
+            f"torch.optim.{cls.__name__}"
+        ):
             names.append(cls.torch_equivalent[0])
         families.update(dict.fromkeys(names, rule.name))
     return families
@@ -54,8 +55,9 @@ def family_of(name: str, arguments: dict[str, Any] | None = None) -> str | None:
 
 
 def _family_colors() -> dict[str, str]:
-    return {rule.name: rule.listing.colour for rule in RULES.values()
-            if rule.listing.colour} | SECOND_ORDER_COLORS
+    return {
+        rule.name: rule.listing.colour for rule in RULES.values() if rule.listing.colour
+    } | SECOND_ORDER_COLORS
 
 
 #: One colour per optimizer family: Paul Tol's qualitative schemes, whose colours stay distinct

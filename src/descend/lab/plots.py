@@ -64,8 +64,7 @@ def styles(families: Sequence[str | None]) -> list[Style]:
             unknown += 1
         count = seen.get(family, 0)
         seen[family] = count + 1
-        out.append(Style(color, DASHES[count % len(DASHES)] if family in FAMILY_COLORS
-                         else "-"))
+        out.append(Style(color, DASHES[count % len(DASHES)] if family in FAMILY_COLORS else "-"))
     return out
 
 
@@ -89,14 +88,19 @@ def fitted_window(bounds: Bounds, paths: Sequence[np.ndarray]) -> Bounds:
     window = []
     for axis, (low, high) in enumerate(bounds):
         span = high - low
-        values = np.concatenate([np.asarray(p)[:, axis] for p in paths if len(p)] or
-                                [np.array([low, high])])
+        values = np.concatenate(
+            [np.asarray(p)[:, axis] for p in paths if len(p)] or [np.array([low, high])]
+        )
         values = values[np.isfinite(values)]
         values = np.clip(values, low - MAX_GROWTH * span, high + MAX_GROWTH * span)
         new_low, new_high = min(low, float(values.min())), max(high, float(values.max()))
         margin = 0.04 * (new_high - new_low) if (new_low, new_high) != (low, high) else 0.0
-        window.append((new_low - (margin if new_low < low else 0.0),
-                       new_high + (margin if new_high > high else 0.0)))
+        window.append(
+            (
+                new_low - (margin if new_low < low else 0.0),
+                new_high + (margin if new_high > high else 0.0),
+            )
+        )
     return window[0], window[1]
 
 
@@ -108,38 +112,64 @@ def fit_log_axis(ax: plt.Axes, arrays: Sequence[np.ndarray], decades: float = DE
     if not values.size:
         return
     top, bottom = float(values.max()), float(values.min())
-    bottom = max(bottom, top * 10.0 ** -decades)
+    bottom = max(bottom, top * 10.0**-decades)
     ax.set_ylim(bottom / 2, top * 2)
 
 
-def _draw_contours(ax: plt.Axes, problem: Problem, resolution: int,
-                   window: Bounds | None = None) -> None:
+def _draw_contours(
+    ax: plt.Axes, problem: Problem, resolution: int, window: Bounds | None = None
+) -> None:
     window = window or problem.bounds
     grid = surface(problem, window, resolution)
     X, Y = np.meshgrid(grid.xs, grid.ys)
-    ax.contourf(X, Y, grid.shown, levels=grid.levels, norm=LogNorm() if grid.log else None,
-                cmap="Greys", alpha=0.3, extend="both")
+    ax.contourf(
+        X,
+        Y,
+        grid.shown,
+        levels=grid.levels,
+        norm=LogNorm() if grid.log else None,
+        cmap="Greys",
+        alpha=0.3,
+        extend="both",
+    )
     ax.contour(X, Y, grid.shown, levels=grid.levels, colors="0.45", linewidths=0.4)
     for minimum in problem.minima:
-        ax.plot(minimum[0], minimum[1], marker="*", color="gold", markersize=15,
-                markeredgecolor="black", zorder=5)
+        ax.plot(
+            minimum[0],
+            minimum[1],
+            marker="*",
+            color="gold",
+            markersize=15,
+            markeredgecolor="black",
+            zorder=5,
+        )
     ax.set_xlim(*window[0])
     ax.set_ylim(*window[1])
     ax.set_xlabel("x")
     ax.set_ylabel("y")
 
 
-def contour(problem: Problem, traces: Sequence[Trace], path: Path | str, title: str = "", *,
-            averaged: bool = False, resolution: int = 120, size: tuple[float, float] = (6, 4.6),
-            ax: plt.Axes | None = None) -> Path | None:
+def contour(
+    problem: Problem,
+    traces: Sequence[Trace],
+    path: Path | str,
+    title: str = "",
+    *,
+    averaged: bool = False,
+    resolution: int = 120,
+    size: tuple[float, float] = (6, 4.6),
+    ax: plt.Axes | None = None,
+) -> Path | None:
     """The problem's contours with each trajectory drawn over them (2-D problems only).
 
     With ``averaged=True`` the averaged weights' path is drawn too, dashed. Writes ``path``
     (unless drawing into a given ``ax``) and returns it.
     """
     if problem.dimension != 2 or problem.bounds is None:
-        raise ValueError(f"contour plots need a 2-D problem with bounds; {problem.describe()} "
-                         f"has dimension {problem.dimension}")
+        raise ValueError(
+            f"contour plots need a 2-D problem with bounds; {problem.describe()} "
+            f"has dimension {problem.dimension}"
+        )
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=size, dpi=DPI)
@@ -150,23 +180,48 @@ def contour(problem: Problem, traces: Sequence[Trace], path: Path | str, title: 
     start = traces[0].trajectory[0] if traces else problem.x0
     ax.plot(start[0], start[1], "o", color="black", markersize=6, zorder=5)
     count = len(traces)
-    for index, (trace, style) in enumerate(zip(traces, styles([t.family for t in traces]),
-                                               strict=True)):
+    for index, (trace, style) in enumerate(
+        zip(traces, styles([t.family for t in traces]), strict=True)
+    ):
         # Widest first: each later, narrower path leaves the earlier ones showing on both
         # sides where they run together, like the layers of a ribbon.
         width = path_width(index, count)
         points = trace.trajectory
-        ax.plot(points[:, 0], points[:, 1], linestyle=style.dash, color=style.color,
-                linewidth=width, label=trace.label, zorder=3 + index / count,
-                solid_capstyle="round", solid_joinstyle="round")
-        ax.plot(points[-1, 0], points[-1, 1], MARKERS[index % len(MARKERS)],
-                color=style.color, markeredgecolor="black", markersize=7, zorder=6)
+        ax.plot(
+            points[:, 0],
+            points[:, 1],
+            linestyle=style.dash,
+            color=style.color,
+            linewidth=width,
+            label=trace.label,
+            zorder=3 + index / count,
+            solid_capstyle="round",
+            solid_joinstyle="round",
+        )
+        ax.plot(
+            points[-1, 0],
+            points[-1, 1],
+            MARKERS[index % len(MARKERS)],
+            color=style.color,
+            markeredgecolor="black",
+            markersize=7,
+            zorder=6,
+        )
         if averaged and trace.averaged_trajectory is not None:
             avg = trace.averaged_trajectory
-            ax.plot(avg[:, 0], avg[:, 1], "--", color=style.color, linewidth=2.0,
-                    label=f"{trace.label} (averaged)", zorder=4, path_effects=[
-                        patheffects.Stroke(linewidth=3.6, foreground="white"),
-                        patheffects.Normal()])
+            ax.plot(
+                avg[:, 0],
+                avg[:, 1],
+                "--",
+                color=style.color,
+                linewidth=2.0,
+                label=f"{trace.label} (averaged)",
+                zorder=4,
+                path_effects=[
+                    patheffects.Stroke(linewidth=3.6, foreground="white"),
+                    patheffects.Normal(),
+                ],
+            )
     ax.set_title(title or problem.describe(), fontsize=10)
     ax.legend(fontsize=7, loc="best", framealpha=0.85)
     if own:
@@ -174,10 +229,20 @@ def contour(problem: Problem, traces: Sequence[Trace], path: Path | str, title: 
     return None
 
 
-def curves(traces: Sequence[Trace], path: Path | str, title: str = "", *,
-           metric: str = "excess", log: bool = True, ylabel: str | None = None,
-           averaged: bool = False, hline: float | None = None, sweep: bool = False,
-           decades: float = DECADES, size: tuple[float, float] = (6, 4)) -> Path:
+def curves(
+    traces: Sequence[Trace],
+    path: Path | str,
+    title: str = "",
+    *,
+    metric: str = "excess",
+    log: bool = True,
+    ylabel: str | None = None,
+    averaged: bool = False,
+    hline: float | None = None,
+    sweep: bool = False,
+    decades: float = DECADES,
+    size: tuple[float, float] = (6, 4),
+) -> Path:
     """Per-step curves of every trace: ``metric`` is ``"excess"`` (loss - f*), ``"loss"``,
 
     ``"distance"`` (to the nearest minimum), ``"norm"`` (distance from the origin, where the
@@ -188,28 +253,47 @@ def curves(traces: Sequence[Trace], path: Path | str, title: str = "", *,
     in one setting in shades of its colour, darkest first; a log axis spans at most
     ``decades`` decades.
     """
-    getters = {"excess": lambda t: t.excess, "loss": lambda t: t.losses,
-               "distance": lambda t: t.distances, "grad_norm": lambda t: t.grad_norms,
-               "lr": lambda t: t.lrs,
-               "norm": lambda t: np.linalg.norm(t.trajectory, axis=1)}
+    getters = {
+        "excess": lambda t: t.excess,
+        "loss": lambda t: t.losses,
+        "distance": lambda t: t.distances,
+        "grad_norm": lambda t: t.grad_norms,
+        "lr": lambda t: t.lrs,
+        "norm": lambda t: np.linalg.norm(t.trajectory, axis=1),
+    }
     if metric not in getters:
         raise ValueError(f"metric={metric!r} is invalid: expected one of {', '.join(getters)}")
     fig, ax = plt.subplots(figsize=size, dpi=DPI)
     drawn = []
-    looks = (sweep_styles(traces[0].family, len(traces)) if sweep and traces
-             else styles([t.family for t in traces]))
+    looks = (
+        sweep_styles(traces[0].family, len(traces))
+        if sweep and traces
+        else styles([t.family for t in traces])
+    )
     for trace, style in zip(traces, looks, strict=True):
         values = np.asarray(getters[metric](trace), dtype=float)
         if log:
             values = np.where(values > 0, values, np.nan)
-        ax.plot(np.arange(len(values)), values, linestyle=style.dash, color=style.color,
-                linewidth=1.4, label=trace.label)
+        ax.plot(
+            np.arange(len(values)),
+            values,
+            linestyle=style.dash,
+            color=style.color,
+            linewidth=1.4,
+            label=trace.label,
+        )
         drawn.append(values)
         if averaged and trace.averaged_losses is not None:
             avg = trace.averaged_losses - (trace.minimum_value or 0.0)
             avg = np.where(avg > 0, avg, np.nan) if log else avg
-            ax.plot(np.arange(len(avg)), avg, "--", color=style.color, linewidth=2.0,
-                    label=f"{trace.label} (averaged)")
+            ax.plot(
+                np.arange(len(avg)),
+                avg,
+                "--",
+                color=style.color,
+                linewidth=2.0,
+                label=f"{trace.label} (averaged)",
+            )
             drawn.append(avg)
     if hline is not None:
         ax.axhline(hline, color="black", linestyle=":", linewidth=1)
@@ -217,17 +301,29 @@ def curves(traces: Sequence[Trace], path: Path | str, title: str = "", *,
         ax.set_yscale("log")
         fit_log_axis(ax, drawn, decades)
     ax.set_xlabel("step")
-    ax.set_ylabel(ylabel or {"excess": "loss - f*", "loss": "loss", "distance": "distance",
-                             "grad_norm": "gradient norm", "lr": "learning rate",
-                             "norm": "distance from the origin"}[metric])
+    ax.set_ylabel(
+        ylabel
+        or {
+            "excess": "loss - f*",
+            "loss": "loss",
+            "distance": "distance",
+            "grad_norm": "gradient norm",
+            "lr": "learning rate",
+            "norm": "distance from the origin",
+        }[metric]
+    )
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.85)
     return _save(fig, path)
 
 
-def panels(problems_and_traces: Sequence[tuple[Problem, Sequence[Trace]]], path: Path | str,
-           titles: Sequence[str] = (), resolution: int = 90) -> Path:
+def panels(
+    problems_and_traces: Sequence[tuple[Problem, Sequence[Trace]]],
+    path: Path | str,
+    titles: Sequence[str] = (),
+    resolution: int = 90,
+) -> Path:
     """Contour plots side by side, one per problem (the classics)."""
     count = len(problems_and_traces)
     fig, axes = plt.subplots(1, count, figsize=(4.6 * count, 4.2), dpi=DPI, squeeze=False)
@@ -237,16 +333,27 @@ def panels(problems_and_traces: Sequence[tuple[Problem, Sequence[Trace]]], path:
     return _save(fig, path)
 
 
-def grid_of_curves(groups: Sequence[tuple[str, Sequence[Trace]]], path: Path | str, *,
-                   metric: str = "excess", with_lr: bool = True) -> Path:
+def grid_of_curves(
+    groups: Sequence[tuple[str, Sequence[Trace]]],
+    path: Path | str,
+    *,
+    metric: str = "excess",
+    with_lr: bool = True,
+) -> Path:
     """One column per group (an optimizer): its curves on a log scale, with the learning rate
 
     of each schedule underneath when ``with_lr``.
     """
     rows = 2 if with_lr else 1
-    fig, axes = plt.subplots(rows, len(groups), figsize=(5.2 * len(groups), 3.3 * rows),
-                             dpi=DPI, squeeze=False, sharex=True,
-                             gridspec_kw={"height_ratios": [2, 1] if with_lr else [1]})
+    fig, axes = plt.subplots(
+        rows,
+        len(groups),
+        figsize=(5.2 * len(groups), 3.3 * rows),
+        dpi=DPI,
+        squeeze=False,
+        sharex=True,
+        gridspec_kw={"height_ratios": [2, 1] if with_lr else [1]},
+    )
     for column, (title, traces) in enumerate(groups):
         ax = axes[0, column]
         looks = styles([t.family for t in traces])
@@ -254,8 +361,9 @@ def grid_of_curves(groups: Sequence[tuple[str, Sequence[Trace]]], path: Path | s
         for trace, style in zip(traces, looks, strict=True):
             values = trace.excess if metric == "excess" else trace.losses
             values = np.where(values > 0, values, np.nan)
-            ax.plot(values, linestyle=style.dash, color=style.color, linewidth=1.3,
-                    label=trace.label)
+            ax.plot(
+                values, linestyle=style.dash, color=style.color, linewidth=1.3, label=trace.label
+            )
             drawn.append(values)
         ax.set_yscale("log")
         fit_log_axis(ax, drawn)
@@ -310,13 +418,19 @@ class Panel:
     hline: float | None = None
 
 
-def line_panels(panels: Sequence[Panel], path: Path | str, *, columns: int = 2,
-                size: tuple[float, float] = (5.2, 3.6)) -> Path:
+def line_panels(
+    panels: Sequence[Panel],
+    path: Path | str,
+    *,
+    columns: int = 2,
+    size: tuple[float, float] = (5.2, 3.6),
+) -> Path:
     """Curves against any x (iteration, wall time, passes over the data), one axes per panel,
     ``columns`` to a row; non-positive values are left out of log axes."""
     rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows),
-                             dpi=DPI, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(size[0] * columns, size[1] * rows), dpi=DPI, squeeze=False
+    )
     for ax, panel in zip(axes.flat, panels, strict=False):
         drawn = []
         looks = styles([line.family for line in panel.lines if not line.dashed])
@@ -326,9 +440,16 @@ def line_panels(panels: Sequence[Panel], path: Path | str, *, columns: int = 2,
                 y = np.where(y > 0, y, np.nan)
             # A reference run: black long dashes, thicker, unlike any run's own style.
             style = REFERENCE if line.dashed else looks.pop(0)
-            ax.plot(np.asarray(line.x, dtype=float), y, linestyle=style.dash, color=style.color,
-                    linewidth=2.2 if line.dashed else 1.4,
-                    marker="o" if line.markers else None, markersize=3.5, label=line.label)
+            ax.plot(
+                np.asarray(line.x, dtype=float),
+                y,
+                linestyle=style.dash,
+                color=style.color,
+                linewidth=2.2 if line.dashed else 1.4,
+                marker="o" if line.markers else None,
+                markersize=3.5,
+                label=line.label,
+            )
             drawn.append(y)
         if panel.hline is not None:
             ax.axhline(panel.hline, color="black", linestyle=":", linewidth=1)
@@ -345,13 +466,21 @@ def line_panels(panels: Sequence[Panel], path: Path | str, *, columns: int = 2,
         ax.set_ylabel(panel.ylabel)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="best", framealpha=0.85)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     return _save(fig, path)
 
 
-def race_gif(problem: Problem, traces: Sequence[Trace], path: Path | str, title: str = "", *,
-             frames: int = 40, duration_ms: int = 90, resolution: int = 100) -> Path:
+def race_gif(
+    problem: Problem,
+    traces: Sequence[Trace],
+    path: Path | str,
+    title: str = "",
+    *,
+    frames: int = 40,
+    duration_ms: int = 90,
+    resolution: int = 100,
+) -> Path:
     """An animated GIF of the race: every trajectory growing step by step over the contours.
 
     The contours are drawn once; each frame only moves the lines, so the GIF costs little more
@@ -360,17 +489,32 @@ def race_gif(problem: Problem, traces: Sequence[Trace], path: Path | str, title:
     from PIL import Image  # (only the GIF needs pillow directly)
 
     fig, ax = plt.subplots(figsize=(5.6, 4.3), dpi=80)
-    _draw_contours(ax, problem, resolution,
-                   fitted_window(problem.bounds, [t.trajectory for t in traces]))
+    _draw_contours(
+        ax, problem, resolution, fitted_window(problem.bounds, [t.trajectory for t in traces])
+    )
     lines, heads = [], []
     count = len(traces)
-    for index, (trace, style) in enumerate(zip(traces, styles([t.family for t in traces]),
-                                               strict=True)):
-        (line,) = ax.plot([], [], linestyle=style.dash, color=style.color,
-                          linewidth=path_width(index, count), label=trace.label,
-                          solid_capstyle="round", solid_joinstyle="round")
-        (head,) = ax.plot([], [], MARKERS[index % len(MARKERS)], color=style.color,
-                          markersize=6, markeredgecolor="black")
+    for index, (trace, style) in enumerate(
+        zip(traces, styles([t.family for t in traces]), strict=True)
+    ):
+        (line,) = ax.plot(
+            [],
+            [],
+            linestyle=style.dash,
+            color=style.color,
+            linewidth=path_width(index, count),
+            label=trace.label,
+            solid_capstyle="round",
+            solid_joinstyle="round",
+        )
+        (head,) = ax.plot(
+            [],
+            [],
+            MARKERS[index % len(MARKERS)],
+            color=style.color,
+            markersize=6,
+            markeredgecolor="black",
+        )
         lines.append(line)
         heads.append(head)
     ax.legend(fontsize=7, loc="lower right", framealpha=0.85)

@@ -62,8 +62,9 @@ class RateRow:
         return abs(self.measured - self.predicted) / self.predicted
 
 
-def predicted_rate(method: str, eigenvalues: Sequence[float], lr: float,
-                   momentum: float = 0.0) -> float:
+def predicted_rate(
+    method: str, eigenvalues: Sequence[float], lr: float, momentum: float = 0.0
+) -> float:
     """Theory's rate of ``method`` (a key of :data:`METHODS`) at the given settings."""
     return theory.rate(method, eigenvalues, lr, momentum)
 
@@ -110,9 +111,14 @@ def theory_method(contender: Contender) -> tuple[str, float, float] | None:
     return None
 
 
-def compare_rates(kappas: Sequence[float] = KAPPAS, dim: int = 10, steps: int = 1500,
-                  given_lr: float | None = None, given_momentum: float = 0.9,
-                  seed: int = 0) -> list[RateRow]:
+def compare_rates(
+    kappas: Sequence[float] = KAPPAS,
+    dim: int = 10,
+    steps: int = 1500,
+    given_lr: float | None = None,
+    given_momentum: float = 0.9,
+    seed: int = 0,
+) -> list[RateRow]:
     """Predicted and measured rates for each method, at optimal and at given settings.
 
     The given setting is ``lr = 1/L`` (or ``given_lr``) with ``momentum = given_momentum``.
@@ -124,9 +130,11 @@ def compare_rates(kappas: Sequence[float] = KAPPAS, dim: int = 10, steps: int = 
         problem = Ravine(kappa=float(kappa), dim=dim, seed=seed)
         eigenvalues = problem.eigenvalues
         mu, L = float(eigenvalues.min()), float(eigenvalues.max())
-        optimal = {"gradient descent": theory.gd_optimal(mu, L),
-                   "heavy ball": theory.heavy_ball_optimal(mu, L),
-                   "Nesterov": theory.nesterov_optimal(mu, L)}
+        optimal = {
+            "gradient descent": theory.gd_optimal(mu, L),
+            "heavy ball": theory.heavy_ball_optimal(mu, L),
+            "Nesterov": theory.nesterov_optimal(mu, L),
+        }
         lr = 1.0 / L if given_lr is None else given_lr
         for method, name in METHODS.items():
             best = optimal[method]
@@ -137,7 +145,15 @@ def compare_rates(kappas: Sequence[float] = KAPPAS, dim: int = 10, steps: int = 
                 if method != "gradient descent":
                     spec += f",momentum={momentum!r}"
                 trace = run(problem, Contender.parse(spec), steps, start=problem.start() * 1e100)
-                rows.append(RateRow(float(kappa), method, label, step_size, momentum,
-                                    predicted_rate(method, eigenvalues, step_size, momentum),
-                                    theory.measured_rate(trace.distances)))
+                rows.append(
+                    RateRow(
+                        float(kappa),
+                        method,
+                        label,
+                        step_size,
+                        momentum,
+                        predicted_rate(method, eigenvalues, step_size, momentum),
+                        theory.measured_rate(trace.distances),
+                    )
+                )
     return rows

@@ -46,8 +46,7 @@ class Claim:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"statement": self.statement, "holds": bool(self.holds),
-                "evidence": self.evidence}
+        return {"statement": self.statement, "holds": bool(self.holds), "evidence": self.evidence}
 
 
 @dataclass
@@ -127,8 +126,10 @@ window.addEventListener("load", function () {
 """
 
 #: The report's pointer to the live version of the tour.
-PLAYGROUND_NOTE = ("Every figure here is a fixed run. To change a setting and watch the paths, "
-                   "the losses and the rates move, run ")
+PLAYGROUND_NOTE = (
+    "Every figure here is a fixed run. To change a setting and watch the paths, "
+    "the losses and the rates move, run "
+)
 
 
 class Report:
@@ -158,14 +159,25 @@ class Report:
     def write(self) -> None:
         """Write ``index.html`` and ``results.json`` for the sections so far."""
         (self.out / "index.html").write_text(self.render(), encoding="utf-8")
-        results = {"title": self.title, "sections": [
-            {"slug": s.slug, "title": s.title, "seconds": round(s.seconds, 2), "runs": s.runs,
-             "tables": [t.to_dict() for t in s.tables],
-             "figures": [{"file": f"{IMAGES}/{f.file}", "caption": f.caption}
-                         for f in s.figures],
-             "paragraphs": s.paragraphs, "claims": [c.to_dict() for c in s.claims],
-             "data": s.data}
-            for s in self.sections]}
+        results = {
+            "title": self.title,
+            "sections": [
+                {
+                    "slug": s.slug,
+                    "title": s.title,
+                    "seconds": round(s.seconds, 2),
+                    "runs": s.runs,
+                    "tables": [t.to_dict() for t in s.tables],
+                    "figures": [
+                        {"file": f"{IMAGES}/{f.file}", "caption": f.caption} for f in s.figures
+                    ],
+                    "paragraphs": s.paragraphs,
+                    "claims": [c.to_dict() for c in s.claims],
+                    "data": s.data,
+                }
+                for s in self.sections
+            ],
+        }
         (self.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
 
     def render(self) -> str:
@@ -175,15 +187,16 @@ class Report:
         if self.subtitle:
             parts.append(f'<p class="subtitle">{e(self.subtitle)}</p>')
         parts.append('<p id="missing" class="warning" hidden></p>')
-        parts.append(f'<p class="playground">{e(PLAYGROUND_NOTE)}<code>descend playground'
-                     "</code>: a page served from this machine, computed with the same "
-                     "optimizers.</p>")
+        parts.append(
+            f'<p class="playground">{e(PLAYGROUND_NOTE)}<code>descend playground'
+            "</code>: a page served from this machine, computed with the same "
+            "optimizers.</p>"
+        )
         if self.notice:
             parts.append(f'<p class="warning">{e(self.notice)}</p>')
         if len(self.sections) > 1:
             parts.append("<nav><ol>")
-            parts += [f'<li><a href="#{e(s.slug)}">{e(s.title)}</a></li>'
-                      for s in self.sections]
+            parts += [f'<li><a href="#{e(s.slug)}">{e(s.title)}</a></li>' for s in self.sections]
             parts.append("</ol></nav>")
         for section in self.sections:
             parts.append(f'<section id="{e(section.slug)}">')
@@ -195,7 +208,8 @@ class Report:
             for figure in section.figures:
                 parts.append(
                     f'<figure><img src="{IMAGES}/{e(figure.file)}" alt="{e(figure.caption)}">'
-                    f"<figcaption>{e(figure.caption)}</figcaption></figure>")
+                    f"<figcaption>{e(figure.caption)}</figcaption></figure>"
+                )
             for table in section.tables:
                 parts.append(render_table(table))
             parts.append("</section>")
@@ -212,7 +226,11 @@ def _render_claims(claims: Sequence[Claim]) -> str:
         if claim.holds:
             items.append(f'<li class="holds">{e(claim.statement)}: {e(claim.evidence)}</li>')
         else:
-            items.append(f'<li class="fails">Not shown by this run: {e(claim.statement)}. '
-                         f"{e(claim.evidence)}</li>")
-    return ('<div class="claims"><p>What the text above says, checked against this run:</p>'
-            f"<ul>{''.join(items)}</ul></div>")
+            items.append(
+                f'<li class="fails">Not shown by this run: {e(claim.statement)}. '
+                f"{e(claim.evidence)}</li>"
+            )
+    return (
+        '<div class="claims"><p>What the text above says, checked against this run:</p>'
+        f"<ul>{''.join(items)}</ul></div>"
+    )

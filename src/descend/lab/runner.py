@@ -58,14 +58,23 @@ class Contender:
     average: float | str | None = None
 
     def __post_init__(self) -> None:
-        if self.average is not None and self.average != "polyak" and not (
-                isinstance(self.average, int | float) and 0 <= self.average < 1):
-            raise ValueError(f"average={self.average!r} is invalid: expected a decay in [0, 1) "
-                             "or 'polyak'")
+        if (
+            self.average is not None
+            and self.average != "polyak"
+            and not (isinstance(self.average, int | float) and 0 <= self.average < 1)
+        ):
+            raise ValueError(
+                f"average={self.average!r} is invalid: expected a decay in [0, 1) or 'polyak'"
+            )
 
     @classmethod
-    def parse(cls, method: str, schedule: str | None = None, average: float | str | None = None,
-              name: str | None = None) -> Contender:
+    def parse(
+        cls,
+        method: str,
+        schedule: str | None = None,
+        average: float | str | None = None,
+        name: str | None = None,
+    ) -> Contender:
         """Build from spec strings: ``Contender.parse("adam:lr=1e-2", "exponential:k=0.01")``."""
         return cls(ContenderSpec.parse(method, schedule, name), average)
 
@@ -146,11 +155,15 @@ class Trace:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready lists, for results files."""
         out: dict[str, Any] = {
-            "label": self.label, "family": self.family, "steps": self.steps,
+            "label": self.label,
+            "family": self.family,
+            "steps": self.steps,
             "diverged_at": self.diverged_at,
             "minimum_value": self.minimum_value,
-            "loss": self.losses.tolist(), "grad_norm": self.grad_norms.tolist(),
-            "distance": self.distances.tolist(), "lr": self.lrs.tolist(),
+            "loss": self.losses.tolist(),
+            "grad_norm": self.grad_norms.tolist(),
+            "distance": self.distances.tolist(),
+            "lr": self.lrs.tolist(),
             "trajectory": self.trajectory.tolist() if self.trajectory.shape[1] <= 10 else None,
         }
         if self.averaged_losses is not None:
@@ -181,8 +194,7 @@ def stepper_for(contender: Contender, x0: np.ndarray) -> Stepper:
     if isinstance(method, FunctionalOptimizerSpec):
         return FunctionalStepper(method.update, method.config(), x0, schedule, method.lr)
     if issubclass(method.cls, RuleOptimizer) and not set(method.arguments) & TORCH_SIDE:
-        optimizer = method.build([torch.zeros(len(x0), dtype=torch.float64,
-                                              requires_grad=True)])
+        optimizer = method.build([torch.zeros(len(x0), dtype=torch.float64, requires_grad=True)])
         return RuleStepper.from_optimizer(optimizer, x0, schedule)
     return TorchStepper(method.build, x0, schedule)
 
@@ -198,9 +210,16 @@ def averaged_points(points: np.ndarray, average: float | str) -> np.ndarray:
     return out
 
 
-def run(problem: Problem, contender: Contender, steps: int, *, seed: int = 0,
-        start: np.ndarray | None = None, stop_below: float | None = None,
-        progress: Callable[[int], None] | None = None) -> Trace:
+def run(
+    problem: Problem,
+    contender: Contender,
+    steps: int,
+    *,
+    seed: int = 0,
+    start: np.ndarray | None = None,
+    stop_below: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Trace:
     """Run one contender for ``steps`` updates (fewer if it diverges or reaches ``stop_below``).
 
     ``start`` overrides the problem's starting point; ``stop_below`` ends the run once the
@@ -215,22 +234,32 @@ def run(problem: Problem, contender: Contender, steps: int, *, seed: int = 0,
     rng = np.random.default_rng(seed)
     f_star = problem.minimum_value or 0.0
     path = follow(
-        problem, stepper_for(contender, x), x, steps,
-        sample=(lambda point: problem.stochastic_grad(point, rng)) if problem.stochastic
-        else None,
+        problem,
+        stepper_for(contender, x),
+        x,
+        steps,
+        sample=(lambda point: problem.stochastic_grad(point, rng)) if problem.stochastic else None,
         stop=None if stop_below is None else (lambda loss, _: loss - f_star <= stop_below),
-        progress=progress)
+        progress=progress,
+    )
     points = path.points
     averaged = averaged_losses = None
     if contender.average is not None:
         averaged = averaged_points(points, contender.average)
         averaged_losses = np.array([problem.loss(point) for point in averaged])
     return Trace(
-        label=contender.label, losses=path.losses, grad_norms=path.grad_norms,
-        distances=np.array([problem.distance(point) for point in points]), lrs=path.lrs,
-        trajectory=points, minimum_value=problem.minimum_value,
-        diverged_at=path.diverged_at, averaged_losses=averaged_losses,
-        averaged_trajectory=averaged, family=contender.family)
+        label=contender.label,
+        losses=path.losses,
+        grad_norms=path.grad_norms,
+        distances=np.array([problem.distance(point) for point in points]),
+        lrs=path.lrs,
+        trajectory=points,
+        minimum_value=problem.minimum_value,
+        diverged_at=path.diverged_at,
+        averaged_losses=averaged_losses,
+        averaged_trajectory=averaged,
+        family=contender.family,
+    )
 
 
 def memory_bytes() -> int:
@@ -238,7 +267,7 @@ def memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
-        return 16 * 2 ** 30
+        return 16 * 2**30
 
 
 #: The share of the machine's memory a race's traces may take.
@@ -259,8 +288,9 @@ def bytes_per_step(problem: Problem, contenders: Sequence[Contender]) -> int:
 def most_steps(problem: Problem, contenders: Sequence[Contender]) -> int:
     """The most steps a race of ``contenders`` on ``problem`` can record within
     :data:`MEMORY_SHARE` of this machine's memory (every trace is kept to the end)."""
-    return max(0, int(MEMORY_SHARE * memory_bytes()) // max(1, bytes_per_step(
-        problem, contenders)) - 1)
+    return max(
+        0, int(MEMORY_SHARE * memory_bytes()) // max(1, bytes_per_step(problem, contenders)) - 1
+    )
 
 
 def _size(count: float) -> str:
@@ -274,15 +304,24 @@ def _size(count: float) -> str:
 def steps_memory_text(problem: Problem, contenders: Sequence[Contender], steps: int) -> str:
     """What ``steps`` steps of ``contenders`` need, against what this machine has."""
     needed = (steps + 1) * bytes_per_step(problem, contenders)
-    return (f"{len(contenders)} run(s) of {steps} steps would record about {_size(needed)} "
-            f"(position, loss and gradient norm at every step), more than "
-            f"{MEMORY_SHARE:.0%} of this machine's {_size(memory_bytes())}")
+    return (
+        f"{len(contenders)} run(s) of {steps} steps would record about {_size(needed)} "
+        f"(position, loss and gradient norm at every step), more than "
+        f"{MEMORY_SHARE:.0%} of this machine's {_size(memory_bytes())}"
+    )
 
 
-def race(problem: Problem, contenders: Sequence[Contender | str], steps: int, *, seed: int = 0,
-         start: np.ndarray | None = None, stop_below: float | None = None,
-         progress: Callable[[int], None] | None = None,
-         on_trace: Callable[[Trace], None] | None = None) -> list[Trace]:
+def race(
+    problem: Problem,
+    contenders: Sequence[Contender | str],
+    steps: int,
+    *,
+    seed: int = 0,
+    start: np.ndarray | None = None,
+    stop_below: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_trace: Callable[[Trace], None] | None = None,
+) -> list[Trace]:
     """Run every contender (a :class:`Contender` or a method spec string) on ``problem``.
 
     ``on_trace`` is called with each trace as soon as it is complete (to save it before the next
@@ -291,13 +330,22 @@ def race(problem: Problem, contenders: Sequence[Contender | str], steps: int, *,
     contenders = [Contender.parse(c) if isinstance(c, str) else c for c in contenders]
     # Checked before the first run, not as an allocation failure in the middle of the race.
     if isinstance(steps, int) and steps > most_steps(problem, contenders):
-        raise ValueError(f"steps={steps} is too many for this machine's memory: "
-                         f"{steps_memory_text(problem, contenders, steps)}; expected at most "
-                         f"{most_steps(problem, contenders)}")
+        raise ValueError(
+            f"steps={steps} is too many for this machine's memory: "
+            f"{steps_memory_text(problem, contenders, steps)}; expected at most "
+            f"{most_steps(problem, contenders)}"
+        )
     traces = []
     for contender in contenders:
-        trace = run(problem, contender, steps, seed=seed, start=start, stop_below=stop_below,
-                    progress=progress)
+        trace = run(
+            problem,
+            contender,
+            steps,
+            seed=seed,
+            start=start,
+            stop_below=stop_below,
+            progress=progress,
+        )
         if on_trace is not None:
             on_trace(trace)
         traces.append(trace)

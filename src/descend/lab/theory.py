@@ -59,8 +59,9 @@ def nesterov_optimal(mu: float, L: float) -> Setting:
     return Setting(4.0 / (3 * L + mu), (root - 2) / (root + 2), 1 - 2 / root)
 
 
-def iteration_matrices(method: str, eigenvalues: np.ndarray, lr: np.ndarray | float,
-                       momentum: np.ndarray | float = 0.0) -> np.ndarray:
+def iteration_matrices(
+    method: str, eigenvalues: np.ndarray, lr: np.ndarray | float, momentum: np.ndarray | float = 0.0
+) -> np.ndarray:
     """Each method's two-step iteration on the error along one eigendirection, ``(e_k,
     e_(k-1)) -> (e_(k+1), e_k)``, as 2x2 matrices of shape ``broadcast(lr, momentum) +
     (len(eigenvalues), 2, 2)``:
@@ -71,8 +72,9 @@ def iteration_matrices(method: str, eigenvalues: np.ndarray, lr: np.ndarray | fl
     """
     lam = np.asarray(eigenvalues, dtype=float)
     lr = np.asarray(lr, dtype=float)[..., None]
-    momentum = (np.zeros(()) if method == "gradient descent"
-                else np.asarray(momentum, dtype=float))[..., None]
+    momentum = (
+        np.zeros(()) if method == "gradient descent" else np.asarray(momentum, dtype=float)
+    )[..., None]
     shape = np.broadcast_shapes(lr.shape, momentum.shape, lam.shape)
     matrices = np.zeros((*shape, 2, 2))
     shrink = 1 - lr * lam
@@ -94,16 +96,18 @@ def iteration_matrices(method: str, eigenvalues: np.ndarray, lr: np.ndarray | fl
 METHODS = ("gradient descent", "heavy ball", "Nesterov")
 
 
-def direction_rates(method: str, eigenvalues: np.ndarray, lr: np.ndarray | float,
-                    momentum: np.ndarray | float = 0.0) -> np.ndarray:
+def direction_rates(
+    method: str, eigenvalues: np.ndarray, lr: np.ndarray | float, momentum: np.ndarray | float = 0.0
+) -> np.ndarray:
     """The contraction per step of the error along each eigendirection (the spectral radius of
     its 2x2 iteration), shape ``broadcast(lr, momentum) + (len(eigenvalues),)``."""
     matrices = iteration_matrices(method, eigenvalues, lr, momentum)
     return np.abs(np.linalg.eigvals(matrices)).max(axis=-1)
 
 
-def rate(method: str, eigenvalues: np.ndarray, lr: np.ndarray | float,
-         momentum: np.ndarray | float = 0.0) -> np.ndarray | float:
+def rate(
+    method: str, eigenvalues: np.ndarray, lr: np.ndarray | float, momentum: np.ndarray | float = 0.0
+) -> np.ndarray | float:
     """The method's linear rate: the slowest direction's contraction (an array over a grid of
     ``lr`` and ``momentum``, or a number)."""
     rates = direction_rates(method, eigenvalues, lr, momentum).max(axis=-1)
@@ -154,8 +158,9 @@ def measured_rate(distances: np.ndarray, floor: float = 1e-280) -> float:
     valid = np.flatnonzero(~(np.isfinite(d) & (d > floor)))
     end = int(valid[0]) if valid.size else len(d)
     if end < 4:
-        raise ValueError(f"need at least 4 distances above floor={floor!r} to measure a rate, "
-                         f"got {end}")
-    pair = np.sqrt(d[1:end] ** 2 + d[:end - 1] ** 2)
+        raise ValueError(
+            f"need at least 4 distances above floor={floor!r} to measure a rate, got {end}"
+        )
+    pair = np.sqrt(d[1:end] ** 2 + d[: end - 1] ** 2)
     first = len(pair) // 2
     return float((pair[-1] / pair[first]) ** (1.0 / (len(pair) - 1 - first)))

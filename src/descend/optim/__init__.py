@@ -34,8 +34,10 @@ def optimizer_classes() -> dict[str, type[RuleOptimizer]]:
     for cls in CLASSES.values():
         if cls.__dict__.get("rule") is not None:
             if cls.rule.name in by_rule:
-                raise TypeError(f"{by_rule[cls.rule.name].__name__} and {cls.__name__} both "
-                                f"run the {cls.rule.name!r} rule")
+                raise TypeError(
+                    f"{by_rule[cls.rule.name].__name__} and {cls.__name__} both "
+                    f"run the {cls.rule.name!r} rule"
+                )
             by_rule[cls.rule.name] = cls
     from descend.rules import RULES
 
@@ -47,5 +49,13 @@ def optimizer_classes() -> dict[str, type[RuleOptimizer]]:
     return names
 
 
-__all__ = [*CLASSES, "LBFGS", "NonFiniteGradientError", "RuleOptimizer", "ScheduledLR",
-           "WeightAverage", "evaluation_mode", "optimizer_classes"]
+__all__ = [
+    *CLASSES,
+    "LBFGS",
+    "NonFiniteGradientError",
+    "RuleOptimizer",
+    "ScheduledLR",
+    "WeightAverage",
+    "evaluation_mode",
+    "optimizer_classes",
+]

@@ -32,8 +32,10 @@ class WeightAverage:
 
     def __init__(self, params: Iterable[torch.Tensor], decay: float | None = 0.995) -> None:
         if decay is not None and not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay={decay!r} is out of range: expected 0 <= decay < 1, "
-                             "or None for Polyak averaging")
+            raise ValueError(
+                f"decay={decay!r} is out of range: expected 0 <= decay < 1, "
+                "or None for Polyak averaging"
+            )
         self.params = [p for p in params]
         if not self.params:
             raise ValueError("WeightAverage got no parameters")
@@ -70,15 +72,20 @@ class WeightAverage:
 
     def state_dict(self) -> dict[str, Any]:
         """The averages, the count and the decay, for checkpoints."""
-        return {"decay": self.decay, "count": self.count,
-                "averages": [a.clone() for a in self.averages]}
+        return {
+            "decay": self.decay,
+            "count": self.count,
+            "averages": [a.clone() for a in self.averages],
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         averages = state["averages"]
         if len(averages) != len(self.averages):
-            raise ValueError(f"state has {len(averages)} averages, this object tracks "
-                             f"{len(self.averages)} parameters")
+            raise ValueError(
+                f"state has {len(averages)} averages, this object tracks "
+                f"{len(self.averages)} parameters"
+            )
         self.decay = state["decay"]
         self.count = int(state["count"])
         with torch.no_grad():

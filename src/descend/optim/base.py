@@ -121,8 +121,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         backend: str = "auto",
     ) -> None:
         if nonfinite not in NONFINITE_MODES:
-            raise ValueError(f"nonfinite={nonfinite!r} is invalid: expected one of "
-                             f"{', '.join(map(repr, NONFINITE_MODES))}")
+            raise ValueError(
+                f"nonfinite={nonfinite!r} is invalid: expected one of "
+                f"{', '.join(map(repr, NONFINITE_MODES))}"
+            )
         check_torch_arguments(self.rule, defaults)
         self._executors: tuple[Executor, ...] = executors_for(backend)
         self.nonfinite = nonfinite
@@ -162,9 +164,12 @@ class RuleOptimizer(torch.optim.Optimizer):
         unpacked, see :attr:`Rule.group_keys`)."""
         return self.rule_for(group).hypers_from_group(group)
 
-    def _step_hypers(self, group: Mapping[str, Any], hypers: Mapping[str, Any],
-                     advanced: Mapping[int, Mapping[str, Any]] | None = None
-                     ) -> dict[str, Any]:
+    def _step_hypers(
+        self,
+        group: Mapping[str, Any],
+        hypers: Mapping[str, Any],
+        advanced: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """``hypers`` with the group's state (:class:`~descend.rules.spec.GroupState`), as the
         rule's step scalars read them: as ``advanced`` holds it for this step, if given (see
         :meth:`_advanced_group_state`), else as the group holds it."""
@@ -185,13 +190,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         params = [params] if isinstance(params, torch.Tensor) else list(params)
         tensors = [p[1] if isinstance(p, tuple) else p for p in params]
         if len({id(p) for p in tensors}) != len(tensors):
-            raise ValueError("a parameter appears twice in one parameter group: each parameter "
-                             "may be listed once (it would otherwise be stepped twice)")
+            raise ValueError(
+                "a parameter appears twice in one parameter group: each parameter "
+                "may be listed once (it would otherwise be stepped twice)"
+            )
         group_index = len(self.param_groups)
         for index, (param, entry) in enumerate(zip(tensors, params, strict=True)):
             if isinstance(param, torch.Tensor):
-                where = (f"parameter {entry[0]!r}" if isinstance(entry, tuple)
-                         else f"param_groups[{group_index}]['params'][{index}]")
+                where = (
+                    f"parameter {entry[0]!r}"
+                    if isinstance(entry, tuple)
+                    else f"param_groups[{group_index}]['params'][{index}]"
+                )
                 check_parameter(self, param, where, rule)
         if rule.group_state is not None:
             for name, value in rule.group_state.initial.items():
@@ -209,8 +219,9 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     # -- state --------------------------------------------------------------------------------
 
-    def _ensure_state(self, param: torch.Tensor, hypers: Mapping[str, Any],
-                      group: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
+    def _ensure_state(
+        self, param: torch.Tensor, hypers: Mapping[str, Any], group: Mapping[str, Any]
+    ) -> tuple[dict[str, Any] | None, bool]:
         """The parameter's state with every slot active under ``hypers`` (and a step counter
         and running products if the rule counts steps), and whether a slot was created now.
 
@@ -242,13 +253,18 @@ class RuleOptimizer(torch.optim.Optimizer):
                 created_keys.append((param, slot.name))
                 created = True
                 self._unstepped.add(id(param))
-            elif (not isinstance(tensor, torch.Tensor) or tensor.shape != param.shape
-                  or tensor.dtype != param.dtype or tensor.device != param.device):
+            elif (
+                not isinstance(tensor, torch.Tensor)
+                or tensor.shape != param.shape
+                or tensor.dtype != param.dtype
+                or tensor.device != param.device
+            ):
                 raise ValueError(
                     f"state[{slot.name!r}] of {self._label(param)} is "
                     f"{describe(tensor)}, but the parameter is {describe(param)}: expected "
                     "the same shape, dtype and device (was the state loaded from another "
-                    "model?); nothing was updated")
+                    "model?); nothing was updated"
+                )
             else:
                 sharded.check_state(tensor, param, slot.name, self._label)
         return state, created
@@ -256,8 +272,9 @@ class RuleOptimizer(torch.optim.Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         """torch's pickled state plus descend's own settings (a copy or pickle keeps them)."""
         state = super().__getstate__()
-        state.update(nonfinite=self.nonfinite, backend=self.backend,
-                     skipped_steps=self.skipped_steps)
+        state.update(
+            nonfinite=self.nonfinite, backend=self.backend, skipped_steps=self.skipped_steps
+        )
         state.update({name: getattr(self, name) for name in self.extra_settings})
         return state
 
@@ -299,8 +316,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         """
         check_loaded_state(self, state_dict)
         skipped = int(state_dict.get("skipped_steps", 0))
-        super().load_state_dict({key: value for key, value in state_dict.items()
-                                 if key != "skipped_steps"})
+        super().load_state_dict(
+            {key: value for key, value in state_dict.items() if key != "skipped_steps"}
+        )
         self.skipped_steps = skipped
 
     # -- the step -----------------------------------------------------------------------------
@@ -330,16 +348,22 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._step(False)
 
     def _step(self, differentiable: bool) -> None:
-        work = [(group, [p for p in group["params"] if p.grad is not None])
-                for group in self.param_groups]
+        work = [
+            (group, [p for p in group["params"] if p.grad is not None])
+            for group in self.param_groups
+        ]
         check_listed_once(self.param_groups)
         self._created_keys = []
         try:
             # Check everything first; change nothing until every group is ready.
-            ready = [self._prepare_group(group, params, differentiable)
-                     for group, params in work if params]
+            ready = [
+                self._prepare_group(group, params, differentiable)
+                for group, params in work
+                if params
+            ]
             if self.nonfinite != "propagate" and has_nonfinite_gradient(
-                    [p for _, params in work for p in params], self.nonfinite, self._label):
+                [p for _, params in work for p in params], self.nonfinite, self._label
+            ):
                 self._remove_created_state()
                 self.skipped_steps += 1
                 return
@@ -394,28 +418,33 @@ class RuleOptimizer(torch.optim.Optimizer):
         try:
             hypers = self.rule_hypers(group)
         except KeyError as missing:
-            raise ValueError(f"parameter group {self._group_index(group)} has no "
-                             f"{missing.args[0]!r}: expected every hyperparameter of "
-                             f"{type(self).__name__}") from None
+            raise ValueError(
+                f"parameter group {self._group_index(group)} has no "
+                f"{missing.args[0]!r}: expected every hyperparameter of "
+                f"{type(self).__name__}"
+            ) from None
         except ValueError as error:
-            raise ValueError(f"parameter group {self._group_index(group)}: {error}; nothing "
-                             "was updated") from None
+            raise ValueError(
+                f"parameter group {self._group_index(group)}: {error}; nothing was updated"
+            ) from None
         values = tuple(hypers.values())
         checked = self._checked_values.get(id(group))
         if checked is None or not same_values(checked, values):
             try:
                 rule.validate(hypers, rule.display_names())
             except ValueError as error:
-                raise ValueError(f"parameter group {self._group_index(group)}: {error}; "
-                                 "nothing was updated") from None
+                raise ValueError(
+                    f"parameter group {self._group_index(group)}: {error}; nothing was updated"
+                ) from None
             self._checked_values[id(group)] = values
         return hypers
 
     def _group_index(self, group: Mapping[str, Any]) -> int:
         return next(i for i, candidate in enumerate(self.param_groups) if candidate is group)
 
-    def _prepare_group(self, group: dict[str, Any], params: list[torch.Tensor],
-                       differentiable: bool = False) -> Staged:
+    def _prepare_group(
+        self, group: dict[str, Any], params: list[torch.Tensor], differentiable: bool = False
+    ) -> Staged:
         """Check one group's step; return the function that works it out (see
         :meth:`_step`). Every group steps through its plan: compiled blocks where an
         executor compiles the rule, the listed parameters (:mod:`descend.optim.listed`)
@@ -455,22 +484,35 @@ class RuleOptimizer(torch.optim.Optimizer):
 
         return stage
 
-    def _new_plan(self, group: dict[str, Any], params: list[torch.Tensor],
-                  hypers: Mapping[str, Any], rule: Rule, differentiable: bool) -> GroupPlan:
+    def _new_plan(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        hypers: Mapping[str, Any],
+        rule: Rule,
+        differentiable: bool,
+    ) -> GroupPlan:
         """A new plan of ``group`` (its parameters' state created and checked first): compiled
         blocks unless the step is differentiable, the backend compiles nothing or the rule
         has a matrix stage; then every parameter is listed."""
         compiled = not differentiable and self._executors[0].compiled and rule.stage is None
-        check_gradients(params, group, self.sparse_gradients, type(self).__name__,
-                        self._label)
+        check_gradients(params, group, self.sparse_gradients, type(self).__name__, self._label)
         check_existing_state(params, rule, self.state, self._label)
         for param in params:
             grad = param.grad
             if compiled and grad is not None and not grad.is_sparse and not param.is_complex():
                 self._ensure_state(param, hypers, group)
-        plan = GroupPlan(group, self.state, rule, hypers, step_dtype(), self._executor_for,
-                         self._unstepped, wait_for_kernels=self.backend != "auto",
-                         compiled=compiled)
+        plan = GroupPlan(
+            group,
+            self.state,
+            rule,
+            hypers,
+            step_dtype(),
+            self._executor_for,
+            self._unstepped,
+            wait_for_kernels=self.backend != "auto",
+            compiled=compiled,
+        )
         self._plans[id(group)] = plan
         return plan
 
@@ -483,11 +525,19 @@ class RuleOptimizer(torch.optim.Optimizer):
                     names = group.get("param_names")
                     if names:
                         return f"parameter {names[index]!r} (shape {tuple(param.shape)})"
-                    return (f"param_groups[{group_index}]['params'][{index}] (shape "
-                            f"{tuple(param.shape)}; build the optimizer from "
-                            "model.named_parameters() to see names)")
+                    return (
+                        f"param_groups[{group_index}]['params'][{index}] (shape "
+                        f"{tuple(param.shape)}; build the optimizer from "
+                        "model.named_parameters() to see names)"
+                    )
         return f"a parameter of shape {tuple(param.shape)}"
 
 
-__all__ = ["BACKENDS", "NONFINITE_MODES", "ComplexParameterError", "NonFiniteGradientError",
-           "RuleOptimizer", "Staged"]
+__all__ = [
+    "BACKENDS",
+    "NONFINITE_MODES",
+    "ComplexParameterError",
+    "NonFiniteGradientError",
+    "RuleOptimizer",
+    "Staged",
+]

@@ -54,15 +54,23 @@ def _metadata(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
     (``set_`` and ``resize_`` checks keep it so). Read column by column (one C-level pass per
     attribute), since this runs for every tensor on every step.
     """
-    return (list(map(_data_ptr, tensors)), list(map(_size, tensors)),
-            list(map(_stride, tensors)), list(map(_dtype, tensors)),
-            list(map(_device, tensors)))
+    return (
+        list(map(_data_ptr, tensors)),
+        list(map(_size, tensors)),
+        list(map(_stride, tensors)),
+        list(map(_dtype, tensors)),
+        list(map(_device, tensors)),
+    )
 
 
 def _layouts(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
     """What a gradient must share with its parameter: shape, strides, dtype and device."""
-    return (list(map(_size, tensors)), list(map(_stride, tensors)),
-            list(map(_dtype, tensors)), list(map(_device, tensors)))
+    return (
+        list(map(_size, tensors)),
+        list(map(_stride, tensors)),
+        list(map(_dtype, tensors)),
+        list(map(_device, tensors)),
+    )
 
 
 def identical(a: Sequence[Any], b: Sequence[Any]) -> bool:
@@ -77,9 +85,16 @@ class Block:
     created (their next update is their first).
     """
 
-    def __init__(self, executor: Executor, rule: Rule, params: list[torch.Tensor],
-                 states: list[dict[str, Any]], slot_names: list[str], step_dtype: torch.dtype,
-                 first: Sequence[bool]) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        rule: Rule,
+        params: list[torch.Tensor],
+        states: list[dict[str, Any]],
+        slot_names: list[str],
+        step_dtype: torch.dtype,
+        first: Sequence[bool],
+    ) -> None:
         self.executor = executor
         self.params = params
         self.states = states
@@ -93,8 +108,7 @@ class Block:
         #: every step (see :mod:`descend.optim.sharded`).
         self.sharded = sharded.any_dtensor(params)
         local = sharded.local_tensors(params)
-        self.table = TensorTable([p.numel() for p in local], 2 + len(slot_names),
-                                 params[0].device)
+        self.table = TensorTable([p.numel() for p in local], 2 + len(slot_names), params[0].device)
         self.table.addresses[0] = [p.data_ptr() for p in local]
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in sharded.local_tensors(tensors)]
@@ -104,8 +118,7 @@ class Block:
         self.grad_layout = _layouts(local)
         self.counted = rule.counts_steps
         if self.counted:
-            self.steps = torch.tensor([float(state["step"]) for state in states],
-                                      dtype=step_dtype)
+            self.steps = torch.tensor([float(state["step"]) for state in states], dtype=step_dtype)
             self.step_views = [self.steps[i] for i in range(len(params))]
             for state, view in zip(states, self.step_views, strict=True):
                 state["step"] = view
@@ -118,8 +131,10 @@ class Block:
         for product in rule.products:
             # In the dtype the state holds (torch's load_state_dict casts it to the
             # parameter's), which the plan groups parameters by.
-            values = torch.tensor([float(state[product.name]) for state in states],
-                                  dtype=states[0][product.name].dtype)
+            values = torch.tensor(
+                [float(state[product.name]) for state in states],
+                dtype=states[0][product.name].dtype,
+            )
             views = [values[i] for i in range(len(params))]
             for state, view in zip(states, views, strict=True):
                 state[product.name] = view
@@ -128,9 +143,9 @@ class Block:
         self.step_values = self.steps.numpy()
         #: Counters and products as one step state, whose arrays share memory with the
         #: tensors the state dicts hold: committing it updates ``state["step"]`` in place.
-        self.step_state = StepState(rule, self.step_values,
-                                    {name: values for name, (values, _) in
-                                     self.products.items()})
+        self.step_state = StepState(
+            rule, self.step_values, {name: values for name, (values, _) in self.products.items()}
+        )
 
     def current(self) -> bool:
         """Whether every parameter and state tensor is still what the plan holds (the plan
@@ -139,8 +154,7 @@ class Block:
         for name, tensors in zip(self.slot_names, self.slots, strict=True):
             if not identical([state.get(name) for state in states], tensors):
                 return False
-        if self.counted and not identical([state.get("step") for state in states],
-                                           self.step_views):
+        if self.counted and not identical([state.get("step") for state in states], self.step_views):
             return False
         for name, (_, views) in self.products.items():
             if not identical([state.get(name) for state in states], views):
@@ -150,9 +164,12 @@ class Block:
     def _local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         return sharded.local_tensors(tensors) if self.sharded else tensors
 
-    def gradients(self, indices: Sequence[int] | np.ndarray | None,
-                  keep_alive: list[torch.Tensor],
-                  label: Label) -> list[int] | None:
+    def gradients(
+        self,
+        indices: Sequence[int] | np.ndarray | None,
+        keep_alive: list[torch.Tensor],
+        label: Label,
+    ) -> list[int] | None:
         """Addresses of the current gradients, each checked against its parameter (``None``
         when one is sparse: such a parameter is stepped apart, after a rebuild).
 
@@ -161,8 +178,11 @@ class Block:
         parameter's layout (kept alive in ``keep_alive`` for the step).
         """
         params = self.params if indices is None else [self.params[k] for k in indices]
-        expected = (self.grad_layout if indices is None
-                    else tuple([column[k] for k in indices] for column in self.grad_layout))
+        expected = (
+            self.grad_layout
+            if indices is None
+            else tuple([column[k] for k in indices] for column in self.grad_layout)
+        )
         # Every planned parameter the step passes has a gradient.
         grads = cast(list[torch.Tensor], [p.grad for p in params])
         if self.sharded or sharded.any_dtensor(grads):
@@ -174,13 +194,19 @@ class Block:
             pass
         if any(g.is_sparse for g in grads):
             return None  # stepped apart: the plan must be rebuilt
-        grads = [_walkable_gradient(p, g, label, keep_alive)
-                 for p, g in zip(params, grads, strict=True)]
+        grads = [
+            _walkable_gradient(p, g, label, keep_alive) for p, g in zip(params, grads, strict=True)
+        ]
         return [g.data_ptr() for g in grads]
 
-    def stage(self, rule: Rule, launch_row: Callable[[Block, StepKey], LaunchRow],
-              indices: np.ndarray | None, grad_addresses: list[int],
-              hypers: Mapping[str, Any]) -> Callable[[], None]:
+    def stage(
+        self,
+        rule: Rule,
+        launch_row: Callable[[Block, StepKey], LaunchRow],
+        indices: np.ndarray | None,
+        grad_addresses: list[int],
+        hypers: Mapping[str, Any],
+    ) -> Callable[[], None]:
         """Work out the step of the tensors at ``indices`` (all if None): their new counters
         and running products, and every kernel and scalar row it launches (compiling what is
         missing). Changes nothing, so an error here (a kernel that cannot be compiled, scalars
@@ -209,8 +235,9 @@ class Block:
                 local_row = np.searchsorted(np.asarray(variant_rows), tensor_row[selected])
                 chosen = selected if indices is None else indices[selected]
                 # Steps whose scalars switch a branch differently need different kernels.
-                launches.append((rows[variant_rows[0]][0], local_row.astype(np.int64), table,
-                                 chosen))
+                launches.append(
+                    (rows[variant_rows[0]][0], local_row.astype(np.int64), table, chosen)
+                )
 
         def commit() -> None:
             self.step_state.commit(after)
@@ -225,8 +252,9 @@ class Block:
 
         return commit
 
-    def _run_on_reference(self, rule: Rule, rows: list[LaunchRow], tensor_row: np.ndarray,
-                          indices: np.ndarray | None) -> None:
+    def _run_on_reference(
+        self, rule: Rule, rows: list[LaunchRow], tensor_row: np.ndarray, indices: np.ndarray | None
+    ) -> None:
         """This step of the tensors at ``indices`` (all if None) on the reference executor,
         one call per distinct step (their scalars in ``rows``)."""
         from descend.kernels.executor import get_executor
@@ -240,8 +268,7 @@ class Block:
                 if tensor_row[position] != row:
                     continue
                 param, state = self.params[k], self.states[k]
-                slot_list = [state[name] if name in self.slot_names else None
-                             for name in names]
+                slot_list = [state[name] if name in self.slot_names else None for name in names]
                 param, grad, slot_list = sharded.local_operands(param, param.grad, slot_list)
                 params.append(param)
                 grads.append(grad)
@@ -249,9 +276,9 @@ class Block:
             reference.step(rule, None, scalars, params, grads, slots)
 
 
-
-def _walkable_gradient(param: torch.Tensor, grad: torch.Tensor,
-                       label: Label, keep_alive: list[torch.Tensor]) -> torch.Tensor:
+def _walkable_gradient(
+    param: torch.Tensor, grad: torch.Tensor, label: Label, keep_alive: list[torch.Tensor]
+) -> torch.Tensor:
     """``grad`` if a kernel may walk it like ``param``, a copy in ``param``'s layout if only the
     layout differs; ``ValueError`` naming the parameter otherwise."""
     check_gradient(param, grad, label)

@@ -42,40 +42,48 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def check_parameter(optimizer: RuleOptimizer, param: torch.Tensor, where: str,
-                    rule: Rule) -> None:
+def check_parameter(optimizer: RuleOptimizer, param: torch.Tensor, where: str, rule: Rule) -> None:
     """Refuse a parameter the optimizer cannot step (``where`` names it): not dense, not a
     float, complex where the class steps real ones only, of the wrong dimension for a rule's
     matrix stage, or on a device or dtype no executor of its backend supports."""
     shape = tuple(param.shape)
     owner = type(optimizer).__name__
     if param.layout != torch.strided:
-        raise ValueError(f"{where} (shape {shape}) is a {param.layout} "
-                         "tensor: descend optimizers update dense (strided) parameters; "
-                         "sparse gradients of dense parameters are supported where "
-                         "torch.optim supports them")
+        raise ValueError(
+            f"{where} (shape {shape}) is a {param.layout} "
+            "tensor: descend optimizers update dense (strided) parameters; "
+            "sparse gradients of dense parameters are supported where "
+            "torch.optim supports them"
+        )
     if not (param.is_floating_point() or param.is_complex()):
-        raise ValueError(f"{where} (shape {shape}) has dtype {param.dtype}: "
-                         "expected a floating-point or complex tensor (an update would "
-                         "truncate it)")
+        raise ValueError(
+            f"{where} (shape {shape}) has dtype {param.dtype}: "
+            "expected a floating-point or complex tensor (an update would "
+            "truncate it)"
+        )
     if param.is_complex() and not optimizer.complex_parameters:
         raise ComplexParameterError(
             f"{where} (shape {shape}) is a complex tensor: "
             f"{owner} updates real parameters only (its reference does not "
-            "step complex numbers as two real ones)")
+            "step complex numbers as two real ones)"
+        )
     if rule.stage is not None and (param.ndim != rule.stage.ndim or param.is_complex()):
         kind = "a complex tensor" if param.is_complex() else f"{param.ndim}-D"
         error = ComplexParameterError if param.is_complex() else ValueError
-        raise error(f"{where} (shape {shape}) is {kind}: "
-                    f"{owner} updates real {rule.stage.ndim}-D "
-                    f"parameters only{optimizer.stage_hint}")
+        raise error(
+            f"{where} (shape {shape}) is {kind}: "
+            f"{owner} updates real {rule.stage.ndim}-D "
+            f"parameters only{optimizer.stage_hint}"
+        )
     sharded.check_parameter(param, where, owner, rule.stage is not None)
     if optimizer._executor_for(param) is None:
         (executor,) = optimizer._executors
-        raise ValueError(f"backend={optimizer.backend!r} cannot update {where}, a {param.dtype} "
-                         f"tensor on {param.device} (shape {shape}): "
-                         f"{executor.refusal(param)}; use backend='auto' to update the "
-                         "others with the reference executor")
+        raise ValueError(
+            f"backend={optimizer.backend!r} cannot update {where}, a {param.dtype} "
+            f"tensor on {param.device} (shape {shape}): "
+            f"{executor.refusal(param)}; use backend='auto' to update the "
+            "others with the reference executor"
+        )
 
 
 def check_listed_once(groups: Sequence[Mapping[str, Any]]) -> None:
@@ -93,20 +101,25 @@ def check_listed_once(groups: Sequence[Mapping[str, Any]]) -> None:
                     f"param_groups[{index}]['params'][{position}] (shape "
                     f"{tuple(param.shape)}) is listed twice in the parameter groups: each "
                     "parameter may be listed once (it would otherwise be stepped twice); "
-                    "nothing was updated")
+                    "nothing was updated"
+                )
             seen.add(id(param))
 
 
-def check_writable(params: Iterable[torch.Tensor], state: Mapping[Any, Any],
-                   label: Label) -> None:
+def check_writable(params: Iterable[torch.Tensor], state: Mapping[Any, Any], label: Label) -> None:
     """Refuse a parameter or state tensor whose elements share memory (an expanded
     tensor: an update would write one element several times, and torch refuses it too)
     or do not all lie inside its storage (a storage resized under it)."""
     for param in params:
         entries = state.get(param, {})
-        tensors = [("", param), *((f"state[{name!r}] of ", value)
-                                  for name, value in entries.items()
-                                  if isinstance(value, torch.Tensor) and value.ndim)]
+        tensors = [
+            ("", param),
+            *(
+                (f"state[{name!r}] of ", value)
+                for name, value in entries.items()
+                if isinstance(value, torch.Tensor) and value.ndim
+            ),
+        ]
         for prefix, tensor in tensors:
             local = sharded.local(tensor)
             if not _inside_storage(local):
@@ -115,17 +128,20 @@ def check_writable(params: Iterable[torch.Tensor], state: Mapping[Any, Any],
                     f"({local.untyped_storage().nbytes()} bytes for shape "
                     f"{tuple(local.shape)}, strides {local.stride()}, offset "
                     f"{local.storage_offset()}: was the storage resized?); nothing was "
-                    "updated")
+                    "updated"
+                )
             if torch._debug_has_internal_overlap(tensor) == 1:
                 raise ValueError(
                     f"{prefix}{label(param)} has elements that refer to the same "
                     f"memory location (strides {tensor.stride()}, an expanded tensor?): "
                     "an in-place update would write them several times; clone it "
-                    "first; nothing was updated")
+                    "first; nothing was updated"
+                )
 
 
-def check_existing_state(params: Iterable[torch.Tensor], rule: Rule,
-                         state: Mapping[Any, Any], label: Label) -> None:
+def check_existing_state(
+    params: Iterable[torch.Tensor], rule: Rule, state: Mapping[Any, Any], label: Label
+) -> None:
     """Before any state is created for ``params``: refuse elements that share memory
     (:func:`check_writable`) and step counters no step can follow."""
     params = list(params)
@@ -147,8 +163,13 @@ def check_counters(blocks: Iterable[Block], label: Label) -> None:
             check_counter(block.step_views[worst], partial(label, param))
 
 
-def check_gradients(params: Iterable[torch.Tensor], group: Mapping[str, Any],
-                    sparse_gradients: str | None, owner: str, label: Label) -> None:
+def check_gradients(
+    params: Iterable[torch.Tensor],
+    group: Mapping[str, Any],
+    sparse_gradients: str | None,
+    owner: str,
+    label: Label,
+) -> None:
     """Refuse gradients that cannot be their parameters' (:func:`check_gradient`), and a
     sparse one where the class steps none (``sparse_gradients`` is ``None``) or with weight
     decay."""
@@ -156,14 +177,14 @@ def check_gradients(params: Iterable[torch.Tensor], group: Mapping[str, Any],
         grad = _gradient(param)
         if grad.is_sparse:
             if sparse_gradients is None:
-                raise RuntimeError(f"{owner} does not support sparse "
-                                   f"gradients ({label(param)})")
+                raise RuntimeError(f"{owner} does not support sparse gradients ({label(param)})")
             group_decay = group.get("weight_decay", 0)
             if group_decay:
                 # torch.optim refuses it too (Adagrad by name, SGD in its sparse add).
                 raise RuntimeError(
                     f"weight_decay={group_decay} is not compatible with the sparse "
-                    f"gradient of {label(param)}; nothing was updated")
+                    f"gradient of {label(param)}; nothing was updated"
+                )
             if grad.shape != param.shape or grad.dtype != param.dtype:
                 check_gradient(param, grad, label)
         else:
@@ -177,8 +198,7 @@ def _gradient(param: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def has_nonfinite_gradient(params: Sequence[torch.Tensor], nonfinite: str,
-                           label: Label) -> bool:
+def has_nonfinite_gradient(params: Sequence[torch.Tensor], nonfinite: str, label: Label) -> bool:
     """Whether a gradient of ``params`` holds inf or NaN, in one pass over the gradients (one
     device synchronization per device); with ``nonfinite="raise"``,
     :class:`NonFiniteGradientError` names the first such parameter instead."""
@@ -193,24 +213,25 @@ def has_nonfinite_gradient(params: Sequence[torch.Tensor], nonfinite: str,
     for param, bad in zip(params, found, strict=True):
         if bad:
             raise NonFiniteGradientError(
-                f"non-finite gradient (inf or NaN) in {label(param)}; nothing "
-                "was updated")
+                f"non-finite gradient (inf or NaN) in {label(param)}; nothing was updated"
+            )
     return False
 
 
-def check_gradient(param: torch.Tensor, grad: torch.Tensor,
-                   label: Label) -> None:
+def check_gradient(param: torch.Tensor, grad: torch.Tensor, label: Label) -> None:
     """Raise ``ValueError`` naming the parameter if ``grad`` cannot be its gradient."""
     if grad.shape != param.shape or grad.dtype != param.dtype or grad.device != param.device:
         raise ValueError(
             f"the gradient of {label(param)} is {grad.dtype} of shape {tuple(grad.shape)} on "
             f"{grad.device}, but the parameter is {param.dtype} of shape {tuple(param.shape)} "
-            f"on {param.device}: expected the same dtype, shape and device; nothing was updated")
+            f"on {param.device}: expected the same dtype, shape and device; nothing was updated"
+        )
     sharded.check_gradient(param, grad, label)
 
 
-def check_representable(hypers: Mapping[str, Any], scalars: Mapping[str, Any],
-                        dtype: torch.dtype) -> None:
+def check_representable(
+    hypers: Mapping[str, Any], scalars: Mapping[str, Any], dtype: torch.dtype
+) -> None:
     """Refuse a step whose hyperparameters or scalars a ``dtype`` kernel cannot hold.
 
     A finite hyperparameter beyond the dtype's range (``lr=1e308`` for float32 parameters), or
@@ -227,17 +248,21 @@ def check_representable(hypers: Mapping[str, Any], scalars: Mapping[str, Any],
             if not math.isfinite(value):
                 finite = False
             elif abs(value) > largest:
-                raise ValueError(f"{name}={value!r} does not fit in {dtype_name(dtype)} "
-                                 f"(largest {largest:.4g}): the step would overflow to inf; "
-                                 "nothing was updated")
+                raise ValueError(
+                    f"{name}={value!r} does not fit in {dtype_name(dtype)} "
+                    f"(largest {largest:.4g}): the step would overflow to inf; "
+                    "nothing was updated"
+                )
     if not finite:
         return
     for name, value in scalars.items():
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= largest):
-            raise ValueError(f"the step's scalar {name}={value!r}, computed from the "
-                             f"hyperparameters {dict(hypers)}, does not fit in "
-                             f"{dtype_name(dtype)}: the step would overflow; nothing was "
-                             "updated")
+            raise ValueError(
+                f"the step's scalar {name}={value!r}, computed from the "
+                f"hyperparameters {dict(hypers)}, does not fit in "
+                f"{dtype_name(dtype)}: the step would overflow; nothing was "
+                "updated"
+            )
 
 
 def describe(value: Any) -> str:
@@ -252,8 +277,9 @@ def _inside_storage(tensor: torch.Tensor) -> bool:
     against the storage's size): what an update through its address may write."""
     if tensor.numel() == 0:
         return True
-    extent = 1 + sum((size - 1) * stride
-                     for size, stride in zip(tensor.shape, tensor.stride(), strict=True))
+    extent = 1 + sum(
+        (size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride(), strict=True)
+    )
     end = (tensor.storage_offset() + extent) * tensor.element_size()
     return end <= tensor.untyped_storage().nbytes()
 
@@ -263,20 +289,28 @@ def same_values(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     strings, identical other objects. A tensor counts as changed (its value may have been
     edited in place), so tensor hyperparameters are checked every step."""
     return len(a) == len(b) and all(
-        x is y and not isinstance(x, torch.Tensor)
-        or type(x) is type(y) and isinstance(x, int | float | str) and x == y
-        for x, y in zip(a, b, strict=True))
+        x is y
+        and not isinstance(x, torch.Tensor)
+        or type(x) is type(y)
+        and isinstance(x, int | float | str)
+        and x == y
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 def check_counter(step: Any, label: Callable[[], str]) -> None:
     """Refuse a step counter no step can follow: not one number, or negative."""
     if not isinstance(step, torch.Tensor) or step.numel() != 1:
-        raise ValueError(f"state['step'] of {label()} is {describe(step)}: expected a "
-                         "one-element tensor counting the steps taken; nothing was updated")
+        raise ValueError(
+            f"state['step'] of {label()} is {describe(step)}: expected a "
+            "one-element tensor counting the steps taken; nothing was updated"
+        )
     value = float(step)
     if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"state['step'] of {label()} is {value:g}: expected a count of "
-                         "steps taken (>= 0); nothing was updated")
+        raise ValueError(
+            f"state['step'] of {label()} is {value:g}: expected a count of "
+            "steps taken (>= 0); nothing was updated"
+        )
 
 
 def _real(tensor: torch.Tensor) -> torch.Tensor:
@@ -302,8 +336,9 @@ def _any_nonfinite(tensors: list[torch.Tensor]) -> bool:
     found = torch.zeros(1, device=device)
     if tensors[0].dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
         # One fused pass per device and dtype: GradScaler's check, with a scale of exactly 1.
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found,
-                                                         torch.ones(1, device=device))
+        torch._amp_foreach_non_finite_check_and_unscale_(
+            tensors, found, torch.ones(1, device=device)
+        )
         return bool(found.item())
     return any(not bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -324,8 +359,10 @@ def check_torch_arguments(rule: Rule, defaults: Mapping[str, Any]) -> None:
     """
     foreach, fused = defaults.get("foreach"), defaults.get("fused")
     if defaults.get("capturable"):
-        raise ValueError("capturable=True is not supported by descend optimizers (CUDA-graph "
-                         "capture of the step); expected capturable=False")
+        raise ValueError(
+            "capturable=True is not supported by descend optimizers (CUDA-graph "
+            "capture of the step); expected capturable=False"
+        )
     names = [("lr", defaults.get("lr"))]
     for key in rule.group_keys:
         packed = defaults.get(key)
@@ -337,8 +374,9 @@ def check_torch_arguments(rule: Rule, defaults: Mapping[str, Any]) -> None:
     for name, value in names:
         if isinstance(value, torch.Tensor):
             if foreach:
-                raise ValueError(f"{name} as a Tensor is not supported for capturable=False "
-                                 "and foreach=True")
+                raise ValueError(
+                    f"{name} as a Tensor is not supported for capturable=False and foreach=True"
+                )
             if value.numel() != 1:
                 raise ValueError(f"Tensor {name} must be 1-element")
     if fused and defaults.get("differentiable"):

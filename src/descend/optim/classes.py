@@ -50,14 +50,33 @@ class SGD(RuleOptimizer, torch.optim.SGD):
     torch_equivalent = ("torch.optim.SGD", {})
     sparse_gradients = "dense"
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0,
-                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
-                 maximize: bool = False, foreach: bool | None = None,
-                 differentiable: bool = False, fused: bool | None = None,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
-        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov, maximize=maximize, foreach=foreach,
-                        differentiable=differentiable, fused=fused)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -74,9 +93,17 @@ class Momentum(RuleOptimizer):
     rule = SGD_MOMENTUM
     torch_equivalent = ("torch.optim.SGD", {})
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0.9,
-                 weight_decay: float = 0, *, maximize: bool = False,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0,
+        *,
+        maximize: bool = False,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
@@ -100,14 +127,33 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
     eager_state = True
     sparse_gradients = "entries"
 
-    def __init__(self, params: ParamsT, lr: float = 1e-2, lr_decay: float = 0,
-                 weight_decay: float = 0, initial_accumulator_value: float = 0,
-                 eps: float = 1e-10, foreach: bool | None = None, *, maximize: bool = False,
-                 differentiable: bool = False, fused: bool | None = None,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
-        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
-                        initial_accumulator_value=initial_accumulator_value, foreach=foreach,
-                        maximize=maximize, differentiable=differentiable, fused=fused)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            eps=eps,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+            fused=fused,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -117,15 +163,35 @@ class RMSprop(RuleOptimizer, torch.optim.RMSprop):
     rule = RMSPROP
     torch_equivalent = ("torch.optim.RMSprop", {})
 
-    def __init__(self, params: ParamsT, lr: float = 1e-2, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0, momentum: float = 0,
-                 centered: bool = False, capturable: bool = False,
-                 foreach: bool | None = None, maximize: bool = False,
-                 differentiable: bool = False, *, nonfinite: str = "propagate",
-                 backend: str = "auto") -> None:
-        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                        momentum=momentum, centered=centered, capturable=capturable,
-                        foreach=foreach, maximize=maximize, differentiable=differentiable)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            capturable=capturable,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -138,17 +204,37 @@ class Adam(RuleOptimizer, torch.optim.Adam):
     rule = ADAM
     torch_equivalent = ("torch.optim.Adam", {})
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *,
-                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None,
-                 decoupled_weight_decay: bool = False, nonfinite: str = "propagate",
-                 backend: str = "auto") -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                        maximize=maximize, foreach=foreach, capturable=capturable,
-                        differentiable=differentiable, fused=fused,
-                        decoupled_weight_decay=decoupled_weight_decay)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -161,16 +247,39 @@ class AdamW(Adam, torch.optim.AdamW):
     rule = ADAMW
     torch_equivalent = ("torch.optim.AdamW", {})
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
-                 foreach: bool | None = None, capturable: bool = False,
-                 differentiable: bool = False, fused: bool | None = None,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, foreach=foreach, maximize=maximize,
-                         capturable=capturable, differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True, nonfinite=nonfinite, backend=backend)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+            nonfinite=nonfinite,
+            backend=backend,
+        )
 
 
 class NAdam(RuleOptimizer, torch.optim.NAdam):
@@ -183,16 +292,35 @@ class NAdam(RuleOptimizer, torch.optim.NAdam):
     rule = NADAM
     torch_equivalent = ("torch.optim.NAdam", {})
 
-    def __init__(self, params: ParamsT, lr: float = 2e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, momentum_decay: float = 4e-3,
-                 decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
-                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        momentum_decay=momentum_decay,
-                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
-                        foreach=foreach, capturable=capturable, differentiable=differentiable)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -202,23 +330,43 @@ class RAdam(RuleOptimizer, torch.optim.RAdam):
     rule = RADAM
     torch_equivalent = ("torch.optim.RAdam", {})
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, decoupled_weight_decay: bool = False, *,
-                 foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-                 differentiable: bool = False, nonfinite: str = "propagate",
-                 backend: str = "auto") -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                        maximize=maximize, foreach=foreach, capturable=capturable,
-                        decoupled_weight_decay=decoupled_weight_decay,
-                        differentiable=differentiable)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        decoupled_weight_decay: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            decoupled_weight_decay=decoupled_weight_decay,
+            differentiable=differentiable,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
 _LION_DECOUPLED = Hyper(
-    "decoupled_weight_decay", False,
+    "decoupled_weight_decay",
+    False,
     "as lion_pytorch, divide weight_decay by the constructor's lr, so the decay per step is "
-    "lr / lr0 * weight_decay and follows a schedule's shape, not its scale", kind=bool)
+    "lr / lr0 * weight_decay and follows a schedule's shape, not its scale",
+    kind=bool,
+)
 
 
 class Lion(RuleOptimizer):
@@ -229,17 +377,24 @@ class Lion(RuleOptimizer):
 
     rule = LION
     argument_docs: ClassVar[dict[str, Hyper | str]] = {
-        "use_triton": "accepted for compatibility; descend chooses its executor with "
-                      "``backend``.",
+        "use_triton": "accepted for compatibility; descend chooses its executor with ``backend``.",
         "decoupled_weight_decay": _LION_DECOUPLED,
     }
     extra_settings = ("decoupled_weight_decay", "initial_lr")
     complex_parameters = False  # lion_pytorch's sign of a complex number is z / |z|
 
-    def __init__(self, params: ParamsT, lr: float = 1e-4,
-                 betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0,
-                 use_triton: bool = False, decoupled_weight_decay: bool = False, *,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        use_triton: bool = False,
+        decoupled_weight_decay: bool = False,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
         #: Divide weight_decay by ``initial_lr`` (lion_pytorch's decoupled weight decay).
         self.decoupled_weight_decay = _LION_DECOUPLED.check(decoupled_weight_decay)
         #: The constructor's learning rate.
@@ -319,9 +474,11 @@ class _ScheduleFree(RuleOptimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One step (train mode only; ``RuntimeError`` in eval mode, before any change)."""
         if not all(group["train_mode"] for group in self.param_groups):
-            raise RuntimeError(f"{type(self).__name__} is in eval mode (its parameters hold "
-                               "the averaged weights x): call optimizer.train() before "
-                               "training, optimizer.eval() before evaluating")
+            raise RuntimeError(
+                f"{type(self).__name__} is in eval mode (its parameters hold "
+                "the averaged weights x): call optimizer.train() before "
+                "training, optimizer.eval() before evaluating"
+            )
         return super().step(closure)
 
 
@@ -337,14 +494,34 @@ class SGDScheduleFree(_ScheduleFree):
     rule = SF_SGD
     interpolation = "momentum"
 
-    def __init__(self, params: ParamsT, lr: float = 1.0, momentum: float = 0.9,
-                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
-                 weight_lr_power: float = 2, foreach: bool | None = True, *,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
-        defaults = dict(lr=lr, momentum=momentum, r=r, k=0, warmup_steps=warmup_steps,
-                        train_mode=True, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
-                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
-                        foreach=foreach)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2,
+        foreach: bool | None = True,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            r=r,
+            k=0,
+            warmup_steps=warmup_steps,
+            train_mode=True,
+            weight_sum=0.0,
+            lr_max=-1.0,
+            scheduled_lr=0.0,
+            weight_lr_power=weight_lr_power,
+            weight_decay=weight_decay,
+            foreach=foreach,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -358,22 +535,53 @@ class AdamWScheduleFree(_ScheduleFree):
     rule = SF_ADAMW
     interpolation = "beta1"
 
-    def __init__(self, params: ParamsT, lr: float = 0.0025,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, warmup_steps: int = 0, r: float = 0.0,
-                 weight_lr_power: float = 2.0, foreach: bool | None = True, *,
-                 nonfinite: str = "propagate", backend: str = "auto") -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, r=r, k=0, warmup_steps=warmup_steps,
-                        train_mode=True, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0,
-                        weight_lr_power=weight_lr_power, weight_decay=weight_decay,
-                        foreach=foreach)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        foreach: bool | None = True,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            r=r,
+            k=0,
+            warmup_steps=warmup_steps,
+            train_mode=True,
+            weight_sum=0.0,
+            lr_max=-1.0,
+            scheduled_lr=0.0,
+            weight_lr_power=weight_lr_power,
+            weight_decay=weight_decay,
+            foreach=foreach,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
 #: What a param group with ``use_muon=False`` starts from: ``torch.optim.AdamW``'s defaults.
 MUON_AUXILIARY_DEFAULTS: dict[str, Any] = dict(
-    lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
-    foreach=None, capturable=False, differentiable=False, fused=None, decoupled_weight_decay=True)
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=1e-2,
+    amsgrad=False,
+    maximize=False,
+    foreach=None,
+    capturable=False,
+    differentiable=False,
+    fused=None,
+    decoupled_weight_decay=True,
+)
 
 
 class Muon(RuleOptimizer, torch.optim.Muon):
@@ -396,18 +604,33 @@ class Muon(RuleOptimizer, torch.optim.Muon):
 
     rule = MUON
     torch_equivalent = ("torch.optim.Muon", {})
-    stage_hint = ("; give the other parameters to AdamW in a param group with "
-                  "use_muon=False")
+    stage_hint = "; give the other parameters to AdamW in a param group with use_muon=False"
 
-    def __init__(self, params: ParamsT, lr: float = 1e-3, weight_decay: float = 0.1,
-                 momentum: float = 0.95, nesterov: bool = True,
-                 ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
-                 eps: float = NS_EPS, ns_steps: int = NS_STEPS,
-                 adjust_lr_fn: str | None = None, *, nonfinite: str = "propagate",
-                 backend: str = "auto") -> None:
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                        ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps,
-                        adjust_lr_fn=adjust_lr_fn)
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+        eps: float = NS_EPS,
+        ns_steps: int = NS_STEPS,
+        adjust_lr_fn: str | None = None,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+        )
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
     @staticmethod
@@ -452,8 +675,12 @@ def _uses_muon(group: Mapping[str, Any]) -> bool:
 
 
 #: Every optimizer class defined in this module, exported as ``descend.<Class>``.
-__all__ = [name for name, value in list(globals().items())
-           if isinstance(value, type) and issubclass(value, RuleOptimizer)
-           and value.__module__ == __name__ and not name.startswith("_")]
+__all__ = [
+    name
+    for name, value in list(globals().items())
+    if isinstance(value, type)
+    and issubclass(value, RuleOptimizer)
+    and value.__module__ == __name__
+    and not name.startswith("_")
+]
 document(*(globals()[name] for name in __all__))
-

@@ -18,10 +18,10 @@ PARAMS = "params: parameters, param-group dicts, or ``(name, parameter)`` pairs.
 #: ``torch.optim``'s arguments that descend accepts, grouped as one entry each.
 TORCH_ARGUMENTS = {
     ("foreach", "fused"): "accepted for compatibility; descend picks its executor with "
-                          "``backend``.",
+    "``backend``.",
     ("capturable",): "must be False (descend does not capture steps in CUDA graphs).",
     ("differentiable",): "let autograd differentiate through the step, as ``torch.optim`` "
-                         "does; default False.",
+    "does; default False.",
     ("nonfinite", "backend"): "see :class:`~descend.optim.base.RuleOptimizer`.",
 }
 
@@ -38,8 +38,11 @@ def _argument_entries(cls: type, rule: Rule) -> list[str]:
             continue
         if name in extra:
             text = extra[name]
-            entries.append(hyper_line(name, [text], parameter.default)
-                           if isinstance(text, Hyper) else f"{name}: {text}")
+            entries.append(
+                hyper_line(name, [text], parameter.default)
+                if isinstance(text, Hyper)
+                else f"{name}: {text}"
+            )
         elif name in rule.group_keys:
             packed = [hypers[member] for member in rule.group_keys[name]]
             entries.append(hyper_line(name, packed, parameter.default))
@@ -48,9 +51,11 @@ def _argument_entries(cls: type, rule: Rule) -> list[str]:
         else:
             names = next((names for names in TORCH_ARGUMENTS if name in names), None)
             if names is None:
-                raise TypeError(f"{cls.__name__}: constructor argument {name!r} is neither a "
-                                f"hyperparameter of rule {rule.name!r} nor documented in "
-                                "argument_docs")
+                raise TypeError(
+                    f"{cls.__name__}: constructor argument {name!r} is neither a "
+                    f"hyperparameter of rule {rule.name!r} nor documented in "
+                    "argument_docs"
+                )
             present = [other for other in names if other in parameters]
             grouped.update(present)
             entries.append(f"{', '.join(present)}: {TORCH_ARGUMENTS[names]}")
@@ -62,8 +67,11 @@ def class_docstring(cls: type, lead: str | None = None) -> str:
     written), its rule's equation, and an ``Args:`` section generated from the rule."""
     rule: Rule = cls.rule  # type: ignore[attr-defined]
     own = inspect.cleandoc(lead if lead is not None else cls.__doc__ or "")
-    sections = [own, equation(rule),
-                "Args:\n" + "\n".join(wrapped(entry) for entry in _argument_entries(cls, rule))]
+    sections = [
+        own,
+        equation(rule),
+        "Args:\n" + "\n".join(wrapped(entry) for entry in _argument_entries(cls, rule)),
+    ]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
@@ -72,4 +80,3 @@ def document(*classes: type) -> None:
     for cls in classes:
         lead = cls.__dict__.get("__doc__")
         cls.__doc__ = class_docstring(cls, lead)
-

@@ -55,15 +55,28 @@ def _made_class(rule: Rule) -> type[RuleOptimizer]:
         defaults = dict(arguments.arguments)
         for name in ("self", "params", "nonfinite", "backend"):
             defaults.pop(name)
-        RuleOptimizer.__init__(self, arguments.arguments["params"], defaults,
-                               nonfinite=arguments.arguments["nonfinite"],
-                               backend=arguments.arguments["backend"])
+        RuleOptimizer.__init__(
+            self,
+            arguments.arguments["params"],
+            defaults,
+            nonfinite=arguments.arguments["nonfinite"],
+            backend=arguments.arguments["backend"],
+        )
 
     __init__.__signature__ = signature  # type: ignore[attr-defined]
     name = "".join(part.capitalize() for part in rule.name.split("_"))
     lead = f"{name}: {rule.summary or rule.name}, made from its rule ``{rule.name}``."
-    cls = type(name, (RuleOptimizer,), {"rule": rule, "__init__": __init__, "__doc__": lead,
-                                        "__module__": __name__, "__qualname__": name})
+    cls = type(
+        name,
+        (RuleOptimizer,),
+        {
+            "rule": rule,
+            "__init__": __init__,
+            "__doc__": lead,
+            "__module__": __name__,
+            "__qualname__": name,
+        },
+    )
     document(cls)
     return cls
 
@@ -82,6 +95,8 @@ def _constructor_signature(rule: Rule) -> inspect.Signature:
             default = tuple(rule.hyper(member).default for member in rule.group_keys[key])
             parameters.append(inspect.Parameter(key, positional, default=default))
     keyword = inspect.Parameter.KEYWORD_ONLY
-    parameters += [inspect.Parameter("nonfinite", keyword, default="propagate"),
-                   inspect.Parameter("backend", keyword, default="auto")]
+    parameters += [
+        inspect.Parameter("nonfinite", keyword, default="propagate"),
+        inspect.Parameter("backend", keyword, default="auto"),
+    ]
     return inspect.Signature(parameters)

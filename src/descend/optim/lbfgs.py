@@ -31,14 +31,25 @@ LBFGS_NONFINITE_MODES = ("raise", "propagate")
 # evaluates the closure once per iteration); torch fails at the first step on a history_size
 # below 1.
 _HYPERS = {
-    hyper.name: hyper for hyper in (
+    hyper.name: hyper
+    for hyper in (
         Hyper("lr", 1, "step length (first trial step of the line search)", low=0),
         Hyper("max_iter", 20, "iterations per step()", low=1),
         Hyper("max_eval", None, "closure evaluations per step()", low=1),
-        Hyper("tolerance_grad", 1e-7, "stop when max |g_i| <= tolerance_grad",
-              low=-math.inf, high=math.inf),
-        Hyper("tolerance_change", 1e-9, "stop when loss or step changes less",
-              low=-math.inf, high=math.inf),
+        Hyper(
+            "tolerance_grad",
+            1e-7,
+            "stop when max |g_i| <= tolerance_grad",
+            low=-math.inf,
+            high=math.inf,
+        ),
+        Hyper(
+            "tolerance_change",
+            1e-9,
+            "stop when loss or step changes less",
+            low=-math.inf,
+            high=math.inf,
+        ),
         Hyper("history_size", 100, "curvature pairs kept", low=1),
     )
 }
@@ -54,11 +65,14 @@ def _check_group(group: dict[str, Any]) -> None:
         value = group[name]
         hyper.check(value)
         if name in _INTEGERS and (isinstance(value, bool) or int(value) != value):
-            raise ValueError(f"{name}={value!r} is invalid: expected an integer >= "
-                             f"{_INTEGERS[name]}")
+            raise ValueError(
+                f"{name}={value!r} is invalid: expected an integer >= {_INTEGERS[name]}"
+            )
     if group["line_search_fn"] not in (None, "strong_wolfe"):
-        raise ValueError(f"line_search_fn={group['line_search_fn']!r} is invalid: expected None "
-                         "or 'strong_wolfe'")
+        raise ValueError(
+            f"line_search_fn={group['line_search_fn']!r} is invalid: expected None "
+            "or 'strong_wolfe'"
+        )
 
 
 class LBFGS(torch.optim.Optimizer):
@@ -99,19 +113,34 @@ class LBFGS(torch.optim.Optimizer):
     so state dicts load both ways.
     """
 
-    def __init__(self, params: ParamsT, lr: float | torch.Tensor = 1, max_iter: int = 20,
-                 max_eval: int | None = None, tolerance_grad: float = 1e-7,
-                 tolerance_change: float = 1e-9, history_size: int = 100,
-                 line_search_fn: str | None = None, *, nonfinite: str = "raise") -> None:
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float | torch.Tensor = 1,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+        *,
+        nonfinite: str = "raise",
+    ) -> None:
         if nonfinite not in LBFGS_NONFINITE_MODES:
-            raise ValueError(f"nonfinite={nonfinite!r} is invalid: expected one of "
-                             f"{', '.join(map(repr, LBFGS_NONFINITE_MODES))}")
+            raise ValueError(
+                f"nonfinite={nonfinite!r} is invalid: expected one of "
+                f"{', '.join(map(repr, LBFGS_NONFINITE_MODES))}"
+            )
         if max_eval is None:
             max_eval = max_iter * 5 // 4
         defaults = {
-            "lr": lr, "max_iter": max_iter, "max_eval": max_eval,
-            "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
-            "history_size": history_size, "line_search_fn": line_search_fn,
+            "lr": lr,
+            "max_iter": max_iter,
+            "max_eval": max_eval,
+            "tolerance_grad": tolerance_grad,
+            "tolerance_change": tolerance_change,
+            "history_size": history_size,
+            "line_search_fn": line_search_fn,
         }
         _check_group(defaults)
         self.nonfinite = nonfinite
@@ -130,8 +159,9 @@ class LBFGS(torch.optim.Optimizer):
 
     def _numel(self) -> int:
         if self._numel_cache is None:
-            self._numel_cache = sum(2 * p.numel() if torch.is_complex(p) else p.numel()
-                                    for p in self._params)
+            self._numel_cache = sum(
+                2 * p.numel() if torch.is_complex(p) else p.numel() for p in self._params
+            )
         return self._numel_cache
 
     def _gather_flat_grad(self) -> torch.Tensor:
@@ -155,7 +185,7 @@ class LBFGS(torch.optim.Optimizer):
             if torch.is_complex(p):
                 p = torch.view_as_real(p)
             numel = p.numel()
-            p.add_(update[offset:offset + numel].view_as(p), alpha=step_size)
+            p.add_(update[offset : offset + numel].view_as(p), alpha=step_size)
             offset += numel
 
     def _clone_param(self) -> list[torch.Tensor]:
@@ -207,10 +237,14 @@ class LBFGS(torch.optim.Optimizer):
         orig_loss = closure()
         loss = float(orig_loss)
         flat_grad = self._gather_flat_grad()
-        self._check_finite(loss, flat_grad, "at the start of step(); nothing was changed (if "
-                           "the previous step ran without a line search, its last move is not "
-                           "re-evaluated and may have diverged: lower lr or use "
-                           "line_search_fn='strong_wolfe')")
+        self._check_finite(
+            loss,
+            flat_grad,
+            "at the start of step(); nothing was changed (if "
+            "the previous step ran without a line search, its last move is not "
+            "re-evaluated and may have diverged: lower lr or use "
+            "line_search_fn='strong_wolfe')",
+        )
         current_evals = 1
         state["func_evals"] += 1
         opt_cond = flat_grad.abs().max() <= tolerance_grad
@@ -276,8 +310,10 @@ class LBFGS(torch.optim.Optimizer):
             if self.nonfinite == "raise" and not is_finite(gtd):
                 t = 0
                 save_state()
-                raise NonFiniteError("the L-BFGS direction holds inf or NaN (its curvature "
-                                     "pairs overflowed); nothing was changed in this iteration")
+                raise NonFiniteError(
+                    "the L-BFGS direction holds inf or NaN (its curvature "
+                    "pairs overflowed); nothing was changed in this iteration"
+                )
             if gtd > -tolerance_change:
                 break
 
@@ -285,16 +321,20 @@ class LBFGS(torch.optim.Optimizer):
             if line_search_fn is not None:
                 x_init = self._clone_param()
 
-                def phi(step: Any, x_init: list[torch.Tensor] = x_init, d: torch.Tensor = d,
-                        ) -> tuple[float, torch.Tensor, torch.Tensor]:
+                def phi(
+                    step: Any,
+                    x_init: list[torch.Tensor] = x_init,
+                    d: torch.Tensor = d,
+                ) -> tuple[float, torch.Tensor, torch.Tensor]:
                     self._add_grad(step, d)
                     trial_loss = float(closure())
                     trial_grad = self._gather_flat_grad()
                     self._set_param(x_init)
                     return trial_loss, trial_grad, trial_grad.dot(d)
 
-                search = strong_wolfe(phi, t, loss, flat_grad, gtd, d.abs().max(),
-                                      max_ls=max_eval - current_evals)
+                search = strong_wolfe(
+                    phi, t, loss, flat_grad, gtd, d.abs().max(), max_ls=max_eval - current_evals
+                )
                 loss, flat_grad, t, ls_func_evals = search.f, search.g, search.t, search.evals
                 self._add_grad(t, d)
                 opt_cond = flat_grad.abs().max() <= tolerance_grad
@@ -309,14 +349,16 @@ class LBFGS(torch.optim.Optimizer):
                     loss = float(loss)
                     flat_grad = self._gather_flat_grad()
                     if x_before is not None and not (
-                            is_finite(loss) and bool(torch.isfinite(flat_grad).all())):
+                        is_finite(loss) and bool(torch.isfinite(flat_grad).all())
+                    ):
                         self._set_param(x_before)
                         t = 0
                         save_state()
                         raise NonFiniteError(
                             f"the step with lr={float(lr):g} reached a non-finite loss ({loss}) "
                             "or gradient; the parameters were put back to the last finite point "
-                            "(lower lr or use line_search_fn='strong_wolfe')")
+                            "(lower lr or use line_search_fn='strong_wolfe')"
+                        )
                     opt_cond = flat_grad.abs().max() <= tolerance_grad
                     ls_func_evals = 1
 

@@ -34,8 +34,15 @@ if TYPE_CHECKING:
 
 #: One list call of a step: executor, the values the scalars were computed from, the step,
 #: the scalars, and the parameters, gradients and slots it updates.
-Call = tuple[Executor, dict[str, Any], int, Mapping[str, Any], list[torch.Tensor],
-             list[torch.Tensor], list[list[torch.Tensor | None]]]
+Call = tuple[
+    Executor,
+    dict[str, Any],
+    int,
+    Mapping[str, Any],
+    list[torch.Tensor],
+    list[torch.Tensor],
+    list[list[torch.Tensor | None]],
+]
 #: A parameter whose gradient is sparse: parameter, gradient, slots and scalars.
 SparseEntry = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], Mapping[str, Any]]
 
@@ -48,19 +55,24 @@ class ListedStep:
     happen); :meth:`stage` works the step out.
     """
 
-    def __init__(self, optimizer: RuleOptimizer, group: dict[str, Any],
-                 params: list[torch.Tensor], hypers: Mapping[str, Any],
-                 differentiable: bool = False) -> None:
+    def __init__(
+        self,
+        optimizer: RuleOptimizer,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        hypers: Mapping[str, Any],
+        differentiable: bool = False,
+    ) -> None:
         self.optimizer = optimizer
         self.rule = rule = optimizer.rule_for(group)
         self.hypers = hypers
         self.differentiable = differentiable
         label = optimizer._label
-        check_gradients(params, group, optimizer.sparse_gradients, type(optimizer).__name__,
-                        label)
+        check_gradients(params, group, optimizer.sparse_gradients, type(optimizer).__name__, label)
         check_existing_state(params, rule, optimizer.state, label)
-        self.entries = [(param, optimizer._ensure_state(param, hypers, group)[0])
-                        for param in params]
+        self.entries = [
+            (param, optimizer._ensure_state(param, hypers, group)[0]) for param in params
+        ]
 
     def _step_state(self) -> StepState:
         """The counters and running products of the listed parameters: the state's own 0-d
@@ -71,10 +83,11 @@ class ListedStep:
             steps = tensor_array([state["step"] for state in states])
         else:
             unstepped = self.optimizer._unstepped
-            steps = np.array([0.0 if id(param) in unstepped else 1.0
-                              for param, _ in self.entries])
-        products = {product.name: tensor_array([state[product.name] for state in states])
-                    for product in rule.products}
+            steps = np.array([0.0 if id(param) in unstepped else 1.0 for param, _ in self.entries])
+        products = {
+            product.name: tensor_array([state[product.name] for state in states])
+            for product in rule.products
+        }
         return StepState(rule, steps, products)
 
     def stage(self, step_hypers: Mapping[str, Any]) -> Callable[[], None]:
@@ -88,14 +101,18 @@ class ListedStep:
         state = self._step_state()
         after = state.advance(step_hypers)
         keys, key_of = after.keys()
-        buckets: dict[tuple[int, Executor], tuple[list[torch.Tensor], list[torch.Tensor],
-                                                  list[list[torch.Tensor | None]]]] = {}
+        buckets: dict[
+            tuple[int, Executor],
+            tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor | None]]],
+        ] = {}
         sparse: list[SparseEntry] = []
         for (param, entries), row in zip(self.entries, key_of, strict=True):
             grad = param.grad
             assert grad is not None
-            slots = [None if entries is None or name not in active else entries[name]
-                     for name in slot_names]
+            slots = [
+                None if entries is None or name not in active else entries[name]
+                for name in slot_names
+            ]
             step = keys[row][0]
             if grad.is_sparse:
                 sparse.append((param, grad, slots, rule.scalars(step_hypers, step)))
@@ -105,8 +122,9 @@ class ListedStep:
             if param.is_complex():
                 param, grad = torch.view_as_real(param), torch.view_as_real(grad)
                 slots = [None if s is None else torch.view_as_real(s) for s in slots]
-            executor = (get_executor("reference") if differentiable
-                        else self.optimizer._executor_for(param))
+            executor = (
+                get_executor("reference") if differentiable else self.optimizer._executor_for(param)
+            )
             assert executor is not None, "every listed parameter has an executor"
             bucket = buckets.setdefault((int(row), executor), ([], [], []))
             bucket[0].append(param)
@@ -136,8 +154,13 @@ class ListedStep:
 
         return commit
 
-    def _step_sparse(self, param: torch.Tensor, grad: torch.Tensor,
-                     slots: list[torch.Tensor | None], scalars: Mapping[str, Any]) -> None:
+    def _step_sparse(
+        self,
+        param: torch.Tensor,
+        grad: torch.Tensor,
+        slots: list[torch.Tensor | None],
+        scalars: Mapping[str, Any],
+    ) -> None:
         """Step a parameter whose gradient is sparse, as the class's ``sparse_gradients``
         says: with the gradient made dense, or only at its stored entries."""
         rule = self.rule
@@ -157,9 +180,14 @@ class ListedStep:
                 slot[where] = entries
 
 
-def run_stage(rule: Rule, executor: Executor, values: Mapping[str, Any], step: int,
-              grads: list[torch.Tensor], slots: list[list[torch.Tensor | None]]
-              ) -> list[torch.Tensor]:
+def run_stage(
+    rule: Rule,
+    executor: Executor,
+    values: Mapping[str, Any],
+    step: int,
+    grads: list[torch.Tensor],
+    slots: list[list[torch.Tensor | None]],
+) -> list[torch.Tensor]:
     """The :class:`~descend.rules.spec.MatrixStage` of one list call: the elementwise
     ``prepare`` on the executor, then the matrix function tensor by tensor; returns what the
     update sees in place of each gradient."""

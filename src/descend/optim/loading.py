@@ -20,32 +20,40 @@ def check_loaded_state(optimizer: RuleOptimizer, state_dict: Mapping[str, Any]) 
     dict, another number of groups or parameters, hyperparameters the rule refuses, or state
     tensors that do not fit their parameters (``ValueError`` naming the parameter)."""
     if not isinstance(state_dict, Mapping):
-        raise ValueError(f"load_state_dict expects an optimizer state dict (a mapping "
-                         f"with 'state' and 'param_groups'), got {describe(state_dict)}; "
-                         "nothing was loaded")
+        raise ValueError(
+            f"load_state_dict expects an optimizer state dict (a mapping "
+            f"with 'state' and 'param_groups'), got {describe(state_dict)}; "
+            "nothing was loaded"
+        )
     groups = state_dict.get("param_groups")
     saved_state = state_dict.get("state")
     if not isinstance(groups, list) or not isinstance(saved_state, Mapping):
-        raise ValueError("not an optimizer state dict: expected the keys 'state' and "
-                         "'param_groups'")
+        raise ValueError(
+            "not an optimizer state dict: expected the keys 'state' and 'param_groups'"
+        )
     if len(groups) != len(optimizer.param_groups):
-        raise ValueError(f"the state dict has {len(groups)} parameter groups, this "
-                         f"optimizer {len(optimizer.param_groups)}; nothing was loaded")
+        raise ValueError(
+            f"the state dict has {len(groups)} parameter groups, this "
+            f"optimizer {len(optimizer.param_groups)}; nothing was loaded"
+        )
     for index, (saved, group) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
         rule = optimizer.rule_for(group)
         slot_names = {slot.name: slot for slot in rule.slots}
         ids = saved.get("params", [])
         if len(ids) != len(group["params"]):
-            raise ValueError(f"parameter group {index} of the state dict has {len(ids)} "
-                             f"parameters, this optimizer's {len(group['params'])}; "
-                             "nothing was loaded")
+            raise ValueError(
+                f"parameter group {index} of the state dict has {len(ids)} "
+                f"parameters, this optimizer's {len(group['params'])}; "
+                "nothing was loaded"
+            )
         loaded = {**group, **{k: v for k, v in saved.items() if k != "params"}}
         try:
             hypers = optimizer.rule_hypers(loaded)
             rule.validate(hypers, rule.display_names())
         except (ValueError, KeyError) as error:
-            raise ValueError(f"parameter group {index} of the state dict: {error}; "
-                             "nothing was loaded") from None
+            raise ValueError(
+                f"parameter group {index} of the state dict: {error}; nothing was loaded"
+            ) from None
         for key, param in zip(ids, group["params"], strict=True):
             entry = saved_state.get(key)
             if not entry:
@@ -60,27 +68,36 @@ def check_loaded_state(optimizer: RuleOptimizer, state_dict: Mapping[str, Any]) 
                     raise ValueError(
                         f"the state dict's {name!r} for {optimizer._label(param)} is "
                         f"{describe(value)}: expected a tensor of the parameter's shape "
-                        "(a damaged checkpoint?); nothing was loaded")
+                        "(a damaged checkpoint?); nothing was loaded"
+                    )
                 if value.shape != param.shape:
                     raise ValueError(
                         f"the state dict's {name!r} for {optimizer._label(param)} has shape "
                         f"{tuple(value.shape)}, but the parameter has shape "
                         f"{tuple(param.shape)} (a checkpoint of another model?); nothing "
-                        "was loaded")
+                        "was loaded"
+                    )
                 sharded.check_state(value, param, name, optimizer._label, loading=True)
             for slot in rule.active_slots(hypers):
                 if slot.name not in entry and slot.unconditional:
                     raise ValueError(
                         f"the state dict has state for {optimizer._label(param)} but no "
                         f"{slot.name!r}, which {type(optimizer).__name__} keeps for every "
-                        "parameter (a checkpoint of another optimizer?); nothing was loaded")
+                        "parameter (a checkpoint of another optimizer?); nothing was loaded"
+                    )
 
 
 def counters_as_tensors(optimizer: RuleOptimizer) -> None:
     """Step counters and running products saved as numbers (older checkpoints) become
     tensors, as ``torch.optim`` makes them."""
-    scalar_keys = {"step", *(product.name for group in optimizer.param_groups
-                             for product in optimizer.rule_for(group).products)}
+    scalar_keys = {
+        "step",
+        *(
+            product.name
+            for group in optimizer.param_groups
+            for product in optimizer.rule_for(group).products
+        ),
+    }
     for param_state in optimizer.state.values():
         for key in scalar_keys & param_state.keys():
             value = param_state[key]

@@ -23,8 +23,9 @@ class _ModeSwitch(Protocol):
 
 def _has_mode_switch(optimizer: object) -> TypeGuard[_ModeSwitch]:
     """Whether ``optimizer`` has callable ``eval()`` and ``train()`` methods."""
-    return (callable(getattr(optimizer, "eval", None))
-            and callable(getattr(optimizer, "train", None)))
+    return callable(getattr(optimizer, "eval", None)) and callable(
+        getattr(optimizer, "train", None)
+    )
 
 
 @contextmanager

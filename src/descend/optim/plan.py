@@ -59,10 +59,18 @@ class GroupPlan:
     """The plan of one param group: its compiled blocks and its listed parameters (see
     the module docstring)."""
 
-    def __init__(self, group: dict[str, Any], optimizer_state: Mapping[Any, Any], rule: Rule,
-                 hypers: Mapping[str, Any], step_dtype: torch.dtype,
-                 executor_of: Callable[[torch.Tensor], Executor | None],
-                 first: set[int], wait_for_kernels: bool = True, compiled: bool = True) -> None:
+    def __init__(
+        self,
+        group: dict[str, Any],
+        optimizer_state: Mapping[Any, Any],
+        rule: Rule,
+        hypers: Mapping[str, Any],
+        step_dtype: torch.dtype,
+        executor_of: Callable[[torch.Tensor], Executor | None],
+        first: set[int],
+        wait_for_kernels: bool = True,
+        compiled: bool = True,
+    ) -> None:
         self.group = group
         self.rule = rule
         #: Whether a step waits for a kernel to load or compile; if not, it runs on the
@@ -74,11 +82,17 @@ class GroupPlan:
         executors: dict[tuple[Any, ...], Executor] = {}
         #: Parameters with state that no compiled executor walks directly.
         self.leftover: set[int] = set()
-        needed = [*slot_names, *(["step"] if rule.counts_steps else []),
-                  *(product.name for product in rule.products)]
+        needed = [
+            *slot_names,
+            *(["step"] if rule.counts_steps else []),
+            *(product.name for product in rule.products),
+        ]
         for param in group["params"]:
-            if not compiled or param.is_complex() or (param.grad is not None
-                                                      and param.grad.is_sparse):
+            if (
+                not compiled
+                or param.is_complex()
+                or (param.grad is not None and param.grad.is_sparse)
+            ):
                 # Stepped as real views or sparse entries, through the executors' list calls.
                 self.leftover.add(id(param))
                 continue
@@ -87,8 +101,11 @@ class GroupPlan:
                 continue
             executor = executor_of(param)
             tensors = [param, *(state[name] for name in slot_names)]
-            if (executor is not None and executor.compiled
-                    and flat_compatible(sharded.local_tensors(tensors))):
+            if (
+                executor is not None
+                and executor.compiled
+                and flat_compatible(sharded.local_tensors(tensors))
+            ):
                 # One block (one address table, one launch) never spans two devices, nor
                 # running products held in two dtypes.
                 products = tuple(state[product.name].dtype for product in rule.products)
@@ -100,22 +117,34 @@ class GroupPlan:
             else:
                 self.leftover.add(id(param))
         self.blocks = [
-            Block(executors[kind], rule, params, states, slot_names, step_dtype,
-                  [id(p) in first for p in params])
-            for kind, (params, states) in by_kind.items()]
-        self.where = {id(p): (b, k) for b, block in enumerate(self.blocks)
-                      for k, p in enumerate(block.params)}
+            Block(
+                executors[kind],
+                rule,
+                params,
+                states,
+                slot_names,
+                step_dtype,
+                [id(p) in first for p in params],
+            )
+            for kind, (params, states) in by_kind.items()
+        ]
+        self.where = {
+            id(p): (b, k) for b, block in enumerate(self.blocks) for k, p in enumerate(block.params)
+        }
         self.only_block = self.blocks[0].params if len(self.blocks) == 1 else None
         self.state_values = list(optimizer_state.values())
         self._rows: dict[tuple[Any, ...], LaunchRow] = {}
 
     def covers(self, group: dict[str, Any], hypers: Mapping[str, Any]) -> bool:
         """Whether the plan was made for this group under these hyperparameters' slots."""
-        return group is self.group and tuple(
-            slot.active(hypers) for slot in self.rule.slots) == self.active
+        return (
+            group is self.group
+            and tuple(slot.active(hypers) for slot in self.rule.slots) == self.active
+        )
 
-    def prepare(self, params: list[torch.Tensor], optimizer_state: Mapping[Any, Any],
-                label: Label) -> Prepared | None:
+    def prepare(
+        self, params: list[torch.Tensor], optimizer_state: Mapping[Any, Any], label: Label
+    ) -> Prepared | None:
         """Check everything the kernels will touch for ``params`` (each has a gradient) and
         return what :meth:`stage` needs, or :data:`STALE` if the plan must be rebuilt.
 
@@ -139,17 +168,22 @@ class GroupPlan:
                     return STALE
             kept = [i for i, c in enumerate(chosen) if c]
             blocks = [self.blocks[i] for i in kept]
-            selections = [None if len(chosen[i]) == len(self.blocks[i].params)
-                          else np.asarray(chosen[i], dtype=np.int64) for i in kept]
+            selections = [
+                None
+                if len(chosen[i]) == len(self.blocks[i].params)
+                else np.asarray(chosen[i], dtype=np.int64)
+                for i in kept
+            ]
         # A state dict replaced, added or removed shows in the optimizer state's values (read
         # without hashing tensors, which is slow).
         values = list(optimizer_state.values())
-        if not identical(values, self.state_values) or not all(
-                block.current() for block in blocks):
+        if not identical(values, self.state_values) or not all(block.current() for block in blocks):
             return STALE
         keep_alive: list[torch.Tensor] = []
-        gathered = [block.gradients(selection, keep_alive, label)
-                    for block, selection in zip(blocks, selections, strict=True)]
+        gathered = [
+            block.gradients(selection, keep_alive, label)
+            for block, selection in zip(blocks, selections, strict=True)
+        ]
         addresses = [found for found in gathered if found is not None]
         if len(addresses) != len(gathered):
             return STALE
@@ -189,9 +223,10 @@ class GroupPlan:
 
         for executor in {block.executor for block in blocks}:
             executor.check_ready()
-        commits = [block.stage(self.rule, launch_row, selection, addresses, plain)
-                   for block, selection, addresses in zip(blocks, selections, gathered,
-                                                          strict=True)]
+        commits = [
+            block.stage(self.rule, launch_row, selection, addresses, plain)
+            for block, selection, addresses in zip(blocks, selections, gathered, strict=True)
+        ]
 
         def run() -> None:
             for commit in commits:

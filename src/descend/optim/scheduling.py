@@ -17,18 +17,24 @@ class ScheduledLR(LRScheduler):
     and saves and loads with ``state_dict`` like any torch scheduler.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer,
-                 schedule: Callable[[int], float] | Sequence[Callable[[int], float]],
-                 last_epoch: int = -1) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        schedule: Callable[[int], float] | Sequence[Callable[[int], float]],
+        last_epoch: int = -1,
+    ) -> None:
         groups = len(optimizer.param_groups)
         schedules = list(schedule) if isinstance(schedule, Sequence) else [schedule] * groups
         if len(schedules) != groups:
-            raise ValueError(f"got {len(schedules)} schedules for {groups} param groups; give "
-                             "one schedule, or one per group")
+            raise ValueError(
+                f"got {len(schedules)} schedules for {groups} param groups; give "
+                "one schedule, or one per group"
+            )
         for index, item in enumerate(schedules):
             if not callable(item):
-                raise ValueError(f"schedule {index} ({item!r}) is not callable: expected "
-                                 "step -> learning rate")
+                raise ValueError(
+                    f"schedule {index} ({item!r}) is not callable: expected step -> learning rate"
+                )
         self.schedules = schedules
         super().__init__(optimizer, last_epoch)
 

@@ -80,8 +80,10 @@ def any_dtensor(tensors: Sequence[Any]) -> bool:
 def describe(tensor: Any) -> str:
     """How messages name a tensor's distribution."""
     if is_dtensor(tensor):
-        return (f"a DTensor with placements {tuple(tensor.placements)} on a mesh of shape "
-                f"{tuple(tensor.device_mesh.shape)}")
+        return (
+            f"a DTensor with placements {tuple(tensor.placements)} on a mesh of shape "
+            f"{tuple(tensor.device_mesh.shape)}"
+        )
     return "a plain (not distributed) tensor"
 
 
@@ -105,10 +107,12 @@ def check_parameter(param: torch.Tensor, where: str, owner: str, whole_matrix: b
         return
     placements = tuple(param.placements)
     if any(placement.is_partial() for placement in placements):
-        raise ValueError(f"{where} (shape {tuple(param.shape)}) is a DTensor with placements "
-                         f"{placements}: a Partial placement holds a pending sum, which no "
-                         "update of its pieces can follow; expected Shard or Replicate "
-                         "placements (redistribute the parameter)")
+        raise ValueError(
+            f"{where} (shape {tuple(param.shape)}) is a DTensor with placements "
+            f"{placements}: a Partial placement holds a pending sum, which no "
+            "update of its pieces can follow; expected Shard or Replicate "
+            "placements (redistribute the parameter)"
+        )
     if whole_matrix and not all(placement.is_replicate() for placement in placements):
         raise ValueError(
             f"{where} (shape {tuple(param.shape)}) is a DTensor sharded as {placements} on a "
@@ -116,11 +120,17 @@ def check_parameter(param: torch.Tensor, where: str, owner: str, whole_matrix: b
             "matrices, and each rank holds only a shard of this one (sharded matrix methods "
             "are not supported): keep the matrix replicated (leave its module out of "
             "fully_shard), or step it elementwise (with Muon: in a param group with "
-            "use_muon=False)")
+            "use_muon=False)"
+        )
 
 
-def check_state(tensor: torch.Tensor, param: torch.Tensor, name: str,
-                label: Callable[[torch.Tensor], str], loading: bool = False) -> None:
+def check_state(
+    tensor: torch.Tensor,
+    param: torch.Tensor,
+    name: str,
+    label: Callable[[torch.Tensor], str],
+    loading: bool = False,
+) -> None:
     """Refuse a state tensor distributed unlike its parameter (``ValueError`` naming both)."""
     if _same_distribution(tensor, param):
         return
@@ -129,26 +139,32 @@ def check_state(tensor: torch.Tensor, param: torch.Tensor, name: str,
             f"the state dict's {name!r} for {label(param)} is {describe(tensor)}, but the "
             f"parameter is {describe(param)}: expected the same distribution (load a sharded "
             "model's optimizer state with torch.distributed.checkpoint.state_dict."
-            "set_optimizer_state_dict); nothing was loaded")
+            "set_optimizer_state_dict); nothing was loaded"
+        )
     raise ValueError(
         f"state[{name!r}] of {label(param)} is {describe(tensor)}, but the parameter is "
         f"{describe(param)}: expected the same distribution (a state dict of an unsharded "
-        "model?); nothing was updated")
+        "model?); nothing was updated"
+    )
 
 
-def check_gradient(param: torch.Tensor, grad: torch.Tensor,
-                   label: Callable[[torch.Tensor], str]) -> None:
+def check_gradient(
+    param: torch.Tensor, grad: torch.Tensor, label: Callable[[torch.Tensor], str]
+) -> None:
     """Refuse a gradient distributed unlike its parameter (``ValueError`` naming it)."""
     if not _same_distribution(grad, param):
         raise ValueError(
             f"the gradient of {label(param)} is {describe(grad)}, but the parameter is "
             f"{describe(param)}: expected the same distribution (redistribute the gradient "
-            "to the parameter's placements); nothing was updated")
+            "to the parameter's placements); nothing was updated"
+        )
 
 
-def local_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-                    label: Callable[[torch.Tensor], str],
-                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def local_gradients(
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    label: Callable[[torch.Tensor], str],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The local shards of parameters and their gradients, each gradient first checked to be
     distributed like its parameter with the same global shape and dtype."""
     cls = _dtensor_class()
@@ -159,25 +175,30 @@ def local_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
             # (A DTensor's spec always has its tensor_meta; without one, check in full.)
             ours, theirs = param._spec, grad._spec
             our_meta, their_meta = ours.tensor_meta, theirs.tensor_meta
-            if (ours.mesh is theirs.mesh
-                    and (ours.placements is theirs.placements
-                         or ours.placements == theirs.placements)
-                    and our_meta is not None and their_meta is not None
-                    and our_meta.shape == their_meta.shape
-                    and our_meta.dtype == their_meta.dtype):
+            if (
+                ours.mesh is theirs.mesh
+                and (ours.placements is theirs.placements or ours.placements == theirs.placements)
+                and our_meta is not None
+                and their_meta is not None
+                and our_meta.shape == their_meta.shape
+                and our_meta.dtype == their_meta.dtype
+            ):
                 continue
         check_gradient(param, grad, label)
         if grad.shape != param.shape or grad.dtype != param.dtype:
             raise ValueError(
                 f"the gradient of {label(param)} is {grad.dtype} of shape "
                 f"{tuple(grad.shape)}, but the parameter is {param.dtype} of shape "
-                f"{tuple(param.shape)}: expected the same dtype and shape; nothing was updated")
+                f"{tuple(param.shape)}: expected the same dtype and shape; nothing was updated"
+            )
     return local_tensors(params), local_tensors(grads)
 
 
-def local_operands(param: torch.Tensor, grad: torch.Tensor,
-                   slots: Sequence[torch.Tensor | None],
-                   ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
+def local_operands(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    slots: Sequence[torch.Tensor | None],
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
     """A parameter, its gradient and its slots as local shards (checked when prepared)."""
     if _dtensor_class() is None:
         return param, grad, list(slots)

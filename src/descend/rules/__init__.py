@@ -82,6 +82,22 @@ globals().update(_BY_ATTRIBUTE)
 for _rule in _BY_ATTRIBUTE.values():
     register(_rule)
 
-__all__ = [*_BY_ATTRIBUTE, "NAMES", "RULES", "Constraint", "CourseForm", "GroupState", "Hyper",
-           "Listing", "MatrixStage", "RegistryView", "Rule", "RunningProduct", "Slot", "get_rule",
-           "lecture_rules", "register", "unregister"]
+__all__ = [
+    *_BY_ATTRIBUTE,
+    "NAMES",
+    "RULES",
+    "Constraint",
+    "CourseForm",
+    "GroupState",
+    "Hyper",
+    "Listing",
+    "MatrixStage",
+    "RegistryView",
+    "Rule",
+    "RunningProduct",
+    "Slot",
+    "get_rule",
+    "lecture_rules",
+    "register",
+    "unregister",
+]

@@ -10,8 +10,16 @@ from descend.rules.elementwise import fma, sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def adagrad_update(p: Element, g: Element, sum: Element, *, clr: float, eps: float,
-                   weight_decay: float, maximize: bool) -> tuple[Element, ...]:
+def adagrad_update(
+    p: Element,
+    g: Element,
+    sum: Element,
+    *,
+    clr: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> tuple[Element, ...]:
     """One AdaGrad step::
 
         h <- h + g * g
@@ -48,12 +56,20 @@ ADAGRAD = Rule(
         reference="Duchi, Hazan & Singer (2011)",
         year=2011,
         colour="#117733",
-        course=CourseForm("adagrad",
-                          renames={"learning_rate": "lr", "epsilon": "eps", "cache": "sum"},
-                          defaults={"learning_rate": 1e-2, "epsilon": 1e-8}, counts_steps=True),
+        course=CourseForm(
+            "adagrad",
+            renames={"learning_rate": "lr", "epsilon": "eps", "cache": "sum"},
+            defaults={"learning_rate": 1e-2, "epsilon": 1e-8},
+            counts_steps=True,
+        ),
         lr_range=(1e-3, 1.0),
         lecture=True,
-        option_grid=dict(lr=(0.1,), lr_decay=(0.0, 0.01), weight_decay=(0.0, 0.1),
-                         initial_accumulator_value=(0.0, 0.1), maximize=(False, True)),
+        option_grid=dict(
+            lr=(0.1,),
+            lr_decay=(0.0, 0.01),
+            weight_decay=(0.0, 0.1),
+            initial_accumulator_value=(0.0, 0.1),
+            maximize=(False, True),
+        ),
     ),
 )

@@ -53,8 +53,14 @@ def l2_gradient(p: Element, g: Element, weight_decay: float, maximize: bool) -> 
 
 
 @helper
-def decayed(p: Element, g: Element, weight_decay: float, decoupled_weight_decay: bool,
-            decay: float, maximize: bool) -> tuple[Element, Element]:
+def decayed(
+    p: Element,
+    g: Element,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    decay: float,
+    maximize: bool,
+) -> tuple[Element, Element]:
     """The weights and gradient of the Adam family's step: ``g <- -g`` to ascend, then weight
     decay, coupled (the L2 term in the gradient, Adam) or decoupled (the weights shrink before
     the step, AdamW; ``decay = 1 - alpha * lambda``). Returns ``(p, g)``.

@@ -32,13 +32,15 @@ def equation(rule: Rule) -> str:
     for index, paragraph in enumerate(paragraphs):
         if paragraph.rstrip().endswith("::") and index + 1 < len(paragraphs):
             block = [paragraphs[index + 1]]
-            for following in paragraphs[index + 2:]:
+            for following in paragraphs[index + 2 :]:
                 if not following.startswith(" "):
                     break
                 block.append(following)
             return paragraph.strip() + "\n\n" + "\n\n".join(block)
-    raise ValueError(f"rule {rule.name!r}: its update's docstring has no literal block (::) "
-                     "with the equation, and its listing gives none")
+    raise ValueError(
+        f"rule {rule.name!r}: its update's docstring has no literal block (::) "
+        "with the equation, and its listing gives none"
+    )
 
 
 def _number(value: Any) -> str:
@@ -83,8 +85,15 @@ def wrapped(entry: str, indent: str = "    ") -> str:
     """``entry`` wrapped to :data:`WIDTH`, continuation lines indented once more, never inside
     a ````literal````."""
     pieces = entry.split("``")
-    kept = "``".join(piece.replace(" ", _KEEP) if index % 2 else piece
-                     for index, piece in enumerate(pieces))
-    text = textwrap.fill(kept, WIDTH, initial_indent=indent, subsequent_indent=indent + "    ",
-                         break_on_hyphens=False, break_long_words=False)
+    kept = "``".join(
+        piece.replace(" ", _KEEP) if index % 2 else piece for index, piece in enumerate(pieces)
+    )
+    text = textwrap.fill(
+        kept,
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + "    ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
     return text.replace(_KEEP, " ")

@@ -32,6 +32,7 @@ Function = Callable[..., Any]
 #: The executors a primitive has an implementation for, in :data:`PRIMITIVES`' column order.
 EXECUTORS = ("numpy", "torch", "numba", "triton")
 
+
 def numpy_lerp(start: Element, end: Element, weight: float) -> Element:
     """``torch.lerp(start, end, weight)`` for NumPy values and a scalar ``weight``::
 
@@ -85,8 +86,10 @@ def implementation(name: str, executor: str) -> Function:
     try:
         module, attribute = PRIMITIVES[name][executor].split(":")
     except KeyError:
-        raise KeyError(f"no primitive {name!r} for executor {executor!r}; primitives: "
-                       f"{', '.join(PRIMITIVES)}; executors: {', '.join(EXECUTORS)}") from None
+        raise KeyError(
+            f"no primitive {name!r} for executor {executor!r}; primitives: "
+            f"{', '.join(PRIMITIVES)}; executors: {', '.join(EXECUTORS)}"
+        ) from None
     found: Function = getattr(importlib.import_module(module), attribute)
     return found
 
@@ -102,8 +105,9 @@ abs: Function = implementation("abs", "numpy")
 lerp: Function = implementation("lerp", "numpy")
 fma: Function = implementation("fma", "numpy")
 if set(PRIMITIVES) - set(globals()):
-    raise ImportError(f"primitives without a NumPy name here: "
-                      f"{sorted(set(PRIMITIVES) - set(globals()))}")
+    raise ImportError(
+        f"primitives without a NumPy name here: {sorted(set(PRIMITIVES) - set(globals()))}"
+    )
 
 
 def helper(function: Function) -> Function:
@@ -154,8 +158,9 @@ def bind(function: Function, executor: str) -> Function:
     namespace: dict[str, object] = {"__builtins__": __builtins__, "__name__": function.__module__}
     namespace.update({name: implementation(name, executor) for name in primitives})
     namespace.update({name: bind(HELPERS[name], executor) for name in helper_names})
-    copy = types.FunctionType(function.__code__, namespace, function.__name__,
-                              function.__defaults__, function.__closure__)
+    copy = types.FunctionType(
+        function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
+    )
     copy.__kwdefaults__ = function.__kwdefaults__
     copy.__doc__ = function.__doc__
     copy.__qualname__ = function.__qualname__

@@ -60,26 +60,31 @@ class Hyper:
                 raise ValueError(f"{shown}={value!r} is invalid: expected True or False")
             return flag
         if self.choices is not None:
-            if not any(value is choice or (isinstance(value, str) and value == choice)
-                       for choice in self.choices):
-                raise ValueError(f"{shown}={value!r} is invalid: expected "
-                                 f"{self.describe(shown)}")
+            if not any(
+                value is choice or (isinstance(value, str) and value == choice)
+                for choice in self.choices
+            ):
+                raise ValueError(f"{shown}={value!r} is invalid: expected {self.describe(shown)}")
             return value
-        if self.kind is int and not (isinstance(value, int | np.integer)
-                                     and not isinstance(value, bool | np.bool_)):
-            raise ValueError(f"{shown}={value!r} is invalid: expected an integer with "
-                             f"{self.describe(shown)}")
+        if self.kind is int and not (
+            isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+        ):
+            raise ValueError(
+                f"{shown}={value!r} is invalid: expected an integer with {self.describe(shown)}"
+            )
         number = _as_float(value)
         if number is None or math.isnan(number):
-            raise ValueError(f"{shown}={value!r} is invalid: expected a number with "
-                             f"{self.describe(shown)}")
+            raise ValueError(
+                f"{shown}={value!r} is invalid: expected a number with {self.describe(shown)}"
+            )
         too_low = self.low is not None and (
-            number < self.low or (self.low_open and number == self.low))
+            number < self.low or (self.low_open and number == self.low)
+        )
         too_high = self.high is not None and (
-            number > self.high or (self.high_open and number == self.high))
+            number > self.high or (self.high_open and number == self.high)
+        )
         if too_low or too_high or (self.high is None and math.isinf(number)):
-            raise ValueError(f"{shown}={value!r} is out of range: expected "
-                             f"{self.describe(shown)}")
+            raise ValueError(f"{shown}={value!r} is out of range: expected {self.describe(shown)}")
         return value
 
 

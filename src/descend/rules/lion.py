@@ -9,8 +9,17 @@ from descend.rules.elementwise import sign
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def lion_update(p: Element, g: Element, exp_avg: Element, *, lr: float, beta1: float, beta2: float,
-                weight_decay: float, decay: float) -> tuple[Element, ...]:
+def lion_update(
+    p: Element,
+    g: Element,
+    exp_avg: Element,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    decay: float,
+) -> tuple[Element, ...]:
     """One Lion step, in the paper's notation (m is ``exp_avg``)::
 
         c <- beta1 * m + (1 - beta1) * g
@@ -37,27 +46,37 @@ LION = Rule(
     name="lion",
     update=lion_update,
     hypers=(
-        Hyper("lr", 1e-4, "learning rate alpha: the size of every coordinate's step",
-              low=0.0, low_open=True),
-        Hyper("beta1", 0.9, "interpolation between momentum and gradient inside the sign",
-              low=0.0, high=1.0),
+        Hyper(
+            "lr",
+            1e-4,
+            "learning rate alpha: the size of every coordinate's step",
+            low=0.0,
+            low_open=True,
+        ),
+        Hyper(
+            "beta1",
+            0.9,
+            "interpolation between momentum and gradient inside the sign",
+            low=0.0,
+            high=1.0,
+        ),
         Hyper("beta2", 0.99, "decay rate of the momentum m", low=0.0, high=1.0),
-        Hyper("weight_decay", 0.0, "lambda: decoupled decay, x <- x (1 - alpha lambda)",
-              low=0.0),
+        Hyper("weight_decay", 0.0, "lambda: decoupled decay, x <- x (1 - alpha lambda)", low=0.0),
     ),
     slots=(Slot("exp_avg"),),
     step_scalars=_lion_step_scalars,
     counts_steps=False,
     listing=Listing(
-        summary="x <- x - lr (sign(beta1 m + (1 - beta1) g) + wd x); m <- beta2 m + "
-                "(1 - beta2) g",
-        reference="Chen et al. (2023), Symbolic Discovery of Optimization Algorithms; "
-                  "lion-pytorch",
+        summary="x <- x - lr (sign(beta1 m + (1 - beta1) g) + wd x); m <- beta2 m + (1 - beta2) g",
+        reference="Chen et al. (2023), Symbolic Discovery of Optimization Algorithms; lion-pytorch",
         year=2023,
         colour="#0077BB",
         group_keys={"betas": ("beta1", "beta2")},
-        course=CourseForm("lion", renames={"learning_rate": "lr", "m": "exp_avg"},
-                          defaults={"learning_rate": 1e-4, "beta1": 0.9, "beta2": 0.99}),
+        course=CourseForm(
+            "lion",
+            renames={"learning_rate": "lr", "m": "exp_avg"},
+            defaults={"learning_rate": 1e-4, "beta1": 0.9, "beta2": 0.99},
+        ),
         lr_range=(1e-6, 1e-2),
     ),
 )

@@ -9,8 +9,16 @@ from descend.rules.common import MAXIMIZE, l2_gradient, learning_rate, momentum,
 from descend.rules.spec import CourseForm, Element, Listing, Rule, Slot
 
 
-def sgd_momentum_update(p: Element, g: Element, velocity: Element, *, lr: float, momentum: float,
-                        weight_decay: float, maximize: bool) -> tuple[Element, ...]:
+def sgd_momentum_update(
+    p: Element,
+    g: Element,
+    velocity: Element,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    maximize: bool,
+) -> tuple[Element, ...]:
     """One step of SGD+Momentum in the notes' velocity form::
 
         v <- rho * v - alpha * g
@@ -27,8 +35,16 @@ def sgd_momentum_update(p: Element, g: Element, velocity: Element, *, lr: float,
     return p, velocity
 
 
-def nesterov_update(p: Element, g: Element, velocity: Element, *, lr: float, momentum: float,
-                    weight_decay: float, maximize: bool) -> tuple[Element, ...]:
+def nesterov_update(
+    p: Element,
+    g: Element,
+    velocity: Element,
+    *,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    maximize: bool,
+) -> tuple[Element, ...]:
     """One step of Nesterov momentum in the notes' change-of-variables form.
 
     The gradient is taken at the tracked variable ``x~ = x + rho * v``::
@@ -45,14 +61,22 @@ def nesterov_update(p: Element, g: Element, velocity: Element, *, lr: float, mom
     return p, velocity
 
 
-def _velocity_rule(name: str, update: Callable[..., tuple[Element, Element]], course_name: str,
-                   listing: Listing) -> Rule:
+def _velocity_rule(
+    name: str, update: Callable[..., tuple[Element, Element]], course_name: str, listing: Listing
+) -> Rule:
     return Rule(
         name=name,
         update=update,
-        listing=replace(listing, lr_range=(1e-4, 1.0), lecture=True, course=CourseForm(
-            course_name, renames={"learning_rate": "lr"},
-            defaults={"learning_rate": 1e-2, "momentum": 0.9})),
+        listing=replace(
+            listing,
+            lr_range=(1e-4, 1.0),
+            lecture=True,
+            course=CourseForm(
+                course_name,
+                renames={"learning_rate": "lr"},
+                defaults={"learning_rate": 1e-2, "momentum": 0.9},
+            ),
+        ),
         counts_steps=False,
         hypers=(
             learning_rate(1e-3),
@@ -64,16 +88,26 @@ def _velocity_rule(name: str, update: Callable[..., tuple[Element, Element]], co
     )
 
 
-SGD_MOMENTUM = _velocity_rule("sgd_momentum", sgd_momentum_update, "sgd_momentum", Listing(
-    summary="v <- rho v - lr g ; x <- x + v",
-    aliases=("momentum",),
-    reference="Polyak (1964), heavy ball; CS231n lecture 7's velocity form",
-    year=1964,
-    colour="#88CCEE",
-))
-NESTEROV = _velocity_rule("nesterov", nesterov_update, "nesterov_momentum", Listing(
-    summary="v' <- rho v - lr g ; x <- x + v' + rho (v' - v)",
-    reference="Nesterov (1983); Sutskever et al. (2013); CS231n's change of variables",
-    year=1983,
-    colour="#44AA99",
-))
+SGD_MOMENTUM = _velocity_rule(
+    "sgd_momentum",
+    sgd_momentum_update,
+    "sgd_momentum",
+    Listing(
+        summary="v <- rho v - lr g ; x <- x + v",
+        aliases=("momentum",),
+        reference="Polyak (1964), heavy ball; CS231n lecture 7's velocity form",
+        year=1964,
+        colour="#88CCEE",
+    ),
+)
+NESTEROV = _velocity_rule(
+    "nesterov",
+    nesterov_update,
+    "nesterov_momentum",
+    Listing(
+        summary="v' <- rho v - lr g ; x <- x + v' + rho (v' - v)",
+        reference="Nesterov (1983); Sutskever et al. (2013); CS231n's change of variables",
+        year=1983,
+        colour="#44AA99",
+    ),
+)

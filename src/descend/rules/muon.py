@@ -26,12 +26,13 @@ NS_EPS = 1e-7
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 
 
-def muon_momentum(u: Element, g: Element, momentum_buffer: Element, *, momentum: float,
-                  nesterov: bool) -> tuple[Element, ...]:
+def muon_momentum(
+    u: Element, g: Element, momentum_buffer: Element, *, momentum: float, nesterov: bool
+) -> tuple[Element, ...]:
     """The matrix Muon orthogonalizes (the stage's elementwise part)::
 
-        B <- mu * B + (1 - mu) * g
-        U <- (1 - mu) * g + mu * B     if nesterov   else   U <- B
+    B <- mu * B + (1 - mu) * g
+    U <- (1 - mu) * g + mu * B     if nesterov   else   U <- B
     """
     momentum_buffer = lerp(momentum_buffer, g, 1 - momentum)
     u = lerp(g, momentum_buffer, momentum) if nesterov else momentum_buffer
@@ -71,8 +72,8 @@ def newton_schulz(update: torch.Tensor, hypers: Mapping[str, Any]) -> torch.Tens
 def lr_ratio(adjust_lr_fn: str | None, shape: tuple[int, ...]) -> float:
     """How ``adjust_lr_fn`` scales the learning rate of an A x B matrix::
 
-        original (None):  sqrt(max(1, A / B))       (Jordan)
-        match_rms_adamw:  0.2 * sqrt(max(A, B))     (Liu et al.: AdamW's update RMS)
+    original (None):  sqrt(max(1, A / B))       (Jordan)
+    match_rms_adamw:  0.2 * sqrt(max(A, B))     (Liu et al.: AdamW's update RMS)
     """
     rows, columns = shape[:2]
     if rows == 0 or columns == 0:
@@ -84,12 +85,13 @@ def lr_ratio(adjust_lr_fn: str | None, shape: tuple[int, ...]) -> float:
     return 1.0
 
 
-def muon_update(p: Element, g: Element, momentum_buffer: Element, *, lr: float,
-                decay: float) -> tuple[Element, ...]:
+def muon_update(
+    p: Element, g: Element, momentum_buffer: Element, *, lr: float, decay: float
+) -> tuple[Element, ...]:
     """One Muon step, with O the orthogonalized momentum times the shape's ratio (``g``)::
 
-        x <- x * (1 - alpha * lambda)
-        x <- x - alpha * O
+    x <- x * (1 - alpha * lambda)
+    x <- x - alpha * O
     """
     p = p * decay
     p = p - lr * g
@@ -105,8 +107,7 @@ MUON = Rule(
     update=muon_update,
     hypers=(
         Hyper("lr", 1e-3, "learning rate alpha", low=0.0),
-        Hyper("weight_decay", 0.1, "lambda: decoupled decay, x <- x (1 - alpha lambda)",
-              low=0.0),
+        Hyper("weight_decay", 0.1, "lambda: decoupled decay, x <- x (1 - alpha lambda)", low=0.0),
         Hyper("momentum", 0.95, "mu: decay of the momentum buffer B", low=0.0),
         Hyper("nesterov", True, "orthogonalize (1 - mu) g + mu B instead of B", kind=bool),
         Hyper("ns_a", NS_COEFFICIENTS[0], "Newton-Schulz coefficient a (of X)"),
@@ -114,19 +115,22 @@ MUON = Rule(
         Hyper("ns_c", NS_COEFFICIENTS[2], "Newton-Schulz coefficient c (of A A X)"),
         Hyper("eps", NS_EPS, "floor of ||U||_F before the division", low=0.0),
         Hyper("ns_steps", NS_STEPS, "Newton-Schulz iterations", low=0, high=99, kind=int),
-        Hyper("adjust_lr_fn", None, "learning-rate scaling by shape (see lr_ratio)",
-              choices=ADJUST_LR_FNS),
+        Hyper(
+            "adjust_lr_fn",
+            None,
+            "learning-rate scaling by shape (see lr_ratio)",
+            choices=ADJUST_LR_FNS,
+        ),
     ),
     slots=(Slot("momentum_buffer"),),
     stage=MatrixStage(prepare=muon_momentum, function=newton_schulz, ndim=2),
     step_scalars=_muon_step_scalars,
     counts_steps=False,
     listing=Listing(
-        summary="x <- x (1 - lr wd) - lr NS(momentum): the momentum's polar factor, 2-D "
-                "weights",
+        summary="x <- x (1 - lr wd) - lr NS(momentum): the momentum's polar factor, 2-D weights",
         reference="Jordan et al. (2024), Muon: An optimizer for hidden layers in neural "
-                  "networks; Liu et al. (2025), Muon is Scalable for LLM Training; "
-                  "torch.optim.Muon",
+        "networks; Liu et al. (2025), Muon is Scalable for LLM Training; "
+        "torch.optim.Muon",
         year=2024,
         # The whole step, stage included (the update's own docstring has only its last part).
         equation="""\
@@ -135,8 +139,11 @@ O <- NS_k((1 - mu) g + mu B)   (NS_k(B) without nesterov), in bfloat16 as torch
 x <- x * (1 - lr * weight_decay) - lr * ratio(shape) * O""",
         colour="#CC3311",
         group_keys={"ns_coefficients": ("ns_a", "ns_b", "ns_c")},
-        course=CourseForm("muon", renames={"learning_rate": "lr"},
-                          defaults={"learning_rate": 0.02, "weight_decay": 0.0}),
+        course=CourseForm(
+            "muon",
+            renames={"learning_rate": "lr"},
+            defaults={"learning_rate": 0.02, "weight_decay": 0.0},
+        ),
         lr_range=(1e-4, 1.0),
     ),
 )

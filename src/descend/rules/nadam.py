@@ -10,10 +10,23 @@ from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, RunningProduct, Slot
 
 
-def nadam_update(p: Element, g: Element, exp_avg: Element, exp_avg_sq: Element, *, beta1: float,
-                 beta2: float, eps: float, weight_decay: float, decay: float,
-                 decoupled_weight_decay: bool, maximize: bool, bias_correction2: float,
-                 grad_coefficient: float, average_coefficient: float) -> tuple[Element, ...]:
+def nadam_update(
+    p: Element,
+    g: Element,
+    exp_avg: Element,
+    exp_avg_sq: Element,
+    *,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+    bias_correction2: float,
+    grad_coefficient: float,
+    average_coefficient: float,
+) -> tuple[Element, ...]:
     """One NAdam step, in Dozat's notation, with the step counter t starting at 1::
 
         mu_t  <- beta1 * (1 - 0.5 * 0.96^(t psi))            (psi: momentum_decay)
@@ -67,29 +80,39 @@ NADAM = Rule(
         decay_rate("beta2", 0.999, "decay rate of the second moment v"),
         epsilon(1e-8),
         weight_decay(),
-        Hyper("momentum_decay", 4e-3, "psi: how fast mu_t warms up to beta1 / 2 ... beta1",
-              low=0.0),
-        Hyper("decoupled_weight_decay", False,
-              "decay x directly (NAdamW) instead of adding lambda * x to g", kind=bool),
+        Hyper(
+            "momentum_decay", 4e-3, "psi: how fast mu_t warms up to beta1 / 2 ... beta1", low=0.0
+        ),
+        Hyper(
+            "decoupled_weight_decay",
+            False,
+            "decay x directly (NAdamW) instead of adding lambda * x to g",
+            kind=bool,
+        ),
         MAXIMIZE,
     ),
     slots=(Slot("exp_avg"), Slot("exp_avg_sq")),
     products=(RunningProduct("mu_product", momentum_schedule),),
     step_scalars=_nadam_step_scalars,
     listing=Listing(
-        summary="Adam with Nesterov momentum: m^ mixes the next step's momentum with this "
-                "gradient",
+        summary="Adam with Nesterov momentum: m^ mixes the next step's momentum with this gradient",
         reference="Dozat (2016), Incorporating Nesterov Momentum into Adam; torch.optim.NAdam",
         year=2016,
         colour="#EE7733",
         group_keys={"betas": ("beta1", "beta2")},
-        course=CourseForm("nadam", renames={"learning_rate": "lr", "epsilon": "eps",
-                                            "m": "exp_avg", "v": "exp_avg_sq"},
-                          defaults={"learning_rate": 2e-3, "beta1": 0.9, "beta2": 0.999,
-                                    "epsilon": 1e-8}, counts_steps=True),
+        course=CourseForm(
+            "nadam",
+            renames={"learning_rate": "lr", "epsilon": "eps", "m": "exp_avg", "v": "exp_avg_sq"},
+            defaults={"learning_rate": 2e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+            counts_steps=True,
+        ),
         lr_range=(1e-5, 1e-1),
-        option_grid=dict(lr=(0.01,), weight_decay=(0.0, 0.1),
-                         decoupled_weight_decay=(False, True), momentum_decay=(4e-3, 0.05),
-                         maximize=(False, True)),
+        option_grid=dict(
+            lr=(0.01,),
+            weight_decay=(0.0, 0.1),
+            decoupled_weight_decay=(False, True),
+            momentum_decay=(4e-3, 0.05),
+            maximize=(False, True),
+        ),
     ),
 )

@@ -10,10 +10,25 @@ from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def radam_update(p: Element, g: Element, exp_avg: Element, exp_avg_sq: Element, *, lr: float,
-                 beta1: float, beta2: float, eps: float, weight_decay: float, decay: float,
-                 decoupled_weight_decay: bool, maximize: bool, bias_correction1: float,
-                 bc2_sqrt: float, rectify: bool, rect: float) -> tuple[Element, ...]:
+def radam_update(
+    p: Element,
+    g: Element,
+    exp_avg: Element,
+    exp_avg_sq: Element,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+    bias_correction1: float,
+    bc2_sqrt: float,
+    rectify: bool,
+    rect: float,
+) -> tuple[Element, ...]:
     """One RAdam step, in Liu et al.'s notation, with the step counter t starting at 1::
 
         m      <- beta1 * m + (1 - beta1) * g
@@ -47,8 +62,9 @@ def _radam_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
     rectify = rho_t > 5.0
     rect = 1.0
     if rectify:
-        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
-                / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        rect = (
+            (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+        ) ** 0.5
     return {
         "bias_correction1": 1 - beta1**step,
         "bc2_sqrt": bias_correction2**0.5,
@@ -67,26 +83,35 @@ RADAM = Rule(
         decay_rate("beta2", 0.999, "decay rate of the second moment v"),
         epsilon(1e-8),
         weight_decay(),
-        Hyper("decoupled_weight_decay", False,
-              "decay x directly (as AdamW) instead of adding lambda * x to g", kind=bool),
+        Hyper(
+            "decoupled_weight_decay",
+            False,
+            "decay x directly (as AdamW) instead of adding lambda * x to g",
+            kind=bool,
+        ),
         MAXIMIZE,
     ),
     slots=(Slot("exp_avg"), Slot("exp_avg_sq")),
     step_scalars=_radam_step_scalars,
     listing=Listing(
-        summary="Adam with the adaptive step rectified (off while the variance of v is too "
-                "large)",
+        summary="Adam with the adaptive step rectified (off while the variance of v is too large)",
         reference="Liu et al. (2020), On the Variance of the Adaptive Learning Rate and Beyond; "
-                  "torch.optim.RAdam",
+        "torch.optim.RAdam",
         year=2020,
         colour="#EE3377",
         group_keys={"betas": ("beta1", "beta2")},
-        course=CourseForm("radam", renames={"learning_rate": "lr", "epsilon": "eps",
-                                            "m": "exp_avg", "v": "exp_avg_sq"},
-                          defaults={"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999,
-                                    "epsilon": 1e-8}, counts_steps=True),
+        course=CourseForm(
+            "radam",
+            renames={"learning_rate": "lr", "epsilon": "eps", "m": "exp_avg", "v": "exp_avg_sq"},
+            defaults={"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8},
+            counts_steps=True,
+        ),
         lr_range=(1e-5, 1e-1),
-        option_grid=dict(lr=(0.01,), weight_decay=(0.0, 0.1),
-                         decoupled_weight_decay=(False, True), maximize=(False, True)),
+        option_grid=dict(
+            lr=(0.01,),
+            weight_decay=(0.0, 0.1),
+            decoupled_weight_decay=(False, True),
+            maximize=(False, True),
+        ),
     ),
 )

@@ -30,8 +30,7 @@ def _names_of(rules: Mapping[str, Rule]) -> dict[str, Rule]:
     for rule in rules.values():
         for name in (rule.name, *rule.aliases):
             if name in names and names[name] is not rule:
-                raise TypeError(f"rules {names[name].name!r} and {rule.name!r} both go by "
-                                f"{name!r}")
+                raise TypeError(f"rules {names[name].name!r} and {rule.name!r} both go by {name!r}")
             names[name] = rule
     return names
 

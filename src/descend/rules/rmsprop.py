@@ -15,10 +15,21 @@ from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def rmsprop_update(p: Element, g: Element, square_avg: Element, grad_avg: Element,
-                   momentum_buffer: Element, *, lr: float, alpha: float, eps: float,
-                   weight_decay: float, momentum: float, centered: bool,
-                   maximize: bool) -> tuple[Element, ...]:
+def rmsprop_update(
+    p: Element,
+    g: Element,
+    square_avg: Element,
+    grad_avg: Element,
+    momentum_buffer: Element,
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+) -> tuple[Element, ...]:
     """One RMSProp step, with the notes' decay rate ``rho`` named ``alpha`` as in torch::
 
         h <- rho * h + (1 - rho) * g * g
@@ -53,8 +64,12 @@ RMSPROP = Rule(
         epsilon(1e-8),
         weight_decay(),
         momentum(0.0, "momentum coefficient of the step buffer"),
-        Hyper("centered", False, "normalize by the variance estimate, not the raw second moment",
-              kind=bool),
+        Hyper(
+            "centered",
+            False,
+            "normalize by the variance estimate, not the raw second moment",
+            kind=bool,
+        ),
         MAXIMIZE,
     ),
     slots=(
@@ -67,13 +82,24 @@ RMSPROP = Rule(
         reference="Tieleman & Hinton (2012), Coursera lecture 6.5; centered: Graves (2013)",
         year=2012,
         colour="#999933",
-        course=CourseForm("rmsprop", renames={"learning_rate": "lr", "decay_rate": "alpha",
-                                              "epsilon": "eps", "cache": "square_avg"},
-                          defaults={"learning_rate": 1e-2, "decay_rate": 0.99,
-                                    "epsilon": 1e-8}),
+        course=CourseForm(
+            "rmsprop",
+            renames={
+                "learning_rate": "lr",
+                "decay_rate": "alpha",
+                "epsilon": "eps",
+                "cache": "square_avg",
+            },
+            defaults={"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
+        ),
         lr_range=(1e-5, 1e-1),
         lecture=True,
-        option_grid=dict(lr=(0.01,), centered=(False, True), momentum=(0.0, 0.5),
-                         weight_decay=(0.0, 0.1), maximize=(False, True)),
+        option_grid=dict(
+            lr=(0.01,),
+            centered=(False, True),
+            momentum=(0.0, 0.5),
+            weight_decay=(0.0, 0.1),
+            maximize=(False, True),
+        ),
     ),
 )

@@ -10,9 +10,19 @@ from descend.rules.elementwise import fma
 from descend.rules.spec import Constraint, CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
-def sgd_update(p: Element, g: Element, momentum_buffer: Element, *, lr: float, momentum: float,
-               keep: float, gain: float, weight_decay: float, nesterov: bool,
-               maximize: bool) -> tuple[Element, ...]:
+def sgd_update(
+    p: Element,
+    g: Element,
+    momentum_buffer: Element,
+    *,
+    lr: float,
+    momentum: float,
+    keep: float,
+    gain: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+) -> tuple[Element, ...]:
     """One SGD step, in ``torch.optim.SGD``'s form.
 
     With ``mu = momentum`` and ``tau = dampening``::
@@ -49,8 +59,7 @@ SGD = Rule(
     hypers=(
         learning_rate(1e-3),
         momentum(0.0, "momentum coefficient mu (0 disables the buffer)"),
-        Hyper("dampening", 0.0, "dampening tau of the buffer's gradient term", low=0.0,
-              high=1.0),
+        Hyper("dampening", 0.0, "dampening tau of the buffer's gradient term", low=0.0, high=1.0),
         weight_decay(),
         Hyper("nesterov", False, "use Nesterov momentum (torch.optim.SGD's form)", kind=bool),
         MAXIMIZE,
@@ -59,23 +68,31 @@ SGD = Rule(
     step_scalars=_sgd_step_scalars,
     counts_steps=False,
     constraints=(
-        Constraint(lambda h: not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
-                   "nesterov=True requires momentum > 0 and dampening = 0"),
+        Constraint(
+            lambda h: not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0),
+            "nesterov=True requires momentum > 0 and dampening = 0",
+        ),
     ),
     listing=Listing(
-        summary="x <- x - lr * g, with torch.optim.SGD's momentum buffer, dampening and "
-                "nesterov",
-        reference="Robbins & Monro (1951); momentum: Polyak (1964); torch.optim.SGD's buffer "
-                  "form",
+        summary="x <- x - lr * g, with torch.optim.SGD's momentum buffer, dampening and nesterov",
+        reference="Robbins & Monro (1951); momentum: Polyak (1964); torch.optim.SGD's buffer form",
         year=1951,
         colour="#332288",
-        course=CourseForm("sgd", renames={"learning_rate": "lr"},
-                          defaults={"learning_rate": 1e-2},
-                          fixed={"momentum": 0.0, "dampening": 0.0, "nesterov": False}),
+        course=CourseForm(
+            "sgd",
+            renames={"learning_rate": "lr"},
+            defaults={"learning_rate": 1e-2},
+            fixed={"momentum": 0.0, "dampening": 0.0, "nesterov": False},
+        ),
         lr_range=(1e-3, 3.0),
         lecture=True,
-        option_grid=dict(lr=(0.05,), momentum=(0.0, 0.9), dampening=(0.0, 0.3),
-                         weight_decay=(0.0, 0.1), nesterov=(False, True),
-                         maximize=(False, True)),
+        option_grid=dict(
+            lr=(0.05,),
+            momentum=(0.0, 0.9),
+            dampening=(0.0, 0.3),
+            weight_decay=(0.0, 0.1),
+            nesterov=(False, True),
+            maximize=(False, True),
+        ),
     ),
 )

@@ -202,29 +202,45 @@ class Rule:
 
     def __post_init__(self) -> None:
         parameters = inspect.signature(self.update).parameters.items()
-        positional = [name for name, parameter in parameters
-                      if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+        positional = [
+            name
+            for name, parameter in parameters
+            if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ]
         expected = [self.first_operand, "g", *(slot.name for slot in self.slots)]
         if positional != expected:
             raise TypeError(f"rule {self.name!r}: update takes {positional}, expected {expected}")
         # Read on every optimizer step: computed once here, not by inspecting each time.
-        object.__setattr__(self, "scalar_names", tuple(
-            name for name, parameter in parameters
-            if parameter.kind is inspect.Parameter.KEYWORD_ONLY))
+        object.__setattr__(
+            self,
+            "scalar_names",
+            tuple(
+                name
+                for name, parameter in parameters
+                if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+            ),
+        )
         names = {hyper.name for hyper in self.hypers}
         for key, packed in self.group_keys.items():
             if not set(packed) <= names:
-                raise TypeError(f"rule {self.name!r}: group key {key!r} packs "
-                                f"{sorted(set(packed) - names)}, which are not hyperparameters")
+                raise TypeError(
+                    f"rule {self.name!r}: group key {key!r} packs "
+                    f"{sorted(set(packed) - names)}, which are not hyperparameters"
+                )
         if self.products and not self.counts_steps:
-            raise TypeError(f"rule {self.name!r}: running products need a rule that counts "
-                            "steps")
+            raise TypeError(f"rule {self.name!r}: running products need a rule that counts steps")
         prepare = None
         if self.stage is not None:
-            prepare = Rule(name=f"{self.name}.prepare", update=self.stage.prepare,
-                           hypers=self.hypers, slots=self.slots,
-                           step_scalars=self.step_scalars, counts_steps=self.counts_steps,
-                           products=self.products, first_operand="u")
+            prepare = Rule(
+                name=f"{self.name}.prepare",
+                update=self.stage.prepare,
+                hypers=self.hypers,
+                slots=self.slots,
+                step_scalars=self.step_scalars,
+                counts_steps=self.counts_steps,
+                products=self.products,
+                first_operand="u",
+            )
         object.__setattr__(self, "prepare_rule", prepare)
 
     #: Keyword-only arguments of ``update``: the scalars it reads, in signature order.
@@ -276,8 +292,11 @@ class Rule:
     def display_names(self) -> dict[str, str]:
         """How errors name each hyperparameter: as the user wrote it (``betas[0]``, not
         ``beta1``)."""
-        return {name: f"{key}[{index}]" for key, packed in self.group_keys.items()
-                for index, name in enumerate(packed)}
+        return {
+            name: f"{key}[{index}]"
+            for key, packed in self.group_keys.items()
+            for index, name in enumerate(packed)
+        }
 
     def hypers_from_group(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """The rule's hyperparameters read from a param group, unpacking :attr:`group_keys`.
@@ -288,8 +307,10 @@ class Rule:
         for key, packed in self.group_keys.items():
             value = group[key]
             if not isinstance(value, tuple | list) or len(value) != len(packed):
-                raise ValueError(f"{key}={value!r} is invalid: expected a sequence of "
-                                 f"{len(packed)} values ({', '.join(packed)})")
+                raise ValueError(
+                    f"{key}={value!r} is invalid: expected a sequence of "
+                    f"{len(packed)} values ({', '.join(packed)})"
+                )
             hypers.update(zip(packed, value, strict=True))
         for hyper in self.hypers:
             if hyper.name not in hypers:
@@ -308,8 +329,9 @@ class Rule:
                 return hyper
         raise KeyError(name)
 
-    def validate(self, hypers: Mapping[str, Any],
-                 shown: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def validate(
+        self, hypers: Mapping[str, Any], shown: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """Fill defaults, check every value and constraint; return the complete mapping.
 
         Raises ``ValueError`` naming the first bad value (under its name in ``shown``, if
@@ -318,8 +340,10 @@ class Rule:
         known = {hyper.name for hyper in self.hypers}
         unknown = sorted(set(hypers) - known)
         if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
-                             f"valid: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(known))}"
+            )
         complete = self.defaults | dict(hypers)
         shown = shown or {}
         for hyper in self.hypers:
@@ -333,8 +357,9 @@ class Rule:
         """The slots that exist under these hyperparameters."""
         return tuple(slot for slot in self.slots if slot.active(hypers))
 
-    def scalars(self, hypers: Mapping[str, Any], step: int,
-                differentiable: bool = False) -> dict[str, Any]:
+    def scalars(
+        self, hypers: Mapping[str, Any], step: int, differentiable: bool = False
+    ) -> dict[str, Any]:
         """Every keyword argument ``update`` takes, for this step, as Python scalars.
 
         ``hypers`` may also hold the parameter's running products and the group's state (as
@@ -371,8 +396,9 @@ class Rule:
             values.update(group)
         return values
 
-    def next_state(self, hypers: Mapping[str, Any], step: int,
-                   current: Mapping[str, Any]) -> dict[str, Any]:
+    def next_state(
+        self, hypers: Mapping[str, Any], step: int, current: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """The running products and group state after update ``step`` at ``hypers``, from
         ``current``, their values after the update before (a missing one: its initial value).
         Products are Python floats; the group state is whatever ``advance`` returns."""
@@ -382,8 +408,10 @@ class Rule:
             value = float(plain_value(current.get(product.name, product.initial)))
             state[product.name] = value * product.factor(plain, step)
         if self.group_state is not None:
-            group = {name: current.get(name, initial)
-                     for name, initial in self.group_state.initial.items()}
+            group = {
+                name: current.get(name, initial)
+                for name, initial in self.group_state.initial.items()
+            }
             state.update(group)
             state.update(self.group_state.advance({**plain, **group}))
         return state
@@ -420,5 +448,16 @@ def plain_value(value: Any) -> Any:
     return item() if item is not None else value
 
 
-__all__ = ["Constraint", "CourseForm", "Element", "GroupState", "Hyper", "Listing", "MatrixStage",
-           "Rule", "RunningProduct", "Slot", "plain_value"]
+__all__ = [
+    "Constraint",
+    "CourseForm",
+    "Element",
+    "GroupState",
+    "Hyper",
+    "Listing",
+    "MatrixStage",
+    "Rule",
+    "RunningProduct",
+    "Slot",
+    "plain_value",
+]

@@ -19,13 +19,17 @@ def _check(condition: bool, message: str) -> None:
 
 
 def _check_rate(name: str, value: float) -> None:
-    _check(isinstance(value, int | float) and math.isfinite(value) and value >= 0,
-           f"{name}={value!r} is invalid: expected a finite number >= 0")
+    _check(
+        isinstance(value, int | float) and math.isfinite(value) and value >= 0,
+        f"{name}={value!r} is invalid: expected a finite number >= 0",
+    )
 
 
 def _check_count(name: str, value: int, minimum: int) -> None:
-    _check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-           f"{name}={value!r} is invalid: expected an integer >= {minimum}")
+    _check(
+        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+        f"{name}={value!r} is invalid: expected an integer >= {minimum}",
+    )
 
 
 def _check_step(step: int) -> None:
@@ -74,8 +78,10 @@ class step_decay(Schedule):
     def __post_init__(self) -> None:
         _check_rate("base_lr", self.base_lr)
         _check_count("step_size", self.step_size, 1)
-        _check(isinstance(self.gamma, int | float) and 0 < self.gamma <= 1,
-               f"gamma={self.gamma!r} is out of range: expected 0 < gamma <= 1")
+        _check(
+            isinstance(self.gamma, int | float) and 0 < self.gamma <= 1,
+            f"gamma={self.gamma!r} is out of range: expected 0 < gamma <= 1",
+        )
 
     def value(self, step: int) -> float:
         return self.base_lr * self.gamma ** (step // self.step_size)
@@ -113,7 +119,7 @@ class inverse_time_decay(_RateDecay):
 class cosine_decay(Schedule):
     """Cosine decay from ``base_lr`` to ``final_lr`` over ``total_steps``, then ``final_lr``::
 
-        alpha_t = final + (base - final) * (1 + cos(pi * t / total_steps)) / 2
+    alpha_t = final + (base - final) * (1 + cos(pi * t / total_steps)) / 2
     """
 
     base_lr: float
@@ -165,13 +171,17 @@ class join(Schedule):
         object.__setattr__(self, "schedules", tuple(self.schedules))
         object.__setattr__(self, "boundaries", tuple(self.boundaries))
         _check(len(self.schedules) >= 1, "join needs at least one schedule")
-        _check(len(self.boundaries) == len(self.schedules) - 1,
-               f"join got {len(self.schedules)} schedules and {len(self.boundaries)} boundaries;"
-               " expected one boundary fewer than schedules")
+        _check(
+            len(self.boundaries) == len(self.schedules) - 1,
+            f"join got {len(self.schedules)} schedules and {len(self.boundaries)} boundaries;"
+            " expected one boundary fewer than schedules",
+        )
         for boundary in self.boundaries:
             _check_count("boundary", boundary, 1)
-        _check(all(a < b for a, b in zip(self.boundaries, self.boundaries[1:], strict=False)),
-               f"boundaries={self.boundaries!r} must be strictly increasing")
+        _check(
+            all(a < b for a, b in zip(self.boundaries, self.boundaries[1:], strict=False)),
+            f"boundaries={self.boundaries!r} must be strictly increasing",
+        )
 
     def value(self, step: int) -> float:
         start = 0
@@ -182,8 +192,9 @@ class join(Schedule):
         return self.schedules[-1](step - start)
 
 
-def warmup_then(decay: Callable[[int], float], warmup_steps: int,
-                start_lr: float = 0.0) -> Schedule:
+def warmup_then(
+    decay: Callable[[int], float], warmup_steps: int, start_lr: float = 0.0
+) -> Schedule:
     """Linear warmup up to ``decay(0)`` over ``warmup_steps``, then ``decay`` from its step 0."""
     _check_count("warmup_steps", warmup_steps, 1)
     return join((linear_warmup(decay(0), warmup_steps, start_lr), decay), (warmup_steps,))
@@ -195,6 +206,14 @@ def evaluate(schedule: Callable[[int], float], steps: int) -> list[float]:
 
 
 __all__: Sequence[str] = [
-    "Schedule", "constant", "cosine_decay", "evaluate", "exponential_decay",
-    "inverse_time_decay", "join", "linear_warmup", "step_decay", "warmup_then",
+    "Schedule",
+    "constant",
+    "cosine_decay",
+    "evaluate",
+    "exponential_decay",
+    "inverse_time_decay",
+    "join",
+    "linear_warmup",
+    "step_decay",
+    "warmup_then",
 ]

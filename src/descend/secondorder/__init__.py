@@ -39,15 +39,38 @@ def minimize(problem, x0, method: str = "lbfgs", **options) -> OptimizeResult:
     try:
         run = METHODS[method]
     except KeyError:
-        raise ValueError(f"method={method!r} is invalid: expected one of "
-                         f"{', '.join(map(repr, METHODS))}") from None
+        raise ValueError(
+            f"method={method!r} is invalid: expected one of {', '.join(map(repr, METHODS))}"
+        ) from None
     return run(problem, x0, **options)
 
 
 __all__ = [
-    "METHODS", "BFGSDirection", "FiniteSum", "FunctionObjective", "History", "LBFGSDirection",
-    "LeastSquares", "LineSearchError", "LineSearchResult", "LogisticRegression",
-    "NewtonDirection", "NonFiniteError", "Objective", "OptimizeResult", "Quadratic", "Rosenbrock",
-    "TorchObjective", "as_objective", "bfgs", "cubic_interpolate", "damped_newton_step", "lbfgs",
-    "minibatch", "minimize", "newton", "strong_wolfe", "two_loop",
+    "METHODS",
+    "BFGSDirection",
+    "FiniteSum",
+    "FunctionObjective",
+    "History",
+    "LBFGSDirection",
+    "LeastSquares",
+    "LineSearchError",
+    "LineSearchResult",
+    "LogisticRegression",
+    "NewtonDirection",
+    "NonFiniteError",
+    "Objective",
+    "OptimizeResult",
+    "Quadratic",
+    "Rosenbrock",
+    "TorchObjective",
+    "as_objective",
+    "bfgs",
+    "cubic_interpolate",
+    "damped_newton_step",
+    "lbfgs",
+    "minibatch",
+    "minimize",
+    "newton",
+    "strong_wolfe",
+    "two_loop",
 ]

@@ -56,8 +56,7 @@ def curvature_ok(s: np.ndarray, y: np.ndarray) -> bool:
 
 
 LINE_SEARCH_HYPERS = (
-    Hyper("c1", 1e-4, "sufficient-decrease constant", low=0, high=1, low_open=True,
-          high_open=True),
+    Hyper("c1", 1e-4, "sufficient-decrease constant", low=0, high=1, low_open=True, high_open=True),
     Hyper("c2", 0.9, "curvature constant", low=0, high=1, low_open=True, high_open=True),
     Hyper("gtol", 1e-5, "stop when max |g_i| <= gtol", low=0),
     Hyper("ftol", 0.0, "stop when the loss falls by <= ftol * max(|f|, 1)", low=0),
@@ -75,8 +74,9 @@ def check_options(**options: Any) -> dict[str, Any]:
         if name in ("max_iter", "max_ls") and int(value) != value:
             raise ValueError(f"{name}={value!r} is invalid: expected an integer")
     if not options["c1"] < options["c2"]:
-        raise ValueError(f"c1={options['c1']!r}, c2={options['c2']!r} are invalid: "
-                         "expected c1 < c2")
+        raise ValueError(
+            f"c1={options['c1']!r}, c2={options['c2']!r} are invalid: expected c1 < c2"
+        )
     return options
 
 
@@ -111,8 +111,15 @@ def descend_with(
       reset (``restarts``) before the run stops;
     - inf or NaN trial losses shrink the step (inside :func:`strong_wolfe`).
     """
-    check_options(gtol=gtol, ftol=ftol, max_iter=max_iter, c1=c1, c2=c2, max_ls=max_ls,
-                  tolerance_change=tolerance_change)
+    check_options(
+        gtol=gtol,
+        ftol=ftol,
+        max_iter=max_iter,
+        c1=c1,
+        c2=c2,
+        max_ls=max_ls,
+        tolerance_change=tolerance_change,
+    )
     objective = as_objective(problem)
     x = np.array(x0, dtype=np.float64).reshape(-1)
     started = time.perf_counter()
@@ -128,8 +135,10 @@ def descend_with(
     if g.shape != x.shape:
         raise ValueError(f"the gradient has shape {g.shape}, expected {x.shape} like x0")
     if not (is_finite(f) and np.isfinite(g).all()):
-        raise NonFiniteError(f"the loss ({f}) or gradient at x0 is not finite (inf or NaN); "
-                             "start from a point where the objective is defined")
+        raise NonFiniteError(
+            f"the loss ({f}) or gradient at x0 is not finite (inf or NaN); "
+            "start from a point where the objective is defined"
+        )
     history = History()
     history.record(f, g, x if keep_x else None, nfev, 0.0, 0.0)
     extras = method.extras
@@ -152,18 +161,32 @@ def descend_with(
             method.reset()
             d, gtd, steepest = -g, -float(g @ g), True
 
-        search = _search(evaluate, x, f, g, d, gtd, first_step(g) if steepest else
-                         method.initial_step(g), c1, c2, max_ls, tolerance_change)
+        search = _search(
+            evaluate,
+            x,
+            f,
+            g,
+            d,
+            gtd,
+            first_step(g) if steepest else method.initial_step(g),
+            c1,
+            c2,
+            max_ls,
+            tolerance_change,
+        )
         if not search.f < f and not steepest:
             extras["restarts"] += 1
             method.reset()
             d, gtd = -g, -float(g @ g)
-            search = _search(evaluate, x, f, g, d, gtd, first_step(g), c1, c2, max_ls,
-                             tolerance_change)
+            search = _search(
+                evaluate, x, f, g, d, gtd, first_step(g), c1, c2, max_ls, tolerance_change
+            )
         if not search.f < f:
             status = "line_search_failed"
-            message = (f"the line search found no point lower than f={f:.17g} along -g "
-                       f"(max |g_i| = {float(np.abs(g).max()):.3g}); x is the lowest point found")
+            message = (
+                f"the line search found no point lower than f={f:.17g} along -g "
+                f"(max |g_i| = {float(np.abs(g).max()):.3g}); x is the lowest point found"
+            )
             if raise_on_failure:
                 raise LineSearchError(message)
             break
@@ -182,17 +205,47 @@ def descend_with(
             status, message = "converged", f"loss decrease <= ftol={ftol:g}"
             break
 
-    return OptimizeResult(x=x, fun=f, jac=g, nit=iteration, nfev=nfev,
-                          nhev=int(extras.get("nhev", 0)), status=status, message=message,
-                          history=history, method=method.name, extras=extras)
+    return OptimizeResult(
+        x=x,
+        fun=f,
+        jac=g,
+        nit=iteration,
+        nfev=nfev,
+        nhev=int(extras.get("nhev", 0)),
+        status=status,
+        message=message,
+        history=history,
+        method=method.name,
+        extras=extras,
+    )
 
 
-def _search(evaluate: Any, x: np.ndarray, f: float, g: np.ndarray, d: np.ndarray, gtd: float,
-            t: float, c1: float, c2: float, max_ls: int,
-            tolerance_change: float) -> LineSearchResult:
+def _search(
+    evaluate: Any,
+    x: np.ndarray,
+    f: float,
+    g: np.ndarray,
+    d: np.ndarray,
+    gtd: float,
+    t: float,
+    c1: float,
+    c2: float,
+    max_ls: int,
+    tolerance_change: float,
+) -> LineSearchResult:
     def phi(step: float) -> tuple[float, np.ndarray, float]:
         loss, grad = evaluate(x + step * d)
         return loss, grad, float(grad @ d)
 
-    return strong_wolfe(phi, t, f, g, gtd, float(np.abs(d).max()), c1=c1, c2=c2,
-                        tolerance_change=tolerance_change, max_ls=max_ls)
+    return strong_wolfe(
+        phi,
+        t,
+        f,
+        g,
+        gtd,
+        float(np.abs(d).max()),
+        c1=c1,
+        c2=c2,
+        tolerance_change=tolerance_change,
+        max_ls=max_ls,
+    )

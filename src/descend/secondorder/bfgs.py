@@ -42,18 +42,31 @@ class BFGSDirection:
         rho = 1.0 / ys
         hy = self.inverse_hessian @ y
         # (I - rho s y^T) H (I - rho y s^T) + rho s s^T, expanded to rank-two corrections.
-        self.inverse_hessian = (self.inverse_hessian
-                                - rho * (np.outer(s, hy) + np.outer(hy, s))
-                                + (rho * rho * float(y @ hy) + rho) * np.outer(s, s))
+        self.inverse_hessian = (
+            self.inverse_hessian
+            - rho * (np.outer(s, hy) + np.outer(hy, s))
+            + (rho * rho * float(y @ hy) + rho) * np.outer(s, s)
+        )
 
     def reset(self) -> None:
         """Back to ``H = I`` (steepest descent)."""
         self.inverse_hessian = None
 
 
-def bfgs(problem: Any, x0: Any, *, gtol: float = 1e-5, ftol: float = 0.0, max_iter: int = 1000,
-         c1: float = 1e-4, c2: float = 0.9, max_ls: int = 25, tolerance_change: float = 1e-12,
-         keep_x: bool = True, raise_on_failure: bool = False) -> OptimizeResult:
+def bfgs(
+    problem: Any,
+    x0: Any,
+    *,
+    gtol: float = 1e-5,
+    ftol: float = 0.0,
+    max_iter: int = 1000,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    max_ls: int = 25,
+    tolerance_change: float = 1e-12,
+    keep_x: bool = True,
+    raise_on_failure: bool = False,
+) -> OptimizeResult:
     """Minimize with BFGS::
 
         p_k = -H_k g_k,   x_{k+1} = x_k + t_k p_k       (t_k: strong-Wolfe search)
@@ -72,6 +85,17 @@ def bfgs(problem: Any, x0: Any, *, gtol: float = 1e-5, ftol: float = 0.0, max_it
         ftol, max_iter, c1, c2, max_ls, tolerance_change, keep_x, raise_on_failure: as for
             :func:`~descend.secondorder.newton.newton` (``max_iter`` default 1000).
     """
-    return descend_with(problem, x0, BFGSDirection(), gtol=gtol, ftol=ftol, max_iter=max_iter,
-                        c1=c1, c2=c2, max_ls=max_ls, tolerance_change=tolerance_change,
-                        keep_x=keep_x, raise_on_failure=raise_on_failure)
+    return descend_with(
+        problem,
+        x0,
+        BFGSDirection(),
+        gtol=gtol,
+        ftol=ftol,
+        max_iter=max_iter,
+        c1=c1,
+        c2=c2,
+        max_ls=max_ls,
+        tolerance_change=tolerance_change,
+        keep_x=keep_x,
+        raise_on_failure=raise_on_failure,
+    )

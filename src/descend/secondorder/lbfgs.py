@@ -22,8 +22,14 @@ def _add_scaled_(target: Any, alpha: Any, other: Any) -> None:
         target += alpha * other
 
 
-def two_loop(grad: Any, steps: Sequence[Any], diffs: Sequence[Any], rhos: Sequence[Any],
-             h_diag: Any, alphas: list[Any] | None = None) -> Any:
+def two_loop(
+    grad: Any,
+    steps: Sequence[Any],
+    diffs: Sequence[Any],
+    rhos: Sequence[Any],
+    h_diag: Any,
+    alphas: list[Any] | None = None,
+) -> Any:
     """The L-BFGS direction ``d = -H_k g`` without forming ``H_k``.
 
     With pairs ``(s_i, y_i)``, ``rho_i = 1 / (y_i^T s_i)``, oldest first, and
@@ -59,8 +65,7 @@ class LBFGSDirection:
 
     def __init__(self, history_size: int = 10) -> None:
         if not (isinstance(history_size, int | np.integer) and history_size >= 1):
-            raise ValueError(f"history_size={history_size!r} is invalid: expected an integer "
-                             ">= 1")
+            raise ValueError(f"history_size={history_size!r} is invalid: expected an integer >= 1")
         self.history_size = int(history_size)
         self.steps: list[np.ndarray] = []
         self.diffs: list[np.ndarray] = []
@@ -100,10 +105,21 @@ class LBFGSDirection:
         self.h_diag = 1.0
 
 
-def lbfgs(problem: Any, x0: Any, *, history_size: int = 10, gtol: float = 1e-5,
-          ftol: float = 2.2e-9, max_iter: int = 15000, c1: float = 1e-4, c2: float = 0.9,
-          max_ls: int = 25, tolerance_change: float = 1e-12, keep_x: bool = True,
-          raise_on_failure: bool = False) -> OptimizeResult:
+def lbfgs(
+    problem: Any,
+    x0: Any,
+    *,
+    history_size: int = 10,
+    gtol: float = 1e-5,
+    ftol: float = 2.2e-9,
+    max_iter: int = 15000,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    max_ls: int = 25,
+    tolerance_change: float = 1e-12,
+    keep_x: bool = True,
+    raise_on_failure: bool = False,
+) -> OptimizeResult:
     """Minimize with L-BFGS::
 
         d_k = -H_k g_k         (two-loop recursion over the last m pairs, H_0 = gamma_k I)
@@ -123,7 +139,17 @@ def lbfgs(problem: Any, x0: Any, *, history_size: int = 10, gtol: float = 1e-5,
         max_iter, c1, c2, max_ls, tolerance_change, keep_x, raise_on_failure: as for
             :func:`~descend.secondorder.newton.newton` (``max_iter`` default 15000).
     """
-    return descend_with(problem, x0, LBFGSDirection(history_size), gtol=gtol, ftol=ftol,
-                        max_iter=max_iter, c1=c1, c2=c2, max_ls=max_ls,
-                        tolerance_change=tolerance_change, keep_x=keep_x,
-                        raise_on_failure=raise_on_failure)
+    return descend_with(
+        problem,
+        x0,
+        LBFGSDirection(history_size),
+        gtol=gtol,
+        ftol=ftol,
+        max_iter=max_iter,
+        c1=c1,
+        c2=c2,
+        max_ls=max_ls,
+        tolerance_change=tolerance_change,
+        keep_x=keep_x,
+        raise_on_failure=raise_on_failure,
+    )

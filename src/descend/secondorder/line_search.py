@@ -66,8 +66,9 @@ def _sqrt(value: Any) -> Any:
     return method() if method is not None else math.sqrt(value)
 
 
-def cubic_interpolate(x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any,
-                      bounds: tuple[Any, Any] | None = None) -> Any:
+def cubic_interpolate(
+    x1: Any, f1: Any, g1: Any, x2: Any, f2: Any, g2: Any, bounds: tuple[Any, Any] | None = None
+) -> Any:
     """Minimizer of the cubic through ``(x1, f1, g1)`` and ``(x2, f2, g2)``, clipped to bounds.
 
     ::
@@ -180,8 +181,9 @@ def strong_wolfe(
         min_step = t + 0.01 * (t - t_prev)
         max_step = t * 10
         tmp = t
-        t = cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new,
-                              bounds=(min_step, max_step))
+        t = cubic_interpolate(
+            t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step)
+        )
         t_prev = tmp
         f_prev = f_new
         g_prev = g_new
@@ -205,8 +207,9 @@ def strong_wolfe(
             break
 
         if all(is_finite(v) for v in (*bracket_f, *bracket_gtd)):
-            t = cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0],
-                                  bracket[1], bracket_f[1], bracket_gtd[1])
+            t = cubic_interpolate(
+                bracket[0], bracket_f[0], bracket_gtd[0], bracket[1], bracket_f[1], bracket_gtd[1]
+            )
         else:
             # No cubic through an inf or NaN: bisect towards the finite end.
             t = (bracket[0] + bracket[1]) / 2.0
@@ -252,5 +255,11 @@ def strong_wolfe(
             bracket_g[low_pos] = g_new
             bracket_gtd[low_pos] = gtd_new
 
-    return LineSearchResult(t=bracket[low_pos], f=bracket_f[low_pos], g=bracket_g[low_pos],
-                            gtd=bracket_gtd[low_pos], evals=ls_func_evals, wolfe=done)
+    return LineSearchResult(
+        t=bracket[low_pos],
+        f=bracket_f[low_pos],
+        g=bracket_g[low_pos],
+        gtd=bracket_gtd[low_pos],
+        evals=ls_func_evals,
+        wolfe=done,
+    )

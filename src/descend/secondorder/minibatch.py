@@ -90,17 +90,23 @@ def minibatch(
         ValueError: an unknown method or ``pairs``, or a count out of range.
     """
     if method not in SECOND_ORDER and method not in functional.UPDATES:
-        raise ValueError(f"method={method!r} is invalid: expected one of "
-                         f"{', '.join(map(repr, (*SECOND_ORDER, *functional.UPDATES)))}")
+        raise ValueError(
+            f"method={method!r} is invalid: expected one of "
+            f"{', '.join(map(repr, (*SECOND_ORDER, *functional.UPDATES)))}"
+        )
     if pairs not in PAIRS:
-        raise ValueError(f"pairs={pairs!r} is invalid: expected one of "
-                         f"{', '.join(map(repr, PAIRS))}")
+        raise ValueError(
+            f"pairs={pairs!r} is invalid: expected one of {', '.join(map(repr, PAIRS))}"
+        )
     n = int(problem.n_samples)
-    for name, value, low, high in (("iterations", iterations, 0, None),
-                                   ("batch_size", batch_size, 1, n),
-                                   ("record_every", record_every, 1, None)):
-        if not (isinstance(value, int | np.integer) and value >= low
-                and (high is None or value <= high)):
+    for name, value, low, high in (
+        ("iterations", iterations, 0, None),
+        ("batch_size", batch_size, 1, n),
+        ("record_every", record_every, 1, None),
+    ):
+        if not (
+            isinstance(value, int | np.integer) and value >= low and (high is None or value <= high)
+        ):
             allowed = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
             raise ValueError(f"{name}={value!r} is invalid: expected {allowed}")
     if not lr > 0:
@@ -108,8 +114,11 @@ def minibatch(
 
     rng = np.random.default_rng(seed)
     x = np.array(x0, dtype=np.float64).reshape(-1)
-    direction = {"newton": lambda: NewtonDirection(), "bfgs": BFGSDirection,
-                 "lbfgs": lambda: LBFGSDirection(history_size)}.get(method)
+    direction = {
+        "newton": lambda: NewtonDirection(),
+        "bfgs": BFGSDirection,
+        "lbfgs": lambda: LBFGSDirection(history_size),
+    }.get(method)
     state = direction() if direction is not None else None
     update = functional.UPDATES.get(method)
     opt_config = dict(config or {})
@@ -162,8 +171,10 @@ def minibatch(
             t0 = state.initial_step(g_b)
             g_next = None
             if line_search:
-                def phi(t: float, objective: Objective = objective, x: np.ndarray = x,
-                        d: np.ndarray = d) -> tuple[float, np.ndarray, float]:
+
+                def phi(
+                    t: float, objective: Objective = objective, x: np.ndarray = x, d: np.ndarray = d
+                ) -> tuple[float, np.ndarray, float]:
                     loss, grad = batch_eval(objective, x + t * d)
                     return loss, grad, float(grad @ d)
 
@@ -191,7 +202,16 @@ def minibatch(
     if status == "diverged":
         record(0.0)
 
-    return OptimizeResult(x=x, fun=history.loss[-1], jac=problem.value_and_grad(x)[1],
-                          nit=iteration if iterations else 0, nfev=nfev,
-                          nhev=int(getattr(state, "extras", {}).get("nhev", 0)), status=status,
-                          message=message, history=history, method=method, extras=extras)
+    return OptimizeResult(
+        x=x,
+        fun=history.loss[-1],
+        jac=problem.value_and_grad(x)[1],
+        nit=iteration if iterations else 0,
+        nfev=nfev,
+        nhev=int(getattr(state, "extras", {}).get("nhev", 0)),
+        status=status,
+        message=message,
+        history=history,
+        method=method,
+        extras=extras,
+    )

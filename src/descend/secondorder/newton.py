@@ -11,8 +11,9 @@ from descend.secondorder.objective import HessianObjective, Objective
 from descend.secondorder.result import NonFiniteError, OptimizeResult
 
 
-def damped_newton_step(hessian: np.ndarray, grad: np.ndarray,
-                       beta: float = 1e-3) -> tuple[np.ndarray, float]:
+def damped_newton_step(
+    hessian: np.ndarray, grad: np.ndarray, beta: float = 1e-3
+) -> tuple[np.ndarray, float]:
     """Solve ``(H + tau I) p = -g`` with the smallest tried ``tau >= 0`` that makes the matrix
     positive definite; return ``(p, tau)``.
 
@@ -58,18 +59,23 @@ class NewtonDirection:
         ``TypeError`` if ``objective`` is no :class:`HessianObjective`."""
         # Any Direction is handed a plain Objective; whether it has a Hessian is known only now.
         if not isinstance(objective, HessianObjective):
-            raise TypeError(f"Newton's method needs the Hessian, and the objective "
-                            f"({type(objective).__name__}) has no hessian(x) method: give it "
-                            "one, or use a quasi-Newton method (bfgs, lbfgs)")
+            raise TypeError(
+                f"Newton's method needs the Hessian, and the objective "
+                f"({type(objective).__name__}) has no hessian(x) method: give it "
+                "one, or use a quasi-Newton method (bfgs, lbfgs)"
+            )
         hessian = np.asarray(objective.hessian(x), dtype=np.float64)
         self.extras["nhev"] += 1
         if hessian.shape != (len(x), len(x)):
-            raise ValueError(f"the Hessian has shape {hessian.shape}, expected "
-                             f"{(len(x), len(x))} for x of length {len(x)}")
+            raise ValueError(
+                f"the Hessian has shape {hessian.shape}, expected "
+                f"{(len(x), len(x))} for x of length {len(x)}"
+            )
         if not np.isfinite(hessian).all():
             raise NonFiniteError(
                 f"the Hessian at iteration {len(self.extras['shifts'])} holds inf or NaN; no "
-                "step was taken (use bfgs or lbfgs, which need only gradients)")
+                "step was taken (use bfgs or lbfgs, which need only gradients)"
+            )
         # Rounding can leave a computed Hessian slightly asymmetric; Cholesky reads one triangle.
         p, tau = damped_newton_step(0.5 * (hessian + hessian.T), g, self.beta)
         self.extras["shifts"].append(tau)
@@ -87,10 +93,21 @@ class NewtonDirection:
         """No memory to forget."""
 
 
-def newton(problem: Any, x0: Any, *, gtol: float = 1e-8, ftol: float = 0.0,
-           max_iter: int = 200, beta: float = 1e-3, c1: float = 1e-4, c2: float = 0.9,
-           max_ls: int = 25, tolerance_change: float = 1e-12, keep_x: bool = True,
-           raise_on_failure: bool = False) -> OptimizeResult:
+def newton(
+    problem: Any,
+    x0: Any,
+    *,
+    gtol: float = 1e-8,
+    ftol: float = 0.0,
+    max_iter: int = 200,
+    beta: float = 1e-3,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    max_ls: int = 25,
+    tolerance_change: float = 1e-12,
+    keep_x: bool = True,
+    raise_on_failure: bool = False,
+) -> OptimizeResult:
     """Minimize with Newton's method::
 
         (H_k + tau_k I) p_k = -g_k        (tau_k = 0 when H_k is positive definite)
@@ -118,7 +135,17 @@ def newton(problem: Any, x0: Any, *, gtol: float = 1e-8, ftol: float = 0.0,
     Raises:
         NonFiniteError: the loss or gradient at ``x0``, or a Hessian, holds inf or NaN.
     """
-    return descend_with(problem, x0, NewtonDirection(beta), gtol=gtol, ftol=ftol,
-                        max_iter=max_iter, c1=c1, c2=c2, max_ls=max_ls,
-                        tolerance_change=tolerance_change, keep_x=keep_x,
-                        raise_on_failure=raise_on_failure)
+    return descend_with(
+        problem,
+        x0,
+        NewtonDirection(beta),
+        gtol=gtol,
+        ftol=ftol,
+        max_iter=max_iter,
+        c1=c1,
+        c2=c2,
+        max_ls=max_ls,
+        tolerance_change=tolerance_change,
+        keep_x=keep_x,
+        raise_on_failure=raise_on_failure,
+    )

@@ -45,8 +45,11 @@ class FunctionObjective:
         hess: ``hess(x) -> (n, n) array``, or None when only first-order methods will call it.
     """
 
-    def __init__(self, fun: Callable[[np.ndarray], tuple[Any, Any]],
-                 hess: Callable[[np.ndarray], Any] | None = None) -> None:
+    def __init__(
+        self,
+        fun: Callable[[np.ndarray], tuple[Any, Any]],
+        hess: Callable[[np.ndarray], Any] | None = None,
+    ) -> None:
         self._fun = fun
         self._hess = hess
 
@@ -58,8 +61,10 @@ class FunctionObjective:
     def hessian(self, x: np.ndarray) -> np.ndarray:
         """The Hessian from ``hess``; ``TypeError`` when none was given."""
         if self._hess is None:
-            raise TypeError("this objective has no Hessian: pass hess=... to as_objective, or use "
-                            "a quasi-Newton method (bfgs, lbfgs)")
+            raise TypeError(
+                "this objective has no Hessian: pass hess=... to as_objective, or use "
+                "a quasi-Newton method (bfgs, lbfgs)"
+            )
         return np.asarray(self._hess(x), dtype=np.float64)
 
 
@@ -70,8 +75,9 @@ class TorchObjective:
     ``torch.autograd`` in ``dtype`` (float64 by default, so that the methods' tolerances hold).
     """
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor],
-                 dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype = torch.float64
+    ) -> None:
         self.fn = fn
         self.dtype = dtype
 
@@ -107,6 +113,8 @@ def as_objective(problem: Any, hess: Callable[[np.ndarray], Any] | None = None) 
         return FunctionObjective(lambda x: (problem.loss(x), problem.grad(x)), hessian)
     if callable(problem):
         return FunctionObjective(problem, hess)
-    raise TypeError(f"cannot minimize {type(problem).__name__}: expected an object with "
-                    "value_and_grad(x), an object with loss(x) and grad(x), or a callable "
-                    "fun(x) -> (loss, grad)")
+    raise TypeError(
+        f"cannot minimize {type(problem).__name__}: expected an object with "
+        "value_and_grad(x), an object with loss(x) and grad(x), or a callable "
+        "fun(x) -> (loss, grad)"
+    )

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def log_spaced_spectrum(dimension: int, condition_number: float,
-                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def log_spaced_spectrum(
+    dimension: int, condition_number: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues log-spaced from 1 to ``condition_number``, and a random orthonormal basis.
 
     The spectrum of the lecture's ill-conditioned ravine in any dimension.
@@ -50,20 +51,27 @@ class Quadratic:
         matrix = np.asarray(self.A, dtype=np.float64)
         linear = np.asarray(self.b, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape != (linear.size, linear.size) or linear.ndim != 1:
-            raise ValueError(f"A has shape {matrix.shape} and b {linear.shape}; expected "
-                             "(n, n) and (n,)")
+            raise ValueError(
+                f"A has shape {matrix.shape} and b {linear.shape}; expected (n, n) and (n,)"
+            )
         if self.eigenvalues is None:
             eigenvalues, rotation = np.linalg.eigh(0.5 * (matrix + matrix.T))
         else:
             eigenvalues = np.asarray(self.eigenvalues, dtype=np.float64)
             rotation = np.asarray(self.rotation, dtype=np.float64)
         if not eigenvalues.min() > 0:
-            raise ValueError(f"A has eigenvalue {eigenvalues.min():.3g}; expected a positive "
-                             "definite matrix")
+            raise ValueError(
+                f"A has eigenvalue {eigenvalues.min():.3g}; expected a positive definite matrix"
+            )
         optimum = rotation @ ((rotation.T @ linear) / eigenvalues)
-        for name, value in (("A", matrix), ("b", linear), ("eigenvalues", eigenvalues),
-                            ("rotation", rotation), ("solution", optimum),
-                            ("minimum_value", float(-0.5 * linear @ optimum))):
+        for name, value in (
+            ("A", matrix),
+            ("b", linear),
+            ("eigenvalues", eigenvalues),
+            ("rotation", rotation),
+            ("solution", optimum),
+            ("minimum_value", float(-0.5 * linear @ optimum)),
+        ):
             object.__setattr__(self, name, value)
 
     #: The minimizer ``A^-1 b`` (set on construction).
@@ -72,8 +80,9 @@ class Quadratic:
     minimum_value: float = field(init=False, default=0.0, repr=False)
 
     @classmethod
-    def from_spectrum(cls, eigenvalues: np.ndarray, rotation: np.ndarray,
-                      optimum: np.ndarray | None = None) -> Quadratic:
+    def from_spectrum(
+        cls, eigenvalues: np.ndarray, rotation: np.ndarray, optimum: np.ndarray | None = None
+    ) -> Quadratic:
         """``A = Q diag(eigenvalues) Q^T`` for the orthonormal ``rotation`` Q, minimizer
         ``optimum`` (the origin by default)."""
         eigenvalues = np.asarray(eigenvalues, dtype=np.float64)
@@ -83,8 +92,9 @@ class Quadratic:
         return cls(0.5 * (matrix + matrix.T), matrix @ optimum, eigenvalues, rotation)
 
     @classmethod
-    def ill_conditioned(cls, dimension: int = 20, condition_number: float = 1e4,
-                        seed: int = 0) -> Quadratic:
+    def ill_conditioned(
+        cls, dimension: int = 20, condition_number: float = 1e4, seed: int = 0
+    ) -> Quadratic:
         """Eigenvalues log-spaced from 1 to ``condition_number`` in a random basis; random ``b``."""
         rng = np.random.default_rng(seed)
         eigenvalues, basis = log_spaced_spectrum(dimension, condition_number, rng)
@@ -92,12 +102,14 @@ class Quadratic:
         return cls(0.5 * (matrix + matrix.T), rng.standard_normal(dimension), eigenvalues, basis)
 
     @classmethod
-    def ravine(cls, condition_number: float = 100.0, dimension: int = 2, seed: int = 0,
-               rotate: bool = True) -> Quadratic:
+    def ravine(
+        cls, condition_number: float = 100.0, dimension: int = 2, seed: int = 0, rotate: bool = True
+    ) -> Quadratic:
         """The lecture's ravine: eigenvalues log-spaced from 1 to ``condition_number``, a random
         rotation (unless ``rotate=False``), the minimum ``f = 0`` at the origin."""
-        eigenvalues, rotation = log_spaced_spectrum(dimension, condition_number,
-                                                    np.random.default_rng(seed))
+        eigenvalues, rotation = log_spaced_spectrum(
+            dimension, condition_number, np.random.default_rng(seed)
+        )
         return cls.from_spectrum(eigenvalues, rotation if rotate else np.eye(dimension))
 
     @property
@@ -169,11 +181,12 @@ class Rosenbrock:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.dimension, int) and self.dimension >= 2):
-            raise ValueError(f"dimension={self.dimension!r} is invalid: expected an integer "
-                             ">= 2")
+            raise ValueError(f"dimension={self.dimension!r} is invalid: expected an integer >= 2")
         if self.dimension > 2 and self.a != 1:
-            raise ValueError(f"a={self.a!r} is invalid in {self.dimension} dimensions: expected "
-                             "1 (other values have a closed-form minimizer in 2-D only)")
+            raise ValueError(
+                f"a={self.a!r} is invalid in {self.dimension} dimensions: expected "
+                "1 (other values have a closed-form minimizer in 2-D only)"
+            )
         if not self.b > 0:
             raise ValueError(f"b={self.b!r} is invalid: expected b > 0")
 
@@ -181,7 +194,7 @@ class Rosenbrock:
     def solution(self) -> np.ndarray:
         """The minimizer: ``(a, a^2)`` in 2-D, all ones otherwise."""
         if self.dimension == 2:
-            return np.array([self.a, self.a ** 2])
+            return np.array([self.a, self.a**2])
         return np.ones(self.dimension)
 
     def start(self) -> np.ndarray:
@@ -193,12 +206,12 @@ class Rosenbrock:
     def value(self, x):
         """f(x) for a NumPy array or a torch tensor."""
         head, tail = x[:-1], x[1:]
-        return (self.b * (tail - head ** 2) ** 2 + (self.a - head) ** 2).sum()
+        return (self.b * (tail - head**2) ** 2 + (self.a - head) ** 2).sum()
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         """The analytic gradient."""
         head, tail = x[:-1], x[1:]
-        valley = tail - head ** 2
+        valley = tail - head**2
         grad = np.zeros_like(x, dtype=np.float64)
         grad[:-1] = -4.0 * self.b * head * valley - 2.0 * (self.a - head)
         grad[1:] += 2.0 * self.b * valley
@@ -213,7 +226,7 @@ class Rosenbrock:
         """The tridiagonal Hessian."""
         head, tail = x[:-1], x[1:]
         diagonal = np.zeros_like(x, dtype=np.float64)
-        diagonal[:-1] = 12.0 * self.b * head ** 2 - 4.0 * self.b * tail + 2.0
+        diagonal[:-1] = 12.0 * self.b * head**2 - 4.0 * self.b * tail + 2.0
         diagonal[1:] += 2.0 * self.b
         off = -4.0 * self.b * head
         return np.diag(diagonal) + np.diag(off, 1) + np.diag(off, -1)
@@ -231,8 +244,15 @@ class LeastSquares:
     l2: float = 0.0
 
     @classmethod
-    def random(cls, samples: int = 500, features: int = 20, noise: float = 0.1,
-               condition_number: float = 100.0, l2: float = 0.0, seed: int = 0) -> LeastSquares:
+    def random(
+        cls,
+        samples: int = 500,
+        features: int = 20,
+        noise: float = 0.1,
+        condition_number: float = 100.0,
+        l2: float = 0.0,
+        seed: int = 0,
+    ) -> LeastSquares:
         """Gaussian rows with feature scales spread over ``sqrt(condition_number)``."""
         rng = np.random.default_rng(seed)
         scales = np.geomspace(1.0, np.sqrt(condition_number), features)
@@ -291,8 +311,9 @@ class LogisticRegression:
     l2: float = 1e-3
 
     @classmethod
-    def from_data(cls, features: np.ndarray, labels: np.ndarray, l2: float = 1e-3,
-                  classes: int | None = None) -> LogisticRegression:
+    def from_data(
+        cls, features: np.ndarray, labels: np.ndarray, l2: float = 1e-3, classes: int | None = None
+    ) -> LogisticRegression:
         """Append the bias column of ones to ``features``; labels are ``0 .. classes - 1``."""
         features = np.asarray(features, dtype=np.float64)
         labels = np.asarray(labels).astype(np.int64)
@@ -309,8 +330,9 @@ class LogisticRegression:
         try:
             from sklearn.datasets import load_digits
         except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("LogisticRegression.digits needs scikit-learn: "
-                              "pip install scikit-learn") from error
+            raise ImportError(
+                "LogisticRegression.digits needs scikit-learn: pip install scikit-learn"
+            ) from error
         data = load_digits()
         return cls.from_data(data.data / 16.0, data.target, l2=l2, classes=10)
 

@@ -33,8 +33,15 @@ class History:
     time: list[float] = field(default_factory=list)
     step: list[float] = field(default_factory=list)
 
-    def record(self, loss: float, grad: np.ndarray, x: np.ndarray | None, nfev: int,
-               time: float, step: float) -> None:
+    def record(
+        self,
+        loss: float,
+        grad: np.ndarray,
+        x: np.ndarray | None,
+        nfev: int,
+        time: float,
+        step: float,
+    ) -> None:
         """Append one iterate."""
         self.loss.append(float(loss))
         self.grad_norm.append(float(np.linalg.norm(grad)))
@@ -49,8 +56,10 @@ class History:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every field as a NumPy array (``x`` stacked to shape ``(iterations + 1, n)``)."""
-        out = {name: np.asarray(getattr(self, name))
-               for name in ("loss", "grad_norm", "nfev", "time", "step")}
+        out = {
+            name: np.asarray(getattr(self, name))
+            for name in ("loss", "grad_norm", "nfev", "time", "step")
+        }
         out["x"] = np.stack(self.x) if self.x else np.empty((0, 0))
         return out
 

@@ -47,20 +47,28 @@ def _json(payload: Any, status: int, started: float) -> Response:
     milliseconds = 1e3 * (time.perf_counter() - started)
     if isinstance(payload, dict) and status == 200:
         payload = {**payload, "server_ms": milliseconds}
-    return Response(json.dumps(payload, allow_nan=False), status_code=status,
-                    media_type="application/json",
-                    headers={"Server-Timing": f"compute;dur={milliseconds:.2f}",
-                             "Cache-Control": "no-store"})
+    return Response(
+        json.dumps(payload, allow_nan=False),
+        status_code=status,
+        media_type="application/json",
+        headers={"Server-Timing": f"compute;dur={milliseconds:.2f}", "Cache-Control": "no-store"},
+    )
 
 
 def _query(request: Request) -> dict[str, str]:
     """The query parameters, each given once (taking the last of two would compute a setting
     other than one of those asked for)."""
-    twice = sorted({key for key, _ in request.query_params.multi_items()
-                    if len(request.query_params.getlist(key)) > 1})
+    twice = sorted(
+        {
+            key
+            for key, _ in request.query_params.multi_items()
+            if len(request.query_params.getlist(key)) > 1
+        }
+    )
     if twice:
-        raise ValueError(f"{', '.join(twice)} is given more than once in the query; expected "
-                         "each parameter once")
+        raise ValueError(
+            f"{', '.join(twice)} is given more than once in the query; expected each parameter once"
+        )
     return dict(request.query_params)
 
 
@@ -74,8 +82,11 @@ def _endpoint(compute_answer: Callable[[dict[str, str]], Any]) -> Callable:
         except ValueError as error:
             return _json({"error": str(error)}, 400, started)
         except Exception as error:  # noqa: BLE001  (the page gets one line, not a traceback)
-            return _json({"error": f"the server could not compute this "
-                                   f"({type(error).__name__}: {error})"}, 500, started)
+            return _json(
+                {"error": f"the server could not compute this ({type(error).__name__}: {error})"},
+                500,
+                started,
+            )
 
     return route
 
@@ -88,11 +99,17 @@ def _run(query: dict[str, str]) -> dict[str, Any]:
     if not query.get("rule"):
         raise ValueError("rule is missing: expected an optimizer such as rule=adam:lr=0.1")
     steps = int(query_number(query, "steps", 200, 1, compute.MAX_STEPS, integer=True))
-    seed = int(query_number(query, "seed", 0, 0, 2 ** 31 - 1, integer=True))
+    seed = int(query_number(query, "seed", 0, 0, 2**31 - 1, integer=True))
     tolerance = query_number(query, "tol", TOLERANCE, 1e-300, 1e300)
-    return compute.run_view(query.get("problem") or "ravine", query["rule"],
-                            query.get("schedule", ""), query.get("average", ""), steps, seed,
-                            tolerance)
+    return compute.run_view(
+        query.get("problem") or "ravine",
+        query["rule"],
+        query.get("schedule", ""),
+        query.get("average", ""),
+        steps,
+        seed,
+        tolerance,
+    )
 
 
 def _page(request: Request) -> Response:
@@ -148,29 +165,35 @@ class AddressCheck:
             port = 80
         if local_port is not None and port != local_port:
             return False
-        return is_loopback(name) or name in self.names or (
-            local_host is not None and name == str(local_host).lower())
+        return (
+            is_loopback(name)
+            or name in self.names
+            or (local_host is not None and name == str(local_host).lower())
+        )
 
     def refusal(self, scope: dict) -> tuple[int, str] | None:
         """``(status, message)`` when the request is to be refused, else ``None``."""
         headers: dict[str, list[str]] = {}
         for key, value in scope.get("headers", []):
-            headers.setdefault(key.decode("latin-1").lower(), []).append(
-                value.decode("latin-1"))
+            headers.setdefault(key.decode("latin-1").lower(), []).append(value.decode("latin-1"))
         server = scope.get("server")
         hosts = headers.get("host", [])
         where = f"{server[0]}:{server[1]}" if server else "this machine"
         parsed = split_host(hosts[0]) if len(hosts) == 1 else None
         if parsed is None or not self._ours(*parsed, server):
             shown = hosts[0] if len(hosts) == 1 else f"{len(hosts)} Host headers"
-            return 421, (f"descend playground: refused a request for {shown[:100]!r}: this "
-                         f"server answers requests for {where} or localhost only")
+            return 421, (
+                f"descend playground: refused a request for {shown[:100]!r}: this "
+                f"server answers requests for {where} or localhost only"
+            )
         for origin in headers.get("origin", []):
             parts = urlsplit(origin.strip())
             netloc = split_host(parts.netloc) if parts.scheme == "http" else None
             if netloc is None or not self._ours(*netloc, server):
-                return 403, (f"descend playground: refused a request from the page "
-                             f"{origin[:100]!r}: this server answers its own page only")
+                return 403, (
+                    f"descend playground: refused a request from the page "
+                    f"{origin[:100]!r}: this server answers its own page only"
+                )
         return None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -183,19 +206,25 @@ class AddressCheck:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        await Response(message + "\n", status_code=status, media_type="text/plain",
-                       headers={"Cache-Control": "no-store"})(scope, receive, send)
+        await Response(
+            message + "\n",
+            status_code=status,
+            media_type="text/plain",
+            headers={"Cache-Control": "no-store"},
+        )(scope, receive, send)
 
 
 def create_app(names: Iterable[str] = ()) -> AddressCheck:
     """The playground application (an ASGI app; :mod:`descend.lab.playground.server` runs
     it), answering requests addressed to loopback, to the address a connection came in on, or
     to one of ``names`` (see :class:`AddressCheck`)."""
-    app = Starlette(routes=[
-        Route("/", _page),
-        Route("/api/catalog", _endpoint(lambda query: catalog())),
-        Route("/api/problem", _endpoint(_problem)),
-        Route("/api/run", _endpoint(_run)),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/", _page),
+            Route("/api/catalog", _endpoint(lambda query: catalog())),
+            Route("/api/problem", _endpoint(_problem)),
+            Route("/api/run", _endpoint(_run)),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+    )
     return AddressCheck(app, [*names, socket.gethostname()])

@@ -36,8 +36,11 @@ MAX_STEPS = 5000
 MAP_POINTS = 101
 #: Rates above this are drawn as "diverges" on the map.
 MAP_CEILING = 1.05
-THEORY_METHODS = {"gradient descent": theory.gd_optimal, "heavy ball": theory.heavy_ball_optimal,
-                  "Nesterov": theory.nesterov_optimal}
+THEORY_METHODS = {
+    "gradient descent": theory.gd_optimal,
+    "heavy ball": theory.heavy_ball_optimal,
+    "Nesterov": theory.nesterov_optimal,
+}
 
 
 def _rounded(values: np.ndarray, digits: int = 6) -> list:
@@ -64,14 +67,21 @@ def problem_view(spec: str) -> dict[str, Any]:
     grid = surface(problem, resolution=RESOLUTION)
     shown = np.log(grid.shown) if grid.log else grid.shown
     shade = (shown - shown.min()) / max(float(np.ptp(shown)), 1e-300)
-    generator = contourpy.contour_generator(grid.xs, grid.ys, grid.shown,
-                                            line_type=contourpy.LineType.Separate)
+    generator = contourpy.contour_generator(
+        grid.xs, grid.ys, grid.shown, line_type=contourpy.LineType.Separate
+    )
     contours = [_rounded(line, 5) for level in grid.levels for line in generator.lines(level)]
     view: dict[str, Any] = {
-        "spec": spec, "title": problem.describe(), "bounds": [list(b) for b in problem.bounds],
-        "start": problem.start().tolist(), "minima": problem.minima.tolist(),
-        "minimum_value": problem.minimum_value, "escape_loss": problem.escape_loss,
-        "stochastic": problem.stochastic, "shade": _rounded(shade, 3), "contours": contours,
+        "spec": spec,
+        "title": problem.describe(),
+        "bounds": [list(b) for b in problem.bounds],
+        "start": problem.start().tolist(),
+        "minima": problem.minima.tolist(),
+        "minimum_value": problem.minimum_value,
+        "escape_loss": problem.escape_loss,
+        "stochastic": problem.stochastic,
+        "shade": _rounded(shade, 3),
+        "contours": contours,
         "quadratic": None,
     }
     quadratic = getattr(problem, "quadratic", None)
@@ -81,16 +91,31 @@ def problem_view(spec: str) -> dict[str, Any]:
         betas = np.linspace(0.0, 0.99, MAP_POINTS)
         view["quadratic"] = {
             "eigenvalues": quadratic.eigenvalues.tolist(),
-            "directions": quadratic.rotation.T.tolist(), "mu": mu, "L": L,
+            "directions": quadratic.rotation.T.tolist(),
+            "mu": mu,
+            "L": L,
             "kappa": quadratic.condition_number,
-            "optimal": {name: {"lr": s.lr, "momentum": s.momentum, "rate": s.rate}
-                        for name, s in ((name, optimal(mu, L))
-                                        for name, optimal in THEORY_METHODS.items())},
-            "maps": {"alphas": _rounded(alphas), "betas": _rounded(betas), "ceiling": MAP_CEILING,
-                     **{method: _rounded(np.minimum(theory.rate(
-                         method, quadratic.eigenvalues, alphas[None, :], betas[:, None]),
-                         MAP_CEILING), 4)
-                        for method in ("heavy ball", "Nesterov")}},
+            "optimal": {
+                name: {"lr": s.lr, "momentum": s.momentum, "rate": s.rate}
+                for name, s in ((name, optimal(mu, L)) for name, optimal in THEORY_METHODS.items())
+            },
+            "maps": {
+                "alphas": _rounded(alphas),
+                "betas": _rounded(betas),
+                "ceiling": MAP_CEILING,
+                **{
+                    method: _rounded(
+                        np.minimum(
+                            theory.rate(
+                                method, quadratic.eigenvalues, alphas[None, :], betas[:, None]
+                            ),
+                            MAP_CEILING,
+                        ),
+                        4,
+                    )
+                    for method in ("heavy ball", "Nesterov")
+                },
+            },
         }
     return finite_json(view)
 
@@ -102,59 +127,85 @@ def _color(family: str | None, rule: str) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def run_view(problem_spec: str, rule_spec: str, schedule: str, average: str, steps: int,
-             seed: int, tolerance: float) -> dict[str, Any]:
+def run_view(
+    problem_spec: str,
+    rule_spec: str,
+    schedule: str,
+    average: str,
+    steps: int,
+    seed: int,
+    tolerance: float,
+) -> dict[str, Any]:
     """One optimizer's run on a problem: its path, loss above the minimum, steps until the
     loss stays below ``tolerance`` and, on a quadratic, the error along each eigen-direction
     with theory's rate beside the measured one."""
     if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
-        raise ValueError(f"steps={steps!r} is invalid: expected an integer from 1 to "
-                         f"{MAX_STEPS}")
+        raise ValueError(f"steps={steps!r} is invalid: expected an integer from 1 to {MAX_STEPS}")
     started = time.perf_counter()
     problem = build_problem(problem_spec)
     rule, hypers = parse_rule(rule_spec)
     schedule_spec = parse_schedule_text(schedule)
     averaging = parse_average(average)
     x0 = problem.start()
-    stepper = RuleStepper(rule, hypers, x0,
-                          schedule_spec.build(hypers["lr"]) if schedule_spec else None)
+    stepper = RuleStepper(
+        rule, hypers, x0, schedule_spec.build(hypers["lr"]) if schedule_spec else None
+    )
     rng = np.random.default_rng(seed)
-    path = follow(problem, stepper, x0, steps,
-                  sample=(lambda x: problem.stochastic_grad(x, rng)) if problem.stochastic
-                  else None)
+    path = follow(
+        problem,
+        stepper,
+        x0,
+        steps,
+        sample=(lambda x: problem.stochastic_grad(x, rng)) if problem.stochastic else None,
+    )
     f_star = problem.minimum_value
     excess = path.losses - (f_star or 0.0)
     family = family_of(rule.name, hypers)
     view: dict[str, Any] = {
-        "rule": rule_spec, "family": family, "color": _color(family, rule.name),
-        "steps": path.steps, "diverged_at": path.diverged_at, "path": _rounded(path.points),
-        "loss": _rounded(excess), "tolerance": tolerance,
-        "steps_to_tolerance": None if f_star is None or path.diverged_at is not None
+        "rule": rule_spec,
+        "family": family,
+        "color": _color(family, rule.name),
+        "steps": path.steps,
+        "diverged_at": path.diverged_at,
+        "path": _rounded(path.points),
+        "loss": _rounded(excess),
+        "tolerance": tolerance,
+        "steps_to_tolerance": None
+        if f_star is None or path.diverged_at is not None
         else settled_step(excess, tolerance),
-        "escape": None if problem.escape_loss is None or path.diverged_at is not None
+        "escape": None
+        if problem.escape_loss is None or path.diverged_at is not None
         else settled_step(path.losses, problem.escape_loss),
         "final": _number(excess[-1]),
     }
     if averaging is not None:
         averaged = averaged_points(path.points, averaging)
         view["averaged_path"] = _rounded(averaged)
-        view["averaged_loss"] = _rounded(np.array([problem.loss(p) for p in averaged])
-                                         - (f_star or 0.0))
+        view["averaged_loss"] = _rounded(
+            np.array([problem.loss(p) for p in averaged]) - (f_star or 0.0)
+        )
     view["theory"] = _theory(problem, rule.name, hypers, schedule_spec is None, path.points)
     view["compute_ms"] = 1e3 * (time.perf_counter() - started)
     return view
 
 
-def _theory(problem: Any, rule: str, hypers: dict[str, Any], constant: bool,
-            points: np.ndarray) -> dict[str, Any] | None:
+def _theory(
+    problem: Any, rule: str, hypers: dict[str, Any], constant: bool, points: np.ndarray
+) -> dict[str, Any] | None:
     """On a quadratic: the error along each eigen-direction, and where theory covers the rule
     at a constant rate, each direction's predicted contraction and the run's measured one."""
     quadratic = getattr(problem, "quadratic", None)
     if quadratic is None:
         return None
     errors = np.abs(quadratic.errors(points))
-    out: dict[str, Any] = {"errors": _rounded(errors.T), "method": None, "predicted": None,
-                           "measured": None, "directions": None, "lines": None}
+    out: dict[str, Any] = {
+        "errors": _rounded(errors.T),
+        "method": None,
+        "predicted": None,
+        "measured": None,
+        "directions": None,
+        "lines": None,
+    }
     covered = rule_method(rule, hypers) if constant else None
     noisy = problem.stochastic and problem.batch_size < problem.n
     if covered is None or noisy:
@@ -169,8 +220,15 @@ def _theory(problem: Any, rule: str, hypers: dict[str, Any], constant: bool,
         measured = theory.measured_rate(distances, floor=1e-150)
     except ValueError:
         measured = None
-    out.update(method=method, lr=lr, momentum=momentum, predicted=_number(rates.max()),
-               measured=measured, directions=_rounded(rates), lines=_rounded(lines.T))
+    out.update(
+        method=method,
+        lr=lr,
+        momentum=momentum,
+        predicted=_number(rates.max()),
+        measured=measured,
+        directions=_rounded(rates),
+        lines=_rounded(lines.T),
+    )
     return out
 
 

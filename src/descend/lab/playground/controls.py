@@ -40,8 +40,16 @@ class Slider:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the page."""
-        return {"name": self.name, "doc": self.doc, "default": self.default, "low": self.low,
-                "high": self.high, "scale": self.scale, "kind": self.kind, "zero": self.zero}
+        return {
+            "name": self.name,
+            "doc": self.doc,
+            "default": self.default,
+            "low": self.low,
+            "high": self.high,
+            "scale": self.scale,
+            "kind": self.kind,
+            "zero": self.zero,
+        }
 
     def check(self, value: Any) -> Any:
         """``value`` as this control's kind, within its span; ``ValueError`` names the value
@@ -50,10 +58,15 @@ class Slider:
             if isinstance(value, bool):
                 return value
             raise ValueError(f"{self.name}={value!r} is invalid: expected True or False")
-        allowed = (f"{'an integer' if self.kind == 'int' else 'a number'} from {self.low:g} "
-                   f"to {self.high:g}" + (" or 0" if self.zero else ""))
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-                self.kind == "int" and not float(value).is_integer()):
+        allowed = (
+            f"{'an integer' if self.kind == 'int' else 'a number'} from {self.low:g} "
+            f"to {self.high:g}" + (" or 0" if self.zero else "")
+        )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (self.kind == "int" and not float(value).is_integer())
+        ):
             raise ValueError(f"{self.name}={value!r} is invalid: expected {allowed}")
         if not (self.low <= value <= self.high or (self.zero and value == 0)):
             raise ValueError(f"{self.name}={value!r} is out of range: expected {allowed}")
@@ -107,8 +120,9 @@ def param_slider(param: problems.Param) -> Slider:
     ``slider`` gives, log or linear, whole numbers or not."""
     low, high = param.slider or (param.low, param.high)
     kind = "int" if param.kind is int else "float"
-    return Slider(param.name, param.doc, param.default, low, high,
-                  "log" if param.log else "linear", kind)
+    return Slider(
+        param.name, param.doc, param.default, low, high, "log" if param.log else "linear", kind
+    )
 
 
 @dataclass(frozen=True)
@@ -124,14 +138,21 @@ class PlaygroundProblem:
     @classmethod
     def of(cls, problem: type[problems.Problem]) -> PlaygroundProblem:
         """The page's view of a registered problem, from its declared settings."""
-        return cls(problem.name, problem.title,
-                   tuple(param_slider(param) for param in problem.sliders()), problem,
-                   dict(problem.playground or {}))
+        return cls(
+            problem.name,
+            problem.title,
+            tuple(param_slider(param) for param in problem.sliders()),
+            problem,
+            dict(problem.playground or {}),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the page."""
-        return {"name": self.name, "title": self.title,
-                "sliders": [slider.to_dict() for slider in self.sliders]}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "sliders": [slider.to_dict() for slider in self.sliders],
+        }
 
 
 class _OfferedProblems(Mapping[str, PlaygroundProblem]):
@@ -139,8 +160,7 @@ class _OfferedProblems(Mapping[str, PlaygroundProblem]):
     whose ``playground`` is set, in the registry's order (so one defined at run time shows)."""
 
     def _offered(self) -> dict[str, type[problems.Problem]]:
-        return {name: cls for name, cls in problems.PROBLEMS.items()
-                if cls.playground is not None}
+        return {name: cls for name, cls in problems.PROBLEMS.items() if cls.playground is not None}
 
     def __getitem__(self, name: str) -> PlaygroundProblem:
         return PlaygroundProblem.of(self._offered()[name])
@@ -161,14 +181,17 @@ def build_problem(spec: str) -> problems.Problem:
     page does not offer or a setting out of its slider's span."""
     name, arguments = parse_spec(spec)
     if name not in PROBLEMS:
-        raise ValueError(f"problem={name!r} is not on the playground; choose one of "
-                         f"{', '.join(PROBLEMS)}")
+        raise ValueError(
+            f"problem={name!r} is not on the playground; choose one of {', '.join(PROBLEMS)}"
+        )
     offered = PROBLEMS[name]
     sliders = {slider.name: slider for slider in offered.sliders}
     unknown = sorted(set(arguments) - set(sliders))
     if unknown:
-        raise ValueError(f"problem {name} has no setting {', '.join(unknown)} (in {spec!r}); "
-                         f"valid: {', '.join(sliders) or 'none'}")
+        raise ValueError(
+            f"problem {name} has no setting {', '.join(unknown)} (in {spec!r}); "
+            f"valid: {', '.join(sliders) or 'none'}"
+        )
     values = {key: sliders[key].check(value) for key, value in arguments.items()}
     return offered.build(**values, **offered.fixed)
 
@@ -178,25 +201,33 @@ def build_problem(spec: str) -> problems.Problem:
 #: newer methods runs it on a matrix problem.
 #: Read from the registry each time, so a rule registered later is offered too.
 PLAYGROUND_RULES: Mapping[str, Rule] = rules.RegistryView(
-    lambda: {name: rule for name, rule in rules.RULES.items() if rule.stage is None})
+    lambda: {name: rule for name, rule in rules.RULES.items() if rule.stage is None}
+)
 
 
 def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
     """The rule and its complete, checked hyperparameters from ``name:key=value,...``."""
     name, arguments = parse_spec(spec)
     if name in rules.RULES and name not in PLAYGROUND_RULES:
-        raise ValueError(f"optimizer {name!r} steps matrices (2-D weights), not the page's "
-                         "points; see the newer methods' section of `descend demo`")
+        raise ValueError(
+            f"optimizer {name!r} steps matrices (2-D weights), not the page's "
+            "points; see the newer methods' section of `descend demo`"
+        )
     if name not in PLAYGROUND_RULES:
-        raise ValueError(f"optimizer {name!r} is not a rule; valid: "
-                         f"{', '.join(PLAYGROUND_RULES)}")
+        raise ValueError(f"optimizer {name!r} is not a rule; valid: {', '.join(PLAYGROUND_RULES)}")
     rule = PLAYGROUND_RULES[name]
     return rule, rule.validate(arguments)
 
 
 #: Starting values for schedule arguments on the page.
-SCHEDULE_DEFAULTS = {"k": 0.01, "step_size": 100, "gamma": 0.5, "total_steps": 1000,
-                     "final_lr": 0.0, "warmup_steps": 20}
+SCHEDULE_DEFAULTS = {
+    "k": 0.01,
+    "step_size": 100,
+    "gamma": 0.5,
+    "total_steps": 1000,
+    "final_lr": 0.0,
+    "warmup_steps": 20,
+}
 
 
 def schedule_catalog() -> list[dict[str, Any]]:
@@ -204,8 +235,14 @@ def schedule_catalog() -> list[dict[str, Any]]:
     out = []
     for name, build in SCHEDULES.items():
         parameters = [p for p in inspect.signature(build).parameters if p != "base_lr"]
-        out.append({"name": name, "arguments": [
-            {"name": p, "default": SCHEDULE_DEFAULTS.get(p, 0.0)} for p in parameters]})
+        out.append(
+            {
+                "name": name,
+                "arguments": [
+                    {"name": p, "default": SCHEDULE_DEFAULTS.get(p, 0.0)} for p in parameters
+                ],
+            }
+        )
     return out
 
 
@@ -220,8 +257,9 @@ def parse_average(text: str | None) -> float | str | None:
     except ValueError:
         decay = math.nan
     if not 0 <= decay < 1:
-        raise ValueError(f"average={text!r} is invalid: expected a decay in [0, 1), 'polyak' or "
-                         "nothing")
+        raise ValueError(
+            f"average={text!r} is invalid: expected a decay in [0, 1), 'polyak' or nothing"
+        )
     return decay
 
 
@@ -235,16 +273,27 @@ def parse_schedule_text(text: str | None) -> Any:
 def catalog() -> dict[str, Any]:
     """Everything the page builds its controls from."""
     return {
-        "rules": [{"name": rule.name, "summary": rule.summary,
-                   "sliders": [s.to_dict() for s in rule_sliders(rule)]}
-                  for rule in PLAYGROUND_RULES.values()],
+        "rules": [
+            {
+                "name": rule.name,
+                "summary": rule.summary,
+                "sliders": [s.to_dict() for s in rule_sliders(rule)],
+            }
+            for rule in PLAYGROUND_RULES.values()
+        ],
         "problems": [problem.to_dict() for problem in PROBLEMS.values()],
         "schedules": schedule_catalog(),
     }
 
 
-def query_number(query: Mapping[str, str], name: str, default: float, low: float, high: float,
-                 integer: bool = False) -> float:
+def query_number(
+    query: Mapping[str, str],
+    name: str,
+    default: float,
+    low: float,
+    high: float,
+    integer: bool = False,
+) -> float:
     """A number from the query string, or a ``ValueError`` naming it and its range."""
     text = query.get(name)
     if text in (None, ""):
@@ -253,9 +302,11 @@ def query_number(query: Mapping[str, str], name: str, default: float, low: float
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r} is invalid: expected {kind} from {low:g} to "
-                         f"{high:g}") from None
+        raise ValueError(
+            f"{name}={text!r} is invalid: expected {kind} from {low:g} to {high:g}"
+        ) from None
     if not low <= value <= high:
-        raise ValueError(f"{name}={text!r} is out of range: expected {kind} from {low:g} to "
-                         f"{high:g}")
+        raise ValueError(
+            f"{name}={text!r} is out of range: expected {kind} from {low:g} to {high:g}"
+        )
     return value

@@ -92,11 +92,20 @@ class PlaygroundProtocol(H11Protocol):
         # IDLE: the request's head could not be read (h11 lets a server answer then).
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             body = f"descend playground: {_REFUSALS[status]}\n".encode()
-            headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                       (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-            self.transport.write(self.conn.send(h11.Response(
-                status_code=status, reason=HTTPStatus(status).phrase.encode(),
-                headers=headers)))
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            self.transport.write(
+                self.conn.send(
+                    h11.Response(
+                        status_code=status,
+                        reason=HTTPStatus(status).phrase.encode(),
+                        headers=headers,
+                    )
+                )
+            )
             self.transport.write(self.conn.send(h11.Data(data=body)))
             self.transport.write(self.conn.send(h11.EndOfMessage()))
         if self.transport.can_write_eof():
@@ -106,16 +115,16 @@ class PlaygroundProtocol(H11Protocol):
             self.transport.close()
 
 
-__all__ = ["MAX_HEAD", "PlaygroundProtocol", "bind", "is_loopback", "running", "serve",
-           "url_of"]
+__all__ = ["MAX_HEAD", "PlaygroundProtocol", "bind", "is_loopback", "running", "serve", "url_of"]
 
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (``port`` 0: any free one); ``ValueError`` with the
     reason and what to do when it cannot be had."""
     if not (isinstance(port, int) and 0 <= port <= 65535):
-        raise ValueError(f"--port={port!r} is invalid: expected a port from 0 to 65535 "
-                         "(0: any free port)")
+        raise ValueError(
+            f"--port={port!r} is invalid: expected a port from 0 to 65535 (0: any free port)"
+        )
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
@@ -128,8 +137,9 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         if error.errno == errno.EADDRINUSE:
-            raise ValueError(f"--port={port} is in use: choose another, or --port 0 for any "
-                             "free port") from None
+            raise ValueError(
+                f"--port={port} is in use: choose another, or --port 0 for any free port"
+            ) from None
         raise ValueError(f"cannot listen on {host}:{port}: {error.strerror}") from None
     sock.listen(128)
     return sock
@@ -143,13 +153,21 @@ def url_of(sock: socket.socket) -> str:
 
 
 def _server(host: str) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(
-        create_app([host]), http=PlaygroundProtocol, h11_max_incomplete_event_size=MAX_HEAD,
-        log_level="warning", access_log=False, lifespan="off"))
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app([host]),
+            http=PlaygroundProtocol,
+            h11_max_incomplete_event_size=MAX_HEAD,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+    )
 
 
-def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ready: Callable[[str], None] | None = None
+) -> None:
     """Serve until interrupted; ``ready(url)`` is called once the socket listens."""
     sock = bind(host, port)
     if ready is not None:

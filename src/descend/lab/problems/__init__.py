@@ -71,9 +71,11 @@ def make_problem(spec: str) -> Problem:
         raise unknown_name("problem", name, list(PROBLEMS), spec)
     dim = arguments.get("dim")
     if isinstance(dim, int) and dim > MAX_DIMENSION:
-        raise ValueError(f"dim={dim!r} in spec {spec!r} is too large: expected at most "
-                         f"{MAX_DIMENSION} (problems hold dense dim x dim matrices and the "
-                         "race records every step's position)")
+        raise ValueError(
+            f"dim={dim!r} in spec {spec!r} is too large: expected at most "
+            f"{MAX_DIMENSION} (problems hold dense dim x dim matrices and the "
+            "race records every step's position)"
+        )
     cls = PROBLEMS[name]
     try:
         cls.check_settings(arguments)
@@ -91,12 +93,35 @@ def problem_listing(width: int = 100) -> str:
     for name, cls in PROBLEMS.items():
         lines.append(f"  {name}: {cls.title}")
         for param in cls.params:
-            lines += textwrap.wrap(f"{param.summary()}: {param.doc}", width,
-                                   initial_indent=" " * 6, subsequent_indent=" " * 8)
+            lines += textwrap.wrap(
+                f"{param.summary()}: {param.doc}",
+                width,
+                initial_indent=" " * 6,
+                subsequent_indent=" " * 8,
+            )
     return "\n".join(lines)
 
 
-__all__ = ["MAX_DATA", "MAX_DIMENSION", "PROBLEMS", "SPREADS", "Beale", "Booth", "Bounds",
-           "HighDimSaddle", "Himmelblau", "NoisyLeastSquares", "NoisyLogistic", "Param",
-           "Problem", "Rastrigin", "Ravine", "RosenbrockValley", "Saddle", "TiltedDoubleWell",
-           "make_problem", "problem_listing", "problem_names"]
+__all__ = [
+    "MAX_DATA",
+    "MAX_DIMENSION",
+    "PROBLEMS",
+    "SPREADS",
+    "Beale",
+    "Booth",
+    "Bounds",
+    "HighDimSaddle",
+    "Himmelblau",
+    "NoisyLeastSquares",
+    "NoisyLogistic",
+    "Param",
+    "Problem",
+    "Rastrigin",
+    "Ravine",
+    "RosenbrockValley",
+    "Saddle",
+    "TiltedDoubleWell",
+    "make_problem",
+    "problem_listing",
+    "problem_names",
+]

@@ -41,8 +41,13 @@ class Param(Hyper):
     def summary(self) -> str:
         """``kappa=20 (1 <= kappa < inf)``: the default and what is accepted, in one phrase."""
         default = self.default
-        shown = (str(default).lower() if isinstance(default, bool)
-                 else f"{default:g}" if isinstance(default, float) else str(default))
+        shown = (
+            str(default).lower()
+            if isinstance(default, bool)
+            else f"{default:g}"
+            if isinstance(default, float)
+            else str(default)
+        )
         allowed = self.describe()
         if self.kind is int and self.choices is None:
             allowed = f"integer, {allowed}"
@@ -89,16 +94,19 @@ class Problem:
             _check_declaration(cls)
             holder = PROBLEMS.get(cls.name)
             if holder is not None and holder.__qualname__ != cls.__qualname__:
-                raise TypeError(f"problem name {cls.name!r} of {cls.__qualname__} is taken by "
-                                f"{holder.__qualname__}")
+                raise TypeError(
+                    f"problem name {cls.name!r} of {cls.__qualname__} is taken by "
+                    f"{holder.__qualname__}"
+                )
             PROBLEMS[cls.name] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Problem:
         # Checked here, before __init__ runs, so no constructor restates a declared range.
         if cls.params:
             bound = inspect.signature(cls.__init__).bind_partial(None, *args, **kwargs)
-            cls.check_settings({key: value for key, value in bound.arguments.items()
-                                if key != "self"})
+            cls.check_settings(
+                {key: value for key, value in bound.arguments.items() if key != "self"}
+            )
         return super().__new__(cls)
 
     @classmethod
@@ -108,8 +116,10 @@ class Problem:
         declared = {param.name: param for param in cls.params}
         unknown = sorted(set(settings) - set(declared))
         if unknown:
-            raise ValueError(f"problem {cls.name} does not take {', '.join(unknown)}; valid: "
-                             f"{', '.join(declared) or 'no arguments'}")
+            raise ValueError(
+                f"problem {cls.name} does not take {', '.join(unknown)}; valid: "
+                f"{', '.join(declared) or 'no arguments'}"
+            )
         for key, value in settings.items():
             declared[key].check(value)
 
@@ -168,8 +178,7 @@ class Problem:
         """
         x = param.detach().cpu().numpy()
         g = self.stochastic_grad(x, rng) if (rng is not None and self.stochastic) else self.grad(x)
-        param.grad = torch.as_tensor(g, dtype=param.dtype, device=param.device).reshape(
-            param.shape)
+        param.grad = torch.as_tensor(g, dtype=param.dtype, device=param.device).reshape(param.shape)
         return self.loss(x)
 
     def describe(self) -> str:
@@ -180,16 +189,19 @@ class Problem:
 def _check_declaration(cls: type[Problem]) -> None:
     """``TypeError`` unless ``cls.params`` are its ``__init__`` arguments, in order, each with
     the signature's default, and the playground's fixed settings are among them."""
-    signature = [p for p in inspect.signature(cls.__init__).parameters.values()
-                 if p.name != "self"]
+    signature = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
     names = [param.name for param in cls.params]
     if names != [p.name for p in signature]:
-        raise TypeError(f"{cls.__qualname__}.params declares {names}; its __init__ takes "
-                        f"{[p.name for p in signature]} (declare each argument once, in order)")
+        raise TypeError(
+            f"{cls.__qualname__}.params declares {names}; its __init__ takes "
+            f"{[p.name for p in signature]} (declare each argument once, in order)"
+        )
     for param, argument in zip(cls.params, signature, strict=True):
         if argument.default is inspect.Parameter.empty or argument.default != param.default:
-            raise TypeError(f"{cls.__qualname__}: {param.name} defaults to {param.default!r} in "
-                            "params but not in __init__")
+            raise TypeError(
+                f"{cls.__qualname__}: {param.name} defaults to {param.default!r} in "
+                "params but not in __init__"
+            )
         param.check(param.default)
         if param.slider is not None:
             for end in param.slider:

@@ -22,8 +22,7 @@ class RosenbrockValley(Problem):
     title = "Rosenbrock's function"
     params = (
         Param("a", 1.0, "the minimum is at (a, a^2)", slider=(0.5, 1.5)),
-        Param("b", 100.0, "steepness of the valley walls", low=0.0, log=True,
-              slider=(1.0, 1000.0)),
+        Param("b", 100.0, "steepness of the valley walls", low=0.0, log=True, slider=(1.0, 1000.0)),
     )
     playground: ClassVar[dict[str, Any]] = {}
 

@@ -21,8 +21,16 @@ class TiltedDoubleWell(Problem):
     title = "tilted double well"
     log_levels = False
     params = (
-        Param("tilt", 0.5, "how much deeper the left well is", low=0.0, high=1.5,
-              low_open=True, high_open=True, slider=(0.05, 1.4)),
+        Param(
+            "tilt",
+            0.5,
+            "how much deeper the left well is",
+            low=0.0,
+            high=1.5,
+            low_open=True,
+            high_open=True,
+            slider=(0.05, 1.4),
+        ),
         Param("x0", 2.0, "the start's x"),
         Param("y0", 1.5, "the start's y"),
     )
@@ -64,8 +72,9 @@ class Himmelblau(Problem):
     params = (Param("x0", -0.3, "the start's x"), Param("y0", -0.9, "the start's y"))
     playground: ClassVar[dict[str, Any]] = {}
 
-    MINIMA = np.array([[3.0, 2.0], [-2.805118, 3.131312], [-3.779310, -3.283186],
-                       [3.584428, -1.848126]])
+    MINIMA = np.array(
+        [[3.0, 2.0], [-2.805118, 3.131312], [-3.779310, -3.283186], [3.584428, -1.848126]]
+    )
 
     def __init__(self, x0: float = -0.3, y0: float = -0.9) -> None:
         self.dimension = 2
@@ -78,8 +87,9 @@ class Himmelblau(Problem):
         """Newton steps from the tabulated minimum (6 digits) to machine precision."""
         for _ in range(5):
             x, y = point
-            hessian = np.array([[12 * x * x + 4 * y - 42, 4 * x + 4 * y],
-                                [4 * x + 4 * y, 12 * y * y + 4 * x - 26]])
+            hessian = np.array(
+                [[12 * x * x + 4 * y - 42, 4 * x + 4 * y], [4 * x + 4 * y, 12 * y * y + 4 * x - 26]]
+            )
             point = point - np.linalg.solve(hessian, self.grad(point))
         return point
 
@@ -120,7 +130,7 @@ class Rastrigin(Problem):
         self.bounds = ((-4.0, 4.0), (-4.0, 4.0)) if dim == 2 else None
 
     def _value(self, x: Any, xp: Any) -> Any:
-        return (self.a * x.shape[0] + (x * x - self.a * xp.cos(2 * math.pi * x)).sum())
+        return self.a * x.shape[0] + (x * x - self.a * xp.cos(2 * math.pi * x)).sum()
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         """``2 x + 2 pi A sin(2 pi x)``."""

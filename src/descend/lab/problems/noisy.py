@@ -12,7 +12,7 @@ from descend.lab.problems.base import Param, Problem
 from descend.secondorder.problems import Quadratic
 
 #: Most values (examples x dimension) a minibatch problem's data may hold: 256 MiB of float64.
-MAX_DATA = 2 ** 25
+MAX_DATA = 2**25
 
 
 class _Minibatch(Problem):
@@ -23,12 +23,15 @@ class _Minibatch(Problem):
 
     def _make_data(self, n: int, dim: int, batch_size: int, seed: int) -> np.random.Generator:
         if batch_size > n:
-            raise ValueError(f"batch_size={batch_size!r} is invalid: expected an integer in "
-                             f"[1, n={n}]")
+            raise ValueError(
+                f"batch_size={batch_size!r} is invalid: expected an integer in [1, n={n}]"
+            )
         if n * dim > MAX_DATA:
             # Checked here, not as a failed allocation of n x dim floats (a traceback).
-            raise ValueError(f"n={n!r} with dim={dim!r} is too large: the data would hold "
-                             f"n x dim = {n * dim} values; expected n x dim <= {MAX_DATA}")
+            raise ValueError(
+                f"n={n!r} with dim={dim!r} is too large: the data would hold "
+                f"n x dim = {n * dim} values; expected n x dim <= {MAX_DATA}"
+            )
         rng = np.random.default_rng(seed)
         # Correlated features make the problem mildly ill-conditioned, as real data is.
         mixing = np.eye(dim) + 0.6 * np.tril(np.ones((dim, dim)), -1)
@@ -56,8 +59,9 @@ class _Minibatch(Problem):
         ``(n - B) / (B (n - 1)) * mean_i ||g_i - g||^2`` over the per-example gradients ``g_i``.
         """
         batch = self.batch_size if batch_size is None else batch_size
-        per_example = np.stack([self._batch_grad(np.asarray(x, dtype=float), np.array([i]))
-                                for i in range(self.n)])
+        per_example = np.stack(
+            [self._batch_grad(np.asarray(x, dtype=float), np.array([i])) for i in range(self.n)]
+        )
         spread = float(np.mean(np.sum((per_example - per_example.mean(0)) ** 2, axis=1)))
         return (self.n - batch) / (batch * (self.n - 1)) * spread
 
@@ -73,28 +77,40 @@ class NoisyLeastSquares(_Minibatch):
     params = (
         Param("n", 256, "examples in the data", low=2, kind=int),
         Param("dim", 2, "dimension", low=1, kind=int),
-        Param("batch_size", 4, "examples per minibatch gradient (256: the full data)", low=1,
-              kind=int, log=True, slider=(1, 256)),
+        Param(
+            "batch_size",
+            4,
+            "examples per minibatch gradient (256: the full data)",
+            low=1,
+            kind=int,
+            log=True,
+            slider=(1, 256),
+        ),
         Param("noise", 0.5, "noise in the targets", low=0.0, slider=(0.0, 2.0)),
         Param("seed", 0, "seed of the data", low=0, kind=int),
     )
     playground: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, n: int = 256, dim: int = 2, batch_size: int = 4, noise: float = 0.5,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, n: int = 256, dim: int = 2, batch_size: int = 4, noise: float = 0.5, seed: int = 0
+    ) -> None:
         rng = self._make_data(n, dim, batch_size, seed)
         truth = np.linspace(1.0, -1.0, dim) if dim > 1 else np.ones(1)
         self.targets = self.features @ truth + noise * rng.standard_normal(n)
         solution, *_ = np.linalg.lstsq(self.features, self.targets, rcond=None)
         #: The full-data loss is a quadratic, ``1/2 w^T (X^T X / n) w - (X^T y / n)^T w`` plus
         #: a constant: its Hessian gives the theory of the noise-free runs.
-        self.quadratic = Quadratic(self.features.T @ self.features / n,
-                                   self.features.T @ self.targets / n)
+        self.quadratic = Quadratic(
+            self.features.T @ self.features / n, self.features.T @ self.targets / n
+        )
         self.minima = solution[None, :]
         self.minimum_value = self.loss(solution)
         self.x0 = solution + np.linspace(-2.5, 2.0, dim) if dim > 1 else solution - 2.0
-        self.bounds = ((solution[0] - 3.2, solution[0] + 1.5),
-                       (solution[-1] - 1.5, solution[-1] + 2.7)) if dim == 2 else None
+        self.bounds = (
+            ((solution[0] - 3.2, solution[0] + 1.5), (solution[-1] - 1.5, solution[-1] + 2.7))
+            if dim == 2
+            else None
+        )
 
     def _value(self, x: Any, xp: Any) -> Any:
         features = self.features if xp is np else torch.as_tensor(self.features, dtype=x.dtype)
@@ -108,8 +124,10 @@ class NoisyLeastSquares(_Minibatch):
 
     def describe(self) -> str:
         """Data size, dimension, batch size."""
-        return (f"least squares, {self.n} examples, dimension {self.dimension}, "
-                f"batch size {self.batch_size}")
+        return (
+            f"least squares, {self.n} examples, dimension {self.dimension}, "
+            f"batch size {self.batch_size}"
+        )
 
 
 class NoisyLogistic(_Minibatch):
@@ -129,8 +147,9 @@ class NoisyLogistic(_Minibatch):
         Param("seed", 0, "seed of the data", low=0, kind=int),
     )
 
-    def __init__(self, n: int = 256, dim: int = 2, batch_size: int = 4, l2: float = 0.05,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, n: int = 256, dim: int = 2, batch_size: int = 4, l2: float = 0.05, seed: int = 0
+    ) -> None:
         rng = self._make_data(n, dim, batch_size, seed)
         self.l2 = float(l2)
         truth = np.linspace(2.0, -1.0, dim) if dim > 1 else np.full(1, 2.0)
@@ -156,8 +175,7 @@ class NoisyLogistic(_Minibatch):
         features = self.features if xp is np else torch.as_tensor(self.features, dtype=x.dtype)
         labels = self.labels if xp is np else torch.as_tensor(self.labels, dtype=x.dtype)
         margins = labels * (features @ x)
-        data = (np.logaddexp(0.0, -margins) if xp is np
-                else torch.nn.functional.softplus(-margins))
+        data = np.logaddexp(0.0, -margins) if xp is np else torch.nn.functional.softplus(-margins)
         return data.mean() + 0.5 * self.l2 * (x * x).sum()
 
     def _batch_grad(self, x: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:
@@ -169,5 +187,7 @@ class NoisyLogistic(_Minibatch):
 
     def describe(self) -> str:
         """Data size, dimension, batch size."""
-        return (f"logistic regression, {self.n} examples, dimension {self.dimension}, "
-                f"batch size {self.batch_size}")
+        return (
+            f"logistic regression, {self.n} examples, dimension {self.dimension}, "
+            f"batch size {self.batch_size}"
+        )

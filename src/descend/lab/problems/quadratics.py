@@ -30,23 +30,37 @@ class Ravine(Problem):
     title = "ravine (ill-conditioned quadratic)"
     log_levels = True
     params = (
-        Param("kappa", 20.0, "condition number: largest over smallest curvature", low=1.0,
-              log=True, slider=(1.0, 1000.0)),
+        Param(
+            "kappa",
+            20.0,
+            "condition number: largest over smallest curvature",
+            low=1.0,
+            log=True,
+            slider=(1.0, 1000.0),
+        ),
         Param("dim", 2, "dimension", low=1, kind=int),
         Param("angle", 0.0, "rotation of the 2-D valley, in degrees"),
-        Param("seed", 0, "seed of the random rotation in more than 2 dimensions", low=0,
-              kind=int),
+        Param("seed", 0, "seed of the random rotation in more than 2 dimensions", low=0, kind=int),
         Param("rotate", True, "rotate the axes at random (more than 2 dimensions)", kind=bool),
-        Param("spread", "geometric", "how the eigenvalues lie between 1 and kappa",
-              choices=SPREADS),
+        Param(
+            "spread", "geometric", "how the eigenvalues lie between 1 and kappa", choices=SPREADS
+        ),
         Param("scale", 1.0, "the start's distance from the minimum, per eigendirection"),
         Param("picture", False, "start far along the shallow direction (2-D)", kind=bool),
     )
     playground = {"picture": True}
 
-    def __init__(self, kappa: float = 20.0, dim: int = 2, angle: float = 0.0, seed: int = 0,
-                 rotate: bool = True, spread: str = "geometric", scale: float = 1.0,
-                 picture: bool = False) -> None:
+    def __init__(
+        self,
+        kappa: float = 20.0,
+        dim: int = 2,
+        angle: float = 0.0,
+        seed: int = 0,
+        rotate: bool = True,
+        spread: str = "geometric",
+        scale: float = 1.0,
+        picture: bool = False,
+    ) -> None:
         if spread == "geometric":
             eigenvalues = np.geomspace(1.0, kappa, dim)
         elif spread == "linear":
@@ -56,8 +70,9 @@ class Ravine(Problem):
             eigenvalues[-1] = kappa
         if dim == 2:
             theta = math.radians(angle)
-            rotation = np.array([[math.cos(theta), -math.sin(theta)],
-                                 [math.sin(theta), math.cos(theta)]])
+            rotation = np.array(
+                [[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]]
+            )
         elif rotate:
             rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((dim, dim)))
         else:

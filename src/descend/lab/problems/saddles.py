@@ -21,8 +21,9 @@ class Saddle(Problem):
     name = "saddle"
     title = "saddle x^2 - y^2"
     log_levels = False
-    params = (Param("y0", 1e-3, "how far off the ridge the run starts", log=True,
-                    slider=(1e-6, 0.5)),)
+    params = (
+        Param("y0", 1e-3, "how far off the ridge the run starts", log=True, slider=(1e-6, 0.5)),
+    )
     playground: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, y0: float = 1e-3) -> None:
@@ -72,8 +73,9 @@ class HighDimSaddle(Problem):
             raise ValueError(f"negative={negative!r} is invalid: expected 1 <= negative < dim")
         rng = np.random.default_rng(seed)
         positive = dim - negative
-        self.eigenvalues = np.concatenate([np.geomspace(1.0, 10.0, positive),
-                                           -np.geomspace(0.5, 0.05, negative)])
+        self.eigenvalues = np.concatenate(
+            [np.geomspace(1.0, 10.0, positive), -np.geomspace(0.5, 0.05, negative)]
+        )
         self.is_negative = self.eigenvalues < 0
         self.rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
         self.dimension = dim
@@ -90,15 +92,18 @@ class HighDimSaddle(Problem):
     def _value(self, x: Any, xp: Any) -> Any:
         rotation = self.rotation if xp is np else torch.as_tensor(self.rotation, dtype=x.dtype)
         eig = self.eigenvalues if xp is np else torch.as_tensor(self.eigenvalues, dtype=x.dtype)
-        negative = (self.is_negative.astype(float) if xp is np
-                    else torch.as_tensor(self.is_negative, dtype=x.dtype))
+        negative = (
+            self.is_negative.astype(float)
+            if xp is np
+            else torch.as_tensor(self.is_negative, dtype=x.dtype)
+        )
         z = rotation.T @ x
-        return 0.5 * (eig * z * z).sum() + 0.25 * (negative * z ** 4).sum()
+        return 0.5 * (eig * z * z).sum() + 0.25 * (negative * z**4).sum()
 
     def grad(self, x: np.ndarray) -> np.ndarray:
         """``Q (lambda z + [negative] z^3)``."""
         z = self.rotation.T @ x
-        return self.rotation @ (self.eigenvalues * z + self.is_negative * z ** 3)
+        return self.rotation @ (self.eigenvalues * z + self.is_negative * z**3)
 
     def distance(self, x: np.ndarray) -> float:
         """Distance to the nearest of the 2^negative minimizers."""
@@ -108,5 +113,7 @@ class HighDimSaddle(Problem):
 
     def describe(self) -> str:
         """Dimension and number of descending directions."""
-        return (f"saddle in {self.dimension} dimensions, {int(self.is_negative.sum())} "
-                "directions curving down")
+        return (
+            f"saddle in {self.dimension} dimensions, {int(self.is_negative.sum())} "
+            "directions curving down"
+        )

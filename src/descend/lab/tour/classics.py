@@ -12,16 +12,30 @@ SLUG = "classics"
 TITLE = "The classics: Rosenbrock, Beale, Booth"
 
 CONTENDERS = {
-    "rosenbrock": (("SGD", "sgd:lr=0.001"), ("SGD+Momentum", "momentum:lr=0.001,momentum=0.9"),
-                   ("Nesterov", "nesterov:lr=0.001,momentum=0.9"),
-                   ("AdaGrad", "adagrad:lr=0.5"), ("RMSProp", "rmsprop:lr=0.01"),
-                   ("Adam", "adam:lr=0.05")),
-    "beale": (("SGD", "sgd:lr=0.01"), ("SGD+Momentum", "momentum:lr=0.005,momentum=0.9"),
-              ("Nesterov", "nesterov:lr=0.005,momentum=0.9"), ("AdaGrad", "adagrad:lr=0.5"),
-              ("RMSProp", "rmsprop:lr=0.01"), ("Adam", "adam:lr=0.05")),
-    "booth": (("SGD", "sgd:lr=0.05"), ("SGD+Momentum", "momentum:lr=0.02,momentum=0.8"),
-              ("Nesterov", "nesterov:lr=0.02,momentum=0.8"), ("AdaGrad", "adagrad:lr=2.0"),
-              ("RMSProp", "rmsprop:lr=0.1"), ("Adam", "adam:lr=0.5")),
+    "rosenbrock": (
+        ("SGD", "sgd:lr=0.001"),
+        ("SGD+Momentum", "momentum:lr=0.001,momentum=0.9"),
+        ("Nesterov", "nesterov:lr=0.001,momentum=0.9"),
+        ("AdaGrad", "adagrad:lr=0.5"),
+        ("RMSProp", "rmsprop:lr=0.01"),
+        ("Adam", "adam:lr=0.05"),
+    ),
+    "beale": (
+        ("SGD", "sgd:lr=0.01"),
+        ("SGD+Momentum", "momentum:lr=0.005,momentum=0.9"),
+        ("Nesterov", "nesterov:lr=0.005,momentum=0.9"),
+        ("AdaGrad", "adagrad:lr=0.5"),
+        ("RMSProp", "rmsprop:lr=0.01"),
+        ("Adam", "adam:lr=0.05"),
+    ),
+    "booth": (
+        ("SGD", "sgd:lr=0.05"),
+        ("SGD+Momentum", "momentum:lr=0.02,momentum=0.8"),
+        ("Nesterov", "nesterov:lr=0.02,momentum=0.8"),
+        ("AdaGrad", "adagrad:lr=2.0"),
+        ("RMSProp", "rmsprop:lr=0.1"),
+        ("Adam", "adam:lr=0.5"),
+    ),
 }
 STEPS = 1000
 TOLERANCE = 1e-6
@@ -41,26 +55,50 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
         traces = race(problem, contenders, STEPS, seed=settings.seed)
         problems.append((problem, traces))
         for contender, trace in zip(contenders, traces, strict=True):
-            rows.append([problem.title, contender.label, contender.optimizer.label,
-                         trace.steps_to(TOLERANCE), trace.final_loss,
-                         float(trace.distances[-1])])
+            rows.append(
+                [
+                    problem.title,
+                    contender.label,
+                    contender.optimizer.label,
+                    trace.steps_to(TOLERANCE),
+                    trace.final_loss,
+                    float(trace.distances[-1]),
+                ]
+            )
         progress("classics", len(contenders))
         settled = [t.label for t in traces if t.steps_to(TOLERANCE) is not None]
         reached.append(f"on {problem.title}, {listing(settled)}")
-    figure = Figure(plots.panels(problems, report.image_path("classics.png")).name,
-                    "Rosenbrock's curved valley, Beale's plateaus and Booth's plain bowl, with "
-                    "each optimizer's path from the black dot to the gold star; the markers "
-                    f"show where each run ends. Within {STEPS} steps the loss settles below "
-                    f"{TOLERANCE:g} {'; '.join(reached)}.")
+    figure = Figure(
+        plots.panels(problems, report.image_path("classics.png")).name,
+        "Rosenbrock's curved valley, Beale's plateaus and Booth's plain bowl, with "
+        "each optimizer's path from the black dot to the gold star; the markers "
+        f"show where each run ends. Within {STEPS} steps the loss settles below "
+        f"{TOLERANCE:g} {'; '.join(reached)}.",
+    )
     return Section(
-        SLUG, TITLE,
-        ["Standard test functions for optimizers. Rosenbrock's valley is easy to find and hard "
-         "to follow, because it bends; Beale's function has flat plateaus where gradients "
-         "nearly vanish and steep walls; Booth's is a simple quadratic bowl for reference."],
+        SLUG,
+        TITLE,
+        [
+            "Standard test functions for optimizers. Rosenbrock's valley is easy to find and hard "
+            "to follow, because it bends; Beale's function has flat plateaus where gradients "
+            "nearly vanish and steep walls; Booth's is a simple quadratic bowl for reference."
+        ],
         [figure],
-        [Table(f"Steps until the loss stays below {TOLERANCE:g}, and where each run ends "
-               f"({STEPS} steps)",
-               ["problem", "optimizer", "spec", f"steps until the loss stays below {TOLERANCE:g}",
-                "final loss", "distance to minimum"], rows,
-               "'-': the run ends above the tolerance.")],
-        data={problem.name: [t.to_dict() for t in traces] for problem, traces in problems})
+        [
+            Table(
+                f"Steps until the loss stays below {TOLERANCE:g}, and where each run ends "
+                f"({STEPS} steps)",
+                [
+                    "problem",
+                    "optimizer",
+                    "spec",
+                    f"steps until the loss stays below {TOLERANCE:g}",
+                    "final loss",
+                    "distance to minimum",
+                ],
+                rows,
+                "'-': the run ends above the tolerance.",
+            )
+        ],
+        data={problem.name: [t.to_dict() for t in traces] for problem, traces in problems},
+    )

@@ -54,7 +54,7 @@ def across_valley(problem: Ravine, trace: Trace) -> np.ndarray:
 
 def zigzags(errors: np.ndarray, steps: int = ZIGZAG_STEPS) -> int:
     """How many of the first ``steps`` steps flip the sign of the error across the valley."""
-    head = np.sign(errors[:steps + 1])
+    head = np.sign(errors[: steps + 1])
     return int(np.sum(head[1:] != head[:-1]))
 
 
@@ -73,32 +73,55 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     by_name = {trace.label: trace for trace in traces}
     claims = _race_claims(problem, by_name)
     figures = [
-        Figure(plots.race_gif(problem, traces, report.image_path("race.gif"),
-                              "the race down a ravine", frames=20 if settings.quick else 32).name,
-               f"The race, animated: every optimizer starts at the black dot, far out along the "
-               f"shallow direction of a ravine with condition number {problem.kappa:g}."),
-        Figure(plots.contour(problem, traces, report.image_path("ravine_contour.png"),
-                             f"ravine, kappa = {problem.kappa:g}: trajectories").name,
-               "Each optimizer's path from the black dot; the marker is where it ends. "
-               + " ".join(claim.evidence for claim in claims)),
-        Figure(plots.curves(traces, report.image_path("ravine_loss.png"),
-                            f"ravine, kappa = {problem.kappa:g}: loss against step").name,
-               "The same runs as loss above the minimum, on a log scale: a straight line is a "
-               "constant linear rate."),
+        Figure(
+            plots.race_gif(
+                problem,
+                traces,
+                report.image_path("race.gif"),
+                "the race down a ravine",
+                frames=20 if settings.quick else 32,
+            ).name,
+            f"The race, animated: every optimizer starts at the black dot, far out along the "
+            f"shallow direction of a ravine with condition number {problem.kappa:g}.",
+        ),
+        Figure(
+            plots.contour(
+                problem,
+                traces,
+                report.image_path("ravine_contour.png"),
+                f"ravine, kappa = {problem.kappa:g}: trajectories",
+            ).name,
+            "Each optimizer's path from the black dot; the marker is where it ends. "
+            + " ".join(claim.evidence for claim in claims),
+        ),
+        Figure(
+            plots.curves(
+                traces,
+                report.image_path("ravine_loss.png"),
+                f"ravine, kappa = {problem.kappa:g}: loss against step",
+            ).name,
+            "The same runs as loss above the minimum, on a log scale: a straight line is a "
+            "constant linear rate.",
+        ),
     ]
     race_table = Table(
         f"Race on the kappa = {problem.kappa:g} ravine ({STEPS} steps)",
-        ["optimizer", "spec", f"steps until the loss stays below {RACE_TOLERANCE:g}",
-         "final loss"],
-        [[c.label, c.optimizer.label, t.steps_to(RACE_TOLERANCE), t.final_loss]
-         for c, t in zip(contenders, traces, strict=True)],
+        ["optimizer", "spec", f"steps until the loss stays below {RACE_TOLERANCE:g}", "final loss"],
+        [
+            [c.label, c.optimizer.label, t.steps_to(RACE_TOLERANCE), t.final_loss]
+            for c, t in zip(contenders, traces, strict=True)
+        ],
         "A step count is where the loss drops below the tolerance for good: from that step to "
-        "the end of the run it never rises above it again ('-': it ends above).")
+        "the end of the run it never rises above it again ('-': it ends above).",
+    )
 
-    table_problem, demo_rows = demo.run_demo(condition_number=TABLE_KAPPA,
-                                             tolerance=TABLE_TOLERANCE, max_steps=TABLE_STEPS,
-                                             grid_points=grid_points(settings),
-                                             seed=settings.seed)
+    table_problem, demo_rows = demo.run_demo(
+        condition_number=TABLE_KAPPA,
+        tolerance=TABLE_TOLERANCE,
+        max_steps=TABLE_STEPS,
+        grid_points=grid_points(settings),
+        seed=settings.seed,
+    )
     progress("ravine: steps to tolerance", len(demo_rows))
     claims += _table_claims(demo_rows)
 
@@ -106,33 +129,57 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     progress("ravine: rates", len(rate_rows))
     claims.append(_rates_claim(rate_rows))
     return Section(
-        SLUG, TITLE,
-        ["When the loss curves much more steeply in one direction than in another (a large "
-         "condition number kappa, the ratio of the largest to the smallest curvature), plain "
-         "gradient descent is stuck with a bad trade-off. A step size small enough not to "
-         "overshoot across the steep direction makes very slow progress along the shallow one, "
-         "so SGD zig-zags across the valley while creeping along it.",
-         "Momentum keeps a running velocity: the zig-zag components cancel out while the "
-         "steady pull along the valley adds up, so the number of steps grows like sqrt(kappa) "
-         "instead of kappa. AdaGrad, RMSProp and Adam instead divide each coordinate's step by "
-         "a running size of its gradients, which evens out the curvatures when the valley is "
-         "aligned with the axes.",
-         "On quadratics convergence theory predicts the exact linear rate (the factor by which "
-         "the error shrinks per step) for gradient descent, heavy-ball momentum and Nesterov. "
-         "The last table sets the prediction beside the rate each optimizer actually showed, "
-         "at the theory's optimal settings and at everyday ones (lr = 1/L, momentum 0.9)."],
+        SLUG,
+        TITLE,
+        [
+            "When the loss curves much more steeply in one direction than in another (a large "
+            "condition number kappa, the ratio of the largest to the smallest curvature), plain "
+            "gradient descent is stuck with a bad trade-off. A step size small enough not to "
+            "overshoot across the steep direction makes very slow progress along the shallow one, "
+            "so SGD zig-zags across the valley while creeping along it.",
+            "Momentum keeps a running velocity: the zig-zag components cancel out while the "
+            "steady pull along the valley adds up, so the number of steps grows like sqrt(kappa) "
+            "instead of kappa. AdaGrad, RMSProp and Adam instead divide each coordinate's step by "
+            "a running size of its gradients, which evens out the curvatures when the valley is "
+            "aligned with the axes.",
+            "On quadratics convergence theory predicts the exact linear rate (the factor by which "
+            "the error shrinks per step) for gradient descent, heavy-ball momentum and Nesterov. "
+            "The last table sets the prediction beside the rate each optimizer actually showed, "
+            "at the theory's optimal settings and at everyday ones (lr = 1/L, momentum 0.9).",
+        ],
         figures,
-        [race_table, steps_to_tolerance_table(demo_rows, TABLE_STEPS, grid_points(settings),
-                                              table_problem.condition_number),
-         rates_to_table(rate_rows)],
-        data={"traces": [t.to_dict() for t in traces],
-              "across_valley": {t.label: across_valley(problem, t).tolist() for t in traces},
-              "steps_to_tolerance": [{"optimizer": r.optimizer, "setting": r.setting,
-                                      "steps": r.steps, "predicted": r.predicted}
-                                     for r in demo_rows],
-              "rates": [{"kappa": r.kappa, "method": r.method, "setting": r.setting,
-                         "predicted": r.predicted, "measured": r.measured} for r in rate_rows]},
-        claims=claims)
+        [
+            race_table,
+            steps_to_tolerance_table(
+                demo_rows, TABLE_STEPS, grid_points(settings), table_problem.condition_number
+            ),
+            rates_to_table(rate_rows),
+        ],
+        data={
+            "traces": [t.to_dict() for t in traces],
+            "across_valley": {t.label: across_valley(problem, t).tolist() for t in traces},
+            "steps_to_tolerance": [
+                {
+                    "optimizer": r.optimizer,
+                    "setting": r.setting,
+                    "steps": r.steps,
+                    "predicted": r.predicted,
+                }
+                for r in demo_rows
+            ],
+            "rates": [
+                {
+                    "kappa": r.kappa,
+                    "method": r.method,
+                    "setting": r.setting,
+                    "predicted": r.predicted,
+                    "measured": r.measured,
+                }
+                for r in rate_rows
+            ],
+        },
+        claims=claims,
+    )
 
 
 def _race_claims(problem: Ravine, by_name: dict[str, Trace]) -> list[Claim]:
@@ -148,20 +195,30 @@ def _race_claims(problem: Ravine, by_name: dict[str, Trace]) -> list[Claim]:
         return f"{name} {steps_text(floor[name], steps)}"
 
     return [
-        Claim("SGD zig-zags across the valley",
-              sgd_flips >= 0.8 * ZIGZAG_STEPS,
-              f"SGD's error across the valley changes sign at {sgd_flips} of its first "
-              f"{ZIGZAG_STEPS} steps (" + ", ".join(f"{name} {count}" for name, count
-                                                      in flips.items()) + ")."),
-        Claim("momentum and Nesterov get further down the valley than SGD in the same steps",
-              all(excess[name] < excess["SGD"] for name in MOMENTUM),
-              f"After {steps} steps the loss above the minimum is {excess['SGD']:.3g} for SGD, "
-              + " and ".join(f"{excess[name]:.3g} for {name}" for name in MOMENTUM) + "."),
-        Claim("the adaptive methods drop to the valley floor sooner than SGD",
-              all(floor[name] is not None and (floor["SGD"] is None or floor[name]
-                                               < floor["SGD"]) for name in ADAPTIVE),
-              f"The error across the valley first falls to {FLOOR_FRACTION:.0%} of its start "
-              f"at: {listing([floor_text(name) for name in ADAPTIVE + ('SGD',)])}."),
+        Claim(
+            "SGD zig-zags across the valley",
+            sgd_flips >= 0.8 * ZIGZAG_STEPS,
+            f"SGD's error across the valley changes sign at {sgd_flips} of its first "
+            f"{ZIGZAG_STEPS} steps ("
+            + ", ".join(f"{name} {count}" for name, count in flips.items())
+            + ").",
+        ),
+        Claim(
+            "momentum and Nesterov get further down the valley than SGD in the same steps",
+            all(excess[name] < excess["SGD"] for name in MOMENTUM),
+            f"After {steps} steps the loss above the minimum is {excess['SGD']:.3g} for SGD, "
+            + " and ".join(f"{excess[name]:.3g} for {name}" for name in MOMENTUM)
+            + ".",
+        ),
+        Claim(
+            "the adaptive methods drop to the valley floor sooner than SGD",
+            all(
+                floor[name] is not None and (floor["SGD"] is None or floor[name] < floor["SGD"])
+                for name in ADAPTIVE
+            ),
+            f"The error across the valley first falls to {FLOOR_FRACTION:.0%} of its start "
+            f"at: {listing([floor_text(name) for name in ADAPTIVE + ('SGD',)])}.",
+        ),
     ]
 
 
@@ -177,53 +234,82 @@ def _table_claims(rows: Sequence[demo.DemoRow]) -> list[Claim]:
     gd = at_theory["sgd"]
     slower = [at_theory[name] for name in momentum]
     return [
-        Claim("momentum settles sooner than plain gradient descent at the best grid rates",
-              all(best[name] is not None and (best["sgd"] is None or best[name] < best["sgd"])
-                  for name in momentum),
-              f"At the best rate of the grid the loss stays below {TABLE_TOLERANCE:g} from "
-              f"step {count(best['sgd'])} for sgd, {count(best['sgd_momentum'])} for "
-              f"sgd_momentum and {count(best['nesterov_momentum'])} for nesterov_momentum."),
-        Claim("gradient descent at theory's step 2/(L+mu) needs the steps theory predicts",
-              gd.steps is not None and abs(gd.steps - gd.predicted) <= 1,
-              f"Measured {count(gd.steps)}, predicted {gd.predicted:g}."),
-        Claim("at the optimal heavy-ball and Nesterov settings the error decays like k r^k, so "
-              "they need somewhat more steps than r^k alone predicts",
-              all(row.steps is not None and row.steps >= row.predicted for row in slower),
-              "Measured against predicted: " + ", ".join(
-                  f"{row.optimizer} {count(row.steps)} against {row.predicted:g}"
-                  for row in slower) + "."),
+        Claim(
+            "momentum settles sooner than plain gradient descent at the best grid rates",
+            all(
+                best[name] is not None and (best["sgd"] is None or best[name] < best["sgd"])
+                for name in momentum
+            ),
+            f"At the best rate of the grid the loss stays below {TABLE_TOLERANCE:g} from "
+            f"step {count(best['sgd'])} for sgd, {count(best['sgd_momentum'])} for "
+            f"sgd_momentum and {count(best['nesterov_momentum'])} for nesterov_momentum.",
+        ),
+        Claim(
+            "gradient descent at theory's step 2/(L+mu) needs the steps theory predicts",
+            gd.steps is not None and abs(gd.steps - gd.predicted) <= 1,
+            f"Measured {count(gd.steps)}, predicted {gd.predicted:g}.",
+        ),
+        Claim(
+            "at the optimal heavy-ball and Nesterov settings the error decays like k r^k, so "
+            "they need somewhat more steps than r^k alone predicts",
+            all(row.steps is not None and row.steps >= row.predicted for row in slower),
+            "Measured against predicted: "
+            + ", ".join(
+                f"{row.optimizer} {count(row.steps)} against {row.predicted:g}" for row in slower
+            )
+            + ".",
+        ),
     ]
 
 
 def _rates_claim(rows: Sequence[RateRow]) -> Claim:
     worst = max(rows, key=lambda row: row.relative_error)
-    return Claim("the measured linear rates match theory's", worst.relative_error < 0.05,
-                 f"The largest difference is {100 * worst.relative_error:.2f}% ({worst.method}, "
-                 f"{worst.setting} setting, kappa = {worst.kappa:g}).")
+    return Claim(
+        "the measured linear rates match theory's",
+        worst.relative_error < 0.05,
+        f"The largest difference is {100 * worst.relative_error:.2f}% ({worst.method}, "
+        f"{worst.setting} setting, kappa = {worst.kappa:g}).",
+    )
 
 
-def steps_to_tolerance_table(rows: Sequence[demo.DemoRow], max_steps: int, grid: int,
-                             kappa: float) -> Table:
+def steps_to_tolerance_table(
+    rows: Sequence[demo.DemoRow], max_steps: int, grid: int, kappa: float
+) -> Table:
     """The demo's steps-to-tolerance rows as a report table."""
     names = {"learning_rate": "lr", "momentum": "rho"}
     cells = []
     for row in rows:
-        config = ", ".join(f"{names.get(k, k)}={v:.3g}" if v is not None
-                           else f"{names.get(k, k)}: no grid rate settles"
-                           for k, v in row.config.items())
+        config = ", ".join(
+            f"{names.get(k, k)}={v:.3g}"
+            if v is not None
+            else f"{names.get(k, k)}: no grid rate settles"
+            for k, v in row.config.items()
+        )
         steps = row.steps if row.steps is not None else f"> {max_steps}"
-        predicted = ("" if row.predicted is None
-                     else "never" if math.isinf(row.predicted) else int(row.predicted))
+        predicted = (
+            ""
+            if row.predicted is None
+            else "never"
+            if math.isinf(row.predicted)
+            else int(row.predicted)
+        )
         cells.append([row.optimizer, row.setting, config, steps, predicted])
-    return Table(f"Steps until the loss stays below {TABLE_TOLERANCE:g} on a rotated kappa = "
-                 f"{kappa:g} quadratic (2-D), tuned and at theory's settings",
-                 ["optimizer", "setting", "hyperparameters",
-                  f"steps until the loss stays below {TABLE_TOLERANCE:g}", "theory predicts"],
-                 cells,
-                 f"Each run lasts {max_steps} steps; its count is the step from which the loss "
-                 "never rises above the tolerance again. The tuned rows try "
-                 f"{grid} learning rates, log-spaced from 1e-4 to 2. Theory gives the worst-case "
-                 "asymptotic rate r, and the loss contracts like r^(2k).")
+    return Table(
+        f"Steps until the loss stays below {TABLE_TOLERANCE:g} on a rotated kappa = "
+        f"{kappa:g} quadratic (2-D), tuned and at theory's settings",
+        [
+            "optimizer",
+            "setting",
+            "hyperparameters",
+            f"steps until the loss stays below {TABLE_TOLERANCE:g}",
+            "theory predicts",
+        ],
+        cells,
+        f"Each run lasts {max_steps} steps; its count is the step from which the loss "
+        "never rises above the tolerance again. The tuned rows try "
+        f"{grid} learning rates, log-spaced from 1e-4 to 2. Theory gives the worst-case "
+        "asymptotic rate r, and the loss contracts like r^(2k).",
+    )
 
 
 def rates_to_table(rows: Sequence[RateRow]) -> Table:
@@ -231,12 +317,32 @@ def rates_to_table(rows: Sequence[RateRow]) -> Table:
     return Table(
         "Linear rate per step, predicted against measured (10-dimensional quadratics, "
         "eigenvalues log-spaced in [1, kappa])",
-        ["kappa", "method", "setting", "lr", "momentum", "predicted rate", "measured rate",
-         "difference"],
-        [[int(r.kappa), r.method, r.setting, r.lr, r.momentum, r.predicted, r.measured,
-          f"{100 * r.relative_error:.2f}%"] for r in rows],
+        [
+            "kappa",
+            "method",
+            "setting",
+            "lr",
+            "momentum",
+            "predicted rate",
+            "measured rate",
+            "difference",
+        ],
+        [
+            [
+                int(r.kappa),
+                r.method,
+                r.setting,
+                r.lr,
+                r.momentum,
+                r.predicted,
+                r.measured,
+                f"{100 * r.relative_error:.2f}%",
+            ]
+            for r in rows
+        ],
         "Predicted: the spectral radius of each method's iteration over the Hessian's "
         "eigenvalues. Measured: the geometric-mean contraction of the error over the second "
         "half of the run. The optimal settings are lr = 2/(L+mu) for gradient descent, "
         "Polyak's alpha and beta for heavy ball, and 4/(3L+mu) with its matching momentum for "
-        "Nesterov.")
+        "Nesterov.",
+    )

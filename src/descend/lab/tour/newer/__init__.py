@@ -79,9 +79,14 @@ class NewerResults:
     def section(self) -> Section:
         """The results as a section of the tour's report (figures named within its images
         folder)."""
-        return Section(SLUG, TITLE, self.paragraphs,
-                       [Figure(path.name, caption) for path, caption in self.figures],
-                       self.tables, self.data)
+        return Section(
+            SLUG,
+            TITLE,
+            self.paragraphs,
+            [Figure(path.name, caption) for path, caption in self.figures],
+            self.tables,
+            self.data,
+        )
 
 
 def run_count(settings: TourSettings) -> int:
@@ -92,8 +97,9 @@ def run_count(settings: TourSettings) -> int:
     return lion + schedule_free + muon
 
 
-def run_newer(out: Path | str, settings: TourSettings | None = None,
-              progress: Progress | None = None) -> NewerResults:
+def run_newer(
+    out: Path | str, settings: TourSettings | None = None, progress: Progress | None = None
+) -> NewerResults:
     """Run the three studies, writing their figures into the folder ``out``."""
     settings = settings or TourSettings()
     progress = progress or noop
@@ -108,18 +114,29 @@ def run_newer(out: Path | str, settings: TourSettings | None = None,
         schedule_free = schedule_free_study(settings, progress)
         muon = muon_study(settings, progress)
     paragraphs, figures, tables = [], [], []
-    for text, images, table in (lion_outputs(lion, image),
-                                schedule_free_outputs(schedule_free, image),
-                                muon_outputs(muon, image)):
+    for text, images, table in (
+        lion_outputs(lion, image),
+        schedule_free_outputs(schedule_free, image),
+        muon_outputs(muon, image),
+    ):
         paragraphs += text
         figures += images
         tables.append(table)
     data = {
         "lion": [vars(row) for row in lion.rows],
-        "schedule_free": {"floor": schedule_free.floor, "limit": schedule_free.limit,
-                          "runs": {r.label: r.excess.tolist() for r in schedule_free.runs}},
-        "muon": [{**vars(row), "predicted_band": list(row.predicted_band),
-                  "measured_band": list(row.measured_band)} for row in muon.rows],
+        "schedule_free": {
+            "floor": schedule_free.floor,
+            "limit": schedule_free.limit,
+            "runs": {r.label: r.excess.tolist() for r in schedule_free.runs},
+        },
+        "muon": [
+            {
+                **vars(row),
+                "predicted_band": list(row.predicted_band),
+                "measured_band": list(row.measured_band),
+            }
+            for row in muon.rows
+        ],
     }
     return NewerResults(lion, schedule_free, muon, paragraphs, figures, tables, data)
 
@@ -134,6 +151,20 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     return run_newer(report.images, settings, progress).section()
 
 
-__all__ = ["SLUG", "TITLE", "NewerResults", "averaging_limit", "build", "constant_step_floor",
-           "lion_study", "muon_study", "quintic_band", "run_count", "run_newer", "runs",
-           "schedule_free_study", "sign_descent_distances", "steps_to_stay"]
+__all__ = [
+    "SLUG",
+    "TITLE",
+    "NewerResults",
+    "averaging_limit",
+    "build",
+    "constant_step_floor",
+    "lion_study",
+    "muon_study",
+    "quintic_band",
+    "run_count",
+    "run_newer",
+    "runs",
+    "schedule_free_study",
+    "sign_descent_distances",
+    "steps_to_stay",
+]

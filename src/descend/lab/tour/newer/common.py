@@ -12,8 +12,7 @@ import torch
 from descend.specs import OptimizerSpec
 
 
-def optimizer_spec(cls: type[torch.optim.Optimizer], name: str,
-                   **arguments: Any) -> OptimizerSpec:
+def optimizer_spec(cls: type[torch.optim.Optimizer], name: str, **arguments: Any) -> OptimizerSpec:
     """The spec of ``cls`` (registered as ``name``) with ``arguments``, labelled as typed."""
     body = ",".join(f"{key}={value!r}" for key, value in arguments.items())
     return OptimizerSpec(f"{name}:{body}", name, cls, arguments)

@@ -77,16 +77,26 @@ def lion_study(settings: TourSettings, progress: Progress = noop) -> LionStudy:
         for angle in (0.0, LION_ANGLE):
             ravine = Ravine(kappa=kappa, dim=2, angle=angle, picture=True)
             contenders = [
-                Contender(ContenderSpec(optimizer_spec(descend.SGD, "sgd", lr=2 / (kappa + 1)),
-                                        name="GD, lr 2/(L+mu)")),
-                Contender(ContenderSpec(optimizer_spec(descend.Lion, "lion", lr=LION_LR,
-                                              betas=(0.0, 0.0)),
-                                        name="sign descent (Lion, betas 0, 0)")),
-                Contender(ContenderSpec(optimizer_spec(descend.Lion, "lion", lr=LION_LR),
-                                        name="Lion, betas 0.9, 0.99")),
+                Contender(
+                    ContenderSpec(
+                        optimizer_spec(descend.SGD, "sgd", lr=2 / (kappa + 1)),
+                        name="GD, lr 2/(L+mu)",
+                    )
+                ),
+                Contender(
+                    ContenderSpec(
+                        optimizer_spec(descend.Lion, "lion", lr=LION_LR, betas=(0.0, 0.0)),
+                        name="sign descent (Lion, betas 0, 0)",
+                    )
+                ),
+                Contender(
+                    ContenderSpec(
+                        optimizer_spec(descend.Lion, "lion", lr=LION_LR),
+                        name="Lion, betas 0.9, 0.99",
+                    )
+                ),
             ]
-            traces = [run(ravine, contender, steps, seed=settings.seed)
-                      for contender in contenders]
+            traces = [run(ravine, contender, steps, seed=settings.seed) for contender in contenders]
             progress("newer: Lion on the ravine", len(contenders))
             for label, trace in zip(("gd", "sign", "lion"), traces, strict=True):
                 measured[label, angle] = steps_to_stay(trace.distances, LION_RADIUS)
@@ -98,17 +108,26 @@ def lion_study(settings: TourSettings, progress: Progress = noop) -> LionStudy:
         rate = (kappa - 1) / (kappa + 1)
         gd_predicted = math.ceil(math.log(LION_RADIUS / np.linalg.norm(start)) / math.log(rate))
         horizon = max(steps, int(np.abs(start).max() / LION_LR) + 2)
-        sign_predicted = steps_to_stay(sign_descent_distances(start, LION_LR, horizon),
-                                       LION_RADIUS)
-        rows.append(LionRow(kappa, gd_predicted, measured["gd", 0.0], sign_predicted,
-                            measured["sign", 0.0], measured["lion", 0.0],
-                            measured["sign", LION_ANGLE], measured["lion", LION_ANGLE]))
+        sign_predicted = steps_to_stay(sign_descent_distances(start, LION_LR, horizon), LION_RADIUS)
+        rows.append(
+            LionRow(
+                kappa,
+                gd_predicted,
+                measured["gd", 0.0],
+                sign_predicted,
+                measured["sign", 0.0],
+                measured["lion", 0.0],
+                measured["sign", LION_ANGLE],
+                measured["lion", LION_ANGLE],
+            )
+        )
     study.rows = rows
     return study
 
 
-def lion_outputs(study: LionStudy, image: Callable[[str], Path]
-                  ) -> tuple[list[str], list[tuple[Path, str]], Table]:
+def lion_outputs(
+    study: LionStudy, image: Callable[[str], Path]
+) -> tuple[list[str], list[tuple[Path, str]], Table]:
     """The study's paragraphs, figures (drawn into ``image(name)``, with captions built from
     the measurements) and table."""
     first, last = study.rows[0], study.rows[-1]
@@ -116,17 +135,34 @@ def lion_outputs(study: LionStudy, image: Callable[[str], Path]
     table = Table(
         f"Steps until the distance to the minimum stays below {study.radius:g} (2-D ravines "
         f"started at distance {_start_distance():.2f}; sign steps of {study.lr:g})",
-        ["kappa", "GD predicted", "GD measured", "sign descent predicted",
-         "sign descent measured", "Lion measured", f"sign descent, rotated {study.angle:g} deg",
-         f"Lion, rotated {study.angle:g} deg"],
-        [[int(r.kappa), r.gd_predicted, count_text(r.gd_measured, h), r.sign_predicted,
-          count_text(r.sign_measured, h), count_text(r.lion_measured, h),
-          count_text(r.sign_rotated, h), count_text(r.lion_rotated, h)] for r in study.rows],
+        [
+            "kappa",
+            "GD predicted",
+            "GD measured",
+            "sign descent predicted",
+            "sign descent measured",
+            "Lion measured",
+            f"sign descent, rotated {study.angle:g} deg",
+            f"Lion, rotated {study.angle:g} deg",
+        ],
+        [
+            [
+                int(r.kappa),
+                r.gd_predicted,
+                count_text(r.gd_measured, h),
+                r.sign_predicted,
+                count_text(r.sign_measured, h),
+                count_text(r.lion_measured, h),
+                count_text(r.sign_rotated, h),
+                count_text(r.lion_rotated, h),
+            ]
+            for r in study.rows
+        ],
         "GD at lr 2/(L+mu) contracts the distance by (kappa-1)/(kappa+1) per step in 2-D; sign "
         "descent's coordinates shrink by the step size until they cross zero (both counts "
-        "exact). Lion is the sign step of its moving averages, with its default betas.")
-    gd_checked = [(r.gd_predicted, r.gd_measured) for r in study.rows
-                  if r.gd_measured is not None]
+        "exact). Lion is the sign step of its moving averages, with its default betas.",
+    )
+    gd_checked = [(r.gd_predicted, r.gd_measured) for r in study.rows if r.gd_measured is not None]
     sign_exact = all(r.sign_measured == r.sign_predicted for r in study.rows)
     paragraphs = [
         "Lion (2023) steps along the sign of a moving average of gradients: every coordinate "
@@ -147,42 +183,71 @@ def lion_outputs(study: LionStudy, image: Callable[[str], Path]
         "ravine.",
     ]
     contour_path = plots.panels(
-        [(study.ravines["aligned"], study.traces["aligned"]),
-         (study.ravines["rotated"], study.traces["rotated"])], image("newer_lion_contours.png"),
-        titles=["kappa = 100, axis-aligned", f"kappa = 100, rotated {study.angle:g} deg"])
+        [
+            (study.ravines["aligned"], study.traces["aligned"]),
+            (study.ravines["rotated"], study.traces["rotated"]),
+        ],
+        image("newer_lion_contours.png"),
+        titles=["kappa = 100, axis-aligned", f"kappa = 100, rotated {study.angle:g} deg"],
+    )
     kappas = np.array([r.kappa for r in study.rows])
 
     def line(label: str, values: Sequence[int | None], color: int, dashed: bool = False):
         y = np.array([np.nan if v is None else v for v in values], dtype=float)
         return plots.Line(label, kappas, y, color, dashed=dashed, markers=True)
 
-    steps_path = plots.line_panels([plots.Panel(
-        "steps to the minimum against the condition number", "kappa",
-        f"steps until distance < {study.radius:g}", [
-            line("GD, predicted", [r.gd_predicted for r in study.rows], 0, dashed=True),
-            line("GD, measured", [r.gd_measured for r in study.rows], 0),
-            line("sign descent, predicted", [r.sign_predicted for r in study.rows], 1,
-                 dashed=True),
-            line("sign descent, measured", [r.sign_measured for r in study.rows], 1),
-            line("Lion, measured", [r.lion_measured for r in study.rows], 2),
-            line(f"Lion, rotated {study.angle:g} deg", [r.lion_rotated for r in study.rows], 3),
-        ], xscale="log")], image("newer_lion_steps.png"), columns=1)
+    steps_path = plots.line_panels(
+        [
+            plots.Panel(
+                "steps to the minimum against the condition number",
+                "kappa",
+                f"steps until distance < {study.radius:g}",
+                [
+                    line("GD, predicted", [r.gd_predicted for r in study.rows], 0, dashed=True),
+                    line("GD, measured", [r.gd_measured for r in study.rows], 0),
+                    line(
+                        "sign descent, predicted",
+                        [r.sign_predicted for r in study.rows],
+                        1,
+                        dashed=True,
+                    ),
+                    line("sign descent, measured", [r.sign_measured for r in study.rows], 1),
+                    line("Lion, measured", [r.lion_measured for r in study.rows], 2),
+                    line(
+                        f"Lion, rotated {study.angle:g} deg",
+                        [r.lion_rotated for r in study.rows],
+                        3,
+                    ),
+                ],
+                xscale="log",
+            )
+        ],
+        image("newer_lion_steps.png"),
+        columns=1,
+    )
     aligned = study.rows[1]
-    checked = ("matching every measured count" if all(p == m for p, m in gd_checked)
-               else f"measured {', '.join(str(m) for _, m in gd_checked)}")
+    checked = (
+        "matching every measured count"
+        if all(p == m for p, m in gd_checked)
+        else f"measured {', '.join(str(m) for _, m in gd_checked)}"
+    )
     figures = [
-        (contour_path,
-         "Gradient descent (blue), sign descent (orange) and Lion (green) on a kappa = 100 "
-         f"ravine. Axis-aligned, sign descent settles within {study.radius:g} of the minimum "
-         f"after {count_text(aligned.sign_measured, h)} steps and Lion after "
-         f"{count_text(aligned.lion_measured, h)}; rotated by {study.angle:g} degrees, sign "
-         f"descent {_reached(aligned.sign_rotated, h)} and Lion "
-         f"{_reached(aligned.lion_rotated, h)}."),
-        (steps_path,
-         "Steps to the minimum against kappa (log scale). Theory's count for gradient "
-         f"descent grows from {first.gd_predicted} to {last.gd_predicted} ({checked}); for "
-         f"sign descent it is {span_text([r.sign_predicted for r in study.rows])}"
-         f"{' and the runs match it' if sign_exact else ''}."),
+        (
+            contour_path,
+            "Gradient descent (blue), sign descent (orange) and Lion (green) on a kappa = 100 "
+            f"ravine. Axis-aligned, sign descent settles within {study.radius:g} of the minimum "
+            f"after {count_text(aligned.sign_measured, h)} steps and Lion after "
+            f"{count_text(aligned.lion_measured, h)}; rotated by {study.angle:g} degrees, sign "
+            f"descent {_reached(aligned.sign_rotated, h)} and Lion "
+            f"{_reached(aligned.lion_rotated, h)}.",
+        ),
+        (
+            steps_path,
+            "Steps to the minimum against kappa (log scale). Theory's count for gradient "
+            f"descent grows from {first.gd_predicted} to {last.gd_predicted} ({checked}); for "
+            f"sign descent it is {span_text([r.sign_predicted for r in study.rows])}"
+            f"{' and the runs match it' if sign_exact else ''}.",
+        ),
     ]
     return paragraphs, figures, table
 
@@ -191,8 +256,11 @@ def _compared(lion: int | None, sign: int | None) -> str:
     """How Lion's count compares with sign descent's at kappa 100, in words."""
     if lion is None or sign is None or lion == sign:
         return ""
-    return (", slower than sign descent: its moving averages keep pushing after the gradient "
-            "has turned" if lion > sign else ", faster than sign descent")
+    return (
+        ", slower than sign descent: its moving averages keep pushing after the gradient has turned"
+        if lion > sign
+        else ", faster than sign descent"
+    )
 
 
 def _start_distance() -> float:

@@ -40,8 +40,7 @@ class MatrixProblem:
         rng = np.random.default_rng(seed)
         eigenvalues = np.geomspace(1.0, kappa, shape[0])
         basis, _ = np.linalg.qr(rng.standard_normal((shape[0], shape[0])))
-        return cls((basis * eigenvalues) @ basis.T, eigenvalues, basis,
-                   rng.standard_normal(shape))
+        return cls((basis * eigenvalues) @ basis.T, eigenvalues, basis, rng.standard_normal(shape))
 
     def loss(self, weights: np.ndarray) -> float:
         """f(W)."""
@@ -87,13 +86,13 @@ class MuonStudy:
     spectra: dict[str, np.ndarray]
 
 
-def _train_matrix(problem: MatrixProblem, make: Callable[[list], torch.optim.Optimizer],
-                  steps: int, decay: bool) -> np.ndarray:
+def _train_matrix(
+    problem: MatrixProblem, make: Callable[[list], torch.optim.Optimizer], steps: int, decay: bool
+) -> np.ndarray:
     weights = torch.zeros(problem.target.shape, dtype=torch.float64, requires_grad=True)
     optimizer = make([weights])
     base = float(optimizer.param_groups[0]["lr"])
-    scheduler = (ScheduledLR(optimizer, lambda t: base * max(0.0, 1 - t / steps))
-                 if decay else None)
+    scheduler = ScheduledLR(optimizer, lambda t: base * max(0.0, 1 - t / steps)) if decay else None
     losses = [problem.loss(weights.detach().numpy())]
     for _ in range(steps):
         weights.grad = torch.from_numpy(problem.gradient(weights.detach().numpy()))
@@ -127,34 +126,52 @@ def muon_study(settings: TourSettings, progress: Progress = noop) -> MuonStudy:
         gd = _train_matrix(problem, lambda p, lr=gd_lr: descend.SGD(p, lr=lr), steps, False)
         predicted = problem.gd_losses(gd_lr, 100 * steps)
         tuned = {}
-        for name, make in (("muon", lambda p, lr: descend.Muon(p, lr=lr, weight_decay=0.0)),
-                           ("adam", lambda p, lr: descend.Adam(p, lr=lr))):
-            candidates = {lr: _train_matrix(problem, lambda p, lr=lr, make=make: make(p, lr),
-                                            steps, True) for lr in MUON_LRS}
+        for name, make in (
+            ("muon", lambda p, lr: descend.Muon(p, lr=lr, weight_decay=0.0)),
+            ("adam", lambda p, lr: descend.Adam(p, lr=lr)),
+        ):
+            candidates = {
+                lr: _train_matrix(problem, lambda p, lr=lr, make=make: make(p, lr), steps, True)
+                for lr in MUON_LRS
+            }
             best = min(candidates, key=lambda lr: candidates[lr][-1])
             tuned[name] = (best, candidates[best])
         progress("newer: Muon on the matrix problem", 1 + 2 * len(MUON_LRS))
         gradient = problem.gradient(np.zeros(MUON_SHAPE))
         singular = np.linalg.svd(gradient, compute_uv=False)
-        direction = newton_schulz(torch.from_numpy(gradient).float(),
-                                  descend.rules.MUON.validate({}))
+        direction = newton_schulz(
+            torch.from_numpy(gradient).float(), descend.rules.MUON.validate({})
+        )
         measured = np.linalg.svd(direction.double().numpy(), compute_uv=False) / lr_ratio(
-            None, MUON_SHAPE)
-        rows.append(MuonRow(
-            kappa, steps_to_stay(predicted, tolerance), steps_to_stay(gd, tolerance),
-            steps_to_stay(tuned["muon"][1], tolerance), tuned["muon"][0],
-            steps_to_stay(tuned["adam"][1], tolerance), tuned["adam"][0],
-            float(singular.max() / singular.min()), quintic_band(singular),
-            (float(measured.min()), float(measured.max()))))
+            None, MUON_SHAPE
+        )
+        rows.append(
+            MuonRow(
+                kappa,
+                steps_to_stay(predicted, tolerance),
+                steps_to_stay(gd, tolerance),
+                steps_to_stay(tuned["muon"][1], tolerance),
+                tuned["muon"][0],
+                steps_to_stay(tuned["adam"][1], tolerance),
+                tuned["adam"][0],
+                float(singular.max() / singular.min()),
+                quintic_band(singular),
+                (float(measured.min()), float(measured.max())),
+            )
+        )
         if kappa == MUON_KAPPAS[-1]:
-            curves = {"GD": gd / initial, "Muon": tuned["muon"][1] / initial,
-                      "Adam": tuned["adam"][1] / initial}
+            curves = {
+                "GD": gd / initial,
+                "Muon": tuned["muon"][1] / initial,
+                "Adam": tuned["adam"][1] / initial,
+            }
             spectra = {"gradient": singular / singular.max(), "Muon": measured}
     return MuonStudy(rows, steps, curves, spectra)
 
 
-def muon_outputs(study: MuonStudy, image: Callable[[str], Path]
-                  ) -> tuple[list[str], list[tuple[Path, str]], Table]:
+def muon_outputs(
+    study: MuonStudy, image: Callable[[str], Path]
+) -> tuple[list[str], list[tuple[Path, str]], Table]:
     """The study's paragraphs, figures (drawn into ``image(name)``, with captions built from
     the measurements) and table."""
     h = study.steps
@@ -162,19 +179,40 @@ def muon_outputs(study: MuonStudy, image: Callable[[str], Path]
     table = Table(
         f"Linear layer {MUON_SHAPE[0]} x {MUON_SHAPE[1]} under input covariance of condition "
         f"number kappa: steps until the loss stays below {MUON_TOLERANCE:g} of its start",
-        ["kappa", "GD predicted", "GD measured", "Muon measured", "Muon lr", "Adam measured",
-         "Adam lr", "gradient's singular-value ratio", "Muon direction, predicted band",
-         "measured band"],
-        [[int(r.kappa), count_text(r.gd_predicted, 100 * h), count_text(r.gd_measured, h),
-          count_text(r.muon_measured, h), r.muon_lr, count_text(r.adam_measured, h), r.adam_lr,
-          r.gradient_spread, f"{r.predicted_band[0]:.2f} - {r.predicted_band[1]:.2f}",
-          f"{r.measured_band[0]:.2f} - {r.measured_band[1]:.2f}"] for r in study.rows],
+        [
+            "kappa",
+            "GD predicted",
+            "GD measured",
+            "Muon measured",
+            "Muon lr",
+            "Adam measured",
+            "Adam lr",
+            "gradient's singular-value ratio",
+            "Muon direction, predicted band",
+            "measured band",
+        ],
+        [
+            [
+                int(r.kappa),
+                count_text(r.gd_predicted, 100 * h),
+                count_text(r.gd_measured, h),
+                count_text(r.muon_measured, h),
+                r.muon_lr,
+                count_text(r.adam_measured, h),
+                r.adam_lr,
+                r.gradient_spread,
+                f"{r.predicted_band[0]:.2f} - {r.predicted_band[1]:.2f}",
+                f"{r.measured_band[0]:.2f} - {r.measured_band[1]:.2f}",
+            ]
+            for r in study.rows
+        ],
         f"GD runs at lr 2/(L+mu) and is predicted in closed form. Muon (momentum 0.95, "
         f"Nesterov) and Adam decay their learning rate linearly to zero over the {h} steps; "
         f"each takes the best of lr {', '.join(f'{lr:g}' for lr in MUON_LRS)}. The bands are "
         "the singular values of Muon's first direction (without the shape's lr ratio): "
         "predicted by the quintic in exact arithmetic, measured from the bfloat16 iteration.",
-        summary_columns=[0, 1, 2, 3, 5, 7, 9])
+        summary_columns=[0, 1, 2, 3, 5, 7, 9],
+    )
     paragraphs = [
         "Muon (2024) is made for the weight matrices of hidden layers: it orthogonalizes the "
         "momentum with a few Newton-Schulz iterations, so the step has every singular value "
@@ -200,35 +238,82 @@ def muon_outputs(study: MuonStudy, image: Callable[[str], Path]
         return np.array([np.nan if v is None else v for v in values], dtype=float)
 
     rank = np.arange(1, len(study.spectra["gradient"]) + 1)
-    path = plots.line_panels([
-        plots.Panel(f"kappa = {last.kappa:g}: loss / initial loss", "step", "relative loss",
-                    [plots.Line(name, steps, curve, colors[name])
-                     for name, curve in study.curves.items()], hline=MUON_TOLERANCE),
-        plots.Panel("steps to the tolerance against kappa", "kappa", "steps", [
-            plots.Line("GD, predicted", kappas, counts([r.gd_predicted for r in study.rows]), 0,
-                       dashed=True, markers=True),
-            plots.Line("GD, measured", kappas, counts([r.gd_measured for r in study.rows]), 0,
-                       markers=True),
-            plots.Line("Muon", kappas, counts([r.muon_measured for r in study.rows]), 1,
-                       markers=True),
-            plots.Line("Adam", kappas, counts([r.adam_measured for r in study.rows]), 2,
-                       markers=True)], xscale="log"),
-        plots.Panel(f"kappa = {last.kappa:g}: singular values of the first step", "index",
-                    "singular value (gradient: / largest)", [
-                        plots.Line("gradient", rank, study.spectra["gradient"], 0,
-                                   markers=True),
-                        plots.Line("Muon's direction", rank, study.spectra["Muon"], 1,
-                                   markers=True)]),
-    ], image("newer_muon.png"), columns=3, size=(4.6, 3.6))
-    figures = [(path,
-                f"Left: the kappa = {last.kappa:g} run; the dotted line is the tolerance. "
-                "Middle: steps to the tolerance against kappa; gradient descent's count grows "
-                f"from {count_text(first.gd_measured, h)} to "
-                f"{count_text(last.gd_measured, h)}, Muon's is "
-                f"{span_text([count_text(r.muon_measured, h) for r in study.rows])}. Right: the "
-                "gradient's singular values fall "
-                f"by a factor of {last.gradient_spread:.3g}; Muon's direction has them all "
-                f"between {last.measured_band[0]:.2f} and {last.measured_band[1]:.2f}.")]
+    path = plots.line_panels(
+        [
+            plots.Panel(
+                f"kappa = {last.kappa:g}: loss / initial loss",
+                "step",
+                "relative loss",
+                [
+                    plots.Line(name, steps, curve, colors[name])
+                    for name, curve in study.curves.items()
+                ],
+                hline=MUON_TOLERANCE,
+            ),
+            plots.Panel(
+                "steps to the tolerance against kappa",
+                "kappa",
+                "steps",
+                [
+                    plots.Line(
+                        "GD, predicted",
+                        kappas,
+                        counts([r.gd_predicted for r in study.rows]),
+                        0,
+                        dashed=True,
+                        markers=True,
+                    ),
+                    plots.Line(
+                        "GD, measured",
+                        kappas,
+                        counts([r.gd_measured for r in study.rows]),
+                        0,
+                        markers=True,
+                    ),
+                    plots.Line(
+                        "Muon",
+                        kappas,
+                        counts([r.muon_measured for r in study.rows]),
+                        1,
+                        markers=True,
+                    ),
+                    plots.Line(
+                        "Adam",
+                        kappas,
+                        counts([r.adam_measured for r in study.rows]),
+                        2,
+                        markers=True,
+                    ),
+                ],
+                xscale="log",
+            ),
+            plots.Panel(
+                f"kappa = {last.kappa:g}: singular values of the first step",
+                "index",
+                "singular value (gradient: / largest)",
+                [
+                    plots.Line("gradient", rank, study.spectra["gradient"], 0, markers=True),
+                    plots.Line("Muon's direction", rank, study.spectra["Muon"], 1, markers=True),
+                ],
+            ),
+        ],
+        image("newer_muon.png"),
+        columns=3,
+        size=(4.6, 3.6),
+    )
+    figures = [
+        (
+            path,
+            f"Left: the kappa = {last.kappa:g} run; the dotted line is the tolerance. "
+            "Middle: steps to the tolerance against kappa; gradient descent's count grows "
+            f"from {count_text(first.gd_measured, h)} to "
+            f"{count_text(last.gd_measured, h)}, Muon's is "
+            f"{span_text([count_text(r.muon_measured, h) for r in study.rows])}. Right: the "
+            "gradient's singular values fall "
+            f"by a factor of {last.gradient_spread:.3g}; Muon's direction has them all "
+            f"between {last.measured_band[0]:.2f} and {last.measured_band[1]:.2f}.",
+        )
+    ]
     return paragraphs, figures, table
 
 
@@ -237,5 +322,8 @@ def _flatness(counts: Sequence[int | None]) -> str:
     if any(count is None for count in counts):
         return ""
     spread = max(counts) / max(min(counts), 1)
-    return (f": a change of {100 * (spread - 1):.0f}% over a thousandfold range of kappa"
-            if spread < 1.5 else "")
+    return (
+        f": a change of {100 * (spread - 1):.0f}% over a thousandfold range of kappa"
+        if spread < 1.5
+        else ""
+    )

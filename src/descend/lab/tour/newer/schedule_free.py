@@ -32,8 +32,9 @@ def constant_step_floor(problem: NoisyLeastSquares, lr: float) -> float:
     hessian, noise = _curvature_and_noise(problem)
     dimension = hessian.shape[0]
     shrink = np.eye(dimension) - lr * hessian
-    covariance = np.linalg.solve(np.eye(dimension**2) - np.kron(shrink, shrink),
-                                 (lr**2 * noise).reshape(-1)).reshape(dimension, dimension)
+    covariance = np.linalg.solve(
+        np.eye(dimension**2) - np.kron(shrink, shrink), (lr**2 * noise).reshape(-1)
+    ).reshape(dimension, dimension)
     return 0.5 * float(np.trace(hessian @ covariance))
 
 
@@ -63,7 +64,7 @@ class ScheduleFreeRun:
 
     def tail(self) -> float:
         """Mean over the last quarter of the run."""
-        return float(np.mean(self.excess[-max(1, len(self.excess) // 4):]))
+        return float(np.mean(self.excess[-max(1, len(self.excess) // 4) :]))
 
 
 @dataclass
@@ -79,8 +80,13 @@ class ScheduleFreeStudy:
     limit: float
 
 
-def _excess_curve(problem: NoisyLeastSquares, make: Callable[[list], torch.optim.Optimizer],
-                  steps: int, seed: int, schedule: schedules.Schedule | None) -> np.ndarray:
+def _excess_curve(
+    problem: NoisyLeastSquares,
+    make: Callable[[list], torch.optim.Optimizer],
+    steps: int,
+    seed: int,
+    schedule: schedules.Schedule | None,
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     param = problem.torch_parameter()
     optimizer = make([param])
@@ -96,34 +102,52 @@ def _excess_curve(problem: NoisyLeastSquares, make: Callable[[list], torch.optim
     return np.array(losses) - problem.minimum_value
 
 
-def schedule_free_study(settings: TourSettings, progress: Progress = noop
-                        ) -> ScheduleFreeStudy:
+def schedule_free_study(settings: TourSettings, progress: Progress = noop) -> ScheduleFreeStudy:
     """The noisy least-squares fit (batch 4) under each method, over several seeds."""
     problem = NoisyLeastSquares(n=256, dim=2, batch_size=4, seed=settings.seed)
     steps, seeds = (200, 2) if settings.quick else (400, 8)
     every = steps // 4
-    methods: list[tuple[str, Callable[[list], torch.optim.Optimizer],
-                        schedules.Schedule | None]] = [
+    methods: list[
+        tuple[str, Callable[[list], torch.optim.Optimizer], schedules.Schedule | None]
+    ] = [
         (f"SGD, lr {SGD_LR:g}", lambda p: descend.SGD(p, lr=SGD_LR), None),
-        (f"SGD, lr {SGD_LR:g} halved every {every}", lambda p: descend.SGD(p, lr=SGD_LR),
-         schedules.step_decay(SGD_LR, every, 0.5)),
+        (
+            f"SGD, lr {SGD_LR:g} halved every {every}",
+            lambda p: descend.SGD(p, lr=SGD_LR),
+            schedules.step_decay(SGD_LR, every, 0.5),
+        ),
     ]
-    methods += [(f"Schedule-Free SGD, lr {lr:g}",
-                 lambda p, lr=lr: descend.SGDScheduleFree(p, lr=lr, momentum=0.9), None)
-                for lr in SF_LRS]
+    methods += [
+        (
+            f"Schedule-Free SGD, lr {lr:g}",
+            lambda p, lr=lr: descend.SGDScheduleFree(p, lr=lr, momentum=0.9),
+            None,
+        )
+        for lr in SF_LRS
+    ]
     runs = []
     for label, make, schedule in methods:
-        curves = [_excess_curve(problem, make, steps, settings.seed + seed, schedule)
-                  for seed in range(seeds)]
+        curves = [
+            _excess_curve(problem, make, steps, settings.seed + seed, schedule)
+            for seed in range(seeds)
+        ]
         runs.append(ScheduleFreeRun(label, np.mean(curves, axis=0)))
         progress("newer: Schedule-Free on the noisy fit", seeds)
     best = min(runs[2:], key=lambda r: r.excess[-1])
-    return ScheduleFreeStudy(runs, best, steps, seeds, every,
-                             constant_step_floor(problem, SGD_LR), averaging_limit(problem, steps))
+    return ScheduleFreeStudy(
+        runs,
+        best,
+        steps,
+        seeds,
+        every,
+        constant_step_floor(problem, SGD_LR),
+        averaging_limit(problem, steps),
+    )
 
 
-def schedule_free_outputs(study: ScheduleFreeStudy, image: Callable[[str], Path]
-                           ) -> tuple[list[str], list[tuple[Path, str]], Table]:
+def schedule_free_outputs(
+    study: ScheduleFreeStudy, image: Callable[[str], Path]
+) -> tuple[list[str], list[tuple[Path, str]], Table]:
     """The study's paragraphs, figures (drawn into ``image(name)``, with captions built from
     the measurements) and table."""
     constant, decayed = study.runs[0], study.runs[1]
@@ -133,12 +157,15 @@ def schedule_free_outputs(study: ScheduleFreeStudy, image: Callable[[str], Path]
         f"{study.seeds} seeds",
         ["method", "last quarter", f"after {study.steps} steps"],
         [[r.label, r.tail(), float(r.excess[-1])] for r in study.runs]
-        + [["theory: constant step's floor", study.floor, study.floor],
-           [f"theory: limit for {study.steps} minibatches", "", study.limit]],
+        + [
+            ["theory: constant step's floor", study.floor, study.floor],
+            [f"theory: limit for {study.steps} minibatches", "", study.limit],
+        ],
         "Schedule-Free SGD is evaluated at its averaged point x (descend.optim.evaluation_mode)"
         " and runs with momentum 0.9 and no schedule. The floor solves P = A P A + lr^2 C for "
         "the iterates' covariance (C the minibatch noise at the minimum); the limit is "
-        "tr(H^-1 C) / (2 T).")
+        "tr(H^-1 C) / (2 T).",
+    )
     paragraphs = [
         "Schedule-Free methods (2024) replace the learning-rate schedule by an average: the "
         "gradient is taken at y, between a fast SGD sequence z and the running average x of "
@@ -156,17 +183,38 @@ def schedule_free_outputs(study: ScheduleFreeStudy, image: Callable[[str], Path]
         "average, not a decaying step, removes the noise, so the run can stop at any step.",
     ]
     steps = np.arange(study.steps + 1)
-    lines = [plots.Line(run.label, steps, run.excess, index)
-             for index, run in enumerate(study.runs)]
-    lines.append(plots.Line("theory: constant step's floor", steps,
-                            np.full(len(steps), study.floor), -1, dashed=True))
-    path = plots.line_panels([plots.Panel(
-        "noisy least squares, batch 4: loss above the minimum", "step",
-        "loss - f* (evaluation weights)", lines)], image("newer_schedule_free.png"), columns=1)
-    figures = [(path,
-                f"Excess loss per step, mean of {study.seeds} seeds. Constant-step SGD's last "
-                f"quarter averages {constant.tail():.2g} against the predicted floor of "
-                f"{study.floor:.2g} (dotted); step decay ends at {decayed.excess[-1]:.2g}, "
-                f"Schedule-Free SGD's average at {best.excess[-1]:.2g} "
-                f"({best.label.split(', ')[-1]}).")]
+    lines = [
+        plots.Line(run.label, steps, run.excess, index) for index, run in enumerate(study.runs)
+    ]
+    lines.append(
+        plots.Line(
+            "theory: constant step's floor",
+            steps,
+            np.full(len(steps), study.floor),
+            -1,
+            dashed=True,
+        )
+    )
+    path = plots.line_panels(
+        [
+            plots.Panel(
+                "noisy least squares, batch 4: loss above the minimum",
+                "step",
+                "loss - f* (evaluation weights)",
+                lines,
+            )
+        ],
+        image("newer_schedule_free.png"),
+        columns=1,
+    )
+    figures = [
+        (
+            path,
+            f"Excess loss per step, mean of {study.seeds} seeds. Constant-step SGD's last "
+            f"quarter averages {constant.tail():.2g} against the predicted floor of "
+            f"{study.floor:.2g} (dotted); step decay ends at {decayed.excess[-1]:.2g}, "
+            f"Schedule-Free SGD's average at {best.excess[-1]:.2g} "
+            f"({best.label.split(', ')[-1]}).",
+        )
+    ]
     return paragraphs, figures, table

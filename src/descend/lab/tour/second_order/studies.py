@@ -71,9 +71,10 @@ def digits_problem(seed: int = 0) -> tuple[LogisticRegression, str]:
         prototypes = rng.uniform(0.0, 1.0, (10, 64))
         labels = rng.integers(0, 10, 1797)
         features = np.clip(prototypes[labels] + 0.3 * rng.standard_normal((1797, 64)), 0, 1)
-        return (LogisticRegression.from_data(features, labels, classes=10),
-                "logistic regression on synthetic digit-shaped data (scikit-learn is not "
-                "installed)")
+        return (
+            LogisticRegression.from_data(features, labels, classes=10),
+            "logistic regression on synthetic digit-shaped data (scikit-learn is not installed)",
+        )
 
 
 def curvature_bounds(problem: Quadratic | LogisticRegression) -> tuple[float, float]:
@@ -118,8 +119,15 @@ class MethodRun:
         return int(hits[0]) if hits.size else None
 
 
-def first_order(problem: Any, x0: np.ndarray, method: str, config: dict[str, float], *,
-                gtol: float, max_iter: int) -> OptimizeResult:
+def first_order(
+    problem: Any,
+    x0: np.ndarray,
+    method: str,
+    config: dict[str, float],
+    *,
+    gtol: float,
+    max_iter: int,
+) -> OptimizeResult:
     """Full-batch ``descend.functional`` updates until ``||g|| <= gtol`` or ``max_iter``.
 
     The same history as the second-order methods (loss, gradient norm, evaluations, wall time
@@ -127,8 +135,9 @@ def first_order(problem: Any, x0: np.ndarray, method: str, config: dict[str, flo
     """
     x0 = np.array(x0, dtype=np.float64)
     stepper = FunctionalStepper(functional.UPDATES[method], config, x0)
-    path = follow(problem, stepper, x0, max_iter, stop=lambda _, norm: norm <= gtol,
-                  keep_points=False)
+    path = follow(
+        problem, stepper, x0, max_iter, stop=lambda _, norm: norm <= gtol, keep_points=False
+    )
     iterations = path.steps
     if path.diverged_at is not None:
         status, message = "diverged", f"non-finite loss or gradient at iteration {iterations}"
@@ -136,12 +145,25 @@ def first_order(problem: Any, x0: np.ndarray, method: str, config: dict[str, flo
         status, message = "converged", f"||g|| <= gtol={gtol:g}"
     else:
         status, message = "max_iter", f"reached max_iter={max_iter} iterations"
-    history = History(loss=path.losses.tolist(), grad_norm=path.grad_norms.tolist(),
-                      nfev=list(range(1, iterations + 2)), time=path.seconds.tolist(),
-                      step=[0.0, *path.lrs[1:].tolist()])
-    return OptimizeResult(x=path.last_point, fun=history.loss[-1],
-                          jac=path.last_grad, nit=iterations, nfev=iterations + 1, nhev=0,
-                          status=status, message=message, history=history, method=method)
+    history = History(
+        loss=path.losses.tolist(),
+        grad_norm=path.grad_norms.tolist(),
+        nfev=list(range(1, iterations + 2)),
+        time=path.seconds.tolist(),
+        step=[0.0, *path.lrs[1:].tolist()],
+    )
+    return OptimizeResult(
+        x=path.last_point,
+        fun=history.loss[-1],
+        jac=path.last_grad,
+        nit=iterations,
+        nfev=iterations + 1,
+        nhev=0,
+        status=status,
+        message=message,
+        history=history,
+        method=method,
+    )
 
 
 # -- full batch ------------------------------------------------------------------------------
@@ -177,8 +199,7 @@ class FullBatchStudy:
 
     def iterations_to_tolerance(self, run: MethodRun) -> int | None:
         """Iterations until ``||g|| <= tolerance * ||g_0||``; None if the run never got there."""
-        return run.first_at_or_below(run.result.history.grad_norm,
-                                     self.tolerance * self.grad_norm0)
+        return run.first_at_or_below(run.result.history.grad_norm, self.tolerance * self.grad_norm0)
 
     def seconds_to_tolerance(self, run: MethodRun) -> float | None:
         """Wall time until the tolerance; None if never."""
@@ -190,9 +211,16 @@ FIRST_ORDER_LABELS = {"sgd": "GD", "nesterov_momentum": "Nesterov", "adam": "Ada
 SECOND_ORDER_LABELS = {"newton": "Newton", "bfgs": "BFGS", "lbfgs": "L-BFGS"}
 
 
-def full_batch_study(problem: Quadratic | LogisticRegression, name: str, title: str, *,
-                     adam_lr: float, tolerance: float = 1e-6, cap: int = 2000,
-                     deep_tolerance: float = 1e-10) -> FullBatchStudy:
+def full_batch_study(
+    problem: Quadratic | LogisticRegression,
+    name: str,
+    title: str,
+    *,
+    adam_lr: float,
+    tolerance: float = 1e-6,
+    cap: int = 2000,
+    deep_tolerance: float = 1e-10,
+) -> FullBatchStudy:
     """GD, Nesterov and Adam (until the tolerance or ``cap`` iterations) and Newton, BFGS and
     L-BFGS (on to ``deep_tolerance``, cheap for them, to show how they finish) from ``x = 0``.
 
@@ -208,8 +236,11 @@ def full_batch_study(problem: Quadratic | LogisticRegression, name: str, title: 
     gtol = tolerance * grad_norm0
     first = [
         ("sgd", {"learning_rate": 2 / (L + mu)}, f"lr 2/(L+mu) = {2 / (L + mu):.3g}"),
-        ("nesterov_momentum", {"learning_rate": 1 / L, "momentum": momentum},
-         f"lr 1/L = {1 / L:.3g}, momentum {momentum:.3g}"),
+        (
+            "nesterov_momentum",
+            {"learning_rate": 1 / L, "momentum": momentum},
+            f"lr 1/L = {1 / L:.3g}, momentum {momentum:.3g}",
+        ),
         ("adam", {"learning_rate": adam_lr}, f"lr {adam_lr:g}"),
     ]
     runs = []
@@ -220,18 +251,30 @@ def full_batch_study(problem: Quadratic | LogisticRegression, name: str, title: 
         # max |g_i| <= ||g||, so this stops no earlier than ||g|| <= deep_tolerance * ||g_0||.
         deep = deep_tolerance * grad_norm0 / np.sqrt(dimension)
         second = [
-            ("newton", newton(problem, x0, gtol=deep, max_iter=100, keep_x=False),
-             "exact Hessian"),
-            ("bfgs", bfgs(problem, x0, gtol=deep, max_iter=10 * cap, keep_x=False),
-             "dense inverse-Hessian estimate"),
-            ("lbfgs", lbfgs(problem, x0, history_size=HISTORY_SIZE, gtol=deep, ftol=0.0,
-                            max_iter=10 * cap, keep_x=False), f"m = {HISTORY_SIZE} pairs"),
+            ("newton", newton(problem, x0, gtol=deep, max_iter=100, keep_x=False), "exact Hessian"),
+            (
+                "bfgs",
+                bfgs(problem, x0, gtol=deep, max_iter=10 * cap, keep_x=False),
+                "dense inverse-Hessian estimate",
+            ),
+            (
+                "lbfgs",
+                lbfgs(
+                    problem,
+                    x0,
+                    history_size=HISTORY_SIZE,
+                    gtol=deep,
+                    ftol=0.0,
+                    max_iter=10 * cap,
+                    keep_x=False,
+                ),
+                f"m = {HISTORY_SIZE} pairs",
+            ),
         ]
     for method, result, setting in second:
         runs.append(MethodRun(SECOND_ORDER_LABELS[method], method, setting, result))
     f_star = min(min(run.result.history.loss) for run in runs)
-    return FullBatchStudy(name, title, dimension, mu, L, grad_norm0, tolerance, cap, f_star,
-                          runs)
+    return FullBatchStudy(name, title, dimension, mu, L, grad_norm0, tolerance, cap, f_star, runs)
 
 
 # -- minibatch -------------------------------------------------------------------------------
@@ -267,7 +310,7 @@ class MinibatchStudy:
     def tail_gap(self, run: MethodRun, fraction: float = 0.25) -> float:
         """Mean ``f - f*`` over the last ``fraction`` of the run: where it settles."""
         gap = self.gap(run)
-        return float(np.mean(gap[-max(1, int(len(gap) * fraction)):]))
+        return float(np.mean(gap[-max(1, int(len(gap) * fraction)) :]))
 
 
 @dataclass(frozen=True)
@@ -287,24 +330,42 @@ def minibatch_methods(mu: float, L: float) -> list[MinibatchMethod]:
     lr = 2 / (L + mu)
     return [
         MinibatchMethod("SGD", "sgd", f"lr {lr:.3g}", {"config": {"learning_rate": lr}}),
-        MinibatchMethod("Nesterov", "nesterov_momentum", "lr 0.05, momentum 0.9",
-                        {"config": {"learning_rate": 0.05, "momentum": 0.9}}),
+        MinibatchMethod(
+            "Nesterov",
+            "nesterov_momentum",
+            "lr 0.05, momentum 0.9",
+            {"config": {"learning_rate": 0.05, "momentum": 0.9}},
+        ),
         MinibatchMethod("Adam", "adam", "lr 0.03", {"config": {"learning_rate": 0.03}}),
         MinibatchMethod("Newton", "newton", "batch Hessian, line search on the batch"),
         MinibatchMethod("BFGS", "bfgs", "line search on the batch"),
-        MinibatchMethod("L-BFGS, fixed step", "lbfgs",
-                        "step 1, pairs across batches (torch.optim.LBFGS, max_iter=1)",
-                        {"line_search": False}),
-        MinibatchMethod("L-BFGS + line search", "lbfgs",
-                        "line search on the batch, pairs across batches"),
-        MinibatchMethod("L-BFGS, same-batch pairs", "lbfgs",
-                        "line search, both gradients of a pair on one batch",
-                        {"pairs": "same-batch"}),
+        MinibatchMethod(
+            "L-BFGS, fixed step",
+            "lbfgs",
+            "step 1, pairs across batches (torch.optim.LBFGS, max_iter=1)",
+            {"line_search": False},
+        ),
+        MinibatchMethod(
+            "L-BFGS + line search", "lbfgs", "line search on the batch, pairs across batches"
+        ),
+        MinibatchMethod(
+            "L-BFGS, same-batch pairs",
+            "lbfgs",
+            "line search, both gradients of a pair on one batch",
+            {"pairs": "same-batch"},
+        ),
     ]
 
 
-def minibatch_study(problem: LogisticRegression, f_star: float, *, batch_size: int = 128,
-                    epochs: int = 30, newton_epochs: int = 8, seed: int = 0) -> MinibatchStudy:
+def minibatch_study(
+    problem: LogisticRegression,
+    f_star: float,
+    *,
+    batch_size: int = 128,
+    epochs: int = 30,
+    newton_epochs: int = 8,
+    seed: int = 0,
+) -> MinibatchStudy:
     """Run :func:`minibatch_methods` for ``epochs`` passes of batches (Newton, whose every step
     factorizes a dense batch Hessian, for ``newton_epochs``), and full-batch L-BFGS for as many
     passes as the most expensive run made."""
@@ -316,17 +377,36 @@ def minibatch_study(problem: LogisticRegression, f_star: float, *, batch_size: i
     with one_thread():
         for entry in minibatch_methods(mu, L):
             count = newton_epochs if entry.method == "newton" else epochs
-            result = minibatch(problem, x0, entry.method, iterations=round(count * per_epoch),
-                               batch_size=batch_size, seed=seed,
-                               history_size=HISTORY_SIZE, **entry.options)
+            result = minibatch(
+                problem,
+                x0,
+                entry.method,
+                iterations=round(count * per_epoch),
+                batch_size=batch_size,
+                seed=seed,
+                history_size=HISTORY_SIZE,
+                **entry.options,
+            )
             passes = np.asarray(result.history.nfev) * batch_size / n
             runs.append(MethodRun(entry.label, entry.method, entry.setting, result, passes))
         most = max(float(run.passes[-1]) for run in runs)
         # Every full-batch iteration costs at least one pass, so this many iterations suffice.
-        full = lbfgs(problem, x0, history_size=HISTORY_SIZE, gtol=0.0, ftol=0.0,
-                     max_iter=int(np.ceil(most)), keep_x=False)
-    reference = MethodRun("L-BFGS, full batch", "lbfgs", "every sample, strong-Wolfe search",
-                          full, np.asarray(full.history.nfev, dtype=float))
+        full = lbfgs(
+            problem,
+            x0,
+            history_size=HISTORY_SIZE,
+            gtol=0.0,
+            ftol=0.0,
+            max_iter=int(np.ceil(most)),
+            keep_x=False,
+        )
+    reference = MethodRun(
+        "L-BFGS, full batch",
+        "lbfgs",
+        "every sample, strong-Wolfe search",
+        full,
+        np.asarray(full.history.nfev, dtype=float),
+    )
     return MinibatchStudy(batch_size, epochs, newton_epochs, n, f_star, runs, reference)
 
 
@@ -356,16 +436,22 @@ def format_bytes(count: float) -> str:
 def format_seconds(seconds: float) -> str:
     """A duration in the largest unit that keeps it readable: ``4.2 ms``, ``3.1 h``, ``12
     years``."""
-    for limit, unit, size in ((1e-3, "us", 1e-6), (1.0, "ms", 1e-3), (60, "s", 1.0),
-                              (3600, "min", 60.0), (86400, "h", 3600.0),
-                              (365.25 * 86400, "days", 86400.0)):
+    for limit, unit, size in (
+        (1e-3, "us", 1e-6),
+        (1.0, "ms", 1e-3),
+        (60, "s", 1.0),
+        (3600, "min", 60.0),
+        (86400, "h", 3600.0),
+        (365.25 * 86400, "days", 86400.0),
+    ):
         if seconds < limit:
             return f"{seconds / size:.3g} {unit}"
     return f"{seconds / (365.25 * 86400):.3g} years"
 
 
-def hessian_cost_rows(dimension: int, solve_seconds: float,
-                      sizes: tuple[float, ...] = (1e4, 1e5, 1e6, 1e8)) -> list[list[Any]]:
+def hessian_cost_rows(
+    dimension: int, solve_seconds: float, sizes: tuple[float, ...] = (1e4, 1e5, 1e6, 1e8)
+) -> list[list[Any]]:
     """Per size: parameters, the gradient's, L-BFGS's and a dense Hessian's float64 memory,
     whether the Hessian fits in :data:`MEMORY_BUDGET`, and one Newton solve's time
     extrapolated as ``N^3`` from ``solve_seconds`` measured at ``dimension``."""
@@ -373,14 +459,33 @@ def hessian_cost_rows(dimension: int, solve_seconds: float,
     for size in (dimension, *sizes):
         hessian = FLOAT_BYTES * size * size
         label = f"{int(size)} (this problem)" if size == dimension else f"{size:.0e}"
-        rows.append([label, format_bytes(FLOAT_BYTES * size),
-                     format_bytes(2 * HISTORY_SIZE * FLOAT_BYTES * size),
-                     format_bytes(hessian), hessian <= MEMORY_BUDGET,
-                     format_seconds(solve_seconds * (size / dimension) ** 3)])
+        rows.append(
+            [
+                label,
+                format_bytes(FLOAT_BYTES * size),
+                format_bytes(2 * HISTORY_SIZE * FLOAT_BYTES * size),
+                format_bytes(hessian),
+                hessian <= MEMORY_BUDGET,
+                format_seconds(solve_seconds * (size / dimension) ** 3),
+            ]
+        )
     return rows
 
 
-__all__ = ["FullBatchStudy", "MethodRun", "MinibatchMethod", "MinibatchStudy",
-           "curvature_bounds", "digits_problem", "first_order", "format_bytes",
-           "format_seconds", "full_batch_study", "hessian_cost_rows", "minibatch_methods",
-           "minibatch_study", "newton_solve_seconds", "one_thread"]
+__all__ = [
+    "FullBatchStudy",
+    "MethodRun",
+    "MinibatchMethod",
+    "MinibatchStudy",
+    "curvature_bounds",
+    "digits_problem",
+    "first_order",
+    "format_bytes",
+    "format_seconds",
+    "full_batch_study",
+    "hessian_cost_rows",
+    "minibatch_methods",
+    "minibatch_study",
+    "newton_solve_seconds",
+    "one_thread",
+]
