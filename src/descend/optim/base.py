@@ -3,8 +3,10 @@
 Everything ``torch.optim`` users rely on comes from the base class: param groups, ``state_dict``
 and ``load_state_dict``, ``zero_grad``, hooks, closures, learning-rate schedulers and
 ``GradScaler``. This class adds only what a rule needs: validation of each group's
-hyperparameters, lazy per-parameter state in the rule's slots, per-step scalars computed once per
-group and step count, the non-finite-gradient guard, and the choice of executor. The rule's
+hyperparameters, lazy per-parameter state in the rule's slots (:mod:`descend.optim.param_state`),
+per-step scalars computed once per group and step count, the non-finite-gradient guard, and the
+choice of executor; :mod:`descend.optim.loading` checks what it loads and keeps its settings
+through pickles. The rule's
 extensions (see :mod:`descend.rules`) are handled here for every class: running products live in
 each parameter's state beside its step counter, group state is advanced once per step for every
 group before any parameter changes, and a matrix stage runs between the stage's elementwise
@@ -35,15 +37,21 @@ from descend.optim.checks import (
     check_existing_state,
     check_gradients,
     check_listed_once,
-    check_parameter,
+    check_new_group,
     check_torch_arguments,
-    describe,
     has_nonfinite_gradient,
+    parameter_label,
     same_values,
     step_dtype,
 )
 from descend.optim.listed import ListedStep
-from descend.optim.loading import check_loaded_state, counters_as_tensors
+from descend.optim.loading import (
+    check_loaded_state,
+    counters_as_tensors,
+    restore_settings,
+    saved_settings,
+)
+from descend.optim.param_state import ensure_state, remove_created_state
 from descend.optim.plan import GroupPlan
 from descend.rules.spec import Rule, plain_value
 
@@ -139,7 +147,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             for group in self.param_groups:
                 hypers = self.rule_hypers(group)
                 for param in group["params"]:
-                    self._ensure_state(param, hypers, group)
+                    ensure_state(self, param, hypers, group)
 
     def _reset_step_caches(self) -> None:
         """What the step keeps between calls, none of it optimizer state: the plans, the
@@ -188,21 +196,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         rule.validate(self.rule_hypers(merged), rule.display_names())
         params = param_group["params"]
         params = [params] if isinstance(params, torch.Tensor) else list(params)
-        tensors = [p[1] if isinstance(p, tuple) else p for p in params]
-        if len({id(p) for p in tensors}) != len(tensors):
-            raise ValueError(
-                "a parameter appears twice in one parameter group: each parameter "
-                "may be listed once (it would otherwise be stepped twice)"
-            )
-        group_index = len(self.param_groups)
-        for index, (param, entry) in enumerate(zip(tensors, params, strict=True)):
-            if isinstance(param, torch.Tensor):
-                where = (
-                    f"parameter {entry[0]!r}"
-                    if isinstance(entry, tuple)
-                    else f"param_groups[{group_index}]['params'][{index}]"
-                )
-                check_parameter(self, param, where, rule)
+        check_new_group(self, params, len(self.param_groups), rule)
         if rule.group_state is not None:
             for name, value in rule.group_state.initial.items():
                 param_group.setdefault(name, value)
@@ -219,63 +213,10 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     # -- state --------------------------------------------------------------------------------
 
-    def _ensure_state(
-        self, param: torch.Tensor, hypers: Mapping[str, Any], group: Mapping[str, Any]
-    ) -> tuple[dict[str, Any] | None, bool]:
-        """The parameter's state with every slot active under ``hypers`` (and a step counter
-        and running products if the rule counts steps), and whether a slot was created now.
-
-        A parameter that needs no state gets none, as in ``torch.optim``. Existing state
-        tensors are checked against the parameter (``ValueError`` naming both on a mismatch).
-        """
-        rule = self.rule_for(group)
-        slots = rule.active_slots(hypers)
-        if not slots and not rule.counts_steps and param not in self.state:
-            return None, False
-        created_keys = self._created_keys
-        if param not in self.state:
-            created_keys.append((param, None))
-        state = self.state[param]
-        if rule.counts_steps and "step" not in state:
-            # A torch.optim checkpoint may hold slots but no counter: it is past its first step.
-            has_history = any(slot.name in state for slot in rule.slots)
-            state["step"] = torch.tensor(float(has_history), dtype=step_dtype())
-            created_keys.append((param, "step"))
-        for product in rule.products:
-            if product.name not in state:
-                state[product.name] = torch.tensor(product.initial, dtype=step_dtype())
-                created_keys.append((param, product.name))
-        created = False
-        for slot in slots:
-            tensor = state.get(slot.name)
-            if tensor is None:
-                state[slot.name] = slot.initial(param, hypers)
-                created_keys.append((param, slot.name))
-                created = True
-                self._unstepped.add(id(param))
-            elif (
-                not isinstance(tensor, torch.Tensor)
-                or tensor.shape != param.shape
-                or tensor.dtype != param.dtype
-                or tensor.device != param.device
-            ):
-                raise ValueError(
-                    f"state[{slot.name!r}] of {self._label(param)} is "
-                    f"{describe(tensor)}, but the parameter is {describe(param)}: expected "
-                    "the same shape, dtype and device (was the state loaded from another "
-                    "model?); nothing was updated"
-                )
-            else:
-                sharded.check_state(tensor, param, slot.name, self._label)
-        return state, created
-
     def __getstate__(self) -> dict[str, Any]:
         """torch's pickled state plus descend's own settings (a copy or pickle keeps them)."""
         state = super().__getstate__()
-        state.update(
-            nonfinite=self.nonfinite, backend=self.backend, skipped_steps=self.skipped_steps
-        )
-        state.update({name: getattr(self, name) for name in self.extra_settings})
+        state.update(saved_settings(self))
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -286,12 +227,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         ``torch.optim`` does.
         """
         state = dict(state)
-        current = self.__dict__
-        self.nonfinite = state.pop("nonfinite", current.get("nonfinite", "propagate"))
-        self.backend = state.pop("backend", current.get("backend", "auto"))
-        self.skipped_steps = state.pop("skipped_steps", current.get("skipped_steps", 0))
-        for name in self.extra_settings:
-            setattr(self, name, state.pop(name, current.get(name)))
+        restore_settings(self, state)
         self._executors = executors_for(self.backend)
         self._reset_step_caches()
         super().__setstate__(state)
@@ -364,7 +300,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             if self.nonfinite != "propagate" and has_nonfinite_gradient(
                 [p for _, params in work for p in params], self.nonfinite, self._label
             ):
-                self._remove_created_state()
+                remove_created_state(self)
                 self.skipped_steps += 1
                 return
             # Work out every group's step (group state, counters, kernels, scalars) without
@@ -373,7 +309,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             advanced = self._advanced_group_state()
             runs = [stage(advanced) for stage in ready]
         except BaseException:
-            self._remove_created_state()
+            remove_created_state(self)
             raise
         self._created_keys = []
         # ... then change it.
@@ -381,19 +317,6 @@ class RuleOptimizer(torch.optim.Optimizer):
             group.update(advanced.get(id(group), ()))
         for run in runs:
             run()
-
-    def _remove_created_state(self) -> None:
-        """Undo the state this step created, for a step that does not happen."""
-        for param, key in reversed(self._created_keys):
-            state = self.state.get(param)
-            if state is None:
-                continue
-            if key is None:
-                if not state:
-                    del self.state[param]
-            else:
-                state.pop(key, None)
-        self._created_keys = []
 
     def _advanced_group_state(self) -> dict[int, dict[str, Any]]:
         """Every group's :class:`~descend.rules.spec.GroupState` advanced by one step (groups
@@ -501,7 +424,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         for param in params:
             grad = param.grad
             if compiled and grad is not None and not grad.is_sparse and not param.is_complex():
-                self._ensure_state(param, hypers, group)
+                ensure_state(self, param, hypers, group)
         plan = GroupPlan(
             group,
             self.state,
@@ -517,20 +440,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         return plan
 
     def _label(self, param: torch.Tensor) -> str:
-        """How messages name a parameter: by name when the optimizer was built from
-        ``named_parameters()``, else by its place in the param groups."""
-        for group_index, group in enumerate(self.param_groups):
-            for index, candidate in enumerate(group["params"]):
-                if candidate is param:
-                    names = group.get("param_names")
-                    if names:
-                        return f"parameter {names[index]!r} (shape {tuple(param.shape)})"
-                    return (
-                        f"param_groups[{group_index}]['params'][{index}] (shape "
-                        f"{tuple(param.shape)}; build the optimizer from "
-                        "model.named_parameters() to see names)"
-                    )
-        return f"a parameter of shape {tuple(param.shape)}"
+        """How messages name a parameter (see :func:`~descend.optim.checks.parameter_label`)."""
+        return parameter_label(self.param_groups, param)
 
 
 __all__ = [

@@ -1,9 +1,9 @@
 """What a step checks before it changes anything: parameters, gradients, state and values.
 
-Every check raises naming the parameter (through the optimizer's ``label``) and says that
-nothing was updated; none changes anything. :mod:`descend.optim.base` runs them, as does the
-plan of each param group (:mod:`descend.optim.plan`) and the list executors' part of it
-(:mod:`descend.optim.listed`).
+Every check raises naming the parameter (through the optimizer's ``label``, which
+:func:`parameter_label` writes) and says that nothing was updated; none changes anything.
+:mod:`descend.optim.base` runs them, as does the plan of each param group
+(:mod:`descend.optim.plan`) and the list executors' part of it (:mod:`descend.optim.listed`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
     from descend.optim.block import Block
 
-#: How messages name a parameter (see :meth:`RuleOptimizer._label`).
+#: How messages name a parameter (:meth:`RuleOptimizer._label`, see :func:`parameter_label`).
 Label = Callable[[torch.Tensor], str]
 
 
@@ -35,6 +35,23 @@ class ComplexParameterError(ValueError, RuntimeError):
 
 class NonFiniteGradientError(FloatingPointError):
     """A gradient held inf or NaN and the optimizer was built with ``nonfinite="raise"``."""
+
+
+def parameter_label(groups: Sequence[Mapping[str, Any]], param: torch.Tensor) -> str:
+    """How messages name ``param``: by name when the optimizer was built from
+    ``named_parameters()``, else by its place in the param groups ``groups``."""
+    for group_index, group in enumerate(groups):
+        for index, candidate in enumerate(group["params"]):
+            if candidate is param:
+                names = group.get("param_names")
+                if names:
+                    return f"parameter {names[index]!r} (shape {tuple(param.shape)})"
+                return (
+                    f"param_groups[{group_index}]['params'][{index}] (shape "
+                    f"{tuple(param.shape)}; build the optimizer from "
+                    "model.named_parameters() to see names)"
+                )
+    return f"a parameter of shape {tuple(param.shape)}"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -84,6 +101,28 @@ def check_parameter(optimizer: RuleOptimizer, param: torch.Tensor, where: str, r
             f"{executor.refusal(param)}; use backend='auto' to update the "
             "others with the reference executor"
         )
+
+
+def check_new_group(
+    optimizer: RuleOptimizer, params: Sequence[Any], group_index: int, rule: Rule
+) -> None:
+    """Check the parameters of the group ``add_param_group`` adds as group ``group_index``
+    (tensors, or ``(name, tensor)`` pairs): each listed once, and each one that ``optimizer``
+    can step under ``rule`` (:func:`check_parameter`)."""
+    tensors = [p[1] if isinstance(p, tuple) else p for p in params]
+    if len({id(p) for p in tensors}) != len(tensors):
+        raise ValueError(
+            "a parameter appears twice in one parameter group: each parameter "
+            "may be listed once (it would otherwise be stepped twice)"
+        )
+    for index, (param, entry) in enumerate(zip(tensors, params, strict=True)):
+        if isinstance(param, torch.Tensor):
+            where = (
+                f"parameter {entry[0]!r}"
+                if isinstance(entry, tuple)
+                else f"param_groups[{group_index}]['params'][{index}]"
+            )
+            check_parameter(optimizer, param, where, rule)
 
 
 def check_listed_once(groups: Sequence[Mapping[str, Any]]) -> None:

@@ -27,6 +27,7 @@ from descend.optim.checks import (
     check_gradients,
     check_representable,
 )
+from descend.optim.param_state import ensure_state
 from descend.rules.spec import Rule, plain_value
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class ListedStep:
         check_gradients(params, group, optimizer.sparse_gradients, type(optimizer).__name__, label)
         check_existing_state(params, rule, optimizer.state, label)
         self.entries = [
-            (param, optimizer._ensure_state(param, hypers, group)[0]) for param in params
+            (param, ensure_state(optimizer, param, hypers, group)[0]) for param in params
         ]
 
     def _step_state(self) -> StepState:

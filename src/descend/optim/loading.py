@@ -1,5 +1,6 @@
-"""Loading a state dict: what ``load_state_dict`` checks before it changes anything, and how
-loaded state is brought to what a step expects."""
+"""Loading a state dict or a pickle: what ``load_state_dict`` checks before it changes
+anything, how loaded state is brought to what a step expects, and the constructor settings
+(outside the param groups) that a pickle or copy of an optimizer keeps."""
 
 from __future__ import annotations
 
@@ -103,3 +104,27 @@ def counters_as_tensors(optimizer: RuleOptimizer) -> None:
             value = param_state[key]
             if not isinstance(value, torch.Tensor):
                 param_state[key] = torch.tensor(float(value), dtype=step_dtype())
+
+
+def saved_settings(optimizer: RuleOptimizer) -> dict[str, Any]:
+    """The settings a pickle or copy of ``optimizer`` keeps besides torch's state:
+    ``nonfinite``, ``backend``, the count of skipped steps and the class's ``extra_settings``."""
+    settings = dict(
+        nonfinite=optimizer.nonfinite,
+        backend=optimizer.backend,
+        skipped_steps=optimizer.skipped_steps,
+    )
+    settings.update({name: getattr(optimizer, name) for name in optimizer.extra_settings})
+    return settings
+
+
+def restore_settings(optimizer: RuleOptimizer, state: dict[str, Any]) -> None:
+    """Move the settings of :func:`saved_settings` from ``state`` (a pickled optimizer's, or
+    the state ``load_state_dict`` loads) onto ``optimizer``; a setting that ``state`` lacks
+    keeps the optimizer's current value (so a load keeps the constructor's settings)."""
+    current = optimizer.__dict__
+    optimizer.nonfinite = state.pop("nonfinite", current.get("nonfinite", "propagate"))
+    optimizer.backend = state.pop("backend", current.get("backend", "auto"))
+    optimizer.skipped_steps = state.pop("skipped_steps", current.get("skipped_steps", 0))
+    for name in optimizer.extra_settings:
+        setattr(optimizer, name, state.pop(name, current.get(name)))
