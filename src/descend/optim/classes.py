@@ -15,33 +15,12 @@ its ``__all__`` is the list :data:`descend.optim.CLASSES` is made from.
 
 from __future__ import annotations
 
-from descend.optim.dropins import (
-    SGD,
-    Adagrad,
-    Adam,
-    AdamW,
-    Momentum,
-    NAdam,
-    Nesterov,
-    RAdam,
-    RMSprop,
-)
+from descend.optim import dropins, recent
 from descend.optim.recent import MUON_AUXILIARY_DEFAULTS as MUON_AUXILIARY_DEFAULTS
-from descend.optim.recent import AdamWScheduleFree, Lion, Muon, SGDScheduleFree
 
-#: Every optimizer class written for a rule, in the registry's order of rules.
-__all__ = [
-    "SGD",
-    "Momentum",
-    "Nesterov",
-    "Adagrad",
-    "RMSprop",
-    "Adam",
-    "AdamW",
-    "NAdam",
-    "RAdam",
-    "Lion",
-    "SGDScheduleFree",
-    "AdamWScheduleFree",
-    "Muon",
-]
+#: Every optimizer class written for a rule, in definition order: each module lists the classes
+#: it defines, so a class added to either is exported with no list to edit.
+__all__ = [*dropins.__all__, *recent.__all__]
+globals().update(
+    {name: getattr(module, name) for module in (dropins, recent) for name in module.__all__}
+)
