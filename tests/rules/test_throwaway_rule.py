@@ -132,6 +132,7 @@ def test_every_cpu_executor_runs_it(signum, backend, dtype):
     assert set(optimizer.state[param]) == {"momentum_buffer"}
 
 
+@pytest.mark.slow  # a fresh process for the interpreter: seconds
 def test_triton_interpreter_runs_it():
     """Triton's interpreter must be chosen before Triton is imported, so it runs in a fresh
     interpreter (a few seconds) that registers the rule from this module."""
