@@ -452,3 +452,14 @@ __all__ = [
     "RuleOptimizer",
     "Staged",
 ]
+
+
+#: Constructor arguments that are not hyperparameters of a param group.
+_NOT_HYPERPARAMETERS = frozenset({"self", "params", "nonfinite", "backend", "__class__"})
+
+
+def constructor_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """A class's param-group defaults from its constructor's ``locals()``: every argument but
+    ``params``, ``nonfinite`` and ``backend``, in the signature's order (so each
+    hyperparameter is named once, in the signature)."""
+    return {name: value for name, value in arguments.items() if name not in _NOT_HYPERPARAMETERS}

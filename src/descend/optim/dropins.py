@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.optim.optimizer import ParamsT
 
-from descend.optim.base import RuleOptimizer
+from descend.optim.base import RuleOptimizer, constructor_arguments
 from descend.optim.docstrings import document
 from descend.rules.adagrad import ADAGRAD
 from descend.rules.adam import ADAM, ADAMW
@@ -54,17 +54,7 @@ class SGD(RuleOptimizer, torch.optim.SGD):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            foreach=foreach,
-            differentiable=differentiable,
-            fused=fused,
-        )
+        defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -131,17 +121,7 @@ class Adagrad(RuleOptimizer, torch.optim.Adagrad):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            lr_decay=lr_decay,
-            eps=eps,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-            fused=fused,
-        )
+        defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -168,18 +148,7 @@ class RMSprop(RuleOptimizer, torch.optim.RMSprop):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            alpha=alpha,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            centered=centered,
-            capturable=capturable,
-            foreach=foreach,
-            maximize=maximize,
-            differentiable=differentiable,
-        )
+        defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -210,19 +179,7 @@ class Adam(RuleOptimizer, torch.optim.Adam):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=decoupled_weight_decay,
-        )
+        defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -297,18 +254,7 @@ class NAdam(RuleOptimizer, torch.optim.NAdam):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            differentiable=differentiable,
-        )
+        defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -334,17 +280,7 @@ class RAdam(RuleOptimizer, torch.optim.RAdam):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            capturable=capturable,
-            decoupled_weight_decay=decoupled_weight_decay,
-            differentiable=differentiable,
-        )
+        defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 

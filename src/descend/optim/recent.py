@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch.optim.optimizer import ParamsT
 
-from descend.optim.base import RuleOptimizer
+from descend.optim.base import RuleOptimizer, constructor_arguments
 from descend.optim.docstrings import document
 from descend.rules.adam import ADAMW
 from descend.rules.elementwise import bind
@@ -172,20 +172,14 @@ class SGDScheduleFree(_ScheduleFree):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            r=r,
-            k=0,
-            warmup_steps=warmup_steps,
-            train_mode=True,
-            weight_sum=0.0,
-            lr_max=-1.0,
-            scheduled_lr=0.0,
-            weight_lr_power=weight_lr_power,
-            weight_decay=weight_decay,
-            foreach=foreach,
-        )
+        defaults = {
+            **constructor_arguments(locals()),
+            "k": 0,
+            "train_mode": True,
+            "weight_sum": 0.0,
+            "lr_max": -1.0,
+            "scheduled_lr": 0.0,
+        }
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -214,21 +208,14 @@ class AdamWScheduleFree(_ScheduleFree):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            r=r,
-            k=0,
-            warmup_steps=warmup_steps,
-            train_mode=True,
-            weight_sum=0.0,
-            lr_max=-1.0,
-            scheduled_lr=0.0,
-            weight_lr_power=weight_lr_power,
-            weight_decay=weight_decay,
-            foreach=foreach,
-        )
+        defaults = {
+            **constructor_arguments(locals()),
+            "k": 0,
+            "train_mode": True,
+            "weight_sum": 0.0,
+            "lr_max": -1.0,
+            "scheduled_lr": 0.0,
+        }
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -285,16 +272,7 @@ class Muon(RuleOptimizer, torch.optim.Muon):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            nesterov=nesterov,
-            ns_coefficients=ns_coefficients,
-            eps=eps,
-            ns_steps=ns_steps,
-            adjust_lr_fn=adjust_lr_fn,
-        )
+        defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
     @staticmethod
