@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import descend
-from descend.kernels import executors_for, update_tensors
+from descend.kernels import executors_for
 from descend.kernels import triton as triton_executor
 from descend.kernels.table import TensorTable
 from descend.kernels.torch_support import fma as torch_fma
@@ -44,11 +44,10 @@ from descend.rules.spec import Hyper, Rule, Slot
 from descend.testing import (
     OPTION_GRID,
     TOLERANCE,
-    ErrorTracker,
     option_combinations,
     run_side_by_side,
 )
-from tests.kernels.test_fused import hyper_values
+from tests.kernels.test_fused import hyper_values, worst_error_against_reference
 
 pytest.importorskip("triton", reason="the Triton executor's tests need Triton (pip install triton)")
 
@@ -239,33 +238,8 @@ def test_kernel_matches_reference_executor(problem):
     """Against the torch-op executor: equal up to torch's CPU sqrt, which is not always
     correctly rounded (one ulp off here and there)."""
     rule, hypers, dtype, params, steps = problem
-    generator = torch.Generator().manual_seed(0)
-    active = [slot.active(hypers) for slot in rule.slots]
-    ours = [p.clone() if p.is_contiguous() else p for p in params]
-    theirs = [p.clone() for p in params]
-
-    def make_slots(tensors):
-        return [
-            [
-                torch.full_like(t, slot.initial_value(hypers)) if on else None
-                for slot, on in zip(rule.slots, active, strict=True)
-            ]
-            for t in tensors
-        ]
-
-    our_slots, their_slots = make_slots(ours), make_slots(theirs)
-    tracker = ErrorTracker()
-    for step in range(1, steps + 1):
-        grads = [torch.randn(p.shape, dtype=dtype, generator=generator) for p in params]
-        scalars = rule.scalars(hypers, step)
-        update_tensors_triton(rule, scalars, ours, grads, our_slots)
-        update_tensors(rule, scalars, theirs, grads, their_slots)
-        for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
-            tracker.observe(("param", index), a, b)
-            for k, (x, y) in enumerate(zip(our_slots[index], their_slots[index], strict=True)):
-                if x is not None:
-                    tracker.observe((k, index), x, y)
-    assert tracker.worst() <= TOLERANCE[dtype]
+    error = worst_error_against_reference(update_tensors_triton, rule, hypers, dtype, params, steps)
+    assert error <= TOLERANCE[dtype], (rule.name, hypers)
 
 
 def test_default_launch_shape_over_several_chunks(monkeypatch):
