@@ -18,7 +18,20 @@ from descend.suggest import closest
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (exit status 2), not a usage
-    block: ``descend bench: error: argument --seeds: ...; see 'descend bench --help'``."""
+    block: ``descend bench: error: argument --seeds: ...; see 'descend bench --help'``.
+
+    Its ``description`` and ``epilog`` may be functions returning the text: they are called
+    only when the help is printed, so a help that lists a registry (problems, optimizers) does
+    not load that registry, and torch with it, for an argument error.
+    """
+
+    def format_help(self) -> str:
+        """The help text, with a ``description`` or ``epilog`` given as a function written."""
+        if callable(self.description):
+            self.description = self.description()
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         """Print ``message`` as one line and exit with status 2."""
@@ -45,7 +58,7 @@ class Parser(argparse.ArgumentParser):
             match = closest(str(value), [str(choice) for choice in action.choices])
             hint = f"; did you mean {match!r}?" if match else ""
             raise argparse.ArgumentError(
-                action, f"invalid choice: {value!r} (choose from {choices}){hint}"
+                action, f"invalid choice: {value!r}{hint} (choose from {choices})"
             )
 
 

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import argparse
 import time
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table as RichTable
+from typing import TYPE_CHECKING
 
 from descend.cli.arguments import non_empty, non_negative_int, output_folder
-from descend.lab.report import Section, Table
-from descend.lab.tour import SECTIONS, TourSettings, run_tour, total_runs
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from descend.lab.report import Section, Table
+
+# The tour (and torch, matplotlib and rich with it) is imported inside the functions that use
+# it, so that ``descend demo --help`` and argument errors answer before any of it loads.
 
 DEFAULT_OUT = "descend-report"
 
 
 def description() -> str:
     """What ``descend demo --help`` says, with the tour's sections read from its registry."""
+    from descend.lab.tour import SECTIONS
+
     sections = "\n".join(
         f"  {number}. {section.title}" for number, section in enumerate(SECTIONS, start=1)
     )
@@ -33,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="the tour: the problems of SGD, measured, drawn and explained",
-        description=description(),
+        description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -55,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def rich_table(table: Table) -> RichTable:
     """A report table as a rich table for the terminal."""
+    from rich.table import Table as RichTable
+
     out = RichTable(title=table.title, title_justify="left", title_style="bold")
     for column in table.columns:
         out.add_column(column, overflow="fold")
@@ -76,6 +83,12 @@ def _print_section(console: Console, section: Section) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Run the tour with a progress bar, printing each section's tables as it finishes."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from descend.lab.tour import TourSettings, run_tour, total_runs
+
     out = output_folder(arguments.out)
     console = Console()
     started = time.perf_counter()

@@ -7,12 +7,14 @@ import textwrap
 import webbrowser
 
 from descend.lab.playground import DEFAULT_HOST, DEFAULT_PORT
-from descend.lab.playground.controls import PROBLEMS
 
 
 def epilog() -> str:
     """The ``--help`` listing of the page's problems and their sliders, read from the problems'
     declared settings."""
+    # The page's controls load the problems (and torch): only for the help that lists them.
+    from descend.lab.playground.controls import PROBLEMS
+
     lines = ["problems on the page, with the span of each slider:"]
     for name, offered in PROBLEMS.items():
         sliders = ", ".join(
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Every run is computed here with descend's own rules; the URL holds the settings.",
             100,
         ),
-        epilog=epilog(),
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(

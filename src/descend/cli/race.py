@@ -7,26 +7,26 @@ import json
 import math
 import textwrap
 from pathlib import Path
-
-import numpy as np
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from descend.cli.arguments import non_empty, non_negative_int, output_folder
-from descend.lab import theory
-from descend.lab.problems import Ravine, make_problem, problem_listing
-from descend.lab.rates import predicted_rate, theory_method
-from descend.lab.runner import Contender, Trace, most_steps, race, steps_memory_text
-from descend.reporting import format_cell
-from descend.specs import SCHEDULES, optimizer_names
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from descend.lab.runner import Contender, Trace
+
+# The lab (and torch, NumPy and rich with it) is imported inside the functions that use it, so
+# that ``descend race --help`` and argument errors answer before any of it loads.
 
 
 def epilog() -> str:
     """The ``--help`` listing: every problem with its settings (read from the registry, so a
     problem defined at run time is listed), the optimizers, the schedules, and examples."""
+    from descend.lab.problems import problem_listing
+    from descend.specs import SCHEDULES, optimizer_names
+
     return f"""\
 problems, as name:key=value,... (e.g. ravine:kappa=100,dim=10); each setting with its default
 and the values it accepts:
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "summary table and optionally save everything.",
             100,
         ),
-        epilog=epilog(),
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("problem", help="problem spec, e.g. ravine:kappa=100")
@@ -81,8 +81,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=1e-6,
-        help="report the step from which loss - f* stays <= this (default 1e-6)",
+        default=None,
+        help="report the step from which loss - f* stays <= this (default: the problem's; "
+        "1e-6, and on the noisy problems least_squares and logistic 10%% of f*, since "
+        "minibatch noise keeps f - f* near a floor far above 1e-6)",
     )
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="minibatch seed (default 0)"
@@ -115,6 +117,8 @@ def _average(text: str | None) -> float | str | None:
 
 def _short(value) -> str:
     """Three significant digits: the summary has to fit a terminal."""
+    from descend.reporting import format_cell
+
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.3g}"
     return format_cell(value)
@@ -123,6 +127,8 @@ def _short(value) -> str:
 def noise_floor(trace: Trace, fraction: float = 0.25) -> float:
     """Mean ``f - f*`` over the last ``fraction`` of a run (at the averaged weights when
     averaging was on): the level a run settles to under gradient noise."""
+    import numpy as np
+
     losses = trace.averaged_losses if trace.averaged_losses is not None else trace.losses
     tail = losses[-max(1, int(len(losses) * fraction)) :]
     return float(np.mean(tail)) - (trace.minimum_value or 0.0)
@@ -132,6 +138,14 @@ def summary_table(
     problem, contenders: list[Contender], traces: list[Trace], tolerance: float
 ) -> Table:
     """The terminal summary: one row per run, with theory's rate where it applies."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from descend.lab import theory
+    from descend.lab.problems import Ravine
+    from descend.lab.rates import predicted_rate, theory_method
+
     known = problem.minimum_value is not None
     caption = []
     if known:
@@ -195,11 +209,19 @@ def summary_table(
 
 def run(arguments: argparse.Namespace) -> int:
     """Run the race; print the summary; save results and plots if asked."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from descend.lab.problems import make_problem
+    from descend.lab.runner import Contender, most_steps, race, steps_memory_text
+
     if arguments.steps < 1:
         raise ValueError(f"--steps={arguments.steps!r} is invalid: expected >= 1")
-    if not (arguments.tolerance > 0 and math.isfinite(arguments.tolerance)):
-        raise ValueError(f"--tolerance={arguments.tolerance!r} is invalid: expected > 0")
+    tolerance = arguments.tolerance
+    if tolerance is not None and not (tolerance > 0 and math.isfinite(tolerance)):
+        raise ValueError(f"--tolerance={tolerance!r} is invalid: expected > 0")
     problem = make_problem(arguments.problem)
+    tolerance = problem.tolerance if tolerance is None else tolerance
     average = _average(arguments.average)
     schedules = arguments.schedule or [None]
     contenders = [
@@ -245,13 +267,15 @@ def run(arguments: argparse.Namespace) -> int:
             progress=lambda n: progress.advance(task, n),
             on_trace=save,
         )
-    console.print(summary_table(problem, contenders, traces, arguments.tolerance))
+    console.print(summary_table(problem, contenders, traces, tolerance))
     if out is not None:
         _plot(problem, traces, out, arguments.gif, console)
     return 0
 
 
 def _plot(problem, traces: list[Trace], out: Path, gif: bool, console: Console) -> None:
+    from rich.markup import escape
+
     from descend.lab import plots  # (matplotlib loads only when plotting)
 
     written = [

@@ -66,7 +66,8 @@ class Problem:
     Attributes every problem sets: ``dimension``, ``x0`` (the starting point), ``minima`` (an
     array of global minimizers, one per row; empty when there is none), ``minimum_value``
     (``f*``, or None), ``bounds`` (the plotting window of 2-D problems) and ``escape_loss``
-    (saddles only: a run has escaped once its loss is at or below this).
+    (saddles only: a run has escaped once its loss is at or below this). ``tolerance`` is the
+    ``f - f*`` that counts as reached (1e-6, unless noise keeps every run above that).
 
     A registered problem (one with a ``name``) declares every ``__init__`` argument in
     ``params``, in the signature's order and with its default; ``playground`` holds the fixed
@@ -85,6 +86,8 @@ class Problem:
     minimum_value: float | None
     bounds: Bounds | None = None
     escape_loss: float | None = None
+    #: The ``f - f*`` a run counts as having reached (``descend race``'s steps column).
+    tolerance: float = 1e-6
     #: Loss values of the contour levels are spread on a log scale unless this is False.
     log_levels: ClassVar[bool] = True
 
