@@ -383,7 +383,8 @@ def parse_method(spec: str) -> OptimizerSpec | FunctionalOptimizerSpec:
             name,
             [*OPTIMIZERS, *functional_names()],
             spec,
-            also="or torch.optim.<Class> such as torch.optim.SGD",
+            also="or torch.optim.<Class> such as torch.optim.SGD, or functional.<name> "
+            "such as functional.adam",
         )
     return parse_optimizer(spec)
 
