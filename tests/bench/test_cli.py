@@ -23,7 +23,10 @@ def _error(capsys, argv: list[str]) -> str:
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--task", "digits-cnn"], "unknown task 'digits-cnn'; valid: digits-logreg"),
+        (
+            ["--task", "digits-cnn"],
+            "unknown task 'digits-cnn'; did you mean 'digits-mlp'? valid: digits-logreg",
+        ),
         (["--optimizers", "sgd,adamm"], "unknown optimizer 'adamm'"),
         (["--optimizers", "adam:beta=0.9"], "adam does not take beta"),
         (["--schedules", "linear"], "unknown schedule 'linear'"),
