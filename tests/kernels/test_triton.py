@@ -232,6 +232,7 @@ def test_kernel_matches_numpy_evaluation_bitwise(problem):
             assert x is None or same(x, y), (rule.name, dtype, index)
 
 
+@pytest.mark.slow  # twenty drawn rules under the interpreter; the fast lane keeps the torch parity
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rule_problems(dtypes=(torch.float32, torch.float64)))
 def test_kernel_matches_reference_executor(problem):
