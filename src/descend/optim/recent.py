@@ -94,6 +94,17 @@ class _ScheduleFree(RuleOptimizer):
     and the optimizer taken in either mode resumes exactly where an uninterrupted run would be.
     """
 
+    @classmethod
+    def _defaults_with_group_state(cls, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor's arguments, the rule's group state at its start (as the reference
+        package's defaults hold it) and the train-mode flag."""
+        assert cls.rule is not None and cls.rule.group_state is not None
+        return {
+            **constructor_arguments(arguments),
+            **cls.rule.group_state.initial,
+            "train_mode": True,
+        }
+
     #: The hyperparameter beta that places y between z and x.
     interpolation: ClassVar[str]
     complex_parameters = False  # schedulefree squares complex gradients as complex numbers
@@ -172,14 +183,7 @@ class SGDScheduleFree(_ScheduleFree):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = {
-            **constructor_arguments(locals()),
-            "k": 0,
-            "train_mode": True,
-            "weight_sum": 0.0,
-            "lr_max": -1.0,
-            "scheduled_lr": 0.0,
-        }
+        defaults = self._defaults_with_group_state(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -208,14 +212,7 @@ class AdamWScheduleFree(_ScheduleFree):
         nonfinite: str = "propagate",
         backend: str = "auto",
     ) -> None:
-        defaults = {
-            **constructor_arguments(locals()),
-            "k": 0,
-            "train_mode": True,
-            "weight_sum": 0.0,
-            "lr_max": -1.0,
-            "scheduled_lr": 0.0,
-        }
+        defaults = self._defaults_with_group_state(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
