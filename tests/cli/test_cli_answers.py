@@ -3,18 +3,12 @@ argument errors load nothing heavy, and race's tolerance suits the problem."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from descend.cli.main import COMMANDS, main
 from descend.suggest import closest
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-HEAVY = ("torch", "optuna", "matplotlib", "numba", "numpy", "sklearn", "rich", "sqlalchemy")
 SCHEDULES = ["constant", "step", "exponential", "inverse_time", "1/t", "cosine", "warmup_cosine"]
 
 
@@ -44,34 +38,6 @@ def test_unknown_optimizer_suggests_first_and_lists_briefly(capsys):
     assert err.index("did you mean 'adam'?") < err.index("valid: sgd")
     assert "functional.nesterov_momentum" not in err and "(see 'descend optimizers')" in err
     assert "or functional.<name> such as functional.adam" in err
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["race", "ravine", "sgd", "--quik"],
-        ["race", "ravine", "sgd", "--seed", "-1"],
-        ["demo", "--quik"],
-        ["playground", "--port", "x"],
-    ],
-)
-def test_argument_errors_of_lab_commands_load_nothing_heavy(argv):
-    code = (
-        "import contextlib, io, sys\n"
-        "from descend.cli.main import main\n"
-        "with contextlib.redirect_stdout(io.StringIO()), "
-        "contextlib.redirect_stderr(io.StringIO()):\n"
-        f"    main({argv!r})\n"
-        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": SRC},
-        check=True,
-    )
-    assert result.stdout.strip() == "[]"
 
 
 def test_race_on_a_noisy_problem_reports_the_steps_to_its_own_tolerance(capsys):

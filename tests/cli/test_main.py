@@ -52,6 +52,10 @@ def test_misspelt_command_suggests_the_closest(argv, closest, capsys):
         ["bench", "--seeds", "x"],
         ["bench", "--sampler", "tpee"],
         ["rase"],
+        ["race", "ravine", "sgd", "--quik"],
+        ["race", "ravine", "sgd", "--seed", "-1"],
+        ["demo", "--quik"],
+        ["playground", "--port", "x"],
     ],
 )
 def test_help_and_argument_errors_load_nothing_heavy(argv):
