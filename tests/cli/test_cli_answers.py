@@ -3,7 +3,6 @@ argument errors load nothing heavy, and race's tolerance suits the problem."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from descend.cli.main import COMMANDS, main
