@@ -20,18 +20,27 @@ import ast
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from descend import functional, schedules
-from descend.optim.generated import optimizer_class
-from descend.rules import NAMES, RegistryView
+from descend import schedules
+from descend.rules import NAMES, RULES, RegistryView
 from descend.suggest import unknown_name
+
+if TYPE_CHECKING:
+    import torch
+
+    from descend import functional
+
+# torch, the optimizer classes and the functional API are imported where a spec is built, not
+# here: a command line that only checks names (``descend race --help``, a misspelt optimizer)
+# answers before torch loads.
 
 
 def _optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    from descend.optim.generated import optimizer_class
+
     return {name: optimizer_class(rule) for name, rule in NAMES.items()}
 
 
@@ -199,11 +208,14 @@ class OptimizerSpec(_Spec):
 
 
 def optimizer_names() -> list[str]:
-    """Every short name a spec may start with (besides ``torch.optim.<Class>``)."""
-    return list(OPTIMIZERS)
+    """Every short name a spec may start with (besides ``torch.optim.<Class>``): the keys of
+    :data:`OPTIMIZERS`, read from the registry without building a class."""
+    return list(NAMES)
 
 
 def _torch_optimizer_names() -> list[str]:
+    import torch
+
     return sorted(
         name
         for name, value in vars(torch.optim).items()
@@ -215,6 +227,8 @@ def _torch_optimizer_names() -> list[str]:
 
 
 def _torch_optimizer(name: str) -> type[torch.optim.Optimizer] | None:
+    import torch
+
     attribute = getattr(torch.optim, name.removeprefix("torch.optim."), None)
     if inspect.isclass(attribute) and issubclass(attribute, torch.optim.Optimizer):
         return attribute
@@ -241,13 +255,13 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
                 [f"torch.optim.{n}" for n in _torch_optimizer_names()],
                 spec,
             )
-    elif name in OPTIMIZERS:
+    elif name in NAMES:
         cls = OPTIMIZERS[name]
     else:
         raise unknown_name(
             "optimizer",
             name,
-            list(OPTIMIZERS),
+            list(NAMES),
             spec,
             also="or torch.optim.<Class> such as torch.optim.SGD",
         )
@@ -262,6 +276,8 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
             f"valid: {', '.join(accepted)}"
         )
     parsed = OptimizerSpec(spec.strip(), name, cls, arguments)
+    import torch
+
     try:
         # A vector and a matrix: a class that steps matrices only (Muon) checks its own
         # group's arguments too.
@@ -345,22 +361,26 @@ class FunctionalOptimizerSpec(_Spec):
         return dict(self.arguments)
 
 
+def _functional_updates() -> dict[str, functional.FunctionalSpec]:
+    from descend import functional
+
+    return dict(functional.UPDATES)
+
+
 #: The functional updates a spec may name, by course name (read from the registry).
-FUNCTIONAL_UPDATES: Mapping[str, functional.FunctionalSpec] = functional.UPDATES
+FUNCTIONAL_UPDATES: Mapping[str, functional.FunctionalSpec] = RegistryView(_functional_updates)
 
 
 def functional_names() -> list[str]:
-    """Every ``functional.<name>`` a spec may start with."""
-    return [FUNCTIONAL_PREFIX + name for name in FUNCTIONAL_UPDATES]
+    """Every ``functional.<name>`` a spec may start with: each rule's course form, read from
+    the registry without loading the functional API."""
+    return [FUNCTIONAL_PREFIX + rule.course.name for rule in RULES.values() if rule.course]
 
 
 def _parse_functional(spec: str) -> FunctionalOptimizerSpec:
     name, arguments = parse_spec(spec)
-    short = name.removeprefix(FUNCTIONAL_PREFIX)
-    updates = dict(FUNCTIONAL_UPDATES)
-    if short not in updates:
-        raise unknown_name("functional update", name, functional_names(), spec)
-    update = updates[short]
+    check_method_name(spec)
+    update = FUNCTIONAL_UPDATES[name.removeprefix(FUNCTIONAL_PREFIX)]
     parsed = FunctionalOptimizerSpec(spec.strip(), name, update, arguments)
     try:
         update(np.zeros(1), np.zeros(1), parsed.config())
@@ -376,17 +396,27 @@ def parse_method(spec: str) -> OptimizerSpec | FunctionalOptimizerSpec:
     """
     if spec.strip().startswith(FUNCTIONAL_PREFIX):
         return _parse_functional(spec)
+    check_method_name(spec)
+    return parse_optimizer(spec)
+
+
+def check_method_name(spec: str) -> None:
+    """Raise the error :func:`parse_method` gives for a spec whose optimizer name is unknown,
+    with the closest name, without building anything (and so without loading torch): a command
+    line checks every name before it starts the first run."""
     name = spec.strip().partition(":")[0].strip()
-    if not name.startswith("torch.optim.") and name not in OPTIMIZERS:
+    if name.startswith(FUNCTIONAL_PREFIX):
+        if name not in functional_names():
+            raise unknown_name("functional update", name, functional_names(), spec)
+    elif not name.startswith("torch.optim.") and name not in NAMES:
         raise unknown_name(
             "optimizer",
             name,
-            [*OPTIMIZERS, *functional_names()],
+            [*NAMES, *functional_names()],
             spec,
             also="or torch.optim.<Class> such as torch.optim.SGD, or functional.<name> "
             "such as functional.adam",
         )
-    return parse_optimizer(spec)
 
 
 #: What joins the parts of a contender's label: ``adam:lr=0.01+cosine``.

@@ -209,11 +209,8 @@ def summary_table(
 
 def run(arguments: argparse.Namespace) -> int:
     """Run the race; print the summary; save results and plots if asked."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from descend.lab.problems import make_problem
-    from descend.lab.runner import Contender, most_steps, race, steps_memory_text
+    from descend.specs import check_method_name, parse_schedule
 
     if arguments.steps < 1:
         raise ValueError(f"--steps={arguments.steps!r} is invalid: expected >= 1")
@@ -224,6 +221,17 @@ def run(arguments: argparse.Namespace) -> int:
     tolerance = problem.tolerance if tolerance is None else tolerance
     average = _average(arguments.average)
     schedules = arguments.schedule or [None]
+    # Names first, before torch loads with the runner: a typo answers at once.
+    for spec in arguments.specs:
+        check_method_name(spec)
+    for schedule in schedules:
+        if schedule is not None:
+            parse_schedule(schedule)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from descend.lab.runner import Contender, most_steps, race, steps_memory_text
+
     contenders = [
         Contender.parse(spec, None if schedule in (None, "constant") else schedule, average)
         for spec in arguments.specs

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from descend.rules.elementwise import lerp
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, MatrixStage, Rule, Slot
+
+if TYPE_CHECKING:
+    import torch
 
 #: torch.optim.Muon's defaults: the quintic's coefficients (a, b, c), steps and epsilon.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -52,6 +53,8 @@ def newton_schulz(update: torch.Tensor, hypers: Mapping[str, Any]) -> torch.Tens
     coefficients): O is roughly U's polar factor. The result, in U's dtype, is multiplied by
     the shape's learning-rate ratio (:func:`lr_ratio`).
     """
+    import torch  # here, not at the top: the rules load without torch (the command line's help)
+
     a, b, c = hypers["ns_a"], hypers["ns_b"], hypers["ns_c"]
     x = update.bfloat16()
     tall = update.size(0) > update.size(1)

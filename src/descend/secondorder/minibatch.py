@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from descend import functional
 from descend.secondorder.bfgs import BFGSDirection
 from descend.secondorder.lbfgs import LBFGSDirection
 from descend.secondorder.line_search import is_finite, strong_wolfe
@@ -89,6 +88,8 @@ def minibatch(
     Raises:
         ValueError: an unknown method or ``pairs``, or a count out of range.
     """
+    from descend import functional  # (its executors load torch: only when a run starts)
+
     if method not in SECOND_ORDER and method not in functional.UPDATES:
         raise ValueError(
             f"method={method!r} is invalid: expected one of "

@@ -13,10 +13,14 @@ Every method takes anything :func:`as_objective` accepts and works on 1-D float6
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch loads when a TorchObjective is made: the NumPy methods and problems run without it.
 
 
 @runtime_checkable
@@ -76,16 +80,22 @@ class TorchObjective:
     """
 
     def __init__(
-        self, fn: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype = torch.float64
+        self, fn: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype | None = None
     ) -> None:
+        import torch
+
         self.fn = fn
-        self.dtype = dtype
+        self.dtype = torch.float64 if dtype is None else dtype
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        import torch
+
         return torch.as_tensor(np.asarray(x), dtype=self.dtype).detach().clone()
 
     def value_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """``(f(x), grad f(x))`` by one forward and one backward pass."""
+        import torch
+
         xt = self._tensor(x).requires_grad_(True)
         with torch.enable_grad():
             loss = self.fn(xt)
@@ -94,6 +104,8 @@ class TorchObjective:
 
     def hessian(self, x: np.ndarray) -> np.ndarray:
         """The exact Hessian by ``torch.autograd.functional.hessian``."""
+        import torch
+
         with torch.enable_grad():
             matrix = torch.autograd.functional.hessian(self.fn, self._tensor(x))
         return matrix.detach().to(torch.float64).numpy().copy()

@@ -14,12 +14,17 @@ import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from descend.rules.spec import Hyper
+
+if TYPE_CHECKING:
+    import torch
+
+# torch loads where a problem meets a torch optimizer, not with the module: the command line
+# checks problem specs and prints their settings without it.
 
 Bounds = tuple[tuple[float, float], tuple[float, float]]
 
@@ -152,6 +157,8 @@ class Problem:
 
     def torch_loss(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) in torch operations, for autograd."""
+        import torch
+
         return self._value(x, torch)
 
     def start(self) -> np.ndarray:
@@ -170,6 +177,8 @@ class Problem:
 
     def torch_parameter(self, x: np.ndarray | None = None) -> torch.Tensor:
         """A float64 leaf tensor at ``x`` (default: the start) for torch optimizers."""
+        import torch
+
         value = self.start() if x is None else np.array(x, dtype=float)
         return torch.tensor(value, dtype=torch.float64, requires_grad=True)
 
@@ -179,6 +188,8 @@ class Problem:
         The gradient comes from NumPy, so every torch optimizer runs on the same numbers as the
         functional API.
         """
+        import torch
+
         x = param.detach().cpu().numpy()
         g = self.stochastic_grad(x, rng) if (rng is not None and self.stochastic) else self.grad(x)
         param.grad = torch.as_tensor(g, dtype=param.dtype, device=param.device).reshape(param.shape)

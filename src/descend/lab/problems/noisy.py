@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from descend.lab.problems.base import Param, Problem
 from descend.secondorder.problems import Quadratic
@@ -122,8 +121,8 @@ class NoisyLeastSquares(_Minibatch):
         )
 
     def _value(self, x: Any, xp: Any) -> Any:
-        features = self.features if xp is np else torch.as_tensor(self.features, dtype=x.dtype)
-        targets = self.targets if xp is np else torch.as_tensor(self.targets, dtype=x.dtype)
+        features = self.features if xp is np else xp.as_tensor(self.features, dtype=x.dtype)
+        targets = self.targets if xp is np else xp.as_tensor(self.targets, dtype=x.dtype)
         residual = features @ x - targets
         return 0.5 * (residual * residual).mean()
 
@@ -181,10 +180,10 @@ class NoisyLogistic(_Minibatch):
         self.bounds = ((w[0] - 3.5, w[0] + 2.0), (w[-1] - 2.0, w[-1] + 3.5)) if dim == 2 else None
 
     def _value(self, x: Any, xp: Any) -> Any:
-        features = self.features if xp is np else torch.as_tensor(self.features, dtype=x.dtype)
-        labels = self.labels if xp is np else torch.as_tensor(self.labels, dtype=x.dtype)
+        features = self.features if xp is np else xp.as_tensor(self.features, dtype=x.dtype)
+        labels = self.labels if xp is np else xp.as_tensor(self.labels, dtype=x.dtype)
         margins = labels * (features @ x)
-        data = np.logaddexp(0.0, -margins) if xp is np else torch.nn.functional.softplus(-margins)
+        data = np.logaddexp(0.0, -margins) if xp is np else xp.nn.functional.softplus(-margins)
         return data.mean() + 0.5 * self.l2 * (x * x).sum()
 
     def _batch_grad(self, x: np.ndarray, rows: np.ndarray | slice) -> np.ndarray:

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
 
 from descend.lab.problems.base import Param, Problem
 from descend.secondorder.problems import Quadratic
@@ -92,7 +91,7 @@ class Ravine(Problem):
     def _value(self, x: Any, xp: Any) -> Any:
         if xp is np:
             return self.quadratic.loss(x)
-        matrix = torch.as_tensor(self.quadratic.A, dtype=x.dtype)
+        matrix = xp.as_tensor(self.quadratic.A, dtype=x.dtype)
         return 0.5 * x @ (matrix @ x)  # the minimum is at the origin: b = 0
 
     def grad(self, x: np.ndarray) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from descend.lab.problems.base import Param, Problem
 
@@ -90,12 +89,12 @@ class HighDimSaddle(Problem):
         self.escape_loss = float(-np.min(self.eigenvalues[self.is_negative] ** 2) / 8)
 
     def _value(self, x: Any, xp: Any) -> Any:
-        rotation = self.rotation if xp is np else torch.as_tensor(self.rotation, dtype=x.dtype)
-        eig = self.eigenvalues if xp is np else torch.as_tensor(self.eigenvalues, dtype=x.dtype)
+        rotation = self.rotation if xp is np else xp.as_tensor(self.rotation, dtype=x.dtype)
+        eig = self.eigenvalues if xp is np else xp.as_tensor(self.eigenvalues, dtype=x.dtype)
         negative = (
             self.is_negative.astype(float)
             if xp is np
-            else torch.as_tensor(self.is_negative, dtype=x.dtype)
+            else xp.as_tensor(self.is_negative, dtype=x.dtype)
         )
         z = rotation.T @ x
         return 0.5 * (eig * z * z).sum() + 0.25 * (negative * z**4).sum()
