@@ -147,6 +147,7 @@ def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_comma
         "filelock",
         "lion-pytorch",
         "schedulefree",
+        "pytorch_optimizer",
         "mypy",
         "pre-commit",
     }

@@ -173,7 +173,7 @@ def run_side_by_side(
     steps: int,
     seed: int = 0,
     group_options: list[dict[str, Any]] | None = None,
-    missing_grad_every: int = 3,
+    missing_grad_every: int | None = 3,
     compare_state: bool = True,
     exact_state_keys: bool = False,
 ) -> SideBySide:
@@ -182,7 +182,8 @@ def run_side_by_side(
     ``make_ours`` and ``make_reference`` build an optimizer from param groups (one group per
     entry of ``group_options``, parameters dealt round-robin). Errors are
     :class:`ErrorTracker`'s, checked after every step. Every ``missing_grad_every``-th parameter
-    gets ``grad = None`` on odd steps, and parameter 1, when there is one, never gets a
+    gets ``grad = None`` on odd steps (none does with ``None``: for a reference that counts
+    steps per group, not per parameter), and parameter 1, when there is one, never gets a
     gradient, so skipped parameters are exercised. With ``compare_state`` the state keys of the
     reference must all exist in ours (with ``exact_state_keys``, ours must have no others),
     else ``AssertionError`` names both sets; their tensors are compared like the parameters.
@@ -196,7 +197,9 @@ def run_side_by_side(
     tracker = ErrorTracker()
     for step in range(steps):
         for index, (a, b) in enumerate(zip(ours_params, reference_params, strict=True)):
-            skipped = index == 1 or (index % missing_grad_every == 0 and step % 2 == 1)
+            skipped = index == 1 or (
+                missing_grad_every is not None and index % missing_grad_every == 0 and step % 2 == 1
+            )
             if skipped:
                 a.grad = b.grad = None
                 continue

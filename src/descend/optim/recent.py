@@ -1,6 +1,7 @@
-"""Optimizers newer than the lecture: Lion, Schedule-Free SGD and AdamW, and Muon.
+"""Optimizers newer than the lecture: Lion, Schedule-Free SGD and AdamW, Muon and AdEMAMix.
 
 Each is a drop-in for its reference implementation: :class:`Lion` for ``lion_pytorch.Lion``,
+:class:`AdEMAMix` for ``pytorch_optimizer.AdEMAMix``,
 :class:`SGDScheduleFree` and :class:`AdamWScheduleFree` for the ``schedulefree`` package's
 classes, :class:`Muon` for ``torch.optim.Muon`` (with AdamW groups for the parameters Muon does
 not step, as the reference ``MuonWithAuxAdam``). Where a class differs from its reference on
@@ -18,6 +19,7 @@ from torch.optim.optimizer import ParamsT
 from descend.optim.base import RuleOptimizer, constructor_arguments
 from descend.optim.docstrings import document
 from descend.rules.adam import ADAMW
+from descend.rules.ademamix import ADEMAMIX
 from descend.rules.elementwise import bind
 from descend.rules.lion import LION
 from descend.rules.muon import MUON, NS_COEFFICIENTS, NS_EPS, NS_STEPS
@@ -72,6 +74,45 @@ class Lion(RuleOptimizer):
         if self.decoupled_weight_decay:
             hypers["weight_decay"] = hypers["weight_decay"] / self.initial_lr
         return hypers
+
+
+class AdEMAMix(RuleOptimizer):
+    """AdEMAMix (Adam plus a slow momentum); drop-in for ``pytorch_optimizer.AdEMAMix``.
+
+    ``t_alpha_beta3=None`` (the default, as the reference's) means no warm-up of alpha and
+    beta3; the paper warms both up over the whole run for long trainings. One difference from
+    the reference, on purpose: a step counter per parameter (``state["step"]``, as every
+    ``torch.optim`` class keeps it) instead of one per group, so a parameter without a gradient
+    at some step keeps its own bias correction; the reference's ``maximize`` and coupled weight
+    decay also overwrite ``p.grad`` in place, and descend leaves gradients untouched.
+    """
+
+    rule = ADEMAMIX
+    argument_docs: ClassVar[dict[str, Hyper | str]] = {
+        "foreach": "accepted for compatibility; descend chooses its executor with ``backend``.",
+    }
+    complex_parameters = False  # the reference refuses complex parameters
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
+        weight_decay: float = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        alpha: float = 5.0,
+        t_alpha_beta3: float | None = None,
+        eps: float = 1e-8,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+    ) -> None:
+        defaults = constructor_arguments(locals())
+        defaults.pop("foreach")
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
 class _ScheduleFree(RuleOptimizer):

@@ -17,7 +17,8 @@ class Hyper:
     whether the bound itself is excluded. ``kind`` is ``float``, ``int`` or ``bool``; a
     hyperparameter with ``choices`` takes exactly one of those values (strings or ``None``).
     Only ``float`` and ``bool`` hyperparameters may reach an elementwise ``update``; the others
-    configure step scalars or a :class:`MatrixStage`.
+    configure step scalars or a :class:`MatrixStage`. An ``optional`` one also takes ``None``
+    (its doc says what that means), so it configures step scalars only.
     """
 
     name: str
@@ -29,6 +30,7 @@ class Hyper:
     high_open: bool = False
     kind: type = float
     choices: tuple[Any, ...] | None = None
+    optional: bool = False
 
     def describe(self, shown: str | None = None) -> str:
         """The valid range in words, e.g. ``0 <= lr < inf`` or ``True or False``.
@@ -43,7 +45,8 @@ class Hyper:
         high = "inf" if self.high is None else f"{self.high:g}"
         left = "<" if self.low_open or self.low is None else "<="
         right = "<" if self.high_open or self.high is None else "<="
-        return f"{low} {left} {shown or self.name} {right} {high}"
+        interval = f"{low} {left} {shown or self.name} {right} {high}"
+        return f"None or {interval}" if self.optional else interval
 
     def check(self, value: Any, shown: str | None = None) -> Any:
         """Return ``value`` in the hyperparameter's kind, or raise ``ValueError`` naming it.
@@ -54,6 +57,8 @@ class Hyper:
         not a string or a flag. ``shown`` is the name used in the message.
         """
         shown = shown or self.name
+        if value is None and self.optional:
+            return None
         if self.kind is bool:
             flag = _as_flag(value)
             if flag is None:
