@@ -72,7 +72,8 @@ def orders_figures(
                 convergence_panels(studies), report.image_path("orders_convergence.png")
             ).name,
             "Gradient norm relative to the start, on log scales, against iteration (left) "
-            "and wall time (right); the dotted line is the tolerance of the table. The "
+            f"and wall time (right); the {plots.THRESHOLD.dash_name} line is the tolerance of "
+            "the table. The "
             "first-order runs stop there; Newton, BFGS and L-BFGS are cheap enough to go on. "
             f"{claims[0].evidence} On the digits Newton's curve bends down ever more steeply "
             "(quadratic convergence) but each of its points costs a Hessian, which the time "
@@ -112,6 +113,7 @@ def orders_figures(
             f"{claims[1].evidence}",
         )
     )
+    reference = plots.reference_style(family_of(noisy.reference.method))
     panels = []
     for title, second in (
         ("first-order methods on minibatches", False),
@@ -140,8 +142,9 @@ def orders_figures(
         Figure(
             plots.line_panels(panels, report.image_path("orders_minibatch.png")).name,
             f"The loss above the minimum on the full digits data while each method steps on "
-            f"batches of {noisy.batch_size}, against the gradient computation spent. Black long "
-            "dashes: full-batch L-BFGS, whose every step costs a whole pass. " + claims[2].evidence,
+            f"batches of {noisy.batch_size}, against the gradient computation spent. The "
+            f"{reference.color_name} {reference.dash_name} line is full-batch L-BFGS, whose "
+            "every step costs a whole pass. " + claims[2].evidence,
         )
     )
     return figures
