@@ -189,6 +189,15 @@ class Line:
     theory: bool = False
     horizon: float | None = None
 
+    def __post_init__(self) -> None:
+        # A family is a name the palette knows (or None): an index here once drew four of six
+        # series in the same colour.
+        if self.family is not None and not isinstance(self.family, str):
+            raise TypeError(
+                f"Line {self.label!r}: family={self.family!r} is invalid: expected an optimizer "
+                "family or variant name (see descend.lab.palette) or None"
+            )
+
     def style(self, run: Style | None = None) -> Style:
         """How this line is drawn: a reference run's or theory's style, else ``run``, the
         style :func:`styles` gave it among the figure's runs."""
