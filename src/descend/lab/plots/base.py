@@ -92,7 +92,9 @@ def lightness_steps(color: str, count: int) -> list[str]:
     levels.pop(int(np.argmin([abs(level - lightness) for level in levels])))
     levels.sort(key=lambda level: abs(level - lightness))
     shades = [colorsys.hls_to_rgb(hue, float(level), saturation) for level in levels]
-    return [matplotlib.colors.to_hex(shade).upper() for shade in [color, *shades]]
+    return [matplotlib.colors.to_hex(color).upper()] + [
+        matplotlib.colors.to_hex(shade).upper() for shade in shades
+    ]
 
 
 def _family_color(family: str | None, unknown: dict[str | None, str]) -> str:

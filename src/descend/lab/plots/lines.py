@@ -290,7 +290,7 @@ def _mark_beyond(ax: plt.Axes, line: Line, style: Style) -> np.ndarray:
     ``y``), each labelled ``> horizon``; returns the heights drawn."""
     x, y = np.asarray(line.x, dtype=float), np.asarray(line.y, dtype=float)
     missing = np.isnan(y)
-    if not missing.any():
+    if line.horizon is None or not missing.any():
         return np.array([])
     top = np.full(int(missing.sum()), float(line.horizon))
     ax.plot(
