@@ -1,12 +1,18 @@
-"""One colour per optimizer, the same in every figure of the report and on the playground page.
+"""One colour per optimizer, the same in every figure of the report and on the playground page,
+and the word a caption uses for it.
 
 Each rule's colour is its registry row's (:attr:`descend.rules.Listing.colour`); the
-second-order methods, which are not rules, have theirs here. Runs are grouped into families by
-the names their optimizer goes by (a rule's names and aliases, its functional API's
-``functional.<name>``, the ``torch.optim`` class its drop-in class replaces), so a rule has one
-colour whether descend's class, ``torch.optim``'s or the functional update ran it. Both tables
-are read from the registry whenever they are used, so a rule registered at run time has its
-colour everywhere too.
+second-order methods, which are not rules, have theirs here, and so do the named variants the
+lab draws that are no optimizer of their own (:data:`VARIANT_COLORS`: sign descent, theory's
+lines). Runs are grouped into families by the names their optimizer goes by (a rule's names and
+aliases, its functional API's ``functional.<name>``, the ``torch.optim`` class its drop-in class
+replaces), so a rule has one colour whether descend's class, ``torch.optim``'s or the
+functional update ran it. Both tables are read from the registry whenever they are used, so a
+rule registered at run time has its colour everywhere too.
+
+Every colour is one of Paul Tol's (https://personal.sron.nl/~pault/), whose schemes stay
+distinct under the common colour-vision deficiencies, and :data:`COLOR_NAMES` holds the word
+Tol gives it: a caption that names a colour takes it from :func:`color_name`, never types it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,48 @@ from descend.rules import RULES, RegistryView
 SECOND_ORDER_COLORS = {"newton": "#DDCC77", "bfgs": "#AA4499", "lbfgs": "#555555"}
 #: Other names of those methods.
 SECOND_ORDER_NAMES = {"torch.optim.LBFGS": "lbfgs"}
+#: Named variants the lab draws that are no family of their own: sign descent (Lion with both
+#: betas 0, the step Lion's analysis starts from) and theory's lines that belong to no one
+#: optimizer (a noise floor, a limit). A prediction for one optimizer is drawn in that
+#: optimizer's colour, in the theory line style of :mod:`descend.lab.plots.base`.
+VARIANT_COLORS = {"sign_descent": "#EE8866", "theory": "#000000"}
+#: Colours, in turn, for runs of an optimizer the lab has no family for.
+OTHER_COLORS = ("#BBBBBB", "#DDAA33", "#77AADD")
+#: The colours of the marks on a contour plot: where every run starts and the minima.
+MARK_COLORS = {"start": "#000000", "minimum": "#FFD700"}
+
+#: The word for each colour the lab draws: Paul Tol's names for his muted, vibrant, light and
+#: high-contrast schemes (``light orange`` and ``light blue`` where two schemes share a word),
+#: plus black and the gold of a minimum's star. Keys are upper-case ``#RRGGBB``.
+COLOR_NAMES = {
+    # muted
+    "#332288": "indigo",
+    "#88CCEE": "cyan",
+    "#44AA99": "teal",
+    "#117733": "green",
+    "#999933": "olive",
+    "#DDCC77": "sand",
+    "#CC6677": "rose",
+    "#882255": "wine",
+    "#AA4499": "purple",
+    # vibrant
+    "#0077BB": "blue",
+    "#EE7733": "orange",
+    "#CC3311": "red",
+    "#EE3377": "magenta",
+    "#BBBBBB": "grey",
+    # light
+    "#77AADD": "light blue",
+    "#EE8866": "light orange",
+    "#BBCC33": "pear",
+    "#FFAABB": "pink",
+    # high contrast
+    "#DDAA33": "yellow",
+    # greys and marks
+    "#555555": "dark grey",
+    "#000000": "black",
+    "#FFD700": "gold",
+}
 
 
 def _families() -> dict[str, str]:
@@ -63,5 +111,29 @@ def _family_colors() -> dict[str, str]:
 #: One colour per optimizer family: Paul Tol's qualitative schemes, whose colours stay distinct
 #: under the common colour-vision deficiencies, plus a dark grey.
 FAMILY_COLORS: RegistryView[str] = RegistryView(_family_colors)
-#: Colours, in turn, for runs of an optimizer the lab has no family for.
-OTHER_COLORS = ("#000000", "#8C8C8C", "#6B4E16")
+
+
+def color_of(key: str | None) -> str | None:
+    """The colour of an optimizer family or a named variant (:data:`VARIANT_COLORS`); None
+    for anything else."""
+    if key is None:
+        return None
+    return FAMILY_COLORS.get(key) or VARIANT_COLORS.get(key)
+
+
+def color_name(color: str) -> str:
+    """The word for a colour of the palette (``"#0077BB"`` -> ``"blue"``), or for the colour of
+    a family or variant (``"lion"`` -> ``"blue"``): the one place captions take colour words
+    from. Raises ``KeyError`` for a colour the palette does not name."""
+    hex_code = color_of(color) or color
+    try:
+        return COLOR_NAMES[_hex(hex_code)]
+    except (KeyError, ValueError):
+        raise KeyError(f"{color!r} is no colour of the palette: see descend.lab.palette") from None
+
+
+def _hex(color: str) -> str:
+    """``#RRGGBB`` in upper case, from any colour matplotlib reads."""
+    from matplotlib.colors import to_hex
+
+    return to_hex(color).upper()

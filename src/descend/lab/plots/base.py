@@ -1,13 +1,20 @@
 """What every figure of a race shares: how a run is drawn, how windows and log axes fit the
 data, and how a figure is saved.
 
-Each optimizer has one colour in every figure (and on the playground page), chosen by its family
-(:func:`descend.lab.runner.family_of`); several runs of one optimizer in one figure differ by line
-style.
+Colour says which optimizer a line belongs to: its family's (:mod:`descend.lab.palette`, the
+one place colours are chosen), the same in every figure and on the playground page. Several
+runs of one optimizer in one figure are told apart by lightness: the first is drawn in the
+family's colour, the next ones in steps darker and lighter (:func:`lightness_steps`), and the
+legend names each. Line style says what kind of line it is, in every figure: solid for a run,
+dotted for theory's prediction (:data:`THEORY`), long dashes for a reference run
+(:data:`REFERENCE`), dashes for a run's averaged weights (:data:`AVERAGED`). A caption that
+names a colour or a line style takes the word from :attr:`Style.color_name` and
+:attr:`Style.dash_name`, never types it.
 """
 
 from __future__ import annotations
 
+import colorsys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +23,25 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS
+from descend.lab.palette import OTHER_COLORS, VARIANT_COLORS, color_name, color_of
 from descend.lab.problems import Bounds
 
-#: Line styles that tell apart several runs of one optimizer in one figure.
-DASHES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (1, 3)))
+#: Line styles, by the word a caption uses for them. A run is solid; the others mark a kind of
+#: line (see :data:`THEORY`, :data:`REFERENCE`, :data:`AVERAGED`); the last ones are left for
+#: figures that need more kinds.
+DASH_NAMES: dict[str | tuple, str] = {
+    "-": "solid",
+    ":": "dotted",
+    (0, (9, 3)): "long-dashed",
+    "--": "dashed",
+    "-.": "dash-dotted",
+    (0, (6, 2, 1, 2, 1, 2)): "dash-dot-dotted",
+}
+#: The line styles in the order above (kept for callers that pick one by index).
+DASHES = tuple(DASH_NAMES)
+#: The range of lightness (in HLS) over which several runs of one optimizer in one figure are
+#: spread, evenly, around the family's own colour.
+LIGHTNESS_RANGE = (0.2, 0.75)
 #: End-of-path markers, by draw order.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
 #: A log axis shows at most this many decades below its largest value.
@@ -33,40 +54,101 @@ DPI = 100
 
 @dataclass(frozen=True)
 class Style:
-    """How one run is drawn: its family's colour and a dash pattern."""
+    """How one line is drawn: a colour and a line style (a matplotlib ``linestyle``), with the
+    words a caption uses for them."""
 
     color: str
     dash: str | tuple
 
+    @property
+    def color_name(self) -> str:
+        """The palette's word for the colour (``KeyError`` for a shade it does not name)."""
+        return color_name(self.color)
 
-#: How a reference run (full-batch L-BFGS beside minibatch runs) is drawn.
-REFERENCE = Style("black", (0, (9, 3)))
+    @property
+    def dash_name(self) -> str:
+        """The word for the line style: ``"solid"``, ``"dotted"``, ``"long-dashed"`` ..."""
+        return DASH_NAMES[self.dash]
+
+
+#: How theory's lines that belong to no one optimizer are drawn (a noise floor, a limit); a
+#: prediction for one optimizer is :func:`theory_style` of its family.
+THEORY = Style(VARIANT_COLORS["theory"], ":")
+#: How a reference run of an optimizer the palette has no colour for is drawn; a reference run
+#: of a family (full-batch L-BFGS beside minibatch runs) is :func:`reference_style` of it.
+REFERENCE = Style(VARIANT_COLORS["theory"], (0, (9, 3)))
+#: How a threshold (a tolerance, an escape loss) is drawn across an axes, thin.
+THRESHOLD = Style(VARIANT_COLORS["theory"], ":")
+#: The line style of a run's averaged weights, drawn in the run's colour.
+AVERAGED = Style(VARIANT_COLORS["theory"], "--")
+
+
+def lightness_steps(color: str, count: int) -> list[str]:
+    """``count`` shades of ``color``, the colour itself first: ``count`` lightness levels
+    evenly over :data:`LIGHTNESS_RANGE`, the one nearest the colour's replaced by the colour,
+    the others (same hue and saturation) nearest it first."""
+    hue, lightness, saturation = colorsys.rgb_to_hls(*matplotlib.colors.to_rgb(color))
+    levels = list(np.linspace(*LIGHTNESS_RANGE, count)) if count > 1 else [lightness]
+    levels.pop(int(np.argmin([abs(level - lightness) for level in levels])))
+    levels.sort(key=lambda level: abs(level - lightness))
+    shades = [colorsys.hls_to_rgb(hue, float(level), saturation) for level in levels]
+    return [matplotlib.colors.to_hex(color).upper()] + [
+        matplotlib.colors.to_hex(shade).upper() for shade in shades
+    ]
+
+
+def _family_color(family: str | None, unknown: dict[str | None, str]) -> str:
+    color = color_of(family)
+    if color is None:
+        if family not in unknown:
+            unknown[family] = OTHER_COLORS[len(unknown) % len(OTHER_COLORS)]
+        color = unknown[family]
+    return color
 
 
 def styles(families: Sequence[str | None]) -> list[Style]:
-    """A style per run: the family's colour; the second, third ... run of one family (or of
-    unknown ones) in the same figure get the next dash pattern."""
+    """A solid style per run: its family's colour (or its variant's, see
+    :func:`descend.lab.palette.color_of`); the second, third ... run of one family in the same
+    figure get the next of its :func:`lightness_steps`. Runs of families the palette does not
+    know get :data:`~descend.lab.palette.OTHER_COLORS` in turn, one per family."""
+    counts: dict[str | None, int] = {}
+    for family in families:
+        counts[family] = counts.get(family, 0) + 1
+    unknown: dict[str | None, str] = {}
+    shades = {
+        family: lightness_steps(_family_color(family, unknown), count)
+        for family, count in counts.items()
+    }
     seen: dict[str | None, int] = {}
     out = []
-    unknown = 0
     for family in families:
-        if family in FAMILY_COLORS:
-            color = FAMILY_COLORS[family]
-        else:
-            color = OTHER_COLORS[unknown % len(OTHER_COLORS)]
-            unknown += 1
-        count = seen.get(family, 0)
-        seen[family] = count + 1
-        out.append(Style(color, DASHES[count % len(DASHES)] if family in FAMILY_COLORS else "-"))
+        index = seen.get(family, 0)
+        seen[family] = index + 1
+        out.append(Style(shades[family][index], "-"))
     return out
 
 
+def theory_style(family: str | None) -> Style:
+    """How theory's prediction for a family is drawn: dotted, in the family's colour (in
+    :data:`THEORY`'s when it belongs to no family)."""
+    return Style(color_of(family) or THEORY.color, THEORY.dash)
+
+
+def reference_style(family: str | None) -> Style:
+    """How a reference run of a family is drawn: long dashes in the family's colour (as
+    :data:`REFERENCE` when the palette has no colour for it)."""
+    return Style(color_of(family) or REFERENCE.color, REFERENCE.dash)
+
+
 def sweep_styles(family: str | None, count: int) -> list[Style]:
-    """Solid lines in ``count`` shades of a family's colour, from the colour itself to a light
-    tint of it (for runs of one optimizer along one setting: batch sizes, say)."""
-    base = np.array(matplotlib.colors.to_rgb(FAMILY_COLORS.get(family, "black")))
-    tints = np.linspace(0.0, 0.7, count) if count > 1 else [0.0]
-    return [Style(matplotlib.colors.to_hex(base + t * (1 - base)), "-") for t in tints]
+    """Solid lines in ``count`` shades of a family's colour (its :func:`lightness_steps`),
+    darkest first (for runs of one optimizer along one setting: batch sizes, say)."""
+    base = color_of(family) or OTHER_COLORS[0]
+    shades = sorted(
+        lightness_steps(base, count),
+        key=lambda c: colorsys.rgb_to_hls(*matplotlib.colors.to_rgb(c))[1],
+    )
+    return [Style(shade, "-") for shade in shades]
 
 
 def path_width(index: int, count: int) -> float:

@@ -13,13 +13,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from descend.lab.plots.base import (
+    AVERAGED,
     DECADES,
     DPI,
-    REFERENCE,
+    THRESHOLD,
+    Style,
     fit_log_axis,
+    reference_style,
     save_figure,
     styles,
     sweep_styles,
+    theory_style,
 )
 from descend.lab.runner import Trace
 
@@ -43,7 +47,8 @@ def curves(
     ``"distance"`` (to the nearest minimum), ``"norm"`` (distance from the origin, where the
     saddle problems have their saddle point), ``"grad_norm"`` or ``"lr"``; ``log`` puts the y
     axis on a log scale.
-    ``averaged=True`` plots the averaged weights' excess loss, dashed, too; ``hline`` marks a
+    ``averaged=True`` plots the averaged weights' excess loss too, in the run's colour and
+    :data:`~descend.lab.plots.base.AVERAGED`'s line style; ``hline`` marks a
     threshold (escape loss, tolerance). ``sweep=True`` draws runs of one optimizer that differ
     in one setting in shades of its colour, darkest first; a log axis spans at most
     ``decades`` decades.
@@ -84,14 +89,14 @@ def curves(
             ax.plot(
                 np.arange(len(avg)),
                 avg,
-                "--",
+                linestyle=AVERAGED.dash,
                 color=style.color,
                 linewidth=2.0,
                 label=f"{trace.label} (averaged)",
             )
             drawn.append(avg)
     if hline is not None:
-        ax.axhline(hline, color="black", linestyle=":", linewidth=1)
+        ax.axhline(hline, color=THRESHOLD.color, linestyle=THRESHOLD.dash, linewidth=1)
     if log:
         ax.set_yscale("log")
         fit_log_axis(ax, drawn, decades)
@@ -166,9 +171,13 @@ def grid_of_curves(
 class Line:
     """One curve of a :func:`line_panels` figure: ``y`` against ``x``.
 
-    ``family`` picks the colour (see :func:`styles`), so one method keeps its colour across
-    panels and figures; ``dashed`` marks a reference run (drawn as :data:`REFERENCE`);
-    ``markers`` draws each point (for runs with few points).
+    ``family`` picks the colour (see :func:`styles`; a family's name or a named variant's
+    such as ``"sign_descent"``), so one method keeps its colour across panels and figures;
+    ``dashed`` marks a reference run (:func:`reference_style`), ``theory`` theory's
+    prediction (:func:`theory_style`); ``markers`` draws each point (for runs with few
+    points). With ``horizon``, a point whose ``y`` is NaN is a run that did not get there
+    within ``horizon`` (steps, say): it is drawn as an open marker at ``horizon``, labelled
+    ``> horizon``.
     """
 
     label: str
@@ -177,6 +186,28 @@ class Line:
     family: str | None
     dashed: bool = False
     markers: bool = False
+    theory: bool = False
+    horizon: float | None = None
+
+    def __post_init__(self) -> None:
+        # A family is a name the palette knows (or None): an index here once drew four of six
+        # series in the same colour.
+        if self.family is not None and not isinstance(self.family, str):
+            raise TypeError(
+                f"Line {self.label!r}: family={self.family!r} is invalid: expected an optimizer "
+                "family or variant name (see descend.lab.palette) or None"
+            )
+
+    def style(self, run: Style | None = None) -> Style:
+        """How this line is drawn: a reference run's or theory's style, else ``run``, the
+        style :func:`styles` gave it among the figure's runs."""
+        if self.dashed:
+            return reference_style(self.family)
+        if self.theory:
+            return theory_style(self.family)
+        if run is None:
+            raise ValueError(f"{self.label!r} is a run: its style comes from styles()")
+        return run
 
 
 @dataclass(frozen=True)
@@ -213,13 +244,14 @@ def line_panels(
     )
     for ax, panel in zip(axes.flat, panels, strict=False):
         drawn = []
-        looks = styles([line.family for line in panel.lines if not line.dashed])
+        runs = [line for line in panel.lines if not (line.dashed or line.theory)]
+        looks = dict(zip(map(id, runs), styles([line.family for line in runs]), strict=True))
         for line in panel.lines:
             y = np.asarray(line.y, dtype=float)
             if panel.yscale == "log":
                 y = np.where(y > 0, y, np.nan)
-            # A reference run: black long dashes, thicker, unlike any run's own style.
-            style = REFERENCE if line.dashed else looks.pop(0)
+            # A reference run is drawn thicker, so its long dashes read as one line.
+            style = line.style(looks.get(id(line)))
             ax.plot(
                 np.asarray(line.x, dtype=float),
                 y,
@@ -231,8 +263,10 @@ def line_panels(
                 label=line.label,
             )
             drawn.append(y)
+            if line.horizon is not None:
+                drawn.append(_mark_beyond(ax, line, style))
         if panel.hline is not None:
-            ax.axhline(panel.hline, color="black", linestyle=":", linewidth=1)
+            ax.axhline(panel.hline, color=THRESHOLD.color, linestyle=THRESHOLD.dash, linewidth=1)
         if panel.xscale == "symlog":
             ax.set_xscale("symlog", linthresh=panel.linthresh)
             ax.set_xlim(left=0)  # the x values here (iterations, seconds) are never negative
@@ -249,3 +283,33 @@ def line_panels(
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     return save_figure(fig, path)
+
+
+def _mark_beyond(ax: plt.Axes, line: Line, style: Style) -> np.ndarray:
+    """Open markers at ``line.horizon`` for the points of ``line`` that did not get there (NaN
+    ``y``), each labelled ``> horizon``; returns the heights drawn."""
+    x, y = np.asarray(line.x, dtype=float), np.asarray(line.y, dtype=float)
+    missing = np.isnan(y)
+    if line.horizon is None or not missing.any():
+        return np.array([])
+    top = np.full(int(missing.sum()), float(line.horizon))
+    ax.plot(
+        x[missing],
+        top,
+        linestyle="none",
+        marker="o",
+        markersize=7,
+        markerfacecolor="none",
+        markeredgecolor=style.color,
+        markeredgewidth=1.5,
+    )
+    for xi in x[missing]:
+        ax.annotate(
+            f"> {line.horizon:g}",
+            (xi, line.horizon),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=7,
+            color=style.color,
+        )
+    return top

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from descend.lab import plots
+from descend.lab.palette import MARK_COLORS, color_name
 from descend.lab.problems import Beale, Booth, Problem, RosenbrockValley
 from descend.lab.report import Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
@@ -71,7 +72,8 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     figure = Figure(
         plots.panels(problems, report.image_path("classics.png")).name,
         "Rosenbrock's curved valley, Beale's plateaus and Booth's plain bowl, with "
-        "each optimizer's path from the black dot to the gold star; the markers "
+        f"each optimizer's path from the {color_name(MARK_COLORS['start'])} dot to the "
+        f"{color_name(MARK_COLORS['minimum'])} star; the markers "
         f"show where each run ends. Within {STEPS} steps the loss settles below "
         f"{TOLERANCE:g} {'; '.join(reached)}.",
     )

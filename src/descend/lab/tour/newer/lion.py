@@ -3,6 +3,7 @@ beside the exact counts theory gives for gradient descent and sign descent."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import numpy as np
 
 import descend
 from descend.lab import plots
+from descend.lab.palette import color_name
 from descend.lab.problems import Ravine
 from descend.lab.report import Table
 from descend.lab.runner import Contender, Trace, run
@@ -23,6 +25,9 @@ LION_KAPPAS = (10.0, 100.0, 1000.0)
 LION_ANGLE = 30.0
 LION_LR = 0.04
 LION_RADIUS = 0.15
+#: The colour of each contender, in the contenders' order: sign descent is Lion with both
+#: betas 0, a variant the palette gives its own colour.
+LION_FAMILIES = ("sgd", "sign_descent", "lion")
 
 
 def sign_descent_distances(start: np.ndarray, lr: float, steps: int) -> np.ndarray:
@@ -96,7 +101,10 @@ def lion_study(settings: TourSettings, progress: Progress = noop) -> LionStudy:
                     )
                 ),
             ]
-            traces = [run(ravine, contender, steps, seed=settings.seed) for contender in contenders]
+            traces = [
+                dataclasses.replace(run(ravine, c, steps, seed=settings.seed), family=family)
+                for c, family in zip(contenders, LION_FAMILIES, strict=True)
+            ]
             progress("newer: Lion on the ravine", len(contenders))
             for label, trace in zip(("gd", "sign", "lion"), traces, strict=True):
                 measured[label, angle] = steps_to_stay(trace.distances, LION_RADIUS)
@@ -191,11 +199,13 @@ def lion_outputs(
         titles=["kappa = 100, axis-aligned", f"kappa = 100, rotated {study.angle:g} deg"],
     )
     kappas = np.array([r.kappa for r in study.rows])
+    gd, sign, lion = LION_FAMILIES
 
-    def line(label: str, values: Sequence[int | None], color: int, dashed: bool = False):
+    def line(label: str, values: Sequence[int | None], family: str, theory: bool = False):
         y = np.array([np.nan if v is None else v for v in values], dtype=float)
-        return plots.Line(label, kappas, y, color, dashed=dashed, markers=True)
+        return plots.Line(label, kappas, y, family, markers=True, theory=theory, horizon=h)
 
+    rotated, rows = f"rotated {study.angle:g} deg", study.rows
     steps_path = plots.line_panels(
         [
             plots.Panel(
@@ -203,21 +213,13 @@ def lion_outputs(
                 "kappa",
                 f"steps until distance < {study.radius:g}",
                 [
-                    line("GD, predicted", [r.gd_predicted for r in study.rows], 0, dashed=True),
-                    line("GD, measured", [r.gd_measured for r in study.rows], 0),
-                    line(
-                        "sign descent, predicted",
-                        [r.sign_predicted for r in study.rows],
-                        1,
-                        dashed=True,
-                    ),
-                    line("sign descent, measured", [r.sign_measured for r in study.rows], 1),
-                    line("Lion, measured", [r.lion_measured for r in study.rows], 2),
-                    line(
-                        f"Lion, rotated {study.angle:g} deg",
-                        [r.lion_rotated for r in study.rows],
-                        3,
-                    ),
+                    line("GD, predicted", [r.gd_predicted for r in study.rows], gd, True),
+                    line("GD, measured", [r.gd_measured for r in study.rows], gd),
+                    line("sign descent, predicted", [r.sign_predicted for r in rows], sign, True),
+                    line("sign descent, measured", [r.sign_measured for r in study.rows], sign),
+                    line(f"sign descent, {rotated}", [r.sign_rotated for r in study.rows], sign),
+                    line("Lion, measured", [r.lion_measured for r in study.rows], lion),
+                    line(f"Lion, {rotated}", [r.lion_rotated for r in study.rows], lion),
                 ],
                 xscale="log",
             )
@@ -234,22 +236,42 @@ def lion_outputs(
     figures = [
         (
             contour_path,
-            "Gradient descent (blue), sign descent (orange) and Lion (green) on a kappa = 100 "
-            f"ravine. Axis-aligned, sign descent settles within {study.radius:g} of the minimum "
-            f"after {count_text(aligned.sign_measured, h)} steps and Lion after "
+            f"Gradient descent ({color_name(gd)}), sign descent ({color_name(sign)}) and Lion "
+            f"({color_name(lion)}) on a kappa = 100 ravine. Axis-aligned, sign descent settles "
+            f"within {study.radius:g} of the minimum after "
+            f"{count_text(aligned.sign_measured, h)} steps and Lion after "
             f"{count_text(aligned.lion_measured, h)}; rotated by {study.angle:g} degrees, sign "
             f"descent {_reached(aligned.sign_rotated, h)} and Lion "
             f"{_reached(aligned.lion_rotated, h)}.",
         ),
         (
             steps_path,
-            "Steps to the minimum against kappa (log scale). Theory's count for gradient "
-            f"descent grows from {first.gd_predicted} to {last.gd_predicted} ({checked}); for "
-            f"sign descent it is {span_text([r.sign_predicted for r in study.rows])}"
+            "Steps to the minimum against kappa (log scale); theory's counts are "
+            f"{plots.THEORY.dash_name}, in each method's colour{_beyond_text(study)}. "
+            "Theory's count for "
+            f"gradient descent grows from {first.gd_predicted} to {last.gd_predicted} "
+            f"({checked}); for sign descent it is "
+            f"{span_text([r.sign_predicted for r in study.rows])}"
             f"{' and the runs match it' if sign_exact else ''}.",
         ),
     ]
     return paragraphs, figures, table
+
+
+def _beyond_text(study: LionStudy) -> str:
+    """What the open markers of the steps figure mean, when it has any."""
+    counts = [
+        value
+        for r in study.rows
+        for value in (r.gd_measured, r.sign_measured, r.lion_measured)
+        + (r.sign_rotated, r.lion_rotated)
+    ]
+    if all(value is not None for value in counts):
+        return ""
+    return (
+        f"; an open marker at {study.steps} is a run still farther than {study.radius:g} "
+        f"after {study.steps} steps"
+    )
 
 
 def _compared(lion: int | None, sign: int | None) -> str:

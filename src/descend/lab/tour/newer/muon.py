@@ -231,7 +231,7 @@ def muon_outputs(
         f"{span_text([count_text(r.adam_measured, h) for r in study.rows])} on this problem.",
     ]
     steps = np.arange(h + 1)
-    colors = {"GD": 0, "Muon": 1, "Adam": 2}
+    families = {"GD": "sgd", "Muon": "muon", "Adam": "adam"}
     kappas = np.array([r.kappa for r in study.rows])
 
     def counts(values: Sequence[int | None]) -> np.ndarray:
@@ -245,7 +245,7 @@ def muon_outputs(
                 "step",
                 "relative loss",
                 [
-                    plots.Line(name, steps, curve, colors[name])
+                    plots.Line(name, steps, curve, families[name])
                     for name, curve in study.curves.items()
                 ],
                 hline=MUON_TOLERANCE,
@@ -259,30 +259,34 @@ def muon_outputs(
                         "GD, predicted",
                         kappas,
                         counts([r.gd_predicted for r in study.rows]),
-                        0,
-                        dashed=True,
+                        "sgd",
+                        theory=True,
                         markers=True,
+                        horizon=100 * h,
                     ),
                     plots.Line(
                         "GD, measured",
                         kappas,
                         counts([r.gd_measured for r in study.rows]),
-                        0,
+                        "sgd",
                         markers=True,
+                        horizon=h,
                     ),
                     plots.Line(
                         "Muon",
                         kappas,
                         counts([r.muon_measured for r in study.rows]),
-                        1,
+                        "muon",
                         markers=True,
+                        horizon=h,
                     ),
                     plots.Line(
                         "Adam",
                         kappas,
                         counts([r.adam_measured for r in study.rows]),
-                        2,
+                        "adam",
                         markers=True,
+                        horizon=h,
                     ),
                 ],
                 xscale="log",
@@ -292,8 +296,10 @@ def muon_outputs(
                 "index",
                 "singular value (gradient: / largest)",
                 [
-                    plots.Line("gradient", rank, study.spectra["gradient"], 0, markers=True),
-                    plots.Line("Muon's direction", rank, study.spectra["Muon"], 1, markers=True),
+                    plots.Line("gradient", rank, study.spectra["gradient"], "sgd", markers=True),
+                    plots.Line(
+                        "Muon's direction", rank, study.spectra["Muon"], "muon", markers=True
+                    ),
                 ],
             ),
         ],
@@ -304,8 +310,10 @@ def muon_outputs(
     figures = [
         (
             path,
-            f"Left: the kappa = {last.kappa:g} run; the dotted line is the tolerance. "
-            "Middle: steps to the tolerance against kappa; gradient descent's count grows "
+            f"Left: the kappa = {last.kappa:g} run; the {plots.THRESHOLD.dash_name} "
+            f"{plots.THRESHOLD.color_name} line is the tolerance. Middle: steps to the "
+            f"tolerance against kappa, theory's count {plots.THEORY.dash_name}; gradient "
+            "descent's count grows "
             f"from {count_text(first.gd_measured, h)} to "
             f"{count_text(last.gd_measured, h)}, Muon's is "
             f"{span_text([count_text(r.muon_measured, h) for r in study.rows])}. Right: the "

@@ -57,10 +57,12 @@ def _curvature_and_noise(problem: NoisyLeastSquares) -> tuple[np.ndarray, np.nda
 
 @dataclass
 class ScheduleFreeRun:
-    """One method's excess loss at its evaluation weights, per step, averaged over seeds."""
+    """One method's excess loss at its evaluation weights, per step, averaged over seeds;
+    ``family`` is its optimizer's, for its colour."""
 
     label: str
     excess: np.ndarray
+    family: str
 
     def tail(self) -> float:
         """Mean over the last quarter of the run."""
@@ -108,11 +110,12 @@ def schedule_free_study(settings: TourSettings, progress: Progress = noop) -> Sc
     steps, seeds = (200, 2) if settings.quick else (400, 8)
     every = steps // 4
     methods: list[
-        tuple[str, Callable[[list], torch.optim.Optimizer], schedules.Schedule | None]
+        tuple[str, str, Callable[[list], torch.optim.Optimizer], schedules.Schedule | None]
     ] = [
-        (f"SGD, lr {SGD_LR:g}", lambda p: descend.SGD(p, lr=SGD_LR), None),
+        (f"SGD, lr {SGD_LR:g}", "sgd", lambda p: descend.SGD(p, lr=SGD_LR), None),
         (
             f"SGD, lr {SGD_LR:g} halved every {every}",
+            "sgd",
             lambda p: descend.SGD(p, lr=SGD_LR),
             schedules.step_decay(SGD_LR, every, 0.5),
         ),
@@ -120,18 +123,19 @@ def schedule_free_study(settings: TourSettings, progress: Progress = noop) -> Sc
     methods += [
         (
             f"Schedule-Free SGD, lr {lr:g}",
+            "sf_sgd",
             lambda p, lr=lr: descend.SGDScheduleFree(p, lr=lr, momentum=0.9),
             None,
         )
         for lr in SF_LRS
     ]
     runs = []
-    for label, make, schedule in methods:
+    for label, family, make, schedule in methods:
         curves = [
             _excess_curve(problem, make, steps, settings.seed + seed, schedule)
             for seed in range(seeds)
         ]
-        runs.append(ScheduleFreeRun(label, np.mean(curves, axis=0)))
+        runs.append(ScheduleFreeRun(label, np.mean(curves, axis=0), family))
         progress("newer: Schedule-Free on the noisy fit", seeds)
     best = min(runs[2:], key=lambda r: r.excess[-1])
     return ScheduleFreeStudy(
@@ -183,16 +187,14 @@ def schedule_free_outputs(
         "average, not a decaying step, removes the noise, so the run can stop at any step.",
     ]
     steps = np.arange(study.steps + 1)
-    lines = [
-        plots.Line(run.label, steps, run.excess, index) for index, run in enumerate(study.runs)
-    ]
+    lines = [plots.Line(run.label, steps, run.excess, run.family) for run in study.runs]
     lines.append(
         plots.Line(
             "theory: constant step's floor",
             steps,
             np.full(len(steps), study.floor),
-            -1,
-            dashed=True,
+            "theory",
+            theory=True,
         )
     )
     path = plots.line_panels(
@@ -212,7 +214,8 @@ def schedule_free_outputs(
             path,
             f"Excess loss per step, mean of {study.seeds} seeds. Constant-step SGD's last "
             f"quarter averages {constant.tail():.2g} against the predicted floor of "
-            f"{study.floor:.2g} (dotted); step decay ends at {decayed.excess[-1]:.2g}, "
+            f"{study.floor:.2g} ({plots.THEORY.dash_name}); runs of one "
+            f"method differ in lightness. Step decay ends at {decayed.excess[-1]:.2g}, "
             f"Schedule-Free SGD's average at {best.excess[-1]:.2g} "
             f"({best.label.split(', ')[-1]}).",
         )

@@ -14,6 +14,12 @@ from descend.lab.report import Claim, Figure, Report
 from descend.lab.tour.second_order import studies as orders
 
 
+def method_family(method: str) -> str | None:
+    """The palette's family of a study's method: a rule, a functional update's name (such as
+    ``nesterov_momentum``) or a second-order method."""
+    return family_of(method) or family_of(f"functional.{method}")
+
+
 def convergence_panels(studies: Sequence[orders.FullBatchStudy]) -> list[plots.Panel]:
     """Relative gradient norm against iteration and against wall time, one row per problem."""
     panels = []
@@ -23,13 +29,12 @@ def convergence_panels(studies: Sequence[orders.FullBatchStudy]) -> list[plots.P
             history = run.result.history
             y = np.asarray(history.grad_norm) / study.grad_norm0
             markers = run.second_order and len(y) < 40
+            family = method_family(run.method)
             by_iteration.append(
-                plots.Line(run.label, np.arange(len(y)), y, family_of(run.method), markers=markers)
+                plots.Line(run.label, np.arange(len(y)), y, family, markers=markers)
             )
             by_time.append(
-                plots.Line(
-                    run.label, np.asarray(history.time), y, family_of(run.method), markers=markers
-                )
+                plots.Line(run.label, np.asarray(history.time), y, family, markers=markers)
             )
         panels += [
             plots.Panel(
@@ -72,7 +77,8 @@ def orders_figures(
                 convergence_panels(studies), report.image_path("orders_convergence.png")
             ).name,
             "Gradient norm relative to the start, on log scales, against iteration (left) "
-            "and wall time (right); the dotted line is the tolerance of the table. The "
+            f"and wall time (right); the {plots.THRESHOLD.dash_name} line is the tolerance of "
+            "the table. The "
             "first-order runs stop there; Newton, BFGS and L-BFGS are cheap enough to go on. "
             f"{claims[0].evidence} On the digits Newton's curve bends down ever more steeply "
             "(quadratic convergence) but each of its points costs a Hessian, which the time "
@@ -85,7 +91,7 @@ def orders_figures(
             run.label,
             np.arange(len(run.result.history.grad_norm))[:shown],
             np.asarray(run.result.history.grad_norm)[:shown] / digits.grad_norm0,
-            family_of(run.method),
+            method_family(run.method),
             markers=True,
         )
         for run in digits.runs
@@ -112,13 +118,14 @@ def orders_figures(
             f"{claims[1].evidence}",
         )
     )
+    reference = plots.reference_style(method_family(noisy.reference.method))
     panels = []
     for title, second in (
         ("first-order methods on minibatches", False),
         ("second-order methods on minibatches", True),
     ):
         lines = [
-            plots.Line(run.label, run.passes, noisy.gap(run), family_of(run.method))
+            plots.Line(run.label, run.passes, noisy.gap(run), method_family(run.method))
             for run in noisy.runs
             if run.second_order == second
         ]
@@ -129,7 +136,7 @@ def orders_figures(
                 noisy.reference.label,
                 noisy.reference.passes[shown],
                 noisy.gap(noisy.reference)[shown],
-                family_of(noisy.reference.method),
+                method_family(noisy.reference.method),
                 dashed=True,
             )
         )
@@ -140,8 +147,9 @@ def orders_figures(
         Figure(
             plots.line_panels(panels, report.image_path("orders_minibatch.png")).name,
             f"The loss above the minimum on the full digits data while each method steps on "
-            f"batches of {noisy.batch_size}, against the gradient computation spent. Black long "
-            "dashes: full-batch L-BFGS, whose every step costs a whole pass. " + claims[2].evidence,
+            f"batches of {noisy.batch_size}, against the gradient computation spent. The "
+            f"{reference.color_name} {reference.dash_name} line is full-batch L-BFGS, whose "
+            "every step costs a whole pass. " + claims[2].evidence,
         )
     )
     return figures
