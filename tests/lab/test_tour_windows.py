@@ -12,7 +12,7 @@ from descend.lab.problems import Saddle
 from descend.lab.report import Report
 from descend.lab.runner import race
 from descend.lab.tour import SECTIONS, TourSettings, saddle
-from descend.lab.tour.base import named, noop
+from descend.lab.tour.base import noop, registered
 
 
 def _check_axes(ax: plt.Axes) -> list[str]:
@@ -69,7 +69,7 @@ def test_the_window_holds_every_path_that_stays_within_its_growth():
 
 def test_the_saddle_figure_marks_the_runs_that_fall_off(tmp_path):
     problem = Saddle(y0=1e-3)
-    traces = race(problem, named(saddle.CONTENDERS), saddle.STEPS_2D, seed=0)
+    traces = race(problem, registered(saddle.CONTENDERS), saddle.STEPS_2D, seed=0)
     away = contours.leaving(problem, traces)
     assert away, "on x^2 - y^2 some run falls off towards y = infinity"
     fig, ax = plt.subplots()
