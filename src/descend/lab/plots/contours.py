@@ -3,7 +3,7 @@
 Paths are drawn widest first, each a little narrower than the one before, so a later path never
 hides an earlier one, and the window grows to show every point a run visited. A run that goes
 farther out than the window may grow (it diverged or ran away) is cut where it leaves the
-window, marked there with a cross, and its legend entry says it :data:`LEFT`.
+window, marked there (:data:`EXIT_MARKER`), and its legend entry says it :data:`LEFT`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from descend.lab.surface import surface
 
 #: What the legend adds to a run cut at the window's edge.
 LEFT = "left the window"
-#: How the exit point of a cut path is marked.
-EXIT_MARKER = "X"
+#: How the exit point of a cut path is marked, and that marker's name for captions.
+EXIT_MARKER, EXIT_MARKER_NAME = "X", "cross"
 
 
 def clip_to_window(points: np.ndarray, window: Bounds) -> tuple[np.ndarray, np.ndarray | None]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from descend.lab import plots
-from descend.lab.plots.contours import LEFT, leaving
+from descend.lab.plots.contours import EXIT_MARKER_NAME, LEFT, leaving
 from descend.lab.problems import Himmelblau, Rastrigin, TiltedDoubleWell
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
@@ -100,7 +100,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
             "Left: Rastrigin's function, where every small dip is a trap; the window holds "
             "every run's whole path"
             + (
-                f", except {listing(away)}, which {LEFT} where the cross is"
+                f", except {listing(away)}, which {LEFT} where the {EXIT_MARKER_NAME} is"
                 if (away := leaving(rastrigin, rastrigin_traces))
                 else ""
             )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from descend.lab import plots
-from descend.lab.plots.contours import LEFT, leaving
+from descend.lab.plots.contours import EXIT_MARKER_NAME, LEFT, leaving
 from descend.lab.problems import HighDimSaddle, Saddle
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, Trace, race
@@ -111,7 +111,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
             f"gradient vanishes. Along y the start is only {flat.x0[1]:g} off the ridge, so "
             "the push to fall off is tiny; once off it, a run falls away along y for good"
             + (
-                f" ({listing(fallen)} {LEFT}: the cross marks where)."
+                f" ({listing(fallen)} {LEFT}: the {EXIT_MARKER_NAME} marks where)."
                 if (fallen := leaving(flat, traces))
                 else "."
             ),
