@@ -103,9 +103,18 @@ def test_race_step_counts_are_where_the_loss_stays_below(results):
         assert row[2] == expected, row
 
 
-def test_the_ravine_caption_states_what_the_race_shows(results):
+def _evidence(section: dict) -> str:
+    """Every claim's evidence in a section: where its measured numbers are stated."""
+    return " ".join(claim["evidence"] for claim in section["claims"])
+
+
+def _table(section: dict, start: str) -> dict:
+    return next(t for t in section["tables"] if t["title"].startswith(start))
+
+
+def test_the_ravine_claims_state_what_the_race_shows(results):
     section = results["ravine"]
-    caption = _caption(section, "ravine_contour.png")
+    caption = _evidence(section)
     across = {name: np.array(values) for name, values in section["data"]["across_valley"].items()}
     signs = np.sign(across["SGD"][:21])
     flips = int(np.sum(signs[1:] != signs[:-1]))
@@ -116,7 +125,7 @@ def test_the_ravine_caption_states_what_the_race_shows(results):
     assert f"{excess['Nesterov']:.3g} for Nesterov" in caption
     claim = _claim(section, "momentum and Nesterov get further")
     assert claim["holds"] == (
-        excess["Nesterov"] < excess["SGD"] and excess["SGD+Momentum"] < excess["SGD"]
+        excess["Nesterov"] < excess["SGD"] and excess["Momentum"] < excess["SGD"]
     )
 
 
@@ -137,33 +146,33 @@ def test_the_100d_saddle_caption_states_the_measured_distances(results):
     for name, d in distances.items():
         beyond = np.flatnonzero(d > section["data"]["near"])
         text = f"{name} step {beyond[0]}" if beyond.size else f"{name} not within {steps} steps"
-        assert text in caption
+        assert text in _evidence(section)
     leave = {name: np.flatnonzero(d > 0.1)[0] for name, d in distances.items()}
     others = max(step for name, step in leave.items() if name != "SGD")
     assert _claim(section, "in high dimensions SGD")["holds"] == (leave["SGD"] > 2 * others)
 
 
-def test_the_minima_captions_state_where_each_run_ends(results):
+def test_the_minima_claims_state_where_each_run_ends(results):
     section = results["minima"]
     barrier = section["data"]["double_well_barrier_x"]
     ends = {t["label"]: t["trajectory"][-1] for t in section["data"]["double_well"]}
     deep = [name for name, end in ends.items() if end[0] < barrier]
     shallow = [name for name, end in ends.items() if end[0] >= barrier]
-    caption = _caption(section, "double_well_contour.png")
+    caption = _evidence(section)
     for name in deep:
         assert name in caption.split("Ending in the deep well: ")[1].split(";")[0]
     for name in shallow:
         assert name in caption.split("in the shallow one: ")[1]
     claim = _claim(section, "plain gradient descent settles in the nearer")
-    assert claim["holds"] == ("SGD" in shallow and {"SGD+Momentum", "Nesterov"} <= set(deep))
+    assert claim["holds"] == ("SGD" in shallow and {"Momentum", "Nesterov"} <= set(deep))
 
-    caption = _caption(section, "rastrigin_himmelblau.png")
+    caption = _claim(section, "plain gradient descent stays in the first dip")["evidence"]
     rastrigin = {
         t["label"]: tuple(int(v) for v in np.round(t["trajectory"][-1]))
         for t in section["data"]["rastrigin"]
     }
     start = (3, -2)  # the lattice point next to (2.7, -2.16)
-    stayers = caption.split("every small dip is a trap. ")[1].split(f" in the dip at {start}")[0]
+    stayers = caption.split(f" in the dip at {start}")[0]
     for name, dip in rastrigin.items():
         if dip == start:
             assert name in stayers
@@ -174,23 +183,24 @@ def test_the_minima_captions_state_where_each_run_ends(results):
     )
 
 
-def test_the_noise_captions_state_the_measured_floors(results):
+def test_the_noise_tables_state_the_measured_floors(results):
     section = results["noise"]
     sgd = section["data"]["traces"][0]
     excess = np.array(sgd["loss"]) - sgd["minimum_value"]
     averaged = np.array(sgd["averaged_loss"]) - sgd["minimum_value"]
     tail = len(excess) // 4
     raw, smooth = excess[-tail:].mean(), averaged[-tail:].mean()
-    caption = _caption(section, "noise_loss.png")
-    assert f"{raw:.3g} for SGD's weights, {smooth:.3g} for their average" in caption
+    sgd_row = _table(section, "Batch 4")["rows"][0]
+    assert float(sgd_row[2]) == pytest.approx(raw, rel=1e-3)
+    assert float(sgd_row[3]) == pytest.approx(smooth, rel=1e-3)
     assert _claim(section, "averaging the weights goes below")["holds"] == (smooth < raw)
     floors = [
         np.mean((np.array(t["loss"]) - t["minimum_value"])[-tail:])
         for t in section["data"]["batch_traces"]
     ]
-    caption = _caption(section, "noise_batch.png")
-    for batch, floor in zip((1, 4, 16, 64, 256), floors, strict=True):
-        assert f"{batch}: {floor:.3g}" in caption
+    rows = _table(section, "Gradient noise against batch size")["rows"]
+    for row, batch, floor in zip(rows, (1, 4, 16, 64, 256), floors, strict=True):
+        assert row[0] == str(batch) and float(row[3]) == pytest.approx(floor, rel=1e-3)
 
 
 def test_every_claim_is_shown_and_quick_settings_say_so(demo_report, results):
@@ -253,9 +263,9 @@ def _settled(values: np.ndarray, level: float) -> int | None:
     return int(above[-1]) + 1 if above.size else 0
 
 
-def test_the_2d_saddle_caption_states_the_measured_escapes(results):
+def test_the_2d_saddle_claim_states_the_measured_escapes(results):
     section = results["saddle"]
-    caption = _caption(section, "saddle_contour.png")
+    caption = _claim(section, "momentum and the adaptive methods leave")["evidence"]
     steps = {}
     for trace in section["data"]["traces_2d"]:
         steps[trace["label"]] = _settled(np.array(trace["loss"]), -1.0)
@@ -266,18 +276,18 @@ def test_the_2d_saddle_caption_states_the_measured_escapes(results):
     )
 
 
-def test_the_decay_caption_states_the_measured_floors(results):
+def test_the_decay_table_states_the_measured_floors(results):
     section = results["decay"]
+    rows = _table(section, "Schedules")["rows"]
     caption = _caption(section, "decay.png")
-    for title, traces in section["data"].items():
-        name = title.split(",")[0]
+    assert not re.search(r"\d\.\d", caption)  # the numbers are in the table, said once
+    for name, traces in section["data"].items():
         floors = {}
         for trace in traces:
             excess = np.array(trace["loss"]) - trace["minimum_value"]
             floors[trace["label"]] = excess[-(len(excess) // 4) :].mean()
-        assert f"{name}: constant {floors['constant']:.3g}" in caption
-        for label, floor in floors.items():
-            assert f"{label} {floor:.3g}" in caption
+            row = next(r for r in rows if r[0] == name and r[2].startswith(trace["label"]))
+            assert float(row[4]) == pytest.approx(floors[trace["label"]], rel=1e-3)
         decayed = [floor for label, floor in floors.items() if label != "constant"]
         assert min(decayed) < floors["constant"] or not _claim(section, "a decayed")["holds"]
 

@@ -127,3 +127,39 @@ def test_a_click_enlarges_a_figure_and_escape_closes_it(demo_report, tmp_path):
         page.keyboard.press("Escape")
         assert zoom.is_hidden()
         context.close()
+
+
+def _open(driver, tmp_path: Path, name: str, width: int):
+    """A headless Chromium page ``width`` CSS pixels wide (and its context, to close)."""
+    context = driver.chromium.launch_persistent_context(
+        str(tmp_path / name),
+        executable_path=CHROMIUM,
+        headless=True,
+        viewport={"width": width, "height": 900},
+        args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
+    )
+    return context, context.new_page()
+
+
+@pytest.mark.parametrize("width", [400, 1400])
+def test_the_page_is_as_wide_as_the_window(demo_report, tmp_path, width):
+    """On a phone (400 px) nothing widens the page: figures shrink to fit and wide tables
+    scroll inside their own box."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    out, _ = demo_report
+    with sync_api.sync_playwright() as driver:
+        context, page = _open(driver, tmp_path, f"profile-{width}", width)
+        page.goto((out / "index.html").as_uri())
+        page.wait_for_function("document.body.dataset.images !== undefined")
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        widest_image = page.evaluate(
+            "Math.max(...Array.from(document.images, i => i.getBoundingClientRect().right))"
+        )
+        scrolling = page.evaluate(
+            "Array.from(document.querySelectorAll('table'), t => "
+            "getComputedStyle(t.parentElement).overflowX)"
+        )
+        context.close()
+    assert page_width == width
+    assert widest_image <= width
+    assert scrolling and set(scrolling) == {"auto"}

@@ -73,12 +73,17 @@ class Section:
 
 
 #: What the demo's page adds to the common stylesheet: contents, figures that enlarge on a
-#: click, the claims box and the pointer to the playground.
+#: click, the claims box and the pointer to the playground. Nothing may widen the page on a
+#: phone: figures shrink to the column, a wide table scrolls in its own box, long words break.
 _STYLE = """
+body { overflow-wrap: break-word; }
 .subtitle { color: #5a6478; margin-top: 0; }
 nav ol { columns: 2; }
+@media (max-width: 600px) { nav ol { columns: 1; } }
 figure { margin: 1.2em 0; text-align: center; }
-figure img { border: 1px solid #e3e7ef; border-radius: 4px; cursor: zoom-in; }
+figure img { border: 1px solid #e3e7ef; border-radius: 4px; cursor: zoom-in; max-width: 100%;
+             height: auto; box-sizing: border-box; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
 figcaption { color: #4a5366; font-size: 0.92em; margin-top: 0.3em; text-align: left; }
 #zoom { position: fixed; inset: 0; background: rgba(20, 24, 33, 0.88); display: flex;
         align-items: center; justify-content: center; cursor: zoom-out; z-index: 10; }
@@ -211,7 +216,7 @@ class Report:
                     f"<figcaption>{e(figure.caption)}</figcaption></figure>"
                 )
             for table in section.tables:
-                parts.append(render_table(table))
+                parts.append(f'<div class="table-scroll">{render_table(table)}</div>')
             parts.append("</section>")
         if self.footer:
             parts.append(f"<footer>{e(self.footer)}</footer>")

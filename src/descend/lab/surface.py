@@ -30,8 +30,19 @@ class Surface:
     log: bool
 
 
-def surface(problem: Problem, window: Bounds | None = None, resolution: int = 120) -> Surface:
-    """The loss of a 2-D ``problem`` over ``window`` (its plotting bounds by default)."""
+def surface(
+    problem: Problem,
+    window: Bounds | None = None,
+    resolution: int = 120,
+    log: bool | None = None,
+) -> Surface:
+    """The loss of a 2-D ``problem`` over ``window`` (its plotting bounds by default).
+
+    ``log`` picks log-spaced levels (True) or even ones (False); by default the problem's
+    ``log_levels`` decides. Log-spaced levels crowd towards the minimum, so they show the shape
+    of a bowl's bottom that even levels leave as one flat patch.
+    """
+    log = problem.log_levels if log is None else log
     (x0, x1), (y0, y1) = window or problem.bounds
     xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
     quadratic = getattr(problem, "quadratic", None)
@@ -41,10 +52,10 @@ def surface(problem: Problem, window: Bounds | None = None, resolution: int = 12
         values = quadratic.values(np.stack([X, Y], axis=-1)) + offset
     else:
         values = np.array([[problem.loss(np.array([x, y])) for x in xs] for y in ys])
-    if problem.log_levels:
+    if log:
         shown = values - values.min() + 1e-3 * (values.max() - values.min()) + 1e-12
         levels = np.geomspace(shown.min(), shown.max(), LOG_LEVELS)
     else:
         shown = values
         levels = np.linspace(values.min(), values.max(), LINEAR_LEVELS + 2)[1:-1]
-    return Surface(xs, ys, values, shown, levels, problem.log_levels)
+    return Surface(xs, ys, values, shown, levels, log)

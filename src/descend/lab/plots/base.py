@@ -46,8 +46,9 @@ LIGHTNESS_RANGE = (0.2, 0.75)
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
 #: A log axis shows at most this many decades below its largest value.
 DECADES = 12
-#: A path may push the plotting window out by at most this many window widths on each side.
-MAX_GROWTH = 1.0
+#: A path may push the plotting window out by at most this many window widths on each side;
+#: a path that goes farther has run away, and is cut at the window's edge with a mark.
+MAX_GROWTH = 2.0
 #: Resolution of every saved figure, in dots per inch.
 DPI = 100
 
@@ -158,17 +159,26 @@ def path_width(index: int, count: int) -> float:
 
 
 def fitted_window(bounds: Bounds, paths: Sequence[np.ndarray]) -> Bounds:
-    """The plotting window grown to hold every finite point of ``paths`` (by at most
-    :data:`MAX_GROWTH` widths a side), with a small margin when it grew."""
+    """The plotting window grown to hold every finite point of ``paths`` that lies within
+    :data:`MAX_GROWTH` widths of ``bounds`` on its side, with a small margin when it grew.
+
+    Points farther out (or non-finite) belong to a run that diverged or ran away: they do not
+    stretch the window, and :func:`descend.lab.plots.contours.clip_to_window` cuts such a path
+    where it leaves the window, so its figure can mark the exit.
+    """
     window = []
     for axis, (low, high) in enumerate(bounds):
         span = high - low
         values = np.concatenate(
-            [np.asarray(p)[:, axis] for p in paths if len(p)] or [np.array([low, high])]
+            [np.asarray(p, dtype=float)[:, axis] for p in paths if len(p)] or [np.array([low])]
         )
-        values = values[np.isfinite(values)]
-        values = np.clip(values, low - MAX_GROWTH * span, high + MAX_GROWTH * span)
-        new_low, new_high = min(low, float(values.min())), max(high, float(values.max()))
+        values = values[
+            np.isfinite(values)
+            & (values >= low - MAX_GROWTH * span)
+            & (values <= high + MAX_GROWTH * span)
+        ]
+        values = np.concatenate([values, [low, high]])
+        new_low, new_high = float(values.min()), float(values.max())
         margin = 0.04 * (new_high - new_low) if (new_low, new_high) != (low, high) else 0.0
         window.append(
             (

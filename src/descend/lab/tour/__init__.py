@@ -28,7 +28,7 @@ its report and the tests read it; a new section is one module and one line in it
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -77,6 +77,18 @@ SECTIONS: tuple[TourSection, ...] = tuple(
 )
 
 
+def introduction(sections: Sequence[TourSection] | None = None) -> str:
+    """The report's opening line: every section of the tour (:data:`SECTIONS` by default), in
+    order, read from the registry so that it names each one."""
+    titles = [entry.title for entry in (SECTIONS if sections is None else sections)]
+    return (
+        f"The tour in {len(titles)} section{'' if len(titles) == 1 else 's'}, each measured "
+        "and drawn: "
+        + "; ".join(f"{number}. {title}" for number, title in enumerate(titles, start=1))
+        + "."
+    )
+
+
 def total_runs(settings: TourSettings | None = None) -> int:
     """How many runs the whole tour makes (the progress bar's total)."""
     settings = settings or TourSettings()
@@ -99,9 +111,7 @@ def run_tour(
     report = Report(
         out,
         "descend: the problems of SGD, and how each optimizer answers them",
-        "Ill-conditioning, saddle points, local minima and noisy gradients, "
-        "measured and drawn; then learning-rate decay, the classic test "
-        "functions, and first-order against second-order methods.",
+        introduction(),
     )
     if settings.quick:
         report.notice = (
@@ -132,4 +142,4 @@ def run_tour(
     return report
 
 
-__all__ = ["SECTIONS", "TourSection", "TourSettings", "run_tour", "total_runs"]
+__all__ = ["SECTIONS", "TourSection", "TourSettings", "introduction", "run_tour", "total_runs"]

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from descend.lab.palette import family_of
 from descend.lab.runner import Contender
+from descend.optim.generated import optimizer_class
+from descend.rules import RULES
 
 #: ``progress(description, advance)``: called as runs finish; advance counts runs.
 Progress = Callable[[str, int], None]
@@ -26,6 +29,24 @@ class TourSettings:
 def named(pairs: Sequence[tuple[str, str]]) -> list[Contender]:
     """Contenders from ``(legend name, spec)`` pairs."""
     return [Contender.parse(spec, name=name) for name, spec in pairs]
+
+
+def display_name(name: str, arguments: dict | None = None) -> str:
+    """The one name the report gives an optimizer, whatever name it was run by (a spec name,
+    an alias, a functional API name): its class's name in descend (``Momentum`` for
+    ``momentum``, ``sgd_momentum`` and ``functional.sgd_momentum``), read from the registry.
+    A name the registry does not know is returned as it is."""
+    family = family_of(name, arguments) or family_of(f"functional.{name}", arguments)
+    return optimizer_class(RULES[family]).__name__ if family in RULES else name
+
+
+def registered(specs: Sequence[str]) -> list[Contender]:
+    """Contenders from spec strings, each named by its optimizer's :func:`display_name`."""
+    contenders = [Contender.parse(spec) for spec in specs]
+    return [
+        Contender.parse(spec, name=display_name(c.optimizer.name, c.optimizer.arguments))
+        for spec, c in zip(specs, contenders, strict=True)
+    ]
 
 
 def tail_mean(values: np.ndarray, fraction: float = 0.25) -> float:

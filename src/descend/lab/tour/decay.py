@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from descend.lab import plots
 from descend.lab.problems import NoisyLeastSquares
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, Trace, race
-from descend.lab.tour.base import Progress, TourSettings, listing, tail_mean
+from descend.lab.tour.base import Progress, TourSettings, display_name, listing, tail_mean
+from descend.lab.tour.noisy_figures import SMOOTHING, NoisyRun, small_multiples
 
 SLUG = "decay"
 TITLE = "Learning-rate decay"
 
 SCHEDULES = (
     ("constant", None),
-    ("step (halve every 100)", "step:step_size=100,gamma=0.5"),
-    ("exponential (k = 0.005)", "exponential:k=0.005"),
-    ("1/t (k = 0.02)", "1/t:k=0.02"),
+    ("step", "step:step_size=100,gamma=0.5"),
+    ("exponential", "exponential:k=0.005"),
+    ("1/t", "1/t:k=0.02"),
 )
-OPTIMIZERS = (
-    ("SGD+Momentum, lr 0.01, momentum 0.9", "momentum:lr=0.01,momentum=0.9"),
-    ("Adam, lr 0.05", "adam:lr=0.05"),
-)
+OPTIMIZERS = ("momentum:lr=0.01,momentum=0.9", "adam:lr=0.05")
 SAMPLES, BATCH, STEPS = 256, 4, 400
 #: The loss above the minimum the table counts steps to.
 TOLERANCE = 1e-3
@@ -44,62 +41,74 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     """Step, exponential and 1/t decay for SGD+Momentum and Adam on noisy least squares."""
     problem = NoisyLeastSquares(n=SAMPLES, dim=2, batch_size=BATCH, seed=settings.seed)
     groups, rows = [], []
-    lower, early, too_fast, floors = [], [], [], []
-    for title, spec in OPTIMIZERS:
-        contenders = [Contender.parse(spec, schedule, name=name) for name, schedule in SCHEDULES]
+    below, above, ahead, helped = [], [], [], []
+    for spec in OPTIMIZERS:
+        name = display_name(Contender.parse(spec).optimizer.name)
+        contenders = [Contender.parse(spec, schedule, name=label) for label, schedule in SCHEDULES]
         traces = race(problem, contenders, STEPS, seed=settings.seed)
-        groups.append((title, traces))
-        for contender, trace in zip(contenders, traces, strict=True):
+        groups.append((name, contenders, traces))
+        for (_, schedule), contender, trace in zip(SCHEDULES, contenders, traces, strict=True):
             rows.append(
                 [
-                    title.split(",")[0],
-                    contender.label,
+                    name,
+                    contender.optimizer.label,
+                    contender.label if schedule is None else f"{contender.label} ({schedule})",
+                    early_mean(trace),
                     tail_mean(trace.excess),
                     trace.steps_to(TOLERANCE),
                     float(trace.lrs[-1]),
                 ]
             )
         progress("learning-rate decay", len(contenders))
-        name = title.split(",")[0]
         constant, decayed = traces[0], traces[1:]
         floor = tail_mean(constant.excess)
-        lower.append(min(tail_mean(t.excess) for t in decayed) < floor)
-        early.append(all(early_mean(constant) <= early_mean(t) for t in decayed))
-        too_fast += [f"{name} with {t.label}" for t in decayed if tail_mean(t.excess) > floor]
-        floors.append(
-            f"{name}: constant {floor:.3g}, "
-            + ", ".join(f"{t.label} {tail_mean(t.excess):.3g}" for t in decayed)
-        )
+        for trace in decayed:
+            run = f"{name} with {trace.label} decay"
+            (below if tail_mean(trace.excess) < floor else above).append(run)
+            if early_mean(trace) < early_mean(constant):
+                ahead.append(run)
+        helped.append(min(tail_mean(t.excess) for t in decayed) < floor)
     claims = [
         Claim(
             "a decayed learning rate ends below the constant rate's noise floor",
-            all(lower),
-            "Loss above the minimum over the last quarter, "
-            + "; ".join(floors)
-            + "."
-            + (
-                f" Decaying too fast stalls {listing(too_fast)} above the constant rate's floor."
-                if too_fast
-                else ""
-            ),
+            all(helped),
+            f"Below the constant rate's floor over the last quarter: {listing(below)}; "
+            f"above it (decayed too fast, stalled): {listing(above)}. The values are in the "
+            "table.",
         ),
         Claim(
             "decay costs speed early: no decayed run is ahead of the constant rate early on",
-            all(early),
-            f"Mean loss above the minimum over steps {EARLY[0]} to {EARLY[1]}: "
-            + "; ".join(
-                f"{title.split(',')[0]}: "
-                + ", ".join(f"{t.label} {early_mean(t):.3g}" for t in traces)
-                for title, traces in groups
-            )
-            + ".",
+            not ahead,
+            f"Ahead of the constant rate over steps {EARLY[0]} to {EARLY[1]}: "
+            f"{listing(ahead)} (the table's early column).",
         ),
     ]
+    panels = [
+        (
+            f"{name}: {trace.label} decay",
+            [
+                NoisyRun(traces[0].label, traces[0].excess, contenders[0].family),
+                NoisyRun(trace.label, trace.excess, contender.family),
+            ],
+        )
+        for name, contenders, traces in groups
+        for contender, trace in zip(contenders[1:], traces[1:], strict=True)
+    ]
+    first = groups[0][2]
     figure = Figure(
-        plots.grid_of_curves(groups, report.image_path("decay.png")).name,
-        f"Top: loss above the minimum on minibatch least squares (batch {BATCH}). "
-        "Bottom: the learning rate each schedule gives. "
-        + " ".join(claim.evidence for claim in claims),
+        small_multiples(
+            panels,
+            report.image_path("decay.png"),
+            columns=len(SCHEDULES) - 1,
+            lr_row=[(first[0].lrs, trace.lrs) for trace in first[1:]],
+        ).name,
+        f"Loss above the minimum on minibatch least squares (batch {BATCH}), one panel per "
+        "optimizer and schedule, each against the same optimizer at a constant rate (see "
+        "each legend). The faint lines are the loss at every step, the clear ones its "
+        f"geometric mean over {SMOOTHING} steps. Where the decayed run's clear line ends "
+        "below the constant rate's, decay has lowered the noise floor; where it runs above "
+        "it early on, decay has cost speed. The bottom row is each schedule's learning rate "
+        "as a fraction of its start. The table below has the numbers.",
     )
     return Section(
         SLUG,
@@ -120,7 +129,9 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 f"Schedules on minibatch least squares (batch {BATCH}, {STEPS} steps)",
                 [
                     "optimizer",
+                    "spec",
                     "schedule",
+                    f"mean loss above minimum, steps {EARLY[0]}-{EARLY[1]}",
                     "loss above minimum, last quarter",
                     f"steps until the loss above the minimum stays below {TOLERANCE:g}",
                     "final lr",
@@ -129,6 +140,6 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 "'-': the run ends above the tolerance.",
             )
         ],
-        data={title: [t.to_dict() for t in traces] for title, traces in groups},
+        data={name: [t.to_dict() for t in traces] for name, _, traces in groups},
         claims=claims,
     )

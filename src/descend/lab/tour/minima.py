@@ -7,37 +7,39 @@ from collections.abc import Sequence
 import numpy as np
 
 from descend.lab import plots
+from descend.lab.plots.contours import EXIT_MARKER_NAME, LEFT, leaving
 from descend.lab.problems import Himmelblau, Rastrigin, TiltedDoubleWell
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
-from descend.lab.tour.base import Progress, TourSettings, listing, named
+from descend.lab.tour.base import Progress, TourSettings, display_name, listing, registered
 
 SLUG = "minima"
 TITLE = "Local minima"
 
 WELL_CONTENDERS = (
-    ("SGD", "sgd:lr=0.05"),
-    ("SGD+Momentum", "momentum:lr=0.05,momentum=0.9"),
-    ("Nesterov", "nesterov:lr=0.05,momentum=0.9"),
-    ("RMSProp", "rmsprop:lr=0.05"),
-    ("Adam", "adam:lr=0.1"),
+    "sgd:lr=0.05",
+    "momentum:lr=0.05,momentum=0.9",
+    "nesterov:lr=0.05,momentum=0.9",
+    "rmsprop:lr=0.05",
+    "adam:lr=0.1",
 )
 RASTRIGIN_CONTENDERS = (
-    ("SGD", "sgd:lr=0.002"),
-    ("SGD+Momentum", "momentum:lr=0.002,momentum=0.95"),
-    ("Nesterov", "nesterov:lr=0.002,momentum=0.95"),
-    ("RMSProp", "rmsprop:lr=0.05"),
-    ("Adam", "adam:lr=1.0"),
+    "sgd:lr=0.002",
+    "momentum:lr=0.002,momentum=0.95",
+    "nesterov:lr=0.002,momentum=0.95",
+    "rmsprop:lr=0.05",
+    "adam:lr=1.0",
 )
 HIMMELBLAU_CONTENDERS = (
-    ("SGD", "sgd:lr=0.01"),
-    ("SGD+Momentum", "momentum:lr=0.005,momentum=0.9"),
-    ("Nesterov", "nesterov:lr=0.005,momentum=0.9"),
-    ("RMSProp", "rmsprop:lr=0.05"),
-    ("Adam", "adam:lr=0.1"),
+    "sgd:lr=0.01",
+    "momentum:lr=0.005,momentum=0.9",
+    "nesterov:lr=0.005,momentum=0.9",
+    "rmsprop:lr=0.05",
+    "adam:lr=0.1",
 )
 STEPS = 300
-MOMENTUM = ("SGD+Momentum", "Nesterov")
+MOMENTUM = tuple(map(display_name, ("sgd_momentum", "nesterov")))
+SGD = display_name("sgd")
 
 
 def runs(settings: TourSettings) -> int:
@@ -58,15 +60,15 @@ def nearest_minimum(problem: Himmelblau, point: np.ndarray) -> np.ndarray:
 
 def build(report: Report, settings: TourSettings, progress: Progress) -> Section:
     """Local minima: tilted double well, Rastrigin and Himmelblau."""
-    contenders = named(WELL_CONTENDERS)
+    contenders = registered(WELL_CONTENDERS)
     well = TiltedDoubleWell()
     traces = race(well, contenders, STEPS, seed=settings.seed)
     progress("local minima", len(traces))
     rastrigin = Rastrigin(dim=2)
-    rastrigin_contenders = named(RASTRIGIN_CONTENDERS)
+    rastrigin_contenders = registered(RASTRIGIN_CONTENDERS)
     rastrigin_traces = race(rastrigin, rastrigin_contenders, STEPS, seed=settings.seed)
     himmelblau = Himmelblau()
-    himmelblau_contenders = named(HIMMELBLAU_CONTENDERS)
+    himmelblau_contenders = registered(HIMMELBLAU_CONTENDERS)
     himmelblau_traces = race(himmelblau, himmelblau_contenders, STEPS, seed=settings.seed)
     progress("local minima: Rastrigin, Himmelblau", len(rastrigin_traces) + len(himmelblau_traces))
     claims = [
@@ -82,8 +84,9 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 report.image_path("double_well_contour.png"),
                 "tilted double well: shallow well right, deep well left",
             ).name,
-            "Every run starts on the right, above the shallow well; the gold star marks the "
-            f"deep (global) minimum on the left. {claims[0].evidence}",
+            "Every run starts on the right, above the shallow well; the star marks the "
+            "deep (global) minimum on the left, and each run's end marker shows the well it "
+            "settles in (the table lists them).",
         ),
         Figure(
             plots.panels(
@@ -94,9 +97,15 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                     "Himmelblau: four equally deep minima",
                 ],
             ).name,
-            f"Left: Rastrigin's function, where every small dip is a trap. "
-            f"{claims[1].evidence} Right: Himmelblau's function has four minima of equal "
-            f"depth. {claims[2].evidence}",
+            "Left: Rastrigin's function, where every small dip is a trap; the window holds "
+            "every run's whole path"
+            + (
+                f", except {listing(away)}, which {LEFT} where the {EXIT_MARKER_NAME} is"
+                if (away := leaving(rastrigin, rastrigin_traces))
+                else ""
+            )
+            + ". Right: Himmelblau's function has four minima of equal depth (the stars); "
+            "which one a run reaches depends on its path. The tables list where each ends.",
         ),
     ]
     well_rows = []
@@ -193,7 +202,7 @@ def _well_claim(well: TiltedDoubleWell, traces: Sequence[Trace]) -> Claim:
     return Claim(
         "plain gradient descent settles in the nearer, shallower well, while momentum carries a "
         "run over the barrier into the deeper one",
-        basins["SGD"] == "local" and all(basins[name] == "global" for name in MOMENTUM),
+        basins[SGD] == "local" and all(basins[name] == "global" for name in MOMENTUM),
         f"Ending in the deep well: {listing(deep)}; in the shallow one: {listing(shallow)}.",
     )
 
@@ -221,7 +230,7 @@ def _rastrigin_claim(problem: Rastrigin, traces: Sequence[Trace]) -> Claim:
         if moved
         else "no run leaves it"
     )
-    sgd = next(t for t in traces if t.label == "SGD")
+    sgd = next(t for t in traces if t.label == SGD)
     return Claim(
         "plain gradient descent stays in the first dip it meets",
         dip(sgd.trajectory[-1]) == first,

@@ -8,7 +8,15 @@ from descend.lab import plots
 from descend.lab.problems import NoisyLeastSquares
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, race
-from descend.lab.tour.base import Progress, TourSettings, named, tail_mean
+from descend.lab.tour.base import (
+    Progress,
+    TourSettings,
+    display_name,
+    listing,
+    registered,
+    tail_mean,
+)
+from descend.lab.tour.noisy_figures import SMOOTHING, NoisyRun, small_multiples
 from descend.specs import ContenderSpec
 
 SLUG = "noise"
@@ -18,7 +26,7 @@ TITLE = "Noisy gradients"
 SAMPLES, BATCH, STEPS = 256, 4, 400
 #: SGD's learning rate and the decay of its weight average.
 SGD_LR, AVERAGE = 0.1, 0.98
-OTHERS = (("SGD+Momentum", "momentum:lr=0.01,momentum=0.9"), ("Adam", "adam:lr=0.05"))
+OTHERS = ("momentum:lr=0.01,momentum=0.9", "adam:lr=0.05")
 BATCHES = (1, 4, 16, 64, 256)
 #: Minibatch gradients drawn to measure the gradient noise.
 DRAWS = 2000
@@ -29,11 +37,17 @@ def runs(settings: TourSettings) -> int:
     return 1 + len(OTHERS) + len(BATCHES)
 
 
+def batch_floors(rows: list[list]) -> list[tuple[int, float]]:
+    """``(batch size, noise floor)`` pairs from the batch-size table's rows."""
+    return [(row[0], row[3]) for row in rows]
+
+
 def build(report: Report, settings: TourSettings, progress: Progress) -> Section:
     """Noisy gradients: batch size, momentum and averaging on minibatch least squares."""
     problem = NoisyLeastSquares(n=SAMPLES, dim=2, batch_size=BATCH, seed=settings.seed)
-    contenders = [Contender.parse(f"sgd:lr={SGD_LR}", average=AVERAGE, name=f"SGD, batch {BATCH}")]
-    contenders += named([(f"{name}, batch {BATCH}", spec) for name, spec in OTHERS])
+    sgd_name = display_name("sgd")
+    contenders = [Contender.parse(f"sgd:lr={SGD_LR}", average=AVERAGE, name=sgd_name)]
+    contenders += registered(OTHERS)
     traces = race(problem, contenders, STEPS, seed=settings.seed)
     progress("noisy gradients", len(traces))
 
@@ -42,7 +56,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     optimum = problem.minima[0]
     for batch in BATCHES:
         sized = NoisyLeastSquares(n=SAMPLES, dim=2, batch_size=batch, seed=settings.seed)
-        sized_sgd = Contender(ContenderSpec(sgd.optimizer, name=f"SGD, batch {batch}"))
+        sized_sgd = Contender(ContenderSpec(sgd.optimizer, name=f"{sgd_name}, batch {batch}"))
         trace = race(sized, [sized_sgd], STEPS, seed=settings.seed)[0]
         batch_traces.append(trace)
         predicted = sized.gradient_noise(optimum)
@@ -63,6 +77,13 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     effective = momentum_spec["lr"] / (1 - momentum_spec["momentum"])
     floors = [row[3] for row in batch_rows]
     worst_noise = max(abs(row[2] - row[1]) / row[1] for row in batch_rows if row[1] > 0)
+    floor_ratio = raw_floor / averaged_floor if averaged_floor > 0 else float("inf")
+    pairs = batch_floors(batch_rows)
+    disorder = [
+        f"batch {b} (above batch {a})"
+        for (a, fa), (b, fb) in zip(pairs, pairs[1:], strict=False)
+        if not fb < fa
+    ]
     claims = [
         Claim(
             "a running average of the weights sits closer to the minimum than the weights",
@@ -73,23 +94,27 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
         Claim(
             "averaging the weights goes below the noise floor",
             averaged_floor < raw_floor,
-            f"Loss above the minimum over the last quarter: {raw_floor:.3g} for SGD's "
-            f"weights, {averaged_floor:.3g} for their average.",
+            f"SGD's averaged weights settle {floor_ratio:.3g} times lower than the weights "
+            "themselves (the first table has both).",
         ),
         Claim(
             "at the same effective step size momentum bounces about as much as SGD "
             "(within a factor of 2)",
             0.5 <= momentum_floor / raw_floor <= 2.0,
-            f"{momentum.label} (lr / (1 - momentum) = {effective:.3g}) settles at "
-            f"{momentum_floor:.3g}, SGD at lr {SGD_LR:g} at {raw_floor:.3g}.",
+            f"{momentum.label} settles {momentum_floor / raw_floor:.3g} times as high as SGD "
+            "(first table).",
         ),
         Claim(
             "larger batches give a lower noise floor, and the full batch converges",
-            all(b < a for a, b in zip(floors, floors[1:], strict=False))
-            and floors[-1] < 1e-9 * floors[0],
-            "Loss above the minimum over the last quarter, by batch size: "
-            + ", ".join(f"{row[0]}: {row[3]:.3g}" for row in batch_rows)
-            + ".",
+            not disorder and floors[-1] < 1e-9 * floors[0],
+            "In the second table each larger batch settles lower"
+            + (f", except {listing(disorder)}" if disorder else "")
+            + "; the full batch "
+            + (
+                "converges."
+                if floors[-1] < 1e-9 * floors[0]
+                else f"does not converge: it ends at {floors[-1]:.3g}."
+            ),
         ),
         Claim(
             "the measured gradient noise matches its prediction (within 10%)",
@@ -98,6 +123,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
             f"{100 * worst_noise:.1f}%.",
         ),
     ]
+    others = listing([t.label for t in traces[1:]])
     figures = [
         Figure(
             plots.contour(
@@ -106,11 +132,13 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 report.image_path("noise_contour.png"),
                 f"minibatch least squares (batch {BATCH}): noisy paths",
                 averaged=True,
+                log_levels=True,
             ).name,
             f"Each step sees {BATCH} of {SAMPLES} examples, so the gradient points only "
-            "roughly at the minimum (gold star) and every run jitters around it. The dashed "
-            f"line is a running average of SGD's weights (EMA with decay {AVERAGE:g}). "
-            f"{claims[0].evidence}",
+            "roughly at the minimum (the star; the level sets are log-spaced, so they crowd "
+            "towards it) and every run jitters around it. The averaged line is a running "
+            f"average of SGD's weights (an EMA with decay {AVERAGE:g}): it cuts through the "
+            "jitter and comes to rest near the star.",
         ),
         Figure(
             plots.curves(
@@ -120,20 +148,30 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 averaged=True,
             ).name,
             "The noise floor: with a constant learning rate the loss stops improving at a "
-            f"level set by the gradient noise. Dashed: SGD's averaged weights. "
-            f"{claims[1].evidence}",
+            "level set by the gradient noise, and stays there, jumping up and down. SGD's "
+            f"averaged weights (legend: averaged) settle below it. The first table has each "
+            f"floor, {others}'s too.",
         ),
         Figure(
-            plots.curves(
-                batch_traces,
+            small_multiples(
+                [
+                    (
+                        f"batch {batch}" + (" (full data)" if batch == SAMPLES else ""),
+                        [NoisyRun(trace.label, trace.excess, "sgd")],
+                    )
+                    for batch, trace in zip(BATCHES, batch_traces, strict=True)
+                ],
                 report.image_path("noise_batch.png"),
-                f"SGD, lr {SGD_LR:g}, for batch sizes {BATCHES[0]} to {BATCHES[-1]} (full data)",
-                sweep=True,
+                columns=3,
+                others=True,
                 decades=7,
             ).name,
-            f"The same SGD with every batch size, darker for smaller batches; batch "
-            f"{SAMPLES} is the full data, plain gradient descent, and falls out of the "
-            f"bottom of the plot as it converges. {claims[3].evidence}",
+            f"The same SGD (lr {SGD_LR:g}) with each batch size, one panel each; the other "
+            "panels' trends are drawn behind in grey for comparison. Faint: the loss at every "
+            f"step; clear: its geometric mean over {SMOOTHING} steps. The larger the batch, the "
+            f"lower the run settles; batch {SAMPLES} is the full data, plain gradient descent, "
+            "and falls out of the bottom of the plot as it converges. The second table has the "
+            "numbers.",
         ),
     ]
     method_rows = [

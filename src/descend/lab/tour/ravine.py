@@ -12,25 +12,40 @@ from descend.lab.problems import Ravine
 from descend.lab.rates import RateRow, compare_rates
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
-from descend.lab.tour.base import Progress, TourSettings, listing, named, steps_text
+from descend.lab.tour.base import (
+    Progress,
+    TourSettings,
+    display_name,
+    listing,
+    registered,
+    steps_text,
+)
+from descend.lab.tour.finite_run import StartRun, slow_start, study_start
 
 SLUG = "ravine"
 TITLE = "Ill-conditioning: the ravine"
 
 CONTENDERS = (
-    ("SGD", "sgd:lr=0.09"),
-    ("SGD+Momentum", "momentum:lr=0.02,momentum=0.8"),
-    ("Nesterov", "nesterov:lr=0.02,momentum=0.8"),
-    ("AdaGrad", "adagrad:lr=1.5"),
-    ("RMSProp", "rmsprop:lr=0.1"),
-    ("Adam", "adam:lr=0.5"),
+    "sgd:lr=0.09",
+    "momentum:lr=0.02,momentum=0.8",
+    "nesterov:lr=0.02,momentum=0.8",
+    "adagrad:lr=1.5",
+    "rmsprop:lr=0.1",
+    "adam:lr=0.5",
 )
-MOMENTUM = ("SGD+Momentum", "Nesterov")
-ADAPTIVE = ("AdaGrad", "RMSProp", "Adam")
+#: The race's runs with momentum, and the adaptive ones, by their display names.
+MOMENTUM = tuple(map(display_name, ("sgd_momentum", "nesterov")))
+ADAPTIVE = tuple(map(display_name, ("adagrad", "rmsprop", "adam")))
+SGD = display_name("sgd")
+#: Runs of the finite-run study: theory's step from the table's start, theory's step and the
+#: tuned grid rate from the slow eigenvector.
+FINITE_RUNS = 3
 #: The race: condition number, steps, and the loss its table counts steps to.
 KAPPA, STEPS, RACE_TOLERANCE = 20.0, 100, 1e-3
 #: The steps-to-tolerance table (the lab's seed): condition number, tolerance, run length.
 TABLE_KAPPA, TABLE_TOLERANCE, TABLE_STEPS = 100.0, 1e-6, 3000
+#: The learning-rate range of the table's log grid (:func:`descend.lab.demo.run_demo`'s).
+GRID_RANGE = (1e-4, 2.0)
 #: Steps over which the zig-zag across the valley is counted.
 ZIGZAG_STEPS = 20
 #: A run has dropped to the valley floor once its error across it is this fraction of the start.
@@ -44,7 +59,7 @@ def grid_points(settings: TourSettings) -> int:
 
 def runs(settings: TourSettings) -> int:
     """Optimizer runs this section makes."""
-    return len(CONTENDERS) + demo.row_count() + rates.row_count()
+    return len(CONTENDERS) + demo.row_count() + rates.row_count() + FINITE_RUNS
 
 
 def across_valley(problem: Ravine, trace: Trace) -> np.ndarray:
@@ -67,7 +82,7 @@ def steps_to_floor(errors: np.ndarray, fraction: float = FLOOR_FRACTION) -> int 
 def build(report: Report, settings: TourSettings, progress: Progress) -> Section:
     """Ill-conditioning: the zig-zag, the race GIF, steps to tolerance and linear rates."""
     problem = Ravine(kappa=KAPPA, picture=True)
-    contenders = named(CONTENDERS)
+    contenders = registered(CONTENDERS)
     traces = race(problem, contenders, STEPS, seed=settings.seed)
     progress("ravine", len(traces))
     by_name = {trace.label: trace for trace in traces}
@@ -81,7 +96,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 "the race down a ravine",
                 frames=20 if settings.quick else 32,
             ).name,
-            f"The race, animated: every optimizer starts at the black dot, far out along the "
+            f"The race, animated: every optimizer starts at the same point, far out along the "
             f"shallow direction of a ravine with condition number {problem.kappa:g}.",
         ),
         Figure(
@@ -91,8 +106,10 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 report.image_path("ravine_contour.png"),
                 f"ravine, kappa = {problem.kappa:g}: trajectories",
             ).name,
-            "Each optimizer's path from the black dot; the marker is where it ends. "
-            + " ".join(claim.evidence for claim in claims),
+            "Each optimizer's path from the start (the round marker); the marker in its "
+            "legend colour is where it ends. Plain gradient descent crosses the valley at "
+            "almost every step; momentum's paths overshoot and swing back; the adaptive "
+            "methods first drop to the valley floor, then run along it.",
         ),
         Figure(
             plots.curves(
@@ -124,6 +141,21 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     )
     progress("ravine: steps to tolerance", len(demo_rows))
     claims += _table_claims(demo_rows)
+    tuned = next(r for r in demo_rows if r.optimizer == "sgd" and r.predicted is None)
+    grid = np.geomspace(*GRID_RANGE, grid_points(settings))
+    table_start = study_start(
+        table_problem,
+        "the table's start",
+        TABLE_TOLERANCE,
+        TABLE_STEPS,
+        grid,
+        grid_best=(tuned.config["learning_rate"], tuned.steps),
+    )
+    slow = study_start(
+        slow_start(table_problem), "the slow eigenvector", TABLE_TOLERANCE, TABLE_STEPS, grid
+    )
+    progress("ravine: a finite run against the worst case", FINITE_RUNS)
+    claims += _finite_run_claims(table_start, slow)
 
     rate_rows = compare_rates(seed=settings.seed)
     progress("ravine: rates", len(rate_rows))
@@ -146,6 +178,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
             "the error shrinks per step) for gradient descent, heavy-ball momentum and Nesterov. "
             "The last table sets the prediction beside the rate each optimizer actually showed, "
             "at the theory's optimal settings and at everyday ones (lr = 1/L, momentum 0.9).",
+            finite_run_paragraph(table_start, slow, TABLE_TOLERANCE),
         ],
         figures,
         [
@@ -167,6 +200,18 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 }
                 for r in demo_rows
             ],
+            "finite_run": [
+                {
+                    "start": run.start,
+                    "slow_share": run.slow_share,
+                    "theory_lr": run.theory_lr,
+                    "theory_steps": run.theory_steps,
+                    "predicted": run.predicted,
+                    "grid_lr": run.grid_lr,
+                    "grid_steps": run.grid_steps,
+                }
+                for run in (table_start, slow)
+            ],
             "rates": [
                 {
                     "kappa": r.kappa,
@@ -185,11 +230,11 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
 def _race_claims(problem: Ravine, by_name: dict[str, Trace]) -> list[Claim]:
     """What the paragraphs say the race shows, against the race."""
     errors = {name: across_valley(problem, trace) for name, trace in by_name.items()}
-    sgd_flips = zigzags(errors["SGD"])
+    sgd_flips = zigzags(errors[SGD])
     flips = {name: zigzags(errors[name]) for name in MOMENTUM + ADAPTIVE}
-    steps = len(by_name["SGD"].losses) - 1
+    steps = len(by_name[SGD].losses) - 1
     excess = {name: float(trace.excess[-1]) for name, trace in by_name.items()}
-    floor = {name: steps_to_floor(errors[name]) for name in ("SGD",) + ADAPTIVE}
+    floor = {name: steps_to_floor(errors[name]) for name in (SGD,) + ADAPTIVE}
 
     def floor_text(name: str) -> str:
         return f"{name} {steps_text(floor[name], steps)}"
@@ -205,19 +250,19 @@ def _race_claims(problem: Ravine, by_name: dict[str, Trace]) -> list[Claim]:
         ),
         Claim(
             "momentum and Nesterov get further down the valley than SGD in the same steps",
-            all(excess[name] < excess["SGD"] for name in MOMENTUM),
-            f"After {steps} steps the loss above the minimum is {excess['SGD']:.3g} for SGD, "
+            all(excess[name] < excess[SGD] for name in MOMENTUM),
+            f"After {steps} steps the loss above the minimum is {excess[SGD]:.3g} for {SGD}, "
             + " and ".join(f"{excess[name]:.3g} for {name}" for name in MOMENTUM)
             + ".",
         ),
         Claim(
             "the adaptive methods drop to the valley floor sooner than SGD",
             all(
-                floor[name] is not None and (floor["SGD"] is None or floor[name] < floor["SGD"])
+                floor[name] is not None and (floor[SGD] is None or floor[name] < floor[SGD])
                 for name in ADAPTIVE
             ),
             f"The error across the valley first falls to {FLOOR_FRACTION:.0%} of its start "
-            f"at: {listing([floor_text(name) for name in ADAPTIVE + ('SGD',)])}.",
+            f"at: {listing([floor_text(name) for name in ADAPTIVE + (SGD,)])}.",
         ),
     ]
 
@@ -233,6 +278,7 @@ def _table_claims(rows: Sequence[demo.DemoRow]) -> list[Claim]:
     momentum = ("sgd_momentum", "nesterov_momentum")
     gd = at_theory["sgd"]
     slower = [at_theory[name] for name in momentum]
+    names = {name: display_name(name) for name in ("sgd", *momentum)}
     return [
         Claim(
             "momentum settles sooner than plain gradient descent at the best grid rates",
@@ -241,8 +287,9 @@ def _table_claims(rows: Sequence[demo.DemoRow]) -> list[Claim]:
                 for name in momentum
             ),
             f"At the best rate of the grid the loss stays below {TABLE_TOLERANCE:g} from "
-            f"step {count(best['sgd'])} for sgd, {count(best['sgd_momentum'])} for "
-            f"sgd_momentum and {count(best['nesterov_momentum'])} for nesterov_momentum.",
+            f"step {count(best['sgd'])} for {names['sgd']}, "
+            + " and ".join(f"{count(best[name])} for {names[name]}" for name in momentum)
+            + ".",
         ),
         Claim(
             "gradient descent at theory's step 2/(L+mu) needs the steps theory predicts",
@@ -255,7 +302,8 @@ def _table_claims(rows: Sequence[demo.DemoRow]) -> list[Claim]:
             all(row.steps is not None and row.steps >= row.predicted for row in slower),
             "Measured against predicted: "
             + ", ".join(
-                f"{row.optimizer} {count(row.steps)} against {row.predicted:g}" for row in slower
+                f"{names[row.optimizer]} {count(row.steps)} against {row.predicted:g}"
+                for row in slower
             )
             + ".",
         ),
@@ -293,7 +341,7 @@ def steps_to_tolerance_table(
             if math.isinf(row.predicted)
             else int(row.predicted)
         )
-        cells.append([row.optimizer, row.setting, config, steps, predicted])
+        cells.append([display_name(row.optimizer), row.setting, config, steps, predicted])
     return Table(
         f"Steps until the loss stays below {TABLE_TOLERANCE:g} on a rotated kappa = "
         f"{kappa:g} quadratic (2-D), tuned and at theory's settings",
@@ -307,7 +355,8 @@ def steps_to_tolerance_table(
         cells,
         f"Each run lasts {max_steps} steps; its count is the step from which the loss "
         "never rises above the tolerance again. The tuned rows try "
-        f"{grid} learning rates, log-spaced from 1e-4 to 2. Theory gives the worst-case "
+        f"{grid} learning rates, log-spaced from {GRID_RANGE[0]:g} to {GRID_RANGE[1]:g}. "
+        "Theory gives the worst-case "
         "asymptotic rate r, and the loss contracts like r^(2k).",
     )
 
@@ -346,3 +395,71 @@ def rates_to_table(rows: Sequence[RateRow]) -> Table:
         "Polyak's alpha and beta for heavy ball, and 4/(3L+mu) with its matching momentum for "
         "Nesterov.",
     )
+
+
+def finite_run_paragraph(table_start: StartRun, slow: StartRun, tolerance: float) -> str:
+    """Why a grid rate can settle before theory's optimal step, in the measured numbers."""
+    theory_lr, rate = table_start.theory_lr, table_start.theory_factors[0]
+
+    def count(steps: int | None) -> str:
+        return f"{steps} steps" if steps is not None else f"more than {TABLE_STEPS} steps"
+
+    if table_start.grid_wins and table_start.grid_factors is not None:
+        slow_factor, steep_factor = table_start.grid_factors
+        opening = (
+            f"A grid rate can beat theory on a finite run. In the steps-to-tolerance table "
+            f"gradient descent at the grid's lr {table_start.grid_lr:.3g} settles in "
+            f"{count(table_start.grid_steps)}, theory's optimal 2/(L+mu) = {theory_lr:.3g} "
+            f"in {count(table_start.theory_steps)}. Theory is not wrong: its rate {rate:.4f} "
+            "is the worst case over starting points, the factor by which the error shrinks "
+            "per step along its slowest direction once every other direction has died out. "
+            f"The table's start holds only {table_start.slow_share:.1%} of its loss along "
+            f"the slow direction; lr {table_start.grid_lr:.3g} shrinks the steep direction, "
+            f"where the rest lies, by {steep_factor:.4f} per step instead of {rate:.4f}, and "
+            f"the slow one by {slow_factor:.4f}, barely worse. "
+        )
+    else:
+        opening = (
+            f"Theory's optimal 2/(L+mu) = {theory_lr:.3g} shrinks the error by {rate:.4f} per "
+            "step along its slowest direction, the worst case over starting points; in this "
+            f"run no grid rate settles before it ({count(table_start.grid_steps)} at the "
+            f"grid's best lr against {count(table_start.theory_steps)}). "
+        )
+    return opening + (
+        f"Started instead on the slow eigenvector with the same loss, the worst case, theory's "
+        f"step needs {count(slow.theory_steps)} (theory predicts {slow.predicted:g}) and the "
+        + (
+            f"grid's best, lr {slow.grid_lr:.3g}, {count(slow.grid_steps)}."
+            if slow.grid_lr is not None
+            else f"grid has no rate that settles below {tolerance:g}."
+        )
+    )
+
+
+def _finite_run_claims(table_start: StartRun, slow: StartRun) -> list[Claim]:
+    """The finite-run explanation, checked: each count follows from its directions' factors,
+    and from the worst start theory's step wins."""
+
+    def pair(run: StartRun) -> str:
+        return (
+            f"theory's step {run.theory_steps} measured, {run.theory_counted} counted; "
+            f"grid's best {run.grid_steps} measured, {run.grid_counted} counted"
+        )
+
+    return [
+        Claim(
+            "a finite run's step count follows from each eigendirection's own factor and its "
+            "share of the starting loss, which is how a grid rate can beat theory's worst case",
+            table_start.explained and slow.explained,
+            f"From {table_start.start}: {pair(table_start)}. From {slow.start}: {pair(slow)}.",
+        ),
+        Claim(
+            "from a start on the slow eigenvector theory's 2/(L+mu) settles in the fewest "
+            "steps of the grid, and in the steps theory predicts",
+            slow.theory_steps is not None
+            and not slow.grid_wins
+            and abs(slow.theory_steps - slow.predicted) <= 1,
+            f"Theory's step: {slow.theory_steps} measured, {slow.predicted:g} predicted; the "
+            f"grid's best: {slow.grid_steps}.",
+        ),
+    ]

@@ -7,21 +7,30 @@ from collections.abc import Sequence
 import numpy as np
 
 from descend.lab import plots
+from descend.lab.plots.contours import EXIT_MARKER_NAME, LEFT, leaving
 from descend.lab.problems import HighDimSaddle, Saddle
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, Trace, race
-from descend.lab.tour.base import Progress, TourSettings, listing, named, steps_text
+from descend.lab.tour.base import (
+    Progress,
+    TourSettings,
+    display_name,
+    listing,
+    registered,
+    steps_text,
+)
 
 SLUG = "saddle"
 TITLE = "Saddle points"
 
 CONTENDERS = (
-    ("SGD", "sgd:lr=0.05"),
-    ("SGD+Momentum", "momentum:lr=0.05,momentum=0.9"),
-    ("Nesterov", "nesterov:lr=0.05,momentum=0.9"),
-    ("RMSProp", "rmsprop:lr=0.01"),
-    ("Adam", "adam:lr=0.05"),
+    "sgd:lr=0.05",
+    "momentum:lr=0.05,momentum=0.9",
+    "nesterov:lr=0.05,momentum=0.9",
+    "rmsprop:lr=0.01",
+    "adam:lr=0.05",
 )
+SGD = display_name("sgd")
 #: Steps of the 2-D and the 100-D races.
 STEPS_2D, STEPS_ND = 150, 600
 #: The 100-D saddle: dimension, directions curving down, start offset along them.
@@ -80,7 +89,7 @@ def _escape_table(
 
 def build(report: Report, settings: TourSettings, progress: Progress) -> Section:
     """Saddle points: 2-D and 100-D, with escape times."""
-    contenders = named(CONTENDERS)
+    contenders = registered(CONTENDERS)
     flat = Saddle(y0=1e-3)
     traces = race(flat, contenders, STEPS_2D, seed=settings.seed)
     progress("saddle", len(traces))
@@ -100,7 +109,12 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
             ).name,
             "Every run first slides down x towards the saddle point at the origin, where the "
             f"gradient vanishes. Along y the start is only {flat.x0[1]:g} off the ridge, so "
-            f"the push to fall off is tiny. {flat_claim.evidence}",
+            "the push to fall off is tiny; once off it, a run falls away along y for good"
+            + (
+                f" ({listing(fallen)} {LEFT}: the {EXIT_MARKER_NAME} marks where)."
+                if (fallen := leaving(flat, traces))
+                else "."
+            ),
         ),
         Figure(
             plots.curves(
@@ -170,8 +184,8 @@ def wells_distance(problem: HighDimSaddle) -> float:
 def _flat_claim(problem: Saddle, traces: Sequence[Trace]) -> Claim:
     escapes = {t.label: t.settled_below(problem.escape_loss) for t in traces}
     steps = len(traces[0].losses) - 1
-    others = [name for name in escapes if name != "SGD"]
-    sgd = escapes["SGD"]
+    others = [name for name in escapes if name != SGD]
+    sgd = escapes[SGD]
     return Claim(
         "momentum and the adaptive methods leave the saddle sooner than SGD",
         all(escapes[name] is not None and (sgd is None or escapes[name] < sgd) for name in others),
@@ -188,8 +202,8 @@ def _wide_findings(problem: HighDimSaddle, traces: Sequence[Trace]) -> tuple[Cla
     leave = {name: first_beyond(d) for name, d in distances.items()}
     wells = wells_distance(problem)
     final = ", ".join(f"{name} {d[-1]:.2f}" for name, d in distances.items())
-    others = [step for name, step in leave.items() if name != "SGD"]
-    sgd = leave["SGD"]
+    others = [step for name, step in leave.items() if name != SGD]
+    sgd = leave[SGD]
     claim = Claim(
         "in high dimensions SGD stays near the saddle far longer than momentum or the adaptive "
         "methods",
@@ -201,6 +215,5 @@ def _wide_findings(problem: HighDimSaddle, traces: Sequence[Trace]) -> tuple[Cla
     sentences = [
         f"The minima lie {wells:.2f} from the saddle (every downward direction in its well).",
         f"After {steps} steps the distances are: {final}.",
-        claim.evidence,
     ]
     return claim, sentences
