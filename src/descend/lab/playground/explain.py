@@ -69,6 +69,8 @@ def regime_labels(codes: np.ndarray, alphas: np.ndarray, betas: np.ndarray) -> l
                 "regime": name,
                 "lr": float(alphas[cols[nearest]]),
                 "momentum": float(betas[rows[nearest]]),
+                "row": int(rows[nearest]),
+                "column": int(cols[nearest]),
                 "cells": int(len(rows)),
             }
         )
@@ -173,7 +175,7 @@ def optimum_digits(
             rounded_lr = _round(lr, digits)
             rounded_momentum = _round(momentum, digits, up=up)
             got = theory.rate(method, eigenvalues, rounded_lr, rounded_momentum)
-            if abs(got - rate) < 5e-5:
+            if f"{got:.4f}" == f"{rate:.4f}":  # the table shows rates to four decimals
                 return {"lr": rounded_lr, "momentum": rounded_momentum, "digits": digits}
     return {"lr": lr, "momentum": momentum, "digits": 17}
 

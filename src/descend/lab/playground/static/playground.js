@@ -191,6 +191,7 @@
                          compute_ms: answer.body.compute_ms, fetch_ms: now - sent,
                          total_ms: now - began, steps: answer.body.steps});
         if (pg.timings.length > 200) { pg.timings.shift(); }
+        drawFacts();  // the status line reports this update, redraw included
       }
     });
   }
@@ -510,7 +511,7 @@
     var lastRun = last && pg.runs[last.run];
     var what = !last ? "" : lastRun && lastRun.diverged_at !== null ?
       "optimizer " + (last.run + 1) + " diverged at step " + lastRun.diverged_at + " of " +
-        last.steps + ", computed" :
+        pg.state.steps + ", computed" :
       "optimizer " + (last.run + 1) + ": " + last.steps + " steps computed";
     document.getElementById("status").textContent = last ?
       "Last update: " + what + " in " + last.compute_ms.toFixed(1) +
