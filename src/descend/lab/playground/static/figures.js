@@ -132,8 +132,7 @@
     var words = runs.map(function (item) {
       var run = item.run, end = run.path[run.path.length - 1];
       if (run.diverged_at !== null) {
-        return "Optimizer " + (item.index + 1) + " diverged at step " + run.diverged_at +
-          " and leaves the window.";
+        return "Optimizer " + (item.index + 1) + " diverged at step " + run.diverged_at + ".";
       }
       return "Optimizer " + (item.index + 1) + " ends at (" + short(end[0]) + ", " +
         short(end[1]) + ") after " + run.steps + " steps" + (run.final !== null ?

@@ -658,6 +658,13 @@
       return start && plot &&
         Math.hypot(plot.X(start[0]) - point.x, plot.Y(start[1]) - point.y) < 12;
     }
+    // On a touch screen a finger on the dot drags it; anywhere else it scrolls the page.
+    canvas.addEventListener("touchstart", function (event) {
+      var touch = event.touches[0];
+      if (canvas.plot && touch && nearStart(canvasPoint(canvas, touch))) {
+        event.preventDefault();
+      }
+    }, {passive: false});
     canvas.addEventListener("pointerdown", function (event) {
       if (!canvas.plot || !nearStart(canvasPoint(canvas, event))) { return; }
       pg.dragging = true;
