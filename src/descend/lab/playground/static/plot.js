@@ -238,7 +238,7 @@
   Plot.prototype.legend = function (entries, corner) {
     if (!entries.length) { return null; }
     var c = this.ctx, m = this.m, pad = 6, row = 15, sample = 26;
-    c.font = "11px sans-serif";
+    c.font = this.w < 440 ? "10px sans-serif" : "11px sans-serif";  // a phone's narrow plot
     var widest = Math.max.apply(null, entries.map(function (e) {
       return c.measureText(e.label).width;
     }));
