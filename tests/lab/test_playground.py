@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ import pytest
 
 from descend import functional, rules
 from descend.lab import theory
-from descend.lab.playground import compute
+from descend.lab.playground import compute, explain
 from descend.lab.playground.controls import (
     PLAYGROUND_RULES,
     PROBLEMS,
@@ -300,3 +301,116 @@ def test_a_setting_given_twice_is_refused_by_the_api():
         ]:
             status, _, body = _get(url + "api/run?" + query)
             assert status == 400 and twice in body["error"], query
+
+
+# -- the words beside the plots, the regimes, the start point, the errors' scope -------------
+
+
+def test_the_verdict_says_why_gradient_descent_diverges_with_theorys_numbers():
+    view = compute.run_view("ravine:kappa=20", "sgd:lr=0.11", "", "", 200, 0, 1e-6)
+    verdict = view["theory"]["verdict"]
+    # Gradient descent's mode along lambda: e <- (1 - lr lambda) e; 2/L is where it grows.
+    assert verdict["factors"] == pytest.approx([abs(1 - 0.11 * 1), abs(1 - 0.11 * 20)])
+    assert verdict["limit"] == pytest.approx(2 / 20, rel=1e-9)
+    assert verdict["regimes"] == ["monotone", "diverges"] and verdict["regime"] == "diverges"
+    assert "lr 0.11 is above 2/L = 2/20 = 0.1" in verdict["sentence"]
+    assert "grows by 1.2 per step" in verdict["sentence"]
+    assert view["diverged_at"] is not None
+
+
+def test_the_verdict_of_a_converging_setting_names_each_modes_factor_and_the_rate():
+    view = compute.run_view("ravine:kappa=20", "sgd:lr=0.09", "", "", 200, 0, 1e-6)
+    verdict = view["theory"]["verdict"]
+    assert verdict["regimes"] == ["monotone", "oscillates"]  # 1 - 0.09 * 20 = -0.8 flips
+    assert max(verdict["factors"]) == pytest.approx(view["theory"]["predicted"])
+    assert "below 2/L = 2/20 = 0.1" in verdict["sentence"]
+    assert f"factor {theory.gd_rate(np.array([1.0, 20.0]), 0.09):.4g}" in verdict["sentence"]
+    momentum = compute.run_view(
+        "ravine:kappa=20", "sgd_momentum:lr=0.02,momentum=0.8", "", "", 50, 0, 1e-6
+    )["theory"]["verdict"]
+    # Momentum 0.8, above the optimum's 0.40: both modes' roots are complex, they spiral.
+    assert momentum["regimes"] == ["oscillates", "oscillates"]
+    assert "spirals in" in momentum["sentence"]
+    assert "2(1 + momentum)/L = 2(1 + 0.8)/20 = 0.18" in momentum["sentence"]
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.3, 0.9])
+def test_the_stability_limit_is_the_closed_form_of_each_method(momentum):
+    L = 40.0
+    assert explain.stability_limit("heavy ball", L, momentum) == pytest.approx(
+        2 * (1 + momentum) / L, rel=1e-9
+    )
+    assert explain.stability_limit("Nesterov", L, momentum) == pytest.approx(
+        2 * (1 + momentum) / ((1 + 2 * momentum) * L), rel=1e-9
+    )
+
+
+def test_the_regime_map_agrees_with_theorys_rate_and_its_labels_sit_in_their_regions():
+    view = compute.problem_view("ravine:kappa=20")
+    maps = view["quadratic"]["maps"]
+    for method in ("heavy ball", "Nesterov"):
+        codes = np.array(maps["regimes"][method]["codes"])
+        rates = np.array(maps[method])
+        assert ((codes == 2) == (rates >= 1 - 1e-9)).mean() > 0.999
+        labels = maps["regimes"][method]["labels"]
+        assert {label["regime"] for label in labels} == {"monotone", "oscillates", "diverges"}
+        for label in labels:
+            i, j = label["row"], label["column"]
+            assert label["lr"] == pytest.approx(maps["alphas"][j], rel=1e-5)
+            assert label["momentum"] == pytest.approx(maps["betas"][i], rel=1e-5)
+            assert explain.REGIMES[codes[i, j]] == label["regime"]
+
+
+@pytest.mark.parametrize("kappa", [10.0, 20.0, 100.0, 1000.0])
+def test_the_optimum_in_a_link_has_the_digits_that_keep_its_rate(kappa):
+    optimal = compute.problem_view(f"ravine:kappa={kappa:g}")["quadratic"]["optimal"]
+    eigenvalues = np.array([1.0, kappa])
+    for method in ("gradient descent", "heavy ball", "Nesterov"):
+        rounded = optimal[method]["rounded"]
+        assert len(repr(rounded["lr"]).lstrip("0.").replace(".", "")) <= 10
+        assert rounded["digits"] <= 10
+        got = theory.rate(method, eigenvalues, rounded["lr"], rounded["momentum"])
+        assert f"{got:.4f}" == f"{optimal[method]['rate']:.4f}"
+
+
+def test_a_run_starts_where_the_start_point_says():
+    view = compute.run_view("ravine:kappa=20", "sgd:lr=0.05", "", "", 30, 0, 1e-6, "-4,2")
+    problem = Ravine(kappa=20.0, picture=True)
+    x, config, points = np.array([-4.0, 2.0]), {"learning_rate": 0.05}, []
+    for _ in range(31):
+        points.append(x)
+        x, config = functional.sgd(x, problem.grad(x), config)
+    np.testing.assert_allclose(view["path"], points, rtol=1e-5, atol=1e-12)
+    for text, message in [("99,0", "outside the window"), ("1", "is invalid"), ("a,b", "invalid")]:
+        with pytest.raises(ValueError, match=message):
+            compute.start_point(text, problem)
+
+
+def test_the_api_says_whether_an_error_is_the_pages_setting_or_the_optimizers():
+    with running() as url:
+        for query, scope, setting, message in [
+            ("problem=ravine&rule=sgd&steps=-5", "page", "steps", "steps='-5' is out of range"),
+            ("problem=ravine:kappa=0&rule=sgd", "page", "problem", "kappa=0 is out of range"),
+            ("problem=ravine&rule=sgd&start=99,0", "page", "start", "outside the window"),
+            ("problem=ravine&rule=sgd&tol=x", "page", "tol", "tol='x' is invalid"),
+            ("problem=ravine&rule=adam:beta1=2", "run", None, "beta1=2 is out of range"),
+        ]:
+            status, _, body = _get(url + "api/run?" + query)
+            assert status == 400 and message in body["error"], query
+            assert body["scope"] == scope and body.get("setting") == setting, query
+        status, _, body = _get(url + "api/problem?problem=volcano")
+        assert status == 400 and body["scope"] == "page" and body["setting"] == "problem"
+
+
+@pytest.mark.parametrize(
+    "parse, spec, suggestion",
+    [
+        (parse_rule, "adamm:lr=0.1", "did you mean 'adam'?"),
+        (parse_rule, "nesterv", "did you mean 'nesterov'?"),
+        (parse_rule, "adam:lrr=0.1", "did you mean 'lr'?"),
+        (build_problem, "ravin", "did you mean 'ravine'?"),
+    ],
+)
+def test_a_misspelt_name_gets_the_closest_one(parse, spec, suggestion):
+    with pytest.raises(ValueError, match=re.escape(suggestion)):
+        parse(spec)

@@ -4,12 +4,14 @@
   holds a whole setting.
 - ``GET /api/catalog``: the rules with their sliders, the problems, the schedules.
 - ``GET /api/problem?problem=ravine:kappa=20``: the loss surface and, for a quadratic, theory.
-- ``GET /api/run?problem=...&rule=adam:lr=0.1&schedule=...&average=...&steps=...&seed=...&tol=...``:
-  one run.
+- ``GET /api/run?problem=...&rule=adam:lr=0.1&schedule=...&average=...&steps=...&seed=...&tol=...``
+  ``&start=x,y``: one run (from ``start`` when given, else the problem's start).
 
 A bad value is answered with status 400 and ``{"error": "<what is wrong and what is
-allowed>"}``, which the page shows; anything unexpected with status 500 and a one-line message,
-never a traceback. Every answer carries ``Server-Timing`` with the time spent computing it.
+allowed>", "scope": "page" or "run"}``, which the page shows: ``"page"`` (with ``"setting"``,
+its name) for a setting all runs share, ``"run"`` for the optimizer's own; anything
+unexpected with status 500 and a one-line message, never a traceback. Every answer carries
+``Server-Timing`` with the time spent computing it.
 
 The server answers only requests addressed to it (:class:`AddressCheck`): a ``Host`` header
 naming this machine's loopback address or the address it listens on, and no ``Origin`` of
@@ -35,7 +37,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from descend.lab.playground import compute
-from descend.lab.playground.controls import catalog, query_number
+from descend.lab.playground.controls import build_problem, catalog, query_number
 
 STATIC = Path(__file__).parent / "static"
 #: Default tolerance of "steps until the loss stays below".
@@ -72,6 +74,23 @@ def _query(request: Request) -> dict[str, str]:
     return dict(request.query_params)
 
 
+class PageSettingError(ValueError):
+    """A bad value of a setting the whole page shares (the problem, steps, seed, tolerance,
+    start point), not of one optimizer: the page shows it once, named by its ``setting``."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def _page_setting(setting: str, read: Callable[[], Any]) -> Any:
+    """``read()``, its ``ValueError`` marked as the page's ``setting``."""
+    try:
+        return read()
+    except ValueError as error:
+        raise PageSettingError(setting, str(error)) from None
+
+
 def _endpoint(compute_answer: Callable[[dict[str, str]], Any]) -> Callable:
     """A route that answers ``compute_answer(query)`` as JSON, bad input as a 400 message."""
 
@@ -79,8 +98,11 @@ def _endpoint(compute_answer: Callable[[dict[str, str]], Any]) -> Callable:
         started = time.perf_counter()
         try:
             return _json(compute_answer(_query(request)), 200, started)
+        except PageSettingError as error:
+            answer = {"error": str(error), "scope": "page", "setting": error.setting}
+            return _json(answer, 400, started)
         except ValueError as error:
-            return _json({"error": str(error)}, 400, started)
+            return _json({"error": str(error), "scope": "run"}, 400, started)
         except Exception as error:  # noqa: BLE001  (the page gets one line, not a traceback)
             return _json(
                 {"error": f"the server could not compute this ({type(error).__name__}: {error})"},
@@ -92,23 +114,32 @@ def _endpoint(compute_answer: Callable[[dict[str, str]], Any]) -> Callable:
 
 
 def _problem(query: dict[str, str]) -> dict[str, Any]:
-    return compute.problem_view(query.get("problem") or "ravine")
+    spec = query.get("problem") or "ravine"
+    return _page_setting("problem", lambda: compute.problem_view(spec))
 
 
 def _run(query: dict[str, str]) -> dict[str, Any]:
+    # The page's shared settings first: their errors are the page's, not this optimizer's.
+    problem = query.get("problem") or "ravine"
+    built = _page_setting("problem", lambda: build_problem(problem))
+    steps = _page_setting(
+        "steps", lambda: int(query_number(query, "steps", 200, 1, compute.MAX_STEPS, True))
+    )
+    seed = _page_setting("seed", lambda: int(query_number(query, "seed", 0, 0, 2**31 - 1, True)))
+    tolerance = _page_setting("tol", lambda: query_number(query, "tol", TOLERANCE, 1e-300, 1e300))
+    start = query.get("start", "")
+    _page_setting("start", lambda: compute.start_point(start, built))
     if not query.get("rule"):
         raise ValueError("rule is missing: expected an optimizer such as rule=adam:lr=0.1")
-    steps = int(query_number(query, "steps", 200, 1, compute.MAX_STEPS, integer=True))
-    seed = int(query_number(query, "seed", 0, 0, 2**31 - 1, integer=True))
-    tolerance = query_number(query, "tol", TOLERANCE, 1e-300, 1e300)
     return compute.run_view(
-        query.get("problem") or "ravine",
+        problem,
         query["rule"],
         query.get("schedule", ""),
         query.get("average", ""),
         steps,
         seed,
         tolerance,
+        start,
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from descend.lab import theory
 from descend.lab.loop import RuleStepper, follow, settled_step
 from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS, family_of
+from descend.lab.playground import explain
 from descend.lab.playground.controls import (
     build_problem,
     parse_average,
@@ -96,7 +97,15 @@ def problem_view(spec: str) -> dict[str, Any]:
             "L": L,
             "kappa": quadratic.condition_number,
             "optimal": {
-                name: {"lr": s.lr, "momentum": s.momentum, "rate": s.rate}
+                name: {
+                    "lr": s.lr,
+                    "momentum": s.momentum,
+                    "rate": s.rate,
+                    # What "set optimal" writes into the link: the digits that matter.
+                    "rounded": explain.optimum_digits(
+                        name, quadratic.eigenvalues, s.lr, s.momentum, s.rate
+                    ),
+                }
                 for name, s in ((name, optimal(mu, L)) for name, optimal in THEORY_METHODS.items())
             },
             "maps": {
@@ -115,9 +124,43 @@ def problem_view(spec: str) -> dict[str, Any]:
                     )
                     for method in ("heavy ball", "Nesterov")
                 },
+                "regimes": {
+                    method: _regimes(method, quadratic.eigenvalues, alphas, betas)
+                    for method in ("heavy ball", "Nesterov")
+                },
             },
         }
     return finite_json(view)
+
+
+def _regimes(
+    method: str, eigenvalues: np.ndarray, alphas: np.ndarray, betas: np.ndarray
+) -> dict[str, Any]:
+    """The regime map of ``method`` (codes by :data:`explain.REGIMES`, rows by momentum) and
+    where to write each regime's name, with the stability limit at each momentum."""
+    codes = explain.regime_map(method, eigenvalues, alphas, betas)
+    return {
+        "names": list(explain.REGIMES),
+        "codes": codes.tolist(),
+        "labels": explain.regime_labels(codes, alphas, betas),
+    }
+
+
+def start_point(text: str, problem: Any) -> np.ndarray | None:
+    """A start point ``"x,y"`` from the query, inside the problem's window; None when empty."""
+    if text in (None, ""):
+        return None
+    (x0, x1), (y0, y1) = problem.bounds
+    allowed = f"expected two numbers x,y with x in [{x0:g}, {x1:g}] and y in [{y0:g}, {y1:g}]"
+    try:
+        point = np.array([float(part) for part in text.split(",")], dtype=float)
+    except ValueError:
+        raise ValueError(f"start={text!r} is invalid: {allowed}") from None
+    if point.shape != (2,) or not np.isfinite(point).all():
+        raise ValueError(f"start={text!r} is invalid: {allowed}")
+    if not (x0 <= point[0] <= x1 and y0 <= point[1] <= y1):
+        raise ValueError(f"start={text!r} is outside the window: {allowed}")
+    return point
 
 
 def _color(family: str | None, rule: str) -> str:
@@ -135,10 +178,12 @@ def run_view(
     steps: int,
     seed: int,
     tolerance: float,
+    start: str = "",
 ) -> dict[str, Any]:
-    """One optimizer's run on a problem: its path, loss above the minimum, steps until the
-    loss stays below ``tolerance`` and, on a quadratic, the error along each eigen-direction
-    with theory's rate beside the measured one."""
+    """One optimizer's run on a problem from its start (or ``start``, ``"x,y"``): its path,
+    loss above the minimum, steps until the loss stays below ``tolerance`` and, on a
+    quadratic, the error along each eigen-direction with theory's rate beside the measured
+    one and the reason, in words, why it converges or diverges."""
     if not (isinstance(steps, int) and 1 <= steps <= MAX_STEPS):
         raise ValueError(f"steps={steps!r} is invalid: expected an integer from 1 to {MAX_STEPS}")
     started = time.perf_counter()
@@ -146,7 +191,8 @@ def run_view(
     rule, hypers = parse_rule(rule_spec)
     schedule_spec = parse_schedule_text(schedule)
     averaging = parse_average(average)
-    x0 = problem.start()
+    moved = start_point(start, problem)
+    x0 = problem.start() if moved is None else moved
     stepper = RuleStepper(
         rule, hypers, x0, schedule_spec.build(hypers["lr"]) if schedule_spec else None
     )
@@ -201,6 +247,7 @@ def _theory(
     out: dict[str, Any] = {
         "errors": _rounded(errors.T),
         "method": None,
+        "verdict": None,
         "predicted": None,
         "measured": None,
         "directions": None,
@@ -221,6 +268,7 @@ def _theory(
     except ValueError:
         measured = None
     out.update(
+        verdict=explain.verdict(method, quadratic.eigenvalues, lr, momentum),
         method=method,
         lr=lr,
         momentum=momentum,
@@ -232,4 +280,4 @@ def _theory(
     return out
 
 
-__all__ = ["MAX_STEPS", "problem_view", "run_view"]
+__all__ = ["MAX_STEPS", "problem_view", "run_view", "start_point"]

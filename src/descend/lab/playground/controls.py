@@ -21,6 +21,7 @@ from descend import rules
 from descend.lab import problems
 from descend.rules.spec import Hyper, Rule
 from descend.specs import SCHEDULES, parse_schedule, parse_spec
+from descend.suggest import closest
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,10 @@ def build_problem(spec: str) -> problems.Problem:
     page does not offer or a setting out of its slider's span."""
     name, arguments = parse_spec(spec)
     if name not in PROBLEMS:
+        match = closest(name, list(PROBLEMS))
+        hint = f"did you mean {match!r}? " if match else ""
         raise ValueError(
-            f"problem={name!r} is not on the playground; choose one of {', '.join(PROBLEMS)}"
+            f"problem={name!r} is not on the playground; {hint}choose one of {', '.join(PROBLEMS)}"
         )
     offered = PROBLEMS[name]
     sliders = {slider.name: slider for slider in offered.sliders}
@@ -214,8 +217,20 @@ def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
             "points; see the newer methods' section of `descend demo`"
         )
     if name not in PLAYGROUND_RULES:
-        raise ValueError(f"optimizer {name!r} is not a rule; valid: {', '.join(PLAYGROUND_RULES)}")
+        match = closest(name, list(PLAYGROUND_RULES))
+        hint = f"did you mean {match!r}? " if match else ""
+        raise ValueError(
+            f"optimizer {name!r} is not a rule; {hint}valid: {', '.join(PLAYGROUND_RULES)}"
+        )
     rule = PLAYGROUND_RULES[name]
+    names = [hyper.name for hyper in rule.hypers]
+    for key in arguments:
+        match = closest(key, names) if key not in names else None
+        if match:  # a slip in a name: the page says which was meant
+            raise ValueError(
+                f"{name}: unknown hyperparameter {key!r}; did you mean {match!r}? "
+                f"valid: {', '.join(names)}"
+            )
     return rule, rule.validate(arguments)
 
 
