@@ -43,11 +43,16 @@ def test_every_hyperparameter_gets_a_control_from_its_spec(name):
             assert slider.kind == "bool"
             continue
         assert slider.kind == ("int" if hyper.kind is int else "float")
-        assert slider.low <= hyper.default <= slider.high or (slider.zero and hyper.default == 0)
+        if hyper.optional:  # None (off) is the slider's exact 0, which it reads back as None
+            assert slider.zero and slider.to_dict()["default"] == 0 and slider.check(0) is None
+        else:
+            assert slider.low <= hyper.default <= slider.high or (
+                slider.zero and hyper.default == 0
+            )
         # Both ends of every slider are values the rule accepts.
         zero = 0 if slider.kind == "int" else 0.0
         for value in (slider.low, slider.high) + ((zero,) if slider.zero else ()):
-            rule.validate({**rule.defaults, hyper.name: value})
+            rule.validate({**rule.defaults, hyper.name: slider.check(value)})
 
 
 def test_the_catalog_lists_every_rule_problem_and_schedule():

@@ -27,9 +27,10 @@ SECOND_ORDER_COLORS = {"newton": "#DDCC77", "bfgs": "#AA4499", "lbfgs": "#555555
 SECOND_ORDER_NAMES = {"torch.optim.LBFGS": "lbfgs"}
 #: Named variants the lab draws that are no family of their own: sign descent (Lion with both
 #: betas 0, the step Lion's analysis starts from) and theory's lines that belong to no one
-#: optimizer (a noise floor, a limit). A prediction for one optimizer is drawn in that
+#: optimizer (a noise floor, a limit), and the pale grey of other panels' series drawn behind a
+#: panel for comparison. A prediction for one optimizer is drawn in that
 #: optimizer's colour, in the theory line style of :mod:`descend.lab.plots.base`.
-VARIANT_COLORS = {"sign_descent": "#EE8866", "theory": "#000000"}
+VARIANT_COLORS = {"sign_descent": "#EE8866", "theory": "#000000", "comparison": "#DDDDDD"}
 #: Colours, in turn, for runs of an optimizer the lab has no family for.
 OTHER_COLORS = ("#BBBBBB", "#DDAA33", "#77AADD")
 #: The colours of the marks on a contour plot: where every run starts and the minima.
@@ -54,6 +55,7 @@ COLOR_NAMES = {
     "#EE7733": "orange",
     "#CC3311": "red",
     "#EE3377": "magenta",
+    "#009988": "sea green",
     "#BBBBBB": "grey",
     # light
     "#77AADD": "light blue",
@@ -64,6 +66,7 @@ COLOR_NAMES = {
     "#DDAA33": "yellow",
     # greys and marks
     "#555555": "dark grey",
+    "#DDDDDD": "pale grey",
     "#000000": "black",
     "#FFD700": "gold",
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from descend import rules
@@ -38,13 +38,15 @@ class Slider:
     scale: str = "linear"
     kind: str = "float"
     zero: bool = False
+    #: The exact 0 at the low end stands for ``None`` (an optional hyperparameter, off).
+    optional: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the page."""
         return {
             "name": self.name,
             "doc": self.doc,
-            "default": self.default,
+            "default": 0 if self.default is None else self.default,
             "low": self.low,
             "high": self.high,
             "scale": self.scale,
@@ -55,6 +57,8 @@ class Slider:
     def check(self, value: Any) -> Any:
         """``value`` as this control's kind, within its span; ``ValueError`` names the value
         and what is allowed."""
+        if self.optional and (value is None or (value == 0 and not isinstance(value, bool))):
+            return None
         if self.kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -87,7 +91,11 @@ SPANS: dict[str, tuple[float, float, str, bool]] = {
 
 
 def hyper_slider(hyper: Hyper) -> Slider:
-    """The slider for one hyperparameter of a rule."""
+    """The slider for one hyperparameter of a rule. An optional one's ``None`` (off) is the
+    exact 0 at its slider's low end."""
+    if hyper.optional:
+        on = hyper_slider(replace(hyper, optional=False, default=hyper.default or 1.0))
+        return replace(on, default=hyper.default, zero=True, optional=True)
     if hyper.kind is bool:
         return Slider(hyper.name, hyper.doc, bool(hyper.default), kind="bool")
     kind = "int" if hyper.kind is int else "float"

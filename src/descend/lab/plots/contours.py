@@ -16,7 +16,16 @@ import numpy as np
 from matplotlib import patheffects
 from matplotlib.colors import LogNorm
 
-from descend.lab.plots.base import DPI, MARKERS, fitted_window, path_width, save_figure, styles
+from descend.lab.palette import MARK_COLORS
+from descend.lab.plots.base import (
+    AVERAGED,
+    DPI,
+    MARKERS,
+    fitted_window,
+    path_width,
+    save_figure,
+    styles,
+)
 from descend.lab.problems import Bounds, Problem
 from descend.lab.runner import Trace
 from descend.lab.surface import surface
@@ -110,7 +119,7 @@ def draw_contours(
             minimum[0],
             minimum[1],
             marker="*",
-            color="gold",
+            color=MARK_COLORS["minimum"],
             markersize=16,
             markeredgecolor="black",
             markeredgewidth=1.2,
@@ -152,7 +161,7 @@ def contour(
     window = window_of(problem, traces, averaged)
     draw_contours(ax, problem, resolution, window, log_levels)
     start = traces[0].trajectory[0] if traces else problem.x0
-    ax.plot(start[0], start[1], "o", color="black", markersize=6, zorder=5)
+    ax.plot(start[0], start[1], "o", color=MARK_COLORS["start"], markersize=6, zorder=5)
     count = len(traces)
     for index, (trace, style) in enumerate(
         zip(traces, styles([t.family for t in traces]), strict=True)
@@ -188,7 +197,7 @@ def contour(
             ax.plot(
                 avg[:, 0],
                 avg[:, 1],
-                "--",
+                linestyle=AVERAGED.dash,
                 color=style.color,
                 linewidth=2.0,
                 label=f"{trace.label} (averaged)" + ("" if avg_exit is None else f" ({LEFT})"),

@@ -7,7 +7,7 @@ One module per section, each written to the report as soon as it is done:
 2. :mod:`~descend.lab.tour.saddle`: x^2 - y^2 and a 100-dimensional saddle, with escape times;
 3. :mod:`~descend.lab.tour.minima`: a tilted double well, Rastrigin and Himmelblau;
 4. :mod:`~descend.lab.tour.noise`: minibatch least squares, batch size, momentum, averaging;
-5. :mod:`~descend.lab.tour.decay`: step, exponential and 1/t decay for SGD+Momentum and Adam;
+5. :mod:`~descend.lab.tour.decay`: step, exponential and 1/t decay for Momentum and Adam;
 6. :mod:`~descend.lab.tour.classics`: Rosenbrock, Beale and Booth;
 7. :mod:`~descend.lab.tour.second_order`: GD, Nesterov and Adam next to Newton, BFGS and L-BFGS,
    full batch and on minibatches;

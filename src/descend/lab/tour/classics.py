@@ -7,35 +7,35 @@ from descend.lab.palette import MARK_COLORS, color_name
 from descend.lab.problems import Beale, Booth, Problem, RosenbrockValley
 from descend.lab.report import Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
-from descend.lab.tour.base import Progress, TourSettings, listing, named
+from descend.lab.tour.base import Progress, TourSettings, listing, registered
 
 SLUG = "classics"
 TITLE = "The classics: Rosenbrock, Beale, Booth"
 
 CONTENDERS = {
     "rosenbrock": (
-        ("SGD", "sgd:lr=0.001"),
-        ("SGD+Momentum", "momentum:lr=0.001,momentum=0.9"),
-        ("Nesterov", "nesterov:lr=0.001,momentum=0.9"),
-        ("AdaGrad", "adagrad:lr=0.5"),
-        ("RMSProp", "rmsprop:lr=0.01"),
-        ("Adam", "adam:lr=0.05"),
+        "sgd:lr=0.001",
+        "momentum:lr=0.001,momentum=0.9",
+        "nesterov:lr=0.001,momentum=0.9",
+        "adagrad:lr=0.5",
+        "rmsprop:lr=0.01",
+        "adam:lr=0.05",
     ),
     "beale": (
-        ("SGD", "sgd:lr=0.01"),
-        ("SGD+Momentum", "momentum:lr=0.005,momentum=0.9"),
-        ("Nesterov", "nesterov:lr=0.005,momentum=0.9"),
-        ("AdaGrad", "adagrad:lr=0.5"),
-        ("RMSProp", "rmsprop:lr=0.01"),
-        ("Adam", "adam:lr=0.05"),
+        "sgd:lr=0.01",
+        "momentum:lr=0.005,momentum=0.9",
+        "nesterov:lr=0.005,momentum=0.9",
+        "adagrad:lr=0.5",
+        "rmsprop:lr=0.01",
+        "adam:lr=0.05",
     ),
     "booth": (
-        ("SGD", "sgd:lr=0.05"),
-        ("SGD+Momentum", "momentum:lr=0.02,momentum=0.8"),
-        ("Nesterov", "nesterov:lr=0.02,momentum=0.8"),
-        ("AdaGrad", "adagrad:lr=2.0"),
-        ("RMSProp", "rmsprop:lr=0.1"),
-        ("Adam", "adam:lr=0.5"),
+        "sgd:lr=0.05",
+        "momentum:lr=0.02,momentum=0.8",
+        "nesterov:lr=0.02,momentum=0.8",
+        "adagrad:lr=2.0",
+        "rmsprop:lr=0.1",
+        "adam:lr=0.5",
     ),
 }
 STEPS = 1000
@@ -52,7 +52,7 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
     problems: list[tuple[Problem, list[Trace]]] = []
     rows, reached = [], []
     for problem in (RosenbrockValley(), Beale(), Booth()):
-        contenders = named(CONTENDERS[problem.name])
+        contenders = registered(CONTENDERS[problem.name])
         traces = race(problem, contenders, STEPS, seed=settings.seed)
         problems.append((problem, traces))
         for contender, trace in zip(contenders, traces, strict=True):

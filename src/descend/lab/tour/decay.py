@@ -1,4 +1,4 @@
-"""Learning-rate decay: step, exponential and 1/t decay for SGD+Momentum and Adam."""
+"""Learning-rate decay: step, exponential and 1/t decay for Momentum and Adam."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def early_mean(trace: Trace) -> float:
 
 
 def build(report: Report, settings: TourSettings, progress: Progress) -> Section:
-    """Step, exponential and 1/t decay for SGD+Momentum and Adam on noisy least squares."""
+    """Step, exponential and 1/t decay for Momentum and Adam on noisy least squares."""
     problem = NoisyLeastSquares(n=SAMPLES, dim=2, batch_size=BATCH, seed=settings.seed)
     groups, rows = [], []
     below, above, ahead, helped = [], [], [], []

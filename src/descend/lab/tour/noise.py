@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from descend.lab import plots
+from descend.lab.palette import VARIANT_COLORS, color_name
 from descend.lab.problems import NoisyLeastSquares
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, race
@@ -167,7 +168,8 @@ def build(report: Report, settings: TourSettings, progress: Progress) -> Section
                 decades=7,
             ).name,
             f"The same SGD (lr {SGD_LR:g}) with each batch size, one panel each; the other "
-            "panels' trends are drawn behind in grey for comparison. Faint: the loss at every "
+            f"panels' trends are drawn behind in {color_name(VARIANT_COLORS['comparison'])} for "
+            "comparison. Faint: the loss at every "
             f"step; clear: its geometric mean over {SMOOTHING} steps. The larger the batch, the "
             f"lower the run settles; batch {SAMPLES} is the full data, plain gradient descent, "
             "and falls out of the bottom of the plot as it converges. The second table has the "

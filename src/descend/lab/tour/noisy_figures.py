@@ -17,13 +17,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from descend.lab import plots
+from descend.lab.palette import VARIANT_COLORS
 
 #: Steps in the moving window of a trend line.
 SMOOTHING = 40
 #: How strongly a run's every-step line shows under its trend.
 RAW_ALPHA = 0.3
 #: The grey of the other panels' trends, drawn behind for comparison.
-OTHERS_GREY = "0.78"
+OTHERS_GREY = VARIANT_COLORS["comparison"]
 
 
 def trend(values: np.ndarray, window: int = SMOOTHING) -> tuple[np.ndarray, np.ndarray]:
