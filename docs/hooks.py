@@ -87,6 +87,7 @@ def on_config(config: Any) -> Any:
         {"Optimizers": "optimizers.md"},
         {"The lab's tour": [{heading: path} for path, heading, _ in _tour_pages()]},
         {"API reference": api},
+        {"Speed on the CPU": "speed.md"},
     ]
     return config
 
