@@ -11,13 +11,14 @@ At build time this writes
   the report folder named by ``$DESCEND_DOCS_REPORT`` (any ``descend demo`` output).
 
 Each page's update equations (a docstring's code block that assigns with ``<-``) become MathML,
-which browsers draw without a script, and Sphinx roles left in the docstrings (``:class:`X```)
-read as code.
+which browsers draw without a script. (The reST left in the docstrings is read as Markdown by
+the griffe extension in ``docs/rest.py``.)
 """
 
 from __future__ import annotations
 
 import html
+import importlib
 import json
 import os
 import re
@@ -52,8 +53,6 @@ API_PAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("testing", "Testing against a reference", ("descend.testing",)),
 )
 
-#: Sphinx cross-reference roles, which Markdown shows as ``:class:`` before the code.
-_ROLE = re.compile(r":(?:class|mod|func|meth|attr|data|obj|exc):<code>(~?)([^<]+)</code>")
 #: A code block as Python-Markdown writes it.
 _CODE = re.compile(r"<pre><code>(.*?)</code></pre>", re.DOTALL)
 
@@ -143,8 +142,18 @@ def _class_page(name: str, cls: type) -> str:
 
 def _api_page(title: str, paths: tuple[str, ...]) -> str:
     lines = [f"# {title}", ""]
+    if paths == ("descend",):
+        # The package's docstring is the overview; its classes have pages of their own.
+        return "\n".join([*lines, "::: descend", "    options:", "      members: false", ""])
     for path in paths:
         lines += [f"::: {path}", ""]
+        if len(paths) == 1:  # a module: this page's title is its heading; its members are its API
+            lines[-1:] = ["    options:", "      show_root_heading: false"]
+            exported = getattr(importlib.import_module(path), "__all__", None)
+            if exported:
+                lines.append("      members:")
+                lines += [f"        - {name}" for name in exported]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -249,11 +258,7 @@ def _code_block(match: re.Match[str]) -> str:
 
 
 def on_page_content(content: str, page: Any, config: Any, files: Any) -> str:
-    """Typeset the update equations; read Sphinx roles as code."""
-    content = _ROLE.sub(
-        lambda m: f"<code>{m.group(2).rsplit('.', 1)[-1] if m.group(1) else m.group(2)}</code>",
-        content,
-    )
+    """Typeset the update equations."""
     # A docstring's ``::`` introduces its literal block; on the page one colon reads right.
     content = re.sub(r"::</p>", ":</p>", content)
     return _CODE.sub(_code_block, content)

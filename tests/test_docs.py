@@ -43,6 +43,7 @@ def _load(name: str):
 
 mathml = _load("mathml")
 build_script = _load("build")
+rest = _load("rest")
 
 
 class _Page(HTMLParser):
@@ -134,6 +135,29 @@ def test_every_update_block_of_every_optimizer_class_is_typeset():
 
 def test_code_that_is_not_an_update_is_left_alone():
     assert not mathml.is_equations("optimizer = descend.Muon([dict(params=hidden, lr=0.02)])")
+
+
+def test_rest_tables_and_roles_read_as_markdown():
+    docstring = (
+        "The functions:\n\n"
+        "=====  ==============\n"
+        "name   keys\n"
+        "=====  ==============\n"
+        "sgd    learning_rate\n"
+        "adam   beta1, beta2\n"
+        "=====  ==============\n\n"
+        "See :class:`~descend.rules.CourseForm` and :mod:`descend.functional`."
+    )
+    assert rest.tables(rest.roles(docstring)).split("\n") == [
+        "The functions:",
+        "",
+        "| name | keys |",
+        "|---|---|",
+        "| sgd | learning_rate |",
+        "| adam | beta1, beta2 |",
+        "",
+        "See `CourseForm` and `descend.functional`.",
+    ]
 
 
 def test_external_fetches_finds_scripts_and_styles_of_other_hosts(tmp_path: Path):
@@ -230,7 +254,9 @@ def test_nothing_is_loaded_from_another_host_and_every_local_resource_exists(sit
     assert len(pages) >= len(CLASSES) + len(SECTIONS)
     # 404.html is served for any missing path, so MkDocs writes its links from the root.
     for path in (page for page in pages if page.name != "404.html"):
-        _, page = _page(site, str(path.relative_to(site)))
+        text, page = _page(site, str(path.relative_to(site)))
+        # The docstrings' reST reads as Markdown: no role or table rule is left on a page.
+        assert not re.search(r":(class|mod|func|data|attr):<code>|={10,}", text), path
         for source in page.fetched:
             assert not re.match(r"(https?:)?//", source), (path, source)
             local = source.split("#")[0].split("?")[0]
