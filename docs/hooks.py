@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -166,12 +167,23 @@ def _report_folder() -> tuple[Path, str]:
     from descend.lab.tour import TourSettings, run_tour
 
     out = Path(tempfile.mkdtemp(prefix="descend-docs-tour-"))
+    _made.append(out)
     run_tour(out, TourSettings(quick=True))
     return out, (
         "These figures and numbers come from a quick run of the tour (smaller grids and "
         "studies), made when this documentation was built; descend demo runs it in full and "
         "writes every section as one offline page."
     )
+
+
+#: Tour runs this build made, removed once their figures are copied into the site.
+_made: list[Path] = []
+
+
+def on_post_build(config: Any) -> None:
+    """Remove the tour run made for this build (the site holds copies of its figures)."""
+    while _made:
+        shutil.rmtree(_made.pop(), ignore_errors=True)
 
 
 def _table(table: dict[str, Any]) -> str:
@@ -188,8 +200,11 @@ def _table(table: dict[str, Any]) -> str:
         + "</tr>"
         for row in table["rows"]
     )
-    parts = [f"<h3>{e(table['title'])}</h3>"] if table.get("title") else []
-    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    parts = [f"<p><strong>{e(table['title'])}</strong></p>"] if table.get("title") else []
+    parts.append(
+        f'<table class="table table-striped"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
     if table.get("note"):
         parts.append(f"<p><em>{e(table['note'])}</em></p>")
     return "\n".join(parts)
