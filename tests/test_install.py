@@ -150,5 +150,53 @@ def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_comma
         "pytorch_optimizer",
         "mypy",
         "pre-commit",
+        # The documentation's build, which tests/test_docs.py runs.
+        "mkdocs",
+        "mkdocstrings",
     }
     assert extras["all"] >= extras["test"] - tools
+    assert extras["test"] >= extras["docs"]
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lowercase, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def test_every_relative_link_and_image_of_the_readme_exists():
+    readme = (ROOT / "README.md").read_text()
+    # Code blocks hold commands and output, not links.
+    prose = re.sub(r"```.*?```", "", readme, flags=re.DOTALL)
+    anchors = {_github_anchor(line.lstrip("#")) for line in prose.splitlines() if line[:1] == "#"}
+    targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)\)", prose)
+    assert any(target.endswith(".png") for target in targets), "the README shows no figure"
+    for target in targets:
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        if path:
+            assert (ROOT / path).exists(), f"README links to {path}, which does not exist"
+        else:
+            assert anchor in anchors, f"README links to #{anchor}, which no heading makes"
+
+
+def test_the_readme_figure_is_small_and_comes_before_the_quick_start():
+    readme = (ROOT / "README.md").read_text()
+    image = re.search(r"!\[[^\]]*\]\(([^)]+\.png)\)", readme)
+    assert image is not None and image.start() < readme.index("## Quick start")
+    assert (ROOT / image.group(1)).stat().st_size < 150_000
+    # The newcomer's order: the lab before the API tour, speed and the GPU after both.
+    order = [readme.index(h) for h in ("## Quick start", "## The lab", "## API tour", "## Speed")]
+    assert order == sorted(order) and order[-1] < readme.index("## The GPU backend")
+
+
+def test_the_readme_runs_the_two_commands_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^    (pip install .*)$", readme, flags=re.MULTILINE)
+    assert commands[:2] == [
+        "pip install torch==2.13.0 -e '.[lab]' && descend demo",
+        "pip install torch==2.13.0 -e '.[test]' && python -m pytest -q",
+    ]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install --quiet -e '.[test]'" in ci and ci.rstrip().endswith("python3 -m pytest -q")

@@ -36,7 +36,10 @@ def equation(rule: Rule) -> str:
                 if not following.startswith(" "):
                     break
                 block.append(following)
-            return paragraph.strip() + "\n\n" + "\n\n".join(block)
+            # Indented whatever the docstring's own indentation: a block that ends the
+            # docstring is flush left after cleandoc, and would no longer be a literal block.
+            literal = textwrap.indent(textwrap.dedent("\n\n".join(block)), "    ")
+            return paragraph.strip() + "\n\n" + literal
     raise ValueError(
         f"rule {rule.name!r}: its update's docstring has no literal block (::) "
         "with the equation, and its listing gives none"
