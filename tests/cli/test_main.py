@@ -47,6 +47,7 @@ def test_misspelt_command_suggests_the_closest(argv, closest, capsys):
     "argv",
     [
         ["--help"],
+        ["demo", "--help"],
         ["bench", "--help"],
         ["lr-find", "--help"],
         ["report", "--help"],

@@ -22,10 +22,10 @@ DEFAULT_OUT = "descend-report"
 
 def description() -> str:
     """What ``descend demo --help`` says, with the tour's sections read from its registry."""
-    from descend.lab.tour import SECTIONS
+    from descend.lab.sections import SECTION_TABLE
 
     sections = "\n".join(
-        f"  {number}. {section.title}" for number, section in enumerate(SECTIONS, start=1)
+        f"  {number}. {title}" for number, (_, title, _) in enumerate(SECTION_TABLE, start=1)
     )
     return (
         "Run the lab's tour, print a summary, and write an offline HTML report with "

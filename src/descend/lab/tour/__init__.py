@@ -22,11 +22,13 @@ about its runs come with it, checked (:class:`~descend.lab.report.Claim`).
 
 :data:`SECTIONS` is the registry: the sections in the report's order, each a
 :class:`TourSection` with the slug, title and module it reads from the module itself. The demo,
-its report and the tests read it; a new section is one module and one line in it.
+its report and the tests read it; a new section is one module and one line in
+:data:`descend.lab.sections.SECTION_TABLE`, where its title is written.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,16 +36,7 @@ from pathlib import Path
 from types import ModuleType
 
 from descend.lab.report import Report, Section
-from descend.lab.tour import (
-    classics,
-    decay,
-    minima,
-    newer,
-    noise,
-    ravine,
-    saddle,
-    second_order,
-)
+from descend.lab.sections import SECTION_TABLE
 from descend.lab.tour.base import Progress, TourSettings, noop
 
 
@@ -70,10 +63,9 @@ class TourSection:
         return self.module.build(report, settings, progress)
 
 
-#: Every section of the tour, in the report's order.
+#: Every section of the tour, in the report's order (:data:`descend.lab.sections.SECTION_TABLE`).
 SECTIONS: tuple[TourSection, ...] = tuple(
-    TourSection.of(module)
-    for module in (ravine, saddle, minima, noise, decay, classics, second_order, newer)
+    TourSection.of(importlib.import_module(module)) for _, _, module in SECTION_TABLE
 )
 
 

@@ -7,10 +7,11 @@ from descend.lab.palette import MARK_COLORS, color_name
 from descend.lab.problems import Beale, Booth, Problem, RosenbrockValley
 from descend.lab.report import Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
+from descend.lab.sections import title_of
 from descend.lab.tour.base import Progress, TourSettings, listing, registered
 
 SLUG = "classics"
-TITLE = "The classics: Rosenbrock, Beale, Booth"
+TITLE = title_of(SLUG)
 
 CONTENDERS = {
     "rosenbrock": (

@@ -7,11 +7,12 @@ import numpy as np
 from descend.lab.problems import NoisyLeastSquares
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, Trace, race
+from descend.lab.sections import title_of
 from descend.lab.tour.base import Progress, TourSettings, display_name, listing, tail_mean
 from descend.lab.tour.noisy_figures import SMOOTHING, NoisyRun, small_multiples
 
 SLUG = "decay"
-TITLE = "Learning-rate decay"
+TITLE = title_of(SLUG)
 
 SCHEDULES = (
     ("constant", None),

@@ -11,10 +11,11 @@ from descend.lab.plots.contours import EXIT_MARKER_NAME, LEFT, leaving
 from descend.lab.problems import Himmelblau, Rastrigin, TiltedDoubleWell
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
+from descend.lab.sections import title_of
 from descend.lab.tour.base import Progress, TourSettings, display_name, listing, registered
 
 SLUG = "minima"
-TITLE = "Local minima"
+TITLE = title_of(SLUG)
 
 WELL_CONTENDERS = (
     "sgd:lr=0.05",

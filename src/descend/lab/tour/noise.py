@@ -9,6 +9,7 @@ from descend.lab.palette import VARIANT_COLORS, color_name
 from descend.lab.problems import NoisyLeastSquares
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, race
+from descend.lab.sections import title_of
 from descend.lab.tour.base import (
     Progress,
     TourSettings,
@@ -21,7 +22,7 @@ from descend.lab.tour.noisy_figures import SMOOTHING, NoisyRun, small_multiples
 from descend.specs import ContenderSpec
 
 SLUG = "noise"
-TITLE = "Noisy gradients"
+TITLE = title_of(SLUG)
 
 #: Data points, the batch size of the main race, steps per run.
 SAMPLES, BATCH, STEPS = 256, 4, 400

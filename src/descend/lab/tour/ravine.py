@@ -12,6 +12,7 @@ from descend.lab.problems import Ravine
 from descend.lab.rates import RateRow, compare_rates
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Trace, race
+from descend.lab.sections import title_of
 from descend.lab.tour.base import (
     Progress,
     TourSettings,
@@ -23,7 +24,7 @@ from descend.lab.tour.base import (
 from descend.lab.tour.finite_run import StartRun, slow_start, study_start
 
 SLUG = "ravine"
-TITLE = "Ill-conditioning: the ravine"
+TITLE = title_of(SLUG)
 
 CONTENDERS = (
     "sgd:lr=0.09",

@@ -11,6 +11,7 @@ from descend.lab.plots.contours import EXIT_MARKER_NAME, LEFT, leaving
 from descend.lab.problems import HighDimSaddle, Saddle
 from descend.lab.report import Claim, Figure, Report, Section, Table
 from descend.lab.runner import Contender, Trace, race
+from descend.lab.sections import title_of
 from descend.lab.tour.base import (
     Progress,
     TourSettings,
@@ -21,7 +22,7 @@ from descend.lab.tour.base import (
 )
 
 SLUG = "saddle"
-TITLE = "Saddle points"
+TITLE = title_of(SLUG)
 
 CONTENDERS = (
     "sgd:lr=0.05",

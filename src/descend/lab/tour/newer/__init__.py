@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from descend.lab.report import Figure, Report, Section, Table
+from descend.lab.sections import title_of
 from descend.lab.tour.base import Progress, TourSettings, noop
 from descend.lab.tour.newer.common import one_torch_thread, steps_to_stay
 from descend.lab.tour.newer.lion import (
@@ -58,7 +59,7 @@ from descend.lab.tour.newer.schedule_free import (
 )
 
 SLUG = "newer"
-TITLE = "What the newer methods change"
+TITLE = title_of(SLUG)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from descend.lab.report import Report, Section
+from descend.lab.sections import title_of
 from descend.lab.tour.base import Progress, TourSettings
 from descend.lab.tour.second_order import studies as orders
 from descend.lab.tour.second_order.figures import orders_figures
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 SLUG = "orders"
-TITLE = "First-order versus second-order"
+TITLE = title_of(SLUG)
 
 
 def runs(settings: TourSettings) -> int:
