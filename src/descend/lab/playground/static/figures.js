@@ -134,9 +134,11 @@
       if (run.diverged_at !== null) {
         return "Optimizer " + (item.index + 1) + " diverged at step " + run.diverged_at + ".";
       }
-      return "Optimizer " + (item.index + 1) + " ends at (" + short(end[0]) + ", " +
-        short(end[1]) + ") after " + run.steps + " steps" + (run.final !== null ?
-        ", f - f* = " + short(run.final) : "") + ".";
+      // f - f* says how close a run got; raw end coordinates (6.22e-20) say little.
+      return "Optimizer " + (item.index + 1) + (run.final !== null ?
+        " ends at f - f* = " + short(run.final) :
+        " ends at (" + short(end[0]) + ", " + short(end[1]) + ")") +
+        " after " + run.steps + " steps.";
     });
     words.push("Drag the black dot to start from elsewhere; it is at (" + short(start[0]) +
                ", " + short(start[1]) + ")" + (moved ? ", moved from the problem's start (" +
@@ -309,31 +311,29 @@
         layer.ctx.fillText(label.regime, x, y);
       });
     });
-    plot.clip();
+    plot.axes("theory's rate of " + method + " on this quadratic", "step size (lr)",
+              "momentum");
+    // The marks go over the frame, unclipped: a run at momentum 0 sits on the bottom edge.
     var best = quadratic.optimal[method];
     plot.marker(best.lr, best.momentum, "star", "#f2c12e", 9);
     var lr = Math.min(theory.lr, alphas[alphas.length - 1]);
     plot.marker(lr, theory.momentum, "circle", "#ffffff", 6);
-    plot.ctx.restore();
-    plot.axes("theory's rate of " + method + " on this quadratic", "step size (lr)",
-              "momentum");
     plot.colorbar(0, 1, rateColour, [0, 0.5, 0.8, 0.9, 0.95, 1], "rate per step",
                   {rgb: GREY, label: ">= 1"});
     plot.legend([{label: "optimizer " + (focused.index + 1), marker: "circle", fill: "#fff"},
                  {label: "optimum", marker: "star", fill: "#f2c12e"}], "ne");
     var names = regimes.labels.map(function (l) { return l.regime; });
-    var optimizerWords = "Optimizer " + (focused.index + 1) + " (white dot) is at lr " +
-      short(theory.lr) + ", momentum " + short(theory.momentum) + ": rate " +
+    var optimizerWords = "Optimizer " + (focused.index + 1) + " (white dot): lr " +
+      short(theory.lr) + ", momentum " + short(theory.momentum) + ", rate " +
       short(theory.predicted) + (theory.lr > alphas[alphas.length - 1] ?
         " (its lr is beyond the right edge)" : "") + ". " + theory.verdict.sentence;
-    setText("map-explain", "Each point is theory's rate for " + method + " on this quadratic " +
-      "(mu = " + short(quadratic.mu) + ", L = " + short(quadratic.L) + "): the factor the " +
-      "slowest eigen-direction's error shrinks by per step; darker converges faster, grey " +
-      "diverges. White lines part the regimes (" + names.join(", ") + "): monotone modes " +
-      "shrink steadily, oscillating ones flip sign or spiral in. " + optimizerWords +
-      " The star is the optimum: lr " + short(best.lr) + ", momentum " + short(best.momentum) +
-      ", rate " + short(best.rate) + ". Click the map to move optimizer " +
-      (focused.index + 1) + " there.");
+    // Short on purpose: what the map is, then what it says about this setting.
+    setText("map-explain", "Theory's rate for " + method + " here (mu = " + short(quadratic.mu) +
+      ", L = " + short(quadratic.L) + "): how much the slowest direction's error shrinks per " +
+      "step; darker is faster, grey diverges; white lines part the regimes (" +
+      names.join(", ") + "). " + optimizerWords + " Star: the optimum, lr " + short(best.lr) +
+      ", momentum " + short(best.momentum) + ", rate " + short(best.rate) +
+      ". Click the map to move optimizer " + (focused.index + 1) + " there.");
   }
 
   function drawReadout() {
