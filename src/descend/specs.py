@@ -26,7 +26,7 @@ import numpy as np
 
 from descend import schedules
 from descend.rules import NAMES, RULES, RegistryView
-from descend.suggest import unknown_name
+from descend.suggest import unknown_arguments, unknown_name
 
 if TYPE_CHECKING:
     import torch
@@ -271,10 +271,7 @@ def parse_optimizer(spec: str) -> OptimizerSpec:
     ]
     unknown = sorted(set(arguments) - set(accepted))
     if unknown:
-        raise ValueError(
-            f"{name} does not take {', '.join(unknown)} (spec {spec!r}); "
-            f"valid: {', '.join(accepted)}"
-        )
+        raise unknown_arguments(name, unknown, accepted, spec)
     parsed = OptimizerSpec(spec.strip(), name, cls, arguments)
     import torch
 
@@ -324,6 +321,10 @@ def parse_schedule(spec: str, *, complete: bool = True) -> ScheduleSpec:
         raise unknown_name("schedule", name, list(SCHEDULES), spec)
     parsed = ScheduleSpec(spec.strip(), name, _parse_arguments(spec, body))
     signature = inspect.signature(SCHEDULES[name])
+    takes = [p for p in signature.parameters if p != "base_lr"]
+    unknown = sorted(set(parsed.arguments) - set(takes))
+    if unknown:
+        raise unknown_arguments(f"schedule {name}", unknown, takes, spec.strip())
     try:
         if complete:
             parsed.build(1.0)

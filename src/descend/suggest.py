@@ -73,3 +73,22 @@ def unknown_name(
     match = closest(name, valid)
     hint = f"; did you mean {match!r}?" if match else ";"
     return ValueError(f"unknown {kind} {name!r}{where}{hint} valid: {listed}")
+
+
+def unknown_arguments(
+    owner: str, unknown: Sequence[str], valid: Sequence[str], spec: str | None = None
+) -> ValueError:
+    """The error for arguments ``owner`` does not take, each with the closest valid one first:
+    ``sgd does not take lrr (spec 'sgd:lrr=0.1'); did you mean 'lr'? valid: lr, momentum, ...``.
+    """
+    where = f" (spec {spec!r})" if spec is not None else ""
+    guesses = [(name, closest(name, valid)) for name in unknown]
+    found = [(name, match) for name, match in guesses if match]
+    if len(unknown) == 1 and found:
+        hint = f"; did you mean {found[0][1]!r}?"
+    elif found:
+        hint = "; did you mean " + ", ".join(f"{m!r} for {n!r}" for n, m in found) + "?"
+    else:
+        hint = ";"
+    listed = ", ".join(valid) or "no arguments"
+    return ValueError(f"{owner} does not take {', '.join(unknown)}{where}{hint} valid: {listed}")

@@ -45,3 +45,22 @@ def test_race_on_a_noisy_problem_reports_the_steps_to_its_own_tolerance(capsys):
     assert "stays <= 1e-06" not in out
     row = next(line for line in out.splitlines() if line.strip().startswith("sgd:lr=0.05"))
     assert row.split()[3].isdigit(), row
+
+
+@pytest.mark.parametrize(
+    "argv, meant",
+    [
+        (["race", "ravine", "sgd:lrr=0.1"], "did you mean 'lr'?"),
+        (["race", "ravine", "torch.optim.SGD:momentm=0.9"], "did you mean 'momentum'?"),
+        (["race", "ravine:kapa=3", "sgd"], "did you mean 'kappa'?"),
+        (["race", "ravine", "sgd", "--schedule", "step:stepsize=3"], "did you mean 'step_size'?"),
+        (["race", "ravine", "sgd:lrr=0.1,momentm=3"], "'lr' for 'lrr', 'momentum' for 'momentm'"),
+    ],
+)
+def test_a_misspelt_argument_of_an_optimizer_problem_or_schedule_gets_a_suggestion(
+    argv, meant, capsys
+):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and meant in err
+    assert err.index("did you mean") < err.index("valid:")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from descend.rules.spec import Hyper
+from descend.suggest import unknown_arguments
 
 if TYPE_CHECKING:
     import torch
@@ -124,10 +125,7 @@ class Problem:
         declared = {param.name: param for param in cls.params}
         unknown = sorted(set(settings) - set(declared))
         if unknown:
-            raise ValueError(
-                f"problem {cls.name} does not take {', '.join(unknown)}; valid: "
-                f"{', '.join(declared) or 'no arguments'}"
-            )
+            raise unknown_arguments(f"problem {cls.name}", unknown, list(declared))
         for key, value in settings.items():
             declared[key].check(value)
 
