@@ -128,10 +128,7 @@ def test_a_schedule_may_leave_out_what_a_run_fills_in_and_is_checked_when_comple
     full = partial.completed({"total_steps": 10, "final_lr": 0.5})
     assert full.text == partial.text and full.arguments == {"total_steps": 10, "final_lr": 0.1}
     assert full.build(1.0)(10) == pytest.approx(0.1)
-    with pytest.raises(
-        ValueError,
-        match=r"cosine does not take steps .*did you mean .total_steps.\? valid: total_steps, final_lr",
-    ):
+    with pytest.raises(ValueError, match=r"cosine does not take steps .*'total_steps'\? valid"):
         parse_schedule("cosine:steps=10", complete=False)
     with pytest.raises(ValueError, match="invalid schedule spec"):
         parse_schedule("step", complete=False).completed({"step_size": 0})
