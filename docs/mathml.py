@@ -92,6 +92,13 @@ def name(text: str) -> str:
         text, accent = text[:-1], text[-1]
     base, _, subscript = text.partition("_")
     digits = re.fullmatch(r"([A-Za-z]+?)(\d+)", base)
+    if digits and subscript and not subscript.startswith("{"):
+        # beta3_t: beta with subscript "3, t" (the rule's beta3 at step t).
+        base, number = digits.groups()
+        core = f"<mi>{html.escape(GREEK.get(base, base))}</mi>"
+        index = f"<mi>{html.escape(GREEK.get(subscript, subscript))}</mi>"
+        core = f"<msub>{core}<mrow><mn>{number}</mn><mo>,</mo>{index}</mrow></msub>"
+        return _accented(core, accent)
     if digits and not subscript:
         base, subscript = digits.groups()
     core = f"<mi>{html.escape(GREEK.get(base, base))}</mi>"
@@ -105,6 +112,11 @@ def name(text: str) -> str:
         else:
             sub = f"<mi>{html.escape(GREEK.get(subscript, subscript))}</mi>"
         core = f"<msub>{core}{sub}</msub>"
+    return _accented(core, accent)
+
+
+def _accented(core: str, accent: str) -> str:
+    """A typeset name with its accent: a prime, a tilde or a hat (none for ``""``)."""
     if accent == "'":
         return f"<msup>{core}<mo>\u2032</mo></msup>"
     if accent:
@@ -262,7 +274,8 @@ def _row(line: str) -> str:
                 raise Unparsed(piece)
             cells.append(expression(piece))
         except (Unparsed, IndexError):
-            cells.append(f"<mtext>{html.escape(piece)}</mtext>")
+            # A remark's ``code`` marks read as plain words inside an equation block.
+            cells.append(f"<mtext>{html.escape(piece.replace('``', ''))}</mtext>")
     separator = "<mspace width='2em'></mspace>"
     return f'<mtr><mtd displaystyle="true">{separator.join(cells)}</mtd></mtr>'
 

@@ -96,6 +96,13 @@ def test_an_update_is_typeset_with_greek_letters_subscripts_fractions_and_roots(
     assert mathml.expression("beta1^t") == f"<mrow>{beta_to_the_t}</mrow>"
     assert mathml.name("x~").startswith('<mover accent="true"><mi>x</mi>')
     assert mathml.name("rho_inf") == "<msub><mi>\u03c1</mi><mi>\u221e</mi></msub>"
+    # A numbered name at a step: beta3_t is beta with the subscript "3, t".
+    assert mathml.name("beta3_t") == (
+        "<msub><mi>\u03b2</mi><mrow><mn>3</mn><mo>,</mo><mi>t</mi></mrow></msub>"
+    )
+    # A remark's ``code`` reads as plain words in the typeset block.
+    row = mathml.block("m <- beta1 * m + (1 - beta1) * g      (fast momentum, ``exp_avg``)")
+    assert "<mtext>(fast momentum, exp_avg)</mtext>" in row
 
 
 def test_a_call_needs_its_bracket_against_the_name_and_a_space_multiplies():
