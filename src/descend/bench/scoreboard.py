@@ -197,7 +197,8 @@ def _scores(
     return score_times(times) if times else None
 
 
-def _specs(texts: list[str]) -> list[OptimizerSpec]:
+def parse_specs(texts: list[str]) -> list[OptimizerSpec]:
+    """The optimizer specs ``texts``, each checked (built once), none given twice."""
     specs = []
     for text in texts:
         spec = parse_optimizer(text)
@@ -211,79 +212,102 @@ def _specs(texts: list[str]) -> list[OptimizerSpec]:
     return specs
 
 
-def run_scoreboard(config: ScoreboardConfig, reporter: Reporter | None = None) -> ScoreboardResult:
-    """Run every run the scoreboard still misses (resuming from its storage), then score.
+class Scoreboard:
+    """A scoreboard over optimizers and workloads, backed by the bench's storage.
 
-    Every input is checked (optimizer specs, workloads, the storage and the studies'
-    settings) before any run starts.
+    Construction checks everything (specs, workloads, the storage, and that existing studies
+    of the same names were made with the same settings), so bad input fails before any run
+    starts; :meth:`run` fills in what the budgets still miss and scores.
     """
-    reporter = reporter or Reporter()
-    started = time.perf_counter()
-    specs = _specs(list(config.optimizers))
-    suite: Any = None
-    message = ""
-    if config.suite:
-        suite, message = load_suite()
-    tasks = get_tasks(config.tasks, config.task_options) if config.tasks else []
-    bench: Bench | None = None
-    if tasks:
-        bench_config = BenchConfig(
-            trials=config.trials or 0,
-            seeds=config.seeds or 1,
-            epochs=config.epochs,
-            pruner="none",  # AlgoPerf runs every trial to its end
-            out=config.out,
-            storage=config.storage,
-            study=config.study,
-            poll_seconds=config.poll_seconds,
+
+    def __init__(self, config: ScoreboardConfig) -> None:
+        self.config = config
+        self.specs = parse_specs(list(config.optimizers))
+        self.suite: Any = None
+        self.suite_message = ""
+        if config.suite:
+            self.suite, self.suite_message = load_suite()
+        tasks = get_tasks(config.tasks, config.task_options) if config.tasks else []
+        self.bench: Bench | None = None
+        if tasks:
+            bench_config = BenchConfig(
+                trials=config.trials or 0,
+                seeds=config.seeds or 1,
+                epochs=config.epochs,
+                pruner="none",  # AlgoPerf runs every trial to its end
+                out=config.out,
+                storage=config.storage,
+                study=config.study,
+                poll_seconds=config.poll_seconds,
+            )
+            contenders = [make_contender(spec) for spec in self.specs]
+            self.bench = Bench(tasks, contenders, bench_config)
+            storage, self.display_url = self.bench.storage, self.bench.display_url
+        else:
+            if config.storage is None:
+                config.out.mkdir(parents=True, exist_ok=True)
+            url = storage_layer.storage_url(config.storage, config.out)
+            storage = storage_layer.open_storage(url)
+            self.display_url = storage_layer.display_url(url)
+        self.storage = storage
+        self.problems = list(self.suite.values()) if self.suite is not None else []
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The bench tasks, as the bench runs them (``--epochs`` applied)."""
+        return self.bench.tasks if self.bench else []
+
+    def run(self, reporter: Reporter | None = None) -> ScoreboardResult:
+        """Run every run still missing (resuming from the storage), then score."""
+        reporter = reporter or Reporter()
+        started = time.perf_counter()
+        config, bench = self.config, self.bench
+        runner = SuiteRunner(
+            self.storage,
+            self.display_url,
+            config.study,
+            config.trials or 0,
+            config.seeds or 1,
+            reporter,
+            config.poll_seconds,
         )
-        bench = Bench(tasks, [make_contender(spec) for spec in specs], bench_config)
-        storage, shown = bench.storage, bench.display_url
-    else:
-        if config.storage is None:
-            config.out.mkdir(parents=True, exist_ok=True)
-        url = storage_layer.storage_url(config.storage, config.out)
-        storage, shown = storage_layer.open_storage(url), storage_layer.display_url(url)
-    runner = SuiteRunner(
-        storage,
-        shown,
-        config.study,
-        config.trials or 0,
-        config.seeds or 1,
-        reporter,
-        config.poll_seconds,
-    )
-    problems = list(suite.values()) if suite is not None else []
-    bench_total, bench_done = count_done(bench.pairs, bench.config) if bench else (0, 0)
-    reporter.begin(bench_total + runner.planned(problems, specs), bench_done)
-    results = bench.run(_BenchPart(reporter)) if bench else []
-    outcomes = [runner.outcome(problem, spec) for problem in problems for spec in specs]
-    tasks = bench.tasks if bench else []
-    entries = workload_entries(tasks, results)
-    labels = [spec.label for spec in specs]
-    return ScoreboardResult(
-        config,
-        labels,
-        tasks,
-        entries,
-        results,
-        summary_rows(tasks, results),
-        _scores(tasks, entries, labels, "median_cpu_seconds"),
-        _scores(tasks, entries, labels, "median_steps"),
-        [
-            {
-                "problem": problem.name,
-                "reason": problem.reason,
-                "criterion": problem.criterion,
-                "steps": problem.steps,
-            }
-            for problem in problems
-        ],
-        outcomes,
-        message,
-        shown,
-        time.perf_counter() - started,
-    )
+        bench_total, bench_done = count_done(bench.pairs, bench.config) if bench else (0, 0)
+        reporter.begin(bench_total + runner.planned(self.problems, self.specs), bench_done)
+        results = bench.run(_BenchPart(reporter)) if bench else []
+        outcomes = [
+            runner.outcome(problem, spec) for problem in self.problems for spec in self.specs
+        ]
+        entries = workload_entries(self.tasks, results)
+        labels = [spec.label for spec in self.specs]
+        return ScoreboardResult(
+            config,
+            labels,
+            self.tasks,
+            entries,
+            results,
+            summary_rows(self.tasks, results),
+            _scores(self.tasks, entries, labels, "median_cpu_seconds"),
+            _scores(self.tasks, entries, labels, "median_steps"),
+            [
+                {
+                    "problem": problem.name,
+                    "reason": problem.reason,
+                    "criterion": problem.criterion,
+                    "steps": problem.steps,
+                }
+                for problem in self.problems
+            ],
+            outcomes,
+            self.suite_message,
+            self.display_url,
+            time.perf_counter() - started,
+        )
+
+
+def run_scoreboard(config: ScoreboardConfig, reporter: Reporter | None = None) -> ScoreboardResult:
+    """Check everything, run every run the scoreboard still misses (resuming from its
+    storage), then score (see :class:`Scoreboard`)."""
+    return Scoreboard(config).run(reporter)
 
 
 def write_scoreboard(result: ScoreboardResult, report: bool = True) -> list[Any]:

@@ -98,10 +98,28 @@ def _notes(result: ScoreboardResult) -> list[str]:
     return lines
 
 
+#: What every mistake in the command line ends with.
+HELP = "see 'descend scoreboard --help'"
+
+
+def _checked(arguments: argparse.Namespace) -> Any:
+    """The scoreboard the flags ask for, every input checked before anything runs; a mistake
+    is a ``ValueError`` that points to the help."""
+    try:
+        config = scoreboard_config(arguments)
+        output_folder(arguments.out)
+        from descend.bench.scoreboard import Scoreboard
+
+        set_threads(arguments.threads)
+        return Scoreboard(config)
+    except ValueError as error:
+        raise ValueError(f"{error}; {HELP}") from None
+
+
 def run_scoreboard_command(arguments: argparse.Namespace) -> int:
     """Check every input, run what the scoreboard misses, print the scores, write the files."""
-    config = scoreboard_config(arguments)
-    out = output_folder(arguments.out)
+    scoreboard = _checked(arguments)
+    config = scoreboard.config
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -112,13 +130,13 @@ def run_scoreboard_command(arguments: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from descend.bench.scoreboard import run_scoreboard, write_scoreboard
+    from descend.bench.scoreboard import write_scoreboard
 
-    set_threads(arguments.threads)
     console = make_console()
     console.print(
         escape(
-            f"scoreboard: {len(config.optimizers)} optimizer(s) x {', '.join(config.workloads)}; "
+            f"storage {scoreboard.display_url}, study {config.study!r}: "
+            f"{len(config.optimizers)} optimizer(s) x {', '.join(config.workloads)}; "
             f"{config.tuning}, {config.trials} trials, {config.seeds} seed(s)"
             + (" (--quick: reduced budget)" if config.quick else "")
         )
@@ -133,11 +151,12 @@ def run_scoreboard_command(arguments: argparse.Namespace) -> int:
     ]
     try:
         with Progress(*columns, console=console, transient=False) as progress:
-            result = run_scoreboard(config, ScoreboardProgress(progress))
+            result = scoreboard.run(ScoreboardProgress(progress))
     except KeyboardInterrupt:
         console.print(
             escape(
-                f"interrupted: finished runs are kept in {out}; rerun the same command to resume"
+                f"interrupted: finished runs are kept in {scoreboard.display_url}; "
+                "rerun the same command to resume"
             )
         )
         raise
