@@ -381,6 +381,7 @@ def test_a_tiny_scoreboard_writes_its_numbers_and_a_rerun_runs_nothing(stand_in,
     assert main(_command(out, trials=2, seeds=2, epochs=3)) == 0
     assert {name: len(trials) for name, trials in _trials(url).items()} == before
     again = json.loads((out / "results.json").read_text())
+    assert results["runs_ran"] > 0 and again["runs_ran"] == 0
     assert [e["score_steps"] for e in again["optimizers"]] == [
         e["score_steps"] for e in results["optimizers"]
     ]

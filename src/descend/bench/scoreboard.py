@@ -83,7 +83,11 @@ class WorkloadEntry:
 
 @dataclass
 class ScoreboardResult:
-    """Everything a scoreboard measured, as :func:`write_scoreboard` writes it."""
+    """Everything a scoreboard measured, as :func:`write_scoreboard` writes it.
+
+    ``wall_seconds`` is this invocation's time and ``runs_ran`` the runs it started; runs
+    already in the storage were read back, not rerun.
+    """
 
     config: ScoreboardConfig
     optimizers: list[str]
@@ -98,6 +102,7 @@ class ScoreboardResult:
     suite_message: str
     storage: str
     wall_seconds: float
+    runs_ran: int = 0
 
     def entry(self, workload: str, optimizer: str) -> WorkloadEntry:
         """The entry of ``optimizer`` on ``workload``."""
@@ -125,15 +130,18 @@ class ScoreboardResult:
         return sorted(self.optimizers, key=key)
 
 
-class _BenchPart(Reporter):
-    """Passes the bench's progress events on to the scoreboard's reporter, except its
-    ``begin``: the scoreboard sizes the progress over the bench and the suite together."""
+class _Forward(Reporter):
+    """Passes the bench's and the suite's progress events on to the scoreboard's reporter,
+    counting the runs that start, except ``begin``: the scoreboard sizes the progress over
+    the bench and the suite together."""
 
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
+        self.started = 0
 
     def run_started(self, task: str, label: str, phase: str, detail: str, epochs: int) -> None:
-        """A tuning trial or seed run starts."""
+        """A tuning trial, seed run or suite run starts."""
+        self.started += 1
         self.reporter.run_started(task, label, phase, detail, epochs)
 
     def epoch(self, metrics: Any) -> None:
@@ -141,7 +149,7 @@ class _BenchPart(Reporter):
         self.reporter.epoch(metrics)
 
     def run_finished(self, outcome: str) -> None:
-        """The current run ended."""
+        """The current run ended (or was read back from the storage)."""
         self.reporter.run_finished(outcome)
 
     def waiting(self, message: str) -> None:
@@ -260,6 +268,7 @@ class Scoreboard:
     def run(self, reporter: Reporter | None = None) -> ScoreboardResult:
         """Run every run still missing (resuming from the storage), then score."""
         reporter = reporter or Reporter()
+        forward = _Forward(reporter)
         started = time.perf_counter()
         config, bench = self.config, self.bench
         runner = SuiteRunner(
@@ -268,12 +277,12 @@ class Scoreboard:
             config.study,
             config.trials or 0,
             config.seeds or 1,
-            reporter,
+            forward,
             config.poll_seconds,
         )
         bench_total, bench_done = count_done(bench.pairs, bench.config) if bench else (0, 0)
         reporter.begin(bench_total + runner.planned(self.problems, self.specs), bench_done)
-        results = bench.run(_BenchPart(reporter)) if bench else []
+        results = bench.run(forward) if bench else []
         outcomes = [
             runner.outcome(problem, spec) for problem in self.problems for spec in self.specs
         ]
@@ -301,6 +310,7 @@ class Scoreboard:
             self.suite_message,
             self.display_url,
             time.perf_counter() - started,
+            forward.started,
         )
 
 

@@ -8,8 +8,10 @@ optimizer, best first: ``optimizer``, ``rank``, ``score`` by CPU seconds, ``scor
 and the details of the runs), ``workloads`` (per workload and optimizer the time to target
 per seed and its medians, the performance ratios and the timing flags), ``profiles`` (tau and
 every optimizer's rho(tau), by CPU seconds and by steps), ``suite`` (whether it ran, and its
-problems with their reasons and criteria), ``bench`` (the bench's own summary rows and runs)
-and ``wall_seconds``. A time or ratio that is infinite (a target never reached) is ``null``.
+problems with their reasons and criteria), ``bench`` (the bench's own summary rows and runs),
+``wall_seconds`` (this invocation's) and ``runs_ran`` (the runs it started; the others were
+read back from the storage). A time or ratio that is infinite (a target never reached) is
+``null``.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def payload(result: ScoreboardResult) -> dict[str, Any]:
             "results": [item.to_dict() for item in result.bench_results],
         },
         "wall_seconds": result.wall_seconds,
+        "runs_ran": result.runs_ran,
     }
 
 

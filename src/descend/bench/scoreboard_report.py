@@ -17,7 +17,7 @@ from descend.bench.results import DISTURBED, STEP_TIME_SPREAD, WALL_OVER_CPU
 from descend.bench.scoreboard import ScoreboardResult, WorkloadEntry
 from descend.bench.scoreboard_output import REFERENCE, optimizer_entries
 from descend.bench.scoreboard_settings import DEFAULT_SEEDS, DEFAULT_TRIALS
-from descend.bench.scoring import TAU_MAX, Scores
+from descend.bench.scoring import NUM_POINTS, TAU_MAX, TAU_MIN, Scores
 from descend.reporting import Table, format_cell, page, render_table
 
 #: Colours of the pass/fail grid's cells (the words pass/fail are written in them too).
@@ -39,7 +39,8 @@ def _budget(result: ScoreboardResult) -> str:
     )
     text = (
         f"Budget: {tuning}; the chosen setting is rerun with {config.seeds} seed(s). "
-        f"The run took {result.wall_seconds:.0f} s of wall time."
+        f"This invocation ran {result.runs_ran} run(s) in {result.wall_seconds:.0f} s of wall "
+        "time (runs already in the storage were read back, not rerun)."
     )
     if config.quick:
         text += (
@@ -60,9 +61,10 @@ def _method() -> str:
         "the target (infinite when half or more of the seeds miss it); its performance "
         "ratio is that time divided by the fastest optimizer's, infinite past "
         f"{TAU_MAX:g}x; its profile rho(tau) is the fraction of workloads with ratio at "
-        f"most tau, for tau from 1 to {TAU_MAX:g}; its score is the area under the profile "
-        f"(trapezoidal rule on 100 points) divided by {TAU_MAX - 1:g}: 1 for the fastest "
-        "everywhere, 0 for never within 4x. Time is CPU seconds of training (the score) or "
+        f"most tau, for tau from {TAU_MIN:g} to {TAU_MAX:g}; its score is the area under the profile "
+        f"(trapezoidal rule on {NUM_POINTS} points) divided by {TAU_MAX - TAU_MIN:g}: 1 for "
+        f"the fastest everywhere, 0 for never within {TAU_MAX:g}x. Time is CPU seconds of "
+        "training (the score) or "
         "optimizer steps; evaluations happen at the end of each epoch. Here tuning runs "
         "once with seed 0 and the setting with the best final validation score is rerun "
         "over seeds (AlgoPerf repeats the tuning per study). A run whose wall time is more "

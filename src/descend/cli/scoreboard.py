@@ -30,18 +30,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 class ScoreboardProgress(ProgressReporter):
     """The bench's progress bars, the overall one counting the suite's runs too."""
 
+    #: What the overall bar counts.
+    description = "runs (trials, seed reruns, suite runs)"
+
     def begin(self, total_runs: int, done_runs: int) -> None:
         """Size the overall bar; runs already stored count as done."""
         self.progress.update(
             self.runs,
             total=total_runs,
             completed=done_runs,
-            description="runs (trials, seed reruns, suite runs)",
+            description=self.description,
         )
 
     def run_started(self, task: str, label: str, phase: str, detail: str, epochs: int) -> None:
-        """Show the run; a suite run has no epochs to count."""
-        super().run_started(task, label, phase, detail, epochs if task != "suite" else 0)
+        """Show the run: a task's with its epoch bar, a suite problem's (no epochs to count)
+        on the overall bar."""
+        from rich.markup import escape
+
+        if task != "suite":
+            self.progress.update(self.runs, description=self.description)
+            super().run_started(task, label, phase, detail, epochs)
+            return
+        self.progress.update(self.epochs, visible=False)
+        self.progress.update(
+            self.runs, description=escape(f"{self.description}: {label} {phase} {detail}")
+        )
 
 
 def score_table(result: ScoreboardResult) -> Table:
@@ -165,6 +178,9 @@ def run_scoreboard_command(arguments: argparse.Namespace) -> int:
     for line in _notes(result):
         console.print(escape(line))
     console.print(
-        escape(f"took {result.wall_seconds:.1f} s; wrote {' and '.join(map(str, written))}")
+        escape(
+            f"ran {result.runs_ran} run(s) in {result.wall_seconds:.1f} s; wrote "
+            + " and ".join(map(str, written))
+        )
     )
     return 0
