@@ -463,3 +463,42 @@ def test_kill_9_mid_run_then_rerun_keeps_finished_trials(tmp_path):
         assert len(keys) == len(set(keys))  # no run twice
     results = json.loads((out / "results.json").read_text())
     assert [p["problem"] for p in results["optimizers"][0]["problems"]] == list(STAND_IN)
+
+
+def _worker(arguments: list[str]) -> subprocess.Popen:
+    """``descend ARGUMENTS`` in a fresh process, the stand-in suite in place."""
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.bench.test_scoreboard import stand_in_module\n"
+        f"sys.modules[{SUITE_MODULE!r}] = stand_in_module()\n"
+        "from descend.cli.main import main\n"
+        f"sys.exit(main({arguments!r}))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": SRC},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_suites_runs(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    common = ["scoreboard", "--optimizers", "adam,sgd", "--workloads", "suite", "--trials", "3"]
+    common += ["--seeds", "2", "--storage", storage, "--study", "shared", "--no-report"]
+    workers = [_worker([*common, "--out", str(tmp_path / name)]) for name in ("a", "b")]
+    for worker in workers:
+        assert worker.wait(timeout=300) == 0, worker.stderr.read().decode()
+    for name, trials in _trials(storage).items():
+        keys = [t.user_attrs["key"] for t in trials if t.state == TrialState.COMPLETE]
+        assert len(keys) == len(set(keys)), name  # no run made twice
+    first, second = (
+        json.loads((tmp_path / name / "results.json").read_text()) for name in ("a", "b")
+    )
+    assert first["optimizers"] == second["optimizers"]
+    assert first["runs_ran"] + second["runs_ran"] == sum(
+        len(trials) - sum(t.state == TrialState.FAIL for t in trials)
+        for trials in _trials(storage).values()
+    )

@@ -131,16 +131,16 @@ class ScoreboardResult:
 
 
 class _Forward(Reporter):
-    """Passes the bench's and the suite's progress events on to the scoreboard's reporter,
-    counting the runs that start, except ``begin``: the scoreboard sizes the progress over
-    the bench and the suite together."""
+    """Passes the bench's progress events on to the scoreboard's reporter, counting the runs
+    that start, except ``begin``: the scoreboard sizes the progress over the bench and the
+    suite together."""
 
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.started = 0
 
     def run_started(self, task: str, label: str, phase: str, detail: str, epochs: int) -> None:
-        """A tuning trial, seed run or suite run starts."""
+        """A tuning trial or seed run starts."""
         self.started += 1
         self.reporter.run_started(task, label, phase, detail, epochs)
 
@@ -277,7 +277,7 @@ class Scoreboard:
             config.study,
             config.trials or 0,
             config.seeds or 1,
-            forward,
+            reporter,
             config.poll_seconds,
         )
         bench_total, bench_done = count_done(bench.pairs, bench.config) if bench else (0, 0)
@@ -310,7 +310,7 @@ class Scoreboard:
             self.suite_message,
             self.display_url,
             time.perf_counter() - started,
-            forward.started,
+            forward.started + runner.ran,
         )
 
 

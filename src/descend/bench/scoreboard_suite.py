@@ -154,6 +154,8 @@ class SuiteRunner:
         self.storage, self.shown_url, self.prefix = storage, shown_url, prefix
         self.trials, self.seeds, self.reporter = trials, seeds, reporter
         self.poll_seconds = poll_seconds
+        #: Runs this worker made (others were read back or made by other workers).
+        self.ran = 0
 
     def planned(self, problems: Sequence[Any], specs: Sequence[OptimizerSpec]) -> int:
         """Runs at most: every problem's tuning budget and reruns, for every optimizer."""
@@ -184,6 +186,7 @@ class SuiteRunner:
                 trial.set_user_attr("failed_because", OVER_BUDGET)
                 study.tell(trial, state=TrialState.FAIL)
                 continue
+            self.ran += 1
             with storage_layer.heartbeat(self.storage, trial_id):
                 try:
                     result = asdict(run())
