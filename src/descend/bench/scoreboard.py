@@ -303,6 +303,8 @@ class Scoreboard:
                     "reason": problem.reason,
                     "criterion": problem.criterion,
                     "steps": problem.steps,
+                    # What closed-form theory predicts, for the problems that say.
+                    "theory": getattr(problem, "theory", ""),
                 }
                 for problem in self.problems
             ],

@@ -263,16 +263,19 @@ def _grid(result: ScoreboardResult) -> str:
 
 
 def _problems_table(result: ScoreboardResult) -> str:
+    theory = any(problem["theory"] for problem in result.suite_problems)
     rows = [
         [problem["problem"], problem["reason"], problem["criterion"], problem["steps"]]
+        + ([problem["theory"] or "-"] if theory else [])
         for problem in result.suite_problems
     ]
+    headers = ["problem", "why it is hard", "passes when", "steps"]
     return render_table(
         Table(
             "The problems",
-            ["problem", "why it is hard", "passes when", "steps"],
+            headers + (["theory"] if theory else []),
             rows,
-            numeric=[False, False, False, True],
+            numeric=[False, False, False, True] + ([False] if theory else []),
         )
     )
 

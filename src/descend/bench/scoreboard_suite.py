@@ -77,7 +77,7 @@ class ProblemOutcome:
         problem, optimizer: which.
         passed: whether the chosen setting passed on more than half of the seeds.
         lr: the chosen learning rate (``None``: the spec's own, or nothing passed in tuning).
-        tuning: per learning rate tried, its seed-0 run (:class:`SuiteResult` as a dict).
+        tuning: per learning rate tried, its seed-0 run (the suite's ``SuiteResult`` as a dict).
         seed_runs: the chosen setting's reruns, by seed.
         steps_to_pass, seconds: medians over the reruns (``None``: not passed).
     """
