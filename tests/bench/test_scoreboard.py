@@ -336,7 +336,8 @@ def _trials(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
 def test_a_tiny_scoreboard_writes_its_numbers_and_a_rerun_runs_nothing(stand_in, tmp_path):
     out = tmp_path / "out"
     assert main(_command(out, trials=2, seeds=2, epochs=3)) == 0
-    results = json.loads((out / "results.json").read_text())
+    text = (out / "results.json").read_text()
+    results = json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} in JSON"))
     page = (out / "report.html").read_text()
 
     # Every optimizer has a score, and one entry per problem with `problem` and `passed`.

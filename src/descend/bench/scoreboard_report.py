@@ -26,6 +26,8 @@ body { max-width: 1200px; }
 td.pass { background: #d4edda !important; color: #155724; }
 td.fail { background: #f8d7da !important; color: #721c24; font-weight: 600; }
 table.grid td, table.grid th { text-align: center; }
+table.grid th { font-size: 0.85em; }
+div.wide { overflow-x: auto; }
 """
 
 
@@ -259,7 +261,8 @@ def _grid(result: ScoreboardResult) -> str:
             f"<tr><th>{html.escape(label)}</th>{''.join(cells)}"
             f"<td class='num'>{passed}/{len(problems)}</td></tr>"
         )
-    return "<table class='grid'>" + head + "".join(rows) + "</table>"
+    # Many problems make a wide grid: it scrolls sideways instead of widening the page.
+    return "<div class='wide'><table class='grid'>" + head + "".join(rows) + "</table></div>"
 
 
 def _problems_table(result: ScoreboardResult) -> str:
