@@ -51,6 +51,7 @@ def test_misspelt_command_suggests_the_closest(argv, closest, capsys):
         ["bench", "--help"],
         ["lr-find", "--help"],
         ["report", "--help"],
+        ["scoreboard", "--help"],
         ["bench", "--seeds", "x"],
         ["bench", "--sampler", "tpee"],
         ["rase"],

@@ -47,6 +47,17 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
     return {label: cmap(index % cmap.N) for index, label in enumerate(labels)}
 
 
+def figure_html(figure: plt.Figure, alt: str) -> str:
+    """``figure`` as an ``<img>`` with the PNG inlined (the figure is closed), described by
+    ``alt``: how every figure of the bench's pages is embedded."""
+    return _figure_html(figure, alt)
+
+
+def label_colors(labels: Sequence[str]) -> dict[str, Any]:
+    """One colour per optimizer label, in the order given, as the bench's report draws them."""
+    return _colors(labels)
+
+
 #: Which columns of the summary (:data:`SUMMARY_HEADERS`) hold numbers: all but the
 #: optimizer and its setting.
 _SUMMARY_NUMERIC = [False, False] + [True] * (len(SUMMARY_HEADERS) - 2)

@@ -54,6 +54,9 @@ COMMANDS: dict[str, Command] = {
         "write the merged report of a benchmark from its shared storage",
         "bench",
     ),
+    "scoreboard": Command(
+        "descend.cli.scoreboard", "rank optimizers across workloads as AlgoPerf does", "bench"
+    ),
 }
 
 #: The modules each install extra provides (as imported; pyproject.toml lists the packages).
