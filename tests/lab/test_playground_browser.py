@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from descend import functional
-from descend.lab import theory
+from descend.lab import plots, theory
 from descend.lab.playground.server import running
 from descend.lab.problems import Ravine
 
@@ -382,7 +382,7 @@ def test_dragging_the_start_point_moves_every_run_and_the_link(browser, server):
     page.close()
 
 
-def test_runs_of_one_optimizer_differ_by_line_style_in_legend_and_table(browser, server):
+def test_runs_of_one_optimizer_differ_by_lightness_as_in_the_report(browser, server):
     page = _open(
         browser,
         server,
@@ -391,17 +391,12 @@ def test_runs_of_one_optimizer_differ_by_line_style_in_legend_and_table(browser,
     )
     rows = page.locator("#readout tbody tr")
     colours = [rows.nth(k).locator("svg line").get_attribute("stroke") for k in range(3)]
-    dashes = [rows.nth(k).locator("svg").get_attribute("data-dash") for k in range(3)]
-    assert colours[0] == colours[1] != colours[2]  # the family's colour, twice
-    assert dashes == ["solid", "dashed", "solid"]
-    assert "(solid)" in rows.nth(0).inner_text() and "(dashed)" in rows.nth(1).inner_text()
-    # The legend is drawn inside the paths plot, one entry per run plus start and minimum.
-    inside = page.evaluate(
-        """() => { var p = document.getElementById('contour').plot, b = p.legendBox;
-        return b.left >= p.m.l && b.top >= p.m.t && b.left + b.width <= p.w - p.m.r &&
-          b.top + b.height <= p.h - p.m.b && Math.round((b.height - 6) / 15); }"""
-    )
-    assert inside == 3 + 2
+    # The second channel is the report's (descend.lab.plots.styles): the family's colour, then
+    # its next shade; a run of another family keeps its own colour.
+    shown = [style.color.upper() for style in plots.styles(["sgd", "sgd", "adam"])]
+    assert [c.upper() for c in colours] == shown and colours[0] != colours[1]
+    assert "(its colour)" in rows.nth(0).inner_text() and "(darker)" in rows.nth(1).inner_text()
+    assert "(" not in rows.nth(2).locator("td").first.inner_text()
     page.close()
 
 

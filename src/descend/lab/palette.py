@@ -17,6 +17,7 @@ Tol gives it: a caption that names a colour takes it from :func:`color_name`, ne
 
 from __future__ import annotations
 
+import colorsys
 from typing import Any
 
 from descend.rules import RULES, RegistryView
@@ -140,3 +141,27 @@ def _hex(color: str) -> str:
     from matplotlib.colors import to_hex
 
     return to_hex(color).upper()
+
+
+#: The range of lightness (in HLS) over which several runs of one optimizer in one figure or
+#: page are spread, evenly, around the family's own colour: the second channel, after colour,
+#: that the report's figures and the playground both use.
+LIGHTNESS_RANGE = (0.2, 0.75)
+
+
+def lightness_steps(color: str, count: int) -> list[str]:
+    """``count`` shades of ``color`` (``#RRGGBB``), the colour itself first: ``count``
+    lightness levels evenly over :data:`LIGHTNESS_RANGE`, the one nearest the colour's replaced
+    by the colour, the others (same hue and saturation) nearest it first."""
+    red, green, blue = (int(color.lstrip("#")[k : k + 2], 16) / 255 for k in (0, 2, 4))
+    hue, lightness, saturation = colorsys.rgb_to_hls(red, green, blue)
+    low, high = LIGHTNESS_RANGE
+    levels = (
+        [low + (high - low) * k / (count - 1) for k in range(count)] if count > 1 else [lightness]
+    )
+    levels.pop(min(range(len(levels)), key=lambda k: abs(levels[k] - lightness)))
+    levels.sort(key=lambda level: abs(level - lightness))
+    shades = [colorsys.hls_to_rgb(hue, level, saturation) for level in levels]
+    return [color.upper()] + [
+        "#" + "".join(f"{round(channel * 255):02X}" for channel in shade) for shade in shades
+    ]

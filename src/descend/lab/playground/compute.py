@@ -17,7 +17,7 @@ import numpy as np
 
 from descend.lab import theory
 from descend.lab.loop import RuleStepper, follow, settled_step
-from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS, family_of
+from descend.lab.palette import FAMILY_COLORS, OTHER_COLORS, family_of, lightness_steps
 from descend.lab.playground import explain
 from descend.lab.playground.controls import (
     build_problem,
@@ -163,6 +163,10 @@ def start_point(text: str, problem: Any) -> np.ndarray | None:
     return point
 
 
+#: The most runs one page shows (the page refuses a fifth), and so the most shades of a family.
+RUN_SHADES = 4
+
+
 def _color(family: str | None, rule: str) -> str:
     if family in FAMILY_COLORS:
         return FAMILY_COLORS[family]
@@ -211,6 +215,12 @@ def run_view(
         "rule": rule_spec,
         "family": family,
         "color": _color(family, rule.name),
+        # Runs of one family on the page differ in lightness, as in the report's figures: the
+        # page picks shade k of n from here (n runs of the family, at most RUN_SHADES).
+        "shades": {
+            str(count): lightness_steps(_color(family, rule.name), count)
+            for count in range(2, RUN_SHADES + 1)
+        },
         "steps": path.steps,
         "diverged_at": path.diverged_at,
         "path": _rounded(path.points),

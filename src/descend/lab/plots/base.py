@@ -23,7 +23,13 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from descend.lab.palette import OTHER_COLORS, VARIANT_COLORS, color_name, color_of
+from descend.lab.palette import (
+    OTHER_COLORS,
+    VARIANT_COLORS,
+    color_name,
+    color_of,
+    lightness_steps,
+)
 from descend.lab.problems import Bounds
 
 #: Line styles, by the word a caption uses for them. A run is solid; the others mark a kind of
@@ -39,9 +45,6 @@ DASH_NAMES: dict[str | tuple, str] = {
 }
 #: The line styles in the order above (kept for callers that pick one by index).
 DASHES = tuple(DASH_NAMES)
-#: The range of lightness (in HLS) over which several runs of one optimizer in one figure are
-#: spread, evenly, around the family's own colour.
-LIGHTNESS_RANGE = (0.2, 0.75)
 #: End-of-path markers, by draw order.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
 #: A log axis shows at most this many decades below its largest value.
@@ -82,20 +85,6 @@ REFERENCE = Style(VARIANT_COLORS["theory"], (0, (9, 3)))
 THRESHOLD = Style(VARIANT_COLORS["theory"], ":")
 #: The line style of a run's averaged weights, drawn in the run's colour.
 AVERAGED = Style(VARIANT_COLORS["theory"], "--")
-
-
-def lightness_steps(color: str, count: int) -> list[str]:
-    """``count`` shades of ``color``, the colour itself first: ``count`` lightness levels
-    evenly over :data:`LIGHTNESS_RANGE`, the one nearest the colour's replaced by the colour,
-    the others (same hue and saturation) nearest it first."""
-    hue, lightness, saturation = colorsys.rgb_to_hls(*matplotlib.colors.to_rgb(color))
-    levels = list(np.linspace(*LIGHTNESS_RANGE, count)) if count > 1 else [lightness]
-    levels.pop(int(np.argmin([abs(level - lightness) for level in levels])))
-    levels.sort(key=lambda level: abs(level - lightness))
-    shades = [colorsys.hls_to_rgb(hue, float(level), saturation) for level in levels]
-    return [matplotlib.colors.to_hex(color).upper()] + [
-        matplotlib.colors.to_hex(shade).upper() for shade in shades
-    ]
 
 
 def _family_color(family: str | None, unknown: dict[str | None, str]) -> str:

@@ -8,9 +8,10 @@
   var descend = window.descend;
   var Plot = descend.Plot, short = descend.short, element = descend.element;
   var MARKERS = ["circle", "square", "triangle", "diamond"];
-  // The second channel for runs of one optimizer family: the first solid, then these.
-  var DASHES = [[], [8, 4], [2, 3], [8, 3, 2, 3]];
-  var DASH_NAMES = ["solid", "dashed", "dotted", "dash-dot"];
+  // Runs of one optimizer family keep its hue and differ in lightness, the second channel the
+  // report's figures use too: the server sends each run its family's shades
+  // (descend.lab.palette.lightness_steps), and run k of n takes shade k of n.
+  var SHADE_NAMES = ["its colour", "darker", "lighter", "darker still"];
   var GREY = [222, 222, 222];
 
   function pg() { return window.playground; }
@@ -20,17 +21,30 @@
       .filter(function (item) { return item.run; });
   }
 
-  // How many runs before ``index`` share its optimizer family: its line style.
+  // How many runs before ``index`` share its optimizer family: which of its shades it takes.
   function styleIndex(index) {
     var runs = pg().runs, family = runs[index] && runs[index].family, seen = 0;
     for (var i = 0; i < index; i++) { if (runs[i] && runs[i].family === family) { seen++; } }
-    return seen % DASHES.length;
+    return seen;
   }
 
-  function sharesFamily(index) {
+  function familyCount(index) {
     var runs = pg().runs, family = runs[index] && runs[index].family;
-    return runs.filter(function (r) { return r && r.family === family; }).length > 1;
+    return runs.filter(function (r) { return r && r.family === family; }).length;
   }
+
+  function sharesFamily(index) { return familyCount(index) > 1; }
+
+  // The colour a run is drawn in: its family's, or, beside other runs of the family, its shade.
+  function colour(index) {
+    var run = pg().runs[index], count = familyCount(index);
+    if (!run) { return "#bbb"; }
+    var shades = count > 1 && run.shades && run.shades[String(count)];
+    return shades ? shades[styleIndex(index)] : run.color;
+  }
+
+  // Which run of a shared family this is, in words, for the legend and the table.
+  function shadeName(index) { return SHADE_NAMES[styleIndex(index)] || ""; }
 
   // The lab's labelling rule (descend.specs.ContenderSpec): parts joined by "+", a constant
   // rate adds nothing.
@@ -42,10 +56,9 @@
   }
 
   function legendEntry(index, width) {
-    var run = pg().runs[index], k = styleIndex(index);
     return {label: (index + 1) + ": " + runLabel(index) +
-              (sharesFamily(index) ? " (" + DASH_NAMES[k] + ")" : ""),
-            color: run.color, dash: DASHES[k], width: width || 2};
+              (sharesFamily(index) ? " (" + shadeName(index) + ")" : ""),
+            color: colour(index), dash: [], width: width || 2};
   }
 
   // A small line sample (colour and line style) for the table and the cards.
@@ -55,11 +68,10 @@
     svg.setAttribute("width", "30");
     svg.setAttribute("height", "10");
     svg.setAttribute("class", "sample");
-    svg.setAttribute("data-dash", DASH_NAMES[run ? styleIndex(index) : 0]);
+    svg.setAttribute("data-shade", run ? String(styleIndex(index)) : "0");
     var line = document.createElementNS(ns, "line");
     [["x1", 1], ["y1", 5], ["x2", 29], ["y2", 5], ["stroke-width", 2.5],
-     ["stroke", run ? run.color : "#bbb"],
-     ["stroke-dasharray", run ? DASHES[styleIndex(index)].join(" ") : ""]]
+     ["stroke", colour(index)]]
       .forEach(function (pair) { line.setAttribute(pair[0], String(pair[1])); });
     svg.appendChild(line);
     return svg;
@@ -99,20 +111,19 @@
       // Widest first: each later, narrower path leaves the earlier ones showing around it.
       var path = item.run.path;
       plot.line(path.map(function (p) { return p[0]; }), path.map(function (p) { return p[1]; }),
-                {color: item.run.color, width: 1.4 + 1.25 * (count - 1 - order),
-                 dash: DASHES[styleIndex(item.index)]});
+                {color: colour(item.index), width: 1.4 + 1.25 * (count - 1 - order)});
       if (item.run.averaged_path) {
         var avg = item.run.averaged_path;
         plot.line(avg.map(function (p) { return p[0]; }), avg.map(function (p) { return p[1]; }),
                   {color: "#ffffff", width: 4});
         plot.line(avg.map(function (p) { return p[0]; }), avg.map(function (p) { return p[1]; }),
-                  {color: item.run.color, width: 2, dash: [6, 4]});
+                  {color: colour(item.index), width: 2, dash: [6, 4]});
       }
     });
     problem.minima.forEach(function (m) { plot.marker(m[0], m[1], "star", "#f2c12e", 9); });
     runs.forEach(function (item, order) {
       var end = item.run.path[item.run.path.length - 1];
-      plot.marker(end[0], end[1], MARKERS[order % MARKERS.length], item.run.color, 5);
+      plot.marker(end[0], end[1], MARKERS[order % MARKERS.length], colour(item.index), 5);
     });
     var start = startPoint();
     plot.marker(start[0], start[1], "circle", "#000", pg().dragging ? 7 : 5);
@@ -169,13 +180,12 @@
     var entries = [];
     runs.forEach(function (item) {
       var steps = item.run.loss.map(function (_, k) { return k; });
-      plot.line(steps, item.run.loss, {color: item.run.color, width: 1.8,
-                                       dash: DASHES[styleIndex(item.index)]});
+      plot.line(steps, item.run.loss, {color: colour(item.index), width: 1.8});
       entries.push(legendEntry(item.index));
       if (item.run.averaged_loss) {
-        plot.line(steps, item.run.averaged_loss, {color: item.run.color, width: 2.4,
+        plot.line(steps, item.run.averaged_loss, {color: colour(item.index), width: 2.4,
                                                   dash: [6, 4]});
-        entries.push({label: (item.index + 1) + ": averaged weights", color: item.run.color,
+        entries.push({label: (item.index + 1) + ": averaged weights", color: colour(item.index),
                       dash: [6, 4], width: 2.4});
       }
     });
@@ -232,8 +242,8 @@
     var dashes = [[], [2, 3]], entries = [];
     theory.errors.forEach(function (errors, d) {
       var steps = errors.map(function (_, k) { return k; });
-      plot.line(steps, errors, {color: focused.run.color, width: 2, dash: dashes[d % 2]});
-      entries.push({label: "lambda = " + short(lambdas[d]), color: focused.run.color,
+      plot.line(steps, errors, {color: colour(focused.index), width: 2, dash: dashes[d % 2]});
+      entries.push({label: "lambda = " + short(lambdas[d]), color: colour(focused.index),
                     dash: dashes[d % 2]});
       if (theory.lines) {
         plot.line(steps, theory.lines[d], {color: "#000", width: 1, dash: [7, 4]});
@@ -349,7 +359,7 @@
       if (run && run.escape !== null && run.escape !== undefined) {
         steps = "escapes at step " + run.escape;
       }
-      var line = run && sharesFamily(index) ? " (" + DASH_NAMES[styleIndex(index)] + ")" : "";
+      var line = run && sharesFamily(index) ? " (" + shadeName(index) + ")" : "";
       var cells = [element("td", {"class": "key"}, [document.createTextNode((index + 1) + " "),
                                                      sample(index)]),
                    element("td", {text: runLabel(index) + line}),
@@ -372,7 +382,7 @@
   }
 
   descend.figures = {
-    MARKERS: MARKERS, DASH_NAMES: DASH_NAMES, liveRuns: liveRuns, focusedRun: focusedRun,
+    MARKERS: MARKERS, SHADE_NAMES: SHADE_NAMES, colour: colour, liveRuns: liveRuns, focusedRun: focusedRun,
     mapMethod: mapMethod, styleIndex: styleIndex, sample: sample, startPoint: startPoint,
     drawContour: drawContour, drawLoss: drawLoss, drawEigen: drawEigen, drawMap: drawMap,
     drawReadout: drawReadout

@@ -69,8 +69,8 @@
     var state = {problem: query.get("problem") || "ravine", steps: query.get("steps") || "200",
                  seed: query.get("seed") || "0", tol: query.get("tol") || "1e-6",
                  start: query.get("start") || "", runs: []};
-    // Runs past the fourth are refused out loud: each run needs a marker and line style of
-    // its own, and four is where the figures stay legible.
+    // Runs past the fourth are refused out loud: each run needs a marker and shade of its
+    // own, and four is where the figures stay legible.
     pg.refused = [];
     query.forEach(function (_, key) {
       var match = /^[rsa](\d+)$/.exec(key);
@@ -435,7 +435,7 @@
       var rule = ruleCatalog(spec.name);
       var card = element("fieldset", {"class": "card", "data-run": String(index)});
       var result = pg.runs[index];
-      card.style.borderLeftColor = result ? result.color : "#999";
+      card.style.borderLeftColor = result ? figures.colour(index) : "#999";
       card.addEventListener("pointerdown", function () {
         if (pg.focus !== index) { pg.focus = index; redraw(); }
       });
@@ -552,7 +552,7 @@
     showErrors();
     document.querySelectorAll(".card").forEach(function (card) {
       var index = Number(card.getAttribute("data-run")), run = pg.runs[index];
-      if (run) { card.style.borderLeftColor = run.color; }
+      if (run) { card.style.borderLeftColor = figures.colour(index); }
       card.querySelector(".problem").textContent = pg.errors["run" + index] || "";
     });
     pg.updates += 1;
