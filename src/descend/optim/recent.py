@@ -1,7 +1,8 @@
-"""Optimizers newer than the lecture: Lion, Schedule-Free SGD and AdamW, Muon and AdEMAMix.
+"""Optimizers newer than the lecture: Lion, Schedule-Free SGD and AdamW, Muon, AdEMAMix, and the
+matrix methods Shampoo and SOAP.
 
 Each is a drop-in for its reference implementation: :class:`Lion` for ``lion_pytorch.Lion``,
-:class:`AdEMAMix` for ``pytorch_optimizer.AdEMAMix``,
+:class:`AdEMAMix`, :class:`Shampoo` and :class:`SOAP` for ``pytorch_optimizer``'s classes,
 :class:`SGDScheduleFree` and :class:`AdamWScheduleFree` for the ``schedulefree`` package's
 classes, :class:`Muon` for ``torch.optim.Muon`` (with AdamW groups for the parameters Muon does
 not step, as the reference ``MuonWithAuxAdam``). Where a class differs from its reference on
@@ -24,6 +25,8 @@ from descend.rules.elementwise import bind
 from descend.rules.lion import LION
 from descend.rules.muon import MUON, NS_COEFFICIENTS, NS_EPS, NS_STEPS
 from descend.rules.schedulefree import SF_ADAMW, SF_SGD, evaluation_point, training_point
+from descend.rules.shampoo import SHAMPOO
+from descend.rules.soap import SOAP as SOAP_RULE
 from descend.rules.spec import Hyper, Rule
 
 _LION_DECOUPLED = Hyper(
@@ -352,6 +355,102 @@ _USE_MUON = Hyper("use_muon", True, "step the group with Muon (else with AdamW)"
 def _uses_muon(group: Mapping[str, Any]) -> bool:
     uses_muon: bool = _USE_MUON.check(group.get("use_muon", True))  # a flag's check gives a bool
     return uses_muon
+
+
+_ACCEPTED_KEYWORDS = "accepted and ignored, as the reference accepts and ignores them."
+
+
+class Shampoo(RuleOptimizer):
+    """Shampoo (one Kronecker factor of the gradient's statistics per dimension, each applied
+    as its inverse root); drop-in for ``pytorch_optimizer.Shampoo``.
+
+    Every shape is preconditioned: a matrix by ``L^(-1/4) G R^(-1/4)``, an order-k tensor (a
+    convolution's weight) by one factor per dimension at power ``-1/(2k)``, a vector by
+    full-matrix AdaGrad (``k = 1``); a scalar takes plain gradient steps. The inverse roots are
+    recomputed every ``preconditioning_compute_steps`` steps and are zero before their first
+    computation, so with k > 1 the first k - 1 steps leave the parameters (but not the
+    statistics) as they are, as in the reference. Each factor is as large as its dimension
+    squared: give embeddings and wide output layers to another optimizer.
+
+    Differences from the reference, on purpose: a step counter per parameter (the reference
+    counts per group), so a parameter without a gradient at some step keeps its own refresh
+    schedule; gradients are left untouched (the reference negates, mixes and decays ``p.grad``
+    in place); and with ``maximize`` and momentum the first step's direction is ``-g`` (the
+    reference starts its momentum at the gradient before negating it, which gives
+    ``(2 mu - 1) g``).
+    """
+
+    rule = SHAMPOO
+    argument_docs: ClassVar[dict[str, Hyper | str]] = {"kwargs": _ACCEPTED_KEYWORDS}
+    complex_parameters = False  # the reference refuses complex parameters
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        preconditioning_compute_steps: int = 1,
+        matrix_eps: float = 1e-6,
+        maximize: bool = False,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        defaults = constructor_arguments(locals())
+        defaults.pop("kwargs")
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
+
+
+class SOAP(RuleOptimizer):
+    """SOAP (Adam in the eigenbasis of Shampoo's factors); drop-in for
+    ``pytorch_optimizer.SOAP``.
+
+    The first step gathers the statistics and sets the eigenbasis without moving the
+    parameters (as the paper's and the reference's code do); bias corrections count from the
+    second. Vectors are stepped by Adam unless ``precondition_1d``; a dimension longer than
+    ``max_precondition_dim`` is not rotated; ``merge_dims`` merges neighbouring small dimensions
+    (a convolution's kernel dimensions) into one factor. Each factor is as large as its
+    dimension squared, and the eigenbasis costs an ``eigh`` (then a QR) per factor every
+    ``precondition_frequency`` steps.
+
+    Differences from the reference, on purpose: a step counter per parameter (the reference
+    counts per group), gradients left untouched (the reference negates ``p.grad`` in place for
+    ``maximize``), and ``merge_dims`` on a tensor whose dimensions all merge into one: the
+    reference reshapes it to ``[1]`` and fails; descend keeps it as one dimension of its size.
+    """
+
+    rule = SOAP_RULE
+    argument_docs: ClassVar[dict[str, Hyper | str]] = {"kwargs": _ACCEPTED_KEYWORDS}
+    complex_parameters = False  # the reference refuses complex parameters
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 3e-3,
+        betas: tuple[float, float] = (0.95, 0.95),
+        shampoo_beta: float | None = None,
+        weight_decay: float = 1e-2,
+        precondition_frequency: int = 10,
+        max_precondition_dim: int = 10000,
+        merge_dims: bool = False,
+        precondition_1d: bool = False,
+        correct_bias: bool = True,
+        normalize_gradient: bool = False,
+        data_format: str = "channels_first",
+        eps: float = 1e-8,
+        maximize: bool = False,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        defaults = constructor_arguments(locals())
+        defaults.pop("kwargs")
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
 #: Every optimizer class defined in this module, in the registry's order of rules.
