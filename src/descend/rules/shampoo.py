@@ -62,7 +62,8 @@ def inverse_root(matrix: torch.Tensor, power: float) -> torch.Tensor:
     dtype = torch.float64 if matrix.dtype == torch.float64 else torch.float32
     u, s, vh = torch.linalg.svd(matrix.to(dtype), full_matrices=False)
     s.pow_(-1.0 / power)
-    return ((u * s.unsqueeze(-2)) @ vh).to(matrix.dtype)
+    root: torch.Tensor = ((u * s.unsqueeze(-2)) @ vh).to(matrix.dtype)
+    return root
 
 
 def shampoo_matrices(param: torch.Tensor, hypers: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,7 +204,7 @@ L_i <- L_i + G_(i) G_(i)^T              (L_i = eps I at first; G_(i): G unfolded
 P_i <- L_i^(-1/(2k))                    (every k-th step; k = G's number of dimensions)
 D <- G x_1 P_1 ... x_k P_k              (a matrix: D = L^(-1/4) G R^(-1/4))
 x <- x (1 - lr lambda) - lr D;  B <- D  (decay with weight_decouple only)""",
-        colour="#AA4499",
+        colour="#EE8866",
         lr_range=(1e-5, 1e-1),
     ),
 )
