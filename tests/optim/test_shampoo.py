@@ -256,3 +256,33 @@ def test_complex_parameters_are_refused():
     param = torch.zeros(2, 2, dtype=torch.complex64, requires_grad=True)
     with pytest.raises(ValueError, match="complex"):
         descend.Shampoo([param])
+
+
+@pytest.mark.parametrize(
+    "name, flag, matrix_keys",
+    [("shampoo", "use_shampoo", {"pre_cond_0", "pre_cond_3"}), ("soap", "use_soap", {"GG", "Q"})],
+)
+def test_a_bench_spec_gives_weights_to_the_method_and_the_rest_to_adamw(name, flag, matrix_keys):
+    # descend bench builds every spec through OptimizerSpec.build, which groups parameters by
+    # the class's split_parameters: weights of two or more dimensions (linear and conv) to the
+    # matrix method, biases to a group stepped exactly as torch.optim.AdamW steps it.
+    from descend.specs import parse_optimizer
+
+    torch.manual_seed(0)
+    conv = torch.randn(4, 3, 3, 3, requires_grad=True)
+    linear = torch.randn(5, 4, requires_grad=True)
+    bias = torch.randn(5, requires_grad=True)
+    optimizer = parse_optimizer(f"{name}:lr=0.01").build([conv, linear, bias])
+    first, second = optimizer.param_groups
+    assert first["params"] == [conv, linear] and flag not in first
+    assert second["params"] == [bias] and second[flag] is False
+    twin = bias.detach().clone().requires_grad_()
+    adamw = torch.optim.AdamW([twin])
+    for _ in range(3):
+        for param in (conv, linear, bias):
+            param.grad = torch.randn_like(param)
+        twin.grad = bias.grad.clone()
+        optimizer.step()
+        adamw.step()
+    assert torch.equal(bias, twin)
+    assert matrix_keys <= set(optimizer.state[conv])
