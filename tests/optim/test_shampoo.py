@@ -260,7 +260,10 @@ def test_complex_parameters_are_refused():
 
 @pytest.mark.parametrize(
     "name, flag, matrix_keys",
-    [("shampoo", "use_shampoo", {"pre_cond_0", "pre_cond_3"}), ("soap", "use_soap", {"GG", "Q"})],
+    [
+        ("shampoo", "use_shampoo", {"pre_cond_0", "pre_cond_3"}),
+        ("soap", "use_soap", {"GG_0", "GG_3", "Q_0"}),
+    ],
 )
 def test_a_bench_spec_gives_weights_to_the_method_and_the_rest_to_adamw(name, flag, matrix_keys):
     # descend bench builds every spec through OptimizerSpec.build, which groups parameters by
@@ -286,3 +289,21 @@ def test_a_bench_spec_gives_weights_to_the_method_and_the_rest_to_adamw(name, fl
         adamw.step()
     assert torch.equal(bias, twin)
     assert matrix_keys <= set(optimizer.state[conv])
+
+
+def test_a_statistic_whose_eps_rounded_away_keeps_a_finite_root():
+    # eps I + G G^T with identical rows of G: in float32 the sum absorbs eps and the SVD finds
+    # a singular value of exactly 0; the reference's root is then infinite (NaN parameters
+    # from the next step on), descend takes eps for it, the least eigenvalue the statistic
+    # has in exact arithmetic. Any other matrix gets the reference's root bit for bit.
+    from pytorch_optimizer.optimizer.utils.matrix import compute_power_svd
+
+    absorbed = torch.full((2, 2), 55.75889587402344) + 1e-6 * torch.eye(2)
+    assert not torch.isfinite(compute_power_svd(absorbed, 4)).all()
+    root = inverse_root(absorbed, 4, floor=1e-6)
+    assert torch.isfinite(root).all()
+    along, across = torch.tensor([1.0, 1.0]) / 2**0.5, torch.tensor([1.0, -1.0]) / 2**0.5
+    assert (along @ root @ along).item() == pytest.approx(111.5178**-0.25, rel=1e-5)
+    assert (across @ root @ across).item() == pytest.approx(1e-6**-0.25, rel=1e-5)
+    regular = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
+    assert torch.equal(inverse_root(regular, 4, floor=1e-6), compute_power_svd(regular, 4))

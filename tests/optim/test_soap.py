@@ -48,28 +48,35 @@ def _ids(options):
     return "-".join(f"{key}={value}" for key, value in options.items()) or "defaults"
 
 
-def _matrix_state_error(ours, reference) -> float:
-    """The worst relative difference of the statistics GG and bases Q over all parameters."""
+def _state_error(ours, reference) -> float:
+    """The worst relative difference, over all parameters, of the moments, statistics and
+    bases: the reference's lists GG and Q against descend's tensors GG_i and Q_i."""
     worst = 0.0
+
+    def observe(mine, theirs):
+        nonlocal worst
+        assert mine.shape == theirs.shape
+        scale = max(float(theirs.abs().max()), 1e-300)
+        worst = max(worst, float((mine - theirs).abs().max()) / scale)
+
     for ours_param, reference_param in zip(
         (p for group in ours.param_groups for p in group["params"]),
         (p for group in reference.param_groups for p in group["params"]),
         strict=True,
     ):
-        ours_state, reference_state = (
-            ours.state.get(ours_param),
-            reference.state.get(reference_param),
-        )
+        ours_state = ours.state.get(ours_param, {})
+        reference_state = reference.state.get(reference_param)
         if not reference_state:
             assert not ours_state
             continue
+        for key in ("exp_avg", "exp_avg_sq"):
+            observe(ours_state[key], reference_state[key])
         for key in ("GG", "Q"):
-            for a, b in zip(ours_state[key], reference_state[key], strict=True):
-                if len(b) == 0:
-                    assert len(a) == 0
+            for index, theirs in enumerate(reference_state[key]):
+                if len(theirs) == 0:
+                    assert f"{key}_{index}" not in ours_state
                     continue
-                scale = max(float(b.abs().max()), 1e-300)
-                worst = max(worst, float((a - b).abs().max()) / scale)
+                observe(ours_state[f"{key}_{index}"], theirs)
     return worst
 
 
@@ -85,10 +92,10 @@ def test_every_option_matches_pytorch_optimizer(options, shapes, backend):
         steps=100,
         group_options=GROUPS,
         missing_grad_every=NO_SKIPS,
+        compare_state=False,  # the reference keeps lists; _state_error reads them
     )
     assert result.param_error <= PARITY
-    assert result.state_error <= PARITY  # the moments M and V
-    assert _matrix_state_error(result.ours, result.reference) <= PARITY
+    assert _state_error(result.ours, result.reference) <= PARITY
 
 
 @pytest.mark.parametrize(
@@ -107,11 +114,11 @@ def test_defaults_match_pytorch_optimizer(dtype):
         steps=12,
         group_options=GROUPS,
         missing_grad_every=NO_SKIPS,
+        compare_state=False,  # the reference keeps lists; _state_error reads them
     )
     tolerance = PARITY if dtype == torch.float64 else TOLERANCE[dtype]
     assert result.param_error <= tolerance
-    assert result.state_error <= tolerance
-    assert _matrix_state_error(result.ours, result.reference) <= tolerance
+    assert _state_error(result.ours, result.reference) <= tolerance
 
 
 def _soap_rotating_back_wrongly() -> type[descend.SOAP]:
@@ -120,12 +127,10 @@ def _soap_rotating_back_wrongly() -> type[descend.SOAP]:
     assert stage is not None
 
     def wrong_direction(u, g, hypers, state):
-        bases = state["Q"]
-        if bases is None:
-            return torch.zeros_like(u)
+        bases = [state.get(f"Q_{index}", []) for index in range(u.dim())]
         exp_avg_sq = state["exp_avg_sq"]
         rotated = project(g, hypers, bases)
-        exp_avg_sq.lerp_(rotated * rotated, 1.0 - hypers["beta2"])
+        exp_avg_sq.lerp_(rotated * rotated, hypers["w2"])
         denominator = exp_avg_sq.sqrt().add_(hypers["eps"])
         return project(project(u, hypers, bases) / denominator, hypers, bases)
 
@@ -184,7 +189,7 @@ def test_in_a_basis_that_permutes_coordinates_it_is_adam():
         for adam_param, gradient in zip(adam_params, gradients, strict=True):
             adam_param.grad = gradient.clone()
         adam.step()
-    bases = soap.state[soap_params[0]]["Q"]
+    bases = [soap.state[soap_params[0]][key] for key in ("Q_0", "Q_1")]
     assert any(not torch.equal(q.abs(), torch.eye(5).double()) for q in bases), "no permutation"
     for soap_param, adam_param, first in zip(soap_params, adam_params, start, strict=True):
         assert not torch.equal(soap_param, first)
@@ -199,7 +204,7 @@ def test_the_first_step_sets_the_basis_and_moves_nothing():
     optimizer.step()
     assert torch.equal(weight.detach(), before)
     state = optimizer.state[weight]
-    for basis, size in zip(state["Q"], (4, 3), strict=True):
+    for basis, size in zip((state["Q_0"], state["Q_1"]), (4, 3), strict=True):
         torch.testing.assert_close(basis.T @ basis, torch.eye(size).double(), rtol=0, atol=1e-12)
     assert not state["exp_avg"].any() and not state["exp_avg_sq"].any()
 
@@ -235,20 +240,26 @@ def test_bad_arguments_name_the_value_and_the_range(options, message):
         descend.SOAP([param], **options)
 
 
-def test_checkpoints_load_into_the_reference_and_back():
+def test_a_checkpoint_resumes_the_run_exactly():
+    # Statistics, bases and moments all travel in the state dict (tensors only, as torch.optim
+    # keeps state): a run resumed from a checkpoint equals the uninterrupted one.
     torch.manual_seed(0)
-    ours_params = [torch.randn(4, 3, dtype=torch.float64, requires_grad=True)]
-    ours = descend.SOAP(ours_params, precondition_frequency=2)
-    for _ in range(5):
-        ours_params[0].grad = torch.randn(4, 3, dtype=torch.float64)
-        ours.step()
-    theirs_params = [ours_params[0].detach().clone().requires_grad_()]
-    theirs = ReferenceSOAP(theirs_params, precondition_frequency=2)
-    theirs.load_state_dict(copy.deepcopy(ours.state_dict()))
-    theirs.param_groups[0]["step"] = 5  # the reference counts per group
-    for _ in range(3):
-        gradient = torch.randn(4, 3, dtype=torch.float64)
-        ours_params[0].grad, theirs_params[0].grad = gradient.clone(), gradient.clone()
-        ours.step()
-        theirs.step()
-    torch.testing.assert_close(ours_params[0], theirs_params[0], rtol=1e-12, atol=1e-15)
+    gradients = [torch.randn(4, 3, dtype=torch.float64) for _ in range(8)]
+    start = torch.randn(4, 3, dtype=torch.float64)
+    whole = start.clone().requires_grad_()
+    uninterrupted = descend.SOAP([whole], precondition_frequency=2)
+    for gradient in gradients:
+        whole.grad = gradient.clone()
+        uninterrupted.step()
+    resumed_param = start.clone().requires_grad_()
+    first = descend.SOAP([resumed_param], precondition_frequency=2)
+    for gradient in gradients[:5]:
+        resumed_param.grad = gradient.clone()
+        first.step()
+    second = descend.SOAP([resumed_param], precondition_frequency=2)
+    second.load_state_dict(copy.deepcopy(first.state_dict()))
+    assert {"GG_0", "GG_1", "Q_0", "Q_1"} <= set(second.state[resumed_param])
+    for gradient in gradients[5:]:
+        resumed_param.grad = gradient.clone()
+        second.step()
+    assert torch.equal(resumed_param, whole)

@@ -238,6 +238,7 @@ def run_stage(
     plain = {name: plain_value(value) for name, value in values.items()}
     if stage.matrices is None:
         return [stage.function(buffer, plain) for buffer in buffers]
+    plain = matrix_hypers(rule, plain, step)
     directions = []
     due = not stage.refresh_after_update and stage.refresh_due(plain, step)
     for buffer, grad, state in zip(buffers, grads, states, strict=True):
@@ -249,13 +250,19 @@ def run_stage(
     return directions
 
 
+def matrix_hypers(rule: Rule, plain: Mapping[str, Any], step: int) -> dict[str, Any]:
+    """What a stage's matrix parts see: the hyperparameters and this step's step scalars."""
+    scalars = rule.step_scalars(plain, step)
+    return {**plain, **{name: plain_value(value) for name, value in scalars.items()}}
+
+
 def refresh_matrices(
     rule: Rule, values: Mapping[str, Any], step: int, states: list[dict[str, Any]]
 ) -> None:
     """The refresh a stage does after its update (``refresh_after_update``), where due."""
     stage = rule.stage
     assert stage is not None and stage.refresh is not None
-    plain = {name: plain_value(value) for name, value in values.items()}
+    plain = matrix_hypers(rule, {name: plain_value(value) for name, value in values.items()}, step)
     if stage.refresh_due(plain, step):
         for state in states:
             stage.refresh(plain, state)

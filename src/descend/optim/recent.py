@@ -382,8 +382,8 @@ class Shampoo(_WithAdamWGroups):
     Every shape is preconditioned: a matrix by ``L^(-1/4) G R^(-1/4)``, an order-k tensor (a
     convolution's weight) by one factor per dimension at power ``-1/(2k)``, a vector by
     full-matrix AdaGrad (``k = 1``); a scalar takes plain gradient steps. The inverse roots are
-    recomputed every ``preconditioning_compute_steps`` steps and are zero before their first
-    computation, so with k > 1 the first k - 1 steps leave the parameters (but not the
+    recomputed every ``preconditioning_compute_steps`` (f) steps and are zero before their first
+    computation, so with f > 1 the first f - 1 steps leave the parameters (but not the
     statistics) as they are, as in the reference. Each factor is as large as its dimension
     squared: give embeddings and wide output layers to AdamW in a group with
     ``use_shampoo=False`` (as Muon's ``use_muon=False``); ``descend.Shampoo.split_parameters(
@@ -395,7 +395,10 @@ class Shampoo(_WithAdamWGroups):
     schedule; gradients are left untouched (the reference negates, mixes and decays ``p.grad``
     in place); and with ``maximize`` and momentum the first step's direction is ``-g`` (the
     reference starts its momentum at the gradient before negating it, which gives
-    ``(2 mu - 1) g``).
+    ``(2 mu - 1) g``). Where float32 rounding leaves a statistic with a zero singular value
+    (its ``matrix_eps`` absorbed by a large sum), the reference's inverse root is infinite and
+    its parameters become NaN; descend takes ``matrix_eps`` for that value, the least the
+    statistic's eigenvalues can be (see :func:`descend.rules.shampoo.inverse_root`).
     """
 
     rule = SHAMPOO
@@ -442,7 +445,8 @@ class SOAP(_WithAdamWGroups):
 
     Differences from the reference, on purpose: a step counter per parameter (the reference
     counts per group), gradients left untouched (the reference negates ``p.grad`` in place for
-    ``maximize``), and ``merge_dims`` on a tensor whose dimensions all merge into one: the
+    ``maximize``), state of tensors only (the reference's lists ``GG`` and ``Q`` are kept as
+    ``GG_i`` and ``Q_i``, one per rotated dimension), and ``merge_dims`` on a tensor whose dimensions all merge into one: the
     reference reshapes it to ``[1]`` and fails; descend keeps it as one dimension of its size.
     """
 

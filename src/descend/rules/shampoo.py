@@ -53,14 +53,22 @@ def shampoo_gradient(
     return direction, momentum_buffer
 
 
-def inverse_root(matrix: torch.Tensor, power: float) -> torch.Tensor:
+def inverse_root(matrix: torch.Tensor, power: float, floor: float = 0.0) -> torch.Tensor:
     """``A^(-1/power)`` of a symmetric positive-definite ``A`` from its decomposition
     ``A = U S V^T`` (for such a matrix its eigendecomposition), in float64 for a float64 ``A``
-    and float32 otherwise, as ``pytorch_optimizer``'s ``compute_power_svd``."""
+    and float32 otherwise, as ``pytorch_optimizer``'s ``compute_power_svd``.
+
+    A singular value of exactly 0 becomes ``floor`` first. Shampoo's statistic is
+    ``eps I + sum G G^T``, whose eigenvalues are at least eps; in float32 a large sum absorbs
+    eps (``55.8 + 1e-6`` rounds to ``55.8``), a rank-deficient statistic then has a zero
+    singular value, and the reference's root is infinite (NaN parameters from then on).
+    Every other value is left as the reference leaves it.
+    """
     import torch  # here, not at the top: the rules load without torch (the command line's help)
 
     dtype = torch.float64 if matrix.dtype == torch.float64 else torch.float32
     u, s, vh = torch.linalg.svd(matrix.to(dtype), full_matrices=False)
+    s.masked_fill_(s == 0, floor)
     s.pow_(-1.0 / power)
     root: torch.Tensor = ((u * s.unsqueeze(-2)) @ vh).to(matrix.dtype)
     return root
@@ -91,7 +99,7 @@ def shampoo_refresh(hypers: Mapping[str, Any], state: MutableMapping[str, Any]) 
     """``P_i <- L_i^(-1/(2k))`` for each of the k dimensions."""
     order = sum(1 for key in state if key.startswith("pre_cond_"))
     for index in range(order):
-        root = inverse_root(state[f"pre_cond_{index}"], 2 * order)
+        root = inverse_root(state[f"pre_cond_{index}"], 2 * order, hypers["matrix_eps"])
         state[f"inv_pre_cond_{index}"].copy_(root)
 
 
@@ -173,7 +181,7 @@ SHAMPOO = Rule(
         Hyper(
             "preconditioning_compute_steps",
             1,
-            "k: recompute the inverse roots every k steps (before that, they are zero)",
+            "f: recompute the inverse roots every f steps (before that, they are zero)",
             low=1,
             kind=int,
         ),
@@ -201,7 +209,7 @@ SHAMPOO = Rule(
         equation="""\
 G <- lerp(g, B, mu) + lambda x          (B: the previous direction; lambda x unless decoupled)
 L_i <- L_i + G_(i) G_(i)^T              (L_i = eps I at first; G_(i): G unfolded along dim i)
-P_i <- L_i^(-1/(2k))                    (every k-th step; k = G's number of dimensions)
+P_i <- L_i^(-1/(2k))                    (every f-th step; k = G's number of dimensions)
 D <- G x_1 P_1 ... x_k P_k              (a matrix: D = L^(-1/4) G R^(-1/4))
 x <- x (1 - lr lambda) - lr D;  B <- D  (decay with weight_decouple only)""",
         colour="#EE8866",

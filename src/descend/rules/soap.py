@@ -10,14 +10,15 @@ back. The basis is the slow part: the statistics ``L`` and ``R`` are exponential
 (the first time by ``eigh``, afterwards by one step of power iteration and a QR
 decomposition, with ``V`` re-ordered to follow the estimated eigenvalues).
 
-The rule's :class:`~descend.rules.spec.MatrixStage` keeps ``GG`` (the statistics, one per
-dimension; an empty entry for a dimension left unrotated) and ``Q`` (the bases) as matrix
-state; the momentum, the final step and the decay are elementwise, and the rotated second
-moment is the rule language's ``lerp`` evaluated by torch on the rotated tensor. The algorithm,
-its options (``merge_dims``, ``precondition_1d``, ``max_precondition_dim``, ``data_format``,
-``normalize_gradient``, ``correct_bias``) and its state are ``pytorch_optimizer.SOAP``'s: the
-first step only gathers statistics and sets the basis, and QR runs in float32 (the reference
-casts for the orthogonality of Q; descend does the same, so float64 runs agree with it).
+The rule's :class:`~descend.rules.spec.MatrixStage` keeps ``GG_i`` (the statistic of
+dimension i; none for a dimension left unrotated) and ``Q_i`` (its basis) as matrix state;
+the momentum, the final step and the decay are elementwise, and the rotated second moment is
+the rule language's ``lerp`` evaluated by torch on the rotated tensor. The algorithm, its
+options (``merge_dims``, ``precondition_1d``, ``max_precondition_dim``, ``data_format``,
+``normalize_gradient``, ``correct_bias``) and its state are ``pytorch_optimizer.SOAP``'s (its
+lists ``GG`` and ``Q`` kept as one tensor per dimension, as torch.optim keeps state): the first
+step only gathers statistics and sets the basis, and QR runs in float32 (the reference casts
+for the orthogonality of Q; descend does the same, so float64 runs agree with it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from functools import cache
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate, weight_decay
+from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate
 from descend.rules.elementwise import bind, fma, lerp
 from descend.rules.spec import Element, Hyper, Listing, MatrixStage, Rule, Slot
 
@@ -127,18 +128,23 @@ def _statistics_shape(param: torch.Tensor, hypers: Mapping[str, Any]) -> list[in
     return [size if size <= limit else None for size in shape]
 
 
+def _statistics(state: Mapping[str, Any], count: int) -> list[Any]:
+    """The statistic of each dimension (``[]``: not rotated)."""
+    return [state.get(f"GG_{index}", []) for index in range(count)]
+
+
+def _bases(state: Mapping[str, Any], count: int) -> list[Any]:
+    """The basis of each dimension (``[]``: not rotated, or no basis yet)."""
+    return [state.get(f"Q_{index}", []) for index in range(count)]
+
+
 def soap_matrices(param: torch.Tensor, hypers: Mapping[str, Any]) -> dict[str, Any]:
-    """Zero statistics ``GG`` (an empty entry for an unrotated dimension) and no basis yet,
-    with the reference's bookkeeping keys (so a checkpoint loads into either)."""
-    shampoo_beta = hypers["shampoo_beta"]
+    """A zero statistic ``GG_i`` for each rotated dimension i (of the merged shape, with
+    ``merge_dims``); the bases ``Q_i`` come with the first refresh."""
     return {
-        "GG": [
-            [] if size is None else param.new_zeros(size, size)
-            for size in _statistics_shape(param, hypers)
-        ],
-        "Q": None,
-        "precondition_frequency": hypers["precondition_frequency"],
-        "shampoo_beta": hypers["beta2"] if shampoo_beta is None else shampoo_beta,
+        f"GG_{index}": param.new_zeros(size, size)
+        for index, size in enumerate(_statistics_shape(param, hypers))
+        if size is not None
     }
 
 
@@ -149,8 +155,9 @@ def soap_statistics(
     statistic per rotated dimension: the gradient contracted with itself over all others)."""
     import torch
 
-    weight = 1.0 - state["shampoo_beta"]
-    statistics = state["GG"]
+    shampoo_beta = hypers["shampoo_beta"]
+    weight = 1.0 - (hypers["beta2"] if shampoo_beta is None else shampoo_beta)
+    statistics = _statistics(state, len(_statistics_shape(g, hypers)))
     if g.dim() == 1:
         if len(statistics[0]) > 0:
             statistics[0].lerp_((g.unsqueeze(1) @ g.unsqueeze(0)).to(statistics[0].dtype), weight)
@@ -180,7 +187,9 @@ def eigenbases(statistics: list[Any]) -> list[Any]:
     return bases
 
 
-def power_iteration_bases(hypers: Mapping[str, Any], state: MutableMapping[str, Any]) -> list[Any]:
+def power_iteration_bases(
+    hypers: Mapping[str, Any], state: MutableMapping[str, Any], count: int
+) -> list[Any]:
     """One power-iteration step from each basis, ``Q <- qr(L Q)``, its columns ordered by the
     estimated eigenvalues ``diag(Q^T L Q)``; the second moment is re-ordered to match. QR runs
     in float32, as the reference runs it."""
@@ -193,7 +202,8 @@ def power_iteration_bases(hypers: Mapping[str, Any], state: MutableMapping[str, 
         permuted_shape = exp_avg_sq.permute(0, 3, 1, 2).shape
     moment = _merged(exp_avg_sq, hypers) if hypers["merge_dims"] else exp_avg_sq
     bases: list[Any] = []
-    for index, (statistic, basis) in enumerate(zip(state["GG"], state["Q"], strict=True)):
+    pairs = zip(_statistics(state, count), _bases(state, count), strict=True)
+    for index, (statistic, basis) in enumerate(pairs):
         if len(statistic) == 0:
             bases.append([])
             continue
@@ -213,11 +223,14 @@ def power_iteration_bases(hypers: Mapping[str, Any], state: MutableMapping[str, 
 
 
 def soap_refresh(hypers: Mapping[str, Any], state: MutableMapping[str, Any]) -> None:
-    """The basis from the statistics: by ``eigh`` the first time, then by power iteration."""
-    if state["Q"] is None:
-        state["Q"] = eigenbases(state["GG"])
-    else:
-        state["Q"] = power_iteration_bases(hypers, state)
+    """The bases from the statistics: by ``eigh`` the first time, then by power iteration."""
+    count = len(_statistics_shape(state["exp_avg_sq"], hypers))
+    statistics = _statistics(state, count)
+    first = all(f"Q_{index}" not in state for index in range(count))
+    bases = eigenbases(statistics) if first else power_iteration_bases(hypers, state, count)
+    for index, basis in enumerate(bases):
+        if len(basis) > 0:
+            state[f"Q_{index}"] = basis
 
 
 def soap_direction(
@@ -229,18 +242,17 @@ def soap_direction(
     N <- Q_L ((Q_L^T M Q_R) / (sqrt(V) + eps)) Q_R^T
     N <- N / (rms(N) + eps)        (with normalize_gradient)
 
-    Before the first basis (the first step) the direction is zero.
+    On the first step, before any basis, V stays as it is (its weight is 0) and the step size
+    is 0.
     """
     import torch
 
-    bases = state["Q"]
-    if bases is None:
-        return torch.zeros_like(u)
     if hypers["maximize"]:
         g = -g
+    bases = _bases(state, len(_statistics_shape(u, hypers)))
     exp_avg_sq = state["exp_avg_sq"]
     rotated = project(g, hypers, bases)
-    (moment,) = _torch_second_moment()(exp_avg_sq, rotated, w2=1.0 - hypers["beta2"])
+    (moment,) = _torch_second_moment()(exp_avg_sq, rotated, w2=hypers["w2"])
     exp_avg_sq.copy_(moment)
     denominator = exp_avg_sq.sqrt().add_(hypers["eps"])
     direction = project(project(u, hypers, bases) / denominator, hypers, bases, backward=True)
@@ -272,14 +284,15 @@ def soap_update(
 
 def _soap_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
     if step <= 1:  # the first step gathers statistics and sets the basis: nothing moves
-        return {"w1": 0.0, "step_size": 0.0, "decay": 1.0}
+        return {"w1": 0.0, "w2": 0.0, "step_size": 0.0, "decay": 1.0}
     beta1, beta2, lr = hypers["beta1"], hypers["beta2"], hypers["lr"]
     step_size = lr
     if hypers["correct_bias"]:
         updates = step - 1
         step_size *= math.sqrt(1.0 - math.pow(beta2, updates)) / (1.0 - math.pow(beta1, updates))
     rate = hypers["weight_decay"]
-    return {"w1": 1.0 - beta1, "step_size": step_size, "decay": 1.0 - rate * lr if rate else 1.0}
+    decay = 1.0 - rate * lr if rate else 1.0
+    return {"w1": 1.0 - beta1, "w2": 1.0 - beta2, "step_size": step_size, "decay": decay}
 
 
 def _refresh_due(hypers: Mapping[str, Any], step: int) -> bool:
@@ -299,9 +312,15 @@ SOAP = Rule(
             None,
             "beta_s: decay rate of the statistics L, R (None: beta2)",
             low=0.0,
+            high=1.0,
             optional=True,
         ),
-        weight_decay(1e-2),
+        Hyper(
+            "weight_decay",
+            1e-2,
+            "lambda: decoupled decay after the step, x <- x (1 - lr lambda)",
+            low=0.0,
+        ),
         Hyper(
             "precondition_frequency",
             10,
@@ -357,7 +376,8 @@ L <- lerp(L, g g^T, 1 - beta_s);  R <- lerp(R, g^T g, 1 - beta_s)
 Q_L, Q_R <- eigenbases of L, R        (every f-th step: one power iteration and QR)
 M <- lerp(M, g, 1 - beta1);  G' <- Q_L^T g Q_R;  V <- lerp(V, G' * G', 1 - beta2)
 N <- Q_L ((Q_L^T M Q_R) / (sqrt(V) + eps)) Q_R^T
-x <- (x - lr sqrt(1 - beta2^t) / (1 - beta1^t) N) (1 - lr lambda)""",
+x <- (x - lr sqrt(1 - beta2^t) / (1 - beta1^t) N) (1 - lr lambda)
+(the first step only sets L, R and Q; t counts the updates after it)""",
         colour="#DDAA33",
         group_keys={"betas": ("beta1", "beta2")},
         lr_range=(1e-5, 1e-1),

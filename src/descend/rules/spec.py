@@ -183,7 +183,9 @@ class MatrixStage:
     optimizer's per-parameter ``state`` beside the slots, under those keys (the reference
     implementation's, so that checkpoints interchange), and ``state`` above is that mapping
     (slots included: a refresh may re-order a slot into a new basis). ``step`` counts the
-    parameter's updates, the current one included. The elementwise parts are all an executor
+    parameter's updates, the current one included; the matrix parts' ``hypers`` hold the
+    hyperparameters and this step's step scalars (what the step changes, such as a weight
+    that is 0 on a statistics-only first step). The elementwise parts are all an executor
     compiles; the matrix work stays in torch, on the parameter's device.
 
     Parameters must have ``ndim`` dimensions (``None``: any number, for a stage that handles
