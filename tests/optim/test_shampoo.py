@@ -53,13 +53,16 @@ def _ids(options):
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("options", OPTIONS, ids=[_ids(o) for o in OPTIONS])
 def test_every_option_matches_pytorch_optimizer(options, backend):
+    # With maximize, the reference's momentum starts at the gradient before its negation (see
+    # test_maximize_is_minimizing_the_negated_gradients): no momentum in either group there.
+    groups = [{}, {"lr": 5e-3}] if options.get("maximize") else GROUPS
     result = run_side_by_side(
         lambda params: descend.Shampoo(params, lr=1e-2, backend=backend, **options),
         lambda params: reference(params, lr=1e-2, **options),
         SHAPES,
         torch.float64,
         steps=100,
-        group_options=GROUPS,
+        group_options=groups,
         missing_grad_every=NO_SKIPS,
     )
     assert result.param_error <= PARITY
@@ -307,3 +310,21 @@ def test_a_statistic_whose_eps_rounded_away_keeps_a_finite_root():
     assert (across @ root @ across).item() == pytest.approx(1e-6**-0.25, rel=1e-5)
     regular = torch.tensor([[2.0, 0.5], [0.5, 1.0]])
     assert torch.equal(inverse_root(regular, 4, floor=1e-6), compute_power_svd(regular, 4))
+
+
+def test_maximize_is_minimizing_the_negated_gradients():
+    # descend's maximize steps on g exactly as a minimizer steps on -g, momentum included. The
+    # reference differs on the first step with momentum: it starts its buffer at +g before
+    # negating g, so its first direction is lerp(-g, g, mu) = (2 mu - 1) g.
+    generator = torch.Generator().manual_seed(3)
+    start = torch.randn(5, 4, dtype=torch.float64, generator=generator)
+    ascending, descending = start.clone().requires_grad_(), start.clone().requires_grad_()
+    options = dict(lr=0.01, momentum=0.7, weight_decay=0.05, backend="reference")
+    maximizer = descend.Shampoo([ascending], maximize=True, **options)
+    minimizer = descend.Shampoo([descending], **options)
+    for _ in range(6):
+        gradient = torch.randn(5, 4, dtype=torch.float64, generator=generator)
+        ascending.grad, descending.grad = gradient.clone(), -gradient
+        maximizer.step()
+        minimizer.step()
+    assert torch.equal(ascending, descending)
