@@ -446,8 +446,9 @@ class SOAP(_WithAdamWGroups):
     Differences from the reference, on purpose: a step counter per parameter (the reference
     counts per group), gradients left untouched (the reference negates ``p.grad`` in place for
     ``maximize``), state of tensors only (the reference's lists ``GG`` and ``Q`` are kept as
-    ``GG_i`` and ``Q_i``, one per rotated dimension), and ``merge_dims`` on a tensor whose dimensions all merge into one: the
-    reference reshapes it to ``[1]`` and fails; descend keeps it as one dimension of its size.
+    ``GG_i`` and ``Q_i``, one per rotated dimension), and ``merge_dims`` on a tensor whose
+    dimensions all merge into one: the reference reshapes it to ``[1]`` and fails; descend
+    keeps it as one dimension of its size.
     """
 
     rule = SOAP_RULE

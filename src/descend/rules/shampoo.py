@@ -212,7 +212,7 @@ L_i <- L_i + G_(i) G_(i)^T              (L_i = eps I at first; G_(i): G unfolded
 P_i <- L_i^(-1/(2k))                    (every f-th step; k = G's number of dimensions)
 D <- G x_1 P_1 ... x_k P_k              (a matrix: D = L^(-1/4) G R^(-1/4))
 x <- x (1 - lr lambda) - lr D;  B <- D  (decay with weight_decouple only)""",
-        colour="#EE8866",
+        colour="#004488",
         lr_range=(1e-5, 1e-1),
     ),
 )

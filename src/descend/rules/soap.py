@@ -378,7 +378,7 @@ M <- lerp(M, g, 1 - beta1);  G' <- Q_L^T g Q_R;  V <- lerp(V, G' * G', 1 - beta2
 N <- Q_L ((Q_L^T M Q_R) / (sqrt(V) + eps)) Q_R^T
 x <- (x - lr sqrt(1 - beta2^t) / (1 - beta1^t) N) (1 - lr lambda)
 (the first step only sets L, R and Q; t counts the updates after it)""",
-        colour="#DDAA33",
+        colour="#997700",
         group_keys={"betas": ("beta1", "beta2")},
         lr_range=(1e-5, 1e-1),
     ),
