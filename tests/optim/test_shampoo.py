@@ -118,7 +118,7 @@ def test_a_wrong_exponent_is_caught_at_this_tolerance(factor, caught):
     # the exponent's.
     broken = _broken_shampoo(factor)
     result = run_side_by_side(
-        lambda params: broken(params, lr=1e-2),
+        lambda params: broken(params, lr=1e-2, backend="reference"),
         lambda params: reference(params, lr=1e-2),
         SHAPES,
         torch.float64,
