@@ -95,9 +95,9 @@ class RuleStepper:
         schedule: Schedule | None = None,
     ) -> None:
         if rule.stage is not None:
+            needs = "matrix state" if rule.stage.ndim is None else f"{rule.stage.ndim}-D parameters"
             raise ValueError(
-                f"rule {rule.name!r} needs {rule.stage.ndim}-D parameters (a "
-                "matrix stage); the lab's points are vectors"
+                f"rule {rule.name!r} needs {needs} (a matrix stage); the lab's points are vectors"
             )
         self.rule = rule
         self.hypers = rule.validate(hypers)

@@ -37,9 +37,9 @@ OTHER_COLORS = ("#BBBBBB", "#DDAA33", "#77AADD")
 #: The colours of the marks on a contour plot: where every run starts and the minima.
 MARK_COLORS = {"start": "#000000", "minimum": "#FFD700"}
 
-#: The word for each colour the lab draws: Paul Tol's names for his muted, vibrant, light and
-#: high-contrast schemes (``light orange`` and ``light blue`` where two schemes share a word),
-#: plus black and the gold of a minimum's star. Keys are upper-case ``#RRGGBB``.
+#: The word for each colour the lab draws: Paul Tol's names for his muted, vibrant, light,
+#: high- and medium-contrast schemes (``light orange`` and ``light blue`` where two schemes
+#: share a word), plus black and the gold of a minimum's star. Keys are upper-case ``#RRGGBB``.
 COLOR_NAMES = {
     # muted
     "#332288": "indigo",
@@ -65,6 +65,9 @@ COLOR_NAMES = {
     "#FFAABB": "pink",
     # high contrast
     "#DDAA33": "yellow",
+    # medium contrast
+    "#004488": "dark blue",
+    "#997700": "dark yellow",
     # greys and marks
     "#555555": "dark grey",
     "#DDDDDD": "pale grey",

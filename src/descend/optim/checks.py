@@ -84,12 +84,16 @@ def check_parameter(optimizer: RuleOptimizer, param: torch.Tensor, where: str, r
             f"{owner} updates real parameters only (its reference does not "
             "step complex numbers as two real ones)"
         )
-    if rule.stage is not None and (param.ndim != rule.stage.ndim or param.is_complex()):
+    stage = rule.stage
+    if stage is not None and (
+        (stage.ndim is not None and param.ndim != stage.ndim) or param.is_complex()
+    ):
         kind = "a complex tensor" if param.is_complex() else f"{param.ndim}-D"
         error = ComplexParameterError if param.is_complex() else ValueError
         raise error(
             f"{where} (shape {shape}) is {kind}: "
-            f"{owner} updates real {rule.stage.ndim}-D "
+            f"{owner} updates real "
+            f"{'' if stage.ndim is None else f'{stage.ndim}-D '}"
             f"parameters only{optimizer.stage_hint}"
         )
     sharded.check_parameter(param, where, owner, rule.stage is not None)

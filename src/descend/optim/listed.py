@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
 
 #: One list call of a step: executor, the values the scalars were computed from, the step,
-#: the scalars, and the parameters, gradients and slots it updates.
+#: the scalars, the parameters, gradients and slots it updates, and their whole states (for a
+#: stage's matrix state).
 Call = tuple[
     Executor,
     dict[str, Any],
@@ -43,6 +44,7 @@ Call = tuple[
     list[torch.Tensor],
     list[torch.Tensor],
     list[list[torch.Tensor | None]],
+    list[dict[str, Any]],
 ]
 #: A parameter whose gradient is sparse: parameter, gradient, slots and scalars.
 SparseEntry = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], Mapping[str, Any]]
@@ -71,9 +73,12 @@ class ListedStep:
         label = optimizer._label
         check_gradients(params, group, optimizer.sparse_gradients, type(optimizer).__name__, label)
         check_existing_state(params, rule, optimizer.state, label)
-        self.entries = [
-            (param, ensure_state(optimizer, param, hypers, group)[0]) for param in params
-        ]
+        self.entries = []
+        for param in params:
+            state, created = ensure_state(optimizer, param, hypers, group)
+            if created and state is not None:
+                add_matrix_state(optimizer, rule, param, state, hypers)
+            self.entries.append((param, state))
 
     def _step_state(self) -> StepState:
         """The counters and running products of the listed parameters: the state's own 0-d
@@ -104,7 +109,12 @@ class ListedStep:
         keys, key_of = after.keys()
         buckets: dict[
             tuple[int, Executor],
-            tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor | None]]],
+            tuple[
+                list[torch.Tensor],
+                list[torch.Tensor],
+                list[list[torch.Tensor | None]],
+                list[dict[str, Any]],
+            ],
         ] = {}
         sparse: list[SparseEntry] = []
         for (param, entries), row in zip(self.entries, key_of, strict=True):
@@ -127,27 +137,31 @@ class ListedStep:
                 get_executor("reference") if differentiable else self.optimizer._executor_for(param)
             )
             assert executor is not None, "every listed parameter has an executor"
-            bucket = buckets.setdefault((int(row), executor), ([], [], []))
+            bucket = buckets.setdefault((int(row), executor), ([], [], [], []))
             bucket[0].append(param)
             bucket[1].append(grad)
             bucket[2].append(slots)
+            bucket[3].append(entries or {})
         calls: list[Call] = []
-        for (row, executor), (params, grads, slot_lists) in buckets.items():
+        for (row, executor), (params, grads, slot_lists, states) in buckets.items():
             step = keys[row][0]
             values = after.values(step_hypers, keys[row])
             scalars = rule.scalars(values, step, differentiable)
             for dtype in {p.dtype for p in params}:
                 check_representable(plain, scalars, dtype)
             executor.check_ready()
-            calls.append((executor, values, step, scalars, params, grads, slot_lists))
+            calls.append((executor, values, step, scalars, params, grads, slot_lists, states))
 
         def commit() -> None:
             # The updates first: they read no counter, and a kernel that fails to compile
             # then leaves the counters as they were.
-            for executor, values, step, scalars, params, grads, slot_lists in calls:
+            for executor, values, step, scalars, params, grads, slot_lists, states in calls:
                 if rule.stage is not None:
-                    grads = run_stage(rule, executor, values, step, grads, slot_lists)
+                    operands = (params, grads, slot_lists, states)
+                    grads = run_stage(rule, executor, values, step, *operands)
                 executor.step(rule, None, scalars, params, grads, slot_lists)
+                if rule.stage is not None and rule.stage.refresh_after_update:
+                    refresh_matrices(rule, values, step, states)
             for param, grad, slots, scalars in sparse:
                 self._step_sparse(param, grad, slots, scalars)
             state.commit(after)
@@ -181,20 +195,74 @@ class ListedStep:
                 slot[where] = entries
 
 
+def add_matrix_state(
+    optimizer: RuleOptimizer,
+    rule: Rule,
+    param: torch.Tensor,
+    state: dict[str, Any],
+    hypers: Mapping[str, Any],
+) -> None:
+    """Create the matrix state of ``rule``'s stage in ``param``'s ``state`` (the entries it
+    lacks), recorded like the slots so that a step that does not happen removes it again."""
+    stage = rule.stage
+    if stage is None or stage.matrices is None:
+        return
+    plain = {name: plain_value(value) for name, value in hypers.items()}
+    for key, value in stage.matrices(param.detach(), plain).items():
+        if key not in state:
+            state[key] = value
+            optimizer._created_keys.append((param, key))
+
+
 def run_stage(
     rule: Rule,
     executor: Executor,
     values: Mapping[str, Any],
     step: int,
+    params: list[torch.Tensor],
     grads: list[torch.Tensor],
     slots: list[list[torch.Tensor | None]],
+    states: list[dict[str, Any]],
 ) -> list[torch.Tensor]:
     """The :class:`~descend.rules.spec.MatrixStage` of one list call: the elementwise
-    ``prepare`` on the executor, then the matrix function tensor by tensor; returns what the
-    update sees in place of each gradient."""
+    ``prepare`` on the executor, then, tensor by tensor, the matrix state's statistics and
+    refresh (where the stage keeps one) and the matrix function; returns what the update sees
+    in place of each gradient."""
     prepare, stage = rule.prepare_rule, rule.stage
     assert prepare is not None and stage is not None, "only a rule with a stage has one"
-    buffers = [torch.empty_like(grad) for grad in grads]
+    if stage.reads_parameter:
+        buffers = [param.detach().clone() for param in params]
+    else:
+        buffers = [torch.empty_like(grad) for grad in grads]
     executor.step(prepare, None, prepare.scalars(values, step), buffers, grads, slots)
     plain = {name: plain_value(value) for name, value in values.items()}
-    return [stage.function(buffer, plain) for buffer in buffers]
+    if stage.matrices is None:
+        return [stage.function(buffer, plain) for buffer in buffers]
+    plain = matrix_hypers(rule, plain, step)
+    directions = []
+    due = not stage.refresh_after_update and stage.refresh_due(plain, step)
+    for buffer, grad, state in zip(buffers, grads, states, strict=True):
+        if stage.statistics is not None:
+            stage.statistics(buffer, grad, plain, state)
+        if due and stage.refresh is not None:
+            stage.refresh(plain, state)
+        directions.append(stage.function(buffer, grad, plain, state))
+    return directions
+
+
+def matrix_hypers(rule: Rule, plain: Mapping[str, Any], step: int) -> dict[str, Any]:
+    """What a stage's matrix parts see: the hyperparameters and this step's step scalars."""
+    scalars = rule.step_scalars(plain, step)
+    return {**plain, **{name: plain_value(value) for name, value in scalars.items()}}
+
+
+def refresh_matrices(
+    rule: Rule, values: Mapping[str, Any], step: int, states: list[dict[str, Any]]
+) -> None:
+    """The refresh a stage does after its update (``refresh_after_update``), where due."""
+    stage = rule.stage
+    assert stage is not None and stage.refresh is not None
+    plain = matrix_hypers(rule, {name: plain_value(value) for name, value in values.items()}, step)
+    if stage.refresh_due(plain, step):
+        for state in states:
+            stage.refresh(plain, state)

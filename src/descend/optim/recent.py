@@ -1,7 +1,8 @@
-"""Optimizers newer than the lecture: Lion, Schedule-Free SGD and AdamW, Muon and AdEMAMix.
+"""Optimizers newer than the lecture: Lion, Schedule-Free SGD and AdamW, Muon, AdEMAMix, and the
+matrix methods Shampoo and SOAP.
 
 Each is a drop-in for its reference implementation: :class:`Lion` for ``lion_pytorch.Lion``,
-:class:`AdEMAMix` for ``pytorch_optimizer.AdEMAMix``,
+:class:`AdEMAMix`, :class:`Shampoo` and :class:`SOAP` for ``pytorch_optimizer``'s classes,
 :class:`SGDScheduleFree` and :class:`AdamWScheduleFree` for the ``schedulefree`` package's
 classes, :class:`Muon` for ``torch.optim.Muon`` (with AdamW groups for the parameters Muon does
 not step, as the reference ``MuonWithAuxAdam``). Where a class differs from its reference on
@@ -24,6 +25,8 @@ from descend.rules.elementwise import bind
 from descend.rules.lion import LION
 from descend.rules.muon import MUON, NS_COEFFICIENTS, NS_EPS, NS_STEPS
 from descend.rules.schedulefree import SF_ADAMW, SF_SGD, evaluation_point, training_point
+from descend.rules.shampoo import SHAMPOO
+from descend.rules.soap import SOAP as SOAP_RULE
 from descend.rules.spec import Hyper, Rule
 
 _LION_DECOUPLED = Hyper(
@@ -273,7 +276,61 @@ MUON_AUXILIARY_DEFAULTS: dict[str, Any] = dict(
 )
 
 
-class Muon(RuleOptimizer, torch.optim.Muon):
+class _WithAdamWGroups(RuleOptimizer):
+    """A matrix method with AdamW groups for the parameters it should not step.
+
+    A param group whose flag (:attr:`group_flag`: ``use_muon``, ``use_shampoo``, ...) is False
+    is stepped as ``torch.optim.AdamW`` would step it, from AdamW's defaults
+    (:data:`MUON_AUXILIARY_DEFAULTS`: same keys, defaults and numbers), as the reference
+    ``MuonWithAuxAdam`` does; :meth:`split_parameters` makes such groups from a model's
+    parameters, and ``descend bench`` uses it for every class that has it.
+    """
+
+    #: The param-group flag: True (the default) steps the group with the class's rule.
+    group_flag: ClassVar[Hyper]
+    #: The fewest and most dimensions (``None``: no most) of the parameters
+    #: :meth:`split_parameters` gives to the rule.
+    split_ndims: ClassVar[tuple[int, int | None]] = (2, 2)
+
+    @classmethod
+    def split_parameters(cls, params: ParamsT) -> list[dict[str, Any]]:
+        """A model's parameters as the usual recipe groups them: the weights the method is for
+        (:attr:`split_ndims`) in one group, every other parameter in a group with the flag
+        False (AdamW); empty groups are left out. Param-group dicts pass through unchanged."""
+        # Tensors, or param-group dicts (which pass through): what torch.optim accepts.
+        items: list[Any] = list(params)
+        if any(isinstance(item, Mapping) for item in items):
+            return items
+        fewest, most = cls.split_ndims
+        matrices = [
+            p
+            for p in items
+            if fewest <= p.ndim and (most is None or p.ndim <= most) and not p.is_complex()
+        ]
+        others = [p for p in items if not any(p is m for m in matrices)]
+        groups: list[dict[str, Any]] = [{"params": matrices}] if matrices else []
+        if others:
+            groups.append({"params": others, cls.group_flag.name: False})
+        return groups
+
+    def _uses_rule(self, group: Mapping[str, Any]) -> bool:
+        flag = self.group_flag
+        uses: bool = flag.check(group.get(flag.name, True))  # a flag's check gives a bool
+        return uses
+
+    def rule_for(self, group: Mapping[str, Any]) -> Rule:
+        """The class's rule, or AdamW's for a group whose flag is False."""
+        assert self.rule is not None
+        return self.rule if self._uses_rule(group) else ADAMW
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group; one whose flag is False starts from AdamW's defaults."""
+        if not self._uses_rule(param_group):
+            param_group = {**MUON_AUXILIARY_DEFAULTS, **param_group}
+        super().add_param_group(param_group)
+
+
+class Muon(_WithAdamWGroups, torch.optim.Muon):
     """Muon (momentum orthogonalized by Newton-Schulz), for 2-D weights; drop-in for
     ``torch.optim.Muon``, with AdamW groups for the other parameters.
 
@@ -292,6 +349,7 @@ class Muon(RuleOptimizer, torch.optim.Muon):
     """
 
     rule = MUON
+    group_flag = Hyper("use_muon", True, "step the group with Muon (else with AdamW)", kind=bool)
     torch_equivalent = ("torch.optim.Muon", {})
     stage_hint = "; give the other parameters to AdamW in a param group with use_muon=False"
 
@@ -313,45 +371,116 @@ class Muon(RuleOptimizer, torch.optim.Muon):
         defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
-    @staticmethod
-    def split_parameters(params: ParamsT) -> list[dict[str, Any]]:
-        """A model's parameters as Muon's usual recipe groups them: the 2-D ones in a Muon
-        group, every other one in a ``use_muon=False`` (AdamW) group; empty groups are left
-        out. Param-group dicts pass through unchanged::
 
-            descend.Muon(descend.Muon.split_parameters(model.parameters()), lr=0.02)
-
-        (The output layer and embeddings are 2-D too; give them their own AdamW group by
-        hand where that matters.)
-        """
-        # Tensors, or param-group dicts (which pass through): what torch.optim accepts.
-        items: list[Any] = list(params)
-        if any(isinstance(item, Mapping) for item in items):
-            return items
-        matrices = [p for p in items if getattr(p, "ndim", None) == 2 and not p.is_complex()]
-        others = [p for p in items if not any(p is m for m in matrices)]
-        groups: list[dict[str, Any]] = [{"params": matrices}] if matrices else []
-        if others:
-            groups.append({"params": others, "use_muon": False})
-        return groups
-
-    def rule_for(self, group: Mapping[str, Any]) -> Rule:
-        """Muon's rule, or AdamW's for a group with ``use_muon=False``."""
-        return MUON if _uses_muon(group) else ADAMW
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group; one with ``use_muon=False`` starts from AdamW's defaults."""
-        if not _uses_muon(param_group):
-            param_group = {**MUON_AUXILIARY_DEFAULTS, **param_group}
-        super().add_param_group(param_group)
+_ACCEPTED_KEYWORDS = "accepted and ignored, as the reference accepts and ignores them."
 
 
-_USE_MUON = Hyper("use_muon", True, "step the group with Muon (else with AdamW)", kind=bool)
+class Shampoo(_WithAdamWGroups):
+    """Shampoo (one Kronecker factor of the gradient's statistics per dimension, each applied
+    as its inverse root); drop-in for ``pytorch_optimizer.Shampoo``.
+
+    Every shape is preconditioned: a matrix by ``L^(-1/4) G R^(-1/4)``, an order-k tensor (a
+    convolution's weight) by one factor per dimension at power ``-1/(2k)``, a vector by
+    full-matrix AdaGrad (``k = 1``); a scalar takes plain gradient steps. The inverse roots are
+    recomputed every ``preconditioning_compute_steps`` (f) steps and are zero before their first
+    computation, so with f > 1 the first f - 1 steps leave the parameters (but not the
+    statistics) as they are, as in the reference. Each factor is as large as its dimension
+    squared: give embeddings and wide output layers to AdamW in a group with
+    ``use_shampoo=False`` (as Muon's ``use_muon=False``); ``descend.Shampoo.split_parameters(
+    model.parameters())`` gives every weight of two or more dimensions to Shampoo and the rest
+    to AdamW, as ``descend bench`` does.
+
+    Differences from the reference, on purpose: a step counter per parameter (the reference
+    counts per group), so a parameter without a gradient at some step keeps its own refresh
+    schedule; gradients are left untouched (the reference negates, mixes and decays ``p.grad``
+    in place); and with ``maximize`` and momentum the first step's direction is ``-g`` (the
+    reference starts its momentum at the gradient before negating it, which gives
+    ``(2 mu - 1) g``). Where float32 rounding leaves a statistic with a zero singular value
+    (its ``matrix_eps`` absorbed by a large sum), the reference's inverse root is infinite and
+    its parameters become NaN; descend takes ``matrix_eps`` for that value, the least the
+    statistic's eigenvalues can be (see :func:`descend.rules.shampoo.inverse_root`).
+    """
+
+    rule = SHAMPOO
+    group_flag = Hyper(
+        "use_shampoo", True, "step the group with Shampoo (else with AdamW)", kind=bool
+    )
+    split_ndims = (2, None)
+    argument_docs: ClassVar[dict[str, Hyper | str]] = {"kwargs": _ACCEPTED_KEYWORDS}
+    complex_parameters = False  # the reference refuses complex parameters
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        weight_decouple: bool = False,
+        fixed_decay: bool = False,
+        preconditioning_compute_steps: int = 1,
+        matrix_eps: float = 1e-6,
+        maximize: bool = False,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        defaults = constructor_arguments(locals())
+        defaults.pop("kwargs")
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-def _uses_muon(group: Mapping[str, Any]) -> bool:
-    uses_muon: bool = _USE_MUON.check(group.get("use_muon", True))  # a flag's check gives a bool
-    return uses_muon
+class SOAP(_WithAdamWGroups):
+    """SOAP (Adam in the eigenbasis of Shampoo's factors); drop-in for
+    ``pytorch_optimizer.SOAP``.
+
+    The first step gathers the statistics and sets the eigenbasis without moving the
+    parameters (as the paper's and the reference's code do); bias corrections count from the
+    second. Vectors are stepped by Adam unless ``precondition_1d``; a dimension longer than
+    ``max_precondition_dim`` is not rotated; ``merge_dims`` merges neighbouring small dimensions
+    (a convolution's kernel dimensions) into one factor. Each factor is as large as its
+    dimension squared, and the eigenbasis costs an ``eigh`` (then a QR) per factor every
+    ``precondition_frequency`` steps. A group with ``use_soap=False`` is stepped by AdamW, and
+    ``split_parameters`` makes one of the vectors, as for :class:`Shampoo`.
+
+    Differences from the reference, on purpose: a step counter per parameter (the reference
+    counts per group), gradients left untouched (the reference negates ``p.grad`` in place for
+    ``maximize``), state of tensors only (the reference's lists ``GG`` and ``Q`` are kept as
+    ``GG_i`` and ``Q_i``, one per rotated dimension), and ``merge_dims`` on a tensor whose
+    dimensions all merge into one: the reference reshapes it to ``[1]`` and fails; descend
+    keeps it as one dimension of its size.
+    """
+
+    rule = SOAP_RULE
+    group_flag = Hyper("use_soap", True, "step the group with SOAP (else with AdamW)", kind=bool)
+    split_ndims = (2, None)
+    argument_docs: ClassVar[dict[str, Hyper | str]] = {"kwargs": _ACCEPTED_KEYWORDS}
+    complex_parameters = False  # the reference refuses complex parameters
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 3e-3,
+        betas: tuple[float, float] = (0.95, 0.95),
+        shampoo_beta: float | None = None,
+        weight_decay: float = 1e-2,
+        precondition_frequency: int = 10,
+        max_precondition_dim: int = 10000,
+        merge_dims: bool = False,
+        precondition_1d: bool = False,
+        correct_bias: bool = True,
+        normalize_gradient: bool = False,
+        data_format: str = "channels_first",
+        eps: float = 1e-8,
+        maximize: bool = False,
+        *,
+        nonfinite: str = "propagate",
+        backend: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        defaults = constructor_arguments(locals())
+        defaults.pop("kwargs")
+        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
 #: Every optimizer class defined in this module, in the registry's order of rules.

@@ -34,7 +34,16 @@ executor still compiles the elementwise part from the rule:
 - a per-tensor matrix stage (:class:`MatrixStage`) before the elementwise update: an elementwise
   ``prepare`` (compiled by every executor like an update, e.g. Muon's momentum), then a function
   of the whole tensor (Muon's Newton-Schulz iteration, in torch operations), whose result the
-  elementwise ``update`` receives in place of the gradient.
+  elementwise ``update`` receives in place of the gradient. A stage may keep per-parameter
+  matrix state (``MatrixStage.matrices``: Shampoo's Kronecker factors L and R and their inverse
+  roots, SOAP's statistics and eigenbases Q_L, Q_R), created with the slots in the optimizer's
+  per-parameter state on the parameter's device. Each step it updates them cheaply
+  (``statistics``: ``L <- L + G G^T``, in torch) and, every k-th step (``refresh_due``, from a
+  hyperparameter such as ``precondition_frequency``), refreshes the expensive part
+  (``refresh``: eigendecompositions, inverse roots; torch, on the parameter's device) before the
+  function or, for a method that renews its basis for the next step, after the update. In
+  between, a step is the elementwise ``prepare`` and ``update`` every executor compiles, around
+  the matrix products that apply the preconditioner.
 
 Optimizers (:mod:`descend.optim`) and the functional API (:mod:`descend.functional`) handle all
 four for every rule; the lab and the benchmark see only rules.

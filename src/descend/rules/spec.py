@@ -15,7 +15,8 @@ Four optional parts extend the model for methods that need more than one element
 (see :mod:`descend.rules` for the whole picture): a slot may start as a copy of the parameter
 (:attr:`Slot.from_parameter`), a rule may keep per-parameter running products
 (:class:`RunningProduct`), per-group running scalars (:class:`GroupState`), and a per-tensor
-matrix stage that runs before the elementwise update (:class:`MatrixStage`).
+matrix stage that runs before the elementwise update (:class:`MatrixStage`), with matrix state
+of its own refreshed every k steps where the method keeps some.
 
 A :class:`Rule` is the math; its row in the registry (the names the optimizer goes by, how a
 ``torch.optim``-style param group packs its hyperparameters, the course's names for the NumPy
@@ -26,7 +27,7 @@ functional API, the learning-rate range a benchmark searches, its colour, ...) i
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,26 +148,61 @@ class GroupState:
         return tuple(self.initial)
 
 
+def _never_due(hypers: Mapping[str, Any], step: int) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class MatrixStage:
-    """A per-tensor stage that runs before the elementwise update (Muon's orthogonalization).
+    """A per-tensor stage that runs before the elementwise update: Muon's orthogonalization,
+    or a preconditioner with matrices of its own (Shampoo's Kronecker factors, SOAP's
+    eigenbases).
 
     A step of a rule with a stage runs, for each parameter:
 
     1. ``prepare(u, g, *slots, **scalars) -> (u, *slots)``: elementwise, in the rule language,
-       compiled by every executor exactly like an ``update`` (``u`` takes the place of ``p``: it
-       is a fresh buffer the stage fills, e.g. with the momentum it orthogonalizes);
-    2. ``function(u, hypers) -> d``: a function of the whole tensor ``u`` (matrix products,
-       norms; torch operations), returning a tensor of ``u``'s dtype and shape;
-    3. the rule's ``update(p, d, *slots, **scalars)``: elementwise, with ``d`` in place of the
-       gradient.
+       compiled by every executor exactly like an ``update`` (``u`` takes the place of ``p``: a
+       fresh buffer the stage fills, e.g. with the momentum it orthogonalizes; with
+       ``reads_parameter`` it starts as a copy of the parameter, for a prepare that reads it,
+       such as an L2 term ``g + lambda x``);
+    2. with ``matrices`` only, ``statistics(u, g, hypers, state)``: every step, the cheap
+       torch update of the parameter's matrix state (``L <- L + G G^T``);
+    3. with ``matrices`` only, ``refresh(hypers, state)`` when ``refresh_due(hypers, step)``
+       and not ``refresh_after_update``: the expensive torch work (eigendecompositions, inverse
+       roots) done every k-th step (``precondition_frequency``);
+    4. ``function``, a function of the whole tensor ``u`` (matrix products, norms; torch
+       operations) returning a tensor of ``u``'s dtype and shape: ``function(u, hypers)``, or
+       with ``matrices`` ``function(u, g, hypers, state)``;
+    5. the rule's ``update(p, d, *slots, **scalars)``: elementwise, with ``d`` in place of the
+       gradient;
+    6. with ``matrices`` and ``refresh_after_update``: the refresh, when due, after the update
+       (SOAP renews the eigenbasis its next step projects into).
 
-    Parameters must have ``ndim`` dimensions.
+    ``matrices(param, hypers) -> {key: value}`` creates the parameter's matrix state when its
+    slots are created (tensors on the parameter's device, or lists of them): it lives in the
+    optimizer's per-parameter ``state`` beside the slots, under those keys (the reference
+    implementation's, so that checkpoints interchange), and ``state`` above is that mapping
+    (slots included: a refresh may re-order a slot into a new basis). ``step`` counts the
+    parameter's updates, the current one included; the matrix parts' ``hypers`` hold the
+    hyperparameters and this step's step scalars (what the step changes, such as a weight
+    that is 0 on a statistics-only first step). The elementwise parts are all an executor
+    compiles; the matrix work stays in torch, on the parameter's device.
+
+    Parameters must have ``ndim`` dimensions (``None``: any number, for a stage that handles
+    vectors and scalars itself).
     """
 
     prepare: Callable[..., tuple[Any, ...]]
-    function: Callable[[Any, Mapping[str, Any]], Any]
-    ndim: int = 2
+    function: Callable[..., Any]
+    ndim: int | None = 2
+    matrices: Callable[[Any, Mapping[str, Any]], dict[str, Any]] | None = None
+    statistics: Callable[[Any, Any, Mapping[str, Any], MutableMapping[str, Any]], None] | None = (
+        None
+    )
+    refresh: Callable[[Mapping[str, Any], MutableMapping[str, Any]], None] | None = None
+    refresh_due: Callable[[Mapping[str, Any], int], bool] = _never_due
+    refresh_after_update: bool = False
+    reads_parameter: bool = False
 
 
 @dataclass(frozen=True, eq=False)
