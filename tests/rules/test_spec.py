@@ -113,11 +113,3 @@ def test_rule_update_works_on_plain_numpy_scalars():
     # First Adam step moves by lr * sign(g) (bias correction makes m^ = g, v^ = g^2).
     assert p == pytest.approx(1.0 - 1e-3, rel=1e-6)
     assert vmax is None
-
-
-def test_a_misspelt_hyperparameter_gets_the_closest_name_first():
-    adam = RULES["adam"]
-    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) lrr; did you mean 'lr'\? "):
-        adam.validate({"lrr": 0.1})
-    with pytest.raises(ValueError, match=r"did you mean 'eps' for 'epss', 'lr' for 'lrr'\?"):
-        adam.validate({"lrr": 0.1, "epss": 1e-8})

@@ -35,7 +35,6 @@ import numpy as np
 
 from descend.rules.hyper import Hyper
 from descend.rules.listing import CourseForm, Listing
-from descend.suggest import closest
 
 #: What an update computes on: a Python or NumPy number, a NumPy array, a torch tensor, or a
 #: compiled executor's scalar. Rules are written once for all of them, so they are not narrowed.
@@ -377,17 +376,9 @@ class Rule:
         known = {hyper.name for hyper in self.hypers}
         unknown = sorted(set(hypers) - known)
         if unknown:
-            guesses = {name: closest(name, sorted(known)) for name in unknown}
-            found = [(name, guess) for name, guess in guesses.items() if guess]
-            hint = (
-                repr(found[0][1])
-                if len(unknown) == 1 and found
-                else ", ".join(f"{g!r} for {n!r}" for n, g in found)
-            )
             raise ValueError(
                 f"{self.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
-                + (f"did you mean {hint}? " if hint else "")
-                + f"valid: {', '.join(sorted(known))}"
+                f"valid: {', '.join(sorted(known))}"
             )
         complete = self.defaults | dict(hypers)
         shown = shown or {}

@@ -231,7 +231,15 @@ def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
             f"optimizer {name!r} is not a rule; {hint}valid: {', '.join(PLAYGROUND_RULES)}"
         )
     rule = PLAYGROUND_RULES[name]
-    return rule, rule.validate(arguments)  # a slip in a name gets the rule's suggestion
+    names = [hyper.name for hyper in rule.hypers]
+    for key in arguments:
+        match = closest(key, names) if key not in names else None
+        if match:  # a slip in a name: the page says which was meant
+            raise ValueError(
+                f"{name}: unknown hyperparameter {key!r}; did you mean {match!r}? "
+                f"valid: {', '.join(names)}"
+            )
+    return rule, rule.validate(arguments)
 
 
 #: Starting values for schedule arguments on the page.
