@@ -68,7 +68,7 @@ def test_the_race_builds_checks_and_lists_a_problem_defined_at_run_time(bowl, ca
     assert isinstance(problem, bowl) and problem.width == 3.0
     with pytest.raises(ValueError, match=r"width=0 is out of range: expected 0 < width < inf"):
         make_problem(f"{NAME}:width=0")
-    with pytest.raises(ValueError, match="does not take depth; valid: width, start"):
+    with pytest.raises(ValueError, match="does not take depth;.* valid: width, start"):
         make_problem(f"{NAME}:depth=1")
     with pytest.raises(ValueError, match="width=-1 is out of range"):
         bowl(width=-1)  # the declared range holds for Python callers too

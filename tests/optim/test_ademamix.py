@@ -215,3 +215,14 @@ def test_the_functional_form_steps_as_the_class():
         optimizer.step()
         w, config = functional.ademamix(w, g, config)
     np.testing.assert_allclose(w, param.detach().numpy(), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "beta1, beta3, expected",
+    [(0.0, 0.9999, 0.9999**4), (0.9, 0.0, 0.0), (0.0, 0.0, 0.0)],
+)
+def test_the_slow_rate_scheduler_takes_its_limits_at_a_zero_rate(beta1, beta3, expected):
+    # A zero rate is in range; its logarithm is -inf, and the scheduler takes the formula's
+    # limit: beta3^(T/t) when beta1 = 0, and 0 when beta3 = 0.
+    hypers = dict(beta1=beta1, beta3=beta3, alpha=5.0, t_alpha_beta3=100.0)
+    assert math.isclose(beta3_schedule(hypers, 25), expected, rel_tol=1e-12)

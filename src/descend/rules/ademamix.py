@@ -79,10 +79,17 @@ def beta3_schedule(hypers: Mapping[str, Any], step: int) -> float:
     warmup = hypers["t_alpha_beta3"]
     if warmup is None:
         return beta3
-    log_beta1, log_beta3 = math.log(beta1), math.log(beta3)
     fraction = step / warmup
-    exponent = log_beta1 * log_beta3 / ((1.0 - fraction) * log_beta3 + fraction * log_beta1)
-    return min(math.exp(exponent), beta3)
+    # The formula's limits where a logarithm is -inf (a rate of 0, which the ranges allow).
+    if beta3 == 0.0:
+        return 0.0
+    if beta1 == 0.0:
+        return min(beta3 ** (1.0 / fraction), beta3)
+    log_beta1, log_beta3 = math.log(beta1), math.log(beta3)
+    denominator = (1.0 - fraction) * log_beta3 + fraction * log_beta1
+    if denominator == 0.0:  # beta1 = beta3 = 1 at the same time: no decay at all
+        return beta3
+    return min(math.exp(log_beta1 * log_beta3 / denominator), beta3)
 
 
 def _ademamix_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
