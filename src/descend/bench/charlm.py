@@ -190,7 +190,9 @@ def split_corpus(texts: dict[str, str]) -> CharCorpus:
     for name in sorted(texts):
         text = texts[name]
         first, second = (int(len(text) * fraction) for fraction in SPLIT_FRACTIONS)
-        for part, piece in zip(parts, (text[:first], text[first:second], text[second:])):
+        for part, piece in zip(
+            parts, (text[:first], text[first:second], text[second:]), strict=True
+        ):
             part.append(piece)
     train, val, test = ("".join(part) for part in parts)
     vocabulary = "".join(sorted(set(train + val + test)))
@@ -274,7 +276,7 @@ class CharTransformer(nn.Module):
     """
 
     def __init__(
-        self, vocabulary: int, context: int, width: int = 128, depth: int = 4, heads: int = 4
+        self, vocabulary: int, context: int, width: int = 128, depth: int = 3, heads: int = 4
     ) -> None:
         super().__init__()
         self.context = context
@@ -302,7 +304,7 @@ class CharTransformer(nn.Module):
 
 
 #: The task's shape: characters per window, windows per step, and the model's size.
-CONTEXT, BATCH, WIDTH, DEPTH, HEADS = 64, 32, 128, 4, 4
+CONTEXT, BATCH, WIDTH, DEPTH, HEADS = 64, 32, 128, 3, 4
 #: Validation bits per character that counts as reaching the target (see the module notes).
 TARGET_BITS = 2.2
 

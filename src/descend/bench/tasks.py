@@ -452,7 +452,7 @@ def _mnist1d_cnn(entry: TaskEntry) -> Task:
     return _mnist1d(entry, MNIST1DConv, 60, 0.85)
 
 
-@register_task("charlm-transformer", "Python stdlib source (characters), 4-layer transformer")
+@register_task("charlm-transformer", "Python stdlib source (characters), 3-layer transformer")
 def _charlm(entry: TaskEntry) -> Task:
     from descend.bench.charlm import charlm_task
 

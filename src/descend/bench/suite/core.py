@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -56,7 +57,7 @@ class Instance:
         project: called after every step (a projection onto a feasible set), if given.
     """
 
-    params: list[torch.Tensor]
+    params: Sequence[torch.Tensor]
     loss: Callable[[int], torch.Tensor]
     measure: Callable[[int], float]
     project: Callable[[], None] | None = None
@@ -120,14 +121,16 @@ class SuiteProblem:
             return SuiteResult(self.name, passed, value, at, seconds, diverged)
 
         value = math.inf
+        current = [0]
+
+        def closure() -> Any:
+            optimizer.zero_grad(set_to_none=True)
+            loss = instance.loss(current[0])
+            loss.backward()
+            return loss
+
         for step in range(budget):
-
-            def closure(step: int = step) -> torch.Tensor:
-                optimizer.zero_grad(set_to_none=True)
-                loss = instance.loss(step)
-                loss.backward()
-                return loss
-
+            current[0] = step
             loss = optimizer.step(closure)
             if loss is not None and not math.isfinite(float(torch.as_tensor(loss).detach())):
                 return finish(False, math.inf, None, True)
