@@ -94,7 +94,9 @@ class SuiteProblem:
     diverge_above: float = math.inf
 
     def run(self, spec: OptimizerSpec, seed: int, steps: int | None = None) -> SuiteResult:
-        """Run ``spec`` from seed ``seed`` for ``steps`` steps (default :attr:`steps`).
+        """Run ``spec`` from seed ``seed`` for ``steps`` steps (default :attr:`steps`); a
+        step is one ``optimizer.step(closure)`` (L-BFGS may evaluate the closure several times
+        inside it).
 
         The run uses one torch thread (restored afterwards): on tensors this small, more
         threads only add synchronization, and a busy machine turns it into waiting.
