@@ -305,8 +305,12 @@ class CharTransformer(nn.Module):
 
 #: The task's shape: characters per window, windows per step, and the model's size.
 CONTEXT, BATCH, WIDTH, DEPTH, HEADS = 64, 32, 128, 3, 4
-#: Validation bits per character that counts as reaching the target (see the module notes).
-TARGET_BITS = 2.2
+#: Validation bits per character that counts as reaching the target: what AdamW at the best
+#: learning rate of a sweep (1e-3, 3e-3, 1e-2; no schedule) reaches in five epochs, so a run
+#: of the default six epochs has room to reach it later or earlier.
+TARGET_BITS = 2.6
+#: Passes over the training windows in a default run.
+EPOCHS = 6
 
 
 def charlm_splits(
@@ -337,7 +341,7 @@ def charlm_task(entry: TaskEntry) -> Task:
         val,
         test,
         loss=bits_per_character,
-        epochs=3,
+        epochs=EPOCHS,
         target=TARGET_BITS,
         metric="loss",
         details={
