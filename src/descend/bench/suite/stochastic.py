@@ -62,14 +62,20 @@ HEAVY_TAIL = SuiteProblem(
 
 def _noisy_quadratic(generator: torch.Generator, budget: int) -> Instance:
     curvatures = log_spaced(0.01, 1.0, NOISE_DIM)
+    signs = torch.randint(0, 2, (NOISE_DIM,), generator=generator).double() * 2 - 1
+    optimum = 3.0 * signs / curvatures.sqrt()
     noise = torch.randn(budget, NOISE_DIM, generator=generator, dtype=torch.float64)
-    x = leaf(3.0 / curvatures.sqrt())
-    start = float(0.5 * (curvatures * x.detach() ** 2).sum())
+    x = leaf(torch.zeros(NOISE_DIM, dtype=torch.float64))
+
+    def clean(point: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (curvatures * (point - optimum) ** 2).sum()
+
+    start = float(clean(x.detach()))
 
     def loss(step: int) -> torch.Tensor:
-        return 0.5 * (curvatures * x**2).sum() + noise[step] @ x
+        return clean(x) + noise[step] @ x
 
-    return Instance([x], loss, lambda step: float(0.5 * (curvatures * x**2).sum()) / start)
+    return Instance([x], loss, lambda step: float(clean(x)) / start)
 
 
 NOISY_QUADRATIC = SuiteProblem(
