@@ -12,6 +12,8 @@ Built-in tasks (every one offline; nothing is downloaded):
   locally by the ``mnist1d`` package's generator with its published arguments (seed 42, 4000
   train and 1000 test examples); the last 500 training examples are held out for validation.
   The models are the paper's baselines.
+- ``charlm-transformer``: a small decoder-only transformer predicting the next character of
+  34 standard-library source files, checked by hash (see :mod:`descend.bench.charlm`).
 - ``cifar10-cnn``: the standard CIFAR-10 python batches read from a directory the user gives
   (option ``data_dir``, see :mod:`descend.bench.cifar10`); the last 5000 training images are
   held out for validation.
@@ -448,6 +450,13 @@ def _mnist1d_cnn(entry: TaskEntry) -> Task:
     from descend.bench.models import MNIST1DConv
 
     return _mnist1d(entry, MNIST1DConv, 60, 0.85)
+
+
+@register_task("charlm-transformer", "Python stdlib source (characters), 3-layer transformer")
+def _charlm(entry: TaskEntry) -> Task:
+    from descend.bench.charlm import charlm_task
+
+    return charlm_task(entry)
 
 
 @dataclass(frozen=True)
