@@ -84,7 +84,7 @@ def beta3_schedule(hypers: Mapping[str, Any], step: int) -> float:
     if beta3 == 0.0:
         return 0.0
     if beta1 == 0.0:
-        return min(beta3 ** (1.0 / fraction), beta3)
+        return min(float(beta3 ** (1.0 / fraction)), beta3)
     log_beta1, log_beta3 = math.log(beta1), math.log(beta3)
     denominator = (1.0 - fraction) * log_beta3 + fraction * log_beta1
     if denominator == 0.0:  # beta1 = beta3 = 1 at the same time: no decay at all
