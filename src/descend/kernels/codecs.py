@@ -126,6 +126,16 @@ def round_bf16(bits: torch.Tensor, random: torch.Tensor | None) -> torch.Tensor:
     return torch.where(exponent_ones, special, rounded)
 
 
+#: Adding and subtracting 1.5 * 2**23 rounds a float32 of magnitude below 2**22 to an integer
+#: (ties to even) in two IEEE operations, which every executor computes alike.
+ROUNDING_CONSTANT = 12582912.0
+
+
+def round_to_integer(values: Any) -> Any:
+    """Float32 ``values`` (magnitude below 2**22) rounded to integers, ties to even."""
+    return (values + ROUNDING_CONSTANT) - ROUNDING_CONSTANT
+
+
 # -- the codecs -------------------------------------------------------------------------------
 
 
@@ -195,7 +205,7 @@ def _encode_ecc(values: torch.Tensor, key: int) -> Stored:
     rounded = bits_float(high << 16)
     half, kept = _half_ulp(high)
     residual = (values - rounded) / half
-    code = torch.round(residual * 127.0).clamp(-127.0, 127.0)
+    code = round_to_integer(residual * 127.0).clamp(-127.0, 127.0)
     code = torch.where(kept & torch.isfinite(code), code, 0.0)
     return bf16_from_bits(high), code.to(torch.int8)
 
@@ -262,10 +272,11 @@ def _encode_int8(values: torch.Tensor, key: int) -> Stored:
     usable = finite & (absmax > 0)
     scaled = blocks / torch.where(usable, absmax, 1.0)[:, None]
     scaled = torch.where(finite[:, None], scaled, 0.0).contiguous()
+    flat = scaled.view(-1)
     codes = torch.where(
         signed[:, None],
-        torch.bucketize(scaled, signed_mid),
-        torch.bucketize(scaled, unsigned_mid),
+        torch.bucketize(flat, signed_mid).view_as(scaled),
+        torch.bucketize(flat, unsigned_mid).view_as(scaled),
     )
     scale = torch.where(signed | ~usable, absmax, -absmax)
     scale = torch.where(finite, scale, torch.nan)
