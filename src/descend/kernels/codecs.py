@@ -173,7 +173,8 @@ class Codec:
 
 def _random_bits(values: torch.Tensor, key: int) -> torch.Tensor:
     index = torch.arange(values.numel(), dtype=torch.int64, device=values.device)
-    return element_bits(key, index).view(values.shape)
+    bits: torch.Tensor = element_bits(key, index)
+    return bits.view(values.shape)
 
 
 def _encode_bf16(values: torch.Tensor, key: int) -> Stored:
