@@ -56,6 +56,7 @@ from descend.optim.plan import GroupPlan
 from descend.optim.precision import (
     ARGUMENT_DOCS,
     STATE_DICT_KEY,
+    BlockCoding,
     requested_precision,
     saved_formats,
     with_precision_arguments,
@@ -446,12 +447,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         """A new plan of ``group`` (its parameters' state created and checked first): compiled
         blocks unless the step is differentiable, the backend compiles nothing or the rule
         has a matrix stage; then every parameter is listed."""
-        compiled = (
-            not differentiable
-            and self._executors[0].compiled
-            and rule.stage is None
-            and not self._precision.compressed
-        )
+        compiled = not differentiable and self._executors[0].compiled and rule.stage is None
         check_gradients(params, group, self.sparse_gradients, type(self).__name__, self._label)
         check_existing_state(params, rule, self.state, self._label)
         for param in params:
@@ -468,6 +464,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             self._unstepped,
             wait_for_kernels=self.backend != "auto",
             compiled=compiled,
+            coding=BlockCoding(self) if self._precision.compressed else None,
         )
         self._plans[id(group)] = plan
         return plan

@@ -237,6 +237,34 @@ def coded(optimizer: RuleOptimizer, param: torch.Tensor, state: Any, rule: Rule)
     return Coded(optimizer, param, state, rule)
 
 
+class BlockCoding:
+    """What the compiled blocks of a plan need of an optimizer's state precision: each
+    parameter's formats, the keys of its slots' random streams at the current step, and its
+    :class:`Coded` for a step run on the reference executor instead."""
+
+    def __init__(self, optimizer: RuleOptimizer) -> None:
+        self.optimizer = optimizer
+
+    def formats(self, param: torch.Tensor, rule: Rule, active: Iterable[bool]) -> tuple[str, ...]:
+        """The format of each of ``rule``'s slots for ``param`` (float32 where inactive)."""
+        precision = self.optimizer._precision
+        return tuple(
+            precision.codec(slot.name, param).name if on else "float32"
+            for slot, on in zip(rule.slots, active, strict=True)
+        )
+
+    def keys(self, params: Iterable[torch.Tensor], slot: int) -> list[int]:
+        """The stream keys of slot number ``slot`` of ``params`` for the step under way."""
+        optimizer = self.optimizer
+        seed, step = optimizer._precision.seed, optimizer._stream_step
+        indices = tensor_indices(optimizer)
+        return [stream_key(seed, step, indices[id(param)], slot) for param in params]
+
+    def coded(self, param: torch.Tensor, state: Any, rule: Rule) -> Coded | None:
+        """``param``'s :class:`Coded`, if a slot of it is compressed."""
+        return coded(self.optimizer, param, state, rule)
+
+
 # -- state dicts ------------------------------------------------------------------------------
 
 
