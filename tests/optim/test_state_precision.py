@@ -46,7 +46,11 @@ def _slot_names(optimizer):
 
 
 @pytest.mark.parametrize("name", COMPRESSED)
-@pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(
+    "cls",
+    [cls if cls is descend.AdamW else pytest.param(cls, marks=pytest.mark.slow) for cls in CLASSES],
+    ids=lambda cls: cls.__name__,
+)
 def test_every_class_stores_every_format_and_executors_agree_bitwise(cls, name):
     grads = _gradients(3)
     param, optimizer = _run(cls, "reference", name, grads)
@@ -252,3 +256,57 @@ def test_decoded_state_tracks_a_float32_shadow_over_1000_adam_steps(name, m_boun
         exact = shadow.state[shadow_param][slot]
         error = torch.linalg.vector_norm(decoded[slot] - exact) / torch.linalg.vector_norm(exact)
         assert float(error) < bound, (slot, float(error))
+
+
+def _mixed_run(backend, name, steps=3, sizes=(1000, 70_000, 4096 + 17), dtype=torch.float32):
+    generator = torch.Generator().manual_seed(5)
+    params = [
+        torch.nn.Parameter(torch.randn(size, generator=generator, dtype=dtype)) for size in sizes
+    ]
+    optimizer = descend.AdamW(params, lr=1e-2, state_precision=name, backend=backend)
+    for _ in range(steps):
+        for param in params:
+            param.grad = torch.randn(param.shape, generator=generator, dtype=dtype)
+        optimizer.step()
+    return params, optimizer
+
+
+def _stored_bytes(optimizer, params):
+    return [
+        value.reshape(-1).view(torch.uint8) if value.ndim else value
+        for param in params
+        for value in optimizer.state[param].values()
+    ]
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, pytest.param(torch.float64, marks=pytest.mark.slow)]
+)
+@pytest.mark.parametrize("name", COMPRESSED)
+def test_the_fused_kernel_codes_slots_in_its_pass_with_the_reference_bits(name, dtype):
+    """Tensors of unaligned sizes, one cut into several work items at offsets that are not
+    multiples of the int8 block, all in one launch."""
+    params, reference = _mixed_run("reference", name, dtype=dtype)
+    fused_params, fused = _mixed_run("fused", name, dtype=dtype)
+    blocks = fused._plans[id(fused.param_groups[0])].blocks
+    assert sum(len(block.params) for block in blocks) == 3  # none listed
+    assert any(block.formats for block in blocks)
+    for ours, theirs in zip(params, fused_params, strict=True):
+        assert torch.equal(ours, theirs)
+    for ours, theirs in zip(
+        _stored_bytes(reference, params), _stored_bytes(fused, fused_params), strict=True
+    ):
+        assert torch.equal(ours, theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["int8", "bfloat16"])
+def test_the_fused_kernel_codes_slots_alike_on_several_threads(name, monkeypatch):
+    monkeypatch.setenv("DESCEND_NUM_THREADS", "3")
+    sizes = (3_000_000, 500_001)
+    params, reference = _mixed_run("reference", name, steps=2, sizes=sizes)
+    fused_params, fused = _mixed_run("fused", name, steps=2, sizes=sizes)
+    for ours, theirs in zip(
+        _stored_bytes(reference, params), _stored_bytes(fused, fused_params), strict=True
+    ):
+        assert torch.equal(ours, theirs)
