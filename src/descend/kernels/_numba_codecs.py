@@ -90,31 +90,58 @@ def encode_ecc(value: Any) -> Any:
     return np.uint16(high & 0xFFFF), np.int8(code)
 
 
+def _bucket_starts(middles: np.ndarray) -> np.ndarray:
+    """For each bf16 bucket of float32 values (the top 16 bits), how many ``middles`` lie
+    below its smallest value: where the search for a value's code starts. At most a few
+    midpoints lie inside one bucket, so a code is a table read and a step or two."""
+    high = np.arange(1 << 16, dtype=np.int64)
+    negative = (high >> 15) == 1
+    bits = np.where(negative, (high << 16) | 0xFFFF, high << 16).astype(np.uint32)
+    lowest = bits.view(np.float32)
+    starts = np.searchsorted(middles, np.where(np.isfinite(lowest), lowest, 0.0), side="left")
+    return starts.astype(np.int64)
+
+
+SIGNED_STARTS = _bucket_starts(SIGNED_MIDDLES)
+UNSIGNED_STARTS = _bucket_starts(UNSIGNED_MIDDLES)
+
+
+def int8_tables() -> tuple[np.ndarray, ...]:
+    """The maps, midpoints and bucket starts a kernel copies once per call (a kernel reads
+    local arrays faster than global ones)."""
+    return (
+        SIGNED_MAP,
+        UNSIGNED_MAP,
+        SIGNED_MIDDLES,
+        UNSIGNED_MIDDLES,
+        SIGNED_STARTS,
+        UNSIGNED_STARTS,
+    )
+
+
 @_inline
-def decode_int8(code: Any, scale: Any) -> Any:
+def decode_int8(code: Any, scale: Any, signed_map: Any, unsigned_map: Any) -> Any:
     """An int8 code of a block with this scale as float32."""
     if scale < 0:
-        return UNSIGNED_MAP[code] * abs(scale)
-    return SIGNED_MAP[code] * abs(scale)
+        return unsigned_map[code] * abs(scale)
+    return signed_map[code] * abs(scale)
 
 
 @_inline
-def _code(middles: Any, value: Any) -> Any:
-    """The number of ``middles`` below ``value`` (``torch.bucketize``)."""
-    low, high = 0, len(middles)
-    while low < high:
-        middle = (low + high) >> 1
-        if middles[middle] < value:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+def _code(value: Any, middles: Any, starts: Any) -> Any:
+    """The number of ``middles`` below ``value`` (``torch.bucketize``), from the count below
+    the smallest value of ``value``'s bf16 bucket."""
+    code = starts[float_bits(value) >> 16]
+    while code < 255 and middles[code] < value:
+        code += 1
+    return code
 
 
 @_inline
-def encode_int8_block(values: Any, count: Any, codes: Any, first: Any) -> Any:
+def encode_int8_block(values: Any, count: Any, codes: Any, first: Any, tables: Any) -> Any:
     """Code ``values[:count]`` (float32) into ``codes[first:first + count]``; return the
-    block's scale."""
+    block's scale. ``tables``: local copies of :func:`int8_tables`."""
+    _, _, signed_middles, unsigned_middles, signed_starts, unsigned_starts = tables
     finite = True
     signed = False
     absmax = np.float32(0.0)
@@ -127,13 +154,21 @@ def encode_int8_block(values: Any, count: Any, codes: Any, first: Any) -> Any:
         magnitude = abs(value)
         if magnitude > absmax:
             absmax = magnitude
+    zero = np.float32(0.0)
     if not finite:
+        if signed:
+            code = _code(zero, signed_middles, signed_starts)
+        else:
+            code = _code(zero, unsigned_middles, unsigned_starts)
         for k in range(count):
-            codes[first + k] = np.uint8(_code(SIGNED_MIDDLES if signed else UNSIGNED_MIDDLES, 0.0))
+            codes[first + k] = np.uint8(code)
         return np.float32(np.nan)
     usable = absmax > 0
     divisor = absmax if usable else np.float32(1.0)
-    middles = SIGNED_MIDDLES if signed else UNSIGNED_MIDDLES
+    if signed:
+        for k in range(count):
+            codes[first + k] = np.uint8(_code(values[k] / divisor, signed_middles, signed_starts))
+        return absmax
     for k in range(count):
-        codes[first + k] = np.uint8(_code(middles, values[k] / divisor))
-    return absmax if signed or not usable else -absmax
+        codes[first + k] = np.uint8(_code(values[k] / divisor, unsigned_middles, unsigned_starts))
+    return absmax if not usable else -absmax

@@ -108,10 +108,12 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         elif slot.format == "int8":
             lines.append(f"s{k} = carray(uint8_pointer(addresses[{rows[0]}, t] + start), n)")
             lines.append(f"c{k} = carray(float32_pointer(addresses[{rows[1]}, t]), {blocks})")
-            decode.append(f"v{k} = np.{dtype}(decode_int8(s{k}[i], c{k}[block]))")
+            decode.append(f"v{k} = np.{dtype}(decode_int8(s{k}[i], c{k}[block], sm, um))")
             arguments.append(f"v{k}")
             store.append(f"b{k}[i - first] = np.float32({value})")
-            finish.append(f"c{k}[block] = encode_int8_block(b{k}, last - first, s{k}, first)")
+            finish.append(
+                f"c{k}[block] = encode_int8_block(b{k}, last - first, s{k}, first, tables)"
+            )
         else:
             raise ValueError(f"no fused kernel stores the format {slot.format!r}")
     arguments += scalar_arguments(rule, variant)
@@ -120,6 +122,11 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         for k, slot in enumerate(slots)
         if slot is not None and slot.format == "int8"
     ]
+    if buffers:
+        buffers += [
+            "    tables = (SM.copy(), UM.copy(), SMID.copy(), UMID.copy(), SS.copy(), US.copy())",
+            "    sm, um = tables[0], tables[1]",
+        ]
     indent = " " * 16
     body = [indent + line for line in lines]
     body += [
@@ -143,7 +150,9 @@ from descend.kernels._numba_support import add as _add, sub as _sub, mul as _mul
 from descend.kernels._numba_support import div as _div, power as _power, neg as _neg
 from descend.kernels._numba_codecs import decode_bf16, encode_bf16, encode_bf16_nearest
 from descend.kernels._numba_codecs import decode_ecc, encode_ecc
-from descend.kernels._numba_codecs import decode_int8, encode_int8_block
+from descend.kernels._numba_codecs import decode_int8, encode_int8_block, int8_tables
+
+SM, UM, SMID, UMID, SS, US = int8_tables()
 {element_functions}
 
 
