@@ -37,9 +37,13 @@ The formats (:data:`FORMATS`):
   non-finite value spreads within its own block only, never to another block's scale.
   Tensors under :data:`INT8_MINIMUM` (4096) elements stay float32, as bitsandbytes does.
 
-The arithmetic is written once for torch tensors; :func:`mix32` and the bit manipulations use
-only ``& ^ >> * +`` on 64-bit integers, which NumPy, Numba, Triton and torch compute
-identically, so compiled executors can bind the same functions.
+The arithmetic is written here for torch tensors: the reference executor (and any executor's
+list call) decodes a slot, runs the rule and encodes it with these functions. The fused CPU
+kernel binds the element forms of :mod:`descend.kernels._numba_codecs`, which perform the same
+IEEE operations and bit manipulations in the same order (the tests compare the stored bytes of
+both, bit for bit). :func:`mix32`, the random stream's hash, uses only ``& ^ >> * +`` on 64-bit
+integers, which Python, NumPy, Numba, Triton and torch compute identically; the kernel
+compiles this very function.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ default ``"float32"``, ``torch.optim``'s state) and ``seed`` (of the stochastic 
 random stream). :class:`StatePrecision` checks them and says each parameter's format per slot;
 a slot stored compressed keeps its storage tensors in the state: ``state["exp_avg"]`` (bf16
 values or int8 codes, the parameter's shape) and ``state["exp_avg.ecc"]`` or
-``state["exp_avg.scale"]`` beside it (see :mod:`descend.kernels.codecs`). A step decodes a
-compressed slot into the parameter's dtype, runs the rule on the parameter's executor and
-encodes it again (:func:`decoded`, :func:`store`), with random bits drawn from
+``state["exp_avg.scale"]`` beside it (see :mod:`descend.kernels.codecs`). The fused CPU
+executor decodes and encodes inside its kernel's one pass (:mod:`descend.kernels.coded`,
+through :class:`BlockCoding`); every other path (the reference executor, Triton's list calls,
+complex, sparse or strided parameters) decodes a compressed slot into the parameter's dtype,
+runs the rule on the parameter's executor and encodes it again (:class:`Coded`). Random bits
+are drawn from
 ``(seed, stream step, tensor index, slot index)``: the optimizer counts its stream steps
 (steps taken, not skipped ones) and saves the count in its state dict, so a resumed run draws
 the same bits.
