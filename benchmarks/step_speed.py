@@ -14,6 +14,11 @@ Prints four tables, every figure a median and every comparison a ratio taken in 
 3. Safety checks. The share of a fused step spent checking every tensor it touches.
 4. First step. The first fused Adam step in a fresh process, with a cold and a warm kernel cache.
 
+With ``--formats float32,bfloat16,bf16+ecc,int8`` it prints instead one table of the fused step
+with its state stored in each format (``state_precision=``), against the float32 step and the
+bandwidth floor of the bytes that format moves, every format measured in the same run, one
+block of steps of each in turn.
+
 The optimizers are every rule of ``descend.rules`` that has a class with a ``torch.optim``
 equivalent (plus SGD with momentum).
 
@@ -449,6 +454,65 @@ def first_step_latency() -> tuple[float, float]:
 # -- main -----------------------------------------------------------------------------------------
 
 
+def format_bytes(name: str) -> float:
+    """Bytes one element of a slot occupies in a storage format."""
+    from descend.kernels.codecs import CODECS, INT8_BLOCK
+
+    codec = CODECS[name]
+    if codec.storage is None:
+        return 4.0
+    size = torch.empty(0, dtype=codec.storage).element_size()
+    companions = {"ecc": 1.0, "scale": 4.0 / INT8_BLOCK}
+    return size + sum(companions[c] for c in codec.companions)
+
+
+def format_rows(cases: list[str], names: list[str], formats: list[str], rounds: int) -> list[tuple]:
+    """The fused step per storage format: (case, optimizer, format, elements, slots, median
+    seconds), the formats' steps interleaved in ``rounds`` blocks so all see the same
+    machine."""
+    table = contenders()
+    rows = []
+    for case in cases:
+        for name in names:
+            contender = table[name]
+            optimizers = {}
+            for fmt in formats:
+                params = make_params(CASES[case])
+                optimizers[fmt] = contender.descend(params, backend="fused", state_precision=fmt)
+                optimizers[fmt].step()
+            samples: dict[str, list[float]] = {fmt: [] for fmt in formats}
+            for _ in range(rounds):
+                for fmt, optimizer in optimizers.items():
+                    samples[fmt].append(median_time(optimizer.step, 5, warmup=1))
+            slots = (contender.words() - 3) // 2
+            elements = sum(torch.Size(shape).numel() for shape in CASES[case])
+            for fmt in formats:
+                rows.append((case, name, fmt, elements, slots, statistics.median(samples[fmt])))
+            print(f"  measured formats of {case} / {name}", file=sys.stderr, flush=True)
+            del optimizers
+            gc.collect()
+    return rows
+
+
+def print_format_table(rows: list[tuple], bandwidth: Bandwidth) -> None:
+    """The table of :func:`format_rows`: ms per step, ratio to float32, x the floor of the
+    bytes that format moves (p read and written, g read, each slot read and written)."""
+    print(
+        "\n## fused step per state format: median ms per step; ratio to the float32 step "
+        "(same run); x floor of the bytes the format moves"
+    )
+    print(f"{'case':<16} {'optimizer':<10} {'format':<17} {'ms':>8} {'/ f32':>7} {'x floor':>8}")
+    baseline = {(case, name): ms for case, name, fmt, _, _, ms in rows if fmt == "float32"}
+    for case, name, fmt, elements, slots, seconds in rows:
+        moved = elements * (12 + 2 * slots * format_bytes(fmt))
+        floor = moved / bandwidth.value
+        base = baseline.get((case, name))
+        ratio = f"{seconds / base:7.2f}" if base else f"{'-':>7}"
+        print(
+            f"{case:<16} {name:<10} {fmt:<17} {seconds * 1e3:8.2f} {ratio} {seconds / floor:8.1f}"
+        )
+
+
 def _device_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument(
@@ -485,7 +549,21 @@ def main() -> None:
         action="store_true",
         help="fewer repeats and only the ResNet-18 case (a rough check)",
     )
+    parser.add_argument(
+        "--formats",
+        default="",
+        help="comma-separated state formats: print only the table of the fused step per format",
+    )
     args = parser.parse_args()
+    if args.formats:
+        bandwidth = Bandwidth()
+        bandwidth.measure()
+        names = args.optimizers.split(",") if "--optimizers" in sys.argv else ["adamw"]
+        rows = format_rows(args.cases.split(","), names, args.formats.split(","), 5)
+        bandwidth.measure()
+        print(f"# bandwidth (x.neg_() on 256 MiB, best): {bandwidth.value / 1e9:.1f} GB/s")
+        print_format_table(rows, bandwidth)
+        return
     budget = 0.3 if args.quick else 1.0
     cases = ["ResNet-18 (62)"] if args.quick else args.cases.split(",")
     names = args.optimizers.split(",")

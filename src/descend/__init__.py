@@ -10,6 +10,8 @@
 - ``descend.functional``: the CS231n-style NumPy API, ``update(w, dw, config) -> (w, config)``.
 - ``descend.schedules``: learning-rate schedules; ``descend.ScheduledLR`` drives any optimizer.
 - ``descend.WeightAverage``: Polyak / exponential averaging of weights.
+- ``descend.state_nbytes(optimizer)``: bytes of optimizer state per parameter element (see
+  ``state_precision=``, :mod:`descend.optim.precision`).
 - ``descend.rules``: the math of each optimizer, written once.
 - ``descend.specs``: optimizer and schedule specs as typed on the command line.
 
@@ -38,11 +40,22 @@ _MODULES = (
 )
 #: Names of descend.optim exported here besides the rule optimizers (``optim.CLASSES``).
 _OPTIM = ("LBFGS", "NonFiniteGradientError", "ScheduledLR", "WeightAverage")
+#: Functions exported here, by the module that defines them.
+_FUNCTIONS = {"state_nbytes": "descend.optim.precision"}
 
 
 def _exported() -> list[str]:
     optim = importlib.import_module("descend.optim")
-    return [*optim.CLASSES, *_OPTIM, "functional", "rules", "schedules", "secondorder", "specs"]
+    return [
+        *optim.CLASSES,
+        *_OPTIM,
+        *_FUNCTIONS,
+        "functional",
+        "rules",
+        "schedules",
+        "secondorder",
+        "specs",
+    ]
 
 
 def __getattr__(name: str) -> Any:
@@ -50,6 +63,10 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module(f"descend.{name}")
     if name == "__all__":
         return _exported()
+    if name in _FUNCTIONS:
+        value = getattr(importlib.import_module(_FUNCTIONS[name]), name)
+        globals()[name] = value
+        return value
     if name[:1].isupper():  # a class: the rule optimizers are known once descend.optim loads
         optim = importlib.import_module("descend.optim")
         if name in optim.CLASSES or name in _OPTIM:

@@ -43,6 +43,43 @@ def _pointer_intrinsic(element: Any) -> Any:
 float32_pointer = _pointer_intrinsic(types.float32)
 #: ``float64_pointer(address)``: a ``float64*`` usable with ``numba.carray``.
 float64_pointer = _pointer_intrinsic(types.float64)
+#: Pointers to the storage of compressed slots (:mod:`descend.kernels.codecs`): bf16 bits,
+#: int8 correction bytes and codes, and float32 block scales.
+uint16_pointer = _pointer_intrinsic(types.uint16)
+int8_pointer = _pointer_intrinsic(types.int8)
+uint8_pointer = _pointer_intrinsic(types.uint8)
+
+
+def _float_bits(typingctx: Any, value: Any) -> Typing:
+    """The bits of a float32 as an int64 in ``[0, 2**32)`` (a bit cast, no conversion)."""
+    if value != types.float32:
+        return None
+    signature = types.int64(types.float32)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        word = builder.bitcast(args[0], ir.IntType(32))
+        return builder.zext(word, ir.IntType(64))
+
+    return signature, codegen
+
+
+def _bits_float(typingctx: Any, bits: Any) -> Typing:
+    """The float32 whose bits are the low 32 bits of an integer (a bit cast)."""
+    if not isinstance(bits, types.Integer):
+        return None
+    signature = types.float32(types.int64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        word = builder.trunc(args[0], ir.IntType(32))
+        return builder.bitcast(word, ir.FloatType())
+
+    return signature, codegen
+
+
+#: ``float_bits(x)`` in compiled code: the codecs' ``float_bits`` for one float32.
+float_bits: Any = intrinsic(_float_bits)
+#: ``bits_float(bits)`` in compiled code: the codecs' ``bits_float`` for one value.
+bits_float: Any = intrinsic(_bits_float)
 
 
 def add(a: Any, b: Any) -> Any:

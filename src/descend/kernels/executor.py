@@ -49,6 +49,9 @@ class Executor(ABC):
     name: ClassVar[str] = ""
     #: Whether the executor runs cached plans (compiled kernels over address tables).
     compiled: ClassVar[bool] = False
+    #: Whether its kernels decode and encode compressed slots themselves (a variant's
+    #: ``formats``); otherwise such slots are decoded around its list calls.
+    codecs: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Whether the executor can run at all here (its compiler is installed, ...)."""

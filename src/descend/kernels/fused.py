@@ -47,6 +47,7 @@ from descend.kernels.cache import (
     file_lock,
     process_stopped,
 )
+from descend.kernels.coded import coded_kernel_source
 from descend.kernels.codegen import (
     check_dtype,
     element_source,
@@ -149,6 +150,8 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     rules defined anywhere, scripts and tests included.
     """
     check_dtype("fused", variant, FUSED_DTYPES.values())
+    if variant.coded:
+        return coded_kernel_source(rule, variant, element_function_source(rule))
     pointer = f"{variant.dtype}_pointer"
     itemsize = 4 if variant.dtype == "float32" else 8
     rows, operands = slot_rows(variant)
@@ -305,6 +308,7 @@ class FusedExecutor(CompiledExecutor):
 
     name = "fused"
     dtypes = FUSED_DTYPES
+    codecs = True
 
     def available(self) -> bool:
         """Whether Numba is installed."""

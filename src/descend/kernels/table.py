@@ -30,12 +30,15 @@ Int64Array: TypeAlias = npt.NDArray[np.int64]
 WorkSplit: TypeAlias = tuple[Int64Array, Int64Array, Int64Array, Int64Array]
 
 
-def segments(sizes: npt.ArrayLike, work_item: int = WORK_ITEM) -> WorkSplit:
-    """Cut tensors of ``sizes`` elements, laid end to end, into work items of equal size.
+def segments(sizes: npt.ArrayLike, work_item: int = WORK_ITEM, align: int = 1) -> WorkSplit:
+    """Cut tensors of ``sizes`` elements, laid end to end, into work items of (about) equal
+    size.
 
     Returns ``(item_start, segment_tensor, segment_start, segment_stop)``: work item ``w`` is
     segments ``item_start[w]:item_start[w + 1]``; segment ``s`` covers elements
-    ``segment_start[s]:segment_stop[s]`` of tensor ``segment_tensor[s]``.
+    ``segment_start[s]:segment_stop[s]`` of tensor ``segment_tensor[s]``. Every segment starts
+    at a multiple of ``align`` of its tensor (a cut inside a tensor moves back to one), so a
+    block of ``align`` elements (an ``"int8"`` slot's, with one scale) is never split.
     """
     lengths = np.asarray(sizes, dtype=np.int64)
     ends = np.cumsum(lengths)
@@ -45,6 +48,9 @@ def segments(sizes: npt.ArrayLike, work_item: int = WORK_ITEM) -> WorkSplit:
         empty = np.zeros(0, dtype=np.int64)
         return np.zeros(1, dtype=np.int64), empty, empty, empty
     cuts = np.arange(0, total, work_item, dtype=np.int64)
+    if align > 1:
+        inside = np.searchsorted(ends, cuts, side="right")
+        cuts = starts[inside] + (cuts - starts[inside]) // align * align
     bounds = np.union1d(np.concatenate([starts[lengths > 0], cuts]), [total])
     lower, upper = bounds[:-1], bounds[1:]
     tensor = np.searchsorted(ends, lower, side="right").astype(np.int64)
@@ -57,7 +63,8 @@ class TensorTable:
     """Raw addresses and the work split of a list of same-dtype tensors sharing one layout.
 
     ``addresses[k, i]`` is the address of operand ``k`` (0 the parameter, 1 the gradient, then
-    each active slot) of tensor ``i``. Each operand of a tensor must be dense with the same
+    each active slot's storage; then, for compressed slots, the key of each one's random
+    stream) of tensor ``i``. Each operand of a tensor must be dense with the same
     strides as the parameter (:func:`flat_compatible`), so that the kernel can walk all of them
     as flat arrays of ``sizes[i]`` elements.
 
@@ -66,17 +73,26 @@ class TensorTable:
     """
 
     def __init__(
-        self, sizes: Sequence[int], operands: int, device: torch.device | None = None
+        self,
+        sizes: Sequence[int],
+        operands: int,
+        device: torch.device | None = None,
+        align: int = 1,
     ) -> None:
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.addresses = np.zeros((operands, len(self.sizes)), dtype=np.int64)
-        self.work = segments(self.sizes)
+        #: Segments start at multiples of this many elements of their tensor.
+        self.align = align
+        self.work = segments(self.sizes, align=align)
         self.device = torch.device("cpu") if device is None else device
         self.derived: dict[str, object] = {}
 
     def subset_work(self, indices: Int64Array) -> tuple[Int64Array, WorkSplit]:
         """Addresses and work split for only the tensors at ``indices``."""
-        return (np.ascontiguousarray(self.addresses[:, indices]), segments(self.sizes[indices]))
+        return (
+            np.ascontiguousarray(self.addresses[:, indices]),
+            segments(self.sizes[indices], align=self.align),
+        )
 
 
 def flat_compatible(tensors: Sequence[torch.Tensor | None]) -> bool:

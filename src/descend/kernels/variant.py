@@ -76,13 +76,21 @@ class Variant:
     ``dtype`` names the parameters' element type (``"float32"``, ``"bfloat16"``, ...);
     ``active`` marks the rule's slots that exist; ``constants`` are scalars written into the
     kernel as literals (every boolean flag, and zero values of scalars an ``if`` tests);
-    ``runtime`` names the scalars passed at run time, in the order of the scalar row.
+    ``runtime`` names the scalars passed at run time, in the order of the scalar row;
+    ``formats`` the storage format of each of the rule's slots (see
+    :mod:`descend.kernels.codecs`; empty: every slot in the parameters' dtype).
     """
 
     dtype: str
     active: tuple[bool, ...]
     constants: tuple[tuple[str, bool | float], ...]
     runtime: tuple[str, ...]
+    formats: tuple[str, ...] = ()
+
+    @property
+    def coded(self) -> bool:
+        """Whether some slot is stored in a compressed format."""
+        return any(name != "float32" for name in self.formats)
 
 
 def variant_of(

@@ -46,13 +46,21 @@ from descend.optim.checks import (
 )
 from descend.optim.listed import ListedStep
 from descend.optim.loading import (
-    check_loaded_state,
     counters_as_tensors,
+    load_converted,
     restore_settings,
     saved_settings,
 )
 from descend.optim.param_state import ensure_state, remove_created_state
 from descend.optim.plan import GroupPlan
+from descend.optim.precision import (
+    ARGUMENT_DOCS,
+    STATE_DICT_KEY,
+    BlockCoding,
+    requested_precision,
+    saved_formats,
+    with_precision_arguments,
+)
 from descend.rules.spec import Rule, plain_value
 
 #: What an optimizer does when a gradient holds inf or NaN.
@@ -97,7 +105,12 @@ class RuleOptimizer(torch.optim.Optimizer):
       (for-loop) path. Kernel threads follow ``torch.get_num_threads()`` unless
       ``$DESCEND_NUM_THREADS`` is set.
 
-    Both settings survive ``load_state_dict``, ``copy.deepcopy`` and pickling.
+    - ``state_precision`` and ``seed``: how the state is stored (``"float32"``, ``"bfloat16"``
+      with stochastic rounding, ``"bf16+ecc"``, blockwise ``"int8"``, for every slot or per
+      slot) and the seed of the rounding's random stream; see :mod:`descend.optim.precision`.
+      Every subclass's constructor takes them (added to its signature when it is defined).
+
+    These settings survive ``load_state_dict``, ``copy.deepcopy`` and pickling.
     """
 
     rule: ClassVar[Rule]
@@ -119,6 +132,18 @@ class RuleOptimizer(torch.optim.Optimizer):
     #: learning rate, and the arguments it needs besides the hyperparameters both share; used by
     #: benchmarks and tests to find the reference of each optimizer.
     torch_equivalent: ClassVar[tuple[str, dict[str, Any]] | None] = None
+    #: Constructor arguments the generated docstrings describe besides the hyperparameters.
+    argument_docs: ClassVar[dict[str, Any]] = dict(ARGUMENT_DOCS)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give the subclass's constructor ``state_precision`` and ``seed``."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_precision_arguments", False):
+            cls.__init__ = with_precision_arguments(init)  # type: ignore[method-assign]
+        own = cls.__dict__.get("argument_docs")
+        if own is not None:
+            cls.argument_docs = {**own, **ARGUMENT_DOCS}
 
     def __init__(
         self,
@@ -134,6 +159,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                 f"{', '.join(map(repr, NONFINITE_MODES))}"
             )
         check_torch_arguments(self.rule, defaults)
+        self._precision = requested_precision(self)
+        self._stream_step = 0
         self._executors: tuple[Executor, ...] = executors_for(backend)
         self.nonfinite = nonfinite
         self.backend = backend
@@ -143,6 +170,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         # (Named, not super(): a drop-in class also derives from its torch.optim class, whose
         # __init__ takes that class's arguments.)
         torch.optim.Optimizer.__init__(self, params, defaults)
+        rules = [self.rule, *(self.rule_for(group) for group in self.param_groups)]
+        self._precision.check_slots(rules, type(self).__name__)
         if self.eager_state:
             for group in self.param_groups:
                 hypers = self.rule_hypers(group)
@@ -242,20 +271,19 @@ class RuleOptimizer(torch.optim.Optimizer):
         saved = super().state_dict()
         if self.nonfinite != "propagate" or self.skipped_steps:
             saved["skipped_steps"] = self.skipped_steps
+        if self._precision.compressed:
+            saved[STATE_DICT_KEY] = saved_formats(self)
         return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict saved by this class or by the matching ``torch.optim`` class.
 
         Every state tensor is checked against its parameter first: a checkpoint of another
-        model raises ``ValueError`` naming the parameter, and nothing changes.
+        model raises ``ValueError`` naming the parameter, and nothing changes. State in
+        another storage format is converted into this optimizer's
+        (:func:`~descend.optim.loading.load_converted`).
         """
-        check_loaded_state(self, state_dict)
-        skipped = int(state_dict.get("skipped_steps", 0))
-        super().load_state_dict(
-            {key: value for key, value in state_dict.items() if key != "skipped_steps"}
-        )
-        self.skipped_steps = skipped
+        load_converted(self, state_dict, super().load_state_dict)
 
     # -- the step -----------------------------------------------------------------------------
 
@@ -313,6 +341,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise
         self._created_keys = []
         # ... then change it.
+        self._stream_step += 1
         for group in self.param_groups:
             group.update(advanced.get(id(group), ()))
         for run in runs:
@@ -435,6 +464,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             self._unstepped,
             wait_for_kernels=self.backend != "auto",
             compiled=compiled,
+            coding=BlockCoding(self) if self._precision.compressed else None,
         )
         self._plans[id(group)] = plan
         return plan

@@ -25,12 +25,14 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from descend.kernels.codecs import INT8_BLOCK
 from descend.kernels.executor import Executor
 from descend.kernels.state import StepKey, StepState
 from descend.kernels.table import TensorTable
 from descend.kernels.variant import Variant
 from descend.optim import sharded
 from descend.optim.checks import Label, check_gradient, dtype_name
+from descend.optim.precision import BlockCoding, Coded
 from descend.rules.spec import Rule
 
 #: What a step's launch needs for one (step, products) key: kernel (``None`` while it loads),
@@ -94,8 +96,19 @@ class Block:
         slot_names: list[str],
         step_dtype: torch.dtype,
         first: Sequence[bool],
+        formats: tuple[str, ...] = (),
+        coding: BlockCoding | None = None,
     ) -> None:
         self.executor = executor
+        #: Each rule slot's storage format (empty: all in the parameters' dtype); then
+        #: ``slot_names`` are the state keys of the slots' storage tensors.
+        self.formats = formats
+        self.coding = coding
+        #: (table row, slot number) of the key of each compressed slot's random stream.
+        self.keyed = [
+            (2 + len(slot_names) + k, number)
+            for k, number in enumerate(i for i, name in enumerate(formats) if name != "float32")
+        ]
         self.params = params
         self.states = states
         self.slot_names = slot_names
@@ -103,12 +116,17 @@ class Block:
         self.dtype = params[0].dtype
         self.dtype_name = dtype_name(self.dtype)
         #: What a compiled kernel of this block depends on besides the rule's variant.
-        self.kind = (executor.name, self.dtype_name)
+        self.kind = (executor.name, self.dtype_name, formats)
         #: Whether some tensors are DTensors: the kernel walks their local shards, read afresh
         #: every step (see :mod:`descend.optim.sharded`).
         self.sharded = sharded.any_dtensor(params)
         local = sharded.local_tensors(params)
-        self.table = TensorTable([p.numel() for p in local], 2 + len(slot_names), params[0].device)
+        self.table = TensorTable(
+            [p.numel() for p in local],
+            2 + len(slot_names) + len(self.keyed),
+            params[0].device,
+            align=INT8_BLOCK if "int8" in formats else 1,
+        )
         self.table.addresses[0] = [p.data_ptr() for p in local]
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in sharded.local_tensors(tensors)]
@@ -241,6 +259,9 @@ class Block:
 
         def commit() -> None:
             self.step_state.commit(after)
+            if self.keyed and self.coding is not None:
+                for row, number in self.keyed:
+                    self.table.addresses[row] = self.coding.keys(self.params, number)
             if indices is None:
                 self.table.addresses[1] = grad_addresses
             else:
@@ -264,16 +285,23 @@ class Block:
         names = [slot.name for slot in rule.slots]
         for row, (_, _, _, scalars) in enumerate(rows):
             params, grads, slots = [], [], []
+            pending: list[tuple[Coded, list[torch.Tensor | None]]] = []
             for position, k in enumerate(chosen):
                 if tensor_row[position] != row:
                     continue
                 param, state = self.params[k], self.states[k]
                 slot_list = [state[name] if name in self.slot_names else None for name in names]
+                coded = self.coding.coded(param, state, rule) if self.coding else None
+                if coded is not None:
+                    slot_list = coded.decoded(slot_list)
+                    pending.append((coded, slot_list))
                 param, grad, slot_list = sharded.local_operands(param, param.grad, slot_list)
                 params.append(param)
                 grads.append(grad)
                 slots.append(slot_list)
             reference.step(rule, None, scalars, params, grads, slots)
+            for coded, decoded in pending:
+                coded.store(decoded)
 
 
 def _walkable_gradient(

@@ -97,6 +97,9 @@ def check_parameter(optimizer: RuleOptimizer, param: torch.Tensor, where: str, r
             f"parameters only{optimizer.stage_hint}"
         )
     sharded.check_parameter(param, where, owner, rule.stage is not None)
+    precision = optimizer.__dict__.get("_precision")
+    if precision is not None:
+        precision.check_parameter(param, where)
     if optimizer._executor_for(param) is None:
         (executor,) = optimizer._executors
         raise ValueError(

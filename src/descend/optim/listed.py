@@ -28,14 +28,16 @@ from descend.optim.checks import (
     check_representable,
 )
 from descend.optim.param_state import ensure_state
+from descend.optim.precision import Coded, coded
 from descend.rules.spec import Rule, plain_value
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
 
 #: One list call of a step: executor, the values the scalars were computed from, the step,
-#: the scalars, the parameters, gradients and slots it updates, and their whole states (for a
-#: stage's matrix state).
+#: the scalars, the parameters, gradients and slots it updates, their whole states (for a
+#: stage's matrix state) and each parameter's compressed slots, if any (see
+#: :mod:`descend.optim.precision`).
 Call = tuple[
     Executor,
     dict[str, Any],
@@ -45,9 +47,12 @@ Call = tuple[
     list[torch.Tensor],
     list[list[torch.Tensor | None]],
     list[dict[str, Any]],
+    list[Coded | None],
 ]
-#: A parameter whose gradient is sparse: parameter, gradient, slots and scalars.
-SparseEntry = tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], Mapping[str, Any]]
+#: A parameter whose gradient is sparse: parameter, gradient, slots, scalars, compressed slots.
+SparseEntry = tuple[
+    torch.Tensor, torch.Tensor, list[torch.Tensor | None], Mapping[str, Any], Coded | None
+]
 
 
 class ListedStep:
@@ -114,6 +119,7 @@ class ListedStep:
                 list[torch.Tensor],
                 list[list[torch.Tensor | None]],
                 list[dict[str, Any]],
+                list[Coded | None],
             ],
         ] = {}
         sparse: list[SparseEntry] = []
@@ -125,8 +131,9 @@ class ListedStep:
                 for name in slot_names
             ]
             step = keys[row][0]
+            compressed = coded(self.optimizer, param, entries, rule)
             if grad.is_sparse:
-                sparse.append((param, grad, slots, rule.scalars(step_hypers, step)))
+                sparse.append((param, grad, slots, rule.scalars(step_hypers, step), compressed))
                 continue
             if not differentiable:
                 param, grad, slots = sharded.local_operands(param, grad, slots)
@@ -137,33 +144,50 @@ class ListedStep:
                 get_executor("reference") if differentiable else self.optimizer._executor_for(param)
             )
             assert executor is not None, "every listed parameter has an executor"
-            bucket = buckets.setdefault((int(row), executor), ([], [], [], []))
+            bucket = buckets.setdefault((int(row), executor), ([], [], [], [], []))
             bucket[0].append(param)
             bucket[1].append(grad)
             bucket[2].append(slots)
             bucket[3].append(entries or {})
+            bucket[4].append(compressed)
         calls: list[Call] = []
-        for (row, executor), (params, grads, slot_lists, states) in buckets.items():
+        for (row, executor), (params, grads, slot_lists, states, codings) in buckets.items():
             step = keys[row][0]
             values = after.values(step_hypers, keys[row])
             scalars = rule.scalars(values, step, differentiable)
             for dtype in {p.dtype for p in params}:
                 check_representable(plain, scalars, dtype)
             executor.check_ready()
-            calls.append((executor, values, step, scalars, params, grads, slot_lists, states))
+            calls.append(
+                (executor, values, step, scalars, params, grads, slot_lists, states, codings)
+            )
 
         def commit() -> None:
             # The updates first: they read no counter, and a kernel that fails to compile
-            # then leaves the counters as they were.
-            for executor, values, step, scalars, params, grads, slot_lists, states in calls:
+            # then leaves the counters as they were. Compressed slots are decoded for the
+            # rule and encoded again after it.
+            for call in calls:
+                executor, values, step, scalars, params, grads, slot_lists, states, codings = call
+                if any(codings):
+                    slot_lists = [
+                        slots if c is None else c.decoded(slots)
+                        for c, slots in zip(codings, slot_lists, strict=True)
+                    ]
                 if rule.stage is not None:
                     operands = (params, grads, slot_lists, states)
                     grads = run_stage(rule, executor, values, step, *operands)
                 executor.step(rule, None, scalars, params, grads, slot_lists)
                 if rule.stage is not None and rule.stage.refresh_after_update:
                     refresh_matrices(rule, values, step, states)
-            for param, grad, slots, scalars in sparse:
+                for c, slots in zip(codings, slot_lists, strict=True):
+                    if c is not None:
+                        c.store(slots)
+            for param, grad, slots, scalars, compressed in sparse:
+                if compressed is not None:
+                    slots = compressed.decoded(slots)
                 self._step_sparse(param, grad, slots, scalars)
+                if compressed is not None:
+                    compressed.store(slots)
             state.commit(after)
             self.optimizer._unstepped.difference_update(id(param) for param, _ in self.entries)
 

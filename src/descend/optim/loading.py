@@ -4,16 +4,51 @@ anything, how loaded state is brought to what a step expects, and the constructo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from descend.optim import sharded
 from descend.optim.checks import describe, step_dtype
+from descend.optim.precision import (
+    STATE_DICT_KEY,
+    StatePrecision,
+    encode_loaded,
+    loaded_storage,
+    plain_state_dict,
+)
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
+
+
+def load_converted(
+    optimizer: RuleOptimizer,
+    state_dict: Mapping[str, Any],
+    load: Callable[[dict[str, Any]], None],
+) -> None:
+    """Load ``state_dict`` into ``optimizer`` with torch's ``load`` after checking it
+    (:func:`check_loaded_state`), converting its state into the optimizer's storage formats.
+
+    Compressed slots are decoded first (so torch loads, and casts, plain values); then each
+    slot is stored in the optimizer's format, the checkpoint's own storage kept where it is
+    in that format already. The random stream continues from the checkpoint's stream step.
+    """
+    kept: Mapping[Any, Any] = {}
+    record = None
+    if isinstance(state_dict, Mapping):
+        kept = loaded_storage(state_dict)
+        record = state_dict.get(STATE_DICT_KEY)
+        state_dict = plain_state_dict(state_dict)
+    check_loaded_state(optimizer, state_dict)
+    skipped = int(state_dict.get("skipped_steps", 0))
+    load({key: value for key, value in state_dict.items() if key != "skipped_steps"})
+    optimizer.skipped_steps = skipped
+    if isinstance(record, Mapping):
+        optimizer._stream_step = int(record.get("stream_step", optimizer._stream_step))
+    saved_ids = [key for group in state_dict["param_groups"] for key in group["params"]]
+    encode_loaded(optimizer, saved_ids, kept)
 
 
 def check_loaded_state(optimizer: RuleOptimizer, state_dict: Mapping[str, Any]) -> None:
@@ -113,6 +148,8 @@ def saved_settings(optimizer: RuleOptimizer) -> dict[str, Any]:
         nonfinite=optimizer.nonfinite,
         backend=optimizer.backend,
         skipped_steps=optimizer.skipped_steps,
+        _precision=optimizer._precision,
+        _stream_step=optimizer._stream_step,
     )
     settings.update({name: getattr(optimizer, name) for name in optimizer.extra_settings})
     return settings
@@ -126,5 +163,7 @@ def restore_settings(optimizer: RuleOptimizer, state: dict[str, Any]) -> None:
     optimizer.nonfinite = state.pop("nonfinite", current.get("nonfinite", "propagate"))
     optimizer.backend = state.pop("backend", current.get("backend", "auto"))
     optimizer.skipped_steps = state.pop("skipped_steps", current.get("skipped_steps", 0))
+    optimizer._precision = state.pop("_precision", current.get("_precision") or StatePrecision())
+    optimizer._stream_step = state.pop("_stream_step", current.get("_stream_step", 0))
     for name in optimizer.extra_settings:
         setattr(optimizer, name, state.pop(name, current.get(name)))

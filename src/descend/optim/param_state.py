@@ -17,6 +17,7 @@ import torch
 
 from descend.optim import sharded
 from descend.optim.checks import describe, step_dtype
+from descend.optim.precision import check_stored, encode_slot, initial_key, stored_format
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
@@ -53,13 +54,22 @@ def ensure_state(
             state[product.name] = torch.tensor(product.initial, dtype=step_dtype())
             created_keys.append((param, product.name))
     created = False
+    precision = optimizer._precision
     for slot in slots:
         tensor = state.get(slot.name)
+        codec = precision.codec(slot.name, param) if precision.compressed else None
         if tensor is None:
             state[slot.name] = slot.initial(param, hypers)
+            if codec is not None and codec.storage is not None:
+                number = rule.slots.index(slot)
+                key = initial_key(optimizer, param, number)
+                added = encode_slot(state, slot.name, codec, state[slot.name], key)
+                created_keys += [(param, name) for name in added if name != slot.name]
             created_keys.append((param, slot.name))
             created = True
             optimizer._unstepped.add(id(param))
+        elif codec is not None and stored_format(state, slot.name, param) != "float32":
+            check_stored(state, slot.name, codec, param, optimizer._label)
         elif (
             not isinstance(tensor, torch.Tensor)
             or tensor.shape != param.shape

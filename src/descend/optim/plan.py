@@ -25,11 +25,13 @@ tensor as it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from descend.kernels.coded import storage_names
 from descend.kernels.executor import Executor
 from descend.kernels.state import StepKey
 from descend.kernels.table import flat_compatible
@@ -37,6 +39,7 @@ from descend.kernels.variant import runtime_row, variant_of
 from descend.optim import sharded
 from descend.optim.block import Block, LaunchRow, identical
 from descend.optim.checks import Label, check_representable
+from descend.optim.precision import BlockCoding
 from descend.rules.spec import Rule, plain_value
 
 #: Returned by :meth:`GroupPlan.prepare` when the plan no longer describes the group.
@@ -70,6 +73,7 @@ class GroupPlan:
         first: set[int],
         wait_for_kernels: bool = True,
         compiled: bool = True,
+        coding: BlockCoding | None = None,
     ) -> None:
         self.group = group
         self.rule = rule
@@ -79,6 +83,9 @@ class GroupPlan:
         self.active = tuple(slot.active(hypers) for slot in rule.slots)
         slot_names = [slot.name for slot, on in zip(rule.slots, self.active, strict=True) if on]
         by_kind: dict[tuple[Any, ...], tuple[list[torch.Tensor], list[dict[str, Any]]]] = {}
+        #: The storage format of each slot of the parameters of a kind (see
+        #: :mod:`descend.optim.precision`), and the state keys its kernel walks.
+        kind_formats: dict[tuple[Any, ...], tuple[tuple[str, ...], list[str]]] = {}
         executors: dict[tuple[Any, ...], Executor] = {}
         #: Parameters with state that no compiled executor walks directly.
         self.leftover: set[int] = set()
@@ -100,16 +107,31 @@ class GroupPlan:
             if needed and any(name not in state for name in needed):
                 continue
             executor = executor_of(param)
-            tensors = [param, *(state[name] for name in slot_names)]
+            formats = coding.formats(param, rule, self.active) if coding is not None else ()
+            coded = any(name != "float32" for name in formats)
+            names = slot_names
+            if coded:
+                names = [
+                    name
+                    for slot, on, format in zip(rule.slots, self.active, formats, strict=True)
+                    if on
+                    for name in storage_names(slot.name, format)
+                ]
+                if any(name not in state for name in names):
+                    self.leftover.add(id(param))
+                    continue
+            tensors = [param, *(state[name] for name in names)]
             if (
                 executor is not None
                 and executor.compiled
+                and (not coded or (executor.codecs and param.is_contiguous()))
                 and flat_compatible(sharded.local_tensors(tensors))
             ):
                 # One block (one address table, one launch) never spans two devices, nor
-                # running products held in two dtypes.
+                # running products held in two dtypes, nor two storage formats.
                 products = tuple(state[product.name].dtype for product in rule.products)
-                kind = (executor.name, param.dtype, param.device, products)
+                kind = (executor.name, param.dtype, param.device, products, formats * coded)
+                kind_formats[kind] = (formats * coded, names)
                 executors[kind] = executor
                 params, states = by_kind.setdefault(kind, ([], []))
                 params.append(param)
@@ -122,9 +144,11 @@ class GroupPlan:
                 rule,
                 params,
                 states,
-                slot_names,
+                kind_formats[kind][1],
                 step_dtype,
                 [id(p) in first for p in params],
+                kind_formats[kind][0],
+                coding,
             )
             for kind, (params, states) in by_kind.items()
         ]
@@ -210,6 +234,8 @@ class GroupPlan:
                 scalars = self.rule.scalars(block.step_state.values(hypers, step_key), step)
                 check_representable(plain, scalars, block.dtype)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
+                if block.formats:
+                    variant = replace(variant, formats=block.formats)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
                 if self.wait_for_kernels:
                     kernel = block.executor.kernel(self.rule, variant)

@@ -1,0 +1,180 @@
+"""The storage codecs of optimizer state: round trips, block edge cases, unbiased rounding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from descend.kernels.codecs import (
+    CODECS,
+    FORMATS,
+    INT8_BLOCK,
+    code_tables,
+    element_bits,
+    get_codec,
+    mix32,
+    stream_key,
+)
+
+FINITE32 = st.floats(
+    min_value=-(2.0**100), max_value=2.0**100, allow_nan=False, allow_subnormal=True, width=32
+)
+
+
+def _round_trip(name: str, values: np.ndarray, key: int = 7) -> torch.Tensor:
+    codec = CODECS[name]
+    return codec.decode(codec.encode(torch.from_numpy(values), key))
+
+
+def _bf16_ulp(values: torch.Tensor) -> torch.Tensor:
+    """The spacing of bf16 numbers at ``values`` (normal range)."""
+    exponent = torch.floor(torch.log2(values.abs().double().clamp_min(2.0**-126)))
+    return 2.0 ** (exponent - 7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.integers(1, 600), elements=FINITE32))
+def test_bf16_formats_stay_within_their_rounding(values):
+    exact = torch.from_numpy(values).double()
+    ulp = _bf16_ulp(exact)
+    stochastic = _round_trip("bfloat16", values).double()
+    nearest = _round_trip("bfloat16-nearest", values).double()
+    assert bool(((stochastic - exact).abs() < ulp * (1 + 1e-6)).all())
+    assert bool(((nearest - exact).abs() <= ulp / 2).all())
+    assert torch.equal(nearest.float(), torch.from_numpy(values).bfloat16().float())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        st.integers(1, 600),
+        elements=st.floats(2.0**-100, 2.0**100, width=32)
+        | st.floats(-(2.0**100), -(2.0**-100), width=32),
+    )
+)
+def test_bf16_ecc_decodes_with_relative_error_near_two_to_minus_16(values):
+    exact = torch.from_numpy(values).double()
+    decoded = _round_trip("bf16+ecc", values).double()
+    assert float(((decoded - exact).abs() / exact.abs()).max()) <= 2.0**-15.9
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float32, st.integers(1, 3 * INT8_BLOCK), elements=FINITE32))
+def test_int8_error_is_within_half_a_code_gap_of_each_blocks_scale(values):
+    signed, _, unsigned, _ = code_tables()
+    widest = max(np.diff(signed).max(), np.diff(unsigned).max()) / 2
+    exact = torch.from_numpy(values).double()
+    decoded = _round_trip("int8", values).double()
+    padded = torch.zeros(-(-len(values) // INT8_BLOCK) * INT8_BLOCK, dtype=torch.float64)
+    padded[: len(values)] = exact
+    absmax = padded.view(-1, INT8_BLOCK).abs().amax(dim=1).repeat_interleave(INT8_BLOCK)
+    bound = absmax[: len(values)] * (widest * (1 + 1e-5)) + 1e-45
+    assert bool(((decoded - exact).abs() <= bound).all())
+
+
+def test_int8_blocks_edge_cases():
+    codec = CODECS["int8"]
+    values = torch.zeros(5 * INT8_BLOCK)
+    values[INT8_BLOCK : 2 * INT8_BLOCK] = torch.linspace(-1e-3, 1e-3, INT8_BLOCK)
+    values[INT8_BLOCK + 3] = 1e30  # one huge value in block 1
+    values[2 * INT8_BLOCK : 3 * INT8_BLOCK] = 1e-42  # subnormals
+    values[3 * INT8_BLOCK : 4 * INT8_BLOCK] = torch.rand(INT8_BLOCK)
+    clean = codec.encode(values, 0)
+    values[4 * INT8_BLOCK + 5] = math.nan
+    poisoned = codec.encode(values, 0)
+    decoded = codec.decode(poisoned)
+    assert torch.equal(decoded[:INT8_BLOCK], torch.zeros(INT8_BLOCK))  # all zeros stay zero
+    assert float(poisoned[1][0]) == 0.0
+    assert float(decoded[INT8_BLOCK + 3]) == pytest.approx(1e30, rel=1e-6)
+    assert float(decoded[2 * INT8_BLOCK]) == pytest.approx(1e-42, rel=0.01)
+    # A NaN poisons its own block's scale, no other block's.
+    assert math.isnan(float(poisoned[1][4]))
+    assert bool(decoded[4 * INT8_BLOCK :].isnan().all())
+    assert torch.equal(poisoned[1][:4], clean[1][:4])
+    assert torch.equal(poisoned[0][: 4 * INT8_BLOCK], clean[0][: 4 * INT8_BLOCK])
+
+
+def test_int8_uses_the_unsigned_map_for_non_negative_blocks():
+    codec = CODECS["int8"]
+    values = torch.rand(2 * INT8_BLOCK)
+    values[INT8_BLOCK] = -0.5
+    _, scale = codec.encode(values, 0)
+    assert float(scale[0]) < 0 < float(scale[1])  # negated scale: the unsigned map
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "bfloat16-nearest", "bf16+ecc"])
+def test_special_values_survive_bf16_formats(name):
+    values = np.array([np.inf, -np.inf, np.nan, 0.0, 3.0e38, -1e-40], dtype=np.float32)
+    decoded = _round_trip(name, values)
+    assert decoded[0] == math.inf and decoded[1] == -math.inf and math.isnan(decoded[2])
+    assert decoded[3] == 0.0 and math.isfinite(decoded[4])
+
+
+def test_stochastic_rounding_is_unbiased_and_nearest_is_not():
+    # 1 + 2**-10 lies an eighth of the way from 1 to the next bf16 number, 1 + 2**-7.
+    value = 1.0 + 2.0**-10
+    count = 400_000
+    values = torch.full((count,), value)
+    stochastic = CODECS["bfloat16"].decode(CODECS["bfloat16"].encode(values, 11)).double()
+    p = 1 / 8
+    sigma = 2.0**-7 * math.sqrt(p * (1 - p) / count)
+    assert abs(float(stochastic.mean()) - value) < 4 * sigma
+    nearest = CODECS["bfloat16-nearest"].decode(CODECS["bfloat16-nearest"].encode(values, 11))
+    assert float(nearest.double().mean()) == 1.0  # the small part is lost every time
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(-(2.0**60), 2.0**60, width=32).filter(lambda x: x != 0), st.integers(0, 2**31))
+def test_stochastic_rounding_mean_is_the_value(value, seed):
+    count = 4000
+    codec = CODECS["bfloat16"]
+    values = torch.full((count,), value)
+    mean = float(codec.decode(codec.encode(values, stream_key(seed, 1, 0, 0))).double().mean())
+    spread = float(_bf16_ulp(torch.tensor([value]).double())[0])
+    # A rounding lies within one ulp below or above: its standard deviation is under ulp / 2.
+    assert abs(mean - value) <= 5 * (spread / 2) / math.sqrt(count)
+
+
+@pytest.mark.slow
+def test_random_stream_is_one_function_for_python_numpy_torch_and_numba():
+    numba = pytest.importorskip("numba")
+    index = np.arange(0, 1 << 20, 977, dtype=np.int64)
+    key = stream_key(5, 3, 2, 1)
+    from_numpy = element_bits(key, index)
+    from_torch = element_bits(key, torch.from_numpy(index)).numpy()
+    from_python = np.array([element_bits(key, int(i)) for i in index[:50]])
+    mixer = numba.njit(mix32)
+    compiled = numba.njit(lambda k, i: mixer(mixer(i) ^ k))
+    from_numba = np.array([compiled(key, i) for i in index[:50]])
+    assert np.array_equal(from_numpy, from_torch)
+    assert np.array_equal(from_numpy[:50], from_python)
+    assert np.array_equal(from_numpy[:50], from_numba)
+    # 32 bits that look uniform: over a million elements each bit is set half the time
+    # (standard deviation 0.0005).
+    every = element_bits(key, np.arange(1 << 20, dtype=np.int64))
+    bits = (every[:, None] >> np.arange(32)) & 1
+    assert np.all(np.abs(bits.mean(axis=0) - 0.5) < 0.003)
+    assert len({stream_key(0, step, 0, 0) for step in range(1000)}) == 1000
+
+
+def test_dynamic_maps_span_seven_decades():
+    signed, signed_mid, unsigned, unsigned_mid = code_tables()
+    for table, middles in ((signed, signed_mid), (unsigned, unsigned_mid)):
+        assert len(np.unique(table)) == 256 and table[-1] == 1.0 and 0.0 in table
+        assert np.all(middles > table[:-1]) and np.all(middles < table[1:])
+        positive = table[table > 0]
+        assert positive.min() < 1e-6 * 1.1 and positive.min() > 1e-7
+    assert signed.min() < -0.99 and unsigned.min() == 0.0
+
+
+def test_unknown_format_names_the_choices():
+    with pytest.raises(ValueError, match=r"'float16' is unknown: expected one of 'float32'"):
+        get_codec("float16")
+    assert set(FORMATS) == set(CODECS)
