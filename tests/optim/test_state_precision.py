@@ -310,3 +310,15 @@ def test_the_fused_kernel_codes_slots_alike_on_several_threads(name, monkeypatch
         _stored_bytes(reference, params), _stored_bytes(fused, fused_params), strict=True
     ):
         assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["Shampoo", "SOAP"])
+@pytest.mark.parametrize("fmt", ["bfloat16", "int8", {"exp_avg": "bf16+ecc"}])
+def test_a_rule_with_matrix_state_refuses_compressed_slots_before_any_state(name, fmt):
+    # SOAP's stage reads and rewrites its second moment in the state itself: compressed, that
+    # slot would be read as raw codes. Both matrix methods refuse, naming the value allowed.
+    if isinstance(fmt, dict) and name == "Shampoo":
+        fmt = {"momentum_buffer": "bf16+ecc"}
+    weight = torch.zeros(8, 4, requires_grad=True)
+    with pytest.raises(ValueError, match=r"not available for .*matrix state.*expected 'float32'"):
+        getattr(descend, name)([weight], state_precision=fmt)

@@ -78,7 +78,18 @@ class StatePrecision:
         )
 
     def check_slots(self, rules: Iterable[Rule], owner: str) -> None:
-        """Refuse a dict entry for a slot none of ``rules`` has, naming the slots they have."""
+        """Refuse a dict entry for a slot none of ``rules`` has, naming the slots they have,
+        and any compressed format for a rule with matrix state: its matrix stage reads and
+        rewrites its slots in the state itself (SOAP's second moment, projected onto each new
+        eigenbasis), outside the decode and encode around the elementwise update."""
+        rules = list(rules)
+        matrix = sorted({rule.name for rule in rules if rule.stage and rule.stage.matrices})
+        if self.compressed and matrix:
+            raise ValueError(
+                f"state_precision={self.request!r} is not available for {owner}: its rule "
+                f"({', '.join(matrix)}) keeps matrix state that its matrix stage reads beside "
+                "its slots; expected 'float32'"
+            )
         names = sorted({slot.name for rule in rules for slot in rule.slots})
         for slot in self.by_slot:
             if slot not in names:
