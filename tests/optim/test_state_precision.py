@@ -16,7 +16,15 @@ from descend.optim.precision import STATE_DICT_KEY, plain_state_dict, state_nbyt
 
 COMPRESSED = [name for name in FORMATS if name != "float32"]
 #: Every optimizer class once (a class runs one rule; Muon steps 2-D parameters).
-CLASSES = sorted({cls for cls in optimizer_classes().values()}, key=lambda cls: cls.__name__)
+CLASSES = sorted(
+    # A rule with matrix state keeps float32 state (see the refusal test at the end).
+    {
+        cls
+        for cls in optimizer_classes().values()
+        if not (cls.rule is not None and cls.rule.stage and cls.rule.stage.matrices)
+    },
+    key=lambda cls: cls.__name__,
+)
 #: Arguments that give a class's rule a slot to store (SGD keeps none without momentum).
 SLOTTED = {"SGD": {"momentum": 0.9}}
 SHAPE = (64, 80)  # 5120 elements: above the int8 threshold, 20 blocks
