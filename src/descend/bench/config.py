@@ -14,6 +14,17 @@ if TYPE_CHECKING:
     from descend.bench.training import EpochMetrics
 
 
+def check_budget(trials: int, seeds: int, epochs: int | None) -> None:
+    """Refuse a budget no run can have: fewer than 0 tuning trials, fewer than 1 seed, or fewer
+    than 1 epoch (``None`` keeps each task's own), naming the value and what is allowed."""
+    if trials < 0:
+        raise ValueError(f"trials={trials!r} is invalid: expected >= 0")
+    if seeds < 1:
+        raise ValueError(f"seeds={seeds!r} is invalid: expected >= 1")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"epochs={epochs!r} is invalid: expected >= 1")
+
+
 @dataclass
 class BenchConfig:
     """How a benchmark runs.
@@ -45,12 +56,7 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if self.trials < 0:
-            raise ValueError(f"trials={self.trials!r} is invalid: expected >= 0")
-        if self.seeds < 1:
-            raise ValueError(f"seeds={self.seeds!r} is invalid: expected >= 1")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs!r} is invalid: expected >= 1")
+        check_budget(self.trials, self.seeds, self.epochs)
         if self.sampler not in SAMPLERS:
             raise unknown_name("sampler", self.sampler, SAMPLERS)
         if self.pruner not in PRUNERS:

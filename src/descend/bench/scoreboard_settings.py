@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from descend.bench.config import check_budget
 from descend.bench.tasks import task_names
 from descend.suggest import unknown_name
 
@@ -114,12 +115,7 @@ class ScoreboardConfig:
             self.trials = QUICK_TRIALS if self.quick else DEFAULT_TRIALS
         if self.seeds is None:
             self.seeds = QUICK_SEEDS if self.quick else DEFAULT_SEEDS
-        if self.trials < 0:
-            raise ValueError(f"trials={self.trials!r} is invalid: expected >= 0")
-        if self.seeds < 1:
-            raise ValueError(f"seeds={self.seeds!r} is invalid: expected >= 1")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs!r} is invalid: expected >= 1")
+        check_budget(self.trials, self.seeds, self.epochs)
         if not self.study or ":" in self.study:
             raise ValueError(
                 f"study name {self.study!r} is invalid: expected a non-empty name without ':'"

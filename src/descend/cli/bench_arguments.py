@@ -192,6 +192,12 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "share the budget (default bench)",
     )
     add_task_options(parser)
+    add_run_options(parser)
+    return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--no-report``, which every command that trains tasks takes."""
     parser.add_argument(
         "--threads",
         type=positive_int,
@@ -199,7 +205,6 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="torch CPU threads (default 1: fastest for the small models)",
     )
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    return parser
 
 
 def add_lr_find_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from descend.bench.scoreboard_settings import (
     workload_names,
 )
 from descend.cli.arguments import non_empty, non_negative_int, positive_int
-from descend.cli.bench_arguments import add_task_options, given_task_options
+from descend.cli.bench_arguments import add_run_options, add_task_options, given_task_options
 from descend.suggest import unknown_name
 
 
@@ -97,13 +97,7 @@ def add_scoreboard_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
         "runs (default scoreboard)",
     )
     add_task_options(parser)
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        default=1,
-        help="torch CPU threads (default 1: fastest for the small models)",
-    )
-    parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    add_run_options(parser)
     return parser
 
 
