@@ -127,8 +127,19 @@ def test_workers_share_the_budget_and_survive_a_killed_worker(database, tmp_path
             running = _running_trials(database)
             seen = [pid for pid in running if pid in alive]
             if seen:
-                victim, killed_trial = alive[seen[0]], running[seen[0]]
-                os.kill(victim.pid, signal.SIGKILL)
+                # Frozen first, then read again: a trial seen running may have finished by the
+                # time a kill lands (trials take a second here), and then nothing is left to
+                # mark. A worker still mid-trial once stopped is killed there; one that had
+                # moved on is let go and the watch goes on.
+                pid = seen[0]
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.3)  # a commit already sent reaches the database
+                still = _running_trials(database).get(pid)
+                if still is None:
+                    os.kill(pid, signal.SIGCONT)
+                    continue
+                victim, killed_trial = alive[pid], still
+                os.kill(pid, signal.SIGKILL)
                 victim.wait()  # reaped: the other workers see a dead process, not a zombie
                 break
             time.sleep(0.05)
