@@ -163,6 +163,27 @@ class SuiteRunner:
             len(suite_lrs(spec, self.trials)) + self.seeds for spec in specs for _ in problems
         )
 
+    def _ahead(self, study: optuna.Study, trial: optuna.Trial, key: str) -> list:
+        """The earlier trials claiming run ``key``. A trial is created before its key is
+        written, so an earlier running trial without a key yet may be claiming this very run:
+        it is waited for (or reclaimed, if its worker died) before anything is decided, or two
+        workers that ask at the same moment would both run it."""
+        while True:
+            earlier = [
+                other
+                for other in study.get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+                )
+                if other.number < trial.number
+            ]
+            if not any(
+                other.state == TrialState.RUNNING and "key" not in other.user_attrs
+                for other in earlier
+            ):
+                return [other for other in earlier if other.user_attrs.get("key") == key]
+            storage_layer.reclaim_stale(study, self.storage)
+            time.sleep(0.05)
+
     def _run_once(self, study: optuna.Study, key: str, run: Callable[[], Any]) -> dict[str, Any]:
         """The stored result of run ``key``, running it first when no worker has."""
         while True:
@@ -177,11 +198,7 @@ class SuiteRunner:
             trial = ask(study)
             trial_id = storage_layer.claim(trial, study, self.storage)
             trial.set_user_attr("key", key)
-            ahead = [
-                other
-                for other in _keyed(study, key, (TrialState.COMPLETE, TrialState.RUNNING))
-                if other.number < trial.number
-            ]
+            ahead = self._ahead(study, trial, key)
             if ahead:  # another worker claimed the same run first: step back
                 trial.set_user_attr("failed_because", OVER_BUDGET)
                 study.tell(trial, state=TrialState.FAIL)
