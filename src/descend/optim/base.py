@@ -32,17 +32,18 @@ from descend.kernels.state import StepState
 from descend.optim import sharded
 from descend.optim.checks import (
     ComplexParameterError,
+    ListedOnceCheck,
     NonFiniteGradientError,
     check_counters,
     check_existing_state,
     check_gradients,
-    check_listed_once,
     check_new_group,
     check_torch_arguments,
     has_nonfinite_gradient,
     parameter_label,
     same_values,
     step_dtype,
+    with_gradients,
 )
 from descend.optim.listed import ListedStep
 from descend.optim.loading import (
@@ -188,6 +189,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._created_keys: list[tuple[torch.Tensor, str | None]] = []
         self._checked_values: dict[int, tuple[Any, ...]] = {}
         self._unstepped: set[int] = set()
+        self._check_listed_once = ListedOnceCheck()
 
     # -- hyperparameters and parameters -------------------------------------------------------
 
@@ -312,21 +314,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._step(False)
 
     def _step(self, differentiable: bool) -> None:
-        work = [
-            (group, [p for p in group["params"] if p.grad is not None])
-            for group in self.param_groups
-        ]
-        check_listed_once(self.param_groups)
+        work = [(group, *with_gradients(group["params"])) for group in self.param_groups]
+        self._check_listed_once(self.param_groups)
         self._created_keys = []
         try:
             # Check everything first; change nothing until every group is ready.
             ready = [
-                self._prepare_group(group, params, differentiable)
-                for group, params in work
+                self._prepare_group(group, params, differentiable, grads)
+                for group, params, grads in work
                 if params
             ]
             if self.nonfinite != "propagate" and has_nonfinite_gradient(
-                [p for _, params in work for p in params], self.nonfinite, self._label
+                [p for _, params, _ in work for p in params], self.nonfinite, self._label
             ):
                 remove_created_state(self)
                 self.skipped_steps += 1
@@ -395,7 +394,11 @@ class RuleOptimizer(torch.optim.Optimizer):
         return next(i for i, candidate in enumerate(self.param_groups) if candidate is group)
 
     def _prepare_group(
-        self, group: dict[str, Any], params: list[torch.Tensor], differentiable: bool = False
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        differentiable: bool = False,
+        grads: list[torch.Tensor] | None = None,
     ) -> Staged:
         """Check one group's step; return the function that works it out (see
         :meth:`_step`). Every group steps through its plan: compiled blocks where an
@@ -406,10 +409,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         plan = self._plans.get(id(group))
         ready = None
         if plan is not None and plan.covers(group, hypers):
-            ready = plan.prepare(params, self.state, self._label)
+            ready = plan.prepare(params, self.state, self._label, grads)
         if plan is None or ready is None:
             plan = self._new_plan(group, params, hypers, rule, differentiable)
-            ready = plan.prepare(params, self.state, self._label)
+            ready = plan.prepare(params, self.state, self._label, grads)
             if ready is None:
                 raise AssertionError("a freshly built plan does not cover its group")
         check_counters(ready.blocks, self._label)

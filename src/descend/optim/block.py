@@ -10,10 +10,10 @@ per product with a 0-d view in each state dict. Counters and products advance as
 :class:`~descend.kernels.state.StepState` whose arrays share memory with those tensors.
 
 A block is a promise about memory: a kernel writes through the addresses it holds. So every
-step, before anything changes, the block compares cheap metadata of every tensor a kernel will
-touch (address, shape, strides, dtype, device: everything the kernel's address arithmetic
-assumes) with what it was built for (:meth:`Block.current`), and checks each gradient against
-its parameter (:meth:`Block.gradients`).
+step, before anything changes, the block confirms that every tensor a kernel will touch has the
+address, shape, strides, dtype and device it was built for (:meth:`Block.current`, by the cheap
+keys of :mod:`descend.optim.watch`), and checks each gradient against its parameter
+(:meth:`Block.gradients`).
 """
 
 from __future__ import annotations
@@ -31,53 +31,14 @@ from descend.kernels.state import StepKey, StepState
 from descend.kernels.table import TensorTable
 from descend.kernels.variant import Variant
 from descend.optim import sharded
-from descend.optim.checks import Label, check_gradient, dtype_name
+from descend.optim.checks import Label, check_gradient, dtype_name, identical
 from descend.optim.precision import BlockCoding, Coded
+from descend.optim.watch import Watch, layouts, metadata
 from descend.rules.spec import Rule
 
 #: What a step's launch needs for one (step, products) key: kernel (``None`` while it loads),
 #: variant, run-time scalar row and the scalars themselves.
 LaunchRow = tuple[Any, Variant, np.ndarray, Mapping[str, Any]]
-
-
-_data_ptr = torch.Tensor.data_ptr
-_size = torch.Tensor.size
-_stride = torch.Tensor.stride
-_dtype = operator.attrgetter("dtype")
-_device = operator.attrgetter("device")
-
-
-def _metadata(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
-    """Everything a kernel's address arithmetic relies on about tensors it walks by address:
-    where each starts, its shape and strides, its element type and its device.
-
-    Together these fix the set of addresses a kernel touches; a valid tensor with these
-    values lies inside its storage, so a storage swapped or resized shows as another address
-    (``set_`` and ``resize_`` checks keep it so). Read column by column (one C-level pass per
-    attribute), since this runs for every tensor on every step.
-    """
-    return (
-        list(map(_data_ptr, tensors)),
-        list(map(_size, tensors)),
-        list(map(_stride, tensors)),
-        list(map(_dtype, tensors)),
-        list(map(_device, tensors)),
-    )
-
-
-def _layouts(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
-    """What a gradient must share with its parameter: shape, strides, dtype and device."""
-    return (
-        list(map(_size, tensors)),
-        list(map(_stride, tensors)),
-        list(map(_dtype, tensors)),
-        list(map(_device, tensors)),
-    )
-
-
-def identical(a: Sequence[Any], b: Sequence[Any]) -> bool:
-    """Whether two sequences hold the very same objects, in order."""
-    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 class Block:
@@ -130,10 +91,14 @@ class Block:
         self.table.addresses[0] = [p.data_ptr() for p in local]
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in sharded.local_tensors(tensors)]
-        #: Every parameter and state tensor a kernel writes, and their metadata when planned.
-        self.watched = [*params, *(t for tensors in self.slots for t in tensors)]
-        self.watched_metadata = _metadata(self._local(self.watched))
-        self.grad_layout = _layouts(local)
+        #: Every parameter and state tensor a kernel writes, watched (see
+        #: :mod:`descend.optim.watch`); for DTensors, their local shards are read afresh and
+        #: compared in full every step.
+        watched = [*params, *(t for tensors in self.slots for t in tensors)]
+        self.watched = None if self.sharded else Watch(watched)
+        self.watched_tensors = watched
+        self.watched_metadata = metadata(self._local(watched)) if self.sharded else ()
+        self.grad_layout = layouts(local)
         self.counted = rule.counts_steps
         if self.counted:
             self.steps = torch.tensor([float(state["step"]) for state in states], dtype=step_dtype)
@@ -168,16 +133,22 @@ class Block:
     def current(self) -> bool:
         """Whether every parameter and state tensor is still what the plan holds (the plan
         checks that the state dicts themselves were not replaced)."""
-        states = self.states  # None for a parameter without state (a rule that needs none)
-        for name, tensors in zip(self.slot_names, self.slots, strict=True):
-            if not identical([state.get(name) for state in states], tensors):
-                return False
-        if self.counted and not identical([state.get("step") for state in states], self.step_views):
+        states = self.states
+        expected = [
+            *zip(self.slot_names, self.slots, strict=True),
+            *([("step", self.step_views)] if self.counted else []),
+            *((name, views) for name, (_, views) in self.products.items()),
+        ]
+        try:
+            for name, tensors in expected:
+                # One C-level pass per state key (a missing key: the state was edited).
+                if not identical(list(map(operator.itemgetter(name), states)), tensors):
+                    return False
+        except KeyError:
             return False
-        for name, (_, views) in self.products.items():
-            if not identical([state.get(name) for state in states], views):
-                return False
-        return _metadata(self._local(self.watched)) == self.watched_metadata
+        if self.watched is not None:
+            return self.watched.current()
+        return metadata(self._local(self.watched_tensors)) == self.watched_metadata
 
     def _local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         return sharded.local_tensors(tensors) if self.sharded else tensors
@@ -187,9 +158,11 @@ class Block:
         indices: Sequence[int] | np.ndarray | None,
         keep_alive: list[torch.Tensor],
         label: Label,
+        grads: list[torch.Tensor] | None = None,
     ) -> list[int] | None:
-        """Addresses of the current gradients, each checked against its parameter (``None``
-        when one is sparse: such a parameter is stepped apart, after a rebuild).
+        """Addresses of the current gradients (``grads``, of the parameters at ``indices``;
+        read from them if not given), each checked against its parameter (``None`` when one
+        is sparse: such a parameter is stepped apart, after a rebuild).
 
         A gradient of another shape, dtype or device (or a sparse one) raises ``ValueError``
         naming its parameter; one laid out unlike its parameter is walked as a copy in the
@@ -201,13 +174,14 @@ class Block:
             if indices is None
             else tuple([column[k] for k in indices] for column in self.grad_layout)
         )
-        # Every planned parameter the step passes has a gradient.
-        grads = cast(list[torch.Tensor], [p.grad for p in params])
+        if grads is None:
+            # Every planned parameter the step passes has a gradient.
+            grads = cast(list[torch.Tensor], [p.grad for p in params])
         if self.sharded or sharded.any_dtensor(grads):
             params, grads = sharded.local_gradients(params, grads, label)
         try:
-            if _layouts(grads) == expected:
-                return list(map(_data_ptr, grads))
+            if layouts(grads) == expected:
+                return list(map(torch.Tensor.data_ptr, grads))
         except RuntimeError:  # sparse gradients have no strides
             pass
         if any(g.is_sparse for g in grads):

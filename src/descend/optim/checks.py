@@ -9,8 +9,10 @@ Every check raises naming the parameter (through the optimizer's ``label``, whic
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -130,6 +132,40 @@ def check_new_group(
                 else f"param_groups[{group_index}]['params'][{index}]"
             )
             check_parameter(optimizer, param, where, rule)
+
+
+def identical(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Whether two sequences hold the very same objects, in order (one C-level pass)."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
+
+
+_grad = operator.attrgetter("grad")
+
+
+def with_gradients(params: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The parameters that have a gradient, and those gradients, each ``.grad`` read once
+    (the step passes them on rather than reading every ``.grad`` again)."""
+    grads = list(map(_grad, params))
+    if all(map(operator.is_not, grads, repeat(None))):
+        return list(params), grads
+    kept = [(param, grad) for param, grad in zip(params, grads, strict=True) if grad is not None]
+    return [param for param, _ in kept], [grad for _, grad in kept]
+
+
+class ListedOnceCheck:
+    """:func:`check_listed_once`, remembering the lists it passed: while every group lists
+    the very same parameters in the same order as at the last check, a step costs one identity
+    comparison per parameter instead of a set of ids."""
+
+    def __init__(self) -> None:
+        self._checked: list[list[torch.Tensor]] = []
+
+    def __call__(self, groups: Sequence[Mapping[str, Any]]) -> None:
+        lists = [group["params"] for group in groups]
+        if len(lists) == len(self._checked) and all(map(identical, lists, self._checked)):
+            return
+        check_listed_once(groups)
+        self._checked = [list(params) for params in lists]
 
 
 def check_listed_once(groups: Sequence[Mapping[str, Any]]) -> None:

@@ -37,8 +37,8 @@ from descend.kernels.state import StepKey
 from descend.kernels.table import flat_compatible
 from descend.kernels.variant import runtime_row, variant_of
 from descend.optim import sharded
-from descend.optim.block import Block, LaunchRow, identical
-from descend.optim.checks import Label, check_representable
+from descend.optim.block import Block, LaunchRow
+from descend.optim.checks import Label, check_representable, identical
 from descend.optim.precision import BlockCoding
 from descend.rules.spec import Rule, plain_value
 
@@ -167,31 +167,42 @@ class GroupPlan:
         )
 
     def prepare(
-        self, params: list[torch.Tensor], optimizer_state: Mapping[Any, Any], label: Label
+        self,
+        params: list[torch.Tensor],
+        optimizer_state: Mapping[Any, Any],
+        label: Label,
+        grads: list[torch.Tensor] | None = None,
     ) -> Prepared | None:
-        """Check everything the kernels will touch for ``params`` (each has a gradient) and
-        return what :meth:`stage` needs, or :data:`STALE` if the plan must be rebuilt.
+        """Check everything the kernels will touch for ``params`` (each has a gradient:
+        ``grads``, read from them if not given) and return what :meth:`stage` needs, or
+        :data:`STALE` if the plan must be rebuilt.
 
         Changes nothing; raises ``ValueError`` naming a parameter whose gradient is unusable.
         """
+        if grads is None:
+            grads = [param.grad for param in params]  # type: ignore[misc]
         only = self.only_block
         if only is not None and identical(params, only):
             blocks = self.blocks
             selections: list[np.ndarray | None] = [None]
+            block_grads = [grads]
             leftovers: list[torch.Tensor] = []
         else:
             chosen: list[list[int]] = [[] for _ in self.blocks]
+            chosen_grads: list[list[torch.Tensor]] = [[] for _ in self.blocks]
             leftovers = []
-            for param in params:
+            for param, grad in zip(params, grads, strict=True):
                 place = self.where.get(id(param))
                 if place is not None:
                     chosen[place[0]].append(place[1])
+                    chosen_grads[place[0]].append(grad)
                 elif id(param) in self.leftover:
                     leftovers.append(param)
                 else:
                     return STALE
             kept = [i for i, c in enumerate(chosen) if c]
             blocks = [self.blocks[i] for i in kept]
+            block_grads = [chosen_grads[i] for i in kept]
             selections = [
                 None
                 if len(chosen[i]) == len(self.blocks[i].params)
@@ -205,8 +216,8 @@ class GroupPlan:
             return STALE
         keep_alive: list[torch.Tensor] = []
         gathered = [
-            block.gradients(selection, keep_alive, label)
-            for block, selection in zip(blocks, selections, strict=True)
+            block.gradients(selection, keep_alive, label, block_grad)
+            for block, selection, block_grad in zip(blocks, selections, block_grads, strict=True)
         ]
         addresses = [found for found in gathered if found is not None]
         if len(addresses) != len(gathered):
