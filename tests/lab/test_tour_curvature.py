@@ -131,7 +131,7 @@ def test_tuning_keeps_the_soonest_settling_learning_rate():
     best = study.tune(problem, "shampoo", np.array([0.01, 10.0]), 60)
     assert best.lr == 10.0 and best.steps is not None and best.steps < 60
     # The same run made directly settles at the same step.
-    curve = study.train(problem, lambda p: descend.Shampoo(p, lr=10.0), 60)
+    curve = study.train(problem, lambda p: descend.Shampoo(p, lr=10.0, backend=study.BACKEND), 60)
     assert study.steps_to_stay(curve, study.TOLERANCE) == best.steps
     never = study.tune(problem, "shampoo", np.array([1e-4]), 20)
     assert never.lr is None and never.steps is None and len(never.curve) == 21

@@ -49,7 +49,7 @@ def curvature_paragraphs(study: CurvatureStudy) -> list[str]:
         "The lecture ends with second-order methods: they use the curvature, and pay for it "
         "with a Hessian of n^2 numbers and an n^3 solve. Kronecker-factored methods "
         f"({matrix} here) keep one small matrix per dimension of a weight matrix instead. "
-        f"Here the ravine is a {SHAPE[0]} x {SHAPE[1]} weight matrix W with loss "
+        f"Here the ravine is a weight matrix W of shape {SHAPE[0]} x {SHAPE[1]}, with loss "
         "f(W) = 1/2 tr((W - W*)^T A (W - W*) B) for symmetric positive definite A and B in "
         "random bases: its Hessian is the Kronecker product A (x) B, with condition number "
         f"kappa = kappa(A) kappa(B), here {_kappas(kron)}. Its rotated twin has the same "
