@@ -17,6 +17,11 @@ SECTION_TABLE: tuple[tuple[str, str, str], ...] = (
     ("decay", "Learning-rate decay", "descend.lab.tour.decay"),
     ("classics", "The classics: Rosenbrock, Beale, Booth", "descend.lab.tour.classics"),
     ("orders", "First-order versus second-order", "descend.lab.tour.second_order"),
+    (
+        "curvature",
+        "Curvature made cheap: Kronecker-factored preconditioners",
+        "descend.lab.tour.curvature",
+    ),
     ("newer", "What the newer methods change", "descend.lab.tour.newer"),
 )
 
