@@ -11,7 +11,10 @@ One module per section, each written to the report as soon as it is done:
 6. :mod:`~descend.lab.tour.classics`: Rosenbrock, Beale and Booth;
 7. :mod:`~descend.lab.tour.second_order`: GD, Nesterov and Adam next to Newton, BFGS and L-BFGS,
    full batch and on minibatches;
-8. :mod:`~descend.lab.tour.newer`: beyond the lecture: Lion's sign step on the ravine,
+8. :mod:`~descend.lab.tour.curvature`: curvature made cheap: a matrix ravine with a
+   Kronecker-structured Hessian and its rotated twin, GD, Adam and the matrix preconditioners
+   (Shampoo, SOAP, ...) against Newton, and what is exact about Shampoo;
+9. :mod:`~descend.lab.tour.newer`: beyond the lecture: Lion's sign step on the ravine,
    Schedule-Free against step decay under noise, Muon on an ill-conditioned matrix problem.
 
 Each section module has ``SLUG``, ``TITLE``, ``runs(settings)`` (the optimizer runs it makes,
