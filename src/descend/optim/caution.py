@@ -1,0 +1,74 @@
+"""``cautious=``: the cautious switch every descend optimizer takes (see
+:mod:`descend.rules.caution` for the math and :mod:`descend.kernels.caution` for how every
+executor runs it).
+
+With ``cautious=True`` each step of each param group runs as without it (compiled blocks and
+listed parameters alike, on their executors), after a copy of the group's parameters was kept,
+and then the parameters are corrected by :func:`~descend.kernels.caution.apply_caution`: only
+the components of each parameter's step that agree in sign with its gradient are kept, scaled
+by ``n / (kept + 1)``. ``cautious=False`` (the default) changes nothing: the step is bit for
+bit the one without the argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from descend.kernels.caution import apply_caution, snapshot
+from descend.rules.caution import caution_refusal
+from descend.rules.spec import Rule, plain_value
+
+
+def checked_cautious(value: object) -> bool:
+    """The ``cautious`` argument, refused with ``ValueError`` unless it is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"cautious={value!r} is invalid: expected True or False")
+    return value
+
+
+def check_cautious_rule(rule: Rule, owner: str, cautious: bool) -> None:
+    """Refuse ``cautious=True`` for a rule it cannot apply to, naming the rule and why."""
+    refusal = caution_refusal(rule) if cautious else None
+    if refusal is not None:
+        raise ValueError(f"cautious=True is not available for {owner}: {refusal}")
+
+
+def check_cautious_gradients(
+    params: Sequence[torch.Tensor], label: Callable[[torch.Tensor], str]
+) -> None:
+    """Refuse a sparse gradient under ``cautious=True``, naming its parameter: the mask and
+    its mean are taken over the whole dense tensor."""
+    for param in params:
+        grad = param.grad
+        if grad is not None and grad.is_sparse:
+            raise ValueError(
+                f"{label(param)} has a sparse gradient: cautious=True needs dense gradients; "
+                "nothing was updated"
+            )
+
+
+def cautiously(
+    run: Callable[[], None],
+    params: Sequence[torch.Tensor],
+    hypers: Mapping[str, Any],
+    label: Callable[[torch.Tensor], str],
+) -> Callable[[], None]:
+    """``run`` (a group's step, which changes ``params`` in place) made cautious: the
+    parameters are copied before it and corrected after it. Checks the gradients first
+    (:func:`check_cautious_gradients`), so call it before anything changes."""
+    check_cautious_gradients(params, label)
+    maximize = bool(plain_value(hypers.get("maximize", False)))
+
+    def cautious_run() -> None:
+        before = snapshot(params)
+        run()
+        grads = [param.grad for param in params]
+        apply_caution(before, params, [grad for grad in grads if grad is not None], maximize)
+
+    return cautious_run
+
+
+__all__ = ["check_cautious_gradients", "check_cautious_rule", "checked_cautious", "cautiously"]
