@@ -67,7 +67,7 @@ def caution_scale(kept: Element, count: int) -> Element:
 def cautious_parameter(p: Element, p_new: Element, keep: Element, scale: Element) -> Element:
     """The parameter after a cautious step, from the rule's own result ``p_new``::
 
-        x <- x - (x - x_new) * (keep * scale)
+    x <- x - (x - x_new) * (keep * scale)
     """
     return p - (p - p_new) * (keep * scale)
 
