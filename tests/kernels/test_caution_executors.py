@@ -59,11 +59,18 @@ def test_compiled_executors_equal_the_reference_bit_for_bit(name, backend):
         for param in plain_params:
             param.grad = torch.randn(param.shape, generator=generator)
         optimizer.step()
-    assert any(not torch.equal(p.detach(), q) for p, q in zip(plain_params, reference[0]))
+    assert any(
+        not torch.equal(p.detach(), q) for p, q in zip(plain_params, reference[0], strict=True)
+    )
 
 
 @pytest.mark.parametrize(
-    "backend", ["reference", "fused", pytest.param("triton", marks=pytest.mark.slow)]
+    "backend",
+    [
+        "reference",
+        pytest.param("fused", marks=pytest.mark.slow),
+        pytest.param("triton", marks=pytest.mark.slow),
+    ],
 )
 def test_the_executor_level_step_equals_the_optimizers(backend):
     """:func:`cautious_step` on an executor's list call is the optimizer's cautious step."""

@@ -264,3 +264,32 @@ def test_complex_parameters_step_as_their_real_view():
         ours.step()
         real.step()
     assert torch.equal(torch.view_as_real(complex_param.detach()), real_param.detach())
+
+
+# -- the benchmark's specs -----------------------------------------------------------------------
+
+
+def test_a_spec_turns_it_on_and_a_bad_value_is_refused_when_parsed():
+    from descend.specs import parse_optimizer
+
+    spec = parse_optimizer("adamw:cautious=true")
+    assert spec.arguments == {"cautious": True}
+    assert spec.build([torch.zeros(2, requires_grad=True)]).cautious
+    with pytest.raises(ValueError, match="cautious='maybe' is invalid"):
+        parse_optimizer("adamw:cautious=maybe")
+    with pytest.raises(ValueError, match="not available for Muon"):
+        parse_optimizer("muon:cautious=true")
+
+
+@pytest.mark.slow
+def test_bench_runs_a_cautious_adamw_for_one_epoch(capsys, tmp_path):
+    import json
+
+    from descend.cli.main import main
+
+    argv = ["bench", "--task", "digits-logreg", "--optimizers", "adamw:cautious=true"]
+    argv += ["--trials", "1", "--seeds", "1", "--epochs", "1", "--no-report", "--out"]
+    assert main([*argv, str(tmp_path)]) == 0
+    assert "adamw:cautious=true" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [row["optimizer"] for row in rows] == ["adamw:cautious=true"]
