@@ -8,6 +8,7 @@ plain step, and what the switch refuses."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 
 import pytest
@@ -181,18 +182,31 @@ def test_every_applied_component_has_the_gradients_sign_or_is_zero(name, shape, 
     assert disagreements(applied_steps(name, shape, seed)) == 0
 
 
-def broken_agreement(p, p_new, g, maximize):
-    """``d * g >= 0`` instead of ``> 0``: keeps steps where the gradient is zero."""
+def broken_count(p, g, before, keep, *, maximize):
+    """Pass 2a with ``d * g >= 0`` instead of ``> 0``: keeps steps where the gradient is zero."""
     if maximize:
         g = -g
-    s = sign((p - p_new) * g)
-    return 1 - (abs(s) - s) * 0.5
+    s = sign((before - p) * g)
+    return p, before, 1 - (abs(s) - s) * 0.5
+
+
+def broken_apply(p, g, before, *, scale, maximize):
+    """Pass 2b with the same broken mask."""
+    if maximize:
+        g = -g
+    s = sign((before - p) * g)
+    keep = 1 - (abs(s) - s) * 0.5
+    return before - (before - p) * (keep * scale), before
 
 
 def test_a_broken_mask_fails_the_sign_check(monkeypatch):
     # Momentum moves components whose gradient is zero: the broken mask keeps those.
-    monkeypatch.setattr(kernel_caution, "cautious_agreement", broken_agreement)
+    for name, update in (("COUNT_RULE", broken_count), ("APPLY_RULE", broken_apply)):
+        rule = getattr(kernel_caution, name)
+        monkeypatch.setattr(kernel_caution, name, dataclasses.replace(rule, update=update))
     assert disagreements(applied_steps("sgd_momentum", (50,), seed=3, steps=4)) > 0
+    monkeypatch.undo()
+    assert disagreements(applied_steps("sgd_momentum", (50,), seed=3, steps=4)) == 0
 
 
 # -- the switch itself -----------------------------------------------------------------------------

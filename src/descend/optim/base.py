@@ -437,7 +437,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if run_rest is not None:
                     run_rest()
 
-            return cautiously(commit, params, hypers, self._label) if self.cautious else commit
+            return cautiously(commit, params, hypers, self, differentiable)
 
         return stage
 

@@ -4,22 +4,26 @@ executor runs it).
 
 With ``cautious=True`` each step of each param group runs as without it (compiled blocks and
 listed parameters alike, on their executors), after a copy of the group's parameters was kept,
-and then the parameters are corrected by :func:`~descend.kernels.caution.apply_caution`: only
-the components of each parameter's step that agree in sign with its gradient are kept, scaled
-by ``n / (kept + 1)``. ``cautious=False`` (the default) changes nothing: the step is bit for
-bit the one without the argument.
+and then the parameters are corrected by :func:`~descend.kernels.caution.apply_caution` on the
+executor that stepped each one: only the components of each parameter's step that agree in
+sign with its gradient are kept, scaled by ``n / (kept + 1)``. ``cautious=False`` (the default)
+changes nothing: the step is bit for bit the one without the argument.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from descend.kernels.caution import apply_caution, snapshot
+from descend.kernels.executor import Executor, get_executor
 from descend.rules.caution import caution_refusal
 from descend.rules.spec import Rule, plain_value
+
+if TYPE_CHECKING:
+    from descend.optim.base import RuleOptimizer
 
 
 def checked_cautious(value: object) -> bool:
@@ -54,19 +58,30 @@ def cautiously(
     run: Callable[[], None],
     params: Sequence[torch.Tensor],
     hypers: Mapping[str, Any],
-    label: Callable[[torch.Tensor], str],
+    optimizer: RuleOptimizer,
+    differentiable: bool,
 ) -> Callable[[], None]:
-    """``run`` (a group's step, which changes ``params`` in place) made cautious: the
-    parameters are copied before it and corrected after it. Checks the gradients first
-    (:func:`check_cautious_gradients`), so call it before anything changes."""
-    check_cautious_gradients(params, label)
+    """``run`` (a group's step, which changes ``params`` in place) made cautious when
+    ``optimizer.cautious`` (else ``run`` itself): the parameters are copied before it and
+    corrected after it, each on the executor that steps it (the reference executor for a
+    differentiable step). Checks the gradients first (:func:`check_cautious_gradients`), so
+    call it before anything changes."""
+    if not optimizer.cautious:
+        return run
+    check_cautious_gradients(params, optimizer._label)
     maximize = bool(plain_value(hypers.get("maximize", False)))
+    reference = get_executor("reference")
+
+    def executor_for(param: torch.Tensor) -> Executor:
+        chosen = None if differentiable else optimizer._executor_for(param)
+        return chosen or reference
 
     def cautious_run() -> None:
         before = snapshot(params)
         run()
         grads = [param.grad for param in params]
-        apply_caution(before, params, [grad for grad in grads if grad is not None], maximize)
+        dense = [grad for grad in grads if grad is not None]
+        apply_caution(before, params, dense, maximize, executor_for)
 
     return cautious_run
 

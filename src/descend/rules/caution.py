@@ -72,6 +72,24 @@ def cautious_parameter(p: Element, p_new: Element, keep: Element, scale: Element
     return p - (p - p_new) * (keep * scale)
 
 
+def caution_count(
+    p: Element, g: Element, before: Element, keep: Element, *, maximize: bool
+) -> tuple[Element, ...]:
+    """Pass 2a, as a rule every executor compiles: ``p`` holds the rule's result ``x_new``,
+    ``before`` the parameter before the step; ``keep`` receives the agreement, whose sum over
+    the tensor gives the scale. ``p`` and ``before`` stay as they are."""
+    return p, before, cautious_agreement(before, p, g, maximize)
+
+
+def caution_apply(
+    p: Element, g: Element, before: Element, *, scale: float, maximize: bool
+) -> tuple[Element, ...]:
+    """Pass 2b, as a rule every executor compiles: ``p`` (holding ``x_new``) becomes the
+    cautious step's result, ``before - d * keep * scale``; ``before`` stays as it is."""
+    keep = cautious_agreement(before, p, g, maximize)
+    return cautious_parameter(before, p, keep, scale), before
+
+
 def caution_refusal(rule: Rule) -> str | None:
     """Why ``rule`` cannot be made cautious (``None``: it can): see the module docstring."""
     if rule.stage is not None:
@@ -90,4 +108,11 @@ def caution_refusal(rule: Rule) -> str | None:
     return None
 
 
-__all__ = ["caution_refusal", "caution_scale", "cautious_agreement", "cautious_parameter"]
+__all__ = [
+    "caution_apply",
+    "caution_count",
+    "caution_refusal",
+    "caution_scale",
+    "cautious_agreement",
+    "cautious_parameter",
+]
