@@ -307,3 +307,31 @@ def test_bench_runs_a_cautious_adamw_for_one_epoch(capsys, tmp_path):
     assert "adamw:cautious=true" in capsys.readouterr().out
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [row["optimizer"] for row in rows] == ["adamw:cautious=true"]
+
+
+#: Two steps of SGD with momentum 0.9: the second step's momentum (0.27 - 0.1) disagrees with
+#: the first component's gradient (-0.1), so that component is masked.
+DIFFERENTIABLE_GRADS = ([0.3, 0.1, -0.2, 0.4], [-0.1, 0.2, -0.1, 0.4])
+
+
+def test_a_differentiable_step_carries_gradients_through_the_masked_update():
+    start = [1.0, -2.0, 0.5, 0.3]
+
+    def updated(lr: torch.Tensor) -> torch.Tensor:
+        moved = torch.tensor(start, dtype=torch.float64).requires_grad_().clone()
+        optimizer = descend.SGD([moved], lr=lr, momentum=0.9, differentiable=True, cautious=True)
+        for grad in DIFFERENTIABLE_GRADS:
+            moved.grad = torch.tensor(grad, dtype=torch.float64)
+            optimizer.step()
+        return moved
+
+    lr = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(updated, (lr,))
+    param = torch.tensor(start, dtype=torch.float64)
+    expected = MaskedReference(torch.optim.SGD([param], lr=0.1, momentum=0.9))
+    for grad in DIFFERENTIABLE_GRADS:
+        param.grad = torch.tensor(grad, dtype=torch.float64)
+        before = param.clone()
+        expected.step()
+    assert param[0] == before[0]  # masked
+    assert torch.allclose(updated(lr).detach(), param, rtol=0, atol=1e-15)

@@ -57,8 +57,9 @@ def _real(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def snapshot(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Each parameter's value before the step (pass 1 overwrites it), as executors see it."""
-    return [_real(param).detach().clone() for param in params]
+    """Each parameter's value before the step (pass 1 overwrites it), as executors see it.
+    Nothing is detached: under autograd (a differentiable step) the passes are recorded."""
+    return [_real(param).clone() for param in params]
 
 
 def apply_caution(
@@ -71,7 +72,7 @@ def apply_caution(
     """Pass 2 of a cautious step, in place: each parameter (holding its executor's result)
     becomes ``before - d * keep * scale`` (see :mod:`descend.rules.caution`), computed by
     ``executor_for(parameter)``, the executor that ran pass 1 on it."""
-    news = [_real(param).detach() for param in params]
+    news = [_real(param) for param in params]
     reals = [_real(grad) for grad in grads]
     keeps = [torch.empty_like(new) for new in news]
     by_executor: dict[int, tuple[Executor, list[int]]] = {}
@@ -88,7 +89,7 @@ def apply_caution(
             [[before[i], keeps[i]] for i in indices],
         )
         for i in indices:
-            scale = float(caution_scale(keeps[i].sum(), keeps[i].numel()))
+            scale = float(caution_scale(keeps[i].detach().sum(), keeps[i].numel()))
             executor.step(
                 APPLY_RULE,
                 None,
