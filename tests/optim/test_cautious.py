@@ -335,3 +335,23 @@ def test_a_differentiable_step_carries_gradients_through_the_masked_update():
         expected.step()
     assert param[0] == before[0]  # masked
     assert torch.allclose(updated(lr).detach(), param, rtol=0, atol=1e-15)
+
+
+def test_a_sharded_parameter_is_refused_before_anything_changes():
+    dist = pytest.importorskip("torch.distributed")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        param = torch.nn.Parameter(distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)]))
+        param.grad = distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)])
+        optimizer = descend.Adam([param], cautious=True)
+        with pytest.raises(ValueError, match="is a DTensor: cautious=True does not step sharded"):
+            optimizer.step()
+        assert torch.equal(param.full_tensor(), torch.ones(4, 2)) and not optimizer.state
+    finally:
+        dist.destroy_process_group()

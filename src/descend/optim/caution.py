@@ -19,6 +19,7 @@ import torch
 
 from descend.kernels.caution import apply_caution, snapshot
 from descend.kernels.executor import Executor, get_executor
+from descend.optim import sharded
 from descend.rules.caution import caution_refusal
 from descend.rules.spec import Rule, plain_value
 
@@ -43,9 +44,15 @@ def check_cautious_rule(rule: Rule, owner: str, cautious: bool) -> None:
 def check_cautious_gradients(
     params: Sequence[torch.Tensor], label: Callable[[torch.Tensor], str]
 ) -> None:
-    """Refuse a sparse gradient under ``cautious=True``, naming its parameter: the mask and
-    its mean are taken over the whole dense tensor."""
+    """Refuse a sparse gradient or a sharded (DTensor) parameter under ``cautious=True``,
+    naming its parameter: the mask's count is taken over the whole dense tensor (for a
+    sharded one that would need a sum across ranks, which is not built yet)."""
     for param in params:
+        if sharded.is_dtensor(param):
+            raise ValueError(
+                f"{label(param)} is a DTensor: cautious=True does not step sharded parameters "
+                "yet (its count spans the whole tensor, across ranks); nothing was updated"
+            )
         grad = param.grad
         if grad is not None and grad.is_sparse:
             raise ValueError(
