@@ -30,6 +30,7 @@ import torch
 from descend.kernels.executor import Executor, backend_names, executors_for
 from descend.kernels.state import StepState
 from descend.optim import sharded
+from descend.optim.caution import cautiously, check_cautious_rule, checked_cautious
 from descend.optim.checks import (
     ComplexParameterError,
     ListedOnceCheck,
@@ -110,6 +111,8 @@ class RuleOptimizer(torch.optim.Optimizer):
       with stochastic rounding, ``"bf16+ecc"``, blockwise ``"int8"``, for every slot or per
       slot) and the seed of the rounding's random stream; see :mod:`descend.optim.precision`.
       Every subclass's constructor takes them (added to its signature when it is defined).
+    - ``cautious``: keep only the components of each step that agree in sign with the
+      gradient, rescaled (Liang et al. 2024), on every executor: :mod:`descend.optim.caution`.
 
     These settings survive ``load_state_dict``, ``copy.deepcopy`` and pickling.
     """
@@ -137,7 +140,7 @@ class RuleOptimizer(torch.optim.Optimizer):
     argument_docs: ClassVar[dict[str, Any]] = dict(ARGUMENT_DOCS)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Give the subclass's constructor ``state_precision`` and ``seed``."""
+        """Give the subclass's constructor ``state_precision``, ``seed`` and ``cautious``."""
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_precision_arguments", False):
@@ -160,7 +163,8 @@ class RuleOptimizer(torch.optim.Optimizer):
                 f"{', '.join(map(repr, NONFINITE_MODES))}"
             )
         check_torch_arguments(self.rule, defaults)
-        self._precision = requested_precision(self)
+        self._precision, cautious = requested_precision(self)
+        self.cautious = checked_cautious(cautious)
         self._stream_step = 0
         self._executors: tuple[Executor, ...] = executors_for(backend)
         self.nonfinite = nonfinite
@@ -225,6 +229,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         merged = {**self.defaults, **param_group}
         rule = self.rule_for(merged)
         rule.validate(self.rule_hypers(merged), rule.display_names())
+        check_cautious_rule(rule, type(self).__name__, getattr(self, "cautious", False))
         params = param_group["params"]
         params = [params] if isinstance(params, torch.Tensor) else list(params)
         check_new_group(self, params, len(self.param_groups), rule)
@@ -435,7 +440,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if run_rest is not None:
                     run_rest()
 
-            return commit
+            return cautiously(commit, params, hypers, self, differentiable)
 
         return stage
 

@@ -143,13 +143,15 @@ def counters_as_tensors(optimizer: RuleOptimizer) -> None:
 
 def saved_settings(optimizer: RuleOptimizer) -> dict[str, Any]:
     """The settings a pickle or copy of ``optimizer`` keeps besides torch's state:
-    ``nonfinite``, ``backend``, the count of skipped steps and the class's ``extra_settings``."""
+    ``nonfinite``, ``backend``, ``cautious``, the count of skipped steps and the class's
+    ``extra_settings``."""
     settings = dict(
         nonfinite=optimizer.nonfinite,
         backend=optimizer.backend,
         skipped_steps=optimizer.skipped_steps,
         _precision=optimizer._precision,
         _stream_step=optimizer._stream_step,
+        cautious=optimizer.cautious,
     )
     settings.update({name: getattr(optimizer, name) for name in optimizer.extra_settings})
     return settings
@@ -165,5 +167,6 @@ def restore_settings(optimizer: RuleOptimizer, state: dict[str, Any]) -> None:
     optimizer.skipped_steps = state.pop("skipped_steps", current.get("skipped_steps", 0))
     optimizer._precision = state.pop("_precision", current.get("_precision") or StatePrecision())
     optimizer._stream_step = state.pop("_stream_step", current.get("_stream_step", 0))
+    optimizer.cautious = state.pop("cautious", current.get("cautious", False))
     for name in optimizer.extra_settings:
         setattr(optimizer, name, state.pop(name, current.get(name)))

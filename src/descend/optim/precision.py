@@ -418,12 +418,22 @@ ARGUMENT_DOCS = {
     ":mod:`descend.optim.precision`. Default ``'float32'``.",
     "seed": "seed of the stochastic rounding's random stream (``'bfloat16'``); default "
     f"{DEFAULT_SEED}.",
+    "cautious": "keep only the components of each step whose sign agrees with the gradient, "
+    "rescaled by the kept fraction (Liang et al. 2024); see :mod:`descend.rules.caution`. "
+    "Default ``False``.",
+}
+#: The constructor arguments every descend optimizer takes besides its own, with defaults.
+ADDED_ARGUMENTS: dict[str, object] = {
+    "state_precision": "float32",
+    "seed": DEFAULT_SEED,
+    "cautious": False,
 }
 
 
 def with_precision_arguments(init: Callable[..., None]) -> Callable[..., None]:
-    """``init`` (an optimizer class's constructor) taking ``state_precision`` and ``seed``
-    as keyword-only arguments too, kept on the instance for ``RuleOptimizer.__init__``.
+    """``init`` (an optimizer class's constructor) taking the :data:`ADDED_ARGUMENTS`
+    (``state_precision``, ``seed``, ``cautious``) as keyword-only arguments too, kept on the
+    instance for ``RuleOptimizer.__init__``.
 
     A constructor that calls another one (``AdamW``'s calls ``Adam``'s) passes them on only
     when it names them: the arguments the user gave stay.
@@ -434,13 +444,13 @@ def with_precision_arguments(init: Callable[..., None]) -> Callable[..., None]:
     plain = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]
     added = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-        for name, default in (("state_precision", "float32"), ("seed", DEFAULT_SEED))
+        for name, default in ADDED_ARGUMENTS.items()
         if name not in signature.parameters
     ]
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        given = {name: kwargs.pop(name) for name in ("state_precision", "seed") if name in kwargs}
+        given = {name: kwargs.pop(name) for name in ADDED_ARGUMENTS if name in kwargs}
         current = self.__dict__.get("_precision_arguments", {})
         self.__dict__["_precision_arguments"] = {**current, **given}
         init(self, *args, **kwargs)
@@ -452,9 +462,11 @@ def with_precision_arguments(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
-def requested_precision(optimizer: Any) -> StatePrecision:
-    """The checked ``state_precision`` and ``seed`` given to ``optimizer``'s constructor."""
+def requested_precision(optimizer: Any) -> tuple[StatePrecision, object]:
+    """The checked ``state_precision`` and ``seed`` given to ``optimizer``'s constructor, and
+    its ``cautious`` argument as given."""
     arguments = optimizer.__dict__.pop("_precision_arguments", {})
-    return StatePrecision(
+    precision = StatePrecision(
         arguments.get("state_precision", "float32"), arguments.get("seed", DEFAULT_SEED)
     )
+    return precision, arguments.get("cautious", False)

@@ -47,6 +47,17 @@ executor still compiles the elementwise part from the rule:
 
 Optimizers (:mod:`descend.optim`) and the functional API (:mod:`descend.functional`) handle all
 four for every rule; the lab and the benchmark see only rules.
+
+One switch changes the step of every rule without a line in its file: *caution*
+(:mod:`descend.rules.caution`, ``cautious=True`` on every optimizer). It needs what the
+elementwise model lacks, a per-tensor reduction, so it is defined here once, in the rule
+language, as two elementwise passes around one sum: from the rule's own step
+``d = x - x_new``, ``keep = [d g > 0]`` per element (``caution_count``),
+``s = n / (sum keep + 1)`` per tensor, then ``x <- x - d keep s`` (``caution_apply``). Every
+executor runs the rule's ``update`` unchanged as the first pass (slots stored as without
+caution) and compiles the two caution passes as it compiles any rule
+(:mod:`descend.kernels.caution`). Rules with a matrix stage or a slot copied from the
+parameter refuse it (:func:`~descend.rules.caution.caution_refusal`).
 """
 
 from __future__ import annotations
