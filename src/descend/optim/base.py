@@ -30,6 +30,7 @@ import torch
 from descend.kernels.executor import Executor, backend_names, executors_for
 from descend.kernels.state import StepState
 from descend.optim import sharded
+from descend.optim.arguments import constructor_arguments as constructor_arguments
 from descend.optim.caution import cautiously, check_cautious_rule, checked_cautious
 from descend.optim.checks import (
     ComplexParameterError,
@@ -490,14 +491,3 @@ __all__ = [
     "RuleOptimizer",
     "Staged",
 ]
-
-
-#: Constructor arguments that are not hyperparameters of a param group.
-_NOT_HYPERPARAMETERS = frozenset({"self", "params", "nonfinite", "backend", "__class__"})
-
-
-def constructor_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """A class's param-group defaults from its constructor's ``locals()``: every argument but
-    ``params``, ``nonfinite`` and ``backend``, in the signature's order (so each
-    hyperparameter is named once, in the signature)."""
-    return {name: value for name, value in arguments.items() if name not in _NOT_HYPERPARAMETERS}
