@@ -34,15 +34,15 @@ import torch
 
 import descend
 from descend.rules import psgd_kron
-from descend.rules.psgd_kron import balance_draw, probe_vectors, update_probability
+from descend.rules.psgd_kron import balance_draw, probe_vectors, seed_key, update_probability
 
 #: A scalar, vectors, linear weights, a convolution's weight (merged into a matrix) and a
 #: weight with a dimension of size 1 (a diagonal factor in a matrix).
 SHAPES = [(), (6,), (8, 5), (4, 3, 3, 3), (5, 7), (3,), (1, 4)]
 #: Two param groups: the second with its own learning rate, momentum and weight decay.
 GROUPS = [{"lr": 1e-2}, {"lr": 3e-3, "b1": 0.95, "weight_decay": 0.1}]
-#: A seed whose stream rebalances the factors within 100 steps (steps 88 and 90).
-SEED = 2
+#: A seed whose stream rebalances the factors within 100 steps (steps 33 and 38): the default.
+SEED = 0
 #: Each option of the reference at least once.
 OPTIONS = [
     {},
@@ -73,7 +73,7 @@ class _BalanceDraws:
     each step in turn."""
 
     def __init__(self, seed: int) -> None:
-        self.seed, self.step = seed, 0
+        self.seed, self.step = seed_key(seed), 0
 
     def random(self) -> float:
         self.step += 1
@@ -94,7 +94,7 @@ def _reference_draws(probes: list[tuple[int, int]]) -> Iterator[None]:
 
     def drawn(like: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         stream, step = next(pending)
-        return probe_vectors(like, SEED, stream, step)
+        return probe_vectors(like, seed_key(SEED), stream, step)
 
     try:
         for name, function in patched.items():
@@ -185,8 +185,9 @@ class _Run:
             self.param_error = max(self.param_error, error(ours, theirs))
             mine, reference = self.ours_optimizer.state[ours], self.reference.state[theirs]
             errors = [error(mine["momentum_buffer"], reference["momentum_buffer"])]
-            assert len(mine["Q"]) == len(reference["Q"])
-            for factor, their_factor in zip(mine["Q"], reference["Q"], strict=True):
+            factors = [mine[f"Q_{index}"] for index in range(len(reference["Q"]))]
+            assert f"Q_{len(factors)}" not in mine
+            for factor, their_factor in zip(factors, reference["Q"], strict=True):
                 errors.append(error(factor, their_factor))
             self.state_error = max(self.state_error, *errors)
 
@@ -216,7 +217,7 @@ def test_float32_with_float32_factors_matches_kron_torch():
 
 def test_the_parity_seed_rebalances_within_the_run():
     # So the 100-step runs above cover the rebalancing of the factors.
-    assert [step for step in range(1, 101) if balance_draw(SEED, step) < 0.01]
+    assert [step for step in range(1, 101) if balance_draw(seed_key(SEED), step) < 0.01]
 
 
 # -- broken copies must fail at this tolerance ---------------------------------------------
@@ -372,11 +373,13 @@ def test_a_state_dict_round_trip_continues_the_same_run():
     saved = copy.deepcopy(first.state_dict())
     second = descend.PSGDKron(resumed, **{**options, "seed": 0})
     second.load_state_dict(saved)
-    assert second.state[resumed[0]]["probe_seed"] == 5  # the checkpoint's seed, not the new one
+    # The checkpoint's stream (seed 5's), not the new optimizer's, and kept as integers.
+    stream = second.state[resumed[0]]["probe_stream"]
+    assert stream.dtype == torch.int64 and int(stream[0]) == seed_key(5)
     steps(second, resumed, gradients[4:])
     assert all(torch.equal(a, b) for a, b in zip(resumed, whole, strict=True))
     # torch.optim's load casts state to the parameter's dtype; the factors go back to theirs.
-    assert second.state[resumed[0]]["Q"][0].dtype == torch.float32
+    assert second.state[resumed[0]]["Q_0"].dtype == torch.float32
 
 
 # -- the class --------------------------------------------------------------------------------
@@ -399,7 +402,7 @@ def test_split_gives_weights_to_kron_and_the_rest_to_adamw():
     optimizer = descend.PSGDKron(groups)
     model(torch.randn(1, 2, 4, 4)).sum().backward()
     optimizer.step()
-    assert "Q" in optimizer.state[model[0].weight]
+    assert "Q_1" in optimizer.state[model[0].weight]
     assert "exp_avg" in optimizer.state[model[0].bias]
 
 

@@ -19,7 +19,7 @@ from descend.optim.base import Staged, constructor_arguments
 from descend.optim.docstrings import document
 from descend.optim.precision import tensor_indices
 from descend.optim.recent import _WithAdamWGroups
-from descend.rules.psgd_kron import PSGD_KRON, SEED_KEY, STREAM_KEY
+from descend.rules.psgd_kron import INTEGER_KEYS, PSGD_KRON, STREAM_KEY, seed_key
 from descend.rules.spec import Hyper
 
 #: The reference's update-probability schedule: (max_prob, min_prob, decay, flat_start).
@@ -62,8 +62,8 @@ class PSGDKron(_WithAdamWGroups):
     Randomness: the probes and the rebalancing draws come from a stream keyed by the
     constructor's ``seed``, the parameter's position in the param groups when its state is
     created, and its step (:func:`descend.rules.psgd_kron.probe_vectors`); the state keeps
-    the first two (``probe_seed``, ``probe_stream``), so a state dict resumes the stream. The
-    reference draws from torch's global generator instead.
+    the first two (``probe_stream``), so a state dict resumes the stream. The reference
+    draws from torch's global generator instead.
 
     Differences from the reference, on purpose: a step counter and a refit counter per
     parameter (the reference counts per optimizer), so a parameter without a gradient at some
@@ -71,8 +71,9 @@ class PSGDKron(_WithAdamWGroups):
     keeps it merged), so ``mu_dtype`` other than ``None`` is refused (descend keeps state in
     the parameter's dtype); the gradient is left untouched (with
     ``momentum_into_precond_update=False`` the reference adds the probe's noise to ``p.grad``);
-    a scalar parameter is preconditioned (the reference fails on it when refitting); and
-    nothing is printed.
+    a scalar parameter is preconditioned (the reference fails on it when refitting); state of
+    tensors only (the reference's list ``Q`` as ``Q_0, Q_1, ...``, its einsum strings and merged
+    shape recomputed from the factors); and nothing is printed.
     """
 
     rule = PSGD_KRON
@@ -138,23 +139,35 @@ class PSGDKron(_WithAdamWGroups):
         self, group: dict[str, Any], params: list[torch.Tensor], differentiable: bool = False
     ) -> Staged:
         """As every rule optimizer, then give each parameter whose state was just created (or
-        loaded without them) its random stream: the seed and its position in the param
-        groups, recorded like the state, so a step that does not happen removes them."""
+        loaded without one) its random stream: the key of the seed and its position in the
+        param groups, recorded like the state, so a step that does not happen removes it."""
         staged = super()._prepare_group(group, params, differentiable)
         if self._uses_rule(group):
             positions = tensor_indices(self)
+            key = seed_key(self._precision.seed)
             for param in params:
                 state = self.state.get(param)
-                if state is None:
-                    continue
-                for key, value in (
-                    (SEED_KEY, self._precision.seed),
-                    (STREAM_KEY, positions[id(param)]),
-                ):
-                    if key not in state:
-                        state[key] = value
-                        self._created_keys.append((param, key))
+                if state is not None and STREAM_KEY not in state:
+                    state[STREAM_KEY] = torch.tensor([key, positions[id(param)]])
+                    self._created_keys.append((param, STREAM_KEY))
         return staged
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict as every rule optimizer does, keeping the random stream and the
+        refit counter as saved: ``torch.optim``'s load casts every state tensor but ``step``
+        to its parameter's dtype, and a float (a bfloat16 one above all) cannot hold a seed's
+        key."""
+        saved = state_dict.get("state") or {}
+        integers = {
+            index: {key: entry[key] for key in INTEGER_KEYS if key in entry}
+            for index, entry in saved.items()
+        }
+        saved_ids = [index for group in state_dict["param_groups"] for index in group["params"]]
+        super().load_state_dict(state_dict)
+        params = [param for group in self.param_groups for param in group["params"]]
+        for index, param in zip(saved_ids, params, strict=True):
+            for key, value in integers.get(index, {}).items():
+                self.state[param][key] = value.detach().to("cpu", torch.int64, copy=True)
 
 
 #: Every optimizer class defined in this module.

@@ -23,9 +23,10 @@ hundredth refit.
 
 The rule's :class:`~descend.rules.spec.MatrixStage`: the elementwise ``prepare`` updates the
 momentum ``m``, and the matrix ``function`` (torch, on the parameter's device) debiases it,
-refits the factors ``Q`` (kept as the matrix state ``Q``, a list of tensors, as the
-reference keeps them) when due, preconditions, clips the step's RMS at 1.1 and adds the
-weight decay of a weight with two dimensions or more; the final step is elementwise. Every
+refits the factors when due (kept as the matrix state ``Q_0, Q_1, ...``: the reference's
+list ``Q``, one tensor per entry, as descend keeps state), preconditions, clips the step's
+RMS at 1.1 and adds the weight decay of a weight with two dimensions or more; the final step
+is elementwise. Every
 operation is ``kron_torch.Kron``'s (0.3.3), in its order, with two differences on purpose:
 the probes and the rebalancing draws come from a seeded stream of descend's (see
 :func:`probe_vectors`), and the gradient is left untouched (the reference adds the probe's
@@ -57,10 +58,13 @@ PRECOND_DTYPES = (None, "float32", "float64", "bfloat16")
 BALANCE_PROBABILITY = 0.01
 #: The stream number of the rebalancing draws (parameters' streams are their indices, >= 0).
 BALANCE_STREAM = -1
-#: State keys of the random stream: the optimizer's seed and the parameter's stream number.
-SEED_KEY, STREAM_KEY = "probe_seed", "probe_stream"
-#: State key of the steps since the factors were last refitted.
+#: State key of the random stream: an int64 pair, the key of the optimizer's seed
+#: (:func:`seed_key`) and the parameter's stream number.
+STREAM_KEY = "probe_stream"
+#: State key of the steps since the factors were last refitted (an int64 count).
 COUNTER_KEY = "update_counter"
+#: The state entries that hold integers.
+INTEGER_KEYS = (STREAM_KEY, COUNTER_KEY)
 
 _LETTERS = string.ascii_lowercase + string.ascii_uppercase
 
@@ -173,27 +177,38 @@ def precond_dtype(hypers: Mapping[str, Any]) -> torch.dtype:
 
 
 def kron_matrices(param: torch.Tensor, hypers: Mapping[str, Any]) -> dict[str, Any]:
-    """The factors of ``param`` (merged, with ``merge_dims``) at ``s^(1/k)`` times the
-    identity (``s``: ``precond_init_scale``; k factors; a diagonal factor as the vector of
-    its diagonal), and the refit counter at 0."""
+    """The factors ``Q_i`` of ``param`` (merged, with ``merge_dims``) at ``s^(1/k)`` times
+    the identity (``s``: ``precond_init_scale``; k factors; a diagonal factor as the vector
+    of its diagonal), and the refit counter at 0 (on the CPU, as the reference keeps its
+    counters: reading it costs no device synchronization)."""
     import torch
 
     dtype = precond_dtype(hypers)
     scale = hypers["precond_init_scale"]
+    counter = {COUNTER_KEY: torch.zeros((), dtype=torch.int64)}
     if param.dim() == 0:
-        return {"Q": [scale * torch.ones_like(param, dtype=dtype)], COUNTER_KEY: 0}
+        return {"Q_0": scale * torch.ones_like(param, dtype=dtype), **counter}
     shape = merged_shape(tuple(param.shape), hypers["merge_dims"])
     scale = scale ** (1 / len(shape))
-    factors = [
-        scale * torch.ones(size, dtype=dtype, device=param.device)
+    factors = {
+        f"Q_{index}": scale * torch.ones(size, dtype=dtype, device=param.device)
         if is_diagonal
         else scale * torch.eye(size, dtype=dtype, device=param.device)
-        for size, is_diagonal in zip(shape, diagonal_dims(shape, hypers), strict=True)
-    ]
-    return {"Q": factors, COUNTER_KEY: 0}
+        for index, (size, is_diagonal) in enumerate(
+            zip(shape, diagonal_dims(shape, hypers), strict=True)
+        )
+    }
+    return {**factors, **counter}
 
 
 # -- the random stream ------------------------------------------------------------------------
+
+
+def seed_key(seed: int) -> int:
+    """The key of a run's seed (any non-negative integer) kept in the state: a 62-bit hash,
+    which an int64 holds."""
+    digest = hashlib.blake2b(f"{seed}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 2
 
 
 def draw_seed(seed: int, stream: int, step: int) -> int:
@@ -249,9 +264,10 @@ def refit_due(hypers: Mapping[str, Any], state: MutableMapping[str, Any], step: 
     starts again from 0."""
     import torch
 
-    count = int(state.get(COUNTER_KEY, 0)) + 1
+    counter = state[COUNTER_KEY]
+    count = int(counter) + 1
     due = bool(torch.tensor(count, dtype=torch.int32) >= 1 / update_probability(hypers, step - 1))
-    state[COUNTER_KEY] = 0 if due else count
+    counter.fill_(0 if due else count)
     return due
 
 
@@ -343,13 +359,23 @@ def refit_factors(
         factor.sub_(step)
 
 
-def _factors(state: MutableMapping[str, Any], dtype: torch.dtype) -> list[torch.Tensor]:
-    """The factors in the preconditioner's dtype (``load_state_dict`` casts state to the
-    parameter's dtype, as ``torch.optim`` does: they are cast back once)."""
-    factors: list[torch.Tensor] = state["Q"]
-    if any(factor.dtype != dtype for factor in factors):
-        factors = state["Q"] = [factor.to(dtype) for factor in factors]
-    return factors
+def factors_of(state: MutableMapping[str, Any], dtype: torch.dtype) -> list[torch.Tensor]:
+    """The factors ``Q_0, Q_1, ...`` in the preconditioner's dtype (a state dict loaded by
+    ``torch.optim``'s rules holds them in the parameter's dtype: they are cast back once)."""
+    count = sum(1 for key in state if key.startswith("Q_"))
+    for index in range(count):
+        if state[f"Q_{index}"].dtype != dtype:
+            state[f"Q_{index}"] = state[f"Q_{index}"].to(dtype)
+    return [state[f"Q_{index}"] for index in range(count)]
+
+
+def stream_of(state: Mapping[str, Any]) -> tuple[int, int]:
+    """The parameter's random stream: its seed's key and stream number (0 and 0 for a state
+    made without them: the optimizer class gives every parameter its own)."""
+    stream = state.get(STREAM_KEY)
+    if stream is None:
+        return 0, 0
+    return int(stream[0]), int(stream[1])
 
 
 def kron_direction(
@@ -364,11 +390,11 @@ def kron_direction(
     import torch
 
     dtype = precond_dtype(hypers)
-    factors = _factors(state, dtype)
+    factors = factors_of(state, dtype)
     step = int(hypers["t"])
     shape = [] if u.dim() == 0 else [factor.shape[0] for factor in factors]
     due = refit_due(hypers, state, step)
-    seed = int(state.get(SEED_KEY, 0))
+    seed, stream = stream_of(state)
     balance = due and balance_draw(seed, step) < BALANCE_PROBABILITY
     momentum = (state["momentum_buffer"] / hypers["bias_correction1"]).to(dtype=dtype)
     momentum = momentum.reshape(shape)
@@ -379,7 +405,7 @@ def kron_direction(
             fitted = momentum
         else:
             fitted = g.reshape(shape).to(dtype=dtype, copy=True)
-        probe = probe_vectors(fitted, seed, int(state.get(STREAM_KEY, 0)), step)
+        probe = probe_vectors(fitted, seed, stream, step)
         refit_factors(factors, fitted, probe, hypers)
     _, _, expression_p = expressions(
         None if u.dim() == 0 else tuple(factor.dim() < 2 for factor in factors)
