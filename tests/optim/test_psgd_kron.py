@@ -34,7 +34,14 @@ import torch
 
 import descend
 from descend.rules import psgd_kron
-from descend.rules.psgd_kron import balance_draw, probe_vectors, seed_key, update_probability
+from descend.rules.kronecker import MEMORY_SAVE_MODES, diagonal_dims, expressions, merged_shape
+from descend.rules.psgd_kron import (
+    balance_draw,
+    kron_matrices,
+    probe_vectors,
+    seed_key,
+    update_probability,
+)
 
 #: A scalar, vectors, linear weights, a convolution's weight (merged into a matrix) and a
 #: weight with a dimension of size 1 (a diagonal factor in a matrix).
@@ -437,3 +444,38 @@ def test_a_schedule_object_of_kron_torch_is_taken_as_its_numbers():
     group = optimizer.param_groups[0]
     assert group["preconditioner_update_probability"] is None
     assert group["update_prob_schedule"] == pytest.approx((0.9, 0.05, 0.01, 20))
+
+
+@pytest.mark.parametrize("mode", MEMORY_SAVE_MODES)
+def test_factors_and_subscripts_are_the_reference_s_for_every_shape(mode):
+    options = dict(
+        precond_init_scale=3.0,
+        max_size_triangular=6,
+        min_ndim_triangular=2,
+        memory_save_mode=mode,
+        merge_dims=True,
+    )
+    for shape in [(), (1,), (7,), (5, 5), (8, 5), (1, 4), (4, 3, 3, 3), (2, 9, 3), (3, 7)]:
+        param = torch.zeros(shape, dtype=torch.float64)
+        merged = merged_shape(shape, True)
+        theirs, their_expressions = kron_module._init_Q_exprs(
+            param.reshape(merged),
+            options["precond_init_scale"],
+            options["max_size_triangular"],
+            options["min_ndim_triangular"],
+            mode,
+            dtype=torch.float32,
+        )
+        hypers = {**options, "precond_dtype": None}
+        state = kron_matrices(param, hypers)
+        ours = [state[f"Q_{index}"] for index in range(len(theirs))]
+        assert f"Q_{len(theirs)}" not in state
+        assert all(
+            torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(ours, theirs, strict=True)
+        )
+        diagonal = None if not shape else diagonal_dims(merged, hypers)
+        assert expressions(diagonal) == (
+            their_expressions[0],
+            tuple(their_expressions[1]),
+            their_expressions[2],
+        )
