@@ -207,7 +207,7 @@ def test_every_option_matches_kron_torch_for_100_steps(options):
     assert run.state_error <= PARITY
 
 
-@pytest.mark.parametrize("backend", ["reference", "fused"])
+@pytest.mark.parametrize("backend", ["reference", pytest.param("fused", marks=pytest.mark.slow)])
 def test_a_short_run_matches_kron_torch(backend):
     # The fast lane's check: 3 steps of the defaults, every shape, two groups, with the
     # elementwise parts on torch (reference) or compiled (fused; the 100-step runs use auto).
