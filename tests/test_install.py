@@ -148,6 +148,7 @@ def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_comma
         "lion-pytorch",
         "schedulefree",
         "pytorch_optimizer",
+        "kron-torch",
         "mypy",
         "pre-commit",
         # The documentation's build, which tests/test_docs.py runs.

@@ -68,6 +68,7 @@ COLOR_NAMES = {
     # medium contrast
     "#004488": "dark blue",
     "#997700": "dark yellow",
+    "#994455": "dark red",
     # greys and marks
     "#555555": "dark grey",
     "#DDDDDD": "pale grey",
