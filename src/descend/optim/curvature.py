@@ -136,12 +136,16 @@ class PSGDKron(_WithAdamWGroups):
         super().add_param_group(param_group)
 
     def _prepare_group(
-        self, group: dict[str, Any], params: list[torch.Tensor], differentiable: bool = False
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        differentiable: bool = False,
+        grads: list[torch.Tensor] | None = None,
     ) -> Staged:
         """As every rule optimizer, then give each parameter whose state was just created (or
         loaded without one) its random stream: the key of the seed and its position in the
         param groups, recorded like the state, so a step that does not happen removes it."""
-        staged = super()._prepare_group(group, params, differentiable)
+        staged = super()._prepare_group(group, params, differentiable, grads)
         if self._uses_rule(group):
             positions = tensor_indices(self)
             key = seed_key(self._precision.seed)
