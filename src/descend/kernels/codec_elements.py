@@ -190,14 +190,19 @@ def int8_scale(largest_bits: Any, negative: Any) -> Any:
 def encode_int8(value: Any, largest_bits: Any, negative: Any, middles: Any, starts: Any) -> Any:
     """The code of ``value`` in its block (see :func:`int8_scale`): the number of the map's
     midpoints below ``value / absmax`` (0 for every value of a non-finite block). The count
-    below the smallest float32 of the value's bf16 bucket is a table read (``starts``); at most
-    one more midpoint lies inside a bucket (checked by :func:`int8_tables`)."""
+    below the smallest float32 of the scaled value's bf16 bucket is a table read (``starts``,
+    one row per map and sign, :data:`BUCKETS` buckets from ``2**-24`` up to 1, where every
+    smaller magnitude counts alike); at most one more midpoint lies inside a bucket (checked
+    by :func:`int8_tables`)."""
     finite = largest_bits < 0x7F800000
     divisor = where(finite & (largest_bits > 0), bits_float(largest_bits), f32(1.0))
     scaled = where(finite, divide(value, divisor), f32(0.0))
-    first = where(negative, 0, 256)
-    code = gather(starts, (float_bits(scaled) >> 16) + first * 256)
-    return code + where(gather(middles, first + code) < scaled, 1, 0)
+    bits = float_bits(scaled)
+    bucket = (bits >> 16) & 0x7FFF
+    bucket = where(bucket < 0x3380, 0x3380, where(bucket > 0x3F80, 0x3F80, bucket))
+    row = where(negative, 0, 2) + (bits >> 31)
+    code = gather(starts, row * 3073 + (bucket - 0x3380))
+    return code + where(gather(middles, where(negative, 0, 256) + code) < scaled, 1, 0)
 
 
 def decode_int8(code: Any, scale: Any, maps: Any) -> Any:
@@ -259,34 +264,47 @@ def code_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return tables[0], tables[1], tables[2], tables[3]
 
 
+#: The bf16 buckets (the top 16 bits of a float32, its sign apart) a row of the int8 code
+#: table covers: from ``2**-24`` (every midpoint of either map is at least twice as large in
+#: magnitude, so every smaller value counts alike) to 1.0 (a scaled value is never larger).
+#: :func:`encode_int8` writes these numbers as literals (Triton reads no global).
+LOWEST_BUCKET, HIGHEST_BUCKET = 0x3380, 0x3F80
+BUCKETS = HIGHEST_BUCKET - LOWEST_BUCKET + 1
+
+
 def _bucket_starts(middles: np.ndarray) -> np.ndarray:
-    """For each bf16 bucket of float32 values (the top 16 bits), how many ``middles`` lie
-    below its smallest value; refuses a map with two midpoints inside one bucket."""
-    high = np.arange(1 << 16, dtype=np.int64)
-    negative = (high >> 15) == 1
-    smallest = np.where(negative, (high << 16) | 0xFFFF, high << 16).astype(np.uint32)
-    largest = np.where(negative, high << 16, (high << 16) | 0xFFFF).astype(np.uint32)
-    counts = []
-    for bits in (smallest, largest):
-        floats = bits.view(np.float32)
-        counts.append(np.searchsorted(middles, np.where(np.isfinite(floats), floats, 0.0)))
-    if int((counts[1] - counts[0]).max()) > 1:
-        raise AssertionError("a bf16 bucket holds two midpoints of the int8 map")
-    return counts[0].astype(np.int64)
+    """Rows of :data:`BUCKETS` counts, for positive then negative values: how many
+    ``middles`` lie below each bucket's smallest value. Refuses a map with two midpoints
+    inside one bucket, or one smaller in magnitude than the lowest bucket."""
+    if float(np.abs(middles).min()) < 2.0**-23:
+        raise AssertionError("an int8 map has a midpoint below the table's lowest bucket")
+    rows = []
+    for sign in (0, 1 << 15):
+        high = np.arange(LOWEST_BUCKET, HIGHEST_BUCKET + 1, dtype=np.int64) | sign
+        ends = (high << 16, (high << 16) | 0xFFFF)
+        smallest, largest = (ends[1], ends[0]) if sign else ends
+        counts = [
+            np.searchsorted(middles, bits.astype(np.uint32).view(np.float32))
+            for bits in (smallest, largest)
+        ]
+        if int((counts[1] - counts[0]).max()) > 1:
+            raise AssertionError("a bf16 bucket holds two midpoints of an int8 map")
+        rows.append(counts[0])
+    return np.concatenate(rows)
 
 
 @cache
 def int8_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The tables :func:`encode_int8` and :func:`decode_int8` read: ``maps`` (the signed map,
     then the unsigned one; float32), ``middles`` (each map's 255 midpoints and an infinite
-    256th, signed first; float32) and ``starts`` (each bf16 bucket's first code, signed
-    buckets first; int64)."""
+    256th, signed first; float32) and ``starts`` (:func:`_bucket_starts` of the signed map,
+    then of the unsigned one; int32)."""
     signed, signed_middles, unsigned, unsigned_middles = code_tables()
     inf = np.float32(np.inf)
     maps = np.concatenate([signed, unsigned]).astype(np.float32)
     middles = np.concatenate([signed_middles, [inf], unsigned_middles, [inf]]).astype(np.float32)
     starts = np.concatenate([_bucket_starts(signed_middles), _bucket_starts(unsigned_middles)])
-    return maps, middles, starts
+    return maps, middles, starts.astype(np.int32)
 
 
 # -- binding ----------------------------------------------------------------------------------

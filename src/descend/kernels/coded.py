@@ -114,7 +114,9 @@ def _slot_lines(
             f"    largest = max(largest, magnitude_bits(d{k}[j]))",
             f"    negative = negative | (d{k}[j] < np.float32(0.0))",
             "for j in range(count):",
-            f"    q{k}[j] = np.uint8(encode_int8(d{k}[j], largest, negative, middles, starts))",
+            f"    codes[j] = encode_int8(d{k}[j], largest, negative, middles, starts)",
+            "for j in range(count):",
+            f"    q{k}[j] = np.uint8(codes[j])",
             f"c{k}[0] = int8_scale(largest, negative)",
         ]
     else:
@@ -158,6 +160,7 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         buffers.append(f"    d{k} = np.empty({chunk}, dtype=np.float32)")
     if "int8" in variant.formats:
         buffers.append("    maps, middles, starts = MAPS.copy(), MIDDLES.copy(), STARTS.copy()")
+        buffers.append(f"    codes = np.empty({chunk}, dtype=np.int32)")
     arguments += scalar_arguments(rule, variant)
     indent = " " * 16
     body = [indent + line for line in lines]
@@ -185,7 +188,6 @@ from descend.kernels.codec_elements import int8_tables
 {codecs}
 
 MAPS, MIDDLES, STARTS = int8_tables()
-STARTS = STARTS.astype(np.uint8)
 {element_functions}
 
 

@@ -60,6 +60,7 @@ from descend.kernels.executor import (
     SlotLists,
 )
 from descend.kernels.table import Int64Array, TensorTable, addressable
+from descend.kernels.triton_coded import codec_tables, coded_triton_source
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
@@ -145,6 +146,8 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
             f"rule {rule.name!r} uses **, which Triton's interpreter cannot run "
             f"(it has no pow); unset {INTERPRET_ENV} and run it on a GPU"
         )
+    if variant.coded:
+        return coded_triton_source(rule, variant, elements)
     rows, operands = slot_rows(variant)
     results = [f"_r{k}" for k in range(1 + len(variant.active))]
     stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(rows) if r is not None]
@@ -224,7 +227,10 @@ def _load_kernel(key: tuple[Rule, Variant, bool]) -> Kernel:
     # Triton reads a jitted function's source from its file (inspect.getsource), so the module
     # is executed from a file in the cache holding exactly this source.
     path = cached_source(cache_dir(), f"{name}.py", source)
-    return execute_module(name, path, source).kernel
+    kernel = execute_module(name, path, source).kernel
+    # A kernel with compressed slots also reads the codecs' tables (see _launch).
+    kernel.reads_codec_tables = variant.coded
+    return kernel
 
 
 #: The Triton kernels in memory, by rule, variant and whether Triton interprets them.
@@ -338,6 +344,7 @@ class TritonExecutor(CompiledExecutor):
 
     name = "triton"
     dtypes = TRITON_DTYPES
+    codecs = True
 
     def __init__(self, chunk: int = 8192, block: int = 1024, num_warps: int = 4) -> None:
         self.chunk = chunk
@@ -419,7 +426,8 @@ class TritonExecutor(CompiledExecutor):
         chunks, count = device_table.chunks(table, indices, self.chunk)
         if count == 0:
             return
-        arguments = (device_table.addresses, chunks, device_table.count, *row.tolist())
+        tables = codec_tables(table.device) if getattr(kernel, "reads_codec_tables", False) else ()
+        arguments = (device_table.addresses, chunks, device_table.count, *tables, *row.tolist())
         options = dict(
             ALIGNED=device_table.aligned,
             CHUNK=self.chunk,
