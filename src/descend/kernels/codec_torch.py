@@ -30,7 +30,8 @@ def bits_float(bits: torch.Tensor | int) -> torch.Tensor:
 
 def divide(a: torch.Tensor, b: Any) -> torch.Tensor:
     """``a / b`` in float32, correctly rounded."""
-    return a / b
+    quotient: torch.Tensor = a / b
+    return quotient
 
 
 def f32(constant: float) -> float:

@@ -60,7 +60,7 @@ from descend.kernels.executor import (
     SlotLists,
 )
 from descend.kernels.table import Int64Array, TensorTable, addressable
-from descend.kernels.triton_coded import codec_tables, coded_triton_source
+from descend.kernels.triton_coded import coded_launch, coded_triton_source
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
@@ -423,15 +423,15 @@ class TritonExecutor(CompiledExecutor):
         indices: IndexArray | None,
         row: ScalarTable,
     ) -> None:
-        chunks, count = device_table.chunks(table, indices, self.chunk)
+        chunk, block, tables = coded_launch(kernel, table.device, self.chunk, self.block)
+        chunks, count = device_table.chunks(table, indices, chunk)
         if count == 0:
             return
-        tables = codec_tables(table.device) if getattr(kernel, "reads_codec_tables", False) else ()
         arguments = (device_table.addresses, chunks, device_table.count, *tables, *row.tolist())
         options = dict(
             ALIGNED=device_table.aligned,
-            CHUNK=self.chunk,
-            BLOCK=self.block,
+            CHUNK=chunk,
+            BLOCK=block,
             num_warps=self.num_warps,
             enable_fp_fusion=False,
         )

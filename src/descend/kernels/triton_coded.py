@@ -17,6 +17,7 @@ the kernel also takes the int8 tables (:func:`~descend.kernels.codec_elements.in
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import torch
 
@@ -179,3 +180,16 @@ def kernel({parameters}):
 def codec_tables(device: torch.device) -> tuple[torch.Tensor, ...]:
     """The int8 tables a coded Triton kernel reads, on ``device``."""
     return tuple(torch.from_numpy(table).to(device) for table in int8_tables())
+
+
+def coded_launch(
+    kernel: Any, device: torch.device, chunk: int, block: int
+) -> tuple[int, int, tuple[torch.Tensor, ...]]:
+    """The chunk, block and extra table arguments of a launch of ``kernel``: unchanged for a
+    kernel without compressed slots; else a block of at least :data:`INT8_BLOCK` elements (an
+    int8 block is reduced within one iteration), a chunk of at least one block, and the int8
+    tables."""
+    if not getattr(kernel, "reads_codec_tables", False):
+        return chunk, block, ()
+    block = max(block, INT8_BLOCK)
+    return max(chunk, block), block, codec_tables(device)

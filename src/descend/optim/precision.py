@@ -6,11 +6,13 @@ default ``"float32"``, ``torch.optim``'s state) and ``seed`` (of the stochastic 
 random stream). :class:`StatePrecision` checks them and says each parameter's format per slot;
 a slot stored compressed keeps its storage tensors in the state: ``state["exp_avg"]`` (bf16
 values or int8 codes, the parameter's shape) and ``state["exp_avg.ecc"]`` or
-``state["exp_avg.scale"]`` beside it (see :mod:`descend.kernels.codecs`). The fused CPU
-executor decodes and encodes inside its kernel's one pass (:mod:`descend.kernels.coded`,
-through :class:`BlockCoding`); every other path (the reference executor, Triton's list calls,
-complex, sparse or strided parameters) decodes a compressed slot into the parameter's dtype,
-runs the rule on the parameter's executor and encodes it again (:class:`Coded`). Random bits
+``state["exp_avg.scale"]`` beside it (see :mod:`descend.kernels.codecs`). The fused CPU and
+Triton executors decode and encode inside their kernel's one pass
+(:mod:`descend.kernels.coded`, :mod:`descend.kernels.triton_coded`, through
+:class:`BlockCoding`); every other path (the reference executor, complex, sparse or strided
+parameters) decodes a compressed slot into the parameter's dtype, runs the rule on the
+parameter's executor and encodes it again (:class:`Coded`). All of them run the one
+definition of each format (:mod:`descend.kernels.codec_elements`). Random bits
 are drawn from
 ``(seed, stream step, tensor index, slot index)``: the optimizer counts its stream steps
 (steps taken, not skipped ones) and saves the count in its state dict, so a resumed run draws
