@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 import torch
 
 from descend.kernels import codec_elements as elements
@@ -72,13 +73,19 @@ DEFAULT_SEED = 0
 Stored = tuple[torch.Tensor, ...]
 
 
-def stream_key(seed: int, step: int, tensor: int, slot: int) -> int:
-    """The key of the random bits that store one slot of one tensor at one step."""
+def stream_keys(seed: int, step: int, tensors: np.ndarray, slot: int) -> np.ndarray:
+    """The keys of the random bits that store one slot of each of ``tensors`` (their indices,
+    int64) at one step: :func:`stream_key` of each, in one pass."""
     key = mix32(seed ^ 0x9E3779B9)
     key = mix32(key ^ (seed >> 32))
     key = mix32(key ^ step)
-    key = mix32(key ^ tensor)
-    return int(mix32(key ^ slot))
+    keys: np.ndarray = mix32(mix32(key ^ tensors) ^ slot)
+    return keys
+
+
+def stream_key(seed: int, step: int, tensor: int, slot: int) -> int:
+    """The key of the random bits that store one slot of one tensor at one step."""
+    return int(stream_keys(seed, step, np.asarray([tensor], dtype=np.int64), slot)[0])
 
 
 # -- the codecs -------------------------------------------------------------------------------
@@ -276,4 +283,5 @@ __all__ = [
     "get_codec",
     "mix32",
     "stream_key",
+    "stream_keys",
 ]

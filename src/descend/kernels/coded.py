@@ -10,11 +10,11 @@ the very functions the reference executor evaluates with torch's.
 
 The elements are walked in chunks small enough to stay in the L1 cache (a block of
 :data:`~descend.kernels.codecs.INT8_BLOCK` when a slot is ``"int8"``: segments start at block
-boundaries, :class:`~descend.kernels.table.TensorTable`'s ``align``). Each chunk takes three
-simple loops, each over few arrays and free of branches, so that the compiler vectorizes them:
-decode every compressed slot into a float32 buffer, run the rule over the parameter, the
-gradient and the buffers, then encode the buffers (for ``"int8"``: reduce the block to its
-largest magnitude and sign first, then code it against the new scale).
+boundaries, :class:`~descend.kernels.table.TensorTable`'s ``align``), in loops that are free of
+branches and function calls, so that the compiler vectorizes them. A ``"bfloat16"``,
+``"bfloat16-nearest"`` or ``"bf16+ecc"`` slot is decoded and encoded inside the update's own
+loop. An ``"int8"`` slot is decoded into a float32 buffer first; after the update its block is
+reduced to its largest magnitude and sign, then coded against the new scale.
 
 Operand rows (:func:`coded_rows`): the parameter, the gradient, each active slot's storage
 tensors (its value tensor, then its companions), then one row per compressed slot holding the
@@ -77,30 +77,31 @@ CHUNK = 1024
 
 def _slot_lines(
     k: int, slot: SlotRows, value: str, dtype: str
-) -> tuple[list[str], list[str], str, str, list[str]]:
-    """The lines of a compressed slot ``k``: pointers at the chunk, the decode loop's body,
-    the update's argument, the store of its new ``value``, the encode loop."""
+) -> tuple[list[str], list[str], str, list[str], list[str]]:
+    """The lines of a compressed slot ``k``: pointers at the chunk, the decode loop's body (if
+    it has one), the update's argument, the store of its new ``value``, the encode loop."""
     rows = slot.rows
     at = f"addresses[{rows[0]}, t] + base"
     pointers, decode, encode = [], [], []
     if slot.format in ("bfloat16", "bfloat16-nearest"):
+        # Decoded and encoded in the update's own loop: no buffer, no extra pass.
         pointers.append(f"h{k} = carray(uint16_pointer({at} * 2), count)")
-        decode.append(f"d{k}[j] = decode_bf16(np.int64(h{k}[j]))")
         if slot.format == "bfloat16":
-            bits = f"encode_bf16(d{k}[j], key{k}, base + j)"
+            bits = f"encode_bf16(np.float32({value}), key{k}, base + j)"
         else:
-            bits = f"encode_bf16_nearest(d{k}[j])"
-        encode += ["for j in range(count):", f"    h{k}[j] = np.uint16({bits})"]
-    elif slot.format == "bf16+ecc":
+            bits = f"encode_bf16_nearest(np.float32({value}))"
+        argument = f"np.{dtype}(decode_bf16(np.int64(h{k}[j])))"
+        return pointers, [], argument, [f"h{k}[j] = np.uint16({bits})"], []
+    if slot.format == "bf16+ecc":
         pointers.append(f"h{k} = carray(uint16_pointer({at} * 2), count)")
         pointers.append(f"e{k} = carray(int8_pointer(addresses[{rows[1]}, t] + base), count)")
-        decode.append(f"d{k}[j] = decode_ecc(np.int64(h{k}[j]), np.int64(e{k}[j]))")
-        encode += [
-            "for j in range(count):",
-            f"    high, correction = encode_ecc(d{k}[j])",
-            f"    h{k}[j] = np.uint16(high)",
-            f"    e{k}[j] = np.int8(correction)",
+        argument = f"np.{dtype}(decode_ecc(np.int64(h{k}[j]), np.int64(e{k}[j])))"
+        store = [
+            f"high, correction = encode_ecc(np.float32({value}))",
+            f"h{k}[j] = np.uint16(high)",
+            f"e{k}[j] = np.int8(correction)",
         ]
+        return pointers, [], argument, store, []
     elif slot.format == "int8":
         pointers.append(f"q{k} = carray(uint8_pointer({at}), count)")
         scale = f"addresses[{rows[1]}, t] + base // {INT8_BLOCK} * 4"
@@ -121,7 +122,7 @@ def _slot_lines(
         ]
     else:
         raise ValueError(f"no fused kernel stores the format {slot.format!r}")
-    return pointers, decode, f"np.{dtype}(d{k}[j])", f"d{k}[j] = np.float32({value})", encode
+    return pointers, decode, f"np.{dtype}(d{k}[j])", [f"d{k}[j] = np.float32({value})"], encode
 
 
 def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) -> str:
@@ -153,11 +154,12 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
             continue
         more, decoding, argument, stored, encoding = _slot_lines(k, slot, value, dtype)
         pointers += more
-        decode += ["for j in range(count):", "    " + decoding[0]]
+        if decoding:
+            decode += ["for j in range(count):", "    " + decoding[0]]
+            buffers.append(f"    d{k} = np.empty({chunk}, dtype=np.float32)")
         arguments.append(argument)
-        store.append(stored)
+        store += stored
         encode += encoding
-        buffers.append(f"    d{k} = np.empty({chunk}, dtype=np.float32)")
     if "int8" in variant.formats:
         buffers.append("    maps, middles, starts = MAPS.copy(), MIDDLES.copy(), STARTS.copy()")
         buffers.append(f"    codes = np.empty({chunk}, dtype=np.int32)")
@@ -197,7 +199,7 @@ _update = njit(inline="always", error_model="numpy")(_rule_update)
 @njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
 def kernel(addresses, item_start, segment_tensor, segment_start, segment_stop, tensor_row,
            scalars, first_item, last_item):
-{chr(10).join(buffers)}
+{chr(10).join(buffers) if buffers else "    pass"}
     for item in range(first_item, last_item):
         for segment in range(item_start[item], item_start[item + 1]):
             t = segment_tensor[segment]

@@ -30,6 +30,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from descend.kernels.codecs import (
@@ -39,6 +40,7 @@ from descend.kernels.codecs import (
     Codec,
     get_codec,
     stream_key,
+    stream_keys,
 )
 from descend.rules.spec import Rule
 
@@ -269,12 +271,13 @@ class BlockCoding:
             for slot, on in zip(rule.slots, active, strict=True)
         )
 
-    def keys(self, params: Iterable[torch.Tensor], slot: int) -> list[int]:
-        """The stream keys of slot number ``slot`` of ``params`` for the step under way."""
+    def keys(self, params: Iterable[torch.Tensor], slot: int) -> np.ndarray:
+        """The stream keys of slot number ``slot`` of ``params`` for the step under way
+        (int64), computed together."""
         optimizer = self.optimizer
-        seed, step = optimizer._precision.seed, optimizer._stream_step
         indices = tensor_indices(optimizer)
-        return [stream_key(seed, step, indices[id(param)], slot) for param in params]
+        tensors = np.fromiter((indices[id(param)] for param in params), dtype=np.int64)
+        return stream_keys(optimizer._precision.seed, optimizer._stream_step, tensors, slot)
 
     def coded(self, param: torch.Tensor, state: Any, rule: Rule) -> Coded | None:
         """``param``'s :class:`Coded`, if a slot of it is compressed."""
