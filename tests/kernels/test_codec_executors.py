@@ -29,7 +29,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:Runtim
 
 COMPRESSED = [name for name in FORMATS if name != "float32"]
 EXECUTORS = ("reference", "fused", "triton")
-ANY_FLOAT32 = st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True)
+# NaN payloads and signs are left out: which one an update's arithmetic passes on is the
+# rule's business, not the codecs' (test_codecs.py checks that NaN survives every format).
+ANY_FLOAT32 = st.floats(width=32, allow_nan=False, allow_infinity=True, allow_subnormal=True)
 
 
 def _stored(backend: str, name: str, grads: list[torch.Tensor], seed: int) -> list[torch.Tensor]:
