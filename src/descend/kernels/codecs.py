@@ -37,13 +37,12 @@ The formats (:data:`FORMATS`):
   non-finite value spreads within its own block only, never to another block's scale.
   Tensors under :data:`INT8_MINIMUM` (4096) elements stay float32, as bitsandbytes does.
 
-The arithmetic is written here for torch tensors: the reference executor (and any executor's
-list call) decodes a slot, runs the rule and encodes it with these functions. The fused CPU
-kernel binds the element forms of :mod:`descend.kernels._numba_codecs`, which perform the same
-IEEE operations and bit manipulations in the same order (the tests compare the stored bytes of
-both, bit for bit). :func:`mix32`, the random stream's hash, uses only ``& ^ >> * +`` on 64-bit
-integers, which Python, NumPy, Numba, Triton and torch compute identically; the kernel
-compiles this very function.
+Each format is written once, for one element, in :mod:`descend.kernels.codec_elements`; the
+encoders and decoders here evaluate those very functions on whole torch tensors (the reference
+executor's form, also what any executor's list call and a state-dict conversion use), and the
+fused CPU and Triton kernels compile them into their one pass over memory, so every executor
+stores the same bits. :func:`mix32`, the random stream's hash, uses only ``& ^ >> * +`` on
+64-bit integers and runs as it is on Python ints and NumPy or torch int64 arrays.
 """
 
 from __future__ import annotations
@@ -51,15 +50,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 import numpy as np
 import torch
 
-#: Low 32 bits of a 64-bit integer.
-MASK32 = 0xFFFFFFFF
-#: Elements per block of the ``"int8"`` format, each with its own float32 scale.
-INT8_BLOCK = 256
+from descend.kernels import codec_elements as elements
+from descend.kernels.codec_elements import (
+    INT8_BLOCK,
+    code_tables,
+    dynamic_map,
+    element_bits,
+    int8_tables,
+    mix32,
+)
+
 #: Tensors with fewer elements keep ``"int8"`` slots in float32 (bitsandbytes' threshold).
 INT8_MINIMUM = 4096
 #: The seed of the random stream unless an optimizer is given another.
@@ -69,75 +73,19 @@ DEFAULT_SEED = 0
 Stored = tuple[torch.Tensor, ...]
 
 
-def mix32(x: Any) -> Any:
-    """A 32-bit integer hash (a bijection of ``[0, 2**32)``, Wellons' ``lowbias32``) of a
-    Python int, a NumPy/torch int64 array or a compiled int64: the same value on each."""
-    x = x & MASK32
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & MASK32
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & MASK32
-    return x ^ (x >> 16)
+def stream_keys(seed: int, step: int, tensors: np.ndarray, slot: int) -> np.ndarray:
+    """The keys of the random bits that store one slot of each of ``tensors`` (their indices,
+    int64) at one step: :func:`stream_key` of each, in one pass."""
+    key = mix32(seed ^ 0x9E3779B9)
+    key = mix32(key ^ (seed >> 32))
+    key = mix32(key ^ step)
+    keys: np.ndarray = mix32(mix32(key ^ tensors) ^ slot)
+    return keys
 
 
 def stream_key(seed: int, step: int, tensor: int, slot: int) -> int:
     """The key of the random bits that store one slot of one tensor at one step."""
-    key = mix32(seed ^ 0x9E3779B9)
-    key = mix32(key ^ (seed >> 32))
-    key = mix32(key ^ step)
-    key = mix32(key ^ tensor)
-    return int(mix32(key ^ slot))
-
-
-def element_bits(key: Any, index: Any) -> Any:
-    """32 random bits for element ``index`` (below ``2**32``) under ``key``."""
-    return mix32(mix32(index) ^ key)
-
-
-# -- bit views --------------------------------------------------------------------------------
-
-
-def float_bits(values: torch.Tensor) -> torch.Tensor:
-    """The bits of float32 ``values`` as int64 in ``[0, 2**32)``."""
-    return values.view(torch.int32).to(torch.int64) & MASK32
-
-
-def bits_float(bits: torch.Tensor) -> torch.Tensor:
-    """Float32 values of int64 ``bits`` in ``[0, 2**32)``."""
-    return (bits - ((bits >> 31) << 32)).to(torch.int32).view(torch.float32)
-
-
-def bf16_from_bits(bits: torch.Tensor) -> torch.Tensor:
-    """A bf16 tensor of int64 ``bits`` in ``[0, 2**16)``."""
-    return (bits - ((bits >> 15) << 16)).to(torch.int16).view(torch.bfloat16)
-
-
-def bf16_bits(values: torch.Tensor) -> torch.Tensor:
-    """The bits of a bf16 tensor as int64 in ``[0, 2**16)``."""
-    return values.view(torch.int16).to(torch.int64) & 0xFFFF
-
-
-def round_bf16(bits: torch.Tensor, random: torch.Tensor | None) -> torch.Tensor:
-    """bf16 bits of float32 ``bits``: stochastically rounded with 16 ``random`` bits per
-    element, or to nearest (ties to even) when ``random`` is None. Inf stays inf; NaN stays
-    NaN (quiet)."""
-    exponent_ones = (bits & 0x7F800000) == 0x7F800000
-    if random is None:
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-    else:
-        rounded = (bits + (random & 0xFFFF)) >> 16
-    special = (bits >> 16) | torch.where((bits & 0x7FFFFF) != 0, 0x40, 0)
-    return torch.where(exponent_ones, special, rounded)
-
-
-#: Adding and subtracting 1.5 * 2**23 rounds a float32 of magnitude below 2**22 to an integer
-#: (ties to even) in two IEEE operations, which every executor computes alike.
-ROUNDING_CONSTANT = 12582912.0
-
-
-def round_to_integer(values: Any) -> Any:
-    """Float32 ``values`` (magnitude below 2**22) rounded to integers, ties to even."""
-    return (values + ROUNDING_CONSTANT) - ROUNDING_CONSTANT
+    return int(stream_keys(seed, step, np.asarray([tensor], dtype=np.int64), slot)[0])
 
 
 # -- the codecs -------------------------------------------------------------------------------
@@ -175,88 +123,57 @@ class Codec:
         return self.storage is not None and numel >= self.minimum
 
 
-def _random_bits(values: torch.Tensor, key: int) -> torch.Tensor:
-    index = torch.arange(values.numel(), dtype=torch.int64, device=values.device)
-    bits: torch.Tensor = element_bits(key, index)
-    return bits.view(values.shape)
+_bf16 = elements.encode_bf16
+_bf16_nearest = elements.encode_bf16_nearest
+_bf16_value = elements.decode_bf16
+_ecc = elements.encode_ecc
+_ecc_value = elements.decode_ecc
+_magnitude_bits = elements.magnitude_bits
+_int8_scale = elements.int8_scale
+_int8 = elements.encode_int8
+_int8_value = elements.decode_int8
+
+
+def _bf16_tensor(high: torch.Tensor) -> torch.Tensor:
+    """A bf16 tensor of int64 bits in ``[0, 2**16)``."""
+    return (high - ((high >> 15) << 16)).to(torch.int16).view(torch.bfloat16)
+
+
+def _bf16_bits(values: torch.Tensor) -> torch.Tensor:
+    """The bits of a bf16 tensor as int64 in ``[0, 2**16)``."""
+    return values.contiguous().view(torch.int16).to(torch.int64) & 0xFFFF
+
+
+def _float32(values: torch.Tensor) -> torch.Tensor:
+    return values.to(torch.float32).contiguous()
 
 
 def _encode_bf16(values: torch.Tensor, key: int) -> Stored:
-    bits = float_bits(values.to(torch.float32).contiguous())
-    return (bf16_from_bits(round_bf16(bits, _random_bits(values, key))),)
+    index = torch.arange(values.numel(), dtype=torch.int64, device=values.device)
+    return (_bf16_tensor(_bf16(_float32(values), key, index.view(values.shape))),)
 
 
 def _encode_bf16_nearest(values: torch.Tensor, key: int) -> Stored:
-    bits = float_bits(values.to(torch.float32).contiguous())
-    return (bf16_from_bits(round_bf16(bits, None)),)
+    return (_bf16_tensor(_bf16_nearest(_float32(values))),)
 
 
 def _decode_bf16(stored: Stored) -> torch.Tensor:
     return stored[0].to(torch.float32)
 
 
-def _half_ulp(high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half the ulp of bf16 values given by their bits, and where an ECC byte is kept
-    (normal values whose half ulp is a normal float32)."""
-    exponent = (high >> 7) & 0xFF
-    kept = (exponent > 8) & (exponent < 255)
-    half = bits_float(torch.where(kept, (exponent - 8) << 23, 0x3F800000))
-    return half, kept
-
-
 def _encode_ecc(values: torch.Tensor, key: int) -> Stored:
-    values = values.to(torch.float32).contiguous()
-    high = round_bf16(float_bits(values), None)
-    rounded = bits_float(high << 16)
-    half, kept = _half_ulp(high)
-    residual = (values - rounded) / half
-    code = round_to_integer(residual * 127.0).clamp(-127.0, 127.0)
-    code = torch.where(kept & torch.isfinite(code), code, 0.0)
-    return bf16_from_bits(high), code.to(torch.int8)
+    high, correction = _ecc(_float32(values))
+    return _bf16_tensor(high), correction.to(torch.int8)
 
 
 def _decode_ecc(stored: Stored) -> torch.Tensor:
-    high = bf16_bits(stored[0])
-    rounded = bits_float(high << 16)
-    half, _ = _half_ulp(high)
-    return rounded + (stored[1].to(torch.float32) * half) / 127.0
-
-
-def dynamic_map(signed: bool) -> np.ndarray:
-    """The 256 values of the dynamic quantization map, ascending, in float32.
-
-    Seven decades below 1 (``10**-6`` to ``10**0``); decade ``i`` (from the lowest) holds the
-    midpoints of ``2**i + 1`` (signed: each with both signs) or ``2**(i + 1) + 1``
-    (unsigned) points spaced evenly from 0.1 to 1, scaled to the decade; then 0 and 1.
-    """
-    values = [0.0, 1.0]
-    for decade in range(7):
-        points = (2**decade if signed else 2 ** (decade + 1)) + 1
-        bounds = np.linspace(0.1, 1.0, points)
-        middles = 10.0 ** (decade - 6) * (bounds[:-1] + bounds[1:]) / 2
-        values += middles.tolist()
-        if signed:
-            values += (-middles).tolist()
-    table = np.sort(np.asarray(values, dtype=np.float64)).astype(np.float32)
-    assert len(table) == 256 and len(np.unique(table)) == 256
-    return table
-
-
-@cache
-def code_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(signed map, its midpoints, unsigned map, its midpoints)`` in float32: a value is
-    coded as the number of midpoints below it (ties to the lower code)."""
-    tables = []
-    for signed in (True, False):
-        table = dynamic_map(signed)
-        wide = table.astype(np.float64)
-        tables += [table, ((wide[:-1] + wide[1:]) / 2).astype(np.float32)]
-    return tables[0], tables[1], tables[2], tables[3]
+    result: torch.Tensor = _ecc_value(_bf16_bits(stored[0]), stored[1].to(torch.int64))
+    return result
 
 
 @cache
 def _device_tables(device: torch.device) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.from_numpy(table).to(device) for table in code_tables())
+    return tuple(torch.from_numpy(table).to(device) for table in int8_tables())
 
 
 def _blocks(values: torch.Tensor) -> torch.Tensor:
@@ -269,32 +186,20 @@ def _blocks(values: torch.Tensor) -> torch.Tensor:
 
 
 def _encode_int8(values: torch.Tensor, key: int) -> Stored:
-    signed_map, signed_mid, _, unsigned_mid = _device_tables(values.device)
-    blocks = _blocks(values.to(torch.float32))
-    finite = torch.isfinite(blocks).all(dim=1)
-    absmax = torch.where(finite, blocks.abs().amax(dim=1), 0.0)
-    signed = (blocks < 0).any(dim=1)
-    usable = finite & (absmax > 0)
-    scaled = blocks / torch.where(usable, absmax, 1.0)[:, None]
-    scaled = torch.where(finite[:, None], scaled, 0.0).contiguous()
-    flat = scaled.view(-1)
-    codes = torch.where(
-        signed[:, None],
-        torch.bucketize(flat, signed_mid).view_as(scaled),
-        torch.bucketize(flat, unsigned_mid).view_as(scaled),
-    )
-    scale = torch.where(signed | ~usable, absmax, -absmax)
-    scale = torch.where(finite, scale, torch.nan)
+    _, middles, starts = _device_tables(values.device)
+    blocks = _blocks(_float32(values))
+    # The block reductions: the largest magnitude's bits and whether a value is negative.
+    largest = _magnitude_bits(blocks).amax(dim=1, keepdim=True)
+    negative = (blocks < 0).any(dim=1, keepdim=True)
+    codes = _int8(blocks, largest, negative, middles, starts)
     stored = codes.reshape(-1)[: values.numel()].to(torch.uint8).view(values.shape)
-    return stored, scale
+    return stored, _int8_scale(largest, negative).reshape(-1)
 
 
 def _decode_int8(stored: Stored) -> torch.Tensor:
     codes, scale = stored
-    signed_map, _, unsigned_map, _ = _device_tables(codes.device)
-    index = _blocks(codes.to(torch.int64))
-    table = torch.where((scale < 0)[:, None], unsigned_map[index], signed_map[index])
-    values = table * scale.abs()[:, None]
+    maps, _, _ = _device_tables(codes.device)
+    values: torch.Tensor = _int8_value(_blocks(codes.to(torch.int64)), scale[:, None], maps)
     return values.reshape(-1)[: codes.numel()].view(codes.shape)
 
 
@@ -378,4 +283,5 @@ __all__ = [
     "get_codec",
     "mix32",
     "stream_key",
+    "stream_keys",
 ]

@@ -3,12 +3,18 @@ inside the kernel's one pass over memory.
 
 A variant with :attr:`~descend.kernels.variant.Variant.coded` formats gets a kernel written
 here instead of :func:`descend.kernels.fused.kernel_source`'s: the same call of the rule's own
-``update`` per element, but each slot is read through its codec's decode and written through
-its encode (:mod:`descend.kernels._numba_codecs`, the element forms of
-:mod:`descend.kernels.codecs`). The elements are walked in blocks of
-:data:`~descend.kernels.codecs.INT8_BLOCK`: an ``"int8"`` slot's new values wait in a buffer
-until its block is done, then are coded against the block's new scale. Segments start at block
-boundaries (:class:`~descend.kernels.table.TensorTable`'s ``align``).
+``update`` per element, but each compressed slot is read through its codec's decode and
+written through its encode: the functions of :mod:`descend.kernels.codec_elements`, compiled
+into the kernel module with Numba's bit-level primitives (:mod:`descend.kernels._numba_codecs`),
+the very functions the reference executor evaluates with torch's.
+
+The elements are walked in chunks small enough to stay in the L1 cache (a block of
+:data:`~descend.kernels.codecs.INT8_BLOCK` when a slot is ``"int8"``: segments start at block
+boundaries, :class:`~descend.kernels.table.TensorTable`'s ``align``), in loops that are free of
+branches and function calls, so that the compiler vectorizes them. A ``"bfloat16"``,
+``"bfloat16-nearest"`` or ``"bf16+ecc"`` slot is decoded and encoded inside the update's own
+loop. An ``"int8"`` slot is decoded into a float32 buffer first; after the update its block is
+reduced to its largest magnitude and sign, then coded against the new scale.
 
 Operand rows (:func:`coded_rows`): the parameter, the gradient, each active slot's storage
 tensors (its value tensor, then its companions), then one row per compressed slot holding the
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from descend.kernels.codec_elements import codec_source
 from descend.kernels.codecs import CODECS, INT8_BLOCK
 from descend.kernels.codegen import scalar_arguments
 from descend.kernels.variant import Variant
@@ -64,81 +71,112 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
     return slots, row
 
 
+#: Elements per chunk of a kernel without an ``"int8"`` slot.
+CHUNK = 1024
+
+
+def _slot_lines(
+    k: int, slot: SlotRows, value: str, dtype: str
+) -> tuple[list[str], list[str], str, list[str], list[str]]:
+    """The lines of a compressed slot ``k``: pointers at the chunk, the decode loop's body (if
+    it has one), the update's argument, the store of its new ``value``, the encode loop."""
+    rows = slot.rows
+    at = f"addresses[{rows[0]}, t] + base"
+    pointers, decode, encode = [], [], []
+    if slot.format in ("bfloat16", "bfloat16-nearest"):
+        # Decoded and encoded in the update's own loop: no buffer, no extra pass.
+        pointers.append(f"h{k} = carray(uint16_pointer({at} * 2), count)")
+        if slot.format == "bfloat16":
+            bits = f"encode_bf16(np.float32({value}), key{k}, base + j)"
+        else:
+            bits = f"encode_bf16_nearest(np.float32({value}))"
+        argument = f"np.{dtype}(decode_bf16(np.int64(h{k}[j])))"
+        return pointers, [], argument, [f"h{k}[j] = np.uint16({bits})"], []
+    if slot.format == "bf16+ecc":
+        pointers.append(f"h{k} = carray(uint16_pointer({at} * 2), count)")
+        pointers.append(f"e{k} = carray(int8_pointer(addresses[{rows[1]}, t] + base), count)")
+        argument = f"np.{dtype}(decode_ecc(np.int64(h{k}[j]), np.int64(e{k}[j])))"
+        store = [
+            f"high, correction = encode_ecc(np.float32({value}))",
+            f"h{k}[j] = np.uint16(high)",
+            f"e{k}[j] = np.int8(correction)",
+        ]
+        return pointers, [], argument, store, []
+    elif slot.format == "int8":
+        pointers.append(f"q{k} = carray(uint8_pointer({at}), count)")
+        scale = f"addresses[{rows[1]}, t] + base // {INT8_BLOCK} * 4"
+        pointers.append(f"c{k} = carray(float32_pointer({scale}), 1)")
+        pointers.append(f"scale{k} = c{k}[0]")
+        decode.append(f"d{k}[j] = decode_int8(np.int64(q{k}[j]), scale{k}, maps)")
+        encode += [
+            "largest = 0",
+            "negative = False",
+            "for j in range(count):",
+            f"    largest = max(largest, magnitude_bits(d{k}[j]))",
+            f"    negative = negative | (d{k}[j] < np.float32(0.0))",
+            "for j in range(count):",
+            f"    codes[j] = encode_int8(d{k}[j], largest, negative, middles, starts)",
+            "for j in range(count):",
+            f"    q{k}[j] = np.uint8(codes[j])",
+            f"c{k}[0] = int8_scale(largest, negative)",
+        ]
+    else:
+        raise ValueError(f"no fused kernel stores the format {slot.format!r}")
+    return pointers, decode, f"np.{dtype}(d{k}[j])", [f"d{k}[j] = np.float32({value})"], encode
+
+
 def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) -> str:
     """The kernel module of ``rule`` under a coded ``variant`` (see the module docstring);
     ``element_functions`` is the rule's update as kernel source (with its imports)."""
     dtype = variant.dtype
     itemsize = 4 if dtype == "float32" else 8
     slots, _ = coded_rows(variant)
+    chunk = INT8_BLOCK if "int8" in variant.formats else CHUNK
     lines = [f"{name} = scalars[row, {column}]" for column, name in enumerate(variant.runtime)]
-    lines += [
-        f"x0 = carray({dtype}_pointer(addresses[0, t] + start * {itemsize}), n)",
-        f"x1 = carray({dtype}_pointer(addresses[1, t] + start * {itemsize}), n)",
+    pointers = [
+        f"x{r} = carray({dtype}_pointer(addresses[{r}, t] + base * {itemsize}), count)"
+        for r in (0, 1)
     ]
-    decode, arguments, store, finish = [], ["x0[i]", "x1[i]"], ["x0[i] = result[0]"], []
-    blocks = f"(start + n + {INT8_BLOCK - 1}) // {INT8_BLOCK}"
-    result = 1
+    decode, encode, arguments, store = [], [], ["x0[j]", "x1[j]"], ["x0[j] = result[0]"]
+    buffers = []
     for k, slot in enumerate(slots):
         if slot is None:
             arguments.append("0.0")
             continue
-        rows = slot.rows
-        value = f"result[{result}]"
-        result += 1
+        value = f"result[{k + 1}]"
         if slot.key_row is not None:
             lines.append(f"key{k} = addresses[{slot.key_row}, t]")
         if slot.format == "float32":
-            lines.append(
-                f"s{k} = carray({dtype}_pointer(addresses[{rows[0]}, t] + start * {itemsize}), n)"
-            )
-            arguments.append(f"s{k}[i]")
-            store.append(f"s{k}[i] = {value}")
-        elif slot.format in ("bfloat16", "bfloat16-nearest"):
-            encode = "encode_bf16" if slot.format == "bfloat16" else "encode_bf16_nearest"
-            lines.append(f"s{k} = carray(uint16_pointer(addresses[{rows[0]}, t] + start * 2), n)")
-            decode.append(f"v{k} = np.{dtype}(decode_bf16(s{k}[i]))")
-            arguments.append(f"v{k}")
-            store.append(f"s{k}[i] = {encode}({value}, key{k}, start + i)")
-        elif slot.format == "bf16+ecc":
-            lines.append(f"s{k} = carray(uint16_pointer(addresses[{rows[0]}, t] + start * 2), n)")
-            lines.append(f"e{k} = carray(int8_pointer(addresses[{rows[1]}, t] + start), n)")
-            decode.append(f"v{k} = np.{dtype}(decode_ecc(s{k}[i], e{k}[i]))")
-            arguments.append(f"v{k}")
-            store.append(f"s{k}[i], e{k}[i] = encode_ecc({value})")
-        elif slot.format == "int8":
-            lines.append(f"s{k} = carray(uint8_pointer(addresses[{rows[0]}, t] + start), n)")
-            lines.append(f"c{k} = carray(float32_pointer(addresses[{rows[1]}, t]), {blocks})")
-            decode.append(f"v{k} = np.{dtype}(decode_int8(s{k}[i], c{k}[block], sm, um))")
-            arguments.append(f"v{k}")
-            store.append(f"b{k}[i - first] = np.float32({value})")
-            finish.append(
-                f"c{k}[block] = encode_int8_block(b{k}, last - first, s{k}, first, tables)"
-            )
-        else:
-            raise ValueError(f"no fused kernel stores the format {slot.format!r}")
+            at = f"addresses[{slot.rows[0]}, t] + base * {itemsize}"
+            pointers.append(f"s{k} = carray({dtype}_pointer({at}), count)")
+            arguments.append(f"s{k}[j]")
+            store.append(f"s{k}[j] = {value}")
+            continue
+        more, decoding, argument, stored, encoding = _slot_lines(k, slot, value, dtype)
+        pointers += more
+        if decoding:
+            decode += ["for j in range(count):", "    " + decoding[0]]
+            buffers.append(f"    d{k} = np.empty({chunk}, dtype=np.float32)")
+        arguments.append(argument)
+        store += stored
+        encode += encoding
+    if "int8" in variant.formats:
+        buffers.append("    maps, middles, starts = MAPS.copy(), MIDDLES.copy(), STARTS.copy()")
+        buffers.append(f"    codes = np.empty({chunk}, dtype=np.int32)")
     arguments += scalar_arguments(rule, variant)
-    buffers = [
-        f"    b{k} = np.empty({INT8_BLOCK}, dtype=np.float32)"
-        for k, slot in enumerate(slots)
-        if slot is not None and slot.format == "int8"
-    ]
-    if buffers:
-        buffers += [
-            "    tables = (SM.copy(), UM.copy(), SMID.copy(), UMID.copy(), SS.copy(), US.copy())",
-            "    sm, um = tables[0], tables[1]",
-        ]
     indent = " " * 16
     body = [indent + line for line in lines]
     body += [
-        indent + f"for first in range(0, n, {INT8_BLOCK}):",
-        indent + f"    last = min(first + {INT8_BLOCK}, n)",
-        indent + f"    block = (start + first) // {INT8_BLOCK}",
-        indent + "    for i in range(first, last):",
-        *(indent + " " * 8 + line for line in decode),
+        indent + f"for first in range(0, n, {chunk}):",
+        indent + f"    count = min({chunk}, n - first)",
+        indent + "    base = start + first",
+        *(indent + "    " + line for line in pointers + decode),
+        indent + "    for j in range(count):",
         indent + " " * 8 + f"result = _update({', '.join(arguments)})",
         *(indent + " " * 8 + line for line in store),
-        *(indent + " " * 4 + line for line in finish),
+        *(indent + "    " + line for line in encode),
     ]
+    codecs = codec_source("numba", "@njit(inline='always', error_model='numpy')")
     return f'''"""Fused {dtype} kernel of rule {rule.name!r}, coded slots; made by descend."""
 # variant {variant!r}
 import numpy as np
@@ -148,11 +186,10 @@ from descend.kernels._numba_support import {dtype}_pointer, float32_pointer
 from descend.kernels._numba_support import uint16_pointer, int8_pointer, uint8_pointer
 from descend.kernels._numba_support import add as _add, sub as _sub, mul as _mul
 from descend.kernels._numba_support import div as _div, power as _power, neg as _neg
-from descend.kernels._numba_codecs import decode_bf16, encode_bf16, encode_bf16_nearest
-from descend.kernels._numba_codecs import decode_ecc, encode_ecc
-from descend.kernels._numba_codecs import decode_int8, encode_int8_block, int8_tables
+from descend.kernels.codec_elements import int8_tables
+{codecs}
 
-SM, UM, SMID, UMID, SS, US = int8_tables()
+MAPS, MIDDLES, STARTS = int8_tables()
 {element_functions}
 
 

@@ -60,6 +60,7 @@ from descend.kernels.executor import (
     SlotLists,
 )
 from descend.kernels.table import Int64Array, TensorTable, addressable
+from descend.kernels.triton_coded import coded_launch, coded_triton_source
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
@@ -145,6 +146,8 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
             f"rule {rule.name!r} uses **, which Triton's interpreter cannot run "
             f"(it has no pow); unset {INTERPRET_ENV} and run it on a GPU"
         )
+    if variant.coded:
+        return coded_triton_source(rule, variant, elements)
     rows, operands = slot_rows(variant)
     results = [f"_r{k}" for k in range(1 + len(variant.active))]
     stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(rows) if r is not None]
@@ -224,7 +227,10 @@ def _load_kernel(key: tuple[Rule, Variant, bool]) -> Kernel:
     # Triton reads a jitted function's source from its file (inspect.getsource), so the module
     # is executed from a file in the cache holding exactly this source.
     path = cached_source(cache_dir(), f"{name}.py", source)
-    return execute_module(name, path, source).kernel
+    kernel = execute_module(name, path, source).kernel
+    # A kernel with compressed slots also reads the codecs' tables (see _launch).
+    kernel.reads_codec_tables = variant.coded
+    return kernel
 
 
 #: The Triton kernels in memory, by rule, variant and whether Triton interprets them.
@@ -338,6 +344,7 @@ class TritonExecutor(CompiledExecutor):
 
     name = "triton"
     dtypes = TRITON_DTYPES
+    codecs = True
 
     def __init__(self, chunk: int = 8192, block: int = 1024, num_warps: int = 4) -> None:
         self.chunk = chunk
@@ -416,14 +423,15 @@ class TritonExecutor(CompiledExecutor):
         indices: IndexArray | None,
         row: ScalarTable,
     ) -> None:
-        chunks, count = device_table.chunks(table, indices, self.chunk)
+        chunk, block, tables = coded_launch(kernel, table.device, self.chunk, self.block)
+        chunks, count = device_table.chunks(table, indices, chunk)
         if count == 0:
             return
-        arguments = (device_table.addresses, chunks, device_table.count, *row.tolist())
+        arguments = (device_table.addresses, chunks, device_table.count, *tables, *row.tolist())
         options = dict(
             ALIGNED=device_table.aligned,
-            CHUNK=self.chunk,
-            BLOCK=self.block,
+            CHUNK=chunk,
+            BLOCK=block,
             num_warps=self.num_warps,
             enable_fp_fusion=False,
         )

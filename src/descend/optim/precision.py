@@ -6,11 +6,13 @@ default ``"float32"``, ``torch.optim``'s state) and ``seed`` (of the stochastic 
 random stream). :class:`StatePrecision` checks them and says each parameter's format per slot;
 a slot stored compressed keeps its storage tensors in the state: ``state["exp_avg"]`` (bf16
 values or int8 codes, the parameter's shape) and ``state["exp_avg.ecc"]`` or
-``state["exp_avg.scale"]`` beside it (see :mod:`descend.kernels.codecs`). The fused CPU
-executor decodes and encodes inside its kernel's one pass (:mod:`descend.kernels.coded`,
-through :class:`BlockCoding`); every other path (the reference executor, Triton's list calls,
-complex, sparse or strided parameters) decodes a compressed slot into the parameter's dtype,
-runs the rule on the parameter's executor and encodes it again (:class:`Coded`). Random bits
+``state["exp_avg.scale"]`` beside it (see :mod:`descend.kernels.codecs`). The fused CPU and
+Triton executors decode and encode inside their kernel's one pass
+(:mod:`descend.kernels.coded`, :mod:`descend.kernels.triton_coded`, through
+:class:`BlockCoding`); every other path (the reference executor, complex, sparse or strided
+parameters) decodes a compressed slot into the parameter's dtype, runs the rule on the
+parameter's executor and encodes it again (:class:`Coded`). All of them run the one
+definition of each format (:mod:`descend.kernels.codec_elements`). Random bits
 are drawn from
 ``(seed, stream step, tensor index, slot index)``: the optimizer counts its stream steps
 (steps taken, not skipped ones) and saves the count in its state dict, so a resumed run draws
@@ -28,6 +30,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from descend.kernels.codecs import (
@@ -37,6 +40,7 @@ from descend.kernels.codecs import (
     Codec,
     get_codec,
     stream_key,
+    stream_keys,
 )
 from descend.rules.spec import Rule
 
@@ -267,12 +271,13 @@ class BlockCoding:
             for slot, on in zip(rule.slots, active, strict=True)
         )
 
-    def keys(self, params: Iterable[torch.Tensor], slot: int) -> list[int]:
-        """The stream keys of slot number ``slot`` of ``params`` for the step under way."""
+    def keys(self, params: Iterable[torch.Tensor], slot: int) -> np.ndarray:
+        """The stream keys of slot number ``slot`` of ``params`` for the step under way
+        (int64), computed together."""
         optimizer = self.optimizer
-        seed, step = optimizer._precision.seed, optimizer._stream_step
         indices = tensor_indices(optimizer)
-        return [stream_key(seed, step, indices[id(param)], slot) for param in params]
+        tensors = np.fromiter((indices[id(param)] for param in params), dtype=np.int64)
+        return stream_keys(optimizer._precision.seed, optimizer._stream_step, tensors, slot)
 
     def coded(self, param: torch.Tensor, state: Any, rule: Rule) -> Coded | None:
         """``param``'s :class:`Coded`, if a slot of it is compressed."""

@@ -1,0 +1,342 @@
+"""The storage codecs of optimizer state, each written once, for one element.
+
+Every format of :mod:`descend.kernels.codecs` is defined here by a few pure functions of one
+element (decode on load, encode on store, the counter-based random stream), written in a small
+bit-level language: integer ``& | ^ >> << + - *``, comparisons, and the primitives of
+:data:`CODEC_PRIMITIVES` (float32 <-> bits, a branch-free select, a correctly rounded
+division, a float32 constant, conversions, a table read). Each executor binds those primitives
+to its own implementations, as :data:`descend.rules.elementwise.PRIMITIVES` binds ``sqrt`` and
+``sign``: the reference executor binds torch ops (the module-level names here, so the
+functions run as written on whole tensors); the fused CPU and Triton kernels compile their
+source with Numba's and Triton's primitives (:func:`codec_source`). No executor re-types a
+codec, so the three store the same bits given the same seed.
+
+The functions are branch-free (every choice is a :func:`where`), so compiled loops over them
+vectorize. Integers are 64-bit with values kept below ``2**32`` (bit masks after each multiply),
+which Python, NumPy, torch, Numba and Triton compute alike.
+
+What stays per executor is only structure: how a loop walks the elements and how a block of
+:data:`INT8_BLOCK` elements is reduced (the largest magnitude's bits, whether any value is
+negative) before its values are coded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import textwrap
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+#: Elements per block of the ``"int8"`` format, each with its own float32 scale.
+INT8_BLOCK = 256
+
+# -- the primitives ---------------------------------------------------------------------------
+#
+# ``where(c, a, b)``: a where c holds, else b (both evaluated). ``float_bits(x)``: the bits of a
+# float32 as an int64 in [0, 2**32). ``bits_float(b)``: the float32 of the low 32 bits of b.
+# ``divide(a, b)``: a / b in float32, correctly rounded. ``f32(c)``: the float constant c as a
+# float32. ``to_float32(i)``: an integer as float32. ``to_int(x)``: an integer-valued float as
+# int64. ``gather(table, i)``: element i of a table (:func:`int8_tables`).
+# fmt: off
+CODEC_PRIMITIVES: dict[str, dict[str, str]] = {
+    name: dict(zip(("torch", "numba", "triton"), row, strict=True)) for name, row in {
+        #               torch                 numba                    triton
+        "where":      ("codec_torch:where",      "_numba_codecs:where",      "triton_codecs:where"),
+        "float_bits": ("codec_torch:float_bits", "_numba_support:float_bits", "triton_codecs:float_bits"),  # noqa: E501
+        "bits_float": ("codec_torch:bits_float", "_numba_support:bits_float", "triton_codecs:bits_float"),  # noqa: E501
+        "divide":     ("codec_torch:divide",     "_numba_support:div",       "triton_support:div"),
+        "f32":        ("codec_torch:f32",        "numpy:float32",            "triton_codecs:f32"),
+        "to_float32": ("codec_torch:to_float32", "numpy:float32",            "triton_codecs:to_float32"),  # noqa: E501
+        "to_int":     ("codec_torch:to_int",     "numpy:int64",              "triton_codecs:to_int"),  # noqa: E501
+        "gather":     ("codec_torch:gather",     "_numba_codecs:gather",     "triton_codecs:gather"),  # noqa: E501
+    }.items()
+}
+# fmt: on
+
+
+def _module(name: str) -> str:
+    return name if name == "numpy" else f"descend.kernels.{name}"
+
+
+def _implementation(name: str, executor: str) -> Any:
+    module, attribute = CODEC_PRIMITIVES[name][executor].split(":")
+    return getattr(importlib.import_module(_module(module)), attribute)
+
+
+# The torch column as module-level names, so the functions below run as written on torch
+# tensors (the reference executor's form).
+where = _implementation("where", "torch")
+float_bits = _implementation("float_bits", "torch")
+bits_float = _implementation("bits_float", "torch")
+divide = _implementation("divide", "torch")
+f32 = _implementation("f32", "torch")
+to_float32 = _implementation("to_float32", "torch")
+to_int = _implementation("to_int", "torch")
+gather = _implementation("gather", "torch")
+if set(CODEC_PRIMITIVES) - set(globals()):
+    raise ImportError(
+        f"primitives without a torch name here: {sorted(set(CODEC_PRIMITIVES) - set(globals()))}"
+    )
+
+
+# -- the random stream ------------------------------------------------------------------------
+
+
+def mix32(x: Any) -> Any:
+    """A 32-bit integer hash (a bijection of ``[0, 2**32)``, Wellons' ``lowbias32``)."""
+    x = x & 0xFFFFFFFF
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def element_bits(key: Any, index: Any) -> Any:
+    """32 random bits for element ``index`` (below ``2**32``) of the stream ``key``."""
+    return mix32(mix32(index) ^ key)
+
+
+# -- bf16 -------------------------------------------------------------------------------------
+
+
+def bf16_special(bits: Any) -> Any:
+    """The bf16 bits of an inf or NaN float32 (given by its bits): inf kept, NaN quieted."""
+    return (bits >> 16) | where((bits & 0x7FFFFF) != 0, 0x40, 0)
+
+
+def round_nearest(bits: Any) -> Any:
+    """bf16 bits of float32 ``bits``, rounded to nearest (ties to even)."""
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return where((bits & 0x7F800000) == 0x7F800000, bf16_special(bits), rounded)
+
+
+def round_stochastic(bits: Any, random: Any) -> Any:
+    """bf16 bits of float32 ``bits``, rounded up with probability equal to the distance from
+    the lower neighbour (the low 16 of ``random`` bits decide)."""
+    rounded = (bits + (random & 0xFFFF)) >> 16
+    return where((bits & 0x7F800000) == 0x7F800000, bf16_special(bits), rounded)
+
+
+def decode_bf16(high: Any) -> Any:
+    """A bf16 value, given by its 16 bits, as float32."""
+    return bits_float(high << 16)
+
+
+def encode_bf16(value: Any, key: Any, index: Any) -> Any:
+    """Float32 ``value`` as bf16 bits, rounded stochastically with element ``index``'s bits of
+    the stream ``key``."""
+    return round_stochastic(float_bits(value), element_bits(key, index))
+
+
+def encode_bf16_nearest(value: Any) -> Any:
+    """Float32 ``value`` as bf16 bits, rounded to nearest."""
+    return round_nearest(float_bits(value))
+
+
+# -- bf16 + ecc -------------------------------------------------------------------------------
+
+
+def half_ulp(high: Any) -> Any:
+    """Half the ulp of a bf16 value given by its bits, and whether a correction byte is kept
+    for it (a normal value whose half ulp is a normal float32)."""
+    exponent = (high >> 7) & 0xFF
+    kept = (exponent > 8) & (exponent < 255)
+    return bits_float(where(kept, (exponent - 8) << 23, 0x3F800000)), kept
+
+
+def decode_ecc(high: Any, correction: Any) -> Any:
+    """A bf16 value (its bits) and its correction byte as float32."""
+    half, _ = half_ulp(high)
+    return bits_float(high << 16) + divide(to_float32(correction) * half, f32(127.0))
+
+
+def encode_ecc(value: Any) -> Any:
+    """Float32 ``value`` as bf16 bits rounded to nearest and its correction: the residual in
+    units of 1/127 of half the bf16 ulp, rounded to an integer in [-127, 127] (adding and
+    subtracting 1.5 * 2**23 rounds ties to even in two IEEE operations)."""
+    high = round_nearest(float_bits(value))
+    half, kept = half_ulp(high)
+    residual = divide(value - bits_float(high << 16), half)
+    code = (residual * f32(127.0) + f32(12582912.0)) - f32(12582912.0)
+    code = where(kept & (code == code), code, f32(0.0))
+    code = where(code > f32(127.0), f32(127.0), where(code < f32(-127.0), f32(-127.0), code))
+    return high, to_int(code)
+
+
+# -- int8 -------------------------------------------------------------------------------------
+
+
+def magnitude_bits(value: Any) -> Any:
+    """The bits of ``|value|``: a block's largest magnitude is the largest of these (bits and
+    magnitudes order alike), and it is below ``0x7F800000`` only if the block is finite."""
+    return float_bits(value) & 0x7FFFFFFF
+
+
+def int8_scale(largest_bits: Any, negative: Any) -> Any:
+    """The stored scale of a block from its largest :func:`magnitude_bits` and whether a value
+    is negative: its largest magnitude, negated to mean the unsigned map (a block without a
+    negative value and not all zero), NaN for a block holding inf or NaN."""
+    absmax = bits_float(largest_bits)
+    unsigned = where(negative, False, largest_bits > 0)
+    scale = where(unsigned, f32(0.0) - absmax, absmax)
+    return where(largest_bits < 0x7F800000, scale, bits_float(0x7FC00000))
+
+
+def encode_int8(value: Any, largest_bits: Any, negative: Any, middles: Any, starts: Any) -> Any:
+    """The code of ``value`` in its block (see :func:`int8_scale`): the number of the map's
+    midpoints below ``value / absmax`` (0 for every value of a non-finite block). The count
+    below the smallest float32 of the scaled value's bf16 bucket is a table read (``starts``,
+    one row per map and sign, :data:`BUCKETS` buckets from ``2**-24`` up to 1, where every
+    smaller magnitude counts alike); at most one more midpoint lies inside a bucket (checked
+    by :func:`int8_tables`)."""
+    finite = largest_bits < 0x7F800000
+    divisor = where(finite & (largest_bits > 0), bits_float(largest_bits), f32(1.0))
+    scaled = where(finite, divide(value, divisor), f32(0.0))
+    bits = float_bits(scaled)
+    bucket = (bits >> 16) & 0x7FFF
+    bucket = where(bucket < 0x3380, 0x3380, where(bucket > 0x3F80, 0x3F80, bucket))
+    row = where(negative, 0, 2) + (bits >> 31)
+    code = gather(starts, row * 3073 + (bucket - 0x3380))
+    return code + where(gather(middles, where(negative, 0, 256) + code) < scaled, 1, 0)
+
+
+def decode_int8(code: Any, scale: Any, maps: Any) -> Any:
+    """An int8 code of a block with this stored scale as float32."""
+    unsigned = scale < f32(0.0)
+    return gather(maps, code + where(unsigned, 256, 0)) * where(unsigned, f32(0.0) - scale, scale)
+
+
+#: Every codec function, callees first: the order compiled modules define them in.
+CODEC_FUNCTIONS: tuple[Callable[..., Any], ...] = (
+    mix32,
+    element_bits,
+    bf16_special,
+    round_nearest,
+    round_stochastic,
+    decode_bf16,
+    encode_bf16,
+    encode_bf16_nearest,
+    half_ulp,
+    decode_ecc,
+    encode_ecc,
+    magnitude_bits,
+    int8_scale,
+    encode_int8,
+    decode_int8,
+)
+_BY_NAME = {function.__name__: function for function in CODEC_FUNCTIONS}
+
+
+def dynamic_map(signed: bool) -> np.ndarray:
+    """The 256 values of the dynamic quantization map, ascending, in float32.
+
+    Seven decades below 1 (``10**-6`` to ``10**0``); decade ``i`` (from the lowest) holds the
+    midpoints of ``2**i + 1`` (signed: each with both signs) or ``2**(i + 1) + 1``
+    (unsigned) points spaced evenly from 0.1 to 1, scaled to the decade; then 0 and 1.
+    """
+    values = [0.0, 1.0]
+    for decade in range(7):
+        points = (2**decade if signed else 2 ** (decade + 1)) + 1
+        bounds = np.linspace(0.1, 1.0, points)
+        middles = 10.0 ** (decade - 6) * (bounds[:-1] + bounds[1:]) / 2
+        values += middles.tolist()
+        if signed:
+            values += (-middles).tolist()
+    table = np.sort(np.asarray(values, dtype=np.float64)).astype(np.float32)
+    assert len(table) == 256 and len(np.unique(table)) == 256
+    return table
+
+
+@cache
+def code_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(signed map, its midpoints, unsigned map, its midpoints)`` in float32: a value is
+    coded as the number of midpoints below it (ties to the lower code)."""
+    tables = []
+    for signed in (True, False):
+        table = dynamic_map(signed)
+        wide = table.astype(np.float64)
+        tables += [table, ((wide[:-1] + wide[1:]) / 2).astype(np.float32)]
+    return tables[0], tables[1], tables[2], tables[3]
+
+
+#: The bf16 buckets (the top 16 bits of a float32, its sign apart) a row of the int8 code
+#: table covers: from ``2**-24`` (every midpoint of either map is at least twice as large in
+#: magnitude, so every smaller value counts alike) to 1.0 (a scaled value is never larger).
+#: :func:`encode_int8` writes these numbers as literals (Triton reads no global).
+LOWEST_BUCKET, HIGHEST_BUCKET = 0x3380, 0x3F80
+BUCKETS = HIGHEST_BUCKET - LOWEST_BUCKET + 1
+
+
+def _bucket_starts(middles: np.ndarray) -> np.ndarray:
+    """Rows of :data:`BUCKETS` counts, for positive then negative values: how many
+    ``middles`` lie below each bucket's smallest value. Refuses a map with two midpoints
+    inside one bucket, or one smaller in magnitude than the lowest bucket."""
+    if float(np.abs(middles).min()) < 2.0**-23:
+        raise AssertionError("an int8 map has a midpoint below the table's lowest bucket")
+    rows = []
+    for sign in (0, 1 << 15):
+        high = np.arange(LOWEST_BUCKET, HIGHEST_BUCKET + 1, dtype=np.int64) | sign
+        ends = (high << 16, (high << 16) | 0xFFFF)
+        smallest, largest = (ends[1], ends[0]) if sign else ends
+        counts = [
+            np.searchsorted(middles, bits.astype(np.uint32).view(np.float32))
+            for bits in (smallest, largest)
+        ]
+        if int((counts[1] - counts[0]).max()) > 1:
+            raise AssertionError("a bf16 bucket holds two midpoints of an int8 map")
+        rows.append(counts[0])
+    return np.concatenate(rows)
+
+
+@cache
+def int8_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tables :func:`encode_int8` and :func:`decode_int8` read: ``maps`` (the signed map,
+    then the unsigned one; float32), ``middles`` (each map's 255 midpoints and an infinite
+    256th, signed first; float32) and ``starts`` (:func:`_bucket_starts` of the signed map,
+    then of the unsigned one; int32)."""
+    signed, signed_middles, unsigned, unsigned_middles = code_tables()
+    inf = np.float32(np.inf)
+    maps = np.concatenate([signed, unsigned]).astype(np.float32)
+    middles = np.concatenate([signed_middles, [inf], unsigned_middles, [inf]]).astype(np.float32)
+    starts = np.concatenate([_bucket_starts(signed_middles), _bucket_starts(unsigned_middles)])
+    return maps, middles, starts.astype(np.int32)
+
+
+# -- binding ----------------------------------------------------------------------------------
+
+
+def function_source(function: Callable[..., Any]) -> str:
+    """A codec function's ``def``, without annotations (compilers read none)."""
+    source = textwrap.dedent(inspect.getsource(function))
+    signature = inspect.signature(function)
+    header = f"def {function.__name__}({', '.join(signature.parameters)}):"
+    return header + source[source.index(":\n") + 1 :]
+
+
+@cache
+def codec_source(executor: str, decorator: str) -> str:
+    """Every codec function as source for ``executor``'s kernels (``"numba"``, ``"triton"``):
+    imports of its primitives, then each ``def`` under the line ``decorator``."""
+    lines = []
+    for name, row in CODEC_PRIMITIVES.items():
+        module, attribute = row[executor].split(":")
+        lines.append(f"from {_module(module)} import {attribute} as {name}")
+    for function in CODEC_FUNCTIONS:
+        lines += ["", "", decorator, function_source(function)]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "CODEC_FUNCTIONS",
+    "CODEC_PRIMITIVES",
+    "INT8_BLOCK",
+    "code_tables",
+    "codec_source",
+    "dynamic_map",
+    "int8_tables",
+]
