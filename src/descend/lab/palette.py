@@ -62,12 +62,14 @@ COLOR_NAMES = {
     "#77AADD": "light blue",
     "#EE8866": "light orange",
     "#BBCC33": "pear",
+    "#44BB99": "mint",
     "#FFAABB": "pink",
     # high contrast
     "#DDAA33": "yellow",
     # medium contrast
     "#004488": "dark blue",
     "#997700": "dark yellow",
+    "#994455": "dark red",
     # greys and marks
     "#555555": "dark grey",
     "#DDDDDD": "pale grey",
