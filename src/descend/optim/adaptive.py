@@ -96,8 +96,9 @@ class Prodigy(RuleOptimizer):
     preferred knob.
 
     One d is estimated for the whole model, from sums over every parameter of every group: the
-    groups share ``betas``, ``beta3``, ``use_bias_correction``, ``growth_rate`` and ``decouple``
-    (``ValueError`` otherwise), and every group's ``lr`` is the largest or 0. Each group holds
+    groups share ``betas``, ``beta3``, ``use_bias_correction``, ``growth_rate``, ``decouple``,
+    ``d0`` and ``d_coef`` (``ValueError`` otherwise), and every group's ``lr`` is the largest
+    or 0. Each group holds
     the estimate (``d``, ``d_max``, ``d_numerator``, ``k``, and after a step ``d_hat``,
     ``d_denom``) as the reference's groups do, with the step's ``d_prev`` and ``dlr``.
 

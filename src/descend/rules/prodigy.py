@@ -182,7 +182,16 @@ def prodigy_terms(
 
 
 #: Hyperparameters that set the one estimate of d of the whole model: equal in every group.
-MODEL_WIDE = ("beta1", "beta2", "beta3", "use_bias_correction", "growth_rate", "decouple")
+MODEL_WIDE = (
+    "beta1",
+    "beta2",
+    "beta3",
+    "use_bias_correction",
+    "growth_rate",
+    "decouple",
+    "d0",
+    "d_coef",
+)
 
 
 def prodigy_shared(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
