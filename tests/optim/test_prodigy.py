@@ -11,11 +11,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import prodigyopt
 import pytest
 import torch
 
 import descend
+from descend.kernels.numpy import RuleStepper
 from descend.testing import ErrorTracker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -289,3 +291,20 @@ def test_groups_that_cannot_share_one_estimate_are_refused_before_any_change(sec
         optimizer.step()
     assert all(torch.equal(p, q) for p, q in zip(before, params, strict=True))
     assert not optimizer.state and optimizer.param_groups[0]["k"] == 0
+
+
+def test_the_lab_s_numpy_stepper_makes_the_torch_class_s_iterates():
+    # The lab runs rules on NumPy vectors (RuleStepper): the sums behind d come from the one
+    # vector there, so its path equals descend.Prodigy's on the same vector.
+    x0 = np.linspace(-1.0, 2.0, 9)
+    param = torch.tensor(x0, requires_grad=True)
+    optimizer = descend.Prodigy([param], weight_decay=0.01, use_bias_correction=True)
+    stepper = RuleStepper.from_optimizer(optimizer, x0)
+    x = x0.copy()
+    for step in range(40):
+        grad = 0.5 * x + np.sin(3.0 * x + step)
+        param.grad = torch.tensor(grad)
+        optimizer.step()
+        x = stepper.step(x, grad)
+    np.testing.assert_allclose(x, param.detach().numpy(), rtol=1e-12, atol=1e-15)
+    assert optimizer.param_groups[0]["d"] > 100 * 1e-6  # d was estimated, not held
