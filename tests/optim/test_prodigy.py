@@ -261,7 +261,7 @@ def test_constructor_signature_and_defaults_match_prodigyopt():
         (dict(lr=-1.0), r"lr=-1.0"),
         (dict(betas=(1.0, 0.999)), r"betas\[0\]=1.0"),
         (dict(beta3=1.5), r"beta3=1.5"),
-        (dict(eps=0.0), r"eps=0.0"),
+        (dict(eps=-1.0), r"eps=-1.0"),
         (dict(d0=0.0), r"d0=0.0"),
         (dict(d_coef=-1.0), r"d_coef=-1.0"),
         (dict(growth_rate=0.5), r"growth_rate=0.5"),

@@ -181,8 +181,9 @@ class RuleStepper:
             for slot, value in zip(self.rule.slots, self.slots, strict=True)
             if value is not None
         }
-        as_tensor = [torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (x, grad)]
-        terms = reduction.terms(*as_tensor, slots, values)
+        point = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        gradient = torch.as_tensor(np.asarray(grad, dtype=np.float64))
+        terms = reduction.terms(point, gradient, slots, values)
         totals = {name: float(terms.get(name, 0.0)) for name in reduction.totals}
         return {**shared, **totals}
 

@@ -106,7 +106,7 @@ class Prodigy(RuleOptimizer):
     (the reference keeps them flattened, and ``p0`` of an all-zero parameter as one zero);
     gradients are left untouched (the reference adds the coupled decay term to ``p.grad`` in
     place); complex parameters are refused; ``fsdp_in_use`` must be False and ``slice_p`` 1
-    (the statistics use every element).
+    (the statistics use every element); ``growth_rate=inf`` (unbounded) is kept as None.
     """
 
     rule = PRODIGY
@@ -140,16 +140,26 @@ class Prodigy(RuleOptimizer):
             raise ValueError(f"fsdp_in_use={fsdp_in_use!r} is not supported; expected False")
         if isinstance(slice_p, bool) or slice_p != 1:
             raise ValueError(f"slice_p={slice_p!r} is not supported; expected 1")
+        growth_rate = _unbounded(growth_rate)
         defaults = constructor_arguments(locals())
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group whose estimate starts at the constructor's ``d0``, as the reference's
-        (``d = d_max = d0``)."""
+        (``d = d_max = d0``); a ``growth_rate`` of inf is kept as None (unbounded)."""
         d0 = self.defaults.get("d0", PRODIGY.defaults["d0"])
         param_group.setdefault("d", d0)
         param_group.setdefault("d_max", d0)
+        if "growth_rate" in param_group:
+            param_group["growth_rate"] = _unbounded(param_group["growth_rate"])
         super().add_param_group(param_group)
+
+
+def _unbounded(growth_rate: Any) -> Any:
+    """None for an unbounded growth rate given as the reference's ``float("inf")``."""
+    if isinstance(growth_rate, float) and growth_rate == float("inf"):
+        return None
+    return growth_rate
 
 
 #: Every optimizer class defined in this module, in the registry's order of rules.

@@ -150,7 +150,8 @@ def estimate_d(values: Mapping[str, Any]) -> dict[str, Any]:
     if d == d0:
         d = max(d, d_hat)
     d_max = max(d0 if values["d_max"] is None else values["d_max"], d_hat)
-    d = min(d_max, d * values["growth_rate"])
+    growth_rate = values["growth_rate"]
+    d = d_max if growth_rate is None else min(d_max, d * growth_rate)
     return {
         **recorded,
         "d": d,
@@ -250,7 +251,7 @@ PRODIGY = Rule(
             high=1.0,
             optional=True,
         ),
-        Hyper("eps", 1e-8, "added to sqrt(v) (times d)", low=0.0, low_open=True),
+        Hyper("eps", 1e-8, "added to sqrt(v) (times d)", low=0.0),
         weight_decay(),
         Hyper("decouple", True, "decay x directly (AdamW's way), not through g", kind=bool),
         Hyper("use_bias_correction", False, "Adam's bias correction in the step size", kind=bool),
@@ -264,10 +265,10 @@ PRODIGY = Rule(
         Hyper("d_coef", 1.0, "scale of the estimate d_hat", low=0.0, low_open=True),
         Hyper(
             "growth_rate",
-            math.inf,
-            "largest factor d may grow by per step (inf: unbounded)",
+            None,
+            "largest factor d may grow by per step (None: unbounded)",
             low=1.0,
-            high=math.inf,
+            optional=True,
         ),
     ),
     slots=(
