@@ -106,7 +106,8 @@ class Prodigy(RuleOptimizer):
     (the reference keeps them flattened, and ``p0`` of an all-zero parameter as one zero);
     gradients are left untouched (the reference adds the coupled decay term to ``p.grad`` in
     place); complex parameters are refused; ``fsdp_in_use`` must be False and ``slice_p`` 1
-    (the statistics use every element); ``growth_rate=inf`` (unbounded) is kept as None.
+    (the statistics use every element); an unbounded ``growth_rate`` is None by default (the
+    reference's ``float("inf")`` is accepted and kept as None).
     """
 
     rule = PRODIGY
@@ -129,7 +130,7 @@ class Prodigy(RuleOptimizer):
         safeguard_warmup: bool = False,
         d0: float = 1e-6,
         d_coef: float = 1.0,
-        growth_rate: float = float("inf"),
+        growth_rate: float | None = None,
         fsdp_in_use: bool = False,
         slice_p: int = 1,
         *,
