@@ -18,6 +18,7 @@ import numpy as np
 
 from descend.kernels.reference import numpy_step, numpy_update
 from descend.kernels.state import StepState
+from descend.rules.reduction import GroupReduction
 from descend.rules.spec import Rule, plain_value
 from descend.schedules import Schedule
 
@@ -150,17 +151,45 @@ class RuleStepper:
         """The keyword arguments of the rule's ``update`` for the next step."""
         return self._next()[0]
 
-    def _next(self) -> tuple[dict[str, Any], StepState]:
-        """The next step's scalars and the step state after it."""
+    def _next(
+        self, x: np.ndarray | None = None, grad: np.ndarray | None = None
+    ) -> tuple[dict[str, Any], StepState]:
+        """The next step's scalars and the step state after it (for a rule whose group state
+        is a reduction, with the sums over ``x`` and ``grad`` when given)."""
         hypers = self.hypers
         if self.schedule is not None:
             hypers = {**hypers, "lr": float(self.schedule(self.count))}
+        if x is not None and grad is not None:
+            hypers = {**hypers, **self._sums(hypers, x, grad)}
         after, values = advance(self.state, hypers)
         return self.rule.scalars(values, int(after.steps[0])), after
 
+    def _sums(self, hypers: Mapping[str, Any], x: np.ndarray, grad: np.ndarray) -> dict[str, Any]:
+        """What a :class:`~descend.rules.reduction.GroupReduction` reads: its shared values and
+        totals over the one vector (in torch, as an optimizer computes them); nothing for
+        other rules."""
+        reduction = self.rule.group_state
+        if not isinstance(reduction, GroupReduction):
+            return {}
+        import torch
+
+        values = {**hypers, **(self.state.group or {})}
+        shared = reduction.shared([values])
+        values.update(shared)
+        slots = {
+            slot.name: torch.as_tensor(np.asarray(value, dtype=np.float64))
+            for slot, value in zip(self.rule.slots, self.slots, strict=True)
+            if value is not None
+        }
+        point = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        gradient = torch.as_tensor(np.asarray(grad, dtype=np.float64))
+        terms = reduction.terms(point, gradient, slots, values)
+        totals = {name: float(terms.get(name, 0.0)) for name in reduction.totals}
+        return {**shared, **totals}
+
     def step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """One update."""
-        scalars, after = self._next()
+        scalars, after = self._next(x, grad)
         self.state.commit(after)
         if not self.by_coordinate:
             new_x, *slots = self.update(x, grad, *self.slots, **scalars)

@@ -62,6 +62,7 @@ COLOR_NAMES = {
     "#77AADD": "light blue",
     "#EE8866": "light orange",
     "#BBCC33": "pear",
+    "#44BB99": "mint",
     "#FFAABB": "pink",
     # high contrast
     "#DDAA33": "yellow",
@@ -69,6 +70,7 @@ COLOR_NAMES = {
     "#004488": "dark blue",
     "#997700": "dark yellow",
     "#994455": "dark red",
+    "#EE99AA": "light red",
     # greys and marks
     "#555555": "dark grey",
     "#DDDDDD": "pale grey",

@@ -64,6 +64,7 @@ from descend.optim.precision import (
     saved_formats,
     with_precision_arguments,
 )
+from descend.optim.reductions import reduce_groups
 from descend.rules.spec import Rule, plain_value
 
 #: What an optimizer does when a gradient holds inf or NaN.
@@ -355,14 +356,16 @@ class RuleOptimizer(torch.optim.Optimizer):
     def _advanced_group_state(self) -> dict[int, dict[str, Any]]:
         """Every group's :class:`~descend.rules.spec.GroupState` advanced by one step (groups
         without gradients too, as the reference implementations do), by group id; the groups
-        themselves are not changed."""
-        advanced = {}
+        themselves are not changed. A reduction's groups advance the first one's state from
+        the sums over all of them (:mod:`descend.optim.reductions`)."""
+        advanced, reduced = {}, reduce_groups(self)
         for group in self.param_groups:
             rule = self.rule_for(group)
             if rule.group_state is not None:
-                current = {name: plain_value(group[name]) for name in rule.group_state.names}
+                start, sums = reduced.get(id(group), (group, {}))
+                current = {name: plain_value(start[name]) for name in rule.group_state.names}
                 state = StepState(rule, np.empty(0), {}, current)
-                after = state.advance(self._checked_hypers(group))
+                after = state.advance({**self._checked_hypers(group), **sums})
                 assert after.group is not None
                 advanced[id(group)] = after.group
         return advanced

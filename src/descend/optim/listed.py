@@ -112,8 +112,9 @@ class ListedStep:
         state = self._step_state()
         after = state.advance(step_hypers)
         keys, key_of = after.keys()
+        own_hypers = rule.stage.tensor_hypers if rule.stage is not None else None
         buckets: dict[
-            tuple[int, Executor],
+            tuple[int, Executor, tuple[tuple[str, Any], ...]],
             tuple[
                 list[torch.Tensor],
                 list[torch.Tensor],
@@ -132,6 +133,9 @@ class ListedStep:
             ]
             step = keys[row][0]
             compressed = coded(self.optimizer, param, entries, rule)
+            # A stage may give a tensor hyperparameters of its own (by its dimensions): such
+            # tensors share a list call with those that take the same.
+            own = () if own_hypers is None else tuple(own_hypers(plain, param.ndim).items())
             if grad.is_sparse:
                 sparse.append((param, grad, slots, rule.scalars(step_hypers, step), compressed))
                 continue
@@ -144,16 +148,16 @@ class ListedStep:
                 get_executor("reference") if differentiable else self.optimizer._executor_for(param)
             )
             assert executor is not None, "every listed parameter has an executor"
-            bucket = buckets.setdefault((int(row), executor), ([], [], [], [], []))
+            bucket = buckets.setdefault((int(row), executor, own), ([], [], [], [], []))
             bucket[0].append(param)
             bucket[1].append(grad)
             bucket[2].append(slots)
             bucket[3].append(entries or {})
             bucket[4].append(compressed)
         calls: list[Call] = []
-        for (row, executor), (params, grads, slot_lists, states, codings) in buckets.items():
+        for (row, executor, own), (params, grads, slot_lists, states, codings) in buckets.items():
             step = keys[row][0]
-            values = after.values(step_hypers, keys[row])
+            values = {**after.values(step_hypers, keys[row]), **dict(own)}
             scalars = rule.scalars(values, step, differentiable)
             for dtype in {p.dtype for p in params}:
                 check_representable(plain, scalars, dtype)

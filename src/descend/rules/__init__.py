@@ -20,7 +20,7 @@ The rule model (see :mod:`descend.rules.spec`):
 - its row in the registry (:class:`Listing`: aliases, param-group keys, the course's names,
   the default learning-rate range, colour, reference, ...).
 
-Methods past the lecture need four optional extensions, each in one place, so that every
+Methods past the lecture need five optional extensions, each in one place, so that every
 executor still compiles the elementwise part from the rule:
 
 - a slot may start as a copy of its parameter (``Slot(from_parameter=True)``: Schedule-Free's
@@ -31,6 +31,14 @@ executor still compiles the elementwise part from the rule:
 - per-group scalar state (:class:`GroupState`): running scalars kept in the param group and
   advanced once per optimizer step, for every group, before any parameter changes (Schedule-Free's
   step count, largest learning rate and sum of averaging weights), visible to ``step_scalars``;
+- group state advanced from sums over tensors (:class:`GroupReduction`, in
+  :mod:`descend.rules.reduction`): before anything changes, ``terms`` reads each parameter, its
+  gradient and its state in torch and gives its contributions to named totals, summed over
+  every param group of the optimizer that runs the rule; ``advance`` sees the totals (and the
+  values ``shared`` computes from all groups) and its result reaches ``step_scalars``, so the
+  elementwise update that uses it is compiled as usual (Prodigy's estimate of d from
+  ``sum g.(x0 - x)`` and ``sum |s|``). The scope is the optimizer: the reference methods keep
+  one estimate for the whole model, copied in every group;
 - a per-tensor matrix stage (:class:`MatrixStage`) before the elementwise update: an elementwise
   ``prepare`` (compiled by every executor like an update, e.g. Muon's momentum), then a function
   of the whole tensor (Muon's Newton-Schulz iteration, in torch operations), whose result the
@@ -43,10 +51,14 @@ executor still compiles the elementwise part from the rule:
   (``refresh``: eigendecompositions, inverse roots; torch, on the parameter's device) before the
   function or, for a method that renews its basis for the next step, after the update. In
   between, a step is the elementwise ``prepare`` and ``update`` every executor compiles, around
-  the matrix products that apply the preconditioner.
+  the matrix products that apply the preconditioner. A stage with ``ndim=None`` takes tensors
+  of any shape (MARS's norm clip of its corrected gradient), and its ``tensor_hypers(hypers,
+  ndim)`` may give a tensor hyperparameters of its own by its dimensions (MARS's vectors run
+  plain AdamW with their own rates); such tensors share a list call with their kind.
 
-Optimizers (:mod:`descend.optim`) and the functional API (:mod:`descend.functional`) handle all
-four for every rule; the lab and the benchmark see only rules.
+Optimizers (:mod:`descend.optim`) handle all five for every rule, and the functional API
+(:mod:`descend.functional`) the first four (a reduction needs an optimizer's groups: evaluated
+alone, a rule's ``advance`` sees no totals); the lab and the benchmark see only rules.
 
 One switch changes the step of every rule without a line in its file: *caution*
 (:mod:`descend.rules.caution`, ``cautious=True`` on every optimizer). It needs what the
@@ -66,6 +78,7 @@ import importlib
 import pkgutil
 
 from descend.rules.listing import CourseForm, Listing
+from descend.rules.reduction import GroupReduction
 from descend.rules.registry import (
     NAMES,
     RULES,
@@ -108,6 +121,7 @@ __all__ = [
     "RULES",
     "Constraint",
     "CourseForm",
+    "GroupReduction",
     "GroupState",
     "Hyper",
     "Listing",

@@ -11,12 +11,11 @@ The function uses only arithmetic, ``if`` on scalars, and the primitives and hel
 :mod:`descend.rules.elementwise`, so that NumPy arrays, torch tensors and compiled scalar loops
 can all execute it unchanged.
 
-Four optional parts extend the model for methods that need more than one elementwise pass
-(see :mod:`descend.rules` for the whole picture): a slot may start as a copy of the parameter
-(:attr:`Slot.from_parameter`), a rule may keep per-parameter running products
-(:class:`RunningProduct`), per-group running scalars (:class:`GroupState`), and a per-tensor
-matrix stage that runs before the elementwise update (:class:`MatrixStage`), with matrix state
-of its own refreshed every k steps where the method keeps some.
+Optional parts extend the model past one elementwise pass (see :mod:`descend.rules`): a slot
+copied from the parameter (:attr:`Slot.from_parameter`), per-parameter running products
+(:class:`RunningProduct`), per-group running scalars (:class:`GroupState`, also advanced from
+sums over tensors: :mod:`descend.rules.reduction`) and a per-tensor stage before the update
+(:class:`MatrixStage`), with matrix state refreshed every k steps where the method keeps some.
 
 A :class:`Rule` is the math; its row in the registry (the names the optimizer goes by, how a
 ``torch.optim``-style param group packs its hyperparameters, the course's names for the NumPy
@@ -189,7 +188,8 @@ class MatrixStage:
     compiles; the matrix work stays in torch, on the parameter's device.
 
     Parameters must have ``ndim`` dimensions (``None``: any number, for a stage that handles
-    vectors and scalars itself).
+    vectors and scalars itself). ``tensor_hypers(hypers, ndim)`` gives what a tensor of ``ndim``
+    dimensions takes in place of its group's hyperparameters (MARS's vectors: AdamW's rates).
     """
 
     prepare: Callable[..., tuple[Any, ...]]
@@ -203,6 +203,7 @@ class MatrixStage:
     refresh_due: Callable[[Mapping[str, Any], int], bool] = _never_due
     refresh_after_update: bool = False
     reads_parameter: bool = False
+    tensor_hypers: Callable[[Mapping[str, Any], int], Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -105,7 +105,8 @@ def hyper_slider(hyper: Hyper) -> Slider:
         low, high, scale, zero = hyper.low, hyper.high, "linear", False
     else:  # open-ended and unknown: three decades either side of the default
         centre = abs(float(hyper.default)) or 1.0
-        low, high, scale, zero = centre * 1e-3, centre * 1e3, "log", hyper.low == 0
+        low, high, scale = centre * 1e-3, centre * 1e3, "log"
+        zero = hyper.low == 0 and not hyper.low_open  # an exact 0 only where the rule takes it
     if kind == "int":  # whole numbers: from 1 (and an exact 0 where the rule takes it)
         low, high = max(1, round(low)), max(2, round(high))
     if hyper.low is not None:
