@@ -421,11 +421,16 @@ PSGD_KRON = Rule(
         year=2019,
         # The whole step, stage included (the update's own docstring has only its last part).
         equation="""\
-m <- b1 m + (1 - b1) g;   M <- m / (1 - b1^t)
-every 1/p_t steps (p_t: 1 for 500 steps, then decaying to 0.03), with V ~ N(0, I) seeded:
-  M <- M + sqrt(eps) mean|M| V;   A <- Q_1 M Q_2^T;   B <- Q_1^(-T) V Q_2^(-1)
-  Q_i <- Q_i - eta triu(A_(i) A_(i)^T - B_(i) B_(i)^T) Q_i / ||A_(i) A_(i)^T + B_(i) B_(i)^T||
-D <- Q_1^T Q_1 M Q_2^T Q_2;   D <- D min(1, 1.1 / rms(D))
+m <- b1 m + (1 - b1) g
+M <- m / (1 - b1^t)
+(every 1/p_t steps, p_t 1 for 500 steps then decaying to 0.03; V ~ N(0, I), seeded:)
+M <- M + sqrt(eps) mean(abs(M)) V
+A <- Q_1 M Q_2^T
+B <- Q_1^(-T) V Q_2^(-1)
+Q_i <- Q_i - eta triu(A_i A_i^T - B_i B_i^T) Q_i / norm(A_i A_i^T + B_i B_i^T)
+(end of the refit; A_i, B_i: A and B unfolded along dimension i)
+D <- Q_1^T Q_1 M Q_2^T Q_2
+D <- D min(1, 1.1 / rms(D))
 x <- x - lr (D + lambda x)            (lambda x for weights of two dimensions or more)""",
         colour="#994455",
         group_keys={"update_prob_schedule": ("max_prob", "min_prob", "prob_decay", "flat_start")},
