@@ -208,3 +208,26 @@ def test_smoke_run_prints_quiet_and_contended_tables(peer_speed):
             lines = [line for line in summary if line.startswith(mode)]
             assert len(lines) == len(expected) * len(peer_speed.SMOKE_CASES), summary
             assert all("/torch fused" in line for line in lines if " adam " in line)
+
+
+@pytest.mark.slow
+def test_matrix_step_time_smoke_run_prints_every_method_against_adamw():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "matrix_step_time.py"), "--smoke", "--steps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=BENCHMARKS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| smoke")]
+    assert {row.split("|")[2].strip() for row in rows} == {
+        "adamw",
+        "muon",
+        "shampoo",
+        "soap",
+        "psgd_kron",
+    }
+    adamw = [row for row in rows if row.split("|")[2].strip() == "adamw"]
+    assert all(row.split("|")[4].strip() == "1.0" for row in adamw)
