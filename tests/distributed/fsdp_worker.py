@@ -29,6 +29,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 import descend
+from descend.rules import GroupReduction
 
 STEPS = 4
 BATCH = 8
@@ -41,8 +42,13 @@ Factory = Callable[[list], torch.optim.Optimizer]
 
 def elementwise_classes() -> list[str]:
     """Every descend class (from the registry of classes) whose rule is elementwise, and Muon's
-    AdamW groups, which are too."""
-    names = [name for name, cls in descend.optim.CLASSES.items() if cls.rule.stage is None]
+    AdamW groups, which are too; not those whose step sums over every parameter (Prodigy),
+    which refuse sharded parameters."""
+    names = [
+        name
+        for name, cls in descend.optim.CLASSES.items()
+        if cls.rule.stage is None and not isinstance(cls.rule.group_state, GroupReduction)
+    ]
     if "Muon" in descend.optim.CLASSES:
         names.append(MUON_ADAMW)
     return names

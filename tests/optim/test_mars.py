@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from pytorch_optimizer import MARS as ReferenceMARS
 
 import descend
 from descend.testing import run_side_by_side
+from tests.interpreter import run_under_triton_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Convolution weights, linear weights (corrected and clipped), vectors and a scalar (AdamW's
@@ -186,21 +184,7 @@ def test_triton_interpreter_gives_the_reference_executor_s_bits(tmp_path):
         from tests.optim.test_mars import run
         torch.save(run("triton", torch.float32, 8), {str(out)!r})
     """)
-    environment = {
-        **os.environ,
-        "TRITON_INTERPRET": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_under_triton_interpreter(script, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     triton_params, triton_states = torch.load(out)
     params, states = run("reference", torch.float32, 8)

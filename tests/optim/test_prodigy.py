@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import torch
 import descend
 from descend.kernels.numpy import RuleStepper
 from descend.testing import ErrorTracker
+from tests.interpreter import run_under_triton_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A convolution's weight, linear weights, vectors and a scalar.
@@ -218,21 +216,7 @@ def test_triton_interpreter_gives_the_reference_executor_s_bits(tmp_path):
         params, states, _ = run("triton", torch.float32, 12)
         torch.save((params, [dict(s) for s in states]), {str(out)!r})
     """)
-    environment = {
-        **os.environ,
-        "TRITON_INTERPRET": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_under_triton_interpreter(script, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     triton_params, triton_states = torch.load(out)
     params, states, _ = run("reference", torch.float32, 12)
@@ -313,3 +297,24 @@ def test_the_lab_s_numpy_stepper_makes_the_torch_class_s_iterates():
         x = stepper.step(x, grad)
     np.testing.assert_allclose(x, param.detach().numpy(), rtol=1e-12, atol=1e-15)
     assert optimizer.param_groups[0]["d"] > 100 * 1e-6  # d was estimated, not held
+
+
+def test_a_sharded_parameter_is_refused_before_anything_changes():
+    # A sum over one rank's shards would differ from rank to rank: refused, not summed.
+    dist = pytest.importorskip("torch.distributed")
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        param = torch.nn.Parameter(distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)]))
+        param.grad = distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)])
+        optimizer = descend.Prodigy([param])
+        with pytest.raises(ValueError, match="is a DTensor.*Prodigy sums over every parameter"):
+            optimizer.step()
+        assert torch.equal(param.full_tensor(), torch.ones(4, 2)) and not optimizer.state
+    finally:
+        dist.destroy_process_group()

@@ -72,7 +72,7 @@ def test_a_sequence_of_changes_is_seen_as_the_full_check_sees_it(names):
     for name in names:
         try:
             MUTATIONS[name](tensor)
-        except RuntimeError:
+        except (RuntimeError, IndexError):
             return  # torch refuses this change on the tensor as it now is
     assert watch.current() == (metadata([tensor]) == planned)
 

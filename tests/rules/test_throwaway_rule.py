@@ -8,9 +8,6 @@ docstring generated and its colour in the palette; unregistered, it is gone agai
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -31,6 +28,7 @@ from descend.rules.common import decay_rate, learning_rate, weight_decay
 from descend.rules.elementwise import lerp, sign
 from descend.rules.spec import CourseForm, Element, Listing, Rule, Slot
 from descend.testing import OPTION_GRID
+from tests.interpreter import run_under_triton_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,21 +153,7 @@ def test_triton_interpreter_runs_it():
                                    atol=1e-6)
         print("triton ran the rule")
     """)
-    environment = {
-        **os.environ,
-        "TRITON_INTERPRET": "1",
-        "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-        ),
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_under_triton_interpreter(script, timeout=300)
     assert done.returncode == 0 and "triton ran the rule" in done.stdout, done.stderr[-3000:]
 
 

@@ -3,8 +3,8 @@
 Called by :meth:`descend.optim.base.RuleOptimizer._advanced_group_state` once per step, after
 every parameter's state exists and before anything changes: it reads parameters, gradients and
 state (in torch, on their devices) and changes nothing, so a step that fails later leaves the
-optimizer as it was. The sums are taken on the tensors as they are (sharded parameters are
-not among the cases tested).
+optimizer as it was. Sharded parameters (DTensors) are refused: a sum over one rank's shards
+would be a different sum on every rank.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from descend.optim import sharded
 from descend.optim.precision import coded
 from descend.rules.reduction import GroupReduction
 from descend.rules.spec import plain_value
@@ -55,6 +56,12 @@ def reduce_groups(optimizer: RuleOptimizer) -> Reduced:
                 grad = param.grad
                 if grad is None:
                     continue
+                if sharded.is_dtensor(param):
+                    raise ValueError(
+                        f"{optimizer._label(param)} is {sharded.describe(param)}: "
+                        f"{type(optimizer).__name__} sums over every parameter, which sharded "
+                        "parameters do not support yet; nothing was updated"
+                    )
                 state = optimizer.state[param]
                 compressed = coded(optimizer, param, state, rule)
                 if compressed is not None:  # the terms read decoded slots, as the rule does

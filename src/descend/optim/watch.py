@@ -40,13 +40,7 @@ def metadata(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
     (``set_`` and ``resize_`` checks keep it so). Read column by column (one C-level pass per
     attribute).
     """
-    return (
-        list(map(_data_ptr, tensors)),
-        list(map(_size, tensors)),
-        list(map(_stride, tensors)),
-        list(map(_dtype, tensors)),
-        list(map(_device, tensors)),
-    )
+    return (list(map(_data_ptr, tensors)), *layouts(tensors))
 
 
 def layouts(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
