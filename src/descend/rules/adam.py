@@ -6,8 +6,16 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
-from descend.rules.elementwise import fma, lerp, maximum, sqrt
+from descend.rules.common import (
+    MAXIMIZE,
+    adam_moments,
+    decay_rate,
+    decayed,
+    epsilon,
+    learning_rate,
+    weight_decay,
+)
+from descend.rules.elementwise import maximum, sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
@@ -43,8 +51,7 @@ def adam_update(
     ``v.mul_(beta2).addcmul_(g, g, value=1 - beta2)`` do.
     """
     p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
-    exp_avg = lerp(exp_avg, g, 1 - beta1)
-    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)
+    exp_avg, exp_avg_sq = adam_moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     if amsgrad:
         max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)
         denom = sqrt(max_exp_avg_sq) / bc2_sqrt + eps

@@ -14,7 +14,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
+from descend.rules.common import (
+    MAXIMIZE,
+    adam_moments,
+    decay_rate,
+    decayed,
+    epsilon,
+    learning_rate,
+    weight_decay,
+)
 from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
@@ -57,8 +65,7 @@ def ademamix_update(
     as ``pytorch_optimizer.AdEMAMix``'s in-place torch calls do.
     """
     p, g = decayed(p, g, weight_decay, weight_decouple, decay, maximize)
-    exp_avg = lerp(exp_avg, g, 1 - beta1)
-    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)  # torch's addcmul_
+    exp_avg, exp_avg_sq = adam_moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     exp_avg_slow = lerp(exp_avg_slow, g, 1 - beta3_t)
     denom = sqrt(exp_avg_sq) / bc2_sqrt + eps
     direction = fma(alpha_t, exp_avg_slow, exp_avg / bias_correction1)  # torch's add_(alpha=)

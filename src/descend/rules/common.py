@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from descend.rules.elementwise import fma, helper
+from descend.rules.elementwise import fma, helper, lerp
 from descend.rules.spec import Element, Hyper
 
 
@@ -81,3 +81,23 @@ def decayed(
         else:
             g = fma(weight_decay, p, g)
     return p, g
+
+
+@helper
+def adam_moments(
+    g: Element, exp_avg: Element, exp_avg_sq: Element, beta1: float, beta2: float
+) -> tuple[Element, Element]:
+    """Adam's two moving averages of the gradient, as every rule of the Adam family keeps them.
+    Returns ``(m, v)``.
+
+    ::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g * g
+
+    Rounded as torch's ``m.lerp_(g, 1 - beta1)`` and ``v.mul_(beta2).addcmul_(g, g, value=1 -
+    beta2)`` round.
+    """
+    exp_avg = lerp(exp_avg, g, 1 - beta1)
+    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)
+    return exp_avg, exp_avg_sq

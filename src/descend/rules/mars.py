@@ -16,8 +16,15 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, epsilon, learning_rate, weight_decay
-from descend.rules.elementwise import fma, lerp, maximum, sqrt
+from descend.rules.common import (
+    MAXIMIZE,
+    adam_moments,
+    decay_rate,
+    epsilon,
+    learning_rate,
+    weight_decay,
+)
+from descend.rules.elementwise import fma, maximum, sqrt
 from descend.rules.spec import Element, Hyper, Listing, MatrixStage, Rule, Slot
 
 if TYPE_CHECKING:
@@ -94,8 +101,7 @@ def mars_update(
     the stored previous gradient (``g_prev <- g + lambda x``): so does this rule. Each operation
     rounds as the reference's torch calls.
     """
-    exp_avg = lerp(exp_avg, g, 1 - beta1)
-    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)
+    exp_avg, exp_avg_sq = adam_moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     if ams_bound:
         max_exp_avg_sq = maximum(max_exp_avg_sq, exp_avg_sq)
         denom = sqrt(max_exp_avg_sq + 1e-15) + eps

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
-from descend.rules.elementwise import fma, lerp, sqrt
+from descend.rules.common import (
+    MAXIMIZE,
+    adam_moments,
+    decay_rate,
+    decayed,
+    epsilon,
+    learning_rate,
+    weight_decay,
+)
+from descend.rules.elementwise import sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, RunningProduct, Slot
 
 
@@ -43,8 +51,7 @@ def nadam_update(
     ``decay`` is that factor).
     """
     p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
-    exp_avg = lerp(exp_avg, g, 1 - beta1)
-    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)  # torch's addcmul_
+    exp_avg, exp_avg_sq = adam_moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     denom = sqrt(exp_avg_sq / bias_correction2) + eps
     p = p + grad_coefficient * g / denom
     p = p + average_coefficient * exp_avg / denom

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from descend.rules.common import MAXIMIZE, decay_rate, decayed, epsilon, learning_rate, weight_decay
-from descend.rules.elementwise import fma, lerp, sqrt
+from descend.rules.common import (
+    MAXIMIZE,
+    adam_moments,
+    decay_rate,
+    decayed,
+    epsilon,
+    learning_rate,
+    weight_decay,
+)
+from descend.rules.elementwise import sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
 
 
@@ -44,8 +52,7 @@ def radam_update(
     factor).
     """
     p, g = decayed(p, g, weight_decay, decoupled_weight_decay, decay, maximize)
-    exp_avg = lerp(exp_avg, g, 1 - beta1)
-    exp_avg_sq = fma((1 - beta2) * g, g, beta2 * exp_avg_sq)  # torch's addcmul_
+    exp_avg, exp_avg_sq = adam_moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     if rectify:
         adaptive = bc2_sqrt * (1 / (sqrt(exp_avg_sq) + eps))
         p = p - exp_avg / bias_correction1 * lr * adaptive * rect
