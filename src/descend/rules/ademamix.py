@@ -15,13 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from descend.rules.common import (
+    FIXED_DECAY,
     MAXIMIZE,
     adam_moments,
     decay_rate,
     decayed,
+    decoupled_decay,
     epsilon,
     learning_rate,
     weight_decay,
+    weight_decouple,
 )
 from descend.rules.elementwise import fma, lerp, sqrt
 from descend.rules.spec import CourseForm, Element, Hyper, Listing, Rule, Slot
@@ -100,13 +103,12 @@ def beta3_schedule(hypers: Mapping[str, Any], step: int) -> float:
 
 
 def _ademamix_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, float]:
-    rate = 1.0 if hypers["fixed_decay"] else hypers["lr"]
     return {
         "bias_correction1": 1 - hypers["beta1"] ** step,
         "bc2_sqrt": math.sqrt(1 - hypers["beta2"] ** step),
         "alpha_t": alpha_schedule(hypers, step),
         "beta3_t": beta3_schedule(hypers, step),
-        "decay": 1.0 - hypers["weight_decay"] * rate,
+        "decay": decoupled_decay(hypers),
     }
 
 
@@ -135,18 +137,8 @@ ADEMAMIX = Rule(
         ),
         epsilon(1e-8),
         weight_decay(),
-        Hyper(
-            "weight_decouple",
-            False,
-            "decay x directly (x <- x (1 - alpha_lr lambda)) instead of adding lambda x to g",
-            kind=bool,
-        ),
-        Hyper(
-            "fixed_decay",
-            False,
-            "with weight_decouple: x <- x (1 - lambda), not scaled by the learning rate",
-            kind=bool,
-        ),
+        weight_decouple(False),
+        FIXED_DECAY,
         MAXIMIZE,
     ),
     slots=(Slot("exp_avg"), Slot("exp_avg_sq"), Slot("exp_avg_slow")),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from descend.rules.elementwise import fma, helper, lerp
 from descend.rules.spec import Element, Hyper
 
@@ -32,6 +35,33 @@ def decay_rate(name: str, default: float, doc: str) -> Hyper:
 
 
 MAXIMIZE = Hyper("maximize", False, "ascend instead of descend (g <- -g)", kind=bool)
+
+
+def weight_decouple(default: bool) -> Hyper:
+    """``pytorch_optimizer``'s switch between coupled and decoupled weight decay."""
+    return Hyper(
+        "weight_decouple",
+        default,
+        "decay x directly (x <- x (1 - lr lambda)) instead of adding lambda x to g",
+        kind=bool,
+    )
+
+
+#: ``pytorch_optimizer``'s decoupled decay not scaled by the learning rate.
+FIXED_DECAY = Hyper(
+    "fixed_decay",
+    False,
+    "with weight_decouple: x <- x (1 - lambda), not scaled by the learning rate",
+    kind=bool,
+)
+
+
+def decoupled_decay(hypers: Mapping[str, Any]) -> float:
+    """The factor ``pytorch_optimizer``'s decoupled weight decay shrinks the weights by:
+    ``1 - lambda lr``, or ``1 - lambda`` with ``fixed_decay``."""
+    rate = 1.0 if hypers["fixed_decay"] else hypers["lr"]
+    factor: float = 1.0 - hypers["weight_decay"] * rate
+    return factor
 
 
 @helper

@@ -17,12 +17,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from descend.rules.common import (
+    FIXED_DECAY,
     MAXIMIZE,
     adam_moments,
     decay_rate,
+    decoupled_decay,
     epsilon,
     learning_rate,
     weight_decay,
+    weight_decouple,
 )
 from descend.rules.elementwise import fma, maximum, sqrt
 from descend.rules.spec import Element, Hyper, Listing, MatrixStage, Rule, Slot
@@ -133,11 +136,10 @@ def vector_hypers(hypers: Mapping[str, Any], ndim: int) -> dict[str, Any]:
 def _mars_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
     beta1, beta2, decay = hypers["beta1"], hypers["beta2"], hypers["weight_decay"]
     decoupled = hypers["weight_decouple"] and decay != 0
-    rate = 1.0 if hypers["fixed_decay"] else hypers["lr"]
     return {
         "correction": hypers["gamma"] * beta1 / (1.0 - beta1),
         "coupled": not hypers["weight_decouple"] and decay > 0,
-        "decay": 1.0 - decay * rate if decoupled else 1.0,
+        "decay": decoupled_decay(hypers) if decoupled else 1.0,
         "bias_correction1": 1.0 - math.pow(beta1, step),
         "bc2_sqrt": math.sqrt(1.0 - math.pow(beta2, step)),
     }
@@ -158,13 +160,8 @@ MARS = Rule(
         decay_rate("beta2_1d", 0.95, "vectors' AdamW beta2"),
         weight_decay(),
         Hyper("weight_decay_1d", 0.1, "vectors' weight decay", low=0.0),
-        Hyper(
-            "weight_decouple",
-            True,
-            "decay x directly (x <- x (1 - lr lambda)), AdamW's way",
-            kind=bool,
-        ),
-        Hyper("fixed_decay", False, "decoupled decay x <- x (1 - lambda), not times lr", kind=bool),
+        weight_decouple(True),
+        FIXED_DECAY,
         Hyper("ams_bound", False, "divide by the running maximum of v (AMSGrad)", kind=bool),
         epsilon(1e-8),
         MAXIMIZE,

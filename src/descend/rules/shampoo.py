@@ -22,7 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from descend.rules.common import MAXIMIZE, learning_rate, weight_decay
+from descend.rules.common import (
+    FIXED_DECAY,
+    MAXIMIZE,
+    decoupled_decay,
+    learning_rate,
+    weight_decay,
+    weight_decouple,
+)
 from descend.rules.elementwise import fma, lerp
 from descend.rules.spec import Element, Hyper, Listing, MatrixStage, Rule, Slot
 
@@ -140,11 +147,10 @@ def shampoo_update(
 def _shampoo_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, Any]:
     decoupled = hypers["weight_decouple"]
     rate = hypers["weight_decay"]
-    scale = 1.0 if hypers["fixed_decay"] else hypers["lr"]
     return {
         "momentum_t": hypers["momentum"] if step > 1 else 0.0,
         "coupled_decay": 0.0 if decoupled else rate,
-        "decay": 1.0 - rate * scale if decoupled and rate != 0 else 1.0,
+        "decay": decoupled_decay(hypers) if decoupled and rate != 0 else 1.0,
     }
 
 
@@ -166,18 +172,8 @@ SHAMPOO = Rule(
             high=1.0,
         ),
         weight_decay(),
-        Hyper(
-            "weight_decouple",
-            False,
-            "decay x directly (x <- x (1 - alpha lambda)) instead of adding lambda x to g",
-            kind=bool,
-        ),
-        Hyper(
-            "fixed_decay",
-            False,
-            "with weight_decouple: x <- x (1 - lambda), not scaled by the learning rate",
-            kind=bool,
-        ),
+        weight_decouple(False),
+        FIXED_DECAY,
         Hyper(
             "preconditioning_compute_steps",
             1,
