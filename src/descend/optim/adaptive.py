@@ -84,7 +84,7 @@ class MARS(RuleOptimizer):
         if float(lr) == 0.0:
             raise ValueError("lr=0 is invalid for MARS: lr_1d_factor = lr_1d / lr needs lr > 0")
         defaults = constructor_arguments(locals())
-        for name in ("kwargs", "foreach", "cautious"):
+        for name in ("foreach", "cautious"):
             defaults.pop(name)
         defaults["lr_1d_factor"] = lr_1d / lr
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)

@@ -426,7 +426,6 @@ class Shampoo(_WithAdamWGroups):
         **kwargs: Any,
     ) -> None:
         defaults = constructor_arguments(locals())
-        defaults.pop("kwargs")
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
@@ -479,7 +478,6 @@ class SOAP(_WithAdamWGroups):
         **kwargs: Any,
     ) -> None:
         defaults = constructor_arguments(locals())
-        defaults.pop("kwargs")
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
