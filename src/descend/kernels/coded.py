@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from descend.kernels.codec_elements import codec_source
 from descend.kernels.codecs import CODECS, INT8_BLOCK
-from descend.kernels.codegen import scalar_arguments
+from descend.kernels.codegen import numba_kernel_entry, scalar_arguments
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
@@ -193,19 +193,6 @@ MAPS, MIDDLES, STARTS = int8_tables()
 {element_functions}
 
 
-_update = njit(inline="always", error_model="numpy")(_rule_update)
-
-
-@njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
-def kernel(addresses, item_start, segment_tensor, segment_start, segment_stop, tensor_row,
-           scalars, first_item, last_item):
-{chr(10).join(buffers) if buffers else "    pass"}
-    for item in range(first_item, last_item):
-        for segment in range(item_start[item], item_start[item + 1]):
-            t = segment_tensor[segment]
-            start = segment_start[segment]
-            n = segment_stop[segment] - start
-            if n > 0:
-                row = tensor_row[t]
+{numba_kernel_entry(buffers)}
 {chr(10).join(body)}
 '''

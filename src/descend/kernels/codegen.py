@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -174,3 +174,30 @@ def execute_module(name: str, path: Path, source: str) -> ModuleType:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+def numba_kernel_entry(setup: Sequence[str] = ()) -> str:
+    """The fused (Numba) kernels' entry point, as module source: the rule's ``_update`` inlined,
+    then ``kernel``, which runs ``setup`` (lines at 4 spaces) once and walks its work items'
+    segments down to a segment's tensor ``t``, first element ``start``, length ``n`` and scalar
+    row ``row``; the caller's body follows at 16 spaces. One walk for the plain and the coded
+    kernels, which differ only in what they do with a segment."""
+    return "\n".join(
+        [
+            '_update = njit(inline="always", error_model="numpy")(_rule_update)',
+            "",
+            "",
+            '@njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)',
+            "def kernel(addresses, item_start, segment_tensor, segment_start, segment_stop, "
+            "tensor_row,",
+            "           scalars, first_item, last_item):",
+            *setup,
+            "    for item in range(first_item, last_item):",
+            "        for segment in range(item_start[item], item_start[item + 1]):",
+            "            t = segment_tensor[segment]",
+            "            start = segment_start[segment]",
+            "            n = segment_stop[segment] - start",
+            "            if n > 0:",
+            "                row = tensor_row[t]",
+        ]
+    )

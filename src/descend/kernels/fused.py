@@ -53,6 +53,7 @@ from descend.kernels.codegen import (
     element_source,
     execute_module,
     module_name,
+    numba_kernel_entry,
     scalar_arguments,
     slot_rows,
 )
@@ -169,7 +170,7 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
         f"x{r}[i] = result[{index + 1}]" for index, r in enumerate(rows) if r is not None
     ]
     body = "\n".join(
-        [" " * 16 + line for line in scalar_lines + array_lines]
+        [" " * 16 + line for line in [f"offset = start * {itemsize}", *scalar_lines, *array_lines]]
         + [" " * 16 + "for i in range(n):", " " * 20 + f"result = _update({', '.join(arguments)})"]
         + [" " * 20 + line for line in store_lines]
     )
@@ -183,20 +184,7 @@ from descend.kernels._numba_support import div as _div, power as _power, neg as 
 {element_function_source(rule)}
 
 
-_update = njit(inline="always", error_model="numpy")(_rule_update)
-
-
-@njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)
-def kernel(addresses, item_start, segment_tensor, segment_start, segment_stop, tensor_row,
-           scalars, first_item, last_item):
-    for item in range(first_item, last_item):
-        for segment in range(item_start[item], item_start[item + 1]):
-            t = segment_tensor[segment]
-            start = segment_start[segment]
-            n = segment_stop[segment] - start
-            if n > 0:
-                offset = start * {itemsize}
-                row = tensor_row[t]
+{numba_kernel_entry()}
 {body}
 '''
 
