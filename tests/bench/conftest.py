@@ -1,7 +1,10 @@
-"""Shared fixtures of the benchmark tests: a small CIFAR-10 folder in the standard format."""
+"""Shared fixtures of the benchmark tests: a small CIFAR-10 folder in the standard format, and a
+fresh database on the PostgreSQL server named by ``DESCEND_TEST_POSTGRES`` (skipped without one)."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -42,3 +45,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def database():
+    """A fresh database on the server, dropped afterwards; yields its URL."""
+    server = os.environ.get("DESCEND_TEST_POSTGRES")
+    if not server:
+        pytest.skip("no PostgreSQL server: set DESCEND_TEST_POSTGRES (.ci/run starts one)")
+    import psycopg
+
+    name = f"descend_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg.connect(server, autocommit=True)
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = server.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

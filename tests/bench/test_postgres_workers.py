@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -33,24 +32,6 @@ pytestmark = [
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 OPTIMIZERS = ("sgd", "adam")
 TRIALS, SEEDS = 4, 2
-
-
-@pytest.fixture
-def database():
-    """A fresh database on the server, dropped afterwards; yields its URL."""
-    import psycopg
-
-    name = f"descend_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg.connect(SERVER, autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = SERVER.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def _arguments(url: str, out: Path) -> list[str]:

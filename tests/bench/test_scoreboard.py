@@ -484,9 +484,18 @@ def _worker(arguments: list[str]) -> subprocess.Popen:
     )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def shared_storage(request, tmp_path):
+    """The URL of a storage two workers share: a SQLite file, or a fresh PostgreSQL database
+    (the bench's worker path; skipped without a server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return request.getfixturevalue("database")
+
+
 @pytest.mark.slow
-def test_two_workers_share_the_suites_runs(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_two_workers_share_the_suites_runs(shared_storage, tmp_path):
+    storage = shared_storage
     common = ["scoreboard", "--optimizers", "adam,sgd", "--workloads", "suite", "--trials", "3"]
     common += ["--seeds", "2", "--storage", storage, "--study", "shared", "--no-report"]
     workers = [_worker([*common, "--out", str(tmp_path / name)]) for name in ("a", "b")]
