@@ -52,9 +52,44 @@ def test_a_rule_from_a_functional_config_makes_the_functional_iterates(name):
     np.testing.assert_allclose(got.points, expected.points, rtol=1e-13, atol=1e-15)
 
 
-def test_a_rule_with_a_matrix_stage_is_refused_on_vectors():
-    with pytest.raises(ValueError, match="rule 'muon' needs 2-D parameters"):
-        RuleStepper(rules.RULES["muon"], {}, np.zeros(3))
+@pytest.mark.parametrize(
+    "name, needs",
+    [
+        ("muon", "2-D parameters"),
+        ("shampoo", "matrix state"),
+        ("soap", "matrix state"),
+        ("psgd_kron", "matrix state"),
+    ],
+)
+def test_a_rule_whose_stage_needs_matrices_is_refused_on_vectors(name, needs):
+    with pytest.raises(ValueError, match=f"rule '{name}' needs {needs}"):
+        RuleStepper(rules.RULES[name], {}, np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"lr": 0.05},  # a vector runs AdamW with the 1-D rates, as the class steps a bias
+        {"lr": 0.05, "optimize_1d": True},
+        {"lr": 0.02, "optimize_1d": True, "gamma": 0.1, "weight_decay": 0.1, "ams_bound": True},
+        {"lr": 0.02, "optimize_1d": True, "weight_decouple": False, "weight_decay": 0.01},
+    ],
+)
+def test_mars_on_numpy_makes_the_torch_class_iterates(arguments):
+    """MARS's stage (the corrected gradient clipped to norm 1) runs on the whole vector, with
+    the rates the class gives a tensor of one dimension; a schedule drives the lr."""
+    problem = Ravine(kappa=50, dim=3, seed=2)
+    x0 = problem.start()
+    schedule = schedules.exponential_decay(arguments["lr"], 0.01)
+    torch_path = follow(
+        problem, TorchStepper(lambda p: descend.MARS(p, **arguments), x0, schedule), x0, 150
+    )
+    optimizer = descend.MARS([torch.zeros(3, dtype=torch.float64)], **arguments)
+    stepper = RuleStepper.from_optimizer(optimizer, x0, schedule)
+    assert not stepper.by_coordinate  # the clip needs the whole vector's norm
+    rule_path = follow(problem, stepper, x0, 150)
+    np.testing.assert_allclose(rule_path.points, torch_path.points, rtol=1e-11, atol=1e-13)
+    np.testing.assert_array_equal(rule_path.lrs, torch_path.lrs)
 
 
 def test_the_loop_records_the_loss_and_gradient_of_every_point_and_steps_with_it():

@@ -35,10 +35,12 @@ from descend.lab.surface import surface
 def test_every_hyperparameter_gets_a_control_from_its_spec(name):
     rule = rules.RULES[name]
     sliders = {slider.name: slider for slider in rule_sliders(rule)}
-    assert list(sliders) == [hyper.name for hyper in rule.hypers]
-    for hyper in rule.hypers:
+    # A choice among names (MARS's mars_type) has no control and keeps its default.
+    assert list(sliders) == [hyper.name for hyper in rule.hypers if not hyper.choices]
+    for hyper in (hyper for hyper in rule.hypers if not hyper.choices):
         slider = sliders[hyper.name]
-        assert slider.default == hyper.default and slider.doc == hyper.doc
+        start = rule.listing.lab_hypers.get(hyper.name, hyper.default)
+        assert slider.default == start and slider.doc == hyper.doc
         if hyper.kind is bool:
             assert slider.kind == "bool"
             continue
@@ -46,9 +48,7 @@ def test_every_hyperparameter_gets_a_control_from_its_spec(name):
         if hyper.optional:  # None (off) is the slider's exact 0, which it reads back as None
             assert slider.zero and slider.to_dict()["default"] == 0 and slider.check(0) is None
         else:
-            assert slider.low <= hyper.default <= slider.high or (
-                slider.zero and hyper.default == 0
-            )
+            assert slider.low <= start <= slider.high or (slider.zero and start == 0)
         # Both ends of every slider are values the rule accepts.
         zero = 0 if slider.kind == "int" else 0.0
         for value in (slider.low, slider.high) + ((zero,) if slider.zero else ()):
@@ -57,8 +57,9 @@ def test_every_hyperparameter_gets_a_control_from_its_spec(name):
 
 def test_the_catalog_lists_every_rule_problem_and_schedule():
     listed = catalog()
+    # Every rule without a stage, and the one whose stage steps vectors (MARS's norm clip).
     assert [r["name"] for r in listed["rules"]] == [
-        name for name, rule in rules.RULES.items() if rule.stage is None
+        name for name, rule in rules.RULES.items() if rule.stage is None or name == "mars"
     ]
     assert "muon" not in [r["name"] for r in listed["rules"]]
     assert [p["name"] for p in listed["problems"]] == list(PROBLEMS)
@@ -419,3 +420,25 @@ def test_the_api_says_whether_an_error_is_the_pages_setting_or_the_optimizers():
 def test_a_misspelt_name_gets_the_closest_one(parse, spec, suggestion):
     with pytest.raises(ValueError, match=re.escape(suggestion)):
         parse(spec)
+
+
+def test_mars_is_offered_on_the_points_as_itself_and_matrix_methods_are_refused():
+    """A point stands for the model's weights, so the page's MARS corrects and clips it (its
+    lab_hypers) rather than running the AdamW it gives biases; asked for, the fallback runs."""
+    assert "mars" in PLAYGROUND_RULES
+    assert not {"muon", "shampoo", "soap", "psgd_kron"} & set(PLAYGROUND_RULES)
+    rule, hypers = parse_rule("mars:lr=0.05")
+    assert rule is rules.RULES["mars"] and hypers["optimize_1d"] is True
+    assert parse_rule("mars:lr=0.05,optimize_1d=False")[1]["optimize_1d"] is False
+    with pytest.raises(ValueError, match="matrix state"):
+        parse_rule("psgd_kron")
+    common = {"schedule": "", "average": "", "steps": 1000, "seed": 0, "tolerance": 1e-6}
+    corrected = compute.run_view("ravine:kappa=20", "mars:lr=0.05", **common)
+    fallback = compute.run_view("ravine:kappa=20", "mars:lr=0.05,optimize_1d=False", **common)
+    # Corrected, it settles below the tolerance; the fallback (AdamW) has not in as many steps.
+    assert corrected["steps_to_tolerance"] is not None
+    assert fallback["steps_to_tolerance"] is None
+    # The page's run is the lab runner's run of the torch class with the same settings.
+    contender = Contender.parse("mars:lr=0.05,optimize_1d=True")
+    trace = run(build_problem("ravine:kappa=20"), contender, steps=1000)
+    np.testing.assert_allclose(corrected["loss"], trace.excess, rtol=1e-5, atol=0)

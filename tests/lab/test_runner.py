@@ -171,3 +171,16 @@ def test_bad_runner_arguments():
         run(Ravine(), Contender.parse("sgd"), -1)
     with pytest.raises(ValueError, match="shape"):
         run(Ravine(), Contender.parse("sgd"), 1, start=np.zeros(3))
+
+
+def test_a_race_runs_mars_on_the_point_as_the_model_unless_the_spec_says_otherwise():
+    """The point is the whole model (MARS's lab_hypers): ``mars`` races as
+    ``mars:optimize_1d=True``, and the spec can still ask for the vectors' AdamW fallback."""
+    problem = Ravine(kappa=20, dim=2, seed=0)
+
+    def path(spec: str) -> np.ndarray:
+        return run(problem, Contender.parse(spec), steps=200).trajectory
+
+    plain = path("mars:lr=0.05")
+    np.testing.assert_array_equal(plain, path("mars:lr=0.05,optimize_1d=True"))
+    assert not np.array_equal(plain, path("mars:lr=0.05,optimize_1d=False"))

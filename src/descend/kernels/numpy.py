@@ -77,6 +77,18 @@ class RuleOptimizer(Protocol):
         """The rule's hyperparameters read from a param group."""
 
 
+def vector_refusal(rule: Rule) -> str | None:
+    """Why :class:`RuleStepper` cannot step ``rule`` on a vector (``None``: it can). A stage
+    without matrix state that takes vectors (MARS's norm clip) runs on the whole vector; a
+    stage on 2-D parameters only (Muon) or with matrix state (Shampoo, SOAP, PSGD-Kron: the
+    torch class steps those, as the race does) does not."""
+    stage = rule.stage
+    if stage is None or (stage.matrices is None and stage.ndim in (None, 1)):
+        return None
+    needs = "matrix state" if stage.matrices is not None else f"{stage.ndim}-D parameters"
+    return f"rule {rule.name!r} needs {needs} (a matrix stage); the lab's points are vectors"
+
+
 class RuleStepper:
     """A rule's own ``update`` on NumPy arrays (on floats, one coordinate at a time, for up to
     :data:`SCALAR_SIZE` coordinates), its state kept between steps: slots (a slot that starts
@@ -95,11 +107,9 @@ class RuleStepper:
         x0: np.ndarray,
         schedule: Schedule | None = None,
     ) -> None:
-        if rule.stage is not None:
-            needs = "matrix state" if rule.stage.ndim is None else f"{rule.stage.ndim}-D parameters"
-            raise ValueError(
-                f"rule {rule.name!r} needs {needs} (a matrix stage); the lab's points are vectors"
-            )
+        refusal = vector_refusal(rule)
+        if refusal is not None:
+            raise ValueError(refusal)
         self.rule = rule
         self.hypers = rule.validate(hypers)
         self.schedule = schedule
@@ -110,7 +120,8 @@ class RuleStepper:
             slot.initial(start, self.hypers) if slot.name in active else None for slot in rule.slots
         ]
         self.state = StepState.single(rule, 0)
-        self.by_coordinate = np.size(x0) <= SCALAR_SIZE
+        # A stage works on the whole vector (a norm), so a rule with one steps arrays.
+        self.by_coordinate = np.size(x0) <= SCALAR_SIZE and rule.stage is None
         if self.by_coordinate:
             self.slots = [None if slot is None else slot.tolist() for slot in self.slots]
 
@@ -156,13 +167,20 @@ class RuleStepper:
     ) -> tuple[dict[str, Any], StepState]:
         """The next step's scalars and the step state after it (for a rule whose group state
         is a reduction, with the sums over ``x`` and ``grad`` when given)."""
+        values, after = self._advance(x, grad)
+        return self.rule.scalars(values, int(after.steps[0])), after
+
+    def _advance(
+        self, x: np.ndarray | None = None, grad: np.ndarray | None = None
+    ) -> tuple[dict[str, Any], StepState]:
+        """The values the next step's scalars are computed from, and the step state after it."""
         hypers = self.hypers
         if self.schedule is not None:
             hypers = {**hypers, "lr": float(self.schedule(self.count))}
         if x is not None and grad is not None:
             hypers = {**hypers, **self._sums(hypers, x, grad)}
         after, values = advance(self.state, hypers)
-        return self.rule.scalars(values, int(after.steps[0])), after
+        return values, after
 
     def _sums(self, hypers: Mapping[str, Any], x: np.ndarray, grad: np.ndarray) -> dict[str, Any]:
         """What a :class:`~descend.rules.reduction.GroupReduction` reads: its shared values and
@@ -189,8 +207,16 @@ class RuleStepper:
 
     def step(self, x: np.ndarray, grad: np.ndarray) -> np.ndarray:
         """One update."""
-        scalars, after = self._next(x, grad)
+        values, after = self._advance(x, grad)
         self.state.commit(after)
+        step = int(after.steps[0])
+        if self.rule.stage is not None:
+            new_x, slots = numpy_step(self.rule, x, grad, self.slots, values, step)
+            self.slots = [
+                new if old is not None else None for old, new in zip(self.slots, slots, strict=True)
+            ]
+            return np.asarray(new_x, dtype=np.float64)
+        scalars = self.rule.scalars(values, step)
         if not self.by_coordinate:
             new_x, *slots = self.update(x, grad, *self.slots, **scalars)
             self.slots = [
@@ -214,4 +240,4 @@ class RuleStepper:
         return np.array(points)
 
 
-__all__ = ["SCALAR_SIZE", "RuleStepper", "advance", "step_array"]
+__all__ = ["SCALAR_SIZE", "RuleStepper", "advance", "step_array", "vector_refusal"]

@@ -35,8 +35,12 @@ def numpy_step(
     """Update ``step`` of ``rule`` on NumPy arrays: ``(new param, new slots)``, inputs left as
     they are. ``values`` holds the hyperparameters with the running state of this step (see
     :meth:`Rule.next_state`). A rule with a matrix stage runs its elementwise ``prepare``,
-    the stage (through torch, on the whole array) and then its ``update``."""
+    the stage (through torch, on the whole array) and then its ``update``, with the
+    hyperparameters the stage gives an array of this many dimensions (``tensor_hypers``: MARS's
+    vectors run AdamW), as the optimizers do."""
     stage, prepare = rule.stage, rule.prepare_rule
+    if stage is not None and stage.tensor_hypers is not None:
+        values = {**values, **stage.tensor_hypers(values, np.ndim(param))}
     if stage is not None and prepare is not None:  # a rule with a stage has its prepare rule
         direction, *slots = numpy_update(prepare)(
             np.empty_like(param), grad, *slots, **prepare.scalars(values, step)

@@ -188,15 +188,22 @@ def stepper_for(contender: Contender, x0: np.ndarray) -> Stepper:
     rate: a functional update for ``functional.<name>``; for a descend optimizer its rule on
     NumPy arrays (the class's own iterates; torch's per-step overhead dwarfs a 2-D problem),
     unless it asks for torch-side behaviour (``nonfinite``, ``backend``); any other torch
-    optimizer itself."""
+    optimizer itself. A descend rule's ``lab_hypers`` fill what the spec leaves out; a rule
+    with matrix state (Shampoo, SOAP, PSGD-Kron) is refused by :class:`RuleStepper`."""
     method = contender.optimizer
     schedule = contender.schedule.build(method.lr) if contender.schedule is not None else None
     if isinstance(method, FunctionalOptimizerSpec):
         return FunctionalStepper(method.update, method.config(), x0, schedule, method.lr)
-    if issubclass(method.cls, RuleOptimizer) and not set(method.arguments) & TORCH_SIDE:
-        optimizer = method.build([torch.zeros(len(x0), dtype=torch.float64, requires_grad=True)])
-        return RuleStepper.from_optimizer(optimizer, x0, schedule)
-    return TorchStepper(method.build, x0, schedule)
+    build = method.build
+    if issubclass(method.cls, RuleOptimizer):
+        rule = method.cls.rule
+        lab = {k: v for k, v in rule.listing.lab_hypers.items() if k not in method.arguments}
+        if lab:  # the point is the whole model (see Listing.lab_hypers)
+            build = method.with_arguments(**lab).build
+        if not set(method.arguments) & TORCH_SIDE:
+            optimizer = build([torch.zeros(len(x0), dtype=torch.float64, requires_grad=True)])
+            return RuleStepper.from_optimizer(optimizer, x0, schedule)
+    return TorchStepper(build, x0, schedule)
 
 
 def averaged_points(points: np.ndarray, average: float | str) -> np.ndarray:

@@ -49,7 +49,9 @@ class Listing:
     benchmark searches by default), ``lecture`` (part of the lecture's tour and the
     benchmark's default line-up) and ``option_grid`` (constructor options of the rule's drop-in
     class, each with the values on which it is held to its ``torch.optim`` namesake: see
-    :data:`descend.testing.OPTION_GRID`).
+    :data:`descend.testing.OPTION_GRID`), and ``lab_hypers`` (what the lab's points run with
+    unless a spec says otherwise: a point stands for a model's weights, so a method that steps
+    vectors by a fallback, as MARS runs plain AdamW on biases, is shown as itself).
     """
 
     summary: str = ""
@@ -63,3 +65,4 @@ class Listing:
     lr_range: tuple[float, float] = (1e-5, 1.0)
     lecture: bool = False
     option_grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    lab_hypers: Mapping[str, Any] = field(default_factory=dict)

@@ -192,5 +192,7 @@ x <- x * (1 - lr * lambda) - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t))
         colour="#EE99AA",
         group_keys={"betas": ("beta1", "beta2"), "betas_1d": ("beta1_1d", "beta2_1d")},
         lr_range=(1e-4, 1e-1),
+        # The lab's point is the whole model, not a bias vector: correct and clip it.
+        lab_hypers={"optimize_1d": True},
     ),
 )

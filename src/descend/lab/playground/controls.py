@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from descend import rules
+from descend.kernels.numpy import vector_refusal
 from descend.lab import problems
 from descend.rules.spec import Hyper, Rule
 from descend.specs import SCHEDULES, parse_schedule, parse_spec
@@ -121,8 +122,15 @@ def hyper_slider(hyper: Hyper) -> Slider:
 
 
 def rule_sliders(rule: Rule) -> list[Slider]:
-    """Every hyperparameter's slider, in the rule's order."""
-    return [hyper_slider(hyper) for hyper in rule.hypers]
+    """Every numeric or on/off hyperparameter's slider, in the rule's order, starting where the
+    lab's points run (the rule's ``lab_hypers``, else its defaults). A hyperparameter that picks
+    among names (MARS's ``mars_type``) keeps its default: the page has no control for it."""
+    starts = rule.listing.lab_hypers
+    return [
+        replace(hyper_slider(hyper), default=starts.get(hyper.name, hyper.default))
+        for hyper in rule.hypers
+        if not hyper.choices
+    ]
 
 
 def param_slider(param: problems.Param) -> Slider:
@@ -208,12 +216,13 @@ def build_problem(spec: str) -> problems.Problem:
     return offered.build(**values, **offered.fixed)
 
 
-#: The rules the page offers: every rule that steps a vector. A rule with a matrix stage
-#: (Muon orthogonalizes 2-D weights) has no meaning on a 2-D point; the tour's section on the
-#: newer methods runs it on a matrix problem.
+#: The rules the page offers: every rule that steps a vector by its own math (see
+#: :func:`~descend.kernels.numpy.vector_refusal`; MARS's norm clip is one). A rule whose stage
+#: needs 2-D weights (Muon) or matrix state (Shampoo, SOAP, PSGD-Kron) is not; the tour's
+#: sections on the newer methods and on curvature run those on matrix problems.
 #: Read from the registry each time, so a rule registered later is offered too.
 PLAYGROUND_RULES: Mapping[str, Rule] = rules.RegistryView(
-    lambda: {name: rule for name, rule in rules.RULES.items() if rule.stage is None}
+    lambda: {name: rule for name, rule in rules.RULES.items() if vector_refusal(rule) is None}
 )
 
 
@@ -222,8 +231,8 @@ def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
     name, arguments = parse_spec(spec)
     if name in rules.RULES and name not in PLAYGROUND_RULES:
         raise ValueError(
-            f"optimizer {name!r} steps matrices (2-D weights), not the page's "
-            "points; see the newer methods' section of `descend demo`"
+            f"optimizer {name!r} steps matrices (2-D weights or matrix state), not the "
+            "page's points; see the newer methods' and curvature sections of `descend demo`"
         )
     if name not in PLAYGROUND_RULES:
         match = closest(name, list(PLAYGROUND_RULES))
@@ -240,7 +249,7 @@ def parse_rule(spec: str) -> tuple[Rule, dict[str, Any]]:
                 f"{name}: unknown hyperparameter {key!r}; did you mean {match!r}? "
                 f"valid: {', '.join(names)}"
             )
-    return rule, rule.validate(arguments)
+    return rule, rule.validate({**rule.listing.lab_hypers, **arguments})
 
 
 #: Starting values for schedule arguments on the page.
