@@ -229,3 +229,36 @@ def test_muon_steps_an_empty_matrix_to_itself(shape):
         assert w.shape == tuple(p.shape) and config["momentum_buffer"].shape == shape
         w, config = functional.muon(w, np.ones(shape), config)  # and again, from its state
         assert w.shape == shape
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (6,)])
+@pytest.mark.parametrize(
+    "config, options",
+    [
+        # The rule scales the vectors' rate by lr_1d_factor (1 here); the class takes lr_1d.
+        ({"learning_rate": 0.01}, {"lr": 0.01, "lr_1d": 0.01}),
+        (
+            {"learning_rate": 0.01, "gamma": 0.1, "weight_decay": 0.05, "ams_bound": True},
+            {"lr": 0.01, "lr_1d": 0.01, "gamma": 0.1, "weight_decay": 0.05, "ams_bound": True},
+        ),
+        (
+            {"learning_rate": 0.02, "optimize_1d": True, "beta1": 0.9},
+            {"lr": 0.02, "optimize_1d": True, "betas": (0.9, 0.99)},
+        ),
+    ],
+)
+def test_mars_functional_runs_the_class_rule_with_its_norm_clip(shape, config, options):
+    """The stage (correction, clip to norm 1) between the elementwise parts, and for an array of
+    one dimension the AdamW fallback the class gives vectors (unless optimize_1d)."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(shape)
+    gradients = 3 * rng.standard_normal((25, *shape))
+    w_functional, state = _run(functional.mars, w, gradients, dict(config))
+    param = torch.tensor(w, requires_grad=True)
+    optimizer = descend.MARS([param], **options)
+    for dw in gradients:
+        param.grad = torch.tensor(dw)
+        optimizer.step()
+    np.testing.assert_allclose(w_functional, param.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(state["g_prev"], gradients[-1])
+    assert state["t"] == len(gradients)

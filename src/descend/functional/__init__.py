@@ -28,8 +28,12 @@ the first update uses ``t = 1`` in Adam's bias correction. Weights must be float
 
 The newer methods' functions follow the same pattern: a rule's running products and group state
 (NAdam's ``mu_product``; Schedule-Free's ``k``, ``weight_sum``, ``lr_max``) are config entries
-too, a slot that starts as a copy of the weights (Schedule-Free's ``z``) starts so, and Muon's
-matrix stage runs between its elementwise parts (on 2-D weights, through torch).
+too, a slot that starts as a copy of the weights (Schedule-Free's ``z``) starts so, and a
+rule's stage runs between its elementwise parts through torch: Muon's orthogonalization (on 2-D
+weights), MARS's norm clip of its corrected gradient (config keys ``m``, ``v``, ``g_prev``; an
+array of one dimension runs the AdamW the class gives biases, unless ``optimize_1d``). Rules with
+matrix state (Shampoo, SOAP, PSGD-Kron) and Prodigy (whose step size is a sum over every
+parameter of the model) are offered as classes only.
 """
 
 from __future__ import annotations
@@ -111,7 +115,7 @@ class FunctionalSpec:
                 f"{dw.shape}; expected equal shapes"
             )
         stage = self.rule.stage
-        if stage is not None and w.ndim != stage.ndim:
+        if stage is not None and stage.ndim is not None and w.ndim != stage.ndim:
             raise ValueError(f"{self.name}: w has shape {w.shape}; expected a {stage.ndim}-D array")
         merged = {**self.defaults, **config}
         not_hypers = {slot.name for slot in self.rule.slots} | set(self.rule.state_names())

@@ -28,7 +28,7 @@ from descend.rules.common import (
     weight_decouple,
 )
 from descend.rules.elementwise import fma, maximum, sqrt
-from descend.rules.spec import Element, Hyper, Listing, MatrixStage, Rule, Slot
+from descend.rules.spec import CourseForm, Element, Hyper, Listing, MatrixStage, Rule, Slot
 
 if TYPE_CHECKING:
     import torch
@@ -192,6 +192,19 @@ x <- x * (1 - lr * lambda) - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t))
         colour="#EE99AA",
         group_keys={"betas": ("beta1", "beta2"), "betas_1d": ("beta1_1d", "beta2_1d")},
         lr_range=(1e-4, 1e-1),
+        course=CourseForm(
+            "mars",
+            renames={
+                "learning_rate": "lr",
+                "epsilon": "eps",
+                "m": "exp_avg",
+                "v": "exp_avg_sq",
+                "g_prev": "last_grad",
+                "v_max": "max_exp_avg_sq",
+            },
+            defaults={"learning_rate": 3e-3, "beta1": 0.95, "beta2": 0.99, "epsilon": 1e-8},
+            counts_steps=True,
+        ),
         # The lab's point is the whole model, not a bias vector: correct and clip it.
         lab_hypers={"optimize_1d": True},
     ),
