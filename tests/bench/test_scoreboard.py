@@ -276,6 +276,11 @@ def test_a_missing_suite_is_one_line_not_a_crash(monkeypatch):
         (["--seeds", "0"], "argument --seeds"),
         (["--workloads", ","], "--workloads=',' is invalid"),
         (["--study", "a:b", "--workloads", "suite"], "study name 'a:b' is invalid"),
+        (["--jobs", "0"], "argument --jobs"),
+        (
+            ["--jobs", str((os.cpu_count() or 1) + 1), "--workloads", "suite"],
+            "expected jobs x threads at most",
+        ),
     ],
 )
 def test_command_line_mistakes_are_one_line_pointing_to_the_help(argv, expected, tmp_path, capsys):
@@ -512,3 +517,51 @@ def test_two_workers_share_the_suites_runs(shared_storage, tmp_path):
         len(trials) - sum(t.state == TrialState.FAIL for t in trials)
         for trials in _trials(storage).values()
     )
+
+
+@pytest.mark.slow
+def test_a_local_job_runs_the_scoreboard_it_is_given_and_the_command_then_runs_nothing(tmp_path):
+    """A child worker (``LocalJobs``) gets the scoreboard's config, not a command line: alone,
+    it makes every run; the command after it finds them stored and only scores."""
+    from descend.bench.jobs import LocalJobs
+    from descend.bench.scoreboard_settings import ScoreboardConfig
+
+    out = tmp_path / "out"
+    budget = ["--trials", "2", "--seeds", "2", "--epochs", "2", "--no-report"]
+    argv = ["scoreboard", "--optimizers", "adam,sgd", "--workloads", "digits-logreg", *budget]
+    config = ScoreboardConfig(
+        optimizers=["adam", "sgd"],
+        workloads=["digits-logreg"],
+        trials=2,
+        seeds=2,
+        epochs=2,
+        out=out,
+    )
+    with LocalJobs(config, count=1, threads=1) as jobs:
+        pass  # the command's own work would go here; leaving waits for the child
+    assert jobs.failures() == []
+    studies = _trials(f"sqlite:///{out / 'bench.db'}")
+    complete = [t for trials in studies.values() for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 * (2 + 2)
+    assert {t.user_attrs["worker"]["pid"] for t in complete} == {jobs.processes[0].pid}
+    assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["runs_ran"] == 0
+
+
+@pytest.mark.slow
+def test_jobs_2_shares_the_runs_and_the_command_reports_them_all(tmp_path):
+    """``--jobs 2``: each run made once, by the command or its job, and the command's result
+    counts every run (it waits for the job's)."""
+    out = tmp_path / "out"
+    argv = ["scoreboard", "--optimizers", "adam,sgd", "--workloads", "digits-logreg"]
+    argv += ["--trials", "3", "--seeds", "2", "--epochs", "2", "--jobs", "2", "--no-report"]
+    assert main([*argv, "--out", str(out)]) == 0
+    studies = _trials(f"sqlite:///{out / 'bench.db'}")
+    complete = [t for trials in studies.values() for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2 * (3 + 2)  # the budget: 3 trials and 2 seeds per optimizer
+    workers = {t.user_attrs["worker"]["pid"] for t in complete}
+    assert os.getpid() in workers and len(workers) <= 2  # the command and at most its job
+    results = json.loads((out / "results.json").read_text())
+    assert [row["trials"] for row in results["bench"]["rows"]] == [3, 3]
+    assert [row["seeds"] for row in results["bench"]["rows"]] == [2, 2]
+    assert (out / "job-2.log").exists()

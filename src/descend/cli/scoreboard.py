@@ -115,6 +115,18 @@ def _notes(result: ScoreboardResult) -> list[str]:
 HELP = "see 'descend scoreboard --help'"
 
 
+def check_jobs(jobs: int, threads: int) -> None:
+    """Refuse more jobs than this machine has cores for at ``threads`` threads each."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if jobs * threads > cores:
+        raise ValueError(
+            f"--jobs={jobs} is invalid with --threads={threads}: expected jobs x threads at "
+            f"most {cores} (this machine's cores)"
+        )
+
+
 def _checked(arguments: argparse.Namespace) -> Any:
     """The scoreboard the flags ask for, every input checked before anything runs; a mistake
     is a ``ValueError`` that points to the help."""
@@ -124,6 +136,7 @@ def _checked(arguments: argparse.Namespace) -> Any:
         from descend.bench.scoreboard import Scoreboard
 
         set_threads(arguments.threads)
+        check_jobs(arguments.jobs, arguments.threads)
         return Scoreboard(config)
     except ValueError as error:
         raise ValueError(f"{error}; {HELP}") from None
@@ -143,6 +156,7 @@ def run_scoreboard_command(arguments: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
+    from descend.bench.jobs import LocalJobs
     from descend.bench.scoreboard import write_scoreboard
 
     console = make_console()
@@ -162,8 +176,13 @@ def run_scoreboard_command(arguments: argparse.Namespace) -> int:
         TextColumn("ETA"),
         TimeRemainingColumn(),
     ]
+    jobs = LocalJobs(config, arguments.jobs - 1, arguments.threads)
     try:
-        with Progress(*columns, console=console, transient=False) as progress:
+        with jobs, Progress(*columns, console=console, transient=False) as progress:
+            if jobs.count:
+                console.print(
+                    escape(f"{jobs.count} more job(s) share the runs; logs in {config.out}")
+                )
             result = scoreboard.run(ScoreboardProgress(progress))
     except KeyboardInterrupt:
         console.print(
@@ -173,13 +192,19 @@ def run_scoreboard_command(arguments: argparse.Namespace) -> int:
             )
         )
         raise
+    # The command's own run returns once every run is stored (it waits for the jobs' runs,
+    # and reruns a dead job's), so the result is whole even if a job failed.
+    for line in jobs.failures():
+        console.print(escape(line))
     written = write_scoreboard(result, report=not arguments.no_report)
     console.print(score_table(result))
     for line in _notes(result):
         console.print(escape(line))
     console.print(
         escape(
-            f"ran {result.runs_ran} run(s) in {result.wall_seconds:.1f} s; wrote "
+            f"ran {result.runs_ran} run(s) in {result.wall_seconds:.1f} s"
+            + (" in this process" if jobs.count else "")
+            + "; wrote "
             + " and ".join(map(str, written))
         )
     )
