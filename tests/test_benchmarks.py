@@ -231,3 +231,94 @@ def test_matrix_step_time_smoke_run_prints_every_method_against_adamw():
     }
     adamw = [row for row in rows if row.split("|")[2].strip() == "adamw"]
     assert all(row.split("|")[4].strip() == "1.0" for row in adamw)
+
+
+@pytest.fixture(scope="module")
+def state_precision_anchors() -> ModuleType:
+    """benchmarks/state_precision_anchors.py as a module."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module("state_precision_anchors")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.mark.slow  # the first torch.optim step in a process takes seconds
+def test_state_precision_anchor_that_fails_is_a_not_run_row(state_precision_anchors):
+    """An anchor whose optimizer raises is reported as "not run: <type>: <message>" beside the
+    rows that ran, and the float32 reference's gap to itself is zero."""
+    module = state_precision_anchors
+
+    def refuses(params):
+        raise RuntimeError("no CPU kernel for this optimizer\nsecond line")
+
+    rows = [
+        module.Contender(module.TORCH_NAME, "float32", module._torch),
+        module.Contender("anchor.AdamW8bit", "int8", refuses),
+        module.Contender("absent.AdamW", "int8", None, not_run="ModuleNotFoundError: absent"),
+    ]
+    generator = torch.Generator().manual_seed(0)
+    inputs, labels = torch.rand(64, 64, generator=generator), torch.arange(64) % 10
+    data = module.Data(inputs, labels, inputs, labels)
+    summary = module.summarize(module.run_all(rows, data, 3, [0]), 3)
+    assert [entry["status"] for entry in summary] == [
+        "ran",
+        "not run: RuntimeError: no CPU kernel for this optimizer",
+        "not run: ModuleNotFoundError: absent",
+    ]
+    assert summary[0]["max_loss_gap"] == 0.0 and len(summary[0]["runs"][0]["losses"]) == 3
+    table = module.markdown_table(summary)
+    assert "| anchor.AdamW8bit | int8 | not run: RuntimeError: no CPU kernel" in table
+
+
+@pytest.mark.slow
+def test_state_precision_anchors_quick_run_has_every_format_and_matches_torch(tmp_path):
+    """``--quick`` prints a row for every descend format; descend's float32 AdamW follows
+    torch.optim.AdamW's loss curve to 1e-6 relative (the same math), while bf16 with
+    round-to-nearest, the negative control, visibly does not; the JSON and PNG are written."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        formats = importlib.import_module("state_precision_anchors").DESCEND_FORMATS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    environment = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "state_precision_anchors.py"),
+            "--quick",
+            "--anchors",
+            "none",
+            "--markdown",
+            "--out",
+            str(tmp_path),
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    for label in ["float32", "bfloat16", "bfloat16-nearest", "bf16+ecc", "int8", *formats]:
+        assert any(line.startswith(f"| descend.AdamW | {label} | ") for line in lines), label
+    assert any(line.startswith("| torch.optim.AdamW | float32 | 8.00 |") for line in lines)
+    import json
+
+    rows = {
+        row["label"]: row for row in json.loads((tmp_path / "results.json").read_text())["rows"]
+    }
+    torch_losses = torch.tensor(rows["torch.optim.AdamW float32"]["runs"][0]["losses"])
+    assert len(torch_losses) == 30
+
+    def relative_gap(label: str) -> float:
+        losses = torch.tensor(rows[label]["runs"][0]["losses"])
+        return float(((losses - torch_losses).abs() / torch_losses.abs()).max())
+
+    assert relative_gap("descend.AdamW float32") <= 1e-6
+    assert relative_gap("descend.AdamW bfloat16-nearest") > 1e-5
+    assert rows["descend.AdamW bfloat16"]["bytes_per_param"] == pytest.approx(4.0, abs=0.01)
+    assert (tmp_path / "loss_curves.png").stat().st_size > 10_000
