@@ -522,13 +522,22 @@ def plot(summary: Sequence[dict[str, Any]], path: Path, title: str) -> None:
         "descend.AdamW": [e for e in ran if e["optimizer"] in ("descend.AdamW", TORCH_NAME)],
         "anchors": [e for e in ran if e["optimizer"] != "descend.AdamW"],
     }
+    # One colour per row in every panel; anchors dashed.
+    colors = {entry["label"]: plt.get_cmap("tab20")(index % 20) for index, entry in enumerate(ran)}
+
+    def style(entry: dict[str, Any]) -> dict[str, Any]:
+        own = entry["optimizer"] in ("descend.AdamW", TORCH_NAME)
+        return {"color": colors[entry["label"]], "linestyle": "-" if own else "--"}
+
     figure, axes = plt.subplots(1, 3, figsize=(18, 5.5))
     for axis, (name, entries) in zip(axes[:2], panels.items(), strict=True):
         for entry in entries:
             curve = np.mean([run["losses"] for run in entry["runs"]], axis=0)
             width = max(1, len(curve) // 25)
             smooth = np.convolve(curve, np.ones(width) / width, mode="valid")
-            axis.plot(np.arange(len(smooth)) + width, smooth, label=entry["label"], lw=1.2)
+            axis.plot(
+                np.arange(len(smooth)) + width, smooth, label=entry["label"], lw=1.2, **style(entry)
+            )
         axis.set(title=name, xlabel="step", ylabel="minibatch loss (moving mean)", yscale="log")
         axis.legend(fontsize=7)
     by_label = {entry["label"]: entry for entry in ran}
@@ -545,7 +554,13 @@ def plot(summary: Sequence[dict[str, Any]], path: Path, title: str) -> None:
         )
         width = max(1, len(gap) // 25)
         smooth = np.convolve(gap, np.ones(width) / width, mode="valid")
-        axes[2].plot(np.arange(len(smooth)) + width, smooth + 1e-12, label=entry["label"], lw=1)
+        axes[2].plot(
+            np.arange(len(smooth)) + width,
+            smooth + 1e-12,
+            label=entry["label"],
+            lw=1,
+            **style(entry),
+        )
     axes[2].set(
         title="|loss - its float32 reference's loss|", xlabel="step", yscale="log", ylabel="gap"
     )
