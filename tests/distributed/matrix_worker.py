@@ -4,10 +4,11 @@ CPU).
 For each class whose rule has a matrix stage (Muon, Shampoo, SOAP, PSGD-Kron, MARS), a
 two-layer MLP with widths no world size here divides evenly is wrapped with ``fully_shard``
 and trained for :data:`STEPS` steps; on every rank an unsharded copy is stepped by the same
-class on the same (gathered) gradients. Halfway, the optimizer's ``state_dict`` and the
-parameters' shards are saved, loaded into a fresh sharded model and optimizer, and that run
-continued. PSGD-Kron's probes are recorded (as checksums) to compare across ranks, and the
-bytes of state each rank holds are counted. Each rank writes what it saw to the output folder
+class on the same (gathered) gradients. Halfway, the parameters' shards and the optimizer's
+state are saved (by ``state_dict`` on each rank, and by ``torch.distributed.checkpoint``),
+each loaded into a fresh sharded model and optimizer, and those runs continued. PSGD-Kron's
+probes are recorded (as checksums) to compare across ranks, and the bytes of state each rank
+holds are counted. Each rank writes what it saw to the output folder
 for :mod:`tests.distributed.test_fsdp_matrix` to check, and prints the byte counts.
 
     torchrun --nproc_per_node=N -m tests.distributed.matrix_worker OUT_DIR
@@ -24,6 +25,11 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
@@ -149,38 +155,64 @@ def record_probes() -> list[float]:
     return drawn
 
 
+def resume(
+    mesh: DeviceMesh,
+    name: str,
+    data: list,
+    shards: list[torch.Tensor],
+    load: Callable[[torch.nn.Module, torch.optim.Optimizer], None],
+) -> list[torch.Tensor]:
+    """A fresh model (initialized otherwise) given the saved ``shards`` and a fresh optimizer
+    given the saved state by ``load``, trained from :data:`SAVED_AT` on; its parameters."""
+    model = sharded_model(mesh, seed=7)
+    with torch.no_grad():
+        for param, shard in zip(model.parameters(), shards, strict=True):
+            param._local_tensor.copy_(shard)
+    optimizer = make_optimizer(name, list(model.named_parameters()))
+    load(model, optimizer)
+    for x, y in data[SAVED_AT:]:
+        optimizer.zero_grad()
+        backward(model, x, y)
+        optimizer.step()
+    return full(model)
+
+
+def load_through_checkpoint(folder: Path) -> Callable:
+    """Load the optimizer state saved in ``folder`` by ``torch.distributed.checkpoint``."""
+
+    def load(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        optimizer_state = get_optimizer_state_dict(model, optimizer)
+        dcp.load({"optimizer": optimizer_state}, checkpoint_id=folder)
+        set_optimizer_state_dict(model, optimizer, optim_state_dict=optimizer_state)
+
+    return load
+
+
 def run_case(out: Path, mesh: DeviceMesh, name: str, data: list) -> None:
-    """Train case ``name`` sharded, resume it from a state dict halfway, and step an unsharded
-    copy on the gathered gradients; save the three and the bytes of state."""
+    """Train case ``name`` sharded, resume it halfway from its ``state_dict`` and from a
+    ``torch.distributed.checkpoint`` of it, and step an unsharded copy on the gathered
+    gradients; save the four runs and the bytes of state."""
     rank = dist.get_rank()
     model = sharded_model(mesh)
     initial = full(model)
     optimizer = make_optimizer(name, list(model.named_parameters()))
     single = make_model()
     single_optimizer = make_optimizer(name, list(single.named_parameters()))
-    saved = None
+    folder = out / f"dcp-{name}"
     for step, (x, y) in enumerate(data):
         if step == SAVED_AT:
             shards = [p._local_tensor.detach().clone() for p in model.parameters()]
-            saved = (shards, copy.deepcopy(optimizer.state_dict()))
+            saved = copy.deepcopy(optimizer.state_dict())
+            optimizer_state = get_optimizer_state_dict(model, optimizer)
+            dcp.save({"optimizer": optimizer_state}, checkpoint_id=folder)
         optimizer.zero_grad()
         backward(model, x, y)
         for plain, shard in zip(single.parameters(), model.parameters(), strict=True):
             plain.grad = shard.grad.full_tensor()
         optimizer.step()
         single_optimizer.step()
-    assert saved is not None
-    # Resume: a fresh model (initialized otherwise), the saved shards and optimizer state.
-    resumed = sharded_model(mesh, seed=7)
-    with torch.no_grad():
-        for param, shard in zip(resumed.parameters(), saved[0], strict=True):
-            param._local_tensor.copy_(shard)
-    resumed_optimizer = make_optimizer(name, list(resumed.named_parameters()))
-    resumed_optimizer.load_state_dict(saved[1])
-    for x, y in data[SAVED_AT:]:
-        resumed_optimizer.zero_grad()
-        backward(resumed, x, y)
-        resumed_optimizer.step()
+    resumed = resume(mesh, name, data, shards, lambda _, fresh: fresh.load_state_dict(saved))
+    checkpointed = resume(mesh, name, data, shards, load_through_checkpoint(folder))
     counts = state_bytes(optimizer)
     print(
         f"state bytes per rank: {name} rank {rank} of {dist.get_world_size()}: "
@@ -191,7 +223,8 @@ def run_case(out: Path, mesh: DeviceMesh, name: str, data: list) -> None:
         {
             "sharded": full(model),
             "single": [p.detach().clone() for p in single.parameters()],
-            "resumed": full(resumed),
+            "resumed": resumed,
+            "checkpointed": checkpointed,
             "initial": initial,
             "state_bytes": counts,
             "single_state_bytes": state_bytes(single_optimizer),

@@ -5,9 +5,10 @@ DTensors steps exactly as on plain tensors, keeps its slots sharded and its matr
 and its state dict round-trips. The slow tests launch :mod:`tests.distributed.matrix_worker`
 under ``torchrun`` with 2 and with 4 gloo processes (FSDP2's ``fully_shard``, shards of uneven
 sizes, one of them empty on 4 ranks) and check what it wrote: 20 steps equal the single-process
-run within 1e-6 of each tensor's largest magnitude, a run resumed from a state dict at step 10
-equals the uninterrupted one, PSGD-Kron's probes are the same on every rank, and each rank
-holds its share of the slots and the whole matrix state.
+run within 1e-6 of each tensor's largest magnitude, a run resumed at step 10 from each rank's
+``state_dict`` or from a ``torch.distributed.checkpoint`` equals the uninterrupted one,
+PSGD-Kron's probes are the same on every rank, and each rank holds its share of the slots and
+the whole matrix state.
 """
 
 from __future__ import annotations
@@ -160,11 +161,14 @@ def test_fsdp2_matrix_method_equals_the_single_process_run(fsdp_run, name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
-def test_fsdp2_matrix_method_resumes_from_a_state_dict_at_step_10(fsdp_run, name):
+@pytest.mark.parametrize("saved_by", ["resumed", "checkpointed"])
+def test_fsdp2_matrix_method_resumes_from_its_state_saved_at_step_10(fsdp_run, name, saved_by):
+    # "resumed": each rank's state_dict() loaded by load_state_dict; "checkpointed": saved and
+    # loaded by torch.distributed.checkpoint (sharded slots, whole matrix state).
     out, processes, _ = fsdp_run
     for rank in range(processes):
         run = _load(out / f"{name}-rank{rank}.pt")
-        for resumed, uninterrupted in zip(run["resumed"], run["sharded"], strict=True):
+        for resumed, uninterrupted in zip(run[saved_by], run["sharded"], strict=True):
             assert _relative_difference(resumed, uninterrupted) <= TOLERANCE, (name, rank)
 
 

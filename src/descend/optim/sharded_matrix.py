@@ -20,7 +20,10 @@ factors to the whole momentum. For a DTensor parameter each rank therefore
 Every rank computes the same whole tensors from the same inputs in the same order, so the
 shards agree with each other and the result is the single-process run's (PSGD-Kron's probes
 are drawn from a generator seeded by the parameter's position and step, the same on every
-rank). The cost: each rank holds the whole matrix state (not a share of it) and does the whole
+rank). The gathers are collectives: every rank of the mesh calls ``step`` together (as FSDP2
+does), and every rank meets the parameters in the same order (a list call is made of the
+parameters that share a device, dtype and step count, which are the same on every rank). The
+cost: each rank holds the whole matrix state (not a share of it) and does the whole
 matrix work; the gathers move each parameter's ``u`` and ``g`` once per step.
 
 A rank's state of a DTensor parameter holds its slots as DTensors sharded like the parameter
