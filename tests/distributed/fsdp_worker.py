@@ -236,7 +236,7 @@ def describe_error(action: Callable[[], object]) -> str:
 
 
 def run_muon(out: Path, mesh: DeviceMesh) -> None:
-    """Muon given the sharded matrices of an FSDP2 model."""
+    """Muon given the sharded matrices of an FSDP2 model (accepted: see test_fsdp_matrix)."""
     model = sharded_model(mesh)
     matrices = [(name, p) for name, p in model.named_parameters() if p.ndim == 2]
     refused = describe_error(lambda: descend.Muon(matrices, lr=0.02))

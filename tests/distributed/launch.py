@@ -1,4 +1,4 @@
-"""Two worker processes on CPU with gloo, as the distributed tests start them."""
+"""Worker processes on CPU with gloo (two unless told), as the distributed tests start them."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import descend
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def torchrun(arguments: list[str], timeout: float = 600) -> None:
+def torchrun(arguments: list[str], timeout: float = 600, processes: int = 2) -> str:
     """Run a worker (``arguments``: a script path or ``-m module``, then its own arguments) on
-    two processes through ``torch.distributed.run``; fail the test with the workers' output if
-    they fail or outlast ``timeout`` seconds (then they are killed, torchrun and both)."""
+    ``processes`` processes through ``torch.distributed.run`` and return their output; fail
+    the test with that output if they fail or outlast ``timeout`` seconds (then they are
+    killed, torchrun and all)."""
     source = Path(descend.__file__).resolve().parents[1]
     environment = {
         **os.environ,
@@ -31,7 +32,7 @@ def torchrun(arguments: list[str], timeout: float = 600) -> None:
         "-m",
         "torch.distributed.run",
         "--standalone",
-        "--nproc_per_node=2",
+        f"--nproc_per_node={processes}",
         *arguments,
     ]
     process = subprocess.Popen(
@@ -50,3 +51,4 @@ def torchrun(arguments: list[str], timeout: float = 600) -> None:
         output, _ = process.communicate()
         pytest.fail(f"torchrun did not finish in {timeout:.0f} s:\n{output[-3000:]}")
     assert process.returncode == 0, output[-3000:]
+    return output

@@ -3,7 +3,8 @@
 The fast tests run in this process on a one-rank gloo mesh (a DTensor whose local tensor is the
 whole tensor, on every backend that runs CPU tensors); the FSDP2 tests launch one ``torchrun``
 with two gloo processes on CPU (:mod:`tests.distributed.fsdp_worker`) that covers every
-elementwise class, a sharded checkpoint and the refusals, and check what it wrote.
+elementwise class, a sharded checkpoint, Muon's sharded matrices and the refusals, and check
+what it wrote.
 """
 
 from __future__ import annotations
@@ -152,23 +153,24 @@ def test_compiled_executors_refuse_a_dtensor_given_to_them_directly(mesh, backen
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_muon_refuses_a_sharded_matrix_naming_it_and_steps_a_replicated_one(mesh, backend):
-    matrix = torch.nn.Parameter(distribute_tensor(torch.randn(6, 4), mesh, [Shard(0)]))
-    with pytest.raises(ValueError, match=r"'body\.weight'.*orthogonalizes whole matrices"):
-        descend.Muon([("body.weight", matrix)], lr=0.02, backend=backend)
-    # Replicated, every rank holds the whole matrix: Muon steps it as a plain one.
+@pytest.mark.parametrize("placement", [Shard(0), Replicate()], ids=["sharded", "replicated"])
+def test_muon_steps_a_sharded_or_replicated_matrix_as_a_plain_one(mesh, backend, placement):
+    # Newton-Schulz runs on the whole matrix gathered from the shards (see
+    # descend.optim.sharded_matrix; tests/distributed/test_fsdp_matrix.py runs it on 2 and 4
+    # ranks).
     values = torch.randn(6, 4, generator=torch.Generator().manual_seed(3))
-    replicated = torch.nn.Parameter(distribute_tensor(values.clone(), mesh, [Replicate()]))
+    distributed = torch.nn.Parameter(distribute_tensor(values.clone(), mesh, [placement]))
     plain = torch.nn.Parameter(values.clone())
-    on_replicated = descend.Muon([replicated], lr=0.02, backend=backend)
+    on_distributed = descend.Muon([("body.weight", distributed)], lr=0.02, backend=backend)
     on_plain = descend.Muon([plain], lr=0.02, backend=backend)
     for step in range(STEPS):
         grad = torch.randn(6, 4, generator=torch.Generator().manual_seed(step))
-        replicated.grad = distribute_tensor(grad.clone(), mesh, [Replicate()])
+        distributed.grad = distribute_tensor(grad.clone(), mesh, [placement])
         plain.grad = grad
-        on_replicated.step()
+        on_distributed.step()
         on_plain.step()
-    assert torch.equal(replicated.full_tensor(), plain.detach())
+    assert torch.equal(distributed.full_tensor(), plain.detach())
+    assert not torch.equal(plain.detach(), values)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -307,13 +309,11 @@ def test_fsdp2_checkpoint_through_distributed_checkpoint_resumes_exactly(fsdp_ru
 
 
 @pytest.mark.slow
-def test_fsdp2_muon_refuses_sharded_matrices_and_steps_its_adamw_groups(fsdp_run):
+def test_fsdp2_muon_accepts_sharded_matrices(fsdp_run):
     out, _ = fsdp_run
     for rank in (0, 1):
         report = json.loads((out / f"muon-rank{rank}.json").read_text())
-        assert report["refused"].startswith("ValueError")
-        assert "'0.weight'" in report["refused"]
-        assert "orthogonalizes whole matrices" in report["refused"]
+        assert report["refused"] == ""
 
 
 @pytest.mark.slow

@@ -98,7 +98,7 @@ def check_parameter(optimizer: RuleOptimizer, param: torch.Tensor, where: str, r
             f"{'' if stage.ndim is None else f'{stage.ndim}-D '}"
             f"parameters only{optimizer.stage_hint}"
         )
-    sharded.check_parameter(param, where, owner, rule.stage is not None)
+    sharded.check_parameter(param, where)
     precision = optimizer.__dict__.get("_precision")
     if precision is not None:
         precision.check_parameter(param, where)

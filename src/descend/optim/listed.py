@@ -29,6 +29,14 @@ from descend.optim.checks import (
 )
 from descend.optim.param_state import ensure_state
 from descend.optim.precision import Coded, coded
+from descend.optim.sharded_matrix import (
+    gather,
+    layout_of,
+    own_shard,
+    scatter,
+    state_view,
+    whole_parameter,
+)
 from descend.rules.spec import Rule, plain_value
 
 if TYPE_CHECKING:
@@ -36,8 +44,9 @@ if TYPE_CHECKING:
 
 #: One list call of a step: executor, the values the scalars were computed from, the step,
 #: the scalars, the parameters, gradients and slots it updates, their whole states (for a
-#: stage's matrix state) and each parameter's compressed slots, if any (see
-#: :mod:`descend.optim.precision`).
+#: stage's matrix state), each parameter's compressed slots, if any (see
+#: :mod:`descend.optim.precision`), and each parameter's distribution for a stage's
+#: whole-tensor parts (see :mod:`descend.optim.sharded_matrix`).
 Call = tuple[
     Executor,
     dict[str, Any],
@@ -48,6 +57,7 @@ Call = tuple[
     list[list[torch.Tensor | None]],
     list[dict[str, Any]],
     list[Coded | None],
+    list[Any],
 ]
 #: A parameter whose gradient is sparse: parameter, gradient, slots, scalars, compressed slots.
 SparseEntry = tuple[
@@ -121,6 +131,7 @@ class ListedStep:
                 list[list[torch.Tensor | None]],
                 list[dict[str, Any]],
                 list[Coded | None],
+                list[Any],
             ],
         ] = {}
         sparse: list[SparseEntry] = []
@@ -139,6 +150,8 @@ class ListedStep:
             if grad.is_sparse:
                 sparse.append((param, grad, slots, rule.scalars(step_hypers, step), compressed))
                 continue
+            # (A differentiable step walks DTensors whole, with torch's DTensor operations.)
+            layout = None if differentiable else layout_of(param)
             if not differentiable:
                 param, grad, slots = sharded.local_operands(param, grad, slots)
             if param.is_complex():
@@ -148,14 +161,16 @@ class ListedStep:
                 get_executor("reference") if differentiable else self.optimizer._executor_for(param)
             )
             assert executor is not None, "every listed parameter has an executor"
-            bucket = buckets.setdefault((int(row), executor, own), ([], [], [], [], []))
+            bucket = buckets.setdefault((int(row), executor, own), ([], [], [], [], [], []))
             bucket[0].append(param)
             bucket[1].append(grad)
             bucket[2].append(slots)
             bucket[3].append(entries or {})
             bucket[4].append(compressed)
+            bucket[5].append(layout)
         calls: list[Call] = []
-        for (row, executor, own), (params, grads, slot_lists, states, codings) in buckets.items():
+        for (row, executor, own), bucket in buckets.items():
+            params, grads, slot_lists, states, codings, layouts = bucket
             step = keys[row][0]
             values = {**after.values(step_hypers, keys[row]), **dict(own)}
             scalars = rule.scalars(values, step, differentiable)
@@ -163,7 +178,18 @@ class ListedStep:
                 check_representable(plain, scalars, dtype)
             executor.check_ready()
             calls.append(
-                (executor, values, step, scalars, params, grads, slot_lists, states, codings)
+                (
+                    executor,
+                    values,
+                    step,
+                    scalars,
+                    params,
+                    grads,
+                    slot_lists,
+                    states,
+                    codings,
+                    layouts,
+                )
             )
 
         def commit() -> None:
@@ -171,18 +197,19 @@ class ListedStep:
             # then leaves the counters as they were. Compressed slots are decoded for the
             # rule and encoded again after it.
             for call in calls:
-                executor, values, step, scalars, params, grads, slot_lists, states, codings = call
+                executor, values, step, scalars, params, grads, slot_lists = call[:7]
+                states, codings, layouts = call[7:]
                 if any(codings):
                     slot_lists = [
                         slots if c is None else c.decoded(slots)
                         for c, slots in zip(codings, slot_lists, strict=True)
                     ]
                 if rule.stage is not None:
-                    operands = (params, grads, slot_lists, states)
+                    operands = (params, grads, slot_lists, states, layouts)
                     grads = run_stage(rule, executor, values, step, *operands)
                 executor.step(rule, None, scalars, params, grads, slot_lists)
                 if rule.stage is not None and rule.stage.refresh_after_update:
-                    refresh_matrices(rule, values, step, states)
+                    refresh_matrices(rule, values, step, states, layouts)
                 for c, slots in zip(codings, slot_lists, strict=True):
                     if c is not None:
                         c.store(slots)
@@ -236,7 +263,8 @@ def add_matrix_state(
     if stage is None or stage.matrices is None:
         return
     plain = {name: plain_value(value) for name, value in hypers.items()}
-    for key, value in stage.matrices(param.detach(), plain).items():
+    # A DTensor's matrix state is whole on every rank (see descend.optim.sharded_matrix).
+    for key, value in stage.matrices(whole_parameter(param), plain).items():
         if key not in state:
             state[key] = value
             optimizer._created_keys.append((param, key))
@@ -251,11 +279,16 @@ def run_stage(
     grads: list[torch.Tensor],
     slots: list[list[torch.Tensor | None]],
     states: list[dict[str, Any]],
+    layouts: list[Any],
 ) -> list[torch.Tensor]:
     """The :class:`~descend.rules.spec.MatrixStage` of one list call: the elementwise
     ``prepare`` on the executor, then, tensor by tensor, the matrix state's statistics and
     refresh (where the stage keeps one) and the matrix function; returns what the update sees
-    in place of each gradient."""
+    in place of each gradient.
+
+    ``params``, ``grads`` and ``slots`` are local shards; for a DTensor parameter (its
+    ``layouts`` entry) the whole-tensor parts run on the gathered whole tensors and the result
+    is this rank's shard (:mod:`descend.optim.sharded_matrix`)."""
     prepare, stage = rule.prepare_rule, rule.stage
     assert prepare is not None and stage is not None, "only a rule with a stage has one"
     if stage.reads_parameter:
@@ -265,16 +298,21 @@ def run_stage(
     executor.step(prepare, None, prepare.scalars(values, step), buffers, grads, slots)
     plain = {name: plain_value(value) for name, value in values.items()}
     if stage.matrices is None:
-        return [stage.function(buffer, plain) for buffer in buffers]
+        return [
+            own_shard(layout, stage.function(gather(layout, buffer), plain))
+            for buffer, layout in zip(buffers, layouts, strict=True)
+        ]
     plain = matrix_hypers(rule, plain, step)
     directions = []
     due = not stage.refresh_after_update and stage.refresh_due(plain, step)
-    for buffer, grad, state in zip(buffers, grads, states, strict=True):
+    for buffer, grad, state, layout in zip(buffers, grads, states, layouts, strict=True):
+        u, g, view = gather(layout, buffer), gather(layout, grad), state_view(layout, state)
         if stage.statistics is not None:
-            stage.statistics(buffer, grad, plain, state)
+            stage.statistics(u, g, plain, view)
         if due and stage.refresh is not None:
-            stage.refresh(plain, state)
-        directions.append(stage.function(buffer, grad, plain, state))
+            stage.refresh(plain, view)
+        directions.append(own_shard(layout, stage.function(u, g, plain, view)))
+        scatter(view)
     return directions
 
 
@@ -285,12 +323,19 @@ def matrix_hypers(rule: Rule, plain: Mapping[str, Any], step: int) -> dict[str, 
 
 
 def refresh_matrices(
-    rule: Rule, values: Mapping[str, Any], step: int, states: list[dict[str, Any]]
+    rule: Rule,
+    values: Mapping[str, Any],
+    step: int,
+    states: list[dict[str, Any]],
+    layouts: list[Any],
 ) -> None:
-    """The refresh a stage does after its update (``refresh_after_update``), where due."""
+    """The refresh a stage does after its update (``refresh_after_update``), where due (on
+    the whole state of a DTensor parameter, as :func:`run_stage`)."""
     stage = rule.stage
     assert stage is not None and stage.refresh is not None
     plain = matrix_hypers(rule, {name: plain_value(value) for name, value in values.items()}, step)
     if stage.refresh_due(plain, step):
-        for state in states:
-            stage.refresh(plain, state)
+        for state, layout in zip(states, layouts, strict=True):
+            view = state_view(layout, state)
+            stage.refresh(plain, view)
+            scatter(view)

@@ -9,11 +9,13 @@ are DTensors with its mesh and placements, as ``torch.optim``'s state is under F
 dict saves and loads shard by shard with ``torch.distributed.checkpoint``. Step counters are
 plain tensors, as in ``torch.optim``.
 
+A rule with a matrix stage (Muon, Shampoo, SOAP, PSGD-Kron, MARS) runs its elementwise parts
+this way too, and its whole-tensor parts on whole tensors gathered from the shards
+(:mod:`descend.optim.sharded_matrix`).
+
 What cannot be run this way is refused with a ``ValueError`` naming the parameter, before
 anything changes:
 
-- a matrix stage (Muon's Newton-Schulz) on a parameter sharded along some mesh dimension: the
-  stage needs the whole matrix, a shard is not one (a replicated DTensor is stepped);
 - a parameter with a ``Partial`` placement: its value is a pending sum of the local tensors,
   which no update of the pieces can follow;
 - a gradient or a state tensor that is not a DTensor with its parameter's mesh and placements
@@ -98,12 +100,9 @@ def _same_distribution(a: Any, b: Any) -> bool:
     return a.device_mesh is b.device_mesh or a.device_mesh == b.device_mesh
 
 
-def check_parameter(param: torch.Tensor, where: str, owner: str, whole_matrix: bool) -> None:
-    """Refuse a DTensor parameter the executors cannot step shard by shard.
-
-    ``whole_matrix``: the rule has a matrix stage (it needs every element of the parameter on
-    each rank). ``ValueError`` naming ``where``; nothing for a plain tensor.
-    """
+def check_parameter(param: torch.Tensor, where: str) -> None:
+    """Refuse a DTensor parameter the executors cannot step shard by shard (a ``Partial``
+    placement): ``ValueError`` naming ``where``; nothing for a plain tensor."""
     if not is_dtensor(param):
         return
     placements = tuple(param.placements)
@@ -113,15 +112,6 @@ def check_parameter(param: torch.Tensor, where: str, owner: str, whole_matrix: b
             f"{placements}: a Partial placement holds a pending sum, which no "
             "update of its pieces can follow; expected Shard or Replicate "
             "placements (redistribute the parameter)"
-        )
-    if whole_matrix and not all(placement.is_replicate() for placement in placements):
-        raise ValueError(
-            f"{where} (shape {tuple(param.shape)}) is a DTensor sharded as {placements} on a "
-            f"mesh of shape {tuple(param.device_mesh.shape)}: {owner} orthogonalizes whole "
-            "matrices, and each rank holds only a shard of this one (sharded matrix methods "
-            "are not supported): keep the matrix replicated (leave its module out of "
-            "fully_shard), or step it elementwise (with Muon: in a param group with "
-            "use_muon=False)"
         )
 
 
