@@ -20,6 +20,7 @@ from descend.kernels.reference import numpy_step, numpy_update
 from descend.kernels.state import StepState
 from descend.rules.reduction import GroupReduction
 from descend.rules.spec import Rule, plain_value
+from descend.rules.vectors import vector_refusal
 from descend.schedules import Schedule
 
 #: Up to this many coordinates, :class:`RuleStepper` applies the rule to one coordinate at a
@@ -75,18 +76,6 @@ class RuleOptimizer(Protocol):
 
     def rule_hypers(self, group: Mapping[str, Any]) -> dict[str, Any]:
         """The rule's hyperparameters read from a param group."""
-
-
-def vector_refusal(rule: Rule) -> str | None:
-    """Why :class:`RuleStepper` cannot step ``rule`` on a vector (``None``: it can). A stage
-    without matrix state that takes vectors (MARS's norm clip) runs on the whole vector; a
-    stage on 2-D parameters only (Muon) or with matrix state (Shampoo, SOAP, PSGD-Kron: the
-    torch class steps those, as the race does) does not."""
-    stage = rule.stage
-    if stage is None or (stage.matrices is None and stage.ndim in (None, 1)):
-        return None
-    needs = "matrix state" if stage.matrices is not None else f"{stage.ndim}-D parameters"
-    return f"rule {rule.name!r} needs {needs} (a matrix stage); the lab's points are vectors"
 
 
 class RuleStepper:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from descend import rules
-from descend.kernels.numpy import vector_refusal
 from descend.lab import problems
 from descend.rules.spec import Hyper, Rule
+from descend.rules.vectors import vector_refusal
 from descend.specs import SCHEDULES, parse_schedule, parse_spec
 from descend.suggest import closest
 
@@ -217,7 +217,7 @@ def build_problem(spec: str) -> problems.Problem:
 
 
 #: The rules the page offers: every rule that steps a vector by its own math (see
-#: :func:`~descend.kernels.numpy.vector_refusal`; MARS's norm clip is one). A rule whose stage
+#: :func:`~descend.rules.vectors.vector_refusal`; MARS's norm clip is one). A rule whose stage
 #: needs 2-D weights (Muon) or matrix state (Shampoo, SOAP, PSGD-Kron) is not; the tour's
 #: sections on the newer methods and on curvature run those on matrix problems.
 #: Read from the registry each time, so a rule registered later is offered too.
