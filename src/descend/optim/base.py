@@ -31,7 +31,12 @@ from descend.kernels.executor import Executor, backend_names, executors_for
 from descend.kernels.state import StepState
 from descend.optim import sharded
 from descend.optim.arguments import constructor_arguments as constructor_arguments
-from descend.optim.caution import cautiously, check_cautious_rule, checked_cautious
+from descend.optim.caution import (
+    cautiously,
+    check_cautious,
+    check_cautious_rule,
+    checked_cautious,
+)
 from descend.optim.checks import (
     ComplexParameterError,
     ListedOnceCheck,
@@ -433,8 +438,13 @@ class RuleOptimizer(torch.optim.Optimizer):
 
         def stage(advanced: Mapping[int, Mapping[str, Any]]) -> Callable[[], None]:
             step_hypers = self._step_hypers(group, hypers, advanced)
-            run = planned.stage(prepared, step_hypers)
-            run_rest = rest.stage(step_hypers) if rest is not None else None
+            # A cautious step: the blocks' in their kernels, the listed parameters' around
+            # their list calls (descend.optim.caution).
+            check_cautious(params, self)
+            run = planned.stage(prepared, step_hypers, self.cautious)
+            run_rest = None
+            if rest is not None:
+                run_rest = cautiously(rest.stage(step_hypers), listed, hypers, self, differentiable)
             unstepped = self._unstepped
 
             def commit() -> None:
@@ -444,7 +454,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if run_rest is not None:
                     run_rest()
 
-            return cautiously(commit, params, hypers, self, differentiable)
+            return commit
 
         return stage
 

@@ -2,12 +2,18 @@
 :mod:`descend.rules.caution` for the math and :mod:`descend.kernels.caution` for how every
 executor runs it).
 
-With ``cautious=True`` each step of each param group runs as without it (compiled blocks and
-listed parameters alike, on their executors), after a copy of the group's parameters was kept,
-and then the parameters are corrected by :func:`~descend.kernels.caution.apply_caution` on the
-executor that stepped each one: only the components of each parameter's step that agree in
-sign with its gradient are kept, scaled by ``n / (kept + 1)``. ``cautious=False`` (the default)
-changes nothing: the step is bit for bit the one without the argument.
+With ``cautious=True`` each step of each param group keeps, of each parameter's step, only
+the components that agree in sign with its gradient, scaled by ``n / (kept + 1)``. The
+group's compiled blocks (fused CPU, Triton) run it inside the rule's own kernels: a count
+pass that computes the step in registers and writes nothing, then the plain kernel with a
+cautious parameter store (about 1.3 to 2 plain fused steps, against 3.3 and more for the
+older form; ``benchmarks/caution_speed.py``). Blocks with compressed slots, steps that run
+on the reference executor while a kernel compiles, and the listed parameters (complex ones,
+a differentiable step, the reference backend) run the older form: the parameters are copied
+before the step and corrected after it by :func:`~descend.kernels.caution.apply_caution` on
+the executor that stepped each one (:func:`cautiously` here, for the listed parameters).
+``cautious=False`` (the default) changes nothing: the step is bit for bit the one without
+the argument.
 """
 
 from __future__ import annotations
@@ -61,6 +67,13 @@ def check_cautious_gradients(
             )
 
 
+def check_cautious(params: Sequence[torch.Tensor], optimizer: RuleOptimizer) -> None:
+    """When ``optimizer.cautious``, :func:`check_cautious_gradients` on ``params`` (a group's
+    parameters with gradients), so that a step it refuses changes nothing."""
+    if optimizer.cautious:
+        check_cautious_gradients(params, optimizer._label)
+
+
 def cautiously(
     run: Callable[[], None],
     params: Sequence[torch.Tensor],
@@ -68,14 +81,13 @@ def cautiously(
     optimizer: RuleOptimizer,
     differentiable: bool,
 ) -> Callable[[], None]:
-    """``run`` (a group's step, which changes ``params`` in place) made cautious when
-    ``optimizer.cautious`` (else ``run`` itself): the parameters are copied before it and
-    corrected after it, each on the executor that steps it (the reference executor for a
-    differentiable step). Checks the gradients first (:func:`check_cautious_gradients`), so
-    call it before anything changes."""
+    """``run`` (the list calls of a group's listed ``params``, which change them in place)
+    made cautious when ``optimizer.cautious`` (else ``run`` itself), in the older form of
+    :mod:`descend.kernels.caution`: the parameters are copied before it and corrected after
+    it, each on the executor that steps it (the reference executor for a differentiable
+    step). Call :func:`check_cautious` on the group first."""
     if not optimizer.cautious:
         return run
-    check_cautious_gradients(params, optimizer._label)
     maximize = bool(plain_value(hypers.get("maximize", False)))
     reference = get_executor("reference")
 
@@ -93,4 +105,10 @@ def cautiously(
     return cautious_run
 
 
-__all__ = ["check_cautious_gradients", "check_cautious_rule", "checked_cautious", "cautiously"]
+__all__ = [
+    "check_cautious",
+    "check_cautious_gradients",
+    "check_cautious_rule",
+    "checked_cautious",
+    "cautiously",
+]
