@@ -415,8 +415,7 @@ class TritonExecutor(CompiledExecutor):
             kernel.count[(count,)](*head, partials, *tail, **options)
             kept = torch.zeros(device_table.count, dtype=torch.float64, device=device)
             kept.index_add_(0, chunks[:, 0], partials)
-            sizes = torch.from_numpy(table.sizes).to(device)
-            scales = caution_scales(kept, sizes, kernel.dtype)
+            scales = caution_scales(kept, device_table.device_sizes(table), kernel.dtype)
             check_caution_array("scales", scales, device_table.count, device)
             kernel.apply[(count,)](*head, scales, *tail, **options)
 

@@ -59,6 +59,14 @@ class DeviceTable:
         #: (chunk, the tensor positions' bytes or None for all) -> (chunk list, its length).
         self.chunk_lists: dict[tuple[int, bytes | None], tuple[torch.Tensor, int]] = {}
         self.stream: torch.cuda.Stream | None = None
+        #: The tensors' sizes on the device (a cautious step's scales need them), made once.
+        self.sizes: torch.Tensor | None = None
+
+    def device_sizes(self, table: TensorTable) -> torch.Tensor:
+        """The table's tensor sizes (int64) on its device, uploaded on first use."""
+        if self.sizes is None:
+            self.sizes = _to_device(table.sizes.copy(), self.device)
+        return self.sizes
 
     def refresh(self, table: TensorTable) -> None:
         """Upload the table's addresses if they differ from the last upload."""
@@ -87,8 +95,8 @@ class DeviceTable:
         (CUDA only)."""
         stream = torch.cuda.current_stream(self.device)
         if stream != self.stream:
-            addresses = () if self.addresses is None else (self.addresses,)
-            for tensor in (*addresses, *(c for c, _ in self.chunk_lists.values())):
+            kept = [t for t in (self.addresses, self.sizes) if t is not None]
+            for tensor in (*kept, *(c for c, _ in self.chunk_lists.values())):
                 tensor.record_stream(stream)
             self.stream = stream
 

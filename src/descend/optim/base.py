@@ -31,12 +31,7 @@ from descend.kernels.executor import Executor, backend_names, executors_for
 from descend.kernels.state import StepState
 from descend.optim import sharded
 from descend.optim.arguments import constructor_arguments as constructor_arguments
-from descend.optim.caution import (
-    cautiously,
-    check_cautious,
-    check_cautious_rule,
-    checked_cautious,
-)
+from descend.optim.caution import cautiously, check_cautious_rule, checked_cautious
 from descend.optim.checks import (
     ComplexParameterError,
     ListedOnceCheck,
@@ -438,13 +433,10 @@ class RuleOptimizer(torch.optim.Optimizer):
 
         def stage(advanced: Mapping[int, Mapping[str, Any]]) -> Callable[[], None]:
             step_hypers = self._step_hypers(group, hypers, advanced)
-            # A cautious step: the blocks' in their kernels, the listed parameters' around
-            # their list calls (descend.optim.caution).
-            check_cautious(params, self)
             run = planned.stage(prepared, step_hypers, self.cautious)
-            run_rest = None
-            if rest is not None:
-                run_rest = cautiously(rest.stage(step_hypers), listed, hypers, self, differentiable)
+            run_rest = rest.stage(step_hypers) if rest is not None else None
+            # Cautious: the blocks in their kernels, the listed parameters around their calls.
+            run_rest = cautiously(run_rest, params, listed, hypers, self, differentiable)
             unstepped = self._unstepped
 
             def commit() -> None:

@@ -67,27 +67,28 @@ def check_cautious_gradients(
             )
 
 
-def check_cautious(params: Sequence[torch.Tensor], optimizer: RuleOptimizer) -> None:
-    """When ``optimizer.cautious``, :func:`check_cautious_gradients` on ``params`` (a group's
-    parameters with gradients), so that a step it refuses changes nothing."""
-    if optimizer.cautious:
-        check_cautious_gradients(params, optimizer._label)
-
-
 def cautiously(
-    run: Callable[[], None],
+    run: Callable[[], None] | None,
     params: Sequence[torch.Tensor],
+    listed: Sequence[torch.Tensor],
     hypers: Mapping[str, Any],
     optimizer: RuleOptimizer,
     differentiable: bool,
-) -> Callable[[], None]:
-    """``run`` (the list calls of a group's listed ``params``, which change them in place)
-    made cautious when ``optimizer.cautious`` (else ``run`` itself), in the older form of
-    :mod:`descend.kernels.caution`: the parameters are copied before it and corrected after
-    it, each on the executor that steps it (the reference executor for a differentiable
-    step). Call :func:`check_cautious` on the group first."""
+) -> Callable[[], None] | None:
+    """``run`` (the list calls of a group's ``listed`` parameters, which change them in
+    place; ``None`` when there are none) made cautious when ``optimizer.cautious`` (else
+    ``run`` itself), in the older form of :mod:`descend.kernels.caution`: the parameters are
+    copied before it and corrected after it, each on the executor that steps it (the
+    reference executor for a differentiable step). The group's planned blocks are cautious
+    in their kernels (:meth:`~descend.optim.plan.GroupPlan.stage`). Checks the gradients of
+    all the group's ``params`` first (:func:`check_cautious_gradients`), so call it before
+    anything changes."""
     if not optimizer.cautious:
         return run
+    check_cautious_gradients(params, optimizer._label)
+    if run is None:
+        return None
+    stepped = run
     maximize = bool(plain_value(hypers.get("maximize", False)))
     reference = get_executor("reference")
 
@@ -96,17 +97,16 @@ def cautiously(
         return chosen or reference
 
     def cautious_run() -> None:
-        before = snapshot(params)
-        run()
-        grads = [param.grad for param in params]
+        before = snapshot(listed)
+        stepped()
+        grads = [param.grad for param in listed]
         dense = [grad for grad in grads if grad is not None]
-        apply_caution(before, params, dense, maximize, executor_for)
+        apply_caution(before, listed, dense, maximize, executor_for)
 
     return cautious_run
 
 
 __all__ = [
-    "check_cautious",
     "check_cautious_gradients",
     "check_cautious_rule",
     "checked_cautious",
