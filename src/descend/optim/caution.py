@@ -2,18 +2,19 @@
 :mod:`descend.rules.caution` for the math and :mod:`descend.kernels.caution` for how every
 executor runs it).
 
-With ``cautious=True`` each step of each param group keeps, of each parameter's step, only
-the components that agree in sign with its gradient, scaled by ``n / (kept + 1)``. The
-group's compiled blocks (fused CPU, Triton) run it inside the rule's own kernels: a count
-pass that computes the step in registers and writes nothing, then the plain kernel with a
-cautious parameter store (about 1.3 to 2 plain fused steps, against 3.3 and more for the
-older form; ``benchmarks/caution_speed.py``). Blocks with compressed slots, steps that run
-on the reference executor while a kernel compiles, and the listed parameters (complex ones,
-a differentiable step, the reference backend) run the older form: the parameters are copied
-before the step and corrected after it by :func:`~descend.kernels.caution.apply_caution` on
-the executor that stepped each one (:func:`cautiously` here, for the listed parameters).
-``cautious=False`` (the default) changes nothing: the step is bit for bit the one without
-the argument.
+With ``cautious=True`` each step of each param group keeps, of each parameter's step, only the
+components that agree in sign with its gradient, scaled by ``n / (kept + 1)``. The group's
+compiled blocks (fused CPU, Triton) run it inside the rule's own kernels: a count pass that
+computes the step in registers and writes nothing, then the plain kernel with a cautious
+parameter store (measured for float32 Adam on one thread: 2.20 plain fused steps on one
+16M-element tensor and 1.58 on 1000 tensors of 1024, against 7.99 and 18.3 for the older form;
+see :mod:`descend.kernels.caution` and ``benchmarks/caution_speed.py``). Blocks with compressed
+slots, steps that run on the reference executor while a kernel compiles, and the listed
+parameters (complex ones, a differentiable step, the reference backend) run the older form: the
+parameters are copied before the step and corrected after it by
+:func:`~descend.kernels.caution.apply_caution` on the executor that stepped each one
+(:func:`cautiously` here, for the listed parameters). ``cautious=False`` (the default) changes
+nothing: the step is bit for bit the one without the argument.
 """
 
 from __future__ import annotations
