@@ -20,6 +20,9 @@ pytestmark = pytest.mark.skipif(not fused.fused_available(), reason="needs Numba
 @pytest.fixture
 def slow_compiler(monkeypatch):
     """Kernels load only when the test says so (as a cold compile would take its time)."""
+    # Loads that earlier tests started in the background (a cold compile of a cautious pass,
+    # say) hold the store's lock: finished first, so that only this test's loads are seen.
+    fused.KERNELS.finish_loading()
     gate = threading.Event()
     loads = []
     real = fused.KERNELS.load

@@ -105,6 +105,38 @@ def check_matches_reference_executor() -> None:
     print(f"ok matches the reference executor on the GPU: worst {worst:.1e}")
 
 
+def check_cautious_kernels_match_the_older_form() -> None:
+    """A cautious step compiled into the Triton kernels (count and apply passes) gives the
+    bits of the older form (the plain kernel, then the correction passes) in float32 and
+    bfloat16, and stays within float32 rounding of the reference executor."""
+    from descend.kernels.triton import TritonExecutor
+
+    for dtype in (torch.float32, torch.bfloat16):
+        params, twin = twins(SHAPES, dtype=dtype)
+        ours = descend.Adam(params, backend="triton", cautious=True, weight_decay=0.1)
+        older = descend.Adam(twin, backend="triton", cautious=True, weight_decay=0.1)
+        generator = torch.Generator(device=CUDA).manual_seed(1)
+        for _ in range(5):
+            for a, b in zip(params, twin, strict=True):
+                a.grad = torch.randn(a.shape, device=CUDA, generator=generator).to(dtype)
+                b.grad = a.grad.clone()
+            ours.step()
+            TritonExecutor.fuses_caution = False
+            try:
+                older.step()
+            finally:
+                TritonExecutor.fuses_caution = True
+        for a, b in zip(params, twin, strict=True):
+            assert torch.equal(a, b), (dtype, (a - b).abs().max())
+    params, twin = twins(SHAPES)
+    ours = descend.Adam(params, backend="triton", cautious=True)
+    theirs = descend.Adam(twin, backend="reference", cautious=True)
+    step_both(ours, theirs, params, twin, steps=5)
+    error = worst_error(params, twin, ours, theirs)
+    assert error <= 1e-4, error
+    print(f"ok cautious kernels: the older form's bits, {error:.1e} from the reference")
+
+
 def check_half_precision_matches_torch_fused() -> None:
     """bfloat16 and float16 parameters against torch's fused CUDA Adam/AdamW: state in the
     parameter's dtype, results within a few ulps of the dtype (torch's fused kernel evaluates
@@ -303,6 +335,7 @@ def check_host_time() -> None:
 CHECKS = (
     check_every_option_matches_torch,
     check_matches_reference_executor,
+    check_cautious_kernels_match_the_older_form,
     check_half_precision_matches_torch_fused,
     check_no_synchronization_in_a_step,
     check_grad_scaler_and_compiled_model,

@@ -10,6 +10,11 @@ imports of the primitives they use, from the column of
 :data:`descend.rules.elementwise.PRIMITIVES` that names an executor's implementations; the fused
 (:mod:`descend.kernels.fused`) and Triton (:mod:`descend.kernels.triton`) executors each wrap
 them in their own kernel.
+
+A cautious step (:mod:`descend.kernels.caution`) compiles into the same kernels: a variant
+whose ``caution`` names a pass gets the helpers of :data:`CAUTION_HELPERS` beside the rule's,
+and each executor's kernel calls them on the rule's result in registers
+(:func:`caution_maximize` says which way the gradient points).
 """
 
 from __future__ import annotations
@@ -25,8 +30,13 @@ from types import ModuleType
 from typing import Any
 
 from descend.kernels.variant import Variant, function_tree
+from descend.rules.caution import cautious_agreement, cautious_parameter
 from descend.rules.elementwise import PRIMITIVES, elementwise_names, helpers_used
 from descend.rules.spec import Rule
+
+#: The helpers a kernel of a cautious step calls on the rule's result: the agreement of each
+#: component with the gradient, and the masked and rescaled parameter.
+CAUTION_HELPERS = (cautious_agreement, cautious_parameter)
 
 #: The call each arithmetic operator becomes in kernel source.
 _OPERATORS: dict[type[ast.operator], str] = {
@@ -109,10 +119,17 @@ class ElementSource:
 
 
 @cache
-def element_source(rule: Rule, column: str) -> ElementSource:
+def element_source(rule: Rule, column: str, caution: bool = False) -> ElementSource:
     """The rewritten functions of ``rule`` and imports of the primitives they use, from the
-    ``column`` (``"numba"``, ``"triton"``) of :data:`descend.rules.elementwise.PRIMITIVES`."""
-    functions = (*helpers_used(rule.update), rule.update)
+    ``column`` (``"numba"``, ``"triton"``) of :data:`descend.rules.elementwise.PRIMITIVES`;
+    with ``caution``, the :data:`CAUTION_HELPERS` (and the helpers they call) too."""
+    called = list(helpers_used(rule.update))
+    if caution:
+        for extra in CAUTION_HELPERS:
+            for function in (*helpers_used(extra), extra):
+                if function not in called:
+                    called.append(function)
+    functions = (*called, rule.update)
     primitives = sorted({name for function in functions for name in elementwise_names(function)[0]})
     imports = []
     for name in primitives:
@@ -152,11 +169,18 @@ def scalar_arguments(rule: Rule, variant: Variant) -> list[str]:
     return [repr(constants[name]) if name in constants else name for name in rule.scalar_names]
 
 
+def caution_maximize(variant: Variant) -> bool:
+    """Whether a cautious kernel of ``variant`` compares the step with ``-g`` (the rule's
+    ``maximize`` flag, a constant of every variant of a rule that has it)."""
+    return bool(dict(variant.constants).get("maximize", False))
+
+
 def module_name(prefix: str, rule: Rule, variant: Variant, source: str) -> str:
     """The name of a generated kernel module (and its cached file): the executor's
     ``prefix``, the rule, the dtype and a hash of the source."""
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    return f"{prefix}_{rule.name}_{variant.dtype}_{digest}"
+    caution = f"_{variant.caution}" if variant.caution else ""
+    return f"{prefix}_{rule.name}_{variant.dtype}{caution}_{digest}"
 
 
 def execute_module(name: str, path: Path, source: str) -> ModuleType:
@@ -176,12 +200,15 @@ def execute_module(name: str, path: Path, source: str) -> ModuleType:
     return module
 
 
-def numba_kernel_entry(setup: Sequence[str] = ()) -> str:
+def numba_kernel_entry(setup: Sequence[str] = (), caution: bool = False) -> str:
     """The fused (Numba) kernels' entry point, as module source: the rule's ``_update`` inlined,
     then ``kernel``, which runs ``setup`` (lines at 4 spaces) once and walks its work items'
     segments down to a segment's tensor ``t``, first element ``start``, length ``n`` and scalar
     row ``row``; the caller's body follows at 16 spaces. One walk for the plain and the coded
-    kernels, which differ only in what they do with a segment."""
+    kernels, which differ only in what they do with a segment. With ``caution`` the kernel
+    takes one more argument, ``caution`` (a float64 array: a count per segment written by the
+    count pass, a scale per tensor read by the apply pass), after ``scalars``."""
+    extra = " caution," if caution else ""
     return "\n".join(
         [
             '_update = njit(inline="always", error_model="numpy")(_rule_update)',
@@ -190,7 +217,7 @@ def numba_kernel_entry(setup: Sequence[str] = ()) -> str:
             '@njit(nogil=True, cache=True, error_model="numpy", boundscheck=False)',
             "def kernel(addresses, item_start, segment_tensor, segment_start, segment_stop, "
             "tensor_row,",
-            "           scalars, first_item, last_item):",
+            f"           scalars,{extra} first_item, last_item):",
             *setup,
             "    for item in range(first_item, last_item):",
             "        for segment in range(item_start[item], item_start[item + 1]):",

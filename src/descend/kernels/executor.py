@@ -18,7 +18,8 @@ import importlib
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeAlias
+from dataclasses import replace
+from typing import Any, ClassVar, NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,18 @@ from descend.rules.spec import Rule
 #: A compiled kernel: a Numba dispatcher or a Triton JIT function, opaque to everyone but the
 #: executor that made it.
 Kernel: TypeAlias = Any
+
+
+class CautiousKernels(NamedTuple):
+    """The two kernels of a cautious step of a rule (see :mod:`descend.kernels.caution`), which
+    a compiled executor's :meth:`~Executor.launch` runs in place of one plain kernel: ``count``
+    (its variant's ``caution`` is ``"count"``), then ``apply``, over parameters of ``dtype``."""
+
+    count: Any
+    apply: Any
+    dtype: torch.dtype
+
+
 #: Tensor positions in an address table, or rows of a scalar table (int64).
 IndexArray: TypeAlias = Int64Array
 #: Run-time scalars of a launch: one float64 row per distinct step, in a variant's order.
@@ -40,6 +53,15 @@ ScalarTable: TypeAlias = npt.NDArray[np.float64]
 Scalars: TypeAlias = Mapping[str, Any]
 #: Each parameter's state tensors in the rule's slot order, ``None`` for an inactive slot.
 SlotLists: TypeAlias = Sequence[Sequence[torch.Tensor | None]]
+
+
+#: The torch dtype of each dtype name a variant uses.
+_TORCH_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
 
 
 class Executor(ABC):
@@ -52,6 +74,10 @@ class Executor(ABC):
     #: Whether its kernels decode and encode compressed slots themselves (a variant's
     #: ``formats``); otherwise such slots are decoded around its list calls.
     codecs: ClassVar[bool] = False
+    #: Whether it compiles a cautious step into the rule's own kernels (:meth:`cautious_kernels`,
+    #: for variants without compressed slots); otherwise a cautious step is its plain step
+    #: followed by the correction passes of :func:`descend.kernels.caution.apply_caution`.
+    fuses_caution: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Whether the executor can run at all here (its compiler is installed, ...)."""
@@ -108,6 +134,26 @@ class Executor(ABC):
         background attempt raised. By default: :meth:`kernel`, waiting for it."""
         return self.kernel(rule, variant)
 
+    def cautious_kernels(
+        self, rule: Rule, variant: Variant, wait: bool = True
+    ) -> CautiousKernels | None:
+        """The kernels of a cautious step of ``rule`` for ``variant`` (a plain variant), which
+        :meth:`launch` accepts in place of a kernel (executors that :attr:`fuses_caution`
+        only). Without ``wait``: ``None`` while one of them loads (see
+        :meth:`kernel_if_ready`)."""
+        if not self.fuses_caution or variant.coded:
+            raise NotImplementedError(
+                f"the {self.name} executor compiles no cautious kernels for {variant!r}"
+            )
+        pair = []
+        for caution in ("count", "apply"):
+            passed = replace(variant, caution=caution)
+            kernel = self.kernel(rule, passed) if wait else self.kernel_if_ready(rule, passed)
+            if kernel is None:
+                return None
+            pair.append(kernel)
+        return CautiousKernels(pair[0], pair[1], _TORCH_DTYPES[variant.dtype])
+
     def launch(
         self,
         kernel: Kernel,
@@ -116,9 +162,9 @@ class Executor(ABC):
         scalars: ScalarTable,
         indices: IndexArray | None = None,
     ) -> None:
-        """Run ``kernel`` over an address table (compiled executors only): ``rows[i]`` is the
-        row of ``scalars`` the i-th tensor reads, ``indices`` the tensors of the table to run
-        (all if ``None``)."""
+        """Run ``kernel`` (or the :class:`CautiousKernels` of a cautious step) over an address
+        table (compiled executors only): ``rows[i]`` is the row of ``scalars`` the i-th tensor
+        reads, ``indices`` the tensors of the table to run (all if ``None``)."""
         raise NotImplementedError(f"the {self.name} executor launches no kernels")
 
 

@@ -35,6 +35,8 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from descend.kernels import cpu_threads
@@ -47,8 +49,10 @@ from descend.kernels.cache import (
     file_lock,
     process_stopped,
 )
+from descend.kernels.caution import caution_scales, check_caution_array
 from descend.kernels.coded import coded_kernel_source
 from descend.kernels.codegen import (
+    caution_maximize,
     check_dtype,
     element_source,
     execute_module,
@@ -58,6 +62,7 @@ from descend.kernels.codegen import (
     slot_rows,
 )
 from descend.kernels.executor import (
+    CautiousKernels,
     CompiledExecutor,
     IndexArray,
     Kernel,
@@ -66,7 +71,7 @@ from descend.kernels.executor import (
     SlotLists,
 )
 from descend.kernels.table import WORK_ITEM, TensorTable, WorkSplit, addressable
-from descend.kernels.variant import Variant
+from descend.kernels.variant import CAUTION_PASSES, Variant
 from descend.rules.spec import Rule
 
 __all__ = [
@@ -133,10 +138,11 @@ def kernel_threads() -> int:
 
 
 @cache
-def element_function_source(rule: Rule) -> str:
+def element_function_source(rule: Rule, caution: bool = False) -> str:
     """The rule's ``update`` as kernel source named ``_rule_update``, preceded by the helpers it
-    calls (each compiled to be inlined) and imports of the primitives they use."""
-    parts = element_source(rule, "numba")
+    calls (each compiled to be inlined; with ``caution``, the caution helpers too) and imports
+    of the primitives they use."""
+    parts = element_source(rule, "numba", caution)
     lines = list(parts.imports)
     for name, source in parts.helpers:
         lines += ["", "", source, f"{name} = njit(inline='always', error_model='numpy')({name})"]
@@ -144,14 +150,58 @@ def element_function_source(rule: Rule) -> str:
     return "\n".join(lines)
 
 
+def _caution_loop(variant: Variant, arguments: list[str], stores: list[str]) -> list[str]:
+    """The element loop of a segment in a cautious pass (see :mod:`descend.kernels.caution`),
+    from the plain loop's ``arguments`` of ``_update`` and its slot ``stores``.
+
+    ``"count"``: the rule's step in registers, nothing stored; the segment's number of
+    agreeing components goes to ``caution[segment]`` (NaN if an agreement is NaN, as a float
+    sum would be). Both counts are integer sums, which the compiler vectorizes and which do
+    not depend on the order. ``"apply"``: the plain loop, storing the cautious parameter with
+    the tensor's scale ``caution[t]``.
+    """
+    call = f"result = _update({', '.join(arguments)})"
+    maximize = caution_maximize(variant)
+    agreement = f"_keep = cautious_agreement(x0[i], result[0], x1[i], {maximize})"
+    if variant.caution == "count":
+        return [
+            "_kept = 0",
+            "_unknown = 0",
+            "for i in range(n):",
+            "    " + call,
+            "    " + agreement,
+            "    _kept += np.int64(_keep > 0.5)",
+            "    _unknown += np.int64(_keep != _keep)",
+            "caution[segment] = np.float64(_kept) if _unknown == 0 else np.nan",
+        ]
+    return [
+        "_scale = caution[t]",
+        "for i in range(n):",
+        "    " + call,
+        "    " + agreement,
+        "    x0[i] = cautious_parameter(x0[i], result[0], _keep, _scale)",
+        *("    " + line for line in stores),
+    ]
+
+
 def kernel_source(rule: Rule, variant: Variant) -> str:
     """The Python source of the kernel module for ``rule`` under ``variant``.
 
     The module is self-contained (the rule's code is inlined), so it is cached on disk for
-    rules defined anywhere, scripts and tests included.
+    rules defined anywhere, scripts and tests included. A variant with a ``caution`` pass
+    gets that pass of a cautious step (:func:`_caution_loop`).
     """
     check_dtype("fused", variant, FUSED_DTYPES.values())
+    caution = bool(variant.caution)
+    if caution and variant.caution not in CAUTION_PASSES:
+        raise ValueError(
+            f"caution={variant.caution!r} is invalid: expected one of {CAUTION_PASSES}"
+        )
     if variant.coded:
+        if caution:
+            raise ValueError(
+                f"rule {rule.name!r}: no fused kernel runs a cautious step on compressed slots"
+            )
         return coded_kernel_source(rule, variant, element_function_source(rule))
     pointer = f"{variant.dtype}_pointer"
     itemsize = 4 if variant.dtype == "float32" else 8
@@ -165,26 +215,34 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     array_lines = [
         f"x{r} = carray({pointer}(addresses[{r}, t] + offset), n)" for r in range(operands)
     ]
-    store_lines = ["x0[i] = result[0]"]
-    store_lines += [
+    slot_stores = [
         f"x{r}[i] = result[{index + 1}]" for index, r in enumerate(rows) if r is not None
     ]
+    if caution:
+        loop = _caution_loop(variant, arguments, slot_stores)
+    else:
+        loop = [
+            "for i in range(n):",
+            f"    result = _update({', '.join(arguments)})",
+            "    x0[i] = result[0]",
+            *("    " + line for line in slot_stores),
+        ]
     body = "\n".join(
-        [" " * 16 + line for line in [f"offset = start * {itemsize}", *scalar_lines, *array_lines]]
-        + [" " * 16 + "for i in range(n):", " " * 20 + f"result = _update({', '.join(arguments)})"]
-        + [" " * 20 + line for line in store_lines]
+        " " * 16 + line
+        for line in [f"offset = start * {itemsize}", *scalar_lines, *array_lines] + loop
     )
-    return f'''"""Fused {variant.dtype} kernel of the {rule.name!r} rule, generated by descend."""
+    kind = f"{variant.caution} pass of a cautious step" if caution else "kernel"
+    return f'''"""Fused {variant.dtype} {kind} of the {rule.name!r} rule, generated by descend."""
 # variant {variant!r}
-from numba import carray, njit
+{"import numpy as np" + chr(10) if caution else ""}from numba import carray, njit
 
 from descend.kernels._numba_support import {pointer}
 from descend.kernels._numba_support import add as _add, sub as _sub, mul as _mul
 from descend.kernels._numba_support import div as _div, power as _power, neg as _neg
-{element_function_source(rule)}
+{element_function_source(rule, caution)}
 
 
-{numba_kernel_entry()}
+{numba_kernel_entry(caution=caution)}
 {body}
 '''
 
@@ -206,7 +264,7 @@ def _load_kernel(key: tuple[Rule, Variant]) -> Kernel:
     with file_lock(path.with_suffix(".lock")):
         machine_code.verify()
         try:
-            kernel = _compile_module(name, path, source)
+            kernel = _compile_module(name, path, source, bool(variant.caution))
         except Exception as error:
             if not machine_code.files():
                 raise
@@ -217,7 +275,7 @@ def _load_kernel(key: tuple[Rule, Variant]) -> Kernel:
                 stacklevel=3,
             )
             machine_code.remove()
-            kernel = _compile_module(name, path, source)
+            kernel = _compile_module(name, path, source, bool(variant.caution))
         machine_code.record()
     return kernel
 
@@ -232,8 +290,9 @@ def get_kernel(rule: Rule, variant: Variant) -> Kernel:
     return KERNELS.get((rule, variant))
 
 
-def _compile_module(name: str, path: Path, source: str) -> Kernel:
-    """Execute the generated ``source`` as module ``name`` and compile its kernel now.
+def _compile_module(name: str, path: Path, source: str, caution: bool = False) -> Kernel:
+    """Execute the generated ``source`` as module ``name`` and compile its kernel now (with
+    ``caution``: a pass of a cautious step, which takes one more float64 array).
 
     The source generated here is compiled, never the file's bytes: the file only gives Numba's
     disk cache a stable path and modification time to key the machine code on.
@@ -243,6 +302,7 @@ def _compile_module(name: str, path: Path, source: str) -> Kernel:
     module: ModuleType = execute_module(name, path, source)
     try:
         index = types.Array(types.int64, 1, "C")
+        extra = (types.Array(types.float64, 1, "C"),) if caution else ()
         module.kernel.compile(
             (
                 types.Array(types.int64, 2, "C"),
@@ -252,6 +312,7 @@ def _compile_module(name: str, path: Path, source: str) -> Kernel:
                 index,
                 index,
                 types.Array(types.float64, 2, "C"),
+                *extra,
                 types.int64,
                 types.int64,
             )
@@ -268,8 +329,10 @@ def run_kernel(
     work: WorkSplit,
     tensor_row: IndexArray,
     scalars: ScalarTable,
+    *caution: npt.NDArray[np.float64],
 ) -> None:
-    """Call a compiled kernel over every work item, on up to ``kernel_threads()`` threads.
+    """Call a compiled kernel over every work item, on up to ``kernel_threads()`` threads
+    (a pass of a cautious step also gets its ``caution`` array).
 
     Each thread gets at least :data:`PARALLEL_GRAIN` elements (work items hold
     :data:`WORK_ITEM` elements each, all but the last full); the calling thread always works.
@@ -278,9 +341,9 @@ def run_kernel(
     enough = items * WORK_ITEM // PARALLEL_GRAIN
     threads = min(kernel_threads(), enough) if enough > 1 else 1
     if threads == 1:
-        kernel(addresses, *work, tensor_row, scalars, 0, items)
+        kernel(addresses, *work, tensor_row, scalars, *caution, 0, items)
     else:
-        arguments = (addresses, *work, tensor_row, scalars)
+        arguments = (addresses, *work, tensor_row, scalars, *caution)
         cpu_threads.share(lambda first, last: kernel(*arguments, first, last), items, threads)
 
 
@@ -297,6 +360,7 @@ class FusedExecutor(CompiledExecutor):
     name = "fused"
     dtypes = FUSED_DTYPES
     codecs = True
+    fuses_caution = True
 
     def available(self) -> bool:
         """Whether Numba is installed."""
@@ -348,10 +412,24 @@ class FusedExecutor(CompiledExecutor):
         ``rows[i]`` is the row of ``scalars`` the i-th tensor reads.
         """
         if indices is None:
-            addresses, work = table.addresses, table.work
+            addresses, work, sizes = table.addresses, table.work, table.sizes
         else:
-            addresses, work = table.subset_work(indices)
-        run_kernel(kernel, addresses, work, rows, scalars)
+            (addresses, work), sizes = table.subset_work(indices), table.sizes[indices]
+        if not isinstance(kernel, CautiousKernels):
+            run_kernel(kernel, addresses, work, rows, scalars)
+            return
+        # A cautious step: the count pass writes one count per segment (each segment belongs
+        # to one work item, so to one thread), summed per tensor here; the apply pass reads
+        # each tensor's scale.
+        counts = np.empty(len(work[1]), dtype=np.float64)
+        check_caution_array("counts", counts, len(work[1]))
+        run_kernel(kernel.count, addresses, work, rows, scalars, counts)
+        kept = np.bincount(work[1], weights=counts, minlength=len(sizes))
+        scales = caution_scales(
+            torch.from_numpy(kept), torch.from_numpy(sizes), kernel.dtype
+        ).numpy()
+        check_caution_array("scales", scales, len(sizes))
+        run_kernel(kernel.apply, addresses, work, rows, scalars, scales)
 
 
 def update_tensors_fused(

@@ -139,9 +139,11 @@ def step_in_tables(
     slots: Sequence[Sequence[torch.Tensor | None]],
     kernel_dtypes: Mapping[torch.dtype, str],
     check_operands: Callable[[torch.Tensor, Sequence[tuple[str, torch.Tensor]]], None],
+    cautious: bool = False,
 ) -> None:
     """One step of ``rule`` in place over tensor lists, as a compiled executor runs it: the
-    body of the fused and Triton executors' ``step``.
+    body of the fused and Triton executors' ``step`` (with ``cautious``, a cautious step in
+    the rule's own kernels: ``executor.cautious_kernels``, see :mod:`descend.kernels.caution`).
 
     Every tensor must have the same active slots, and every operand is checked against its
     parameter (``check_operands`` raises, naming it) before anything is written. Tensors are
@@ -185,8 +187,9 @@ def step_in_tables(
         table = TensorTable([ops[0].numel() for ops in entries], len(entries[0]), device)
         for index, operands in enumerate(entries):
             table.addresses[:, index] = [t.data_ptr() for t in operands]
+        kernel = executor.cautious_kernels(rule, variant) if cautious else None
         executor.launch(
-            executor.kernel(rule, variant),
+            kernel or executor.kernel(rule, variant),
             table,
             np.zeros(len(entries), dtype=np.int64),
             np.asarray([runtime_row(variant, scalars)], dtype=np.float64),

@@ -36,13 +36,16 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 
 import numpy as np
 import torch
 
 from descend.kernels.cache import KernelStore, cache_dir, cached_source
+from descend.kernels.caution import caution_scales, check_caution_array
 from descend.kernels.codegen import (
+    caution_maximize,
     check_dtype,
     element_source,
     execute_module,
@@ -51,6 +54,7 @@ from descend.kernels.codegen import (
     slot_rows,
 )
 from descend.kernels.executor import (
+    CautiousKernels,
     CompiledExecutor,
     Executor,
     IndexArray,
@@ -59,9 +63,12 @@ from descend.kernels.executor import (
     ScalarTable,
     SlotLists,
 )
-from descend.kernels.table import Int64Array, TensorTable, addressable
+from descend.kernels.table import TensorTable, addressable
 from descend.kernels.triton_coded import coded_launch, coded_triton_source
-from descend.kernels.variant import Variant
+
+# chunk_list is read through this module too (tests, callers of the executor).
+from descend.kernels.triton_tables import DeviceTable, chunk_list  # noqa: F401
+from descend.kernels.variant import CAUTION_PASSES, Variant
 from descend.rules.spec import Rule
 
 #: Parameter dtypes the Triton executor updates, by the name a variant uses.
@@ -113,15 +120,51 @@ def _refusal() -> str:
 
 
 @cache
-def element_function_source(rule: Rule) -> str:
+def element_function_source(rule: Rule, caution: bool = False) -> str:
     """The rule's ``update`` as ``@triton.jit`` source named ``_rule_update``, preceded by the
-    helpers it calls (each jitted too) and imports of the primitives they use."""
-    parts = element_source(rule, "triton")
+    helpers it calls (each jitted too; with ``caution``, the caution helpers too) and imports
+    of the primitives they use."""
+    parts = element_source(rule, "triton", caution)
     lines = list(parts.imports)
     for _, source in parts.helpers:
         lines += ["", "", "@triton.jit", source]
     lines += ["", "", "@triton.jit", parts.update]
     return "\n".join(lines)
+
+
+def _block_lines(rule: Rule, variant: Variant, masked: bool) -> list[str]:
+    """One block of a program's loop: load, the rule's update, store; in a cautious pass (see
+    :mod:`descend.kernels.caution`) the rule's result, rounded to the parameter's dtype as a
+    store would, is compared with the gradient: the count pass adds the block's agreeing
+    components to ``_kept`` and stores nothing, the apply pass stores the cautious
+    parameter (with the tensor's scale ``_scale``) and the slots."""
+    rows, _ = slot_rows(variant)
+    results = [f"_r{k}" for k in range(1 + len(variant.active))]
+    stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(rows) if r is not None]
+    load = "_load_masked({}, _mask)" if masked else "_load({})"
+    store = "_store_masked({}, {}, _mask)" if masked else "_store({}, {})"
+    lines = [f"_offs = _start + {'_full' if masked else '_i'} + tl.arange(0, BLOCK)"]
+    if masked:
+        lines.append("_mask = _offs < _stop")
+    if variant.caution:
+        lines += [f"_p = {load.format('_x0 + _offs')}", f"_g = {load.format('_x1 + _offs')}"]
+        arguments = ["_p", "_g"]
+    else:
+        arguments = [load.format("_x0 + _offs"), load.format("_x1 + _offs")]
+    arguments += ["0.0" if r is None else load.format(f"_x{r} + _offs") for r in rows]
+    arguments += scalar_arguments(rule, variant)
+    lines.append(f"{', '.join(results)} = _rule_update({', '.join(arguments)})")
+    if variant.caution:
+        lines.append(f"_new = _rounded(_r0, tl.{variant.dtype})")
+        lines.append(f"_keep = cautious_agreement(_p, _new, _g, {caution_maximize(variant)})")
+        if variant.caution == "count":
+            if masked:
+                # Lanes past the chunk computed the rule on zeros: they count nothing.
+                lines.append("_keep = tl.where(_mask, _keep, 0.0)")
+            # Each block's count is an integer of at most BLOCK: exact in float32.
+            return [*lines, "_kept += tl.sum(_keep.to(tl.float32), axis=0)"]
+        lines.append("_r0 = cautious_parameter(_p, _new, _keep, _scale)")
+    return lines + [store.format(f"_x{r} + _offs", value) for r, value in stored]
 
 
 def kernel_source(rule: Rule, variant: Variant) -> str:
@@ -130,7 +173,9 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     The kernel's parameters are the address table, the chunk list, the number of tensors in the
     table, the variant's run-time scalars (float64) and three compile-time constants: whether
     every address is 16-byte aligned, the chunk size and the block size (elements per
-    iteration of a program's loop).
+    iteration of a program's loop). A pass of a cautious step (``variant.caution``) also takes
+    ``_caution`` after the number of tensors: a float64 array receiving each program's count
+    (the count pass) or holding each tensor's scale (the apply pass).
     """
     check_dtype("triton", variant, TRITON_DTYPES.values())
     clashing = [name for name in rule.scalar_names if name.startswith("_") or name in _RESERVED]
@@ -140,31 +185,24 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
             "names of the generated kernel (no leading underscore, nor "
             f"{', '.join(sorted(_RESERVED))})"
         )
-    elements = element_function_source(rule)
+    caution = bool(variant.caution)
+    if caution and variant.caution not in CAUTION_PASSES:
+        raise ValueError(
+            f"caution={variant.caution!r} is invalid: expected one of {CAUTION_PASSES}"
+        )
+    elements = element_function_source(rule, caution)
     if interpreting() and "_power(" in elements:
         raise ValueError(
             f"rule {rule.name!r} uses **, which Triton's interpreter cannot run "
             f"(it has no pow); unset {INTERPRET_ENV} and run it on a GPU"
         )
     if variant.coded:
+        if caution:
+            raise ValueError(
+                f"rule {rule.name!r}: no Triton kernel runs a cautious step on compressed slots"
+            )
         return coded_triton_source(rule, variant, elements)
-    rows, operands = slot_rows(variant)
-    results = [f"_r{k}" for k in range(1 + len(variant.active))]
-    stored = [(0, "_r0")] + [(r, results[k + 1]) for k, r in enumerate(rows) if r is not None]
-
-    def body(masked: bool) -> list[str]:
-        load = "_load_masked({}, _mask)" if masked else "_load({})"
-        store = "_store_masked({}, {}, _mask)" if masked else "_store({}, {})"
-        arguments = [load.format("_x0 + _offs"), load.format("_x1 + _offs")]
-        arguments += ["0.0" if r is None else load.format(f"_x{r} + _offs") for r in rows]
-        arguments += scalar_arguments(rule, variant)
-        lines = [f"_offs = _start + {'_full' if masked else '_i'} + tl.arange(0, BLOCK)"]
-        if masked:
-            lines.append("_mask = _offs < _stop")
-        lines.append(f"{', '.join(results)} = _rule_update({', '.join(arguments)})")
-        lines += [store.format(f"_x{r} + _offs", value) for r, value in stored]
-        return lines
-
+    _, operands = slot_rows(variant)
     pointer = f"tl.pointer_type(tl.{variant.dtype})"
     header = [
         "_pid = tl.program_id(0).to(tl.int64)",
@@ -178,19 +216,26 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
     header.append("if ALIGNED:")
     header += [f"    _x{r} = tl.multiple_of(_x{r}, 16)" for r in range(operands)]
     header += [f"{name} = _scalar({name})" for name in variant.runtime]
+    if variant.caution == "count":
+        header.append("_kept = tl.zeros((), dtype=tl.float32)")
+    elif variant.caution == "apply":
+        header.append("_scale = tl.load(_caution + _tensor)")
     # Whole blocks without a mask (a mask with a bound unknown at compile time keeps the
     # compiler from 16-byte accesses), then the chunk's partial last block, if any, masked.
     header.append("_full = (_stop - _start) // BLOCK * BLOCK")
     header.append("for _i in range(0, _full, BLOCK):")
-    header += ["    " + line for line in body(masked=False)]
+    header += ["    " + line for line in _block_lines(rule, variant, masked=False)]
     header.append("if _start + _full < _stop:")
-    header += ["    " + line for line in body(masked=True)]
+    header += ["    " + line for line in _block_lines(rule, variant, masked=True)]
+    if variant.caution == "count":
+        header.append("tl.store(_caution + _pid, _kept.to(tl.float64))")
     # Run-time scalars are declared float64: Triton would pass a Python float as float32.
     parameters = ", ".join(
         [
             "_table",
             "_chunks",
             "_count",
+            *(["_caution"] if caution else []),
             *(f"{name}: tl.float64" for name in variant.runtime),
             "ALIGNED: tl.constexpr",
             "CHUNK: tl.constexpr",
@@ -198,7 +243,8 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
         ]
     )
     kernel_body = "\n".join("    " + line for line in header)
-    return f'''"""Triton {variant.dtype} kernel of the {rule.name!r} rule, generated by descend."""
+    kind = f"{variant.caution} pass of a cautious step" if caution else "kernel"
+    return f'''"""Triton {variant.dtype} {kind} of the {rule.name!r} rule, generated by descend."""
 # variant {variant!r}
 import triton
 import triton.language as tl
@@ -207,7 +253,7 @@ from descend.kernels.triton_support import add as _add, sub as _sub, mul as _mul
 from descend.kernels.triton_support import div as _div, power as _power, neg as _neg
 from descend.kernels.triton_support import load as _load, load_masked as _load_masked
 from descend.kernels.triton_support import store as _store, store_masked as _store_masked
-from descend.kernels.triton_support import scalar as _scalar
+from descend.kernels.triton_support import scalar as _scalar, rounded as _rounded
 {elements}
 
 
@@ -245,93 +291,6 @@ def get_kernel(rule: Rule, variant: Variant) -> Kernel:
     return KERNELS.get((rule, variant, interpreting()))
 
 
-# -- device tables --------------------------------------------------------------------------------
-
-
-def chunk_list(sizes: Int64Array, indices: Int64Array | None, chunk: int) -> Int64Array:
-    """``(tensor, start, stop)`` rows cutting the tensors at ``indices`` (all if None) into
-    chunks of at most ``chunk`` elements, each starting at a multiple of ``chunk``."""
-    selected = np.arange(len(sizes), dtype=np.int64) if indices is None else indices
-    counts = -(-sizes[selected] // chunk)
-    tensor = np.repeat(selected, counts)
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    start = (np.arange(len(tensor), dtype=np.int64) - first) * chunk
-    stop = np.minimum(start + chunk, sizes[tensor])
-    return np.ascontiguousarray(np.stack([tensor, start, stop], axis=1), dtype=np.int64)
-
-
-def _to_device(array: Int64Array, device: torch.device) -> torch.Tensor:
-    """``array`` (which the caller never changes afterwards) as a tensor on ``device``.
-
-    On a GPU: one non-blocking copy from pinned memory, on the current stream. The pinned
-    buffer comes from torch's caching host allocator, which does not hand it out again before
-    the copy has run, so the host never waits for the GPU.
-    """
-    host = torch.from_numpy(array)
-    if device.type == "cpu":
-        return host
-    pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
-    pinned.copy_(host)
-    return pinned.to(device, non_blocking=True)
-
-
-class DeviceTable:
-    """What the Triton executor keeps of one address table, on the table's device.
-
-    ``addresses`` is the device copy of the table's address rows, made from ``uploaded`` (a host
-    snapshot); ``aligned`` says whether every address in it is a multiple of 16 bytes; chunk
-    lists are kept by the set of tensors they cover. ``stream`` is the CUDA stream of the last
-    launch: the device tensors are made on the stream current when they are needed, and one
-    read by a kernel on another stream is recorded on it (``Tensor.record_stream``), so that
-    torch's allocator never hands its memory out while that kernel may still read it.
-    """
-
-    #: Chunk lists kept per table (one per distinct subset of tensors stepped).
-    MAX_CHUNK_LISTS = 16
-
-    def __init__(self, table: TensorTable) -> None:
-        self.device = table.device
-        self.count = table.addresses.shape[1]
-        self.uploaded: Int64Array | None = None
-        self.addresses: torch.Tensor | None = None
-        self.aligned = False
-        #: (chunk, the tensor positions' bytes or None for all) -> (chunk list, its length).
-        self.chunk_lists: dict[tuple[int, bytes | None], tuple[torch.Tensor, int]] = {}
-        self.stream: torch.cuda.Stream | None = None
-
-    def refresh(self, table: TensorTable) -> None:
-        """Upload the table's addresses if they differ from the last upload."""
-        if self.uploaded is not None and np.array_equal(self.uploaded, table.addresses):
-            return
-        snapshot = table.addresses.copy()
-        self.addresses = _to_device(snapshot, self.device)
-        self.uploaded = snapshot
-        self.aligned = not bool((snapshot & 15).any())
-
-    def chunks(
-        self, table: TensorTable, indices: Int64Array | None, chunk: int
-    ) -> tuple[torch.Tensor, int]:
-        """The chunk list (on the device) for the tensors at ``indices``, and its length."""
-        key = (chunk, None if indices is None else indices.tobytes())
-        found = self.chunk_lists.get(key)
-        if found is None:
-            if len(self.chunk_lists) >= self.MAX_CHUNK_LISTS:
-                self.chunk_lists.clear()
-            rows = chunk_list(table.sizes, indices, chunk)
-            found = self.chunk_lists[key] = (_to_device(rows, self.device), len(rows))
-        return found
-
-    def use_on_current_stream(self) -> None:
-        """Record the device tensors on the current stream if it changed since the last launch
-        (CUDA only)."""
-        stream = torch.cuda.current_stream(self.device)
-        if stream != self.stream:
-            addresses = () if self.addresses is None else (self.addresses,)
-            for tensor in (*addresses, *(c for c, _ in self.chunk_lists.values())):
-                tensor.record_stream(stream)
-            self.stream = stream
-
-
 # -- the executor ---------------------------------------------------------------------------------
 
 
@@ -345,6 +304,7 @@ class TritonExecutor(CompiledExecutor):
     name = "triton"
     dtypes = TRITON_DTYPES
     codecs = True
+    fuses_caution = True
 
     def __init__(self, chunk: int = 8192, block: int = 1024, num_warps: int = 4) -> None:
         self.chunk = chunk
@@ -423,11 +383,13 @@ class TritonExecutor(CompiledExecutor):
         indices: IndexArray | None,
         row: ScalarTable,
     ) -> None:
-        chunk, block, tables = coded_launch(kernel, table.device, self.chunk, self.block)
+        first = kernel.count if isinstance(kernel, CautiousKernels) else kernel
+        chunk, block, tables = coded_launch(first, table.device, self.chunk, self.block)
         chunks, count = device_table.chunks(table, indices, chunk)
         if count == 0:
             return
-        arguments = (device_table.addresses, chunks, device_table.count, *tables, *row.tolist())
+        head = (device_table.addresses, chunks, device_table.count)
+        tail = (*tables, *row.tolist())
         options = dict(
             ALIGNED=device_table.aligned,
             CHUNK=chunk,
@@ -436,16 +398,26 @@ class TritonExecutor(CompiledExecutor):
             enable_fp_fusion=False,
         )
         device = table.device
-        if device.type != "cuda":
-            kernel[(count,)](*arguments, **options)
-            return
-        device_table.use_on_current_stream()
-        if device.index != torch.cuda.current_device():
-            # Triton launches on the current device.
-            with torch.cuda.device(device):
-                kernel[(count,)](*arguments, **options)
-        else:
-            kernel[(count,)](*arguments, **options)
+        guard: AbstractContextManager[object] = nullcontext()
+        if device.type == "cuda":
+            device_table.use_on_current_stream()
+            if device.index != torch.cuda.current_device():
+                guard = torch.cuda.device(device)  # Triton launches on the current device.
+        with guard:
+            if not isinstance(kernel, CautiousKernels):
+                kernel[(count,)](*head, *tail, **options)
+                return
+            # A cautious step: each program writes its chunk's count; the counts, integers,
+            # are summed per tensor exactly whatever the order; the apply pass reads each
+            # tensor's scale.
+            partials = torch.empty(count, dtype=torch.float64, device=device)
+            check_caution_array("counts", partials, count, device)
+            kernel.count[(count,)](*head, partials, *tail, **options)
+            kept = torch.zeros(device_table.count, dtype=torch.float64, device=device)
+            kept.index_add_(0, chunks[:, 0], partials)
+            scales = caution_scales(kept, device_table.device_sizes(table), kernel.dtype)
+            check_caution_array("scales", scales, device_table.count, device)
+            kernel.apply[(count,)](*head, scales, *tail, **options)
 
 
 def update_tensors_triton(

@@ -225,3 +225,10 @@ def store(pointer, value):
 def store_masked(pointer, value, mask):
     """Store ``value`` at ``pointer`` where ``mask`` holds, rounded to the tensor's dtype."""
     tl.store(pointer, _narrow(value, pointer.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def rounded(value, dtype: tl.constexpr):
+    """``value`` as it reads back after a store to a tensor of ``dtype`` (in its compute
+    dtype): what a cautious kernel compares, in registers, with the rule's stored result."""
+    return _widen(_narrow(value, dtype))

@@ -78,7 +78,9 @@ class Variant:
     kernel as literals (every boolean flag, and zero values of scalars an ``if`` tests);
     ``runtime`` names the scalars passed at run time, in the order of the scalar row;
     ``formats`` the storage format of each of the rule's slots (see
-    :mod:`descend.kernels.codecs`; empty: every slot in the parameters' dtype).
+    :mod:`descend.kernels.codecs`; empty: every slot in the parameters' dtype); ``caution``
+    which pass of a cautious step the kernel is (:data:`CAUTION_PASSES`, see
+    :mod:`descend.kernels.caution`; empty: the plain step).
     """
 
     dtype: str
@@ -86,11 +88,18 @@ class Variant:
     constants: tuple[tuple[str, bool | float], ...]
     runtime: tuple[str, ...]
     formats: tuple[str, ...] = ()
+    caution: str = ""
 
     @property
     def coded(self) -> bool:
         """Whether some slot is stored in a compressed format."""
         return any(name != "float32" for name in self.formats)
+
+
+#: The kernels of a cautious step: ``"count"`` computes the rule's step in registers and sums,
+#: per segment, the components that agree with the gradient, writing nothing else;
+#: ``"apply"`` is the plain kernel whose parameter store is the cautious one.
+CAUTION_PASSES = ("count", "apply")
 
 
 def variant_of(

@@ -433,8 +433,10 @@ class RuleOptimizer(torch.optim.Optimizer):
 
         def stage(advanced: Mapping[int, Mapping[str, Any]]) -> Callable[[], None]:
             step_hypers = self._step_hypers(group, hypers, advanced)
-            run = planned.stage(prepared, step_hypers)
+            run = planned.stage(prepared, step_hypers, self.cautious)
             run_rest = rest.stage(step_hypers) if rest is not None else None
+            # Cautious: the blocks in their kernels, the listed parameters around their calls.
+            run_rest = cautiously(run_rest, params, listed, hypers, self, differentiable)
             unstepped = self._unstepped
 
             def commit() -> None:
@@ -444,7 +446,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                 if run_rest is not None:
                     run_rest()
 
-            return cautiously(commit, params, hypers, self, differentiable)
+            return commit
 
         return stage
 

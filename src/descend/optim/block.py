@@ -25,8 +25,9 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from descend.kernels.caution import apply_caution, snapshot
 from descend.kernels.codecs import INT8_BLOCK
-from descend.kernels.executor import Executor
+from descend.kernels.executor import CautiousKernels, Executor, get_executor
 from descend.kernels.state import StepKey, StepState
 from descend.kernels.table import TensorTable
 from descend.kernels.variant import Variant
@@ -198,6 +199,7 @@ class Block:
         indices: np.ndarray | None,
         grad_addresses: list[int],
         hypers: Mapping[str, Any],
+        cautious: bool = False,
     ) -> Callable[[], None]:
         """Work out the step of the tensors at ``indices`` (all if None): their new counters
         and running products, and every kernel and scalar row it launches (compiling what is
@@ -206,7 +208,10 @@ class Block:
         advances the counters and runs the kernels.
 
         A kernel still loading in the background (``None`` from ``launch_row``) makes this
-        step run on the reference executor, which computes the same bits."""
+        step run on the reference executor, which computes the same bits. A ``cautious`` step
+        whose kernels are not :class:`~descend.kernels.executor.CautiousKernels` (compressed
+        slots, an executor that does not fuse caution, the reference executor meanwhile) is
+        the plain step followed by :func:`~descend.kernels.caution.apply_caution`."""
         after = self.step_state.advance(hypers, indices)
         keys, tensor_row = after.keys(indices)
         rows = [launch_row(self, key) for key in keys]
@@ -231,7 +236,11 @@ class Block:
                     (rows[variant_rows[0]][0], local_row.astype(np.int64), table, chosen)
                 )
 
+        corrected = cautious and not all(isinstance(kernel, CautiousKernels) for kernel, *_ in rows)
+        chosen_params = self.params if indices is None else [self.params[k] for k in indices]
+
         def commit() -> None:
+            before = snapshot(chosen_params) if corrected else []
             self.step_state.commit(after)
             if self.keyed and self.coding is not None:
                 for row, number in self.keyed:
@@ -244,6 +253,11 @@ class Block:
                 self._run_on_reference(rule, rows, tensor_row, indices)
             for kernel, rows_of, scalars, chosen in launches:
                 self.executor.launch(kernel, self.table, rows_of, scalars, chosen)
+            if corrected:
+                executor = get_executor("reference") if loading else self.executor
+                maximize = bool(rows[0][3].get("maximize", False))
+                grads = cast(list[torch.Tensor], [param.grad for param in chosen_params])
+                apply_caution(before, chosen_params, grads, maximize, lambda _: executor)
 
         return commit
 
@@ -252,8 +266,6 @@ class Block:
     ) -> None:
         """This step of the tensors at ``indices`` (all if None) on the reference executor,
         one call per distinct step (their scalars in ``rows``)."""
-        from descend.kernels.executor import get_executor
-
         reference = get_executor("reference")
         chosen = range(len(self.params)) if indices is None else indices
         names = [slot.name for slot in rule.slots]

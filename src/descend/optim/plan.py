@@ -224,13 +224,17 @@ class GroupPlan:
             return STALE
         return Prepared(blocks, selections, addresses, leftovers, keep_alive)
 
-    def stage(self, prepared: Prepared, hypers: Mapping[str, Any]) -> Callable[[], None]:
+    def stage(
+        self, prepared: Prepared, hypers: Mapping[str, Any], cautious: bool = False
+    ) -> Callable[[], None]:
         """Work out the step of the planned parameters without changing anything (see
         :meth:`Block.stage`); return the function that performs it. The listed parameters
-        (``prepared.listed``) are the caller's to step."""
+        (``prepared.listed``) are the caller's to step. With ``cautious`` each block's step is
+        cautious (:mod:`descend.kernels.caution`): in the rule's own kernels where its
+        executor fuses caution and its slots are not compressed."""
         blocks, selections, gathered, _, keep_alive = prepared
         plain = {name: plain_value(value) for name, value in hypers.items()}
-        key = tuple(plain.values())
+        key = (*plain.values(), cautious)
 
         def launch_row(block: Block, step_key: StepKey) -> LaunchRow:
             """The kernel, variant, (1, n) run-time scalar row and scalars of one step (and
@@ -248,7 +252,11 @@ class GroupPlan:
                 if block.formats:
                     variant = replace(variant, formats=block.formats)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
-                if self.wait_for_kernels:
+                if cautious and block.executor.fuses_caution and not variant.coded:
+                    kernel = block.executor.cautious_kernels(
+                        self.rule, variant, self.wait_for_kernels
+                    )
+                elif self.wait_for_kernels:
                     kernel = block.executor.kernel(self.rule, variant)
                 else:
                     kernel = block.executor.kernel_if_ready(self.rule, variant)
@@ -261,7 +269,7 @@ class GroupPlan:
         for executor in {block.executor for block in blocks}:
             executor.check_ready()
         commits = [
-            block.stage(self.rule, launch_row, selection, addresses, plain)
+            block.stage(self.rule, launch_row, selection, addresses, plain, cautious)
             for block, selection, addresses in zip(blocks, selections, gathered, strict=True)
         ]
 

@@ -65,9 +65,11 @@ One switch changes the step of every rule without a line in its file: *caution*
 elementwise model lacks, a per-tensor reduction, so it is defined here once, in the rule
 language, as two elementwise passes around one sum: from the rule's own step
 ``d = x - x_new``, ``keep = [d g > 0]`` per element (``caution_count``),
-``s = n / (sum keep + 1)`` per tensor, then ``x <- x - d keep s`` (``caution_apply``). Every
-executor runs the rule's ``update`` unchanged as the first pass (slots stored as without
-caution) and compiles the two caution passes as it compiles any rule
+``s = n / (sum keep + 1)`` per tensor, then ``x <- x - d keep s`` (``caution_apply``). The
+compiled executors generate, from the rule's ``update`` and the helpers
+``cautious_agreement`` and ``cautious_parameter``, a count pass (the step in registers,
+nothing stored) and an apply pass (the plain kernel with the cautious parameter store); the
+reference executor runs the rule's ``update`` unchanged and then the two caution rules
 (:mod:`descend.kernels.caution`). Rules with a matrix stage or a slot copied from the
 parameter refuse it (:func:`~descend.rules.caution.caution_refusal`).
 """

@@ -57,9 +57,10 @@ def cautious_agreement(p: Element, p_new: Element, g: Element, maximize: bool) -
     return (s + abs(s)) * 0.5
 
 
-def caution_scale(kept: Element, count: int) -> Element:
+def caution_scale(kept: Element, count: Element) -> Element:
     """The rescaling of the kept components of a tensor of ``count`` elements, ``kept`` of
-    which agree: ``count / (kept + 1)`` (pytorch_optimizer 4.1.0's ``apply_cautious``)."""
+    which agree: ``count / (kept + 1)`` (pytorch_optimizer 4.1.0's ``apply_cautious``);
+    executors evaluate it on vectors of every tensor's counts at once."""
     return count / (kept + 1)
 
 
