@@ -214,3 +214,16 @@ def _fma(a, b, c):  # type: ignore[no-untyped-def]  # see _rounded
     if _single(a, b, c):
         return lambda a, b, c: fused_multiply_add(np.float32(a), np.float32(b), np.float32(c))
     return lambda a, b, c: fused_multiply_add(np.float64(a), np.float64(b), np.float64(c))
+
+
+def sign(x: Any) -> Any:
+    """``torch.sign(x)`` for one float: -1, 0 or 1 by the sign of ``x``, and 0 for NaN (NumPy's
+    ``sign`` gives NaN there), in ``x``'s dtype."""
+    return np.sign(x) if x == x else np.zeros_like(x)
+
+
+@overload(sign, inline="always")
+def _sign(x):  # type: ignore[no-untyped-def]  # see _rounded
+    if x == types.float32:
+        return lambda x: np.sign(x) if x == x else np.float32(0.0)
+    return lambda x: np.sign(x) if x == x else np.float64(0.0)

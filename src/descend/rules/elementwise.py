@@ -46,6 +46,17 @@ def numpy_lerp(start: Element, end: Element, weight: float) -> Element:
     return end - (end - start) * (1 - weight)
 
 
+def numpy_sign(x: Element) -> Element:
+    """``torch.sign(x)`` for NumPy values: -1, 0 or 1 by the sign of ``x``, and 0 for NaN
+    (NumPy's own ``sign`` gives NaN), as every executor's ``sign`` does."""
+    if type(x) is float:  # a Python float (not NumPy's float64, a subclass): the lab's points
+        return 0.0 if x != x else float((x > 0) - (x < 0))
+    import numpy as np  # here: NumPy loads with the NumPy column, not with the rules
+
+    signs = np.sign(x)
+    return np.where(signs == signs, signs, np.zeros_like(signs))[()]
+
+
 def numpy_fma(a: Element, b: Element, c: Element) -> Element:
     """``a * b + c`` for NumPy values (NumPy has no fused multiply-add: it rounds twice, where
     the compiled executors and torch round once)."""
@@ -69,7 +80,7 @@ PRIMITIVES: dict[str, dict[str, str]] = {
         "sqrt":    ("numpy:sqrt",    "descend.kernels.torch_support:sqrt", "numpy:sqrt",    "descend.kernels.triton_support:sqrt"),  # noqa: E501
         "maximum": ("numpy:maximum", "torch:maximum", "numpy:maximum", "descend.kernels.triton_support:maximum"),  # noqa: E501
         "minimum": ("numpy:minimum", "torch:minimum", "numpy:minimum", "descend.kernels.triton_support:minimum"),  # noqa: E501
-        "sign":    ("numpy:sign",    "torch:sign",    "numpy:sign",    "descend.kernels.triton_support:sign"),  # noqa: E501
+        "sign":    ("descend.rules.elementwise:numpy_sign", "torch:sign", "descend.kernels._numba_support:sign", "descend.kernels.triton_support:sign"),  # noqa: E501
         "abs":     ("numpy:abs",     "torch:abs",     "numpy:abs",     "descend.kernels.triton_support:abs"),  # noqa: E501
         "lerp":    ("descend.rules.elementwise:numpy_lerp", "torch:lerp", "descend.kernels._numba_support:lerp", "descend.kernels.triton_support:lerp"),  # noqa: E501
         "fma":     ("descend.rules.elementwise:numpy_fma", "descend.kernels.torch_support:fma", "descend.kernels._numba_support:fma", "descend.kernels.triton_support:fma"),  # noqa: E501
