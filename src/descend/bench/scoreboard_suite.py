@@ -154,6 +154,8 @@ class SuiteRunner:
         self.storage, self.shown_url, self.prefix = storage, shown_url, prefix
         self.trials, self.seeds, self.reporter = trials, seeds, reporter
         self.poll_seconds = poll_seconds
+        #: The (study, run key) pairs already counted on the progress bar.
+        self.reported: set[tuple[str, str]] = set()
         #: Runs this worker made (others were read back or made by other workers).
         self.ran = 0
 
@@ -184,14 +186,19 @@ class SuiteRunner:
             storage_layer.reclaim_stale(study, self.storage)
             time.sleep(0.05)
 
-    def _run_once(self, study: optuna.Study, key: str, run: Callable[[], Any]) -> dict[str, Any]:
-        """The stored result of run ``key``, running it first when no worker has."""
+    def _run_once(
+        self, study: optuna.Study, key: str, run: Callable[[], Any], wait: bool = True
+    ) -> dict[str, Any] | None:
+        """The stored result of run ``key``, running it first when no worker has; with
+        ``wait=False``, ``None`` at once where another worker is running it."""
         while True:
             finished = _keyed(study, key, (TrialState.COMPLETE,))
             if finished:
                 return dict(finished[0].user_attrs["result"])
             storage_layer.reclaim_stale(study, self.storage)
             if _keyed(study, key, (TrialState.RUNNING,)):
+                if not wait:
+                    return None
                 self.reporter.waiting(f"{study.study_name}: waiting for another worker's run")
                 time.sleep(self.poll_seconds)
                 continue
@@ -216,27 +223,59 @@ class SuiteRunner:
             return result
 
     def _run(
-        self, study: optuna.Study, problem: Any, spec: OptimizerSpec, lr: float | None, seed: int
-    ) -> dict[str, Any]:
+        self,
+        study: optuna.Study,
+        problem: Any,
+        spec: OptimizerSpec,
+        lr: float | None,
+        seed: int,
+        wait: bool = True,
+    ) -> dict[str, Any] | None:
+        """The result of one run: read back if stored, else run here, or (``wait``) waited
+        for if another worker runs it; ``None`` without ``wait`` where another worker runs it.
+        Each run is reported to the progress bar once, by the first call that settles it."""
         key = _key(lr, seed)
         stored = _keyed(study, key, (TrialState.COMPLETE,))
         if stored:  # run before: read back, not run again
-            self.reporter.run_finished("stored")
+            if (study.study_name, key) not in self.reported:
+                self.reporter.run_finished("stored")
+            self.reported.add((study.study_name, key))
             return dict(stored[0].user_attrs["result"])
         detail = "own lr" if lr is None else f"lr={lr:.3g}"
         phase = "trial" if seed == TUNING_SEED else f"seed {seed}"
         self.reporter.run_started("suite", spec.label, phase, f"{problem.name} {detail}", 1)
-        result = self._run_once(study, key, lambda: problem.run(_spec_at(spec, lr), seed))
-        self.reporter.run_finished("complete" if result["passed"] else "failed")
+        result = self._run_once(study, key, lambda: problem.run(_spec_at(spec, lr), seed), wait)
+        if result is not None:
+            self.reporter.run_finished("complete" if result["passed"] else "failed")
+            self.reported.add((study.study_name, key))
         return result
+
+    def _runs(
+        self,
+        study: optuna.Study,
+        problem: Any,
+        spec: OptimizerSpec,
+        settings: Sequence[tuple[float | None, int]],
+    ) -> list[dict[str, Any]]:
+        """The results of several runs: first every one no worker has started is run here
+        (those another worker runs are passed over), then all are collected, waiting for the
+        others' runs; so workers sharing the suite run side by side instead of each waiting
+        for the run ahead of it."""
+        for lr, seed in settings:
+            self._run(study, problem, spec, lr, seed, wait=False)
+        results = []
+        for lr, seed in settings:
+            result = self._run(study, problem, spec, lr, seed)
+            assert result is not None, "a run waited for has a result"
+            results.append(result)
+        return results
 
     def outcome(self, problem: Any, spec: OptimizerSpec) -> ProblemOutcome:
         """Tune, rerun over seeds and judge one optimizer on one problem."""
         study = _study(self.storage, self.shown_url, self.prefix, problem, spec.label)
         lrs = suite_lrs(spec, self.trials)
-        tuning = []
-        for lr in lrs:
-            tuning.append({"lr": lr, **self._run(study, problem, spec, lr, TUNING_SEED)})
+        tuned = self._runs(study, problem, spec, [(lr, TUNING_SEED) for lr in lrs])
+        tuning = [{"lr": lr, **result} for lr, result in zip(lrs, tuned, strict=True)]
         passing = [run for run in tuning if run["passed"]]
         if not passing:
             for _ in range(self.seeds):  # the reruns the budget planned are not needed
@@ -246,10 +285,9 @@ class SuiteRunner:
             passing,
             key=lambda run: math.inf if run["steps_to_pass"] is None else run["steps_to_pass"],
         )
-        seed_runs = {
-            seed: self._run(study, problem, spec, chosen["lr"], seed)
-            for seed in range(1, self.seeds + 1)
-        }
+        seeds = range(1, self.seeds + 1)
+        reruns = self._runs(study, problem, spec, [(chosen["lr"], s) for s in seeds])
+        seed_runs = dict(zip(seeds, reruns, strict=True))
         steps = median_time(
             [run["steps_to_pass"] if run["passed"] else None for run in seed_runs.values()]
         )

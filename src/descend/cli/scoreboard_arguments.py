@@ -101,8 +101,8 @@ def add_scoreboard_parser(subparsers: argparse._SubParsersAction) -> argparse.Ar
         type=positive_int,
         default=1,
         help="worker processes on this machine sharing the runs, each with --threads "
-        "threads (default 1; on two cores, 2 halves the wall time); their output goes to "
-        "job-K.log in --out",
+        "threads (default 1; on two cores, 2 runs two long runs at a time); their output "
+        "goes to job-K.log in --out",
     )
     add_task_options(parser)
     add_run_options(parser)
