@@ -100,13 +100,17 @@ def make_model(seed: int = 0) -> torch.nn.Module:
     )
 
 
-def sharded_model(mesh: DeviceMesh, seed: int = 0) -> torch.nn.Module:
-    """:func:`make_model` with each Linear and the whole model wrapped by ``fully_shard``."""
-    model = make_model(seed)
+def shard_linears(model: torch.nn.Sequential, mesh: DeviceMesh) -> torch.nn.Module:
+    """``model`` with each Linear and the whole model wrapped by ``fully_shard``."""
     for layer in model:
         if isinstance(layer, torch.nn.Linear):
             fully_shard(layer, mesh=mesh)
     return fully_shard(model, mesh=mesh)
+
+
+def sharded_model(mesh: DeviceMesh, seed: int = 0) -> torch.nn.Module:
+    """:func:`make_model`, sharded by :func:`shard_linears`."""
+    return shard_linears(make_model(seed), mesh)
 
 
 def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:

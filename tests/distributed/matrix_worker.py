@@ -31,11 +31,11 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
-from torch.distributed.fsdp import fully_shard
 
 import descend
 import descend.rules.psgd_kron as psgd_kron
 from descend.optim import sharded
+from tests.distributed.fsdp_worker import shard_linears
 
 STEPS = 20
 SAVED_AT = 10
@@ -87,12 +87,8 @@ def make_model(seed: int = 0) -> torch.nn.Module:
 
 
 def sharded_model(mesh: DeviceMesh, seed: int = 0) -> torch.nn.Module:
-    """:func:`make_model` with each Linear and the whole model wrapped by ``fully_shard``."""
-    model = make_model(seed)
-    for layer in model:
-        if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer, mesh=mesh)
-    return fully_shard(model, mesh=mesh)
+    """:func:`make_model`, sharded as the elementwise worker shards its model."""
+    return shard_linears(make_model(seed), mesh)
 
 
 def batches() -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_tensor
 
 import descend
@@ -42,16 +40,6 @@ CPU_BACKENDS = [
 #: Every descend class whose rule is elementwise (no matrix stage), from the registry.
 ELEMENTWISE = fsdp_worker.elementwise_classes()
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def mesh():
-    """A one-rank gloo mesh in this process (no port: an in-memory store)."""
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialized in this process")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    yield init_device_mesh("cpu", (1,))
-    dist.destroy_process_group()
 
 
 def _pair(mesh, seed: int = 0):

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 
 from tests.distributed import matrix_worker
@@ -33,16 +31,6 @@ WORLD_SIZES = (2, 4)
 #: largest magnitude (float32).
 TOLERANCE = 1e-6
 FAST_STEPS = 4
-
-
-@pytest.fixture(scope="module")
-def mesh():
-    """A one-rank gloo mesh in this process (no port: an in-memory store)."""
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialized in this process")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    yield init_device_mesh("cpu", (1,))
-    dist.destroy_process_group()
 
 
 def _named_parameters(mesh, values: dict[str, torch.Tensor] | None = None):
