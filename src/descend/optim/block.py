@@ -237,7 +237,10 @@ class Block:
                 )
 
         corrected = cautious and not all(isinstance(kernel, CautiousKernels) for kernel, *_ in rows)
-        chosen_params = self.params if indices is None else [self.params[k] for k in indices]
+        # Only a step corrected after its kernels needs its parameters listed (not the hot path).
+        chosen_params: list[torch.Tensor] = []
+        if corrected:
+            chosen_params = self.params if indices is None else [self.params[k] for k in indices]
 
         def commit() -> None:
             before = snapshot(chosen_params) if corrected else []
