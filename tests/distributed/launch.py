@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,19 @@ def torchrun(arguments: list[str], timeout: float = 600, processes: int = 2) -> 
         pytest.fail(f"torchrun did not finish in {timeout:.0f} s:\n{output[-3000:]}")
     assert process.returncode == 0, output[-3000:]
     return output
+
+
+@contextmanager
+def one_rank_mesh() -> Iterator[object]:
+    """A one-rank gloo process group in this process (no port: an in-memory store) and its
+    1-D CPU mesh, destroyed on leaving; the test is skipped if a group is already up."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialized in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield init_device_mesh("cpu", (1,))
+    finally:
+        dist.destroy_process_group()

@@ -24,6 +24,7 @@ from descend.rules import RULES
 from descend.rules.caution import caution_refusal
 from descend.rules.elementwise import abs, sign
 from descend.testing import OPTION_GRID, option_combinations, run_side_by_side, torch_class
+from tests.distributed.launch import one_rank_mesh
 
 SHAPES = [(), (1,), (7, 3), (5,), (2, 3, 4), (4, 2, 3, 3), (33,)]
 #: float64 runs of a few rounding steps per update: far below any formula's error.
@@ -338,20 +339,12 @@ def test_a_differentiable_step_carries_gradients_through_the_masked_update():
 
 
 def test_a_sharded_parameter_is_refused_before_anything_changes():
-    dist = pytest.importorskip("torch.distributed")
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialized in this process")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        mesh = init_device_mesh("cpu", (1,))
+    with one_rank_mesh() as mesh:
         param = torch.nn.Parameter(distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)]))
         param.grad = distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)])
         optimizer = descend.Adam([param], cautious=True)
         with pytest.raises(ValueError, match="is a DTensor: cautious=True does not step sharded"):
             optimizer.step()
         assert torch.equal(param.full_tensor(), torch.ones(4, 2)) and not optimizer.state
-    finally:
-        dist.destroy_process_group()

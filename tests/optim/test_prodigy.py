@@ -16,6 +16,7 @@ import torch
 import descend
 from descend.kernels.numpy import RuleStepper
 from descend.testing import ErrorTracker
+from tests.distributed.launch import one_rank_mesh
 from tests.interpreter import run_under_triton_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,20 +302,12 @@ def test_the_lab_s_numpy_stepper_makes_the_torch_class_s_iterates():
 
 def test_a_sharded_parameter_is_refused_before_anything_changes():
     # A sum over one rank's shards would differ from rank to rank: refused, not summed.
-    dist = pytest.importorskip("torch.distributed")
-    from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
 
-    if dist.is_initialized():
-        pytest.skip("a process group is already initialized in this process")
-    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-    try:
-        mesh = init_device_mesh("cpu", (1,))
+    with one_rank_mesh() as mesh:
         param = torch.nn.Parameter(distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)]))
         param.grad = distribute_tensor(torch.ones(4, 2), mesh, [Shard(0)])
         optimizer = descend.Prodigy([param])
         with pytest.raises(ValueError, match="is a DTensor.*Prodigy sums over every parameter"):
             optimizer.step()
         assert torch.equal(param.full_tensor(), torch.ones(4, 2)) and not optimizer.state
-    finally:
-        dist.destroy_process_group()
