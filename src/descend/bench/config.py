@@ -84,3 +84,6 @@ class Reporter:
 
     def waiting(self, message: str) -> None:
         """This worker waits for trials other workers are running."""
+
+    def notice(self, message: str) -> None:
+        """Something the user should read, one line (a run dropped, say)."""

@@ -156,6 +156,10 @@ class _Forward(Reporter):
         """This worker waits for other workers."""
         self.reporter.waiting(message)
 
+    def notice(self, message: str) -> None:
+        """One line for the user."""
+        self.reporter.notice(message)
+
 
 def seed_times(task: Task, run: RunResult) -> tuple[int | None, float | None]:
     """Steps and CPU seconds of training until the first evaluation that reaches ``task``'s

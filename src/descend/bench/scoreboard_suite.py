@@ -211,16 +211,14 @@ class SuiteRunner:
                 study.tell(trial, state=TrialState.FAIL)
                 continue
             self.ran += 1
-            with storage_layer.heartbeat(self.storage, trial_id):
-                try:
-                    result = asdict(run())
-                except BaseException:
-                    # Ctrl-C or an error in the problem: the run is redone next time.
-                    study.tell(trial, state=TrialState.FAIL)
-                    raise
-            trial.set_user_attr("result", result)
-            study.tell(trial, float(result["passed"]))
-            return result
+            # Ctrl-C or an error in the problem fails the run, so it is redone next time.
+            with storage_layer.owned(self.storage, study, trial_id) as ownership:
+                result = asdict(run())
+                trial.set_user_attr("result", result)
+                study.tell(trial, float(result["passed"]))
+            if not ownership.lost:
+                return result
+            self.reporter.notice(f"{study.study_name} {key}: {storage_layer.TAKEN_OVER}")
 
     def _run(
         self,

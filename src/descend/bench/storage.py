@@ -23,6 +23,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -282,6 +283,42 @@ def heartbeat(storage: optuna.storages.RDBStorage, trial_id: int) -> Iterator[No
     finally:
         stop.set()
         thread.join()
+
+
+#: What a worker says when it finds its run was taken over (see :func:`owned`).
+TAKEN_OVER = "another worker took this run over while this one was stalled; it is redone there"
+
+
+@dataclass
+class Ownership:
+    """Whether a run still belongs to this worker; :func:`owned` sets ``lost``."""
+
+    lost: bool = False
+
+
+@contextlib.contextmanager
+def owned(
+    storage: optuna.storages.RDBStorage, study: optuna.Study, trial_id: int
+) -> Iterator[Ownership]:
+    """Run the body as the claimed trial's owner: its heartbeat is kept, and
+
+    - a body that raises (Ctrl-C, an error in the user's model) tells the trial failed, so it
+      is redone next time, and the error goes on;
+    - a body that finds the trial already finished (this worker stalled past the grace
+      period, say a suspended laptop, and another worker failed the trial to redo it) stops
+      there: its result is dropped, since the other worker's run is the one counted, and
+      ``lost`` is set instead of a crash.
+    """
+    ownership = Ownership()
+    try:
+        with heartbeat(storage, trial_id):
+            yield ownership
+    except optuna.exceptions.UpdateFinishedTrialError:
+        ownership.lost = True
+    except BaseException:
+        number = storage.get_trial(trial_id).number
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        raise
 
 
 def _process_alive(pid: int) -> bool:

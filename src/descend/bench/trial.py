@@ -3,7 +3,9 @@
 A tuning trial trains with seed :data:`TUNING_SEED` and reports each epoch's validation score
 to Optuna's pruner; a diverged trial counts as pruned. A seed run reruns the best setting
 with its own seed and is never pruned; a diverged seed run stays, scored worst. A run that is
-interrupted (Ctrl-C, an error in the user's model) is told failed, so it is redone next time.
+interrupted (Ctrl-C, an error in the user's model) is told failed, so it is redone next time;
+one another worker took over while this one stalled is dropped here with one line (see
+:func:`descend.bench.storage.owned`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from optuna.trial import TrialState
 from descend.bench import storage as storage_layer
 from descend.bench.claims import Claim
 from descend.bench.config import Reporter
+from descend.bench.storage import TAKEN_OVER
 from descend.bench.studies import StudyPair
 from descend.bench.training import EpochMetrics, RunResult, score, train
 
@@ -47,7 +50,7 @@ def run_tuning_trial(
         if trial.should_prune():
             raise optuna.TrialPruned()
 
-    with storage_layer.heartbeat(storage, claim.trial_id):
+    with storage_layer.owned(storage, study, claim.trial_id) as ownership:
         try:
             result = train(
                 task,
@@ -62,17 +65,16 @@ def run_tuning_trial(
             study.tell(trial, state=TrialState.PRUNED)
             reporter.run_finished("pruned")
             return
-        except BaseException:
-            # Ctrl-C or an error in the user's model: the trial is redone next time.
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-    trial.set_user_attr("run", result.to_dict())
-    if result.diverged:
-        trial.set_user_attr("diverged", True)
-        study.tell(trial, state=TrialState.PRUNED)
-        reporter.run_finished("diverged")
+        trial.set_user_attr("run", result.to_dict())
+        if result.diverged:
+            trial.set_user_attr("diverged", True)
+            study.tell(trial, state=TrialState.PRUNED)
+            reporter.run_finished("diverged")
+            return
+        study.tell(trial, score(task, result.history[-1]))
+    if ownership.lost:
+        reporter.notice(f"{task.name} {contender.label} trial {trial.number + 1}: {TAKEN_OVER}")
         return
-    study.tell(trial, score(task, result.history[-1]))
     reporter.run_finished("complete")
 
 
@@ -89,28 +91,27 @@ def run_seed_run(
     reporter.run_started(
         task.name, contender.label, f"seed {claim.seed}", _detail(params), task.epochs
     )
-    with storage_layer.heartbeat(storage, claim.trial_id):
-        try:
-            result = train(
-                task,
-                contender.optimizer_for(params),
-                contender.schedule_for(task.epochs),
-                claim.seed,
-                task.epochs,
-                on_epoch=reporter.epoch,
-            )
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
-            raise
-    trial.set_user_attr("run", result.to_dict())
-    # A diverged seed run is a result too (the setting is fragile): it stays, scored worst.
-    value = (
-        score(task, result.history[-1])
-        if result.history
-        else (0.0 if task.higher_is_better else math.inf)
-    )
-    if result.diverged:
-        trial.set_user_attr("diverged", True)
-        value = 0.0 if task.higher_is_better else 1e300
-    study.tell(trial, value)
+    with storage_layer.owned(storage, study, claim.trial_id) as ownership:
+        result = train(
+            task,
+            contender.optimizer_for(params),
+            contender.schedule_for(task.epochs),
+            claim.seed,
+            task.epochs,
+            on_epoch=reporter.epoch,
+        )
+        trial.set_user_attr("run", result.to_dict())
+        # A diverged seed run is a result too (the setting is fragile): it stays, scored worst.
+        value = (
+            score(task, result.history[-1])
+            if result.history
+            else (0.0 if task.higher_is_better else math.inf)
+        )
+        if result.diverged:
+            trial.set_user_attr("diverged", True)
+            value = 0.0 if task.higher_is_better else 1e300
+        study.tell(trial, value)
+    if ownership.lost:
+        reporter.notice(f"{task.name} {contender.label} seed {claim.seed}: {TAKEN_OVER}")
+        return
     reporter.run_finished("diverged" if result.diverged else "complete")

@@ -69,6 +69,12 @@ class ProgressReporter(Reporter):
 
         self.progress.update(self.epochs, description=escape(message), visible=True)
 
+    def notice(self, message: str) -> None:
+        """Print the line above the bars."""
+        from rich.markup import escape
+
+        self.progress.console.print(escape(message))
+
 
 #: Short headers of the terminal table (the report has the long ones).
 TABLE_HEADERS = [
