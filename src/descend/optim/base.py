@@ -54,7 +54,7 @@ from descend.optim.loading import (
     restore_settings,
     saved_settings,
 )
-from descend.optim.param_state import ensure_state, remove_created_state
+from descend.optim.param_state import create_eager_state, ensure_state, remove_created_state
 from descend.optim.plan import GroupPlan
 from descend.optim.precision import (
     ARGUMENT_DOCS,
@@ -65,6 +65,7 @@ from descend.optim.precision import (
     with_precision_arguments,
 )
 from descend.optim.reductions import reduce_groups
+from descend.optim.weights import float32_weights, requested_weights
 from descend.rules.spec import Rule, plain_value
 
 #: What an optimizer does when a gradient holds inf or NaN.
@@ -108,10 +109,10 @@ class RuleOptimizer(torch.optim.Optimizer):
       to the reference executor, whose results then match ``torch.optim``'s default
       (for-loop) path. Kernel threads follow ``torch.get_num_threads()`` unless
       ``$DESCEND_NUM_THREADS`` is set.
-
     - ``state_precision`` and ``seed``: how the state is stored (``"float32"``, ``"bfloat16"``
       with stochastic rounding, ``"bf16+ecc"``, blockwise ``"int8"``, for every slot or per
-      slot) and the seed of the rounding's random stream; see :mod:`descend.optim.precision`.
+      slot) and the seed of the rounding's random stream (:mod:`descend.optim.precision`);
+      ``param_precision``: bf16 weights stepped in float32 (:mod:`descend.optim.weights`).
       Every subclass's constructor takes them (added to its signature when it is defined).
     - ``cautious``: keep only the components of each step that agree in sign with the
       gradient, rescaled (Liang et al. 2024), on every executor: :mod:`descend.optim.caution`.
@@ -165,8 +166,9 @@ class RuleOptimizer(torch.optim.Optimizer):
                 f"{', '.join(map(repr, NONFINITE_MODES))}"
             )
         check_torch_arguments(self.rule, defaults)
-        self._precision, cautious = requested_precision(self)
-        self.cautious = checked_cautious(cautious)
+        self._precision, added = requested_precision(self)
+        self.cautious = checked_cautious(added.get("cautious", False))
+        self._weights = requested_weights(added)
         self._stream_step = 0
         self._executors: tuple[Executor, ...] = executors_for(backend)
         self.nonfinite = nonfinite
@@ -180,10 +182,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         rules = [self.rule, *(self.rule_for(group) for group in self.param_groups)]
         self._precision.check_slots(rules, type(self).__name__)
         if self.eager_state:
-            for group in self.param_groups:
-                hypers = self.rule_hypers(group)
-                for param in group["params"]:
-                    ensure_state(self, param, hypers, group)
+            create_eager_state(self)
 
     def _reset_step_caches(self) -> None:
         """What the step keeps between calls, none of it optimizer state: the plans, the
@@ -280,7 +279,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         saved = super().state_dict()
         if self.nonfinite != "propagate" or self.skipped_steps:
             saved["skipped_steps"] = self.skipped_steps
-        if self._precision.compressed:
+        if self._precision.compressed or self._weights.request:  # records the stream step
             saved[STATE_DICT_KEY] = saved_formats(self)
         return saved
 
@@ -307,7 +306,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         differentiable = bool(self.defaults.get("differentiable", False))
-        with torch.set_grad_enabled(differentiable):
+        with torch.set_grad_enabled(differentiable), float32_weights(self):
             if differentiable or not self._executors[0].compiled:
                 self._step(differentiable)
             else:

@@ -102,6 +102,12 @@ def check_parameter(optimizer: RuleOptimizer, param: torch.Tensor, where: str, r
     precision = optimizer.__dict__.get("_precision")
     if precision is not None:
         precision.check_parameter(param, where)
+    weights = optimizer.__dict__.get("_weights")
+    if weights is not None and weights.request is not None:
+        differentiable = bool(optimizer.defaults.get("differentiable", False))
+        weights.check_parameter(param, where, differentiable)
+        # Its step runs on a float32 master: that is what an executor must support.
+        param = torch.empty_like(param, dtype=torch.float32)
     if optimizer._executor_for(param) is None:
         (executor,) = optimizer._executors
         raise ValueError(

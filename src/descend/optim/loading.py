@@ -18,6 +18,7 @@ from descend.optim.precision import (
     loaded_storage,
     plain_state_dict,
 )
+from descend.optim.weights import WeightPrecision, float32_weights
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
@@ -35,6 +36,16 @@ def load_converted(
     slot is stored in the optimizer's format, the checkpoint's own storage kept where it is
     in that format already. The random stream continues from the checkpoint's stream step.
     """
+    # bf16 weights with float32 masters load their state as float32 (see weights.py).
+    with float32_weights(optimizer, stepping=False):
+        _load_converted(optimizer, state_dict, load)
+
+
+def _load_converted(
+    optimizer: RuleOptimizer,
+    state_dict: Mapping[str, Any],
+    load: Callable[[dict[str, Any]], None],
+) -> None:
     kept: Mapping[Any, Any] = {}
     record = None
     if isinstance(state_dict, Mapping):
@@ -152,6 +163,7 @@ def saved_settings(optimizer: RuleOptimizer) -> dict[str, Any]:
         _precision=optimizer._precision,
         _stream_step=optimizer._stream_step,
         cautious=optimizer.cautious,
+        _weights=optimizer._weights,
     )
     settings.update({name: getattr(optimizer, name) for name in optimizer.extra_settings})
     return settings
@@ -168,5 +180,6 @@ def restore_settings(optimizer: RuleOptimizer, state: dict[str, Any]) -> None:
     optimizer._precision = state.pop("_precision", current.get("_precision") or StatePrecision())
     optimizer._stream_step = state.pop("_stream_step", current.get("_stream_step", 0))
     optimizer.cautious = state.pop("cautious", current.get("cautious", False))
+    optimizer._weights = state.pop("_weights", current.get("_weights") or WeightPrecision())
     for name in optimizer.extra_settings:
         setattr(optimizer, name, state.pop(name, current.get(name)))

@@ -423,6 +423,10 @@ ARGUMENT_DOCS = {
     ":mod:`descend.optim.precision`. Default ``'float32'``.",
     "seed": "seed of the stochastic rounding's random stream (``'bfloat16'``); default "
     f"{DEFAULT_SEED}.",
+    "param_precision": "``None`` (default: weights stepped in their own dtype), "
+    "``'bfloat16'`` (bf16 weights stepped in float32 and stored with stochastic rounding) or "
+    "``'bf16+ecc'`` (bf16 weights plus a correction byte, a split master); see "
+    ":mod:`descend.optim.weights`.",
     "cautious": "keep only the components of each step whose sign agrees with the gradient, "
     "rescaled by the kept fraction (Liang et al. 2024); see :mod:`descend.rules.caution`. "
     "Default ``False``.",
@@ -431,14 +435,15 @@ ARGUMENT_DOCS = {
 ADDED_ARGUMENTS: dict[str, object] = {
     "state_precision": "float32",
     "seed": DEFAULT_SEED,
+    "param_precision": None,
     "cautious": False,
 }
 
 
 def with_precision_arguments(init: Callable[..., None]) -> Callable[..., None]:
     """``init`` (an optimizer class's constructor) taking the :data:`ADDED_ARGUMENTS`
-    (``state_precision``, ``seed``, ``cautious``) as keyword-only arguments too, kept on the
-    instance for ``RuleOptimizer.__init__``.
+    (``state_precision``, ``seed``, ``param_precision``, ``cautious``) as keyword-only
+    arguments too, kept on the instance for ``RuleOptimizer.__init__``.
 
     A constructor that calls another one (``AdamW``'s calls ``Adam``'s) passes them on only
     when it names them: the arguments the user gave stay.
@@ -467,11 +472,11 @@ def with_precision_arguments(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
-def requested_precision(optimizer: Any) -> tuple[StatePrecision, object]:
+def requested_precision(optimizer: Any) -> tuple[StatePrecision, dict[str, Any]]:
     """The checked ``state_precision`` and ``seed`` given to ``optimizer``'s constructor, and
-    its ``cautious`` argument as given."""
-    arguments = optimizer.__dict__.pop("_precision_arguments", {})
+    the other added arguments as given."""
+    arguments: dict[str, Any] = optimizer.__dict__.pop("_precision_arguments", {})
     precision = StatePrecision(
         arguments.get("state_precision", "float32"), arguments.get("seed", DEFAULT_SEED)
     )
-    return precision, arguments.get("cautious", False)
+    return precision, arguments

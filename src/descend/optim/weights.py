@@ -1,0 +1,174 @@
+"""Weights kept in 16 bits (``param_precision=``): bfloat16 parameters stepped in float32.
+
+A model whose weights are bfloat16 loses every update smaller than half a bf16 ulp of its
+weight when the new weight is rounded to nearest: with a learning rate of 1e-4 and weights
+near 1 (ulp 2^-7), Adam's steps of about ``lr`` vanish and training stalls. With
+``param_precision`` set, each step decodes every bf16 weight that has a gradient into a float32
+*master*, runs the optimizer's ordinary step on the masters (float32 gradients, float32
+arithmetic from the decoded state, any executor, the state kept as ``state_precision`` says for
+float32), and stores the result back into the same bf16 tensor:
+
+- ``"bfloat16"``: with stochastic rounding (the codec of ``state_precision="bfloat16"``, from
+  the optimizer's ``seed`` and stream step), so the expected stored weight is the float32
+  result and small updates survive on average: 2 bytes per weight.
+- ``"bf16+ecc"``: a *split master*, as FlashOptim keeps: the weight rounded to nearest plus an
+  int8 correction byte kept in the state as ``"param.ecc"`` (the codec of
+  ``state_precision="bf16+ecc"``), which together decode to float32 within 1/254 of half a
+  bf16 ulp (a relative error near 2^-16): 3 bytes per weight. The model computes with the
+  rounded weight; each step's update is kept to that resolution, deterministically, so the
+  master drifts from a float32 run by at most that much per step (an update of a few units
+  of it is rounded the same way every step: a bias stochastic rounding does not have).
+
+The swap happens in place: the parameter object keeps its identity (the state's key) and, after
+the step, its own bf16 storage, so a model holding the parameter, a view of it or a compiled
+graph sees the same tensor. A step that raises, or is skipped for a non-finite gradient, leaves
+every weight and gradient as it was. Both formats need bfloat16 parameters (a float32 model
+needs no master); ``differentiable=True`` and DTensor parameters are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from descend.kernels.codecs import CODECS, stream_key
+
+if TYPE_CHECKING:
+    from descend.optim.base import RuleOptimizer
+
+#: The weight formats ``param_precision`` accepts (``None``: weights stepped in their dtype).
+WEIGHT_FORMATS = ("bfloat16", "bf16+ecc")
+#: The state key of a split master's correction bytes.
+CORRECTION_KEY = "param.ecc"
+#: The stream's slot index for weights (state slots use 0-255, their first values 256-511).
+_WEIGHT_SLOT = 1 << 10
+
+
+class WeightPrecision:
+    """A checked ``param_precision`` request."""
+
+    def __init__(self, request: object = None) -> None:
+        if request is not None and request not in WEIGHT_FORMATS:
+            raise ValueError(
+                f"param_precision={request!r} is invalid: expected None (weights stepped in "
+                f"their own dtype) or one of {', '.join(map(repr, WEIGHT_FORMATS))}"
+            )
+        self.request: str | None = request
+
+    def check_parameter(self, param: torch.Tensor, where: str, differentiable: bool) -> None:
+        """Refuse a parameter this request cannot keep: not bfloat16, a DTensor, or any
+        parameter of a differentiable optimizer (its step must stay on the autograd graph)."""
+        if self.request is None:
+            return
+        if differentiable:
+            raise ValueError(
+                f"param_precision={self.request!r} is not available with "
+                "differentiable=True: the step runs on float32 copies of the weights, outside "
+                "the autograd graph; expected param_precision=None"
+            )
+        if param.dtype != torch.bfloat16:
+            raise ValueError(
+                f"{where} (shape {tuple(param.shape)}) is a {param.dtype} tensor: "
+                f"param_precision={self.request!r} keeps bfloat16 weights; expected a "
+                "torch.bfloat16 parameter, or param_precision=None for this one (a param "
+                "group of its own)"
+            )
+        if type(param).__name__ == "DTensor" or type(param.data).__name__ == "DTensor":
+            raise ValueError(
+                f"{where} is a DTensor: param_precision={self.request!r} steps local "
+                "tensors only; expected param_precision=None"
+            )
+
+
+def master(optimizer: RuleOptimizer, param: torch.Tensor) -> torch.Tensor:
+    """``param``'s weight as float32: its bf16 value, with the correction byte of a split
+    master added where one is stored."""
+    correction = optimizer.state.get(param, {}).get(CORRECTION_KEY)
+    if optimizer._weights.request == "bf16+ecc" and correction is not None:
+        decoded: torch.Tensor = CODECS["bf16+ecc"].decode((param.data, correction))
+        return decoded
+    return param.data.to(torch.float32)
+
+
+def _store(optimizer: RuleOptimizer, param: torch.Tensor, stored: torch.Tensor, index: int) -> None:
+    """Store ``param``'s float32 master (its current data) into ``stored``, its bf16 tensor."""
+    values = param.data
+    if optimizer._weights.request == "bf16+ecc":
+        high, correction = CODECS["bf16+ecc"].encode(values, 0)
+        stored.copy_(high)
+        state = optimizer.state[param]
+        existing = state.get(CORRECTION_KEY)
+        if isinstance(existing, torch.Tensor) and existing.shape == correction.shape:
+            existing.copy_(correction)
+        else:
+            state[CORRECTION_KEY] = correction
+        return
+    key = stream_key(optimizer._precision.seed, optimizer._stream_step, index, _WEIGHT_SLOT)
+    (rounded,) = CODECS["bfloat16"].encode(values, key)
+    stored.copy_(rounded)
+
+
+def _swap(param: torch.Tensor, data: torch.Tensor, grad: torch.Tensor | None) -> None:
+    """Give ``param`` other data (of another dtype) and gradient."""
+    param.grad = None
+    param.data = data
+    param.grad = grad
+
+
+@contextlib.contextmanager
+def float32_weights(optimizer: RuleOptimizer, stepping: bool = True) -> Iterator[None]:
+    """Run the body on float32 masters of the bf16 weights (see the module docstring).
+
+    ``stepping`` (a step): only the weights that have gradients, each with its gradient as
+    float32, and the masters stored back if the step happened (it was not skipped and did not
+    raise). Otherwise (a load, or state created at construction) every bf16 weight, nothing
+    stored back: what the body creates or loads is kept in float32, the masters' dtype, and
+    a split master's correction bytes stay int8.
+    """
+    if optimizer._weights.request is None:
+        yield
+        return
+    swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]] = []
+    index = -1
+    try:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                index += 1
+                grad = param.grad
+                if param.dtype != torch.bfloat16 or (stepping and grad is None):
+                    continue
+                stored = param.data
+                work = None if grad is None or not stepping else grad.to(torch.float32)
+                _swap(param, master(optimizer, param), work)
+                swapped.append((param, stored, grad, index))
+        before = optimizer._stream_step
+        yield
+        if stepping and optimizer._stream_step != before:  # the step happened
+            for param, stored, _, position in swapped:
+                _store(optimizer, param, stored, position)
+    finally:
+        for param, stored, grad, _ in swapped:
+            _swap(param, stored, grad)
+    for param, *_ in swapped:
+        state: dict[str, Any] = optimizer.state.get(param, {})
+        correction = state.get(CORRECTION_KEY)
+        if isinstance(correction, torch.Tensor) and correction.dtype != torch.int8:
+            state[CORRECTION_KEY] = correction.to(torch.int8)  # torch's load cast it
+
+
+def requested_weights(arguments: dict[str, Any]) -> WeightPrecision:
+    """The checked ``param_precision`` of a constructor's added arguments."""
+    return WeightPrecision(arguments.get("param_precision"))
+
+
+__all__ = [
+    "CORRECTION_KEY",
+    "WEIGHT_FORMATS",
+    "WeightPrecision",
+    "float32_weights",
+    "master",
+    "requested_weights",
+]
