@@ -16,7 +16,7 @@ values, saved and loaded as usual; only its address changes, before any plan rec
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 ALIGN_BYTES = 64
 
 
-def packable(tensor: Any, param: torch.Tensor) -> bool:
+def packable(tensor: Any, param: torch.Tensor) -> TypeGuard[torch.Tensor]:
     """Whether a freshly created slot tensor can move into a shared buffer: a plain, dense
     (contiguous) CPU tensor laid out like its parameter, outside autograd."""
     return (

@@ -84,11 +84,10 @@ def _torch_tensor_check(tensors: Sequence[torch.Tensor]) -> Callable[..., bool]:
     ``tensors`` (none left free): its ``check(*tensors)``."""
     from torch._C._dynamo.guards import TensorGuards
 
-    guards = TensorGuards(
-        *tensors,
-        dynamic_dims_sizes=[list(_size(t)) for t in tensors],
-        dynamic_dims_strides=[list(_stride(t)) for t in tensors],
-    )
+    # One list of sizes (strides) per tensor, every one fixed (torch's stub types it flat).
+    sizes: Any = [list(_size(t)) for t in tensors]
+    strides: Any = [list(_stride(t)) for t in tensors]
+    guards = TensorGuards(*tensors, dynamic_dims_sizes=sizes, dynamic_dims_strides=strides)
     check: Callable[..., bool] = guards.check
     return check
 
