@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import descend
-from descend.optim.packing import ALIGN_BYTES
+from descend.optim.packing import ALIGN_BYTES, PACK_LIMIT
 from tests.optim.test_step_safety import assert_unchanged, snapshot
 
 SHAPES = [(5, 3), (7,), (4, 4, 2), (1,), (33,)]
@@ -240,3 +240,15 @@ def test_a_gradient_changed_after_the_gradient_guard_armed_is_seen(change):
     for a, b in zip(mine, theirs, strict=True):
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(ours.state[a]["exp_avg"], reference.state[b]["exp_avg"])
+
+
+def test_a_slot_above_the_packing_limit_stays_where_it_was_made():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n)) for n in (8, PACK_LIMIT + 1, 8, 8)]
+    optimizer = descend.Adam(params, backend="fused")
+    for param in params:
+        param.grad = torch.randn_like(param)
+    optimizer.step()
+    large = optimizer.state[params[1]]["exp_avg"]
+    assert large.untyped_storage().nbytes() == large.nbytes
+    assert _one_buffer([optimizer.state[p]["exp_avg"] for p in (params[0], *params[2:])])

@@ -189,14 +189,15 @@ class Block:
         if grads is None:
             # Every planned parameter the step passes has a gradient.
             grads = cast(list[torch.Tensor], [p.grad for p in params])
-        if self.sharded or sharded.any_dtensor(grads):
+        converted = self.sharded or sharded.any_dtensor(grads)
+        if converted:
             params, grads = sharded.local_gradients(params, grads, label)
         elif indices is None and self.grad_guard is not None and self.grad_guard.holds(grads):
             # Laid out as the gradients last found equal to :attr:`grad_layout` (one C++ call).
             return addresses(grads)
         try:
             if layouts(grads) == expected:
-                if indices is None and not self.sharded and guard_available():
+                if indices is None and not converted and guard_available():
                     self.grad_guard = LayoutGuard(grads)
                 return addresses(grads)
         except RuntimeError:  # sparse gradients have no strides

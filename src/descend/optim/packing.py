@@ -7,10 +7,13 @@ on many small tensors every tensor starts a new stream: the memory's prefetchers
 and the kernel runs well below the memory's speed (``python benchmarks/host_overhead.py
 --layouts`` measures the kernel on both layouts).
 
-So the slots a step creates are moved into one buffer per slot name, dtype and device, each a
-view of its own stretch (starting on a 64-byte boundary), exactly as the step counters here are
-0-d views of one tensor. Each stays an ordinary tensor of the state: its own shape, strides and
-values, saved and loaded as usual; only its address changes, before any plan records it.
+So the small slots a step creates (:data:`PACK_LIMIT`: a large tensor is a long stream on its
+own, and moving it would cost a copy's worth of memory for a moment) are moved into one buffer
+per slot name, dtype and device, each a view of its own stretch (starting on a 64-byte
+boundary), as the step counters here are 0-d views of one tensor. Each stays an ordinary
+tensor of the state: its own shape, strides and values, saved and loaded as usual; only its
+address changes, before any plan records it. (Saving one of them alone with ``torch.save``
+saves the whole buffer, as for any view.)
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from descend.optim.param_state import ensure_state
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
 
+#: Slot tensors of up to this many elements are packed; larger ones stay where they were made.
+PACK_LIMIT = 1 << 16
 #: Each packed tensor starts at a multiple of this many bytes (a cache line: full-width
 #: vector loads of a tensor never straddle two lines at its start).
 ALIGN_BYTES = 64
@@ -32,14 +37,15 @@ ALIGN_BYTES = 64
 
 def packable(tensor: Any, param: torch.Tensor) -> TypeGuard[torch.Tensor]:
     """Whether a freshly created slot tensor can move into a shared buffer: a plain, dense
-    (contiguous) CPU tensor laid out like its parameter, outside autograd."""
+    (contiguous) CPU tensor laid out like its parameter, outside autograd, not empty and at
+    most :data:`PACK_LIMIT` elements."""
     return (
         type(tensor) is torch.Tensor
         and tensor.device.type == "cpu"
         and not tensor.requires_grad
         and tensor.is_contiguous()
         and tensor.shape == param.shape
-        and tensor.numel() > 0
+        and 0 < tensor.numel() <= PACK_LIMIT
     )
 
 
