@@ -11,9 +11,10 @@ per product with a 0-d view in each state dict. Counters and products advance as
 
 A block is a promise about memory: a kernel writes through the addresses it holds. So every
 step, before anything changes, the block confirms that every tensor a kernel will touch has the
-address, shape, strides, dtype and device it was built for (:meth:`Block.current`, by the cheap
-keys of :mod:`descend.optim.watch`), and checks each gradient against its parameter
-(:meth:`Block.gradients`).
+address, shape, strides, dtype and device it was built for (:meth:`Block.current`: addresses
+read from Python, the rest in one C++ call over all of them, see :mod:`descend.optim.watch`),
+and checks each gradient against its parameter (:meth:`Block.gradients`, the same way while
+the gradients keep the layout last found good).
 """
 
 from __future__ import annotations
