@@ -54,7 +54,8 @@ from descend.optim.loading import (
     restore_settings,
     saved_settings,
 )
-from descend.optim.param_state import ensure_state, remove_created_state
+from descend.optim.packing import create_packed_state
+from descend.optim.param_state import remove_created_state
 from descend.optim.plan import GroupPlan
 from descend.optim.precision import (
     ARGUMENT_DOCS,
@@ -180,10 +181,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         rules = [self.rule, *(self.rule_for(group) for group in self.param_groups)]
         self._precision.check_slots(rules, type(self).__name__)
         if self.eager_state:
+            pack = self._executors[0].compiled and not self.defaults.get("differentiable")
             for group in self.param_groups:
                 hypers = self.rule_hypers(group)
-                for param in group["params"]:
-                    ensure_state(self, param, hypers, group)
+                create_packed_state(self, group["params"], hypers, group, False, pack)
 
     def _reset_step_caches(self) -> None:
         """What the step keeps between calls, none of it optimizer state: the plans, the
@@ -464,10 +465,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         compiled = not differentiable and self._executors[0].compiled and rule.stage is None
         check_gradients(params, group, self.sparse_gradients, type(self).__name__, self._label)
         check_existing_state(params, rule, self.state, self._label)
-        for param in params:
-            grad = param.grad
-            if compiled and grad is not None and not grad.is_sparse and not param.is_complex():
-                ensure_state(self, param, hypers, group)
+        if compiled:
+            create_packed_state(self, params, hypers, group)
         plan = GroupPlan(
             group,
             self.state,
