@@ -2,11 +2,16 @@
 scalars, dispatch), per tensor, on many small tensors and on the ResNet-18-like list.
 
 The kernel launch is replaced by nothing, so what remains is the host's share; the full step
-is timed beside it in the same run (interleaved, medians). Both are timed as CPU time of the
-process (every thread), which a busy neighbour disturbs far less than wall time: on a shared
-machine the wall-time columns swing with the load, the CPU-time ones hardly.
+and the kernel launches alone (the same launches, recorded from a step) are timed beside it in
+the same run (interleaved, medians). All are timed as CPU time of the process (every thread),
+which a busy neighbour disturbs far less than wall time: on a shared machine the wall-time
+columns swing with the load, the CPU-time ones hardly.
 
-    python benchmarks/host_overhead.py [--repeats N]
+``--layouts`` times instead the kernel of Adam on 1000 tensors of 1024 with its slots as a
+compiled step creates them (each slot's tensors end to end, :mod:`descend.optim.packing`) and as
+``torch.optim`` creates them (interleaved, loaded from a torch.optim.Adam state dict).
+
+    python benchmarks/host_overhead.py [--repeats N] [--layouts]
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import descend
 from descend.kernels.executor import get_executor
 
 CASES: dict[str, list[tuple[int, ...]]] = {}
+#: Settings of each optimizer timed besides the learning rate (SGD with momentum: one slot).
+OPTIONS: dict[str, dict[str, object]] = {"SGD": {"momentum": 0.9}}
 
 
 def _cases() -> dict[str, list[tuple[int, ...]]]:
@@ -30,13 +37,45 @@ def _cases() -> dict[str, list[tuple[int, ...]]]:
     return {"ResNet-18 (62)": STEP_CASES["ResNet-18 (62)"], "1000 x 1024": [(1024,)] * 1000}
 
 
-def _optimizer(shapes: list[tuple[int, ...]], name: str) -> tuple[torch.optim.Optimizer, list]:
+def _optimizer(
+    shapes: list[tuple[int, ...]], name: str, torch_state: bool = False
+) -> tuple[torch.optim.Optimizer, list]:
     params = [torch.randn(*shape, requires_grad=True) for shape in shapes]
     for param in params:
         param.grad = torch.randn_like(param)
-    optimizer = getattr(descend, name)(params, lr=1e-3, backend="fused")
+    options = OPTIONS.get(name, {})
+    optimizer = getattr(descend, name)(params, lr=1e-3, backend="fused", **options)
+    if torch_state:
+        # The state laid out as torch.optim creates it: tensor by tensor, slots interleaved.
+        reference = getattr(torch.optim, name)(params, lr=1e-3, **options)
+        reference.step()
+        optimizer.load_state_dict(reference.state_dict())
     optimizer.step()
     return optimizer, params
+
+
+def recorded_launches(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """The kernel launches of one step of ``optimizer`` (recorded while it steps), as a
+    function that runs them again on the same tensors."""
+    fused = get_executor("fused")
+    launch = type(fused).launch
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    def record(*arguments: object, **keywords: object) -> None:
+        calls.append((arguments, keywords))
+        launch(*arguments, **keywords)  # type: ignore[arg-type]
+
+    type(fused).launch = record  # type: ignore[method-assign]
+    try:
+        optimizer.step()
+    finally:
+        type(fused).launch = launch  # type: ignore[method-assign]
+
+    def run() -> None:
+        for arguments, keywords in calls:
+            launch(*arguments, **keywords)  # type: ignore[arg-type]
+
+    return run
 
 
 def interleaved(
@@ -55,17 +94,39 @@ def interleaved(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def layouts(repeats: int) -> None:
+    """Kernel time of Adam on 1000 x 1024 with packed and with interleaved slots."""
+    shapes = [(1024,)] * 1000
+    kept = {
+        label: _optimizer(shapes, "Adam", torch_state)
+        for label, torch_state in (("packed", False), ("interleaved (torch's)", True))
+    }
+    times = interleaved(
+        {label: recorded_launches(opt) for label, (opt, _) in kept.items()}, repeats
+    )
+    print("Kernel CPU time of Adam on 1000 x 1024, medians of interleaved rounds")
+    print("| slots | kernel (ms) |")
+    print("|---|---|")
+    for label, seconds in times.items():
+        print(f"| {label} | {seconds * 1e3:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--layouts", action="store_true", help="packed against torch's slots")
     args = parser.parse_args()
+    if args.layouts:
+        layouts(args.repeats)
+        return
     fused = get_executor("fused")
     launch = type(fused).launch
     print("CPU time of the process, medians of interleaved rounds")
     print(
-        "| case | optimizer | full step (ms) | host part (ms) | host us per tensor | host share |"
+        "| case | optimizer | full step (ms) | kernel (ms) | host part (ms) "
+        "| host us per tensor | host share |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for case, shapes in _cases().items():
         for name in ("Adam", "SGD"):
             optimizer, params = _optimizer(shapes, name)
@@ -77,11 +138,17 @@ def main() -> None:
                 finally:
                     type(fused).launch = launch
 
-            times = interleaved({"full": optimizer.step, "host": host_only}, args.repeats)
-            full, host = times["full"], times["host"]
+            functions = {
+                "full": optimizer.step,
+                "host": host_only,
+                "kernel": recorded_launches(optimizer),
+            }
+            times = interleaved(functions, args.repeats)
+            full, host, kernel = times["full"], times["host"], times["kernel"]
+            label = f"{name} momentum" if OPTIONS.get(name, {}).get("momentum") else name
             print(
-                f"| {case} | {name} | {full * 1e3:.3f} | {host * 1e3:.3f} | "
-                f"{host / len(params) * 1e6:.2f} | {100 * host / full:.1f}% |"
+                f"| {case} | {label} | {full * 1e3:.3f} | {kernel * 1e3:.3f} | "
+                f"{host * 1e3:.3f} | {host / len(params) * 1e6:.2f} | {100 * host / full:.1f}% |"
             )
 
 

@@ -166,28 +166,39 @@ class Bench:
         """Run every trial still missing from the budgets, then return :meth:`results`."""
         reporter = reporter or Reporter()
         reporter.begin(*count_done(self.pairs, self.config))
-        for pair in self.pairs:
-            self._tune(pair, reporter)
-            self._rerun_seeds(pair, reporter)
+        # First every run no worker has started, pair after pair; a pair whose runs other
+        # workers hold is passed over, so a worker never idles while later pairs have work.
+        # Then each pair is waited for in turn.
+        for wait in (False, True):
+            for pair in self.pairs:
+                if self._tune(pair, reporter, wait):
+                    self._rerun_seeds(pair, reporter, wait)
         return self.results()
 
-    def _tune(self, pair: StudyPair, reporter: Reporter) -> None:
+    def _tune(self, pair: StudyPair, reporter: Reporter, wait: bool = True) -> bool:
+        """Run the pair's missing tuning trials; whether its tuning is complete (without
+        ``wait``, ``False`` at once where only other workers' trials are missing)."""
         budget = tuning_budget(pair.contender, self.config)
         while (gap := tuning_gap(pair, budget, self.storage)).action != DONE:
             if gap.action == WAIT:
+                if not wait:
+                    return False
                 self._wait(pair, gap, reporter)
                 continue
             claim = claim_tuning_trial(pair, self.config, budget, self.storage)
             if claim is not None:
                 run_tuning_trial(pair, claim, self.storage, reporter)
+        return True
 
-    def _rerun_seeds(self, pair: StudyPair, reporter: Reporter) -> None:
+    def _rerun_seeds(self, pair: StudyPair, reporter: Reporter, wait: bool = True) -> None:
         best = best_trial(pair, self.config)
         if best is None:
             return
         params, wanted = best[0], set(range(1, self.config.seeds + 1))
         while (gap := seeds_gap(pair, params, wanted, self.storage)).action != DONE:
             if gap.action == WAIT:
+                if not wait:
+                    return
                 self._wait(pair, gap, reporter)
                 continue
             claim = claim_seed_run(pair, params, wanted, self.storage)

@@ -54,7 +54,8 @@ from descend.optim.loading import (
     restore_settings,
     saved_settings,
 )
-from descend.optim.param_state import create_eager_state, ensure_state, remove_created_state
+from descend.optim.packing import create_eager_state, create_packed_state
+from descend.optim.param_state import remove_created_state
 from descend.optim.plan import GroupPlan
 from descend.optim.precision import (
     ARGUMENT_DOCS,
@@ -463,10 +464,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         compiled = not differentiable and self._executors[0].compiled and rule.stage is None
         check_gradients(params, group, self.sparse_gradients, type(self).__name__, self._label)
         check_existing_state(params, rule, self.state, self._label)
-        for param in params:
-            grad = param.grad
-            if compiled and grad is not None and not grad.is_sparse and not param.is_complex():
-                ensure_state(self, param, hypers, group)
+        if compiled:
+            create_packed_state(self, params, hypers, group)
         plan = GroupPlan(
             group,
             self.state,

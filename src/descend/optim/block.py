@@ -11,9 +11,10 @@ per product with a 0-d view in each state dict. Counters and products advance as
 
 A block is a promise about memory: a kernel writes through the addresses it holds. So every
 step, before anything changes, the block confirms that every tensor a kernel will touch has the
-address, shape, strides, dtype and device it was built for (:meth:`Block.current`, by the cheap
-keys of :mod:`descend.optim.watch`), and checks each gradient against its parameter
-(:meth:`Block.gradients`).
+address, shape, strides, dtype and device it was built for (:meth:`Block.current`: addresses
+read from Python, the rest in one C++ call over all of them, see :mod:`descend.optim.watch`),
+and checks each gradient against its parameter (:meth:`Block.gradients`, the same way while
+the gradients keep the layout last found good).
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from descend.kernels.variant import Variant
 from descend.optim import sharded
 from descend.optim.checks import Label, check_gradient, dtype_name, identical
 from descend.optim.precision import BlockCoding, Coded
-from descend.optim.watch import Watch, layouts, metadata
+from descend.optim.watch import (
+    LayoutGuard,
+    Watch,
+    addresses,
+    guard_available,
+    layouts,
+    metadata,
+)
 from descend.rules.spec import Rule
 
 #: What a step's launch needs for one (step, products) key: kernel (``None`` while it loads),
@@ -100,6 +108,10 @@ class Block:
         self.watched_tensors = watched
         self.watched_metadata = metadata(self._local(watched)) if self.sharded else ()
         self.grad_layout = layouts(local)
+        #: Armed on the last full set of gradients found laid out as :attr:`grad_layout`: while
+        #: it holds, a step's gradients are checked in one C++ call (see
+        #: :mod:`descend.optim.watch`).
+        self.grad_guard: LayoutGuard | None = None
         self.counted = rule.counts_steps
         if self.counted:
             self.steps = torch.tensor([float(state["step"]) for state in states], dtype=step_dtype)
@@ -178,11 +190,17 @@ class Block:
         if grads is None:
             # Every planned parameter the step passes has a gradient.
             grads = cast(list[torch.Tensor], [p.grad for p in params])
-        if self.sharded or sharded.any_dtensor(grads):
+        converted = self.sharded or sharded.any_dtensor(grads)
+        if converted:
             params, grads = sharded.local_gradients(params, grads, label)
+        elif indices is None and self.grad_guard is not None and self.grad_guard.holds(grads):
+            # Laid out as the gradients last found equal to :attr:`grad_layout` (one C++ call).
+            return addresses(grads)
         try:
             if layouts(grads) == expected:
-                return list(map(torch.Tensor.data_ptr, grads))
+                if indices is None and not converted and guard_available():
+                    self.grad_guard = LayoutGuard(grads)
+                return addresses(grads)
         except RuntimeError:  # sparse gradients have no strides
             pass
         if any(g.is_sparse for g in grads):

@@ -18,7 +18,6 @@ import torch
 from descend.optim import sharded
 from descend.optim.checks import describe, step_dtype
 from descend.optim.precision import check_stored, encode_slot, initial_key, stored_format
-from descend.optim.weights import float32_weights
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
@@ -86,16 +85,6 @@ def ensure_state(
         else:
             sharded.check_state(tensor, param, slot.name, optimizer._label)
     return state, created
-
-
-def create_eager_state(optimizer: RuleOptimizer) -> None:
-    """Create every parameter's state now (a class with ``eager_state``, as
-    ``torch.optim.Adagrad``); bf16 weights with float32 masters get float32 state."""
-    with float32_weights(optimizer, stepping=False):
-        for group in optimizer.param_groups:
-            hypers = optimizer.rule_hypers(group)
-            for param in group["params"]:
-                ensure_state(optimizer, param, hypers, group)
 
 
 def remove_created_state(optimizer: RuleOptimizer) -> None:

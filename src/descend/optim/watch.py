@@ -2,23 +2,34 @@
 
 A plan's kernels write through raw addresses, so before every step the plan confirms, for
 every parameter and state tensor it writes, everything the kernel's address arithmetic assumes:
-address, shape, strides, dtype and device (:func:`metadata`). Read in full that is five
-attribute reads per tensor, most of a step's host time on many small tensors, so a step first
-compares four of them (:func:`fast_keys`): address, byte count, strides and dtype. Equal keys
-imply an equal walk: a tensor keeps its device while it keeps its address (memory of another
-device is another allocation), and a dense tensor (the only kind a plan holds) with the same
-strides and byte count holds the same elements in the same order. What the keys cannot see is
-a tensor replaced (``.data =``) by a non-dense view at the same address with the same strides
-and byte count (``as_strided`` over the same memory): the kernel then touches no memory
-outside the planned block, and torch's own optimizers refuse such a tensor (its shape no
-longer fits the gradient's). Any difference in the keys falls back to the full comparison,
-which decides.
+address, shape, strides, dtype and device (:func:`metadata`). Read from Python that is five
+attribute reads per tensor (50-200 ns each), most of a step's host time on many small tensors.
+
+So a step reads only the addresses from Python and checks the rest of every tensor's layout in
+one C++ call over the whole list (:class:`LayoutGuard`, built on the tensor check that
+``torch.compile``'s guards run: it compares each tensor's sizes, strides, dtype, device and
+dispatch keys with the values it was armed with). Equal addresses and a passing guard mean
+equal metadata, exactly. A guard that fails on an unchanged layout (the tensor's
+``requires_grad`` or the thread's dispatch state changed) only sends the step to the full
+comparison, which decides, and re-arms the guard.
+
+Where that check is missing or does not behave as expected (another torch version: a self-test
+runs once, see :func:`guard_available`), a step compares four cheaper keys instead
+(:func:`fast_keys`): address, byte count, strides and dtype. Equal keys imply an equal walk: a
+tensor keeps its device while it keeps its address (memory of another device is another
+allocation), and a dense tensor (the only kind a plan holds) with the same strides and byte
+count holds the same elements in the same order. What those keys cannot see is a tensor
+replaced (``.data =``) by a non-dense view at the same address with the same strides and byte
+count (``as_strided`` over the same memory): the kernel then touches no memory outside the
+planned block, and torch's own optimizers refuse such a tensor (its shape no longer fits the
+gradient's). Any difference in the keys falls back to the full comparison, which decides.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any
 
 import torch
@@ -63,17 +74,109 @@ def fast_keys(tensors: Sequence[torch.Tensor]) -> tuple[list[Any], ...]:
     )
 
 
+def addresses(tensors: Sequence[torch.Tensor]) -> list[int]:
+    """Each tensor's ``data_ptr()``, in one C-level pass."""
+    return list(map(_data_ptr, tensors))
+
+
+def _torch_tensor_check(tensors: Sequence[torch.Tensor]) -> Callable[..., bool]:
+    """The C++ check of ``torch.compile``'s guards, armed with every size and stride of
+    ``tensors`` (none left free): its ``check(*tensors)``."""
+    from torch._C._dynamo.guards import TensorGuards
+
+    # One list of sizes (strides) per tensor, every one fixed (torch's stub types it flat).
+    sizes: Any = [list(_size(t)) for t in tensors]
+    strides: Any = [list(_stride(t)) for t in tensors]
+    guards = TensorGuards(*tensors, dynamic_dims_sizes=sizes, dynamic_dims_strides=strides)
+    check: Callable[..., bool] = guards.check
+    return check
+
+
+def _layout_changes() -> list[Callable[[torch.Tensor], object]]:
+    """Changes of a 2 x 3 float32 tensor's layout that a guard must see."""
+
+    def replaced(tensor: torch.Tensor, other: torch.Tensor) -> None:
+        tensor.data = other
+
+    return [
+        lambda t: t.t_(),
+        lambda t: t.unsqueeze_(0),
+        lambda t: t.resize_(3, 3),
+        lambda t: t.resize_(1, 3),
+        lambda t: t.as_strided_((3, 2), (1, 3)),
+        lambda t: t.set_(torch.zeros(3, 2)),
+        lambda t: replaced(t, t.double()),
+        lambda t: replaced(t, t.view(torch.int32)),
+        lambda t: replaced(t, t.view(6)),
+    ]
+
+
+@cache
+def guard_available() -> bool:
+    """Whether the C++ tensor check exists here and behaves as :class:`LayoutGuard` needs:
+    true on the tensors it was armed with, false after each of a list of layout changes
+    (checked once per process; otherwise every guard compares the layouts from Python)."""
+    try:
+        probe = torch.zeros(2, 3)
+        if not _torch_tensor_check([probe, torch.zeros(4)])(probe, torch.zeros(4)):
+            return False
+        for change in _layout_changes():
+            tensor = torch.zeros(2, 3)
+            check = _torch_tensor_check([tensor])
+            change(tensor)
+            if check(tensor):
+                return False
+    except (ImportError, AttributeError, TypeError, ValueError, RuntimeError, SystemError):
+        # An older or newer torch without this check, or with another signature.
+        return False
+    return True
+
+
+class LayoutGuard:
+    """The sizes, strides, dtype and device of a list of tensors, as when armed; checked in
+    one C++ call where :func:`guard_available`, else by comparing :func:`layouts`."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
+        self.count = len(tensors)
+        self._check = _torch_tensor_check(tensors) if guard_available() else None
+        self._layouts = None if self._check is not None else layouts(tensors)
+
+    def holds(self, tensors: Sequence[torch.Tensor]) -> bool:
+        """True only if every tensor has the sizes, strides, dtype and device of the tensor
+        at its position when armed (false may also mean another ``requires_grad`` or
+        dispatch state: compare in full then)."""
+        if len(tensors) != self.count:
+            return False
+        if self._check is None:
+            return layouts(tensors) == self._layouts
+        return bool(self._check(*tensors))
+
+
 class Watch:
     """Tensors a kernel writes by address, and the check that they are as when planned."""
 
     def __init__(self, tensors: list[torch.Tensor]) -> None:
         self.tensors = tensors
         self.metadata = metadata(tensors)
-        self.keys = fast_keys(tensors)
+        #: One C++ layout check for all of them (see the module docstring), or ``None``:
+        #: then the cheaper keys.
+        self.guard = LayoutGuard(tensors) if guard_available() else None
+        self.keys = fast_keys(tensors) if self.guard is None else ()
 
     def current(self) -> bool:
         """Whether every tensor still has the address, shape, strides, dtype and device it
-        was planned with: by the cheaper keys when they are unchanged, else in full."""
-        if fast_keys(self.tensors) == self.keys:
+        was planned with: by addresses and the layout guard (else the cheaper keys) when
+        they agree, else in full."""
+        tensors = self.tensors
+        if self.guard is None:
+            if fast_keys(tensors) == self.keys:
+                return True
+            return metadata(tensors) == self.metadata
+        if addresses(tensors) == self.metadata[0] and self.guard.holds(tensors):
             return True
-        return metadata(self.tensors) == self.metadata
+        if metadata(tensors) != self.metadata:
+            return False
+        # Same metadata, so only what the guard reads beside it changed (requires_grad, the
+        # dispatch state): arm it afresh so that the next step takes the fast path again.
+        self.guard = LayoutGuard(tensors)
+        return True
