@@ -46,12 +46,12 @@ CODEC_PRIMITIVES: dict[str, dict[str, str]] = {
     name: dict(zip(("torch", "numba", "triton"), row, strict=True)) for name, row in {
         #               torch                 numba                    triton
         "where":      ("codec_torch:where",      "_numba_codecs:where",      "triton_codecs:where"),
-        "float_bits": ("codec_torch:float_bits", "_numba_support:float_bits", "triton_codecs:float_bits"),  # noqa: E501
-        "bits_float": ("codec_torch:bits_float", "_numba_support:bits_float", "triton_codecs:bits_float"),  # noqa: E501
-        "divide":     ("codec_torch:divide",     "_numba_support:div",       "triton_support:div"),
-        "f32":        ("codec_torch:f32",        "numpy:float32",            "triton_codecs:f32"),
-        "to_float32": ("codec_torch:to_float32", "numpy:float32",            "triton_codecs:to_float32"),  # noqa: E501
-        "to_int":     ("codec_torch:to_int",     "numpy:int64",              "triton_codecs:to_int"),  # noqa: E501
+        "float_bits": ("codec_torch:float_bits", "_numba_codecs:float_bits", "triton_codecs:float_bits"),  # noqa: E501
+        "bits_float": ("codec_torch:bits_float", "_numba_codecs:bits_float", "triton_codecs:bits_float"),  # noqa: E501
+        "divide":     ("codec_torch:divide",     "_numba_codecs:divide",     "triton_support:div"),
+        "f32":        ("codec_torch:f32",        "_numba_codecs:f32",        "triton_codecs:f32"),
+        "to_float32": ("codec_torch:to_float32", "_numba_codecs:to_float32", "triton_codecs:to_float32"),  # noqa: E501
+        "to_int":     ("codec_torch:to_int",     "_numba_codecs:to_int",     "triton_codecs:to_int"),  # noqa: E501
         "gather":     ("codec_torch:gather",     "_numba_codecs:gather",     "triton_codecs:gather"),  # noqa: E501
     }.items()
 }

@@ -71,6 +71,11 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
     return slots, row
 
 
+#: The version of the code :mod:`descend.kernels._numba_codecs` emits for a traced codec,
+#: written into each kernel's source: bumped when that code changes, so that a kernel Numba
+#: cached with the old code is compiled afresh.
+TRACER_VERSION = 1
+
 #: Elements per chunk of a kernel without an ``"int8"`` slot.
 CHUNK = 1024
 
@@ -176,7 +181,7 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         *(indent + " " * 8 + line for line in store),
         *(indent + "    " + line for line in encode),
     ]
-    codecs = codec_source("numba", "@njit(inline='always', error_model='numpy')")
+    codecs = codec_source("numba", "@traced")
     return f'''"""Fused {dtype} kernel of rule {rule.name!r}, coded slots; made by descend."""
 # variant {variant!r}
 import numpy as np
@@ -187,6 +192,7 @@ from descend.kernels._numba_support import uint16_pointer, int8_pointer, uint8_p
 from descend.kernels._numba_support import add as _add, sub as _sub, mul as _mul
 from descend.kernels._numba_support import div as _div, power as _power, neg as _neg
 from descend.kernels.codec_elements import int8_tables
+from descend.kernels._numba_codecs import traced  # codecs traced by version {TRACER_VERSION}
 {codecs}
 
 MAPS, MIDDLES, STARTS = int8_tables()
