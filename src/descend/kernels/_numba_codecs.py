@@ -39,8 +39,8 @@ _UNSIGNED = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 
 
 class Word:
-    """One traced value: an LLVM value of a 32-bit integer, a condition (1 bit), a float32 or a
-    table's address, with the codec language's operators."""
+    """One traced value: an LLVM value of a 32-bit integer, a condition (1 bit) or a float32,
+    with the codec language's operators."""
 
     # NumPy scalars (``np.float32(0.0) - word``) hand the operation to Word's reflected one.
     __array_ufunc__ = None
@@ -52,15 +52,9 @@ class Word:
 
     @property
     def kind(self) -> str:
-        """``"int"``, ``"bool"``, ``"float"`` or ``"table"``."""
+        """``"int"``, ``"bool"`` or ``"float"``."""
         kind = self.value.type
-        if kind == _I32:
-            return "int"
-        if kind == _I1:
-            return "bool"
-        if kind == _F32:
-            return "float"
-        return "table"
+        return "int" if kind == _I32 else "bool" if kind == _I1 else "float"
 
     def _operand(self, other: object) -> ir.Value:
         return _constant(other, self.value.type)
@@ -86,7 +80,7 @@ class Word:
             }.get(operation)
             if kind == "bool" and operation not in "&|^":
                 emit = None
-        if emit is None or kind == "table":
+        if emit is None:
             raise TypeError(f"the codec language has no {operation!r} on {kind} values")
         return Word(builder, emit(a, b))
 
@@ -195,9 +189,10 @@ def bits_float(bits: Word | int) -> Word | np.float32:
     return np.uint32(bits & _MASK32).view(np.float32)
 
 
-def divide(a: Word, b: object) -> Word:
+def divide(a: object, b: object) -> Word:
     """``a / b`` in float32, correctly rounded."""
-    return Word(a.builder, a.builder.fdiv(a.value, _constant(b, _F32)))
+    builder = next(x.builder for x in (a, b) if isinstance(x, Word))
+    return Word(builder, builder.fdiv(_constant(a, _F32), _constant(b, _F32)))
 
 
 def f32(constant: float) -> np.float32:
@@ -215,17 +210,10 @@ def to_int(value: Word) -> Word:
     return Word(value.builder, value.builder.fptosi(value.value, _I32))
 
 
-def gather(table: Word, index: Word) -> Word:
-    """Element ``index`` of ``table``."""
-    builder = table.builder
-    address = builder.gep(table.value, [builder.zext(index.value, _I64)])
-    return Word(builder, builder.load(address))
-
-
 # -- codec functions as intrinsics ------------------------------------------------------------
 
 
-def _argument(context: Any, builder: ir.IRBuilder, kind: Any, value: ir.Value) -> Word:
+def _argument(builder: ir.IRBuilder, kind: Any, value: ir.Value) -> Word:
     """A kernel's argument of Numba type ``kind`` as a Word."""
     if isinstance(kind, types.Boolean):
         return Word(builder, value)
@@ -237,8 +225,6 @@ def _argument(context: Any, builder: ir.IRBuilder, kind: Any, value: ir.Value) -
         return Word(builder, value if width == 32 else extend(value, _I32))
     if kind == types.float32:
         return Word(builder, value)
-    if isinstance(kind, types.Array):
-        return Word(builder, context.make_array(kind)(context, builder, value=value).data)
     raise TypeError(f"a codec takes no argument of type {kind}")
 
 
@@ -248,18 +234,14 @@ def _result(builder: ir.IRBuilder, word: Word) -> tuple[Any, ir.Value]:
         return types.int64, builder.sext(word.value, _I64)
     if word.kind == "bool":
         return types.boolean, word.value
-    if word.kind == "float":
-        return types.float32, word.value
-    raise TypeError("a codec returns no table")
+    return types.float32, word.value
 
 
 def _trace(
     function: Callable[..., Any], context: Any, builder: ir.IRBuilder, kinds: Any, args: Any
 ) -> list[tuple[Any, ir.Value]]:
     """Run ``function`` on Words of ``args``: its results as (Numba type, value) pairs."""
-    words = [
-        _argument(context, builder, kind, value) for kind, value in zip(kinds, args, strict=True)
-    ]
+    words = [_argument(builder, kind, value) for kind, value in zip(kinds, args, strict=True)]
     result = function(*words)
     results = result if isinstance(result, tuple) else (result,)
     return [_result(builder, word) for word in results]

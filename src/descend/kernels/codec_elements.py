@@ -52,7 +52,6 @@ CODEC_PRIMITIVES: dict[str, dict[str, str]] = {
         "f32":        ("codec_torch:f32",        "_numba_codecs:f32",        "triton_codecs:f32"),
         "to_float32": ("codec_torch:to_float32", "_numba_codecs:to_float32", "triton_codecs:to_float32"),  # noqa: E501
         "to_int":     ("codec_torch:to_int",     "_numba_codecs:to_int",     "triton_codecs:to_int"),  # noqa: E501
-        "gather":     ("codec_torch:gather",     "_numba_codecs:gather",     "triton_codecs:gather"),  # noqa: E501
     }.items()
 }
 # fmt: on
@@ -76,7 +75,6 @@ divide = _implementation("divide", "torch")
 f32 = _implementation("f32", "torch")
 to_float32 = _implementation("to_float32", "torch")
 to_int = _implementation("to_int", "torch")
-gather = _implementation("gather", "torch")
 if set(CODEC_PRIMITIVES) - set(globals()):
     raise ImportError(
         f"primitives without a torch name here: {sorted(set(CODEC_PRIMITIVES) - set(globals()))}"
@@ -169,6 +167,14 @@ def encode_ecc(value: Any) -> Any:
 
 
 # -- int8 -------------------------------------------------------------------------------------
+#
+# The code map (version :data:`INT8_VERSION`) is a dynamic tree in base 8, in closed form: below
+# the block's largest magnitude, level ``e`` (``e = 0`` at the top) covers magnitudes from
+# ``8**-e / 8`` to ``8**-e`` and splits them into ``n = 2**(L - e)`` equal steps, ``L`` the
+# deepest level (6 for the signed map, whose 8th bit is the sign; 7 for the unsigned one). A
+# magnitude code ``m`` (from 1) is step ``k = m - n + 1`` of level ``e``, ``n = 2**floor(log2
+# m)``; its value is ``8**-e / 8 * (1 + 7 k / n)``, a dyadic fraction: exact in float32. Step 0
+# of a level is the top of the level below, and code 0 is zero.
 
 
 def magnitude_bits(value: Any) -> Any:
@@ -187,28 +193,40 @@ def int8_scale(largest_bits: Any, negative: Any) -> Any:
     return where(largest_bits < 0x7F800000, scale, bits_float(0x7FC00000))
 
 
-def encode_int8(value: Any, largest_bits: Any, negative: Any, middles: Any, starts: Any) -> Any:
-    """The code of ``value`` in its block (see :func:`int8_scale`): the number of the map's
-    midpoints below ``value / absmax`` (0 for every value of a non-finite block). The count
-    below the smallest float32 of the scaled value's bf16 bucket is a table read (``starts``,
-    one row per map and sign, :data:`BUCKETS` buckets from ``2**-24`` up to 1, where every
-    smaller magnitude counts alike); at most one more midpoint lies inside a bucket (checked
-    by :func:`int8_tables`)."""
+def encode_int8(value: Any, largest_bits: Any, negative: Any) -> Any:
+    """The code of ``value`` in its block (see :func:`int8_scale`): the map's value nearest to
+    ``|value| / absmax`` (up to float32 rounding next to a midpoint, ties to the even step; a
+    magnitude below 9/16 of the smallest nonzero value codes as zero), plus 128 for a negative
+    value of a signed block; 0 for every value of a non-finite block. The level is found from
+    the float's exponent and each level's step is a power of two, so no table is read, and the
+    divisions are by block constants (one reciprocal a block, hoisted out of a loop)."""
     finite = largest_bits < 0x7F800000
     divisor = where(finite & (largest_bits > 0), bits_float(largest_bits), f32(1.0))
-    scaled = where(finite, divide(value, divisor), f32(0.0))
-    bits = float_bits(scaled)
-    bucket = (bits >> 16) & 0x7FFF
-    bucket = where(bucket < 0x3380, 0x3380, where(bucket > 0x3F80, 0x3F80, bucket))
-    row = where(negative, 0, 2) + (bits >> 31)
-    code = gather(starts, row * 3073 + (bucket - 0x3380))
-    return code + where(gather(middles, where(negative, 0, 256) + code) < scaled, 1, 0)
+    scaled = where(finite, bits_float(magnitude_bits(value)) * divide(f32(1.0), divisor), f32(0.0))
+    deepest = where(negative, 6, 7)
+    exponent = float_bits(scaled) >> 23
+    # floor((126 - exponent) / 3) (a multiply and a shift: exact below 2**15), at most deepest.
+    level = ((126 - where(exponent > 126, 126, exponent)) * 0xAAAB) >> 17
+    level = where(level > deepest, deepest, level)
+    steps = bits_float((127 + deepest - level) << 23)
+    lifted = scaled * bits_float((130 + 3 * level) << 23) - f32(1.0)
+    step = (lifted * steps * f32(1.0 / 7.0) + f32(12582912.0)) - f32(12582912.0)
+    step = where(step < f32(0.0), f32(0.0), where(step > steps, steps, step))
+    sign = where(finite & negative & (value < f32(0.0)), 128, 0)
+    return to_int(step + steps - f32(1.0)) + sign
 
 
-def decode_int8(code: Any, scale: Any, maps: Any) -> Any:
+def decode_int8(code: Any, scale: Any) -> Any:
     """An int8 code of a block with this stored scale as float32."""
     unsigned = scale < f32(0.0)
-    return gather(maps, code + where(unsigned, 256, 0)) * where(unsigned, f32(0.0) - scale, scale)
+    magnitude = where(unsigned, code, code & 127)
+    bits = float_bits(to_float32(where(magnitude == 0, 1, magnitude)))
+    steps = bits_float(bits & 0x7F800000)
+    numerator = to_float32(7 * magnitude + 7) - f32(6.0) * steps
+    value = numerator * bits_float(((bits >> 23) * 2 - where(unsigned, 151, 148)) << 23)
+    value = where(magnitude == 0, f32(0.0), value)
+    value = where(unsigned | (code < 128), value, f32(0.0) - value)
+    return value * where(unsigned, f32(0.0) - scale, scale)
 
 
 #: Every codec function, callees first: the order compiled modules define them in.
@@ -231,80 +249,20 @@ CODEC_FUNCTIONS: tuple[Callable[..., Any], ...] = (
 )
 _BY_NAME = {function.__name__: function for function in CODEC_FUNCTIONS}
 
-
-def dynamic_map(signed: bool) -> np.ndarray:
-    """The 256 values of the dynamic quantization map, ascending, in float32.
-
-    Seven decades below 1 (``10**-6`` to ``10**0``); decade ``i`` (from the lowest) holds the
-    midpoints of ``2**i + 1`` (signed: each with both signs) or ``2**(i + 1) + 1``
-    (unsigned) points spaced evenly from 0.1 to 1, scaled to the decade; then 0 and 1.
-    """
-    values = [0.0, 1.0]
-    for decade in range(7):
-        points = (2**decade if signed else 2 ** (decade + 1)) + 1
-        bounds = np.linspace(0.1, 1.0, points)
-        middles = 10.0 ** (decade - 6) * (bounds[:-1] + bounds[1:]) / 2
-        values += middles.tolist()
-        if signed:
-            values += (-middles).tolist()
-    table = np.sort(np.asarray(values, dtype=np.float64)).astype(np.float32)
-    assert len(table) == 256 and len(np.unique(table)) == 256
-    return table
+#: The version of the int8 code map, recorded in state dicts: 1 was the base-10 dynamic map
+#: read from tables (:func:`descend.kernels.codecs.dynamic_map`), 2 is the closed form above.
+INT8_VERSION = 2
 
 
 @cache
-def code_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(signed map, its midpoints, unsigned map, its midpoints)`` in float32: a value is
-    coded as the number of midpoints below it (ties to the lower code)."""
-    tables = []
-    for signed in (True, False):
-        table = dynamic_map(signed)
-        wide = table.astype(np.float64)
-        tables += [table, ((wide[:-1] + wide[1:]) / 2).astype(np.float32)]
-    return tables[0], tables[1], tables[2], tables[3]
+def int8_map(signed: bool) -> np.ndarray:
+    """The 256 values of the int8 code map (version 2) by code, for a block whose largest
+    magnitude is 1: :func:`decode_int8` evaluated on every code."""
+    import torch
 
-
-#: The bf16 buckets (the top 16 bits of a float32, its sign apart) a row of the int8 code
-#: table covers: from ``2**-24`` (every midpoint of either map is at least twice as large in
-#: magnitude, so every smaller value counts alike) to 1.0 (a scaled value is never larger).
-#: :func:`encode_int8` writes these numbers as literals (Triton reads no global).
-LOWEST_BUCKET, HIGHEST_BUCKET = 0x3380, 0x3F80
-BUCKETS = HIGHEST_BUCKET - LOWEST_BUCKET + 1
-
-
-def _bucket_starts(middles: np.ndarray) -> np.ndarray:
-    """Rows of :data:`BUCKETS` counts, for positive then negative values: how many
-    ``middles`` lie below each bucket's smallest value. Refuses a map with two midpoints
-    inside one bucket, or one smaller in magnitude than the lowest bucket."""
-    if float(np.abs(middles).min()) < 2.0**-23:
-        raise AssertionError("an int8 map has a midpoint below the table's lowest bucket")
-    rows = []
-    for sign in (0, 1 << 15):
-        high = np.arange(LOWEST_BUCKET, HIGHEST_BUCKET + 1, dtype=np.int64) | sign
-        ends = (high << 16, (high << 16) | 0xFFFF)
-        smallest, largest = (ends[1], ends[0]) if sign else ends
-        counts = [
-            np.searchsorted(middles, bits.astype(np.uint32).view(np.float32))
-            for bits in (smallest, largest)
-        ]
-        if int((counts[1] - counts[0]).max()) > 1:
-            raise AssertionError("a bf16 bucket holds two midpoints of an int8 map")
-        rows.append(counts[0])
-    return np.concatenate(rows)
-
-
-@cache
-def int8_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The tables :func:`encode_int8` and :func:`decode_int8` read: ``maps`` (the signed map,
-    then the unsigned one; float32), ``middles`` (each map's 255 midpoints and an infinite
-    256th, signed first; float32) and ``starts`` (:func:`_bucket_starts` of the signed map,
-    then of the unsigned one; int32)."""
-    signed, signed_middles, unsigned, unsigned_middles = code_tables()
-    inf = np.float32(np.inf)
-    maps = np.concatenate([signed, unsigned]).astype(np.float32)
-    middles = np.concatenate([signed_middles, [inf], unsigned_middles, [inf]]).astype(np.float32)
-    starts = np.concatenate([_bucket_starts(signed_middles), _bucket_starts(unsigned_middles)])
-    return maps, middles, starts.astype(np.int32)
+    codes = torch.arange(256, dtype=torch.int64)
+    values: np.ndarray = decode_int8(codes, torch.tensor(1.0 if signed else -1.0)).numpy()
+    return values
 
 
 # -- binding ----------------------------------------------------------------------------------
@@ -335,8 +293,7 @@ __all__ = [
     "CODEC_FUNCTIONS",
     "CODEC_PRIMITIVES",
     "INT8_BLOCK",
-    "code_tables",
+    "INT8_VERSION",
     "codec_source",
-    "dynamic_map",
-    "int8_tables",
+    "int8_map",
 ]
