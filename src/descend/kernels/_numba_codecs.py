@@ -13,8 +13,8 @@ intrinsic whose body is those instructions, inlined into the kernel's loop. The 
 the codec language's: ``>>`` is a logical shift, integer comparisons are unsigned (every
 integer is non-negative below ``2**32``), float comparisons are IEEE ones (``!=`` holds for
 NaN), the float arithmetic is float32 and rounds as torch does (no fast-math), and an integer
-result is sign-extended to int64 (codes below ``2**31``, the signed correction of
-``"bf16+ecc"``).
+result is an int32 (codes below ``2**31``, the signed correction of ``"bf16+ecc"``), so a
+kernel's reduction over results (an int8 block's largest magnitude) runs in 32-bit lanes too.
 
 Imported only by generated kernels, so ``import descend`` never loads Numba.
 """
@@ -231,7 +231,7 @@ def _argument(builder: ir.IRBuilder, kind: Any, value: ir.Value) -> Word:
 def _result(builder: ir.IRBuilder, word: Word) -> tuple[Any, ir.Value]:
     """A traced result as a Numba type and value."""
     if word.kind == "int":
-        return types.int64, builder.sext(word.value, _I64)
+        return types.int32, word.value
     if word.kind == "bool":
         return types.boolean, word.value
     return types.float32, word.value

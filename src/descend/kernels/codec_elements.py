@@ -140,30 +140,40 @@ def encode_bf16_nearest(value: Any) -> Any:
 
 
 def half_ulp(high: Any) -> Any:
-    """Half the ulp of a bf16 value given by its bits, and whether a correction byte is kept
-    for it (a normal value whose half ulp is a normal float32)."""
+    """Half the ulp of a bf16 value given by its bits, its reciprocal (both powers of two, so
+    dividing by the half ulp is multiplying by the reciprocal, exactly) and whether a
+    correction byte is kept for it (a normal value whose half ulp is a normal float32)."""
     exponent = (high >> 7) & 0xFF
     kept = (exponent > 8) & (exponent < 255)
-    return bits_float(where(kept, (exponent - 8) << 23, 0x3F800000)), kept
+    half = bits_float(where(kept, (exponent - 8) << 23, 0x3F800000))
+    return half, bits_float(where(kept, (262 - exponent) << 23, 0x3F800000)), kept
 
 
 def decode_ecc(high: Any, correction: Any) -> Any:
-    """A bf16 value (its bits) and its correction byte as float32."""
-    half, _ = half_ulp(high)
-    return bits_float(high << 16) + divide(to_float32(correction) * half, f32(127.0))
+    """A bf16 value (its bits) and its correction byte as float32 (version
+    :data:`ECC_VERSION`: the correction times half the ulp times the float32 of 1/127, that
+    product exact, so one rounding before the sum; version 1 divided by 127 instead)."""
+    half, _, _ = half_ulp(high)
+    return bits_float(high << 16) + to_float32(correction) * (half * f32(1.0 / 127.0))
 
 
 def encode_ecc(value: Any) -> Any:
     """Float32 ``value`` as bf16 bits rounded to nearest and its correction: the residual in
-    units of 1/127 of half the bf16 ulp, rounded to an integer in [-127, 127] (adding and
-    subtracting 1.5 * 2**23 rounds ties to even in two IEEE operations)."""
+    units of 1/127 of half the bf16 ulp, rounded to an integer (adding and subtracting
+    1.5 * 2**23 rounds ties to even in two IEEE operations); 0 where no byte is kept (an inf,
+    a NaN, a tiny value). The residual is at most half the ulp of the rounded value (the
+    larger ulp where the value rounded up to a power of two), so the code lies in
+    [-127, 127] without a clamp, and a kept value is finite, so the code is."""
     high = round_nearest(float_bits(value))
-    half, kept = half_ulp(high)
-    residual = divide(value - bits_float(high << 16), half)
+    _, inverse, kept = half_ulp(high)
+    residual = (value - bits_float(high << 16)) * inverse
     code = (residual * f32(127.0) + f32(12582912.0)) - f32(12582912.0)
-    code = where(kept & (code == code), code, f32(0.0))
-    code = where(code > f32(127.0), f32(127.0), where(code < f32(-127.0), f32(-127.0), code))
-    return high, to_int(code)
+    return high, to_int(where(kept, code, f32(0.0)))
+
+
+#: The version of the ``"bf16+ecc"`` decoding, recorded in state dicts (see
+#: :func:`decode_ecc`; version 1's stays in :data:`descend.kernels.codecs.OLDER_DECODERS`).
+ECC_VERSION = 2
 
 
 # -- int8 -------------------------------------------------------------------------------------
@@ -208,10 +218,12 @@ def encode_int8(value: Any, largest_bits: Any, negative: Any) -> Any:
     # floor((126 - exponent) / 3) (a multiply and a shift: exact below 2**15), at most deepest.
     level = ((126 - where(exponent > 126, 126, exponent)) * 0xAAAB) >> 17
     level = where(level > deepest, deepest, level)
+    # The step within the level: (scaled * 8**(level + 1) - 1) * steps / 7, steps = 2**(deepest
+    # - level), from 0 to steps: below 0 only for the deepest level (one step), by less than
+    # 1/7, and above steps by a rounding at most (scaled = 1), so both round into the range.
     steps = bits_float((127 + deepest - level) << 23)
-    lifted = scaled * bits_float((130 + 3 * level) << 23) - f32(1.0)
-    step = (lifted * steps * f32(1.0 / 7.0) + f32(12582912.0)) - f32(12582912.0)
-    step = where(step < f32(0.0), f32(0.0), where(step > steps, steps, step))
+    lifted = scaled * bits_float((130 + deepest + 2 * level) << 23) - steps
+    step = (lifted * f32(1.0 / 7.0) + f32(12582912.0)) - f32(12582912.0)
     sign = where(finite & negative & (value < f32(0.0)), 128, 0)
     return to_int(step + steps - f32(1.0)) + sign
 
@@ -293,6 +305,7 @@ __all__ = [
     "CODEC_FUNCTIONS",
     "CODEC_PRIMITIVES",
     "INT8_BLOCK",
+    "ECC_VERSION",
     "INT8_VERSION",
     "codec_source",
     "int8_map",

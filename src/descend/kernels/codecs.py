@@ -59,7 +59,14 @@ import numpy as np
 import torch
 
 from descend.kernels import codec_elements as elements
-from descend.kernels.codec_elements import INT8_BLOCK, INT8_VERSION, element_bits, int8_map, mix32
+from descend.kernels.codec_elements import (
+    ECC_VERSION,
+    INT8_BLOCK,
+    INT8_VERSION,
+    element_bits,
+    int8_map,
+    mix32,
+)
 
 #: Tensors with fewer elements keep ``"int8"`` slots in float32 (bitsandbytes' threshold).
 INT8_MINIMUM = 4096
@@ -169,6 +176,15 @@ def _decode_ecc(stored: Stored) -> torch.Tensor:
     return result
 
 
+def _decode_ecc_version1(stored: Stored) -> torch.Tensor:
+    """Version 1's decoding: the correction times half the ulp, divided by 127."""
+    high = _bf16_bits(stored[0])
+    half, _, _ = elements.half_ulp(high)
+    correction = stored[1].to(torch.float32)
+    result: torch.Tensor = elements.bits_float(high << 16) + correction * half / 127.0
+    return result
+
+
 def _blocks(values: torch.Tensor) -> torch.Tensor:
     """``values`` flattened, zero-padded to whole blocks, one block per row."""
     flat = values.reshape(-1)
@@ -230,6 +246,7 @@ def _decode_int8_version1(stored: Stored) -> torch.Tensor:
 #: one of these loads through it (every other older version is refused, naming it).
 OLDER_DECODERS: dict[tuple[str, int], Callable[[Stored], torch.Tensor]] = {
     ("int8", 1): _decode_int8_version1,
+    ("bf16+ecc", 1): _decode_ecc_version1,
 }
 
 
@@ -274,6 +291,7 @@ CODECS: dict[str, Codec] = {
             _encode_ecc,
             _decode_ecc,
             companions=("ecc",),
+            version=ECC_VERSION,
         ),
         Codec(
             "int8",
@@ -335,6 +353,7 @@ __all__ = [
     "DEFAULT_SEED",
     "FORMATS",
     "INT8_BLOCK",
+    "ECC_VERSION",
     "INT8_MINIMUM",
     "INT8_VERSION",
     "OLDER_DECODERS",

@@ -120,7 +120,7 @@ def _slot_lines(
         ]
         argument = f"np.{dtype}(decode_int8(np.int64(q{k}[j]), scale{k}))"
         encode = [
-            "largest = 0",
+            "largest = np.int32(0)",
             "negative = False",
             "for j in range(count):",
             f"    largest = max(largest, magnitude_bits(d{k}[j]))",
