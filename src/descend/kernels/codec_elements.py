@@ -4,16 +4,18 @@ Every format of :mod:`descend.kernels.codecs` is defined here by a few pure func
 element (decode on load, encode on store, the counter-based random stream), written in a small
 bit-level language: integer ``& | ^ >> << + - *``, comparisons, and the primitives of
 :data:`CODEC_PRIMITIVES` (float32 <-> bits, a branch-free select, a correctly rounded
-division, a float32 constant, conversions, a table read). Each executor binds those primitives
-to its own implementations, as :data:`descend.rules.elementwise.PRIMITIVES` binds ``sqrt`` and
-``sign``: the reference executor binds torch ops (the module-level names here, so the
-functions run as written on whole tensors); the fused CPU and Triton kernels compile their
-source with Numba's and Triton's primitives (:func:`codec_source`). No executor re-types a
-codec, so the three store the same bits given the same seed.
+division, a float32 constant, conversions). Each executor binds those primitives to its own
+implementations, as :data:`descend.rules.elementwise.PRIMITIVES` binds ``sqrt`` and ``sign``:
+the reference executor binds torch ops (the module-level names here, so the functions run as
+written on whole tensors); the fused CPU and Triton kernels compile their source with Numba's
+and Triton's primitives (:func:`codec_source`). No executor re-types a codec, so the three
+store the same bits given the same seed.
 
-The functions are branch-free (every choice is a :func:`where`), so compiled loops over them
-vectorize. Integers are 64-bit with values kept below ``2**32`` (bit masks after each multiply),
-which Python, NumPy, torch, Numba and Triton compute alike.
+The functions are branch-free (every choice is a :func:`where`) and read no table, so compiled
+loops over them vectorize. Integers keep values below ``2**32`` (bit masks after each
+multiply): 64-bit integers in Python, NumPy, torch and Triton compute them alike, and the fused
+CPU kernels trace them into 32-bit code (:mod:`descend.kernels._numba_codecs`), twice as many
+elements per vector register.
 
 What stays per executor is only structure: how a loop walks the elements and how a block of
 :data:`INT8_BLOCK` elements is reduced (the largest magnitude's bits, whether any value is
@@ -40,7 +42,7 @@ INT8_BLOCK = 256
 # float32 as an int64 in [0, 2**32). ``bits_float(b)``: the float32 of the low 32 bits of b.
 # ``divide(a, b)``: a / b in float32, correctly rounded. ``f32(c)``: the float constant c as a
 # float32. ``to_float32(i)``: an integer as float32. ``to_int(x)``: an integer-valued float as
-# int64. ``gather(table, i)``: element i of a table (:func:`int8_tables`).
+# int64.
 # fmt: off
 CODEC_PRIMITIVES: dict[str, dict[str, str]] = {
     name: dict(zip(("torch", "numba", "triton"), row, strict=True)) for name, row in {
@@ -58,7 +60,7 @@ CODEC_PRIMITIVES: dict[str, dict[str, str]] = {
 
 
 def _module(name: str) -> str:
-    return name if name == "numpy" else f"descend.kernels.{name}"
+    return f"descend.kernels.{name}"
 
 
 def _implementation(name: str, executor: str) -> Any:
