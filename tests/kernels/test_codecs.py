@@ -11,13 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from descend.kernels import codec_elements
 from descend.kernels.codecs import (
     CODECS,
     FORMATS,
     INT8_BLOCK,
-    code_tables,
     element_bits,
     get_codec,
+    int8_map,
     mix32,
     stream_key,
 )
@@ -68,7 +69,7 @@ def test_bf16_ecc_decodes_with_relative_error_near_two_to_minus_16(values):
 @settings(max_examples=30, deadline=None)
 @given(arrays(np.float32, st.integers(1, 3 * INT8_BLOCK), elements=FINITE32))
 def test_int8_error_is_within_half_a_code_gap_of_each_blocks_scale(values):
-    signed, _, unsigned, _ = code_tables()
+    signed, unsigned = np.sort(int8_map(True)), int8_map(False)
     widest = max(np.diff(signed).max(), np.diff(unsigned).max()) / 2
     exact = torch.from_numpy(values).double()
     decoded = _round_trip("int8", values).double()
@@ -164,14 +165,75 @@ def test_random_stream_is_one_function_for_python_numpy_torch_and_numba():
     assert len({stream_key(0, step, 0, 0) for step in range(1000)}) == 1000
 
 
-def test_dynamic_maps_span_seven_decades():
-    signed, signed_mid, unsigned, unsigned_mid = code_tables()
-    for table, middles in ((signed, signed_mid), (unsigned, unsigned_mid)):
-        assert len(np.unique(table)) == 256 and table[-1] == 1.0 and 0.0 in table
-        assert np.all(middles > table[:-1]) and np.all(middles < table[1:])
-        positive = table[table > 0]
-        assert positive.min() < 1e-6 * 1.1 and positive.min() > 1e-7
-    assert signed.min() < -0.99 and unsigned.min() == 0.0
+def test_int8_maps_are_base_8_dynamic_trees_of_exact_dyadic_values():
+    unsigned, signed = int8_map(False), int8_map(True)
+    # Unsigned: 0, then 255 ascending values up to the scale, eight levels a factor 8 apart,
+    # the deepest one value (8**-7), the top 128 steps from 1/8 to 1.
+    assert unsigned[0] == 0 and unsigned[-1] == 1 and np.all(np.diff(unsigned) > 0)
+    assert unsigned[1] == 8.0**-7
+    assert np.count_nonzero(unsigned > 1 / 8) == 128
+    # Signed: a sign bit over seven levels; 64 steps from 1/8 to 1, as many as the base-10 map
+    # of bitsandbytes keeps between 1/10 and 1.
+    assert np.array_equal(signed[128:], -signed[:128])
+    assert signed[0] == 0 and signed[127] == 1 and np.all(np.diff(signed[:128]) > 0)
+    assert signed[1] == 8.0**-6 and np.count_nonzero(signed > 1 / 8) == 64
+    # Every value is exact: the float64 closed form rounds to nothing.
+    for table, deepest in ((unsigned, 7), (signed[:128], 6)):
+        codes = np.arange(1, len(table))
+        steps = 2.0 ** np.floor(np.log2(codes))
+        level = deepest - np.log2(steps)
+        exact = 8.0**-level / 8 * (1 + 7 * (codes - steps + 1) / steps)
+        assert np.array_equal(table[1:].astype(np.float64), exact)
+
+
+def _scaled_values() -> np.ndarray:
+    """Magnitudes in [0, 1]: every bf16 bucket edge there, and around every value and midpoint
+    of both maps."""
+    high = np.arange(0x3F81, dtype=np.int64)
+    edges = np.concatenate([high << 16, (high << 16) | 0xFFFF]).astype(np.uint32).view(np.float32)
+    points = []
+    for table in (int8_map(False), int8_map(True)[:128]):
+        wide = table.astype(np.float64)
+        middles = ((wide[:-1] + wide[1:]) / 2).astype(np.float32)
+        for value in (table, middles):
+            points += [
+                value,
+                np.nextafter(value, np.float32(2)),
+                np.nextafter(value, np.float32(-1)),
+            ]
+    values = np.concatenate([edges, *points]).astype(np.float32)
+    return values[(values >= 0) & (values <= 1)]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_int8_codes_the_nearest_value_of_its_map(signed):
+    """The closed-form encoder picks a nearest map value (up to float32 rounding next to a
+    midpoint), except at or below 9/16 of the smallest nonzero value, which codes as zero."""
+    values = _scaled_values()
+    table = int8_map(signed)[:128] if signed else int8_map(False)
+    largest = torch.tensor(0x3F800000)  # a block whose largest magnitude is 1
+    codes = codec_elements.encode_int8(torch.from_numpy(values), largest, torch.tensor(signed))
+    decoded = table[codes.numpy()].astype(np.float64)
+    wide = values.astype(np.float64)
+    nearest = np.abs(table.astype(np.float64)[None, :] - wide[:, None]).min(axis=1)
+    error = np.abs(decoded - wide)
+    # Next to a midpoint the two candidates are nearly equally far: a float32 rounding of the
+    # step's position may pick either.
+    slack = 2.0**-20 * wide
+    bottom = table[1] * 9 / 16
+    above = wide > bottom + slack
+    assert np.all(error[above] <= nearest[above] + slack[above])
+    assert np.all(decoded[wide < bottom - slack] == 0)
+    assert np.count_nonzero(error > nearest) < 0.002 * len(wide)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.int32, st.integers(1, 2000)))
+def test_bf16_ecc_corrections_stay_in_a_signed_byte_without_a_clamp(bits):
+    values = torch.from_numpy(bits).view(torch.float32)
+    high, correction = codec_elements.encode_ecc(values)
+    assert int(correction.abs().max()) <= 127
+    assert bool((correction[~torch.isfinite(values)] == 0).all())
 
 
 def test_unknown_format_names_the_choices():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -330,3 +331,73 @@ def test_a_rule_with_matrix_state_refuses_compressed_slots_before_any_state(name
     weight = torch.zeros(8, 4, requires_grad=True)
     with pytest.raises(ValueError, match=r"not available for .*matrix state.*expected 'float32'"):
         getattr(descend, name)([weight], state_precision=fmt)
+
+
+def test_state_dicts_record_the_version_of_each_formats_encoding():
+    formats = {"exp_avg": "int8", "exp_avg_sq": "bf16+ecc"}
+    _, optimizer = _run(descend.AdamW, "reference", formats, _gradients(1))
+    record = optimizer.state_dict()[STATE_DICT_KEY]
+    assert record["format_versions"] == {"bf16+ecc": 2, "int8": 2}
+    assert {name: CODECS[name].version for name in formats.values()} == {"int8": 2, "bf16+ecc": 2}
+
+
+def _older_checkpoint(name: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """A state dict whose ``exp_avg`` is stored in ``name`` as a descend without format
+    versions (version 1) saved it, and that slot's storage tensors."""
+    _, optimizer = _run(descend.AdamW, "reference", {"exp_avg": name}, _gradients(2))
+    saved = copy.deepcopy(optimizer.state_dict())
+    del saved[STATE_DICT_KEY]["format_versions"]
+    entry = saved["state"][0]
+    generator = torch.Generator().manual_seed(3)
+    if name == "int8":
+        entry["exp_avg"] = torch.randint(0, 256, SHAPE, generator=generator).to(torch.uint8)
+        scale = torch.rand(entry["exp_avg.scale"].shape, generator=generator) + 0.5
+        entry["exp_avg.scale"] = torch.where(torch.arange(scale.numel()) % 2 == 0, scale, -scale)
+        return saved, entry["exp_avg"], entry["exp_avg.scale"]
+    return saved, entry["exp_avg"], entry["exp_avg.ecc"]
+
+
+def test_an_int8_checkpoint_of_the_base_10_map_still_loads_to_its_values():
+    from descend.kernels.codecs import dynamic_map
+
+    saved, codes, scale = _older_checkpoint("int8")
+    # Version 1: a code indexes the ascending base-10 dynamic map (unsigned where the scale is
+    # stored negated), times the scale's magnitude.
+    blocks = codes.reshape(-1, INT8_BLOCK).long().numpy()
+    unsigned = (scale < 0).numpy()[:, None]
+    values = np.where(unsigned, dynamic_map(False)[blocks], dynamic_map(True)[blocks])
+    expected = torch.from_numpy(values * np.abs(scale.numpy())[:, None]).float().view(SHAPE)
+    plain = descend.AdamW([torch.nn.Parameter(torch.zeros(SHAPE))])
+    plain.load_state_dict(saved)
+    assert torch.equal(next(iter(plain.state.values()))["exp_avg"], expected)
+    # Into an int8 optimizer: stored again in the current map, not kept as saved.
+    param = torch.nn.Parameter(torch.zeros(SHAPE))
+    again = descend.AdamW([param], state_precision={"exp_avg": "int8"})
+    again.load_state_dict(saved)
+    state = again.state[param]
+    stored = CODECS["int8"].encode(expected, 0)
+    assert torch.equal(state["exp_avg"], stored[0])
+    assert torch.equal(state["exp_avg.scale"], stored[1])
+
+
+def test_a_bf16_ecc_checkpoint_of_version_1_decodes_with_its_division():
+    saved, high, correction = _older_checkpoint("bf16+ecc")
+    bits = high.view(torch.int16).long() & 0xFFFF
+    exponent = (bits >> 7) & 0xFF
+    kept = (exponent > 8) & (exponent < 255)
+    half = torch.where(kept, 2.0 ** (exponent - 135).double(), torch.ones_like(bits).double())
+    expected = high.float() + correction.float() * half.float() / 127.0
+    plain = descend.AdamW([torch.nn.Parameter(torch.zeros(SHAPE))])
+    plain.load_state_dict(saved)
+    assert torch.equal(next(iter(plain.state.values()))["exp_avg"], expected)
+
+
+def test_a_checkpoint_of_an_unknown_encoding_version_is_refused_before_loading():
+    saved, _, _ = _older_checkpoint("int8")
+    saved[STATE_DICT_KEY]["format_versions"] = {"int8": 7}
+    param = torch.nn.Parameter(torch.zeros(SHAPE))
+    optimizer = descend.AdamW([param], state_precision="int8")
+    before = copy.deepcopy(optimizer.state_dict())
+    with pytest.raises(ValueError, match=r"'int8' version 7, .* reads 'int8' versions 1, 2"):
+        optimizer.load_state_dict(saved)
+    assert optimizer.state_dict()["state"] == before["state"] == {}

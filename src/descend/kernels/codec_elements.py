@@ -4,16 +4,18 @@ Every format of :mod:`descend.kernels.codecs` is defined here by a few pure func
 element (decode on load, encode on store, the counter-based random stream), written in a small
 bit-level language: integer ``& | ^ >> << + - *``, comparisons, and the primitives of
 :data:`CODEC_PRIMITIVES` (float32 <-> bits, a branch-free select, a correctly rounded
-division, a float32 constant, conversions, a table read). Each executor binds those primitives
-to its own implementations, as :data:`descend.rules.elementwise.PRIMITIVES` binds ``sqrt`` and
-``sign``: the reference executor binds torch ops (the module-level names here, so the
-functions run as written on whole tensors); the fused CPU and Triton kernels compile their
-source with Numba's and Triton's primitives (:func:`codec_source`). No executor re-types a
-codec, so the three store the same bits given the same seed.
+division, a float32 constant, conversions). Each executor binds those primitives to its own
+implementations, as :data:`descend.rules.elementwise.PRIMITIVES` binds ``sqrt`` and ``sign``:
+the reference executor binds torch ops (the module-level names here, so the functions run as
+written on whole tensors); the fused CPU and Triton kernels compile their source with Numba's
+and Triton's primitives (:func:`codec_source`). No executor re-types a codec, so the three
+store the same bits given the same seed.
 
-The functions are branch-free (every choice is a :func:`where`), so compiled loops over them
-vectorize. Integers are 64-bit with values kept below ``2**32`` (bit masks after each multiply),
-which Python, NumPy, torch, Numba and Triton compute alike.
+The functions are branch-free (every choice is a :func:`where`) and read no table, so compiled
+loops over them vectorize. Integers keep values below ``2**32`` (bit masks after each
+multiply): 64-bit integers in Python, NumPy, torch and Triton compute them alike, and the fused
+CPU kernels trace them into 32-bit code (:mod:`descend.kernels._numba_codecs`), twice as many
+elements per vector register.
 
 What stays per executor is only structure: how a loop walks the elements and how a block of
 :data:`INT8_BLOCK` elements is reduced (the largest magnitude's bits, whether any value is
@@ -40,26 +42,25 @@ INT8_BLOCK = 256
 # float32 as an int64 in [0, 2**32). ``bits_float(b)``: the float32 of the low 32 bits of b.
 # ``divide(a, b)``: a / b in float32, correctly rounded. ``f32(c)``: the float constant c as a
 # float32. ``to_float32(i)``: an integer as float32. ``to_int(x)``: an integer-valued float as
-# int64. ``gather(table, i)``: element i of a table (:func:`int8_tables`).
+# int64.
 # fmt: off
 CODEC_PRIMITIVES: dict[str, dict[str, str]] = {
     name: dict(zip(("torch", "numba", "triton"), row, strict=True)) for name, row in {
         #               torch                 numba                    triton
         "where":      ("codec_torch:where",      "_numba_codecs:where",      "triton_codecs:where"),
-        "float_bits": ("codec_torch:float_bits", "_numba_support:float_bits", "triton_codecs:float_bits"),  # noqa: E501
-        "bits_float": ("codec_torch:bits_float", "_numba_support:bits_float", "triton_codecs:bits_float"),  # noqa: E501
-        "divide":     ("codec_torch:divide",     "_numba_support:div",       "triton_support:div"),
-        "f32":        ("codec_torch:f32",        "numpy:float32",            "triton_codecs:f32"),
-        "to_float32": ("codec_torch:to_float32", "numpy:float32",            "triton_codecs:to_float32"),  # noqa: E501
-        "to_int":     ("codec_torch:to_int",     "numpy:int64",              "triton_codecs:to_int"),  # noqa: E501
-        "gather":     ("codec_torch:gather",     "_numba_codecs:gather",     "triton_codecs:gather"),  # noqa: E501
+        "float_bits": ("codec_torch:float_bits", "_numba_codecs:float_bits", "triton_codecs:float_bits"),  # noqa: E501
+        "bits_float": ("codec_torch:bits_float", "_numba_codecs:bits_float", "triton_codecs:bits_float"),  # noqa: E501
+        "divide":     ("codec_torch:divide",     "_numba_codecs:divide",     "triton_support:div"),
+        "f32":        ("codec_torch:f32",        "_numba_codecs:f32",        "triton_codecs:f32"),
+        "to_float32": ("codec_torch:to_float32", "_numba_codecs:to_float32", "triton_codecs:to_float32"),  # noqa: E501
+        "to_int":     ("codec_torch:to_int",     "_numba_codecs:to_int",     "triton_codecs:to_int"),  # noqa: E501
     }.items()
 }
 # fmt: on
 
 
 def _module(name: str) -> str:
-    return name if name == "numpy" else f"descend.kernels.{name}"
+    return f"descend.kernels.{name}"
 
 
 def _implementation(name: str, executor: str) -> Any:
@@ -76,7 +77,6 @@ divide = _implementation("divide", "torch")
 f32 = _implementation("f32", "torch")
 to_float32 = _implementation("to_float32", "torch")
 to_int = _implementation("to_int", "torch")
-gather = _implementation("gather", "torch")
 if set(CODEC_PRIMITIVES) - set(globals()):
     raise ImportError(
         f"primitives without a torch name here: {sorted(set(CODEC_PRIMITIVES) - set(globals()))}"
@@ -142,33 +142,51 @@ def encode_bf16_nearest(value: Any) -> Any:
 
 
 def half_ulp(high: Any) -> Any:
-    """Half the ulp of a bf16 value given by its bits, and whether a correction byte is kept
-    for it (a normal value whose half ulp is a normal float32)."""
+    """Half the ulp of a bf16 value given by its bits, its reciprocal (both powers of two, so
+    dividing by the half ulp is multiplying by the reciprocal, exactly) and whether a
+    correction byte is kept for it (a normal value whose half ulp is a normal float32)."""
     exponent = (high >> 7) & 0xFF
     kept = (exponent > 8) & (exponent < 255)
-    return bits_float(where(kept, (exponent - 8) << 23, 0x3F800000)), kept
+    half = bits_float(where(kept, (exponent - 8) << 23, 0x3F800000))
+    return half, bits_float(where(kept, (262 - exponent) << 23, 0x3F800000)), kept
 
 
 def decode_ecc(high: Any, correction: Any) -> Any:
-    """A bf16 value (its bits) and its correction byte as float32."""
-    half, _ = half_ulp(high)
-    return bits_float(high << 16) + divide(to_float32(correction) * half, f32(127.0))
+    """A bf16 value (its bits) and its correction byte as float32 (version
+    :data:`ECC_VERSION`: the correction times half the ulp times the float32 of 1/127, that
+    product exact, so one rounding before the sum; version 1 divided by 127 instead)."""
+    half, _, _ = half_ulp(high)
+    return bits_float(high << 16) + to_float32(correction) * (half * f32(1.0 / 127.0))
 
 
 def encode_ecc(value: Any) -> Any:
     """Float32 ``value`` as bf16 bits rounded to nearest and its correction: the residual in
-    units of 1/127 of half the bf16 ulp, rounded to an integer in [-127, 127] (adding and
-    subtracting 1.5 * 2**23 rounds ties to even in two IEEE operations)."""
+    units of 1/127 of half the bf16 ulp, rounded to an integer (adding and subtracting
+    1.5 * 2**23 rounds ties to even in two IEEE operations); 0 where no byte is kept (an inf,
+    a NaN, a tiny value). The residual is at most half the ulp of the rounded value (the
+    larger ulp where the value rounded up to a power of two), so the code lies in
+    [-127, 127] without a clamp, and a kept value is finite, so the code is."""
     high = round_nearest(float_bits(value))
-    half, kept = half_ulp(high)
-    residual = divide(value - bits_float(high << 16), half)
+    _, inverse, kept = half_ulp(high)
+    residual = (value - bits_float(high << 16)) * inverse
     code = (residual * f32(127.0) + f32(12582912.0)) - f32(12582912.0)
-    code = where(kept & (code == code), code, f32(0.0))
-    code = where(code > f32(127.0), f32(127.0), where(code < f32(-127.0), f32(-127.0), code))
-    return high, to_int(code)
+    return high, to_int(where(kept, code, f32(0.0)))
+
+
+#: The version of the ``"bf16+ecc"`` decoding, recorded in state dicts (see
+#: :func:`decode_ecc`; version 1's stays in :data:`descend.kernels.codecs.OLDER_DECODERS`).
+ECC_VERSION = 2
 
 
 # -- int8 -------------------------------------------------------------------------------------
+#
+# The code map (version :data:`INT8_VERSION`) is a dynamic tree in base 8, in closed form: below
+# the block's largest magnitude, level ``e`` (``e = 0`` at the top) covers magnitudes from
+# ``8**-e / 8`` to ``8**-e`` and splits them into ``n = 2**(L - e)`` equal steps, ``L`` the
+# deepest level (6 for the signed map, whose 8th bit is the sign; 7 for the unsigned one). A
+# magnitude code ``m`` (from 1) is step ``k = m - n + 1`` of level ``e``, ``n = 2**floor(log2
+# m)``; its value is ``8**-e / 8 * (1 + 7 k / n)``, a dyadic fraction: exact in float32. Step 0
+# of a level is the top of the level below, and code 0 is zero.
 
 
 def magnitude_bits(value: Any) -> Any:
@@ -187,28 +205,42 @@ def int8_scale(largest_bits: Any, negative: Any) -> Any:
     return where(largest_bits < 0x7F800000, scale, bits_float(0x7FC00000))
 
 
-def encode_int8(value: Any, largest_bits: Any, negative: Any, middles: Any, starts: Any) -> Any:
-    """The code of ``value`` in its block (see :func:`int8_scale`): the number of the map's
-    midpoints below ``value / absmax`` (0 for every value of a non-finite block). The count
-    below the smallest float32 of the scaled value's bf16 bucket is a table read (``starts``,
-    one row per map and sign, :data:`BUCKETS` buckets from ``2**-24`` up to 1, where every
-    smaller magnitude counts alike); at most one more midpoint lies inside a bucket (checked
-    by :func:`int8_tables`)."""
+def encode_int8(value: Any, largest_bits: Any, negative: Any) -> Any:
+    """The code of ``value`` in its block (see :func:`int8_scale`): the map's value nearest to
+    ``|value| / absmax`` (up to float32 rounding next to a midpoint, ties to the even step; a
+    magnitude below 9/16 of the smallest nonzero value codes as zero), plus 128 for a negative
+    value of a signed block; 0 for every value of a non-finite block. The level is found from
+    the float's exponent and each level's step is a power of two, so no table is read, and the
+    divisions are by block constants (one reciprocal a block, hoisted out of a loop)."""
     finite = largest_bits < 0x7F800000
     divisor = where(finite & (largest_bits > 0), bits_float(largest_bits), f32(1.0))
-    scaled = where(finite, divide(value, divisor), f32(0.0))
-    bits = float_bits(scaled)
-    bucket = (bits >> 16) & 0x7FFF
-    bucket = where(bucket < 0x3380, 0x3380, where(bucket > 0x3F80, 0x3F80, bucket))
-    row = where(negative, 0, 2) + (bits >> 31)
-    code = gather(starts, row * 3073 + (bucket - 0x3380))
-    return code + where(gather(middles, where(negative, 0, 256) + code) < scaled, 1, 0)
+    scaled = where(finite, bits_float(magnitude_bits(value)) * divide(f32(1.0), divisor), f32(0.0))
+    deepest = where(negative, 6, 7)
+    exponent = float_bits(scaled) >> 23
+    # floor((126 - exponent) / 3) (a multiply and a shift: exact below 2**15), at most deepest.
+    level = ((126 - where(exponent > 126, 126, exponent)) * 0xAAAB) >> 17
+    level = where(level > deepest, deepest, level)
+    # The step within the level: (scaled * 8**(level + 1) - 1) * steps / 7, steps = 2**(deepest
+    # - level), from 0 to steps: below 0 only for the deepest level (one step), by less than
+    # 1/7, and above steps by a rounding at most (scaled = 1), so both round into the range.
+    steps = bits_float((127 + deepest - level) << 23)
+    lifted = scaled * bits_float((130 + deepest + 2 * level) << 23) - steps
+    step = (lifted * f32(1.0 / 7.0) + f32(12582912.0)) - f32(12582912.0)
+    sign = where(finite & negative & (value < f32(0.0)), 128, 0)
+    return to_int(step + steps - f32(1.0)) + sign
 
 
-def decode_int8(code: Any, scale: Any, maps: Any) -> Any:
+def decode_int8(code: Any, scale: Any) -> Any:
     """An int8 code of a block with this stored scale as float32."""
     unsigned = scale < f32(0.0)
-    return gather(maps, code + where(unsigned, 256, 0)) * where(unsigned, f32(0.0) - scale, scale)
+    magnitude = where(unsigned, code, code & 127)
+    bits = float_bits(to_float32(where(magnitude == 0, 1, magnitude)))
+    steps = bits_float(bits & 0x7F800000)
+    numerator = to_float32(7 * magnitude + 7) - f32(6.0) * steps
+    value = numerator * bits_float(((bits >> 23) * 2 - where(unsigned, 151, 148)) << 23)
+    value = where(magnitude == 0, f32(0.0), value)
+    value = where(unsigned | (code < 128), value, f32(0.0) - value)
+    return value * where(unsigned, f32(0.0) - scale, scale)
 
 
 #: Every codec function, callees first: the order compiled modules define them in.
@@ -231,80 +263,20 @@ CODEC_FUNCTIONS: tuple[Callable[..., Any], ...] = (
 )
 _BY_NAME = {function.__name__: function for function in CODEC_FUNCTIONS}
 
-
-def dynamic_map(signed: bool) -> np.ndarray:
-    """The 256 values of the dynamic quantization map, ascending, in float32.
-
-    Seven decades below 1 (``10**-6`` to ``10**0``); decade ``i`` (from the lowest) holds the
-    midpoints of ``2**i + 1`` (signed: each with both signs) or ``2**(i + 1) + 1``
-    (unsigned) points spaced evenly from 0.1 to 1, scaled to the decade; then 0 and 1.
-    """
-    values = [0.0, 1.0]
-    for decade in range(7):
-        points = (2**decade if signed else 2 ** (decade + 1)) + 1
-        bounds = np.linspace(0.1, 1.0, points)
-        middles = 10.0 ** (decade - 6) * (bounds[:-1] + bounds[1:]) / 2
-        values += middles.tolist()
-        if signed:
-            values += (-middles).tolist()
-    table = np.sort(np.asarray(values, dtype=np.float64)).astype(np.float32)
-    assert len(table) == 256 and len(np.unique(table)) == 256
-    return table
+#: The version of the int8 code map, recorded in state dicts: 1 was the base-10 dynamic map
+#: read from tables (:func:`descend.kernels.codecs.dynamic_map`), 2 is the closed form above.
+INT8_VERSION = 2
 
 
 @cache
-def code_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(signed map, its midpoints, unsigned map, its midpoints)`` in float32: a value is
-    coded as the number of midpoints below it (ties to the lower code)."""
-    tables = []
-    for signed in (True, False):
-        table = dynamic_map(signed)
-        wide = table.astype(np.float64)
-        tables += [table, ((wide[:-1] + wide[1:]) / 2).astype(np.float32)]
-    return tables[0], tables[1], tables[2], tables[3]
+def int8_map(signed: bool) -> np.ndarray:
+    """The 256 values of the int8 code map (version 2) by code, for a block whose largest
+    magnitude is 1: :func:`decode_int8` evaluated on every code."""
+    import torch
 
-
-#: The bf16 buckets (the top 16 bits of a float32, its sign apart) a row of the int8 code
-#: table covers: from ``2**-24`` (every midpoint of either map is at least twice as large in
-#: magnitude, so every smaller value counts alike) to 1.0 (a scaled value is never larger).
-#: :func:`encode_int8` writes these numbers as literals (Triton reads no global).
-LOWEST_BUCKET, HIGHEST_BUCKET = 0x3380, 0x3F80
-BUCKETS = HIGHEST_BUCKET - LOWEST_BUCKET + 1
-
-
-def _bucket_starts(middles: np.ndarray) -> np.ndarray:
-    """Rows of :data:`BUCKETS` counts, for positive then negative values: how many
-    ``middles`` lie below each bucket's smallest value. Refuses a map with two midpoints
-    inside one bucket, or one smaller in magnitude than the lowest bucket."""
-    if float(np.abs(middles).min()) < 2.0**-23:
-        raise AssertionError("an int8 map has a midpoint below the table's lowest bucket")
-    rows = []
-    for sign in (0, 1 << 15):
-        high = np.arange(LOWEST_BUCKET, HIGHEST_BUCKET + 1, dtype=np.int64) | sign
-        ends = (high << 16, (high << 16) | 0xFFFF)
-        smallest, largest = (ends[1], ends[0]) if sign else ends
-        counts = [
-            np.searchsorted(middles, bits.astype(np.uint32).view(np.float32))
-            for bits in (smallest, largest)
-        ]
-        if int((counts[1] - counts[0]).max()) > 1:
-            raise AssertionError("a bf16 bucket holds two midpoints of an int8 map")
-        rows.append(counts[0])
-    return np.concatenate(rows)
-
-
-@cache
-def int8_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The tables :func:`encode_int8` and :func:`decode_int8` read: ``maps`` (the signed map,
-    then the unsigned one; float32), ``middles`` (each map's 255 midpoints and an infinite
-    256th, signed first; float32) and ``starts`` (:func:`_bucket_starts` of the signed map,
-    then of the unsigned one; int32)."""
-    signed, signed_middles, unsigned, unsigned_middles = code_tables()
-    inf = np.float32(np.inf)
-    maps = np.concatenate([signed, unsigned]).astype(np.float32)
-    middles = np.concatenate([signed_middles, [inf], unsigned_middles, [inf]]).astype(np.float32)
-    starts = np.concatenate([_bucket_starts(signed_middles), _bucket_starts(unsigned_middles)])
-    return maps, middles, starts.astype(np.int32)
+    codes = torch.arange(256, dtype=torch.int64)
+    values: np.ndarray = decode_int8(codes, torch.tensor(1.0 if signed else -1.0)).numpy()
+    return values
 
 
 # -- binding ----------------------------------------------------------------------------------
@@ -335,8 +307,8 @@ __all__ = [
     "CODEC_FUNCTIONS",
     "CODEC_PRIMITIVES",
     "INT8_BLOCK",
-    "code_tables",
+    "ECC_VERSION",
+    "INT8_VERSION",
     "codec_source",
-    "dynamic_map",
-    "int8_tables",
+    "int8_map",
 ]

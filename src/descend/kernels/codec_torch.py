@@ -47,8 +47,3 @@ def to_float32(values: torch.Tensor) -> torch.Tensor:
 def to_int(values: torch.Tensor) -> torch.Tensor:
     """Integer-valued floats as int64."""
     return values.to(torch.int64)
-
-
-def gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``table[index]``."""
-    return table[index]

@@ -23,19 +23,23 @@ The formats (:data:`FORMATS`):
   to float32 with a relative error of at most about 2^-16 (as HeavyBall's ``ecc="bf16+8"``).
 - ``"int8"``: blockwise 8-bit (1 byte plus 4 bytes per block of :data:`INT8_BLOCK` = 256
   elements): each block keeps one float32 scale (its largest magnitude) and a code per element
-  into a nonlinear map. The map is the *dynamic* (tree) quantization map of 8-bit optimizers
-  (Dettmers et al., 2022, as bitsandbytes builds it; built here from that description,
-  :func:`dynamic_map`): seven decades below the scale, each split linearly, with more values in
-  the upper decades. It is chosen over a power-law companding map because Adam's second moment
-  spans many decades within a block: a value a million times below the block's largest still
-  gets a nonzero code (a companded code of 255 levels rounds it to zero, and ``sqrt(v) + eps``
-  then divides by almost nothing). A block with no negative value uses the unsigned map (256
-  non-negative codes, twice the resolution; the scale is stored negated to say so), any other
-  block the signed one, so signed first moments and non-negative second moments each get the
-  map that suits them without being told which is which. Codes are the nearest map value
-  (ties to the lower), deterministic. A block holding inf or NaN stores a NaN scale: the
-  non-finite value spreads within its own block only, never to another block's scale.
-  Tensors under :data:`INT8_MINIMUM` (4096) elements stay float32, as bitsandbytes does.
+  into a nonlinear map. The map (version :data:`INT8_VERSION`, :func:`int8_map`) is a
+  *dynamic tree* map as in the 8-bit optimizers of Dettmers et al. (2022), in base 8 instead
+  of bitsandbytes' base 10: levels a factor of 8 apart below the scale, each split linearly,
+  with more values in the upper levels (64 steps between 1/8 and 1 of the scale, as many as
+  the base-10 map has between 1/10 and 1). Base 8 makes every value a dyadic fraction, so
+  encode and decode are arithmetic on the float's bits, with no table (they vectorize); the
+  base-10 map was version 1, still decoded when an older state dict loads. A dynamic map is
+  chosen over a power-law companding map because Adam's second moment spans many decades
+  within a block: a value a million times below the block's largest still gets a nonzero code
+  (a companded code of 255 levels rounds it to zero, and ``sqrt(v) + eps`` then divides by
+  almost nothing). A block with no negative value uses the unsigned map (eight levels, 255
+  nonzero codes; the scale is stored negated to say so), any other block the signed one (a
+  sign bit and seven levels), so signed first moments and non-negative second moments each
+  get the map that suits them without being told which is which. Codes are the nearest map
+  value, deterministic. A block holding inf or NaN stores a NaN scale: the non-finite value
+  spreads within its own block only, never to another block's scale. Tensors under
+  :data:`INT8_MINIMUM` (4096) elements stay float32, as bitsandbytes does.
 
 Each format is written once, for one element, in :mod:`descend.kernels.codec_elements`; the
 encoders and decoders here evaluate those very functions on whole torch tensors (the reference
@@ -47,20 +51,20 @@ stores the same bits. :func:`mix32`, the random stream's hash, uses only ``& ^ >
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
 
 from descend.kernels import codec_elements as elements
 from descend.kernels.codec_elements import (
+    ECC_VERSION,
     INT8_BLOCK,
-    code_tables,
-    dynamic_map,
+    INT8_VERSION,
     element_bits,
-    int8_tables,
+    int8_map,
     mix32,
 )
 
@@ -111,6 +115,7 @@ class Codec:
     companions: tuple[str, ...] = ()
     stochastic: bool = False
     minimum: int = 0
+    version: int = 1
 
     @property
     def layout(self) -> tuple[torch.dtype | None, tuple[str, ...]]:
@@ -171,9 +176,13 @@ def _decode_ecc(stored: Stored) -> torch.Tensor:
     return result
 
 
-@cache
-def _device_tables(device: torch.device) -> tuple[torch.Tensor, ...]:
-    return tuple(torch.from_numpy(table).to(device) for table in int8_tables())
+def _decode_ecc_version1(stored: Stored) -> torch.Tensor:
+    """Version 1's decoding: the correction times half the ulp, divided by 127."""
+    high = _bf16_bits(stored[0])
+    half, _, _ = elements.half_ulp(high)
+    correction = stored[1].to(torch.float32)
+    result: torch.Tensor = elements.bits_float(high << 16) + correction * half / 127.0
+    return result
 
 
 def _blocks(values: torch.Tensor) -> torch.Tensor:
@@ -186,21 +195,59 @@ def _blocks(values: torch.Tensor) -> torch.Tensor:
 
 
 def _encode_int8(values: torch.Tensor, key: int) -> Stored:
-    _, middles, starts = _device_tables(values.device)
     blocks = _blocks(_float32(values))
     # The block reductions: the largest magnitude's bits and whether a value is negative.
     largest = _magnitude_bits(blocks).amax(dim=1, keepdim=True)
     negative = (blocks < 0).any(dim=1, keepdim=True)
-    codes = _int8(blocks, largest, negative, middles, starts)
+    codes = _int8(blocks, largest, negative)
     stored = codes.reshape(-1)[: values.numel()].to(torch.uint8).view(values.shape)
     return stored, _int8_scale(largest, negative).reshape(-1)
 
 
 def _decode_int8(stored: Stored) -> torch.Tensor:
     codes, scale = stored
-    maps, _, _ = _device_tables(codes.device)
-    values: torch.Tensor = _int8_value(_blocks(codes.to(torch.int64)), scale[:, None], maps)
+    values: torch.Tensor = _int8_value(_blocks(codes.to(torch.int64)), scale[:, None])
     return values.reshape(-1)[: codes.numel()].view(codes.shape)
+
+
+# -- int8, version 1 (decoded when an older state dict is loaded) -----------------------------
+
+
+def dynamic_map(signed: bool) -> np.ndarray:
+    """The 256 values of version 1's int8 map (the base-10 dynamic map), ascending, in float32:
+    seven decades below 1 (``10**-6`` to ``10**0``); decade ``i`` (from the lowest) holds the
+    midpoints of ``2**i + 1`` (signed: each with both signs) or ``2**(i + 1) + 1`` (unsigned)
+    points spaced evenly from 0.1 to 1, scaled to the decade; then 0 and 1. A code was the
+    value's index here."""
+    values = [0.0, 1.0]
+    for decade in range(7):
+        points = (2**decade if signed else 2 ** (decade + 1)) + 1
+        bounds = np.linspace(0.1, 1.0, points)
+        middles = 10.0 ** (decade - 6) * (bounds[:-1] + bounds[1:]) / 2
+        values += middles.tolist()
+        if signed:
+            values += (-middles).tolist()
+    return np.sort(np.asarray(values, dtype=np.float64)).astype(np.float32)
+
+
+def _decode_int8_version1(stored: Stored) -> torch.Tensor:
+    """Version 1's codes as float32: the map's value (the unsigned map where the scale is
+    negative) times the scale's magnitude."""
+    codes, scale = stored
+    maps = torch.from_numpy(np.concatenate([dynamic_map(True), dynamic_map(False)]))
+    blocks = _blocks(codes.to(torch.int64))
+    unsigned = scale[:, None] < 0
+    values = maps.to(codes.device)[blocks + torch.where(unsigned, 256, 0)]
+    values = values * torch.where(unsigned, -scale[:, None], scale[:, None])
+    return values.reshape(-1)[: codes.numel()].view(codes.shape)
+
+
+#: Decoders of formats whose encoding changed, by format and version: a state dict saved with
+#: one of these loads through it (every other older version is refused, naming it).
+OLDER_DECODERS: dict[tuple[str, int], Callable[[Stored], torch.Tensor]] = {
+    ("int8", 1): _decode_int8_version1,
+    ("bf16+ecc", 1): _decode_ecc_version1,
+}
 
 
 def _identity(values: torch.Tensor, key: int) -> Stored:
@@ -244,15 +291,17 @@ CODECS: dict[str, Codec] = {
             _encode_ecc,
             _decode_ecc,
             companions=("ecc",),
+            version=ECC_VERSION,
         ),
         Codec(
             "int8",
-            "blockwise 8-bit dynamic map, one float32 scale per 256 elements",
+            "blockwise 8-bit dynamic map (base 8), one float32 scale per 256 elements",
             torch.uint8,
             _encode_int8,
             _decode_int8,
             companions=("scale",),
             minimum=INT8_MINIMUM,
+            version=INT8_VERSION,
         ),
     )
 }
@@ -270,18 +319,52 @@ def get_codec(name: object) -> Codec:
     return codec
 
 
+def saved_version(record: Mapping[str, Any], name: str) -> int:
+    """The version of format ``name`` that wrote a state dict whose format record (what
+    :func:`descend.optim.precision.saved_formats` writes) is ``record``: its
+    ``"format_versions"`` entry, 1 for a record from before versions were recorded."""
+    versions = record.get("format_versions")
+    return int(versions.get(name, 1)) if isinstance(versions, Mapping) else 1
+
+
+def saved_decoder(
+    record: Mapping[str, Any], name: str, where: str
+) -> Callable[[tuple[torch.Tensor, ...]], torch.Tensor]:
+    """The decoder of slots a state dict (with this record) stores in format ``name``: the
+    codec's own, or the one of :data:`OLDER_DECODERS` for an older
+    encoding; ``ValueError`` naming ``where``, the format and its version for any other."""
+    codec = CODECS[name]
+    version = saved_version(record, name)
+    if version == codec.version:
+        return codec.decode
+    decoder = OLDER_DECODERS.get((name, version))
+    if decoder is None:
+        readable = sorted({codec.version} | {v for n, v in OLDER_DECODERS if n == name})
+        raise ValueError(
+            f"{where} is stored as {name!r} version {version}, which this descend cannot "
+            f"decode: it reads {name!r} versions {', '.join(map(str, readable))}; "
+            "nothing was loaded"
+        )
+    return decoder
+
+
 __all__ = [
     "CODECS",
     "DEFAULT_SEED",
     "FORMATS",
     "INT8_BLOCK",
+    "ECC_VERSION",
     "INT8_MINIMUM",
+    "INT8_VERSION",
+    "OLDER_DECODERS",
     "Codec",
-    "code_tables",
     "dynamic_map",
+    "int8_map",
     "element_bits",
     "get_codec",
     "mix32",
+    "saved_decoder",
+    "saved_version",
     "stream_key",
     "stream_keys",
 ]

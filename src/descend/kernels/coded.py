@@ -5,16 +5,18 @@ A variant with :attr:`~descend.kernels.variant.Variant.coded` formats gets a ker
 here instead of :func:`descend.kernels.fused.kernel_source`'s: the same call of the rule's own
 ``update`` per element, but each compressed slot is read through its codec's decode and
 written through its encode: the functions of :mod:`descend.kernels.codec_elements`, compiled
-into the kernel module with Numba's bit-level primitives (:mod:`descend.kernels._numba_codecs`),
-the very functions the reference executor evaluates with torch's.
+into the kernel module by :mod:`descend.kernels._numba_codecs` (traced into 32-bit machine code,
+so their loops vectorize in 32-bit lanes), the very functions the reference executor evaluates
+with torch's primitives.
 
 The elements are walked in chunks small enough to stay in the L1 cache (a block of
 :data:`~descend.kernels.codecs.INT8_BLOCK` when a slot is ``"int8"``: segments start at block
 boundaries, :class:`~descend.kernels.table.TensorTable`'s ``align``), in loops that are free of
-branches and function calls, so that the compiler vectorizes them. A ``"bfloat16"``,
-``"bfloat16-nearest"`` or ``"bf16+ecc"`` slot is decoded and encoded inside the update's own
-loop. An ``"int8"`` slot is decoded into a float32 buffer first; after the update its block is
-reduced to its largest magnitude and sign, then coded against the new scale.
+branches and function calls, so that the compiler vectorizes them. Every slot is decoded inside
+the update's own loop (no codec reads a table, so that loop stays vectorized); a
+``"bfloat16"``, ``"bfloat16-nearest"`` or ``"bf16+ecc"`` slot is encoded there too. An
+``"int8"`` slot's new values go to a float32 buffer of one block, which is then reduced to its
+largest magnitude and sign and coded against the new scale.
 
 Operand rows (:func:`coded_rows`): the parameter, the gradient, each active slot's storage
 tensors (its value tensor, then its companions), then one row per compressed slot holding the
@@ -71,58 +73,64 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
     return slots, row
 
 
+#: The version of the code :mod:`descend.kernels._numba_codecs` emits for a traced codec,
+#: written into each kernel's source: bumped when that code changes, so that a kernel Numba
+#: cached with the old code is compiled afresh.
+TRACER_VERSION = 1
+
 #: Elements per chunk of a kernel without an ``"int8"`` slot.
 CHUNK = 1024
 
 
 def _slot_lines(
     k: int, slot: SlotRows, value: str, dtype: str
-) -> tuple[list[str], list[str], str, list[str], list[str]]:
-    """The lines of a compressed slot ``k``: pointers at the chunk, the decode loop's body (if
-    it has one), the update's argument, the store of its new ``value``, the encode loop."""
+) -> tuple[list[str], str, list[str], list[str]]:
+    """The lines of a compressed slot ``k``: pointers at the chunk, the update's argument (the
+    decoded value), the store of its new ``value`` in the update's loop, the lines after that
+    loop (an ``"int8"`` block's reduction and encoding)."""
     rows = slot.rows
     at = f"addresses[{rows[0]}, t] + base"
-    pointers, decode, encode = [], [], []
     if slot.format in ("bfloat16", "bfloat16-nearest"):
-        # Decoded and encoded in the update's own loop: no buffer, no extra pass.
-        pointers.append(f"h{k} = carray(uint16_pointer({at} * 2), count)")
+        pointers = [f"h{k} = carray(uint16_pointer({at} * 2), count)"]
         if slot.format == "bfloat16":
             bits = f"encode_bf16(np.float32({value}), key{k}, base + j)"
         else:
             bits = f"encode_bf16_nearest(np.float32({value}))"
         argument = f"np.{dtype}(decode_bf16(np.int64(h{k}[j])))"
-        return pointers, [], argument, [f"h{k}[j] = np.uint16({bits})"], []
+        return pointers, argument, [f"h{k}[j] = np.uint16({bits})"], []
     if slot.format == "bf16+ecc":
-        pointers.append(f"h{k} = carray(uint16_pointer({at} * 2), count)")
-        pointers.append(f"e{k} = carray(int8_pointer(addresses[{rows[1]}, t] + base), count)")
+        pointers = [
+            f"h{k} = carray(uint16_pointer({at} * 2), count)",
+            f"e{k} = carray(int8_pointer(addresses[{rows[1]}, t] + base), count)",
+        ]
         argument = f"np.{dtype}(decode_ecc(np.int64(h{k}[j]), np.int64(e{k}[j])))"
         store = [
             f"high, correction = encode_ecc(np.float32({value}))",
             f"h{k}[j] = np.uint16(high)",
             f"e{k}[j] = np.int8(correction)",
         ]
-        return pointers, [], argument, store, []
-    elif slot.format == "int8":
-        pointers.append(f"q{k} = carray(uint8_pointer({at}), count)")
+        return pointers, argument, store, []
+    if slot.format == "int8":
+        # One scale per chunk: the chunk is the block.
         scale = f"addresses[{rows[1]}, t] + base // {INT8_BLOCK} * 4"
-        pointers.append(f"c{k} = carray(float32_pointer({scale}), 1)")
-        pointers.append(f"scale{k} = c{k}[0]")
-        decode.append(f"d{k}[j] = decode_int8(np.int64(q{k}[j]), scale{k}, maps)")
-        encode += [
-            "largest = 0",
+        pointers = [
+            f"q{k} = carray(uint8_pointer({at}), count)",
+            f"c{k} = carray(float32_pointer({scale}), 1)",
+            f"scale{k} = c{k}[0]",
+        ]
+        argument = f"np.{dtype}(decode_int8(np.int64(q{k}[j]), scale{k}))"
+        encode = [
+            "largest = np.int32(0)",
             "negative = False",
             "for j in range(count):",
             f"    largest = max(largest, magnitude_bits(d{k}[j]))",
             f"    negative = negative | (d{k}[j] < np.float32(0.0))",
             "for j in range(count):",
-            f"    codes[j] = encode_int8(d{k}[j], largest, negative, middles, starts)",
-            "for j in range(count):",
-            f"    q{k}[j] = np.uint8(codes[j])",
+            f"    q{k}[j] = np.uint8(encode_int8(d{k}[j], largest, negative))",
             f"c{k}[0] = int8_scale(largest, negative)",
         ]
-    else:
-        raise ValueError(f"no fused kernel stores the format {slot.format!r}")
-    return pointers, decode, f"np.{dtype}(d{k}[j])", [f"d{k}[j] = np.float32({value})"], encode
+        return pointers, argument, [f"d{k}[j] = np.float32({value})"], encode
+    raise ValueError(f"no fused kernel stores the format {slot.format!r}")
 
 
 def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) -> str:
@@ -137,7 +145,8 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         f"x{r} = carray({dtype}_pointer(addresses[{r}, t] + base * {itemsize}), count)"
         for r in (0, 1)
     ]
-    decode, encode, arguments, store = [], [], ["x0[j]", "x1[j]"], ["x0[j] = result[0]"]
+    encode: list[str] = []
+    arguments, store = ["x0[j]", "x1[j]"], ["x0[j] = result[0]"]
     buffers = []
     for k, slot in enumerate(slots):
         if slot is None:
@@ -152,17 +161,13 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
             arguments.append(f"s{k}[j]")
             store.append(f"s{k}[j] = {value}")
             continue
-        more, decoding, argument, stored, encoding = _slot_lines(k, slot, value, dtype)
+        more, argument, stored, encoding = _slot_lines(k, slot, value, dtype)
         pointers += more
-        if decoding:
-            decode += ["for j in range(count):", "    " + decoding[0]]
+        if slot.format == "int8":
             buffers.append(f"    d{k} = np.empty({chunk}, dtype=np.float32)")
         arguments.append(argument)
         store += stored
         encode += encoding
-    if "int8" in variant.formats:
-        buffers.append("    maps, middles, starts = MAPS.copy(), MIDDLES.copy(), STARTS.copy()")
-        buffers.append(f"    codes = np.empty({chunk}, dtype=np.int32)")
     arguments += scalar_arguments(rule, variant)
     indent = " " * 16
     body = [indent + line for line in lines]
@@ -170,13 +175,13 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         indent + f"for first in range(0, n, {chunk}):",
         indent + f"    count = min({chunk}, n - first)",
         indent + "    base = start + first",
-        *(indent + "    " + line for line in pointers + decode),
+        *(indent + "    " + line for line in pointers),
         indent + "    for j in range(count):",
         indent + " " * 8 + f"result = _update({', '.join(arguments)})",
         *(indent + " " * 8 + line for line in store),
         *(indent + "    " + line for line in encode),
     ]
-    codecs = codec_source("numba", "@njit(inline='always', error_model='numpy')")
+    codecs = codec_source("numba", "@traced")
     return f'''"""Fused {dtype} kernel of rule {rule.name!r}, coded slots; made by descend."""
 # variant {variant!r}
 import numpy as np
@@ -186,10 +191,8 @@ from descend.kernels._numba_support import {dtype}_pointer, float32_pointer
 from descend.kernels._numba_support import uint16_pointer, int8_pointer, uint8_pointer
 from descend.kernels._numba_support import add as _add, sub as _sub, mul as _mul
 from descend.kernels._numba_support import div as _div, power as _power, neg as _neg
-from descend.kernels.codec_elements import int8_tables
+from descend.kernels._numba_codecs import traced  # codecs traced by version {TRACER_VERSION}
 {codecs}
-
-MAPS, MIDDLES, STARTS = int8_tables()
 {element_functions}
 
 

@@ -53,9 +53,3 @@ def to_float32(x):
 def to_int(x):
     """Integer-valued floats as int64."""
     return x.to(tl.int64)
-
-
-@triton.jit
-def gather(table, index):
-    """Element ``index`` of the table at pointer ``table``."""
-    return tl.load(table + index)

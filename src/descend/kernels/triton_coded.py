@@ -10,18 +10,16 @@ the functions of :mod:`descend.kernels.codec_elements`, jitted with Triton's pri
 on torch tensors. For ``"int8"`` the block of a loop iteration is viewed as rows of
 :data:`~descend.kernels.codecs.INT8_BLOCK` elements (chunks start at multiples of it), each row
 reduced to its largest magnitude and sign; elements past the tensor's end count as zeros, as
-the reference's padding does. Operand rows are those of :func:`descend.kernels.coded.coded_rows`;
-the kernel also takes the int8 tables (:func:`~descend.kernels.codec_elements.int8_tables`).
+the reference's padding does. Operand rows are those of :func:`descend.kernels.coded.coded_rows`.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import torch
 
-from descend.kernels.codec_elements import INT8_BLOCK, codec_source, int8_tables
+from descend.kernels.codec_elements import INT8_BLOCK, codec_source
 from descend.kernels.coded import SlotRows, coded_rows
 from descend.kernels.codegen import scalar_arguments
 from descend.kernels.variant import Variant
@@ -59,7 +57,7 @@ def _slot_code(
         decode.append(f"_d{k} = decode_ecc({high}.to(tl.int64), {low}.to(tl.int64))")
     else:
         scale = _load(f"_s{k}_1 + _offs // {INT8_BLOCK}", masked)
-        decode.append(f"_d{k} = decode_int8({_load(at[0], masked)}.to(tl.int64), {scale}, _maps)")
+        decode.append(f"_d{k} = decode_int8({_load(at[0], masked)}.to(tl.int64), {scale})")
     value = f"_v{k}"
     encode = [f"{value} = ({result}).to(tl.float32)"]
     if slot.format == "bfloat16":
@@ -79,7 +77,7 @@ def _slot_code(
             f"_m{k} = tl.reshape(tl.broadcast_to(_m{k}[:, None], {rows}), (BLOCK,))",
             f"_n{k} = tl.max(tl.reshape(({value} < 0.0).to(tl.int32), {rows}), axis=1)",
             f"_n{k} = tl.reshape(tl.broadcast_to(_n{k}[:, None], {rows}), (BLOCK,)) > 0",
-            f"_c{k} = encode_int8({value}, _m{k}, _n{k}, _middles, _starts)",
+            f"_c{k} = encode_int8({value}, _m{k}, _n{k})",
             _store(at[0], f"_c{k}.to(tl.uint8)", masked),
             _store(f"_s{k}_1 + _offs // {INT8_BLOCK}", f"int8_scale(_m{k}, _n{k})", masked),
         ]
@@ -145,9 +143,6 @@ def coded_triton_source(rule: Rule, variant: Variant, element_functions: str) ->
             "_table",
             "_chunks",
             "_count",
-            "_maps",
-            "_middles",
-            "_starts",
             *(f"{name}: tl.float64" for name in variant.runtime),
             "ALIGNED: tl.constexpr",
             "CHUNK: tl.constexpr",
@@ -176,20 +171,14 @@ def kernel({parameters}):
 '''
 
 
-@cache
-def codec_tables(device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The int8 tables a coded Triton kernel reads, on ``device``."""
-    return tuple(torch.from_numpy(table).to(device) for table in int8_tables())
-
-
 def coded_launch(
     kernel: Any, device: torch.device, chunk: int, block: int
 ) -> tuple[int, int, tuple[torch.Tensor, ...]]:
     """The chunk, block and extra table arguments of a launch of ``kernel``: unchanged for a
     kernel without compressed slots; else a block of at least :data:`INT8_BLOCK` elements (an
-    int8 block is reduced within one iteration), a chunk of at least one block, and the int8
-    tables."""
+    int8 block is reduced within one iteration) and a chunk of at least one block. No codec
+    reads a table (the int8 map is computed), so there are no extra arguments."""
     if not getattr(kernel, "reads_codec_tables", False):
         return chunk, block, ()
     block = max(block, INT8_BLOCK)
-    return max(chunk, block), block, codec_tables(device)
+    return max(chunk, block), block, ()

@@ -39,6 +39,8 @@ from descend.kernels.codecs import (
     FORMATS,
     Codec,
     get_codec,
+    saved_decoder,
+    saved_version,
     stream_key,
     stream_keys,
 )
@@ -289,7 +291,9 @@ class BlockCoding:
 
 def saved_formats(optimizer: RuleOptimizer) -> dict[str, Any]:
     """What a state dict records under :data:`STATE_DICT_KEY`: the request, the seed, the
-    stream step and each compressed slot's format, by the state dict's parameter index."""
+    stream step, each compressed slot's format by the state dict's parameter index, and the
+    version of each format's encoding (:attr:`Codec.version`; a record without versions was
+    written before they were recorded: every format at version 1)."""
     formats: dict[int, dict[str, str]] = {}
     index = 0
     for group in optimizer.param_groups:
@@ -305,11 +309,13 @@ def saved_formats(optimizer: RuleOptimizer) -> dict[str, Any]:
             if compressed:
                 formats[index] = compressed
             index += 1
+    used = sorted({name for slots in formats.values() for name in slots.values()})
     return {
         "request": optimizer._precision.request,
         "seed": optimizer._precision.seed,
         "stream_step": optimizer._stream_step,
         "formats": formats,
+        "format_versions": {name: CODECS[name].version for name in used},
     }
 
 
@@ -318,7 +324,8 @@ def plain_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     removed: a state dict ``torch.optim`` (or a float32 descend optimizer) loads."""
     plain = {key: value for key, value in state_dict.items() if key != STATE_DICT_KEY}
     record = state_dict.get(STATE_DICT_KEY) or {}
-    formats = record.get("formats", {}) if isinstance(record, Mapping) else {}
+    record = record if isinstance(record, Mapping) else {}
+    formats = record.get("formats", {})
     state = {}
     for key, entry in (state_dict.get("state") or {}).items():
         entry = dict(entry)
@@ -326,7 +333,8 @@ def plain_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
             codec = CODECS.get(name)
             if codec is None or codec.storage is None or slot not in entry:
                 continue
-            entry[slot] = codec.decode(stored_tensors(entry, slot, codec))
+            decode = saved_decoder(record, name, f"state[{key!r}][{slot!r}]")
+            entry[slot] = decode(stored_tensors(entry, slot, codec))
             for companion in codec.companions:
                 entry.pop(f"{slot}.{companion}", None)
         state[key] = entry
@@ -337,16 +345,19 @@ def plain_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 def loaded_storage(
     state_dict: Mapping[str, Any],
 ) -> dict[Any, dict[str, tuple[str, dict[str, torch.Tensor]]]]:
-    """The compressed slots of a state dict as saved: by parameter index, each slot's format
-    and storage tensors (kept as they are when the optimizer stores that slot alike)."""
+    """The compressed slots of a state dict as saved in their format's current encoding: by
+    parameter index, each slot's format and storage tensors (kept as they are when the
+    optimizer stores that slot alike; a slot in an older encoding is decoded and stored
+    again)."""
     record = state_dict.get(STATE_DICT_KEY) or {}
-    formats = record.get("formats", {}) if isinstance(record, Mapping) else {}
+    record = record if isinstance(record, Mapping) else {}
+    formats = record.get("formats", {})
     kept: dict[Any, dict[str, tuple[str, dict[str, torch.Tensor]]]] = {}
     for key, slots in formats.items():
         entry = (state_dict.get("state") or {}).get(key) or {}
         for slot, name in slots.items():
             codec = CODECS.get(name)
-            if codec is None or slot not in entry:
+            if codec is None or slot not in entry or saved_version(record, name) != codec.version:
                 continue
             names = [slot, *(f"{slot}.{c}" for c in codec.companions)]
             if all(n in entry for n in names):
