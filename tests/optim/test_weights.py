@@ -193,3 +193,32 @@ def test_bf16_weights_and_int8_state_take_at_most_seven_bytes_per_parameter():
     # bf16 weight (2) + correction byte (1) + two int8 moments with their block scales.
     assert total <= 7
     assert total == pytest.approx(2 + 1 + 2 * (1 + 4 / 256) + 4 / (1 << 16))
+
+
+def test_corrections_of_an_older_encoding_are_converted_and_unknown_ones_refused():
+    from descend.kernels.codecs import CODECS, OLDER_DECODERS
+
+    torch.manual_seed(3)
+    weights = torch.nn.Parameter(torch.randn(4096).to(torch.bfloat16))
+    optimizer = descend.AdamW([weights], lr=1e-3, param_precision="bf16+ecc")
+    weights.grad = torch.randn(4096, dtype=torch.bfloat16)
+    optimizer.step()
+    saved = optimizer.state_dict()
+    assert saved["state_precision"]["format_versions"]["bf16+ecc"] == CODECS["bf16+ecc"].version
+    bits = weights.detach().clone()
+    correction = saved["state"][0][CORRECTION_KEY].clone()
+    older = dict(saved, state_precision={**saved["state_precision"], "format_versions": {}})
+    # A record without versions was written by version 1: decoded by its decoder.
+    expected = OLDER_DECODERS[("bf16+ecc", 1)]((bits, correction))
+    loaded = descend.AdamW([weights], lr=1e-3, param_precision="bf16+ecc")
+    loaded.load_state_dict(older)
+    assert torch.equal(
+        master(loaded, weights), CODECS["bf16+ecc"].decode(CODECS["bf16+ecc"].encode(expected, 0))
+    )
+    unknown = dict(
+        saved, state_precision={**saved["state_precision"], "format_versions": {"bf16+ecc": 99}}
+    )
+    refusing = descend.AdamW([weights], lr=1e-3, param_precision="bf16+ecc")
+    with pytest.raises(ValueError, match="version 99"):
+        refusing.load_state_dict(unknown)
+    assert not refusing.state  # nothing was loaded

@@ -18,7 +18,12 @@ from descend.optim.precision import (
     loaded_storage,
     plain_state_dict,
 )
-from descend.optim.weights import WeightPrecision, float32_weights
+from descend.optim.weights import (
+    WeightPrecision,
+    check_loaded_corrections,
+    convert_loaded_corrections,
+    float32_weights,
+)
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
@@ -36,9 +41,12 @@ def load_converted(
     slot is stored in the optimizer's format, the checkpoint's own storage kept where it is
     in that format already. The random stream continues from the checkpoint's stream step.
     """
+    record = state_dict.get(STATE_DICT_KEY) if isinstance(state_dict, Mapping) else None
+    check_loaded_corrections(optimizer, record)  # before anything loads
     # bf16 weights with float32 masters load their state as float32 (see weights.py).
     with float32_weights(optimizer, stepping=False):
         _load_converted(optimizer, state_dict, load)
+    convert_loaded_corrections(optimizer, record)
 
 
 def _load_converted(

@@ -309,13 +309,16 @@ def saved_formats(optimizer: RuleOptimizer) -> dict[str, Any]:
             if compressed:
                 formats[index] = compressed
             index += 1
-    used = sorted({name for slots in formats.values() for name in slots.values()})
+    weights = optimizer._weights.request  # its format's version: the correction bytes'
+    used = {name for slots in formats.values() for name in slots.values()} | (
+        {weights} if weights else set()
+    )
     return {
         "request": optimizer._precision.request,
         "seed": optimizer._precision.seed,
         "stream_step": optimizer._stream_step,
         "formats": formats,
-        "format_versions": {name: CODECS[name].version for name in used},
+        "format_versions": {name: CODECS[name].version for name in sorted(used)},
     }
 
 

@@ -29,12 +29,12 @@ needs no master); ``differentiable=True`` and DTensor parameters are refused.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from descend.kernels.codecs import CODECS, stream_key
+from descend.kernels.codecs import CODECS, saved_decoder, saved_version, stream_key
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
@@ -159,6 +159,33 @@ def float32_weights(optimizer: RuleOptimizer, stepping: bool = True) -> Iterator
             state[CORRECTION_KEY] = correction.to(torch.int8)  # torch's load cast it
 
 
+def check_loaded_corrections(optimizer: RuleOptimizer, record: object) -> None:
+    """Refuse (``ValueError`` naming it) a state dict whose split-master corrections are in an
+    encoding this version cannot read, before anything is loaded."""
+    if optimizer._weights.request == "bf16+ecc" and isinstance(record, Mapping):
+        saved_decoder(record, "bf16+ecc", f"the state dict's {CORRECTION_KEY!r}")
+
+
+def convert_loaded_corrections(optimizer: RuleOptimizer, record: object) -> None:
+    """After a load: a split master's correction bytes written by an older encoding of
+    ``"bf16+ecc"`` (the state dict's format record says which) are decoded with that encoding
+    and stored again in the current one; an encoding this version cannot read raises
+    ``ValueError`` naming it (see :func:`~descend.kernels.codecs.saved_decoder`)."""
+    codec = CODECS["bf16+ecc"]
+    if optimizer._weights.request != "bf16+ecc" or not isinstance(record, Mapping):
+        return
+    if saved_version(record, codec.name) == codec.version:
+        return
+    for index, param in enumerate(p for g in optimizer.param_groups for p in g["params"]):
+        state = optimizer.state.get(param) or {}
+        correction = state.get(CORRECTION_KEY)
+        if correction is None:
+            continue
+        decode = saved_decoder(record, codec.name, f"state[{index}][{CORRECTION_KEY!r}]")
+        high, state[CORRECTION_KEY] = codec.encode(decode((param.data, correction)), 0)
+        param.data.copy_(high)
+
+
 def requested_weights(arguments: dict[str, Any]) -> WeightPrecision:
     """The checked ``param_precision`` of a constructor's added arguments."""
     return WeightPrecision(arguments.get("param_precision"))
@@ -168,6 +195,8 @@ __all__ = [
     "CORRECTION_KEY",
     "WEIGHT_FORMATS",
     "WeightPrecision",
+    "check_loaded_corrections",
+    "convert_loaded_corrections",
     "float32_weights",
     "master",
     "requested_weights",
