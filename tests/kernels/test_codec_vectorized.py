@@ -10,14 +10,9 @@ is read.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.kernels.test_vectorized import _cpu_flags
+from tests.kernels.test_vectorized import compiled_ops
 
 _CHILD = r"""
 import collections, json, re, sys, warnings
@@ -46,21 +41,7 @@ FORMATS = ["bfloat16", "bf16+ecc", "int8"]
 
 @pytest.mark.slow
 def test_codecs_run_in_packed_32_bit_lanes_on_the_widest_registers(tmp_path):
-    flags = _cpu_flags()
-    if "avx2" not in flags:
-        pytest.skip("needs an x86-64 CPU with AVX2 (and /proc/cpuinfo) to name the width")
-    widest = "zmm" if "avx512f" in flags else "ymm"
-    environment = {"DESCEND_CACHE_DIR": str(tmp_path / "kernels"), "NUMBA_CACHE_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(FORMATS)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **environment},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    found, widest = compiled_ops(tmp_path, _CHILD, FORMATS)
     for name in FORMATS:
         ops = found[name]
         assert ops, name

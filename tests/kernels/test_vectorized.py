@@ -64,15 +64,18 @@ def _cpu_flags() -> set[str]:
     return set(match.group(1).split()) if match else set()
 
 
-@pytest.mark.slow
-def test_fused_kernels_do_their_arithmetic_on_the_widest_packed_registers(tmp_path):
+def compiled_ops(tmp_path: Path, child: str, argument: object) -> tuple[dict, str]:
+    """Run ``child`` (a script that compiles kernels afresh and prints, as its last line, the
+    JSON of the packed operations it found) with ``argument`` as JSON, in a child process with
+    empty kernel caches; return what it printed and the widest register name of this CPU
+    (the test is skipped without AVX2)."""
     flags = _cpu_flags()
     if "avx2" not in flags:
         pytest.skip("needs an x86-64 CPU with AVX2 (and /proc/cpuinfo) to name the width")
     widest = "zmm" if "avx512f" in flags else "ymm"
     environment = {"DESCEND_CACHE_DIR": str(tmp_path / "kernels"), "NUMBA_CACHE_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(RULES)],
+        [sys.executable, "-c", child, json.dumps(argument)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -80,6 +83,11 @@ def test_fused_kernels_do_their_arithmetic_on_the_widest_packed_registers(tmp_pa
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1]), widest
+
+
+@pytest.mark.slow
+def test_fused_kernels_do_their_arithmetic_on_the_widest_packed_registers(tmp_path):
+    found, widest = compiled_ops(tmp_path, _CHILD, RULES)
     for name in RULES:
         assert found[name].get(widest, 0) > 0, (name, found[name])
