@@ -118,9 +118,12 @@ def _swap(param: torch.Tensor, data: torch.Tensor, grad: torch.Tensor | None) ->
     param.grad = grad
 
 
-@contextlib.contextmanager
-def float32_weights(optimizer: RuleOptimizer, stepping: bool = True) -> Iterator[None]:
-    """Run the body on float32 masters of the bf16 weights (see the module docstring).
+def float32_weights(
+    optimizer: RuleOptimizer, stepping: bool = True
+) -> contextlib.AbstractContextManager[None]:
+    """A context that runs its body on float32 masters of the bf16 weights (see the module
+    docstring); without ``param_precision``, one that does nothing (every step enters it, so
+    that costs no generator).
 
     ``stepping`` (a step): only the weights that have gradients, each with its gradient as
     float32, and the masters stored back if the step happened (it was not skipped and did not
@@ -129,8 +132,16 @@ def float32_weights(optimizer: RuleOptimizer, stepping: bool = True) -> Iterator
     a split master's correction bytes stay int8.
     """
     if optimizer._weights.request is None:
-        yield
-        return
+        return _NOTHING
+    return _on_masters(optimizer, stepping)
+
+
+#: The context of an optimizer without ``param_precision``.
+_NOTHING = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _on_masters(optimizer: RuleOptimizer, stepping: bool) -> Iterator[None]:
     swapped: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]] = []
     index = -1
     try:
@@ -152,11 +163,13 @@ def float32_weights(optimizer: RuleOptimizer, stepping: bool = True) -> Iterator
     finally:
         for param, stored, grad, _ in swapped:
             _swap(param, stored, grad)
-    for param, *_ in swapped:
+    if stepping:
+        return
+    for param, *_ in swapped:  # torch's load cast every state tensor to the float32 masters'
         state: dict[str, Any] = optimizer.state.get(param, {})
         correction = state.get(CORRECTION_KEY)
         if isinstance(correction, torch.Tensor) and correction.dtype != torch.int8:
-            state[CORRECTION_KEY] = correction.to(torch.int8)  # torch's load cast it
+            state[CORRECTION_KEY] = correction.to(torch.int8)
 
 
 def check_loaded_corrections(optimizer: RuleOptimizer, record: object) -> None:
