@@ -174,10 +174,7 @@ def test_a_packed_state_tensor_changed_in_place_is_stepped_as_torch_does(change)
             ours.step()
         assert_unchanged(before, ours)
         return
-    ours.step()
-    for a, b in zip(mine, theirs, strict=True):
-        torch.testing.assert_close(a, b)
-        torch.testing.assert_close(ours.state[a]["exp_avg"], reference.state[b]["exp_avg"])
+    _step_alike(ours, mine, reference, theirs)
 
 
 GRADIENT_CHANGES = [
@@ -236,10 +233,7 @@ def test_a_gradient_changed_after_the_gradient_guard_armed_is_seen(change):
             ours.step()
         assert_unchanged(before, ours)
         return
-    ours.step()
-    for a, b in zip(mine, theirs, strict=True):
-        torch.testing.assert_close(a, b)
-        torch.testing.assert_close(ours.state[a]["exp_avg"], reference.state[b]["exp_avg"])
+    _step_alike(ours, mine, reference, theirs)
 
 
 def test_a_slot_above_the_packing_limit_stays_where_it_was_made():
@@ -252,3 +246,11 @@ def test_a_slot_above_the_packing_limit_stays_where_it_was_made():
     large = optimizer.state[params[1]]["exp_avg"]
     assert large.untyped_storage().nbytes() == large.nbytes
     assert _one_buffer([optimizer.state[p]["exp_avg"] for p in (params[0], *params[2:])])
+
+
+def _step_alike(ours, mine, reference, theirs) -> None:
+    """Step descend (``reference`` has stepped) and compare parameters and first moments."""
+    ours.step()
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(ours.state[a]["exp_avg"], reference.state[b]["exp_avg"])
