@@ -17,7 +17,7 @@ Prints four tables, every figure a median and every comparison a ratio taken in 
 With ``--formats float32,bfloat16,bf16+ecc,int8`` it prints instead one table of the fused step
 with its state stored in each format (``state_precision=``), against the float32 step and the
 bandwidth floor of the bytes that format moves, every format measured in the same run, one
-block of steps of each in turn.
+block of steps of each in turn; one table per mode of ``--modes`` (quiet, then contended).
 
 The optimizers are every rule of ``descend.rules`` that has a class with a ``torch.optim``
 equivalent (plus SGD with momentum).
@@ -468,8 +468,8 @@ def format_bytes(name: str) -> float:
 
 def format_rows(cases: list[str], names: list[str], formats: list[str], rounds: int) -> list[tuple]:
     """The fused step per storage format: (case, optimizer, format, elements, slots, median
-    seconds), the formats' steps interleaved in ``rounds`` blocks so all see the same
-    machine."""
+    seconds), the formats' steps interleaved in ``rounds`` blocks, in an order rotated every
+    round, so all see the same machine."""
     table = contenders()
     rows = []
     for case in cases:
@@ -481,9 +481,10 @@ def format_rows(cases: list[str], names: list[str], formats: list[str], rounds: 
                 optimizers[fmt] = contender.descend(params, backend="fused", state_precision=fmt)
                 optimizers[fmt].step()
             samples: dict[str, list[float]] = {fmt: [] for fmt in formats}
-            for _ in range(rounds):
-                for fmt, optimizer in optimizers.items():
-                    samples[fmt].append(median_time(optimizer.step, 5, warmup=1))
+            order = list(optimizers)
+            for index in range(rounds):  # the order rotates, so no format always runs first
+                for fmt in order[index % len(order) :] + order[: index % len(order)]:
+                    samples[fmt].append(median_time(optimizers[fmt].step, 5, warmup=1))
             slots = (contender.words() - 3) // 2
             elements = sum(torch.Size(shape).numel() for shape in CASES[case])
             for fmt in formats:
@@ -556,13 +557,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.formats:
-        bandwidth = Bandwidth()
-        bandwidth.measure()
         names = args.optimizers.split(",") if "--optimizers" in sys.argv else ["adamw"]
-        rows = format_rows(args.cases.split(","), names, args.formats.split(","), 5)
-        bandwidth.measure()
-        print(f"# bandwidth (x.neg_() on 256 MiB, best): {bandwidth.value / 1e9:.1f} GB/s")
-        print_format_table(rows, bandwidth)
+        cores = os.cpu_count() or 1
+        for mode in args.modes.split(","):
+            neighbours = busy_neighbours(cores) if mode == "busy" else contextlib.nullcontext()
+            with neighbours:
+                bandwidth = Bandwidth()
+                bandwidth.measure()
+                rows = format_rows(args.cases.split(","), names, args.formats.split(","), 9)
+                bandwidth.measure()
+            label = mode if mode == "quiet" else f"contended ({cores} busy processes beside it)"
+            print(
+                f"\n# {label}, {torch.get_num_threads()} threads; bandwidth (x.neg_() on "
+                f"256 MiB, best): {bandwidth.value / 1e9:.1f} GB/s"
+            )
+            print_format_table(rows, bandwidth)
         return
     budget = 0.3 if args.quick else 1.0
     cases = ["ResNet-18 (62)"] if args.quick else args.cases.split(",")
