@@ -20,7 +20,13 @@ largest magnitude and sign and coded against the new scale.
 
 Operand rows (:func:`coded_rows`): the parameter, the gradient, each active slot's storage
 tensors (its value tensor, then its companions), then one row per compressed slot holding the
-key of that slot's random stream for this step (a number, not an address).
+key of that slot's random stream for this step (a number, not an address), then, for a
+variant whose parameters are stored in bf16 (:attr:`~descend.kernels.variant.Variant.weights`),
+one *weight row*: the key of the weights' random stream (``"bfloat16"``) or the address of
+their int8 correction bytes (``"bf16+ecc"``). Such a kernel reads each weight and its
+gradient as bf16 (rows 0 and 1), decodes the weight (with its correction byte) to the
+variant's dtype, and stores the rule's new weight through the format's encode, in the same
+loop as the slots.
 """
 
 from __future__ import annotations
@@ -70,7 +76,44 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
         if name != "float32":
             key_row, row = row, row + 1
         slots.append(SlotRows(name, tuple(rows), key_row))
-    return slots, row
+    return slots, row + bool(variant.weights)
+
+
+#: The weight formats a coded kernel stores (:attr:`~descend.kernels.variant.Variant.weights`).
+WEIGHT_FORMATS = ("bfloat16", "bf16+ecc")
+
+
+def _weight_lines(variant: Variant, row: int) -> tuple[list[str], list[str], list[str], str, str]:
+    """The lines of a variant whose weights are bf16 (its weight row is ``row``): those before
+    the chunk loop, the pointers at the chunk, the store of the new weight ``result[0]``, and
+    the update's arguments for the weight and the gradient (decoded)."""
+    if variant.weights not in WEIGHT_FORMATS:
+        raise ValueError(
+            f"weights={variant.weights!r} is invalid: expected one of {WEIGHT_FORMATS}"
+        )
+    dtype = variant.dtype
+    pointers = [
+        "w0 = carray(uint16_pointer(addresses[0, t] + base * 2), count)",
+        "w1 = carray(uint16_pointer(addresses[1, t] + base * 2), count)",
+    ]
+    gradient = f"np.{dtype}(decode_bf16(np.int64(w1[j])))"
+    if variant.weights == "bfloat16":
+        bits = "encode_bf16(np.float32(result[0]), weight_key, base + j)"
+        return (
+            [f"weight_key = addresses[{row}, t]"],
+            pointers,
+            [f"w0[j] = np.uint16({bits})"],
+            f"np.{dtype}(decode_bf16(np.int64(w0[j])))",
+            gradient,
+        )
+    pointers.append(f"we = carray(int8_pointer(addresses[{row}, t] + base), count)")
+    store = [
+        "weight_high, weight_correction = encode_ecc(np.float32(result[0]))",
+        "w0[j] = np.uint16(weight_high)",
+        "we[j] = np.int8(weight_correction)",
+    ]
+    weight = f"np.{dtype}(decode_ecc(np.int64(w0[j]), np.int64(we[j])))"
+    return [], pointers, store, weight, gradient
 
 
 #: The version of the code :mod:`descend.kernels._numba_codecs` emits for a traced codec,
@@ -138,15 +181,22 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
     ``element_functions`` is the rule's update as kernel source (with its imports)."""
     dtype = variant.dtype
     itemsize = 4 if dtype == "float32" else 8
-    slots, _ = coded_rows(variant)
+    slots, rows = coded_rows(variant)
     chunk = INT8_BLOCK if "int8" in variant.formats else CHUNK
     lines = [f"{name} = scalars[row, {column}]" for column, name in enumerate(variant.runtime)]
-    pointers = [
-        f"x{r} = carray({dtype}_pointer(addresses[{r}, t] + base * {itemsize}), count)"
-        for r in (0, 1)
-    ]
+    if variant.weights:
+        if dtype != "float32":
+            raise ValueError(f"bf16 weights are stepped in float32, not in {dtype}")
+        before, pointers, store, weight, gradient = _weight_lines(variant, rows - 1)
+        lines += before
+        arguments = [weight, gradient]
+    else:
+        pointers = [
+            f"x{r} = carray({dtype}_pointer(addresses[{r}, t] + base * {itemsize}), count)"
+            for r in (0, 1)
+        ]
+        arguments, store = ["x0[j]", "x1[j]"], ["x0[j] = result[0]"]
     encode: list[str] = []
-    arguments, store = ["x0[j]", "x1[j]"], ["x0[j] = result[0]"]
     buffers = []
     for k, slot in enumerate(slots):
         if slot is None:

@@ -78,6 +78,10 @@ class Executor(ABC):
     #: for variants without compressed slots); otherwise a cautious step is its plain step
     #: followed by the correction passes of :func:`descend.kernels.caution.apply_caution`.
     fuses_caution: ClassVar[bool] = False
+    #: Whether its kernels read and store bf16 weights themselves (a variant's ``weights``,
+    #: ``param_precision``); otherwise such weights are stepped on float32 masters around its
+    #: step (:mod:`descend.optim.weights`).
+    weights: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Whether the executor can run at all here (its compiler is installed, ...)."""

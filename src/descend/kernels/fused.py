@@ -361,6 +361,7 @@ class FusedExecutor(CompiledExecutor):
     dtypes = FUSED_DTYPES
     codecs = True
     fuses_caution = True
+    weights = True
 
     def available(self) -> bool:
         """Whether Numba is installed."""
