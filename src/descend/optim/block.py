@@ -354,16 +354,16 @@ def check_weight_operands(
     corrections: Sequence[torch.Tensor],
 ) -> None:
     """Refuse (``ValueError`` naming it) any tensor of a block of bf16 weights that its kernel
-    would read wrongly by address: a parameter that is not a contiguous bf16 CPU tensor, a
+    would read wrongly by address: a parameter that is not a contiguous bf16 tensor, a
     slot's value tensor (``slots`` by state key) not of its format's dtype (``dtypes``: float32
     for a slot kept in float32) or not contiguous of its parameter's shape, a correction that
     is not int8 (a compressed slot's companions are checked against its format when the state
     is made)."""
     for index, param in enumerate(params):
-        if param.dtype != torch.bfloat16 or param.device.type != "cpu" or not param.is_contiguous():
+        if param.dtype != torch.bfloat16 or not param.is_contiguous():
             raise ValueError(
-                f"weight {index} of a block of bf16 weights is a {param.dtype} tensor on "
-                f"{param.device}: expected a contiguous torch.bfloat16 CPU tensor"
+                f"weight {index} of a block of bf16 weights is a {param.dtype} tensor: "
+                "expected a contiguous torch.bfloat16 tensor"
             )
         expected = [(name, tensors[index], dtypes[name]) for name, tensors in slots.items()]
         if corrections:
