@@ -19,15 +19,15 @@ float32), and stores the result back into the same bf16 tensor:
   master drifts from a float32 run by at most that much per step (an update of a few units
   of it is rounded the same way every step: a bias stochastic rounding does not have).
 
-Where the parameter's executor compiles weights (the fused CPU executor: see
+Where the parameter's executor compiles weights (the fused CPU and Triton executors: see
 :func:`compiled_executor`), there is no master: its kernel reads each bf16 weight (with its
 correction byte) and bf16 gradient by address, decodes them with the same codec functions,
 runs the rule in float32 and stores the weight through the same encode, in its one pass over
-memory (:mod:`descend.kernels.coded`), so the stored bits are those of the master's path. The
-float32 state of such a weight is created from its decoded value (:func:`state_template`).
-Every other parameter (the reference and Triton executors, a cautious or differentiable
-step, a float32 gradient, a split master's first step, before it has correction bytes) is
-stepped on a master, as follows.
+memory (:mod:`descend.kernels.coded`, :mod:`descend.kernels.triton_coded`), so the stored bits
+are those of the master's path. The float32 state of such a weight is created from its
+decoded value (:func:`state_template`). Every other parameter (the reference executor, a
+cautious or differentiable step, a float32 gradient, a split master's first step, before it
+has correction bytes) is stepped on a master, as follows.
 
 The swap happens in place: the parameter object keeps its identity (the state's key) and, after
 the step, its own bf16 storage, so a model holding the parameter, a view of it or a compiled
