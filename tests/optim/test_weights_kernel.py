@@ -164,9 +164,16 @@ def test_any_sizes_and_seeds_store_the_bits_of_the_swap_path(sizes, seed, weight
     _run_both("AdamW", weights, state, steps=3, seed=seed, shapes=[(n,) for n in sizes])
 
 
+@pytest.mark.parametrize("state", ["float32", pytest.param("int8", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("rule", ["AdamW", pytest.param("Lion", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("weights", WEIGHTS)
-def test_a_cautious_step_stores_the_bits_of_the_swap_path(weights):
-    _run_both("AdamW", weights, "float32", steps=3, cautious=True)
+def test_a_cautious_step_stores_the_bits_of_the_swap_path(weights, rule, state):
+    # In the kernels of a cautious step (a count pass, then an apply pass storing the
+    # cautious weight through the codec), against the masters' step and correction.
+    optimizer = _run_both(
+        rule, weights, state, steps=3, cautious=True, edit=_lr_change_and_missing_gradient
+    )
+    assert _kernel_blocks(optimizer) == {weights}
 
 
 @pytest.mark.parametrize("weights", WEIGHTS)
@@ -233,15 +240,16 @@ def test_weights_switch_between_kernel_and_masters_as_their_gradients_change():
     _run_both("AdamW", "bfloat16", "float32", steps=4, edit=float32_gradient)
 
 
+@pytest.mark.parametrize("cautious", [False, True])
 @pytest.mark.parametrize("weights", WEIGHTS)
-def test_a_kernel_still_loading_steps_on_masters_with_the_same_bits(weights, monkeypatch):
+def test_a_kernel_still_loading_steps_on_masters_with_the_same_bits(weights, cautious, monkeypatch):
     from descend.kernels.fused import FusedExecutor
 
     monkeypatch.setattr(FusedExecutor, "kernel_if_ready", lambda self, rule, variant: None)
     runs = []
     for backend in ("auto", "reference"):
         params = _params(9)
-        optimizer = _build("AdamW", params, backend, weights, "int8")
+        optimizer = _build("AdamW", params, backend, weights, "int8", cautious=cautious)
         for step_grads in _gradients(params, 3, 9):
             _step(optimizer, params, step_grads)
         runs.append((params, optimizer.state_dict()))

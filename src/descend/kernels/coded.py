@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from descend.kernels.codec_elements import codec_source
 from descend.kernels.codecs import CODECS, INT8_BLOCK
-from descend.kernels.codegen import numba_kernel_entry, scalar_arguments
+from descend.kernels.codegen import caution_maximize, numba_kernel_entry, scalar_arguments
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
@@ -83,10 +83,12 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
 WEIGHT_FORMATS = ("bfloat16", "bf16+ecc")
 
 
-def _weight_lines(variant: Variant, row: int) -> tuple[list[str], list[str], list[str], str, str]:
+def _weight_lines(
+    variant: Variant, row: int, new: str
+) -> tuple[list[str], list[str], list[str], str, str]:
     """The lines of a variant whose weights are bf16 (its weight row is ``row``): those before
-    the chunk loop, the pointers at the chunk, the store of the new weight ``result[0]``, and
-    the update's arguments for the weight and the gradient (decoded)."""
+    the chunk loop, the pointers at the chunk, the store of the new weight ``new``, and the
+    update's arguments for the weight and the gradient (decoded)."""
     if variant.weights not in WEIGHT_FORMATS:
         raise ValueError(
             f"weights={variant.weights!r} is invalid: expected one of {WEIGHT_FORMATS}"
@@ -98,7 +100,7 @@ def _weight_lines(variant: Variant, row: int) -> tuple[list[str], list[str], lis
     ]
     gradient = f"np.{dtype}(decode_bf16(np.int64(w1[j])))"
     if variant.weights == "bfloat16":
-        bits = "encode_bf16(np.float32(result[0]), weight_key, base + j)"
+        bits = f"encode_bf16(np.float32({new}), weight_key, base + j)"
         return (
             [f"weight_key = addresses[{row}, t]"],
             pointers,
@@ -108,7 +110,7 @@ def _weight_lines(variant: Variant, row: int) -> tuple[list[str], list[str], lis
         )
     pointers.append(f"we = carray(int8_pointer(addresses[{row}, t] + base), count)")
     store = [
-        "weight_high, weight_correction = encode_ecc(np.float32(result[0]))",
+        f"weight_high, weight_correction = encode_ecc(np.float32({new}))",
         "w0[j] = np.uint16(weight_high)",
         "we[j] = np.int8(weight_correction)",
     ]
@@ -184,10 +186,17 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
     slots, rows = coded_rows(variant)
     chunk = INT8_BLOCK if "int8" in variant.formats else CHUNK
     lines = [f"{name} = scalars[row, {column}]" for column, name in enumerate(variant.runtime)]
+    caution = variant.caution
+    if caution and not variant.weights:
+        raise ValueError(
+            f"rule {rule.name!r}: no fused kernel runs a cautious step on compressed slots "
+            "of float parameters"
+        )
+    new = "_cautious" if caution == "apply" else "result[0]"
     if variant.weights:
         if dtype != "float32":
             raise ValueError(f"bf16 weights are stepped in float32, not in {dtype}")
-        before, pointers, store, weight, gradient = _weight_lines(variant, rows - 1)
+        before, pointers, store, weight, gradient = _weight_lines(variant, rows - 1, new)
         lines += before
         arguments = [weight, gradient]
     else:
@@ -195,7 +204,11 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
             f"x{r} = carray({dtype}_pointer(addresses[{r}, t] + base * {itemsize}), count)"
             for r in (0, 1)
         ]
-        arguments, store = ["x0[j]", "x1[j]"], ["x0[j] = result[0]"]
+        arguments, store = ["x0[j]", "x1[j]"], [f"x0[j] = {new}"]
+    # A cautious pass compares the step with the gradient: both decoded once, then named.
+    operands = [f"_x = {arguments[0]}", f"_g = {arguments[1]}"] if caution else []
+    if caution:
+        arguments = ["_x", "_g"]
     encode: list[str] = []
     buffers = []
     for k, slot in enumerate(slots):
@@ -219,6 +232,20 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         store += stored
         encode += encoding
     arguments += scalar_arguments(rule, variant)
+    agreement = f"_keep = cautious_agreement(_x, result[0], _g, {caution_maximize(variant)})"
+    after: list[str] = []
+    if caution == "count":  # the step in registers, counted, nothing stored
+        lines += ["_kept = 0", "_unknown = 0"]
+        store = [
+            agreement,
+            "_kept += np.int64(_keep > 0.5)",
+            "_unknown += np.int64(_keep != _keep)",
+        ]
+        encode, buffers = [], []
+        after = ["caution[segment] = np.float64(_kept) if _unknown == 0 else np.nan"]
+    elif caution == "apply":  # the cautious weight stored, with the tensor's scale
+        lines.append("_scale = caution[t]")
+        store = [agreement, "_cautious = cautious_parameter(_x, result[0], _keep, _scale)", *store]
     indent = " " * 16
     body = [indent + line for line in lines]
     body += [
@@ -227,12 +254,15 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         indent + "    base = start + first",
         *(indent + "    " + line for line in pointers),
         indent + "    for j in range(count):",
+        *(indent + " " * 8 + line for line in operands),
         indent + " " * 8 + f"result = _update({', '.join(arguments)})",
         *(indent + " " * 8 + line for line in store),
         *(indent + "    " + line for line in encode),
+        *(indent + line for line in after),
     ]
     codecs = codec_source("numba", "@traced")
-    return f'''"""Fused {dtype} kernel of rule {rule.name!r}, coded slots; made by descend."""
+    kind = f"{caution} pass of a cautious step" if caution else "kernel"
+    return f'''"""Fused {dtype} {kind} of rule {rule.name!r}, coded slots; made by descend."""
 # variant {variant!r}
 import numpy as np
 from numba import carray, njit
@@ -246,6 +276,6 @@ from descend.kernels._numba_codecs import traced  # codecs traced by version {TR
 {element_functions}
 
 
-{numba_kernel_entry(buffers)}
+{numba_kernel_entry(buffers, caution=bool(caution))}
 {chr(10).join(body)}
 '''

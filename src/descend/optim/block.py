@@ -292,8 +292,14 @@ class Block:
         if corrected:
             chosen_params = self.params if indices is None else [self.params[k] for k in indices]
 
+        # bf16 weights whose kernel is still loading: stepped on float32 masters, as the
+        # kernel would decode and store them (a cautious step corrected there too).
+        optimizer = self.coding.optimizer if loading and self.weights and self.coding else None
+        stepped: list[torch.Tensor] = []
+        if optimizer is not None:
+            stepped = self.params if indices is None else [self.params[k] for k in indices]
+
         def commit() -> None:
-            before = snapshot(chosen_params) if corrected else []
             self.step_state.commit(after)
             if self.keyed and self.coding is not None:
                 for row, number in self.keyed:
@@ -302,19 +308,17 @@ class Block:
                 self.table.addresses[1] = grad_addresses
             else:
                 self.table.addresses[1, indices] = grad_addresses
-            if loading:
-                # bf16 weights: on float32 masters, as the kernel would decode and store them.
-                stepped = self.params if indices is None else [self.params[k] for k in indices]
-                optimizer = self.coding.optimizer if self.weights and self.coding else None
-                with stepped_on_masters(optimizer, stepped):
+            with stepped_on_masters(optimizer, stepped):
+                before = snapshot(chosen_params) if corrected else []
+                if loading:
                     self._run_on_reference(rule, rows, tensor_row, indices)
-            for kernel, rows_of, scalars, chosen in launches:
-                self.executor.launch(kernel, self.table, rows_of, scalars, chosen)
-            if corrected:
-                executor = get_executor("reference") if loading else self.executor
-                maximize = bool(rows[0][3].get("maximize", False))
-                grads = cast(list[torch.Tensor], [param.grad for param in chosen_params])
-                apply_caution(before, chosen_params, grads, maximize, lambda _: executor)
+                for kernel, rows_of, scalars, chosen in launches:
+                    self.executor.launch(kernel, self.table, rows_of, scalars, chosen)
+                if corrected:
+                    executor = get_executor("reference") if loading else self.executor
+                    maximize = bool(rows[0][3].get("maximize", False))
+                    grads = cast(list[torch.Tensor], [param.grad for param in chosen_params])
+                    apply_caution(before, chosen_params, grads, maximize, lambda _: executor)
 
         return commit
 

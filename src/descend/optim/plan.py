@@ -288,7 +288,12 @@ class GroupPlan:
                 if block.formats or block.weights:
                     variant = replace(variant, formats=block.formats, weights=block.weights)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
-                if cautious and block.executor.fuses_caution and not variant.coded:
+                executor = block.executor
+                if (
+                    cautious
+                    and executor.fuses_caution
+                    and (not variant.coded or (variant.weights and executor.fuses_weight_caution))
+                ):
                     kernel = block.executor.cautious_kernels(
                         self.rule, variant, self.wait_for_kernels
                     )

@@ -25,9 +25,11 @@ correction byte) and bf16 gradient by address, decodes them with the same codec 
 runs the rule in float32 and stores the weight through the same encode, in its one pass over
 memory (:mod:`descend.kernels.coded`, :mod:`descend.kernels.triton_coded`), so the stored bits
 are those of the master's path. The float32 state of such a weight is created from its
-decoded value (:func:`state_template`). Every other parameter (the reference executor, a
-cautious or differentiable step, a float32 gradient, a split master's first step, before it
-has correction bytes) is stepped on a master, as follows.
+decoded value (:func:`state_template`); a cautious step's two passes (the count of agreeing
+components, then the cautious store) run in the fused kernels the same way. Every other
+parameter (the reference executor, a differentiable step, a cautious step on Triton, a
+float32 gradient, a split master's first step, before it has correction bytes) is stepped on
+a master, as follows.
 
 The swap happens in place: the parameter object keeps its identity (the state's key) and, after
 the step, its own bf16 storage, so a model holding the parameter, a view of it or a compiled
@@ -113,9 +115,9 @@ def compiled_executor(
     One answer for the swap (which skips such a parameter) and the plan (which puts it in a
     block of bf16 weights): a bfloat16 parameter with a bfloat16 gradient of its shape and
     device, both contiguous plain tensors, whose float32 master would go to an executor that
-    compiles weights (:attr:`~descend.kernels.executor.Executor.weights`) in a compiled,
-    plain step (not cautious: the cautious correction runs on the master; not differentiable;
-    no matrix stage), its state (if any) contiguous, and for ``"bf16+ecc"`` its correction
+    compiles weights (:attr:`~descend.kernels.executor.Executor.weights`; for a cautious
+    step, one that compiles its caution there too) in a compiled step (not differentiable; no
+    matrix stage), its state (if any) contiguous, and for ``"bf16+ecc"`` its correction
     bytes already stored (a first step decodes the weight without them, on a master)."""
     request = optimizer._weights.request
     grad = param.grad
@@ -123,7 +125,6 @@ def compiled_executor(
         request is None
         or param.dtype != torch.bfloat16
         or grad is None
-        or optimizer.cautious
         or optimizer.defaults.get("differentiable", False)
         or not optimizer._executors[0].compiled
         or optimizer.rule_for(group).stage is not None
@@ -141,6 +142,8 @@ def compiled_executor(
         return None
     executor = optimizer._executor_for(torch.empty(0, dtype=torch.float32, device=param.device))
     if executor is None or not executor.weights:
+        return None
+    if optimizer.cautious and not executor.fuses_weight_caution:
         return None
     state = optimizer.state.get(param) or {}
     if request == "bf16+ecc":
