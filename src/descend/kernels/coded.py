@@ -20,7 +20,13 @@ largest magnitude and sign and coded against the new scale.
 
 Operand rows (:func:`coded_rows`): the parameter, the gradient, each active slot's storage
 tensors (its value tensor, then its companions), then one row per compressed slot holding the
-key of that slot's random stream for this step (a number, not an address).
+key of that slot's random stream for this step (a number, not an address), then, for a
+variant whose parameters are stored in bf16 (:attr:`~descend.kernels.variant.Variant.weights`),
+one *weight row*: the key of the weights' random stream (``"bfloat16"``) or the address of
+their int8 correction bytes (``"bf16+ecc"``). Such a kernel reads each weight and its
+gradient as bf16 (rows 0 and 1), decodes the weight (with its correction byte) to the
+variant's dtype, and stores the rule's new weight through the format's encode, in the same
+loop as the slots.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 
 from descend.kernels.codec_elements import codec_source
 from descend.kernels.codecs import CODECS, INT8_BLOCK
-from descend.kernels.codegen import numba_kernel_entry, scalar_arguments
+from descend.kernels.codegen import caution_maximize, numba_kernel_entry, scalar_arguments
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
 
@@ -70,7 +76,46 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
         if name != "float32":
             key_row, row = row, row + 1
         slots.append(SlotRows(name, tuple(rows), key_row))
-    return slots, row
+    return slots, row + bool(variant.weights)
+
+
+#: The weight formats a coded kernel stores (:attr:`~descend.kernels.variant.Variant.weights`).
+WEIGHT_FORMATS = ("bfloat16", "bf16+ecc")
+
+
+def _weight_lines(
+    variant: Variant, row: int, new: str
+) -> tuple[list[str], list[str], list[str], str, str]:
+    """The lines of a variant whose weights are bf16 (its weight row is ``row``): those before
+    the chunk loop, the pointers at the chunk, the store of the new weight ``new``, and the
+    update's arguments for the weight and the gradient (decoded)."""
+    if variant.weights not in WEIGHT_FORMATS:
+        raise ValueError(
+            f"weights={variant.weights!r} is invalid: expected one of {WEIGHT_FORMATS}"
+        )
+    dtype = variant.dtype
+    pointers = [
+        "w0 = carray(uint16_pointer(addresses[0, t] + base * 2), count)",
+        "w1 = carray(uint16_pointer(addresses[1, t] + base * 2), count)",
+    ]
+    gradient = f"np.{dtype}(decode_bf16(np.int64(w1[j])))"
+    if variant.weights == "bfloat16":
+        bits = f"encode_bf16(np.float32({new}), weight_key, base + j)"
+        return (
+            [f"weight_key = addresses[{row}, t]"],
+            pointers,
+            [f"w0[j] = np.uint16({bits})"],
+            f"np.{dtype}(decode_bf16(np.int64(w0[j])))",
+            gradient,
+        )
+    pointers.append(f"we = carray(int8_pointer(addresses[{row}, t] + base), count)")
+    store = [
+        f"weight_high, weight_correction = encode_ecc(np.float32({new}))",
+        "w0[j] = np.uint16(weight_high)",
+        "we[j] = np.int8(weight_correction)",
+    ]
+    weight = f"np.{dtype}(decode_ecc(np.int64(w0[j]), np.int64(we[j])))"
+    return [], pointers, store, weight, gradient
 
 
 #: The version of the code :mod:`descend.kernels._numba_codecs` emits for a traced codec,
@@ -138,15 +183,33 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
     ``element_functions`` is the rule's update as kernel source (with its imports)."""
     dtype = variant.dtype
     itemsize = 4 if dtype == "float32" else 8
-    slots, _ = coded_rows(variant)
+    slots, rows = coded_rows(variant)
     chunk = INT8_BLOCK if "int8" in variant.formats else CHUNK
     lines = [f"{name} = scalars[row, {column}]" for column, name in enumerate(variant.runtime)]
-    pointers = [
-        f"x{r} = carray({dtype}_pointer(addresses[{r}, t] + base * {itemsize}), count)"
-        for r in (0, 1)
-    ]
+    caution = variant.caution
+    if caution and not variant.weights:
+        raise ValueError(
+            f"rule {rule.name!r}: no fused kernel runs a cautious step on compressed slots "
+            "of float parameters"
+        )
+    new = "_cautious" if caution == "apply" else "result[0]"
+    if variant.weights:
+        if dtype != "float32":
+            raise ValueError(f"bf16 weights are stepped in float32, not in {dtype}")
+        before, pointers, store, weight, gradient = _weight_lines(variant, rows - 1, new)
+        lines += before
+        arguments = [weight, gradient]
+    else:
+        pointers = [
+            f"x{r} = carray({dtype}_pointer(addresses[{r}, t] + base * {itemsize}), count)"
+            for r in (0, 1)
+        ]
+        arguments, store = ["x0[j]", "x1[j]"], [f"x0[j] = {new}"]
+    # A cautious pass compares the step with the gradient: both decoded once, then named.
+    operands = [f"_x = {arguments[0]}", f"_g = {arguments[1]}"] if caution else []
+    if caution:
+        arguments = ["_x", "_g"]
     encode: list[str] = []
-    arguments, store = ["x0[j]", "x1[j]"], ["x0[j] = result[0]"]
     buffers = []
     for k, slot in enumerate(slots):
         if slot is None:
@@ -169,6 +232,20 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         store += stored
         encode += encoding
     arguments += scalar_arguments(rule, variant)
+    agreement = f"_keep = cautious_agreement(_x, result[0], _g, {caution_maximize(variant)})"
+    after: list[str] = []
+    if caution == "count":  # the step in registers, counted, nothing stored
+        lines += ["_kept = 0", "_unknown = 0"]
+        store = [
+            agreement,
+            "_kept += np.int64(_keep > 0.5)",
+            "_unknown += np.int64(_keep != _keep)",
+        ]
+        encode, buffers = [], []
+        after = ["caution[segment] = np.float64(_kept) if _unknown == 0 else np.nan"]
+    elif caution == "apply":  # the cautious weight stored, with the tensor's scale
+        lines.append("_scale = caution[t]")
+        store = [agreement, "_cautious = cautious_parameter(_x, result[0], _keep, _scale)", *store]
     indent = " " * 16
     body = [indent + line for line in lines]
     body += [
@@ -177,12 +254,15 @@ def coded_kernel_source(rule: Rule, variant: Variant, element_functions: str) ->
         indent + "    base = start + first",
         *(indent + "    " + line for line in pointers),
         indent + "    for j in range(count):",
+        *(indent + " " * 8 + line for line in operands),
         indent + " " * 8 + f"result = _update({', '.join(arguments)})",
         *(indent + " " * 8 + line for line in store),
         *(indent + "    " + line for line in encode),
+        *(indent + line for line in after),
     ]
     codecs = codec_source("numba", "@traced")
-    return f'''"""Fused {dtype} kernel of rule {rule.name!r}, coded slots; made by descend."""
+    kind = f"{caution} pass of a cautious step" if caution else "kernel"
+    return f'''"""Fused {dtype} {kind} of rule {rule.name!r}, coded slots; made by descend."""
 # variant {variant!r}
 import numpy as np
 from numba import carray, njit
@@ -196,6 +276,6 @@ from descend.kernels._numba_codecs import traced  # codecs traced by version {TR
 {element_functions}
 
 
-{numba_kernel_entry(buffers)}
+{numba_kernel_entry(buffers, caution=bool(caution))}
 {chr(10).join(body)}
 '''

@@ -78,6 +78,14 @@ class Executor(ABC):
     #: for variants without compressed slots); otherwise a cautious step is its plain step
     #: followed by the correction passes of :func:`descend.kernels.caution.apply_caution`.
     fuses_caution: ClassVar[bool] = False
+    #: Whether its kernels read and store bf16 weights themselves (a variant's ``weights``,
+    #: ``param_precision``); otherwise such weights are stepped on float32 masters around its
+    #: step (:mod:`descend.optim.weights`).
+    weights: ClassVar[bool] = False
+    #: Whether it also compiles a cautious step into the kernels of bf16 weights (variants
+    #: with ``weights``, whose slots may be compressed); otherwise such a step runs on
+    #: float32 masters.
+    fuses_weight_caution: ClassVar[bool] = False
 
     def available(self) -> bool:
         """Whether the executor can run at all here (its compiler is installed, ...)."""
@@ -141,7 +149,8 @@ class Executor(ABC):
         :meth:`launch` accepts in place of a kernel (executors that :attr:`fuses_caution`
         only). Without ``wait``: ``None`` while one of them loads (see
         :meth:`kernel_if_ready`)."""
-        if not self.fuses_caution or variant.coded:
+        fused = not variant.coded or (bool(variant.weights) and self.fuses_weight_caution)
+        if not self.fuses_caution or not fused:
             raise NotImplementedError(
                 f"the {self.name} executor compiles no cautious kernels for {variant!r}"
             )

@@ -197,12 +197,8 @@ def kernel_source(rule: Rule, variant: Variant) -> str:
         raise ValueError(
             f"caution={variant.caution!r} is invalid: expected one of {CAUTION_PASSES}"
         )
-    if variant.coded:
-        if caution:
-            raise ValueError(
-                f"rule {rule.name!r}: no fused kernel runs a cautious step on compressed slots"
-            )
-        return coded_kernel_source(rule, variant, element_function_source(rule))
+    if variant.coded:  # (a cautious pass only with bf16 weights: see coded_kernel_source)
+        return coded_kernel_source(rule, variant, element_function_source(rule, caution))
     pointer = f"{variant.dtype}_pointer"
     itemsize = 4 if variant.dtype == "float32" else 8
     rows, operands = slot_rows(variant)
@@ -361,6 +357,8 @@ class FusedExecutor(CompiledExecutor):
     dtypes = FUSED_DTYPES
     codecs = True
     fuses_caution = True
+    weights = True
+    fuses_weight_caution = True
 
     def available(self) -> bool:
         """Whether Numba is installed."""

@@ -305,6 +305,7 @@ class TritonExecutor(CompiledExecutor):
     dtypes = TRITON_DTYPES
     codecs = True
     fuses_caution = True
+    weights = True
 
     def __init__(self, chunk: int = 8192, block: int = 1024, num_warps: int = 4) -> None:
         self.chunk = chunk

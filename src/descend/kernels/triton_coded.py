@@ -11,6 +11,11 @@ on torch tensors. For ``"int8"`` the block of a loop iteration is viewed as rows
 :data:`~descend.kernels.codecs.INT8_BLOCK` elements (chunks start at multiples of it), each row
 reduced to its largest magnitude and sign; elements past the tensor's end count as zeros, as
 the reference's padding does. Operand rows are those of :func:`descend.kernels.coded.coded_rows`.
+
+A variant whose weights are bf16 (:attr:`~descend.kernels.variant.Variant.weights`) loads the
+weight and gradient as bf16 bits, decodes them (the weight with its correction byte) with the
+same codec functions, and stores the new weight through the format's encode, keyed by the
+element's index in its tensor as the fused kernel and the reference are.
 """
 
 from __future__ import annotations
@@ -84,12 +89,32 @@ def _slot_code(
     return decode, f"_d{k}.to({compute})", encode
 
 
+def _weight_code(weights: str, masked: bool) -> tuple[list[str], list[str]]:
+    """The update's arguments for a bf16 weight and its gradient (decoded) and the lines that
+    store the new weight ``_r0`` through the weight format's encode."""
+    gradient = f"decode_bf16({_load('_x1 + _offs', masked)}.to(tl.int64))"
+    high = f"{_load('_x0 + _offs', masked)}.to(tl.int64)"
+    stores = ["_w = (_r0).to(tl.float32)"]
+    if weights == "bfloat16":
+        stores.append(_store("_x0 + _offs", "encode_bf16(_w, _wkey, _offs).to(tl.uint16)", masked))
+        return [f"decode_bf16({high})", gradient], stores
+    correction = f"{_load('_we + _offs', masked)}.to(tl.int64)"
+    stores += [
+        "_wh, _wc = encode_ecc(_w)",
+        _store("_x0 + _offs", "_wh.to(tl.uint16)", masked),
+        _store("_we + _offs", "_wc.to(tl.int8)", masked),
+    ]
+    return [f"decode_ecc({high}, {correction})", gradient], stores
+
+
 def coded_triton_source(rule: Rule, variant: Variant, element_functions: str) -> str:
     """The Triton kernel module of ``rule`` under a coded ``variant`` (see the module
     docstring); ``element_functions`` is the rule's update as ``@triton.jit`` source."""
     dtype = variant.dtype
-    slots, _ = coded_rows(variant)
-    pointer = f"tl.pointer_type(tl.{dtype})"
+    slots, rows = coded_rows(variant)
+    if variant.weights and dtype != "float32":
+        raise ValueError(f"bf16 weights are stepped in float32, not in {dtype}")
+    pointer = "tl.pointer_type(tl.uint16)" if variant.weights else f"tl.pointer_type(tl.{dtype})"
     header = [
         "_pid = tl.program_id(0).to(tl.int64)",
         "_tensor = tl.load(_chunks + 3 * _pid)",
@@ -98,6 +123,11 @@ def coded_triton_source(rule: Rule, variant: Variant, element_functions: str) ->
     ]
     for r in (0, 1):
         header.append(f"_x{r} = tl.load(_table + {r} * _count + _tensor).to({pointer})")
+    weight_row = f"tl.load(_table + {rows - 1} * _count + _tensor)"
+    if variant.weights == "bfloat16":
+        header.append(f"_wkey = {weight_row}")
+    elif variant.weights:
+        header.append(f"_we = {weight_row}.to(tl.pointer_type(tl.int8))")
     for k, slot in enumerate(slots):
         if slot is None:
             continue
@@ -115,8 +145,11 @@ def coded_triton_source(rule: Rule, variant: Variant, element_functions: str) ->
         lines = [f"_offs = _start + {'_full' if masked else '_i'} + tl.arange(0, BLOCK)"]
         if masked:
             lines.append("_mask = _offs < _stop")
-        arguments = [load.format("_x0 + _offs"), load.format("_x1 + _offs")]
-        stores = [store.format("_x0 + _offs", "_r0")]
+        if variant.weights:
+            arguments, stores = _weight_code(variant.weights, masked)
+        else:
+            arguments = [load.format("_x0 + _offs"), load.format("_x1 + _offs")]
+            stores = [store.format("_x0 + _offs", "_r0")]
         for k, slot in enumerate(slots):
             if slot is None:
                 arguments.append("0.0")

@@ -80,7 +80,11 @@ class Variant:
     ``formats`` the storage format of each of the rule's slots (see
     :mod:`descend.kernels.codecs`; empty: every slot in the parameters' dtype); ``caution``
     which pass of a cautious step the kernel is (:data:`CAUTION_PASSES`, see
-    :mod:`descend.kernels.caution`; empty: the plain step).
+    :mod:`descend.kernels.caution`; empty: the plain step); ``weights`` the storage format
+    of the parameters themselves when it is not ``dtype`` (``"bfloat16"``, ``"bf16+ecc"``,
+    see :mod:`descend.optim.weights`: the kernel decodes each weight and its gradient from
+    bf16, computes in ``dtype`` and stores the weight through the format's codec; empty: the
+    parameters and gradients are ``dtype``).
     """
 
     dtype: str
@@ -89,11 +93,13 @@ class Variant:
     runtime: tuple[str, ...]
     formats: tuple[str, ...] = ()
     caution: str = ""
+    weights: str = ""
 
     @property
     def coded(self) -> bool:
-        """Whether some slot is stored in a compressed format."""
-        return any(name != "float32" for name in self.formats)
+        """Whether some slot, or the parameters (:attr:`weights`), are stored in a compressed
+        format: the kernel decodes and encodes them (:mod:`descend.kernels.coded`)."""
+        return bool(self.weights) or any(name != "float32" for name in self.formats)
 
 
 #: The kernels of a cautious step: ``"count"`` computes the rule's step in registers and sums,

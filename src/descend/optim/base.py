@@ -476,7 +476,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             self._unstepped,
             wait_for_kernels=self.backend != "auto",
             compiled=compiled,
-            coding=BlockCoding(self) if self._precision.compressed else None,
+            coding=BlockCoding(self),
         )
         self._plans[id(group)] = plan
         return plan

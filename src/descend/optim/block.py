@@ -15,6 +15,11 @@ address, shape, strides, dtype and device it was built for (:meth:`Block.current
 read from Python, the rest in one C++ call over all of them, see :mod:`descend.optim.watch`),
 and checks each gradient against its parameter (:meth:`Block.gradients`, the same way while
 the gradients keep the layout last found good).
+
+A block of bf16 weights (``weights``, see :mod:`descend.optim.weights`) is stepped in float32:
+its dtype is float32 (its state's, its scalars'), while its parameters and gradients are
+bf16, checked as bf16 when the block is made (:func:`check_weight_operands`) and every step
+(the gradients' layouts hold their dtype); its kernels read them as bf16 by address.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 
 from descend.kernels.caution import apply_caution, snapshot
-from descend.kernels.codecs import INT8_BLOCK
+from descend.kernels.codecs import CODECS, INT8_BLOCK
 from descend.kernels.executor import CautiousKernels, Executor, get_executor
 from descend.kernels.state import StepKey, StepState
 from descend.kernels.table import TensorTable
@@ -43,6 +48,7 @@ from descend.optim.watch import (
     layouts,
     metadata,
 )
+from descend.optim.weights import CORRECTION_KEY, WEIGHT_SLOT, stepped_on_masters
 from descend.rules.spec import Rule
 
 #: What a step's launch needs for one (step, products) key: kernel (``None`` while it loads),
@@ -68,8 +74,12 @@ class Block:
         first: Sequence[bool],
         formats: tuple[str, ...] = (),
         coding: BlockCoding | None = None,
+        weights: str = "",
     ) -> None:
         self.executor = executor
+        #: The parameters' storage format when a kernel decodes and stores them (bf16
+        #: weights under ``param_precision``); empty: parameters of the block's dtype.
+        self.weights = weights
         #: Each rule slot's storage format (empty: all in the parameters' dtype); then
         #: ``slot_names`` are the state keys of the slots' storage tensors.
         self.formats = formats
@@ -83,27 +93,48 @@ class Block:
         self.states = states
         self.slot_names = slot_names
         self.slots = [[state[name] for state in states] for name in slot_names]
-        self.dtype = params[0].dtype
+        #: The split master's correction bytes of each parameter (``"bf16+ecc"`` weights).
+        self.corrections = (
+            [state[CORRECTION_KEY] for state in states] if weights == "bf16+ecc" else []
+        )
+        #: The dtype the kernel computes in and the state is kept in.
+        self.dtype = torch.float32 if weights else params[0].dtype
         self.dtype_name = dtype_name(self.dtype)
+        if weights:
+            stored = dict(zip(rule.slots, formats or ("float32",) * len(rule.slots), strict=True))
+            dtypes = {s.name: CODECS[f].storage or torch.float32 for s, f in stored.items()}
+            value_tensors = {
+                name: tensors
+                for name, tensors in zip(slot_names, self.slots, strict=True)
+                if name in dtypes
+            }
+            check_weight_operands(params, value_tensors, dtypes, self.corrections)
         #: What a compiled kernel of this block depends on besides the rule's variant.
-        self.kind = (executor.name, self.dtype_name, formats)
+        self.kind = (executor.name, self.dtype_name, formats, weights)
         #: Whether some tensors are DTensors: the kernel walks their local shards, read afresh
         #: every step (see :mod:`descend.optim.sharded`).
         self.sharded = sharded.any_dtensor(params)
         local = sharded.local_tensors(params)
+        # The weight row (see :func:`descend.kernels.coded.coded_rows`): the key of the
+        # weights' random stream, or the address of their correction bytes.
+        weight_row = 2 + len(slot_names) + len(self.keyed)
         self.table = TensorTable(
             [p.numel() for p in local],
-            2 + len(slot_names) + len(self.keyed),
+            weight_row + bool(weights),
             params[0].device,
             align=INT8_BLOCK if "int8" in formats else 1,
         )
         self.table.addresses[0] = [p.data_ptr() for p in local]
         for row, tensors in enumerate(self.slots, start=2):
             self.table.addresses[row] = [t.data_ptr() for t in sharded.local_tensors(tensors)]
+        if weights == "bfloat16":
+            self.keyed.append((weight_row, WEIGHT_SLOT))
+        elif weights:
+            self.table.addresses[weight_row] = [t.data_ptr() for t in self.corrections]
         #: Every parameter and state tensor a kernel writes, watched (see
         #: :mod:`descend.optim.watch`); for DTensors, their local shards are read afresh and
         #: compared in full every step.
-        watched = [*params, *(t for tensors in self.slots for t in tensors)]
+        watched = [*params, *(t for tensors in self.slots for t in tensors), *self.corrections]
         self.watched = None if self.sharded else Watch(watched)
         self.watched_tensors = watched
         self.watched_metadata = metadata(self._local(watched)) if self.sharded else ()
@@ -151,6 +182,7 @@ class Block:
             *zip(self.slot_names, self.slots, strict=True),
             *([("step", self.step_views)] if self.counted else []),
             *((name, views) for name, (_, views) in self.products.items()),
+            *([(CORRECTION_KEY, self.corrections)] if self.corrections else []),
         ]
         try:
             for name, tensors in expected:
@@ -260,8 +292,14 @@ class Block:
         if corrected:
             chosen_params = self.params if indices is None else [self.params[k] for k in indices]
 
+        # bf16 weights whose kernel is still loading: stepped on float32 masters, as the
+        # kernel would decode and store them (a cautious step corrected there too).
+        optimizer = self.coding.optimizer if loading and self.weights and self.coding else None
+        stepped: list[torch.Tensor] = []
+        if optimizer is not None:
+            stepped = self.params if indices is None else [self.params[k] for k in indices]
+
         def commit() -> None:
-            before = snapshot(chosen_params) if corrected else []
             self.step_state.commit(after)
             if self.keyed and self.coding is not None:
                 for row, number in self.keyed:
@@ -270,15 +308,17 @@ class Block:
                 self.table.addresses[1] = grad_addresses
             else:
                 self.table.addresses[1, indices] = grad_addresses
-            if loading:
-                self._run_on_reference(rule, rows, tensor_row, indices)
-            for kernel, rows_of, scalars, chosen in launches:
-                self.executor.launch(kernel, self.table, rows_of, scalars, chosen)
-            if corrected:
-                executor = get_executor("reference") if loading else self.executor
-                maximize = bool(rows[0][3].get("maximize", False))
-                grads = cast(list[torch.Tensor], [param.grad for param in chosen_params])
-                apply_caution(before, chosen_params, grads, maximize, lambda _: executor)
+            with stepped_on_masters(optimizer, stepped):
+                before = snapshot(chosen_params) if corrected else []
+                if loading:
+                    self._run_on_reference(rule, rows, tensor_row, indices)
+                for kernel, rows_of, scalars, chosen in launches:
+                    self.executor.launch(kernel, self.table, rows_of, scalars, chosen)
+                if corrected:
+                    executor = get_executor("reference") if loading else self.executor
+                    maximize = bool(rows[0][3].get("maximize", False))
+                    grads = cast(list[torch.Tensor], [param.grad for param in chosen_params])
+                    apply_caution(before, chosen_params, grads, maximize, lambda _: executor)
 
         return commit
 
@@ -309,6 +349,36 @@ class Block:
             reference.step(rule, None, scalars, params, grads, slots)
             for coded, decoded in pending:
                 coded.store(decoded)
+
+
+def check_weight_operands(
+    params: Sequence[torch.Tensor],
+    slots: Mapping[str, Sequence[torch.Tensor]],
+    dtypes: Mapping[str, torch.dtype],
+    corrections: Sequence[torch.Tensor],
+) -> None:
+    """Refuse (``ValueError`` naming it) any tensor of a block of bf16 weights that its kernel
+    would read wrongly by address: a parameter that is not a contiguous bf16 tensor, a
+    slot's value tensor (``slots`` by state key) not of its format's dtype (``dtypes``: float32
+    for a slot kept in float32) or not contiguous of its parameter's shape, a correction that
+    is not int8 (a compressed slot's companions are checked against its format when the state
+    is made)."""
+    for index, param in enumerate(params):
+        if param.dtype != torch.bfloat16 or not param.is_contiguous():
+            raise ValueError(
+                f"weight {index} of a block of bf16 weights is a {param.dtype} tensor: "
+                "expected a contiguous torch.bfloat16 tensor"
+            )
+        expected = [(name, tensors[index], dtypes[name]) for name, tensors in slots.items()]
+        if corrections:
+            expected.append((CORRECTION_KEY, corrections[index], torch.int8))
+        for name, tensor, dtype in expected:
+            if tensor.dtype != dtype or tensor.shape != param.shape or not tensor.is_contiguous():
+                raise ValueError(
+                    f"state[{name!r}] of bf16 weight {index} is a {tensor.dtype} tensor of "
+                    f"shape {tuple(tensor.shape)}: expected a contiguous {dtype} tensor of "
+                    f"shape {tuple(param.shape)}"
+                )
 
 
 def _walkable_gradient(

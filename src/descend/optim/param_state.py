@@ -18,6 +18,7 @@ import torch
 from descend.optim import sharded
 from descend.optim.checks import describe, step_dtype
 from descend.optim.precision import check_stored, encode_slot, initial_key, stored_format
+from descend.optim.weights import state_probe, state_template
 
 if TYPE_CHECKING:
     from descend.optim.base import RuleOptimizer
@@ -35,6 +36,8 @@ def ensure_state(
 
     A parameter that needs no state gets none, as in ``torch.optim``. Existing state
     tensors are checked against the parameter (``ValueError`` naming both on a mismatch).
+    A bf16 weight under ``param_precision`` has float32 state, made from its decoded value
+    (:func:`~descend.optim.weights.state_template`).
     """
     rule = optimizer.rule_for(group)
     slots = rule.active_slots(hypers)
@@ -55,11 +58,15 @@ def ensure_state(
             created_keys.append((param, product.name))
     created = False
     precision = optimizer._precision
+    like: torch.Tensor | None = None
+    probe = state_probe(optimizer, param)  # what the state is checked against
     for slot in slots:
         tensor = state.get(slot.name)
         codec = precision.codec(slot.name, param) if precision.compressed else None
         if tensor is None:
-            state[slot.name] = slot.initial(param, hypers)
+            if like is None:
+                like = state_template(optimizer, param)
+            state[slot.name] = slot.initial(like, hypers)
             if codec is not None and codec.storage is not None:
                 number = rule.slots.index(slot)
                 key = initial_key(optimizer, param, number)
@@ -68,12 +75,12 @@ def ensure_state(
             created_keys.append((param, slot.name))
             created = True
             optimizer._unstepped.add(id(param))
-        elif codec is not None and stored_format(state, slot.name, param) != "float32":
-            check_stored(state, slot.name, codec, param, optimizer._label)
+        elif codec is not None and stored_format(state, slot.name, probe) != "float32":
+            check_stored(state, slot.name, codec, probe, lambda _: optimizer._label(param))
         elif (
             not isinstance(tensor, torch.Tensor)
             or tensor.shape != param.shape
-            or tensor.dtype != param.dtype
+            or tensor.dtype != probe.dtype
             or tensor.device != param.device
         ):
             raise ValueError(

@@ -8,6 +8,11 @@ views), sparse gradients (entries only), rules with a matrix stage, differentiab
 every parameter of a backend that compiles nothing. A plan with no block is how the reference
 executor runs: every step of every optimizer goes through a plan.
 
+A bf16 weight under ``param_precision`` whose step a kernel takes whole
+(:func:`~descend.optim.weights.compiled_executor`) goes into a block of its own weight format,
+stepped in float32 (the block's dtype) from bf16 storage; the other bf16 weights were swapped
+to float32 masters around the step and are planned as float32 parameters.
+
 A plan is a promise about memory, so every step, before anything changes, it checks that each
 block still describes its tensors (see :mod:`descend.optim.block`). A parameter or state tensor
 that changed makes the optimizer build a new plan (whose construction checks the state against
@@ -40,6 +45,7 @@ from descend.optim import sharded
 from descend.optim.block import Block, LaunchRow
 from descend.optim.checks import Label, check_representable, identical
 from descend.optim.precision import BlockCoding
+from descend.optim.weights import CORRECTION_KEY, compiled_executor
 from descend.rules.spec import Rule, plain_value
 
 #: Returned by :meth:`GroupPlan.prepare` when the plan no longer describes the group.
@@ -107,6 +113,11 @@ class GroupPlan:
             if needed and any(name not in state for name in needed):
                 continue
             executor = executor_of(param)
+            weights = ""
+            if coding is not None and param.dtype == torch.bfloat16:
+                by_kernel = compiled_executor(coding.optimizer, group, param)
+                if by_kernel is not None:
+                    executor, weights = by_kernel, str(coding.optimizer._weights.request)
             formats = coding.formats(param, rule, self.active) if coding is not None else ()
             coded = any(name != "float32" for name in formats)
             names = slot_names
@@ -121,21 +132,37 @@ class GroupPlan:
                     self.leftover.add(id(param))
                     continue
             tensors = [param, *(state[name] for name in names)]
+            if weights == "bf16+ecc":
+                tensors.append(state[CORRECTION_KEY])
             if (
                 executor is not None
                 and executor.compiled
                 and (not coded or (executor.codecs and param.is_contiguous()))
+                and (not weights or executor.weights)
                 and flat_compatible(sharded.local_tensors(tensors))
             ):
                 # One block (one address table, one launch) never spans two devices, nor
                 # running products held in two dtypes, nor two storage formats.
                 products = tuple(state[product.name].dtype for product in rule.products)
-                kind = (executor.name, param.dtype, param.device, products, formats * coded)
+                kind = (
+                    executor.name,
+                    param.dtype,
+                    param.device,
+                    products,
+                    formats * coded,
+                    weights,
+                )
                 kind_formats[kind] = (formats * coded, names)
                 executors[kind] = executor
                 params, states = by_kind.setdefault(kind, ([], []))
                 params.append(param)
                 states.append(state)
+            elif weights:
+                # The swap left this weight to a kernel: no other path may step its bf16 bits.
+                raise RuntimeError(
+                    f"a bf16 weight of shape {tuple(param.shape)} was left to a kernel that "
+                    "cannot walk it with its state; nothing was updated"
+                )
             else:
                 self.leftover.add(id(param))
         self.blocks = [
@@ -149,6 +176,7 @@ class GroupPlan:
                 [id(p) in first for p in params],
                 kind_formats[kind][0],
                 coding,
+                kind[-1],
             )
             for kind, (params, states) in by_kind.items()
         ]
@@ -158,6 +186,14 @@ class GroupPlan:
         self.only_block = self.blocks[0].params if len(self.blocks) == 1 else None
         self.state_values = list(optimizer_state.values())
         self._rows: dict[tuple[Any, ...], LaunchRow] = {}
+        #: Whether bf16 weights may be left to kernels by the swap (``param_precision``).
+        self.weights = coding is not None and coding.optimizer._weights.request is not None
+
+    def _kernel_weight(self, param: torch.Tensor) -> bool:
+        """Whether ``param`` is a bf16 weight the swap left to a kernel (during a step every
+        other bf16 weight is a float32 master): a listed parameter that must be planned
+        again, into a block of weights."""
+        return self.weights and param.dtype == torch.bfloat16
 
     def covers(self, group: dict[str, Any], hypers: Mapping[str, Any]) -> bool:
         """Whether the plan was made for this group under these hyperparameters' slots."""
@@ -196,7 +232,7 @@ class GroupPlan:
                 if place is not None:
                     chosen[place[0]].append(place[1])
                     chosen_grads[place[0]].append(grad)
-                elif id(param) in self.leftover:
+                elif id(param) in self.leftover and not self._kernel_weight(param):
                     leftovers.append(param)
                 else:
                     return STALE
@@ -249,10 +285,15 @@ class GroupPlan:
                 scalars = self.rule.scalars(block.step_state.values(hypers, step_key), step)
                 check_representable(plain, scalars, block.dtype)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
-                if block.formats:
-                    variant = replace(variant, formats=block.formats)
+                if block.formats or block.weights:
+                    variant = replace(variant, formats=block.formats, weights=block.weights)
                 row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
-                if cautious and block.executor.fuses_caution and not variant.coded:
+                executor = block.executor
+                if (
+                    cautious
+                    and executor.fuses_caution
+                    and (not variant.coded or (variant.weights and executor.fuses_weight_caution))
+                ):
                     kernel = block.executor.cautious_kernels(
                         self.rule, variant, self.wait_for_kernels
                     )
