@@ -222,3 +222,18 @@ def test_corrections_of_an_older_encoding_are_converted_and_unknown_ones_refused
     with pytest.raises(ValueError, match="version 99"):
         refusing.load_state_dict(unknown)
     assert not refusing.state  # nothing was loaded
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+def test_the_state_dict_records_bf16_slots_of_bf16_weights(backend):
+    # The step runs on float32 masters, so a bf16 slot of a bf16 weight is compressed state
+    # ("bfloat16"), not the weight's own dtype: the record must say so, as it does for a
+    # float32 parameter.
+    weights = _bf16_weights()
+    optimizer = descend.AdamW(
+        [weights], lr=LR, param_precision="bfloat16", state_precision="bfloat16", backend=backend
+    )
+    _run(optimizer, [weights], [[torch.ones(4096)]])
+    assert optimizer.state[weights]["exp_avg"].dtype == torch.bfloat16
+    record = optimizer.state_dict()["state_precision"]
+    assert record["formats"] == {0: {"exp_avg": "bfloat16", "exp_avg_sq": "bfloat16"}}

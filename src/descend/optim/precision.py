@@ -300,6 +300,8 @@ def saved_formats(optimizer: RuleOptimizer) -> dict[str, Any]:
         rule = optimizer.rule_for(group)
         for param in group["params"]:
             state = optimizer.state.get(param) or {}
+            if optimizer._weights.request and param.dtype == torch.bfloat16:
+                param = torch.empty(0)  # stepped as a float32 master: compare slots with that
             found = {
                 slot.name: stored_format(state, slot.name, param)
                 for slot in rule.slots
