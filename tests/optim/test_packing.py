@@ -254,3 +254,24 @@ def _step_alike(ours, mine, reference, theirs) -> None:
     for a, b in zip(mine, theirs, strict=True):
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(ours.state[a]["exp_avg"], reference.state[b]["exp_avg"])
+
+
+@pytest.mark.parametrize("fmt", ["int8", {"exp_avg": "int8", "exp_avg_sq": "bf16+ecc"}])
+def test_slots_a_compressed_request_keeps_in_float32_are_packed(fmt):
+    # Tensors under int8's minimum (4096 elements) keep float32 slots: those are packed like
+    # any float32 slot, while the large tensor's compressed storage stays the codec's own.
+    mine = [*_params(), torch.nn.Parameter(torch.randn(64, 80))]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in mine]
+    ours = descend.Adam(mine, backend="fused", state_precision=fmt)
+    reference = torch.optim.Adam(theirs)
+    _step(mine, theirs, ours, reference, steps=3)
+    small, large = mine[:-1], mine[-1]
+    assert _one_buffer([ours.state[p]["exp_avg"] for p in small])
+    if fmt == "int8":
+        assert _one_buffer([ours.state[p]["exp_avg_sq"] for p in small])
+    assert ours.state[large]["exp_avg"].dtype == torch.uint8
+    codes = ours.state[large]["exp_avg"]
+    assert codes.untyped_storage().nbytes() == codes.nbytes
+    if fmt == "int8":  # the small tensors' state uncompressed: torch's values exactly
+        for a, b in zip(small, theirs[:-1], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

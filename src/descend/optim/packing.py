@@ -102,7 +102,7 @@ def create_packed_state(
     """Create the missing state of ``params`` for a compiled step (with ``needs_gradient``,
     only of those with a dense gradient and real values: the ones a block walks), then, with
     ``pack``, pack the slots created here (:func:`pack_created_slots`; not compressed slots,
-    whose storage is the codecs')."""
+    whose storage is the codecs', but the slots of a compressed request kept in float32)."""
     before = len(optimizer._created_keys)
     for param in params:
         grad = param.grad
@@ -110,10 +110,28 @@ def create_packed_state(
             grad is not None and not grad.is_sparse and not param.is_complex()
         ):
             ensure_state(optimizer, param, hypers, group)
-    if pack and not optimizer._precision.compressed:
+    if pack:
         rule = optimizer.rule_for(group)
         created = optimizer._created_keys[before:]
+        if optimizer._precision.compressed:
+            # Only the slots kept in float32 (a tensor under its format's minimum size, such
+            # as int8's 4096 elements): a compressed slot's storage is its codec's.
+            created = [
+                (param, key) for param, key in created if _kept_in_float32(optimizer, param, key)
+            ]
         pack_created_slots(optimizer.state, created, [slot.name for slot in rule.slots])
+
+
+def _kept_in_float32(optimizer: RuleOptimizer, param: torch.Tensor, key: str | None) -> bool:
+    """Whether state ``key`` of ``param`` is a slot a compressed request keeps uncompressed:
+    a float32 or float64 tensor without a codec's companions."""
+    state = optimizer.state[param]
+    value = state.get(key) if key is not None else None
+    return (
+        isinstance(value, torch.Tensor)
+        and value.dtype in (torch.float32, torch.float64)
+        and not any(name.startswith(f"{key}.") for name in state)
+    )
 
 
 def create_eager_state(optimizer: RuleOptimizer) -> None:
