@@ -14,20 +14,10 @@ import pytest
 import torch
 
 import descend
-from descend.kernels.triton import EXECUTOR, interpreting
 
-#: A small launch (as ``test_triton.py``'s), so that the tensors straddle chunks and blocks;
-#: coded kernels widen the block to an int8 block (256 elements).
-SMALL_CHUNK, SMALL_BLOCK = 64, 16
-
-
-@pytest.fixture(autouse=True, scope="module")
-def small_launches():
-    assert interpreting(), "Triton was imported before this module set TRITON_INTERPRET"
-    saved = EXECUTOR.chunk, EXECUTOR.block
-    EXECUTOR.chunk, EXECUTOR.block = SMALL_CHUNK, SMALL_BLOCK
-    yield
-    EXECUTOR.chunk, EXECUTOR.block = saved
+# The small launches of ``test_triton.py`` (autouse there and here), so that the tensors
+# straddle chunks and blocks; coded kernels widen the block to an int8 block (256 elements).
+from tests.kernels.test_triton import small_launches  # noqa: F401
 
 
 def _run(backend: str, weights: str, state: str, steps: int = 3):
