@@ -158,6 +158,72 @@ def check_half_precision_matches_torch_fused() -> None:
             )
 
 
+#: How far a Triton step's decoded state may lie from the reference executor's, relative to
+#: the tensor's largest magnitude: the two evaluate the rule's float32 arithmetic in different
+#: orders (a few ulps), which may move a value across a rounding boundary of its format once:
+#: one bf16 ulp (2^-8 relative), one int8 code step (7/512 of the block's largest near the
+#: top), a split master's correction unit (2^-15); twice that, for two such moves.
+FORMAT_TOLERANCE = {
+    "float32": 1e-5,
+    "bfloat16": 2**-7,
+    "bfloat16-nearest": 2**-7,
+    "bf16+ecc": 2**-14,
+    "int8": 14 / 512,
+}
+
+
+def _decoded_state(optimizer, param) -> dict[str, torch.Tensor]:
+    """Every slot of ``param`` decoded to float32 (whatever format it is stored in)."""
+    from descend.optim.precision import decode_slot
+
+    probe = torch.empty(0, device=param.device)  # float32: what the step computes in
+    state = optimizer.state[param]
+    return {
+        slot.name: decode_slot(state, slot.name, probe).float()
+        for slot in optimizer.rule.slots
+        if slot.name in state
+    }
+
+
+def check_state_and_weight_formats_match_the_reference_executor() -> None:
+    """Compressed state (``state_precision``) and bf16 weights (``param_precision``) compiled
+    into the Triton kernels, against the reference executor on the same GPU and the same seed:
+    the same storage tensors (dtype, shape), decoded state and weights within
+    :data:`FORMAT_TOLERANCE` (the weights' format's for bf16 weights)."""
+    shapes = [(37,), (5000,), (64, 80)]
+    worst: dict[str, float] = {}
+    for weights in (None, "bfloat16", "bf16+ecc"):
+        dtype = torch.float32 if weights is None else torch.bfloat16
+        for fmt in FORMAT_TOLERANCE:
+            for name in ("AdamW", "Lion"):
+                params, twin = twins(shapes, dtype)
+                options = dict(lr=1e-3, state_precision=fmt, param_precision=weights, seed=3)
+                ours = getattr(descend, name)(params, backend="triton", **options)
+                theirs = getattr(descend, name)(twin, backend="reference", **options)
+                step_both(ours, theirs, params, twin, steps=5)
+                label = f"{name} state {fmt} weights {weights}"
+                for x, y in zip(params, twin, strict=True):
+                    for key, value in theirs.state[y].items():
+                        mine = ours.state[x][key]
+                        assert (mine.dtype, mine.shape) == (value.dtype, value.shape), (label, key)
+                    a, b = _decoded_state(ours, x), _decoded_state(theirs, y)
+                    for slot, expected in b.items():
+                        scale = expected.abs().max().clamp_min(1e-30)
+                        error = ((a[slot] - expected).abs().max() / scale).item()
+                        assert error <= FORMAT_TOLERANCE[fmt], (label, slot, error)
+                        worst[fmt] = max(worst.get(fmt, 0.0), error)
+                    scale = y.detach().float().abs().max().clamp_min(1e-30)
+                    error = ((x.detach().float() - y.detach().float()).abs().max() / scale).item()
+                    bound = FORMAT_TOLERANCE["bfloat16" if weights else "float32"]
+                    assert error <= bound, (label, "weights", error)
+                    key = f"weights {weights}"
+                    worst[key] = max(worst.get(key, 0.0), error)
+    print(
+        "ok state and weight formats match the reference executor: "
+        + ", ".join(f"{key} worst {error:.1e}" for key, error in worst.items())
+    )
+
+
 def check_no_synchronization_in_a_step() -> None:
     """No GPU-to-host synchronization in a step with nonfinite='propagate' (the default), from
     the first step on; exactly one per step with 'skip' (the non-finite check)."""
@@ -337,6 +403,7 @@ CHECKS = (
     check_matches_reference_executor,
     check_cautious_kernels_match_the_older_form,
     check_half_precision_matches_torch_fused,
+    check_state_and_weight_formats_match_the_reference_executor,
     check_no_synchronization_in_a_step,
     check_grad_scaler_and_compiled_model,
     check_state_dict_moves_to_torch_fused_and_back,
