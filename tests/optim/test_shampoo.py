@@ -125,7 +125,9 @@ def test_a_wrong_exponent_is_caught_at_this_tolerance(factor, caught):
     # the exponent's.
     broken = _broken_shampoo(factor)
     result = run_side_by_side(
-        lambda params: broken(params, **{**PYTORCH_OPTIMIZER_ARGUMENTS, "lr": 1e-2}, backend="reference"),
+        lambda params: broken(
+            params, **{**PYTORCH_OPTIMIZER_ARGUMENTS, "lr": 1e-2}, backend="reference"
+        ),
         lambda params: reference(params, lr=1e-2),
         SHAPES,
         torch.float64,
@@ -277,7 +279,7 @@ def test_complex_parameters_are_refused():
     "name, flag, matrix_keys",
     [
         # Shampoo's default merges the convolution's (3, 3, 3) into one dimension of 27.
-    ("shampoo", "use_shampoo", {"pre_cond_0", "pre_cond_1", "exp_avg_sq"}),
+        ("shampoo", "use_shampoo", {"pre_cond_0", "pre_cond_1", "exp_avg_sq"}),
         ("soap", "use_soap", {"GG_0", "GG_3", "Q_0"}),
     ],
 )
@@ -333,7 +335,11 @@ def test_maximize_is_minimizing_the_negated_gradients():
     start = torch.randn(5, 4, dtype=torch.float64, generator=generator)
     ascending, descending = start.clone().requires_grad_(), start.clone().requires_grad_()
     options = dict(
-        lr=0.01, momentum=0.7, weight_decay=0.05, preconditioning_compute_steps=2, backend="reference"
+        lr=0.01,
+        momentum=0.7,
+        weight_decay=0.05,
+        preconditioning_compute_steps=2,
+        backend="reference",
     )
     maximizer = descend.Shampoo([ascending], maximize=True, **options)
     minimizer = descend.Shampoo([descending], **options)

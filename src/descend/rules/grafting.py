@@ -66,9 +66,8 @@ def block_slices(shape: tuple[int, ...], max_dim: int | None) -> list[tuple[slic
     if max_dim is None:
         return [tuple(slice(None) for _ in shape)]
     pieces = [
-        [slice(start, min(start + max_dim, size)) for start in range(0, size, max_dim)] or [
-            slice(0, 0)
-        ]
+        [slice(start, min(start + max_dim, size)) for start in range(0, size, max_dim)]
+        or [slice(0, 0)]
         for size in shape
     ]
     return [tuple(block) for block in product(*pieces)]

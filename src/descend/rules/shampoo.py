@@ -227,7 +227,6 @@ def shampoo_direction(
     and ``D = A`` for a vector, a scalar, and every tensor before ``start_preconditioning_step``
     (with grafting; without it, ``D`` has no grafted norm and is 0 before the first roots).
     """
-    import torch
 
     filtered = state["exp_avg"] / hypers["filter_correction"] if hypers["beta1"] != 0 else u
     shape = tuple(u.shape)
@@ -248,14 +247,22 @@ def shampoo_direction(
         return directions[0].reshape(shape)
     max_dim = hypers["max_preconditioner_dim"]
     merged = filtered.new_empty(merged_shape(shape, max_dim))
-    for piece, direction in zip(block_slices(tuple(merged.shape), max_dim), directions, strict=True):
+    for piece, direction in zip(
+        block_slices(tuple(merged.shape), max_dim), directions, strict=True
+    ):
         merged[piece] = direction
     return merged.reshape(shape)
 
 
 def shampoo_update(
-    p: Element, g: Element, momentum_buffer: Element, exp_avg: Element, exp_avg_sq: Element,
-    *, lr: float, decay: float
+    p: Element,
+    g: Element,
+    momentum_buffer: Element,
+    exp_avg: Element,
+    exp_avg_sq: Element,
+    *,
+    lr: float,
+    decay: float,
 ) -> tuple[Element, ...]:
     """One Shampoo step along the grafted, preconditioned direction ``D`` (``g`` here)::
 
