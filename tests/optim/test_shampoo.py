@@ -266,7 +266,7 @@ def test_a_skipped_step_leaves_no_matrix_state():
     assert not optimizer.state.get(weight)
     weight.grad = torch.ones(3, 2)
     optimizer.step()
-    assert {"pre_cond_0", "inv_pre_cond_1", "momentum_buffer"} <= set(optimizer.state[weight])
+    assert {"pre_cond_0", "inv_pre_cond_1", "exp_avg", "exp_avg_sq"} <= set(optimizer.state[weight])
 
 
 def test_complex_parameters_are_refused():

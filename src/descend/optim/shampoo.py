@@ -45,7 +45,10 @@ class Shampoo(_WithAdamWGroups):
     ``grafting_beta2`` 0.999 and ``grafting_eps`` 1e-8 (its ``AdamPreconditionerConfig``), and
     decoupled weight decay (its ``WeightDecayType.DECOUPLED``), 0 by default. Every block's
     direction takes the norm of Adam's direction on it, so ``lr`` is Adam's; vectors and scalars,
-    and every parameter before the first inverse roots, take Adam's step itself.
+    and every parameter before the first inverse roots, take Adam's step itself. The state is
+    Adam's (``exp_avg``, ``exp_avg_sq``) plus each block's factors and roots; the previous
+    direction (``momentum_buffer``) is kept only with ``momentum``, without grafting, or where
+    no other state would be.
 
     What differs from distributed Shampoo: merging stops at two dimensions (its
     ``target_parameter_dimensionality=2``; its default 1 merges a small matrix into one vector

@@ -69,6 +69,7 @@ def shampoo_gradient(
     exp_avg_sq: Element,
     *,
     maximize: bool,
+    buffered: bool,
     momentum_t: float,
     coupled_decay: float,
     beta1: float,
@@ -83,13 +84,16 @@ def shampoo_gradient(
     M <- lerp(M, G, 1 - beta1)           (with beta1 > 0: the filtered gradient)
     V <- keep V + weight G * G           (grafting onto Adam: beta2', 1 - beta2'; AdaGrad: 1, 1)
 
-    ``B`` is the previous step's direction (``pytorch_optimizer``'s momentum); on the first
-    step there is none and ``mu`` is 0. ``V`` rounds as ``torch.optim.Adam``'s
+    ``B`` is the previous step's direction (``pytorch_optimizer``'s momentum), kept with
+    momentum, without grafting (as that reference keeps it) and where it would be the only
+    slot; on the first step there is none and ``mu`` is 0. ``V`` rounds as ``torch.optim.Adam``'s
     ``v.mul_(beta2).addcmul_(g, g, value=1 - beta2)``.
     """
     if maximize:
         g = -g
-    direction = lerp(g, momentum_buffer, momentum_t)
+    direction = g
+    if buffered:
+        direction = lerp(g, momentum_buffer, momentum_t)
     direction = fma(coupled_decay, u, direction)  # torch's add_(alpha=)
     if beta1 != 0:
         exp_avg = lerp(exp_avg, direction, 1 - beta1)
@@ -179,21 +183,35 @@ def shampoo_statistics(
                 statistic.addmm_(unfolded, unfolded.t(), beta=beta2, alpha=1.0 - beta2)
 
 
+def factor_groups(state: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Each block's statistics in ``state``, by the prefix of its keys (``""`` for a tensor of
+    one block, ``"block_2_"``), in the order of their dimensions."""
+    groups: dict[str, list[str]] = {}
+    for key in state:
+        prefix, found, dim = key.rpartition("pre_cond_")
+        if found and dim.isdigit() and not prefix.endswith("inv_"):
+            groups.setdefault(prefix, []).append(key)
+    return {
+        prefix: sorted(keys, key=lambda key: int(key.rpartition("_")[2]))
+        for prefix, keys in groups.items()
+    }
+
+
 def shampoo_refresh(hypers: Mapping[str, Any], state: MutableMapping[str, Any]) -> None:
     """``P_i <- (L_i / (1 - beta2^t) + eps I)^(-1/(2k))`` for each of a block's k dimensions
     (``L_i^(-1/(2k))`` for a sum, which holds its ``eps I``)."""
     import torch
 
-    shapes = preconditioned_blocks(tuple(state["momentum_buffer"].shape), hypers)
     eps = hypers["matrix_eps"]
-    for block, shape in enumerate(shapes):
-        for index, size in enumerate(shape):
-            statistic = state[factor_key("pre_cond", block, index, len(shapes))]
+    for prefix, keys in factor_groups(state).items():
+        for key in keys:
+            statistic = state[key]
             if hypers["beta2"] != 1.0:
+                size = statistic.shape[0]
                 eye = torch.eye(size, dtype=statistic.dtype, device=statistic.device)
                 statistic = statistic / hypers["factor_correction"] + eps * eye
-            root = inverse_root(statistic, 2 * len(shape), eps)
-            state[factor_key("inv_pre_cond", block, index, len(shapes))].copy_(root)
+            root = inverse_root(statistic, 2 * len(keys), eps)
+            state[prefix + "inv_" + key[len(prefix) :]].copy_(root)
 
 
 def precondition(tensor: torch.Tensor, inverses: list[torch.Tensor]) -> torch.Tensor:
@@ -263,16 +281,19 @@ def shampoo_update(
     *,
     lr: float,
     decay: float,
+    buffered: bool,
 ) -> tuple[Element, ...]:
     """One Shampoo step along the grafted, preconditioned direction ``D`` (``g`` here)::
 
     x <- x (1 - alpha lambda)     (with weight_decouple; (1 - lambda) with fixed_decay)
     x <- x - alpha D
-    B <- D
+    B <- D                        (where B is kept)
     """
     p = p * decay
     p = fma(-lr, g, p)  # torch's add_(alpha=)
-    return p, g, exp_avg, exp_avg_sq
+    if buffered:
+        momentum_buffer = g
+    return p, momentum_buffer, exp_avg, exp_avg_sq
 
 
 def start_step(hypers: Mapping[str, Any]) -> int:
@@ -289,6 +310,7 @@ def _shampoo_step_scalars(hypers: Mapping[str, Any], step: int) -> dict[str, Any
     adam = method == "adam"
     graft_beta2 = hypers["grafting_beta2"]
     return {
+        "buffered": _with_buffer(hypers),
         "momentum_t": hypers["momentum"] if step > 1 else 0.0,
         "coupled_decay": 0.0 if decoupled else rate,
         "decay": decoupled_decay(hypers) if decoupled and rate != 0 else 1.0,
@@ -306,6 +328,12 @@ def _refresh_due(hypers: Mapping[str, Any], step: int) -> bool:
     # The reference's schedule: first at the start step, then every f-th step after it.
     start, every = start_step(hypers), hypers["preconditioning_compute_steps"]
     return step == start or (step > start and step % every == 0)
+
+
+def _with_buffer(hypers: Mapping[str, Any]) -> bool:
+    # Also when no other slot would exist: a stage's matrices are created with the slots.
+    alone = not (_with_beta1(hypers) or _with_moments(hypers))
+    return bool(hypers["momentum"] != 0 or hypers["grafting"] is None or alone)
 
 
 def _with_beta1(hypers: Mapping[str, Any]) -> bool:
@@ -391,7 +419,7 @@ SHAMPOO = Rule(
         MAXIMIZE,
     ),
     slots=(
-        Slot("momentum_buffer"),
+        Slot("momentum_buffer", active=_with_buffer),
         Slot("exp_avg", active=_with_beta1),
         Slot("exp_avg_sq", active=_with_moments),
     ),
