@@ -62,10 +62,13 @@ def _whole(**options) -> Callable:
 
 
 #: Each matrix class and how it is built: options that make every whole-tensor part run
-#: within 20 steps (SOAP's basis renewed by power iteration, vectors preconditioned too).
+#: within 20 steps (SOAP's basis renewed by power iteration, vectors preconditioned too;
+#: Shampoo's roots from step 3 on, grafted onto Adam, the 13-wide weights cut into blocks).
 CASES: dict[str, Callable] = {
     "Muon": _split("use_muon", lr=0.02),
-    "Shampoo": _whole(lr=0.01, momentum=0.5),
+    "Shampoo": _whole(
+        lr=0.01, momentum=0.5, preconditioning_compute_steps=3, max_preconditioner_dim=8
+    ),
     "SOAP": _whole(lr=0.01, precondition_frequency=3, precondition_1d=True),
     "PSGDKron": _whole(lr=0.003),
     "MARS": _whole(lr=0.01, optimize_1d=True),

@@ -123,7 +123,10 @@ def test_the_matrix_methods_are_read_from_the_registry():
     assert all(RULES[name].stage.matrices is not None for name in methods)
     assert study.tuned_methods() == ["adam", *methods]
     assert study.arguments_of("soap") == {"weight_decay": 0.0}
-    assert study.arguments_of("shampoo") == {"weight_decay": 0.0}
+    # Shampoo as its paper states it: the section's exactness claims hold for that step (a
+    # grafted step takes Adam's norm instead).
+    assert study.arguments_of("shampoo") == {"weight_decay": 0.0, **study.PAPER_SHAMPOO}
+    assert study.PAPER_SHAMPOO["grafting"] is None and study.PAPER_SHAMPOO["betas"] == (0, 1)
 
 
 def test_tuning_keeps_the_soonest_settling_learning_rate():
@@ -131,7 +134,11 @@ def test_tuning_keeps_the_soonest_settling_learning_rate():
     best = study.tune(problem, "shampoo", np.array([0.01, 10.0]), 60)
     assert best.lr == 10.0 and best.steps is not None and best.steps < 60
     # The same run made directly settles at the same step.
-    curve = study.train(problem, lambda p: descend.Shampoo(p, lr=10.0, backend=study.BACKEND), 60)
+    curve = study.train(
+        problem,
+        lambda p: descend.Shampoo(p, lr=10.0, backend=study.BACKEND, **study.PAPER_SHAMPOO),
+        60,
+    )
     assert study.steps_to_stay(curve, study.TOLERANCE) == best.steps
     never = study.tune(problem, "shampoo", np.array([1e-4]), 20)
     assert never.lr is None and never.steps is None and len(never.curve) == 21

@@ -1,7 +1,8 @@
-"""descend.Shampoo against pytorch_optimizer's Shampoo (same arguments, same numbers, same
-state), and against what theory says of its preconditioner: with the Hessian's Kronecker
-factors as its roots it lands on a quadratic's minimum in one step, and its first step is the
-gradient's polar factor."""
+"""descend.Shampoo given pytorch_optimizer's arguments (PYTORCH_OPTIMIZER_ARGUMENTS: no
+grafting, no blocks) against pytorch_optimizer's Shampoo (same numbers, same state), and
+against what theory says of its preconditioner: with the Hessian's Kronecker factors as its
+roots it lands on a quadratic's minimum in one step, and its first step is the gradient's polar
+factor. The grafted, blocked defaults are tested in test_shampoo_grafting.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 from pytorch_optimizer import Shampoo as ReferenceShampoo
 
 import descend
+from descend.optim.shampoo import PYTORCH_OPTIMIZER_ARGUMENTS
 from descend.rules.shampoo import SHAMPOO, inverse_root
 from descend.testing import TOLERANCE, run_side_by_side
 
@@ -45,6 +47,11 @@ def reference(params, **options):
     return ReferenceShampoo(params, **options)
 
 
+def ours(params, **options):
+    """descend.Shampoo with pytorch_optimizer's arguments, then ``options``."""
+    return descend.Shampoo(params, **{**PYTORCH_OPTIMIZER_ARGUMENTS, **options})
+
+
 def _ids(options):
     return "-".join(f"{key}={value}" for key, value in options.items())
 
@@ -57,7 +64,7 @@ def test_every_option_matches_pytorch_optimizer(options, backend):
     # test_maximize_is_minimizing_the_negated_gradients): no momentum in either group there.
     groups = [{}, {"lr": 5e-3}] if options.get("maximize") else GROUPS
     result = run_side_by_side(
-        lambda params: descend.Shampoo(params, lr=1e-2, backend=backend, **options),
+        lambda params: ours(params, lr=1e-2, backend=backend, **options),
         lambda params: reference(params, lr=1e-2, **options),
         SHAPES,
         torch.float64,
@@ -78,7 +85,7 @@ def test_every_option_matches_pytorch_optimizer(options, backend):
 def test_defaults_match_pytorch_optimizer(dtype):
     # The reference executor: the fused one (which compiles kernels) runs in the slow grid.
     result = run_side_by_side(
-        lambda params: descend.Shampoo(params, backend="reference"),
+        lambda params: ours(params, backend="reference"),
         reference,
         SHAPES,
         dtype,
@@ -118,7 +125,9 @@ def test_a_wrong_exponent_is_caught_at_this_tolerance(factor, caught):
     # the exponent's.
     broken = _broken_shampoo(factor)
     result = run_side_by_side(
-        lambda params: broken(params, lr=1e-2, backend="reference"),
+        lambda params: broken(
+            params, **{**PYTORCH_OPTIMIZER_ARGUMENTS, "lr": 1e-2}, backend="reference"
+        ),
         lambda params: reference(params, lr=1e-2),
         SHAPES,
         torch.float64,
@@ -146,7 +155,7 @@ def test_with_the_hessians_kronecker_factors_it_lands_on_the_minimum():
     a, b = _spd(6, generator, 30.0), _spd(4, generator, 10.0)
     target = torch.randn(6, 4, dtype=torch.float64, generator=generator)
     weight = torch.randn(6, 4, dtype=torch.float64, generator=generator).requires_grad_()
-    optimizer = descend.Shampoo([weight], lr=1.0, preconditioning_compute_steps=10**6)
+    optimizer = ours([weight], lr=1.0, preconditioning_compute_steps=10**6)
     state = optimizer.state[weight]
     state["step"] = torch.tensor(0.0)
     state["momentum_buffer"] = torch.zeros_like(weight)
@@ -172,7 +181,7 @@ def test_its_first_step_is_the_gradients_polar_factor():
     generator = torch.Generator().manual_seed(1)
     gradient = torch.randn(5, 5, dtype=torch.float64, generator=generator)
     weight = torch.zeros(5, 5, dtype=torch.float64, requires_grad=True)
-    optimizer = descend.Shampoo([weight], lr=1.0, matrix_eps=1e-14)
+    optimizer = ours([weight], lr=1.0, matrix_eps=1e-14)
     weight.grad = gradient.clone()
     optimizer.step()
     u, _, vh = torch.linalg.svd(gradient)
@@ -184,7 +193,7 @@ def test_vectors_are_full_matrix_adagrad_and_scalars_gradient_steps():
     generator = torch.Generator().manual_seed(2)
     vector = torch.zeros(4, dtype=torch.float64, requires_grad=True)
     scalar = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = descend.Shampoo([vector, scalar], lr=0.1)
+    optimizer = ours([vector, scalar], lr=0.1)
     statistic = 1e-6 * torch.eye(4, dtype=torch.float64)
     expected_vector, expected_scalar = torch.zeros(4, dtype=torch.float64), 0.0
     for _ in range(5):
@@ -200,13 +209,18 @@ def test_vectors_are_full_matrix_adagrad_and_scalars_gradient_steps():
     assert scalar.item() == pytest.approx(expected_scalar, rel=1e-15)
 
 
-def test_constructor_signature_and_defaults_match_pytorch_optimizer():
-    ours = inspect.signature(descend.Shampoo.__init__).parameters
+def test_constructor_takes_every_reference_argument_and_its_defaults_are_the_parity_set():
+    # Every argument of the reference is one of ours, in the same position; its default is
+    # ours or, where the grafted defaults differ, the value PYTORCH_OPTIMIZER_ARGUMENTS gives.
+    mine = inspect.signature(descend.Shampoo.__init__).parameters
     theirs = inspect.signature(ReferenceShampoo.__init__).parameters
-    for name, parameter in theirs.items():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            continue
-        assert name in ours and ours[name].default == parameter.default, name
+    named = [name for name, p in theirs.items() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    assert list(mine)[: len(named)] == named
+    for name in named[2:]:
+        expected = theirs[name].default
+        assert PYTORCH_OPTIMIZER_ARGUMENTS.get(name, mine[name].default) == expected, name
+    differing = {name for name in named[2:] if mine[name].default != theirs[name].default}
+    assert differing <= set(PYTORCH_OPTIMIZER_ARGUMENTS)
 
 
 @pytest.mark.parametrize(
@@ -227,17 +241,17 @@ def test_bad_arguments_name_the_value_and_the_range(options, message):
 def test_checkpoints_load_into_the_reference_and_back():
     torch.manual_seed(0)
     ours_params = [torch.randn(4, 3, dtype=torch.float64, requires_grad=True)]
-    ours = descend.Shampoo(ours_params, lr=0.01, momentum=0.5)
+    ours_optimizer = ours(ours_params, lr=0.01, momentum=0.5)
     for _ in range(5):
         ours_params[0].grad = torch.randn(4, 3, dtype=torch.float64)
-        ours.step()
+        ours_optimizer.step()
     theirs_params = [ours_params[0].detach().clone().requires_grad_()]
     theirs = ReferenceShampoo(theirs_params, lr=0.01, momentum=0.5)
-    theirs.load_state_dict(copy.deepcopy(ours.state_dict()))
+    theirs.load_state_dict(copy.deepcopy(ours_optimizer.state_dict()))
     theirs.param_groups[0]["step"] = 5  # the reference counts per group
     gradient = torch.randn(4, 3, dtype=torch.float64)
     ours_params[0].grad, theirs_params[0].grad = gradient.clone(), gradient.clone()
-    ours.step()
+    ours_optimizer.step()
     theirs.step()
     torch.testing.assert_close(ours_params[0], theirs_params[0], rtol=1e-12, atol=1e-15)
 
@@ -252,7 +266,7 @@ def test_a_skipped_step_leaves_no_matrix_state():
     assert not optimizer.state.get(weight)
     weight.grad = torch.ones(3, 2)
     optimizer.step()
-    assert {"pre_cond_0", "inv_pre_cond_1", "momentum_buffer"} <= set(optimizer.state[weight])
+    assert {"pre_cond_0", "inv_pre_cond_1", "exp_avg", "exp_avg_sq"} <= set(optimizer.state[weight])
 
 
 def test_complex_parameters_are_refused():
@@ -264,7 +278,8 @@ def test_complex_parameters_are_refused():
 @pytest.mark.parametrize(
     "name, flag, matrix_keys",
     [
-        ("shampoo", "use_shampoo", {"pre_cond_0", "pre_cond_3"}),
+        # Shampoo's default merges the convolution's (3, 3, 3) into one dimension of 27.
+        ("shampoo", "use_shampoo", {"pre_cond_0", "pre_cond_1", "exp_avg_sq"}),
         ("soap", "use_soap", {"GG_0", "GG_3", "Q_0"}),
     ],
 )
@@ -319,7 +334,13 @@ def test_maximize_is_minimizing_the_negated_gradients():
     generator = torch.Generator().manual_seed(3)
     start = torch.randn(5, 4, dtype=torch.float64, generator=generator)
     ascending, descending = start.clone().requires_grad_(), start.clone().requires_grad_()
-    options = dict(lr=0.01, momentum=0.7, weight_decay=0.05, backend="reference")
+    options = dict(
+        lr=0.01,
+        momentum=0.7,
+        weight_decay=0.05,
+        preconditioning_compute_steps=2,
+        backend="reference",
+    )
     maximizer = descend.Shampoo([ascending], maximize=True, **options)
     minimizer = descend.Shampoo([descending], **options)
     for _ in range(6):

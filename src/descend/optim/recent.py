@@ -1,8 +1,9 @@
 """Optimizers newer than the lecture: Lion, Schedule-Free SGD and AdamW, Muon, AdEMAMix, and the
-matrix methods Shampoo and SOAP.
+matrix methods Shampoo (written in :mod:`descend.optim.shampoo`, exported here) and SOAP.
 
 Each is a drop-in for its reference implementation: :class:`Lion` for ``lion_pytorch.Lion``,
-:class:`AdEMAMix`, :class:`Shampoo` and :class:`SOAP` for ``pytorch_optimizer``'s classes,
+:class:`AdEMAMix` and :class:`SOAP` for ``pytorch_optimizer``'s classes (and :class:`Shampoo`,
+given that reference's arguments),
 :class:`SGDScheduleFree` and :class:`AdamWScheduleFree` for the ``schedulefree`` package's
 classes, :class:`Muon` for ``torch.optim.Muon`` (with AdamW groups for the parameters Muon does
 not step, as the reference ``MuonWithAuxAdam``). Where a class differs from its reference on
@@ -17,17 +18,19 @@ from typing import Any, ClassVar
 import torch
 from torch.optim.optimizer import ParamsT
 
+from descend.optim.adamw_groups import MUON_AUXILIARY_DEFAULTS as MUON_AUXILIARY_DEFAULTS
+from descend.optim.adamw_groups import _WithAdamWGroups as _WithAdamWGroups
 from descend.optim.base import RuleOptimizer, constructor_arguments
 from descend.optim.docstrings import document
-from descend.rules.adam import ADAMW
+from descend.optim.shampoo import ACCEPTED_KEYWORDS
+from descend.optim.shampoo import Shampoo as Shampoo
 from descend.rules.ademamix import ADEMAMIX
 from descend.rules.elementwise import bind
 from descend.rules.lion import LION
 from descend.rules.muon import MUON, NS_COEFFICIENTS, NS_EPS, NS_STEPS
 from descend.rules.schedulefree import SF_ADAMW, SF_SGD, evaluation_point, training_point
-from descend.rules.shampoo import SHAMPOO
 from descend.rules.soap import SOAP as SOAP_RULE
-from descend.rules.spec import Hyper, Rule
+from descend.rules.spec import Hyper
 
 _LION_DECOUPLED = Hyper(
     "decoupled_weight_decay",
@@ -260,76 +263,6 @@ class AdamWScheduleFree(_ScheduleFree):
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-#: What a param group with ``use_muon=False`` starts from: ``torch.optim.AdamW``'s defaults.
-MUON_AUXILIARY_DEFAULTS: dict[str, Any] = dict(
-    lr=1e-3,
-    betas=(0.9, 0.999),
-    eps=1e-8,
-    weight_decay=1e-2,
-    amsgrad=False,
-    maximize=False,
-    foreach=None,
-    capturable=False,
-    differentiable=False,
-    fused=None,
-    decoupled_weight_decay=True,
-)
-
-
-class _WithAdamWGroups(RuleOptimizer):
-    """A matrix method with AdamW groups for the parameters it should not step.
-
-    A param group whose flag (:attr:`group_flag`: ``use_muon``, ``use_shampoo``, ...) is False
-    is stepped as ``torch.optim.AdamW`` would step it, from AdamW's defaults
-    (:data:`MUON_AUXILIARY_DEFAULTS`: same keys, defaults and numbers), as the reference
-    ``MuonWithAuxAdam`` does; :meth:`split_parameters` makes such groups from a model's
-    parameters, and ``descend bench`` uses it for every class that has it.
-    """
-
-    #: The param-group flag: True (the default) steps the group with the class's rule.
-    group_flag: ClassVar[Hyper]
-    #: The fewest and most dimensions (``None``: no most) of the parameters
-    #: :meth:`split_parameters` gives to the rule.
-    split_ndims: ClassVar[tuple[int, int | None]] = (2, 2)
-
-    @classmethod
-    def split_parameters(cls, params: ParamsT) -> list[dict[str, Any]]:
-        """A model's parameters as the usual recipe groups them: the weights the method is for
-        (:attr:`split_ndims`) in one group, every other parameter in a group with the flag
-        False (AdamW); empty groups are left out. Param-group dicts pass through unchanged."""
-        # Tensors, or param-group dicts (which pass through): what torch.optim accepts.
-        items: list[Any] = list(params)
-        if any(isinstance(item, Mapping) for item in items):
-            return items
-        fewest, most = cls.split_ndims
-        matrices = [
-            p
-            for p in items
-            if fewest <= p.ndim and (most is None or p.ndim <= most) and not p.is_complex()
-        ]
-        others = [p for p in items if not any(p is m for m in matrices)]
-        groups: list[dict[str, Any]] = [{"params": matrices}] if matrices else []
-        if others:
-            groups.append({"params": others, cls.group_flag.name: False})
-        return groups
-
-    def _uses_rule(self, group: Mapping[str, Any]) -> bool:
-        flag = self.group_flag
-        uses: bool = flag.check(group.get(flag.name, True))  # a flag's check gives a bool
-        return uses
-
-    def rule_for(self, group: Mapping[str, Any]) -> Rule:
-        """The class's rule, or AdamW's for a group whose flag is False."""
-        assert self.rule is not None
-        return self.rule if self._uses_rule(group) else ADAMW
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group; one whose flag is False starts from AdamW's defaults."""
-        if not self._uses_rule(param_group):
-            param_group = {**MUON_AUXILIARY_DEFAULTS, **param_group}
-        super().add_param_group(param_group)
-
-
 class Muon(_WithAdamWGroups, torch.optim.Muon):
     """Muon (momentum orthogonalized by Newton-Schulz), for 2-D weights; drop-in for
     ``torch.optim.Muon``, with AdamW groups for the other parameters.
@@ -372,63 +305,6 @@ class Muon(_WithAdamWGroups, torch.optim.Muon):
         super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
 
 
-_ACCEPTED_KEYWORDS = "accepted and ignored, as the reference accepts and ignores them."
-
-
-class Shampoo(_WithAdamWGroups):
-    """Shampoo (one Kronecker factor of the gradient's statistics per dimension, each applied
-    as its inverse root); drop-in for ``pytorch_optimizer.Shampoo``.
-
-    Every shape is preconditioned: a matrix by ``L^(-1/4) G R^(-1/4)``, an order-k tensor (a
-    convolution's weight) by one factor per dimension at power ``-1/(2k)``, a vector by
-    full-matrix AdaGrad (``k = 1``); a scalar takes plain gradient steps. The inverse roots are
-    recomputed every ``preconditioning_compute_steps`` (f) steps and are zero before their first
-    computation, so with f > 1 the first f - 1 steps leave the parameters (but not the
-    statistics) as they are, as in the reference. Each factor is as large as its dimension
-    squared: give embeddings and wide output layers to AdamW in a group with
-    ``use_shampoo=False`` (as Muon's ``use_muon=False``); ``descend.Shampoo.split_parameters(
-    model.parameters())`` gives every weight of two or more dimensions to Shampoo and the rest
-    to AdamW, as ``descend bench`` does.
-
-    Differences from the reference, on purpose: a step counter per parameter (the reference
-    counts per group), so a parameter without a gradient at some step keeps its own refresh
-    schedule; gradients are left untouched (the reference negates, mixes and decays ``p.grad``
-    in place); and with ``maximize`` and momentum the first step's direction is ``-g`` (the
-    reference starts its momentum at the gradient before negating it, which gives
-    ``(2 mu - 1) g``). Where float32 rounding leaves a statistic with a zero singular value
-    (its ``matrix_eps`` absorbed by a large sum), the reference's inverse root is infinite and
-    its parameters become NaN; descend takes ``matrix_eps`` for that value, the least the
-    statistic's eigenvalues can be (see :func:`descend.rules.shampoo.inverse_root`).
-    """
-
-    rule = SHAMPOO
-    group_flag = Hyper(
-        "use_shampoo", True, "step the group with Shampoo (else with AdamW)", kind=bool
-    )
-    split_ndims = (2, None)
-    argument_docs: ClassVar[dict[str, Hyper | str]] = {"kwargs": _ACCEPTED_KEYWORDS}
-    complex_parameters = False  # the reference refuses complex parameters
-
-    def __init__(
-        self,
-        params: ParamsT,
-        lr: float = 1e-3,
-        momentum: float = 0.0,
-        weight_decay: float = 0.0,
-        weight_decouple: bool = False,
-        fixed_decay: bool = False,
-        preconditioning_compute_steps: int = 1,
-        matrix_eps: float = 1e-6,
-        maximize: bool = False,
-        *,
-        nonfinite: str = "propagate",
-        backend: str = "auto",
-        **kwargs: Any,
-    ) -> None:
-        defaults = constructor_arguments(locals())
-        super().__init__(params, defaults, nonfinite=nonfinite, backend=backend)
-
-
 class SOAP(_WithAdamWGroups):
     """SOAP (Adam in the eigenbasis of Shampoo's factors); drop-in for
     ``pytorch_optimizer.SOAP``.
@@ -453,7 +329,7 @@ class SOAP(_WithAdamWGroups):
     rule = SOAP_RULE
     group_flag = Hyper("use_soap", True, "step the group with SOAP (else with AdamW)", kind=bool)
     split_ndims = (2, None)
-    argument_docs: ClassVar[dict[str, Hyper | str]] = {"kwargs": _ACCEPTED_KEYWORDS}
+    argument_docs: ClassVar[dict[str, Hyper | str]] = {"kwargs": ACCEPTED_KEYWORDS}
     complex_parameters = False  # the reference refuses complex parameters
 
     def __init__(
@@ -482,7 +358,7 @@ class SOAP(_WithAdamWGroups):
 
 
 #: Every optimizer class defined in this module, in the registry's order of rules.
-__all__ = [
+_DEFINED_HERE = [
     name
     for name, value in list(globals().items())
     if isinstance(value, type)
@@ -490,4 +366,7 @@ __all__ = [
     and value.__module__ == __name__
     and not name.startswith("_")
 ]
-document(*(globals()[name] for name in __all__))
+document(*(globals()[name] for name in _DEFINED_HERE))
+#: Every optimizer class of this module, Shampoo's (written in :mod:`descend.optim.shampoo`)
+#: included, in the registry's order of rules.
+__all__ = [*_DEFINED_HERE[: _DEFINED_HERE.index("SOAP")], "Shampoo", "SOAP"]

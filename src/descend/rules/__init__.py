@@ -54,7 +54,13 @@ executor still compiles the elementwise part from the rule:
   the matrix products that apply the preconditioner. A stage with ``ndim=None`` takes tensors
   of any shape (MARS's norm clip of its corrected gradient), and its ``tensor_hypers(hypers,
   ndim)`` may give a tensor hyperparameters of its own by its dimensions (MARS's vectors run
-  plain AdamW with their own rates); such tensors share a list call with their kind.
+  plain AdamW with their own rates); such tensors share a list call with their kind. The
+  function sees the parameter's whole state, slots included, so one stage can combine two
+  methods without a new part: Shampoo's grafting (:mod:`descend.rules.grafting`) keeps Adam's
+  second moment as a slot that the compiled ``prepare`` updates, and its function rescales each
+  block's preconditioned direction to the norm of Adam's direction on that block (or returns
+  Adam's direction itself, for vectors and before the first roots); its blocks and merged
+  dimensions are views of the tensor inside the matrix parts, keyed per block in the state.
 
 Optimizers (:mod:`descend.optim`) handle all five for every rule, and the functional API
 (:mod:`descend.functional`) the first four (a reduction needs an optimizer's groups: evaluated

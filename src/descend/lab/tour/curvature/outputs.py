@@ -56,7 +56,9 @@ def curvature_paragraphs(study: CurvatureStudy) -> list[str]:
         "eigenvalues and minimum in a random rotation of all "
         f"{SHAPE[0] * SHAPE[1]} entries of W together, so gradient descent and Newton's method "
         "see the same problem, while a preconditioner of one matrix per dimension does not.",
-        "What is exact. Shampoo steps along L^(-1/4) G R^(-1/4): the Kronecker product "
+        "What is exact. Shampoo as its paper states it (summed statistics, no grafting onto "
+        "Adam's step norm, the form every Shampoo run of this section takes) steps along "
+        "L^(-1/4) G R^(-1/4): the Kronecker product "
         "L^(-1/4) (x) R^(-1/4) applied to the gradient G. Newton steps along A^-1 G B^-1, "
         "H^-1 applied to it. The two agree up to a scalar exactly when L is proportional to A^4 "
         "and R to B^4. Shampoo's statistics L and R are sums of G G^T and G^T G. Summed over the "

@@ -28,9 +28,17 @@ from descend.lab.tour.base import Progress, TourSettings, display_name, noop
 from descend.lab.tour.curvature.problem import MatrixQuadratic
 from descend.lab.tour.newer.common import one_torch_thread, steps_to_stay
 from descend.optim.generated import optimizer_class
+from descend.optim.shampoo import PYTORCH_OPTIMIZER_ARGUMENTS
 from descend.rules import RULES
 from descend.secondorder import newton
 
+#: Shampoo as the paper (and ``pytorch_optimizer``) states it: summed statistics, no filter, no
+#: grafting (which would rescale each step to Adam's norm), no blocks, roots every step. Its
+#: direction is the Kronecker product of the roots applied to the gradient, which is what the
+#: section's claims of exactness are about.
+PAPER_SHAMPOO: dict[str, Any] = {
+    name: value for name, value in PYTORCH_OPTIMIZER_ARGUMENTS.items() if name != "lr"
+}
 #: Condition numbers of the study.
 KAPPAS = (1e2, 1e3, 1e4)
 #: The weight matrix's shape.
@@ -65,10 +73,12 @@ def tuned_methods() -> list[str]:
 
 
 def arguments_of(name: str) -> dict[str, Any]:
-    """Each method at its defaults, without weight decay (it would move the minimum)."""
-    return (
+    """Each method at its defaults, without weight decay (it would move the minimum); Shampoo
+    as the paper states it (:data:`PAPER_SHAMPOO`), the form the section's theory is about."""
+    arguments: dict[str, Any] = (
         {"weight_decay": 0.0} if any(h.name == "weight_decay" for h in RULES[name].hypers) else {}
     )
+    return {**arguments, **PAPER_SHAMPOO} if name == "shampoo" else arguments
 
 
 def horizon(settings: TourSettings) -> int:
@@ -228,13 +238,12 @@ def probed_shampoo(problem: MatrixQuadratic, matched: bool) -> tuple[torch.optim
     :meth:`~MatrixQuadratic.probes`' gradients: one step with learning rate 0 per probe, the
     inverse roots computed once, at the last probe (``preconditioning_compute_steps`` is the
     probe count, so the next step uses them unchanged), statistics without the ``eps I``
-    floor. Returns the optimizer and its parameter."""
+    floor, no grafting (:data:`PAPER_SHAMPOO`). Returns the optimizer and its parameter."""
     weights = torch.zeros(problem.shape, dtype=torch.float64, requires_grad=True)
     optimizer = descend.Shampoo(
         [weights],
+        **{**PAPER_SHAMPOO, "matrix_eps": 0.0, "preconditioning_compute_steps": problem.size},
         lr=0.0,
-        matrix_eps=0.0,
-        preconditioning_compute_steps=problem.size,
         backend=BACKEND,
     )
     for probe in problem.probes(matched):
