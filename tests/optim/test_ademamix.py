@@ -137,7 +137,12 @@ def test_without_the_slow_momentum_it_is_adam(backend):
     assert param_error <= 1e-12
 
 
-@given(st.floats(0.01, 0.99), st.floats(0.0, 1.0), st.floats(1.0, 1e5), st.floats(0.0, 10.0))
+# alpha is 0 or a normal float: a subnormal alpha (2.2e-313) carries too few significant bits
+# for alpha t / T to hold a relative tolerance, and means nothing as a weight.
+ALPHAS = st.one_of(st.just(0.0), st.floats(1e-300, 10.0))
+
+
+@given(st.floats(0.01, 0.99), st.floats(0.0, 1.0), st.floats(1.0, 1e5), ALPHAS)
 def test_the_warm_up_schedulers_match_their_closed_forms(beta1, share, warmup, alpha):
     beta3 = beta1 + share * (0.99999 - beta1)
     hypers = dict(beta1=beta1, beta3=beta3, alpha=alpha, t_alpha_beta3=warmup)
