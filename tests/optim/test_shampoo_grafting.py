@@ -56,6 +56,19 @@ def _feed(generator: torch.Generator, *sides: list[torch.Tensor]) -> None:
             param.grad = gradient.clone()
 
 
+def _step_alike(seed: int, steps: int, pairs: list[tuple[torch.optim.Optimizer, list]]) -> None:
+    """``steps`` steps of each optimizer on the same random gradients (one generator), then
+    each pair of parameter lists equal to float64 rounding."""
+    (ours, ours_params), (theirs, theirs_params) = pairs
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        _feed(generator, ours_params, theirs_params)
+        ours.step()
+        theirs.step()
+    for mine, other in zip(ours_params, theirs_params, strict=True):
+        torch.testing.assert_close(mine, other, **CLOSE)
+
+
 @pytest.mark.parametrize(
     "options, twin",
     [
@@ -81,13 +94,7 @@ def test_before_the_first_roots_every_step_is_the_grafted_methods(options, twin)
         ours_params, lr=1e-2, preconditioning_compute_steps=30, backend="reference", **options
     )
     reference = twin(twin_params)
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(29):
-        _feed(generator, ours_params, twin_params)
-        ours.step()
-        reference.step()
-    for mine, theirs in zip(ours_params, twin_params, strict=True):
-        torch.testing.assert_close(mine, theirs, **CLOSE)
+    _step_alike(1, 29, [(ours, ours_params), (reference, twin_params)])
     assert all("pre_cond_0" in ours.state[p] for p in ours_params[:2])
 
 
@@ -333,10 +340,4 @@ def test_every_executor_takes_the_same_grafted_steps(backend):
     options = dict(lr=1e-2, preconditioning_compute_steps=2, momentum=0.3, weight_decay=0.1)
     ours = descend.Shampoo(ours_params, backend=backend, **options)
     twin = descend.Shampoo(twin_params, backend="reference", **options)
-    generator = torch.Generator().manual_seed(13)
-    for _ in range(5):
-        _feed(generator, ours_params, twin_params)
-        ours.step()
-        twin.step()
-    for mine, theirs in zip(ours_params, twin_params, strict=True):
-        torch.testing.assert_close(mine, theirs, **CLOSE)
+    _step_alike(13, 5, [(ours, ours_params), (twin, twin_params)])
