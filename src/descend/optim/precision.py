@@ -44,6 +44,7 @@ from descend.kernels.codecs import (
     stream_key,
     stream_keys,
 )
+from descend.optim.weights import state_probe
 from descend.rules.spec import Rule
 
 if TYPE_CHECKING:
@@ -300,10 +301,9 @@ def saved_formats(optimizer: RuleOptimizer) -> dict[str, Any]:
         rule = optimizer.rule_for(group)
         for param in group["params"]:
             state = optimizer.state.get(param) or {}
-            if optimizer._weights.request and param.dtype == torch.bfloat16:
-                param = torch.empty(0)  # stepped as a float32 master: compare slots with that
+            probe = state_probe(optimizer, param)  # a bf16 weight's float32 master
             found = {
-                slot.name: stored_format(state, slot.name, param)
+                slot.name: stored_format(state, slot.name, probe)
                 for slot in rule.slots
                 if slot.name in state
             }
