@@ -149,8 +149,7 @@ def compiled_executor(
     if request == "bf16+ecc":
         correction = state.get(CORRECTION_KEY)
         if not (
-            isinstance(correction, torch.Tensor)
-            and type(correction) is torch.Tensor
+            type(correction) is torch.Tensor
             and correction.dtype == torch.int8
             and correction.shape == param.shape
             and correction.device == param.device
