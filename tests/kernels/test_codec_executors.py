@@ -79,6 +79,25 @@ def test_reference_fused_and_triton_store_the_same_bytes(name, size, seed, data)
             assert torch.equal(ours, theirs.reshape(-1).view(torch.uint8))
 
 
+def test_every_executor_keeps_blocks_of_subnormals_alike():
+    """A block whose largest magnitude is subnormal (its reciprocal overflows float32) is
+    coded from a lifted copy: every executor stores the same bytes, and they decode to the
+    values, not to zero."""
+    size = INT8_MINIMUM + INT8_BLOCK
+    grad = torch.full((size,), 1e-40)
+    grad[:INT8_BLOCK] = torch.linspace(-3e-39, 3e-39, INT8_BLOCK)
+    grad[INT8_BLOCK : 2 * INT8_BLOCK] = 2.0**-149  # the smallest subnormal
+    grads = [grad, grad * 0.5]
+    stored = {backend: _stored(backend, "int8", grads, 0) for backend in EXECUTORS}
+    for backend in EXECUTORS[1:]:
+        for ours, theirs in zip(stored["reference"], stored[backend], strict=True):
+            assert torch.equal(ours, theirs), backend
+    codes, scales = (stored["reference"][i] for i in (0, 1))
+    decoded = CODECS["int8"].decode((codes, scales.view(torch.float32)))
+    # The buffer after one step of momentum 0.9 (dampening 0) is the gradient itself.
+    assert float((decoded.double() - grad.double()).abs().max()) <= 3e-39 * 2**-6
+
+
 def test_the_codec_functions_are_the_ones_every_executor_compiles():
     """Each executor's kernel module holds the codec functions' own source, and the torch
     forms evaluate those very functions (no executor re-types a codec)."""
