@@ -20,11 +20,17 @@ past values, and dividing by its final value alone would measure cancellation, n
 :data:`OPTION_GRID` lists the options on which descend's drop-in classes are held to their
 ``torch.optim`` namesakes (each rule's registry row gives its own); the parity tests and
 ``benchmarks/parity_report.py`` run every combination of it (:func:`option_combinations`).
+
+With ``$DESCEND_PARITY_LOG`` naming a file, every comparison also appends its worst errors
+there (:func:`record_parity`), labelled with the pytest test that ran it, so a report can show
+the figures behind the pass/fail of a whole test run (``benchmarks/method_parity.py``).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -153,6 +159,24 @@ def grouped(params: list[torch.Tensor], group_options: list[dict[str, Any]]) -> 
     ]
 
 
+#: Environment variable naming the file :func:`record_parity` appends to (unset: nothing).
+PARITY_LOG_ENV = "DESCEND_PARITY_LOG"
+
+
+def record_parity(param_error: float | None = None, state_error: float | None = None) -> None:
+    """Append one comparison's worst parameter and state errors, as a line of JSON labelled
+    with the running pytest test (``$PYTEST_CURRENT_TEST``), to the file named by
+    ``$DESCEND_PARITY_LOG``; nothing when it is unset. ``None``: not measured here (a test that
+    compares state by its own reading records that separately)."""
+    path = os.environ.get(PARITY_LOG_ENV)
+    if not path:
+        return
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    record = {"test": test, "params": param_error, "state": state_error}
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
+
+
 class SideBySide(NamedTuple):
     """What :func:`run_side_by_side` found: the worst relative errors of parameters and of
     state tensors over the run, and both sides as they ended."""
@@ -223,9 +247,12 @@ def run_side_by_side(
             for key, value in reference_state.items():
                 if torch.is_tensor(value):
                     tracker.observe((key, index), our_state[key], value)
+    param_error = tracker.worst(lambda key: key[0] == "param")
+    state_error = tracker.worst(lambda key: key[0] != "param")
+    record_parity(param_error, state_error if compare_state else None)
     return SideBySide(
-        tracker.worst(lambda key: key[0] == "param"),
-        tracker.worst(lambda key: key[0] != "param"),
+        param_error,
+        state_error,
         ours_params,
         reference_params,
         ours,

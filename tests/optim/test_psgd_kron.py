@@ -42,6 +42,7 @@ from descend.rules.psgd_kron import (
     seed_key,
     update_probability,
 )
+from descend.testing import record_parity
 
 #: A scalar, vectors, linear weights, a convolution's weight (merged into a matrix) and a
 #: weight with a dimension of size 1 (a diagonal factor in a matrix).
@@ -180,6 +181,7 @@ class _Run:
             with _reference_draws(probes):
                 self.reference.step()
             self._observe()
+        record_parity(self.param_error, self.state_error)
         return self
 
     def _observe(self) -> None:

@@ -15,7 +15,7 @@ from pytorch_optimizer import SOAP as ReferenceSOAP
 import descend
 from descend.rules.soap import SOAP as SOAP_RULE
 from descend.rules.soap import merged_shape, project
-from descend.testing import TOLERANCE, run_side_by_side
+from descend.testing import TOLERANCE, record_parity, run_side_by_side
 
 #: A scalar, biases, linear weights and a convolution's weight (out, in, kh, kw).
 SHAPES = [(), (6,), (8, 5), (4, 3, 3, 3), (5, 7), (3,)]
@@ -77,6 +77,7 @@ def _state_error(ours, reference) -> float:
                     assert f"{key}_{index}" not in ours_state
                     continue
                 observe(ours_state[f"{key}_{index}"], theirs)
+    record_parity(state_error=worst)
     return worst
 
 
