@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -322,3 +323,63 @@ def test_state_precision_anchors_quick_run_has_every_format_and_matches_torch(tm
     assert relative_gap("descend.AdamW bfloat16-nearest") > 1e-5
     assert rows["descend.AdamW bfloat16"]["bytes_per_param"] == pytest.approx(4.0, abs=0.01)
     assert (tmp_path / "loss_curves.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def method_parity() -> ModuleType:
+    """benchmarks/method_parity.py as a module."""
+    spec = importlib.util.spec_from_file_location("method_parity", BENCHMARKS / "method_parity.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_method_parity_table_keeps_dtypes_apart_and_controls_out_of_the_summary(method_parity):
+    """A property test's float32 and float64 draws are separate rows; a state error recorded
+    without a dtype joins its test's row; a deliberately wrong copy is shown but never counted
+    as the method's worst."""
+    soap = "tests/optim/test_soap.py::test_every_option_matches_pytorch_optimizer[x]"
+    lines = [
+        json.dumps({"test": soap, "params": 1e-15, "state": None, "dtype": "float64"}),
+        json.dumps({"test": soap, "params": None, "state": 3e-14, "dtype": None}),
+        json.dumps(
+            {
+                "test": "tests/optim/test_ademamix.py::test_random_settings_match_x",
+                "params": 2e-7,
+                "state": 0.0,
+                "dtype": "float32",
+            }
+        ),
+        json.dumps(
+            {
+                "test": "tests/optim/test_ademamix.py::test_random_settings_match_x",
+                "params": 1e-16,
+                "state": 0.0,
+                "dtype": "float64",
+            }
+        ),
+        json.dumps(
+            {
+                "test": "tests/optim/test_soap.py::test_a_wrong_rotation_is_caught",
+                "params": 0.014,
+                "state": None,
+                "dtype": "float64",
+            }
+        ),
+    ]
+    rows = method_parity.merged(lines)
+    assert rows[(soap, "float64")] == {"params": 1e-15, "state": 3e-14}
+    text = "\n".join(method_parity.table(rows))
+    assert "| SOAP | pytorch_optimizer 4.1.0 | float64 | 1 | 1.0e-15 | 3.0e-14 |" in text
+    assert "| AdEMAMix | pytorch_optimizer 4.1.0 | float32 | 1 | 2.0e-07 | 0 |" in text
+    assert "| AdEMAMix | pytorch_optimizer 4.1.0 | float64 | 1 | 1.0e-16 | 0 |" in text
+    assert "a_wrong_rotation_is_caught (control) | float64 | 1.4e-02 |" in text
+
+
+def test_method_parity_refuses_an_unknown_test_file(method_parity, capsys):
+    with pytest.raises(SystemExit) as stop:
+        method_parity.parse(["--files", "test_nothing.py"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "test_nothing.py" in error and "test_soap.py" in error

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+import descend
 from descend.testing import (
     OPTION_GRID,
     TOLERANCE,
@@ -127,3 +130,29 @@ def test_option_combinations_are_the_grid_less_what_torch_refuses():
             torch_class(name)([torch.zeros(1, requires_grad=True)], **combination)
     custom = {"Adam": {"lr": [0.1, -1.0], "amsgrad": [True]}}
     assert option_combinations("Adam", custom) == [{"lr": 0.1, "amsgrad": True}]
+
+
+def test_a_parity_run_records_its_errors_only_when_asked(tmp_path, monkeypatch):
+    """With $DESCEND_PARITY_LOG unset nothing is written; set, run_side_by_side appends its
+    worst errors, the dtype and the running test's name, as one line of JSON per comparison."""
+    log = tmp_path / "parity.jsonl"
+    monkeypatch.delenv("DESCEND_PARITY_LOG", raising=False)
+
+    def compare() -> None:
+        run_side_by_side(
+            lambda params: descend.SGD(params, lr=0.1),
+            lambda params: torch.optim.SGD(params, lr=0.1 * (1 + 1e-6)),
+            [(3,), (2, 2)],
+            torch.float64,
+            steps=3,
+        )
+
+    compare()
+    assert not log.exists()
+    monkeypatch.setenv("DESCEND_PARITY_LOG", str(log))
+    compare()
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert record["test"].endswith("test_a_parity_run_records_its_errors_only_when_asked")
+    assert record["dtype"] == "float64"
+    # lr off by one part in a million: the parameters differ by about that much, relatively.
+    assert 1e-8 < record["params"] < 1e-5

@@ -163,16 +163,21 @@ def grouped(params: list[torch.Tensor], group_options: list[dict[str, Any]]) -> 
 PARITY_LOG_ENV = "DESCEND_PARITY_LOG"
 
 
-def record_parity(param_error: float | None = None, state_error: float | None = None) -> None:
-    """Append one comparison's worst parameter and state errors, as a line of JSON labelled
-    with the running pytest test (``$PYTEST_CURRENT_TEST``), to the file named by
-    ``$DESCEND_PARITY_LOG``; nothing when it is unset. ``None``: not measured here (a test that
-    compares state by its own reading records that separately)."""
+def record_parity(
+    param_error: float | None = None,
+    state_error: float | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Append one comparison's worst parameter and state errors (and the dtype it ran in), as
+    a line of JSON labelled with the running pytest test (``$PYTEST_CURRENT_TEST``), to the
+    file named by ``$DESCEND_PARITY_LOG``; nothing when it is unset. ``None``: not measured
+    here (a test that compares state by its own reading records that separately)."""
     path = os.environ.get(PARITY_LOG_ENV)
     if not path:
         return
     test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
-    record = {"test": test, "params": param_error, "state": state_error}
+    kind = None if dtype is None else str(dtype).removeprefix("torch.")
+    record = {"test": test, "params": param_error, "state": state_error, "dtype": kind}
     with open(path, "a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")
 
@@ -249,7 +254,7 @@ def run_side_by_side(
                     tracker.observe((key, index), our_state[key], value)
     param_error = tracker.worst(lambda key: key[0] == "param")
     state_error = tracker.worst(lambda key: key[0] != "param")
-    record_parity(param_error, state_error if compare_state else None)
+    record_parity(param_error, state_error if compare_state else None, dtype)
     return SideBySide(
         param_error,
         state_error,

@@ -99,7 +99,7 @@ def side_by_side(options: dict, backend: str = "auto", steps: int = 100, **kwarg
         tracker.worst(lambda key: key[0] == "group"),
     )
     # The groups' estimate d is state too.
-    record_parity(errors[0], max(errors[1:]))
+    record_parity(errors[0], max(errors[1:]), ours_params[0].dtype)
     return (*errors, ours)
 
 

@@ -181,7 +181,7 @@ class _Run:
             with _reference_draws(probes):
                 self.reference.step()
             self._observe()
-        record_parity(self.param_error, self.state_error)
+        record_parity(self.param_error, self.state_error, self.dtype)
         return self
 
     def _observe(self) -> None:
