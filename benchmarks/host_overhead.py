@@ -1,5 +1,7 @@
 """Host time of a fused step: everything a step does outside the kernel (checks, counters,
-scalars, dispatch), per tensor, on many small tensors and on the ResNet-18-like list.
+scalars, dispatch), per tensor, on one small tensor (the fixed cost of a step), on many small
+tensors and on the ResNet-18-like list, beside torch.optim's default step (its for-loop on CPU)
+on the same tensors.
 
 The kernel launch is replaced by nothing, so what remains is the host's share; the full step
 and the kernel launches alone (the same launches, recorded from a step) are timed beside it in
@@ -34,7 +36,11 @@ OPTIONS: dict[str, dict[str, object]] = {"SGD": {"momentum": 0.9}}
 def _cases() -> dict[str, list[tuple[int, ...]]]:
     from step_speed import CASES as STEP_CASES
 
-    return {"ResNet-18 (62)": STEP_CASES["ResNet-18 (62)"], "1000 x 1024": [(1024,)] * 1000}
+    return {
+        "1 x 1024": [(1024,)],
+        "ResNet-18 (62)": STEP_CASES["ResNet-18 (62)"],
+        "1000 x 1024": [(1024,)] * 1000,
+    }
 
 
 def _optimizer(
@@ -124,9 +130,9 @@ def main() -> None:
     print("CPU time of the process, medians of interleaved rounds")
     print(
         "| case | optimizer | full step (ms) | kernel (ms) | host part (ms) "
-        "| host us per tensor | host share |"
+        "| host us per tensor | host share | torch.optim default (ms) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for case, shapes in _cases().items():
         for name in ("Adam", "SGD"):
             optimizer, params = _optimizer(shapes, name)
@@ -138,17 +144,24 @@ def main() -> None:
                 finally:
                     type(fused).launch = launch
 
+            # torch's default on CPU tensors (its for-loop), on a copy of the same tensors.
+            twins = [param.detach().clone().requires_grad_() for param in params]
+            for twin, param in zip(twins, params, strict=True):
+                twin.grad = param.grad.clone()
+            default = getattr(torch.optim, name)(twins, lr=1e-3, **OPTIONS.get(name, {}))
             functions = {
                 "full": optimizer.step,
                 "host": host_only,
                 "kernel": recorded_launches(optimizer),
+                "torch": default.step,
             }
             times = interleaved(functions, args.repeats)
             full, host, kernel = times["full"], times["host"], times["kernel"]
             label = f"{name} momentum" if OPTIONS.get(name, {}).get("momentum") else name
             print(
                 f"| {case} | {label} | {full * 1e3:.3f} | {kernel * 1e3:.3f} | "
-                f"{host * 1e3:.3f} | {host / len(params) * 1e6:.2f} | {100 * host / full:.1f}% |"
+                f"{host * 1e3:.3f} | {host / len(params) * 1e6:.2f} | {100 * host / full:.1f}% | "
+                f"{times['torch'] * 1e3:.3f} |"
             )
 
 
