@@ -552,7 +552,7 @@ def _cautious_step_ratio_error(name: str, steps: int, ratio: Callable[[int, int]
             expected = ours_change * ratio(kept.numel(), int(kept.sum()))
             difference = float((reference_change - expected).abs().max())
             worst = max(worst, difference / float(reference_change.abs().max()))
-    record_parity(param_error=worst)
+    record_parity(param_error=worst, dtype=torch.float64)
     return worst
 
 

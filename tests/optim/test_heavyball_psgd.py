@@ -359,7 +359,7 @@ class _Run:
             with self.pieces.theirs(probes):
                 self.reference.step()
             self._observe()
-        record_parity(self.param_error, self.state_error)
+        record_parity(self.param_error, self.state_error, torch.float64)
         return self
 
     def their_factors(self, param: torch.Tensor) -> list[torch.Tensor]:
