@@ -150,6 +150,7 @@ def test_the_base_install_is_torch_numpy_and_numba_and_extras_provide_what_comma
         "pytorch_optimizer",
         "kron-torch",
         "prodigyopt",
+        "heavyball",
         "mypy",
         "pre-commit",
         # The documentation's build, which tests/test_docs.py runs.
