@@ -100,6 +100,7 @@ from descend.rules.psgd_kron import (
     stream_of,
 )
 from descend.testing import record_parity
+from tests.optim.test_psgd_kron import refit_with_a_wrong_sign
 
 heavyball = pytest.importorskip("heavyball")
 # HeavyBall recommends its automatic initial scale; kron-torch's fixed 1.0 is the one compared.
@@ -584,15 +585,7 @@ def test_a_learning_rate_off_by_one_part_in_ten_million_is_caught():
 
 @pytest.mark.slow
 def test_a_wrong_sign_in_the_factors_update_is_caught(monkeypatch):
-    refit = psgd_kron.refit_factors
-
-    def ascending(factors, momentum, probe, hypers):
-        before = [factor.clone() for factor in factors]
-        refit(factors, momentum, probe, hypers)
-        for factor, old in zip(factors, before, strict=True):
-            factor.copy_(2 * old - factor)  # Q + change instead of Q - change
-
-    monkeypatch.setattr(psgd_kron, "refit_factors", ascending)
+    refit_with_a_wrong_sign(monkeypatch)
     run = _Run({}).run(5)
     assert run.state_error > 1e3 * PARITY
     assert run.param_error > 1e3 * PARITY

@@ -53,7 +53,6 @@ here or left out of the parity runs, and shown by a test of its own):
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -65,6 +64,7 @@ import descend.rules.soap as soap_rule
 from descend.rules.soap import SOAP as SOAP_RULE
 from descend.rules.soap import merged_shape, project
 from descend.testing import record_parity, run_side_by_side
+from tests.optim.test_soap import _soap_rotating_back_wrongly
 
 heavyball = pytest.importorskip("heavyball")
 heavyball_chainable = pytest.importorskip("heavyball.chainable")
@@ -290,28 +290,6 @@ def test_the_float32_qr_and_the_shift_are_the_only_differences_in_a_refresh(monk
     )
     assert result.param_error <= PARITY
     assert _state_error(result.ours, result.reference) <= PARITY
-
-
-def _soap_rotating_back_wrongly() -> type[descend.SOAP]:
-    """descend.SOAP rotating the direction back with Q^T instead of Q (Q^T N' Q)."""
-
-    def wrong_direction(u, g, hypers, state):
-        bases = [state.get(f"Q_{index}", []) for index in range(u.dim())]
-        exp_avg_sq = state["exp_avg_sq"]
-        rotated = project(g, hypers, bases)
-        exp_avg_sq.lerp_(rotated * rotated, hypers["w2"])
-        denominator = exp_avg_sq.sqrt().add_(hypers["eps"])
-        return project(project(u, hypers, bases) / denominator, hypers, bases)
-
-    class WrongSOAP(descend.SOAP):
-        pass
-
-    stage = SOAP_RULE.stage
-    assert stage is not None
-    WrongSOAP.rule = dataclasses.replace(
-        SOAP_RULE, stage=dataclasses.replace(stage, function=wrong_direction)
-    )
-    return WrongSOAP
 
 
 def test_a_wrong_rotation_is_caught_at_these_tolerances():

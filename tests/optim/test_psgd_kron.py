@@ -237,17 +237,23 @@ def test_the_parity_seed_rebalances_within_the_run():
 # -- broken copies must fail at this tolerance ---------------------------------------------
 
 
-@pytest.mark.slow
-def test_a_wrong_sign_in_the_factors_update_is_caught(monkeypatch):
+def refit_with_a_wrong_sign(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make descend's factor refit step up the criterion instead of down (Q + change instead
+    of Q - change): the broken copy each PSGD-Kron reference comparison must catch."""
     refit = psgd_kron.refit_factors
 
     def ascending(factors, momentum, probe, hypers):
         before = [factor.clone() for factor in factors]
         refit(factors, momentum, probe, hypers)
         for factor, old in zip(factors, before, strict=True):
-            factor.copy_(2 * old - factor)  # Q + change instead of Q - change
+            factor.copy_(2 * old - factor)
 
     monkeypatch.setattr(psgd_kron, "refit_factors", ascending)
+
+
+@pytest.mark.slow
+def test_a_wrong_sign_in_the_factors_update_is_caught(monkeypatch):
+    refit_with_a_wrong_sign(monkeypatch)
     run = _Run({}).run(5)
     assert run.state_error > 1e3 * PARITY
     assert run.param_error > 1e3 * PARITY
