@@ -38,7 +38,15 @@ import torch
 
 import descend
 from descend.rules.ademamix import alpha_schedule, beta3_schedule
-from descend.testing import clone_params, grouped, make_params, record_parity, run_side_by_side
+from descend.testing import (
+    clone_params,
+    grouped,
+    make_params,
+    record_parity,
+    relative_error,
+    run_side_by_side,
+)
+from tests.optim.heavyball_support import eager_heavyball
 
 heavyball = pytest.importorskip("heavyball")
 
@@ -61,14 +69,8 @@ def heavyball_eager_in_float64() -> Iterator[pytest.MonkeyPatch]:
     default dtype, so its integer-tensor divisions (warm-up lr, caution's n / kept) are
     float64 like the rest of the run; both restored after the test. Yields the patcher for
     tests that change one more thing in HeavyBall."""
-    default = torch.get_default_dtype()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(heavyball.utils, "compile_mode", None)
-        torch.set_default_dtype(torch.float64)
-        try:
-            yield patch
-        finally:
-            torch.set_default_dtype(default)
+    with eager_heavyball() as patch:
+        yield patch
 
 
 def _heavyball_slot(state: Mapping[str, Any], name: str) -> torch.Tensor:
@@ -98,8 +100,7 @@ def _state_error(ours, reference, slots: Mapping[str, tuple[str, int | None]]) -
                 actual = ours_state[slot]
                 if beta_index is not None:
                     actual = actual / (1 - ours_group["betas"][beta_index] ** step)
-                scale = max(float(expected.abs().max()), 1e-300)
-                worst = max(worst, float((actual - expected).abs().max()) / scale)
+                worst = max(worst, relative_error(actual, expected))
     record_parity(state_error=worst)
     return worst
 

@@ -99,7 +99,8 @@ from descend.rules.psgd_kron import (
     refit_due,
     stream_of,
 )
-from descend.testing import record_parity
+from descend.testing import record_parity, relative_error
+from tests.optim.heavyball_support import default_dtype, eager_heavyball
 from tests.optim.test_psgd_kron import refit_with_a_wrong_sign
 
 heavyball = pytest.importorskip("heavyball")
@@ -137,20 +138,10 @@ def _ids(options: dict[str, Any]) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _eager_heavyball(monkeypatch):
-    """HeavyBall compiles its functions with torch.compile unless ``compile_mode`` is None;
-    compiled kernels may reorder float operations, so the very same functions run eagerly."""
-    monkeypatch.setattr(hb_utils, "compile_mode", None)
-
-
-@contextmanager
-def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
+def _eager_heavyball() -> Iterator[None]:
+    """HeavyBall's very functions, run eagerly; the default dtype is set where a run asks."""
+    with eager_heavyball(dtype=None):
         yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _kron_bound(outer: torch.Tensor, power_iter: int = 0) -> torch.Tensor:
@@ -229,7 +220,7 @@ class _KronPieces:
             if "bound" not in self.keep:
                 hb_utils.max_eigenvalue_spd = _kron_bound
             dtype = torch.float32 if "float64_scalars" in self.keep else torch.float64
-            with _default_dtype(dtype):
+            with default_dtype(dtype):
                 yield
             assert next(pending, None) is None, "a parameter was not fitted"
         finally:
@@ -282,9 +273,8 @@ def _kronecker(factors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _relative(mine: torch.Tensor, reference: torch.Tensor) -> float:
-    mine, reference = mine.detach(), reference.detach()
-    scale = max(float(reference.abs().max()), 1e-300)
-    return float((mine.reshape(reference.shape) - reference).abs().max()) / scale
+    """:func:`descend.testing.relative_error`, ``mine`` in the reference's shape."""
+    return relative_error(mine.reshape(reference.shape), reference)
 
 
 class _Run:

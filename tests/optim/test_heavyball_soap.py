@@ -63,7 +63,8 @@ import descend
 import descend.rules.soap as soap_rule
 from descend.rules.soap import SOAP as SOAP_RULE
 from descend.rules.soap import merged_shape, project
-from descend.testing import record_parity, run_side_by_side
+from descend.testing import record_parity, relative_error, run_side_by_side
+from tests.optim.heavyball_support import eager_heavyball
 from tests.optim.test_soap import _soap_rotating_back_wrongly
 
 heavyball = pytest.importorskip("heavyball")
@@ -97,15 +98,8 @@ NEVER = 128
 @pytest.fixture(autouse=True)
 def eager_float64_heavyball() -> Iterator[None]:
     """HeavyBall eager (no torch.compile) with its step scalars in float64, restored after."""
-    compile_mode = heavyball_utils.compile_mode
-    default_dtype = torch.get_default_dtype()
-    heavyball_utils.compile_mode = None
-    torch.set_default_dtype(torch.float64)
-    try:
+    with eager_heavyball():
         yield
-    finally:
-        heavyball_utils.compile_mode = compile_mode
-        torch.set_default_dtype(default_dtype)
 
 
 def _heavyball(params, frequency: int, **options) -> torch.optim.Optimizer:
@@ -155,8 +149,7 @@ def _state_error(ours, theirs) -> float:
     def observe(mine: torch.Tensor, reference: torch.Tensor) -> None:
         nonlocal worst
         assert mine.shape == reference.shape
-        scale = max(float(reference.abs().max()), 1e-300)
-        worst = max(worst, float((mine - reference).abs().max()) / scale)
+        worst = max(worst, relative_error(mine, reference))
 
     groups = zip(ours.param_groups, theirs.param_groups, strict=True)
     for ours_group, their_group in groups:
