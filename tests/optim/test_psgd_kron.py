@@ -42,7 +42,7 @@ from descend.rules.psgd_kron import (
     seed_key,
     update_probability,
 )
-from descend.testing import record_parity
+from descend.testing import record_parity, relative_error
 
 #: A scalar, vectors, linear weights, a convolution's weight (merged into a matrix) and a
 #: weight with a dimension of size 1 (a diagonal factor in a matrix).
@@ -186,9 +186,7 @@ class _Run:
 
     def _observe(self) -> None:
         def error(mine: torch.Tensor, reference: torch.Tensor) -> float:
-            mine = mine.detach().reshape(reference.shape)
-            scale = max(float(reference.detach().abs().max()), 1e-300)
-            return float((mine - reference.detach()).abs().max()) / scale
+            return relative_error(mine.reshape(reference.shape), reference)
 
         for ours, theirs in zip(self.order, self.their_order, strict=True):
             self.param_error = max(self.param_error, error(ours, theirs))

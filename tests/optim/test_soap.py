@@ -15,7 +15,7 @@ from pytorch_optimizer import SOAP as ReferenceSOAP
 import descend
 from descend.rules.soap import SOAP as SOAP_RULE
 from descend.rules.soap import merged_shape, project
-from descend.testing import TOLERANCE, record_parity, run_side_by_side
+from descend.testing import TOLERANCE, record_parity, relative_error, run_side_by_side
 
 #: A scalar, biases, linear weights and a convolution's weight (out, in, kh, kw).
 SHAPES = [(), (6,), (8, 5), (4, 3, 3, 3), (5, 7), (3,)]
@@ -56,8 +56,7 @@ def _state_error(ours, reference) -> float:
     def observe(mine, theirs):
         nonlocal worst
         assert mine.shape == theirs.shape
-        scale = max(float(theirs.abs().max()), 1e-300)
-        worst = max(worst, float((mine - theirs).abs().max()) / scale)
+        worst = max(worst, relative_error(mine, theirs))
 
     for ours_param, reference_param in zip(
         (p for group in ours.param_groups for p in group["params"]),
