@@ -41,7 +41,7 @@ _MODULES = (
 #: Names of descend.optim exported here besides the rule optimizers (``optim.CLASSES``).
 _OPTIM = ("LBFGS", "NonFiniteGradientError", "ScheduledLR", "WeightAverage")
 #: Functions exported here, by the module that defines them.
-_FUNCTIONS = {"state_nbytes": "descend.optim.precision"}
+_FUNCTIONS = {"state_nbytes": "descend.optim.param_state"}
 
 
 def _exported() -> list[str]:

@@ -118,3 +118,42 @@ def test_the_codec_functions_are_the_ones_every_executor_compiles():
         assert set(row) == {"torch", "numba", "triton"}, primitive
     # No executor reads a table: the codecs are arithmetic, so compiled loops vectorize.
     assert "gather" not in codec_elements.CODEC_PRIMITIVES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "precision",
+    [
+        "bfloat16",
+        {"exp_avg": "bfloat16", "exp_avg_sq": "int8", "exp_avg_slow": "bfloat16"},
+        {"exp_avg": "bf16+ecc", "exp_avg_sq": "bfloat16", "exp_avg_slow": "bfloat16"},
+    ],
+    ids=["all-bf16", "bf16-int8-bf16", "ecc-bf16-bf16"],
+)
+def test_paired_bf16_slots_store_the_same_bytes_on_every_executor(precision):
+    """AdEMAMix keeps three slots; its bf16 slots pair up in order, whichever they are (the
+    second of a pair rounds with the upper bits of the first's hash, the third has its own):
+    every executor stores the same bytes of every slot over three steps."""
+    generator = torch.Generator().manual_seed(3)
+    grads = [torch.randn(INT8_MINIMUM + 300, generator=generator) for _ in range(3)]
+    stored = {}
+    for backend in EXECUTORS:
+        param = torch.nn.Parameter(torch.zeros(INT8_MINIMUM + 300))
+        optimizer = descend.AdEMAMix(
+            [param], lr=1e-2, backend=backend, state_precision=precision, seed=5
+        )
+        for grad in grads:
+            param.grad = grad.clone()
+            optimizer.step()
+        state = optimizer.state[param]
+        stored[backend] = {
+            key: value.reshape(-1).view(torch.uint8).clone()
+            for key, value in state.items()
+            if isinstance(value, torch.Tensor) and value.dim() > 0
+        }
+        stored[backend]["param"] = param.detach().clone().view(torch.uint8)
+    assert len(stored["reference"]) >= 4
+    for backend in EXECUTORS[1:]:
+        assert stored[backend].keys() == stored["reference"].keys()
+        for key, ours in stored["reference"].items():
+            assert torch.equal(ours, stored[backend][key]), (backend, key)

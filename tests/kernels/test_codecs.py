@@ -20,6 +20,7 @@ from descend.kernels.codecs import (
     get_codec,
     int8_map,
     mix32,
+    shared_streams,
     stream_key,
 )
 
@@ -133,12 +134,17 @@ def test_stochastic_rounding_is_unbiased_and_nearest_is_not():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.floats(-(2.0**60), 2.0**60, width=32).filter(lambda x: x != 0), st.integers(0, 2**31))
-def test_stochastic_rounding_mean_is_the_value(value, seed):
+@given(
+    st.floats(-(2.0**60), 2.0**60, width=32).filter(lambda x: x != 0),
+    st.integers(0, 2**31),
+    st.booleans(),
+)
+def test_stochastic_rounding_mean_is_the_value(value, seed, upper):
     count = 4000
     codec = CODECS["bfloat16"]
     values = torch.full((count,), value)
-    mean = float(codec.decode(codec.encode(values, stream_key(seed, 1, 0, 0))).double().mean())
+    stored = codec.encode(values, stream_key(seed, 1, 0, 0), upper)
+    mean = float(codec.decode(stored).double().mean())
     spread = float(_bf16_ulp(torch.tensor([value]).double())[0])
     # A rounding lies within one ulp below or above: its standard deviation is under ulp / 2.
     assert abs(mean - value) <= 5 * (spread / 2) / math.sqrt(count)
@@ -185,6 +191,48 @@ def test_random_bits_decide_roundings_independently():
         across = (element_bits(keys, np.int64(element)) & 0xFFFF) / 65536.0
         assert abs(across.mean() - 0.5) < 5 * 0.2887 / math.sqrt(len(across))
         assert abs(np.corrcoef(across[:-1], across[1:])[0, 1]) < 5 / math.sqrt(len(across))
+
+
+def test_bf16_slots_pair_up_in_order_the_second_reading_the_firsts_stream():
+    assert shared_streams(["bfloat16", "bfloat16"]) == [(0, False), (0, True)]
+    assert shared_streams(["bfloat16", "float32", "bfloat16", "bfloat16"]) == [
+        (0, False),
+        (1, False),
+        (0, True),
+        (3, False),
+    ]
+    # Deterministic formats (and the control rounded to nearest) keep their own key.
+    assert shared_streams(["int8", "bfloat16-nearest", "bf16+ecc", "bfloat16"]) == [
+        (0, False),
+        (1, False),
+        (2, False),
+        (3, False),
+    ]
+
+
+def test_paired_slots_round_with_unrelated_halves_of_one_hash():
+    """The two slots of a pair read the lower and upper 16 bits of one hash per element: each
+    half uniform, the two unrelated (a joint chi-square over 16 x 16 bins and a correlation
+    near zero), so the pair's roundings are independent of each other."""
+    bits = element_bits(stream_key(5, 3, 2, 0), np.arange(1 << 20, dtype=np.int64))
+    lower, upper = bits & 0xFFFF, bits >> 16
+    assert int(upper.max()) < 1 << 16
+    joint = np.bincount((lower >> 12) * 16 + (upper >> 12), minlength=256)
+    expected = len(bits) / 256
+    # 255 degrees of freedom: the statistic's 99.9th percentile is about 330.
+    assert float(((joint - expected) ** 2 / expected).sum()) < 330
+    assert abs(np.corrcoef(lower / 65536.0, upper / 65536.0)[0, 1]) < 0.005
+    # The roundings themselves: 1 + 2**-9 rounds up with probability 1/4 in either slot, and
+    # both slots round up together with probability 1/16.
+    codec = CODECS["bfloat16"]
+    values = torch.full((1 << 18,), 1.0 + 2.0**-9)
+    key = stream_key(9, 4, 1, 0)
+    up = [codec.decode(codec.encode(values, key, half)) > 1.0 for half in (False, True)]
+    count = values.numel()
+    for rounded in up:
+        assert abs(float(rounded.double().mean()) - 1 / 4) < 5 * math.sqrt(3 / 16 / count)
+    together = float((up[0] & up[1]).double().mean())
+    assert abs(together - 1 / 16) < 5 * math.sqrt(1 / 16 * 15 / 16 / count)
 
 
 def test_int8_maps_are_base_8_dynamic_trees_of_exact_dyadic_values():

@@ -13,7 +13,8 @@ import torch
 import descend
 from descend.kernels.codecs import CODECS, FORMATS, INT8_BLOCK
 from descend.optim import optimizer_classes
-from descend.optim.precision import STATE_DICT_KEY, plain_state_dict, state_nbytes
+from descend.optim.param_state import state_nbytes
+from descend.optim.precision import STATE_DICT_KEY, plain_state_dict
 
 COMPRESSED = [name for name in FORMATS if name != "float32"]
 #: Every optimizer class once (a class runs one rule; Muon steps 2-D parameters).

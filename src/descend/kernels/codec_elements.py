@@ -141,6 +141,15 @@ def encode_bf16(value: Any, key: Any, index: Any) -> Any:
     return round_stochastic(float_bits(value), element_bits(key, index))
 
 
+def encode_bf16_upper(value: Any, key: Any, index: Any) -> Any:
+    """Float32 ``value`` as bf16 bits, rounded stochastically with the upper 16 of element
+    ``index``'s bits of the stream ``key``: the second of two bf16 slots that share one hash
+    per element (:func:`descend.kernels.codecs.shared_streams`), the first reading the lower
+    16. The halves of one :func:`mix32` output are unrelated, so each slot's rounding stays
+    unbiased and independent of the other's, and a compiled loop hashes once for both."""
+    return round_stochastic(float_bits(value), element_bits(key, index) >> 16)
+
+
 def encode_bf16_nearest(value: Any) -> Any:
     """Float32 ``value`` as bf16 bits, rounded to nearest."""
     return round_nearest(float_bits(value))
@@ -264,6 +273,7 @@ CODEC_FUNCTIONS: tuple[Callable[..., Any], ...] = (
     round_stochastic,
     decode_bf16,
     encode_bf16,
+    encode_bf16_upper,
     encode_bf16_nearest,
     half_ulp,
     decode_ecc,

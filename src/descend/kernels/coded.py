@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from descend.kernels.codec_elements import codec_source
-from descend.kernels.codecs import CODECS, INT8_BLOCK
+from descend.kernels.codecs import CODECS, INT8_BLOCK, shared_streams
 from descend.kernels.codegen import caution_maximize, numba_kernel_entry, scalar_arguments
 from descend.kernels.variant import Variant
 from descend.rules.spec import Rule
@@ -42,11 +42,16 @@ from descend.rules.spec import Rule
 
 @dataclass(frozen=True)
 class SlotRows:
-    """Where one active slot lives in the table: its format, storage rows, key row."""
+    """Where one active slot lives in the table: its format, storage rows, key row; and for a
+    ``"bfloat16"`` slot, the number of the slot whose key its rounding reads and whether it
+    reads the upper 16 random bits (:func:`~descend.kernels.codecs.shared_streams`: the second
+    of a pair shares the first's hash, and its own key row is not read)."""
 
     format: str
     rows: tuple[int, ...]
     key_row: int | None
+    stream: int = 0
+    upper: bool = False
 
 
 def storage_names(slot: str, format: str) -> list[str]:
@@ -66,8 +71,9 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
         count = 1 + len(CODECS[name].companions)
         layout.append((name, list(range(row, row + count))))
         row += count
+    streams = shared_streams([entry[0] if entry else "float32" for entry in layout])
     slots: list[SlotRows | None] = []
-    for entry in layout:
+    for entry, (stream, upper) in zip(layout, streams, strict=True):
         if entry is None:
             slots.append(None)
             continue
@@ -75,7 +81,7 @@ def coded_rows(variant: Variant) -> tuple[list[SlotRows | None], int]:
         key_row = None
         if name != "float32":
             key_row, row = row, row + 1
-        slots.append(SlotRows(name, tuple(rows), key_row))
+        slots.append(SlotRows(name, tuple(rows), key_row, stream, upper))
     return slots, row + bool(variant.weights)
 
 
@@ -138,7 +144,9 @@ def _slot_lines(
     if slot.format in ("bfloat16", "bfloat16-nearest"):
         pointers = [f"h{k} = carray(uint16_pointer({at} * 2), count)"]
         if slot.format == "bfloat16":
-            bits = f"encode_bf16(np.float32({value}), key{k}, base + j)"
+            # The second slot of a pair reads the first's key: the same hash, computed once.
+            function = "encode_bf16_upper" if slot.upper else "encode_bf16"
+            bits = f"{function}(np.float32({value}), key{slot.stream}, base + j)"
         else:
             bits = f"encode_bf16_nearest(np.float32({value}))"
         argument = f"np.{dtype}(decode_bf16(np.int64(h{k}[j])))"

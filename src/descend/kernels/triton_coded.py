@@ -66,7 +66,10 @@ def _slot_code(
     value = f"_v{k}"
     encode = [f"{value} = ({result}).to(tl.float32)"]
     if slot.format == "bfloat16":
-        encode.append(_store(at[0], f"encode_bf16({value}, _key{k}, _offs).to(tl.uint16)", masked))
+        # The second slot of a pair reads the first's key (see SlotRows).
+        function = "encode_bf16_upper" if slot.upper else "encode_bf16"
+        bits = f"{function}({value}, _key{slot.stream}, _offs)"
+        encode.append(_store(at[0], f"{bits}.to(tl.uint16)", masked))
     elif slot.format == "bfloat16-nearest":
         encode.append(_store(at[0], f"encode_bf16_nearest({value}).to(tl.uint16)", masked))
     elif slot.format == "bf16+ecc":

@@ -107,3 +107,16 @@ def remove_created_state(optimizer: RuleOptimizer) -> None:
         else:
             state.pop(key, None)
     optimizer._created_keys = []
+
+
+def state_nbytes(optimizer: torch.optim.Optimizer) -> float:
+    """Bytes of optimizer state per parameter element: every tensor in ``optimizer.state``
+    (slots, their companions, step counters), divided by the parameters' element count."""
+    stored: int = sum(
+        value.numel() * value.element_size()
+        for entry in optimizer.state.values()
+        for value in entry.values()
+        if isinstance(value, torch.Tensor)
+    )
+    elements: int = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
+    return stored / max(elements, 1)

@@ -41,6 +41,7 @@ from descend.kernels.codecs import (
     get_codec,
     saved_decoder,
     saved_version,
+    shared_streams,
     stream_key,
     stream_keys,
 )
@@ -173,11 +174,17 @@ def decode_slot(state: Mapping[str, Any], slot: str, param: torch.Tensor) -> tor
 
 
 def encode_slot(
-    state: dict[str, Any], slot: str, codec: Codec, values: torch.Tensor, key: int
+    state: dict[str, Any],
+    slot: str,
+    codec: Codec,
+    values: torch.Tensor,
+    key: int,
+    upper: bool = False,
 ) -> list[str]:
     """Store ``values`` as ``slot`` in ``codec``'s format (companions of another format
-    removed); returns the keys that were not in the state before."""
-    stored = codec.encode(values, key)
+    removed), rounding with stream ``key`` (its upper bits where ``upper``); returns the keys
+    that were not in the state before."""
+    stored = codec.encode(values, key, upper)
     new = []
     for name in [f"{slot}.{c}" for codecs in CODECS.values() for c in codecs.companions]:
         if name in state and name not in {f"{slot}.{c}" for c in codec.companions}:
@@ -239,14 +246,19 @@ class Coded:
         optimizer = self.optimizer
         precision = optimizer._precision
         index = tensor_indices(optimizer)[id(self.param)]
+        codecs = [
+            CODECS["float32"] if values is None else precision.codec(slot.name, self.param)
+            for slot, values in zip(self.rule.slots, slots, strict=True)
+        ]
+        # The compiled kernels' pairing of bf16 slots, over the same active slots.
+        streams = shared_streams([codec.name for codec in codecs])
         for number, (slot, values) in enumerate(zip(self.rule.slots, slots, strict=True)):
-            if values is None:
+            codec = codecs[number]
+            if values is None or codec.storage is None:
                 continue
-            codec = precision.codec(slot.name, self.param)
-            if codec.storage is None:
-                continue
-            key = stream_key(precision.seed, optimizer._stream_step, index, number)
-            encode_slot(self.state, slot.name, codec, values, key)
+            stream, upper = streams[number]
+            key = stream_key(precision.seed, optimizer._stream_step, index, stream)
+            encode_slot(self.state, slot.name, codec, values, key, upper)
 
 
 def coded(optimizer: RuleOptimizer, param: torch.Tensor, state: Any, rule: Rule) -> Coded | None:
@@ -399,19 +411,6 @@ def encode_loaded(
                 encode_slot(state, slot.name, codec, value, key)
 
 
-def state_nbytes(optimizer: torch.optim.Optimizer) -> float:
-    """Bytes of optimizer state per parameter element: every tensor in ``optimizer.state``
-    (slots, their companions, step counters), divided by the parameters' element count."""
-    stored: int = sum(
-        value.numel() * value.element_size()
-        for entry in optimizer.state.values()
-        for value in entry.values()
-        if isinstance(value, torch.Tensor)
-    )
-    elements: int = sum(p.numel() for group in optimizer.param_groups for p in group["params"])
-    return stored / max(elements, 1)
-
-
 __all__ = [
     "ARGUMENT_DOCS",
     "STATE_DICT_KEY",
@@ -423,7 +422,6 @@ __all__ = [
     "plain_state_dict",
     "requested_precision",
     "saved_formats",
-    "state_nbytes",
     "stored_format",
     "with_precision_arguments",
 ]
