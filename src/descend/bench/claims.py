@@ -80,19 +80,37 @@ def claim_tuning_trial(
     return Claim(trial, trial_id)
 
 
-def claim_seed_run(
-    pair: StudyPair, params: dict, wanted: set[int], storage: optuna.storages.RDBStorage
-) -> Claim | None:
-    """Claim a seed run of setting ``params``: the lowest seed of ``wanted`` no earlier trial
-    has taken; ``None`` when none was left by the time it was claimed."""
+def open_seed_claim(
+    pair: StudyPair, params: dict, storage: optuna.storages.RDBStorage
+) -> tuple[optuna.Trial, int]:
+    """A new trial of ``pair``'s seed study, claimed and marked as a run of ``params``, its
+    seed not chosen yet (:func:`choose_seed`)."""
     study = pair.seeds
     trial = ask(study)
     trial_id = storage_layer.claim(trial, study, storage)
     trial.set_user_attr("params_key", params_key(params))
     trial.set_user_attr("params", params)
+    return trial, trial_id
+
+
+def choose_seed(
+    pair: StudyPair, params: dict, wanted: set[int], trial: optuna.Trial, trial_id: int
+) -> Claim | None:
+    """The claim of an opened ``trial``: the lowest seed of ``wanted`` no earlier trial has
+    taken; ``None`` (the trial steps back) when none was left, or when another worker's trial
+    took the same seed meanwhile.
+
+    Two workers that claim at the same moment can each read the other's trial before its
+    seed is written and pick the same one. So the seed is written, then the trials are read
+    again, and a trial that finds its seed taken by any other steps back: of two such trials
+    the later reader always sees the earlier one's seed, so at most one runs (both may step
+    back; the caller claims again).
+    """
+    study = pair.seeds
+    states = (TrialState.COMPLETE, TrialState.RUNNING)
     taken = {
         other.user_attrs.get("seed")
-        for other in seed_trials(study, params, (TrialState.COMPLETE, TrialState.RUNNING))
+        for other in seed_trials(study, params, states)
         if other.number < trial.number
     }
     missing = sorted(wanted - taken)
@@ -100,4 +118,20 @@ def claim_seed_run(
         _step_back(study, trial)
         return None
     trial.set_user_attr("seed", missing[0])
+    if any(
+        other.number != trial.number and other.user_attrs.get("seed") == missing[0]
+        for other in seed_trials(study, params, states)
+    ):
+        _step_back(study, trial)
+        return None
     return Claim(trial, trial_id, missing[0])
+
+
+def claim_seed_run(
+    pair: StudyPair, params: dict, wanted: set[int], storage: optuna.storages.RDBStorage
+) -> Claim | None:
+    """Claim a seed run of setting ``params``: the lowest seed of ``wanted`` no other trial
+    holds (see :func:`choose_seed`); ``None`` when none was left by the time it was claimed,
+    or another worker took it meanwhile."""
+    trial, trial_id = open_seed_claim(pair, params, storage)
+    return choose_seed(pair, params, wanted, trial, trial_id)
