@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from descend.kernels.caution import apply_caution, snapshot
-from descend.kernels.codecs import CODECS, INT8_BLOCK
+from descend.kernels.codecs import CODECS, INT8_BLOCK, shared_streams
 from descend.kernels.executor import CautiousKernels, Executor, get_executor
 from descend.kernels.state import StepKey, StepState
 from descend.kernels.table import TensorTable
@@ -84,10 +84,19 @@ class Block:
         #: ``slot_names`` are the state keys of the slots' storage tensors.
         self.formats = formats
         self.coding = coding
-        #: (table row, slot number) of the key of each compressed slot's random stream.
-        self.keyed = [
+        # Each compressed slot has a key row (see coded_rows); a kernel reads only those of
+        # bf16 slots that round with their own stream (the second of a pair reads the
+        # first's; deterministic formats none), so only those are filled each step.
+        key_rows = [
             (2 + len(slot_names) + k, number)
             for k, number in enumerate(i for i, name in enumerate(formats) if name != "float32")
+        ]
+        streams = shared_streams(formats)
+        #: (table row, slot number) of each stream key a kernel reads, set every step.
+        self.keyed = [
+            (row, number)
+            for row, number in key_rows
+            if CODECS[formats[number]].stochastic and streams[number] == (number, False)
         ]
         self.params = params
         self.states = states
@@ -117,7 +126,7 @@ class Block:
         local = sharded.local_tensors(params)
         # The weight row (see :func:`descend.kernels.coded.coded_rows`): the key of the
         # weights' random stream, or the address of their correction bytes.
-        weight_row = 2 + len(slot_names) + len(self.keyed)
+        weight_row = 2 + len(slot_names) + len(key_rows)
         self.table = TensorTable(
             [p.numel() for p in local],
             weight_row + bool(weights),
