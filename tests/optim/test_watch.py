@@ -10,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import descend
+from descend.kernels.tensor_addresses import READERS
 from descend.optim import watch
 from descend.optim.watch import LayoutGuard, Watch, layouts, metadata
 
@@ -48,17 +49,23 @@ MUTATIONS = _mutations()
 #: view at the same address with the same strides and byte count. The C++ layout guard sees it.
 BLIND = {".data = overlapping view"}
 
-#: How a watch checks: the C++ layout guard, or the keys used where that guard is missing.
-MODES = ["guard", "keys"]
+#: How a watch checks: the C++ layout guard with the addresses read in a compiled loop or from
+#: Python, or the keys used where that guard is missing.
+MODES = ["guard", "guard, addresses from Python", "keys"]
 
 
 @pytest.fixture(params=MODES)
 def mode(request, monkeypatch):
-    """Run the test with the layout guard, and again as on a torch without it."""
+    """Run the test with the layout guard (and the compiled address loop, loaded now, or
+    addresses read from Python), and again as on a torch without that guard."""
     if request.param == "keys":
         monkeypatch.setattr(watch, "guard_available", lambda: False)
     else:
         assert watch.guard_available()
+        if request.param == "guard":
+            assert READERS.get("reader")
+        else:
+            monkeypatch.setattr(watch, "address_reader", lambda: None)
     return request.param
 
 

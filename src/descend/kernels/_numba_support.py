@@ -227,3 +227,24 @@ def _sign(x):  # type: ignore[no-untyped-def]  # see _rounded
     if x == types.float32:
         return lambda x: np.sign(x) if x == x else np.float32(0.0)
     return lambda x: np.sign(x) if x == x else np.float64(0.0)
+
+
+def _address_of_object(typingctx: Any, function: Any, obj: Any) -> Typing:
+    """``function(obj)`` for a C function ``void *(PyObject *)`` at address ``function``, both
+    int64: the address it returns, as an int64 (see :mod:`descend.kernels.tensor_addresses`)."""
+    if not (isinstance(function, types.Integer) and isinstance(obj, types.Integer)):
+        return None
+    signature = types.int64(types.int64, types.int64)
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        pointer = ir.IntType(8).as_pointer()
+        callee = builder.inttoptr(args[0], ir.FunctionType(pointer, [pointer]).as_pointer())
+        address = builder.call(callee, [builder.inttoptr(args[1], pointer)])
+        return builder.ptrtoint(address, ir.IntType(64))
+
+    return signature, codegen
+
+
+#: ``address_of_object(function, obj)`` in compiled code (typed ``Any``: see
+#: :data:`fused_multiply_add`).
+address_of_object: Any = intrinsic(_address_of_object)

@@ -36,6 +36,7 @@ from descend.kernels.codecs import CODECS, INT8_BLOCK, shared_streams
 from descend.kernels.executor import CautiousKernels, Executor, get_executor
 from descend.kernels.state import StepKey, StepState
 from descend.kernels.table import TensorTable
+from descend.kernels.tensor_addresses import address_reader
 from descend.kernels.variant import Variant
 from descend.optim import sharded
 from descend.optim.checks import Label, check_gradient, dtype_name, identical
@@ -213,7 +214,7 @@ class Block:
         keep_alive: list[torch.Tensor],
         label: Label,
         grads: list[torch.Tensor] | None = None,
-    ) -> list[int] | None:
+    ) -> list[int] | np.ndarray | None:
         """Addresses of the current gradients (``grads``, of the parameters at ``indices``;
         read from them if not given), each checked against its parameter (``None`` when one
         is sparse: such a parameter is stepped apart, after a rebuild).
@@ -235,8 +236,10 @@ class Block:
         if converted:
             params, grads = sharded.local_gradients(params, grads, label)
         elif indices is None and self.grad_guard is not None and self.grad_guard.holds(grads):
-            # Laid out as the gradients last found equal to :attr:`grad_layout` (one C++ call).
-            return addresses(grads)
+            # Laid out as the gradients last found equal to :attr:`grad_layout` (one C++ call),
+            # so their addresses may be read in one compiled loop.
+            reader = address_reader()
+            return addresses(grads) if reader is None else reader.read(grads)
         try:
             if layouts(grads) == expected:
                 if indices is None and not converted and guard_available():
@@ -256,7 +259,7 @@ class Block:
         rule: Rule,
         launch_row: Callable[[Block, StepKey], LaunchRow],
         indices: np.ndarray | None,
-        grad_addresses: list[int],
+        grad_addresses: list[int] | np.ndarray,
         hypers: Mapping[str, Any],
         cautious: bool = False,
     ) -> Callable[[], None]:

@@ -59,7 +59,7 @@ class Prepared(NamedTuple):
 
     blocks: list[Block]
     selections: list[np.ndarray | None]
-    gathered: list[list[int]]
+    gathered: list[list[int] | np.ndarray]
     listed: list[torch.Tensor]
     keep_alive: list[torch.Tensor]
 

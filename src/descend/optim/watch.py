@@ -5,10 +5,12 @@ every parameter and state tensor it writes, everything the kernel's address arit
 address, shape, strides, dtype and device (:func:`metadata`). Read from Python that is five
 attribute reads per tensor (50-200 ns each), most of a step's host time on many small tensors.
 
-So a step reads only the addresses from Python and checks the rest of every tensor's layout in
-one C++ call over the whole list (:class:`LayoutGuard`, built on the tensor check that
-``torch.compile``'s guards run: it compares each tensor's sizes, strides, dtype, device and
-dispatch keys with the values it was armed with). Equal addresses and a passing guard mean
+So a step checks every tensor's layout in one C++ call over the whole list
+(:class:`LayoutGuard`, built on the tensor check that ``torch.compile``'s guards run: it
+compares each tensor's Python type, sizes, strides, dtype, device and dispatch keys with the
+values it was armed with), then every address in one compiled loop over the same tensors
+(:mod:`descend.kernels.tensor_addresses`, safe only on tensors the guard just passed; from
+Python while that loop loads or where it cannot run). Equal addresses and a passing guard mean
 equal metadata, exactly. A guard that fails on an unchanged layout (the tensor's
 ``requires_grad`` or the thread's dispatch state changed) only sends the step to the full
 comparison, which decides, and re-arms the guard.
@@ -32,7 +34,10 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
+import numpy as np
 import torch
+
+from descend.kernels.tensor_addresses import address_reader, object_addresses
 
 _data_ptr = torch.Tensor.data_ptr
 _size = torch.Tensor.size
@@ -162,6 +167,10 @@ class Watch:
         #: then the cheaper keys.
         self.guard = LayoutGuard(tensors) if guard_available() else None
         self.keys = fast_keys(tensors) if self.guard is None else ()
+        #: The tensors' object and data addresses, for the compiled address check
+        #: (:mod:`descend.kernels.tensor_addresses`; the objects live in :attr:`tensors`).
+        self.objects = object_addresses(tensors)
+        self.expected = np.array(self.metadata[0], dtype=np.int64)
 
     def current(self) -> bool:
         """Whether every tensor still has the address, shape, strides, dtype and device it
@@ -172,8 +181,14 @@ class Watch:
             if fast_keys(tensors) == self.keys:
                 return True
             return metadata(tensors) == self.metadata
-        if addresses(tensors) == self.metadata[0] and self.guard.holds(tensors):
-            return True
+        # The guard first: the compiled address read is safe only on tensors it passed.
+        if self.guard.holds(tensors):
+            reader = address_reader()
+            if reader is not None:
+                if reader.same(self.objects, self.expected):
+                    return True
+            elif addresses(tensors) == self.metadata[0]:
+                return True
         if metadata(tensors) != self.metadata:
             return False
         # Same metadata, so only what the guard reads beside it changed (requires_grad, the
