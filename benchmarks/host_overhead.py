@@ -13,17 +13,29 @@ columns swing with the load, the CPU-time ones hardly.
 compiled step creates them (each slot's tensors end to end, :mod:`descend.optim.packing`) and as
 ``torch.optim`` creates them (interleaved, loaded from a torch.optim.Adam state dict).
 
-    python benchmarks/host_overhead.py [--repeats N] [--layouts]
+``--executor triton`` times the host part of the Triton executor's step (every launch replaced
+by nothing, from the first step on) on the ResNet-18-like list, GPT-2 small's 148 tensors and
+1000 tensors of 1024: on a CUDA GPU when there is one, else on CPU tensors with the kernels
+built for Triton's interpreter, which the host part does not run. What Triton's own launches
+cost on a GPU comes on top. ``--smoke`` shrinks every tensor (same counts) for a quick check.
+
+    python benchmarks/host_overhead.py [--repeats N] [--layouts] [--executor triton] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
 import torch
+
+if "triton" in sys.argv[1:] and not torch.cuda.is_available():
+    # Before triton is imported: without a GPU its kernels are built for the interpreter.
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import descend
 from descend.kernels.executor import get_executor
@@ -117,13 +129,73 @@ def layouts(repeats: int) -> None:
         print(f"| {label} | {seconds * 1e3:.3f} |")
 
 
+def _small(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A stand-in of ``shape`` with each dimension at most 8 (``--smoke``)."""
+    return tuple(min(size, 8) for size in shape)
+
+
+def triton_host(repeats: int, smoke: bool) -> None:
+    """Host time of the Triton executor's step, its launches replaced by nothing."""
+    from step_speed_cuda import CASES as CUDA_CASES
+
+    triton = get_executor("triton")
+    launch = type(triton).launch
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(
+        f"Host part of the Triton executor's step on {device} tensors (launches replaced by "
+        "nothing), wall time, median of interleaved rounds"
+    )
+    print("| case | optimizer | host part (ms) | host us per tensor |")
+    print("|---|---|---|---|")
+    cases = {case: CUDA_CASES[case] for case in ("ResNet-18 (62)", "GPT-2 124M (148)")}
+    cases["1000 x 1024"] = [(1024,)] * 1000
+    type(triton).launch = lambda *arguments, **keywords: None  # type: ignore[method-assign]
+    try:
+        for case, shapes in cases.items():
+            steps: dict[str, Callable[[], object]] = {}
+            for name in ("Adam", "SGD"):
+                params = [
+                    torch.randn(
+                        *(_small(shape) if smoke else shape), device=device
+                    ).requires_grad_()
+                    for shape in shapes
+                ]
+                for param in params:
+                    param.grad = torch.randn_like(param)
+                options = OPTIONS.get(name, {})
+                optimizer = getattr(descend, name)(params, lr=1e-3, backend="triton", **options)
+                optimizer.step()
+                steps[name] = optimizer.step
+            times = interleaved(steps, repeats, time.perf_counter)
+            for name, seconds in times.items():
+                label = f"{name} momentum" if OPTIONS.get(name, {}).get("momentum") else name
+                print(
+                    f"| {case} | {label} | {seconds * 1e3:.3f} | "
+                    f"{seconds / len(shapes) * 1e6:.2f} |"
+                )
+    finally:
+        type(triton).launch = launch  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--layouts", action="store_true", help="packed against torch's slots")
+    parser.add_argument(
+        "--executor",
+        choices=("fused", "triton"),
+        default="fused",
+        help="the executor whose host part is timed (default fused)",
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny tensors (--executor triton)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats} is invalid: expected a positive count")
     if args.layouts:
         layouts(args.repeats)
+        return
+    if args.executor == "triton":
+        triton_host(args.repeats, args.smoke)
         return
     fused = get_executor("fused")
     launch = type(fused).launch

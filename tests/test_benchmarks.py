@@ -383,3 +383,52 @@ def test_method_parity_refuses_an_unknown_test_file(method_parity, capsys):
     assert stop.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "test_nothing.py" in error and "test_soap.py" in error
+
+
+@pytest.mark.slow
+def test_host_overhead_times_the_triton_host_part_of_every_case():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "host_overhead.py"),
+            "--executor",
+            "triton",
+            "--smoke",
+            "--repeats",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=BENCHMARKS,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() != "case"]
+    expected = {
+        (case, name)
+        for case in ("ResNet-18 (62)", "GPT-2 124M (148)", "1000 x 1024")
+        for name in ("Adam", "SGD momentum")
+    }
+    assert {(row[0], row[1]) for row in rows} == expected, result.stdout
+    counts = {"ResNet-18 (62)": 62, "GPT-2 124M (148)": 148, "1000 x 1024": 1000}
+    for case, _, milliseconds, per_tensor in rows:
+        assert float(milliseconds) > 0
+        # The per-tensor column is the step's host time over the case's tensor count.
+        assert float(per_tensor) == pytest.approx(
+            float(milliseconds) * 1e3 / counts[case], rel=0.02, abs=0.01
+        )
+
+
+def test_host_overhead_refuses_a_bad_repeat_count():
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "host_overhead.py"), "--repeats", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=BENCHMARKS,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--repeats 0 is invalid" in result.stderr.splitlines()[-1]
