@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import descend
 from descend.kernels import tensor_addresses
-from descend.kernels.tensor_addresses import READERS, object_addresses
+from descend.kernels.tensor_addresses import COMPILED_READ_FROM, READERS, object_addresses
 from descend.optim import block, watch
 
 
@@ -81,11 +81,15 @@ def test_the_loops_serve_on_the_checked_torch_and_nowhere_else(monkeypatch):
     assert tensor_addresses._c_function() is None
 
 
+#: Enough tensors that the gradients' addresses are read by the compiled loop too.
+MANY = COMPILED_READ_FROM + 6
+
+
 def _adam_run(steps: int, fresh_gradients: bool) -> list[torch.Tensor]:
-    """Adam (fused) on 30 tensors whose gradients are new tensors at each step (as after
-    ``zero_grad()``) or written in place."""
+    """Adam (fused) on :data:`MANY` tensors whose gradients are new tensors at each step (as
+    after ``zero_grad()``) or written in place."""
     torch.manual_seed(0)
-    params = [torch.randn(16 + k, requires_grad=True) for k in range(30)]
+    params = [torch.randn(16 + k, requires_grad=True) for k in range(MANY)]
     optimizer = descend.Adam(params, lr=0.05, backend="fused")
     for step in range(steps):
         for k, param in enumerate(params):
@@ -113,12 +117,22 @@ def test_a_step_is_the_same_with_the_loops_and_with_python_reads(
         assert torch.equal(a, b)
 
 
-def test_a_step_reads_a_gradient_moved_to_another_address(reader):
+@pytest.mark.parametrize("count", [3, MANY])
+def test_a_step_reads_a_gradient_moved_to_another_address(reader, monkeypatch, count):
     # The gradient guard passes a new tensor of the same layout; its address must be read
     # afresh, so the step uses the new values (held against the reference executor, which
-    # reads each gradient with torch ops and computes the same bits).
+    # reads each gradient with torch ops and computes the same bits). A short list is read
+    # from Python, a long one by the compiled loop.
+    reads = []
+    original = type(reader).read
+
+    def counted(self, tensors):
+        reads.append(len(tensors))
+        return original(self, tensors)
+
+    monkeypatch.setattr(type(reader), "read", counted)
     torch.manual_seed(1)
-    params = [torch.randn(8, requires_grad=True) for _ in range(3)]
+    params = [torch.randn(8, requires_grad=True) for _ in range(count)]
     twins = [p.detach().clone().requires_grad_() for p in params]
     ours = descend.Adam(params, lr=0.1, backend="fused")
     theirs = descend.Adam(twins, lr=0.1, backend="reference")
@@ -131,6 +145,8 @@ def test_a_step_reads_a_gradient_moved_to_another_address(reader):
         theirs.step()
         for p, q in zip(params, twins, strict=True):
             assert torch.equal(p, q), step
+    # From the second step on the gradient guard holds: the loop reads long lists only.
+    assert reads == ([] if count < COMPILED_READ_FROM else [count] * 3)
 
 
 def test_without_the_c_function_no_loop_is_compiled_and_steps_run(monkeypatch):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import descend
 from descend import functional, rules
@@ -22,6 +24,35 @@ def test_advance_changes_nothing_and_commit_writes_it():
     assert int(after.steps[0]) == 4
     state.commit(after)
     assert state.running() == after.running() != {"mu_product": 0.5}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=st.sampled_from(["sgd", "adam", "nadam"]),
+    start=st.lists(st.integers(0, 3), min_size=1, max_size=5),
+    advances=st.lists(st.one_of(st.none(), st.lists(st.booleans(), min_size=5, max_size=5))),
+)
+def test_a_state_knows_whether_its_counters_agree_after_any_advances(name, start, advances):
+    """Whether the counters all agree, which lets a step take one key without comparing them,
+    stays true after whole advances and is never claimed after a part of the tensors advanced
+    alone; keys() always equals those of a state built afresh from the same counters (SGD's
+    counters saturate at 2, so they may agree again)."""
+    rule = rules.RULES[name]
+    hypers = dict(rule.defaults)
+    products = {p.name: np.full(len(start), float(p.initial)) for p in rule.products}
+    state = StepState(rule, np.array(start, dtype=np.float64), products)
+    for chosen in advances:
+        indices = None if chosen is None else np.flatnonzero(chosen[: len(start)])
+        state.commit(state.advance(hypers, indices))
+        if state.uniform:
+            assert (state.steps == state.steps[0]).all()
+        fresh = StepState(
+            rule, state.steps.copy(), {k: v.copy() for k, v in state.products.items()}
+        )
+        keys, rows = state.keys()
+        fresh_keys, fresh_rows = fresh.keys()
+        assert keys == fresh_keys
+        assert np.array_equal(rows, fresh_rows)
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])

@@ -55,15 +55,19 @@ class StepState:
         products: Mapping[str, np.ndarray],
         group: Mapping[str, Any] | None = None,
         saturate: bool | None = None,
+        uniform: bool | None = None,
     ) -> None:
         self.rule = rule
         self.saturate = not rule.counts_steps if saturate is None else saturate
         self.steps = steps
         self.products = dict(products)
         self.group = None if group is None else dict(group)
-        #: Whether the counters all hold the same value (then a step has one key).
-        numbers = _as_float64(steps) if steps.dtype == object else steps
-        self.uniform = len(steps) == 0 or bool((numbers == numbers[0]).all())
+        #: Whether the counters all hold the same value (then a step has one key); ``uniform``
+        #: says it when the caller knows (a uniform state advanced as a whole stays uniform).
+        if uniform is None:
+            numbers = _as_float64(steps) if steps.dtype == object else steps
+            uniform = len(steps) == 0 or bool((numbers == numbers[0]).all())
+        self.uniform = uniform
 
     @classmethod
     def single(
@@ -117,10 +121,11 @@ class StepState:
                     where = chosen[new_steps == step]
                     _scale(values, where, product.factor(hypers, int(step)))
                 products[product.name] = values
-        after = StepState(rule, steps, products, group, self.saturate)
-        if indices is not None:
-            after.uniform = False
-        return after
+        # Every counter of a uniform state advanced as a whole moves alike (no need to compare
+        # them); a part advanced alone may leave them unequal (false only sends keys() the
+        # general way); others are compared (saturated counters may be equal again).
+        uniform = False if indices is not None else (True if self.uniform else None)
+        return StepState(rule, steps, products, group, self.saturate, uniform)
 
     def _next_steps(self, indices: np.ndarray | None) -> np.ndarray:
         """The counters after one more update of the tensors at ``indices`` (all if None)."""
@@ -142,11 +147,12 @@ class StepState:
     def keys(self, indices: np.ndarray | None = None) -> tuple[list[StepKey], np.ndarray]:
         """The distinct (step, products) keys of the tensors at ``indices`` (all if None),
         sorted, and per tensor the index of its key: tensors with one key share scalars."""
-        chosen = slice(None) if indices is None else indices
         # A step number is a whole number (a counter loaded as 1.5 steps as update 2).
+        if self.uniform and indices is None and not self.products and len(self.steps):
+            step = int(np.trunc(float(self.steps[0])))
+            return [(step, ())], np.zeros(len(self.steps), dtype=np.int64)
+        chosen = slice(None) if indices is None else indices
         steps = np.trunc(_as_float64(self.steps[chosen]))
-        if self.uniform and indices is None and not self.products:
-            return [(int(steps[0]), ())], np.zeros(len(steps), dtype=np.int64)
         columns = [steps, *(_as_float64(values[chosen]) for values in self.products.values())]
         unique, rows = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
         keys = [(int(row[0]), tuple(float(v) for v in row[1:])) for row in unique]

@@ -310,14 +310,17 @@ class RuleOptimizer(torch.optim.Optimizer):
         with torch.set_grad_enabled(differentiable), float32_weights(self):
             if differentiable or not self._executors[0].compiled:
                 self._step(differentiable)
-            else:
+            elif torch.compiler.is_compiling():
                 self._step_compiled()
+            else:
+                # Eager: the compile-opaque wrapper would only cost a few microseconds a step.
+                self._step(False)
         return loss
 
     @_opaque_to_compile
     def _step_compiled(self) -> None:
-        """A step on compiled executors: opaque to ``torch.compile`` (a graph break), since
-        the kernels walk raw addresses."""
+        """A step on compiled executors while ``torch.compile`` traces it: opaque (a graph
+        break), since the kernels walk raw addresses."""
         self._step(False)
 
     def _step(self, differentiable: bool) -> None:

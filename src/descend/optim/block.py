@@ -36,7 +36,7 @@ from descend.kernels.codecs import CODECS, INT8_BLOCK, shared_streams
 from descend.kernels.executor import CautiousKernels, Executor, get_executor
 from descend.kernels.state import StepKey, StepState
 from descend.kernels.table import TensorTable
-from descend.kernels.tensor_addresses import address_reader
+from descend.kernels.tensor_addresses import COMPILED_READ_FROM, address_reader
 from descend.kernels.variant import Variant
 from descend.optim import sharded
 from descend.optim.checks import Label, check_gradient, dtype_name, identical
@@ -239,7 +239,9 @@ class Block:
             # Laid out as the gradients last found equal to :attr:`grad_layout` (one C++ call),
             # so their addresses may be read in one compiled loop.
             reader = address_reader()
-            return addresses(grads) if reader is None else reader.read(grads)
+            if reader is None or len(grads) < COMPILED_READ_FROM:
+                return addresses(grads)
+            return reader.read(grads)
         try:
             if layouts(grads) == expected:
                 if indices is None and not converted and guard_available():

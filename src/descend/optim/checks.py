@@ -245,10 +245,21 @@ def check_counters(blocks: Iterable[Block], label: Label) -> None:
     """Refuse step counters set to what no step can follow (negative), naming the
     parameter; a plan's counters are read as one array per block."""
     for block in blocks:
-        if block.counted and len(block.step_values) and not block.step_values.min() >= 0:
+        if block.counted and not _all_nonnegative(block.step_values):
             worst = int(np.argmin(np.nan_to_num(block.step_values, nan=-np.inf)))
             param = block.params[worst]
             check_counter(block.step_views[worst], partial(label, param))
+
+
+#: Below this many counters, comparing them in Python costs less than one NumPy reduction.
+_FEW_COUNTERS = 16
+
+
+def _all_nonnegative(values: np.ndarray) -> bool:
+    """Whether every counter is a number at least 0 (NaN is not)."""
+    if len(values) < _FEW_COUNTERS:
+        return all(value >= 0 for value in values.tolist())
+    return bool(values.min() >= 0)
 
 
 def check_gradients(

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from descend.rules.hyper import Hyper
+from descend.rules.hyper import Hyper, as_step_input, plain_value
 from descend.rules.listing import CourseForm, Listing
 
 #: What an update computes on: a Python or NumPy number, a NumPy array, a torch tensor, or a
@@ -343,7 +343,7 @@ class Rule:
         hypers: dict[str, Any] = {}
         for key, packed in self.group_keys.items():
             value = group[key]
-            if not isinstance(value, tuple | list) or len(value) != len(packed):
+            if not isinstance(value, (tuple, list)) or len(value) != len(packed):
                 raise ValueError(
                     f"{key}={value!r} is invalid: expected a sequence of "
                     f"{len(packed)} values ({', '.join(packed)})"
@@ -409,7 +409,7 @@ class Rule:
         ``lr``). With ``differentiable`` such scalars stay tensors (with their autograd
         history), for a step that autograd differentiates.
         """
-        values = {name: _as_step_input(value, differentiable) for name, value in hypers.items()}
+        values = {name: as_step_input(value, differentiable) for name, value in hypers.items()}
         if any(name not in values for name in self.state_names()):
             values = {**self.state_after(values, step), **values}
         values.update(self.step_scalars(values, step))
@@ -465,24 +465,6 @@ class Rule:
         for hyper in self.hypers:
             lines.append(f"  {hyper.name}={hyper.default!r}  ({hyper.describe()})  {hyper.doc}")
         return "\n".join(lines)
-
-
-def _as_step_input(value: Any, differentiable: bool = False) -> Any:
-    """A 0-d tensor for a one-element tensor (detached unless ``differentiable``), else the
-    plain scalar."""
-    if isinstance(value, bool | int | float):
-        return value
-    if hasattr(value, "detach") and hasattr(value, "reshape"):
-        return (value if differentiable else value.detach()).reshape(())
-    return plain_value(value)
-
-
-def plain_value(value: Any) -> Any:
-    """A Python scalar for a hyperparameter that may arrive as a 0-d tensor or array."""
-    if isinstance(value, bool | int | float):
-        return value
-    item = getattr(value, "item", None)
-    return item() if item is not None else value
 
 
 __all__ = [
