@@ -22,6 +22,7 @@ type promotion for a factor computed from tensor hyperparameters), as ``torch.op
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -149,7 +150,7 @@ class StepState:
         sorted, and per tensor the index of its key: tensors with one key share scalars."""
         # A step number is a whole number (a counter loaded as 1.5 steps as update 2).
         if self.uniform and indices is None and not self.products and len(self.steps):
-            step = int(np.trunc(float(self.steps[0])))
+            step = math.trunc(float(self.steps[0]))
             return [(step, ())], np.zeros(len(self.steps), dtype=np.int64)
         chosen = slice(None) if indices is None else indices
         steps = np.trunc(_as_float64(self.steps[chosen]))
