@@ -21,6 +21,24 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 
 
+def run_script(name: str, *arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``benchmarks/<name> arguments`` in its own process, from the benchmarks folder (the
+    scripts import their neighbours), descend from this checkout; its output as text."""
+    environment = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    )
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=BENCHMARKS,
+        check=False,
+    )
+
+
 @pytest.fixture(scope="module")
 def peer_speed() -> ModuleType:
     """benchmarks/peer_speed.py as a module (it imports step_speed from its own folder)."""
@@ -163,17 +181,7 @@ def test_smoke_run_prints_quiet_and_contended_tables(peer_speed):
     """``--smoke`` runs a worker process, checks parity and prints, for both machine states,
     every case of every family with torch's three Adam paths and descend, each with a time, an
     x floor, a parity figure within tolerance and, for peers, a ratio."""
-    environment = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    )
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "peer_speed.py"), "--smoke"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    completed = run_script("peer_speed.py", "--smoke")
     assert completed.returncode == 0, completed.stderr[-3000:]
     output = completed.stdout
     quiet, _, contended = output.partition("## CONTENDED")
@@ -213,14 +221,7 @@ def test_smoke_run_prints_quiet_and_contended_tables(peer_speed):
 
 @pytest.mark.slow
 def test_matrix_step_time_smoke_run_prints_every_method_against_adamw():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "matrix_step_time.py"), "--smoke", "--steps", "1"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=BENCHMARKS,
-        check=False,
-    )
+    result = run_script("matrix_step_time.py", "--smoke", "--steps", "1", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| smoke")]
     assert {row.split("|")[2].strip() for row in rows} == {
@@ -282,25 +283,14 @@ def test_state_precision_anchors_quick_run_has_every_format_and_matches_torch(tm
         formats = importlib.import_module("state_precision_anchors").DESCEND_FORMATS
     finally:
         sys.path.remove(str(BENCHMARKS))
-    environment = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-    )
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "state_precision_anchors.py"),
-            "--quick",
-            "--anchors",
-            "none",
-            "--markdown",
-            "--out",
-            str(tmp_path),
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    completed = run_script(
+        "state_precision_anchors.py",
+        "--quick",
+        "--anchors",
+        "none",
+        "--markdown",
+        "--out",
+        str(tmp_path),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     lines = completed.stdout.splitlines()
@@ -387,22 +377,7 @@ def test_method_parity_refuses_an_unknown_test_file(method_parity, capsys):
 
 @pytest.mark.slow
 def test_host_overhead_times_the_triton_host_part_of_every_case():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "host_overhead.py"),
-            "--executor",
-            "triton",
-            "--smoke",
-            "--repeats",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=BENCHMARKS,
-        check=False,
-    )
+    result = run_script("host_overhead.py", "--executor", "triton", "--smoke", "--repeats", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
     rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() != "case"]
@@ -422,13 +397,6 @@ def test_host_overhead_times_the_triton_host_part_of_every_case():
 
 
 def test_host_overhead_refuses_a_bad_repeat_count():
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "host_overhead.py"), "--repeats", "0"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=BENCHMARKS,
-        check=False,
-    )
+    result = run_script("host_overhead.py", "--repeats", "0", timeout=120)
     assert result.returncode == 2
     assert "--repeats 0 is invalid" in result.stderr.splitlines()[-1]
