@@ -1,4 +1,5 @@
-"""One hyperparameter of a rule: its name, default, valid range and meaning, and its check."""
+"""One hyperparameter of a rule: its name, default, valid range and meaning, and its check; and
+how a hyperparameter's value (a number, a 0-d tensor or array) reaches a step as a scalar."""
 
 from __future__ import annotations
 
