@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import torch
 
-if "triton" in sys.argv[1:] and not torch.cuda.is_available():
+if {"triton", "--executor=triton"} & set(sys.argv[1:]) and not torch.cuda.is_available():
     # Before triton is imported: without a GPU its kernels are built for the interpreter.
     os.environ["TRITON_INTERPRET"] = "1"
 
@@ -55,14 +55,23 @@ def _cases() -> dict[str, list[tuple[int, ...]]]:
     }
 
 
+def _label(name: str) -> str:
+    """How the tables name an optimizer timed with :data:`OPTIONS`."""
+    return f"{name} momentum" if OPTIONS.get(name, {}).get("momentum") else name
+
+
 def _optimizer(
-    shapes: list[tuple[int, ...]], name: str, torch_state: bool = False
+    shapes: list[tuple[int, ...]],
+    name: str,
+    torch_state: bool = False,
+    backend: str = "fused",
+    device: str = "cpu",
 ) -> tuple[torch.optim.Optimizer, list]:
-    params = [torch.randn(*shape, requires_grad=True) for shape in shapes]
+    params = [torch.randn(*shape, device=device, requires_grad=True) for shape in shapes]
     for param in params:
         param.grad = torch.randn_like(param)
     options = OPTIONS.get(name, {})
-    optimizer = getattr(descend, name)(params, lr=1e-3, backend="fused", **options)
+    optimizer = getattr(descend, name)(params, lr=1e-3, backend=backend, **options)
     if torch_state:
         # The state laid out as torch.optim creates it: tensor by tensor, slots interleaved.
         reference = getattr(torch.optim, name)(params, lr=1e-3, **options)
@@ -147,30 +156,18 @@ def triton_host(repeats: int, smoke: bool) -> None:
     )
     print("| case | optimizer | host part (ms) | host us per tensor |")
     print("|---|---|---|---|")
-    cases = {case: CUDA_CASES[case] for case in ("ResNet-18 (62)", "GPT-2 124M (148)")}
-    cases["1000 x 1024"] = [(1024,)] * 1000
     type(triton).launch = lambda *arguments, **keywords: None  # type: ignore[method-assign]
     try:
-        for case, shapes in cases.items():
-            steps: dict[str, Callable[[], object]] = {}
-            for name in ("Adam", "SGD"):
-                params = [
-                    torch.randn(
-                        *(_small(shape) if smoke else shape), device=device
-                    ).requires_grad_()
-                    for shape in shapes
-                ]
-                for param in params:
-                    param.grad = torch.randn_like(param)
-                options = OPTIONS.get(name, {})
-                optimizer = getattr(descend, name)(params, lr=1e-3, backend="triton", **options)
-                optimizer.step()
-                steps[name] = optimizer.step
+        for case in ("ResNet-18 (62)", "GPT-2 124M (148)", "1000 x 1024"):
+            shapes = [_small(shape) if smoke else shape for shape in CUDA_CASES[case]]
+            steps: dict[str, Callable[[], object]] = {
+                name: _optimizer(shapes, name, backend="triton", device=device)[0].step
+                for name in ("Adam", "SGD")
+            }
             times = interleaved(steps, repeats, time.perf_counter)
             for name, seconds in times.items():
-                label = f"{name} momentum" if OPTIONS.get(name, {}).get("momentum") else name
                 print(
-                    f"| {case} | {label} | {seconds * 1e3:.3f} | "
+                    f"| {case} | {_label(name)} | {seconds * 1e3:.3f} | "
                     f"{seconds / len(shapes) * 1e6:.2f} |"
                 )
     finally:
@@ -229,9 +226,8 @@ def main() -> None:
             }
             times = interleaved(functions, args.repeats)
             full, host, kernel = times["full"], times["host"], times["kernel"]
-            label = f"{name} momentum" if OPTIONS.get(name, {}).get("momentum") else name
             print(
-                f"| {case} | {label} | {full * 1e3:.3f} | {kernel * 1e3:.3f} | "
+                f"| {case} | {_label(name)} | {full * 1e3:.3f} | {kernel * 1e3:.3f} | "
                 f"{host * 1e3:.3f} | {host / len(params) * 1e6:.2f} | {100 * host / full:.1f}% | "
                 f"{times['torch'] * 1e3:.3f} |"
             )
