@@ -22,7 +22,7 @@ anything, and only then changes it: step counters, running products and group st
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -66,6 +66,7 @@ from descend.optim.precision import (
     with_precision_arguments,
 )
 from descend.optim.reductions import reduce_groups
+from descend.optim.step_hooks import grad_mode, opaque_to_compile, patch_step
 from descend.optim.weights import float32_weights, requested_weights
 from descend.rules.spec import Rule, plain_value
 
@@ -73,16 +74,6 @@ from descend.rules.spec import Rule, plain_value
 NONFINITE_MODES = ("propagate", "raise", "skip")
 #: Executors an optimizer can run its rule on (``backend=``).
 BACKENDS = backend_names()
-
-
-_Function = TypeVar("_Function", bound=Callable[..., Any])
-
-
-def _opaque_to_compile(function: _Function) -> _Function:
-    """``torch.compiler.disable``, typed: ``torch.compile`` calls the function as it is (a
-    graph break)."""
-    disable: Callable[[_Function], Any] = torch.compiler.disable
-    return cast(_Function, disable(function))
 
 
 #: What a group's prepared step becomes: given every group's advanced group state, the step
@@ -274,6 +265,12 @@ class RuleOptimizer(torch.optim.Optimizer):
                 group.setdefault(key, value)
         counters_as_tensors(self)
 
+    def _patch_step_function(self) -> None:
+        """Wrap this class's ``step`` in descend's hook wrapper, before torch would wrap it in
+        its own (:mod:`descend.optim.step_hooks`: the same hooks, a cheaper profiler range)."""
+        patch_step(type(self))
+        super()._patch_step_function()
+
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim``'s state dict; with ``nonfinite`` other than ``"propagate"`` also the
         count of skipped steps (so the dict equals torch's, key for key, otherwise)."""
@@ -307,17 +304,18 @@ class RuleOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         differentiable = bool(self.defaults.get("differentiable", False))
-        with torch.set_grad_enabled(differentiable), float32_weights(self):
+        compiling = torch.compiler.is_compiling()
+        with grad_mode(differentiable, compiling), float32_weights(self):
             if differentiable or not self._executors[0].compiled:
                 self._step(differentiable)
-            elif torch.compiler.is_compiling():
+            elif compiling:
                 self._step_compiled()
             else:
                 # Eager: the compile-opaque wrapper would only cost a few microseconds a step.
                 self._step(False)
         return loss
 
-    @_opaque_to_compile
+    @opaque_to_compile
     def _step_compiled(self) -> None:
         """A step on compiled executors while ``torch.compile`` traces it: opaque (a graph
         break), since the kernels walk raw addresses."""
