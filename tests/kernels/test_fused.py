@@ -20,7 +20,7 @@ import descend
 from descend.kernels import update_tensors
 from descend.kernels.fused import kernel_source, kernel_threads, update_tensors_fused
 from descend.kernels.table import WORK_ITEM, segments
-from descend.kernels.variant import variant_of
+from descend.kernels.variant import variant_holds, variant_of
 from descend.optim.generated import optimizer_class
 from descend.rules import RULES
 from descend.rules.elementwise import sqrt
@@ -164,6 +164,33 @@ def test_flags_become_constants_and_zero_switches_drop_branches():
     source = kernel_source(rule, variant)
     # The element function is the rule's own, operator by operator.
     assert "exp_avg_sq = fma(_mul(_sub(1, beta2), g), g, _mul(beta2, exp_avg_sq))" in source
+
+
+def _changed_scalars(draw, scalars):
+    """``scalars`` with some values replaced: a flag flipped, a number set to zero or to
+    another non-zero number."""
+    changed = dict(scalars)
+    for name, value in scalars.items():
+        if isinstance(value, bool):
+            changed[name] = draw(st.sampled_from([value, not value]))
+        else:
+            changed[name] = draw(st.sampled_from([value, 0.0, 0.5, -2.0]))
+    return changed
+
+
+@given(data=st.data(), name=st.sampled_from(sorted(RULES)))
+@settings(max_examples=150, deadline=None)
+def test_a_variant_holds_exactly_when_variant_of_would_return_it_again(data, name):
+    """The plan reuses a kernel across steps at one setting while ``variant_holds``: it must
+    agree with building the variant afresh, whatever changed."""
+    rule = RULES[name]
+    scalars = rule.scalars(rule.validate({}), 3)
+    active = [True] * len(rule.slots)
+    before, after = _changed_scalars(data.draw, scalars), _changed_scalars(data.draw, scalars)
+    variant = variant_of(rule, before, "float32", active)
+    assert variant_holds(variant, rule, after) == (
+        variant_of(rule, after, "float32", active) == variant
+    )
 
 
 # -- a rule added later gets the fused executor without kernel code -------------------------------

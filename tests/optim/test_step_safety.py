@@ -265,6 +265,42 @@ def test_a_learning_rate_beyond_the_dtype_is_refused_where_torch_sgd_refuses_it(
     assert torch.isfinite(wide).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_scalar_that_overflows_at_a_later_step_of_one_setting_is_refused(backend):
+    """Steps at one setting reuse its kernel: each step's own scalars are still checked.
+    Adam's step size lr / (1 - beta1**t) is largest at t = 1: lr = 4e37 fits float32 at
+    step 5 (9.8e37) but not at step 1 (4e38, past float32's 3.4e38)."""
+    param = torch.nn.Parameter(torch.ones(8))
+    param.grad = torch.ones(8)
+    optimizer = descend.Adam([param], lr=1e-3, backend=backend)
+    optimizer.step()
+    optimizer.param_groups[0]["lr"] = 4e37
+    optimizer.state[param]["step"].fill_(4)
+    optimizer.step()  # step 5 fits
+    assert torch.isfinite(param).all()
+    optimizer.state[param]["step"].fill_(0)  # in place: the plan still holds
+    before = snapshot(optimizer)
+    with pytest.raises(ValueError, match="step_size"):
+        optimizer.step()
+    assert_unchanged(before, optimizer)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tensor_learning_rate_edited_in_place_out_of_range_is_refused(backend):
+    """The group holds the same tensor object as at the last check: its value is checked
+    again anyway."""
+    lr = torch.tensor(0.01)
+    param = torch.nn.Parameter(torch.ones(8))
+    param.grad = torch.ones(8)
+    optimizer = descend.Adam([param], lr=lr, backend=backend)
+    optimizer.step()
+    lr.fill_(-1.0)
+    before = snapshot(optimizer)
+    with pytest.raises(ValueError, match="lr"):
+        optimizer.step()
+    assert_unchanged(before, optimizer)
+
+
 @pytest.mark.parametrize("setting", ["threads", "cache"])
 def test_a_bad_setting_in_the_environment_fails_before_the_counters_advance(
     setting, monkeypatch, tmp_path

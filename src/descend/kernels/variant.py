@@ -126,6 +126,25 @@ def variant_of(
     return Variant(dtype, tuple(bool(a) for a in active), tuple(constants), tuple(runtime))
 
 
+def variant_holds(variant: Variant, rule: Rule, scalars: Mapping[str, Any]) -> bool:
+    """Whether ``variant`` still runs ``rule`` with these scalars: whether
+    :func:`variant_of` would return it again (for the same dtype and slots), checked without
+    building a new one."""
+    for name, value in variant.constants:
+        current = scalars[name]
+        if isinstance(value, bool):
+            if current is not value:
+                return False
+        elif isinstance(current, bool) or float(current) != 0.0:
+            return False
+    tested = condition_names(rule)
+    for name in variant.runtime:
+        current = scalars[name]
+        if isinstance(current, bool) or (name in tested and float(current) == 0.0):
+            return False
+    return True
+
+
 def runtime_row(variant: Variant, scalars: Mapping[str, Any]) -> list[float]:
     """The run-time scalars of one step, as floats in the variant's order."""
     return [float(scalars[name]) for name in variant.runtime]

@@ -330,16 +330,18 @@ def check_gradient(param: torch.Tensor, grad: torch.Tensor, label: Label) -> Non
 
 def check_representable(
     hypers: Mapping[str, Any], scalars: Mapping[str, Any], dtype: torch.dtype
-) -> None:
+) -> bool:
     """Refuse a step whose hyperparameters or scalars a ``dtype`` kernel cannot hold.
 
     A finite hyperparameter beyond the dtype's range (``lr=1e308`` for float32 parameters), or
     a step scalar that overflows although every hyperparameter is finite, would step the
     parameters to inf; ``torch.optim.SGD`` raises for it too. Raises ``ValueError`` naming the
-    value; nothing has changed when it does.
+    value; nothing has changed when it does. Returns whether the scalars were checked (every
+    hyperparameter finite): whether :func:`check_scalars_fit` must check another step's
+    scalars at the same hyperparameters.
     """
     if not dtype.is_floating_point:
-        return
+        return False
     largest = torch.finfo(dtype).max
     finite = True
     for name, value in hypers.items():
@@ -352,8 +354,17 @@ def check_representable(
                     f"(largest {largest:.4g}): the step would overflow to inf; "
                     "nothing was updated"
                 )
-    if not finite:
-        return
+    if finite:
+        check_scalars_fit(hypers, scalars, dtype)
+    return finite
+
+
+def check_scalars_fit(
+    hypers: Mapping[str, Any], scalars: Mapping[str, Any], dtype: torch.dtype
+) -> None:
+    """Refuse (``ValueError`` naming it) a step scalar that is not finite or does not fit in
+    the floating ``dtype``, computed from finite ``hypers`` (see :func:`check_representable`)."""
+    largest = torch.finfo(dtype).max
     for name, value in scalars.items():
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= largest):
             raise ValueError(
@@ -387,7 +398,12 @@ def same_values(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     """Whether two tuples of hyperparameter values are the same: equal numbers, flags and
     strings, identical other objects. A tensor counts as changed (its value may have been
     edited in place), so tensor hyperparameters are checked every step."""
-    return len(a) == len(b) and all(
+    if len(a) != len(b):
+        return False
+    # The usual case, in C: the group holds the very objects checked before, none a tensor.
+    if all(map(operator.is_, a, b)) and not any(map(isinstance, a, repeat(torch.Tensor))):
+        return True
+    return all(
         x is y
         and not isinstance(x, torch.Tensor)
         or type(x) is type(y)

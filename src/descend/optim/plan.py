@@ -40,10 +40,10 @@ from descend.kernels.coded import storage_names
 from descend.kernels.executor import Executor
 from descend.kernels.state import StepKey
 from descend.kernels.table import flat_compatible
-from descend.kernels.variant import runtime_row, variant_of
+from descend.kernels.variant import Variant, runtime_row, variant_holds, variant_of
 from descend.optim import sharded
 from descend.optim.block import Block, LaunchRow
-from descend.optim.checks import Label, check_representable, identical
+from descend.optim.checks import Label, check_representable, check_scalars_fit, identical
 from descend.optim.precision import BlockCoding
 from descend.optim.weights import CORRECTION_KEY, compiled_executor
 from descend.rules.spec import Rule, plain_value
@@ -186,6 +186,9 @@ class GroupPlan:
         self.only_block = self.blocks[0].params if len(self.blocks) == 1 else None
         self.state_values = list(optimizer_state.values())
         self._rows: dict[tuple[Any, ...], LaunchRow] = {}
+        #: The last kernel, variant and representability check (whether its scalars need
+        #: checking) of each setting and block kind, whatever the step.
+        self._kernels: dict[tuple[Any, ...], tuple[Any, Variant, bool]] = {}
         #: Whether bf16 weights may be left to kernels by the swap (``param_precision``).
         self.weights = coding is not None and coding.optimizer._weights.request is not None
 
@@ -283,7 +286,18 @@ class GroupPlan:
                     self._rows.clear()
                 step = step_key[0]
                 scalars = self.rule.scalars(block.step_state.values(hypers, step_key), step)
-                check_representable(plain, scalars, block.dtype)
+                # Another step at these settings (a counted rule's next step) usually runs the
+                # kernel of the one before: only its own scalars need checking.
+                known = self._kernels.get((key, block.kind))
+                if known is not None and variant_holds(known[1], self.rule, scalars):
+                    kernel, variant, checked = known
+                    if checked:
+                        check_scalars_fit(plain, scalars, block.dtype)
+                    row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
+                    made = (kernel, variant, row, scalars)
+                    self._rows[key, step_key, block.kind] = made
+                    return made
+                checked = check_representable(plain, scalars, block.dtype)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
                 if block.formats or block.weights:
                     variant = replace(variant, formats=block.formats, weights=block.weights)
@@ -304,6 +318,9 @@ class GroupPlan:
                 made: LaunchRow = (kernel, variant, row, scalars)
                 if kernel is not None:
                     self._rows[key, step_key, block.kind] = made
+                    if len(self._kernels) > 64:
+                        self._kernels.clear()
+                    self._kernels[key, block.kind] = (kernel, variant, checked)
                 return made
             return cached
 
