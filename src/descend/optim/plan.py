@@ -294,9 +294,9 @@ class GroupPlan:
                     if checked:
                         check_scalars_fit(plain, scalars, block.dtype)
                     row = np.asarray([runtime_row(variant, scalars)], dtype=np.float64)
-                    made = (kernel, variant, row, scalars)
-                    self._rows[key, step_key, block.kind] = made
-                    return made
+                    reused: LaunchRow = (kernel, variant, row, scalars)
+                    self._rows[key, step_key, block.kind] = reused
+                    return reused
                 checked = check_representable(plain, scalars, block.dtype)
                 variant = variant_of(self.rule, scalars, block.dtype_name, self.active)
                 if block.formats or block.weights:

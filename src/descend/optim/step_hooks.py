@@ -105,12 +105,12 @@ def grad_mode(enabled: bool, compiling: bool) -> contextlib.AbstractContextManag
     return torch.set_grad_enabled(enabled) if compiling else _EagerGradMode(enabled)
 
 
-def patch_step(optimizer_class: type) -> None:
+def patch_step(optimizer_class: type[torch.optim.Optimizer]) -> None:
     """Wrap ``optimizer_class.step`` with :func:`hooked_step` unless it is wrapped already:
     what ``torch.optim.Optimizer._patch_step_function`` does with torch's wrapper, on the
     same class (a subclass whose ``step`` calls ``super().step()`` runs its hooks once)."""
     if not getattr(optimizer_class.step, "hooked", None):
-        optimizer_class.step = hooked_step(optimizer_class.step)  # type: ignore[attr-defined]
+        optimizer_class.step = hooked_step(optimizer_class.step)  # type: ignore[method-assign]
 
 
 __all__ = ["grad_mode", "hooked_step", "opaque_to_compile", "patch_step", "profiler_range"]
