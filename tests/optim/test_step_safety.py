@@ -25,6 +25,14 @@ from tests.optim.test_memory_safety import snapshot
 BACKENDS = ["reference", "fused", "auto"]
 
 
+def assert_step_refused(optimizer: torch.optim.Optimizer, match: str) -> None:
+    """``optimizer.step()`` raises ``ValueError`` matching ``match`` and changes nothing."""
+    before = snapshot(optimizer)
+    with pytest.raises(ValueError, match=match):
+        optimizer.step()
+    assert_unchanged(before, optimizer)
+
+
 def assert_unchanged(before: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
     """Every parameter and state tensor as in ``before``, bit for bit (NaN equal to NaN)."""
     after = snapshot(optimizer)
@@ -93,10 +101,7 @@ def test_an_expanded_tensor_at_the_old_address_is_refused_not_written_past_its_e
     row = torch.randn(n)
     param.data = row.expand(n, n)
     param.grad = torch.randn(n, n)
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match="same memory location"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, "same memory location")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -107,10 +112,7 @@ def test_overlapping_state_is_refused(backend):
     optimizer.step()
     buffer = optimizer.state[param]["momentum_buffer"]
     buffer.set_(buffer.untyped_storage(), 0, (3, 3), (0, 1))
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match="momentum_buffer.*same memory location"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, "momentum_buffer.*same memory location")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -120,10 +122,7 @@ def test_a_parameter_appended_twice_after_construction_is_refused(backend):
     param.grad = torch.randn(10)
     optimizer.step()
     optimizer.param_groups[0]["params"].append(param)
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match="listed twice"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, "listed twice")
     optimizer.add_param_group({"params": [torch.nn.Parameter(torch.randn(2))]})
     optimizer.param_groups[0]["params"].pop()
     optimizer.step()  # fixed: steps again
@@ -240,10 +239,7 @@ def test_a_step_counter_no_step_can_follow_is_refused(counter, backend):
         optimizer.state[param]["step"].fill_(-1)
     else:
         optimizer.state[param]["step"] = counter
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match=r"state\['step'\]"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, r"state\['step'\]")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -254,10 +250,7 @@ def test_a_learning_rate_beyond_the_dtype_is_refused_where_torch_sgd_refuses_it(
     with pytest.raises(RuntimeError, match="overflow"):
         torch.optim.SGD([theirs], lr=1e308).step()
     optimizer = descend.SGD([mine], lr=1e308, backend=backend)
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match="lr=1e\\+308 does not fit in float32"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, "lr=1e\\+308 does not fit in float32")
     # float64 holds it: torch steps, and so does descend.
     wide = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
     wide.grad = torch.full((2,), 1e-300, dtype=torch.float64)
@@ -279,10 +272,7 @@ def test_a_step_scalar_that_overflows_at_a_later_step_of_one_setting_is_refused(
     optimizer.step()  # step 5 fits
     assert torch.isfinite(param).all()
     optimizer.state[param]["step"].fill_(0)  # in place: the plan still holds
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match="step_size"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, "step_size")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -295,10 +285,7 @@ def test_a_tensor_learning_rate_edited_in_place_out_of_range_is_refused(backend)
     optimizer = descend.Adam([param], lr=lr, backend=backend)
     optimizer.step()
     lr.fill_(-1.0)
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match="lr"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, "lr")
 
 
 @pytest.mark.parametrize("setting", ["threads", "cache"])
@@ -321,10 +308,7 @@ def test_a_bad_setting_in_the_environment_fails_before_the_counters_advance(
         monkeypatch.setattr(fused.KERNELS, "kernels", {})  # as a fresh process: none in memory
         optimizer.param_groups[0]["amsgrad"] = True
         match = "kernel cache directory"
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match=match):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, match)
     assert float(optimizer.state[param]["step"]) == 1.0
 
 
@@ -396,7 +380,4 @@ def test_a_parameter_assigned_over_another_in_the_group_list_is_refused(backend)
     first.grad = torch.randn(3)
     optimizer.step()
     optimizer.param_groups[0]["params"][1] = first
-    before = snapshot(optimizer)
-    with pytest.raises(ValueError, match="listed twice"):
-        optimizer.step()
-    assert_unchanged(before, optimizer)
+    assert_step_refused(optimizer, "listed twice")
