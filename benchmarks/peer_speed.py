@@ -373,11 +373,12 @@ def rotations(count: int, rounds: int) -> list[list[int]]:
 
 
 def wait_for_kernels() -> None:
-    """Let the kernels descend's ``auto`` backend loads in the background arrive, so that the
-    timed steps are the steady state (until then its steps run on the reference executor)."""
-    fused = sys.modules.get("descend.kernels.fused")
-    if fused is not None:
-        fused.KERNELS.finish_loading()
+    """Let what descend loads in the background arrive (the kernels of its ``auto`` backend,
+    until then run on the reference executor, and the compiled address reader), so that the
+    timed steps are the steady state."""
+    cache = sys.modules.get("descend.kernels.cache")
+    if cache is not None:
+        cache.finish_background_loads()
 
 
 def steps_per_sample(stepper: Stepper, sample_seconds: float, limit: int = 50) -> int:

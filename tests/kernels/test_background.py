@@ -134,3 +134,32 @@ def test_a_fork_waits_for_a_loading_kernel_so_the_child_holds_no_lock(slow_compi
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert waited >= 0.4  # the fork waited for the load instead of copying it half-done
+
+
+def test_finishing_background_loads_waits_for_every_store(slow_compiler, monkeypatch):
+    """What a benchmark calls before timing steady-state steps: it returns only once the
+    loading kernel and the compiled address reader (another store) are both in memory."""
+    from descend.kernels import tensor_addresses
+    from descend.kernels.cache import finish_background_loads
+
+    gate, loads = slow_compiler
+    reader_gate = threading.Event()
+    real_reader = tensor_addresses.READERS.load
+
+    def gated_reader(key):
+        assert reader_gate.wait(60), "the test never released the address reader"
+        return real_reader(key)
+
+    monkeypatch.setattr(tensor_addresses.READERS, "load", gated_reader)
+    monkeypatch.setattr(tensor_addresses.READERS, "kernels", {})
+    params, optimizer, twins, reference = pair("auto")
+    step(params, optimizer, twins, reference)  # the kernel now loads in the background
+    tensor_addresses.READERS.if_ready("reader")  # and so does the reader
+    assert loads and fused.KERNELS.loading and tensor_addresses.READERS.loading
+    threading.Timer(0.3, gate.set).start()
+    threading.Timer(0.6, reader_gate.set).start()
+    start = time.monotonic()
+    finish_background_loads()
+    assert time.monotonic() - start >= 0.5
+    assert not fused.KERNELS.loading and not tensor_addresses.READERS.loading
+    assert fused.KERNELS.kernels and "reader" in tensor_addresses.READERS.kernels

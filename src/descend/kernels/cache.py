@@ -322,12 +322,14 @@ class KernelStore(Generic[Key]):
                 thread.join(LOCK_TIMEOUT_SECONDS)
 
 
-def _finish_background_loads() -> None:
-    """Before this process forks: let kernels loading in the background finish, so that no
-    child starts with a lock (ours or a compiler's) held by a thread it does not have."""
+def finish_background_loads() -> None:
+    """Wait for everything loading in the background (kernels of every executor, the
+    compiled address reader): before this process forks, so that no child starts with a lock
+    (ours or a compiler's) held by a thread it does not have, and before a benchmark times
+    steady-state steps (until a load arrives, steps take a slower path)."""
     for store in _stores:
         store.finish_loading()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_finish_background_loads)
+    os.register_at_fork(before=finish_background_loads)
