@@ -446,6 +446,27 @@ def test_thread_setting_is_validated(monkeypatch):
     assert kernel_threads() == torch.get_num_threads()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    value=st.none()
+    | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)
+)
+def test_the_thread_setting_is_read_as_os_environ_holds_it(value):
+    """The step reads the variable from the mapping behind ``os.environ`` (faster when it is
+    unset): the same value, decoded, as ``os.environ.get`` for any text, and unset alike."""
+    from descend.kernels.fused import THREADS_ENV, _threads_setting
+
+    before = os.environ.pop(THREADS_ENV, None)
+    try:
+        if value is not None:
+            os.environ[THREADS_ENV] = value
+        assert _threads_setting() == os.environ.get(THREADS_ENV) == value
+    finally:
+        os.environ.pop(THREADS_ENV, None)
+        if before is not None:
+            os.environ[THREADS_ENV] = before
+
+
 # -- disk cache -----------------------------------------------------------------------------------
 
 FRESH_PROCESS = textwrap.dedent("""

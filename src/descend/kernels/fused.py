@@ -118,9 +118,21 @@ def supports(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.dtype in FUSED_DTYPES and addressable(tensor)
 
 
+def _threads_setting() -> str | None:
+    """``os.environ.get(THREADS_ENV)``, read every step. ``os.environ.get`` raises and catches a
+    ``KeyError`` inside when the variable is unset (the usual case, about a microsecond), so
+    CPython's mapping behind ``os.environ`` is read directly where it is there."""
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    if isinstance(data, dict) and hasattr(environ, "encodekey"):
+        raw = data.get(environ.encodekey(THREADS_ENV))
+        return None if raw is None else environ.decodevalue(raw)
+    return environ.get(THREADS_ENV)
+
+
 def kernel_threads() -> int:
     """Threads a kernel call uses: ``$DESCEND_NUM_THREADS``, else ``torch.get_num_threads()``."""
-    value = os.environ.get(THREADS_ENV)
+    value = _threads_setting()
     if value:
         try:
             threads = int(value)

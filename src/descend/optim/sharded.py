@@ -76,8 +76,13 @@ def local_tensors(tensors: Sequence[Any]) -> list[Any]:
 def any_dtensor(tensors: Sequence[Any]) -> bool:
     """Whether any of these is a DTensor."""
     cls = _dtensor_class()
-    # By the distinct types (usually one), not tensor by tensor: this runs every step.
-    return cls is not None and any(issubclass(kind, cls) for kind in set(map(type, tensors)))
+    if cls is None:
+        return False
+    # By the distinct types (usually one), not tensor by tensor: this runs every step. Plain
+    # tensors (the usual gradients) need no subclass test.
+    kinds = set(map(type, tensors))
+    kinds.discard(torch.Tensor)
+    return bool(kinds) and any(issubclass(kind, cls) for kind in kinds)
 
 
 def describe(tensor: Any) -> str:
