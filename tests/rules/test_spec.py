@@ -113,3 +113,55 @@ def test_rule_update_works_on_plain_numpy_scalars():
     # First Adam step moves by lr * sign(g) (bias correction makes m^ = g, v^ = g^2).
     assert p == pytest.approx(1.0 - 1e-3, rel=1e-6)
     assert vmax is None
+
+
+# -- hyperparameter values on the step's fast paths ------------------------------------------
+
+_VALUES = st.one_of(
+    st.floats(allow_nan=False),
+    st.integers(-(2**40), 2**40),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["sgd", "ema"]),
+    st.floats(-10, 10).map(lambda x: torch.tensor(x)),
+    st.floats(-10, 10).map(np.float64),
+    st.integers(0, 9).map(np.int64),
+)
+
+
+@given(st.dictionaries(st.sampled_from(["lr", "beta1", "eps", "mode", "flag"]), _VALUES))
+def test_plain_values_is_plain_value_of_each_value(values):
+    """The one-pass copy for plain scalars gives what converting value by value gives, types
+    included (a 0-d tensor or NumPy scalar becomes a Python number), and a new dict."""
+    from descend.rules.hyper import plain_value, plain_values
+
+    plain = plain_values(values)
+    expected = {name: plain_value(value) for name, value in values.items()}
+    assert plain == expected and plain is not values
+    assert [type(v) for v in plain.values()] == [type(v) for v in expected.values()]
+
+
+@given(st.lists(_VALUES, max_size=8))
+def test_same_values_sees_every_tensor_as_changed_and_plain_scalars_as_equal(values):
+    """A hyperparameter tuple compared with itself is the same unless it holds a tensor (whose
+    value may have been edited in place): on the fast path for plain scalars too."""
+    from descend.optim.checks import same_values
+
+    a = tuple(values)
+    holds_tensor = any(isinstance(value, torch.Tensor) for value in a)
+    assert same_values(a, a) is not holds_tensor
+    # Equal plain numbers that are other objects are the same; a changed one is not.
+    copied = tuple(float(v) if type(v) is float else v for v in a)
+    assert same_values(a, copied) is not holds_tensor
+    if a and type(a[0]) is float:
+        assert not same_values(a, (0.5 if a[0] != 0.5 else 0.25, *a[1:]))
+
+
+@given(lr=st.floats(1e-6, 1.0), beta1=st.floats(0.0, 0.99), step=st.integers(1, 50))
+def test_step_scalars_are_the_same_from_plain_floats_and_from_numpy_floats(lr, beta1, step):
+    """Adam's step scalars from plain floats (copied as they are) equal those from NumPy
+    float64 scalars of the same values (which take the conversion value by value)."""
+    rule = RULES["adam"]
+    plain = {**rule.defaults, "lr": lr, "beta1": beta1}
+    numpy = {**plain, "lr": np.float64(lr), "beta1": np.float64(beta1)}
+    assert rule.scalars(numpy, step) == rule.scalars(plain, step)

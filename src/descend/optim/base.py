@@ -30,6 +30,7 @@ import torch
 from descend.kernels.executor import Executor, backend_names, executors_for
 from descend.kernels.state import StepState
 from descend.optim import sharded
+from descend.optim.arguments import check_torch_arguments
 from descend.optim.arguments import constructor_arguments as constructor_arguments
 from descend.optim.caution import cautiously, check_cautious_rule, checked_cautious
 from descend.optim.checks import (
@@ -40,7 +41,6 @@ from descend.optim.checks import (
     check_existing_state,
     check_gradients,
     check_new_group,
-    check_torch_arguments,
     has_nonfinite_gradient,
     parameter_label,
     same_values,

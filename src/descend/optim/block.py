@@ -183,21 +183,26 @@ class Block:
         self.step_state = StepState(
             rule, self.step_values, {name: values for name, (values, _) in self.products.items()}
         )
+        #: Each state key the block's tensors sit under (a reader of it from a state dict) and
+        #: those tensors, parameter by parameter: what :meth:`current` compares every step.
+        self.state_tensors = [
+            (operator.itemgetter(name), tensors)
+            for name, tensors in [
+                *zip(self.slot_names, self.slots, strict=True),
+                *([("step", self.step_views)] if self.counted else []),
+                *((name, views) for name, (_, views) in self.products.items()),
+                *([(CORRECTION_KEY, self.corrections)] if self.corrections else []),
+            ]
+        ]
 
     def current(self) -> bool:
         """Whether every parameter and state tensor is still what the plan holds (the plan
         checks that the state dicts themselves were not replaced)."""
         states = self.states
-        expected = [
-            *zip(self.slot_names, self.slots, strict=True),
-            *([("step", self.step_views)] if self.counted else []),
-            *((name, views) for name, (_, views) in self.products.items()),
-            *([(CORRECTION_KEY, self.corrections)] if self.corrections else []),
-        ]
         try:
-            for name, tensors in expected:
+            for read, tensors in self.state_tensors:
                 # One C-level pass per state key (a missing key: the state was edited).
-                if not identical(list(map(operator.itemgetter(name), states)), tensors):
+                if not identical(list(map(read, states)), tensors):
                     return False
         except KeyError:
             return False
@@ -238,10 +243,8 @@ class Block:
         elif indices is None and self.grad_guard is not None and self.grad_guard.holds(grads):
             # Laid out as the gradients last found equal to :attr:`grad_layout` (one C++ call),
             # so their addresses may be read in one compiled loop.
-            reader = address_reader()
-            if reader is None or len(grads) < COMPILED_READ_FROM:
-                return addresses(grads)
-            return reader.read(grads)
+            reader = address_reader() if len(grads) >= COMPILED_READ_FROM else None
+            return addresses(grads) if reader is None else reader.read(grads)
         try:
             if layouts(grads) == expected:
                 if indices is None and not converted and guard_available():

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from descend.optim import sharded
+from descend.rules.hyper import SCALAR_TYPES
 from descend.rules.spec import Rule
 
 if TYPE_CHECKING:
@@ -369,9 +370,8 @@ def check_scalars_fit(
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= largest):
             raise ValueError(
                 f"the step's scalar {name}={value!r}, computed from the "
-                f"hyperparameters {dict(hypers)}, does not fit in "
-                f"{dtype_name(dtype)}: the step would overflow; nothing was "
-                "updated"
+                f"hyperparameters {dict(hypers)}, does not fit in {dtype_name(dtype)}: "
+                "the step would overflow; nothing was updated"
             )
 
 
@@ -400,8 +400,11 @@ def same_values(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     edited in place), so tensor hyperparameters are checked every step."""
     if len(a) != len(b):
         return False
-    # The usual case, in C: the group holds the very objects checked before, none a tensor.
-    if all(map(operator.is_, a, b)) and not any(map(isinstance, a, repeat(torch.Tensor))):
+    # The usual case, in C: the group holds the very objects checked before, none a tensor
+    # (plain scalars told by exact type first: isinstance against Tensor is slower).
+    if all(map(operator.is_, a, b)) and (
+        SCALAR_TYPES.issuperset(map(type, a)) or not any(map(isinstance, a, repeat(torch.Tensor)))
+    ):
         return True
     return all(
         x is y
@@ -461,40 +464,3 @@ def _any_nonfinite(tensors: list[torch.Tensor]) -> bool:
 def step_dtype() -> torch.dtype:
     """The dtype ``torch.optim`` uses for step counters."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
-def check_torch_arguments(rule: Rule, defaults: Mapping[str, Any]) -> None:
-    """Refuse what ``torch.optim`` refuses, with the same exception type, and what descend
-    does not implement (``capturable=True``).
-
-    Tensor hyperparameters must hold one element; a tensor learning rate or tensor betas with
-    ``foreach=True`` (and ``capturable=False``), and ``fused=True`` with ``foreach=True`` or
-    ``differentiable=True``, are refused as torch refuses them; a packed key (``betas``) holds
-    either only floats or only tensors.
-    """
-    foreach, fused = defaults.get("foreach"), defaults.get("fused")
-    if defaults.get("capturable"):
-        raise ValueError(
-            "capturable=True is not supported by descend optimizers (CUDA-graph "
-            "capture of the step); expected capturable=False"
-        )
-    names = [("lr", defaults.get("lr"))]
-    for key in rule.group_keys:
-        packed = defaults.get(key)
-        if isinstance(packed, tuple | list):
-            kinds = {isinstance(value, torch.Tensor) for value in packed}
-            if len(kinds) > 1:
-                raise ValueError(f"{key} must be either all floats or all Tensors")
-            names += [(f"{key}[{index}]", value) for index, value in enumerate(packed)]
-    for name, value in names:
-        if isinstance(value, torch.Tensor):
-            if foreach:
-                raise ValueError(
-                    f"{name} as a Tensor is not supported for capturable=False and foreach=True"
-                )
-            if value.numel() != 1:
-                raise ValueError(f"Tensor {name} must be 1-element")
-    if fused and defaults.get("differentiable"):
-        raise RuntimeError("`fused` does not support `differentiable`")
-    if fused and foreach:
-        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")

@@ -46,7 +46,8 @@ from descend.optim.block import Block, LaunchRow
 from descend.optim.checks import Label, check_representable, check_scalars_fit, identical
 from descend.optim.precision import BlockCoding
 from descend.optim.weights import CORRECTION_KEY, compiled_executor
-from descend.rules.spec import Rule, plain_value
+from descend.rules.hyper import plain_values
+from descend.rules.spec import Rule
 
 #: Returned by :meth:`GroupPlan.prepare` when the plan no longer describes the group.
 STALE = None
@@ -272,7 +273,7 @@ class GroupPlan:
         cautious (:mod:`descend.kernels.caution`): in the rule's own kernels where its
         executor fuses caution and its slots are not compressed."""
         blocks, selections, gathered, _, keep_alive = prepared
-        plain = {name: plain_value(value) for name, value in hypers.items()}
+        plain = plain_values(hypers)
         key = (*plain.values(), cautious)
 
         def launch_row(block: Block, step_key: StepKey) -> LaunchRow:

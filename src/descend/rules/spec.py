@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from descend.rules.hyper import Hyper, as_step_input, plain_value
+from descend.rules.hyper import SCALAR_TYPES, Hyper, as_step_input, plain_value, plain_values
 from descend.rules.listing import CourseForm, Listing
 
 #: What an update computes on: a Python or NumPy number, a NumPy array, a torch tensor, or a
@@ -409,7 +409,11 @@ class Rule:
         ``lr``). With ``differentiable`` such scalars stay tensors (with their autograd
         history), for a step that autograd differentiates.
         """
-        values = {name: as_step_input(value, differentiable) for name, value in hypers.items()}
+        values = (
+            dict(hypers)  # the usual step: every value a plain scalar, which stays as it is
+            if SCALAR_TYPES.issuperset(map(type, hypers.values()))
+            else {name: as_step_input(value, differentiable) for name, value in hypers.items()}
+        )
         if any(name not in values for name in self.state_names()):
             values = {**self.state_after(values, step), **values}
         values.update(self.step_scalars(values, step))
@@ -439,7 +443,7 @@ class Rule:
         """The running products and group state after update ``step`` at ``hypers``, from
         ``current``, their values after the update before (a missing one: its initial value).
         Products are Python floats; the group state is whatever ``advance`` returns."""
-        plain = {name: plain_value(value) for name, value in hypers.items()}
+        plain = plain_values(hypers)
         state: dict[str, Any] = {}
         for product in self.products:
             value = float(plain_value(current.get(product.name, product.initial)))
