@@ -118,14 +118,18 @@ def supports(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "cpu" and tensor.dtype in FUSED_DTYPES and addressable(tensor)
 
 
+#: :data:`THREADS_ENV` as CPython's ``os.environ`` keys its mapping (``None`` elsewhere).
+_THREADS_KEY = os.environ.encodekey(THREADS_ENV) if hasattr(os.environ, "encodekey") else None
+
+
 def _threads_setting() -> str | None:
     """``os.environ.get(THREADS_ENV)``, read every step. ``os.environ.get`` raises and catches a
     ``KeyError`` inside when the variable is unset (the usual case, about a microsecond), so
     CPython's mapping behind ``os.environ`` is read directly where it is there."""
     environ = os.environ
     data = getattr(environ, "_data", None)
-    if isinstance(data, dict) and hasattr(environ, "encodekey"):
-        raw = data.get(environ.encodekey(THREADS_ENV))
+    if isinstance(data, dict) and _THREADS_KEY is not None and hasattr(environ, "decodevalue"):
+        raw = data.get(_THREADS_KEY)
         return None if raw is None else environ.decodevalue(raw)
     return environ.get(THREADS_ENV)
 
