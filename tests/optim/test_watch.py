@@ -116,6 +116,20 @@ def test_a_layout_guard_fails_on_every_change_of_sizes_strides_dtype_or_device(n
         assert guard.holds([tensor])
 
 
+class _Wrapped(torch.Tensor):
+    """A tensor subclass standing for a DTensor gradient of the same layout."""
+
+
+def test_a_layout_guard_refuses_a_tensor_of_another_python_type():
+    """A step trusts a holding gradient guard to mean no DTensor came in (it tests for one
+    only when the guard fails): the guard must refuse any other tensor type."""
+    a, b = torch.randn(3), torch.randn(2, 2)
+    guard = LayoutGuard([a, b])
+    assert guard.holds([a, b])
+    assert not guard.holds([a, b.as_subclass(_Wrapped)])
+    assert not guard.holds([torch.nn.Parameter(a), b])
+
+
 def test_a_layout_guard_refuses_another_number_of_tensors():
     a, b = torch.randn(3), torch.randn(3)
     guard = LayoutGuard([a, b])

@@ -237,14 +237,16 @@ class Block:
         if grads is None:
             # Every planned parameter the step passes has a gradient.
             grads = cast(list[torch.Tensor], [p.grad for p in params])
+        guard = self.grad_guard if indices is None and not self.sharded else None
+        if guard is not None and guard.holds(grads):
+            # Laid out, and of the Python types, of the gradients last found equal to
+            # :attr:`grad_layout` (one C++ call; so no DTensor among them): their addresses
+            # may be read in one compiled loop.
+            reader = address_reader() if len(grads) >= COMPILED_READ_FROM else None
+            return addresses(grads) if reader is None else reader.read(grads)
         converted = self.sharded or sharded.any_dtensor(grads)
         if converted:
             params, grads = sharded.local_gradients(params, grads, label)
-        elif indices is None and self.grad_guard is not None and self.grad_guard.holds(grads):
-            # Laid out as the gradients last found equal to :attr:`grad_layout` (one C++ call),
-            # so their addresses may be read in one compiled loop.
-            reader = address_reader() if len(grads) >= COMPILED_READ_FROM else None
-            return addresses(grads) if reader is None else reader.read(grads)
         try:
             if layouts(grads) == expected:
                 if indices is None and not converted and guard_available():

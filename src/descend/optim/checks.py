@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
@@ -343,7 +343,7 @@ def check_representable(
     """
     if not dtype.is_floating_point:
         return False
-    largest = torch.finfo(dtype).max
+    largest = largest_value(dtype)
     finite = True
     for name, value in hypers.items():
         if isinstance(value, float):
@@ -360,12 +360,19 @@ def check_representable(
     return finite
 
 
+@cache
+def largest_value(dtype: torch.dtype) -> float:
+    """``torch.finfo(dtype).max``, kept (a counted rule's step checks its scalars against it
+    every step, and ``finfo`` builds a new object each call)."""
+    return float(torch.finfo(dtype).max)
+
+
 def check_scalars_fit(
     hypers: Mapping[str, Any], scalars: Mapping[str, Any], dtype: torch.dtype
 ) -> None:
     """Refuse (``ValueError`` naming it) a step scalar that is not finite or does not fit in
     the floating ``dtype``, computed from finite ``hypers`` (see :func:`check_representable`)."""
-    largest = torch.finfo(dtype).max
+    largest = largest_value(dtype)
     for name, value in scalars.items():
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= largest):
             raise ValueError(

@@ -120,11 +120,16 @@ def _layout_changes() -> list[Callable[[torch.Tensor], object]]:
     ]
 
 
+class _ProbeSubclass(torch.Tensor):
+    """A tensor subclass :func:`guard_available` shows the check."""
+
+
 @cache
 def guard_available() -> bool:
     """Whether the C++ tensor check exists here and behaves as :class:`LayoutGuard` needs:
-    true on the tensors it was armed with, false after each of a list of layout changes
-    (checked once per process; otherwise every guard compares the layouts from Python)."""
+    true on the tensors it was armed with, false after each of a list of layout changes and
+    on a tensor of another Python type (checked once per process; otherwise every guard
+    compares the layouts from Python)."""
     try:
         probe = torch.zeros(2, 3)
         if not _torch_tensor_check([probe, torch.zeros(4)])(probe, torch.zeros(4)):
@@ -135,6 +140,9 @@ def guard_available() -> bool:
             change(tensor)
             if check(tensor):
                 return False
+        # Another Python type of the same layout (a DTensor gradient where a plain one was).
+        if _torch_tensor_check([probe])(probe.as_subclass(_ProbeSubclass)):
+            return False
     except (ImportError, AttributeError, TypeError, ValueError, RuntimeError, SystemError):
         # An older or newer torch without this check, or with another signature.
         return False
