@@ -141,6 +141,23 @@ def test_plain_values_is_plain_value_of_each_value(values):
     assert [type(v) for v in plain.values()] == [type(v) for v in expected.values()]
 
 
+@given(st.dictionaries(st.sampled_from(["lr", "beta1", "eps", "mode", "flag"]), _VALUES))
+def test_step_inputs_is_as_step_input_of_each_value(values):
+    """The same for the step's inputs: a 0-d tensor stays a (detached) tensor, the rest
+    reach the step as :func:`as_step_input` gives them, in a new dict."""
+    from descend.rules.hyper import as_step_input, step_inputs
+
+    inputs = step_inputs(values)
+    expected = {name: as_step_input(value) for name, value in values.items()}
+    assert inputs is not values and list(inputs) == list(expected)
+    for name, value in expected.items():
+        assert type(inputs[name]) is type(value)
+        if isinstance(value, torch.Tensor):
+            assert not inputs[name].requires_grad and float(inputs[name]) == float(value)
+        else:
+            assert inputs[name] == value
+
+
 @given(st.lists(_VALUES, max_size=8))
 def test_same_values_sees_every_tensor_as_changed_and_plain_scalars_as_equal(values):
     """A hyperparameter tuple compared with itself is the same unless it holds a tensor (whose

@@ -359,11 +359,10 @@ class RuleOptimizer(torch.optim.Optimizer):
         without gradients too, as the reference implementations do), by group id; the groups
         themselves are not changed. A reduction's groups advance the first one's state from
         the sums over all of them (:mod:`descend.optim.reductions`)."""
-        stateful = [g for g in self.param_groups if self.rule_for(g).group_state is not None]
-        if not stateful:
+        if all(self.rule_for(group).group_state is None for group in self.param_groups):
             return {}  # the usual case, every step: nothing to advance or reduce
         advanced, reduced = {}, reduce_groups(self)
-        for group in stateful:
+        for group in self.param_groups:
             rule = self.rule_for(group)
             if rule.group_state is not None:
                 start, sums = reduced.get(id(group), (group, {}))

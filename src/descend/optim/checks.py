@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from descend.optim import sharded
-from descend.rules.hyper import SCALAR_TYPES
+from descend.rules.hyper import all_plain
 from descend.rules.spec import Rule
 
 if TYPE_CHECKING:
@@ -410,7 +410,7 @@ def same_values(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     # The usual case, in C: the group holds the very objects checked before, none a tensor
     # (plain scalars told by exact type first: isinstance against Tensor is slower).
     if all(map(operator.is_, a, b)) and (
-        SCALAR_TYPES.issuperset(map(type, a)) or not any(map(isinstance, a, repeat(torch.Tensor)))
+        all_plain(a) or not any(map(isinstance, a, repeat(torch.Tensor)))
     ):
         return True
     return all(

@@ -121,7 +121,8 @@ def _layout_changes() -> list[Callable[[torch.Tensor], object]]:
 
 
 class _ProbeSubclass(torch.Tensor):
-    """A tensor subclass :func:`guard_available` shows the check."""
+    """A tensor type of its own, which a guard armed on a plain tensor must refuse (see
+    :func:`guard_available`)."""
 
 
 @cache

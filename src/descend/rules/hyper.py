@@ -4,7 +4,7 @@ how a hyperparameter's value (a number, a 0-d tensor or array) reaches a step as
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,9 +157,24 @@ def plain_value(value: Any) -> Any:
     return item() if item is not None else value
 
 
+def all_plain(values: Iterable[Any]) -> bool:
+    """Whether every value is one of :data:`SCALAR_TYPES` (by exact type, one C-level pass):
+    then neither :func:`plain_value` nor :func:`as_step_input` changes any of them, and none is
+    a tensor."""
+    return SCALAR_TYPES.issuperset(map(type, values))
+
+
 def plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`plain_value` of every value of a mapping, as a new dict (a copy in one pass
-    where every value is one of :data:`SCALAR_TYPES` already: the usual step)."""
-    if SCALAR_TYPES.issuperset(map(type, values.values())):
+    """:func:`plain_value` of every value of a mapping, as a new dict (a plain copy where
+    :func:`all_plain`: the usual step)."""
+    if all_plain(values.values()):
         return dict(values)
     return {name: plain_value(value) for name, value in values.items()}
+
+
+def step_inputs(values: Mapping[str, Any], differentiable: bool = False) -> dict[str, Any]:
+    """:func:`as_step_input` of every value of a mapping, as a new dict (a plain copy where
+    :func:`all_plain`: the usual step)."""
+    if all_plain(values.values()):
+        return dict(values)
+    return {name: as_step_input(value, differentiable) for name, value in values.items()}

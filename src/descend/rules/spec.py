@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from descend.rules.hyper import SCALAR_TYPES, Hyper, as_step_input, plain_value, plain_values
+from descend.rules.hyper import Hyper, plain_value, plain_values, step_inputs
 from descend.rules.listing import CourseForm, Listing
 
 #: What an update computes on: a Python or NumPy number, a NumPy array, a torch tensor, or a
@@ -409,11 +409,7 @@ class Rule:
         ``lr``). With ``differentiable`` such scalars stay tensors (with their autograd
         history), for a step that autograd differentiates.
         """
-        values = (
-            dict(hypers)  # the usual step: every value a plain scalar, which stays as it is
-            if SCALAR_TYPES.issuperset(map(type, hypers.values()))
-            else {name: as_step_input(value, differentiable) for name, value in hypers.items()}
-        )
+        values = step_inputs(hypers, differentiable)
         if any(name not in values for name in self.state_names()):
             values = {**self.state_after(values, step), **values}
         values.update(self.step_scalars(values, step))
