@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 import descend
 from descend.kernels.tensor_addresses import READERS
-from descend.optim import watch
-from descend.optim.watch import LayoutGuard, Watch, layouts, metadata
+from descend.optim import block, watch
+from descend.optim.watch import DictVersions, LayoutGuard, Watch, layouts, metadata
 
 
 def _mutations() -> dict[str, object]:
@@ -182,3 +182,95 @@ def test_state_seen_transposed_through_data_is_stepped_as_torch_does(backend):
         step_both()
     torch.testing.assert_close(mine, theirs)
     torch.testing.assert_close(ours.state[mine]["exp_avg"], reference.state[theirs]["exp_avg"])
+
+
+# -- state dicts: version tags in place of an identity pass per entry --------------------------
+
+
+def test_dict_versions_are_read_here():
+    # The pinned torch on this CPython keeps the tags, so steps take the version path.
+    assert watch.dict_version_reader() is not None
+    assert DictVersions([{}]).read() is not None
+
+
+def test_dict_versions_are_not_read_from_a_dict_subclass():
+    class Custom(dict):
+        """A mapping that may answer a read from elsewhere than its entries."""
+
+    assert DictVersions([{}, Custom()]).read() is None
+
+
+#: Edits of a state dict, each applied alike to descend's and torch.optim's.
+STATE_EDITS = {
+    "nothing": lambda state: None,
+    "same tensor set again": lambda state: state.__setitem__("exp_avg", state["exp_avg"]),
+    "moment replaced by a copy": lambda state: state.__setitem__(
+        "exp_avg", state["exp_avg"].clone()
+    ),
+    "moment replaced, doubled": lambda state: state.__setitem__(
+        "exp_avg_sq", state["exp_avg_sq"] * 2
+    ),
+    "counter replaced": lambda state: state.__setitem__("step", state["step"].clone()),
+    "extra key added": lambda state: state.__setitem__("note", 1),
+    "extra key removed": lambda state: state.pop("note", None),
+    "moment removed and put back": lambda state: state.__setitem__("exp_avg", state.pop("exp_avg")),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(sorted(STATE_EDITS)), st.integers(0, 2), st.booleans()),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_state_dicts_edited_between_steps_are_stepped_as_torch_does(edits):
+    # A stale version path would write the replaced tensors, not those the state now holds.
+    torch.manual_seed(0)
+    shapes = [(7,), (3, 4), (5,)]
+    mine = [torch.nn.Parameter(torch.randn(shape)) for shape in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in mine]
+    ours = descend.Adam(mine, lr=0.05, backend="fused")
+    reference = torch.optim.Adam(theirs, lr=0.05)
+
+    def step_both() -> None:
+        for a, b in zip(mine, theirs, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        ours.step()
+        reference.step()
+
+    step_both()
+    step_both()
+    for name, index, whole_state_copied in edits:
+        for optimizer, params in ((ours, mine), (reference, theirs)):
+            state = optimizer.state[params[index]]
+            STATE_EDITS[name](state)
+            if whole_state_copied:
+                optimizer.state[params[index]] = dict(state)
+        step_both()
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(ours.state[a][key], reference.state[b][key])
+
+
+def test_unchanged_state_dicts_skip_the_identity_pass(monkeypatch):
+    params = [torch.nn.Parameter(torch.randn(8)) for _ in range(3)]
+    for p in params:
+        p.grad = torch.randn(8)
+    optimizer = descend.Adam(params, lr=0.1, backend="fused")
+    optimizer.step()
+    optimizer.step()
+    compared: list[int] = []
+    real = block.identical
+    monkeypatch.setattr(block, "identical", lambda a, b: compared.append(len(a)) or real(a, b))
+    optimizer.step()
+    assert compared == []
+    optimizer.state[params[1]]["exp_avg"] = optimizer.state[params[1]]["exp_avg"].clone()
+    optimizer.step()
+    assert compared  # an edited state dict is compared entry by entry
+    compared.clear()
+    optimizer.step()
+    assert compared == []  # and the fast path is back once it was confirmed

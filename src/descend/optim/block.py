@@ -42,6 +42,7 @@ from descend.optim import sharded
 from descend.optim.checks import Label, check_gradient, dtype_name, identical
 from descend.optim.precision import BlockCoding, Coded
 from descend.optim.watch import (
+    DictVersions,
     LayoutGuard,
     Watch,
     addresses,
@@ -194,18 +195,24 @@ class Block:
                 *([(CORRECTION_KEY, self.corrections)] if self.corrections else []),
             ]
         ]
+        #: The state dicts' versions when last found holding :attr:`state_tensors`: while
+        #: none changed, :meth:`current` reads one version a dict instead of every entry.
+        self.state_versions = DictVersions(self.states)
 
     def current(self) -> bool:
         """Whether every parameter and state tensor is still what the plan holds (the plan
         checks that the state dicts themselves were not replaced)."""
         states = self.states
-        try:
-            for read, tensors in self.state_tensors:
-                # One C-level pass per state key (a missing key: the state was edited).
-                if not identical(list(map(read, states)), tensors):
-                    return False
-        except KeyError:
-            return False
+        versions = self.state_versions.read()
+        if not self.state_versions.unchanged(versions):
+            try:
+                for read, tensors in self.state_tensors:
+                    # One C-level pass per state key (a missing key: the state was edited).
+                    if not identical(list(map(read, states)), tensors):
+                        return False
+            except KeyError:
+                return False
+            self.state_versions.confirm(versions)
         if self.watched is not None:
             return self.watched.current()
         return metadata(self._local(self.watched_tensors)) == self.watched_metadata

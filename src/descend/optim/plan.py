@@ -45,6 +45,7 @@ from descend.optim import sharded
 from descend.optim.block import Block, LaunchRow
 from descend.optim.checks import Label, check_representable, check_scalars_fit, identical
 from descend.optim.precision import BlockCoding
+from descend.optim.watch import DictVersions
 from descend.optim.weights import CORRECTION_KEY, compiled_executor
 from descend.rules.hyper import plain_values
 from descend.rules.spec import Rule
@@ -186,6 +187,7 @@ class GroupPlan:
         }
         self.only_block = self.blocks[0].params if len(self.blocks) == 1 else None
         self.state_values = list(optimizer_state.values())
+        self.state_version = DictVersions([optimizer_state])
         self._rows: dict[tuple[Any, ...], LaunchRow] = {}
         #: The last kernel, variant and representability check (whether its scalars need
         #: checking) of each setting and block kind, whatever the step.
@@ -250,9 +252,14 @@ class GroupPlan:
                 for i in kept
             ]
         # A state dict replaced, added or removed shows in the optimizer state's values (read
-        # without hashing tensors, which is slow).
-        values = list(optimizer_state.values())
-        if not identical(values, self.state_values) or not all(block.current() for block in blocks):
+        # without hashing tensors, which is slow), and not at all while its version holds.
+        watched = self.state_version
+        version = watched.read() if optimizer_state is watched.dicts[0] else None
+        if not watched.unchanged(version):
+            if not identical(list(optimizer_state.values()), self.state_values):
+                return STALE
+            watched.confirm(version)
+        if not all(block.current() for block in blocks):
             return STALE
         keep_alive: list[torch.Tensor] = []
         gathered = [

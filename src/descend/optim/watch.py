@@ -15,6 +15,14 @@ equal metadata, exactly. A guard that fails on an unchanged layout (the tensor's
 ``requires_grad`` or the thread's dispatch state changed) only sends the step to the full
 comparison, which decides, and re-arms the guard.
 
+The state dicts are confirmed the same way: a step must know that each still holds the very
+tensors its plan writes (an identity comparison per tensor and key, 100 ns each here). A dict's
+version tag (PEP 509, read in C by the function ``torch.compile``'s dict guards use) changes
+whenever an entry is set to another object, added or removed, so while every state dict's tag
+is the one read before the last full comparison, the comparison's answer stands
+(:class:`DictVersions`; a self-test once per process, :func:`dict_version_reader`, rules the tags
+out where a Python release stops keeping them).
+
 Where that check is missing or does not behave as expected (another torch version: a self-test
 runs once, see :func:`guard_available`), a step compares four cheaper keys instead
 (:func:`fast_keys`): address, byte count, strides and dtype. Equal keys imply an equal walk: a
@@ -30,6 +38,7 @@ gradient's). Any difference in the keys falls back to the full comparison, which
 from __future__ import annotations
 
 import operator
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
@@ -148,6 +157,89 @@ def guard_available() -> bool:
         # An older or newer torch without this check, or with another signature.
         return False
     return True
+
+
+def _torch_dict_version() -> Callable[[Any], int] | None:
+    """torch's read of a dict's version tag (the C ``dict_version`` of ``torch.compile``'s
+    guards), if this torch has it."""
+    try:
+        from torch._C._dynamo.guards import dict_version
+    except ImportError:
+        return None
+    read: Callable[[Any], int] = dict_version
+    return read
+
+
+@cache
+def dict_version_reader() -> Callable[[Any], int] | None:
+    """A dict's version tag (PEP 509), read in C, where it behaves as :class:`DictVersions`
+    needs: it changes whenever an entry is set to another object, added or removed, stays
+    while the dict is unchanged, and differs between dicts (checked once per process); else
+    ``None``. (Python 3.12 and
+    later deprecate the tag, and a release may stop keeping it: the self-test then fails.)"""
+    read = _torch_dict_version()
+    if read is None:
+        return None
+    try:
+        probe: dict[str, object] = defaultdict(dict, {"kept": object(), "edited": object()})
+        seen = [read(probe)]
+        if read(probe) != seen[0]:
+            return None
+        edits: list[Callable[[dict[str, object]], object]] = [
+            lambda d: d.__setitem__("edited", object()),
+            lambda d: d.__setitem__("added", 1),
+            lambda d: d.__delitem__("added"),
+            lambda d: d.update(edited=object()),
+            lambda d: d.pop("edited"),
+            lambda d: d.setdefault("edited", object()),
+            lambda d: d.popitem(),
+            lambda d: d.clear(),
+        ]
+        for edit in edits:
+            edit(probe)
+            seen.append(read(probe))
+            if seen[-1] == seen[-2]:
+                return None
+        # Tags are unique across dicts, so a dict put in another's place shows too.
+        if read({}) in seen or read({}) == read({}):
+            return None
+    except (TypeError, ValueError, RuntimeError, SystemError):
+        return None
+    return read
+
+
+#: The dict types whose entries are what a version tag covers (a subclass may answer a read
+#: from elsewhere than its entries).
+PLAIN_DICTS = (dict, defaultdict)
+
+
+class DictVersions:
+    """Whether some dicts are unchanged since they were last confirmed: each dict's version
+    tag, read in C (:func:`dict_version_reader`), against the tags read before that
+    confirmation. A step confirms that every state dict still holds the tensors its plan writes
+    (an identity comparison per tensor and key); while no state dict changed, one version read
+    per dict answers instead."""
+
+    def __init__(self, dicts: Sequence[object]) -> None:
+        #: The dicts watched (held, so their tags stay theirs).
+        self.dicts = list(dicts)
+        plain = all(type(d) in PLAIN_DICTS for d in self.dicts)
+        self._reader = dict_version_reader() if plain else None
+        self._confirmed: list[int] | None = None
+
+    def read(self) -> list[int] | None:
+        """The dicts' version tags, to pass to :meth:`confirm` once the dicts were checked in
+        full (read before that check, so that an edit during it shows at the next step);
+        ``None`` where tags cannot be read."""
+        return None if self._reader is None else list(map(self._reader, self.dicts))
+
+    def unchanged(self, versions: list[int] | None) -> bool:
+        """Whether ``versions`` (from :meth:`read`) are those last confirmed."""
+        return versions is not None and versions == self._confirmed
+
+    def confirm(self, versions: list[int] | None) -> None:
+        """Record ``versions``, read before a full check that passed."""
+        self._confirmed = versions
 
 
 class LayoutGuard:
