@@ -18,6 +18,13 @@ With ``--formats float32,bfloat16,bf16+ecc,int8`` it prints instead one table of
 with its state stored in each format (``state_precision=``), against the float32 step and the
 bandwidth floor of the bytes that format moves, every format measured in the same run, one
 block of steps of each in turn; one table per mode of ``--modes`` (quiet, then contended).
+Its last two columns say whether the format pays in speed on this machine: the step's CPU work
+per element (nanoseconds of one core: time x threads / elements) and the cores that work needs
+to keep pace with memory (time x threads / the floor of that format's bytes). A format whose
+codecs need more cores than the machine has is compute-bound here and slower than its bytes
+suggest; on a machine with that many cores per unit of bandwidth (or a GPU), it runs near the
+floor of its bytes. Run with ``torch.set_num_threads(1)`` (``OMP_NUM_THREADS=1``) the work is
+not shared between threads, so the columns read cleanest.
 
 The optimizers are every rule of ``descend.rules`` that has a class with a ``torch.optim``
 equivalent (plus SGD with momentum).
@@ -507,15 +514,25 @@ def print_format_table(rows: list[tuple], bandwidth: Bandwidth) -> None:
         "\n## fused step per state format: median ms per step; ratio to the float32 step "
         "(same run); x floor of the bytes the format moves"
     )
-    print(f"{'case':<16} {'optimizer':<10} {'format':<17} {'ms':>8} {'/ f32':>7} {'x floor':>8}")
+    print(
+        "(core ns/elem: one core's time per element, ms x threads / elements; cores to floor: "
+        "the cores that work needs to run at the floor of the format's bytes)"
+    )
+    print(
+        f"{'case':<16} {'optimizer':<10} {'format':<17} {'ms':>8} {'/ f32':>7} {'x floor':>8}"
+        f" {'core ns/elem':>13} {'cores to floor':>15}"
+    )
+    threads = torch.get_num_threads()
     baseline = {(case, name): ms for case, name, fmt, _, _, ms in rows if fmt == "float32"}
     for case, name, fmt, elements, slots, seconds in rows:
         moved = elements * (12 + 2 * slots * format_bytes(fmt))
         floor = moved / bandwidth.value
         base = baseline.get((case, name))
         ratio = f"{seconds / base:7.2f}" if base else f"{'-':>7}"
+        work = seconds * threads
         print(
             f"{case:<16} {name:<10} {fmt:<17} {seconds * 1e3:8.2f} {ratio} {seconds / floor:8.1f}"
+            f" {work / elements * 1e9:13.2f} {work / floor:15.1f}"
         )
 
 

@@ -400,3 +400,36 @@ def test_host_overhead_refuses_a_bad_repeat_count():
     result = run_script("host_overhead.py", "--repeats", "0", timeout=120)
     assert result.returncode == 2
     assert "--repeats 0 is invalid" in result.stderr.splitlines()[-1]
+
+
+def test_the_format_table_says_what_each_format_costs_a_core(capsys, monkeypatch):
+    """The last columns of ``step_speed.py --formats``: one core's time per element (time x
+    threads / elements) and the cores that work needs to run at the floor of the format's
+    bytes (time x threads / floor)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        step_speed = importlib.import_module("step_speed")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+
+    class FixedBandwidth:
+        value = 10e9  # bytes per second
+
+    elements = 1_000_000
+    rows = [
+        ("case", "adamw", "float32", elements, 2, 2.8e-3),
+        ("case", "adamw", "int8", elements, 2, 4.0e-3),
+    ]
+    step_speed.print_format_table(rows, FixedBandwidth())
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    table = {line[2]: line[3:] for line in lines if line[:2] == ["case", "adamw"]}
+    # float32: 28 B an element (p read and written, g read, two slots read and written).
+    floor32 = elements * 28 / 10e9
+    assert float(table["float32"][2]) == pytest.approx(2.8e-3 / floor32, abs=0.05)
+    assert float(table["float32"][3]) == pytest.approx(2.8e-3 * 2 / elements * 1e9, abs=0.005)
+    assert float(table["float32"][4]) == pytest.approx(2.8e-3 * 2 / floor32, abs=0.05)
+    # int8: 12 B plus 2 slots x 2 x (1 B + a 4-byte scale per 256 elements).
+    floor8 = elements * (12 + 4 * (1 + 4 / 256)) / 10e9
+    assert float(table["int8"][1]) == pytest.approx(4.0 / 2.8, abs=0.005)
+    assert float(table["int8"][4]) == pytest.approx(4.0e-3 * 2 / floor8, abs=0.05)
