@@ -4,6 +4,8 @@ planned one."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import pytest
 import torch
 from hypothesis import assume, given, settings
@@ -187,17 +189,40 @@ def test_state_seen_transposed_through_data_is_stepped_as_torch_does(backend):
 # -- state dicts: version tags in place of an identity pass per entry --------------------------
 
 
+def _counted_check(calls: list[int]):
+    """A check that passes and counts its calls."""
+    return lambda: calls.append(1) is None
+
+
 def test_dict_versions_are_read_here():
     # The pinned torch on this CPython keeps the tags, so steps take the version path.
     assert watch.dict_version_reader() is not None
-    assert DictVersions([{}]).read() is not None
+    calls: list[int] = []
+    watched = {"exp_avg": torch.zeros(2)}
+    versions = DictVersions([watched])
+    assert versions.holds(_counted_check(calls)) and versions.holds(_counted_check(calls))
+    assert calls == [1]  # the second answer came from the unchanged tag
+    watched["exp_avg"] = torch.zeros(2)
+    assert versions.holds(_counted_check(calls))
+    assert calls == [1, 1]  # an entry set to another object: checked again
 
 
 def test_dict_versions_are_not_read_from_a_dict_subclass():
     class Custom(dict):
         """A mapping that may answer a read from elsewhere than its entries."""
 
-    assert DictVersions([{}, Custom()]).read() is None
+    calls: list[int] = []
+    versions = DictVersions([{}, Custom()])
+    assert versions.holds(_counted_check(calls)) and versions.holds(_counted_check(calls))
+    assert calls == [1, 1]
+
+
+def test_a_failed_check_is_asked_again():
+    versions = DictVersions([{}])
+    assert not versions.holds(lambda: False)
+    calls: list[int] = []
+    assert versions.holds(_counted_check(calls))
+    assert calls == [1]
 
 
 #: Edits of a state dict, each applied alike to descend's and torch.optim's.
@@ -274,3 +299,32 @@ def test_unchanged_state_dicts_skip_the_identity_pass(monkeypatch):
     compared.clear()
     optimizer.step()
     assert compared == []  # and the fast path is back once it was confirmed
+
+
+def test_an_optimizer_state_reassigned_is_followed_as_torch_follows_it():
+    torch.manual_seed(0)
+    mine = [torch.nn.Parameter(torch.randn(6)) for _ in range(2)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in mine]
+    ours = descend.Adam(mine, lr=0.05, backend="fused")
+    reference = torch.optim.Adam(theirs, lr=0.05)
+
+    def step_both() -> None:
+        for a, b in zip(mine, theirs, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        ours.step()
+        reference.step()
+
+    step_both()
+    step_both()
+    # A new mapping of the same state dicts, then one of them edited.
+    for optimizer in (ours, reference):
+        optimizer.state = defaultdict(dict, optimizer.state)
+    step_both()
+    for optimizer, params in ((ours, mine), (reference, theirs)):
+        optimizer.state[params[0]]["exp_avg"] = optimizer.state[params[0]]["exp_avg"] * 3
+    step_both()
+    step_both()
+    for a, b in zip(mine, theirs, strict=True):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(ours.state[a]["exp_avg"], reference.state[b]["exp_avg"])

@@ -202,20 +202,23 @@ class Block:
     def current(self) -> bool:
         """Whether every parameter and state tensor is still what the plan holds (the plan
         checks that the state dicts themselves were not replaced)."""
-        states = self.states
-        versions = self.state_versions.read()
-        if not self.state_versions.unchanged(versions):
-            try:
-                for read, tensors in self.state_tensors:
-                    # One C-level pass per state key (a missing key: the state was edited).
-                    if not identical(list(map(read, states)), tensors):
-                        return False
-            except KeyError:
-                return False
-            self.state_versions.confirm(versions)
+        if not self.state_versions.holds(self._holds_state_tensors):
+            return False
         if self.watched is not None:
             return self.watched.current()
         return metadata(self._local(self.watched_tensors)) == self.watched_metadata
+
+    def _holds_state_tensors(self) -> bool:
+        """Whether every state dict holds the very tensors of :attr:`state_tensors`."""
+        states = self.states
+        try:
+            for read, tensors in self.state_tensors:
+                # One C-level pass per state key (a missing key: the state was edited).
+                if not identical(list(map(read, states)), tensors):
+                    return False
+        except KeyError:
+            return False
+        return True
 
     def _local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         return sharded.local_tensors(tensors) if self.sharded else tensors

@@ -253,13 +253,11 @@ class GroupPlan:
             ]
         # A state dict replaced, added or removed shows in the optimizer state's values (read
         # without hashing tensors, which is slow), and not at all while its version holds.
-        watched = self.state_version
-        version = watched.read() if optimizer_state is watched.dicts[0] else None
-        if not watched.unchanged(version):
-            if not identical(list(optimizer_state.values()), self.state_values):
-                return STALE
-            watched.confirm(version)
-        if not all(block.current() for block in blocks):
+        if self.state_version.dicts[0] is not optimizer_state:  # ``optimizer.state`` reassigned
+            self.state_version = DictVersions([optimizer_state])
+        if not self.state_version.holds(
+            lambda: identical(list(optimizer_state.values()), self.state_values)
+        ) or not all(block.current() for block in blocks):
             return STALE
         keep_alive: list[torch.Tensor] = []
         gathered = [

@@ -159,27 +159,18 @@ def guard_available() -> bool:
     return True
 
 
-def _torch_dict_version() -> Callable[[Any], int] | None:
-    """torch's read of a dict's version tag (the C ``dict_version`` of ``torch.compile``'s
-    guards), if this torch has it."""
-    try:
-        from torch._C._dynamo.guards import dict_version
-    except ImportError:
-        return None
-    read: Callable[[Any], int] = dict_version
-    return read
-
-
 @cache
 def dict_version_reader() -> Callable[[Any], int] | None:
     """A dict's version tag (PEP 509), read in C, where it behaves as :class:`DictVersions`
     needs: it changes whenever an entry is set to another object, added or removed, stays
     while the dict is unchanged, and differs between dicts (checked once per process); else
-    ``None``. (Python 3.12 and
-    later deprecate the tag, and a release may stop keeping it: the self-test then fails.)"""
-    read = _torch_dict_version()
-    if read is None:
+    ``None``. (Python 3.12 and later deprecate the tag, and a release may stop keeping it: the
+    self-test then fails.)"""
+    try:
+        from torch._C._dynamo.guards import dict_version
+    except ImportError:
         return None
+    read: Callable[[Any], int] = dict_version
     try:
         probe: dict[str, object] = defaultdict(dict, {"kept": object(), "edited": object()})
         seen = [read(probe)]
@@ -214,32 +205,29 @@ PLAIN_DICTS = (dict, defaultdict)
 
 
 class DictVersions:
-    """Whether some dicts are unchanged since they were last confirmed: each dict's version
-    tag, read in C (:func:`dict_version_reader`), against the tags read before that
-    confirmation. A step confirms that every state dict still holds the tensors its plan writes
-    (an identity comparison per tensor and key); while no state dict changed, one version read
-    per dict answers instead."""
+    """A check of some dicts' entries, answered again only when a dict changed: each dict's
+    version tag, read in C (:func:`dict_version_reader`), against the tags read before the
+    check last passed. A step confirms that every state dict still holds the tensors its plan
+    writes (an identity comparison per tensor and key); while no state dict changed, one
+    version read per dict answers instead."""
 
     def __init__(self, dicts: Sequence[object]) -> None:
         #: The dicts watched (held, so their tags stay theirs).
         self.dicts = list(dicts)
         plain = all(type(d) in PLAIN_DICTS for d in self.dicts)
         self._reader = dict_version_reader() if plain else None
-        self._confirmed: list[int] | None = None
+        self._passed: list[int] | None = None
 
-    def read(self) -> list[int] | None:
-        """The dicts' version tags, to pass to :meth:`confirm` once the dicts were checked in
-        full (read before that check, so that an edit during it shows at the next step);
-        ``None`` where tags cannot be read."""
-        return None if self._reader is None else list(map(self._reader, self.dicts))
-
-    def unchanged(self, versions: list[int] | None) -> bool:
-        """Whether ``versions`` (from :meth:`read`) are those last confirmed."""
-        return versions is not None and versions == self._confirmed
-
-    def confirm(self, versions: list[int] | None) -> None:
-        """Record ``versions``, read before a full check that passed."""
-        self._confirmed = versions
+    def holds(self, check: Callable[[], bool]) -> bool:
+        """``check()`` of the dicts, or True at once if no dict changed since it last passed.
+        The tags are read before the check, so that an edit during it shows next time."""
+        versions = None if self._reader is None else list(map(self._reader, self.dicts))
+        if versions is not None and versions == self._passed:
+            return True
+        if not check():
+            return False
+        self._passed = versions
+        return True
 
 
 class LayoutGuard:
