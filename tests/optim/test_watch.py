@@ -242,18 +242,10 @@ STATE_EDITS = {
 }
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.sampled_from(sorted(STATE_EDITS)), st.integers(0, 2), st.booleans()),
-        min_size=1,
-        max_size=6,
-    )
-)
-def test_state_dicts_edited_between_steps_are_stepped_as_torch_does(edits):
-    # A stale version path would write the replaced tensors, not those the state now holds.
+def _adam_beside_torch(shapes: list[tuple[int, ...]]):
+    """descend's fused Adam and torch.optim's on equal parameters, two steps taken, and the
+    function that steps both on equal random gradients."""
     torch.manual_seed(0)
-    shapes = [(7,), (3, 4), (5,)]
     mine = [torch.nn.Parameter(torch.randn(shape)) for shape in shapes]
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in mine]
     ours = descend.Adam(mine, lr=0.05, backend="fused")
@@ -268,6 +260,20 @@ def test_state_dicts_edited_between_steps_are_stepped_as_torch_does(edits):
 
     step_both()
     step_both()
+    return mine, theirs, ours, reference, step_both
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(sorted(STATE_EDITS)), st.integers(0, 2), st.booleans()),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_state_dicts_edited_between_steps_are_stepped_as_torch_does(edits):
+    # A stale version path would write the replaced tensors, not those the state now holds.
+    mine, theirs, ours, reference, step_both = _adam_beside_torch([(7,), (3, 4), (5,)])
     for name, index, whole_state_copied in edits:
         for optimizer, params in ((ours, mine), (reference, theirs)):
             state = optimizer.state[params[index]]
@@ -302,21 +308,7 @@ def test_unchanged_state_dicts_skip_the_identity_pass(monkeypatch):
 
 
 def test_an_optimizer_state_reassigned_is_followed_as_torch_follows_it():
-    torch.manual_seed(0)
-    mine = [torch.nn.Parameter(torch.randn(6)) for _ in range(2)]
-    theirs = [torch.nn.Parameter(p.detach().clone()) for p in mine]
-    ours = descend.Adam(mine, lr=0.05, backend="fused")
-    reference = torch.optim.Adam(theirs, lr=0.05)
-
-    def step_both() -> None:
-        for a, b in zip(mine, theirs, strict=True):
-            a.grad = torch.randn_like(a)
-            b.grad = a.grad.clone()
-        ours.step()
-        reference.step()
-
-    step_both()
-    step_both()
+    mine, theirs, ours, reference, step_both = _adam_beside_torch([(6,), (6,)])
     # A new mapping of the same state dicts, then one of them edited.
     for optimizer in (ours, reference):
         optimizer.state = defaultdict(dict, optimizer.state)
