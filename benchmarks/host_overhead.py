@@ -19,7 +19,14 @@ by nothing, from the first step on) on the ResNet-18-like list, GPT-2 small's 14
 built for Triton's interpreter, which the host part does not run. What Triton's own launches
 cost on a GPU comes on top. ``--smoke`` shrinks every tensor (same counts) for a quick check.
 
+``--cold`` empties the caches before every timed call (one pass over a buffer twice the size of
+a large last-level cache, untimed), as a step in training follows a backward pass that has
+streamed activations and gradients through them. Without it each call follows the one before
+and finds the tensors' metadata, the address tables and the Python objects a step reads still in
+cache, which flatters the host part: it reads several scattered objects per tensor.
+
     python benchmarks/host_overhead.py [--repeats N] [--layouts] [--executor triton] [--smoke]
+                                       [--cold]
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 if {"triton", "--executor=triton"} & set(sys.argv[1:]) and not torch.cuda.is_available():
@@ -108,33 +116,56 @@ def recorded_launches(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
     return run
 
 
+#: Bytes written to empty the caches (``--cold``): twice a 32 MiB last-level cache.
+EVICTION_BYTES = 64 << 20
+
+
+def cache_evictor(size: int = EVICTION_BYTES) -> Callable[[], None]:
+    """A function that writes every byte of a ``size``-byte buffer (NumPy, on the calling
+    thread: a torch op would wake torch's worker threads, which then spin beside the timed
+    call), pushing out of the caches whatever the timed call had left there."""
+    buffer = np.zeros(size, dtype=np.uint8)
+
+    def evict() -> None:
+        np.add(buffer, 1, out=buffer)
+
+    return evict
+
+
 def interleaved(
     functions: dict[str, Callable[[], object]],
     repeats: int,
     clock: Callable[[], float] = time.process_time,
+    before: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """Median seconds of each function on ``clock``, timed in rotating order."""
+    """Median seconds of each function on ``clock``, timed in rotating order (``before``, if
+    given, runs untimed ahead of every call)."""
     samples: dict[str, list[float]] = {name: [] for name in functions}
     names = list(functions)
     for round_index in range(repeats):
         for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
+            if before is not None:
+                before()
             start = clock()
             functions[name]()
             samples[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def layouts(repeats: int) -> None:
-    """Kernel time of Adam on 1000 x 1024 with packed and with interleaved slots."""
+def layouts(repeats: int, cold: bool = False) -> None:
+    """Kernel time of Adam on 1000 x 1024 with packed and with interleaved slots (``cold``:
+    the caches emptied before every call)."""
     shapes = [(1024,)] * 1000
     kept = {
         label: _optimizer(shapes, "Adam", torch_state)
         for label, torch_state in (("packed", False), ("interleaved (torch's)", True))
     }
     times = interleaved(
-        {label: recorded_launches(opt) for label, (opt, _) in kept.items()}, repeats
+        {label: recorded_launches(opt) for label, (opt, _) in kept.items()},
+        repeats,
+        before=cache_evictor() if cold else None,
     )
-    print("Kernel CPU time of Adam on 1000 x 1024, medians of interleaved rounds")
+    print(f"Kernel CPU time of Adam on 1000 x 1024, medians of interleaved rounds; {_caches(cold)}")
     print("| slots | kernel (ms) |")
     print("|---|---|")
     for label, seconds in times.items():
@@ -146,8 +177,16 @@ def _small(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(min(size, 8) for size in shape)
 
 
-def triton_host(repeats: int, smoke: bool) -> None:
-    """Host time of the Triton executor's step, its launches replaced by nothing."""
+def _caches(cold: bool) -> str:
+    """How a table's title says the caches stood before each timed call."""
+    if cold:
+        return "caches emptied before every call"
+    return "each call after the one before (caches warm)"
+
+
+def triton_host(repeats: int, smoke: bool, cold: bool = False) -> None:
+    """Host time of the Triton executor's step, its launches replaced by nothing (``cold``:
+    the caches emptied before every step)."""
     from step_speed_cuda import CASES as CUDA_CASES
 
     triton = get_executor("triton")
@@ -155,7 +194,7 @@ def triton_host(repeats: int, smoke: bool) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(
         f"Host part of the Triton executor's step on {device} tensors (launches replaced by "
-        "nothing), wall time, median of interleaved rounds"
+        f"nothing), wall time, median of interleaved rounds; {_caches(cold)}"
     )
     print("| case | optimizer | host part (ms) | host us per tensor |")
     print("|---|---|---|---|")
@@ -167,7 +206,8 @@ def triton_host(repeats: int, smoke: bool) -> None:
                 name: _optimizer(shapes, name, backend="triton", device=device)[0].step
                 for name in ("Adam", "SGD")
             }
-            times = interleaved(steps, repeats, time.perf_counter)
+            evict = cache_evictor() if cold else None
+            times = interleaved(steps, repeats, time.perf_counter, evict)
             for name, seconds in times.items():
                 print(
                     f"| {case} | {_label(name)} | {seconds * 1e3:.3f} | "
@@ -188,18 +228,22 @@ def main() -> None:
         help="the executor whose host part is timed (default fused)",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny tensors (--executor triton)")
+    parser.add_argument(
+        "--cold", action="store_true", help="empty the caches before every timed call"
+    )
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats} is invalid: expected a positive count")
     if args.layouts:
-        layouts(args.repeats)
+        layouts(args.repeats, args.cold)
         return
     if args.executor == "triton":
-        triton_host(args.repeats, args.smoke)
+        triton_host(args.repeats, args.smoke, args.cold)
         return
     fused = get_executor("fused")
     launch = type(fused).launch
-    print("CPU time of the process, medians of interleaved rounds")
+    print(f"CPU time of the process, medians of interleaved rounds; {_caches(args.cold)}")
+    evict = cache_evictor() if args.cold else None
     print(
         "| case | optimizer | full step (ms) | kernel (ms) | host part (ms) "
         "| host us per tensor | host share | torch.optim default (ms) |"
@@ -227,7 +271,7 @@ def main() -> None:
                 "kernel": recorded_launches(optimizer),
                 "torch": default.step,
             }
-            times = interleaved(functions, args.repeats)
+            times = interleaved(functions, args.repeats, before=evict)
             full, host, kernel = times["full"], times["host"], times["kernel"]
             print(
                 f"| {case} | {_label(name)} | {full * 1e3:.3f} | {kernel * 1e3:.3f} | "

@@ -375,10 +375,46 @@ def test_method_parity_refuses_an_unknown_test_file(method_parity, capsys):
     assert "test_nothing.py" in error and "test_soap.py" in error
 
 
+@pytest.fixture(scope="module")
+def host_overhead() -> ModuleType:
+    """benchmarks/host_overhead.py as a module (it imports step_speed from its own folder)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module("host_overhead")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_host_overhead_empties_the_caches_before_every_call_outside_its_timing(host_overhead):
+    """``--cold``: the eviction runs ahead of every timed call, between the clock reads of
+    the calls, never inside one; the medians are the calls' own ticks."""
+    events: list[str] = []
+    ticks = iter(range(100))
+
+    def clock() -> float:
+        events.append("clock")
+        return float(next(ticks))
+
+    functions = {"a": lambda: events.append("a"), "b": lambda: events.append("b")}
+    times = host_overhead.interleaved(functions, 3, clock, before=lambda: events.append("evict"))
+    order = ["a", "b", "b", "a", "a", "b"]  # rotated each round
+    assert events == [e for name in order for e in ("evict", "clock", name, "clock")]
+    assert times == {"a": 1.0, "b": 1.0}
+    events.clear()
+    host_overhead.interleaved(functions, 1, clock)
+    assert "evict" not in events
+
+
 @pytest.mark.slow
-def test_host_overhead_times_the_triton_host_part_of_every_case():
-    result = run_script("host_overhead.py", "--executor", "triton", "--smoke", "--repeats", "2")
+@pytest.mark.parametrize("cold", [False, True])
+def test_host_overhead_times_the_triton_host_part_of_every_case(cold):
+    flags = ["--cold"] if cold else []
+    result = run_script(
+        "host_overhead.py", "--executor", "triton", "--smoke", "--repeats", "2", *flags
+    )
     assert result.returncode == 0, result.stderr[-2000:]
+    title = result.stdout.splitlines()[0]
+    assert ("caches emptied before every call" in title) == cold, title
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
     rows = [[cell.strip() for cell in row] for row in rows if row[0].strip() != "case"]
     expected = {
