@@ -39,14 +39,20 @@ def run_script(name: str, *arguments: str, timeout: int = 600) -> subprocess.Com
     )
 
 
+def benchmark_module(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module (the scripts import their neighbours from
+    their own folder, so it is on the path while it loads)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
 @pytest.fixture(scope="module")
 def peer_speed() -> ModuleType:
     """benchmarks/peer_speed.py as a module (it imports step_speed from its own folder)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module("peer_speed")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return benchmark_module("peer_speed")
 
 
 class ClampedEpsAdam(torch.optim.Optimizer):
@@ -238,11 +244,7 @@ def test_matrix_step_time_smoke_run_prints_every_method_against_adamw():
 @pytest.fixture(scope="module")
 def state_precision_anchors() -> ModuleType:
     """benchmarks/state_precision_anchors.py as a module."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module("state_precision_anchors")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return benchmark_module("state_precision_anchors")
 
 
 @pytest.mark.slow  # the first torch.optim step in a process takes seconds
@@ -278,11 +280,7 @@ def test_state_precision_anchors_quick_run_has_every_format_and_matches_torch(tm
     """``--quick`` prints a row for every descend format; descend's float32 AdamW follows
     torch.optim.AdamW's loss curve to 1e-6 relative (the same math), while bf16 with
     round-to-nearest, the negative control, visibly does not; the JSON and PNG are written."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        formats = importlib.import_module("state_precision_anchors").DESCEND_FORMATS
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    formats = benchmark_module("state_precision_anchors").DESCEND_FORMATS
     completed = run_script(
         "state_precision_anchors.py",
         "--quick",
@@ -378,11 +376,7 @@ def test_method_parity_refuses_an_unknown_test_file(method_parity, capsys):
 @pytest.fixture(scope="module")
 def host_overhead() -> ModuleType:
     """benchmarks/host_overhead.py as a module (it imports step_speed from its own folder)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module("host_overhead")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    return benchmark_module("host_overhead")
 
 
 def test_host_overhead_empties_the_caches_before_every_call_outside_its_timing(host_overhead):
@@ -442,11 +436,7 @@ def test_the_format_table_says_what_each_format_costs_a_core(capsys, monkeypatch
     """The last columns of ``step_speed.py --formats``: one core's time per element (time x
     threads / elements) and the cores that work needs to run at the floor of the format's
     bytes (time x threads / floor)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        step_speed = importlib.import_module("step_speed")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    step_speed = benchmark_module("step_speed")
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
 
     class FixedBandwidth:
