@@ -120,10 +120,13 @@ def recorded_launches(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
 EVICTION_BYTES = 64 << 20
 
 
-def cache_evictor(size: int = EVICTION_BYTES) -> Callable[[], None]:
-    """A function that writes every byte of a ``size``-byte buffer (NumPy, on the calling
-    thread: a torch op would wake torch's worker threads, which then spin beside the timed
-    call), pushing out of the caches whatever the timed call had left there."""
+def cache_evictor(cold: bool, size: int = EVICTION_BYTES) -> Callable[[], None] | None:
+    """For ``cold`` runs, a function that writes every byte of a ``size``-byte buffer (NumPy,
+    on the calling thread: a torch op would wake torch's worker threads, which then spin
+    beside the timed call), pushing out of the caches whatever the timed call had left there;
+    ``None`` otherwise."""
+    if not cold:
+        return None
     buffer = np.zeros(size, dtype=np.uint8)
 
     def evict() -> None:
@@ -163,7 +166,7 @@ def layouts(repeats: int, cold: bool = False) -> None:
     times = interleaved(
         {label: recorded_launches(opt) for label, (opt, _) in kept.items()},
         repeats,
-        before=cache_evictor() if cold else None,
+        before=cache_evictor(cold),
     )
     print(f"Kernel CPU time of Adam on 1000 x 1024, medians of interleaved rounds; {_caches(cold)}")
     print("| slots | kernel (ms) |")
@@ -198,6 +201,7 @@ def triton_host(repeats: int, smoke: bool, cold: bool = False) -> None:
     )
     print("| case | optimizer | host part (ms) | host us per tensor |")
     print("|---|---|---|---|")
+    evict = cache_evictor(cold)
     type(triton).launch = lambda *arguments, **keywords: None  # type: ignore[method-assign]
     try:
         for case in ("ResNet-18 (62)", "GPT-2 124M (148)", "1000 x 1024"):
@@ -206,7 +210,6 @@ def triton_host(repeats: int, smoke: bool, cold: bool = False) -> None:
                 name: _optimizer(shapes, name, backend="triton", device=device)[0].step
                 for name in ("Adam", "SGD")
             }
-            evict = cache_evictor() if cold else None
             times = interleaved(steps, repeats, time.perf_counter, evict)
             for name, seconds in times.items():
                 print(
@@ -243,7 +246,7 @@ def main() -> None:
     fused = get_executor("fused")
     launch = type(fused).launch
     print(f"CPU time of the process, medians of interleaved rounds; {_caches(args.cold)}")
-    evict = cache_evictor() if args.cold else None
+    evict = cache_evictor(args.cold)
     print(
         "| case | optimizer | full step (ms) | kernel (ms) | host part (ms) "
         "| host us per tensor | host share | torch.optim default (ms) |"

@@ -4,7 +4,7 @@ how a hyperparameter's value (a number, a 0-d tensor or array) reaches a step as
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,17 +164,22 @@ def all_plain(values: Iterable[Any]) -> bool:
     return SCALAR_TYPES.issuperset(map(type, values))
 
 
-def plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`plain_value` of every value of a mapping, as a new dict (a plain copy where
-    :func:`all_plain`: the usual step)."""
+def _each_value(
+    values: Mapping[str, Any], convert: Callable[..., Any], *options: Any
+) -> dict[str, Any]:
+    """``convert(value, *options)`` of every value of a mapping, as a new dict: a plain copy
+    where :func:`all_plain` (the usual step), since neither conversion changes a plain
+    scalar."""
     if all_plain(values.values()):
         return dict(values)
-    return {name: plain_value(value) for name, value in values.items()}
+    return {name: convert(value, *options) for name, value in values.items()}
+
+
+def plain_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`plain_value` of every value of a mapping, as a new dict."""
+    return _each_value(values, plain_value)
 
 
 def step_inputs(values: Mapping[str, Any], differentiable: bool = False) -> dict[str, Any]:
-    """:func:`as_step_input` of every value of a mapping, as a new dict (a plain copy where
-    :func:`all_plain`: the usual step)."""
-    if all_plain(values.values()):
-        return dict(values)
-    return {name: as_step_input(value, differentiable) for name, value in values.items()}
+    """:func:`as_step_input` of every value of a mapping, as a new dict."""
+    return _each_value(values, as_step_input, differentiable)
